@@ -1,0 +1,556 @@
+//! One callback, end to end, independent of HTTP: verify the signature, parse the event, detect replays,
+//! decide the reply under the deadline, pass it through the gate, record everything.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::catalog::code;
+use crate::db::store::{CallbackOutcome, Claim, NewCallback};
+use crate::error::{new_reference, ApiError, RefusalRecord};
+use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
+use crate::redact::Masked;
+use crate::signature::{self, CallbackRequest};
+use crate::sources;
+use crate::svaml::Target;
+
+/// A callback request as received, reduced to what matters.
+#[derive(Debug, Clone)]
+pub struct InboundCallback {
+    /// HTTP method.
+    pub method: String,
+    /// Path as received (without query string).
+    pub path: String,
+    /// content-type header, verbatim.
+    pub content_type: Option<String>,
+    /// x-timestamp header, verbatim.
+    pub x_timestamp: Option<String>,
+    /// authorization header, verbatim.
+    pub authorization: Option<String>,
+    /// All headers (name, value), for refusal records; the signature is stripped before storing.
+    pub headers: Vec<(String, String)>,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// Raw body.
+    pub body: Vec<u8>,
+    /// When the first byte was handled.
+    pub started: Instant,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackReply {
+    /// HTTP status (200 for every accepted callback).
+    pub status: u16,
+    /// JSON body, None for an empty 200.
+    pub body: Option<Value>,
+    /// Reference of the recorded callback.
+    pub reference: String,
+    /// Event type (for logs).
+    pub event_type: String,
+    /// Call id (for logs).
+    pub callid: Option<String>,
+}
+
+/// Metric label for an event type: unknown values collapse into one label.
+fn event_label(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::Ice => "ice",
+        EventKind::Ace => "ace",
+        EventKind::Dice => "dice",
+        EventKind::Pie => "pie",
+        EventKind::Notify => "notify",
+        EventKind::Unknown(_) => "unknown",
+    }
+}
+
+fn target_of(kind: &EventKind) -> Option<Target> {
+    match kind {
+        EventKind::Ice => Some(Target::Ice),
+        EventKind::Ace => Some(Target::Ace),
+        EventKind::Pie => Some(Target::Pie),
+        _ => None,
+    }
+}
+
+/// Key of a byte-identical signed request: everything the signature covers, plus the signature.
+pub fn dedup_key(req: &InboundCallback) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        req.method.as_bytes(),
+        req.path.as_bytes(),
+        req.content_type.as_deref().unwrap_or("").as_bytes(),
+        req.x_timestamp.as_deref().unwrap_or("").as_bytes(),
+        req.authorization.as_deref().unwrap_or("").as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.update(&req.body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Headers as stored with a refusal: the signature part of authorization is removed.
+fn headers_without_signature(headers: &[(String, String)]) -> Value {
+    let map: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("authorization") {
+                match v.split_once(':') {
+                    Some((before, _)) => format!("{before}:[signature removed]"),
+                    None => "[removed]".to_owned(),
+                }
+            } else {
+                v.clone()
+            };
+            (k.to_ascii_lowercase(), Value::String(v))
+        })
+        .collect();
+    Value::Object(map)
+}
+
+fn elapsed_us(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Handles one callback. `Err` is an error envelope to answer with (already queued for recording).
+pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackReply, ApiError> {
+    let received_at = OffsetDateTime::now_utc();
+
+    // 1. Signature.
+    let signature_state = if state.config.verify_signatures {
+        let signed_path =
+            signature::signed_path(&req.path, state.config.public_path_prefix.as_deref());
+        let creq = CallbackRequest {
+            method: &req.method,
+            path: &signed_path,
+            content_type: req.content_type.as_deref(),
+            x_timestamp: req.x_timestamp.as_deref(),
+            authorization: req.authorization.as_deref(),
+            body: &req.body,
+        };
+        match signature::verify(&state.keys, &creq, received_at, &state.verify_policy) {
+            Ok(_) => "verified",
+            Err(refusal) => {
+                let reason = refusal.reason.as_str();
+                state
+                    .metrics
+                    .inc("svamlgate_signature_refusals_total", &[("reason", reason)]);
+                let err = ApiError::new(refusal.reason.error_code(), refusal.reason.message());
+                tracing::warn!(reference = %err.reference, reason, "callback refused");
+                let mut record = err.record();
+                record.method = Some(req.method.clone());
+                record.path = Some(req.path.clone());
+                record.remote_addr = req.remote_addr.clone();
+                record.refusal = Some(RefusalRecord {
+                    reason: reason.to_owned(),
+                    application_key: refusal.key.clone(),
+                    headers: headers_without_signature(&req.headers),
+                    body_sha256: signature::body_digest(&req.body),
+                    body_bytes: req.body.len(),
+                });
+                state.errors.record(record);
+                return Err(err.already_recorded());
+            }
+        }
+    } else {
+        "unverified"
+    };
+
+    // 2. Parse.
+    let id = Uuid::now_v7();
+    let reference = new_reference();
+    let parsed = parse_event(&req.body);
+    let mut new = NewCallback {
+        id,
+        reference: reference.clone(),
+        received_at,
+        event_type: String::new(),
+        event_known: false,
+        callid: None,
+        application_key: None,
+        event_timestamp: None,
+        raw_body: req.body.clone(),
+        body: None,
+        parse_warnings: None,
+        signature: signature_state,
+        dedup_key: Some(dedup_key(&req)),
+        remote_addr: req.remote_addr.clone(),
+        path: req.path.clone(),
+    };
+    let event = match parsed {
+        Ok(ev) => ev,
+        Err(e) => return Err(reject_unparseable(state, new, e, &req).await),
+    };
+    new.event_type = event.kind.as_str().to_owned();
+    new.event_known = !matches!(event.kind, EventKind::Unknown(_));
+    new.callid = event.callid.clone();
+    new.application_key = event.application_key.clone();
+    new.event_timestamp = event.timestamp;
+    new.body = Some(event.raw.clone());
+    if !event.warnings.is_empty() {
+        new.parse_warnings = serde_json::to_value(&event.warnings).ok();
+    }
+    let label = event_label(&event.kind);
+    let span = tracing::Span::current();
+    span.record("event", label);
+    span.record("reference", reference.as_str());
+    if let Some(c) = &event.callid {
+        span.record("callid", c.as_str());
+    }
+
+    // 3. Replays: a byte-identical signed request gets the stored reply and is never processed twice.
+    let mut recorded = true;
+    match state.store.claim_callback(&new).await {
+        Ok(Claim::New) => {}
+        Ok(Claim::Duplicate(original)) => {
+            return Ok(answer_duplicate(state, &new, &event, original, &req).await)
+        }
+        Err(e) => {
+            // The caller must still get an answer: process without duplicate protection, and say so.
+            recorded = false;
+            state
+                .metrics
+                .inc("svamlgate_record_failures_total", &[("kind", "callback")]);
+            tracing::error!(reference = %reference, error = %e, "could not record callback; answering anyway");
+        }
+    }
+
+    // 4. Decide and gate.
+    let mut outcome = CallbackOutcome {
+        http_status: 200,
+        reply_source: "none",
+        ..Default::default()
+    };
+    let mut body = None;
+    if let Some(target) = target_of(&event.kind) {
+        let deadline = state.config.deadline(label);
+        let remaining = deadline.saturating_sub(req.started.elapsed());
+        let decided =
+            tokio::time::timeout(remaining, sources::decide(state, &event, target, id)).await;
+        let decision = match decided {
+            Ok(d) => d,
+            Err(_) => sources::Decision::failed(
+                "deadline",
+                "reply source did not answer before the deadline",
+            ),
+        };
+        outcome.flow_id = decision.flow_id;
+        outcome.flow_version = decision.flow_version;
+        outcome.flow_node = decision.flow_node.clone();
+        outcome.route_id = decision.route_id;
+        let reply = match decision.candidate {
+            Ok(candidate) => {
+                let verdict = state.gate.pass(target, candidate.clone());
+                outcome.validation = serde_json::to_value(&verdict.report).ok();
+                if verdict.passed {
+                    state.metrics.inc(
+                        "svamlgate_gate_replies_total",
+                        &[("event", label), ("verdict", "passed")],
+                    );
+                    outcome.reply_source = decision.source;
+                } else {
+                    state.metrics.inc(
+                        "svamlgate_gate_replies_total",
+                        &[("event", label), ("verdict", "rejected")],
+                    );
+                    for v in verdict.report.errors() {
+                        state.metrics.inc(
+                            "svamlgate_gate_violations_total",
+                            &[("event", label), ("rule", v.code.as_str())],
+                        );
+                    }
+                    outcome.reply_source = "fallback";
+                    outcome.fallback_reason = Some("invalid".into());
+                    record_rejection(
+                        state,
+                        id,
+                        &reference,
+                        label,
+                        decision.source,
+                        Some(&candidate),
+                        None,
+                        &verdict.report,
+                        &req,
+                    );
+                }
+                verdict.reply
+            }
+            Err(failure) => {
+                outcome.reply_source = "fallback";
+                outcome.fallback_reason = Some(failure.reason.to_owned());
+                if let Some(raw) = &failure.raw_reply {
+                    let report = json!({"valid": false, "reason": failure.reason, "message": failure.message});
+                    record_rejection_value(
+                        state,
+                        id,
+                        &reference,
+                        label,
+                        decision.source,
+                        raw,
+                        &report,
+                        &req,
+                    );
+                }
+                tracing::warn!(reference = %reference, reason = failure.reason, message = %failure.message, "fallback reply sent");
+                state.gate.fallback(target).clone()
+            }
+        };
+        if let Some(reason) = &outcome.fallback_reason {
+            state.metrics.inc(
+                "svamlgate_fallbacks_total",
+                &[("event", label), ("reason", reason.as_str())],
+            );
+        }
+        body = Some(reply.clone());
+        outcome.reply = Some(reply);
+        state.metrics.observe(
+            "svamlgate_reply_duration_seconds",
+            &[("event", label), ("source", outcome.reply_source)],
+            req.started.elapsed(),
+        );
+    } else if matches!(event.kind, EventKind::Unknown(_)) {
+        tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
+    } else {
+        sources::observe_final(state, &event).await;
+    }
+
+    // 5. Record the outcome.
+    outcome.latency_us = elapsed_us(req.started);
+    if recorded {
+        if let Err(e) = state.store.finish_callback(id, &outcome).await {
+            state
+                .metrics
+                .inc("svamlgate_record_failures_total", &[("kind", "outcome")]);
+            tracing::error!(reference = %reference, error = %e, "could not record the reply");
+        }
+    }
+    let outcome_label = if new.event_known {
+        outcome.reply_source
+    } else {
+        "unknown_event"
+    };
+    state.metrics.inc(
+        "svamlgate_callbacks_total",
+        &[("event", label), ("outcome", outcome_label)],
+    );
+    tracing::info!(
+        reference = %reference,
+        caller = %Masked(event.caller().unwrap_or("")),
+        source = outcome.reply_source,
+        latency_us = outcome.latency_us,
+        "callback answered"
+    );
+    Ok(CallbackReply {
+        status: 200,
+        body,
+        reference,
+        event_type: new.event_type,
+        callid: event.callid,
+    })
+}
+
+async fn answer_duplicate(
+    state: &AppState,
+    new: &NewCallback,
+    event: &ParsedEvent,
+    original: Box<crate::db::store::StoredCallback>,
+    req: &InboundCallback,
+) -> CallbackReply {
+    let mut original = *original;
+    let label = event_label(&event.kind);
+    state.metrics.inc("svamlgate_duplicates_total", &[]);
+    // The original may still be in flight: wait for its reply, within this event's deadline.
+    let deadline = state.config.deadline(label);
+    while original.http_status.is_none() && req.started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match state
+            .store
+            .original_by_dedup_key(new.dedup_key.as_deref().unwrap_or(""))
+            .await
+        {
+            Ok(Some(o)) => original = o,
+            _ => break,
+        }
+    }
+    let (status, reply) = match (original.http_status, &original.reply) {
+        (Some(s), reply) => (u16::try_from(s).unwrap_or(200), reply.clone()),
+        (None, _) => (
+            200,
+            target_of(&event.kind).map(|t| state.gate.fallback(t).clone()),
+        ),
+    };
+    let outcome = CallbackOutcome {
+        http_status: status,
+        reply: reply.clone(),
+        reply_source: "duplicate",
+        latency_us: elapsed_us(req.started),
+        ..Default::default()
+    };
+    if let Err(e) = state
+        .store
+        .record_duplicate(new, original.id, &outcome)
+        .await
+    {
+        state
+            .metrics
+            .inc("svamlgate_record_failures_total", &[("kind", "duplicate")]);
+        tracing::error!(error = %e, "could not record duplicate");
+    }
+    tracing::info!(reference = %new.reference, original = %original.reference, "duplicate callback answered with the stored reply");
+    CallbackReply {
+        status,
+        body: reply,
+        reference: new.reference.clone(),
+        event_type: new.event_type.clone(),
+        callid: new.callid.clone(),
+    }
+}
+
+async fn reject_unparseable(
+    state: &AppState,
+    mut new: NewCallback,
+    e: EventError,
+    req: &InboundCallback,
+) -> ApiError {
+    let code = match e {
+        EventError::MissingEvent => code::MISSING_PARAMETER,
+        _ => code::INVALID_REQUEST,
+    };
+    let err = ApiError::new(code, e.to_string()).with_reference(new.reference.clone());
+    state.metrics.inc(
+        "svamlgate_callbacks_total",
+        &[("event", "invalid"), ("outcome", "rejected")],
+    );
+    new.dedup_key = None;
+    let mut record = err.record();
+    record.method = Some(req.method.clone());
+    record.path = Some(req.path.clone());
+    record.remote_addr = req.remote_addr.clone();
+    match state.store.claim_callback(&new).await {
+        Ok(_) => {
+            let outcome = CallbackOutcome {
+                http_status: err.http_status(),
+                reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
+                reply_source: "error",
+                latency_us: elapsed_us(req.started),
+                ..Default::default()
+            };
+            let _ = state.store.finish_callback(new.id, &outcome).await;
+            record.callback_id = Some(new.id);
+        }
+        Err(db) => tracing::error!(error = %db, "could not record rejected callback"),
+    }
+    state.errors.record(record);
+    err.already_recorded()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_rejection(
+    state: &AppState,
+    callback_id: Uuid,
+    reference: &str,
+    label: &str,
+    source: &str,
+    reply: Option<&Value>,
+    raw: Option<&str>,
+    report: &crate::svaml::Report,
+    req: &InboundCallback,
+) {
+    let report = serde_json::to_value(report).unwrap_or(Value::Null);
+    let err = ApiError::new(
+        code::INVALID_CALLBACK_RESPONSE,
+        format!(
+            "The {label} reply from {source} was not valid SVAML; the fallback was sent instead"
+        ),
+    )
+    .with_detail(json!({"report": report}));
+    let mut record = err.record();
+    record.method = Some(req.method.clone());
+    record.path = Some(req.path.clone());
+    record.callback_id = Some(callback_id);
+    tracing::warn!(reference = %err.reference, callback = %reference, source, "reply rejected by the gate");
+    let store = state.store.clone();
+    let sink = state.errors.clone();
+    let (ev, src, reply, raw) = (
+        label.to_owned(),
+        source.to_owned(),
+        reply.cloned(),
+        raw.map(str::to_owned),
+    );
+    let err_ref = err.reference.clone();
+    // The error row must exist before the rejected_replies row that references it.
+    tokio::spawn(async move {
+        if let Err(e) = store.record_error(&record).await {
+            tracing::error!(error = %e, "could not record rejection error; queueing");
+            sink.record(record);
+            return;
+        }
+        if let Err(e) = store
+            .record_rejected_reply(
+                callback_id,
+                &err_ref,
+                &ev,
+                &src,
+                reply.as_ref(),
+                raw.as_deref(),
+                &report,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not record rejected reply");
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_rejection_value(
+    state: &AppState,
+    callback_id: Uuid,
+    reference: &str,
+    label: &str,
+    source: &str,
+    raw: &str,
+    report: &Value,
+    req: &InboundCallback,
+) {
+    let parsed: Option<Value> = serde_json::from_str(raw).ok();
+    let report_owned = report.clone();
+    let err = ApiError::new(
+        code::INVALID_CALLBACK_RESPONSE,
+        format!("The {label} reply from {source} could not be used; the fallback was sent instead"),
+    )
+    .with_detail(json!({"report": report_owned}));
+    let mut record = err.record();
+    record.method = Some(req.method.clone());
+    record.path = Some(req.path.clone());
+    record.callback_id = Some(callback_id);
+    tracing::warn!(reference = %err.reference, callback = %reference, source, "reply rejected");
+    let store = state.store.clone();
+    let (ev, src) = (label.to_owned(), source.to_owned());
+    let raw = if parsed.is_some() {
+        None
+    } else {
+        Some(raw.chars().take(65_536).collect::<String>())
+    };
+    let err_ref = err.reference.clone();
+    tokio::spawn(async move {
+        if store.record_error(&record).await.is_ok() {
+            let _ = store
+                .record_rejected_reply(
+                    callback_id,
+                    &err_ref,
+                    &ev,
+                    &src,
+                    parsed.as_ref(),
+                    raw.as_deref(),
+                    &report_owned,
+                )
+                .await;
+        }
+    });
+}

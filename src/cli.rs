@@ -1,0 +1,247 @@
+//! The command line: `serve` (the default), `migrate`, `validate` and `sign`.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::AppState;
+use crate::config::{DatabaseArgs, LogFormat, Secret, ServeArgs};
+use crate::db::store::Store;
+use crate::db::Database;
+use crate::signature::{self, AppCredential};
+use crate::svaml::{Mode, Target, Validator};
+
+/// Sinch Voice callback gateway.
+#[derive(Debug, Parser)]
+#[command(name = "svamlgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve callbacks and the admin API (the default).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Validate an SVAML document for an event; exit 0 valid, 1 invalid, 2 unreadable or not JSON.
+    Validate(ValidateArgs),
+    /// Sign a callback body as Sinch does; print the headers, or send it and print the reply.
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Event the document replies to: ice, ace, pie, or manage (the Calls API manage-call body).
+    #[arg(long)]
+    event: Target,
+    /// Unknown properties are errors, not warnings.
+    #[arg(long)]
+    strict: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// File to read, or - for standard input.
+    file: String,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// Application key.
+    #[arg(long, env = "SINCH_APPLICATION_KEY")]
+    key: String,
+    /// Application secret (base64).
+    #[arg(long, env = "SINCH_APPLICATION_SECRET", hide_env_values = true)]
+    secret: Secret,
+    /// Path Sinch signs (the callback path of the URL).
+    #[arg(long, default_value = "/sinch/callback")]
+    path: String,
+    /// x-timestamp to sign (default: now).
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// content-type to sign and send.
+    #[arg(long, default_value = "application/json; charset=utf-8")]
+    content_type: String,
+    /// Send the signed request to this base URL (e.g. http://127.0.0.1:8080) and print the reply.
+    #[arg(long)]
+    send: Option<String>,
+    /// Body file, or - for standard input.
+    file: String,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or_else(|| {
+        // A bare `svamlgate` is `svamlgate serve`, with settings from the environment.
+        match Cli::try_parse_from(["svamlgate", "serve"]) {
+            Ok(Cli { command: Some(c) }) => c,
+            _ => Command::Serve(Box::new(ServeArgs::for_tests())),
+        }
+    });
+    match command {
+        Command::Serve(args) => report(run_async(serve(*args))),
+        Command::Migrate(args) => report(run_async(migrate(args))),
+        Command::Validate(args) => validate(args),
+        Command::Sign(args) => report(run_async(sign(args))),
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(f)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("svamlgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.log_format);
+    let validator = Arc::new(Validator::new().context("compiling the SVAML schemas")?);
+    let db = Database::connect(&args.db).await?;
+    db.migrate().await?;
+    let listener =
+        TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let state = match AppState::build(args, Store::new(db.pool.clone()), validator) {
+        Ok(s) => s,
+        Err(e) => {
+            db.shutdown().await;
+            return Err(e);
+        }
+    };
+    let callback_path = state.config.callback_path.clone();
+    let server = crate::http::serve(actix_web::web::Data::new(state), listener)?;
+    tracing::info!(%addr, callback = %callback_path, "svamlgate listening");
+    let result = server.await;
+    tracing::info!("shutting down");
+    db.shutdown().await;
+    result.context("HTTP server")
+}
+
+async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(LogFormat::Text);
+    let db = Database::connect(&args).await?;
+    let result = db.migrate().await;
+    db.shutdown().await;
+    result?;
+    println!("migrations applied");
+    Ok(())
+}
+
+fn read_input(file: &str) -> std::io::Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(PathBuf::from(file))
+    }
+}
+
+fn validate(args: ValidateArgs) -> ExitCode {
+    let bytes = match read_input(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("svamlgate: cannot read {}: {e}", args.file);
+            return ExitCode::from(2);
+        }
+    };
+    let doc: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("svamlgate: {} is not JSON: {e}", args.file);
+            return ExitCode::from(2);
+        }
+    };
+    let validator = match Validator::new() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("svamlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mode = if args.strict {
+        Mode::Strict
+    } else {
+        Mode::Normal
+    };
+    let report = validator.check(args.event, &doc, mode);
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("svamlgate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("{report}");
+    }
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let body = read_input(&args.file).with_context(|| format!("reading {}", args.file))?;
+    let cred =
+        AppCredential::new(&args.key, args.secret.expose()).context("invalid key or secret")?;
+    let timestamp = args
+        .timestamp
+        .clone()
+        .unwrap_or_else(|| signature::format_timestamp(time::OffsetDateTime::now_utc()));
+    let authorization = signature::sign(
+        &cred,
+        "POST",
+        &args.path,
+        Some(&args.content_type),
+        &timestamp,
+        &body,
+    );
+    let Some(base) = args.send else {
+        println!("authorization: {authorization}");
+        println!("x-timestamp: {timestamp}");
+        println!("content-type: {}", args.content_type);
+        println!("content-md5: {}", signature::content_md5(&body));
+        return Ok(());
+    };
+    let url = format!("{}{}", base.trim_end_matches('/'), args.path);
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .finish();
+    let mut res = client
+        .post(&url)
+        .insert_header(("authorization", authorization))
+        .insert_header(("x-timestamp", timestamp))
+        .insert_header(("content-type", args.content_type))
+        .send_body(body)
+        .await
+        .map_err(|e| anyhow::anyhow!("sending to {url}: {e}"))?;
+    let text = res
+        .body()
+        .limit(1 << 20)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the reply: {e}"))?;
+    println!("HTTP {}", res.status());
+    for (k, v) in res.headers() {
+        println!("{k}: {}", v.to_str().unwrap_or("?"));
+    }
+    println!();
+    println!("{}", String::from_utf8_lossy(&text));
+    Ok(())
+}

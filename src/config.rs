@@ -1,0 +1,244 @@
+//! Configuration: one struct, from command-line flags and environment variables (one name per setting),
+//! validated at start. Secrets live in [`Secret`], which never prints its value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// A secret string (admin token, application secret, database password). `Debug` and `Display` print
+/// `[redacted]`; the value is reachable only through [`Secret::expose`].
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret value. Call sites are easy to audit with `grep expose`.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the database comes from.
+#[derive(Clone, Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL. When unset, svamlgate runs its own local cluster in `--data-dir`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Directory for the embedded PostgreSQL cluster (used only without DATABASE_URL).
+    #[arg(long, env = "SVAMLGATE_DATA_DIR", default_value = ".svamlgate")]
+    pub data_dir: PathBuf,
+
+    /// Directory holding initdb and postgres; default: PATH, then /usr/lib/postgresql/*/bin.
+    #[arg(long, env = "SVAMLGATE_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+
+    /// Maximum connections in the pool.
+    #[arg(long, env = "SVAMLGATE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// Everything `svamlgate serve` needs.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SVAMLGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    /// Path Sinch POSTs callbacks to (the signature covers it).
+    #[arg(
+        long,
+        env = "SVAMLGATE_CALLBACK_PATH",
+        default_value = "/sinch/callback"
+    )]
+    pub callback_path: String,
+
+    /// Public path prefix removed by a reverse proxy before requests reach svamlgate; it is put back
+    /// in front of the path before signatures are checked.
+    #[arg(long, env = "SVAMLGATE_PUBLIC_PATH_PREFIX")]
+    pub public_path_prefix: Option<String>,
+
+    /// Sinch application key (one pair; use SINCH_APPLICATIONS for several).
+    #[arg(long, env = "SINCH_APPLICATION_KEY")]
+    pub application_key: Option<String>,
+
+    /// Sinch application secret (base64, as shown in the Sinch dashboard).
+    #[arg(long, env = "SINCH_APPLICATION_SECRET", hide_env_values = true)]
+    pub application_secret: Option<Secret>,
+
+    /// Several key:secret pairs separated by commas, for key rotation.
+    #[arg(long, env = "SINCH_APPLICATIONS", hide_env_values = true)]
+    pub applications: Option<Secret>,
+
+    /// Verify callback signatures. Only for local development may this be false.
+    #[arg(long, env = "SVAMLGATE_VERIFY_SIGNATURES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify_signatures: bool,
+
+    /// Accepted clock skew of x-timestamp, in seconds, both directions.
+    #[arg(long, env = "SVAMLGATE_TIMESTAMP_WINDOW_SECS", default_value_t = 300)]
+    pub timestamp_window_secs: u64,
+
+    /// Accept `Basic key:secret` authorization on callbacks (Sinch's Node SDK does; off by default).
+    #[arg(long, env = "SVAMLGATE_ALLOW_BASIC_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_basic_auth: bool,
+
+    /// Bearer token of the admin API; without it the admin API answers that it is disabled.
+    #[arg(long, env = "SVAMLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "SVAMLGATE_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Reply deadline for ICE, in milliseconds: the fallback goes out before it.
+    #[arg(long, env = "SVAMLGATE_DEADLINE_ICE_MS", default_value_t = 1500)]
+    pub deadline_ice_ms: u64,
+
+    /// Reply deadline for ACE, in milliseconds.
+    #[arg(long, env = "SVAMLGATE_DEADLINE_ACE_MS", default_value_t = 1500)]
+    pub deadline_ace_ms: u64,
+
+    /// Reply deadline for PIE, in milliseconds.
+    #[arg(long, env = "SVAMLGATE_DEADLINE_PIE_MS", default_value_t = 1500)]
+    pub deadline_pie_ms: u64,
+
+    /// Gate in strict mode: unknown properties in a reply are errors, not warnings.
+    #[arg(long, env = "SVAMLGATE_STRICT_REPLIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub strict_replies: bool,
+
+    /// Reply to ICE when no route matches (SVAML JSON, or @path to a file).
+    #[arg(long, env = "SVAMLGATE_DEFAULT_ICE")]
+    pub default_ice: Option<String>,
+    /// Reply to ACE when no route matches (SVAML JSON, or @path).
+    #[arg(long, env = "SVAMLGATE_DEFAULT_ACE")]
+    pub default_ace: Option<String>,
+    /// Reply to PIE when no route matches (SVAML JSON, or @path).
+    #[arg(long, env = "SVAMLGATE_DEFAULT_PIE")]
+    pub default_pie: Option<String>,
+
+    /// Fallback reply to ICE when the decided reply is invalid, late or failed (SVAML JSON, or @path).
+    #[arg(long, env = "SVAMLGATE_FALLBACK_ICE")]
+    pub fallback_ice: Option<String>,
+    /// Fallback reply to ACE (SVAML JSON, or @path).
+    #[arg(long, env = "SVAMLGATE_FALLBACK_ACE")]
+    pub fallback_ace: Option<String>,
+    /// Fallback reply to PIE (SVAML JSON, or @path).
+    #[arg(long, env = "SVAMLGATE_FALLBACK_PIE")]
+    pub fallback_pie: Option<String>,
+
+    /// Log format: text or json.
+    #[arg(long, env = "SVAMLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds to let in-flight requests finish on shutdown.
+    #[arg(long, env = "SVAMLGATE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Worker threads of the HTTP server (default: number of cores).
+    #[arg(long, env = "SVAMLGATE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The reply deadline for an event that expects SVAML.
+    pub fn deadline(&self, event: &str) -> Duration {
+        let ms = match event {
+            "ace" => self.deadline_ace_ms,
+            "pie" => self.deadline_pie_ms,
+            _ => self.deadline_ice_ms,
+        };
+        Duration::from_millis(ms)
+    }
+
+    /// Configuration for tests and embedding: defaults everywhere, listening on a random local port.
+    pub fn for_tests() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        // Parse an empty command line without reading the environment of the test process.
+        let mut serve = Wrapper::parse_from(["svamlgate"]).serve;
+        serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        serve.db.database_url = None;
+        serve.application_key = None;
+        serve.application_secret = None;
+        serve.applications = None;
+        serve.admin_token = None;
+        serve.verify_signatures = true;
+        serve
+    }
+}
+
+/// Reads a setting that is either inline JSON or `@path/to/file.json`.
+pub fn read_inline_or_file(value: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))
+        }
+        None => Ok(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn deadlines_per_event() {
+        let mut c = ServeArgs::for_tests();
+        c.deadline_ace_ms = 10;
+        assert_eq!(c.deadline("ace"), Duration::from_millis(10));
+        assert_eq!(c.deadline("ice"), Duration::from_millis(1500));
+    }
+}

@@ -1,0 +1,371 @@
+//! A private PostgreSQL cluster run from the installed server binaries, for when no `DATABASE_URL` is
+//! given: persistent (the service's `.svamlgate/pg`, reused across starts) or throwaway (tests).
+//!
+//! The postmaster is a child process of svamlgate, reachable only on 127.0.0.1 on a port chosen at start,
+//! with password authentication (a random password kept beside the data directory, mode 0600) and no
+//! Unix socket. It is asked to stop (fast shutdown) when the [`Cluster`] is stopped or dropped, and the
+//! kernel kills it if svamlgate dies without stopping it (`PR_SET_PDEATHSIG`), so no stray server is left.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+const PG_USER: &str = "svamlgate";
+
+/// A running private cluster.
+pub struct Cluster {
+    url: String,
+    stop_tx: Option<mpsc::Sender<()>>,
+    done_rx: Option<mpsc::Receiver<()>>,
+    temp_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+/// Finds the directory holding `initdb` and `postgres`: the configured one, else PATH, else the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let has_bins = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    if let Some(d) = configured {
+        if has_bins(d) {
+            return Ok(d.to_path_buf());
+        }
+        bail!(
+            "SVAMLGATE_PG_BIN_DIR={} does not contain initdb and postgres",
+            d.display()
+        );
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            if has_bins(&d) {
+                return Ok(d);
+            }
+        }
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_bins(&bin).then_some((version, bin))
+        })
+        .collect();
+    candidates.sort();
+    candidates.pop().map(|(_, d)| d).ok_or_else(|| {
+        anyhow!(
+            "no database: DATABASE_URL is not set and no PostgreSQL server binaries (initdb, postgres) \
+             were found on PATH or in /usr/lib/postgresql/*/bin. Either set DATABASE_URL=postgres://… \
+             or install the server (Debian/Ubuntu: apt-get install postgresql), or point \
+             SVAMLGATE_PG_BIN_DIR at its bin directory."
+        )
+    })
+}
+
+/// The account the server runs as: ourselves, or `postgres` when we are root (PostgreSQL refuses root).
+fn server_account() -> anyhow::Result<Option<(u32, u32)>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new("postgres").map_err(|e| anyhow!(e))?;
+    // SAFETY: name is a valid NUL-terminated string; the returned pointer is read immediately.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!(
+            "running as root, and PostgreSQL refuses to run as root, but there is no 'postgres' user \
+             to run the embedded cluster as; create one or set DATABASE_URL"
+        );
+    }
+    // SAFETY: pw is non-null and points to a passwd struct owned by libc.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Ok(Some((uid, gid)))
+}
+
+fn chown(path: &Path, account: Option<(u32, u32)>) -> anyhow::Result<()> {
+    if let Some((uid, gid)) = account {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn command(bin: &Path, account: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(bin);
+    if let Some((uid, gid)) = account {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env_remove("PGDATA").env("LC_ALL", "C");
+    cmd
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn random_password() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Cluster {
+    /// Starts (initialising on first use) a persistent cluster in `<dir>/pg`.
+    pub async fn start_persistent(dir: &Path, bin_dir: Option<&Path>) -> anyhow::Result<Cluster> {
+        let dir = std::path::absolute(dir).context("resolving the data directory")?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Self::start(&dir, bin_dir, false).await
+    }
+
+    /// Starts a throwaway cluster in a new temporary directory, removed when the cluster stops.
+    pub async fn start_temporary(bin_dir: Option<&Path>) -> anyhow::Result<Cluster> {
+        remove_stale_temporary_clusters();
+        let dir =
+            std::env::temp_dir().join(format!("svamlgate-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let mut c = Self::start(&dir, bin_dir, true).await?;
+        c.temp_dir = Some(dir);
+        Ok(c)
+    }
+
+    async fn start(dir: &Path, bin_dir: Option<&Path>, fsync_off: bool) -> anyhow::Result<Cluster> {
+        let bins = find_bin_dir(bin_dir)?;
+        let account = server_account()?;
+        let data = dir.join("pg");
+        let pw_file = dir.join("pg-password");
+        chown(dir, account)?;
+
+        if !data.join("PG_VERSION").is_file() {
+            let password = random_password();
+            std::fs::write(&pw_file, &password).context("writing the cluster password file")?;
+            std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600))?;
+            chown(&pw_file, account)?;
+            let out = command(&bins.join("initdb"), account)
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    PG_USER,
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ])
+                .arg(format!("--pwfile={}", pw_file.display()))
+                .stdin(Stdio::null())
+                .output()
+                .context("running initdb")?;
+            if !out.status.success() {
+                bail!(
+                    "initdb failed in {}: {}",
+                    data.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        let password = std::fs::read_to_string(&pw_file)
+            .with_context(|| format!("reading {}", pw_file.display()))?
+            .trim()
+            .to_owned();
+
+        let port = free_port()?;
+        let log_path = dir.join("postgres.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        chown(&log_path, account)?;
+        let mut cmd = command(&bins.join("postgres"), account);
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string()])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+            ])
+            .args(["-c", "max_connections=200"]);
+        if fsync_off {
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the server if the
+        // thread that spawned it (the supervisor thread below, alive for the whole process) ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+
+        // The supervisor thread owns the child for its whole life, so PDEATHSIG fires only when the
+        // process ends, not when some short-lived thread that happened to start the server ends.
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<u32>>();
+        std::thread::Builder::new()
+            .name("svamlgate-postgres".into())
+            .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx))?;
+        spawned_rx
+            .recv()
+            .map_err(|_| anyhow!("postgres supervisor ended"))?
+            .context("starting postgres")?;
+
+        let url = format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres");
+        let cluster = Cluster {
+            url,
+            stop_tx: Some(stop_tx),
+            done_rx: Some(done_rx),
+            temp_dir: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if try_connect(&cluster.url).await {
+                break;
+            }
+            if let Some(rx) = &cluster.done_rx {
+                if rx.try_recv().is_ok() {
+                    bail!(
+                        "postgres exited during start; see {}: {}",
+                        log_path.display(),
+                        tail(&log_path)
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "postgres did not accept connections within 60 s; see {}",
+                    log_path.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(cluster)
+    }
+
+    /// Connection URL (contains the password: never log it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the server (fast shutdown: open transactions are rolled back, data is flushed) and waits.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop_tx.take() {
+            let _ = tx.send(());
+            if let Some(rx) = self.done_rx.take() {
+                let _ = rx.recv_timeout(Duration::from_secs(30));
+            }
+        }
+        if let Some(dir) = self.temp_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Removes throwaway clusters of earlier runs whose server is gone (no postmaster.pid left).
+fn remove_stale_temporary_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_ours = name
+            .to_str()
+            .is_some_and(|n| n.starts_with("svamlgate-pg-"));
+        let path = e.path();
+        if is_ours
+            && path.join("pg/PG_VERSION").exists()
+            && !path.join("pg/postmaster.pid").exists()
+        {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+async fn try_connect(url: &str) -> bool {
+    use sqlx::Connection;
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), sqlx::PgConnection::connect(url)).await,
+        Ok(Ok(_))
+    )
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+fn supervise(
+    mut cmd: Command,
+    stop_rx: mpsc::Receiver<()>,
+    done_tx: mpsc::Sender<()>,
+    spawned_tx: mpsc::Sender<std::io::Result<u32>>,
+) {
+    let mut child: Child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = spawned_tx.send(Err(e));
+            return;
+        }
+    };
+    let _ = spawned_tx.send(Ok(child.id()));
+    loop {
+        match stop_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    // SIGINT = fast shutdown.
+                    // SAFETY: pid is our own child's pid.
+                    unsafe { libc::kill(pid, libc::SIGINT) };
+                }
+                let deadline = Instant::now() + Duration::from_secs(25);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        let _ = done_tx.send(());
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = done_tx.send(());
+                return;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(_)) = child.try_wait() {
+                    let _ = done_tx.send(());
+                    // Keep the thread alive until asked to stop so PDEATHSIG semantics stay simple.
+                    let _ = stop_rx.recv();
+                    return;
+                }
+            }
+        }
+    }
+}

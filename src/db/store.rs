@@ -1,0 +1,488 @@
+//! The narrow storage interface: every read and write svamlgate makes, in one place, so that a batching
+//! or spooling writer can replace it later without touching the request path.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::ErrorRecord;
+
+/// Handle to the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+/// A callback as first recorded, before its reply is known.
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    /// Row id (UUIDv7).
+    pub id: Uuid,
+    /// Reference id.
+    pub reference: String,
+    /// Arrival time.
+    pub received_at: OffsetDateTime,
+    /// Event type as sent (lower-case), or "" when unparseable.
+    pub event_type: String,
+    /// Whether the event type is one of the five.
+    pub event_known: bool,
+    /// Call id.
+    pub callid: Option<String>,
+    /// Application key.
+    pub application_key: Option<String>,
+    /// Event timestamp.
+    pub event_timestamp: Option<OffsetDateTime>,
+    /// Raw body.
+    pub raw_body: Vec<u8>,
+    /// Parsed body.
+    pub body: Option<Value>,
+    /// Parse warnings.
+    pub parse_warnings: Option<Value>,
+    /// "verified" or "unverified".
+    pub signature: &'static str,
+    /// Duplicate-detection key.
+    pub dedup_key: Option<String>,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// Request path.
+    pub path: String,
+}
+
+/// How a callback was answered.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackOutcome {
+    /// HTTP status.
+    pub http_status: u16,
+    /// Reply body (SVAML) when not empty.
+    pub reply: Option<Value>,
+    /// What produced the reply.
+    pub reply_source: &'static str,
+    /// Why a fallback went out.
+    pub fallback_reason: Option<String>,
+    /// Gate report of what went out.
+    pub validation: Option<Value>,
+    /// Handling latency.
+    pub latency_us: i64,
+    /// Flow that produced it.
+    pub flow_id: Option<i64>,
+    /// Flow version.
+    pub flow_version: Option<i32>,
+    /// Flow node.
+    pub flow_node: Option<String>,
+    /// Route chosen.
+    pub route_id: Option<i64>,
+}
+
+/// Result of trying to record a callback first seen.
+#[derive(Debug)]
+pub enum Claim {
+    /// First time seen: process it.
+    New,
+    /// Seen before: the original (its outcome may still be pending if it is in flight).
+    Duplicate(Box<StoredCallback>),
+}
+
+/// A callback row as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredCallback {
+    /// Row id.
+    pub id: Uuid,
+    /// Reference.
+    pub reference: String,
+    /// Arrival time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Event type.
+    pub event_type: String,
+    /// Known event type.
+    pub event_known: bool,
+    /// Call id.
+    pub callid: Option<String>,
+    /// Application key.
+    pub application_key: Option<String>,
+    /// verified / unverified.
+    pub signature: String,
+    /// Original of a duplicate.
+    pub duplicate_of: Option<Uuid>,
+    /// HTTP status answered (None while in flight).
+    pub http_status: Option<i16>,
+    /// Reply sent.
+    pub reply: Option<Value>,
+    /// Source of the reply.
+    pub reply_source: Option<String>,
+    /// Why a fallback went out.
+    pub fallback_reason: Option<String>,
+    /// Gate report.
+    pub validation: Option<Value>,
+    /// Latency in µs.
+    pub latency_us: Option<i64>,
+    /// Parsed body.
+    pub body: Option<Value>,
+    /// Parse warnings.
+    pub parse_warnings: Option<Value>,
+    /// Flow id.
+    pub flow_id: Option<i64>,
+    /// Flow version.
+    pub flow_version: Option<i32>,
+    /// Flow node.
+    pub flow_node: Option<String>,
+    /// Route id.
+    pub route_id: Option<i64>,
+}
+
+/// An error row (with its refusal, if it was one).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredError {
+    /// Reference.
+    pub reference: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// Sinch code.
+    pub error_code: i32,
+    /// HTTP status.
+    pub http_status: i16,
+    /// Status line.
+    pub status: String,
+    /// Message sent.
+    pub message: String,
+    /// Method.
+    pub method: Option<String>,
+    /// Path.
+    pub path: Option<String>,
+    /// Peer.
+    pub remote_addr: Option<String>,
+    /// Callback row.
+    pub callback_id: Option<Uuid>,
+    /// Internal detail.
+    pub detail: Option<Value>,
+    /// Refusal details, for signature refusals.
+    pub refusal: Option<Value>,
+}
+
+/// Filter of `GET /admin/events`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Call id.
+    pub callid: Option<String>,
+    /// Received at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Only rows older than this id (paging cursor).
+    pub before: Option<Uuid>,
+    /// Page size.
+    pub limit: i64,
+}
+
+const CALLBACK_COLUMNS: &str = "id, reference, received_at, event_type, event_known, callid, application_key, \
+     signature, duplicate_of, http_status, reply, reply_source, fallback_reason, validation, latency_us, body, \
+     parse_warnings, flow_id, flow_version, flow_node, route_id";
+
+fn callback_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCallback, sqlx::Error> {
+    Ok(StoredCallback {
+        id: r.try_get("id")?,
+        reference: r.try_get("reference")?,
+        received_at: r.try_get("received_at")?,
+        event_type: r.try_get("event_type")?,
+        event_known: r.try_get("event_known")?,
+        callid: r.try_get("callid")?,
+        application_key: r.try_get("application_key")?,
+        signature: r.try_get("signature")?,
+        duplicate_of: r.try_get("duplicate_of")?,
+        http_status: r.try_get("http_status")?,
+        reply: r.try_get("reply")?,
+        reply_source: r.try_get("reply_source")?,
+        fallback_reason: r.try_get("fallback_reason")?,
+        validation: r.try_get("validation")?,
+        latency_us: r.try_get("latency_us")?,
+        body: r.try_get("body")?,
+        parse_warnings: r.try_get("parse_warnings")?,
+        flow_id: r.try_get("flow_id")?,
+        flow_version: r.try_get("flow_version")?,
+        flow_node: r.try_get("flow_node")?,
+        route_id: r.try_get("route_id")?,
+    })
+}
+
+impl Store {
+    /// Wraps a pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool (for health checks and tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Records a callback as received. If a byte-identical signed request was recorded before
+    /// (same dedup key), nothing is inserted and the original is returned.
+    pub async fn claim_callback(&self, c: &NewCallback) -> Result<Claim, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
+             event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
+             ON CONFLICT (dedup_key) WHERE duplicate_of IS NULL AND dedup_key IS NOT NULL DO NOTHING",
+        )
+        .bind(c.id)
+        .bind(&c.reference)
+        .bind(c.received_at)
+        .bind(&c.event_type)
+        .bind(c.event_known)
+        .bind(&c.callid)
+        .bind(&c.application_key)
+        .bind(c.event_timestamp)
+        .bind(&c.raw_body)
+        .bind(&c.body)
+        .bind(&c.parse_warnings)
+        .bind(c.signature)
+        .bind(&c.dedup_key)
+        .bind(&c.remote_addr)
+        .bind(&c.path)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::New);
+        }
+        match &c.dedup_key {
+            Some(key) => match self.original_by_dedup_key(key).await? {
+                Some(original) => Ok(Claim::Duplicate(Box::new(original))),
+                None => Err(sqlx::Error::RowNotFound),
+            },
+            None => Err(sqlx::Error::RowNotFound),
+        }
+    }
+
+    /// The original callback with this dedup key.
+    pub async fn original_by_dedup_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<StoredCallback>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE dedup_key = $1 AND duplicate_of IS NULL"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(callback_from_row).transpose()
+    }
+
+    /// Records a replay of `original`, answered with the original's reply.
+    pub async fn record_duplicate(
+        &self,
+        c: &NewCallback,
+        original: Uuid,
+        outcome: &CallbackOutcome,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
+             event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
+             http_status, reply, reply_source, latency_us) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,'duplicate',$19)",
+        )
+        .bind(c.id)
+        .bind(&c.reference)
+        .bind(c.received_at)
+        .bind(&c.event_type)
+        .bind(c.event_known)
+        .bind(&c.callid)
+        .bind(&c.application_key)
+        .bind(c.event_timestamp)
+        .bind(&c.raw_body)
+        .bind(&c.body)
+        .bind(&c.parse_warnings)
+        .bind(c.signature)
+        .bind(&c.dedup_key)
+        .bind(&c.remote_addr)
+        .bind(&c.path)
+        .bind(original)
+        .bind(outcome.http_status as i16)
+        .bind(&outcome.reply)
+        .bind(outcome.latency_us)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Stores how a claimed callback was answered.
+    pub async fn finish_callback(&self, id: Uuid, o: &CallbackOutcome) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE callbacks SET http_status = $2, reply = $3, reply_source = $4, fallback_reason = $5, \
+             validation = $6, latency_us = $7, flow_id = $8, flow_version = $9, flow_node = $10, route_id = $11 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(o.http_status as i16)
+        .bind(&o.reply)
+        .bind(o.reply_source)
+        .bind(&o.fallback_reason)
+        .bind(&o.validation)
+        .bind(o.latency_us)
+        .bind(o.flow_id)
+        .bind(o.flow_version)
+        .bind(&o.flow_node)
+        .bind(o.route_id)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Stores an error (and its refusal details) in one transaction.
+    pub async fn record_error(&self, e: &ErrorRecord) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO errors (reference, error_code, http_status, status, message, method, path, remote_addr, \
+             callback_id, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (reference) DO NOTHING",
+        )
+        .bind(&e.reference)
+        .bind(e.error_code as i32)
+        .bind(e.http_status as i16)
+        .bind(&e.status)
+        .bind(&e.message)
+        .bind(&e.method)
+        .bind(&e.path)
+        .bind(&e.remote_addr)
+        .bind(e.callback_id)
+        .bind(&e.detail)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(r) = &e.refusal {
+            sqlx::query(
+                "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, \
+                 method, path, headers, body_sha256, body_bytes) VALUES ($1, now(), $2,$3,$4,$5,$6,$7,$8,$9,$10) \
+                 ON CONFLICT (reference) DO NOTHING",
+            )
+            .bind(&e.reference)
+            .bind(&r.reason)
+            .bind(e.error_code as i32)
+            .bind(&r.application_key)
+            .bind(&e.remote_addr)
+            .bind(e.method.as_deref().unwrap_or("POST"))
+            .bind(e.path.as_deref().unwrap_or(""))
+            .bind(&r.headers)
+            .bind(&r.body_sha256)
+            .bind(i32::try_from(r.body_bytes).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Stores a reply the gate stopped, with its report.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_rejected_reply(
+        &self,
+        callback_id: Uuid,
+        reference: &str,
+        event_type: &str,
+        source: &str,
+        reply: Option<&Value>,
+        raw_reply: Option<&str>,
+        report: &Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(callback_id)
+        .bind(reference)
+        .bind(event_type)
+        .bind(source)
+        .bind(reply)
+        .bind(raw_reply)
+        .bind(report)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Every callback of one call, in arrival order.
+    pub async fn call_timeline(&self, callid: &str) -> Result<Vec<StoredCallback>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE callid = $1 ORDER BY received_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(callid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(callback_from_row).collect()
+    }
+
+    /// Rejected replies of one call.
+    pub async fn rejected_replies_for_call(&self, callid: &str) -> Result<Vec<Value>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT jsonb_build_object('callbackId', r.callback_id, 'reference', r.reference, 'eventType', r.event_type, \
+             'source', r.source, 'reply', r.reply, 'rawReply', r.raw_reply, 'report', r.report, \
+             'createdAt', r.created_at) AS j \
+             FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id WHERE c.callid = $1 ORDER BY r.created_at",
+        )
+        .bind(callid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+    }
+
+    /// Callbacks, newest first.
+    pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<StoredCallback>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {CALLBACK_COLUMNS} FROM callbacks \
+             WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR callid = $2) \
+             AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::uuid IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&f.event_type)
+            .bind(&f.callid)
+            .bind(f.since)
+            .bind(f.before)
+            .bind(f.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(callback_from_row).collect()
+    }
+
+    /// One error by reference.
+    pub async fn get_error(&self, reference: &str) -> Result<Option<StoredError>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT e.reference, e.occurred_at, e.error_code, e.http_status, e.status, e.message, e.method, e.path, \
+             e.remote_addr, e.callback_id, e.detail, \
+             CASE WHEN r.reference IS NULL THEN NULL ELSE jsonb_build_object('reason', r.reason, \
+               'applicationKey', r.application_key, 'headers', r.headers, 'bodySha256', r.body_sha256, \
+               'bodyBytes', r.body_bytes) END AS refusal \
+             FROM errors e LEFT JOIN refusals r ON r.reference = e.reference WHERE e.reference = $1",
+        )
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(StoredError {
+            reference: r.try_get("reference")?,
+            occurred_at: r.try_get("occurred_at")?,
+            error_code: r.try_get("error_code")?,
+            http_status: r.try_get("http_status")?,
+            status: r.try_get("status")?,
+            message: r.try_get("message")?,
+            method: r.try_get("method")?,
+            path: r.try_get("path")?,
+            remote_addr: r.try_get("remote_addr")?,
+            callback_id: r.try_get("callback_id")?,
+            detail: r.try_get("detail")?,
+            refusal: r.try_get("refusal")?,
+        }))
+    }
+}

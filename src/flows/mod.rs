@@ -1,0 +1,18 @@
+//! Declarative call flows: the operator-written alternative to proxying callbacks to a customer app.
+//!
+//! A flow ([`model::FlowDoc`]) is a JSON document of named nodes; each node is an SVAML template
+//! (`instructions` + `action`, exactly as Sinch documents them) plus `next` transitions taken on
+//! the PIE that follows the node's `runMenu`. The modules here are pure (no I/O):
+//!
+//! - [`model`]: the document format, parsing and structural checks ([`model::FlowDoc::check_structure`]);
+//! - [`render`]: `${placeholder}` substitution from event data ([`render::EventContext`]);
+//! - [`engine`]: which node answers an ICE/ACE/PIE ([`engine::decide`]) and every SVAML a flow can
+//!   emit ([`engine::emissions`]) so it can be validated before the flow is saved;
+//! - [`routes`]: which flow or upstream app handles a call ([`routes::select`]).
+//!
+//! Example flows live in `tests/fixtures/flows/`.
+
+pub mod engine;
+pub mod model;
+pub mod render;
+pub mod routes;

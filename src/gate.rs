@@ -1,0 +1,186 @@
+//! The gate: the last step before an ICE, ACE or PIE reply leaves. Every candidate reply is checked
+//! against its event's schema and lint rules; an invalid one is replaced by that event's fallback, which
+//! was itself checked at start (svamlgate refuses to start with an invalid fallback or default).
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::config::{read_inline_or_file, ServeArgs};
+use crate::svaml::{Mode, Report, Target, Validator};
+
+/// The three events whose reply is SVAML.
+pub const REPLY_TARGETS: [Target; 3] = [Target::Ice, Target::Ace, Target::Pie];
+
+fn index(t: Target) -> usize {
+    match t {
+        Target::Ice => 0,
+        Target::Ace => 1,
+        _ => 2,
+    }
+}
+
+/// Built-in reply to ICE when no route matches: tell the caller, then hang up.
+pub fn builtin_default(target: Target) -> Value {
+    match target {
+        Target::Ice => json!({
+            "instructions": [{"name": "say", "text": "Sorry, this number is not in service. Goodbye.", "locale": "en-US"}],
+            "action": {"name": "hangup"}
+        }),
+        Target::Ace => json!({"action": {"name": "continue"}}),
+        _ => json!({
+            "instructions": [{"name": "say", "text": "Thank you for calling. Goodbye.", "locale": "en-US"}],
+            "action": {"name": "hangup"}
+        }),
+    }
+}
+
+/// Built-in fallback: an apology and a clean hang-up (ICE, PIE); continue the call (ACE).
+pub fn builtin_fallback(target: Target) -> Value {
+    match target {
+        Target::Ace => json!({"action": {"name": "continue"}}),
+        _ => json!({
+            "instructions": [{"name": "say", "text": "We are sorry, we cannot take your call right now. Please try again later.", "locale": "en-US"}],
+            "action": {"name": "hangup"}
+        }),
+    }
+}
+
+/// Outcome of passing a candidate through the gate.
+#[derive(Debug)]
+pub struct Verdict {
+    /// What goes out: the candidate when valid, else the fallback.
+    pub reply: Value,
+    /// Whether the candidate passed.
+    pub passed: bool,
+    /// The candidate's report.
+    pub report: Report,
+}
+
+/// Validators, mode, defaults and fallbacks, built once at start.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    validator: Arc<Validator>,
+    mode: Mode,
+    defaults: [Value; 3],
+    fallbacks: [Value; 3],
+}
+
+impl Gate {
+    /// Builds the gate from configuration; fails (refusing to start) when a configured default or
+    /// fallback is not valid SVAML for its event.
+    pub fn new(validator: Arc<Validator>, config: &ServeArgs) -> anyhow::Result<Gate> {
+        let mode = if config.strict_replies {
+            Mode::Strict
+        } else {
+            Mode::Normal
+        };
+        let load = |setting: &Option<String>,
+                    name: &str,
+                    builtin: Value|
+         -> anyhow::Result<Value> {
+            match setting {
+                None => Ok(builtin),
+                Some(v) => {
+                    let text = read_inline_or_file(v).with_context(|| format!("reading {name}"))?;
+                    serde_json::from_str(&text).with_context(|| format!("{name} is not valid JSON"))
+                }
+            }
+        };
+        let defaults = [
+            load(
+                &config.default_ice,
+                "SVAMLGATE_DEFAULT_ICE",
+                builtin_default(Target::Ice),
+            )?,
+            load(
+                &config.default_ace,
+                "SVAMLGATE_DEFAULT_ACE",
+                builtin_default(Target::Ace),
+            )?,
+            load(
+                &config.default_pie,
+                "SVAMLGATE_DEFAULT_PIE",
+                builtin_default(Target::Pie),
+            )?,
+        ];
+        let fallbacks = [
+            load(
+                &config.fallback_ice,
+                "SVAMLGATE_FALLBACK_ICE",
+                builtin_fallback(Target::Ice),
+            )?,
+            load(
+                &config.fallback_ace,
+                "SVAMLGATE_FALLBACK_ACE",
+                builtin_fallback(Target::Ace),
+            )?,
+            load(
+                &config.fallback_pie,
+                "SVAMLGATE_FALLBACK_PIE",
+                builtin_fallback(Target::Pie),
+            )?,
+        ];
+        let gate = Gate {
+            validator,
+            mode,
+            defaults,
+            fallbacks,
+        };
+        for t in REPLY_TARGETS {
+            for (kind, doc) in [
+                ("fallback", gate.fallback(t)),
+                ("default", gate.default_reply(t)),
+            ] {
+                // Fallbacks must pass in strict mode: they are the reply of last resort.
+                let report = gate.validator.check(t, doc, Mode::Strict);
+                if !report.valid {
+                    bail!(
+                        "the configured {kind} reply for {} is not valid SVAML, refusing to start:\n{report}",
+                        t.as_str().to_uppercase()
+                    );
+                }
+            }
+        }
+        Ok(gate)
+    }
+
+    /// The shared validator.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// The mode replies are checked in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The pre-validated fallback for an event.
+    pub fn fallback(&self, target: Target) -> &Value {
+        &self.fallbacks[index(target)]
+    }
+
+    /// The pre-validated reply used when no route matches.
+    pub fn default_reply(&self, target: Target) -> &Value {
+        &self.defaults[index(target)]
+    }
+
+    /// Checks a candidate reply; the verdict carries what must go out.
+    pub fn pass(&self, target: Target, candidate: Value) -> Verdict {
+        let report = self.validator.check(target, &candidate, self.mode);
+        if report.valid {
+            Verdict {
+                reply: candidate,
+                passed: true,
+                report,
+            }
+        } else {
+            Verdict {
+                reply: self.fallback(target).clone(),
+                passed: false,
+                report,
+            }
+        }
+    }
+}

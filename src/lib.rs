@@ -1,0 +1,26 @@
+//! svamlgate: a Sinch Voice callback gateway. It verifies signed callbacks, decides each reply from stored
+//! call flows or the customer's own app, checks every SVAML reply against schema and lint rules before it
+//! leaves (falling back to a pre-validated reply), and records everything in PostgreSQL.
+//!
+//! Module map, in the order a callback travels:
+//! [`http`] → [`callback`] → [`signature`] → [`events`] → [`sources`] ([`flows`], [`upstream`]) →
+//! [`gate`] ([`svaml`]) → [`db`]; errors are [`error`] envelopes from the [`catalog`], recorded by
+//! [`recorder`]; [`app`] holds the shared state; [`cli`] is the command line.
+
+pub mod app;
+pub mod callback;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod gate;
+pub mod http;
+pub mod metrics;
+pub mod recorder;
+pub mod redact;
+pub mod signature;
+pub mod sources;
+pub mod svaml;
+pub mod telemetry;

@@ -1,0 +1,263 @@
+//! Prometheus metrics, rendered in the text exposition format at `GET /metrics`.
+//!
+//! A deliberately small registry (counters and fixed-bucket histograms keyed by a bounded label set):
+//! labels are only ever route patterns, event types, outcomes, sources and rule codes — never call ids
+//! or phone numbers, so cardinality stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Latency buckets in seconds (0.1 ms … 5 s).
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    counters: BTreeMap<(&'static str, Labels), u64>,
+    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+}
+
+/// The registry. Cheap to share (`Arc<Metrics>`); every update takes one short lock.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "svamlgate_http_requests_total",
+        "counter",
+        "HTTP requests by route pattern, method and status.",
+    ),
+    (
+        "svamlgate_http_request_duration_seconds",
+        "histogram",
+        "HTTP request handling time by route pattern.",
+    ),
+    (
+        "svamlgate_callbacks_total",
+        "counter",
+        "Callbacks by event type and outcome.",
+    ),
+    (
+        "svamlgate_reply_duration_seconds",
+        "histogram",
+        "Time to a callback reply by event type and reply source.",
+    ),
+    (
+        "svamlgate_gate_replies_total",
+        "counter",
+        "Replies checked by the gate by event type and verdict (passed, rejected).",
+    ),
+    (
+        "svamlgate_gate_violations_total",
+        "counter",
+        "Violations found in rejected replies by event type and rule code.",
+    ),
+    (
+        "svamlgate_fallbacks_total",
+        "counter",
+        "Fallback replies sent by event type and reason.",
+    ),
+    (
+        "svamlgate_signature_refusals_total",
+        "counter",
+        "Callbacks refused by signature checks, by reason.",
+    ),
+    (
+        "svamlgate_duplicates_total",
+        "counter",
+        "Replayed callbacks answered from the stored reply.",
+    ),
+    (
+        "svamlgate_upstream_requests_total",
+        "counter",
+        "Proxy-mode requests to customer apps by outcome.",
+    ),
+    (
+        "svamlgate_record_failures_total",
+        "counter",
+        "Records that could not be written to PostgreSQL, by kind.",
+    ),
+];
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_labels(l: &Labels, extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some((k, v)) = extra {
+        parts.push(format!("{k}=\"{v}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+impl Metrics {
+    /// A new, empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds one to a counter.
+    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
+        self.add(name, pairs, 1);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
+        *self
+            .lock()
+            .counters
+            .entry((name, labels(pairs)))
+            .or_default() += n;
+    }
+
+    /// Records one observation in a histogram.
+    pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
+        let secs = value.as_secs_f64();
+        let mut inner = self.lock();
+        let h = inner.histograms.entry((name, labels(pairs))).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// Current value of a counter (tests and the admin API).
+    pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> u64 {
+        self.lock()
+            .counters
+            .get(&(name, labels(pairs)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((n, l), v) in inner.counters.iter().filter(|((n, _), _)| n == name) {
+                let _ = writeln!(out, "{n}{} {v}", render_labels(l, None));
+            }
+            for ((n, l), h) in inner.histograms.iter().filter(|((n, _), _)| n == name) {
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let le = b.to_string();
+                    let _ = writeln!(
+                        out,
+                        "{n}_bucket{} {}",
+                        render_labels(l, Some(("le", &le))),
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{n}_bucket{} {}",
+                    render_labels(l, Some(("le", "+Inf"))),
+                    h.count
+                );
+                let _ = writeln!(out, "{n}_sum{} {}", render_labels(l, None), h.sum);
+                let _ = writeln!(out, "{n}_count{} {}", render_labels(l, None), h.count);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP svamlgate_build_info Build information.\n# TYPE svamlgate_build_info gauge\nsvamlgate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::new();
+        m.inc(
+            "svamlgate_callbacks_total",
+            &[("event", "ice"), ("outcome", "replied")],
+        );
+        m.inc(
+            "svamlgate_callbacks_total",
+            &[("event", "ice"), ("outcome", "replied")],
+        );
+        m.observe(
+            "svamlgate_reply_duration_seconds",
+            &[("event", "ice"), ("source", "flow")],
+            Duration::from_millis(3),
+        );
+        let text = m.render();
+        assert!(
+            text.contains("svamlgate_callbacks_total{event=\"ice\",outcome=\"replied\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "svamlgate_reply_duration_seconds_bucket{event=\"ice\",source=\"flow\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains("svamlgate_reply_duration_seconds_bucket{event=\"ice\",source=\"flow\",le=\"0.0025\"} 0"));
+        assert!(text
+            .contains("svamlgate_reply_duration_seconds_count{event=\"ice\",source=\"flow\"} 1"));
+        assert_eq!(
+            m.counter(
+                "svamlgate_callbacks_total",
+                &[("event", "ice"), ("outcome", "replied")]
+            ),
+            2
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.inc(
+            "svamlgate_callbacks_total",
+            &[("event", "we\"ird\\"), ("outcome", "x")],
+        );
+        assert!(m.render().contains("event=\"we\\\"ird\\\\\""));
+    }
+}

@@ -1,0 +1,377 @@
+//! Masking of phone numbers and user identities for logs and debug output.
+//!
+//! * [`mask_number`] masks one value: a phone number keeps its `+`, a few leading and the last two
+//!   digits; SIP addresses and `user@host` values have their user part masked; other identities are
+//!   partially masked; placeholders such as `private` are left alone.
+//! * [`mask_json_numbers`] returns a copy of an event or SVAML document with every
+//!   number-bearing field masked.
+//! * [`Masked`] masks on display, for tracing fields: `tracing::info!(cli = %Masked(cli))`.
+//!
+//! Masking is length-preserving (one `*` per hidden character) and never panics on any UTF-8.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// Character used for hidden characters.
+const MASK: char = '*';
+
+/// Values that identify no one and stay readable (compared case-insensitively).
+const PLACEHOLDERS: [&str; 8] = [
+    "private",
+    "anonymous",
+    "unknown",
+    "restricted",
+    "withheld",
+    "unavailable",
+    "n/a",
+    "null",
+];
+
+/// URI schemes kept in clear in front of a masked address.
+const SCHEMES: [&str; 3] = ["sip:", "sips:", "tel:"];
+
+/// JSON object keys whose string values are always masked (compared case-insensitively).
+const NUMBER_KEYS: [&str; 6] = ["cli", "from", "to", "number", "endpoint", "rdnis"];
+
+/// Masks a phone number or user identity for logging.
+///
+/// * `"+46708168731"` → `"+467******31"`: `+` kept, first 3 (2 for 7–8 digits, 1 for 5–6) and last 2
+///   (1 for 5–6) digits kept, separators (space, `-`, `.`, parentheses) kept; 4 digits or fewer
+///   are masked completely.
+/// * `"sip:46708000000@sip.foo.com"` → `"sip:467******00@sip.foo.com"`: scheme and host kept, user
+///   part masked; likewise `alice@example.com`.
+/// * other text (usernames) → first 2 and last 2 characters kept when longer than 7 characters,
+///   only the first when 4–7, all masked when 3 or fewer.
+/// * `""`, `"private"`, `"anonymous"`, … are returned unchanged.
+pub fn mask_number(s: &str) -> String {
+    let t = s.trim();
+    if t.is_empty() || PLACEHOLDERS.iter().any(|p| t.eq_ignore_ascii_case(p)) {
+        return t.to_owned();
+    }
+    for scheme in SCHEMES {
+        if let Some(prefix) = t.get(..scheme.len()) {
+            if prefix.eq_ignore_ascii_case(scheme) {
+                let rest = t.get(scheme.len()..).unwrap_or_default();
+                return format!("{prefix}{}", mask_address(rest));
+            }
+        }
+    }
+    mask_address(t)
+}
+
+/// Masks `user@host` (user part only) or a bare identity.
+fn mask_address(s: &str) -> String {
+    match s.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{host}", mask_identity(user)),
+        None => mask_identity(s),
+    }
+}
+
+fn mask_identity(s: &str) -> String {
+    if is_phone_like(s) {
+        mask_digits(s)
+    } else {
+        mask_text(s)
+    }
+}
+
+/// Digits with an optional leading `+` and common separators, at least one digit.
+fn is_phone_like(s: &str) -> bool {
+    let body = s.strip_prefix('+').unwrap_or(s);
+    body.chars().any(|c| c.is_ascii_digit())
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
+}
+
+fn mask_digits(s: &str) -> String {
+    let n = s.chars().filter(char::is_ascii_digit).count();
+    let (head, tail) = match n {
+        0..=4 => (0, 0),
+        5..=6 => (1, 1),
+        7..=8 => (2, 2),
+        _ => (3, 2),
+    };
+    let mut k = 0;
+    s.chars()
+        .map(|c| {
+            if !c.is_ascii_digit() {
+                return c;
+            }
+            let keep = k < head || k >= n - tail;
+            k += 1;
+            if keep {
+                c
+            } else {
+                MASK
+            }
+        })
+        .collect()
+}
+
+fn mask_text(s: &str) -> String {
+    let n = s.chars().count();
+    let (head, tail) = match n {
+        0..=3 => (0, 0),
+        4..=7 => (1, 0),
+        _ => (2, 2),
+    };
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| if i < head || i >= n - tail { c } else { MASK })
+        .collect()
+}
+
+/// Whether `s` (trimmed) is a bare phone number: an optional `+` then 7–15 ASCII digits.
+pub fn looks_like_phone_number(s: &str) -> bool {
+    let t = s.trim();
+    let digits = t.strip_prefix('+').unwrap_or(t);
+    (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Returns a copy of `v` (an event or SVAML document) with phone numbers masked by
+/// [`mask_number`]: string values of the keys `cli`, `from`, `to`, `number`, `endpoint` and `rdnis`
+/// at any depth (except the `endpoint` of a `websocket` destination, which is a URL), and any other
+/// string that [`looks_like_phone_number`]. Object keys are never changed.
+pub fn mask_json_numbers(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let websocket = map
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("websocket"));
+            let masked: Map<String, Value> = map
+                .iter()
+                .map(|(k, val)| {
+                    let new = match val {
+                        Value::String(s) if is_number_key(k) => {
+                            if websocket && k.eq_ignore_ascii_case("endpoint") {
+                                val.clone()
+                            } else {
+                                Value::String(mask_number(s))
+                            }
+                        }
+                        _ => mask_json_numbers(val),
+                    };
+                    (k.clone(), new)
+                })
+                .collect();
+            Value::Object(masked)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(mask_json_numbers).collect()),
+        Value::String(s) if looks_like_phone_number(s) => Value::String(mask_number(s)),
+        other => other.clone(),
+    }
+}
+
+fn is_number_key(k: &str) -> bool {
+    NUMBER_KEYS.iter().any(|n| k.eq_ignore_ascii_case(n))
+}
+
+/// Displays (and debug-prints) a phone number or identity masked by [`mask_number`].
+#[derive(Clone, Copy)]
+pub struct Masked<'a>(pub &'a str);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_number(self.0))
+    }
+}
+
+impl fmt::Debug for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&mask_number(self.0), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn masks_e164_numbers() {
+        assert_eq!(mask_number("+46708168731"), "+467******31");
+        assert_eq!(mask_number("46708168731"), "467******31");
+        assert_eq!(mask_number("+462010000188"), "+462*******88");
+        assert_eq!(mask_number("123456789"), "123****89");
+        assert_eq!(mask_number("+1234567"), "+12***67");
+        assert_eq!(mask_number("123456"), "1****6");
+        assert_eq!(mask_number("1234"), "****");
+        assert_eq!(mask_number("+1"), "+*");
+        assert_eq!(mask_number("  +46708168731 "), "+467******31");
+    }
+
+    #[test]
+    fn keeps_separators() {
+        assert_eq!(mask_number("+46 70-816 87 31"), "+46 7*-*** ** 31");
+        assert_eq!(mask_number("(201) 555-5555"), "(201) ***-**55");
+    }
+
+    #[test]
+    fn placeholders_unchanged() {
+        assert_eq!(mask_number("private"), "private");
+        assert_eq!(mask_number("Anonymous"), "Anonymous");
+        assert_eq!(mask_number(""), "");
+        assert_eq!(mask_number("   "), "");
+    }
+
+    #[test]
+    fn masks_sip_and_addresses() {
+        assert_eq!(
+            mask_number("sip:46708000000@sip.foo.com"),
+            "sip:467******00@sip.foo.com"
+        );
+        assert_eq!(
+            mask_number("SIPS:alice.smith@example.com"),
+            "SIPS:al*******th@example.com"
+        );
+        assert_eq!(mask_number("tel:+46708168731"), "tel:+467******31");
+        assert_eq!(mask_number("bob@example.com"), "***@example.com");
+    }
+
+    #[test]
+    fn masks_usernames() {
+        assert_eq!(mask_number("alice"), "a****");
+        assert_eq!(mask_number("alice.smith"), "al*******th");
+        assert_eq!(mask_number("ab"), "**");
+        assert_eq!(mask_number("cli number"), "cl******er");
+    }
+
+    #[test]
+    fn non_ascii_is_safe() {
+        assert_eq!(mask_number("användare"), "an*****re");
+        assert_eq!(mask_number("日本語"), "***");
+        assert_eq!(mask_number("ü@ö"), "*@ö");
+    }
+
+    #[test]
+    fn phone_number_shape() {
+        assert!(looks_like_phone_number("+46708168731"));
+        assert!(looks_like_phone_number("1234567"));
+        assert!(looks_like_phone_number("123456789012345"));
+        assert!(!looks_like_phone_number("123456"));
+        assert!(!looks_like_phone_number("1234567890123456"));
+        assert!(!looks_like_phone_number("+"));
+        assert!(!looks_like_phone_number("12a4567"));
+        assert!(!looks_like_phone_number("2024-01-16T16:46:36Z"));
+    }
+
+    #[test]
+    fn masked_display_and_debug() {
+        assert_eq!(Masked("+46708168731").to_string(), "+467******31");
+        assert_eq!(format!("{:?}", Masked("+46708168731")), "\"+467******31\"");
+        assert_eq!(format!("{}", Masked("private")), "private");
+    }
+
+    #[test]
+    fn masks_event_json() {
+        let ice = json!({
+            "event": "ice",
+            "callid": "241b8ab35e0e83814c4e775a66cf50db@193.45.63.102",
+            "timestamp": "2015-08-06T13:55:39Z",
+            "version": 1,
+            "cli": "46708168731",
+            "to": {"type": "did", "endpoint": "+462010000188"},
+            "rdnis": "",
+            "custom": "4670816873",
+            "callResourceUrl": "https://calling-euc1.api.sinch.com/calling/v1/calls/id/x",
+            "userRate": {"currencyId": "USD", "amount": 0.0}
+        });
+        let masked = mask_json_numbers(&ice);
+        assert_eq!(
+            masked,
+            json!({
+                "event": "ice",
+                "callid": "241b8ab35e0e83814c4e775a66cf50db@193.45.63.102",
+                "timestamp": "2015-08-06T13:55:39Z",
+                "version": 1,
+                "cli": "467******31",
+                "to": {"type": "did", "endpoint": "+462*******88"},
+                "rdnis": "",
+                "custom": "467*****73",
+                "callResourceUrl": "https://calling-euc1.api.sinch.com/calling/v1/calls/id/x",
+                "userRate": {"currencyId": "USD", "amount": 0.0}
+            })
+        );
+    }
+
+    #[test]
+    fn masks_dice_from_and_to_string() {
+        let dice =
+            json!({"event": "dice", "from": "12015555555", "to": "+12015550100", "user": "bob"});
+        assert_eq!(
+            mask_json_numbers(&dice),
+            json!({"event": "dice", "from": "120******55", "to": "+120******00", "user": "bob"})
+        );
+        let private = json!({"from": "private"});
+        assert_eq!(mask_json_numbers(&private), private);
+    }
+
+    #[test]
+    fn masks_svaml_json() {
+        let svaml = json!({
+            "instructions": [{"name": "say", "text": "Hello 46708168731", "locale": "en-US"}],
+            "action": {
+                "name": "connectPstn",
+                "number": "+46708168731",
+                "cli": "+46708000000",
+                "maxDuration": 3000
+            }
+        });
+        assert_eq!(
+            mask_json_numbers(&svaml),
+            json!({
+                "instructions": [{"name": "say", "text": "Hello 46708168731", "locale": "en-US"}],
+                "action": {
+                    "name": "connectPstn",
+                    "number": "+467******31",
+                    "cli": "+467******00",
+                    "maxDuration": 3000
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn websocket_endpoint_kept_other_destinations_masked() {
+        let v = json!({
+            "action": {
+                "name": "connectStream",
+                "destination": {"type": "Websocket", "endpoint": "wss://example.com/stream"}
+            },
+            "destinations": [
+                {"type": "username", "endpoint": "alice.smith"},
+                {"type": "sip", "endpoint": "sip:46708000000@sip.foo.com"}
+            ],
+            "list": ["+46708168731", "short", 5]
+        });
+        assert_eq!(
+            mask_json_numbers(&v),
+            json!({
+                "action": {
+                    "name": "connectStream",
+                    "destination": {"type": "Websocket", "endpoint": "wss://example.com/stream"}
+                },
+                "destinations": [
+                    {"type": "username", "endpoint": "al*******th"},
+                    {"type": "sip", "endpoint": "sip:467******00@sip.foo.com"}
+                ],
+                "list": ["+467******31", "short", 5]
+            })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn mask_number_never_panics_and_hides_long_numbers(s in "\\PC{0,40}", n in "\\+?[0-9]{7,15}") {
+            let _ = mask_number(&s);
+            let masked = mask_number(&n);
+            prop_assert_eq!(masked.chars().count(), n.chars().count());
+            prop_assert!(masked.contains('*'));
+            prop_assert_ne!(masked, n);
+        }
+    }
+}

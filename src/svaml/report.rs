@@ -1,0 +1,597 @@
+//! Validation reports: every schema and lint violation of one check, with JSON Pointers,
+//! stable codes, expected/found values and fix hints. Serializes to camelCase JSON and renders
+//! one line per violation with `Display`.
+
+use std::fmt;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::ValidationError;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Mode, Target, ACTION_NAMES, INSTRUCTION_NAMES, SCHEMA_BUNDLE_VERSION};
+
+/// Severity of a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Makes the document invalid.
+    Error,
+    /// Reported, but the document stays valid (normal mode only).
+    Warning,
+}
+
+impl Severity {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem found in a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    /// Error or warning (after applying the mode).
+    pub severity: Severity,
+    /// JSON Pointer into the document; for a missing required member it points at the member.
+    pub pointer: String,
+    /// `schema:<keyword>` (e.g. `schema:enum`) or a lint code (`SVAMLnnn`).
+    pub code: String,
+    /// What was expected, if it can be stated briefly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What was found (credentials are redacted; see [`Report::masked`] for phone numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// Human-readable description.
+    pub message: String,
+    /// How to fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Violation {
+    /// A new violation without expected/found/hint.
+    pub fn new(
+        severity: Severity,
+        pointer: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Violation {
+        Violation {
+            severity,
+            pointer: pointer.into(),
+            code: code.into(),
+            expected: None,
+            found: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Sets `expected`.
+    pub fn expected(mut self, expected: impl Into<String>) -> Violation {
+        self.expected = Some(expected.into());
+        self
+    }
+
+    /// Sets `found`.
+    pub fn found(mut self, found: impl Into<String>) -> Violation {
+        self.found = Some(found.into());
+        self
+    }
+
+    /// Sets `hint`.
+    pub fn hint(mut self, hint: impl Into<String>) -> Violation {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pointer = if self.pointer.is_empty() {
+            "(root)"
+        } else {
+            &self.pointer
+        };
+        write!(
+            f,
+            "{:<7} {} [{}] {}",
+            self.severity.as_str(),
+            pointer,
+            self.code,
+            self.message
+        )?;
+        if let Some(expected) = &self.expected {
+            write!(f, "; expected: {expected}")?;
+        }
+        if let Some(found) = &self.found {
+            write!(f, "; found: {found}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "; hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// `true` when there is no error (warnings allowed).
+    pub valid: bool,
+    /// `ice`, `ace`, `pie`, `manage`, or `event:<kind>` for inbound events.
+    pub target: &'static str,
+    /// Mode the check ran in.
+    pub mode: Mode,
+    /// Schema bundle version used.
+    pub bundle_version: &'static str,
+    /// Number of errors.
+    pub error_count: usize,
+    /// Number of warnings.
+    pub warning_count: usize,
+    /// All violations, schema ones first, then lint ones.
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    /// Applies the mode (strict promotes warnings to errors) and counts.
+    pub(crate) fn finish(
+        target: &'static str,
+        mode: Mode,
+        mut violations: Vec<Violation>,
+    ) -> Report {
+        if mode == Mode::Strict {
+            for v in &mut violations {
+                v.severity = Severity::Error;
+            }
+        }
+        let error_count = violations
+            .iter()
+            .filter(|v| v.severity == Severity::Error)
+            .count();
+        Report {
+            valid: error_count == 0,
+            target,
+            mode,
+            bundle_version: SCHEMA_BUNDLE_VERSION,
+            error_count,
+            warning_count: violations.len() - error_count,
+            violations,
+        }
+    }
+
+    /// Violations with severity error.
+    pub fn errors(&self) -> impl Iterator<Item = &Violation> {
+        self.violations
+            .iter()
+            .filter(|v| v.severity == Severity::Error)
+    }
+
+    /// Violations with severity warning.
+    pub fn warnings(&self) -> impl Iterator<Item = &Violation> {
+        self.violations
+            .iter()
+            .filter(|v| v.severity == Severity::Warning)
+    }
+
+    /// Whether any violation has this code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.violations.iter().any(|v| v.code == code)
+    }
+
+    /// Copy with phone-number-like digit runs (6+ digits) in `found` masked, keeping the last
+    /// two digits (`+46701234567` → `+*********67`).
+    pub fn masked(&self) -> Report {
+        let mut copy = self.clone();
+        for v in &mut copy.violations {
+            if let Some(found) = &v.found {
+                v.found = Some(mask_digits(found));
+            }
+        }
+        copy
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "svaml {} ({} mode, bundle {}): {}, {} error(s), {} warning(s)",
+            self.target,
+            self.mode,
+            self.bundle_version,
+            if self.valid { "valid" } else { "invalid" },
+            self.error_count,
+            self.warning_count
+        )?;
+        for v in &self.violations {
+            write!(f, "\n{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Masks every run of 6 or more ASCII digits except its last two digits.
+pub fn mask_digits(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let run = i - start;
+        if run >= 6 {
+            out.extend(std::iter::repeat_n('*', run - 2));
+            out.push_str(&s[i - 2..i]);
+        } else {
+            out.push_str(&s[start..i]);
+        }
+        if i < bytes.len() {
+            let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&s[i..i + ch_len]);
+            i += ch_len;
+        }
+    }
+    out
+}
+
+const FOUND_MAX_CHARS: usize = 120;
+
+/// Short rendering of an instance value: strings raw, everything else compact JSON; truncated.
+pub(crate) fn render_found(pointer: &str, value: &Value) -> String {
+    if pointer.ends_with("/credentials") {
+        return "[redacted]".to_owned();
+    }
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Object(map) => format!("object with {} member(s)", map.len()),
+        Value::Array(items) => format!("array with {} item(s)", items.len()),
+        other => other.to_string(),
+    };
+    truncate(text)
+}
+
+fn truncate(text: String) -> String {
+    if text.chars().count() <= FOUND_MAX_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(FOUND_MAX_CHARS).collect();
+    cut.push('…');
+    cut
+}
+
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn join_pointer(parent: &str, key: &str) -> String {
+    let escaped = key.replace('~', "~0").replace('/', "~1");
+    format!("{parent}/{escaped}")
+}
+
+fn list(values: &[&str]) -> String {
+    values.join(", ")
+}
+
+/// Hint for a few well-known misspellings seen in SDKs and legacy docs.
+fn unknown_property_hint(key: &str) -> String {
+    let known = match key {
+        "badge" => Some("the .NET SDK serializes `barge` as `badge`; use `barge`"),
+        "introPromt" => {
+            Some("the .NET SDK serializes `introPrompt` as `introPromt`; use `introPrompt`")
+        }
+        "destination" => Some("for startRecording options use `destinationUrl`"),
+        "callheaders" => Some("use `callHeaders`"),
+        "hangupCause" | "barge" => {
+            Some("legacy SRV property, not part of the current SVAML spec; remove it")
+        }
+        _ => None,
+    };
+    known.map_or_else(
+        || "remove it or fix its spelling (property names are case-sensitive); strict mode rejects unknown properties".to_owned(),
+        str::to_owned,
+    )
+}
+
+/// Name enum failure on `/action/name` or `/instructions/N/name`: explain it precisely.
+fn name_violation(pointer: &str, found: &str, target: Target, is_action: bool) -> Violation {
+    let (all, allowed, kind, code): (&[&str], &[&str], &str, &str) = if is_action {
+        (
+            &ACTION_NAMES,
+            target.allowed_actions(),
+            "action",
+            "SVAML001",
+        )
+    } else {
+        (
+            &INSTRUCTION_NAMES,
+            target.allowed_instructions(),
+            "instruction",
+            "SVAML002",
+        )
+    };
+    let expected = allowed.join("|");
+    if all.contains(&found) {
+        return Violation::new(
+            Severity::Error,
+            pointer,
+            code,
+            format!(
+                "{kind} {found} is not allowed in {}; allowed: {}",
+                target.describe(),
+                list(allowed)
+            ),
+        )
+        .expected(expected)
+        .found(found)
+        .hint(if is_action {
+            "choose an action allowed for this event (Sinch answers a disallowed action with an error)"
+        } else {
+            "remove the instruction or move it to a reply where it is allowed"
+        });
+    }
+    if let Some(canonical) = all.iter().find(|n| n.eq_ignore_ascii_case(found)) {
+        return Violation::new(
+            Severity::Error,
+            pointer,
+            "SVAML003",
+            format!("{kind} name {found} is not in canonical lowerCamel casing"),
+        )
+        .expected(*canonical)
+        .found(found)
+        .hint(format!(
+            "use {canonical} (legacy casings are undocumented today and risk a rejected reply)"
+        ));
+    }
+    let hint = if found.eq_ignore_ascii_case("ReportCallStatus") {
+        "ReportCallStatus is a legacy DICE-only instruction; DICE replies are not interpreted, remove it".to_owned()
+    } else {
+        format!("use one of: {}", list(allowed))
+    };
+    Violation::new(
+        Severity::Error,
+        pointer,
+        "schema:enum",
+        format!("unknown {kind} name {found}"),
+    )
+    .expected(expected)
+    .found(found)
+    .hint(hint)
+}
+
+/// Converts one jsonschema error into violations (several for multiple unknown properties).
+pub(crate) fn push_schema_error(
+    error: &ValidationError<'_>,
+    target: Option<Target>,
+    out: &mut Vec<Violation>,
+) {
+    let pointer = error.instance_path().as_str();
+    let instance: &Value = error.instance();
+    let keyword = error.kind().keyword();
+    let code = format!("schema:{keyword}");
+    let violation = match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected }
+        | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            for key in unexpected {
+                out.push(
+                    Violation::new(
+                        Severity::Warning,
+                        join_pointer(pointer, key),
+                        code.clone(),
+                        format!("unknown property `{key}`"),
+                    )
+                    .found(key.clone())
+                    .hint(unknown_property_hint(key)),
+                );
+            }
+            return;
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            Violation::new(
+                Severity::Error,
+                join_pointer(pointer, name),
+                code,
+                format!("required property `{name}` is missing"),
+            )
+            .expected(name)
+            .hint(format!("add `{name}`"))
+        }
+        ValidationErrorKind::Enum { options } => {
+            if let (Some(target), Value::String(found)) = (target, instance) {
+                if let Some(v) = name_enum(pointer, found, target) {
+                    out.push(v);
+                    return;
+                }
+            }
+            let expected = options
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .unwrap_or_default();
+            Violation::new(
+                Severity::Error,
+                pointer,
+                code,
+                "value is not one of the allowed values",
+            )
+            .expected(expected)
+            .found(render_found(pointer, instance))
+            .hint("use one of the expected values (values are case-sensitive)")
+        }
+        ValidationErrorKind::Constant { expected_value } => Violation::new(
+            Severity::Error,
+            pointer,
+            code,
+            "value does not match the required constant",
+        )
+        .expected(
+            expected_value
+                .as_str()
+                .map_or_else(|| expected_value.to_string(), str::to_owned),
+        )
+        .found(render_found(pointer, instance)),
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                jsonschema::error::TypeKind::Single(t) => t.to_string(),
+                jsonschema::error::TypeKind::Multiple(set) => set
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            };
+            let hint = if expected == "string" && instance.is_number() {
+                "quote the value: this member is a JSON string".to_owned()
+            } else {
+                format!("use a JSON {expected}")
+            };
+            Violation::new(
+                Severity::Error,
+                pointer,
+                code,
+                format!(
+                    "wrong type: {} instead of {expected}",
+                    json_type_name(instance)
+                ),
+            )
+            .expected(expected)
+            .found(json_type_name(instance))
+            .hint(hint)
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            let len = instance.as_str().map_or(0, |s| s.chars().count());
+            Violation::new(
+                Severity::Error,
+                pointer,
+                code,
+                format!("string is too long ({len} characters, at most {limit} allowed)"),
+            )
+            .expected(format!("at most {limit} characters"))
+            .found(format!("{len} characters"))
+            .hint(format!("shorten it to {limit} characters or fewer"))
+        }
+        ValidationErrorKind::MinLength { limit } => {
+            Violation::new(Severity::Error, pointer, code, "string is too short")
+                .expected(format!("at least {limit} character(s)"))
+                .found(render_found(pointer, instance))
+                .hint("provide a non-empty value or remove the member")
+        }
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            Violation::new(Severity::Error, pointer, code, "number is too large")
+                .expected(format!("≤ {limit}"))
+                .found(render_found(pointer, instance))
+                .hint(format!("use a value of at most {limit}"))
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            Violation::new(Severity::Error, pointer, code, "number is too small")
+                .expected(format!("≥ {limit}"))
+                .found(render_found(pointer, instance))
+                .hint(format!("use a value of at least {limit}"))
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            Violation::new(Severity::Error, pointer, code, "array has too few items")
+                .expected(format!("at least {limit} item(s)"))
+                .found(render_found(pointer, instance))
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            let hint = if pattern == "^[0-9#w]*$" {
+                "DTMF may only contain 0-9, # and w (500 ms pause)"
+            } else if pattern == "^[0-9#]+$" {
+                "menu option keys may only contain 0-9 and # (w is a pause for sent tones, not a key)"
+            } else {
+                "make the value match the expected pattern"
+            };
+            Violation::new(
+                Severity::Error,
+                pointer,
+                code,
+                "value does not match the required format",
+            )
+            .expected(pattern.clone())
+            .found(render_found(pointer, instance))
+            .hint(hint)
+        }
+        _ => Violation::new(Severity::Error, pointer, code, error.masked().to_string()),
+    };
+    out.push(violation);
+}
+
+/// Recognises an enum failure of an action/instruction `name`.
+fn name_enum(pointer: &str, found: &str, target: Target) -> Option<Violation> {
+    let parent = pointer.strip_suffix("/name")?;
+    if parent == "/action" {
+        return Some(name_violation(pointer, found, target, true));
+    }
+    let index = parent.strip_prefix("/instructions/")?;
+    if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(name_violation(pointer, found, target, false));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_long_digit_runs_only() {
+        assert_eq!(mask_digits("+46701234567"), "+*********67");
+        assert_eq!(mask_digits("call 12345 ok"), "call 12345 ok");
+        assert_eq!(mask_digits("é123456"), "é****56");
+        assert_eq!(mask_digits(""), "");
+    }
+
+    #[test]
+    fn found_is_truncated_and_credentials_redacted() {
+        let long = Value::String("x".repeat(500));
+        let rendered = render_found("/a", &long);
+        assert_eq!(rendered.chars().count(), FOUND_MAX_CHARS + 1);
+        assert_eq!(
+            render_found(
+                "/instructions/0/options/credentials",
+                &Value::from("secret")
+            ),
+            "[redacted]"
+        );
+    }
+
+    #[test]
+    fn strict_promotes_warnings() {
+        let v = vec![Violation::new(
+            Severity::Warning,
+            "/a",
+            "schema:additionalProperties",
+            "m",
+        )];
+        let normal = Report::finish("ice", Mode::Normal, v.clone());
+        assert!(normal.valid);
+        assert_eq!(normal.warning_count, 1);
+        let strict = Report::finish("ice", Mode::Strict, v);
+        assert!(!strict.valid);
+        assert_eq!(strict.error_count, 1);
+    }
+}

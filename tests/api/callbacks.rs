@@ -1,0 +1,203 @@
+//! Callbacks end to end: every Sinch fixture, malformed input, and the rows that land.
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::helpers::{fixture, spawn_app, spawn_app_with};
+
+const EVENT_FIXTURES: &[(&str, &str, bool)] = &[
+    ("sinch/ice-java-sdk-1.json", "ice", true),
+    ("sinch/ice-node-sdk-1.json", "ice", true),
+    ("sinch/ice-nuget-serversdk-1.json", "ice", true),
+    ("sinch/ace-java-sdk-1.json", "ace", true),
+    ("sinch/ace-sinch-docs-signing-1.json", "ace", true),
+    ("sinch/pie-java-sdk-1.json", "pie", true),
+    ("sinch/pie-node-sdk-1.json", "pie", true),
+    ("sinch/dice-java-sdk-1.json", "dice", false),
+    ("sinch/dice-dotnet-sdk-1.json", "dice", false),
+    ("sinch/notify-java-sdk-1.json", "notify", false),
+];
+
+#[actix_web::test]
+async fn every_fixture_is_answered_and_recorded() {
+    let app = spawn_app().await;
+    let validator = svamlgate::svaml::Validator::new().unwrap();
+    for (name, event, svaml) in EVENT_FIXTURES {
+        let body = fixture(name);
+        let res = app.post_signed(&body).await;
+        assert_eq!(
+            res.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        let reference = res
+            .header("x-svamlgate-reference")
+            .expect("reference header")
+            .to_owned();
+        if *svaml {
+            let reply = res.json();
+            let target: svamlgate::svaml::Target = event.parse().unwrap();
+            let report = validator.check(target, &reply, svamlgate::svaml::Mode::Strict);
+            assert!(report.valid, "{name}: reply not valid: {report}");
+        } else {
+            assert!(res.body.is_empty(), "{name}: expected empty body");
+        }
+        let row = sqlx::query(
+            "SELECT event_type, event_known, raw_body, http_status, reply, reply_source, latency_us, signature \
+             FROM callbacks WHERE reference = $1",
+        )
+        .bind(&reference)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<String, _>("event_type"), *event);
+        assert!(row.get::<bool, _>("event_known"));
+        assert_eq!(
+            row.get::<Vec<u8>, _>("raw_body"),
+            body,
+            "{name}: raw body stored byte for byte"
+        );
+        assert_eq!(row.get::<i16, _>("http_status"), 200);
+        assert_eq!(row.get::<Option<Value>, _>("reply").is_some(), *svaml);
+        assert_eq!(
+            row.get::<String, _>("reply_source"),
+            if *svaml { "default" } else { "none" }
+        );
+        assert!(row.get::<i64, _>("latency_us") > 0);
+        assert_eq!(row.get::<String, _>("signature"), "verified");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, EVENT_FIXTURES.len() as i64);
+}
+
+#[actix_web::test]
+async fn malformed_json_gets_40003_and_is_recorded() {
+    let app = spawn_app().await;
+    let res = app.post_signed(b"{\"event\": \"ice\", ").await;
+    let reference = res.assert_envelope(400, 40003);
+    let err = app.wait_error(&reference).await;
+    assert_eq!(err["errorCode"], 40003);
+    assert_eq!(err["path"], "/sinch/callback");
+    // The raw body is kept too.
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT raw_body FROM callbacks WHERE reference = $1")
+        .bind(&reference)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(raw, b"{\"event\": \"ice\", ");
+}
+
+#[actix_web::test]
+async fn missing_event_gets_40002() {
+    let app = spawn_app().await;
+    let res = app.post_signed(br#"{"callid":"x","version":1}"#).await;
+    let reference = res.assert_envelope(400, 40002);
+    assert_eq!(app.wait_error(&reference).await["errorCode"], 40002);
+}
+
+#[actix_web::test]
+async fn non_object_bodies_get_40003() {
+    let app = spawn_app().await;
+    for body in [&b"[]"[..], b"42", b"\"ice\"", b""] {
+        let res = app.post_signed(body).await;
+        res.assert_envelope(400, 40003);
+    }
+}
+
+#[actix_web::test]
+async fn unknown_event_is_stored_flagged_and_acknowledged() {
+    let app = spawn_app().await;
+    let res = app
+        .post_signed(br#"{"event":"teleport","callid":"u-1"}"#)
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(res.body.is_empty());
+    let row = sqlx::query("SELECT event_type, event_known FROM callbacks WHERE callid = 'u-1'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("event_type"), "teleport");
+    assert!(!row.get::<bool, _>("event_known"));
+}
+
+#[actix_web::test]
+async fn wrong_types_in_non_essential_fields_never_cost_the_call() {
+    let app = spawn_app().await;
+    let body = json!({
+        "event": "ice", "callid": "wt-1", "timestamp": 12, "version": "one",
+        "userRate": "cheap", "to": 46701234567i64, "cli": {"n": 1}, "duration": [], "callHeaders": "x"
+    });
+    let res = app.post_signed(body.to_string().as_bytes()).await;
+    assert_eq!(res.status, 200);
+    assert!(res.json()["action"]["name"].is_string());
+    let warnings: Value =
+        sqlx::query_scalar("SELECT parse_warnings FROM callbacks WHERE callid = 'wt-1'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(
+        warnings.as_array().map(|a| a.len() >= 3).unwrap_or(false),
+        "{warnings}"
+    );
+}
+
+#[actix_web::test]
+async fn oversized_bodies_are_refused_before_being_read() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let big = format!("{{\"event\":\"ice\",\"custom\":\"{}\"}}", "x".repeat(5000));
+    let res = app.post_signed(big.as_bytes()).await;
+    let reference = res.assert_envelope(400, 40003);
+    assert!(res.json()["message"].as_str().unwrap().contains("1024"));
+    app.wait_error(&reference).await;
+}
+
+#[actix_web::test]
+async fn unknown_route_and_wrong_method_get_envelopes() {
+    let app = spawn_app().await;
+    let res = app.get("/nope", None).await;
+    let reference = res.assert_envelope(404, 40400);
+    let err = app.wait_error(&reference).await;
+    assert_eq!(err["path"], "/nope");
+    let res = app.get("/sinch/callback", None).await;
+    res.assert_envelope(400, 40001);
+}
+
+#[actix_web::test]
+async fn callback_path_is_configurable() {
+    let app = spawn_app_with(|c| c.callback_path = "/hooks/voice".into()).await;
+    let res = app.post_signed(&fixture("sinch/ice-node-sdk-1.json")).await;
+    assert_eq!(res.status, 200);
+    app.post_raw("/sinch/callback", b"{}", &[])
+        .await
+        .assert_envelope(404, 40400);
+}
+
+#[actix_web::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["checks"]["database"], "ok");
+    app.post_signed(&fixture("sinch/ice-node-sdk-1.json")).await;
+    let m = app.get("/metrics", None).await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        text.contains("svamlgate_callbacks_total{event=\"ice\",outcome=\"default\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("svamlgate_http_request_duration_seconds_bucket"));
+    assert!(
+        !text.contains("callId") && !text.contains("+1234567770"),
+        "no call ids or numbers as labels"
+    );
+    // Database gone: readiness says so.
+    app.pool.close().await;
+    assert_eq!(app.get("/readyz", None).await.status, 503);
+}

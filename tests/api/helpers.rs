@@ -1,0 +1,297 @@
+//! Test harness: a real PostgreSQL (DATABASE_URL, or a throwaway cluster started once per test binary),
+//! one fresh database per test, the app on a random local port, and a signing HTTP client.
+
+use std::net::TcpListener;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgPool};
+use svamlgate::app::AppState;
+use svamlgate::config::{Secret, ServeArgs};
+use svamlgate::db::store::Store;
+use svamlgate::db::{cluster::Cluster, pool_for, Database};
+use svamlgate::signature::{self, AppCredential};
+use svamlgate::svaml::Validator;
+
+pub const KEY: &str = "669E367E-6BBA-48AB-AF15-266871C28135";
+pub const SECRET: &str = "BeIukql3pTKJ8RGL5zo0DA==";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// URL of a superuser connection to the test server.
+fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        // Start the throwaway cluster on its own runtime; it lives (and is killed) with this process.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let cluster = rt
+                .block_on(Cluster::start_temporary(None))
+                .expect("starting a throwaway PostgreSQL");
+            let url = cluster.url().to_owned();
+            std::mem::forget(cluster);
+            url
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn validator() -> std::sync::Arc<Validator> {
+    static V: OnceLock<std::sync::Arc<Validator>> = OnceLock::new();
+    V.get_or_init(|| std::sync::Arc::new(Validator::new().expect("schemas compile")))
+        .clone()
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database() -> String {
+    let base: PgConnectOptions = server_url().parse().unwrap();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect_with(&base)
+        .await
+        .expect("connecting to the test server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let url = with_database(server_url(), &name);
+    let db = Database::from_pool(pool_for(&url, 4).await.unwrap());
+    db.migrate().await.unwrap();
+    db.pool.close().await;
+    url
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if url[..i].contains('@') || url[..i].ends_with(char::is_numeric) => {
+            let (base, rest) = url.split_at(i);
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{base}/{name}{query}")
+        }
+        _ => format!("{url}/{name}"),
+    }
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub pool: PgPool,
+    pub db_url: String,
+    pub client: awc::Client,
+    pub config: ServeArgs,
+    #[allow(dead_code)]
+    pub state: actix_web::web::Data<AppState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server (keeps the database).
+    pub async fn stop(&self) {
+        self.server.stop(true).await;
+    }
+
+    /// POSTs a body to the callback path, signed with the test key.
+    pub async fn post_signed(&self, body: &[u8]) -> Response {
+        let ts = signature::format_timestamp(time::OffsetDateTime::now_utc());
+        self.post_signed_at(body, &ts).await
+    }
+
+    pub async fn post_signed_at(&self, body: &[u8], ts: &str) -> Response {
+        let cred = AppCredential::new(KEY, SECRET).unwrap();
+        let ct = "application/json; charset=utf-8";
+        let auth = signature::sign(
+            &cred,
+            "POST",
+            &self.config.callback_path,
+            Some(ct),
+            ts,
+            body,
+        );
+        self.post_raw(
+            &self.config.callback_path.clone(),
+            body,
+            &[
+                ("authorization", &auth),
+                ("x-timestamp", ts),
+                ("content-type", ct),
+            ],
+        )
+        .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Response {
+        let mut req = self.client.post(self.url(path));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let mut res = req.send_body(body.to_vec()).await.expect("request failed");
+        Response::read(&mut res).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        let mut res = req.send().await.expect("request failed");
+        Response::read(&mut res).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.get(path, Some(ADMIN_TOKEN)).await
+    }
+
+    pub async fn admin_send(&self, method: &str, path: &str, body: Option<&Value>) -> Response {
+        let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = self
+            .client
+            .request(m, self.url(path))
+            .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")));
+        let mut res = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        }
+        .expect("request failed");
+        Response::read(&mut res).await
+    }
+
+    /// Waits until an error row with this reference exists and returns it via the admin API.
+    pub async fn wait_error(&self, reference: &str) -> Value {
+        for _ in 0..100 {
+            let r = self.admin_get(&format!("/admin/errors/{reference}")).await;
+            if r.status == 200 {
+                return r.json();
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        panic!("error {reference} never recorded");
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    async fn read<S>(res: &mut awc::ClientResponse<S>) -> Response
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    {
+        let body = res
+            .body()
+            .limit(10 << 20)
+            .await
+            .expect("reading body")
+            .to_vec();
+        Response {
+            status: res.status().as_u16(),
+            headers: res
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect(),
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts a Sinch error envelope with this status and code; returns its reference.
+    pub fn assert_envelope(&self, status: u16, code: u64) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let j = self.json();
+        assert_eq!(j["errorCode"].as_u64(), Some(code), "{j}");
+        assert!(
+            j["status"]
+                .as_str()
+                .unwrap()
+                .starts_with(&status.to_string()),
+            "{j}"
+        );
+        assert!(!j["message"].as_str().unwrap().is_empty());
+        j["reference"].as_str().expect("reference").to_owned()
+    }
+}
+
+pub fn base_config() -> ServeArgs {
+    let mut c = ServeArgs::for_tests();
+    c.application_key = Some(KEY.to_owned());
+    c.application_secret = Some(Secret::new(SECRET));
+    c.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    c
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let url = fresh_database().await;
+    spawn_app_on(url, configure).await
+}
+
+/// Starts the app on an existing database (e.g. to restart it).
+pub async fn spawn_app_on(db_url: String, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let mut config = base_config();
+    configure(&mut config);
+    let pool = pool_for(&db_url, 8).await.unwrap();
+    let state = AppState::build(config.clone(), Store::new(pool.clone()), validator())
+        .expect("state builds");
+    let state = actix_web::web::Data::new(state);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut c2 = config.clone();
+    c2.workers = Some(1);
+    let server = svamlgate::http::serve(state.clone(), listener).unwrap();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    TestApp {
+        addr,
+        pool,
+        db_url,
+        client,
+        config,
+        state,
+        server: handle,
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}

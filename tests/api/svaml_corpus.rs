@@ -1,0 +1,449 @@
+//! SVAML gate corpus tests: valid/invalid fixture manifests, the Sinch SDK/doc fixtures,
+//! inbound event fixtures, and a property test over builder output.
+
+use std::sync::LazyLock;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use svamlgate::svaml::model::{
+    Action, Amd, CallHeader, ConferenceDtmfOptions, ConnectConf, ConnectMxp, ConnectPstn,
+    ConnectSip, ConnectStream, Destination, DtmfMode, Indications, Instruction, Menu, MenuAction,
+    Moh, Park, PlayFiles, RunMenu, Say, SendDtmf, SetCookie, StartRecording,
+    StartRecordingOptions, StreamingOptions, Svaml, Transport,
+};
+use svamlgate::svaml::{EventSchema, Mode, Report, Severity, Target, Validator};
+
+static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| Validator::new().unwrap());
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn load(rel: &str) -> Value {
+    let path = format!("{FIXTURES}/{rel}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn has(report: &Report, code: &str, pointer: &str) -> bool {
+    report
+        .violations
+        .iter()
+        .any(|v| v.code == code && v.pointer == pointer && v.severity == Severity::Error)
+}
+
+#[test]
+fn valid_corpus_passes_for_every_listed_target() {
+    let manifest = load("svaml/valid/manifest.json");
+    let entries = manifest.as_array().unwrap();
+    assert!(entries.len() >= 10);
+    for entry in entries {
+        let file = entry["file"].as_str().unwrap();
+        let doc = load(&format!("svaml/valid/{file}"));
+        let mode: Mode = entry["mode"].as_str().unwrap().parse().unwrap();
+        for target in entry["targets"].as_array().unwrap() {
+            let target: Target = target.as_str().unwrap().parse().unwrap();
+            let report = VALIDATOR.check(target, &doc, mode);
+            assert!(report.valid, "{file} for {target}:\n{report}");
+            if mode == Mode::Strict {
+                assert!(report.violations.is_empty(), "{file}:\n{report}");
+            }
+        }
+    }
+}
+
+#[test]
+fn normal_mode_reports_unknown_property_as_warning() {
+    let doc = load("svaml/valid/normal-mode-unknown-property-is-warning.json");
+    let report = VALIDATOR.check(Target::Ice, &doc, Mode::Normal);
+    assert!(report.valid);
+    assert_eq!(report.warning_count, 1);
+    let warning = &report.violations[0];
+    assert_eq!(warning.severity, Severity::Warning);
+    assert_eq!(warning.code, "schema:additionalProperties");
+    assert_eq!(warning.pointer, "/action/hangupCause");
+    let strict = VALIDATOR.check(Target::Ice, &doc, Mode::Strict);
+    assert!(!strict.valid);
+    assert_eq!(strict.error_count, 1);
+}
+
+#[test]
+fn invalid_corpus_is_rejected_with_expected_code_and_pointer() {
+    let manifest = load("svaml/invalid/manifest.json");
+    let entries = manifest.as_array().unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(format!("{FIXTURES}/svaml/invalid"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "manifest.json")
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = entries
+        .iter()
+        .map(|e| e["file"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(files, listed, "every invalid fixture must be in the manifest");
+    for entry in entries {
+        let file = entry["file"].as_str().unwrap();
+        let doc = load(&format!("svaml/invalid/{file}"));
+        let target: Target = entry["target"].as_str().unwrap().parse().unwrap();
+        let mode: Mode = entry["mode"].as_str().unwrap().parse().unwrap();
+        let code = entry["code"].as_str().unwrap();
+        let pointer = entry["pointer"].as_str().unwrap();
+        let report = VALIDATOR.check(target, &doc, mode);
+        assert!(!report.valid, "{file} unexpectedly valid for {target}");
+        assert!(
+            has(&report, code, pointer),
+            "{file}: expected {code} at {pointer:?}, got:\n{report}"
+        );
+        if mode == Mode::Strict {
+            // Strict-only entries must pass in normal mode (the rule is a warning there).
+            let normal = VALIDATOR.check(target, &doc, Mode::Normal);
+            assert!(normal.valid, "{file} should only fail in strict mode:\n{normal}");
+            assert!(normal
+                .warnings()
+                .any(|v| v.code == code && v.pointer == pointer));
+        }
+    }
+}
+
+#[test]
+fn forbidden_action_message_names_event_and_allowed_actions() {
+    let doc = load("svaml/invalid/event-action-ace-connectMxp.json");
+    let report = VALIDATOR.check(Target::Ace, &doc, Mode::Normal);
+    assert_eq!(report.error_count, 1, "{report}");
+    let v = &report.violations[0];
+    assert_eq!(v.pointer, "/action/name");
+    assert_eq!(v.code, "SVAML001");
+    assert_eq!(
+        v.message,
+        "action connectMxp is not allowed in a reply to ACE; allowed: hangup, continue, connectConf, runMenu"
+    );
+    assert_eq!(v.expected.as_deref(), Some("hangup|continue|connectConf|runMenu"));
+    assert_eq!(v.found.as_deref(), Some("connectMxp"));
+}
+
+fn wrap_action(rel: &str) -> Value {
+    json!({ "action": load(rel) })
+}
+
+#[test]
+fn sinch_java_connectpstn_fixture_rejected_for_documented_reasons() {
+    let doc = wrap_action("sinch/svaml-action-connectpstn-java-sdk-1.json");
+    let report = VALIDATOR.check(Target::Ice, &doc, Mode::Normal);
+    assert!(!report.valid);
+    assert!(has(&report, "schema:enum", "/action/indications"), "{report}");
+    assert!(has(&report, "SVAML030", "/action/locale"), "{report}");
+    assert!(has(&report, "SVAML010", "/action/cli"), "{report}");
+    assert_eq!(report.error_count, 3, "{report}");
+}
+
+#[test]
+fn sinch_java_runmenu_fixture_rejected_for_documented_reasons() {
+    let doc = wrap_action("sinch/svaml-action-runmenu-java-sdk-1.json");
+    let report = VALIDATOR.check(Target::Ice, &doc, Mode::Normal);
+    assert!(!report.valid);
+    for (code, pointer) in [
+        ("SVAML020", "/action/menus"),
+        ("SVAML021", "/action/mainMenu"),
+        ("SVAML022", "/action/menus/0/options/0/action"),
+        ("schema:pattern", "/action/menus/0/options/0/dtmf"),
+        ("SVAML052", "/action/menus/0/mainPrompt"),
+        ("SVAML052", "/action/menus/0/repeatPrompt"),
+    ] {
+        assert!(has(&report, code, pointer), "{code} {pointer}:\n{report}");
+    }
+}
+
+#[test]
+fn sinch_valid_svaml_fixtures_pass() {
+    let control = load("sinch/svaml-response-java-sdk-1.json");
+    for target in [Target::Ice, Target::Ace, Target::Pie] {
+        let report = VALIDATOR.check(target, &control, Mode::Strict);
+        assert!(report.violations.is_empty(), "{target}:\n{report}");
+    }
+    let manage = VALIDATOR.check(Target::Manage, &control, Mode::Normal);
+    assert!(has(&manage, "SVAML001", "/action/name"), "{manage}");
+    assert!(has(&manage, "SVAML002", "/instructions/1/name"), "{manage}");
+
+    let stream = wrap_action("sinch/svaml-action-connectstream-java-sdk-1.json");
+    let report = VALIDATOR.check(Target::Ice, &stream, Mode::Strict);
+    assert!(report.violations.is_empty(), "{report}");
+    let ace = VALIDATOR.check(Target::Ace, &stream, Mode::Normal);
+    assert!(has(&ace, "SVAML001", "/action/name"), "{ace}");
+}
+
+#[test]
+fn sinch_legacy_docs_fixtures_need_canonical_names() {
+    let mut ice = load("sinch/svaml-ice-response-sinch-docs-1.json");
+    let report = VALIDATOR.check(Target::Ice, &ice, Mode::Normal);
+    assert_eq!(report.error_count, 1, "{report}");
+    assert!(has(&report, "SVAML003", "/action/name"));
+    assert_eq!(report.violations[0].hint.as_deref(), Some("use connectPstn (legacy casings are undocumented today and risk a rejected reply)"));
+    ice["action"]["name"] = json!("connectPstn");
+    let fixed = VALIDATOR.check(Target::Ice, &ice, Mode::Strict);
+    assert!(fixed.violations.is_empty(), "{fixed}");
+
+    let dice = load("sinch/svaml-dice-response-sinch-docs-1.json");
+    let report = VALIDATOR.check(Target::Ice, &dice, Mode::Normal);
+    assert!(has(&report, "SVAML003", "/action/name"), "{report}");
+    assert!(has(&report, "schema:enum", "/instructions/0/name"), "{report}");
+}
+
+#[test]
+fn inbound_event_fixtures_pass_their_schema_and_fail_others() {
+    let cases = [
+        ("sinch/ice-nuget-serversdk-1.json", EventSchema::Ice),
+        ("sinch/ice-java-sdk-1.json", EventSchema::Ice),
+        ("sinch/ice-node-sdk-1.json", EventSchema::Ice),
+        ("sinch/ace-sinch-docs-signing-1.json", EventSchema::Ace),
+        ("sinch/ace-java-sdk-1.json", EventSchema::Ace),
+        ("sinch/dice-java-sdk-1.json", EventSchema::Dice),
+        ("sinch/dice-dotnet-sdk-1.json", EventSchema::Dice),
+        ("sinch/pie-java-sdk-1.json", EventSchema::Pie),
+        ("sinch/pie-node-sdk-1.json", EventSchema::Pie),
+        ("sinch/notify-java-sdk-1.json", EventSchema::Notify),
+    ];
+    for (file, kind) in cases {
+        let doc = load(file);
+        let report = VALIDATOR.check_event(kind, &doc);
+        assert!(report.valid && report.violations.is_empty(), "{file}:\n{report}");
+        assert_eq!(report.target, format!("event:{kind}"));
+        let other = if kind == EventSchema::Notify {
+            EventSchema::Ice
+        } else {
+            EventSchema::Notify
+        };
+        let wrong = VALIDATOR.check_event(other, &doc);
+        assert!(has(&wrong, "schema:const", "/event"), "{file}:\n{wrong}");
+    }
+    let bad = json!({"event": "dice", "duration": "long", "to": "+4670"});
+    let report = VALIDATOR.check_event(EventSchema::Dice, &bad);
+    assert!(has(&report, "schema:type", "/duration"), "{report}");
+    assert!(has(&report, "schema:type", "/to"), "{report}");
+    let missing = VALIDATOR.check_event(EventSchema::Pie, &json!({"callid": "x"}));
+    assert!(has(&missing, "schema:required", "/event"), "{missing}");
+}
+
+#[test]
+fn report_serializes_camel_case_and_displays_one_line_per_violation() {
+    let doc = json!({"action": {"name": "connectPstn", "number": "46700000000", "maxDuration": 99999}});
+    let report = VALIDATOR.check(Target::Ice, &doc, Mode::Normal);
+    let value = serde_json::to_value(&report).unwrap();
+    assert_eq!(value["valid"], false);
+    assert_eq!(value["target"], "ice");
+    assert_eq!(value["mode"], "normal");
+    assert_eq!(value["errorCount"], 2);
+    assert_eq!(value["bundleVersion"], svamlgate::svaml::SCHEMA_BUNDLE_VERSION);
+    assert_eq!(value["violations"][0]["code"], "schema:maximum");
+    assert_eq!(value["violations"][0]["expected"], "≤ 14400");
+    assert_eq!(value["violations"][1]["code"], "SVAML010");
+    assert_eq!(value["violations"][1]["severity"], "error");
+    let text = report.to_string();
+    assert_eq!(text.lines().count(), 1 + report.violations.len());
+    assert!(text.lines().nth(2).unwrap().starts_with("error   /action/number [SVAML010]"));
+    let masked = report.masked();
+    assert_eq!(masked.violations[1].found.as_deref(), Some("*********00"));
+}
+
+#[test]
+fn never_panics_on_arbitrary_shapes() {
+    let docs = [
+        json!(null),
+        json!(42),
+        json!("svaml"),
+        json!({"action": null}),
+        json!({"action": {"name": null}}),
+        json!({"instructions": [null, 1, "x", {"name": {}}], "action": {"name": "runMenu", "menus": [null, {"id": 1, "options": "x"}]}}),
+        json!({"action": {"name": "connectStream", "destination": {"endpoint": 5}}}),
+    ];
+    for doc in docs {
+        for target in Target::ALL {
+            for mode in [Mode::Normal, Mode::Strict] {
+                let report = VALIDATOR.check(target, &doc, mode);
+                assert!(!report.valid, "{doc} for {target}");
+            }
+        }
+    }
+}
+
+// ---------- property test: builder output validates where allowed ----------
+
+fn text() -> impl Strategy<Value = String> {
+    "[A-Za-z][A-Za-z0-9 ,.!?]{0,40}"
+}
+fn ident() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_]{0,10}"
+}
+fn e164() -> impl Strategy<Value = String> {
+    "\\+[1-9][0-9]{6,13}"
+}
+fn locale() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["en-US", "sv-SE", "fr-FR", "de-DE", "en-GB"]).prop_map(String::from)
+}
+fn tts_locale() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["en-US", "en-US/female", "en-GB/male", "fr-FR/Celine", "Joanna", "arb"])
+        .prop_map(String::from)
+}
+fn prompt() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            text().prop_map(|t| format!("#tts[{t}]")),
+            text().prop_map(|t| format!("#ssml[<speak>{t}</speak>]")),
+            ident().prop_map(|f| format!("#href[https://media.example.com/{f}.mp3]")),
+            ident().prop_map(|f| format!("https://media.example.com/{f}.wav")),
+        ],
+        1..4,
+    )
+    .prop_map(|parts| parts.join(";"))
+}
+fn dtmf() -> impl Strategy<Value = String> {
+    "[0-9#w]{1,12}"
+}
+fn headers() -> impl Strategy<Value = Option<Vec<CallHeader>>> {
+    prop::option::of(prop::collection::vec(
+        (ident(), text()).prop_map(|(k, v)| CallHeader::new(k, v)),
+        0..3,
+    ))
+}
+
+fn instruction() -> impl Strategy<Value = Instruction> {
+    prop_oneof![
+        (prop::collection::vec(prompt(), 1..3), tts_locale())
+            .prop_map(|(ids, l)| Instruction::PlayFiles(PlayFiles { ids, locale: Some(l) })),
+        (text(), prop::option::of(tts_locale()))
+            .prop_map(|(t, locale)| Instruction::Say(Say { text: Some(t), locale })),
+        dtmf().prop_map(|v| Instruction::SendDtmf(SendDtmf { value: Some(v) })),
+        (ident(), "[a-z0-9]{0,20}").prop_map(|(k, v)| Instruction::SetCookie(SetCookie {
+            key: Some(k),
+            value: Some(v)
+        })),
+        Just(Instruction::Answer),
+        (prop::option::of(any::<bool>())).prop_map(|n| Instruction::StartRecording(StartRecording {
+            options: Some(StartRecordingOptions {
+                destination_url: Some("s3://bucket/calls/".into()),
+                credentials: Some("KEY:SECRET:eu-central-1".into()),
+                notification_events: n,
+                ..Default::default()
+            })
+        })),
+        Just(Instruction::StopRecording),
+    ]
+}
+
+fn menus() -> impl Strategy<Value = Vec<Menu>> {
+    (1usize..5, prompt()).prop_flat_map(|(count, p)| {
+        let ids: Vec<String> = (0..count)
+            .map(|i| if i == 0 { "main".to_owned() } else { format!("m{i}") })
+            .collect();
+        let per_menu = prop::collection::vec(
+            (prop::bool::ANY, 0usize..count, ident()),
+            0..6,
+        );
+        prop::collection::vec(per_menu, count).prop_map(move |options| {
+            ids.iter()
+                .zip(options)
+                .map(|(id, opts)| {
+                    let mut menu = Menu::new(id.clone(), p.clone());
+                    menu.max_digits = Some(1);
+                    for (k, (go, target, value)) in opts.into_iter().enumerate() {
+                        let action = if go {
+                            MenuAction::Menu(ids[target].clone())
+                        } else {
+                            MenuAction::Return(value)
+                        };
+                        // Distinct keys per menu: "1", "2", ..., "6".
+                        menu = menu.option((k + 1).to_string(), action);
+                    }
+                    menu
+                })
+                .collect()
+        })
+    })
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        Just(Action::Hangup),
+        Just(Action::Continue),
+        (e164(), prop::option::of(locale()), 0u32..=14400, prop::option::of(dtmf()), prop::sample::select(Indications::ALL.to_vec()), any::<bool>())
+            .prop_map(|(n, l, d, t, ind, private)| {
+                let mut a = ConnectPstn::to(n.clone()).max_duration(d);
+                a.locale = l;
+                a.dtmf = t;
+                a.indications = Some(ind);
+                a.cli = Some(if private { "private".into() } else { n });
+                a.amd = Some(Amd { enabled: Some(true), async_: Some(private) });
+                Action::ConnectPstn(a)
+            }),
+        (ident(), headers()).prop_map(|(u, h)| Action::ConnectMxp(ConnectMxp {
+            destination: Some(Destination::username(u)),
+            call_headers: h
+        })),
+        ("[A-Za-z0-9 _-]{1,64}", prop::option::of(prop::sample::select(vec![Moh::Ring, Moh::Music1, Moh::Music2, Moh::Music3])), prop::sample::select(vec![DtmfMode::Ignore, DtmfMode::Forward, DtmfMode::Detect]))
+            .prop_map(|(id, moh, mode)| {
+                let mut c = ConnectConf::id(id);
+                c.moh = moh;
+                c.conference_dtmf_options = Some(ConferenceDtmfOptions { mode: Some(mode), max_digits: Some(4), timeout_mills: Some(3000) });
+                Action::ConnectConf(c)
+            }),
+        (ident(), prop::sample::select(vec![Transport::Udp, Transport::Tcp, Transport::Tls]), headers(), 0u32..=14400)
+            .prop_map(|(u, t, h, d)| {
+                let mut s = ConnectSip::to(format!("{u}@sip.example.com"));
+                s.transport = Some(t);
+                s.call_headers = h;
+                s.max_duration = Some(d);
+                Action::ConnectSip(s)
+            }),
+        (ident(), headers()).prop_map(|(p, h)| {
+            let mut s = ConnectStream::to(format!("wss://stream.example.com/{p}"));
+            s.call_headers = h;
+            s.streaming_options = Some(StreamingOptions { version: Some(2), sample_rate: Some(16000) });
+            Action::ConnectStream(s)
+        }),
+        (menus(), tts_locale(), any::<bool>()).prop_map(|(m, l, voice)| {
+            let mut r = RunMenu::new(m);
+            r.locale = Some(l);
+            r.enable_voice = Some(voice);
+            r.main_menu = Some("main".into());
+            r.barge = Some(!voice);
+            Action::RunMenu(r)
+        }),
+        (prompt(), prompt(), 0u32..=600, tts_locale()).prop_map(|(i, h, d, l)| Action::Park(Park {
+            locale: Some(l),
+            intro_prompt: Some(i),
+            hold_prompt: Some(h),
+            max_duration: Some(d)
+        })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn builder_output_validates_for_every_event_allowing_it(
+        instructions in prop::collection::vec(instruction(), 0..5),
+        action in action(),
+    ) {
+        let mut instructions = instructions;
+        for (i, instruction) in instructions.iter_mut().enumerate() {
+            if let Instruction::SetCookie(SetCookie { key: Some(key), .. }) = instruction {
+                key.push_str(&i.to_string()); // distinct keys (a repeated key is warning SVAML041)
+            }
+        }
+        let svaml = Svaml { instructions, action };
+        let doc = svaml.to_value();
+        for target in Target::ALL {
+            let allowed = target.allowed_actions().contains(&svaml.action.name())
+                && svaml.instructions.iter().all(|i| target.allowed_instructions().contains(&i.name()));
+            let report = VALIDATOR.check(target, &doc, Mode::Strict);
+            if allowed {
+                prop_assert!(report.violations.is_empty(), "{}\n{}", doc, report);
+            } else {
+                prop_assert!(!report.valid);
+                prop_assert!(report.violations.iter().all(|v| v.code == "SVAML001" || v.code == "SVAML002"), "{}", report);
+            }
+        }
+        let back: Svaml = serde_json::from_value(doc).unwrap();
+        prop_assert_eq!(back, svaml);
+    }
+}
