@@ -87,6 +87,16 @@ fn main() {
     let start = Instant::now();
     let validator = Validator::new().expect("schemas compile");
     println!("Validator::new: {:.2?}", start.elapsed());
-    measure(&validator, "typical ICE reply", &typical_ice_reply(), 20_000);
-    measure(&validator, "large runMenu document", &large_document(), 2_000);
+    measure(
+        &validator,
+        "typical ICE reply",
+        &typical_ice_reply(),
+        20_000,
+    );
+    measure(
+        &validator,
+        "large runMenu document",
+        &large_document(),
+        2_000,
+    );
 }

@@ -61,16 +61,20 @@ COMMENT ON COLUMN routes.updated_at IS 'When the route was last changed.';
 
 CREATE TABLE call_state (
     callid        text        PRIMARY KEY,
-    flow_id       bigint      NOT NULL,
-    flow_version  integer     NOT NULL,
+    route_id      bigint,
+    flow_id       bigint,
+    flow_version  integer,
     node          text,
+    context       jsonb       NOT NULL,
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE call_state IS 'Where each call is in its flow: the flow version chosen at ICE (kept for the whole call) and the node whose SVAML was sent last.';
+COMMENT ON TABLE call_state IS 'Where each call in progress is: the route chosen at its first event, the flow version pinned then (kept for the whole call), the node whose SVAML was sent last, and the values of the first event (caller, called) that later events lack. Deleted at DICE.';
 COMMENT ON COLUMN call_state.callid IS 'Sinch call id.';
-COMMENT ON COLUMN call_state.flow_id IS 'Flow answering this call.';
+COMMENT ON COLUMN call_state.route_id IS 'Route chosen at the first event of the call.';
+COMMENT ON COLUMN call_state.flow_id IS 'Flow answering this call (NULL in proxy mode).';
 COMMENT ON COLUMN call_state.flow_version IS 'Flow version pinned at the first event of the call.';
 COMMENT ON COLUMN call_state.node IS 'Node whose reply was sent last; PIE transitions start from it.';
+COMMENT ON COLUMN call_state.context IS 'Event values kept for placeholders: caller, called, custom, callid.';
 COMMENT ON COLUMN call_state.updated_at IS 'Last change.';
 
 ALTER TABLE callbacks ADD COLUMN flow_id bigint;
@@ -97,5 +101,5 @@ COMMENT ON COLUMN upstream_exchanges.url IS 'Where it was forwarded.';
 COMMENT ON COLUMN upstream_exchanges.status IS 'HTTP status of the upstream answer; NULL when none arrived.';
 COMMENT ON COLUMN upstream_exchanges.body IS 'Upstream answer body (truncated to 64 KiB).';
 COMMENT ON COLUMN upstream_exchanges.latency_us IS 'Time until the upstream answered or failed, in microseconds.';
-COMMENT ON COLUMN upstream_exchanges.failure IS 'timeout, connect, bad_status, too_large, not_json, empty_body; NULL on success.';
+COMMENT ON COLUMN upstream_exchanges.failure IS 'timeout, connect, protocol, bad_status, too_large, not_json, empty_body; NULL on success.';
 COMMENT ON COLUMN upstream_exchanges.created_at IS 'When the exchange was recorded.';

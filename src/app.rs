@@ -34,6 +34,8 @@ pub struct AppState {
     pub errors: ErrorSink,
     /// SHA-256 of the admin token (compared in constant time), None = admin API disabled.
     pub admin_token_digest: Option<[u8; 32]>,
+    /// Parsed flow versions.
+    pub flows: crate::sources::FlowCache,
 }
 
 /// Builds the key ring from SINCH_APPLICATION_KEY/SECRET and SINCH_APPLICATIONS.
@@ -107,6 +109,7 @@ impl AppState {
             metrics,
             errors,
             admin_token_digest,
+            flows: Default::default(),
         })
     }
 }

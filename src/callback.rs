@@ -230,8 +230,13 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     if let Some(target) = target_of(&event.kind) {
         let deadline = state.config.deadline(label);
         let remaining = deadline.saturating_sub(req.started.elapsed());
+        let forward = sources::Forward {
+            body: &req.body,
+            content_type: req.content_type.as_deref(),
+            deadline_at: req.started + deadline,
+        };
         let decided =
-            tokio::time::timeout(remaining, sources::decide(state, &event, target, id)).await;
+            tokio::time::timeout(remaining, sources::decide(state, &event, target, id, forward)).await;
         let decision = match decided {
             Ok(d) => d,
             Err(_) => sources::Decision::failed(

@@ -25,6 +25,9 @@ pub struct Envelope {
     pub message: String,
     /// Reference id, queryable in the errors table and through `GET /admin/errors/{reference}`.
     pub reference: String,
+    /// Optional structured details (e.g. the validation report of a refused flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// An error answered to a client.
@@ -38,6 +41,8 @@ pub struct ApiError {
     pub reference: String,
     /// Internal detail for operators (stored in errors.detail, never sent).
     pub detail: Option<serde_json::Value>,
+    /// Structured details sent with the envelope.
+    pub details: Option<serde_json::Value>,
     /// Set when the error was already queued for recording (the middleware must not record it twice).
     pub recorded: bool,
 }
@@ -50,12 +55,19 @@ impl ApiError {
             message: message.into(),
             reference: new_reference(),
             detail: None,
+            details: None,
             recorded: false,
         }
     }
     /// Adds internal detail (stored, never sent).
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);
+        self
+    }
+    /// Adds structured details to the response (and to the stored detail).
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.detail = Some(details.clone());
+        self.details = Some(details);
         self
     }
     /// Marks the error as recorded already.
@@ -130,6 +142,7 @@ impl ApiError {
             error_code: self.code,
             message: self.message.clone(),
             reference: self.reference.clone(),
+            details: self.details.clone(),
         }
     }
 

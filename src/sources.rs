@@ -1,18 +1,31 @@
-//! Reply sources: what decides the SVAML for an ICE, ACE or PIE. A route (by called number and caller
-//! prefix) selects a stored call flow or the customer's own app; without a route, the configured
-//! default reply is used. Whatever the source, the gate checks the result and the deadline bounds it.
+//! Reply sources: what decides the SVAML for an ICE, ACE or PIE. At the first event of a call a route
+//! (by called number and caller prefix) selects a stored call flow or the customer's own app
+//! (proxy mode); the choice, the flow version and the flow's position are kept per call in
+//! `call_state`, so ACE and PIE continue where the call is. Without a route, the configured default
+//! reply is used. Whatever the source, the gate checks the result and the deadline bounds it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::events::ParsedEvent;
+use crate::db::flows::CallState;
+use crate::events::{EventKind, ParsedEvent};
+use crate::flows::engine::{self, Stage};
+use crate::flows::model::FlowDoc;
+use crate::flows::render::EventContext;
+use crate::flows::routes::{self, Route, RouteTarget};
+use crate::signature::{self, AppCredential};
 use crate::svaml::Target;
+use crate::upstream::{self, UpstreamClient, UpstreamRequest};
 
 /// Why a source produced no usable reply.
 #[derive(Debug, Clone)]
 pub struct SourceFailure {
-    /// Stable reason: deadline, upstream_error, flow_error, not_json.
+    /// Stable reason: deadline, upstream_error, flow_error.
     pub reason: &'static str,
     /// Human message for logs and the errors table.
     pub message: String,
@@ -41,11 +54,7 @@ impl Decision {
     /// A decision without a usable reply.
     pub fn failed(reason: &'static str, message: impl Into<String>) -> Decision {
         Decision {
-            candidate: Err(SourceFailure {
-                reason,
-                message: message.into(),
-                raw_reply: None,
-            }),
+            candidate: Err(SourceFailure { reason, message: message.into(), raw_reply: None }),
             source: "none",
             route_id: None,
             flow_id: None,
@@ -66,16 +75,221 @@ impl Decision {
     }
 }
 
+/// Immutable flow versions, parsed once.
+#[derive(Debug, Default)]
+pub struct FlowCache {
+    inner: Mutex<HashMap<(i64, i32), Arc<FlowDoc>>>,
+}
+
+impl FlowCache {
+    /// The parsed document of a flow version (current when `version` is None).
+    pub async fn get(
+        &self,
+        state: &AppState,
+        flow_id: i64,
+        version: Option<i32>,
+    ) -> Result<Option<(i32, Arc<FlowDoc>)>, String> {
+        if let Some(v) = version {
+            if let Some(doc) = self.lock().get(&(flow_id, v)) {
+                return Ok(Some((v, doc.clone())));
+            }
+        }
+        let Some((v, doc)) = state.store.flow_document(flow_id, version).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+        let flow = Arc::new(FlowDoc::from_json(&bytes).map_err(|e| e.to_string())?);
+        self.lock().insert((flow_id, v), flow.clone());
+        Ok(Some((v, flow)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i32), Arc<FlowDoc>>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+thread_local! {
+    // awc clients are !Send: one per worker thread.
+    static UPSTREAM: UpstreamClient = UpstreamClient::new();
+}
+
+/// The request details proxy mode forwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'a> {
+    /// Raw body as received.
+    pub body: &'a [u8],
+    /// content-type as received.
+    pub content_type: Option<&'a str>,
+    /// When the reply must be out.
+    pub deadline_at: Instant,
+}
+
 /// Decides the candidate reply for an event that expects SVAML.
 pub async fn decide(
     state: &AppState,
     event: &ParsedEvent,
     target: Target,
-    _callback_id: Uuid,
+    callback_id: Uuid,
+    forward: Forward<'_>,
 ) -> Decision {
-    let _ = event;
-    Decision::default_reply(state, target)
+    let mut ctx = EventContext::from_event(&event.raw);
+    let callid = event.callid.as_deref();
+    let stored = match callid {
+        Some(c) if target != Target::Ice => state.store.call_state(c).await.ok().flatten(),
+        _ => None,
+    };
+    if let Some(s) = &stored {
+        ctx.fill_missing_from(&s.context);
+    }
+    // The route: the one pinned to the call, else chosen now.
+    let route = match stored.as_ref().and_then(|s| s.route_id) {
+        Some(id) => state.store.get_route(id).await.ok().flatten(),
+        None => match state.store.list_routes().await {
+            Ok(all) => routes::select(&all, ctx.called.as_deref(), ctx.caller.as_deref()).cloned(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not load routes; using the default reply");
+                None
+            }
+        },
+    };
+    let Some(route) = route else { return Decision::default_reply(state, target) };
+    match &route.target {
+        RouteTarget::Flow { flow_id } => {
+            from_flow(state, event, target, &route, *flow_id, stored, ctx).await
+        }
+        RouteTarget::Upstream { .. } => {
+            let d = from_upstream(state, &route, callback_id, forward).await;
+            if let Some(c) = callid {
+                let s = CallState { route_id: Some(route.id), flow_id: None, flow_version: None, node: None, context: ctx };
+                if let Err(e) = state.store.save_call_state(c, &s).await {
+                    tracing::warn!(error = %e, "could not save call state");
+                }
+            }
+            d
+        }
+    }
 }
 
-/// Events that end a call (DICE) or only inform (Notify).
-pub async fn observe_final(_state: &AppState, _event: &ParsedEvent) {}
+async fn from_flow(
+    state: &AppState,
+    event: &ParsedEvent,
+    target: Target,
+    route: &Route,
+    flow_id: i64,
+    stored: Option<CallState>,
+    ctx: EventContext,
+) -> Decision {
+    let pinned = stored.as_ref().filter(|s| s.flow_id == Some(flow_id)).and_then(|s| s.flow_version);
+    let mut decision = Decision::failed("flow_error", "");
+    decision.source = "flow";
+    decision.route_id = Some(route.id);
+    decision.flow_id = Some(flow_id);
+    let (version, flow) = match state.flows.get(state, flow_id, pinned).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            decision.candidate = Err(failure("flow_error", format!("flow {flow_id} of route {} not found", route.id)));
+            return decision;
+        }
+        Err(e) => {
+            decision.candidate = Err(failure("flow_error", format!("flow {flow_id} could not be loaded: {e}")));
+            return decision;
+        }
+    };
+    decision.flow_version = Some(version);
+    let stage = Stage::from_event(&event.raw).unwrap_or(match target {
+        Target::Ace => Stage::Ace,
+        Target::Pie => Stage::Pie { menu_result_type: String::new(), value: None, menu_id: None },
+        _ => Stage::Ice,
+    });
+    let current = stored.as_ref().and_then(|s| s.node.clone());
+    let d = engine::decide(&flow, &stage, current.as_deref(), &ctx);
+    tracing::debug!(via = %d.via, "flow decision");
+    decision.flow_node = d.node.clone();
+    decision.candidate = Ok(d.svaml);
+    if let Some(c) = event.callid.as_deref() {
+        let s = CallState {
+            route_id: Some(route.id),
+            flow_id: Some(flow_id),
+            flow_version: Some(version),
+            node: d.node.or(current),
+            context: ctx,
+        };
+        if let Err(e) = state.store.save_call_state(c, &s).await {
+            tracing::warn!(error = %e, "could not save call state");
+        }
+    }
+    decision
+}
+
+fn failure(reason: &'static str, message: String) -> SourceFailure {
+    SourceFailure { reason, message, raw_reply: None }
+}
+
+/// Margin kept between the upstream timeout and the reply deadline, to gate and answer in time.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+async fn from_upstream(state: &AppState, route: &Route, callback_id: Uuid, fwd: Forward<'_>) -> Decision {
+    let mut decision = Decision::failed("upstream_error", "");
+    decision.source = "upstream";
+    decision.route_id = Some(route.id);
+    let RouteTarget::Upstream { url, key, secret_b64, timeout_ms } = &route.target else { return decision };
+    let cred = match AppCredential::new(key, secret_b64.expose()) {
+        Ok(c) => c,
+        Err(e) => {
+            decision.candidate = Err(failure("upstream_error", format!("route {} has an unusable key: {e}", route.id)));
+            return decision;
+        }
+    };
+    let content_type = fwd.content_type.unwrap_or("application/json");
+    let ts = signature::format_timestamp(time::OffsetDateTime::now_utc());
+    let authorization = signature::sign(&cred, "POST", upstream::request_path(url), Some(content_type), &ts, fwd.body);
+    let remaining = fwd.deadline_at.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
+    let timeout = timeout_ms.map(Duration::from_millis).map_or(remaining, |t| t.min(remaining));
+    let req = UpstreamRequest {
+        url,
+        authorization: Some(authorization),
+        x_timestamp: ts,
+        content_type,
+        body: fwd.body,
+        timeout,
+    };
+    let client = UPSTREAM.with(UpstreamClient::clone);
+    let outcome = client.forward(&req).await;
+    let label = match &outcome.error {
+        None => "ok",
+        Some(e) => e.code(),
+    };
+    state.metrics.inc("svamlgate_upstream_requests_total", &[("outcome", label)]);
+    state.metrics.observe("svamlgate_reply_duration_seconds", &[("event", "upstream"), ("source", "upstream")], outcome.latency);
+    let body_text = outcome.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    {
+        let store = state.store.clone();
+        let url = url.clone();
+        let body = body_text.clone();
+        let latency = i64::try_from(outcome.latency.as_micros()).unwrap_or(i64::MAX);
+        let status = outcome.status;
+        let fail = outcome.error.as_ref().map(|e| e.code().to_owned());
+        actix_web::rt::spawn(async move {
+            if let Err(e) = store.record_upstream(callback_id, &url, status, body.as_deref(), latency, fail.as_deref()).await {
+                tracing::warn!(error = %e, "could not record the upstream exchange");
+            }
+        });
+    }
+    decision.candidate = outcome.svaml().map_err(|e| SourceFailure {
+        reason: if matches!(e, upstream::UpstreamFailure::Timeout) { "deadline" } else { "upstream_error" },
+        message: format!("upstream {}: {e}", route.name),
+        raw_reply: body_text,
+    });
+    decision
+}
+
+/// Events that end a call (DICE) or only inform (Notify): a finished call's state is dropped.
+pub async fn observe_final(state: &AppState, event: &ParsedEvent) {
+    if matches!(event.kind, EventKind::Dice) {
+        if let Some(c) = event.callid.as_deref() {
+            if let Err(e) = state.store.delete_call_state(c).await {
+                tracing::warn!(error = %e, "could not drop call state");
+            }
+        }
+    }
+}

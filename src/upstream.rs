@@ -75,16 +75,16 @@ pub enum UpstreamFailure {
 }
 
 impl UpstreamFailure {
-    /// Stable short code for logs and storage, e.g. `timeout`, `bad-status`.
+    /// Stable short code for logs and storage, e.g. `timeout`, `bad_status`.
     pub fn code(&self) -> &'static str {
         match self {
             UpstreamFailure::Timeout => "timeout",
             UpstreamFailure::Connect(_) => "connect",
             UpstreamFailure::Protocol(_) => "protocol",
-            UpstreamFailure::BadStatus(_) => "bad-status",
-            UpstreamFailure::TooLarge => "too-large",
-            UpstreamFailure::NotJson(_) => "not-json",
-            UpstreamFailure::EmptyBody => "empty-body",
+            UpstreamFailure::BadStatus(_) => "bad_status",
+            UpstreamFailure::TooLarge => "too_large",
+            UpstreamFailure::NotJson(_) => "not_json",
+            UpstreamFailure::EmptyBody => "empty_body",
         }
     }
 }
@@ -128,6 +128,7 @@ pub fn request_path(url: &str) -> &str {
 }
 
 /// HTTP client for proxy mode (one per actix worker; see the module docs).
+#[derive(Clone)]
 pub struct UpstreamClient {
     client: awc::Client,
 }

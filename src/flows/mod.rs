@@ -16,3 +16,4 @@ pub mod engine;
 pub mod model;
 pub mod render;
 pub mod routes;
+pub mod check;

@@ -30,7 +30,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/errors/{reference}", web::get().to(error))
         .route("/events", web::get().to(events))
         .route("/error-codes", web::get().to(error_codes))
-        .route("/svaml/validate", web::post().to(validate));
+        .route("/svaml/validate", web::post().to(validate))
+        .route("/openapi.json", web::get().to(super::openapi::document))
+        .configure(super::admin_flows::routes);
 }
 
 /// Checks `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`.

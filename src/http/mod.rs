@@ -3,6 +3,8 @@
 //! and the recording of every error envelope in the errors table.
 
 pub mod admin;
+pub mod admin_flows;
+pub mod openapi;
 pub mod callback;
 pub mod health;
 

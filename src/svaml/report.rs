@@ -439,7 +439,11 @@ pub(crate) fn push_schema_error(
             )
             .expected(expected)
             .found(render_found(pointer, instance))
-            .hint("use one of the expected values (values are case-sensitive)")
+            .hint(if pointer.ends_with("/indications") && instance == "false" {
+                "\"false\" comes from the Java SDK enum (a YAML reading of Norway's code); use \"no\" for Norway or omit indications"
+            } else {
+                "use one of the expected values (values are case-sensitive)"
+            })
         }
         ValidationErrorKind::Constant { expected_value } => Violation::new(
             Severity::Error,

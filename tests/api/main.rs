@@ -2,5 +2,7 @@
 
 mod admin;
 mod callbacks;
+mod flows;
 mod helpers;
 mod signatures;
+mod svaml_corpus;

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use svamlgate::svaml::model::{
     Action, Amd, CallHeader, ConferenceDtmfOptions, ConnectConf, ConnectMxp, ConnectPstn,
     ConnectSip, ConnectStream, Destination, DtmfMode, Indications, Instruction, Menu, MenuAction,
-    Moh, Park, PlayFiles, RunMenu, Say, SendDtmf, SetCookie, StartRecording,
-    StartRecordingOptions, StreamingOptions, Svaml, Transport,
+    Moh, Park, PlayFiles, RunMenu, Say, SendDtmf, SetCookie, StartRecording, StartRecordingOptions,
+    StreamingOptions, Svaml, Transport,
 };
 use svamlgate::svaml::{EventSchema, Mode, Report, Severity, Target, Validator};
 
@@ -80,7 +80,10 @@ fn invalid_corpus_is_rejected_with_expected_code_and_pointer() {
         .map(|e| e["file"].as_str().unwrap().to_owned())
         .collect();
     listed.sort();
-    assert_eq!(files, listed, "every invalid fixture must be in the manifest");
+    assert_eq!(
+        files, listed,
+        "every invalid fixture must be in the manifest"
+    );
     for entry in entries {
         let file = entry["file"].as_str().unwrap();
         let doc = load(&format!("svaml/invalid/{file}"));
@@ -97,7 +100,10 @@ fn invalid_corpus_is_rejected_with_expected_code_and_pointer() {
         if mode == Mode::Strict {
             // Strict-only entries must pass in normal mode (the rule is a warning there).
             let normal = VALIDATOR.check(target, &doc, Mode::Normal);
-            assert!(normal.valid, "{file} should only fail in strict mode:\n{normal}");
+            assert!(
+                normal.valid,
+                "{file} should only fail in strict mode:\n{normal}"
+            );
             assert!(normal
                 .warnings()
                 .any(|v| v.code == code && v.pointer == pointer));
@@ -117,7 +123,10 @@ fn forbidden_action_message_names_event_and_allowed_actions() {
         v.message,
         "action connectMxp is not allowed in a reply to ACE; allowed: hangup, continue, connectConf, runMenu"
     );
-    assert_eq!(v.expected.as_deref(), Some("hangup|continue|connectConf|runMenu"));
+    assert_eq!(
+        v.expected.as_deref(),
+        Some("hangup|continue|connectConf|runMenu")
+    );
     assert_eq!(v.found.as_deref(), Some("connectMxp"));
 }
 
@@ -130,7 +139,10 @@ fn sinch_java_connectpstn_fixture_rejected_for_documented_reasons() {
     let doc = wrap_action("sinch/svaml-action-connectpstn-java-sdk-1.json");
     let report = VALIDATOR.check(Target::Ice, &doc, Mode::Normal);
     assert!(!report.valid);
-    assert!(has(&report, "schema:enum", "/action/indications"), "{report}");
+    assert!(
+        has(&report, "schema:enum", "/action/indications"),
+        "{report}"
+    );
     assert!(has(&report, "SVAML030", "/action/locale"), "{report}");
     assert!(has(&report, "SVAML010", "/action/cli"), "{report}");
     assert_eq!(report.error_count, 3, "{report}");
@@ -177,7 +189,10 @@ fn sinch_legacy_docs_fixtures_need_canonical_names() {
     let report = VALIDATOR.check(Target::Ice, &ice, Mode::Normal);
     assert_eq!(report.error_count, 1, "{report}");
     assert!(has(&report, "SVAML003", "/action/name"));
-    assert_eq!(report.violations[0].hint.as_deref(), Some("use connectPstn (legacy casings are undocumented today and risk a rejected reply)"));
+    assert_eq!(
+        report.violations[0].hint.as_deref(),
+        Some("use connectPstn (legacy casings are undocumented today and risk a rejected reply)")
+    );
     ice["action"]["name"] = json!("connectPstn");
     let fixed = VALIDATOR.check(Target::Ice, &ice, Mode::Strict);
     assert!(fixed.violations.is_empty(), "{fixed}");
@@ -185,7 +200,10 @@ fn sinch_legacy_docs_fixtures_need_canonical_names() {
     let dice = load("sinch/svaml-dice-response-sinch-docs-1.json");
     let report = VALIDATOR.check(Target::Ice, &dice, Mode::Normal);
     assert!(has(&report, "SVAML003", "/action/name"), "{report}");
-    assert!(has(&report, "schema:enum", "/instructions/0/name"), "{report}");
+    assert!(
+        has(&report, "schema:enum", "/instructions/0/name"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -205,7 +223,10 @@ fn inbound_event_fixtures_pass_their_schema_and_fail_others() {
     for (file, kind) in cases {
         let doc = load(file);
         let report = VALIDATOR.check_event(kind, &doc);
-        assert!(report.valid && report.violations.is_empty(), "{file}:\n{report}");
+        assert!(
+            report.valid && report.violations.is_empty(),
+            "{file}:\n{report}"
+        );
         assert_eq!(report.target, format!("event:{kind}"));
         let other = if kind == EventSchema::Notify {
             EventSchema::Ice
@@ -225,21 +246,29 @@ fn inbound_event_fixtures_pass_their_schema_and_fail_others() {
 
 #[test]
 fn report_serializes_camel_case_and_displays_one_line_per_violation() {
-    let doc = json!({"action": {"name": "connectPstn", "number": "46700000000", "maxDuration": 99999}});
+    let doc =
+        json!({"action": {"name": "connectPstn", "number": "46700000000", "maxDuration": 99999}});
     let report = VALIDATOR.check(Target::Ice, &doc, Mode::Normal);
     let value = serde_json::to_value(&report).unwrap();
     assert_eq!(value["valid"], false);
     assert_eq!(value["target"], "ice");
     assert_eq!(value["mode"], "normal");
     assert_eq!(value["errorCount"], 2);
-    assert_eq!(value["bundleVersion"], svamlgate::svaml::SCHEMA_BUNDLE_VERSION);
+    assert_eq!(
+        value["bundleVersion"],
+        svamlgate::svaml::SCHEMA_BUNDLE_VERSION
+    );
     assert_eq!(value["violations"][0]["code"], "schema:maximum");
     assert_eq!(value["violations"][0]["expected"], "≤ 14400");
     assert_eq!(value["violations"][1]["code"], "SVAML010");
     assert_eq!(value["violations"][1]["severity"], "error");
     let text = report.to_string();
     assert_eq!(text.lines().count(), 1 + report.violations.len());
-    assert!(text.lines().nth(2).unwrap().starts_with("error   /action/number [SVAML010]"));
+    assert!(text
+        .lines()
+        .nth(2)
+        .unwrap()
+        .starts_with("error   /action/number [SVAML010]"));
     let masked = report.masked();
     assert_eq!(masked.violations[1].found.as_deref(), Some("*********00"));
 }
@@ -280,8 +309,15 @@ fn locale() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["en-US", "sv-SE", "fr-FR", "de-DE", "en-GB"]).prop_map(String::from)
 }
 fn tts_locale() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["en-US", "en-US/female", "en-GB/male", "fr-FR/Celine", "Joanna", "arb"])
-        .prop_map(String::from)
+    prop::sample::select(vec![
+        "en-US",
+        "en-US/female",
+        "en-GB/male",
+        "fr-FR/Celine",
+        "Joanna",
+        "arb",
+    ])
+    .prop_map(String::from)
 }
 fn prompt() -> impl Strategy<Value = String> {
     prop::collection::vec(
@@ -307,24 +343,32 @@ fn headers() -> impl Strategy<Value = Option<Vec<CallHeader>>> {
 
 fn instruction() -> impl Strategy<Value = Instruction> {
     prop_oneof![
-        (prop::collection::vec(prompt(), 1..3), tts_locale())
-            .prop_map(|(ids, l)| Instruction::PlayFiles(PlayFiles { ids, locale: Some(l) })),
-        (text(), prop::option::of(tts_locale()))
-            .prop_map(|(t, locale)| Instruction::Say(Say { text: Some(t), locale })),
+        (prop::collection::vec(prompt(), 1..3), tts_locale()).prop_map(|(ids, l)| {
+            Instruction::PlayFiles(PlayFiles {
+                ids,
+                locale: Some(l),
+            })
+        }),
+        (text(), prop::option::of(tts_locale())).prop_map(|(t, locale)| Instruction::Say(Say {
+            text: Some(t),
+            locale
+        })),
         dtmf().prop_map(|v| Instruction::SendDtmf(SendDtmf { value: Some(v) })),
         (ident(), "[a-z0-9]{0,20}").prop_map(|(k, v)| Instruction::SetCookie(SetCookie {
             key: Some(k),
             value: Some(v)
         })),
         Just(Instruction::Answer),
-        (prop::option::of(any::<bool>())).prop_map(|n| Instruction::StartRecording(StartRecording {
-            options: Some(StartRecordingOptions {
-                destination_url: Some("s3://bucket/calls/".into()),
-                credentials: Some("KEY:SECRET:eu-central-1".into()),
-                notification_events: n,
-                ..Default::default()
-            })
-        })),
+        (prop::option::of(any::<bool>())).prop_map(|n| Instruction::StartRecording(
+            StartRecording {
+                options: Some(StartRecordingOptions {
+                    destination_url: Some("s3://bucket/calls/".into()),
+                    credentials: Some("KEY:SECRET:eu-central-1".into()),
+                    notification_events: n,
+                    ..Default::default()
+                })
+            }
+        )),
         Just(Instruction::StopRecording),
     ]
 }
@@ -332,12 +376,15 @@ fn instruction() -> impl Strategy<Value = Instruction> {
 fn menus() -> impl Strategy<Value = Vec<Menu>> {
     (1usize..5, prompt()).prop_flat_map(|(count, p)| {
         let ids: Vec<String> = (0..count)
-            .map(|i| if i == 0 { "main".to_owned() } else { format!("m{i}") })
+            .map(|i| {
+                if i == 0 {
+                    "main".to_owned()
+                } else {
+                    format!("m{i}")
+                }
+            })
             .collect();
-        let per_menu = prop::collection::vec(
-            (prop::bool::ANY, 0usize..count, ident()),
-            0..6,
-        );
+        let per_menu = prop::collection::vec((prop::bool::ANY, 0usize..count, ident()), 0..6);
         prop::collection::vec(per_menu, count).prop_map(move |options| {
             ids.iter()
                 .zip(options)
@@ -364,28 +411,56 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         Just(Action::Hangup),
         Just(Action::Continue),
-        (e164(), prop::option::of(locale()), 0u32..=14400, prop::option::of(dtmf()), prop::sample::select(Indications::ALL.to_vec()), any::<bool>())
+        (
+            e164(),
+            prop::option::of(locale()),
+            0u32..=14400,
+            prop::option::of(dtmf()),
+            prop::sample::select(Indications::ALL.to_vec()),
+            any::<bool>()
+        )
             .prop_map(|(n, l, d, t, ind, private)| {
                 let mut a = ConnectPstn::to(n.clone()).max_duration(d);
                 a.locale = l;
                 a.dtmf = t;
                 a.indications = Some(ind);
                 a.cli = Some(if private { "private".into() } else { n });
-                a.amd = Some(Amd { enabled: Some(true), async_: Some(private) });
+                a.amd = Some(Amd {
+                    enabled: Some(true),
+                    async_: Some(private),
+                });
                 Action::ConnectPstn(a)
             }),
         (ident(), headers()).prop_map(|(u, h)| Action::ConnectMxp(ConnectMxp {
             destination: Some(Destination::username(u)),
             call_headers: h
         })),
-        ("[A-Za-z0-9 _-]{1,64}", prop::option::of(prop::sample::select(vec![Moh::Ring, Moh::Music1, Moh::Music2, Moh::Music3])), prop::sample::select(vec![DtmfMode::Ignore, DtmfMode::Forward, DtmfMode::Detect]))
+        (
+            "[A-Za-z0-9 _-]{1,64}",
+            prop::option::of(prop::sample::select(vec![
+                Moh::Ring,
+                Moh::Music1,
+                Moh::Music2,
+                Moh::Music3
+            ])),
+            prop::sample::select(vec![DtmfMode::Ignore, DtmfMode::Forward, DtmfMode::Detect])
+        )
             .prop_map(|(id, moh, mode)| {
                 let mut c = ConnectConf::id(id);
                 c.moh = moh;
-                c.conference_dtmf_options = Some(ConferenceDtmfOptions { mode: Some(mode), max_digits: Some(4), timeout_mills: Some(3000) });
+                c.conference_dtmf_options = Some(ConferenceDtmfOptions {
+                    mode: Some(mode),
+                    max_digits: Some(4),
+                    timeout_mills: Some(3000),
+                });
                 Action::ConnectConf(c)
             }),
-        (ident(), prop::sample::select(vec![Transport::Udp, Transport::Tcp, Transport::Tls]), headers(), 0u32..=14400)
+        (
+            ident(),
+            prop::sample::select(vec![Transport::Udp, Transport::Tcp, Transport::Tls]),
+            headers(),
+            0u32..=14400
+        )
             .prop_map(|(u, t, h, d)| {
                 let mut s = ConnectSip::to(format!("{u}@sip.example.com"));
                 s.transport = Some(t);
@@ -396,7 +471,10 @@ fn action() -> impl Strategy<Value = Action> {
         (ident(), headers()).prop_map(|(p, h)| {
             let mut s = ConnectStream::to(format!("wss://stream.example.com/{p}"));
             s.call_headers = h;
-            s.streaming_options = Some(StreamingOptions { version: Some(2), sample_rate: Some(16000) });
+            s.streaming_options = Some(StreamingOptions {
+                version: Some(2),
+                sample_rate: Some(16000),
+            });
             Action::ConnectStream(s)
         }),
         (menus(), tts_locale(), any::<bool>()).prop_map(|(m, l, voice)| {
@@ -407,12 +485,14 @@ fn action() -> impl Strategy<Value = Action> {
             r.barge = Some(!voice);
             Action::RunMenu(r)
         }),
-        (prompt(), prompt(), 0u32..=600, tts_locale()).prop_map(|(i, h, d, l)| Action::Park(Park {
-            locale: Some(l),
-            intro_prompt: Some(i),
-            hold_prompt: Some(h),
-            max_duration: Some(d)
-        })),
+        (prompt(), prompt(), 0u32..=600, tts_locale()).prop_map(|(i, h, d, l)| Action::Park(
+            Park {
+                locale: Some(l),
+                intro_prompt: Some(i),
+                hold_prompt: Some(h),
+                max_duration: Some(d)
+            }
+        )),
     ]
 }
 

@@ -1,0 +1,354 @@
+//! Persistence of call flows (versioned), routes, per-call flow state and upstream exchanges.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::store::Store;
+use crate::flows::render::EventContext;
+use crate::flows::routes::{Route, RouteTarget, Secret};
+
+/// A flow as listed by the admin API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowSummary {
+    /// Flow id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Version new calls use.
+    pub current_version: i32,
+    /// Created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last saved.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What is remembered about a call in progress.
+#[derive(Debug, Clone)]
+pub struct CallState {
+    /// Route chosen at the first event.
+    pub route_id: Option<i64>,
+    /// Flow pinned at the first event.
+    pub flow_id: Option<i64>,
+    /// Version pinned.
+    pub flow_version: Option<i32>,
+    /// Node sent last.
+    pub node: Option<String>,
+    /// Values of the first event.
+    pub context: EventContext,
+}
+
+/// Storage errors that the admin API maps to specific answers.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// A unique name is taken.
+    #[error("the name is already in use")]
+    NameTaken,
+    /// A referenced row does not exist, or a row is still referenced.
+    #[error("{0}")]
+    Reference(String),
+    /// Anything else.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+fn classify(e: sqlx::Error) -> SaveError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            Some("23505") => return SaveError::NameTaken,
+            Some("23503") => {
+                return SaveError::Reference(
+                    "a referenced flow does not exist, or the flow is still used by a route".into(),
+                )
+            }
+            _ => {}
+        }
+    }
+    SaveError::Db(e)
+}
+
+fn summary(r: &sqlx::postgres::PgRow) -> Result<FlowSummary, sqlx::Error> {
+    Ok(FlowSummary {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        current_version: r.try_get("current_version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn route_from_row(r: &sqlx::postgres::PgRow) -> Result<Route, sqlx::Error> {
+    let kind: String = r.try_get("target_kind")?;
+    let target = if kind == "flow" {
+        RouteTarget::Flow { flow_id: r.try_get::<Option<i64>, _>("flow_id")?.unwrap_or_default() }
+    } else {
+        RouteTarget::Upstream {
+            url: r.try_get::<Option<String>, _>("upstream_url")?.unwrap_or_default(),
+            key: r.try_get::<Option<String>, _>("upstream_key")?.unwrap_or_default(),
+            secret_b64: Secret::new(r.try_get::<Option<String>, _>("upstream_secret")?.unwrap_or_default()),
+            timeout_ms: r.try_get::<Option<i32>, _>("upstream_timeout_ms")?.and_then(|t| u64::try_from(t).ok()),
+        }
+    };
+    Ok(Route {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        called: r.try_get("called")?,
+        caller_prefix: r.try_get("caller_prefix")?,
+        priority: r.try_get("priority")?,
+        target,
+    })
+}
+
+struct TargetColumns<'a> {
+    kind: &'static str,
+    flow_id: Option<i64>,
+    url: Option<&'a str>,
+    key: Option<&'a str>,
+    secret: Option<&'a str>,
+    timeout_ms: Option<i32>,
+}
+
+fn target_columns(t: &RouteTarget) -> TargetColumns<'_> {
+    match t {
+        RouteTarget::Flow { flow_id } => {
+            TargetColumns { kind: "flow", flow_id: Some(*flow_id), url: None, key: None, secret: None, timeout_ms: None }
+        }
+        RouteTarget::Upstream { url, key, secret_b64, timeout_ms } => TargetColumns {
+            kind: "upstream",
+            flow_id: None,
+            url: Some(url),
+            key: Some(key),
+            secret: Some(secret_b64.expose()),
+            timeout_ms: timeout_ms.and_then(|t| i32::try_from(t).ok()),
+        },
+    }
+}
+
+impl Store {
+    /// Creates a flow with version 1.
+    pub async fn create_flow(&self, name: &str, document: &Value) -> Result<FlowSummary, SaveError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO flows (name, current_version) VALUES ($1, 1) \
+             RETURNING id, name, current_version, created_at, updated_at",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let s = summary(&row)?;
+        sqlx::query("INSERT INTO flow_versions (flow_id, version, document) VALUES ($1, 1, $2)")
+            .bind(s.id)
+            .bind(document)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Saves a new version of a flow; None when the flow does not exist.
+    pub async fn update_flow(&self, id: i64, name: &str, document: &Value) -> Result<Option<FlowSummary>, SaveError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "UPDATE flows SET name = $2, current_version = current_version + 1, updated_at = now() WHERE id = $1 \
+             RETURNING id, name, current_version, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some(row) = row else { return Ok(None) };
+        let s = summary(&row)?;
+        sqlx::query("INSERT INTO flow_versions (flow_id, version, document) VALUES ($1, $2, $3)")
+            .bind(s.id)
+            .bind(s.current_version)
+            .bind(document)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(s))
+    }
+
+    /// All flows.
+    pub async fn list_flows(&self) -> Result<Vec<FlowSummary>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id, name, current_version, created_at, updated_at FROM flows ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(summary).collect()
+    }
+
+    /// One flow.
+    pub async fn get_flow(&self, id: i64) -> Result<Option<FlowSummary>, sqlx::Error> {
+        let row = sqlx::query("SELECT id, name, current_version, created_at, updated_at FROM flows WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(summary).transpose()
+    }
+
+    /// The document of a flow version (the current one when `version` is None).
+    pub async fn flow_document(&self, id: i64, version: Option<i32>) -> Result<Option<(i32, Value)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT v.version, v.document FROM flow_versions v JOIN flows f ON f.id = v.flow_id \
+             WHERE v.flow_id = $1 AND v.version = COALESCE($2, f.current_version)",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((r.try_get("version")?, r.try_get("document")?))).transpose()
+    }
+
+    /// Version numbers of a flow.
+    pub async fn flow_versions(&self, id: i64) -> Result<Vec<i32>, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM flow_versions WHERE flow_id = $1 ORDER BY version")
+            .bind(id)
+            .fetch_all(self.pool())
+            .await
+    }
+
+    /// Deletes a flow (refused while a route uses it). Returns whether it existed.
+    pub async fn delete_flow(&self, id: i64) -> Result<bool, SaveError> {
+        let r = sqlx::query("DELETE FROM flows WHERE id = $1").bind(id).execute(self.pool()).await.map_err(classify)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Creates a route.
+    pub async fn create_route(&self, route: &Route) -> Result<Route, SaveError> {
+        let t = target_columns(&route.target);
+        let row = sqlx::query(
+            "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, upstream_key, \
+             upstream_secret, upstream_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING *",
+        )
+        .bind(&route.name)
+        .bind(&route.called)
+        .bind(&route.caller_prefix)
+        .bind(route.priority)
+        .bind(t.kind)
+        .bind(t.flow_id)
+        .bind(t.url)
+        .bind(t.key)
+        .bind(t.secret)
+        .bind(t.timeout_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(route_from_row(&row)?)
+    }
+
+    /// Replaces a route; None when it does not exist.
+    pub async fn update_route(&self, id: i64, route: &Route) -> Result<Option<Route>, SaveError> {
+        let t = target_columns(&route.target);
+        let row = sqlx::query(
+            "UPDATE routes SET name = $2, called = $3, caller_prefix = $4, priority = $5, target_kind = $6, flow_id = $7, \
+             upstream_url = $8, upstream_key = $9, upstream_secret = $10, upstream_timeout_ms = $11, updated_at = now() \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(&route.name)
+        .bind(&route.called)
+        .bind(&route.caller_prefix)
+        .bind(route.priority)
+        .bind(t.kind)
+        .bind(t.flow_id)
+        .bind(t.url)
+        .bind(t.key)
+        .bind(t.secret)
+        .bind(t.timeout_ms)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(row.as_ref().map(route_from_row).transpose()?)
+    }
+
+    /// All routes.
+    pub async fn list_routes(&self) -> Result<Vec<Route>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM routes ORDER BY id").fetch_all(self.pool()).await?;
+        rows.iter().map(route_from_row).collect()
+    }
+
+    /// One route.
+    pub async fn get_route(&self, id: i64) -> Result<Option<Route>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM routes WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(route_from_row).transpose()
+    }
+
+    /// Deletes a route. Returns whether it existed.
+    pub async fn delete_route(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("DELETE FROM routes WHERE id = $1").bind(id).execute(self.pool()).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The state of a call in progress.
+    pub async fn call_state(&self, callid: &str) -> Result<Option<CallState>, sqlx::Error> {
+        let row = sqlx::query("SELECT route_id, flow_id, flow_version, node, context FROM call_state WHERE callid = $1")
+            .bind(callid)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let context: Value = r.try_get("context")?;
+        Ok(Some(CallState {
+            route_id: r.try_get("route_id")?,
+            flow_id: r.try_get("flow_id")?,
+            flow_version: r.try_get("flow_version")?,
+            node: r.try_get("node")?,
+            context: serde_json::from_value(context).unwrap_or_default(),
+        }))
+    }
+
+    /// Creates or replaces the state of a call.
+    pub async fn save_call_state(&self, callid: &str, s: &CallState) -> Result<(), sqlx::Error> {
+        let context = serde_json::to_value(&s.context).unwrap_or(Value::Null);
+        sqlx::query(
+            "INSERT INTO call_state (callid, route_id, flow_id, flow_version, node, context) VALUES ($1,$2,$3,$4,$5,$6) \
+             ON CONFLICT (callid) DO UPDATE SET route_id = $2, flow_id = $3, flow_version = $4, node = $5, context = $6, \
+             updated_at = now()",
+        )
+        .bind(callid)
+        .bind(s.route_id)
+        .bind(s.flow_id)
+        .bind(s.flow_version)
+        .bind(&s.node)
+        .bind(context)
+        .execute(self.pool())
+        .await
+        .map(|_| ())
+    }
+
+    /// Forgets a finished call.
+    pub async fn delete_call_state(&self, callid: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM call_state WHERE callid = $1").bind(callid).execute(self.pool()).await.map(|_| ())
+    }
+
+    /// Records what the customer's app answered.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_upstream(
+        &self,
+        callback_id: Uuid,
+        url: &str,
+        status: Option<u16>,
+        body: Option<&str>,
+        latency_us: i64,
+        failure: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO upstream_exchanges (callback_id, url, status, body, latency_us, failure) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (callback_id) DO NOTHING",
+        )
+        .bind(callback_id)
+        .bind(url)
+        .bind(status.map(|s| s as i16))
+        .bind(body)
+        .bind(latency_us)
+        .bind(failure)
+        .execute(self.pool())
+        .await
+        .map(|_| ())
+    }
+}
