@@ -235,8 +235,11 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
             content_type: req.content_type.as_deref(),
             deadline_at: req.started + deadline,
         };
-        let decided =
-            tokio::time::timeout(remaining, sources::decide(state, &event, target, id, forward)).await;
+        let decided = tokio::time::timeout(
+            remaining,
+            sources::decide(state, &event, target, id, forward),
+        )
+        .await;
         let decision = match decided {
             Ok(d) => d,
             Err(_) => sources::Decision::failed(

@@ -54,7 +54,11 @@ impl Decision {
     /// A decision without a usable reply.
     pub fn failed(reason: &'static str, message: impl Into<String>) -> Decision {
         Decision {
-            candidate: Err(SourceFailure { reason, message: message.into(), raw_reply: None }),
+            candidate: Err(SourceFailure {
+                reason,
+                message: message.into(),
+                raw_reply: None,
+            }),
             source: "none",
             route_id: None,
             flow_id: None,
@@ -94,7 +98,12 @@ impl FlowCache {
                 return Ok(Some((v, doc.clone())));
             }
         }
-        let Some((v, doc)) = state.store.flow_document(flow_id, version).await.map_err(|e| e.to_string())? else {
+        let Some((v, doc)) = state
+            .store
+            .flow_document(flow_id, version)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(None);
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
@@ -152,7 +161,9 @@ pub async fn decide(
             }
         },
     };
-    let Some(route) = route else { return Decision::default_reply(state, target) };
+    let Some(route) = route else {
+        return Decision::default_reply(state, target);
+    };
     match &route.target {
         RouteTarget::Flow { flow_id } => {
             from_flow(state, event, target, &route, *flow_id, stored, ctx).await
@@ -160,7 +171,13 @@ pub async fn decide(
         RouteTarget::Upstream { .. } => {
             let d = from_upstream(state, &route, callback_id, forward).await;
             if let Some(c) = callid {
-                let s = CallState { route_id: Some(route.id), flow_id: None, flow_version: None, node: None, context: ctx };
+                let s = CallState {
+                    route_id: Some(route.id),
+                    flow_id: None,
+                    flow_version: None,
+                    node: None,
+                    context: ctx,
+                };
                 if let Err(e) = state.store.save_call_state(c, &s).await {
                     tracing::warn!(error = %e, "could not save call state");
                 }
@@ -179,7 +196,10 @@ async fn from_flow(
     stored: Option<CallState>,
     ctx: EventContext,
 ) -> Decision {
-    let pinned = stored.as_ref().filter(|s| s.flow_id == Some(flow_id)).and_then(|s| s.flow_version);
+    let pinned = stored
+        .as_ref()
+        .filter(|s| s.flow_id == Some(flow_id))
+        .and_then(|s| s.flow_version);
     let mut decision = Decision::failed("flow_error", "");
     decision.source = "flow";
     decision.route_id = Some(route.id);
@@ -187,18 +207,28 @@ async fn from_flow(
     let (version, flow) = match state.flows.get(state, flow_id, pinned).await {
         Ok(Some(f)) => f,
         Ok(None) => {
-            decision.candidate = Err(failure("flow_error", format!("flow {flow_id} of route {} not found", route.id)));
+            decision.candidate = Err(failure(
+                "flow_error",
+                format!("flow {flow_id} of route {} not found", route.id),
+            ));
             return decision;
         }
         Err(e) => {
-            decision.candidate = Err(failure("flow_error", format!("flow {flow_id} could not be loaded: {e}")));
+            decision.candidate = Err(failure(
+                "flow_error",
+                format!("flow {flow_id} could not be loaded: {e}"),
+            ));
             return decision;
         }
     };
     decision.flow_version = Some(version);
     let stage = Stage::from_event(&event.raw).unwrap_or(match target {
         Target::Ace => Stage::Ace,
-        Target::Pie => Stage::Pie { menu_result_type: String::new(), value: None, menu_id: None },
+        Target::Pie => Stage::Pie {
+            menu_result_type: String::new(),
+            value: None,
+            menu_id: None,
+        },
         _ => Stage::Ice,
     });
     let current = stored.as_ref().and_then(|s| s.node.clone());
@@ -222,29 +252,61 @@ async fn from_flow(
 }
 
 fn failure(reason: &'static str, message: String) -> SourceFailure {
-    SourceFailure { reason, message, raw_reply: None }
+    SourceFailure {
+        reason,
+        message,
+        raw_reply: None,
+    }
 }
 
 /// Margin kept between the upstream timeout and the reply deadline, to gate and answer in time.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
-async fn from_upstream(state: &AppState, route: &Route, callback_id: Uuid, fwd: Forward<'_>) -> Decision {
+async fn from_upstream(
+    state: &AppState,
+    route: &Route,
+    callback_id: Uuid,
+    fwd: Forward<'_>,
+) -> Decision {
     let mut decision = Decision::failed("upstream_error", "");
     decision.source = "upstream";
     decision.route_id = Some(route.id);
-    let RouteTarget::Upstream { url, key, secret_b64, timeout_ms } = &route.target else { return decision };
+    let RouteTarget::Upstream {
+        url,
+        key,
+        secret_b64,
+        timeout_ms,
+    } = &route.target
+    else {
+        return decision;
+    };
     let cred = match AppCredential::new(key, secret_b64.expose()) {
         Ok(c) => c,
         Err(e) => {
-            decision.candidate = Err(failure("upstream_error", format!("route {} has an unusable key: {e}", route.id)));
+            decision.candidate = Err(failure(
+                "upstream_error",
+                format!("route {} has an unusable key: {e}", route.id),
+            ));
             return decision;
         }
     };
     let content_type = fwd.content_type.unwrap_or("application/json");
     let ts = signature::format_timestamp(time::OffsetDateTime::now_utc());
-    let authorization = signature::sign(&cred, "POST", upstream::request_path(url), Some(content_type), &ts, fwd.body);
-    let remaining = fwd.deadline_at.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
-    let timeout = timeout_ms.map(Duration::from_millis).map_or(remaining, |t| t.min(remaining));
+    let authorization = signature::sign(
+        &cred,
+        "POST",
+        upstream::request_path(url),
+        Some(content_type),
+        &ts,
+        fwd.body,
+    );
+    let remaining = fwd
+        .deadline_at
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(DEADLINE_MARGIN);
+    let timeout = timeout_ms
+        .map(Duration::from_millis)
+        .map_or(remaining, |t| t.min(remaining));
     let req = UpstreamRequest {
         url,
         authorization: Some(authorization),
@@ -259,9 +321,18 @@ async fn from_upstream(state: &AppState, route: &Route, callback_id: Uuid, fwd: 
         None => "ok",
         Some(e) => e.code(),
     };
-    state.metrics.inc("svamlgate_upstream_requests_total", &[("outcome", label)]);
-    state.metrics.observe("svamlgate_reply_duration_seconds", &[("event", "upstream"), ("source", "upstream")], outcome.latency);
-    let body_text = outcome.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    state
+        .metrics
+        .inc("svamlgate_upstream_requests_total", &[("outcome", label)]);
+    state.metrics.observe(
+        "svamlgate_reply_duration_seconds",
+        &[("event", "upstream"), ("source", "upstream")],
+        outcome.latency,
+    );
+    let body_text = outcome
+        .body
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned());
     {
         let store = state.store.clone();
         let url = url.clone();
@@ -270,13 +341,27 @@ async fn from_upstream(state: &AppState, route: &Route, callback_id: Uuid, fwd: 
         let status = outcome.status;
         let fail = outcome.error.as_ref().map(|e| e.code().to_owned());
         actix_web::rt::spawn(async move {
-            if let Err(e) = store.record_upstream(callback_id, &url, status, body.as_deref(), latency, fail.as_deref()).await {
+            if let Err(e) = store
+                .record_upstream(
+                    callback_id,
+                    &url,
+                    status,
+                    body.as_deref(),
+                    latency,
+                    fail.as_deref(),
+                )
+                .await
+            {
                 tracing::warn!(error = %e, "could not record the upstream exchange");
             }
         });
     }
     decision.candidate = outcome.svaml().map_err(|e| SourceFailure {
-        reason: if matches!(e, upstream::UpstreamFailure::Timeout) { "deadline" } else { "upstream_error" },
+        reason: if matches!(e, upstream::UpstreamFailure::Timeout) {
+            "deadline"
+        } else {
+            "upstream_error"
+        },
         message: format!("upstream {}: {e}", route.name),
         raw_reply: body_text,
     });

@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(out.body.as_deref(), Some(&b"oops"[..]));
         assert_eq!(
             out.error.as_ref().map(UpstreamFailure::code),
-            Some("bad-status")
+            Some("bad_status")
         );
 
         // redirects are not followed

@@ -85,13 +85,24 @@ fn summary(r: &sqlx::postgres::PgRow) -> Result<FlowSummary, sqlx::Error> {
 fn route_from_row(r: &sqlx::postgres::PgRow) -> Result<Route, sqlx::Error> {
     let kind: String = r.try_get("target_kind")?;
     let target = if kind == "flow" {
-        RouteTarget::Flow { flow_id: r.try_get::<Option<i64>, _>("flow_id")?.unwrap_or_default() }
+        RouteTarget::Flow {
+            flow_id: r.try_get::<Option<i64>, _>("flow_id")?.unwrap_or_default(),
+        }
     } else {
         RouteTarget::Upstream {
-            url: r.try_get::<Option<String>, _>("upstream_url")?.unwrap_or_default(),
-            key: r.try_get::<Option<String>, _>("upstream_key")?.unwrap_or_default(),
-            secret_b64: Secret::new(r.try_get::<Option<String>, _>("upstream_secret")?.unwrap_or_default()),
-            timeout_ms: r.try_get::<Option<i32>, _>("upstream_timeout_ms")?.and_then(|t| u64::try_from(t).ok()),
+            url: r
+                .try_get::<Option<String>, _>("upstream_url")?
+                .unwrap_or_default(),
+            key: r
+                .try_get::<Option<String>, _>("upstream_key")?
+                .unwrap_or_default(),
+            secret_b64: Secret::new(
+                r.try_get::<Option<String>, _>("upstream_secret")?
+                    .unwrap_or_default(),
+            ),
+            timeout_ms: r
+                .try_get::<Option<i32>, _>("upstream_timeout_ms")?
+                .and_then(|t| u64::try_from(t).ok()),
         }
     };
     Ok(Route {
@@ -115,10 +126,20 @@ struct TargetColumns<'a> {
 
 fn target_columns(t: &RouteTarget) -> TargetColumns<'_> {
     match t {
-        RouteTarget::Flow { flow_id } => {
-            TargetColumns { kind: "flow", flow_id: Some(*flow_id), url: None, key: None, secret: None, timeout_ms: None }
-        }
-        RouteTarget::Upstream { url, key, secret_b64, timeout_ms } => TargetColumns {
+        RouteTarget::Flow { flow_id } => TargetColumns {
+            kind: "flow",
+            flow_id: Some(*flow_id),
+            url: None,
+            key: None,
+            secret: None,
+            timeout_ms: None,
+        },
+        RouteTarget::Upstream {
+            url,
+            key,
+            secret_b64,
+            timeout_ms,
+        } => TargetColumns {
             kind: "upstream",
             flow_id: None,
             url: Some(url),
@@ -131,7 +152,11 @@ fn target_columns(t: &RouteTarget) -> TargetColumns<'_> {
 
 impl Store {
     /// Creates a flow with version 1.
-    pub async fn create_flow(&self, name: &str, document: &Value) -> Result<FlowSummary, SaveError> {
+    pub async fn create_flow(
+        &self,
+        name: &str,
+        document: &Value,
+    ) -> Result<FlowSummary, SaveError> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
             "INSERT INTO flows (name, current_version) VALUES ($1, 1) \
@@ -152,7 +177,12 @@ impl Store {
     }
 
     /// Saves a new version of a flow; None when the flow does not exist.
-    pub async fn update_flow(&self, id: i64, name: &str, document: &Value) -> Result<Option<FlowSummary>, SaveError> {
+    pub async fn update_flow(
+        &self,
+        id: i64,
+        name: &str,
+        document: &Value,
+    ) -> Result<Option<FlowSummary>, SaveError> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
             "UPDATE flows SET name = $2, current_version = current_version + 1, updated_at = now() WHERE id = $1 \
@@ -177,23 +207,31 @@ impl Store {
 
     /// All flows.
     pub async fn list_flows(&self) -> Result<Vec<FlowSummary>, sqlx::Error> {
-        let rows = sqlx::query("SELECT id, name, current_version, created_at, updated_at FROM flows ORDER BY id")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, current_version, created_at, updated_at FROM flows ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(summary).collect()
     }
 
     /// One flow.
     pub async fn get_flow(&self, id: i64) -> Result<Option<FlowSummary>, sqlx::Error> {
-        let row = sqlx::query("SELECT id, name, current_version, created_at, updated_at FROM flows WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, current_version, created_at, updated_at FROM flows WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(summary).transpose()
     }
 
     /// The document of a flow version (the current one when `version` is None).
-    pub async fn flow_document(&self, id: i64, version: Option<i32>) -> Result<Option<(i32, Value)>, sqlx::Error> {
+    pub async fn flow_document(
+        &self,
+        id: i64,
+        version: Option<i32>,
+    ) -> Result<Option<(i32, Value)>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT v.version, v.document FROM flow_versions v JOIN flows f ON f.id = v.flow_id \
              WHERE v.flow_id = $1 AND v.version = COALESCE($2, f.current_version)",
@@ -202,7 +240,8 @@ impl Store {
         .bind(version)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| Ok((r.try_get("version")?, r.try_get("document")?))).transpose()
+        row.map(|r| Ok((r.try_get("version")?, r.try_get("document")?)))
+            .transpose()
     }
 
     /// Version numbers of a flow.
@@ -215,7 +254,11 @@ impl Store {
 
     /// Deletes a flow (refused while a route uses it). Returns whether it existed.
     pub async fn delete_flow(&self, id: i64) -> Result<bool, SaveError> {
-        let r = sqlx::query("DELETE FROM flows WHERE id = $1").bind(id).execute(self.pool()).await.map_err(classify)?;
+        let r = sqlx::query("DELETE FROM flows WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(classify)?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -269,19 +312,27 @@ impl Store {
 
     /// All routes.
     pub async fn list_routes(&self) -> Result<Vec<Route>, sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM routes ORDER BY id").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT * FROM routes ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(route_from_row).collect()
     }
 
     /// One route.
     pub async fn get_route(&self, id: i64) -> Result<Option<Route>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM routes WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM routes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(route_from_row).transpose()
     }
 
     /// Deletes a route. Returns whether it existed.
     pub async fn delete_route(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("DELETE FROM routes WHERE id = $1").bind(id).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM routes WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -323,7 +374,11 @@ impl Store {
 
     /// Forgets a finished call.
     pub async fn delete_call_state(&self, callid: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM call_state WHERE callid = $1").bind(callid).execute(self.pool()).await.map(|_| ())
+        sqlx::query("DELETE FROM call_state WHERE callid = $1")
+            .bind(callid)
+            .execute(self.pool())
+            .await
+            .map(|_| ())
     }
 
     /// Records what the customer's app answered.

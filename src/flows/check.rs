@@ -40,12 +40,20 @@ pub fn check_flow(validator: &Validator, mode: Mode, flow: &FlowDoc) -> FlowChec
             .into_iter()
             .filter_map(|e| {
                 let target: Target = e.target.parse().ok()?;
-                Some(EmissionReport { node: e.node, event: e.target, report: validator.check(target, &e.svaml, mode) })
+                Some(EmissionReport {
+                    node: e.node,
+                    event: e.target,
+                    report: validator.check(target, &e.svaml, mode),
+                })
             })
             .collect()
     } else {
         Vec::new()
     };
     let valid = structural_ok && reports.iter().all(|r| r.report.valid);
-    FlowCheck { valid, problems, emissions: reports }
+    FlowCheck {
+        valid,
+        problems,
+        emissions: reports,
+    }
 }

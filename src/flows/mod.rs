@@ -12,8 +12,8 @@
 //!
 //! Example flows live in `tests/fixtures/flows/`.
 
+pub mod check;
 pub mod engine;
 pub mod model;
 pub mod render;
 pub mod routes;
-pub mod check;

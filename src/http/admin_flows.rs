@@ -41,15 +41,22 @@ fn db(e: sqlx::Error) -> ApiError {
 
 fn save_err(e: SaveError, what: &str) -> ApiError {
     match e {
-        SaveError::NameTaken => ApiError::new(code::CONFLICT, format!("A {what} with that name already exists")),
+        SaveError::NameTaken => ApiError::new(
+            code::CONFLICT,
+            format!("A {what} with that name already exists"),
+        ),
         SaveError::Reference(m) => ApiError::new(code::CONFLICT, m),
         SaveError::Db(e) => ApiError::from_db(&e),
     }
 }
 
 fn id_of(path: &web::Path<String>) -> Result<i64, ApiError> {
-    path.parse::<i64>()
-        .map_err(|_| ApiError::new(code::PARAMETER_VALIDATION, format!("{} is not a valid id", path.as_str())))
+    path.parse::<i64>().map_err(|_| {
+        ApiError::new(
+            code::PARAMETER_VALIDATION,
+            format!("{} is not a valid id", path.as_str()),
+        )
+    })
 }
 
 async fn body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
@@ -58,8 +65,9 @@ async fn body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiEr
 
 /// Parses and checks a flow document; a refusal carries the full report.
 fn checked_flow(state: &AppState, bytes: &[u8]) -> Result<(FlowDoc, Value), ApiError> {
-    let flow = FlowDoc::from_json(bytes)
-        .map_err(|e| ApiError::invalid_request(format!("The flow is not a valid flow document: {e}")))?;
+    let flow = FlowDoc::from_json(bytes).map_err(|e| {
+        ApiError::invalid_request(format!("The flow is not a valid flow document: {e}"))
+    })?;
     let check = check_flow(state.gate.validator(), state.gate.mode(), &flow);
     let report = serde_json::to_value(&check).unwrap_or(Value::Null);
     if !check.valid {
@@ -85,7 +93,11 @@ async fn create_flow(
     let bytes = body(&req, payload).await?;
     let (flow, report) = checked_flow(&state, &bytes)?;
     let doc = serde_json::to_value(&flow).map_err(|e| ApiError::internal(&e))?;
-    let saved = state.store.create_flow(&flow.name, &doc).await.map_err(|e| save_err(e, "flow"))?;
+    let saved = state
+        .store
+        .create_flow(&flow.name, &doc)
+        .await
+        .map_err(|e| save_err(e, "flow"))?;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/flows/{}", saved.id)))
         .json(json!({"flow": saved, "check": report})))
@@ -101,7 +113,12 @@ async fn update_flow(
     let bytes = body(&req, payload).await?;
     let (flow, report) = checked_flow(&state, &bytes)?;
     let doc = serde_json::to_value(&flow).map_err(|e| ApiError::internal(&e))?;
-    match state.store.update_flow(id, &flow.name, &doc).await.map_err(|e| save_err(e, "flow"))? {
+    match state
+        .store
+        .update_flow(id, &flow.name, &doc)
+        .await
+        .map_err(|e| save_err(e, "flow"))?
+    {
         Some(saved) => Ok(HttpResponse::Ok().json(json!({"flow": saved, "check": report}))),
         None => Err(ApiError::not_found(format!("No flow {id}"))),
     }
@@ -121,11 +138,17 @@ async fn get_flow(
     let Some(summary) = state.store.get_flow(id).await.map_err(db)? else {
         return Err(ApiError::not_found(format!("No flow {id}")));
     };
-    let Some((version, document)) = state.store.flow_document(id, q.version).await.map_err(db)? else {
-        return Err(ApiError::not_found(format!("Flow {id} has no version {}", q.version.unwrap_or_default())));
+    let Some((version, document)) = state.store.flow_document(id, q.version).await.map_err(db)?
+    else {
+        return Err(ApiError::not_found(format!(
+            "Flow {id} has no version {}",
+            q.version.unwrap_or_default()
+        )));
     };
     let versions = state.store.flow_versions(id).await.map_err(db)?;
-    Ok(HttpResponse::Ok().json(json!({"flow": summary, "version": version, "versions": versions, "document": document})))
+    Ok(HttpResponse::Ok().json(
+        json!({"flow": summary, "version": version, "versions": versions, "document": document}),
+    ))
 }
 
 async fn export_flow(
@@ -134,19 +157,33 @@ async fn export_flow(
     q: web::Query<VersionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
-    let Some((version, document)) = state.store.flow_document(id, q.version).await.map_err(db)? else {
-        return Err(ApiError::not_found(format!("No flow {id} (or no such version)")));
+    let Some((version, document)) = state.store.flow_document(id, q.version).await.map_err(db)?
+    else {
+        return Err(ApiError::not_found(format!(
+            "No flow {id} (or no such version)"
+        )));
     };
     let text = serde_json::to_string_pretty(&document).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .insert_header(("content-disposition", format!("attachment; filename=\"flow-{id}-v{version}.json\"")))
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"flow-{id}-v{version}.json\""),
+        ))
         .body(text))
 }
 
-async fn delete_flow(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_flow(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
-    if state.store.delete_flow(id).await.map_err(|e| save_err(e, "flow"))? {
+    if state
+        .store
+        .delete_flow(id)
+        .await
+        .map_err(|e| save_err(e, "flow"))?
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!("No flow {id}")))
@@ -178,10 +215,15 @@ async fn simulate(
     let id = id_of(&path)?;
     let bytes = body(&req, payload).await?;
     let sim: SimulateRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid_request(format!("Body must be {{\"event\": {{…}}, \"currentNode\"?, \"version\"?, \"context\"?}}: {e}"))
+        ApiError::invalid_request(format!(
+            "Body must be {{\"event\": {{…}}, \"currentNode\"?, \"version\"?, \"context\"?}}: {e}"
+        ))
     })?;
     let Some(stage) = Stage::from_event(&sim.event) else {
-        return Err(ApiError::new(code::PARAMETER_VALIDATION, "event.event must be ice, ace or pie"));
+        return Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            "event.event must be ice, ace or pie",
+        ));
     };
     let target = match stage {
         Stage::Ice => Target::Ice,
@@ -190,7 +232,11 @@ async fn simulate(
     };
     let (version, flow) = match state.flows.get(&state, id, sim.version).await {
         Ok(Some(f)) => f,
-        Ok(None) => return Err(ApiError::not_found(format!("No flow {id} (or no such version)"))),
+        Ok(None) => {
+            return Err(ApiError::not_found(format!(
+                "No flow {id} (or no such version)"
+            )))
+        }
         Err(e) => return Err(ApiError::internal(&e)),
     };
     let mut ctx = EventContext::from_event(&sim.event);
@@ -212,12 +258,16 @@ async fn simulate(
 }
 
 fn checked_route(bytes: &[u8]) -> Result<Route, ApiError> {
-    let route: Route = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid_request(format!("The route is not a valid route document: {e}")))?;
+    let route: Route = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid_request(format!("The route is not a valid route document: {e}"))
+    })?;
     let problems = route.validate();
     if has_errors(&problems) {
-        return Err(ApiError::new(code::PARAMETER_VALIDATION, "The route was refused; see details")
-            .with_details(json!({"problems": problems})));
+        return Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            "The route was refused; see details",
+        )
+        .with_details(json!({"problems": problems})));
     }
     Ok(route)
 }
@@ -234,16 +284,26 @@ async fn create_route(
     let route = checked_route(&body(&req, payload).await?)?;
     if let RouteTarget::Flow { flow_id } = route.target {
         if state.store.get_flow(flow_id).await.map_err(db)?.is_none() {
-            return Err(ApiError::new(code::PARAMETER_VALIDATION, format!("No flow {flow_id}")));
+            return Err(ApiError::new(
+                code::PARAMETER_VALIDATION,
+                format!("No flow {flow_id}"),
+            ));
         }
     }
-    let saved = state.store.create_route(&route).await.map_err(|e| save_err(e, "route"))?;
+    let saved = state
+        .store
+        .create_route(&route)
+        .await
+        .map_err(|e| save_err(e, "route"))?;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/routes/{}", saved.id)))
         .json(saved))
 }
 
-async fn get_route(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_route(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     match state.store.get_route(id).await.map_err(db)? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
@@ -259,13 +319,21 @@ async fn update_route(
 ) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     let route = checked_route(&body(&req, payload).await?)?;
-    match state.store.update_route(id, &route).await.map_err(|e| save_err(e, "route"))? {
+    match state
+        .store
+        .update_route(id, &route)
+        .await
+        .map_err(|e| save_err(e, "route"))?
+    {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::not_found(format!("No route {id}"))),
     }
 }
 
-async fn delete_route(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_route(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     if state.store.delete_route(id).await.map_err(db)? {
         Ok(HttpResponse::NoContent().finish())

@@ -4,9 +4,9 @@
 
 pub mod admin;
 pub mod admin_flows;
-pub mod openapi;
 pub mod callback;
 pub mod health;
+pub mod openapi;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

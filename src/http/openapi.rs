@@ -8,5 +8,7 @@ pub const DOCUMENT: &str = include_str!("openapi.json");
 
 /// Serves the document.
 pub async fn document() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(DOCUMENT)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT)
 }

@@ -49,15 +49,24 @@ async fn ivr_flow_end_to_end() {
 
     let r1 = app.post_signed(&ice("ivr-1", "+15550100")).await.json();
     assert_eq!(r1["action"]["name"], "runMenu");
-    assert!(r1["action"]["menus"][0]["mainPrompt"].as_str().unwrap().contains("Welcome"));
+    assert!(r1["action"]["menus"][0]["mainPrompt"]
+        .as_str()
+        .unwrap()
+        .contains("Welcome"));
 
     let r2 = app.post_signed(&pie("ivr-1", "return", "pin")).await.json();
     assert_eq!(r2["action"]["name"], "runMenu");
     assert_eq!(r2["action"]["menus"][0]["maxDigits"], 4);
 
-    let r3 = app.post_signed(&pie("ivr-1", "sequence", "1234")).await.json();
+    let r3 = app
+        .post_signed(&pie("ivr-1", "sequence", "1234"))
+        .await
+        .json();
     assert_eq!(r3["action"]["name"], "connectPstn");
-    assert_eq!(r3["instructions"][0]["text"], "You entered 1234. Connecting you to your account manager.");
+    assert_eq!(
+        r3["instructions"][0]["text"],
+        "You entered 1234. Connecting you to your account manager."
+    );
 
     let dice = json!({"event": "dice", "callid": "ivr-1", "timestamp": "2026-11-25T10:01:00Z", "reason": "CALLERHANGUP", "result": "ANSWERED"});
     let r4 = app.post_signed(dice.to_string().as_bytes()).await;
@@ -68,14 +77,29 @@ async fn ivr_flow_end_to_end() {
     let events = timeline["events"].as_array().unwrap();
     let seen: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["eventType"].as_str().unwrap().to_owned(), e["flowNode"].as_str().unwrap_or("-").to_owned()))
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap().to_owned(),
+                e["flowNode"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
-        [("ice".into(), "welcome".into()), ("pie".into(), "pin".into()), ("pie".into(), "pinEntered".into()), ("dice".into(), "-".into())]
+        [
+            ("ice".into(), "welcome".into()),
+            ("pie".into(), "pin".into()),
+            ("pie".into(), "pinEntered".into()),
+            ("dice".into(), "-".into())
+        ]
     );
-    assert!(events[..3].iter().all(|e| e["replySource"] == "flow" && e["flowVersion"] == 1 && e["flowId"] == flow_id));
-    let state: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state").fetch_one(&app.pool).await.unwrap();
+    assert!(events[..3]
+        .iter()
+        .all(|e| e["replySource"] == "flow" && e["flowVersion"] == 1 && e["flowId"] == flow_id));
+    let state: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(state, 0, "call state dropped at DICE");
 }
 
@@ -84,15 +108,24 @@ async fn calls_keep_their_flow_version_and_new_calls_get_the_new_one() {
     let app = spawn_app().await;
     let mut doc = flow_doc("ivr.json");
     let flow_id = create_flow(&app, &doc).await;
-    create_route(&app, json!({"name": "default", "target": {"kind": "flow", "flowId": flow_id}})).await;
+    create_route(
+        &app,
+        json!({"name": "default", "target": {"kind": "flow", "flowId": flow_id}}),
+    )
+    .await;
     app.post_signed(&ice("v-1", "+15550199")).await;
     doc["nodes"]["goodbye"]["instructions"][0]["text"] = json!("Version two says goodbye.");
-    let res = app.admin_send("PUT", &format!("/admin/flows/{flow_id}"), Some(&doc)).await;
+    let res = app
+        .admin_send("PUT", &format!("/admin/flows/{flow_id}"), Some(&doc))
+        .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["flow"]["currentVersion"], 2);
     // The call that started on v1 stays on v1.
     let r = app.post_signed(&pie("v-1", "timeout", "")).await.json();
-    assert_eq!(r["instructions"][0]["text"], "Thank you for calling Example Corp. Goodbye.");
+    assert_eq!(
+        r["instructions"][0]["text"],
+        "Thank you for calling Example Corp. Goodbye."
+    );
     app.post_signed(&ice("v-2", "+15550199")).await;
     let r = app.post_signed(&pie("v-2", "timeout", "")).await.json();
     assert_eq!(r["instructions"][0]["text"], "Version two says goodbye.");
@@ -104,10 +137,18 @@ async fn calls_keep_their_flow_version_and_new_calls_get_the_new_one() {
         .map(|r| r.get("flow_version"))
         .collect();
     assert_eq!(versions, [2, 2]);
-    let got = app.admin_get(&format!("/admin/flows/{flow_id}?version=1")).await.json();
+    let got = app
+        .admin_get(&format!("/admin/flows/{flow_id}?version=1"))
+        .await
+        .json();
     assert_eq!(got["versions"], json!([1, 2]));
-    let exported = app.admin_get(&format!("/admin/flows/{flow_id}/export")).await;
-    assert_eq!(exported.json()["nodes"]["goodbye"]["instructions"][0]["text"], "Version two says goodbye.");
+    let exported = app
+        .admin_get(&format!("/admin/flows/{flow_id}/export"))
+        .await;
+    assert_eq!(
+        exported.json()["nodes"]["goodbye"]["instructions"][0]["text"],
+        "Version two says goodbye."
+    );
 }
 
 #[actix_web::test]
@@ -126,14 +167,20 @@ async fn a_flow_that_could_emit_invalid_svaml_is_refused_with_the_full_report() 
         .filter(|e| e["report"]["valid"] == false)
         .map(|e| e["node"].as_str().unwrap())
         .collect();
-    assert!(failing.contains(&"sales") && failing.contains(&"goodbye"), "{details}");
+    assert!(
+        failing.contains(&"sales") && failing.contains(&"goodbye"),
+        "{details}"
+    );
     let flows = app.admin_get("/admin/flows").await.json();
     assert!(flows["items"].as_array().unwrap().is_empty());
     // Structural errors are reported too.
-    let broken = json!({"name": "b", "start": "nope", "nodes": {"a": {"action": {"name": "hangup"}}}});
+    let broken =
+        json!({"name": "b", "start": "nope", "nodes": {"a": {"action": {"name": "hangup"}}}});
     let res = app.admin_send("POST", "/admin/flows", Some(&broken)).await;
     res.assert_envelope(400, 40001);
-    assert!(res.json()["details"]["problems"].to_string().contains("start-missing"));
+    assert!(res.json()["details"]["problems"]
+        .to_string()
+        .contains("start-missing"));
 }
 
 #[actix_web::test]
@@ -141,7 +188,13 @@ async fn simulate_shows_the_reply_and_its_report() {
     let app = spawn_app().await;
     let flow_id = create_flow(&app, &flow_doc("ivr.json")).await;
     let body = json!({"event": serde_json::from_slice::<Value>(&pie("s", "return", "sales")).unwrap(), "currentNode": "welcome"});
-    let res = app.admin_send("POST", &format!("/admin/flows/{flow_id}/simulate"), Some(&body)).await;
+    let res = app
+        .admin_send(
+            "POST",
+            &format!("/admin/flows/{flow_id}/simulate"),
+            Some(&body),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     let j = res.json();
     assert_eq!(j["node"], "sales");
@@ -162,14 +215,27 @@ async fn routes_admin_crud_and_secret_never_returned() {
     let got = app.admin_get(&format!("/admin/routes/{id}")).await;
     assert!(!String::from_utf8_lossy(&got.body).contains("c2VjcmV0"));
     assert_eq!(got.json()["target"]["secretB64"], "<redacted>");
-    let bad = app.admin_send("POST", "/admin/routes", Some(&json!({"name": "x", "target": {"kind": "flow", "flowId": 999}}))).await;
+    let bad = app
+        .admin_send(
+            "POST",
+            "/admin/routes",
+            Some(&json!({"name": "x", "target": {"kind": "flow", "flowId": 999}})),
+        )
+        .await;
     bad.assert_envelope(400, 40001);
     let dup = app
         .admin_send("POST", "/admin/routes", Some(&json!({"name": "app", "target": {"kind": "upstream", "url": "http://127.0.0.1:9/", "key": "k", "secretB64": "c2VjcmV0"}})))
         .await;
     dup.assert_envelope(409, 40900);
-    assert_eq!(app.admin_send("DELETE", &format!("/admin/routes/{id}"), None).await.status, 204);
-    app.admin_get(&format!("/admin/routes/{id}")).await.assert_envelope(404, 40400);
+    assert_eq!(
+        app.admin_send("DELETE", &format!("/admin/routes/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    app.admin_get(&format!("/admin/routes/{id}"))
+        .await
+        .assert_envelope(404, 40400);
 }
 
 /// A local stand-in for a customer's app.
@@ -178,13 +244,31 @@ async fn upstream() -> String {
     let addr = listener.local_addr().unwrap();
     let server = HttpServer::new(|| {
         App::new()
-            .route("/valid", web::post().to(|| async { HttpResponse::Ok().json(json!({"action": {"name": "connectPstn", "number": "+15550177"}})) }))
-            .route("/invalid", web::post().to(|| async { HttpResponse::Ok().json(json!({"action": {"name": "connectPstn", "number": "15550177"}})) }))
-            .route("/garbage", web::post().to(|| async { HttpResponse::Ok().body("<html>oops</html>") }))
-            .route("/late", web::post().to(|| async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                HttpResponse::Ok().json(json!({"action": {"name": "hangup"}}))
-            }))
+            .route(
+                "/valid",
+                web::post().to(|| async {
+                    HttpResponse::Ok()
+                        .json(json!({"action": {"name": "connectPstn", "number": "+15550177"}}))
+                }),
+            )
+            .route(
+                "/invalid",
+                web::post().to(|| async {
+                    HttpResponse::Ok()
+                        .json(json!({"action": {"name": "connectPstn", "number": "15550177"}}))
+                }),
+            )
+            .route(
+                "/garbage",
+                web::post().to(|| async { HttpResponse::Ok().body("<html>oops</html>") }),
+            )
+            .route(
+                "/late",
+                web::post().to(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    HttpResponse::Ok().json(json!({"action": {"name": "hangup"}}))
+                }),
+            )
     })
     .workers(1)
     .listen(listener)
@@ -202,7 +286,12 @@ async fn proxy_mode_valid_invalid_late_and_down() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    for (n, path) in [("1", "/valid"), ("2", "/invalid"), ("3", "/late"), ("4", "/garbage")] {
+    for (n, path) in [
+        ("1", "/valid"),
+        ("2", "/invalid"),
+        ("3", "/late"),
+        ("4", "/garbage"),
+    ] {
         create_route(&app, json!({"name": format!("r{n}"), "called": format!("+1555020000{n}"),
             "target": {"kind": "upstream", "url": format!("{base}{path}"), "key": "up-key", "secretB64": "c2VjcmV0"}})).await;
     }
@@ -212,16 +301,25 @@ async fn proxy_mode_valid_invalid_late_and_down() {
 
     let ok = app.post_signed(&ice("p-1", "+15550200001")).await.json();
     assert_eq!(ok["action"]["number"], "+15550177");
-    for (callid, to, reason) in [("p-2", "+15550200002", "invalid"), ("p-3", "+15550200003", "deadline"), ("p-4", "+15550200004", "upstream_error"), ("p-5", "+15550200005", "upstream_error")] {
+    for (callid, to, reason) in [
+        ("p-2", "+15550200002", "invalid"),
+        ("p-3", "+15550200003", "deadline"),
+        ("p-4", "+15550200004", "upstream_error"),
+        ("p-5", "+15550200005", "upstream_error"),
+    ] {
         let started = std::time::Instant::now();
         let res = app.post_signed(&ice(callid, to)).await;
-        assert!(started.elapsed() < Duration::from_millis(1500), "{callid} answered before the deadline");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{callid} answered before the deadline"
+        );
         assert_eq!(res.json(), fallback, "{callid}");
-        let row = sqlx::query("SELECT reply_source, fallback_reason FROM callbacks WHERE callid = $1")
-            .bind(callid)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let row =
+            sqlx::query("SELECT reply_source, fallback_reason FROM callbacks WHERE callid = $1")
+                .bind(callid)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
         assert_eq!(row.get::<String, _>("reply_source"), "fallback");
         assert_eq!(row.get::<String, _>("fallback_reason"), reason, "{callid}");
     }
@@ -231,7 +329,8 @@ async fn proxy_mode_valid_invalid_late_and_down() {
         .fetch_all(&app.pool)
         .await
         .unwrap();
-    let got: Vec<(String, Option<i16>, Option<String>)> = ex.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(String, Option<i16>, Option<String>)> =
+        ex.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(got[0], ("p-1".to_owned(), Some(200), None));
     assert_eq!(got[1], ("p-2".to_owned(), Some(200), None));
     assert_eq!(got[2].2.as_deref(), Some("timeout"));
@@ -240,8 +339,14 @@ async fn proxy_mode_valid_invalid_late_and_down() {
     let timeline = app.admin_get("/admin/calls/p-2").await.json();
     let rejected = &timeline["rejectedReplies"][0];
     assert_eq!(rejected["source"], "upstream");
-    assert!(rejected["report"].to_string().contains("/action/number"), "{rejected}");
+    assert!(
+        rejected["report"].to_string().contains("/action/number"),
+        "{rejected}"
+    );
     let metrics = String::from_utf8(app.get("/metrics", None).await.body).unwrap();
-    assert!(metrics.contains("svamlgate_gate_replies_total{event=\"ice\",verdict=\"rejected\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("svamlgate_gate_replies_total{event=\"ice\",verdict=\"rejected\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("svamlgate_fallbacks_total{event=\"ice\",reason=\"deadline\"} 1"));
 }

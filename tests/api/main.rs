@@ -2,6 +2,7 @@
 
 mod admin;
 mod callbacks;
+mod cli;
 mod flows;
 mod helpers;
 mod signatures;

@@ -1,0 +1,173 @@
+//! The command line: `validate` exit codes and reports, `sign` output, and refusing to start with an
+//! invalid fallback.
+
+use std::process::Command;
+
+use crate::helpers::{base_config, fixture, spawn_app, KEY, SECRET};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_svamlgate"));
+    c.env_remove("SINCH_APPLICATION_KEY")
+        .env_remove("SINCH_APPLICATION_SECRET");
+    c
+}
+
+fn write_temp(name: &str, content: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "svamlgate-cli-{}-{name}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+#[test]
+fn validate_exit_codes_and_reports() {
+    let valid = write_temp(
+        "ok.json",
+        r#"{"instructions":[{"name":"say","text":"Hi","locale":"en-US"}],"action":{"name":"hangup"}}"#,
+    );
+    let out = bin()
+        .args(["validate", "--event", "ice"])
+        .arg(&valid)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let invalid = write_temp(
+        "bad.json",
+        r#"{"action":{"name":"connectPstn","number":"4670"}}"#,
+    );
+    let out = bin()
+        .args(["validate", "--event", "ace", "--json"])
+        .arg(&invalid)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert!(
+        report["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["pointer"] == "/action/name"),
+        "{report}"
+    );
+
+    let unknown = write_temp("unknown.json", r#"{"action":{"name":"hangup"},"extra":1}"#);
+    let normal = bin()
+        .args(["validate", "--event", "ice"])
+        .arg(&unknown)
+        .output()
+        .unwrap();
+    assert_eq!(
+        normal.status.code(),
+        Some(0),
+        "unknown properties only warn in normal mode"
+    );
+    let strict = bin()
+        .args(["validate", "--event", "ice", "--strict"])
+        .arg(&unknown)
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1));
+
+    let not_json = write_temp("nj.json", "{nope");
+    assert_eq!(
+        bin()
+            .args(["validate", "--event", "ice"])
+            .arg(&not_json)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        bin()
+            .args(["validate", "--event", "ice", "/no/such/file"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn sign_prints_the_documented_vector() {
+    let body = write_temp(
+        "ace.json",
+        &String::from_utf8(fixture("sinch/ace-sinch-docs-signing-1.json")).unwrap(),
+    );
+    let out = bin()
+        .args([
+            "sign",
+            "--key",
+            KEY,
+            "--secret",
+            SECRET,
+            "--path",
+            "/sinch/callback/ace",
+        ])
+        .args([
+            "--timestamp",
+            "2014-09-24T10:59:41Z",
+            "--content-type",
+            "application/json",
+        ])
+        .arg(&body)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "authorization: application {KEY}:Tg6fMyo8mj9pYfWQ9ssbx3Tc1BNC87IEygAfLbJqZb4="
+        )),
+        "{text}"
+    );
+    assert!(text.contains("content-md5: REWF+X220L4/Gw1spXOU7g=="));
+}
+
+#[actix_web::test]
+async fn sign_send_drives_a_running_service() {
+    let app = spawn_app().await;
+    let body = write_temp(
+        "ice.json",
+        &String::from_utf8(fixture("sinch/ice-node-sdk-1.json")).unwrap(),
+    );
+    let base = format!("http://{}", app.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["sign", "--key", KEY, "--secret", SECRET, "--send", &base])
+            .arg(&body)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("HTTP 200"), "{text}");
+    assert!(text.contains("\"action\""));
+}
+
+#[actix_web::test]
+async fn an_invalid_fallback_refuses_to_start() {
+    let mut config = base_config();
+    config.fallback_ice = Some(r#"{"action":{"name":"continue"}}"#.into());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .unwrap();
+    let validator = std::sync::Arc::new(svamlgate::svaml::Validator::new().unwrap());
+    let err =
+        svamlgate::app::AppState::build(config, svamlgate::db::store::Store::new(pool), validator)
+            .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("fallback") && msg.contains("ICE"), "{msg}");
+}
