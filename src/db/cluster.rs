@@ -179,7 +179,14 @@ impl Cluster {
             .trim()
             .to_owned();
 
-        let port = free_port()?;
+        // Keep the port stable across starts (handy for psql), unless it is taken now.
+        let port_file = dir.join("pg-port");
+        let port = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .map_or_else(free_port, Ok)?;
+        std::fs::write(&port_file, port.to_string()).context("writing the port file")?;
         let log_path = dir.join("postgres.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -262,6 +269,22 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(cluster)
+    }
+
+    /// The URL without the password, for logs and humans.
+    pub fn public_url(&self) -> String {
+        match (
+            self.url.find(':').and_then(|_| self.url.rfind('@')),
+            self.url.find("://"),
+        ) {
+            (Some(at), Some(scheme)) => {
+                let user_end = self.url[scheme + 3..at]
+                    .find(':')
+                    .map_or(at, |i| scheme + 3 + i);
+                format!("{}{}", &self.url[..user_end], &self.url[at..])
+            }
+            _ => "postgres://127.0.0.1".to_owned(),
+        }
     }
 
     /// Connection URL (contains the password: never log it).

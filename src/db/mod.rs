@@ -35,7 +35,12 @@ impl Database {
                     cluster::Cluster::start_persistent(&args.data_dir, args.pg_bin_dir.as_deref())
                         .await
                         .context("starting the embedded PostgreSQL cluster")?;
-                tracing::info!(data_dir = %args.data_dir.display(), "embedded PostgreSQL cluster started");
+                tracing::info!(
+                    data_dir = %args.data_dir.display(),
+                    psql = %c.public_url(),
+                    "embedded PostgreSQL cluster started (password in {}/pg-password)",
+                    args.data_dir.display()
+                );
                 (c.url().to_owned(), Some(c))
             }
         };
