@@ -93,6 +93,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Proxy-mode requests to customer apps by outcome.",
     ),
     (
+        "svamlgate_upstream_duration_seconds",
+        "histogram",
+        "Time customer apps took to answer (or fail), by outcome.",
+    ),
+    (
         "svamlgate_record_failures_total",
         "counter",
         "Records that could not be written to PostgreSQL, by kind.",

@@ -325,8 +325,8 @@ async fn from_upstream(
         .metrics
         .inc("svamlgate_upstream_requests_total", &[("outcome", label)]);
     state.metrics.observe(
-        "svamlgate_reply_duration_seconds",
-        &[("event", "upstream"), ("source", "upstream")],
+        "svamlgate_upstream_duration_seconds",
+        &[("outcome", label)],
         outcome.latency,
     );
     let body_text = outcome

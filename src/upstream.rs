@@ -8,8 +8,8 @@
 //!   (`tokio::time::timeout` around the whole exchange); awc's own timeout is disabled.
 //! - **Body cap**: at most [`MAX_BODY_BYTES`] are read; larger replies fail with
 //!   [`UpstreamFailure::TooLarge`].
-//! - **Only `http://`**: this build's awc has no TLS, so `https://` URLs fail immediately with
-//!   [`UpstreamFailure::Connect`] (put a local TLS-terminating proxy in front if needed).
+//! - **`http://` and `https://`**: TLS is rustls (ring provider) with the Mozilla root
+//!   certificates; a certificate that does not verify is a [`UpstreamFailure::Connect`].
 //! - Redirects are not followed (a signed POST must not be replayed elsewhere); a 3xx is a
 //!   [`UpstreamFailure::BadStatus`]. The response `content-type` is not checked, the body is.
 //! - Signing is the caller's job: compute the header with `crate::signature::sign` over
@@ -54,7 +54,7 @@ pub enum UpstreamFailure {
     /// No complete reply within the timeout.
     #[error("upstream did not answer within the timeout")]
     Timeout,
-    /// The URL is unusable (bad, or https://) or no connection could be made.
+    /// The URL is unusable, no connection could be made, or TLS failed (e.g. certificate).
     #[error("could not connect to upstream: {0}")]
     Connect(String),
     /// The connection was made but the HTTP exchange failed (reset, malformed reply, bad header).
@@ -154,22 +154,10 @@ impl UpstreamClient {
     pub async fn forward(&self, req: &UpstreamRequest<'_>) -> UpstreamOutcome {
         let started = Instant::now();
         let status = Cell::new(None);
-        let result = if req
-            .url
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-        {
+        let lower = req.url.get(..8).unwrap_or(req.url).to_ascii_lowercase();
+        let result = if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             Err(UpstreamFailure::Connect(
-                "https:// upstream URLs are not supported by this build (no TLS); use http://"
-                    .to_owned(),
-            ))
-        } else if !req
-            .url
-            .get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
-        {
-            Err(UpstreamFailure::Connect(
-                "the upstream URL must start with http://".to_owned(),
+                "the upstream URL must start with http:// or https://".to_owned(),
             ))
         } else if let Err(e) = req.url.parse::<awc::http::Uri>() {
             Err(UpstreamFailure::Connect(format!("invalid URL: {e}")))
@@ -483,15 +471,34 @@ mod tests {
         assert_eq!((out.status, out.body.clone()), (None, None));
         assert!(out.latency < Duration::from_secs(2));
 
+        // https is attempted: against a plain-HTTP port the TLS handshake fails as a connect error.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = plain.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut s, _)) = plain.accept() {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
         let out = client
-            .forward(&request("https://example.com/cb", b"{}", 2000))
-            .await;
-        assert_eq!(
-            out.error,
-            Some(UpstreamFailure::Connect(
-                "https:// upstream URLs are not supported by this build (no TLS); use http://"
-                    .into()
+            .forward(&request(
+                &format!("https://127.0.0.1:{port}/cb"),
+                b"{}",
+                2000,
             ))
+            .await;
+        assert!(
+            matches!(
+                &out.error,
+                Some(UpstreamFailure::Connect(_) | UpstreamFailure::Protocol(_))
+            ),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.status, None,
+            "no HTTP answer over a failed TLS handshake"
         );
         let out = client
             .forward(&request("ftp://example.com/cb", b"{}", 2000))

@@ -235,25 +235,19 @@ pub fn is_strict_base64(s: &str) -> bool {
     }
 }
 
-/// Checks an upstream URL: `http://host[:port][/path][?query]`, no credentials, no fragment.
-/// `https://` is refused because this build's HTTP client has no TLS.
+/// Checks an upstream URL: `http(s)://host[:port][/path][?query]`, no credentials, no fragment.
 fn check_url(url: &str, p: &mut Vec<FlowProblem>) {
     const PTR: &str = "/target/url";
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        p.push(error(
-            PTR,
-            "route-url-https-unsupported",
-            "https:// upstream URLs are not supported by this build (no TLS in the HTTP client); \
-             use http:// (e.g. to a local TLS-terminating proxy)",
-        ));
-        return;
-    }
-    let Some(rest) = url.get(7..).filter(|_| lower.starts_with("http://")) else {
+    let skip = if lower.starts_with("https://") { 8 } else { 7 };
+    let Some(rest) = url
+        .get(skip..)
+        .filter(|_| lower.starts_with("http://") || lower.starts_with("https://"))
+    else {
         p.push(error(
             PTR,
             "route-url-invalid",
-            "the upstream URL must start with http://",
+            "the upstream URL must start with http:// or https://",
         ));
         return;
     };
@@ -503,10 +497,6 @@ mod tests {
         assert_eq!(r(1, None, Some("+46"), 0).validate(), vec![]);
 
         let cases: Vec<(Route, Vec<(&str, &str)>)> = vec![
-            (
-                upstream("https://a.example", "k", "AAAA", None),
-                vec![("/target/url", "route-url-https-unsupported")],
-            ),
             (
                 upstream("ftp://a", "k", "AAAA", None),
                 vec![("/target/url", "route-url-invalid")],

@@ -5,5 +5,6 @@ mod callbacks;
 mod cli;
 mod flows;
 mod helpers;
+mod openapi;
 mod signatures;
 mod svaml_corpus;

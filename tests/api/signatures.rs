@@ -23,6 +23,9 @@ async fn every_refusal_reason_is_answered_and_stored() {
     let stale =
         signature::format_timestamp(time::OffsetDateTime::now_utc() - time::Duration::minutes(10));
     let stale_auth = signature::sign(&cred, "POST", "/sinch/callback", Some(ct), &stale, &body);
+    let future =
+        signature::format_timestamp(time::OffsetDateTime::now_utc() + time::Duration::minutes(10));
+    let future_auth = signature::sign(&cred, "POST", "/sinch/callback", Some(ct), &future, &body);
     let other = AppCredential::new("other-key", "c2VjcmV0").unwrap();
     let unknown_auth = signature::sign(&other, "POST", "/sinch/callback", Some(ct), &ts, &body);
     let cases: Vec<Case> = vec![
@@ -80,6 +83,27 @@ async fn every_refusal_reason_is_answered_and_stored() {
             vec![("authorization", unknown_auth), ("x-timestamp", ts.clone())],
             40108,
             "unknown_key",
+        ),
+        (
+            vec![
+                ("authorization", format!("Bearer {KEY}:{SECRET}")),
+                ("x-timestamp", ts.clone()),
+            ],
+            40107,
+            "unsupported_scheme",
+        ),
+        (
+            vec![
+                ("authorization", format!("application {KEY}:not*base64")),
+                ("x-timestamp", ts.clone()),
+            ],
+            40102,
+            "signature_not_base64",
+        ),
+        (
+            vec![("authorization", future_auth), ("x-timestamp", future)],
+            40105,
+            "timestamp_in_future",
         ),
     ];
     for (headers, code, reason) in cases {

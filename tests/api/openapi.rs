@@ -1,0 +1,588 @@
+//! The OpenAPI document at `GET /admin/openapi.json`: well formed, every documented operation is routed,
+//! and every route registered in the source is documented.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+const ADMIN_SOURCES: [&str; 2] = [
+    include_str!("../../src/http/admin.rs"),
+    include_str!("../../src/http/admin_flows.rs"),
+];
+const HTTP_SOURCE: &str = include_str!("../../src/http/mod.rs");
+const CONFIG_SOURCE: &str = include_str!("../../src/config.rs");
+/// Where the document puts the callback endpoint: the default of SVAMLGATE_CALLBACK_PATH.
+const DOCUMENTED_CALLBACK_PATH: &str = "/sinch/callback";
+const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+/// `(METHOD, path with every `{param}` replaced by `{}`)`.
+type Op = (String, String);
+
+fn normalise(path: &str) -> String {
+    regex::Regex::new(r"\{[^}]*\}")
+        .unwrap()
+        .replace_all(path, "{}")
+        .into_owned()
+}
+
+/// `.route("PATH", web::METHOD()` pairs of a source file.
+fn registered(source: &str, prefix: &str) -> Vec<Op> {
+    let re = regex::Regex::new(r#"\.route\(\s*"([^"]+)"\s*,\s*web::([a-z]+)\(\)"#).unwrap();
+    re.captures_iter(source)
+        .map(|c| {
+            (
+                c[2].to_uppercase(),
+                normalise(&format!("{prefix}{}", &c[1])),
+            )
+        })
+        .collect()
+}
+
+/// Every operation of the document: (method, normalised path, raw path, operation).
+fn operations(doc: &Value) -> Vec<(String, String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            assert!(
+                METHODS.contains(&method.as_str()) || method == "parameters",
+                "unexpected key {method} in {path}"
+            );
+            if METHODS.contains(&method.as_str()) {
+                out.push((
+                    method.to_uppercase(),
+                    normalise(path),
+                    path.clone(),
+                    op.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Follows a local `$ref` (`#/components/...`).
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => doc
+            .pointer(r.strip_prefix('#').expect("local $ref"))
+            .unwrap_or_else(|| panic!("dangling $ref {r}")),
+        None => v,
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+async fn document(app: &TestApp) -> Value {
+    let res = app.admin_get("/admin/openapi.json").await;
+    assert_eq!(res.status, 200);
+    assert!(res
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("application/json"));
+    res.json()
+}
+
+#[actix_web::test]
+async fn document_is_well_formed() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["info"]["title"], "svamlgate admin API");
+    let scheme = &doc["components"]["securitySchemes"]["adminToken"];
+    assert_eq!(
+        (&scheme["type"], &scheme["scheme"]),
+        (&json!("http"), &json!("bearer"))
+    );
+    assert_eq!(doc["security"], json!([{"adminToken": []}]));
+
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 50, "{}", refs.len());
+    for r in &refs {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("non-local $ref {r}"));
+        assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+    }
+
+    let param_re = regex::Regex::new(r"\{([^}]+)\}").unwrap();
+    let mut ids = BTreeSet::new();
+    for (method, _, path, op) in operations(&doc) {
+        let what = format!("{method} {path}");
+        let id = op["operationId"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{what}: no operationId");
+        assert!(
+            ids.insert(id.to_owned()),
+            "{what}: duplicate operationId {id}"
+        );
+        assert!(
+            !op["summary"].as_str().unwrap_or_default().is_empty(),
+            "{what}: no summary"
+        );
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(!responses.is_empty(), "{what}: no responses");
+        assert!(
+            responses.keys().any(|k| k.starts_with('2')),
+            "{what}: no success response"
+        );
+        for (status, r) in responses {
+            assert!(
+                !resolve(&doc, r)["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{what} {status}: no description"
+            );
+        }
+        // Every path template parameter is declared, and nothing else is declared in the path.
+        let declared: BTreeSet<String> = op["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| resolve(&doc, p))
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| {
+                        assert_eq!(p["required"], true, "{what}: path parameter not required");
+                        p["name"].as_str().unwrap().to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let in_template: BTreeSet<String> = param_re
+            .captures_iter(&path)
+            .map(|c| c[1].to_owned())
+            .collect();
+        assert_eq!(declared, in_template, "{what}: path parameters");
+        // Admin operations answer 401 and 403 from the auth middleware; service ones need no token.
+        if path.starts_with("/admin/") {
+            assert!(op.get("security").is_none(), "{what}: overrides security");
+            for status in ["401", "403"] {
+                assert!(responses.contains_key(status), "{what}: no {status}");
+            }
+        } else {
+            assert_eq!(op["security"], json!([]), "{what}: needs no admin token");
+        }
+    }
+    assert!(ids.len() >= 18, "{ids:?}");
+}
+
+/// A value for a path parameter: "1" for integers, "x" otherwise.
+fn sample(doc: &Value, op: &Value, name: &str) -> &'static str {
+    let param = op["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| resolve(doc, p))
+        .find(|p| p["name"] == name && p["in"] == "path")
+        .unwrap_or_else(|| panic!("undeclared path parameter {name}"));
+    if param["schema"]["type"] == "integer" {
+        "1"
+    } else {
+        "x"
+    }
+}
+
+/// Whether the response is the default service's 404 (no route matched).
+fn unrouted(res: &crate::helpers::Response) -> bool {
+    res.status == 404
+        && serde_json::from_slice::<Value>(&res.body)
+            .ok()
+            .and_then(|j| j["message"].as_str().map(|m| m.starts_with("No route for")))
+            .unwrap_or(false)
+}
+
+#[actix_web::test]
+async fn every_documented_operation_is_routed() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+
+    // The check below can tell a missing route apart.
+    for (method, path) in [("PATCH", "/admin/flows/1"), ("GET", "/admin/nowhere")] {
+        let res = app.admin_send(method, path, None).await;
+        assert!(unrouted(&res), "{method} {path}: {}", res.status);
+    }
+
+    let param_re = regex::Regex::new(r"\{([^}]+)\}").unwrap();
+    let ops = operations(&doc);
+    assert_eq!(ops.len(), 22);
+    for (method, _, path, op) in ops {
+        let concrete = param_re
+            .replace_all(&path, |c: &regex::Captures| sample(&doc, &op, &c[1]))
+            .into_owned();
+        let concrete = if path == DOCUMENTED_CALLBACK_PATH {
+            app.config.callback_path.clone()
+        } else {
+            concrete
+        };
+        let body = op.get("requestBody").map(|_| json!({}));
+        let res = app.admin_send(&method, &concrete, body.as_ref()).await;
+        assert!(
+            !unrouted(&res),
+            "{method} {path} (sent as {concrete}) is not routed: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        assert_ne!(res.status, 405, "{method} {concrete}");
+    }
+}
+
+#[actix_web::test]
+async fn every_registered_route_is_documented() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let documented: Vec<Op> = operations(&doc)
+        .into_iter()
+        .map(|(m, p, _, _)| (m, p))
+        .collect();
+    let documented_set: BTreeSet<Op> = documented.iter().cloned().collect();
+    assert_eq!(documented.len(), documented_set.len());
+
+    let admin: Vec<Op> = ADMIN_SOURCES
+        .iter()
+        .flat_map(|s| registered(s, "/admin"))
+        .collect();
+    // The scan finds the routes it must find.
+    assert!(admin.contains(&("GET".into(), "/admin/events".into())));
+    assert!(admin.contains(&("DELETE".into(), "/admin/routes/{}".into())));
+    let admin_set: BTreeSet<Op> = admin.iter().cloned().collect();
+    assert_eq!(admin.len(), admin_set.len(), "a route is registered twice");
+    for op in &admin_set {
+        assert!(documented_set.contains(op), "{op:?} is not documented");
+    }
+    let documented_admin: BTreeSet<Op> = documented_set
+        .iter()
+        .filter(|(_, p)| p.starts_with("/admin/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        documented_admin, admin_set,
+        "documented admin operations that are not registered"
+    );
+    assert_eq!(documented_admin.len(), 18);
+
+    // Outside /admin: the routes of src/http/mod.rs plus the callback endpoint at its default path.
+    let mut service: BTreeSet<Op> = registered(HTTP_SOURCE, "").into_iter().collect();
+    assert_eq!(service.len(), 3, "{service:?}");
+    assert!(HTTP_SOURCE.contains("web::resource(callback_path)"));
+    let default =
+        regex::Regex::new(r#"env = "SVAMLGATE_CALLBACK_PATH",\s*default_value = "([^"]+)""#)
+            .unwrap();
+    let default = default
+        .captures(CONFIG_SOURCE)
+        .expect("callback path default");
+    assert_eq!(&default[1], DOCUMENTED_CALLBACK_PATH);
+    service.insert(("POST".into(), DOCUMENTED_CALLBACK_PATH.into()));
+    let documented_service: BTreeSet<Op> = documented_set
+        .iter()
+        .filter(|(_, p)| !p.starts_with("/admin/"))
+        .cloned()
+        .collect();
+    assert_eq!(documented_service, service);
+}
+
+/// Validates requests and responses against the document's schemas.
+struct Checker<'a> {
+    app: &'a TestApp,
+    doc: &'a Value,
+}
+
+impl Checker<'_> {
+    fn operation(&self, method: &str, template: &str) -> &Value {
+        let op = &self.doc["paths"][template][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        op
+    }
+
+    /// Problems of `value` against `schema` (which may `$ref` the document's components).
+    fn problems(&self, schema: &Value, value: &Value) -> Vec<String> {
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.doc["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("schema {schema} does not compile: {e}"));
+        validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
+    /// Asserts that `status` is documented for the operation and that `body` matches its schema.
+    fn check_value(&self, method: &str, template: &str, status: u16, body: &Value) {
+        let op = self.operation(method, template);
+        let documented = op["responses"].get(status.to_string()).unwrap_or_else(|| {
+            panic!("{method} {template}: status {status} is not documented: {body}")
+        });
+        let documented = resolve(self.doc, documented);
+        let schema = &documented["content"]["application/json"]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {template} {status}: no JSON schema"
+        );
+        let problems = self.problems(schema, body);
+        assert!(
+            problems.is_empty(),
+            "{method} {template} {status}: {problems:#?}\n{body:#}"
+        );
+    }
+
+    /// Checks a response: documented status, and a body matching its schema (or no body at all).
+    fn check(&self, method: &str, template: &str, res: &crate::helpers::Response) -> Value {
+        if res.body.is_empty() {
+            let op = self.operation(method, template);
+            assert!(
+                op["responses"].get(res.status.to_string()).is_some(),
+                "{method} {template}: status {} is not documented",
+                res.status
+            );
+            return Value::Null;
+        }
+        let body = res.json();
+        self.check_value(method, template, res.status, &body);
+        body
+    }
+
+    /// Sends an admin request (the body checked against the documented request schema first).
+    async fn send(
+        &self,
+        method: &str,
+        template: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        if let Some(b) = body {
+            let schema = &self.operation(method, template)["requestBody"]["content"]
+                ["application/json"]["schema"];
+            assert!(schema.is_object(), "{method} {template}: no request schema");
+            let problems = self.problems(schema, b);
+            assert!(
+                problems.is_empty(),
+                "{method} {template} request: {problems:#?}"
+            );
+        }
+        let res = self.app.admin_send(method, path, body).await;
+        let status = res.status;
+        (status, self.check(method, template, &res))
+    }
+}
+
+#[actix_web::test]
+async fn bodies_match_the_documented_schemas() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let c = Checker {
+        app: &app,
+        doc: &doc,
+    };
+    c.check_value("GET", "/admin/openapi.json", 200, &doc);
+
+    // Service endpoints.
+    for path in ["/healthz", "/readyz"] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status, 200, "{path}");
+        c.check("GET", path, &res);
+    }
+    let ice = crate::helpers::fixture("sinch/ice-java-sdk-1.json");
+    let callid = serde_json::from_slice::<Value>(&ice).unwrap()["callid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app.post_signed(&ice).await;
+    assert_eq!(res.status, 200);
+    c.check("POST", DOCUMENTED_CALLBACK_PATH, &res);
+    let refused = app
+        .post_raw(
+            &app.config.callback_path,
+            &ice,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    let refusal = c.check("POST", DOCUMENTED_CALLBACK_PATH, &refused);
+
+    // Recorded callbacks and errors.
+    let (status, page) = c
+        .send("GET", "/admin/events", "/admin/events?limit=1", None)
+        .await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 1));
+    let (status, _) = c
+        .send("GET", "/admin/events", "/admin/events?limit=0", None)
+        .await;
+    assert_eq!(status, 400);
+    let encoded = callid.replace(' ', "%20");
+    let (status, timeline) = c
+        .send(
+            "GET",
+            "/admin/calls/{callid}",
+            &format!("/admin/calls/{encoded}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, timeline["events"].as_array().unwrap().len()),
+        (200, 1)
+    );
+    let (status, _) = c
+        .send("GET", "/admin/calls/{callid}", "/admin/calls/nope", None)
+        .await;
+    assert_eq!(status, 404);
+    let stored = app.wait_error(refusal["reference"].as_str().unwrap()).await;
+    assert!(stored["refusal"].is_object(), "{stored}");
+    c.check_value("GET", "/admin/errors/{reference}", 200, &stored);
+    let (status, codes) = c
+        .send("GET", "/admin/error-codes", "/admin/error-codes", None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(codes["errorCodes"].as_array().unwrap().len() > 20);
+
+    // SVAML validation.
+    let svaml = json!({"action": {"name": "hangup"}, "bogus": 1});
+    for (query, status) in [
+        ("?event=ice", 200),
+        ("?event=ice&strict=true", 200),
+        ("", 400),
+        ("?event=dice", 400),
+    ] {
+        let (got, _) = c
+            .send(
+                "POST",
+                "/admin/svaml/validate",
+                &format!("/admin/svaml/validate{query}"),
+                Some(&svaml),
+            )
+            .await;
+        assert_eq!(got, status, "{query}");
+    }
+
+    // Flows.
+    let flow: Value = serde_json::from_slice(&crate::helpers::fixture("flows/ivr.json")).unwrap();
+    let (status, saved) = c
+        .send("POST", "/admin/flows", "/admin/flows", Some(&flow))
+        .await;
+    assert_eq!(status, 201);
+    let id = saved["flow"]["id"].as_i64().unwrap();
+    let one = format!("/admin/flows/{id}");
+    let (status, _) = c
+        .send("POST", "/admin/flows", "/admin/flows", Some(&flow))
+        .await;
+    assert_eq!(status, 409);
+    let (status, refused) = c
+        .send(
+            "POST",
+            "/admin/flows",
+            "/admin/flows",
+            Some(&json!({"name": "b", "start": "nope", "nodes": {"a": {"action": {"name": "hangup"}}}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let details = &refused["details"];
+    assert_eq!(details["valid"], false);
+    let problems = c.problems(&json!({"$ref": "#/components/schemas/FlowCheck"}), details);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let (status, _) = c.send("PUT", "/admin/flows/{id}", &one, Some(&flow)).await;
+    assert_eq!(status, 200);
+    for (path, status) in [
+        (one.clone(), 200),
+        (format!("{one}?version=1"), 200),
+        (format!("{one}?version=9"), 404),
+        (format!("{one}?version=x"), 400),
+        ("/admin/flows/x".to_owned(), 400),
+    ] {
+        let (got, _) = c.send("GET", "/admin/flows/{id}", &path, None).await;
+        assert_eq!(got, status, "{path}");
+    }
+    let (status, _) = c.send("GET", "/admin/flows", "/admin/flows", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = c
+        .send(
+            "GET",
+            "/admin/flows/{id}/export",
+            &format!("{one}/export"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ice_event: Value = serde_json::from_slice(&ice).unwrap();
+    let (status, sim) = c
+        .send(
+            "POST",
+            "/admin/flows/{id}/simulate",
+            &format!("{one}/simulate"),
+            Some(&json!({"event": ice_event, "version": 1, "context": {"caller": "+46708168731"}})),
+        )
+        .await;
+    assert_eq!((status, &sim["passed"]), (200, &json!(true)));
+
+    // Routes.
+    let flow_route =
+        json!({"name": "main", "called": "+15550100", "target": {"kind": "flow", "flowId": id}});
+    let upstream = json!({"name": "app", "callerPrefix": "+46", "priority": 2,
+        "target": {"kind": "upstream", "url": "http://127.0.0.1:9/cb", "key": "k",
+                   "secretB64": "c2VjcmV0", "timeoutMs": 500}});
+    let mut route_ids = Vec::new();
+    for route in [&flow_route, &upstream] {
+        let (status, saved) = c
+            .send("POST", "/admin/routes", "/admin/routes", Some(route))
+            .await;
+        assert_eq!(status, 201);
+        route_ids.push(saved["id"].as_i64().unwrap());
+    }
+    let (status, _) = c
+        .send("POST", "/admin/routes", "/admin/routes", Some(&upstream))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = c
+        .send(
+            "POST",
+            "/admin/routes",
+            "/admin/routes",
+            Some(&json!({"name": "x", "target": {"kind": "flow", "flowId": 999}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, list) = c.send("GET", "/admin/routes", "/admin/routes", None).await;
+    assert_eq!((status, list["items"].as_array().unwrap().len()), (200, 2));
+    let route_path = format!("/admin/routes/{}", route_ids[1]);
+    let (status, got) = c.send("GET", "/admin/routes/{id}", &route_path, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = c
+        .send("PUT", "/admin/routes/{id}", &route_path, Some(&got))
+        .await;
+    assert_eq!(status, 400, "a redacted secret sent back is refused");
+    let (status, _) = c
+        .send("PUT", "/admin/routes/{id}", &route_path, Some(&upstream))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = c.send("DELETE", "/admin/flows/{id}", &one, None).await;
+    assert_eq!(status, 409, "the flow is still routed to");
+    for rid in &route_ids {
+        let path = format!("/admin/routes/{rid}");
+        let (status, _) = c.send("DELETE", "/admin/routes/{id}", &path, None).await;
+        assert_eq!(status, 204);
+        let (status, _) = c.send("DELETE", "/admin/routes/{id}", &path, None).await;
+        assert_eq!(status, 404);
+    }
+    let (status, _) = c.send("DELETE", "/admin/flows/{id}", &one, None).await;
+    assert_eq!(status, 204);
+}
