@@ -113,6 +113,18 @@ fn headers_without_signature(headers: &[(String, String)]) -> Value {
     Value::Object(map)
 }
 
+/// Longest a storage call on the reply path may take: a slow or absent database must not make the
+/// caller wait (the reply goes out without the record, and the failure is counted and logged).
+pub const STORAGE_BUDGET: Duration = Duration::from_millis(250);
+
+async fn bounded<T>(
+    f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(STORAGE_BUDGET, f)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
 fn elapsed_us(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
@@ -205,7 +217,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
 
     // 3. Replays: a byte-identical signed request gets the stored reply and is never processed twice.
     let mut recorded = true;
-    match state.store.claim_callback(&new).await {
+    match bounded(state.store.claim_callback(&new)).await {
         Ok(Claim::New) => {}
         Ok(Claim::Duplicate(original)) => {
             return Ok(answer_duplicate(state, &new, &event, original, &req).await)
@@ -330,7 +342,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     // 5. Record the outcome.
     outcome.latency_us = elapsed_us(req.started);
     if recorded {
-        if let Err(e) = state.store.finish_callback(id, &outcome).await {
+        if let Err(e) = bounded(state.store.finish_callback(id, &outcome)).await {
             state
                 .metrics
                 .inc("svamlgate_record_failures_total", &[("kind", "outcome")]);

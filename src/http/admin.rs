@@ -102,10 +102,28 @@ async fn call(
         .rejected_replies_for_call(&callid)
         .await
         .map_err(|e| ApiError::from_db(&e))?;
-    let duplicates = events.iter().filter(|e| e.duplicate_of.is_some()).count();
+    // A replay is shown as part of the event it repeats, not as an event of its own.
+    let (replays, originals): (Vec<_>, Vec<_>) =
+        events.into_iter().partition(|e| e.duplicate_of.is_some());
+    let duplicates = replays.len();
+    let timeline: Vec<serde_json::Value> = originals
+        .into_iter()
+        .map(|e| {
+            let seen_again: Vec<serde_json::Value> = replays
+                .iter()
+                .filter(|r| r.duplicate_of == Some(e.id))
+                .map(|r| json!({"id": r.id, "reference": r.reference, "receivedAt": r.received_at.format(&time::format_description::well_known::Rfc3339).ok()}))
+                .collect();
+            let mut v = serde_json::to_value(&e).unwrap_or(serde_json::Value::Null);
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("replays".into(), json!(seen_again));
+            }
+            v
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "callid": callid,
-        "events": events,
+        "events": timeline,
         "duplicates": duplicates,
         "rejectedReplies": rejected,
     })))

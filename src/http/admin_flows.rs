@@ -272,6 +272,18 @@ fn checked_route(bytes: &[u8]) -> Result<Route, ApiError> {
     Ok(route)
 }
 
+async fn ensure_flow_exists(state: &AppState, route: &Route) -> Result<(), ApiError> {
+    if let RouteTarget::Flow { flow_id } = route.target {
+        if state.store.get_flow(flow_id).await.map_err(db)?.is_none() {
+            return Err(ApiError::new(
+                code::PARAMETER_VALIDATION,
+                format!("No flow {flow_id}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn list_routes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({"items": state.store.list_routes().await.map_err(db)?})))
 }
@@ -282,14 +294,7 @@ async fn create_route(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let route = checked_route(&body(&req, payload).await?)?;
-    if let RouteTarget::Flow { flow_id } = route.target {
-        if state.store.get_flow(flow_id).await.map_err(db)?.is_none() {
-            return Err(ApiError::new(
-                code::PARAMETER_VALIDATION,
-                format!("No flow {flow_id}"),
-            ));
-        }
-    }
+    ensure_flow_exists(&state, &route).await?;
     let saved = state
         .store
         .create_route(&route)
@@ -319,6 +324,7 @@ async fn update_route(
 ) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     let route = checked_route(&body(&req, payload).await?)?;
+    ensure_flow_exists(&state, &route).await?;
     match state
         .store
         .update_route(id, &route)

@@ -46,6 +46,10 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
     )))
 }
 
+fn bad_parameter(message: String) -> actix_web::Error {
+    ApiError::new(crate::catalog::code::PARAMETER_VALIDATION, message).into()
+}
+
 /// Builds and starts the server on an already bound listener (port 0 in tests).
 pub fn serve(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
     let callback_path = state.config.callback_path.clone();
@@ -55,13 +59,9 @@ pub fn serve(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
         let path = callback_path.clone();
         App::new()
             .app_data(state.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| bad_parameter(e.to_string())))
             .app_data(
-                web::PathConfig::default()
-                    .error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
-            )
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
+                web::QueryConfig::default().error_handler(|e, _| bad_parameter(e.to_string())),
             )
             .wrap(from_fn(observe))
             .configure(move |cfg| routes(cfg, &path))

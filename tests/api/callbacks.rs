@@ -201,3 +201,18 @@ async fn health_readiness_and_metrics() {
     app.pool.close().await;
     assert_eq!(app.get("/readyz", None).await.status, 503);
 }
+
+#[actix_web::test]
+async fn the_caller_is_answered_even_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app.pool.close().await;
+    let started = std::time::Instant::now();
+    let res = app.post_signed(&fixture("sinch/ice-node-sdk-1.json")).await;
+    assert_eq!(res.status, 200);
+    let reply = res.json();
+    let v = svamlgate::svaml::Validator::new().unwrap();
+    assert!(v.check(svamlgate::svaml::Target::Ice, &reply, svamlgate::svaml::Mode::Strict).valid);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+    let m = String::from_utf8(app.get("/metrics", None).await.body).unwrap();
+    assert!(m.contains("svamlgate_record_failures_total{kind=\"callback\"} 1"), "{m}");
+}

@@ -214,6 +214,9 @@ async fn a_replay_gets_the_stored_reply_and_is_not_processed_again_even_after_re
         .await
         .json();
     assert_eq!(timeline["duplicates"], 2);
+    let events = timeline["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "the replays show as one event: {timeline}");
+    assert_eq!(events[0]["replays"].as_array().unwrap().len(), 2);
     // A new timestamp is a new request, not a replay.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     restarted.post_signed(&body).await;
