@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::OffsetDateTime;
 
 /// Longest event name kept verbatim in [`EventKind::Unknown`] (in characters).
 pub const MAX_UNKNOWN_EVENT_LEN: usize = 64;
@@ -797,98 +797,11 @@ pub fn normalize_msisdn(s: &str) -> Option<String> {
     Some(format!("+{digits}"))
 }
 
-/// Parses an ISO-8601 / RFC 3339 date-time leniently: `YYYY-MM-DD[T ]hh:mm:ss`, an optional
-/// fraction of any length (digits beyond nanoseconds are dropped), and an optional zone (`Z`,
-/// `±hh:mm`, `±hhmm`, `±hh`). No zone means UTC. A leap second (`:60`) is clamped to the end of
-/// second 59. Returns `None` for anything else.
+/// Parses an ISO-8601 / RFC 3339 date-time leniently (0–9+ fraction digits, with or without a
+/// zone; no zone means UTC). The same parser checks `x-timestamp`:
+/// [`crate::signature::parse_sinch_timestamp`].
 pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
-    let b = s.trim().as_bytes();
-    let year = digits_at(b, 0, 4)?;
-    expect_byte(b, 4, b'-')?;
-    let month = digits_at(b, 5, 2)?;
-    expect_byte(b, 7, b'-')?;
-    let day = digits_at(b, 8, 2)?;
-    match b.get(10) {
-        Some(b'T' | b't' | b' ') => {}
-        _ => return None,
-    }
-    let hour = digits_at(b, 11, 2)?;
-    expect_byte(b, 13, b':')?;
-    let minute = digits_at(b, 14, 2)?;
-    expect_byte(b, 16, b':')?;
-    let mut second = digits_at(b, 17, 2)?;
-
-    let mut i = 19;
-    let mut nanos: u32 = 0;
-    if matches!(b.get(i), Some(b'.' | b',')) {
-        i += 1;
-        let start = i;
-        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(d - b'0');
-            }
-            i += 1;
-        }
-        let n = i - start;
-        if n == 0 {
-            return None;
-        }
-        for _ in n..9 {
-            nanos *= 10;
-        }
-    }
-
-    let offset = parse_offset(b.get(i..)?)?;
-    if second == 60 {
-        second = 59;
-        nanos = 999_999_999;
-    }
-    let month = Month::try_from(u8::try_from(month).ok()?).ok()?;
-    let date =
-        Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
-    let time = Time::from_hms_nano(
-        u8::try_from(hour).ok()?,
-        u8::try_from(minute).ok()?,
-        u8::try_from(second).ok()?,
-        nanos,
-    )
-    .ok()?;
-    Some(PrimitiveDateTime::new(date, time).assume_offset(offset))
-}
-
-fn digits_at(b: &[u8], start: usize, len: usize) -> Option<u32> {
-    let slice = b.get(start..start.checked_add(len)?)?;
-    slice.iter().try_fold(0u32, |acc, c| {
-        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-    })
-}
-
-fn expect_byte(b: &[u8], at: usize, want: u8) -> Option<()> {
-    (b.get(at) == Some(&want)).then_some(())
-}
-
-fn parse_offset(rest: &[u8]) -> Option<UtcOffset> {
-    let (sign, body) = match rest {
-        [] | [b'Z' | b'z'] => return Some(UtcOffset::UTC),
-        [b'+', body @ ..] => (1i8, body),
-        [b'-', body @ ..] => (-1i8, body),
-        _ => return None,
-    };
-    let (h, m) = match body.len() {
-        2 => (digits_at(body, 0, 2)?, 0),
-        4 => (digits_at(body, 0, 2)?, digits_at(body, 2, 2)?),
-        5 => {
-            expect_byte(body, 2, b':')?;
-            (digits_at(body, 0, 2)?, digits_at(body, 3, 2)?)
-        }
-        _ => return None,
-    };
-    if h > 23 || m > 59 {
-        return None;
-    }
-    let h = i8::try_from(h).ok()? * sign;
-    let m = i8::try_from(m).ok()? * sign;
-    UtcOffset::from_hms(h, m, 0).ok()
+    crate::signature::parse_sinch_timestamp(s)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2174,7 +2087,8 @@ mod tests {
 
         let p = parse(r#"{"event":"ace","amd":[],"timestamp":"2024-01-16T16:46:36.5+02:00"}"#);
         let v = serde_json::to_value(&p).unwrap();
-        assert_eq!(v["timestamp"], json!("2024-01-16T16:46:36.5+02:00"));
+        // Timestamps are normalized to UTC (the same instant).
+        assert_eq!(v["timestamp"], json!("2024-01-16T14:46:36.5Z"));
         assert_eq!(
             v["warnings"],
             json!([{"pointer": "/amd", "message": "expected an AMD object, got an array; ignored"}])

@@ -138,24 +138,12 @@ impl fmt::Debug for EventContext {
 /// names, SIP addresses) is returned trimmed but otherwise unchanged.
 pub fn normalize_number(raw: &str) -> String {
     let t = raw.trim();
-    let digits = t.strip_prefix('+').unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        format!("+{digits}")
-    } else {
-        t.to_owned()
-    }
+    crate::events::normalize_msisdn(t).unwrap_or_else(|| t.to_owned())
 }
 
-/// Masks a phone number (or any identifier) for logs: keeps at most the first 3 and last 2
-/// characters, e.g. `+46708168731` → `+46*******31`. Values of 6 characters or fewer become `***`.
+/// Masks a phone number for logs (see [`crate::redact::mask_number`]).
 pub fn mask_number(n: &str) -> String {
-    let chars: Vec<char> = n.chars().collect();
-    if chars.len() <= 6 {
-        return "***".to_owned();
-    }
-    let head: String = chars.iter().take(3).collect();
-    let tail: String = chars.iter().skip(chars.len() - 2).collect();
-    format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
+    crate::redact::mask_number(n)
 }
 
 /// One lexical piece of a template string.
@@ -344,12 +332,12 @@ mod tests {
         assert_eq!(normalize_number("+46708168731"), "+46708168731");
         assert_eq!(normalize_number("+"), "+");
         assert_eq!(normalize_number("private"), "private");
-        assert_eq!(mask_number("+46708168731"), "+46*******31");
-        assert_eq!(mask_number("12345"), "***");
+        assert_eq!(mask_number("+46708168731"), "+467******31");
+        assert_eq!(mask_number("12345"), "1***5");
         let dbg = format!("{:?}", ctx());
         assert!(!dbg.contains("46708168731"), "{dbg}");
         assert!(!dbg.contains("1452"), "{dbg}");
-        assert!(dbg.contains("+46*******31"), "{dbg}");
+        assert!(dbg.contains("+467******31"), "{dbg}");
     }
 
     #[test]

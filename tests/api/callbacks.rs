@@ -211,8 +211,18 @@ async fn the_caller_is_answered_even_when_the_database_is_gone() {
     assert_eq!(res.status, 200);
     let reply = res.json();
     let v = svamlgate::svaml::Validator::new().unwrap();
-    assert!(v.check(svamlgate::svaml::Target::Ice, &reply, svamlgate::svaml::Mode::Strict).valid);
+    assert!(
+        v.check(
+            svamlgate::svaml::Target::Ice,
+            &reply,
+            svamlgate::svaml::Mode::Strict
+        )
+        .valid
+    );
     assert!(started.elapsed() < std::time::Duration::from_millis(1500));
     let m = String::from_utf8(app.get("/metrics", None).await.body).unwrap();
-    assert!(m.contains("svamlgate_record_failures_total{kind=\"callback\"} 1"), "{m}");
+    assert!(
+        m.contains("svamlgate_record_failures_total{kind=\"callback\"} 1"),
+        "{m}"
+    );
 }
