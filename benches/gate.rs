@@ -1,10 +1,16 @@
-//! Latency of the SVAML gate (`Validator::check`): p50/p99 for a typical ICE reply and for a
-//! large runMenu document. Plain `std::time::Instant`, no harness: `cargo bench --bench gate`.
+//! Latency of the SVAML gate: `Validator::check` for a typical ICE reply and for a large runMenu
+//! document, and the whole gate step of the reply path (`Gate::pass`: check plus the verdict that
+//! picks reply or fallback), for a valid and an invalid reply. p50/p99 with `std::time::Instant`,
+//! no harness: `cargo bench --bench gate`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+use svamlgate::config::ServeArgs;
+use svamlgate::gate::Gate;
 use svamlgate::svaml::{Mode, Target, Validator};
 
 fn typical_ice_reply() -> Value {
@@ -83,6 +89,25 @@ fn measure(validator: &Validator, name: &str, doc: &Value, iterations: usize) {
     );
 }
 
+fn measure_gate(gate: &Gate, name: &str, doc: &Value, iterations: usize) {
+    let mut samples: Vec<Duration> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let candidate = doc.clone();
+        let start = Instant::now();
+        let verdict = gate.pass(Target::Ice, black_box(candidate));
+        samples.push(start.elapsed());
+        black_box(verdict);
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{name:<22} n={iterations:<6} p50={:>9.2?} p99={:>9.2?} max={:>9.2?}",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
 fn main() {
     let start = Instant::now();
     let validator = Validator::new().expect("schemas compile");
@@ -99,4 +124,10 @@ fn main() {
         &large_document(),
         2_000,
     );
+    let gate =
+        Gate::new(Arc::new(validator), &ServeArgs::for_tests()).expect("built-in fallbacks valid");
+    measure_gate(&gate, "gate, valid ICE", &typical_ice_reply(), 20_000);
+    let mut invalid = typical_ice_reply();
+    invalid["action"]["number"] = json!("46700000000");
+    measure_gate(&gate, "gate, invalid ICE", &invalid, 20_000);
 }
