@@ -265,7 +265,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
         outcome.route_id = decision.route_id;
         let reply = match decision.candidate {
             Ok(candidate) => {
-                let verdict = state.gate.pass(target, candidate.clone());
+                let mut verdict = state.gate.pass(target, candidate);
                 outcome.validation = serde_json::to_value(&verdict.report).ok();
                 if verdict.passed {
                     state.metrics.inc(
@@ -286,17 +286,10 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
                     }
                     outcome.reply_source = "fallback";
                     outcome.fallback_reason = Some("invalid".into());
-                    record_rejection(
-                        state,
-                        id,
-                        &reference,
-                        label,
-                        decision.source,
-                        Some(&candidate),
-                        None,
-                        &verdict.report,
-                        &req,
-                    );
+                    let candidate = verdict.rejected.take().unwrap_or(Value::Null);
+                    let rejection =
+                        Rejection::invalid(label, decision.source, candidate, &verdict.report);
+                    record_rejection(state, id, label, decision.source, rejection, &req);
                 }
                 verdict.reply
             }
@@ -304,17 +297,8 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
                 outcome.reply_source = "fallback";
                 outcome.fallback_reason = Some(failure.reason.to_owned());
                 if let Some(raw) = &failure.raw_reply {
-                    let report = json!({"valid": false, "reason": failure.reason, "message": failure.message});
-                    record_rejection_value(
-                        state,
-                        id,
-                        &reference,
-                        label,
-                        decision.source,
-                        raw,
-                        &report,
-                        &req,
-                    );
+                    let rejection = Rejection::unusable(label, decision.source, raw, &failure);
+                    record_rejection(state, id, label, decision.source, rejection, &req);
                 }
                 tracing::warn!(reference = %reference, reason = failure.reason, message = %failure.message, "fallback reply sent");
                 state.gate.fallback(target).clone()
@@ -469,108 +453,91 @@ async fn reject_unparseable(
     err.already_recorded()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A reply that did not go out, as stored in `rejected_replies`.
+struct Rejection {
+    /// The reply when it was JSON.
+    reply: Option<Value>,
+    /// The reply as text when it was not JSON.
+    raw: Option<String>,
+    /// The gate report, or the reason it could not be used.
+    report: Value,
+    /// Message of the 42202 error row.
+    message: String,
+}
+
+impl Rejection {
+    fn invalid(
+        label: &str,
+        source: &str,
+        candidate: Value,
+        report: &crate::svaml::Report,
+    ) -> Rejection {
+        Rejection {
+            reply: Some(candidate),
+            raw: None,
+            report: serde_json::to_value(report).unwrap_or(Value::Null),
+            message: format!("The {label} reply from {source} was not valid SVAML; the fallback was sent instead"),
+        }
+    }
+
+    fn unusable(
+        label: &str,
+        source: &str,
+        raw: &str,
+        failure: &sources::SourceFailure,
+    ) -> Rejection {
+        let reply: Option<Value> = serde_json::from_str(raw).ok();
+        Rejection {
+            raw: reply.is_none().then(|| raw.chars().take(65_536).collect()),
+            reply,
+            report: json!({"valid": false, "reason": failure.reason, "message": failure.message}),
+            message: format!(
+                "The {label} reply from {source} could not be used; the fallback was sent instead"
+            ),
+        }
+    }
+}
+
+/// Stores a rejected reply (and its 42202 error row, which it references) off the reply path.
 fn record_rejection(
     state: &AppState,
     callback_id: Uuid,
-    reference: &str,
     label: &str,
     source: &str,
-    reply: Option<&Value>,
-    raw: Option<&str>,
-    report: &crate::svaml::Report,
+    rejection: Rejection,
     req: &InboundCallback,
 ) {
-    let report = serde_json::to_value(report).unwrap_or(Value::Null);
-    let err = ApiError::new(
-        code::INVALID_CALLBACK_RESPONSE,
-        format!(
-            "The {label} reply from {source} was not valid SVAML; the fallback was sent instead"
-        ),
-    )
-    .with_detail(json!({"report": report}));
+    let err = ApiError::new(code::INVALID_CALLBACK_RESPONSE, rejection.message.clone())
+        .with_detail(json!({"report": rejection.report}));
     let mut record = err.record();
     record.method = Some(req.method.clone());
     record.path = Some(req.path.clone());
     record.callback_id = Some(callback_id);
-    tracing::warn!(reference = %err.reference, callback = %reference, source, "reply rejected by the gate");
+    tracing::warn!(reference = %err.reference, source, "reply rejected; fallback sent");
     let store = state.store.clone();
     let sink = state.errors.clone();
-    let (ev, src, reply, raw) = (
-        label.to_owned(),
-        source.to_owned(),
-        reply.cloned(),
-        raw.map(str::to_owned),
-    );
-    let err_ref = err.reference.clone();
-    // The error row must exist before the rejected_replies row that references it.
+    let (event, source) = (label.to_owned(), source.to_owned());
     tokio::spawn(async move {
+        // The error row must exist before the rejected_replies row that references it.
         if let Err(e) = store.record_error(&record).await {
-            tracing::error!(error = %e, "could not record rejection error; queueing");
+            tracing::error!(error = %e, "could not record the rejection; queueing its error row");
             sink.record(record);
             return;
         }
+        let r = &rejection;
         if let Err(e) = store
             .record_rejected_reply(
                 callback_id,
-                &err_ref,
-                &ev,
-                &src,
-                reply.as_ref(),
-                raw.as_deref(),
-                &report,
+                &err.reference,
+                &event,
+                &source,
+                r.reply.as_ref(),
+                r.raw.as_deref(),
+                &r.report,
             )
             .await
         {
             tracing::error!(error = %e, "could not record rejected reply");
-        }
-    });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record_rejection_value(
-    state: &AppState,
-    callback_id: Uuid,
-    reference: &str,
-    label: &str,
-    source: &str,
-    raw: &str,
-    report: &Value,
-    req: &InboundCallback,
-) {
-    let parsed: Option<Value> = serde_json::from_str(raw).ok();
-    let report_owned = report.clone();
-    let err = ApiError::new(
-        code::INVALID_CALLBACK_RESPONSE,
-        format!("The {label} reply from {source} could not be used; the fallback was sent instead"),
-    )
-    .with_detail(json!({"report": report_owned}));
-    let mut record = err.record();
-    record.method = Some(req.method.clone());
-    record.path = Some(req.path.clone());
-    record.callback_id = Some(callback_id);
-    tracing::warn!(reference = %err.reference, callback = %reference, source, "reply rejected");
-    let store = state.store.clone();
-    let (ev, src) = (label.to_owned(), source.to_owned());
-    let raw = if parsed.is_some() {
-        None
-    } else {
-        Some(raw.chars().take(65_536).collect::<String>())
-    };
-    let err_ref = err.reference.clone();
-    tokio::spawn(async move {
-        if store.record_error(&record).await.is_ok() {
-            let _ = store
-                .record_rejected_reply(
-                    callback_id,
-                    &err_ref,
-                    &ev,
-                    &src,
-                    parsed.as_ref(),
-                    raw.as_deref(),
-                    &report_owned,
-                )
-                .await;
         }
     });
 }

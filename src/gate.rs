@@ -56,6 +56,8 @@ pub struct Verdict {
     pub passed: bool,
     /// The candidate's report.
     pub report: Report,
+    /// The candidate, when it was rejected (for the record of what did not go out).
+    pub rejected: Option<Value>,
 }
 
 /// Validators, mode, defaults and fallbacks, built once at start.
@@ -174,12 +176,14 @@ impl Gate {
                 reply: candidate,
                 passed: true,
                 report,
+                rejected: None,
             }
         } else {
             Verdict {
                 reply: self.fallback(target).clone(),
                 passed: false,
                 report,
+                rejected: Some(candidate),
             }
         }
     }
