@@ -209,6 +209,27 @@ fn callback_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCallback, sqlx::
     })
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the 15 columns of a [`NewCallback`] as `$1`…`$15`, in table order.
+fn bind_new<'q>(q: PgQuery<'q>, c: &'q NewCallback) -> PgQuery<'q> {
+    q.bind(c.id)
+        .bind(&c.reference)
+        .bind(c.received_at)
+        .bind(&c.event_type)
+        .bind(c.event_known)
+        .bind(&c.callid)
+        .bind(&c.application_key)
+        .bind(c.event_timestamp)
+        .bind(&c.raw_body)
+        .bind(&c.body)
+        .bind(&c.parse_warnings)
+        .bind(c.signature)
+        .bind(&c.dedup_key)
+        .bind(&c.remote_addr)
+        .bind(&c.path)
+}
+
 impl Store {
     /// Wraps a pool.
     pub fn new(pool: PgPool) -> Self {
@@ -231,27 +252,15 @@ impl Store {
     /// Records a callback as received. If a byte-identical signed request was recorded before
     /// (same dedup key), nothing is inserted and the original is returned.
     pub async fn claim_callback(&self, c: &NewCallback) -> Result<Claim, sqlx::Error> {
-        let inserted = sqlx::query(
-            "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
-             event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
-             ON CONFLICT (dedup_key) WHERE duplicate_of IS NULL AND dedup_key IS NOT NULL DO NOTHING",
+        let inserted = bind_new(
+            sqlx::query(
+                "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
+                 event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
+                 ON CONFLICT (dedup_key) WHERE duplicate_of IS NULL AND dedup_key IS NOT NULL DO NOTHING",
+            ),
+            c,
         )
-        .bind(c.id)
-        .bind(&c.reference)
-        .bind(c.received_at)
-        .bind(&c.event_type)
-        .bind(c.event_known)
-        .bind(&c.callid)
-        .bind(&c.application_key)
-        .bind(c.event_timestamp)
-        .bind(&c.raw_body)
-        .bind(&c.body)
-        .bind(&c.parse_warnings)
-        .bind(c.signature)
-        .bind(&c.dedup_key)
-        .bind(&c.remote_addr)
-        .bind(&c.path)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -288,27 +297,15 @@ impl Store {
         original: Uuid,
         outcome: &CallbackOutcome,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
-             event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
-             http_status, reply, reply_source, latency_us) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,'duplicate',$19)",
+        bind_new(
+            sqlx::query(
+                "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
+                 event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
+                 http_status, reply, reply_source, latency_us) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,'duplicate',$19)",
+            ),
+            c,
         )
-        .bind(c.id)
-        .bind(&c.reference)
-        .bind(c.received_at)
-        .bind(&c.event_type)
-        .bind(c.event_known)
-        .bind(&c.callid)
-        .bind(&c.application_key)
-        .bind(c.event_timestamp)
-        .bind(&c.raw_body)
-        .bind(&c.body)
-        .bind(&c.parse_warnings)
-        .bind(c.signature)
-        .bind(&c.dedup_key)
-        .bind(&c.remote_addr)
-        .bind(&c.path)
         .bind(original)
         .bind(outcome.http_status as i16)
         .bind(&outcome.reply)
