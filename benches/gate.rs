@@ -66,6 +66,19 @@ fn large_document() -> Value {
     })
 }
 
+/// Prints p50, p99 and max of the samples.
+fn print_percentiles(name: &str, mut samples: Vec<Duration>) {
+    samples.sort_unstable();
+    let n = samples.len();
+    let pct = |p: f64| samples[((n as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{name:<22} n={n:<6} p50={:>9.2?} p99={:>9.2?} max={:>9.2?}",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
 fn measure(validator: &Validator, name: &str, doc: &Value, iterations: usize) {
     let first = validator.check(Target::Ice, doc, Mode::Normal);
     assert!(first.valid, "{name} must be valid:\n{first}");
@@ -79,14 +92,7 @@ fn measure(validator: &Validator, name: &str, doc: &Value, iterations: usize) {
         samples.push(start.elapsed());
         black_box(report);
     }
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<22} n={iterations:<6} p50={:>9.2?} p99={:>9.2?} max={:>9.2?}",
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
+    print_percentiles(name, samples);
 }
 
 fn measure_gate(gate: &Gate, name: &str, doc: &Value, iterations: usize) {
@@ -98,14 +104,7 @@ fn measure_gate(gate: &Gate, name: &str, doc: &Value, iterations: usize) {
         samples.push(start.elapsed());
         black_box(verdict);
     }
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<22} n={iterations:<6} p50={:>9.2?} p99={:>9.2?} max={:>9.2?}",
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
+    print_percentiles(name, samples);
 }
 
 fn main() {

@@ -150,6 +150,23 @@ fn target_columns(t: &RouteTarget) -> TargetColumns<'_> {
     }
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a route's 10 columns as `$1`…`$10`, in table order.
+fn bind_route<'q>(q: PgQuery<'q>, route: &'q Route) -> PgQuery<'q> {
+    let t = target_columns(&route.target);
+    q.bind(&route.name)
+        .bind(&route.called)
+        .bind(&route.caller_prefix)
+        .bind(route.priority)
+        .bind(t.kind)
+        .bind(t.flow_id)
+        .bind(t.url)
+        .bind(t.key)
+        .bind(t.secret)
+        .bind(t.timeout_ms)
+}
+
 impl Store {
     /// Creates a flow with version 1.
     pub async fn create_flow(
@@ -264,21 +281,13 @@ impl Store {
 
     /// Creates a route.
     pub async fn create_route(&self, route: &Route) -> Result<Route, SaveError> {
-        let t = target_columns(&route.target);
-        let row = sqlx::query(
-            "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, upstream_key, \
-             upstream_secret, upstream_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING *",
+        let row = bind_route(
+            sqlx::query(
+                "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, \
+                 upstream_key, upstream_secret, upstream_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING *",
+            ),
+            route,
         )
-        .bind(&route.name)
-        .bind(&route.called)
-        .bind(&route.caller_prefix)
-        .bind(route.priority)
-        .bind(t.kind)
-        .bind(t.flow_id)
-        .bind(t.url)
-        .bind(t.key)
-        .bind(t.secret)
-        .bind(t.timeout_ms)
         .fetch_one(self.pool())
         .await
         .map_err(classify)?;
@@ -287,23 +296,15 @@ impl Store {
 
     /// Replaces a route; None when it does not exist.
     pub async fn update_route(&self, id: i64, route: &Route) -> Result<Option<Route>, SaveError> {
-        let t = target_columns(&route.target);
-        let row = sqlx::query(
-            "UPDATE routes SET name = $2, called = $3, caller_prefix = $4, priority = $5, target_kind = $6, flow_id = $7, \
-             upstream_url = $8, upstream_key = $9, upstream_secret = $10, upstream_timeout_ms = $11, updated_at = now() \
-             WHERE id = $1 RETURNING *",
+        let row = bind_route(
+            sqlx::query(
+                "UPDATE routes SET name = $1, called = $2, caller_prefix = $3, priority = $4, target_kind = $5, \
+                 flow_id = $6, upstream_url = $7, upstream_key = $8, upstream_secret = $9, upstream_timeout_ms = $10, \
+                 updated_at = now() WHERE id = $11 RETURNING *",
+            ),
+            route,
         )
         .bind(id)
-        .bind(&route.name)
-        .bind(&route.called)
-        .bind(&route.caller_prefix)
-        .bind(route.priority)
-        .bind(t.kind)
-        .bind(t.flow_id)
-        .bind(t.url)
-        .bind(t.key)
-        .bind(t.secret)
-        .bind(t.timeout_ms)
         .fetch_optional(self.pool())
         .await
         .map_err(classify)?;
