@@ -227,6 +227,36 @@ async fn routes_admin_crud_and_secret_never_returned() {
         .admin_send("POST", "/admin/routes", Some(&json!({"name": "app", "target": {"kind": "upstream", "url": "http://127.0.0.1:9/", "key": "k", "secretB64": "c2VjcmV0"}})))
         .await;
     dup.assert_envelope(409, 40900);
+    let updated = app
+        .admin_send(
+            "PUT",
+            &format!("/admin/routes/{id}"),
+            Some(&json!({"name": "app", "called": "+15550112", "priority": 9,
+                "target": {"kind": "upstream", "url": "https://app.example.com/cb", "key": "k2", "secretB64": "c2VjcmV0Mg=="}})),
+        )
+        .await;
+    assert_eq!(
+        updated.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&updated.body)
+    );
+    let u = updated.json();
+    assert_eq!(
+        (
+            u["called"].as_str(),
+            u["priority"].as_i64(),
+            u["callerPrefix"].is_null()
+        ),
+        (Some("+15550112"), Some(9), true)
+    );
+    assert_eq!(u["target"]["url"], "https://app.example.com/cb");
+    let secret: String = sqlx::query_scalar("SELECT upstream_secret FROM routes WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(secret, "c2VjcmV0Mg==", "the new secret is stored");
     assert_eq!(
         app.admin_send("DELETE", &format!("/admin/routes/{id}"), None)
             .await
