@@ -5,6 +5,7 @@ mod callbacks;
 mod cli;
 mod flows;
 mod helpers;
+mod logging;
 mod openapi;
 mod signatures;
 mod svaml_corpus;

@@ -275,3 +275,29 @@ async fn public_path_prefix_is_put_back_before_verifying() {
         .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
 }
+
+#[actix_web::test]
+async fn concurrent_identical_requests_are_processed_once() {
+    let app = spawn_app().await;
+    let body = fixture("sinch/ice-nuget-serversdk-1.json");
+    let ts = now();
+    let (a, b, c) = tokio::join!(
+        app.post_signed_at(&body, &ts),
+        app.post_signed_at(&body, &ts),
+        app.post_signed_at(&body, &ts)
+    );
+    assert_eq!((a.status, b.status, c.status), (200, 200, 200));
+    assert_eq!(a.json(), b.json());
+    assert_eq!(a.json(), c.json());
+    let originals: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE duplicate_of IS NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let replays: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE duplicate_of IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((originals, replays), (1, 2));
+}
