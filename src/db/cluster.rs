@@ -392,3 +392,33 @@ fn supervise(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_bin_dir_without_the_binaries_is_named_in_the_error() {
+        let err = find_bin_dir(Some(Path::new("/nonexistent/pg/bin")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SVAMLGATE_PG_BIN_DIR=/nonexistent/pg/bin"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn public_url_hides_the_password() {
+        let c = Cluster {
+            url: "postgres://svamlgate:s3cret@127.0.0.1:5555/postgres".into(),
+            stop_tx: None,
+            done_rx: None,
+            temp_dir: None,
+        };
+        assert_eq!(
+            c.public_url(),
+            "postgres://svamlgate@127.0.0.1:5555/postgres"
+        );
+    }
+}
