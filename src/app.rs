@@ -34,8 +34,10 @@ pub struct AppState {
     pub errors: ErrorSink,
     /// SHA-256 of the admin token (compared in constant time), None = admin API disabled.
     pub admin_token_digest: Option<[u8; 32]>,
-    /// Parsed flow versions.
+    /// Parsed flow versions and current versions.
     pub flows: crate::sources::FlowCache,
+    /// The routing table.
+    pub routes: crate::sources::RouteCache,
 }
 
 /// Builds the key ring from SINCH_APPLICATION_KEY/SECRET and SINCH_APPLICATIONS.
@@ -110,6 +112,7 @@ impl AppState {
             errors,
             admin_token_digest,
             flows: Default::default(),
+            routes: Default::default(),
         })
     }
 }

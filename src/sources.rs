@@ -79,10 +79,22 @@ impl Decision {
     }
 }
 
-/// Immutable flow versions, parsed once.
+/// How long routes and flows' current versions are reused before PostgreSQL is asked again.
+/// Changes made through this instance's admin API take effect at once; other instances sharing the
+/// database see them within this time.
+pub const CONFIG_TTL: Duration = Duration::from_secs(2);
+
+/// Flow versions (immutable, parsed once) and each flow's current version (reused for
+/// [`CONFIG_TTL`]). When the database cannot be read, the last known current version keeps
+/// answering calls.
 #[derive(Debug, Default)]
 pub struct FlowCache {
-    inner: Mutex<HashMap<(i64, i32), Arc<FlowDoc>>>,
+    docs: Mutex<HashMap<(i64, i32), Arc<FlowDoc>>>,
+    current: Mutex<HashMap<i64, (Instant, i32)>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl FlowCache {
@@ -93,27 +105,81 @@ impl FlowCache {
         flow_id: i64,
         version: Option<i32>,
     ) -> Result<Option<(i32, Arc<FlowDoc>)>, String> {
-        if let Some(v) = version {
-            if let Some(doc) = self.lock().get(&(flow_id, v)) {
+        let cached_current = locked(&self.current).get(&flow_id).copied();
+        let wanted = version.or(cached_current
+            .filter(|(at, _)| at.elapsed() < CONFIG_TTL)
+            .map(|(_, v)| v));
+        if let Some(v) = wanted {
+            if let Some(doc) = locked(&self.docs).get(&(flow_id, v)) {
                 return Ok(Some((v, doc.clone())));
             }
         }
-        let Some((v, doc)) = state
-            .store
-            .flow_document(flow_id, version)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+        let loaded = match state.store.flow_document(flow_id, version).await {
+            Ok(l) => l,
+            Err(e) => {
+                // Stale is better than nothing while the database is away.
+                let stale = version.or(cached_current.map(|(_, v)| v));
+                if let Some(doc) = stale.and_then(|v| {
+                    locked(&self.docs)
+                        .get(&(flow_id, v))
+                        .map(|d| (v, d.clone()))
+                }) {
+                    tracing::warn!(error = %e, flow_id, "database unavailable; using the cached flow");
+                    return Ok(Some(doc));
+                }
+                return Err(e.to_string());
+            }
+        };
+        let Some((v, doc)) = loaded else {
             return Ok(None);
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
         let flow = Arc::new(FlowDoc::from_json(&bytes).map_err(|e| e.to_string())?);
-        self.lock().insert((flow_id, v), flow.clone());
+        locked(&self.docs).insert((flow_id, v), flow.clone());
+        if version.is_none() {
+            locked(&self.current).insert(flow_id, (Instant::now(), v));
+        }
         Ok(Some((v, flow)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i32), Arc<FlowDoc>>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// Forgets a flow's current version (after it was changed or deleted here).
+    pub fn invalidate(&self, flow_id: i64) {
+        locked(&self.current).remove(&flow_id);
+    }
+}
+
+/// The routing table, reused for [`CONFIG_TTL`]; when the database cannot be read, the last good
+/// table keeps routing calls.
+#[derive(Debug, Default)]
+pub struct RouteCache {
+    inner: Mutex<Option<(Instant, Arc<Vec<Route>>)>>,
+}
+
+impl RouteCache {
+    /// The routes, or None when they were never loaded and the database is unavailable.
+    pub async fn get(&self, state: &AppState) -> Option<Arc<Vec<Route>>> {
+        let cached = locked(&self.inner).clone();
+        if let Some((at, routes)) = &cached {
+            if at.elapsed() < CONFIG_TTL {
+                return Some(routes.clone());
+            }
+        }
+        match state.store.list_routes().await {
+            Ok(all) => {
+                let all = Arc::new(all);
+                *locked(&self.inner) = Some((Instant::now(), all.clone()));
+                Some(all)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, stale = cached.is_some(), "could not load routes");
+                cached.map(|(_, r)| r)
+            }
+        }
+    }
+
+    /// Forgets the table (after a change made here).
+    pub fn invalidate(&self) {
+        *locked(&self.inner) = None;
     }
 }
 
@@ -151,15 +217,11 @@ pub async fn decide(
         ctx.fill_missing_from(&s.context);
     }
     // The route: the one pinned to the call, else chosen now.
+    let table = state.routes.get(state).await;
+    let table = table.as_deref().map(Vec::as_slice).unwrap_or_default();
     let route = match stored.as_ref().and_then(|s| s.route_id) {
-        Some(id) => state.store.get_route(id).await.ok().flatten(),
-        None => match state.store.list_routes().await {
-            Ok(all) => routes::select(&all, ctx.called.as_deref(), ctx.caller.as_deref()).cloned(),
-            Err(e) => {
-                tracing::error!(error = %e, "could not load routes; using the default reply");
-                None
-            }
-        },
+        Some(id) => table.iter().find(|r| r.id == id).cloned(),
+        None => routes::select(table, ctx.called.as_deref(), ctx.caller.as_deref()).cloned(),
     };
     let Some(route) = route else {
         return Decision::default_reply(state, target);

@@ -118,6 +118,7 @@ async fn update_flow(
         .update_flow(id, &flow.name, &doc)
         .await
         .map_err(|e| save_err(e, "flow"))?
+        .inspect(|_| state.flows.invalidate(id))
     {
         Some(saved) => Ok(HttpResponse::Ok().json(json!({"flow": saved, "check": report}))),
         None => Err(ApiError::not_found(format!("No flow {id}"))),
@@ -184,6 +185,7 @@ async fn delete_flow(
         .await
         .map_err(|e| save_err(e, "flow"))?
     {
+        state.flows.invalidate(id);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!("No flow {id}")))
@@ -300,6 +302,7 @@ async fn create_route(
         .create_route(&route)
         .await
         .map_err(|e| save_err(e, "route"))?;
+    state.routes.invalidate();
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/routes/{}", saved.id)))
         .json(saved))
@@ -330,6 +333,7 @@ async fn update_route(
         .update_route(id, &route)
         .await
         .map_err(|e| save_err(e, "route"))?
+        .inspect(|_| state.routes.invalidate())
     {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::not_found(format!("No route {id}"))),
@@ -342,6 +346,7 @@ async fn delete_route(
 ) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     if state.store.delete_route(id).await.map_err(db)? {
+        state.routes.invalidate();
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!("No route {id}")))

@@ -408,3 +408,30 @@ async fn proxy_mode_valid_invalid_late_and_down() {
     );
     assert!(metrics.contains("svamlgate_fallbacks_total{event=\"ice\",reason=\"deadline\"} 1"));
 }
+
+#[actix_web::test]
+async fn a_flow_keeps_answering_new_calls_while_the_database_is_gone() {
+    let app = spawn_app().await;
+    let flow_id = create_flow(&app, &flow_doc("ivr.json")).await;
+    create_route(&app, json!({"name": "main", "called": "+15550100", "target": {"kind": "flow", "flowId": flow_id}})).await;
+    let warm = app.post_signed(&ice("db-1", "+15550100")).await.json();
+    assert_eq!(warm["action"]["name"], "runMenu");
+    app.pool.close().await;
+    let res = app.post_signed(&ice("db-2", "+15550100")).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json(), warm, "routes and the flow come from the cache");
+}
+
+#[actix_web::test]
+async fn route_changes_take_effect_at_once() {
+    let app = spawn_app().await;
+    let flow_id = create_flow(&app, &flow_doc("ivr.json")).await;
+    let default = app.post_signed(&ice("rc-1", "+15550100")).await.json();
+    assert_eq!(
+        default["action"]["name"], "hangup",
+        "no route yet: the default reply"
+    );
+    create_route(&app, json!({"name": "main", "called": "+15550100", "target": {"kind": "flow", "flowId": flow_id}})).await;
+    let routed = app.post_signed(&ice("rc-2", "+15550100")).await.json();
+    assert_eq!(routed["action"]["name"], "runMenu");
+}
