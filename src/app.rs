@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Error recorder.
     pub errors: ErrorSink,
+    /// Records waiting for the database.
+    pub spool: crate::spool::Spool,
     /// SHA-256 of the admin token (compared in constant time), None = admin API disabled.
     pub admin_token_digest: Option<[u8; 32]>,
     /// Parsed flow versions and current versions.
@@ -76,7 +78,10 @@ impl AppState {
         let keys = key_ring(&config)?;
         let gate = Gate::new(validator, &config)?;
         let metrics = Arc::new(Metrics::new());
-        let errors = ErrorSink::spawn(store.clone(), metrics.clone());
+        let spool_dir = config.db.data_dir.join("spool");
+        let spool = crate::spool::Spool::start(&spool_dir, store.clone(), metrics.clone())
+            .with_context(|| format!("creating the spool directory {}", spool_dir.display()))?;
+        let errors = ErrorSink::spawn(store.clone(), metrics.clone(), spool.clone());
         let verify_policy = VerifyPolicy {
             window: Duration::from_secs(config.timestamp_window_secs),
             allow_basic: config.allow_basic_auth,
@@ -110,6 +115,7 @@ impl AppState {
             verify_policy,
             metrics,
             errors,
+            spool,
             admin_token_digest,
             flows: Default::default(),
             routes: Default::default(),

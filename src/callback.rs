@@ -16,6 +16,7 @@ use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
 use crate::redact::Masked;
 use crate::signature::{self, CallbackRequest};
 use crate::sources;
+use crate::spool::Entry;
 use crate::svaml::Target;
 
 /// A callback request as received, reduced to what matters.
@@ -228,7 +229,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
             state
                 .metrics
                 .inc("svamlgate_record_failures_total", &[("kind", "callback")]);
-            tracing::error!(reference = %reference, error = %e, "could not record callback; answering anyway");
+            tracing::error!(reference = %reference, error = %e, "could not record callback; answering anyway, spooling the record");
         }
     }
 
@@ -330,8 +331,17 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
             state
                 .metrics
                 .inc("svamlgate_record_failures_total", &[("kind", "outcome")]);
-            tracing::error!(reference = %reference, error = %e, "could not record the reply");
+            tracing::error!(reference = %reference, error = %e, "could not record the reply; spooled");
+            state.spool.put(Entry::Outcome {
+                id,
+                outcome: outcome.clone(),
+            });
         }
+    } else {
+        state.spool.put(Entry::Callback {
+            callback: Box::new(new.clone()),
+            outcome: Some(outcome.clone()),
+        });
     }
     let outcome_label = if new.event_known {
         outcome.reply_source
@@ -403,7 +413,11 @@ async fn answer_duplicate(
         state
             .metrics
             .inc("svamlgate_record_failures_total", &[("kind", "duplicate")]);
-        tracing::error!(error = %e, "could not record duplicate");
+        tracing::error!(error = %e, "could not record duplicate; spooled");
+        state.spool.put(Entry::Callback {
+            callback: Box::new(new.clone()),
+            outcome: Some(outcome.clone()),
+        });
     }
     tracing::info!(reference = %new.reference, original = %original.reference, "duplicate callback answered with the stored reply");
     CallbackReply {
@@ -435,19 +449,29 @@ async fn reject_unparseable(
     record.method = Some(req.method.clone());
     record.path = Some(req.path.clone());
     record.remote_addr = req.remote_addr.clone();
-    match state.store.claim_callback(&new).await {
-        Ok(_) => {
-            let outcome = CallbackOutcome {
-                http_status: err.http_status(),
-                reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
-                reply_source: "error",
-                latency_us: elapsed_us(req.started),
-                ..Default::default()
-            };
-            let _ = state.store.finish_callback(new.id, &outcome).await;
-            record.callback_id = Some(new.id);
-        }
-        Err(db) => tracing::error!(error = %db, "could not record rejected callback"),
+    let outcome = CallbackOutcome {
+        http_status: err.http_status(),
+        reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
+        reply_source: "error",
+        latency_us: elapsed_us(req.started),
+        ..Default::default()
+    };
+    record.callback_id = Some(new.id);
+    let stored = match bounded(state.store.claim_callback(&new)).await {
+        Ok(_) => bounded(state.store.finish_callback(new.id, &outcome)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(db) = stored {
+        tracing::error!(error = %db, "could not record rejected callback; spooled");
+        // The error row references the callback: spool both, in order.
+        state.spool.put(Entry::Callback {
+            callback: Box::new(new),
+            outcome: Some(outcome),
+        });
+        state.spool.put(Entry::Error {
+            error: Box::new(record),
+        });
+        return err.already_recorded();
     }
     state.errors.record(record);
     err.already_recorded()

@@ -186,7 +186,7 @@ impl ResponseError for ApiError {
 }
 
 /// A signature refusal, stored in `refusals` beside its `errors` row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RefusalRecord {
     /// Stable reason (RefusalReason::as_str).
     pub reason: String,
@@ -201,7 +201,7 @@ pub struct RefusalRecord {
 }
 
 /// One row of the errors table (plus, for refusals, one of the refusals table).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ErrorRecord {
     /// Reference id.
     pub reference: String,

@@ -23,6 +23,7 @@ pub mod recorder;
 pub mod redact;
 pub mod signature;
 pub mod sources;
+pub mod spool;
 pub mod svaml;
 pub mod telemetry;
 pub mod upstream;

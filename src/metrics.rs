@@ -98,6 +98,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Time customer apps took to answer (or fail), by outcome.",
     ),
     (
+        "svamlgate_spooled_total",
+        "counter",
+        "Records written to the local spool because PostgreSQL was unavailable, by kind.",
+    ),
+    (
+        "svamlgate_spool_replayed_total",
+        "counter",
+        "Spooled records written to PostgreSQL once it was back, by kind.",
+    ),
+    (
         "svamlgate_record_failures_total",
         "counter",
         "Records that could not be written to PostgreSQL, by kind.",

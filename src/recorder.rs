@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::metrics::Metrics;
+use crate::spool::{Entry, Spool};
 
 /// Capacity of the queue; beyond it records are dropped (and counted) rather than blocking replies.
 const QUEUE: usize = 10_000;
@@ -22,9 +23,8 @@ pub struct ErrorSink {
 
 impl ErrorSink {
     /// Starts the writer task on the current runtime.
-    pub fn spawn(store: Store, metrics: Arc<Metrics>) -> ErrorSink {
+    pub fn spawn(store: Store, metrics: Arc<Metrics>, spool: Spool) -> ErrorSink {
         let (tx, mut rx) = mpsc::channel::<ErrorRecord>(QUEUE);
-        let m = metrics.clone();
         tokio::spawn(async move {
             while let Some(record) = rx.recv().await {
                 let mut delay = Duration::from_millis(50);
@@ -32,15 +32,17 @@ impl ErrorSink {
                 loop {
                     match store.record_error(&record).await {
                         Ok(()) => break,
-                        Err(e) if attempts < 8 => {
+                        Err(e) if attempts < 3 => {
                             attempts += 1;
                             tracing::warn!(reference = %record.reference, error = %e, attempts, "recording error failed; retrying");
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(Duration::from_secs(5));
                         }
                         Err(e) => {
-                            m.inc("svamlgate_record_failures_total", &[("kind", "error")]);
-                            tracing::error!(reference = %record.reference, error = %e, "error record lost");
+                            tracing::warn!(reference = %record.reference, error = %e, "database unavailable; error record spooled");
+                            spool.put(Entry::Error {
+                                error: Box::new(record),
+                            });
                             break;
                         }
                     }

@@ -1,7 +1,7 @@
 //! The narrow storage interface: every read and write svamlgate makes, in one place, so that a batching
 //! or spooling writer can replace it later without touching the request path.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -15,14 +15,20 @@ pub struct Store {
     pool: PgPool,
 }
 
-/// A callback as first recorded, before its reply is known.
-#[derive(Debug, Clone)]
+/// One of a fixed set of labels (signature state, reply source). An alias, so that serde's derive
+/// does not try to borrow it from the input; [`crate::spool::static_label`] reads it back.
+pub type Label = &'static str;
+
+/// A callback as first recorded, before its reply is known. Serializable so that it can wait in
+/// the spool ([`crate::spool`]) while the database is away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewCallback {
     /// Row id (UUIDv7).
     pub id: Uuid,
     /// Reference id.
     pub reference: String,
     /// Arrival time.
+    #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
     /// Event type as sent (lower-case), or "" when unparseable.
     pub event_type: String,
@@ -33,15 +39,18 @@ pub struct NewCallback {
     /// Application key.
     pub application_key: Option<String>,
     /// Event timestamp.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub event_timestamp: Option<OffsetDateTime>,
     /// Raw body.
+    #[serde(with = "crate::spool::base64_bytes")]
     pub raw_body: Vec<u8>,
     /// Parsed body.
     pub body: Option<Value>,
     /// Parse warnings.
     pub parse_warnings: Option<Value>,
     /// "verified" or "unverified".
-    pub signature: &'static str,
+    #[serde(deserialize_with = "crate::spool::static_label")]
+    pub signature: Label,
     /// Duplicate-detection key.
     pub dedup_key: Option<String>,
     /// Peer address.
@@ -51,14 +60,15 @@ pub struct NewCallback {
 }
 
 /// How a callback was answered.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CallbackOutcome {
     /// HTTP status.
     pub http_status: u16,
     /// Reply body (SVAML) when not empty.
     pub reply: Option<Value>,
     /// What produced the reply.
-    pub reply_source: &'static str,
+    #[serde(deserialize_with = "crate::spool::static_label")]
+    pub reply_source: Label,
     /// Why a fallback went out.
     pub fallback_reason: Option<String>,
     /// Gate report of what went out.
@@ -313,6 +323,34 @@ impl Store {
         .execute(&self.pool)
         .await
         .map(|_| ())
+    }
+
+    /// Stores a callback that waited in the spool: inserted unless it is already there (it may have
+    /// landed before its write timed out); a byte-identical request that was recorded meanwhile
+    /// makes it a duplicate. Then its outcome, if known, is stored.
+    pub async fn replay_callback(
+        &self,
+        c: &NewCallback,
+        outcome: Option<&CallbackOutcome>,
+    ) -> Result<(), sqlx::Error> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM callbacks WHERE id = $1)")
+                .bind(c.id)
+                .fetch_one(&self.pool)
+                .await?;
+        if !exists {
+            match self.claim_callback(c).await? {
+                Claim::New => {}
+                Claim::Duplicate(original) => {
+                    let o = outcome.cloned().unwrap_or_default();
+                    return self.record_duplicate(c, original.id, &o).await;
+                }
+            }
+        }
+        match outcome {
+            Some(o) => self.finish_callback(c.id, o).await,
+            None => Ok(()),
+        }
     }
 
     /// Stores how a claimed callback was answered.

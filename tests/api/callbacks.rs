@@ -226,3 +226,64 @@ async fn the_caller_is_answered_even_when_the_database_is_gone() {
         "{m}"
     );
 }
+
+#[actix_web::test]
+async fn records_made_while_the_database_was_gone_are_written_when_it_is_back() {
+    let app = spawn_app().await;
+    let data_dir = app.config.db.data_dir.clone();
+    app.pool.close().await;
+    let ok = app
+        .post_signed(&fixture("sinch/ice-nuget-serversdk-1.json"))
+        .await;
+    assert_eq!(ok.status, 200);
+    let bad = app.post_signed(b"{not json").await;
+    let bad_ref = bad.assert_envelope(400, 40003);
+    // Both wait in the spool on disk.
+    let spool = data_dir.join("spool/records.jsonl");
+    let mut lines = 0;
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&spool)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        lines, 3,
+        "callback, rejected callback and its error are spooled"
+    );
+    app.stop().await;
+
+    // The service comes back with a working database: the spool is written.
+    let dir = data_dir.clone();
+    let back = crate::helpers::spawn_app_on(app.db_url.clone(), move |c| c.db.data_dir = dir).await;
+    let mut rows = 0i64;
+    for _ in 0..100 {
+        rows = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+            .fetch_one(&back.pool)
+            .await
+            .unwrap();
+        if rows == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 2);
+    let row =
+        sqlx::query("SELECT http_status, reply_source, raw_body FROM callbacks WHERE callid = $1")
+            .bind("241b8ab35e0e83814c4e775a66cf50db@193.45.63.102")
+            .fetch_one(&back.pool)
+            .await
+            .unwrap();
+    assert_eq!(row.get::<i16, _>("http_status"), 200);
+    assert_eq!(row.get::<String, _>("reply_source"), "default");
+    assert_eq!(
+        row.get::<Vec<u8>, _>("raw_body"),
+        fixture("sinch/ice-nuget-serversdk-1.json")
+    );
+    assert_eq!(back.wait_error(&bad_ref).await["errorCode"], 40003);
+    let rest = std::fs::read_to_string(&spool).unwrap_or_default();
+    assert!(rest.trim().is_empty(), "spool drained: {rest}");
+}

@@ -247,6 +247,9 @@ pub fn base_config() -> ServeArgs {
     c.application_key = Some(KEY.to_owned());
     c.application_secret = Some(Secret::new(SECRET));
     c.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    // The spool lives in the data directory: one per test, never the repository's .svamlgate.
+    c.db.data_dir =
+        std::env::temp_dir().join(format!("svamlgate-test-{}", uuid::Uuid::new_v4().simple()));
     c
 }
 
