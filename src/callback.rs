@@ -135,7 +135,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     let received_at = OffsetDateTime::now_utc();
 
     // 1. Signature.
-    let signature_state = if state.config.verify_signatures {
+    let (signature_state, signed_by) = if state.config.verify_signatures {
         let signed_path =
             signature::signed_path(&req.path, state.config.public_path_prefix.as_deref());
         let creq = CallbackRequest {
@@ -147,7 +147,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
             body: &req.body,
         };
         match signature::verify(&state.keys, &creq, received_at, &state.verify_policy) {
-            Ok(_) => "verified",
+            Ok(verified) => ("verified", Some(verified.key)),
             Err(refusal) => {
                 let reason = refusal.reason.as_str();
                 state
@@ -171,7 +171,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
             }
         }
     } else {
-        "unverified"
+        ("unverified", None)
     };
 
     // 2. Parse.
@@ -185,7 +185,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
         event_type: String::new(),
         event_known: false,
         callid: None,
-        application_key: None,
+        application_key: signed_by,
         event_timestamp: None,
         raw_body: req.body.clone(),
         body: None,
@@ -202,7 +202,9 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     new.event_type = event.kind.as_str().to_owned();
     new.event_known = !matches!(event.kind, EventKind::Unknown(_));
     new.callid = event.callid.clone();
-    new.application_key = event.application_key.clone();
+    if event.application_key.is_some() {
+        new.application_key = event.application_key.clone();
+    }
     new.event_timestamp = event.timestamp;
     new.body = Some(event.raw.clone());
     if !event.warnings.is_empty() {

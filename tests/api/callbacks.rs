@@ -82,13 +82,17 @@ async fn malformed_json_gets_40003_and_is_recorded() {
     let err = app.wait_error(&reference).await;
     assert_eq!(err["errorCode"], 40003);
     assert_eq!(err["path"], "/sinch/callback");
-    // The raw body is kept too.
-    let raw: Vec<u8> = sqlx::query_scalar("SELECT raw_body FROM callbacks WHERE reference = $1")
+    // The raw body is kept too, with the key that signed it.
+    let row = sqlx::query("SELECT raw_body, application_key FROM callbacks WHERE reference = $1")
         .bind(&reference)
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(raw, b"{\"event\": \"ice\", ");
+    assert_eq!(row.get::<Vec<u8>, _>("raw_body"), b"{\"event\": \"ice\", ");
+    assert_eq!(
+        row.get::<Option<String>, _>("application_key").as_deref(),
+        Some(crate::helpers::KEY)
+    );
 }
 
 #[actix_web::test]
