@@ -243,83 +243,9 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     };
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
-        let deadline = state.config.deadline(label);
-        let remaining = deadline.saturating_sub(req.started.elapsed());
-        let forward = sources::Forward {
-            body: &req.body,
-            content_type: req.content_type.as_deref(),
-            deadline_at: req.started + deadline,
-        };
-        let decided = tokio::time::timeout(
-            remaining,
-            sources::decide(state, &event, target, id, forward),
-        )
-        .await;
-        let decision = match decided {
-            Ok(d) => d,
-            Err(_) => sources::Decision::failed(
-                "deadline",
-                "reply source did not answer before the deadline",
-            ),
-        };
-        outcome.flow_id = decision.flow_id;
-        outcome.flow_version = decision.flow_version;
-        outcome.flow_node = decision.flow_node.clone();
-        outcome.route_id = decision.route_id;
-        let reply = match decision.candidate {
-            Ok(candidate) => {
-                let mut verdict = state.gate.pass(target, candidate);
-                outcome.validation = serde_json::to_value(&verdict.report).ok();
-                if verdict.passed {
-                    state.metrics.inc(
-                        "svamlgate_gate_replies_total",
-                        &[("event", label), ("verdict", "passed")],
-                    );
-                    outcome.reply_source = decision.source;
-                } else {
-                    state.metrics.inc(
-                        "svamlgate_gate_replies_total",
-                        &[("event", label), ("verdict", "rejected")],
-                    );
-                    for v in verdict.report.errors() {
-                        state.metrics.inc(
-                            "svamlgate_gate_violations_total",
-                            &[("event", label), ("rule", v.code.as_str())],
-                        );
-                    }
-                    outcome.reply_source = "fallback";
-                    outcome.fallback_reason = Some("invalid".into());
-                    let candidate = verdict.rejected.take().unwrap_or(Value::Null);
-                    let rejection =
-                        Rejection::invalid(label, decision.source, candidate, &verdict.report);
-                    record_rejection(state, id, label, decision.source, rejection, &req);
-                }
-                verdict.reply
-            }
-            Err(failure) => {
-                outcome.reply_source = "fallback";
-                outcome.fallback_reason = Some(failure.reason.to_owned());
-                if let Some(raw) = &failure.raw_reply {
-                    let rejection = Rejection::unusable(label, decision.source, raw, &failure);
-                    record_rejection(state, id, label, decision.source, rejection, &req);
-                }
-                tracing::warn!(reference = %reference, reason = failure.reason, message = %failure.message, "fallback reply sent");
-                state.gate.fallback(target).clone()
-            }
-        };
-        if let Some(reason) = &outcome.fallback_reason {
-            state.metrics.inc(
-                "svamlgate_fallbacks_total",
-                &[("event", label), ("reason", reason.as_str())],
-            );
-        }
+        let reply = decide_and_gate(state, &event, target, id, &req, &mut outcome).await;
         body = Some(reply.clone());
         outcome.reply = Some(reply);
-        state.metrics.observe(
-            "svamlgate_reply_duration_seconds",
-            &[("event", label), ("source", outcome.reply_source)],
-            req.started.elapsed(),
-        );
     } else if matches!(event.kind, EventKind::Unknown(_)) {
         tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
     } else {
@@ -368,6 +294,91 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
         event_type: new.event_type,
         callid: event.callid,
     })
+}
+
+/// Decides the reply of an ICE, ACE or PIE under its deadline and passes it through the gate;
+/// fills in how (source, flow, fallback reason, report) and returns what goes out.
+async fn decide_and_gate(
+    state: &AppState,
+    event: &ParsedEvent,
+    target: Target,
+    id: Uuid,
+    req: &InboundCallback,
+    outcome: &mut CallbackOutcome,
+) -> Value {
+    let label = event_label(&event.kind);
+    let deadline = state.config.deadline(label);
+    let forward = sources::Forward {
+        body: &req.body,
+        content_type: req.content_type.as_deref(),
+        deadline_at: req.started + deadline,
+    };
+    let remaining = deadline.saturating_sub(req.started.elapsed());
+    let decision = tokio::time::timeout(
+        remaining,
+        sources::decide(state, event, target, id, forward),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        sources::Decision::failed(
+            "deadline",
+            "reply source did not answer before the deadline",
+        )
+    });
+    outcome.flow_id = decision.flow_id;
+    outcome.flow_version = decision.flow_version;
+    outcome.flow_node = decision.flow_node.clone();
+    outcome.route_id = decision.route_id;
+    let reply = match decision.candidate {
+        Ok(candidate) => {
+            let mut verdict = state.gate.pass(target, candidate);
+            outcome.validation = serde_json::to_value(&verdict.report).ok();
+            let verdict_label = if verdict.passed { "passed" } else { "rejected" };
+            state.metrics.inc(
+                "svamlgate_gate_replies_total",
+                &[("event", label), ("verdict", verdict_label)],
+            );
+            if verdict.passed {
+                outcome.reply_source = decision.source;
+            } else {
+                for v in verdict.report.errors() {
+                    state.metrics.inc(
+                        "svamlgate_gate_violations_total",
+                        &[("event", label), ("rule", v.code.as_str())],
+                    );
+                }
+                outcome.reply_source = "fallback";
+                outcome.fallback_reason = Some("invalid".into());
+                let candidate = verdict.rejected.take().unwrap_or(Value::Null);
+                let rejection =
+                    Rejection::invalid(label, decision.source, candidate, &verdict.report);
+                record_rejection(state, id, label, decision.source, rejection, req);
+            }
+            verdict.reply
+        }
+        Err(failure) => {
+            outcome.reply_source = "fallback";
+            outcome.fallback_reason = Some(failure.reason.to_owned());
+            if let Some(raw) = &failure.raw_reply {
+                let rejection = Rejection::unusable(label, decision.source, raw, &failure);
+                record_rejection(state, id, label, decision.source, rejection, req);
+            }
+            tracing::warn!(reason = failure.reason, message = %failure.message, "fallback reply sent");
+            state.gate.fallback(target).clone()
+        }
+    };
+    if let Some(reason) = &outcome.fallback_reason {
+        state.metrics.inc(
+            "svamlgate_fallbacks_total",
+            &[("event", label), ("reason", reason.as_str())],
+        );
+    }
+    state.metrics.observe(
+        "svamlgate_reply_duration_seconds",
+        &[("event", label), ("source", outcome.reply_source)],
+        req.started.elapsed(),
+    );
+    reply
 }
 
 async fn answer_duplicate(
