@@ -242,14 +242,33 @@ impl Response {
     }
 }
 
+/// Parent of the per-test data directories; what earlier runs left there is removed once.
+fn test_data_root() -> &'static std::path::Path {
+    static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("svamlgate-test-data-"))
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        tmp.join(format!("svamlgate-test-data-{}", std::process::id()))
+    })
+}
+
 pub fn base_config() -> ServeArgs {
     let mut c = ServeArgs::for_tests();
     c.application_key = Some(KEY.to_owned());
     c.application_secret = Some(Secret::new(SECRET));
     c.admin_token = Some(Secret::new(ADMIN_TOKEN));
     // The spool lives in the data directory: one per test, never the repository's .svamlgate.
-    c.db.data_dir =
-        std::env::temp_dir().join(format!("svamlgate-test-{}", uuid::Uuid::new_v4().simple()));
+    c.db.data_dir = test_data_root().join(uuid::Uuid::new_v4().simple().to_string());
     c
 }
 

@@ -18,6 +18,10 @@ async fn json_logs_mask_numbers_and_never_print_secrets() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_svamlgate"))
         .arg("serve")
         .env("DATABASE_URL", &db)
+        .env(
+            "SVAMLGATE_DATA_DIR",
+            crate::helpers::base_config().db.data_dir,
+        )
         .env("SVAMLGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SINCH_APPLICATION_KEY", KEY)
         .env("SINCH_APPLICATION_SECRET", SECRET)
