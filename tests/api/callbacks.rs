@@ -291,3 +291,86 @@ async fn records_made_while_the_database_was_gone_are_written_when_it_is_back() 
     let rest = std::fs::read_to_string(&spool).unwrap_or_default();
     assert!(rest.trim().is_empty(), "spool drained: {rest}");
 }
+
+/// Random bodies, signed, through the whole HTTP path: every answer is a 200 with a valid reply
+/// (ICE/ACE/PIE), an empty 200, or a 400 envelope; never a 500, never a dropped connection.
+#[actix_web::test]
+async fn arbitrary_signed_bodies_never_cost_a_500() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        "[a-zA-Z0-9+ ]{0,12}".prop_map(Value::from),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let fields = prop::sample::select(vec![
+        "callid",
+        "to",
+        "cli",
+        "timestamp",
+        "menuResult",
+        "userRate",
+        "custom",
+        "amd",
+        "duration",
+        "version",
+    ]);
+    let event = prop::sample::select(vec!["ice", "ace", "pie", "dice", "notify", "ICE", "other"]);
+    let body = (
+        event,
+        prop::collection::vec((fields, value.clone()), 0..6),
+        any::<bool>(),
+        value,
+    );
+    let mut runner = TestRunner::deterministic();
+    let app = spawn_app().await;
+    let validator = svamlgate::svaml::Validator::new().unwrap();
+    for _ in 0..120 {
+        let (event, fields, as_object, other) = body.new_tree(&mut runner).unwrap().current();
+        let bytes = if as_object {
+            let mut m = serde_json::Map::new();
+            m.insert("event".into(), json!(event));
+            for (k, v) in fields {
+                m.insert(k.to_owned(), v);
+            }
+            Value::Object(m).to_string().into_bytes()
+        } else {
+            other.to_string().into_bytes()
+        };
+        let res = app.post_signed(&bytes).await;
+        match res.status {
+            200 => {
+                let lower = event.to_ascii_lowercase();
+                if as_object && ["ice", "ace", "pie"].contains(&lower.as_str()) {
+                    let target: svamlgate::svaml::Target = lower.parse().unwrap();
+                    let report =
+                        validator.check(target, &res.json(), svamlgate::svaml::Mode::Strict);
+                    assert!(
+                        report.valid,
+                        "{}: {report}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                } else {
+                    assert!(res.body.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+                }
+            }
+            400 => {
+                res.json();
+            }
+            other => panic!("status {other} for {}", String::from_utf8_lossy(&bytes)),
+        }
+    }
+}
