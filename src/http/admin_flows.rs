@@ -63,8 +63,9 @@ async fn body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiEr
     super::callback::read_body(req, payload, FLOW_LIMIT).await
 }
 
-/// Parses and checks a flow document; a refusal carries the full report.
-fn checked_flow(state: &AppState, bytes: &[u8]) -> Result<(FlowDoc, Value), ApiError> {
+/// Parses and checks a flow document: the flow, the document to store, and the check report.
+/// A refusal carries the full report.
+fn checked_flow(state: &AppState, bytes: &[u8]) -> Result<(FlowDoc, Value, Value), ApiError> {
     let flow = FlowDoc::from_json(bytes).map_err(|e| {
         ApiError::invalid_request(format!("The flow is not a valid flow document: {e}"))
     })?;
@@ -77,7 +78,8 @@ fn checked_flow(state: &AppState, bytes: &[u8]) -> Result<(FlowDoc, Value), ApiE
         )
         .with_details(report));
     }
-    Ok((flow, report))
+    let doc = serde_json::to_value(&flow).map_err(|e| ApiError::internal(&e))?;
+    Ok((flow, doc, report))
 }
 
 async fn list_flows(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -91,8 +93,7 @@ async fn create_flow(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body(&req, payload).await?;
-    let (flow, report) = checked_flow(&state, &bytes)?;
-    let doc = serde_json::to_value(&flow).map_err(|e| ApiError::internal(&e))?;
+    let (flow, doc, report) = checked_flow(&state, &bytes)?;
     let saved = state
         .store
         .create_flow(&flow.name, &doc)
@@ -111,8 +112,7 @@ async fn update_flow(
 ) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     let bytes = body(&req, payload).await?;
-    let (flow, report) = checked_flow(&state, &bytes)?;
-    let doc = serde_json::to_value(&flow).map_err(|e| ApiError::internal(&e))?;
+    let (flow, doc, report) = checked_flow(&state, &bytes)?;
     match state
         .store
         .update_flow(id, &flow.name, &doc)
