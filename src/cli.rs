@@ -80,9 +80,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
         // A bare `svamlgate` is `svamlgate serve`, with settings from the environment.
+        // A bad environment value is reported exactly as for `svamlgate serve`.
         match Cli::try_parse_from(["svamlgate", "serve"]) {
             Ok(Cli { command: Some(c) }) => c,
-            _ => Command::Serve(Box::new(ServeArgs::for_tests())),
+            Ok(Cli { command: None }) => unreachable_serve(),
+            Err(e) => e.exit(),
         }
     });
     match command {
@@ -91,6 +93,16 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Sign(args) => report(run_async(sign(args))),
     }
+}
+
+/// `try_parse_from(["svamlgate", "serve"])` always yields a command; this is clap's own error path
+/// should that ever change.
+fn unreachable_serve() -> Command {
+    clap::Error::raw(
+        clap::error::ErrorKind::MissingSubcommand,
+        "expected the serve command\n",
+    )
+    .exit()
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {

@@ -171,3 +171,11 @@ async fn an_invalid_fallback_refuses_to_start() {
     let msg = format!("{err:#}");
     assert!(msg.contains("fallback") && msg.contains("ICE"), "{msg}");
 }
+
+#[test]
+fn a_bad_setting_is_reported_not_ignored() {
+    let out = bin().env("SVAMLGATE_LISTEN", "garbage").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--listen") && err.contains("garbage"), "{err}");
+}
