@@ -131,7 +131,7 @@ fn elapsed_us(started: Instant) -> i64 {
 }
 
 /// Handles one callback. `Err` is an error envelope to answer with (already queued for recording).
-pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackReply, ApiError> {
+pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<CallbackReply, ApiError> {
     let received_at = OffsetDateTime::now_utc();
 
     // 1. Signature.
@@ -178,6 +178,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     let id = Uuid::now_v7();
     let reference = new_reference();
     let parsed = parse_event(&req.body);
+    let dedup = dedup_key(&req);
     let mut new = NewCallback {
         id,
         reference: reference.clone(),
@@ -187,11 +188,12 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
         callid: None,
         application_key: signed_by,
         event_timestamp: None,
-        raw_body: req.body.clone(),
+        // The body moves into the record (forwarding reads it from there): no copy on the reply path.
+        raw_body: std::mem::take(&mut req.body),
         body: None,
         parse_warnings: None,
         signature: signature_state,
-        dedup_key: Some(dedup_key(&req)),
+        dedup_key: Some(dedup),
         remote_addr: req.remote_addr.clone(),
         path: req.path.clone(),
     };
@@ -243,7 +245,7 @@ pub async fn handle(state: &AppState, req: InboundCallback) -> Result<CallbackRe
     };
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
-        let reply = decide_and_gate(state, &event, target, id, &req, &mut outcome).await;
+        let reply = decide_and_gate(state, &event, target, &new, &req, &mut outcome).await;
         body = Some(reply.clone());
         outcome.reply = Some(reply);
     } else if matches!(event.kind, EventKind::Unknown(_)) {
@@ -302,14 +304,15 @@ async fn decide_and_gate(
     state: &AppState,
     event: &ParsedEvent,
     target: Target,
-    id: Uuid,
+    new: &NewCallback,
     req: &InboundCallback,
     outcome: &mut CallbackOutcome,
 ) -> Value {
+    let id = new.id;
     let label = event_label(&event.kind);
     let deadline = state.config.deadline(label);
     let forward = sources::Forward {
-        body: &req.body,
+        body: &new.raw_body,
         content_type: req.content_type.as_deref(),
         deadline_at: req.started + deadline,
     };

@@ -8,12 +8,28 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// A secret string (admin token, application secret, database password). `Debug` and `Display` print
-/// `[redacted]`; the value is reachable only through [`Secret::expose`].
-#[derive(Clone, Default)]
+/// A secret string (admin token, application secrets, database password). `Debug` and `Display` print
+/// `[redacted]` and serializing writes [`Secret::REDACTED`], so API responses never carry it; the
+/// value is reachable only through [`Secret::expose`]. Deserializing reads the plain value.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Self::REDACTED)
+    }
+}
+
 impl Secret {
+    /// What serializing writes instead of the secret.
+    pub const REDACTED: &'static str = "<redacted>";
+
+    /// `true` if the value is the redaction marker (a redacted document was sent back as is).
+    pub fn is_redacted(&self) -> bool {
+        self.0 == Self::REDACTED
+    }
+
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())

@@ -114,8 +114,14 @@ impl EventContext {
 impl fmt::Debug for EventContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventContext")
-            .field("caller", &self.caller.as_deref().map(mask_number))
-            .field("called", &self.called.as_deref().map(mask_number))
+            .field(
+                "caller",
+                &self.caller.as_deref().map(crate::redact::mask_number),
+            )
+            .field(
+                "called",
+                &self.called.as_deref().map(crate::redact::mask_number),
+            )
             .field(
                 "custom",
                 &self.custom.as_ref().map(|c| format!("<{} bytes>", c.len())),
@@ -139,11 +145,6 @@ impl fmt::Debug for EventContext {
 pub fn normalize_number(raw: &str) -> String {
     let t = raw.trim();
     crate::events::normalize_msisdn(t).unwrap_or_else(|| t.to_owned())
-}
-
-/// Masks a phone number for logs (see [`crate::redact::mask_number`]).
-pub fn mask_number(n: &str) -> String {
-    crate::redact::mask_number(n)
 }
 
 /// One lexical piece of a template string.
@@ -231,6 +232,7 @@ pub fn render(template: &Value, ctx: &EventContext) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::mask_number;
     use proptest::prelude::*;
     use serde_json::json;
 

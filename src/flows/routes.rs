@@ -13,10 +13,9 @@
 //! so serializing a [`Route`] (e.g. in an API response) is the redacted view. Use
 //! [`RouteTarget::to_storage_json`] when the full target, secret included, must be stored.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cmp::Reverse;
-use std::fmt;
 
 use super::model::{FlowProblem, Severity};
 
@@ -51,7 +50,8 @@ pub struct Route {
 
 /// Where a route sends its calls. JSON: `{"kind":"flow","flowId":1}` or
 /// `{"kind":"upstream","url":"http://…","key":"…","secretB64":"…","timeoutMs":3000}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` and `Serialize` show the secret as [`Secret::REDACTED`].
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
@@ -78,40 +78,27 @@ pub enum RouteTarget {
     },
 }
 
-/// A secret string that never shows up in `Debug` or `Serialize` output.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+pub use crate::config::Secret;
 
-impl Secret {
-    /// What `Debug`/`Serialize` print instead of the secret.
-    pub const REDACTED: &'static str = "<redacted>";
-
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Secret {
-        Secret(secret.into())
-    }
-
-    /// The secret itself (for signing and storage only).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `true` if the value is the redaction marker (a redacted document was sent back as is).
-    pub fn is_redacted(&self) -> bool {
-        self.0 == Self::REDACTED
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({})", Self::REDACTED)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(Self::REDACTED)
+impl std::fmt::Debug for RouteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteTarget::Flow { flow_id } => {
+                f.debug_struct("Flow").field("flow_id", flow_id).finish()
+            }
+            RouteTarget::Upstream {
+                url,
+                key,
+                timeout_ms,
+                ..
+            } => f
+                .debug_struct("Upstream")
+                .field("url", url)
+                .field("key", key)
+                .field("secret_b64", &format_args!("{}", Secret::REDACTED))
+                .field("timeout_ms", timeout_ms)
+                .finish(),
+        }
     }
 }
 
