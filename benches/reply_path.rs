@@ -65,11 +65,14 @@ async fn run() -> anyhow::Result<()> {
     config.application_key = Some(KEY.into());
     config.application_secret = Some(Secret::new(SECRET));
     config.admin_token = Some(Secret::new("bench"));
-    let state = actix_web::web::Data::new(AppState::build(
-        config,
-        Store::new(pool.clone()),
-        Arc::new(Validator::new()?),
-    )?);
+    let state = actix_web::web::Data::new(
+        AppState::build(
+            config,
+            Store::new(pool.clone()),
+            Arc::new(Validator::new()?),
+        )
+        .await?,
+    );
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let server = svamlgate::http::serve(state, listener)?;

@@ -1,17 +1,21 @@
 //! The application core: everything a request needs, built once from configuration. The HTTP layer,
 //! the CLI and the tests all drive svamlgate through [`AppState`].
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
+use crate::calls::Calls;
 use crate::config::ServeArgs;
 use crate::db::store::Store;
+use crate::flows::live::LiveConfig;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
-use crate::recorder::ErrorSink;
+use crate::recording::replay::ReplayIndex;
+use crate::recording::shipper::{self, ShipperConfig};
+use crate::recording::{CallStateChange, Journal, Record, Recorder, ShipStatus};
 use crate::signature::{AppCredential, KeyRing, VerifyPolicy};
 use crate::svaml::Validator;
 
@@ -30,17 +34,26 @@ pub struct AppState {
     pub verify_policy: VerifyPolicy,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Error recorder.
-    pub errors: ErrorSink,
-    /// Records waiting for the database.
-    pub spool: crate::spool::Spool,
+    /// Where every record goes: the journal, shipped to PostgreSQL.
+    pub recorder: Recorder,
+    /// Recent dedup keys and their replies.
+    pub replays: Arc<ReplayIndex>,
+    /// Calls in progress.
+    pub calls: Arc<Calls>,
+    /// Routes and flows, in memory.
+    pub live: Arc<LiveConfig>,
     /// SHA-256 of the admin token (compared in constant time), None = admin API disabled.
     pub admin_token_digest: Option<[u8; 32]>,
-    /// Parsed flow versions and current versions.
-    pub flows: crate::sources::FlowCache,
-    /// The routing table.
-    pub routes: crate::sources::RouteCache,
+    /// The embedded cluster's supervisor, when svamlgate runs its own PostgreSQL.
+    pub cluster: Option<Arc<crate::db::cluster::Health>>,
+    /// Tells the shipper to finish (with the instant its grace period ends).
+    ship_stop: tokio::sync::watch::Sender<Option<Instant>>,
+    /// The shipper task.
+    shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long past the freshness window a dedup key (and the journal segment holding it) is kept.
+const REPLAY_MARGIN: Duration = Duration::from_secs(60);
 
 /// Builds the key ring from SINCH_APPLICATION_KEY/SECRET and SINCH_APPLICATIONS.
 pub fn key_ring(config: &ServeArgs) -> anyhow::Result<KeyRing> {
@@ -68,9 +81,10 @@ pub fn key_ring(config: &ServeArgs) -> anyhow::Result<KeyRing> {
 }
 
 impl AppState {
-    /// Builds the state; validates the configuration (keys, fallbacks) and starts the error writer.
-    /// Must be called inside a Tokio runtime.
-    pub fn build(
+    /// Builds the state: validates the configuration (keys, fallbacks), opens the journal (cutting a
+    /// torn tail), rebuilds the replay index and the calls in progress from it, loads routes and flows
+    /// (from PostgreSQL, else from the local snapshot) and starts the shipper.
+    pub async fn build(
         config: ServeArgs,
         store: Store,
         validator: Arc<Validator>,
@@ -78,10 +92,62 @@ impl AppState {
         let keys = key_ring(&config)?;
         let gate = Gate::new(validator, &config)?;
         let metrics = Arc::new(Metrics::new());
-        let spool_dir = config.db.data_dir.join("spool");
-        let spool = crate::spool::Spool::start(&spool_dir, store.clone(), metrics.clone())
-            .with_context(|| format!("creating the spool directory {}", spool_dir.display()))?;
-        let errors = ErrorSink::spawn(store.clone(), metrics.clone(), spool.clone());
+        std::fs::create_dir_all(&config.db.data_dir).with_context(|| {
+            format!(
+                "creating the data directory {}",
+                config.db.data_dir.display()
+            )
+        })?;
+        let journal_dir = config.db.data_dir.join("journal");
+        let (journal, recovery) = Journal::open(&journal_dir)
+            .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
+        if recovery.cut_segments > 0 {
+            metrics.add("svamlgate_journal_cut_bytes_total", &[], recovery.cut_bytes);
+        }
+        let window = Duration::from_secs(config.timestamp_window_secs) + REPLAY_MARGIN;
+        let replays = Arc::new(ReplayIndex::new(window));
+        let calls = Arc::new(Calls::default());
+        restore(&recovery.records, &replays, &calls);
+        let unshipped = recovery
+            .records
+            .iter()
+            .filter(|(seq, _)| *seq > recovery.shipped)
+            .count();
+        tracing::info!(
+            records = recovery.records.len(),
+            unshipped,
+            replay_keys = replays.len(),
+            calls = calls.len(),
+            "journal opened"
+        );
+        let status = Arc::new(ShipStatus::default());
+        let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
+        let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
+        let shipper = tokio::spawn(shipper::run(
+            journal,
+            store.clone(),
+            metrics.clone(),
+            status,
+            ShipperConfig {
+                retention: window,
+                disk_limit_bytes: config.journal_max_bytes,
+            },
+            stop_rx,
+        ));
+        let live = Arc::new(LiveConfig::new(
+            &config.db.data_dir.join("config-snapshot.json"),
+        ));
+        match tokio::time::timeout(Duration::from_secs(3), live.refresh(&store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not load routes and flows from PostgreSQL; using the local snapshot")
+            }
+            Err(_) => tracing::warn!(
+                "PostgreSQL did not answer within 3 s; routes and flows come from the local snapshot"
+            ),
+        }
+        live.clone().spawn_refresher(store.clone());
+        spawn_pruning(&replays, &calls);
         let verify_policy = VerifyPolicy {
             window: Duration::from_secs(config.timestamp_window_secs),
             allow_basic: config.allow_basic_auth,
@@ -114,11 +180,77 @@ impl AppState {
             keys,
             verify_policy,
             metrics,
-            errors,
-            spool,
+            recorder,
+            replays,
+            calls,
+            live,
             admin_token_digest,
-            flows: Default::default(),
-            routes: Default::default(),
+            cluster: None,
+            ship_stop,
+            shipper: Mutex::new(Some(shipper)),
         })
+    }
+
+    /// Ships what PostgreSQL takes within `grace`; the rest stays in the journal for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.ship_stop.send_replace(Some(Instant::now() + grace));
+        let handle = self
+            .shipper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = tokio::time::timeout(grace + Duration::from_secs(1), h).await;
+        }
+        let lag = self.recorder.status.lag_records();
+        if lag > 0 {
+            tracing::warn!(
+                records = lag,
+                "shutdown: records not yet in PostgreSQL stay in the journal and are shipped at the next start"
+            );
+        } else {
+            tracing::info!("shutdown: every record is in PostgreSQL");
+        }
+    }
+}
+
+/// Forgets dedup keys past the window and calls idle for hours, every 10 s.
+fn spawn_pruning(replays: &Arc<ReplayIndex>, calls: &Arc<Calls>) {
+    let (replays, calls) = (Arc::downgrade(replays), Arc::downgrade(calls));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let (Some(r), Some(c)) = (replays.upgrade(), calls.upgrade()) else {
+                return;
+            };
+            r.prune();
+            c.prune();
+        }
+    });
+}
+
+/// Rebuilds the replay index and the calls in progress from the journal's records.
+fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
+    let now = time::OffsetDateTime::now_utc();
+    for (_, payload) in records {
+        let Ok(Record::Callback(r)) = serde_json::from_slice::<Record>(payload) else {
+            continue;
+        };
+        if let (Some(key), None) = (&r.callback.dedup_key, r.duplicate_of) {
+            let age = (now - r.callback.received_at).max(time::Duration::ZERO);
+            let age = Duration::from_secs_f64(age.as_seconds_f64());
+            replays.restore(
+                key.clone(),
+                r.callback.id,
+                r.callback.reference.clone(),
+                age,
+                (r.outcome.http_status, r.outcome.reply.clone()),
+            );
+        }
+        match &r.call_state {
+            Some(CallStateChange::Set { callid, state }) => calls.set(callid, (**state).clone()),
+            Some(CallStateChange::Ended { callid }) => calls.end(callid),
+            None => {}
+        }
     }
 }

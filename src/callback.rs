@@ -1,7 +1,8 @@
 //! One callback, end to end, independent of HTTP: verify the signature, parse the event, detect replays,
 //! decide the reply under the deadline, pass it through the gate, record everything.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -10,13 +11,14 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::store::{CallbackOutcome, Claim, NewCallback};
-use crate::error::{new_reference, ApiError, RefusalRecord};
+use crate::db::store::{CallbackOutcome, NewCallback};
+use crate::error::{new_reference, ApiError, ErrorRecord, RefusalRecord};
 use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
+use crate::recording::replay::{Claim, Original};
+use crate::recording::{CallbackRecord, Record, RejectedReply};
 use crate::redact::Masked;
 use crate::signature::{self, CallbackRequest};
 use crate::sources;
-use crate::spool::Entry;
 use crate::svaml::Target;
 
 /// A callback request as received, reduced to what matters.
@@ -114,18 +116,6 @@ fn headers_without_signature(headers: &[(String, String)]) -> Value {
     Value::Object(map)
 }
 
-/// Longest a storage call on the reply path may take: a slow or absent database must not make the
-/// caller wait (the reply goes out without the record, and the failure is counted and logged).
-pub const STORAGE_BUDGET: Duration = Duration::from_millis(250);
-
-async fn bounded<T>(
-    f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, sqlx::Error> {
-    tokio::time::timeout(STORAGE_BUDGET, f)
-        .await
-        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
-}
-
 fn elapsed_us(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
@@ -155,10 +145,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
                     .inc("svamlgate_signature_refusals_total", &[("reason", reason)]);
                 let err = ApiError::new(refusal.reason.error_code(), refusal.reason.message());
                 tracing::warn!(reference = %err.reference, reason, "callback refused");
-                let mut record = err.record();
-                record.method = Some(req.method.clone());
-                record.path = Some(req.path.clone());
-                record.remote_addr = req.remote_addr.clone();
+                let mut record = request_error(&err, &req);
                 record.refusal = Some(RefusalRecord {
                     reason: reason.to_owned(),
                     application_key: refusal.key.clone(),
@@ -166,7 +153,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
                     body_sha256: signature::body_digest(&req.body),
                     body_bytes: req.body.len(),
                 });
-                state.errors.record(record);
+                state.recorder.record(Record::Error(Box::new(record))).await;
                 return Err(err.already_recorded());
             }
         }
@@ -193,7 +180,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         body: None,
         parse_warnings: None,
         signature: signature_state,
-        dedup_key: Some(dedup),
+        dedup_key: Some(dedup.clone()),
         remote_addr: req.remote_addr.clone(),
         path: req.path.clone(),
     };
@@ -221,63 +208,52 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     }
 
     // 3. Replays: a byte-identical signed request gets the stored reply and is never processed twice.
-    let mut recorded = true;
-    match bounded(state.store.claim_callback(&new)).await {
-        Ok(Claim::New) => {}
-        Ok(Claim::Duplicate(original)) => {
-            return Ok(answer_duplicate(state, &new, &event, original, &req).await)
+    let original = match state.replays.claim(&dedup, id, &reference) {
+        Claim::New(original) => original,
+        Claim::Duplicate(original) => {
+            return Ok(answer_duplicate(state, new, &event, original, &req).await)
         }
-        Err(e) => {
-            // The caller must still get an answer: process without duplicate protection, and say so.
-            recorded = false;
-            state
-                .metrics
-                .inc("svamlgate_record_failures_total", &[("kind", "callback")]);
-            tracing::error!(reference = %reference, error = %e, "could not record callback; answering anyway, spooling the record");
-        }
-    }
+    };
 
     // 4. Decide and gate.
-    let mut outcome = CallbackOutcome {
-        http_status: 200,
-        reply_source: "none",
-        ..Default::default()
+    let mut record = CallbackRecord {
+        callback: new,
+        outcome: CallbackOutcome {
+            http_status: 200,
+            reply_source: "none",
+            ..Default::default()
+        },
+        duplicate_of: None,
+        errors: Vec::new(),
+        rejected: None,
+        upstream: None,
+        call_state: None,
     };
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
-        let reply = decide_and_gate(state, &event, target, &new, &req, &mut outcome).await;
+        let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
         body = Some(reply.clone());
-        outcome.reply = Some(reply);
+        record.outcome.reply = Some(reply);
     } else if matches!(event.kind, EventKind::Unknown(_)) {
         tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
     } else {
-        sources::observe_final(state, &event).await;
+        record.call_state = sources::observe_final(state, &event);
     }
 
-    // 5. Record the outcome.
-    outcome.latency_us = elapsed_us(req.started);
-    if recorded {
-        if let Err(e) = bounded(state.store.finish_callback(id, &outcome)).await {
-            state
-                .metrics
-                .inc("svamlgate_record_failures_total", &[("kind", "outcome")]);
-            tracing::error!(reference = %reference, error = %e, "could not record the reply; spooled");
-            state.spool.put(Entry::Outcome {
-                id,
-                outcome: outcome.clone(),
-            });
-        }
-    } else {
-        state.spool.put(Entry::Callback {
-            callback: Box::new(new.clone()),
-            outcome: Some(outcome.clone()),
-        });
-    }
-    let outcome_label = if new.event_known {
-        outcome.reply_source
+    // 5. Record, then answer: the reply is released once its record is durable in the journal.
+    record.outcome.latency_us = elapsed_us(req.started);
+    let outcome_label = if record.callback.event_known {
+        record.outcome.reply_source
     } else {
         "unknown_event"
     };
+    let latency_us = record.outcome.latency_us;
+    let event_type = record.callback.event_type.clone();
+    state
+        .recorder
+        .record(Record::Callback(Box::new(record)))
+        .await;
+    original.answered(200, body.clone());
     state.metrics.inc(
         "svamlgate_callbacks_total",
         &[("event", label), ("outcome", outcome_label)],
@@ -285,53 +261,52 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     tracing::info!(
         reference = %reference,
         caller = %Masked(event.caller().unwrap_or("")),
-        source = outcome.reply_source,
-        latency_us = outcome.latency_us,
+        source = outcome_label,
+        latency_us,
         "callback answered"
     );
     Ok(CallbackReply {
         status: 200,
         body,
         reference,
-        event_type: new.event_type,
+        event_type,
         callid: event.callid,
     })
 }
 
 /// Decides the reply of an ICE, ACE or PIE under its deadline and passes it through the gate;
-/// fills in how (source, flow, fallback reason, report) and returns what goes out.
+/// fills the record in (source, flow, fallback reason, report, rejected candidate, upstream exchange,
+/// call-state change) and returns what goes out.
 async fn decide_and_gate(
     state: &AppState,
     event: &ParsedEvent,
     target: Target,
-    new: &NewCallback,
+    record: &mut CallbackRecord,
     req: &InboundCallback,
-    outcome: &mut CallbackOutcome,
 ) -> Value {
-    let id = new.id;
     let label = event_label(&event.kind);
     let deadline = state.config.deadline(label);
     let forward = sources::Forward {
-        body: &new.raw_body,
+        body: &record.callback.raw_body,
         content_type: req.content_type.as_deref(),
         deadline_at: req.started + deadline,
     };
     let remaining = deadline.saturating_sub(req.started.elapsed());
-    let decision = tokio::time::timeout(
-        remaining,
-        sources::decide(state, event, target, id, forward),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        sources::Decision::failed(
-            "deadline",
-            "reply source did not answer before the deadline",
-        )
-    });
+    let decision = tokio::time::timeout(remaining, sources::decide(state, event, target, forward))
+        .await
+        .unwrap_or_else(|_| {
+            sources::Decision::failed(
+                "deadline",
+                "reply source did not answer before the deadline",
+            )
+        });
+    let outcome = &mut record.outcome;
     outcome.flow_id = decision.flow_id;
     outcome.flow_version = decision.flow_version;
     outcome.flow_node = decision.flow_node.clone();
     outcome.route_id = decision.route_id;
+    record.upstream = decision.upstream;
+    record.call_state = decision.call_state;
     let reply = match decision.candidate {
         Ok(candidate) => {
             let mut verdict = state.gate.pass(target, candidate);
@@ -355,7 +330,7 @@ async fn decide_and_gate(
                 let candidate = verdict.rejected.take().unwrap_or(Value::Null);
                 let rejection =
                     Rejection::invalid(label, decision.source, candidate, &verdict.report);
-                record_rejection(state, id, label, decision.source, rejection, req);
+                attach_rejection(record, label, decision.source, rejection, req);
             }
             verdict.reply
         }
@@ -364,13 +339,13 @@ async fn decide_and_gate(
             outcome.fallback_reason = Some(failure.reason.to_owned());
             if let Some(raw) = &failure.raw_reply {
                 let rejection = Rejection::unusable(label, decision.source, raw, &failure);
-                record_rejection(state, id, label, decision.source, rejection, req);
+                attach_rejection(record, label, decision.source, rejection, req);
             }
             tracing::warn!(reason = failure.reason, message = %failure.message, "fallback reply sent");
             state.gate.fallback(target).clone()
         }
     };
-    if let Some(reason) = &outcome.fallback_reason {
+    if let Some(reason) = &record.outcome.fallback_reason {
         state.metrics.inc(
             "svamlgate_fallbacks_total",
             &[("event", label), ("reason", reason.as_str())],
@@ -378,71 +353,68 @@ async fn decide_and_gate(
     }
     state.metrics.observe(
         "svamlgate_reply_duration_seconds",
-        &[("event", label), ("source", outcome.reply_source)],
+        &[("event", label), ("source", record.outcome.reply_source)],
         req.started.elapsed(),
     );
     reply
 }
 
+/// Answers a replay with the original's reply (waiting for it, within the event's deadline, when the
+/// original is still in flight) and records the replay as a duplicate of it.
 async fn answer_duplicate(
     state: &AppState,
-    new: &NewCallback,
+    new: NewCallback,
     event: &ParsedEvent,
-    original: Box<crate::db::store::StoredCallback>,
+    original: Arc<Original>,
     req: &InboundCallback,
 ) -> CallbackReply {
-    let mut original = *original;
     let label = event_label(&event.kind);
     state.metrics.inc("svamlgate_duplicates_total", &[]);
-    // The original may still be in flight: wait for its reply, within this event's deadline.
     let deadline = state.config.deadline(label);
-    while original.http_status.is_none() && req.started.elapsed() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        match state
-            .store
-            .original_by_dedup_key(new.dedup_key.as_deref().unwrap_or(""))
-            .await
-        {
-            Ok(Some(o)) => original = o,
-            _ => break,
-        }
-    }
-    let (status, reply) = match (original.http_status, &original.reply) {
-        (Some(s), reply) => (u16::try_from(s).unwrap_or(200), reply.clone()),
-        (None, _) => (
+    let left = deadline.saturating_sub(req.started.elapsed());
+    let (status, reply) = match original.reply_within(left).await {
+        Some(stored) => stored,
+        None => (
             200,
             target_of(&event.kind).map(|t| state.gate.fallback(t).clone()),
         ),
     };
-    let outcome = CallbackOutcome {
-        http_status: status,
-        reply: reply.clone(),
-        reply_source: "duplicate",
-        latency_us: elapsed_us(req.started),
-        ..Default::default()
-    };
-    if let Err(e) = state
-        .store
-        .record_duplicate(new, original.id, &outcome)
-        .await
-    {
-        state
-            .metrics
-            .inc("svamlgate_record_failures_total", &[("kind", "duplicate")]);
-        tracing::error!(error = %e, "could not record duplicate; spooled");
-        state.spool.put(Entry::Callback {
-            callback: Box::new(new.clone()),
-            outcome: Some(outcome.clone()),
-        });
-    }
     tracing::info!(reference = %new.reference, original = %original.reference, "duplicate callback answered with the stored reply");
-    CallbackReply {
+    let reply_out = CallbackReply {
         status,
-        body: reply,
+        body: reply.clone(),
         reference: new.reference.clone(),
         event_type: new.event_type.clone(),
         callid: new.callid.clone(),
-    }
+    };
+    let record = CallbackRecord {
+        callback: new,
+        outcome: CallbackOutcome {
+            http_status: status,
+            reply,
+            reply_source: "duplicate",
+            latency_us: elapsed_us(req.started),
+            ..Default::default()
+        },
+        duplicate_of: Some(original.id),
+        errors: Vec::new(),
+        rejected: None,
+        upstream: None,
+        call_state: None,
+    };
+    state
+        .recorder
+        .record(Record::Callback(Box::new(record)))
+        .await;
+    reply_out
+}
+
+fn request_error(err: &ApiError, req: &InboundCallback) -> ErrorRecord {
+    let mut record = err.record();
+    record.method = Some(req.method.clone());
+    record.path = Some(req.path.clone());
+    record.remote_addr = req.remote_addr.clone();
+    record
 }
 
 async fn reject_unparseable(
@@ -461,39 +433,31 @@ async fn reject_unparseable(
         &[("event", "invalid"), ("outcome", "rejected")],
     );
     new.dedup_key = None;
-    let mut record = err.record();
-    record.method = Some(req.method.clone());
-    record.path = Some(req.path.clone());
-    record.remote_addr = req.remote_addr.clone();
-    let outcome = CallbackOutcome {
-        http_status: err.http_status(),
-        reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
-        reply_source: "error",
-        latency_us: elapsed_us(req.started),
-        ..Default::default()
+    let mut error = request_error(&err, req);
+    error.callback_id = Some(new.id);
+    let record = CallbackRecord {
+        outcome: CallbackOutcome {
+            http_status: err.http_status(),
+            reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
+            reply_source: "error",
+            latency_us: elapsed_us(req.started),
+            ..Default::default()
+        },
+        callback: new,
+        duplicate_of: None,
+        errors: vec![error],
+        rejected: None,
+        upstream: None,
+        call_state: None,
     };
-    record.callback_id = Some(new.id);
-    let stored = match bounded(state.store.claim_callback(&new)).await {
-        Ok(_) => bounded(state.store.finish_callback(new.id, &outcome)).await,
-        Err(e) => Err(e),
-    };
-    if let Err(db) = stored {
-        tracing::error!(error = %db, "could not record rejected callback; spooled");
-        // The error row references the callback: spool both, in order.
-        state.spool.put(Entry::Callback {
-            callback: Box::new(new),
-            outcome: Some(outcome),
-        });
-        state.spool.put(Entry::Error {
-            error: Box::new(record),
-        });
-        return err.already_recorded();
-    }
-    state.errors.record(record);
+    state
+        .recorder
+        .record(Record::Callback(Box::new(record)))
+        .await;
     err.already_recorded()
 }
 
-/// A reply that did not go out, as stored in `rejected_replies`.
+/// A reply that did not go out, before it is attached to its callback's record.
 struct Rejection {
     /// The reply when it was JSON.
     reply: Option<Value>,
@@ -538,10 +502,9 @@ impl Rejection {
     }
 }
 
-/// Stores a rejected reply (and its 42202 error row, which it references) off the reply path.
-fn record_rejection(
-    state: &AppState,
-    callback_id: Uuid,
+/// Puts a rejected reply and its 42202 error row into the callback's record.
+fn attach_rejection(
+    record: &mut CallbackRecord,
     label: &str,
     source: &str,
     rejection: Rejection,
@@ -549,35 +512,19 @@ fn record_rejection(
 ) {
     let err = ApiError::new(code::INVALID_CALLBACK_RESPONSE, rejection.message.clone())
         .with_detail(json!({"report": rejection.report}));
-    let mut record = err.record();
-    record.method = Some(req.method.clone());
-    record.path = Some(req.path.clone());
-    record.callback_id = Some(callback_id);
+    let mut error = err.record();
+    error.method = Some(req.method.clone());
+    error.path = Some(req.path.clone());
+    error.callback_id = Some(record.callback.id);
     tracing::warn!(reference = %err.reference, source, "reply rejected; fallback sent");
-    let store = state.store.clone();
-    let sink = state.errors.clone();
-    let (event, source) = (label.to_owned(), source.to_owned());
-    tokio::spawn(async move {
-        // The error row must exist before the rejected_replies row that references it.
-        if let Err(e) = store.record_error(&record).await {
-            tracing::error!(error = %e, "could not record the rejection; queueing its error row");
-            sink.record(record);
-            return;
-        }
-        let r = &rejection;
-        if let Err(e) = store
-            .record_rejected_reply(
-                callback_id,
-                &err.reference,
-                &event,
-                &source,
-                r.reply.as_ref(),
-                r.raw.as_deref(),
-                &r.report,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "could not record rejected reply");
-        }
+    record.rejected = Some(RejectedReply {
+        id: Uuid::now_v7(),
+        reference: err.reference.clone(),
+        event_type: label.to_owned(),
+        source: source.to_owned(),
+        reply: rejection.reply,
+        raw_reply: rejection.raw,
+        report: rejection.report,
     });
+    record.errors.push(error);
 }

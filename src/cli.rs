@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -123,22 +124,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
     let validator = Arc::new(Validator::new().context("compiling the SVAML schemas")?);
     let db = Database::connect(&args.db).await?;
-    db.migrate().await?;
+    // PostgreSQL away at start does not stop svamlgate: callers are answered from the journal and
+    // the local snapshot of routes and flows, and the shipper applies the migrations once it is back.
+    match tokio::time::timeout(Duration::from_secs(10), db.migrate()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(
+            error = format!("{e:#}"),
+            "could not apply the migrations now; retried before shipping"
+        ),
+        Err(_) => tracing::error!(
+            "PostgreSQL did not answer within 10 s; migrations are retried before shipping"
+        ),
+    }
     let listener =
         TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let state = match AppState::build(args, Store::new(db.pool.clone()), validator) {
+    let grace = Duration::from_secs(args.shutdown_timeout_secs);
+    let mut state = match AppState::build(args, Store::new(db.pool.clone()), validator).await {
         Ok(s) => s,
         Err(e) => {
             db.shutdown().await;
             return Err(e);
         }
     };
+    state.cluster = db.cluster_health();
     let callback_path = state.config.callback_path.clone();
-    let server = crate::http::serve(actix_web::web::Data::new(state), listener)?;
+    let state = actix_web::web::Data::new(state);
+    let server = crate::http::serve(state.clone(), listener)?;
     tracing::info!(%addr, callback = %callback_path, "svamlgate listening");
+    // Stops accepting on SIGINT/SIGTERM and lets in-flight callbacks finish (actix-web), then ships
+    // what PostgreSQL takes within the grace period.
     let result = server.await;
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: shipping the journal");
+    state.shutdown(grace).await;
     db.shutdown().await;
     result.context("HTTP server")
 }

@@ -195,6 +195,16 @@ pub struct ServeArgs {
     /// Worker threads of the HTTP server (default: number of cores).
     #[arg(long, env = "SVAMLGATE_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Disk the local journal may use, in bytes. Near it readiness warns; past it shipped segments
+    /// are deleted before the replay window ends.
+    #[arg(long, env = "SVAMLGATE_JOURNAL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub journal_max_bytes: u64,
+
+    /// How long an event of a call this instance does not know waits for another instance's record
+    /// of it to reach PostgreSQL, in ms (several instances on one database).
+    #[arg(long, env = "SVAMLGATE_PEER_STATE_WAIT_MS", default_value_t = 250)]
+    pub peer_state_wait_ms: u64,
 }
 
 impl ServeArgs {
@@ -206,6 +216,11 @@ impl ServeArgs {
             _ => self.deadline_ice_ms,
         };
         Duration::from_millis(ms)
+    }
+
+    /// See [`ServeArgs::peer_state_wait_ms`].
+    pub fn peer_state_wait(&self) -> Duration {
+        Duration::from_millis(self.peer_state_wait_ms)
     }
 
     /// Configuration for tests and embedding: defaults everywhere, listening on a random local port.

@@ -160,6 +160,7 @@ impl ApiError {
             remote_addr: None,
             callback_id: None,
             refusal: None,
+            occurred_at: Some(time::OffsetDateTime::now_utc()),
         }
     }
 }
@@ -225,4 +226,7 @@ pub struct ErrorRecord {
     pub callback_id: Option<uuid::Uuid>,
     /// Refusal details, for signature refusals.
     pub refusal: Option<RefusalRecord>,
+    /// When it happened (set when the record is made; the database's clock when absent).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub occurred_at: Option<time::OffsetDateTime>,
 }

@@ -4,11 +4,13 @@
 //!
 //! Module map, in the order a callback travels:
 //! [`http`] → [`callback`] → [`signature`] → [`events`] → [`sources`] ([`flows`], [`upstream`]) →
-//! [`gate`] ([`svaml`]) → [`db`]; errors are [`error`] envelopes from the [`catalog`], recorded by
-//! [`recorder`]; [`app`] holds the shared state; [`cli`] is the command line.
+//! [`gate`] ([`svaml`]) → [`recording`] (the journal, shipped to [`db`]); errors are [`error`] envelopes
+//! from the [`catalog`]; [`calls`] holds calls in progress; [`app`] holds the shared state; [`cli`] is
+//! the command line.
 
 pub mod app;
 pub mod callback;
+pub mod calls;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -19,11 +21,10 @@ pub mod flows;
 pub mod gate;
 pub mod http;
 pub mod metrics;
-pub mod recorder;
+pub mod recording;
 pub mod redact;
 pub mod signature;
 pub mod sources;
-pub mod spool;
 pub mod svaml;
 pub mod telemetry;
 pub mod upstream;

@@ -4,20 +4,17 @@
 //! `call_state`, so ACE and PIE continue where the call is. Without a route, the configured default
 //! reply is used. Whatever the source, the gate checks the result and the deadline bounds it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::db::flows::CallState;
 use crate::events::{EventKind, ParsedEvent};
 use crate::flows::engine::{self, Stage};
-use crate::flows::model::FlowDoc;
 use crate::flows::render::EventContext;
 use crate::flows::routes::{self, Route, RouteTarget};
+use crate::recording::{CallStateChange, UpstreamExchange};
 use crate::signature::{self, AppCredential};
 use crate::svaml::Target;
 use crate::upstream::{self, UpstreamClient, UpstreamRequest};
@@ -48,6 +45,10 @@ pub struct Decision {
     pub flow_version: Option<i32>,
     /// Flow node emitted.
     pub flow_node: Option<String>,
+    /// The proxy-mode exchange, to be recorded with the callback.
+    pub upstream: Option<UpstreamExchange>,
+    /// The call-state change, to be recorded with the callback.
+    pub call_state: Option<CallStateChange>,
 }
 
 impl Decision {
@@ -64,6 +65,8 @@ impl Decision {
             flow_id: None,
             flow_version: None,
             flow_node: None,
+            upstream: None,
+            call_state: None,
         }
     }
 
@@ -75,111 +78,9 @@ impl Decision {
             flow_id: None,
             flow_version: None,
             flow_node: None,
+            upstream: None,
+            call_state: None,
         }
-    }
-}
-
-/// How long routes and flows' current versions are reused before PostgreSQL is asked again.
-/// Changes made through this instance's admin API take effect at once; other instances sharing the
-/// database see them within this time.
-pub const CONFIG_TTL: Duration = Duration::from_secs(2);
-
-/// Flow versions (immutable, parsed once) and each flow's current version (reused for
-/// [`CONFIG_TTL`]). When the database cannot be read, the last known current version keeps
-/// answering calls.
-#[derive(Debug, Default)]
-pub struct FlowCache {
-    docs: Mutex<HashMap<(i64, i32), Arc<FlowDoc>>>,
-    current: Mutex<HashMap<i64, (Instant, i32)>>,
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl FlowCache {
-    /// The parsed document of a flow version (current when `version` is None).
-    pub async fn get(
-        &self,
-        state: &AppState,
-        flow_id: i64,
-        version: Option<i32>,
-    ) -> Result<Option<(i32, Arc<FlowDoc>)>, String> {
-        let cached_current = locked(&self.current).get(&flow_id).copied();
-        let wanted = version.or(cached_current
-            .filter(|(at, _)| at.elapsed() < CONFIG_TTL)
-            .map(|(_, v)| v));
-        if let Some(v) = wanted {
-            if let Some(doc) = locked(&self.docs).get(&(flow_id, v)) {
-                return Ok(Some((v, doc.clone())));
-            }
-        }
-        let loaded = match state.store.flow_document(flow_id, version).await {
-            Ok(l) => l,
-            Err(e) => {
-                // Stale is better than nothing while the database is away.
-                let stale = version.or(cached_current.map(|(_, v)| v));
-                if let Some(doc) = stale.and_then(|v| {
-                    locked(&self.docs)
-                        .get(&(flow_id, v))
-                        .map(|d| (v, d.clone()))
-                }) {
-                    tracing::warn!(error = %e, flow_id, "database unavailable; using the cached flow");
-                    return Ok(Some(doc));
-                }
-                return Err(e.to_string());
-            }
-        };
-        let Some((v, doc)) = loaded else {
-            return Ok(None);
-        };
-        let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-        let flow = Arc::new(FlowDoc::from_json(&bytes).map_err(|e| e.to_string())?);
-        locked(&self.docs).insert((flow_id, v), flow.clone());
-        if version.is_none() {
-            locked(&self.current).insert(flow_id, (Instant::now(), v));
-        }
-        Ok(Some((v, flow)))
-    }
-
-    /// Forgets a flow's current version (after it was changed or deleted here).
-    pub fn invalidate(&self, flow_id: i64) {
-        locked(&self.current).remove(&flow_id);
-    }
-}
-
-/// The routing table, reused for [`CONFIG_TTL`]; when the database cannot be read, the last good
-/// table keeps routing calls.
-#[derive(Debug, Default)]
-pub struct RouteCache {
-    inner: Mutex<Option<(Instant, Arc<Vec<Route>>)>>,
-}
-
-impl RouteCache {
-    /// The routes, or None when they were never loaded and the database is unavailable.
-    pub async fn get(&self, state: &AppState) -> Option<Arc<Vec<Route>>> {
-        let cached = locked(&self.inner).clone();
-        if let Some((at, routes)) = &cached {
-            if at.elapsed() < CONFIG_TTL {
-                return Some(routes.clone());
-            }
-        }
-        match state.store.list_routes().await {
-            Ok(all) => {
-                let all = Arc::new(all);
-                *locked(&self.inner) = Some((Instant::now(), all.clone()));
-                Some(all)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, stale = cached.is_some(), "could not load routes");
-                cached.map(|(_, r)| r)
-            }
-        }
-    }
-
-    /// Forgets the table (after a change made here).
-    pub fn invalidate(&self) {
-        *locked(&self.inner) = None;
     }
 }
 
@@ -204,21 +105,30 @@ pub async fn decide(
     state: &AppState,
     event: &ParsedEvent,
     target: Target,
-    callback_id: Uuid,
     forward: Forward<'_>,
 ) -> Decision {
     let mut ctx = EventContext::from_event(&event.raw);
     let callid = event.callid.as_deref();
     let stored = match callid {
-        Some(c) if target != Target::Ice => state.store.call_state(c).await.ok().flatten(),
+        Some(c) if target != Target::Ice => {
+            let db_up = state
+                .recorder
+                .status
+                .db_ok
+                .load(std::sync::atomic::Ordering::Acquire);
+            state
+                .calls
+                .get_or_load(&state.store, c, db_up, state.config.peer_state_wait())
+                .await
+        }
         _ => None,
     };
     if let Some(s) = &stored {
         ctx.fill_missing_from(&s.context);
     }
     // The route: the one pinned to the call, else chosen now.
-    let table = state.routes.get(state).await;
-    let table = table.as_deref().map(Vec::as_slice).unwrap_or_default();
+    let table = state.live.routes();
+    let table = table.as_slice();
     let route = match stored.as_ref().and_then(|s| s.route_id) {
         Some(id) => table.iter().find(|r| r.id == id).cloned(),
         None => routes::select(table, ctx.called.as_deref(), ctx.caller.as_deref()).cloned(),
@@ -231,7 +141,7 @@ pub async fn decide(
             from_flow(state, event, target, &route, *flow_id, stored, ctx).await
         }
         RouteTarget::Upstream { .. } => {
-            let d = from_upstream(state, &route, callback_id, forward).await;
+            let mut d = from_upstream(state, &route, forward).await;
             if let Some(c) = callid {
                 let s = CallState {
                     route_id: Some(route.id),
@@ -240,9 +150,7 @@ pub async fn decide(
                     node: None,
                     context: ctx,
                 };
-                if let Err(e) = state.store.save_call_state(c, &s).await {
-                    tracing::warn!(error = %e, "could not save call state");
-                }
+                d.call_state = Some(set_call_state(state, c, s));
             }
             d
         }
@@ -266,7 +174,7 @@ async fn from_flow(
     decision.source = "flow";
     decision.route_id = Some(route.id);
     decision.flow_id = Some(flow_id);
-    let (version, flow) = match state.flows.get(state, flow_id, pinned).await {
+    let (version, flow) = match state.live.flow_or_load(&state.store, flow_id, pinned).await {
         Ok(Some(f)) => f,
         Ok(None) => {
             decision.candidate = Err(failure(
@@ -306,11 +214,18 @@ async fn from_flow(
             node: d.node.or(current),
             context: ctx,
         };
-        if let Err(e) = state.store.save_call_state(c, &s).await {
-            tracing::warn!(error = %e, "could not save call state");
-        }
+        decision.call_state = Some(set_call_state(state, c, s));
     }
     decision
+}
+
+/// Keeps a call's new state in memory and returns the change to journal with the callback.
+fn set_call_state(state: &AppState, callid: &str, s: CallState) -> CallStateChange {
+    state.calls.set(callid, s.clone());
+    CallStateChange::Set {
+        callid: callid.to_owned(),
+        state: Box::new(s),
+    }
 }
 
 fn failure(reason: &'static str, message: String) -> SourceFailure {
@@ -324,12 +239,7 @@ fn failure(reason: &'static str, message: String) -> SourceFailure {
 /// Margin kept between the upstream timeout and the reply deadline, to gate and answer in time.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
-async fn from_upstream(
-    state: &AppState,
-    route: &Route,
-    callback_id: Uuid,
-    fwd: Forward<'_>,
-) -> Decision {
+async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Decision {
     let mut decision = Decision::failed("upstream_error", "");
     decision.source = "upstream";
     decision.route_id = Some(route.id);
@@ -395,29 +305,13 @@ async fn from_upstream(
         .body
         .as_ref()
         .map(|b| String::from_utf8_lossy(b).into_owned());
-    {
-        let store = state.store.clone();
-        let url = url.clone();
-        let body = body_text.clone();
-        let latency = i64::try_from(outcome.latency.as_micros()).unwrap_or(i64::MAX);
-        let status = outcome.status;
-        let fail = outcome.error.as_ref().map(|e| e.code().to_owned());
-        actix_web::rt::spawn(async move {
-            if let Err(e) = store
-                .record_upstream(
-                    callback_id,
-                    &url,
-                    status,
-                    body.as_deref(),
-                    latency,
-                    fail.as_deref(),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "could not record the upstream exchange");
-            }
-        });
-    }
+    decision.upstream = Some(UpstreamExchange {
+        url: url.clone(),
+        status: outcome.status,
+        body: body_text.clone(),
+        latency_us: i64::try_from(outcome.latency.as_micros()).unwrap_or(i64::MAX),
+        failure: outcome.error.as_ref().map(|e| e.code().to_owned()),
+    });
     decision.candidate = outcome.svaml().map_err(|e| SourceFailure {
         reason: if matches!(e, upstream::UpstreamFailure::Timeout) {
             "deadline"
@@ -430,13 +324,15 @@ async fn from_upstream(
     decision
 }
 
-/// Events that end a call (DICE) or only inform (Notify): a finished call's state is dropped.
-pub async fn observe_final(state: &AppState, event: &ParsedEvent) {
-    if matches!(event.kind, EventKind::Dice) {
-        if let Some(c) = event.callid.as_deref() {
-            if let Err(e) = state.store.delete_call_state(c).await {
-                tracing::warn!(error = %e, "could not drop call state");
-            }
-        }
+/// Events that end a call (DICE) or only inform (Notify): a finished call's state is dropped, and
+/// the change is returned to be journaled with the callback.
+pub fn observe_final(state: &AppState, event: &ParsedEvent) -> Option<CallStateChange> {
+    if !matches!(event.kind, EventKind::Dice) {
+        return None;
     }
+    let callid = event.callid.as_deref()?;
+    state.calls.end(callid);
+    Some(CallStateChange::Ended {
+        callid: callid.to_owned(),
+    })
 }

@@ -11,16 +11,43 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
 const PG_USER: &str = "svamlgate";
 
+/// Whether the embedded server is up, as the supervisor sees it.
+#[derive(Debug, Default)]
+pub struct Health {
+    state: AtomicU8,
+    restarts: AtomicU64,
+}
+
+impl Health {
+    const RUNNING: u8 = 0;
+    const RESTARTING: u8 = 1;
+
+    /// `running` or `restarting`.
+    pub fn state(&self) -> &'static str {
+        match self.state.load(Ordering::Acquire) {
+            Self::RUNNING => "running",
+            _ => "restarting",
+        }
+    }
+
+    /// How often postgres was started again after it exited.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Acquire)
+    }
+}
+
 /// A running private cluster.
 pub struct Cluster {
     url: String,
+    health: Arc<Health>,
     stop_tx: Option<mpsc::Sender<()>>,
     done_rx: Option<mpsc::Receiver<()>>,
     temp_dir: Option<PathBuf>,
@@ -93,6 +120,57 @@ fn server_account() -> anyhow::Result<Option<(u32, u32)>> {
     Ok(Some((uid, gid)))
 }
 
+/// Whether `uid`/`gid` may enter every directory from `/` down to `dir`'s parent.
+fn reachable_by(dir: &Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors().skip(1).all(|a| match std::fs::metadata(a) {
+        Ok(m) => {
+            let mode = m.mode();
+            (m.uid() == uid && mode & 0o100 != 0)
+                || (m.gid() == gid && mode & 0o010 != 0)
+                || mode & 0o001 != 0
+        }
+        Err(_) => false,
+    })
+}
+
+/// Where the cluster's files live: `dir` itself, unless svamlgate runs as root and the `postgres`
+/// account cannot reach `dir` (a clone in root's 0700 home, say). Then they go to
+/// `/var/lib/svamlgate/clusters/<digest of dir>`, and `dir` keeps copies of the password and port
+/// files and a `pg-location` file naming the place.
+fn cluster_home(dir: &Path, account: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
+    let Some((uid, gid)) = account else {
+        return Ok(dir.to_path_buf());
+    };
+    if reachable_by(dir, uid, gid) {
+        return Ok(dir.to_path_buf());
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let base = Path::new("/var/lib/svamlgate/clusters");
+    let home = base.join(name);
+    std::fs::create_dir_all(&home).with_context(|| {
+        format!(
+            "{} cannot be entered by the postgres account that runs the embedded cluster, and {} could \
+             not be created instead; set SVAMLGATE_DATA_DIR to a directory postgres can reach, or DATABASE_URL",
+            dir.display(),
+            home.display()
+        )
+    })?;
+    for d in [Path::new("/var/lib/svamlgate"), base] {
+        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+    }
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::write(dir.join("pg-location"), format!("{}\n", home.display()))?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        cluster = %home.display(),
+        "the postgres account cannot enter the data directory; the embedded cluster lives here instead"
+    );
+    Ok(home)
+}
+
 fn chown(path: &Path, account: Option<(u32, u32)>) -> anyhow::Result<()> {
     if let Some((uid, gid)) = account {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
@@ -141,6 +219,9 @@ impl Cluster {
     async fn start(dir: &Path, bin_dir: Option<&Path>, fsync_off: bool) -> anyhow::Result<Cluster> {
         let bins = find_bin_dir(bin_dir)?;
         let account = server_account()?;
+        let public_dir = dir;
+        let home = cluster_home(dir, account)?;
+        let dir = home.as_path();
         let data = dir.join("pg");
         let pw_file = dir.join("pg-password");
         chown(dir, account)?;
@@ -187,6 +268,13 @@ impl Cluster {
             .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
             .map_or_else(free_port, Ok)?;
         std::fs::write(&port_file, port.to_string()).context("writing the port file")?;
+        if public_dir != dir {
+            // What the README's psql line reads, beside the service's other files (root only).
+            let copy = public_dir.join("pg-password");
+            std::fs::write(&copy, &password).context("writing the cluster password file")?;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::write(public_dir.join("pg-port"), port.to_string())?;
+        }
         let log_path = dir.join("postgres.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -231,9 +319,11 @@ impl Cluster {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<u32>>();
+        let health = Arc::new(Health::default());
+        let supervisor_health = health.clone();
         std::thread::Builder::new()
             .name("svamlgate-postgres".into())
-            .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx))?;
+            .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx, &supervisor_health))?;
         spawned_rx
             .recv()
             .map_err(|_| anyhow!("postgres supervisor ended"))?
@@ -242,6 +332,7 @@ impl Cluster {
         let url = format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres");
         let cluster = Cluster {
             url,
+            health,
             stop_tx: Some(stop_tx),
             done_rx: Some(done_rx),
             temp_dir: None,
@@ -251,8 +342,8 @@ impl Cluster {
             if try_connect(&cluster.url).await {
                 break;
             }
-            if let Some(rx) = &cluster.done_rx {
-                if rx.try_recv().is_ok() {
+            if cluster.health.state() != "running" {
+                {
                     bail!(
                         "postgres exited during start; see {}: {}",
                         log_path.display(),
@@ -285,6 +376,11 @@ impl Cluster {
             }
             _ => "postgres://127.0.0.1".to_owned(),
         }
+    }
+
+    /// The supervisor's view of the server.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// Connection URL (contains the password: never log it).
@@ -346,11 +442,14 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
+/// Owns the postmaster for the life of the process: starts it again, with backoff, whenever it exits
+/// without being asked to (killed by the OOM killer, say); stops it (fast shutdown) when asked.
 fn supervise(
     mut cmd: Command,
     stop_rx: mpsc::Receiver<()>,
     done_tx: mpsc::Sender<()>,
     spawned_tx: mpsc::Sender<std::io::Result<u32>>,
+    health: &Health,
 ) {
     let mut child: Child = match cmd.spawn() {
         Ok(c) => c,
@@ -360,37 +459,82 @@ fn supervise(
         }
     };
     let _ = spawned_tx.send(Ok(child.id()));
+    let mut started = Instant::now();
+    let mut backoff = Duration::from_millis(500);
     loop {
         match stop_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                if let Ok(pid) = i32::try_from(child.id()) {
-                    // SIGINT = fast shutdown.
-                    // SAFETY: pid is our own child's pid.
-                    unsafe { libc::kill(pid, libc::SIGINT) };
-                }
-                let deadline = Instant::now() + Duration::from_secs(25);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        let _ = done_tx.send(());
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+                stop_child(&mut child);
                 let _ = done_tx.send(());
                 return;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(Some(_)) = child.try_wait() {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let Ok(Some(status)) = child.try_wait() else {
+            continue;
+        };
+        health.state.store(Health::RESTARTING, Ordering::Release);
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(500);
+        }
+        tracing::error!(%status, retry_in_ms = backoff.as_millis() as u64, "embedded PostgreSQL exited; starting it again");
+        loop {
+            match stop_rx.recv_timeout(backoff) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let _ = done_tx.send(());
-                    // Keep the thread alive until asked to stop so PDEATHSIG semantics stay simple.
-                    let _ = stop_rx.recv();
                     return;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            match cmd.spawn() {
+                Ok(c) => {
+                    child = c;
+                    started = Instant::now();
+                    health.restarts.fetch_add(1, Ordering::AcqRel);
+                    // A server that cannot start (old backends still hold shared memory) exits
+                    // again at once and is retried after the next backoff.
+                    std::thread::sleep(Duration::from_millis(300));
+                    match child.try_wait() {
+                        Ok(None) => {
+                            health.state.store(Health::RUNNING, Ordering::Release);
+                            tracing::info!(
+                                restarts = health.restarts(),
+                                "embedded PostgreSQL started again"
+                            );
+                            break;
+                        }
+                        _ => {
+                            tracing::warn!(
+                                retry_in_ms = backoff.as_millis() as u64,
+                                "embedded PostgreSQL did not stay up; retrying"
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start embedded PostgreSQL again; retrying");
                 }
             }
         }
     }
+}
+
+fn stop_child(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SIGINT = fast shutdown.
+        // SAFETY: pid is our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(test)]
@@ -412,6 +556,7 @@ mod tests {
     fn public_url_hides_the_password() {
         let c = Cluster {
             url: "postgres://svamlgate:s3cret@127.0.0.1:5555/postgres".into(),
+            health: Arc::default(),
             stop_tx: None,
             done_rx: None,
             temp_dir: None,

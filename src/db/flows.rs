@@ -29,7 +29,7 @@ pub struct FlowSummary {
 }
 
 /// What is remembered about a call in progress.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallState {
     /// Route chosen at the first event.
     pub route_id: Option<i64>,

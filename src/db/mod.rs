@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod flows;
+pub mod ship;
 pub mod store;
 
 use std::time::Duration;
@@ -56,6 +57,11 @@ impl Database {
         }
     }
 
+    /// The embedded cluster's supervisor state, when svamlgate runs its own.
+    pub fn cluster_health(&self) -> Option<std::sync::Arc<cluster::Health>> {
+        self.cluster.as_ref().map(cluster::Cluster::health)
+    }
+
     /// Applies pending migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR
@@ -81,11 +87,9 @@ pub async fn pool_for(url: &str, max_connections: u32) -> anyhow::Result<PgPool>
         .parse()
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
     let options = options.application_name("svamlgate");
-    PgPoolOptions::new()
+    Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(2))
-        .connect_with(options)
-        .await
-        .context("connecting to PostgreSQL")
+        .connect_lazy_with(options))
 }

@@ -16,11 +16,11 @@ pub struct Store {
 }
 
 /// One of a fixed set of labels (signature state, reply source). An alias, so that serde's derive
-/// does not try to borrow it from the input; [`crate::spool::static_label`] reads it back.
+/// does not try to borrow it from the input; [`crate::recording::static_label`] reads it back.
 pub type Label = &'static str;
 
 /// A callback as first recorded, before its reply is known. Serializable so that it can wait in
-/// the spool ([`crate::spool`]) while the database is away.
+/// the journal ([`crate::recording`]) until it is shipped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewCallback {
     /// Row id (UUIDv7).
@@ -42,14 +42,14 @@ pub struct NewCallback {
     #[serde(with = "time::serde::rfc3339::option")]
     pub event_timestamp: Option<OffsetDateTime>,
     /// Raw body.
-    #[serde(with = "crate::spool::base64_bytes")]
+    #[serde(with = "crate::recording::base64_bytes")]
     pub raw_body: Vec<u8>,
     /// Parsed body.
     pub body: Option<Value>,
     /// Parse warnings.
     pub parse_warnings: Option<Value>,
     /// "verified" or "unverified".
-    #[serde(deserialize_with = "crate::spool::static_label")]
+    #[serde(deserialize_with = "crate::recording::static_label")]
     pub signature: Label,
     /// Duplicate-detection key.
     pub dedup_key: Option<String>,
@@ -67,7 +67,7 @@ pub struct CallbackOutcome {
     /// Reply body (SVAML) when not empty.
     pub reply: Option<Value>,
     /// What produced the reply.
-    #[serde(deserialize_with = "crate::spool::static_label")]
+    #[serde(deserialize_with = "crate::recording::static_label")]
     pub reply_source: Label,
     /// Why a fallback went out.
     pub fallback_reason: Option<String>,

@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod engine;
+pub mod live;
 pub mod model;
 pub mod render;
 pub mod routes;

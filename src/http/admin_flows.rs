@@ -82,6 +82,14 @@ fn checked_flow(state: &AppState, bytes: &[u8]) -> Result<(FlowDoc, Value, Value
     Ok((flow, doc, report))
 }
 
+/// Takes a change made here into the routes and flows in memory at once (other instances see it
+/// within their refresh interval).
+async fn refresh_live(state: &AppState) {
+    if let Err(e) = state.live.refresh(&state.store).await {
+        tracing::warn!(error = %e, "could not reload routes and flows after a change; retried every second");
+    }
+}
+
 async fn list_flows(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let flows = state.store.list_flows().await.map_err(db)?;
     Ok(HttpResponse::Ok().json(json!({"items": flows})))
@@ -99,6 +107,7 @@ async fn create_flow(
         .create_flow(&flow.name, &doc)
         .await
         .map_err(|e| save_err(e, "flow"))?;
+    refresh_live(&state).await;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/flows/{}", saved.id)))
         .json(json!({"flow": saved, "check": report})))
@@ -113,13 +122,13 @@ async fn update_flow(
     let id = id_of(&path)?;
     let bytes = body(&req, payload).await?;
     let (flow, doc, report) = checked_flow(&state, &bytes)?;
-    match state
+    let saved = state
         .store
         .update_flow(id, &flow.name, &doc)
         .await
-        .map_err(|e| save_err(e, "flow"))?
-        .inspect(|_| state.flows.invalidate(id))
-    {
+        .map_err(|e| save_err(e, "flow"))?;
+    refresh_live(&state).await;
+    match saved {
         Some(saved) => Ok(HttpResponse::Ok().json(json!({"flow": saved, "check": report}))),
         None => Err(ApiError::not_found(format!("No flow {id}"))),
     }
@@ -185,7 +194,7 @@ async fn delete_flow(
         .await
         .map_err(|e| save_err(e, "flow"))?
     {
-        state.flows.invalidate(id);
+        refresh_live(&state).await;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!("No flow {id}")))
@@ -232,7 +241,7 @@ async fn simulate(
         Stage::Ace => Target::Ace,
         Stage::Pie { .. } => Target::Pie,
     };
-    let (version, flow) = match state.flows.get(&state, id, sim.version).await {
+    let (version, flow) = match state.live.flow_or_load(&state.store, id, sim.version).await {
         Ok(Some(f)) => f,
         Ok(None) => {
             return Err(ApiError::not_found(format!(
@@ -302,7 +311,7 @@ async fn create_route(
         .create_route(&route)
         .await
         .map_err(|e| save_err(e, "route"))?;
-    state.routes.invalidate();
+    refresh_live(&state).await;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/routes/{}", saved.id)))
         .json(saved))
@@ -328,13 +337,13 @@ async fn update_route(
     let id = id_of(&path)?;
     let route = checked_route(&body(&req, payload).await?)?;
     ensure_flow_exists(&state, &route).await?;
-    match state
+    let saved = state
         .store
         .update_route(id, &route)
         .await
-        .map_err(|e| save_err(e, "route"))?
-        .inspect(|_| state.routes.invalidate())
-    {
+        .map_err(|e| save_err(e, "route"))?;
+    refresh_live(&state).await;
+    match saved {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::not_found(format!("No route {id}"))),
     }
@@ -346,7 +355,7 @@ async fn delete_route(
 ) -> Result<HttpResponse, ApiError> {
     let id = id_of(&path)?;
     if state.store.delete_route(id).await.map_err(db)? {
-        state.routes.invalidate();
+        refresh_live(&state).await;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!("No route {id}")))

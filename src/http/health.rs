@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is up), `GET /readyz` (the database answers within a second) and
+//! `GET /healthz` (the process is up), `GET /readyz` (the journal can take records; database and
+//! shipping state in the details) and
 //! `GET /metrics` (Prometheus text format).
 
 use std::time::Duration;
@@ -13,25 +14,103 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database must answer `SELECT 1` within one second.
+/// Readiness: svamlgate answers callbacks whenever its journal works, so readiness fails (503) only
+/// when the journal is over its disk limit. PostgreSQL being slow, away or restarting is reported in
+/// the details (`database`, `shipping`) with `"status": "degraded"`, because callers are still
+/// answered and nothing is lost.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(())) => {
-            HttpResponse::Ok().json(json!({"status": "ready", "checks": {"database": "ok"}}))
+    use std::sync::atomic::Ordering;
+    let status = &state.recorder.status;
+    let database = match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "unavailable",
+        Err(_) => "timeout",
+    };
+    let cluster = state.cluster.as_ref().map(|c| c.state());
+    let journal_bytes = status.journal_bytes.load(Ordering::Relaxed);
+    let limit = state.config.journal_max_bytes;
+    let journal = if journal_bytes > limit {
+        "over_limit"
+    } else if journal_bytes > limit / 10 * 9 {
+        "near_limit"
+    } else {
+        "ok"
+    };
+    let last_error = status
+        .last_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let body = json!({
+        "status": if journal == "over_limit" { "unavailable" }
+                  else if database != "ok" || journal != "ok" { "degraded" }
+                  else { "ready" },
+        "checks": {
+            "database": database,
+            "embeddedCluster": cluster,
+            "journal": journal,
+        },
+        "shipping": {
+            "lagRecords": status.lag_records(),
+            "lagSeconds": status.lag_seconds(),
+            "journalBytes": journal_bytes,
+            "journalMaxBytes": limit,
+            "lastError": last_error,
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: database error");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({"status": "unavailable", "checks": {"database": "error"}}))
-        }
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "unavailable", "checks": {"database": "timeout"}})),
+    });
+    if journal == "over_limit" {
+        HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
     }
 }
 
 /// Prometheus exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use std::fmt::Write as _;
+    let status = &state.recorder.status;
+    let mut text = state.metrics.render();
+    let gauges = [
+        (
+            "svamlgate_journal_lag_records",
+            "Records in the journal not yet in PostgreSQL.",
+            status.lag_records() as f64,
+        ),
+        (
+            "svamlgate_journal_lag_seconds",
+            "Seconds since the shipper last had nothing left to ship (0 when caught up).",
+            status.lag_seconds(),
+        ),
+        (
+            "svamlgate_journal_bytes",
+            "Bytes held in journal segments.",
+            status
+                .journal_bytes
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        ),
+        (
+            "svamlgate_journal_max_bytes",
+            "The journal's disk limit (SVAMLGATE_JOURNAL_MAX_BYTES).",
+            state.config.journal_max_bytes as f64,
+        ),
+        (
+            "svamlgate_replay_keys",
+            "Dedup keys held for replay detection.",
+            state.replays.len() as f64,
+        ),
+        (
+            "svamlgate_calls_in_memory",
+            "Calls in progress held in memory.",
+            state.calls.len() as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(text)
 }

@@ -122,7 +122,7 @@ async fn observe(
             record.path = Some(path.clone());
             record.remote_addr = peer;
             span.record("reference", record.reference.as_str());
-            state.errors.record(record);
+            state.recorder.error_in_background(record);
         }
     }
     if status >= 500 {

@@ -167,6 +167,7 @@ async fn an_invalid_fallback_refuses_to_start() {
     let validator = std::sync::Arc::new(svamlgate::svaml::Validator::new().unwrap());
     let err =
         svamlgate::app::AppState::build(config, svamlgate::db::store::Store::new(pool), validator)
+            .await
             .unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("fallback") && msg.contains("ICE"), "{msg}");

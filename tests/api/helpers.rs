@@ -96,9 +96,26 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Stops the server (keeps the database).
+    /// Stops the server and its shipper, as on SIGTERM (keeps the database and the data directory).
     pub async fn stop(&self) {
         self.server.stop(true).await;
+        self.state.shutdown(Duration::from_secs(2)).await;
+    }
+
+    /// Waits (at most 5 s) until every journaled record is in PostgreSQL, unless shipping is failing.
+    pub async fn settle(&self) {
+        use std::sync::atomic::Ordering;
+        let status = &self.state.recorder.status;
+        for _ in 0..250 {
+            let durable = *self.state.recorder.journal().durable().borrow();
+            if status.shipped.load(Ordering::Acquire) >= durable {
+                return;
+            }
+            if status.last_error.lock().unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// POSTs a body to the callback path, signed with the test key.
@@ -136,10 +153,14 @@ impl TestApp {
             req = req.insert_header((*k, *v));
         }
         let mut res = req.send_body(body.to_vec()).await.expect("request failed");
-        Response::read(&mut res).await
+        let res = Response::read(&mut res).await;
+        // Records reach PostgreSQL through the journal, a moment after the reply: tests read them.
+        self.settle().await;
+        res
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.settle().await;
         let mut req = self.client.get(self.url(path));
         if let Some(t) = token {
             req = req.insert_header(("authorization", format!("Bearer {t}")));
@@ -163,7 +184,9 @@ impl TestApp {
             None => req.send().await,
         }
         .expect("request failed");
-        Response::read(&mut res).await
+        let res = Response::read(&mut res).await;
+        self.settle().await;
+        res
     }
 
     /// Waits until an error row with this reference exists and returns it via the admin API.
@@ -250,10 +273,13 @@ fn test_data_root() -> &'static std::path::Path {
         if let Ok(entries) = std::fs::read_dir(&tmp) {
             for e in entries.flatten() {
                 let name = e.file_name();
-                if name
+                // Only what runs that have ended left (another test binary may be running).
+                let ended = name
                     .to_str()
-                    .is_some_and(|n| n.starts_with("svamlgate-test-data-"))
-                {
+                    .and_then(|n| n.strip_prefix("svamlgate-test-data-"))
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+                if ended {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -267,7 +293,7 @@ pub fn base_config() -> ServeArgs {
     c.application_key = Some(KEY.to_owned());
     c.application_secret = Some(Secret::new(SECRET));
     c.admin_token = Some(Secret::new(ADMIN_TOKEN));
-    // The spool lives in the data directory: one per test, never the repository's .svamlgate.
+    // The journal lives in the data directory: one per test, never the repository's .svamlgate.
     c.db.data_dir = test_data_root().join(uuid::Uuid::new_v4().simple().to_string());
     c
 }
@@ -286,13 +312,13 @@ pub async fn spawn_app_on(db_url: String, configure: impl FnOnce(&mut ServeArgs)
     let mut config = base_config();
     configure(&mut config);
     let pool = pool_for(&db_url, 8).await.unwrap();
+    config.workers = Some(1);
     let state = AppState::build(config.clone(), Store::new(pool.clone()), validator())
+        .await
         .expect("state builds");
     let state = actix_web::web::Data::new(state);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let mut c2 = config.clone();
-    c2.workers = Some(1);
     let server = svamlgate::http::serve(state.clone(), listener).unwrap();
     let handle = server.handle();
     actix_web::rt::spawn(server);

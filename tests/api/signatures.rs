@@ -188,7 +188,9 @@ async fn a_replay_gets_the_stored_reply_and_is_not_processed_again_even_after_re
     assert_eq!(second.status, 200);
     assert_eq!(first.json(), second.json());
     app.stop().await;
-    let restarted = spawn_app_on(app.db_url.clone(), |_| {}).await;
+    // Replay protection is rebuilt from the journal in the data directory.
+    let dir = app.config.db.data_dir.clone();
+    let restarted = spawn_app_on(app.db_url.clone(), move |c| c.db.data_dir = dir).await;
     let third = restarted.post_signed_at(&body, &ts).await;
     assert_eq!(third.json(), first.json());
     let rows = sqlx::query(

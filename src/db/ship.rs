@@ -1,0 +1,227 @@
+//! The shipper's SQL: a batch of journal records written in one transaction with multi-row inserts.
+//! Every statement is idempotent: callbacks are keyed by id, errors and refusals by reference, rejected
+//! replies by id, upstream exchanges by callback id; call-state changes apply in journal order and never
+//! overwrite a newer state. Re-shipping a batch after a crash changes nothing.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::{Postgres, QueryBuilder};
+use time::OffsetDateTime;
+
+use super::store::Store;
+use crate::error::ErrorRecord;
+use crate::recording::{CallStateChange, CallbackRecord, Record};
+
+/// Rows per INSERT statement (PostgreSQL allows 65,535 parameters; callbacks bind 26 each).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+impl Store {
+    /// Writes a batch of journal records in one transaction.
+    pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
+        let mut callbacks: Vec<&CallbackRecord> = Vec::new();
+        let mut errors: Vec<&ErrorRecord> = Vec::new();
+        for r in records {
+            match r {
+                Record::Callback(c) => {
+                    callbacks.push(c);
+                    errors.extend(c.errors.iter());
+                }
+                Record::Error(e) => errors.push(e),
+            }
+        }
+        let mut tx = self.pool().begin().await?;
+        for chunk in callbacks.chunks(ROWS_PER_STATEMENT) {
+            insert_callbacks(&mut tx, chunk).await?;
+        }
+        for chunk in errors.chunks(ROWS_PER_STATEMENT) {
+            insert_errors(&mut tx, chunk).await?;
+        }
+        for c in &callbacks {
+            if let Some(r) = &c.rejected {
+                sqlx::query(
+                    "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(r.id)
+                .bind(c.callback.id)
+                .bind(&r.reference)
+                .bind(&r.event_type)
+                .bind(&r.source)
+                .bind(&r.reply)
+                .bind(&r.raw_reply)
+                .bind(&r.report)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(u) = &c.upstream {
+                sqlx::query(
+                    "INSERT INTO upstream_exchanges (callback_id, url, status, body, latency_us, failure, created_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (callback_id) DO NOTHING",
+                )
+                .bind(c.callback.id)
+                .bind(&u.url)
+                .bind(u.status.map(|s| i16::try_from(s).unwrap_or(i16::MAX)))
+                .bind(&u.body)
+                .bind(u.latency_us)
+                .bind(&u.failure)
+                .bind(c.callback.received_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        apply_call_states(&mut tx, &callbacks).await?;
+        tx.commit().await
+    }
+}
+
+async fn insert_callbacks(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    rows: &[&CallbackRecord],
+) -> Result<(), sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
+         event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
+         http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, \
+         flow_node, route_id) ",
+    );
+    q.push_values(rows, |mut b, r| {
+        let c = &r.callback;
+        let o = &r.outcome;
+        b.push_bind(c.id)
+            .push_bind(c.reference.clone())
+            .push_bind(c.received_at)
+            .push_bind(c.event_type.clone())
+            .push_bind(c.event_known)
+            .push_bind(c.callid.clone())
+            .push_bind(c.application_key.clone())
+            .push_bind(c.event_timestamp)
+            .push_bind(c.raw_body.clone())
+            .push_bind(c.body.clone())
+            .push_bind(c.parse_warnings.clone())
+            .push_bind(c.signature)
+            .push_bind(c.dedup_key.clone())
+            .push_bind(c.remote_addr.clone())
+            .push_bind(c.path.clone())
+            .push_bind(r.duplicate_of)
+            .push_bind(i16::try_from(o.http_status).unwrap_or(i16::MAX))
+            .push_bind(o.reply.clone())
+            .push_bind(o.reply_source)
+            .push_bind(o.fallback_reason.clone())
+            .push_bind(o.validation.clone())
+            .push_bind(o.latency_us)
+            .push_bind(o.flow_id)
+            .push_bind(o.flow_version)
+            .push_bind(o.flow_node.clone())
+            .push_bind(o.route_id);
+    });
+    q.push(" ON CONFLICT (id) DO NOTHING");
+    q.build().persistent(false).execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_errors(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    rows: &[&ErrorRecord],
+) -> Result<(), sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message, method, path, \
+         remote_addr, callback_id, detail) ",
+    );
+    q.push_values(rows, |mut b, e| {
+        b.push_bind(e.reference.clone())
+            .push_bind(e.occurred_at.unwrap_or_else(OffsetDateTime::now_utc))
+            .push_bind(i32::try_from(e.error_code).unwrap_or(i32::MAX))
+            .push_bind(i16::try_from(e.http_status).unwrap_or(i16::MAX))
+            .push_bind(e.status.clone())
+            .push_bind(e.message.clone())
+            .push_bind(e.method.clone())
+            .push_bind(e.path.clone())
+            .push_bind(e.remote_addr.clone())
+            .push_bind(e.callback_id)
+            .push_bind(e.detail.clone());
+    });
+    q.push(" ON CONFLICT (reference) DO NOTHING");
+    q.build().persistent(false).execute(&mut **tx).await?;
+    let refusals: Vec<&ErrorRecord> = rows
+        .iter()
+        .copied()
+        .filter(|e| e.refusal.is_some())
+        .collect();
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, method, \
+         path, headers, body_sha256, body_bytes) ",
+    );
+    q.push_values(refusals, |mut b, e| {
+        let r = e.refusal.as_ref();
+        b.push_bind(e.reference.clone())
+            .push_bind(e.occurred_at.unwrap_or_else(OffsetDateTime::now_utc))
+            .push_bind(r.map(|r| r.reason.clone()))
+            .push_bind(i32::try_from(e.error_code).unwrap_or(i32::MAX))
+            .push_bind(r.and_then(|r| r.application_key.clone()))
+            .push_bind(e.remote_addr.clone())
+            .push_bind(e.method.clone().unwrap_or_else(|| "POST".into()))
+            .push_bind(e.path.clone().unwrap_or_default())
+            .push_bind(r.map(|r| r.headers.clone()).unwrap_or(Value::Null))
+            .push_bind(r.map(|r| r.body_sha256.clone()))
+            .push_bind(r.map_or(0, |r| i32::try_from(r.body_bytes).unwrap_or(i32::MAX)));
+    });
+    q.push(" ON CONFLICT (reference) DO NOTHING");
+    q.build().persistent(false).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Applies the batch's call-state changes: the last change of each call wins, and a stored state
+/// written later (by another instance) than the change is kept.
+async fn apply_call_states(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    callbacks: &[&CallbackRecord],
+) -> Result<(), sqlx::Error> {
+    let mut last: HashMap<&str, (&CallStateChange, OffsetDateTime)> = HashMap::new();
+    for c in callbacks {
+        if let Some(change) = &c.call_state {
+            let callid = match change {
+                CallStateChange::Set { callid, .. } | CallStateChange::Ended { callid } => callid,
+            };
+            last.insert(callid.as_str(), (change, c.callback.received_at));
+        }
+    }
+    let mut sets = Vec::new();
+    for (callid, (change, at)) in last {
+        match change {
+            CallStateChange::Set { state, .. } => sets.push((callid, state, at)),
+            CallStateChange::Ended { .. } => {
+                sqlx::query("DELETE FROM call_state WHERE callid = $1 AND updated_at <= $2")
+                    .bind(callid)
+                    .bind(at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "INSERT INTO call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) ",
+    );
+    q.push_values(sets, |mut b, (callid, s, at)| {
+        b.push_bind(callid.to_owned())
+            .push_bind(s.route_id)
+            .push_bind(s.flow_id)
+            .push_bind(s.flow_version)
+            .push_bind(s.node.clone())
+            .push_bind(serde_json::to_value(&s.context).unwrap_or(Value::Null))
+            .push_bind(at);
+    });
+    q.push(
+        " ON CONFLICT (callid) DO UPDATE SET route_id = EXCLUDED.route_id, flow_id = EXCLUDED.flow_id, \
+         flow_version = EXCLUDED.flow_version, node = EXCLUDED.node, context = EXCLUDED.context, \
+         updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
+    );
+    q.build().persistent(false).execute(&mut **tx).await?;
+    Ok(())
+}

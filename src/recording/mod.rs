@@ -1,0 +1,331 @@
+//! Recording, in one place: what svamlgate keeps of every callback and error, and where it goes.
+//!
+//! A callback's whole record — the event, the reply about to be sent, the gate's verdict, a rejected
+//! candidate, the upstream exchange, the call-state change — is one [`Record`]. The reply path appends
+//! it to the local [`journal`] and waits until it is durable (group commit: one `fdatasync` for every
+//! record that arrived meanwhile) before the reply is released; nothing on the reply path waits for
+//! PostgreSQL. The [`shipper`] moves journal records into PostgreSQL in batches, in order and
+//! idempotently, whenever the database answers. [`replay`] keeps the recent dedup keys in memory
+//! (rebuilt from the journal at start), so replays are answered with the stored reply through a
+//! restart and through a database outage.
+//!
+//! Should the journal itself fail or stall (a full or broken disk), the caller is still answered: the
+//! wait is capped at [`JOURNAL_BUDGET`], and the failure is counted and logged at error.
+
+pub mod journal;
+pub mod replay;
+pub mod shipper;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::flows::CallState;
+use crate::db::store::{CallbackOutcome, NewCallback};
+use crate::error::ErrorRecord;
+use crate::metrics::Metrics;
+pub use journal::Journal;
+
+/// Longest the reply path waits for its record to be durable. Past it the reply goes out anyway (the
+/// record is still written when the disk catches up) and the delay is counted.
+pub const JOURNAL_BUDGET: Duration = Duration::from_millis(500);
+
+/// A reply the gate stopped (or a source answer that could not be used), kept with its report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RejectedReply {
+    /// Row id.
+    pub id: Uuid,
+    /// Reference of its 42202 error row.
+    pub reference: String,
+    /// Event type.
+    pub event_type: String,
+    /// Source that produced it.
+    pub source: String,
+    /// The reply, when it was JSON.
+    pub reply: Option<Value>,
+    /// The reply as text, when it was not JSON.
+    pub raw_reply: Option<String>,
+    /// The gate report, or why it could not be used.
+    pub report: Value,
+}
+
+/// What the customer's app answered in proxy mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpstreamExchange {
+    /// Where the callback was forwarded.
+    pub url: String,
+    /// HTTP status, when an answer arrived.
+    pub status: Option<u16>,
+    /// Answer body (truncated).
+    pub body: Option<String>,
+    /// Time until answer or failure.
+    pub latency_us: i64,
+    /// Failure code.
+    pub failure: Option<String>,
+}
+
+/// A change of a call's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum CallStateChange {
+    /// The call is (still) in progress, here.
+    Set {
+        /// Call id.
+        callid: String,
+        /// Its state.
+        state: Box<CallState>,
+    },
+    /// The call ended (DICE).
+    Ended {
+        /// Call id.
+        callid: String,
+    },
+}
+
+/// Everything recorded for one callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    /// The callback as received.
+    pub callback: NewCallback,
+    /// How it was answered.
+    pub outcome: CallbackOutcome,
+    /// For a replay: the original callback.
+    pub duplicate_of: Option<Uuid>,
+    /// Error rows that belong to it (the 42202 of a rejected reply, a parse error).
+    pub errors: Vec<ErrorRecord>,
+    /// The candidate reply that did not go out.
+    pub rejected: Option<RejectedReply>,
+    /// The proxy-mode exchange.
+    pub upstream: Option<UpstreamExchange>,
+    /// The call-state change it caused.
+    pub call_state: Option<CallStateChange>,
+}
+
+/// One journal record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A callback and all that belongs to it.
+    Callback(Box<CallbackRecord>),
+    /// An error that belongs to no callback (a refused or malformed request).
+    Error(Box<ErrorRecord>),
+}
+
+impl Record {
+    /// Metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Callback(_) => "callback",
+            Record::Error(_) => "error",
+        }
+    }
+}
+
+/// Shipping progress, for readiness and metrics.
+#[derive(Debug, Default)]
+pub struct ShipStatus {
+    /// Highest durable seq.
+    pub durable: AtomicU64,
+    /// Highest shipped seq.
+    pub shipped: AtomicU64,
+    /// Unix ms when the shipper last had nothing left to ship.
+    pub caught_up_at_ms: AtomicU64,
+    /// Whether the last attempt to write to PostgreSQL succeeded.
+    pub db_ok: AtomicBool,
+    /// Bytes in the journal.
+    pub journal_bytes: AtomicU64,
+    /// Last shipping error.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl ShipStatus {
+    /// Records not yet in PostgreSQL.
+    pub fn lag_records(&self) -> u64 {
+        self.durable
+            .load(Ordering::Acquire)
+            .saturating_sub(self.shipped.load(Ordering::Acquire))
+    }
+
+    /// Seconds since the shipper was last caught up (0 when it is).
+    pub fn lag_seconds(&self) -> f64 {
+        if self.lag_records() == 0 {
+            return 0.0;
+        }
+        let at = self.caught_up_at_ms.load(Ordering::Acquire);
+        (now_ms().saturating_sub(at)) as f64 / 1000.0
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The reply path's handle to recording; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    journal: Journal,
+    metrics: Arc<Metrics>,
+    /// Shipping progress.
+    pub status: Arc<ShipStatus>,
+}
+
+impl Recorder {
+    /// Wraps an open journal.
+    pub fn new(journal: Journal, metrics: Arc<Metrics>, status: Arc<ShipStatus>) -> Recorder {
+        Recorder {
+            journal,
+            metrics,
+            status,
+        }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Appends a record and waits (at most [`JOURNAL_BUDGET`]) until it is durable. Returns whether
+    /// it is; a failure is counted and logged here, and the caller answers anyway.
+    pub async fn record(&self, record: Record) -> bool {
+        let kind = record.kind();
+        let payload = match serde_json::to_vec(&record) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics
+                    .inc("svamlgate_record_failures_total", &[("kind", "encode")]);
+                tracing::error!(error = %e, kind, "could not encode a record; it is lost");
+                return false;
+            }
+        };
+        let started = std::time::Instant::now();
+        let append = self.journal.append(payload);
+        let result = tokio::time::timeout(JOURNAL_BUDGET, append).await;
+        self.metrics
+            .observe("svamlgate_journal_append_seconds", &[], started.elapsed());
+        match result {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                self.metrics
+                    .inc("svamlgate_record_failures_total", &[("kind", "journal")]);
+                tracing::error!(error = %e, kind, "could not write the record to the journal; answering anyway");
+                false
+            }
+            Err(_) => {
+                self.metrics.inc(
+                    "svamlgate_record_failures_total",
+                    &[("kind", "journal_slow")],
+                );
+                tracing::error!(
+                    kind,
+                    "the journal did not make the record durable within {} ms; answering anyway",
+                    JOURNAL_BUDGET.as_millis()
+                );
+                false
+            }
+        }
+    }
+
+    /// Records an error that belongs to no callback, off the caller's path (HTTP-layer errors).
+    pub fn error_in_background(&self, error: ErrorRecord) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.record(Record::Error(Box::new(error))).await;
+        });
+    }
+}
+
+/// Serde for bytes as base64 text (raw bodies in journal records).
+pub mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes bytes as base64.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    /// Reads base64 back into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads one of the fixed labels svamlgate writes (signature state, reply source) back as the
+/// same `&'static str`.
+pub fn static_label<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    const LABELS: [&str; 9] = [
+        "verified",
+        "unverified",
+        "flow",
+        "upstream",
+        "default",
+        "fallback",
+        "duplicate",
+        "none",
+        "error",
+    ];
+    let text = String::deserialize(d)?;
+    LABELS
+        .iter()
+        .find(|l| **l == text)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown label {text}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let c = NewCallback {
+            id: Uuid::now_v7(),
+            reference: "r".into(),
+            received_at: time::OffsetDateTime::now_utc(),
+            event_type: "ice".into(),
+            event_known: true,
+            callid: Some("c".into()),
+            application_key: None,
+            event_timestamp: None,
+            raw_body: vec![0, 159, 146, 150, b'{'],
+            body: None,
+            parse_warnings: None,
+            signature: "verified",
+            dedup_key: Some("k".into()),
+            remote_addr: None,
+            path: "/sinch/callback".into(),
+        };
+        let o = CallbackOutcome {
+            http_status: 200,
+            reply_source: "fallback",
+            latency_us: 5,
+            ..Default::default()
+        };
+        let r = Record::Callback(Box::new(CallbackRecord {
+            callback: c.clone(),
+            outcome: o,
+            duplicate_of: None,
+            errors: vec![],
+            rejected: None,
+            upstream: None,
+            call_state: Some(CallStateChange::Ended { callid: "c".into() }),
+        }));
+        let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        let Record::Callback(back) = back else {
+            panic!("kind changed")
+        };
+        assert_eq!(back.callback.raw_body, c.raw_body);
+        assert_eq!(back.callback.signature, "verified");
+        assert_eq!(back.outcome.reply_source, "fallback");
+        assert!(serde_json::from_str::<Record>(r#"{"kind":"nonsense"}"#).is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Replay protection without the database: the dedup keys of recent callbacks, in memory, with the
+//! reply each one got. A byte-identical signed request is only accepted within the signature's
+//! freshness window, so keys older than the window (plus a margin) are forgotten. At start the index
+//! is rebuilt from the journal, whose segments are kept at least that long.
+//!
+//! What this does not cover: two svamlgate instances each receiving one copy of the same request
+//! within the shipping lag both process it (each instance knows only its own keys).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The reply an original callback got: HTTP status and body.
+pub type StoredReply = (u16, Option<Value>);
+
+/// One original callback.
+#[derive(Debug)]
+pub struct Original {
+    /// Its row id.
+    pub id: Uuid,
+    /// Its reference.
+    pub reference: String,
+    seen: Instant,
+    reply: watch::Sender<Option<StoredReply>>,
+}
+
+impl Original {
+    /// Sets the reply (wakes duplicates waiting for it).
+    pub fn answered(&self, status: u16, body: Option<Value>) {
+        self.reply.send_replace(Some((status, body)));
+    }
+
+    /// Waits at most `timeout` for the reply.
+    pub async fn reply_within(&self, timeout: Duration) -> Option<StoredReply> {
+        let mut rx = self.reply.subscribe();
+        let got = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        match got {
+            Ok(Ok(r)) => r.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Result of claiming a dedup key.
+#[derive(Debug)]
+pub enum Claim {
+    /// First time seen: process it, then call [`Original::answered`].
+    New(Arc<Original>),
+    /// Seen before.
+    Duplicate(Arc<Original>),
+}
+
+/// The index.
+#[derive(Debug)]
+pub struct ReplayIndex {
+    keep: Duration,
+    map: Mutex<HashMap<String, Arc<Original>>>,
+}
+
+impl ReplayIndex {
+    /// An index that remembers keys for `keep`.
+    pub fn new(keep: Duration) -> ReplayIndex {
+        ReplayIndex {
+            keep,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Claims `key` for a callback.
+    pub fn claim(&self, key: &str, id: Uuid, reference: &str) -> Claim {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = map.get(key) {
+            if o.seen.elapsed() < self.keep {
+                return Claim::Duplicate(o.clone());
+            }
+        }
+        let original = Arc::new(Original {
+            id,
+            reference: reference.to_owned(),
+            seen: Instant::now(),
+            reply: watch::channel(None).0,
+        });
+        map.insert(key.to_owned(), original.clone());
+        Claim::New(original)
+    }
+
+    /// Adds an answered original found in the journal at start; `age` is how long ago it arrived.
+    pub fn restore(
+        &self,
+        key: String,
+        id: Uuid,
+        reference: String,
+        age: Duration,
+        reply: StoredReply,
+    ) {
+        let Some(seen) = Instant::now().checked_sub(age) else {
+            return;
+        };
+        if age >= self.keep {
+            return;
+        }
+        let original = Arc::new(Original {
+            id,
+            reference,
+            seen,
+            reply: watch::channel(Some(reply)).0,
+        });
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, original);
+    }
+
+    /// Forgets keys older than the window. Returns how many are left.
+    pub fn prune(&self) -> usize {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, o| o.seen.elapsed() < self.keep);
+        map.len()
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_duplicate_waits_for_the_original_reply() {
+        let idx = ReplayIndex::new(Duration::from_secs(60));
+        let Claim::New(o) = idx.claim("k", Uuid::nil(), "r1") else {
+            panic!()
+        };
+        let Claim::Duplicate(d) = idx.claim("k", Uuid::nil(), "r2") else {
+            panic!()
+        };
+        assert_eq!(d.reference, "r1");
+        assert!(d.reply_within(Duration::from_millis(10)).await.is_none());
+        let waiter = tokio::spawn(async move { d.reply_within(Duration::from_secs(5)).await });
+        o.answered(200, Some(serde_json::json!({"a": 1})));
+        assert_eq!(waiter.await.unwrap().unwrap().0, 200);
+    }
+
+    #[test]
+    fn old_keys_are_forgotten_and_restored_keys_count() {
+        let idx = ReplayIndex::new(Duration::from_secs(60));
+        idx.restore(
+            "old".into(),
+            Uuid::nil(),
+            "r".into(),
+            Duration::from_secs(61),
+            (200, None),
+        );
+        idx.restore(
+            "new".into(),
+            Uuid::nil(),
+            "r".into(),
+            Duration::from_secs(1),
+            (200, None),
+        );
+        assert_eq!(idx.len(), 1);
+        assert!(matches!(
+            idx.claim("new", Uuid::nil(), "x"),
+            Claim::Duplicate(_)
+        ));
+        assert!(matches!(
+            idx.claim("other", Uuid::nil(), "x"),
+            Claim::New(_)
+        ));
+        assert_eq!(idx.prune(), 2);
+    }
+}
