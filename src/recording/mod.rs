@@ -210,7 +210,10 @@ impl Recorder {
         self.metrics
             .observe("svamlgate_journal_append_seconds", &[], started.elapsed());
         match result {
-            Ok(Ok(_)) => true,
+            Ok(Ok(seq)) => {
+                self.status.durable.fetch_max(seq, Ordering::AcqRel);
+                true
+            }
             Ok(Err(e)) => {
                 self.metrics
                     .inc("svamlgate_record_failures_total", &[("kind", "journal")]);
