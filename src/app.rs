@@ -15,7 +15,7 @@ use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::recording::replay::ReplayIndex;
 use crate::recording::shipper::{self, ShipperConfig};
-use crate::recording::{CallStateChange, Journal, Record, Recorder, ShipStatus};
+use crate::recording::{Journal, Record, Recorder, ShipStatus};
 use crate::signature::{AppCredential, KeyRing, VerifyPolicy};
 use crate::svaml::Validator;
 
@@ -121,6 +121,18 @@ impl AppState {
             "journal opened"
         );
         let status = Arc::new(ShipStatus::default());
+        // Known before the shipper's first round (which may wait for PostgreSQL): what is owed.
+        status.durable.store(
+            *journal.durable().borrow(),
+            std::sync::atomic::Ordering::Release,
+        );
+        status
+            .shipped
+            .store(journal.shipped(), std::sync::atomic::Ordering::Release);
+        status.caught_up_at_ms.store(
+            crate::recording::now_ms(),
+            std::sync::atomic::Ordering::Release,
+        );
         let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
         let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
         let shipper = tokio::spawn(shipper::run(
@@ -247,10 +259,8 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
                 (r.outcome.http_status, r.outcome.reply.clone()),
             );
         }
-        match &r.call_state {
-            Some(CallStateChange::Set { callid, state }) => calls.set(callid, (**state).clone()),
-            Some(CallStateChange::Ended { callid }) => calls.end(callid),
-            None => {}
+        if let Some(change) = &r.call_state {
+            calls.apply(change, r.callback.received_at);
         }
     }
 }

@@ -237,7 +237,10 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     } else if matches!(event.kind, EventKind::Unknown(_)) {
         tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
     } else {
-        record.call_state = sources::observe_final(state, &event);
+        record.call_state = sources::observe_final(&event);
+    }
+    if let Some(change) = &record.call_state {
+        state.calls.apply(change, record.callback.received_at);
     }
 
     // 5. Record, then answer: the reply is released once its record is durable in the journal.

@@ -1,14 +1,20 @@
 //! Calls in progress, in memory: for each call id, the route and flow version pinned at its first
 //! event and the node it is at. Every change is journaled with the callback that caused it (and so
-//! reaches the `call_state` table); at start the map is rebuilt from the journal.
+//! reaches the `call_state` table, stamped with that event's arrival time); at start the map is
+//! rebuilt from the journal.
 //!
-//! An instance that gets an event of a call it does not know (the ICE went to another instance
-//! sharing the database) reads the state from PostgreSQL, retrying briefly while the other instance's
-//! shipper catches up. When PostgreSQL is not reachable it does not wait.
+//! Several instances may share one database and see events of the same call. An instance that does
+//! not know a call reads its state from PostgreSQL, asking again every 50 ms (at most
+//! `SVAMLGATE_PEER_STATE_WAIT_MS` in all) while the other instance's shipper catches up. An instance
+//! that knows the call still takes a newer state from PostgreSQL, if one is there within 50 ms (another
+//! instance answered an event of the call since). With `SVAMLGATE_PEER_STATE_WAIT_MS=0` (one
+//! instance) memory alone decides, and when PostgreSQL is unreachable nothing waits for it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
 
 use crate::db::flows::CallState;
 use crate::db::store::Store;
@@ -16,44 +22,67 @@ use crate::db::store::Store;
 /// A call not heard of for this long is forgotten (longer than any call Sinch keeps up).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(6 * 3600);
 
+/// Longest the check for a newer state of a known call may take.
+const FRESHNESS_BUDGET: Duration = Duration::from_millis(50);
+
+struct Entry {
+    touched: Instant,
+    at: OffsetDateTime,
+    state: CallState,
+}
+
 /// Calls in progress.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Calls {
-    map: Mutex<HashMap<String, (Instant, CallState)>>,
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls").field("len", &self.len()).finish()
+    }
 }
 
 impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, CallState)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The state of a call known here.
-    pub fn get(&self, callid: &str) -> Option<CallState> {
-        self.lock().get(callid).map(|(_, s)| s.clone())
+    /// The state of a call known here, with the arrival time of the event that set it.
+    pub fn get(&self, callid: &str) -> Option<(CallState, OffsetDateTime)> {
+        self.lock().get(callid).map(|e| (e.state.clone(), e.at))
     }
 
-    /// The state of a call: from memory, else from PostgreSQL. When `db_up`, a missing row is asked
-    /// for again (every 50 ms, at most `wait` in all) in case another instance has not shipped it yet.
-    pub async fn get_or_load(
+    /// The current state of a call, from memory and (when `wait` is not zero and the database is
+    /// up) from PostgreSQL, whichever is newer. See the module documentation.
+    pub async fn current(
         &self,
         store: &Store,
         callid: &str,
         db_up: bool,
         wait: Duration,
     ) -> Option<CallState> {
-        if let Some(s) = self.get(callid) {
-            return Some(s);
+        let known = self.get(callid);
+        if !db_up || wait.is_zero() {
+            return known.map(|(s, _)| s);
         }
-        if !db_up {
-            return None;
+        if let Some((state, at)) = known {
+            if let Ok(Ok(Some((stored, stored_at)))) =
+                tokio::time::timeout(FRESHNESS_BUDGET, store.call_state(callid)).await
+            {
+                if stored_at > at {
+                    self.set(callid, stored.clone(), stored_at);
+                    return Some(stored);
+                }
+            }
+            return Some(state);
         }
         let until = Instant::now() + wait;
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            let budget = left.max(Duration::from_millis(50));
-            match tokio::time::timeout(budget, store.call_state(callid)).await {
-                Ok(Ok(Some(s))) => {
-                    self.set(callid, s.clone());
+            match tokio::time::timeout(left.max(FRESHNESS_BUDGET), store.call_state(callid)).await {
+                Ok(Ok(Some((s, at)))) => {
+                    self.set(callid, s.clone(), at);
                     return Some(s);
                 }
                 Ok(Ok(None)) => {}
@@ -66,10 +95,26 @@ impl Calls {
         }
     }
 
-    /// Sets a call's state.
-    pub fn set(&self, callid: &str, state: CallState) {
-        self.lock()
-            .insert(callid.to_owned(), (Instant::now(), state));
+    /// Sets a call's state, caused by an event that arrived at `at`.
+    pub fn set(&self, callid: &str, state: CallState, at: OffsetDateTime) {
+        self.lock().insert(
+            callid.to_owned(),
+            Entry {
+                touched: Instant::now(),
+                at,
+                state,
+            },
+        );
+    }
+
+    /// Applies a journaled change.
+    pub fn apply(&self, change: &crate::recording::CallStateChange, at: OffsetDateTime) {
+        match change {
+            crate::recording::CallStateChange::Set { callid, state } => {
+                self.set(callid, (**state).clone(), at)
+            }
+            crate::recording::CallStateChange::Ended { callid } => self.end(callid),
+        }
     }
 
     /// Forgets a call (it ended).
@@ -80,7 +125,7 @@ impl Calls {
     /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
     pub fn prune(&self) -> usize {
         let mut map = self.lock();
-        map.retain(|_, (at, _)| at.elapsed() < IDLE_LIMIT);
+        map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT);
         map.len()
     }
 

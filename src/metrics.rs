@@ -98,19 +98,49 @@ const HELP: &[(&str, &str, &str)] = &[
         "Time customer apps took to answer (or fail), by outcome.",
     ),
     (
-        "svamlgate_spooled_total",
-        "counter",
-        "Records written to the local spool because PostgreSQL was unavailable, by kind.",
-    ),
-    (
-        "svamlgate_spool_replayed_total",
-        "counter",
-        "Spooled records written to PostgreSQL once it was back, by kind.",
-    ),
-    (
         "svamlgate_record_failures_total",
         "counter",
-        "Records that could not be written to PostgreSQL, by kind.",
+        "Records that could not be made durable in the journal before the reply went out, by kind (journal: write failed; journal_slow: not durable within the budget; encode).",
+    ),
+    (
+        "svamlgate_journal_append_seconds",
+        "histogram",
+        "Time from handing a record to the journal until it was durable (group commit included).",
+    ),
+    (
+        "svamlgate_journal_cut_bytes_total",
+        "counter",
+        "Bytes of torn or corrupt records cut from the journal at start.",
+    ),
+    (
+        "svamlgate_journal_unreadable_records_total",
+        "counter",
+        "Journal records with a good checksum that could not be decoded (skipped).",
+    ),
+    (
+        "svamlgate_journal_segments_deleted_total",
+        "counter",
+        "Journal segments deleted after being shipped.",
+    ),
+    (
+        "svamlgate_journal_near_limit_total",
+        "counter",
+        "Housekeeping rounds that found the journal above 90% of its disk limit.",
+    ),
+    (
+        "svamlgate_shipped_records_total",
+        "counter",
+        "Journal records written to PostgreSQL.",
+    ),
+    (
+        "svamlgate_ship_failures_total",
+        "counter",
+        "Batches PostgreSQL did not take (they are retried).",
+    ),
+    (
+        "svamlgate_unshippable_records_total",
+        "counter",
+        "Records PostgreSQL refused on their own, kept in journal/unshippable/ instead, by kind.",
     ),
 ];
 

@@ -118,7 +118,7 @@ pub async fn decide(
                 .load(std::sync::atomic::Ordering::Acquire);
             state
                 .calls
-                .get_or_load(&state.store, c, db_up, state.config.peer_state_wait())
+                .current(&state.store, c, db_up, state.config.peer_state_wait())
                 .await
         }
         _ => None,
@@ -150,7 +150,7 @@ pub async fn decide(
                     node: None,
                     context: ctx,
                 };
-                d.call_state = Some(set_call_state(state, c, s));
+                d.call_state = Some(set_call_state(c, s));
             }
             d
         }
@@ -214,14 +214,13 @@ async fn from_flow(
             node: d.node.or(current),
             context: ctx,
         };
-        decision.call_state = Some(set_call_state(state, c, s));
+        decision.call_state = Some(set_call_state(c, s));
     }
     decision
 }
 
-/// Keeps a call's new state in memory and returns the change to journal with the callback.
-fn set_call_state(state: &AppState, callid: &str, s: CallState) -> CallStateChange {
-    state.calls.set(callid, s.clone());
+/// The call-state change to keep (in memory and in the journal) once the reply is decided.
+fn set_call_state(callid: &str, s: CallState) -> CallStateChange {
     CallStateChange::Set {
         callid: callid.to_owned(),
         state: Box::new(s),
@@ -324,14 +323,12 @@ async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Dec
     decision
 }
 
-/// Events that end a call (DICE) or only inform (Notify): a finished call's state is dropped, and
-/// the change is returned to be journaled with the callback.
-pub fn observe_final(state: &AppState, event: &ParsedEvent) -> Option<CallStateChange> {
+/// Events that end a call (DICE) or only inform (Notify): a finished call's state is dropped.
+pub fn observe_final(event: &ParsedEvent) -> Option<CallStateChange> {
     if !matches!(event.kind, EventKind::Dice) {
         return None;
     }
     let callid = event.callid.as_deref()?;
-    state.calls.end(callid);
     Some(CallStateChange::Ended {
         callid: callid.to_owned(),
     })

@@ -4,7 +4,6 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::store::Store;
 use crate::flows::render::EventContext;
@@ -337,74 +336,26 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// The state of a call in progress.
-    pub async fn call_state(&self, callid: &str) -> Result<Option<CallState>, sqlx::Error> {
-        let row = sqlx::query("SELECT route_id, flow_id, flow_version, node, context FROM call_state WHERE callid = $1")
+    /// The state of a call in progress, with the arrival time of the event that set it.
+    pub async fn call_state(
+        &self,
+        callid: &str,
+    ) -> Result<Option<(CallState, OffsetDateTime)>, sqlx::Error> {
+        let row = sqlx::query("SELECT route_id, flow_id, flow_version, node, context, updated_at FROM call_state WHERE callid = $1")
             .bind(callid)
             .fetch_optional(self.pool())
             .await?;
         let Some(r) = row else { return Ok(None) };
         let context: Value = r.try_get("context")?;
-        Ok(Some(CallState {
-            route_id: r.try_get("route_id")?,
-            flow_id: r.try_get("flow_id")?,
-            flow_version: r.try_get("flow_version")?,
-            node: r.try_get("node")?,
-            context: serde_json::from_value(context).unwrap_or_default(),
-        }))
-    }
-
-    /// Creates or replaces the state of a call.
-    pub async fn save_call_state(&self, callid: &str, s: &CallState) -> Result<(), sqlx::Error> {
-        let context = serde_json::to_value(&s.context).unwrap_or(Value::Null);
-        sqlx::query(
-            "INSERT INTO call_state (callid, route_id, flow_id, flow_version, node, context) VALUES ($1,$2,$3,$4,$5,$6) \
-             ON CONFLICT (callid) DO UPDATE SET route_id = $2, flow_id = $3, flow_version = $4, node = $5, context = $6, \
-             updated_at = now()",
-        )
-        .bind(callid)
-        .bind(s.route_id)
-        .bind(s.flow_id)
-        .bind(s.flow_version)
-        .bind(&s.node)
-        .bind(context)
-        .execute(self.pool())
-        .await
-        .map(|_| ())
-    }
-
-    /// Forgets a finished call.
-    pub async fn delete_call_state(&self, callid: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM call_state WHERE callid = $1")
-            .bind(callid)
-            .execute(self.pool())
-            .await
-            .map(|_| ())
-    }
-
-    /// Records what the customer's app answered.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_upstream(
-        &self,
-        callback_id: Uuid,
-        url: &str,
-        status: Option<u16>,
-        body: Option<&str>,
-        latency_us: i64,
-        failure: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO upstream_exchanges (callback_id, url, status, body, latency_us, failure) \
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (callback_id) DO NOTHING",
-        )
-        .bind(callback_id)
-        .bind(url)
-        .bind(status.map(|s| s as i16))
-        .bind(body)
-        .bind(latency_us)
-        .bind(failure)
-        .execute(self.pool())
-        .await
-        .map(|_| ())
+        Ok(Some((
+            CallState {
+                route_id: r.try_get("route_id")?,
+                flow_id: r.try_get("flow_id")?,
+                flow_version: r.try_get("flow_version")?,
+                node: r.try_get("node")?,
+                context: serde_json::from_value(context).unwrap_or_default(),
+            },
+            r.try_get("updated_at")?,
+        )))
     }
 }

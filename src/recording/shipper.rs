@@ -39,7 +39,9 @@ pub async fn run(
     config: ShipperConfig,
     mut stop: watch::Receiver<Option<std::time::Instant>>,
 ) {
-    migrate_when_possible(&store, &mut stop).await;
+    if migrate_when_possible(&store, &mut stop).await {
+        status.db_ok.store(true, Ordering::Release);
+    }
     let mut durable = journal.durable();
     let mut cursor = Cursor::new(journal.shipped());
     status.shipped.store(journal.shipped(), Ordering::Release);
@@ -149,18 +151,19 @@ pub async fn run(
     }
 }
 
+/// Applies the migrations, retrying until PostgreSQL takes them; false when asked to stop first.
 async fn migrate_when_possible(
     store: &Store,
     stop: &mut watch::Receiver<Option<std::time::Instant>>,
-) {
+) -> bool {
     let mut backoff = Duration::from_millis(200);
     loop {
         match crate::db::MIGRATOR.run(store.pool()).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "migrations not applied yet; records wait in the journal");
                 if stop.borrow().is_some() {
-                    return;
+                    return false;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

@@ -3,6 +3,7 @@
 mod admin;
 mod callbacks;
 mod cli;
+mod faults;
 mod flows;
 mod helpers;
 mod logging;
