@@ -137,7 +137,11 @@ fn main() {
     let path = a
         .url
         .find("://")
-        .and_then(|i| a.url[i + 3..].find('/').map(|j| a.url[i + 3 + j..].to_owned()))
+        .and_then(|i| {
+            a.url[i + 3..]
+                .find('/')
+                .map(|j| a.url[i + 3 + j..].to_owned())
+        })
         .unwrap_or_else(|| "/".into());
     let cred = match AppCredential::new(&a.key, &a.secret) {
         Ok(c) => c,
@@ -161,15 +165,20 @@ fn main() {
         let mut tasks = Vec::new();
         if a.rate == 0 {
             for _ in 0..a.connections.max(1) {
-                let (client, signer, tally, counter) =
-                    (client.clone(), signer.clone(), tally.clone(), counter.clone());
+                let (client, signer, tally, counter) = (
+                    client.clone(),
+                    signer.clone(),
+                    tally.clone(),
+                    counter.clone(),
+                );
                 let (url, prefix, called) = (a.url.clone(), a.prefix.clone(), a.called.clone());
                 tasks.push(actix_web::rt::spawn(async move {
                     while Instant::now() < end {
                         let n = counter.get();
                         counter.set(n + 1);
                         let t0 = Instant::now();
-                        let r = send(&client, &url, &signer, &format!("{prefix}-{n}"), &called).await;
+                        let r =
+                            send(&client, &url, &signer, &format!("{prefix}-{n}"), &called).await;
                         let us = t0.elapsed().as_micros() as u64;
                         let mut t = tally.borrow_mut();
                         match r {

@@ -14,6 +14,8 @@ use crate::catalog::code;
 use crate::db::store::{CallbackOutcome, NewCallback};
 use crate::error::{new_reference, ApiError, ErrorRecord, RefusalRecord};
 use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
+use crate::feedback;
+use crate::flows::routes::GateMode;
 use crate::recording::replay::{Claim, Original};
 use crate::recording::{CallbackRecord, Record, RejectedReply};
 use crate::redact::Masked;
@@ -228,15 +230,25 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         rejected: None,
         upstream: None,
         call_state: None,
+        sinch_report: None,
     };
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
         body = Some(reply.clone());
         record.outcome.reply = Some(reply);
+        if let Some(c) = &event.callid {
+            let passed = record.outcome.gate_verdict.as_deref() != Some("observed");
+            let source = record.outcome.reply_source;
+            state.calls.note_reply(c, &reference, label, source, passed);
+        }
     } else if matches!(event.kind, EventKind::Unknown(_)) {
         tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
     } else {
+        record.sinch_report = feedback::report_of(&event);
+        if let Some(report) = &record.sinch_report {
+            feedback::observe(state, report);
+        }
         record.call_state = sources::observe_final(&event);
     }
     if let Some(change) = &record.call_state {
@@ -314,13 +326,19 @@ async fn decide_and_gate(
         Ok(candidate) => {
             let mut verdict = state.gate.pass(target, candidate);
             outcome.validation = serde_json::to_value(&verdict.report).ok();
-            let verdict_label = if verdict.passed { "passed" } else { "rejected" };
+            let verdict_label = match (verdict.passed, decision.gate_mode) {
+                (true, _) => "passed",
+                (false, GateMode::Observe) => "observed",
+                (false, GateMode::Enforce) => "rejected",
+            };
             state.metrics.inc(
                 "svamlgate_gate_replies_total",
                 &[("event", label), ("verdict", verdict_label)],
             );
             if verdict.passed {
                 outcome.reply_source = decision.source;
+                outcome.gate_verdict = Some("passed".into());
+                verdict.reply
             } else {
                 for v in verdict.report.errors() {
                     state.metrics.inc(
@@ -328,14 +346,28 @@ async fn decide_and_gate(
                         &[("event", label), ("rule", v.code.as_str())],
                     );
                 }
-                outcome.reply_source = "fallback";
-                outcome.fallback_reason = Some("invalid".into());
                 let candidate = verdict.rejected.take().unwrap_or(Value::Null);
-                let rejection =
-                    Rejection::invalid(label, decision.source, candidate, &verdict.report);
-                attach_rejection(record, label, decision.source, rejection, req);
+                if decision.gate_mode == GateMode::Observe {
+                    // Observe mode: the reply goes out as it is; what the gate would have done
+                    // is kept (report, rule counters, verdict "observed").
+                    outcome.reply_source = decision.source;
+                    outcome.gate_verdict = Some("observed".into());
+                    tracing::warn!(
+                        source = decision.source,
+                        errors = verdict.report.error_count,
+                        "invalid reply sent as it is (observe mode)"
+                    );
+                    candidate
+                } else {
+                    outcome.reply_source = "fallback";
+                    outcome.fallback_reason = Some("invalid".into());
+                    outcome.gate_verdict = Some("rejected".into());
+                    let rejection =
+                        Rejection::invalid(label, decision.source, candidate, &verdict.report);
+                    attach_rejection(record, label, decision.source, rejection, req);
+                    verdict.reply
+                }
             }
-            verdict.reply
         }
         Err(failure) => {
             outcome.reply_source = "fallback";
@@ -404,6 +436,7 @@ async fn answer_duplicate(
         rejected: None,
         upstream: None,
         call_state: None,
+        sinch_report: None,
     };
     state
         .recorder
@@ -452,6 +485,7 @@ async fn reject_unparseable(
         rejected: None,
         upstream: None,
         call_state: None,
+        sinch_report: None,
     };
     state
         .recorder

@@ -31,10 +31,25 @@ struct Entry {
     state: CallState,
 }
 
+/// The reply this instance last sent on a call, for linking Sinch's verdicts to it.
+#[derive(Debug, Clone)]
+pub struct LastReply {
+    /// Reference of the callback whose reply it was.
+    pub reference: String,
+    /// Event label (ice, ace, pie).
+    pub event: &'static str,
+    /// Reply source label.
+    pub source: &'static str,
+    /// Whether the gate passed it (or it was a pre-validated fallback).
+    pub gate_passed: bool,
+    touched: Instant,
+}
+
 /// Calls in progress.
 #[derive(Default)]
 pub struct Calls {
     map: Mutex<HashMap<String, Entry>>,
+    replies: Mutex<HashMap<String, LastReply>>,
 }
 
 impl std::fmt::Debug for Calls {
@@ -122,8 +137,45 @@ impl Calls {
         self.lock().remove(callid);
     }
 
+    /// Notes the reply just sent on a call.
+    pub fn note_reply(
+        &self,
+        callid: &str,
+        reference: &str,
+        event: &'static str,
+        source: &'static str,
+        gate_passed: bool,
+    ) {
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                callid.to_owned(),
+                LastReply {
+                    reference: reference.to_owned(),
+                    event,
+                    source,
+                    gate_passed,
+                    touched: Instant::now(),
+                },
+            );
+    }
+
+    /// The reply this instance last sent on a call.
+    pub fn last_reply(&self, callid: &str) -> Option<LastReply> {
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(callid)
+            .cloned()
+    }
+
     /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
     pub fn prune(&self) -> usize {
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, r| r.touched.elapsed() < IDLE_LIMIT);
         let mut map = self.lock();
         map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT);
         map.len()

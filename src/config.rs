@@ -196,6 +196,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_WORKERS")]
     pub workers: Option<usize>,
 
+    /// What the gate does with an invalid reply on routes that do not say (and on default replies):
+    /// enforce (send the fallback) or observe (send it anyway, record what the gate would have done).
+    #[arg(long, env = "SVAMLGATE_GATE_MODE", value_enum, default_value_t = crate::flows::routes::GateMode::Enforce)]
+    pub gate_mode: crate::flows::routes::GateMode,
+
     /// Disk the local journal may use, in bytes. Near it readiness warns; past it shipped segments
     /// are deleted before the replay window ends.
     #[arg(long, env = "SVAMLGATE_JOURNAL_MAX_BYTES", default_value_t = 1 << 30)]

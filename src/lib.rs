@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod feedback;
 pub mod flows;
 pub mod gate;
 pub mod http;

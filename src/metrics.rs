@@ -98,6 +98,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Time customer apps took to answer (or fail), by outcome.",
     ),
     (
+        "svamlgate_sinch_rejected_replies_total",
+        "counter",
+        "Replies Sinch reported it could not use (Notify callingerror 40001, DICE CALLBACKERROR), by the rejected reply's event and source.",
+    ),
+    (
         "svamlgate_record_failures_total",
         "counter",
         "Records that could not be made durable in the journal before the reply went out, by kind (journal: write failed; journal_slow: not durable within the budget; encode).",

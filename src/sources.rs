@@ -13,7 +13,7 @@ use crate::db::flows::CallState;
 use crate::events::{EventKind, ParsedEvent};
 use crate::flows::engine::{self, Stage};
 use crate::flows::render::EventContext;
-use crate::flows::routes::{self, Route, RouteTarget};
+use crate::flows::routes::{self, GateMode, Route, RouteTarget};
 use crate::recording::{CallStateChange, UpstreamExchange};
 use crate::signature::{self, AppCredential};
 use crate::svaml::Target;
@@ -49,6 +49,8 @@ pub struct Decision {
     pub upstream: Option<UpstreamExchange>,
     /// The call-state change, to be recorded with the callback.
     pub call_state: Option<CallStateChange>,
+    /// Whether the gate enforces or only observes for this decision.
+    pub gate_mode: GateMode,
 }
 
 impl Decision {
@@ -67,11 +69,13 @@ impl Decision {
             flow_node: None,
             upstream: None,
             call_state: None,
+            gate_mode: GateMode::Enforce,
         }
     }
 
     fn default_reply(state: &AppState, target: Target) -> Decision {
         Decision {
+            gate_mode: state.config.gate_mode,
             candidate: Ok(state.gate.default_reply(target).clone()),
             source: "default",
             route_id: None,
@@ -136,7 +140,8 @@ pub async fn decide(
     let Some(route) = route else {
         return Decision::default_reply(state, target);
     };
-    match &route.target {
+    let gate_mode = route.gate_mode.unwrap_or(state.config.gate_mode);
+    let mut decision = match &route.target {
         RouteTarget::Flow { flow_id } => {
             from_flow(state, event, target, &route, *flow_id, stored, ctx).await
         }
@@ -154,7 +159,9 @@ pub async fn decide(
             }
             d
         }
-    }
+    };
+    decision.gate_mode = gate_mode;
+    decision
 }
 
 async fn from_flow(

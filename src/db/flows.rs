@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::store::Store;
 use crate::flows::render::EventContext;
-use crate::flows::routes::{Route, RouteTarget, Secret};
+use crate::flows::routes::{GateMode, Route, RouteTarget, Secret};
 
 /// A flow as listed by the admin API.
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +111,9 @@ fn route_from_row(r: &sqlx::postgres::PgRow) -> Result<Route, sqlx::Error> {
         caller_prefix: r.try_get("caller_prefix")?,
         priority: r.try_get("priority")?,
         target,
+        gate_mode: r
+            .try_get::<Option<String>, _>("gate_mode")?
+            .map(|m| GateMode::parse(&m)),
     })
 }
 
@@ -283,10 +286,12 @@ impl Store {
         let row = bind_route(
             sqlx::query(
                 "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, \
-                 upstream_key, upstream_secret, upstream_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING *",
+                 upstream_key, upstream_secret, upstream_timeout_ms, gate_mode) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING *",
             ),
             route,
         )
+        .bind(route.gate_mode.map(GateMode::as_str))
         .fetch_one(self.pool())
         .await
         .map_err(classify)?;
@@ -299,11 +304,12 @@ impl Store {
             sqlx::query(
                 "UPDATE routes SET name = $1, called = $2, caller_prefix = $3, priority = $4, target_kind = $5, \
                  flow_id = $6, upstream_url = $7, upstream_key = $8, upstream_secret = $9, upstream_timeout_ms = $10, \
-                 updated_at = now() WHERE id = $11 RETURNING *",
+                 gate_mode = $12, updated_at = now() WHERE id = $11 RETURNING *",
             ),
             route,
         )
         .bind(id)
+        .bind(route.gate_mode.map(GateMode::as_str))
         .fetch_optional(self.pool())
         .await
         .map_err(classify)?;

@@ -13,7 +13,7 @@ use super::store::Store;
 use crate::error::ErrorRecord;
 use crate::recording::{CallStateChange, CallbackRecord, Record};
 
-/// Rows per INSERT statement (PostgreSQL allows 65,535 parameters; callbacks bind 26 each).
+/// Rows per INSERT statement (PostgreSQL allows 65,535 parameters; callbacks bind 27 each).
 const ROWS_PER_STATEMENT: usize = 1000;
 
 impl Store {
@@ -71,6 +71,11 @@ impl Store {
             }
         }
         apply_call_states(&mut tx, &callbacks).await?;
+        for c in &callbacks {
+            if let Some(report) = &c.sinch_report {
+                mark_rejected_by_sinch(&mut tx, c, report).await?;
+            }
+        }
         tx.commit().await
     }
 }
@@ -83,7 +88,7 @@ async fn insert_callbacks(
         "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
          event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
          http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, \
-         flow_node, route_id) ",
+         flow_node, route_id, gate_verdict) ",
     );
     q.push_values(rows, |mut b, r| {
         let c = &r.callback;
@@ -113,7 +118,8 @@ async fn insert_callbacks(
             .push_bind(o.flow_id)
             .push_bind(o.flow_version)
             .push_bind(o.flow_node.clone())
-            .push_bind(o.route_id);
+            .push_bind(o.route_id)
+            .push_bind(o.gate_verdict.clone());
     });
     q.push(" ON CONFLICT (id) DO NOTHING");
     q.build().persistent(false).execute(&mut **tx).await?;
@@ -171,6 +177,37 @@ async fn insert_errors(
     });
     q.push(" ON CONFLICT (reference) DO NOTHING");
     q.build().persistent(false).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Marks the reply svamlgate last sent on the call (before the report arrived) as rejected by Sinch.
+/// Idempotent: the same mark is set again when a batch is re-shipped.
+async fn mark_rejected_by_sinch(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    c: &CallbackRecord,
+    report: &crate::recording::SinchReport,
+) -> Result<(), sqlx::Error> {
+    let mark = serde_json::json!({
+        "reportId": c.callback.id,
+        "reportReference": c.callback.reference,
+        "kind": report.kind,
+        "errorCode": report.error_code,
+        "message": report.message,
+        "reason": report.reason,
+        "result": report.result,
+    });
+    sqlx::query(
+        "UPDATE callbacks SET rejected_by_sinch = $1 WHERE id = (\
+           SELECT id FROM callbacks WHERE callid = $2 AND id <> $3 AND reply IS NOT NULL \
+           AND event_type IN ('ice', 'ace', 'pie') AND duplicate_of IS NULL AND received_at <= $4 \
+           ORDER BY received_at DESC, id DESC LIMIT 1)",
+    )
+    .bind(mark)
+    .bind(&report.callid)
+    .bind(c.callback.id)
+    .bind(c.callback.received_at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

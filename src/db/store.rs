@@ -83,6 +83,9 @@ pub struct CallbackOutcome {
     pub flow_node: Option<String>,
     /// Route chosen.
     pub route_id: Option<i64>,
+    /// passed, rejected or observed (see `callbacks.gate_verdict`).
+    #[serde(default)]
+    pub gate_verdict: Option<String>,
 }
 
 /// Result of trying to record a callback first seen.
@@ -141,6 +144,35 @@ pub struct StoredCallback {
     pub flow_node: Option<String>,
     /// Route id.
     pub route_id: Option<i64>,
+    /// passed, rejected or observed.
+    pub gate_verdict: Option<String>,
+    /// Sinch's report that it could not use this reply.
+    pub rejected_by_sinch: Option<Value>,
+}
+
+/// A reply the gate passed and Sinch rejected (view `gate_misses`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateMiss {
+    /// Reference of the callback whose reply it was.
+    pub reference: String,
+    /// When that callback arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Call id.
+    pub callid: Option<String>,
+    /// Event type.
+    pub event_type: String,
+    /// What produced the reply.
+    pub reply_source: Option<String>,
+    /// The reply Sinch rejected.
+    pub reply: Option<Value>,
+    /// The gate's report on it (valid, with any warnings).
+    pub validation: Option<Value>,
+    /// Sinch's report: kind, errorCode, message, reason, result, reportReference.
+    pub rejected_by_sinch: Option<Value>,
+    /// The report event as Sinch sent it (Notify or DICE body).
+    pub report: Option<Value>,
 }
 
 /// An error row (with its refusal, if it was one).
@@ -191,7 +223,7 @@ pub struct EventFilter {
 
 const CALLBACK_COLUMNS: &str = "id, reference, received_at, event_type, event_known, callid, application_key, \
      signature, duplicate_of, http_status, reply, reply_source, fallback_reason, validation, latency_us, body, \
-     parse_warnings, flow_id, flow_version, flow_node, route_id";
+     parse_warnings, flow_id, flow_version, flow_node, route_id, gate_verdict, rejected_by_sinch";
 
 fn callback_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCallback, sqlx::Error> {
     Ok(StoredCallback {
@@ -216,6 +248,8 @@ fn callback_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCallback, sqlx::
         flow_version: r.try_get("flow_version")?,
         flow_node: r.try_get("flow_node")?,
         route_id: r.try_get("route_id")?,
+        gate_verdict: r.try_get("gate_verdict")?,
+        rejected_by_sinch: r.try_get("rejected_by_sinch")?,
     })
 }
 
@@ -444,6 +478,34 @@ impl Store {
         .execute(&self.pool)
         .await
         .map(|_| ())
+    }
+
+    /// Replies the gate passed and Sinch rejected, newest first.
+    pub async fn gate_misses(&self, limit: i64) -> Result<Vec<GateMiss>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT m.reference, m.received_at, m.callid, m.event_type, m.reply_source, m.reply, m.validation, \
+             m.rejected_by_sinch, r.body AS report FROM gate_misses m \
+             LEFT JOIN callbacks r ON r.id = (m.rejected_by_sinch->>'reportId')::uuid \
+             ORDER BY m.received_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GateMiss {
+                    reference: r.try_get("reference")?,
+                    received_at: r.try_get("received_at")?,
+                    callid: r.try_get("callid")?,
+                    event_type: r.try_get("event_type")?,
+                    reply_source: r.try_get("reply_source")?,
+                    reply: r.try_get("reply")?,
+                    validation: r.try_get("validation")?,
+                    rejected_by_sinch: r.try_get("rejected_by_sinch")?,
+                    report: r.try_get("report")?,
+                })
+            })
+            .collect()
     }
 
     /// Every callback of one call, in arrival order.

@@ -46,6 +46,40 @@ pub struct Route {
     pub priority: i32,
     /// Where matching calls go.
     pub target: RouteTarget,
+    /// What the gate does with an invalid reply on this route; `None` = `SVAMLGATE_GATE_MODE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_mode: Option<GateMode>,
+}
+
+/// What the gate does with an invalid reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    /// Replace it with the pre-validated fallback (and record why).
+    #[default]
+    Enforce,
+    /// Send it as it is; keep the report, count the rules, and mark the stored reply `observed`.
+    /// For putting svamlgate in front of an existing app to see what the gate would do.
+    Observe,
+}
+
+impl GateMode {
+    /// `enforce` or `observe`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMode::Enforce => "enforce",
+            GateMode::Observe => "observe",
+        }
+    }
+
+    /// Reads the stored text (anything else is enforce).
+    pub fn parse(text: &str) -> GateMode {
+        if text == "observe" {
+            GateMode::Observe
+        } else {
+            GateMode::Enforce
+        }
+    }
 }
 
 /// Where a route sends its calls. JSON: `{"kind":"flow","flowId":1}` or
@@ -390,6 +424,7 @@ mod tests {
             caller_prefix: prefix.map(str::to_owned),
             priority,
             target: RouteTarget::Flow { flow_id: id },
+            gate_mode: None,
         }
     }
 
@@ -453,6 +488,7 @@ mod tests {
                 secret_b64: Secret::new(secret),
                 timeout_ms,
             },
+            gate_mode: None,
         }
     }
 
@@ -622,7 +658,8 @@ mod tests {
                 called: None,
                 caller_prefix: None,
                 priority: 0,
-                target: RouteTarget::Flow { flow_id: 7 }
+                target: RouteTarget::Flow { flow_id: 7 },
+                gate_mode: None,
             }
         );
         let err = serde_json::from_value::<Route>(json!({

@@ -32,7 +32,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/error-codes", web::get().to(error_codes))
         .route("/svaml/validate", web::post().to(validate))
         .route("/openapi.json", web::get().to(super::openapi::document))
-        .configure(super::admin_flows::routes);
+        .configure(super::admin_flows::routes)
+        .configure(super::admin_gate::routes);
 }
 
 /// Checks `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`.

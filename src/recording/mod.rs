@@ -86,6 +86,26 @@ pub enum CallStateChange {
     },
 }
 
+/// Sinch's report that it could not use a reply: Notify `callingerror` (errorCode 40001, "Illegal
+/// SVAML") or DICE `reason: CALLBACKERROR`. Shipped as a mark on the reply svamlgate last sent on
+/// the call (`callbacks.rejected_by_sinch`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinchReport {
+    /// `callingerror` (Notify) or `callbackerror` (DICE).
+    pub kind: String,
+    /// Call id.
+    pub callid: String,
+    /// Notify `errorCode`.
+    pub error_code: Option<i64>,
+    /// Notify `errorMsg`.
+    pub message: Option<String>,
+    /// DICE `reason`.
+    pub reason: Option<String>,
+    /// DICE `result`.
+    pub result: Option<String>,
+}
+
 /// Everything recorded for one callback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallbackRecord {
@@ -103,6 +123,9 @@ pub struct CallbackRecord {
     pub upstream: Option<UpstreamExchange>,
     /// The call-state change it caused.
     pub call_state: Option<CallStateChange>,
+    /// Sinch's report that it could not use an earlier reply of this call.
+    #[serde(default)]
+    pub sinch_report: Option<SinchReport>,
 }
 
 /// One journal record.
