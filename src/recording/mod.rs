@@ -344,6 +344,7 @@ mod tests {
             rejected: None,
             upstream: None,
             call_state: Some(CallStateChange::Ended { callid: "c".into() }),
+            sinch_report: None,
         }));
         let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
         let Record::Callback(back) = back else {
