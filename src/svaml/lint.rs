@@ -17,13 +17,12 @@
 //! | SVAML004 | warning | error | manage-call body with an instruction other than playFiles/say | NODE calls-request-data.ts (callLeg: playFiles, say); NODE ManagedCallSvamlRequestBody allows any instruction |
 //! | SVAML010 | warning | warning | connectPstn `number`/`cli` of digits without a leading `+` | LEGACY connectPstn (+461234567890); NODE voice/src/models/v1/custom-callout-request/custom-callout-request.ts (46000000001) |
 //! | SVAML011 | warning | error | connectPstn `number`/`cli` is not a phone number (`cli` may be `private`) | JAVA voice/models/v1/svaml/action/SvamlActionConnectPstn.java; LEGACY (cli `private`) |
-//! | SVAML020 | error | error | runMenu has no menu `main` (and `mainMenu` names no menu) | JAVA voice/models/v1/svaml/action/SvamlActionRunMenu.java (menus: "If no menu has an id value of main, an error is returned") |
+//! | SVAML020 | warning | error | runMenu has no menu `main` | JAVA voice/models/v1/svaml/action/SvamlActionRunMenu.java ("If no menu has an id value of main, an error is returned") vs Sinch's own SvamlActionRunMenuDto.json without one |
 //! | SVAML021 | warning | error | runMenu `mainMenu` names no existing menu | svamlgate |
 //! | SVAML022 | warning | error | option `menu(x)` names no existing menu | svamlgate |
 //! | SVAML023 | warning | error | two options of one menu share the same DTMF | svamlgate |
-//! | SVAML024 | error | error | option action is not `menu(<id>)` / `return(<value>)` | JAVA voice/models/v1/svaml/action/MenuOption.java (action: "The following values are accepted") |
+//! | SVAML024 | warning | error | option action is not `menu(<id>)` / `return(<value>)` | JAVA voice/models/v1/svaml/action/MenuOption.java ("The following values are accepted") vs Sinch's own ActionRunMenuDto.json (`menu`) |
 //! | SVAML025 | warning | error | two menus share the same id | svamlgate |
-//! | SVAML026 | warning | error | no menu `main`, but `mainMenu` names an existing menu | JAVA SvamlActionRunMenu.java: menus (error without main) and mainMenu (selects the first menu) disagree |
 //! | SVAML027 | warning | error | menu option DTMF contains `w` (a pause, not a key) | JAVA voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string, where w is a 500 ms pause) |
 //! | SVAML030 | warning | error | connectPstn `locale` is not `ll-CC` | JAVA voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale) |
 //! | SVAML031 | warning | error | TTS locale/voice in none of the known forms | WEB /docs/voice/api-reference/voice-locales; NODE voice/src/models/v1/enums.ts (TtsVoice, open) |
@@ -122,8 +121,8 @@ pub const R010: Rule = rule("SVAML010", W, false, "connectPstn number/cli of dig
 pub const R011: Rule = rule("SVAML011", W, true, "connectPstn number/cli is not a phone number (cli may be private)",
     "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")");
 /// No menu `main`.
-pub const R020: Rule = rule("SVAML020", E, true, "runMenu has no menu with id main",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus: \"If no menu has an id value of main, an error is returned\")");
+pub const R020: Rule = rule("SVAML020", W, true, "runMenu has no menu with id main",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus: \"If no menu has an id value of main, an error is returned\"; getMainMenu selects the menu to play first) vs Sinch's own test DTO without a menu main: sinch-sdk-java openapi-contracts/src/test/resources/domains/voice/v1/svaml/action/SvamlActionRunMenuDto.json");
 /// `mainMenu` names no menu.
 pub const R021: Rule = rule(
     "SVAML021",
@@ -149,13 +148,10 @@ pub const R023: Rule = rule(
     NONE,
 );
 /// Option action grammar.
-pub const R024: Rule = rule("SVAML024", E, true, "menu option action is not menu(<id>) or return(<value>)",
-    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (getAction: \"The following values are accepted\": menu(value), return(value))");
+pub const R024: Rule = rule("SVAML024", W, true, "menu option action is not menu(<id>) or return(<value>)",
+    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (getAction: \"The following values are accepted\": menu(value), return(value)) vs Sinch's own test DTO with action \"menu\": sinch-sdk-java openapi-contracts/src/test/resources/domains/voice/svaml/ActionRunMenuDto.json");
 /// Duplicate menu id.
 pub const R025: Rule = rule("SVAML025", W, true, "two menus share the same id", NONE);
-/// No `main`, but `mainMenu` names an existing menu.
-pub const R026: Rule = rule("SVAML026", W, true, "no menu main, but mainMenu names an existing menu",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java: getMenus (error without main) and getMainMenu (selects the menu to play first) disagree");
 /// `w` in a menu option's DTMF.
 pub const R027: Rule = rule("SVAML027", W, true, "menu option DTMF contains w (a pause, not a key)",
     "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string; w is a 500 ms pause: SvamlActionConnectPstn.java getDtmf)");
@@ -231,8 +227,8 @@ pub const R080: Rule = rule("SVAML080", E, true, "say text longer than the accou
 
 /// Every lint rule, in code order.
 pub const RULES: &[Rule] = &[
-    R001, R002, R003, R004, R010, R011, R020, R021, R022, R023, R024, R025, R026, R027, R030, R031,
-    R032, R033, R040, R041, R050, R051, R052, R053, R060, R061, R062, R070, R071, R072, R073, R080,
+    R001, R002, R003, R004, R010, R011, R020, R021, R022, R023, R024, R025, R027, R030, R031, R032,
+    R033, R040, R041, R050, R051, R052, R053, R060, R061, R062, R070, R071, R072, R073, R080,
 ];
 
 /// The rule with this code.
@@ -594,26 +590,18 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
     }
     let main_menu = str_of(action, "mainMenu");
     if !menus.is_empty() && !ids.contains(&"main") {
-        match main_menu {
-            Some(first) if ids.contains(&first) => out.push(
-                R026.at(
-                    "/action/menus",
-                    format!("no menu has id `main`; mainMenu selects `{first}`"),
-                )
+        let message = match main_menu {
+            Some(first) if ids.contains(&first) => {
+                format!("no menu has id `main` (mainMenu selects `{first}`)")
+            }
+            _ => "runMenu has no menu with id `main`".to_owned(),
+        };
+        out.push(
+            R020.at("/action/menus", message)
                 .expected("a menu with \"id\": \"main\"")
                 .found(ids.join(", "))
-                .hint("Sinch's description says an error is returned without a menu main, and also that mainMenu selects the first menu; naming the first menu main satisfies both"),
-            ),
-            _ => out.push(
-                R020.at(
-                    "/action/menus",
-                    "runMenu has no menu with id `main`; Sinch's description says an error is returned without it",
-                )
-                .expected("a menu with \"id\": \"main\"")
-                .found(ids.join(", "))
-                .hint("rename the first menu's id to main"),
-            ),
-        }
+                .hint("name the first menu main: Sinch's description says the menu main always plays first and an error is returned without one"),
+        );
     }
     if let Some(first) = main_menu {
         if !ids.contains(&first) {

@@ -85,11 +85,17 @@ pub fn cookies_set(doc: &Value) -> BTreeMap<String, String> {
 
 /// A name given in another casing than the canonical one.
 struct Renamed {
+    /// Where the name is in the document as received.
     pointer: String,
     original: String,
     canonical: &'static str,
-    is_action: bool,
+    /// `action`, `instruction` or `member` (a top-level member such as `Action`).
+    kind: &'static str,
 }
+
+/// Action names that only the Calls API manage-call body knows (Sinch's Calling API page shows
+/// recording started and stopped as the action of a manage-call request).
+const MANAGE_ONLY_ACTIONS: [&str; 2] = ["startRecording", "stopRecording"];
 
 fn canonical_name(names: &[&'static str], found: &str) -> Option<&'static str> {
     if names.contains(&found) {
@@ -101,22 +107,59 @@ fn canonical_name(names: &[&'static str], found: &str) -> Option<&'static str> {
         .find(|n| n.eq_ignore_ascii_case(found))
 }
 
-/// Maps action and instruction names in another casing (`ConnectPSTN`, `Say`, `runmenu`) to the
+/// Maps names in another casing (`ConnectPSTN`, `Say`, `runmenu`, a top-level `Action`) to the
 /// canonical lowerCamel name, so the schema, the per-event table and the lints apply to it. The
 /// document is copied only when a name changes.
-fn normalize_names(doc: &Value) -> (Cow<'_, Value>, Vec<Renamed>) {
+fn normalize_names(doc: &Value, target: Target) -> (Cow<'_, Value>, Vec<Renamed>) {
+    let Some(root) = doc.as_object() else {
+        return (Cow::Borrowed(doc), Vec::new());
+    };
     let mut renames = Vec::new();
-    if let Some(name) = doc.pointer("/action/name").and_then(Value::as_str) {
-        if let Some(canonical) = canonical_name(&ACTION_NAMES, name) {
+    for member in ["action", "instructions"] {
+        if root.contains_key(member) {
+            continue;
+        }
+        if let Some(found) = root.keys().find(|k| k.eq_ignore_ascii_case(member)) {
+            renames.push(Renamed {
+                pointer: format!("/{}", found.replace('~', "~0").replace('/', "~1")),
+                original: found.clone(),
+                canonical: member,
+                kind: "member",
+            });
+        }
+    }
+    let member = |canonical: &str| {
+        renames
+            .iter()
+            .find(|r| r.canonical == canonical)
+            .map_or(canonical.to_owned(), |r| r.original.clone())
+    };
+    let (action_key, instructions_key) = (member("action"), member("instructions"));
+    let manage_actions: Vec<&'static str> = ACTION_NAMES
+        .iter()
+        .chain(MANAGE_ONLY_ACTIONS.iter())
+        .copied()
+        .collect();
+    let action_names: &[&'static str] = if target == Target::Manage {
+        &manage_actions
+    } else {
+        &ACTION_NAMES
+    };
+    if let Some(name) = root
+        .get(&action_key)
+        .and_then(|a| a.get("name"))
+        .and_then(Value::as_str)
+    {
+        if let Some(canonical) = canonical_name(action_names, name) {
             renames.push(Renamed {
                 pointer: "/action/name".to_owned(),
                 original: name.to_owned(),
                 canonical,
-                is_action: true,
+                kind: "action",
             });
         }
     }
-    if let Some(instructions) = doc.get("instructions").and_then(Value::as_array) {
+    if let Some(instructions) = root.get(&instructions_key).and_then(Value::as_array) {
         for (i, instruction) in instructions.iter().enumerate() {
             if let Some(name) = instruction.get("name").and_then(Value::as_str) {
                 if let Some(canonical) = canonical_name(&INSTRUCTION_NAMES, name) {
@@ -124,7 +167,7 @@ fn normalize_names(doc: &Value) -> (Cow<'_, Value>, Vec<Renamed>) {
                         pointer: format!("/instructions/{i}/name"),
                         original: name.to_owned(),
                         canonical,
-                        is_action: false,
+                        kind: "instruction",
                     });
                 }
             }
@@ -133,8 +176,14 @@ fn normalize_names(doc: &Value) -> (Cow<'_, Value>, Vec<Renamed>) {
     if renames.is_empty() {
         return (Cow::Borrowed(doc), renames);
     }
-    let mut copy = doc.clone();
-    for r in &renames {
+    let mut copy = root.clone();
+    for r in renames.iter().filter(|r| r.kind == "member") {
+        if let Some(value) = copy.remove(&r.original) {
+            copy.insert(r.canonical.to_owned(), value);
+        }
+    }
+    let mut copy = Value::Object(copy);
+    for r in renames.iter().filter(|r| r.kind != "member") {
         if let Some(slot) = copy.pointer_mut(&r.pointer) {
             *slot = Value::from(r.canonical);
         }
@@ -248,7 +297,8 @@ impl Target {
     }
 
     /// Actions allowed for this target (same lists as `schemas/svaml/responses/*.json`): Sinch's
-    /// per-event table for ICE, ACE and PIE; hangup, continue and park for manage-call bodies.
+    /// per-event table for ICE, ACE and PIE; hangup, continue and park for manage-call bodies,
+    /// plus startRecording and stopRecording as Sinch's Calling API page shows them there.
     pub fn allowed_actions(self) -> &'static [&'static str] {
         match self {
             Target::Ice => &[
@@ -270,7 +320,13 @@ impl Target {
                 "connectSip",
                 "runMenu",
             ],
-            Target::Manage => &["hangup", "continue", "park"],
+            Target::Manage => &[
+                "hangup",
+                "continue",
+                "park",
+                "startRecording",
+                "stopRecording",
+            ],
         }
     }
 
@@ -499,19 +555,18 @@ impl Validator {
         mode: Mode,
         context: &CallContext,
     ) -> Report {
-        let (doc, renames) = normalize_names(doc);
+        let (doc, renames) = normalize_names(doc, target);
         let doc: &Value = &doc;
         let schema = self.compiled.reply(target);
         let mut violations: Vec<Violation> = renames
             .iter()
             .map(|r| {
-                let kind = if r.is_action { "action" } else { "instruction" };
                 lint::R003
                     .at(
                         r.pointer.clone(),
                         format!(
-                            "{kind} name {} is not in the lowerCamel casing of Sinch's API reference; checked as {}",
-                            r.original, r.canonical
+                            "{} name {} is not in the lowerCamel casing of Sinch's API reference; checked as {}",
+                            r.kind, r.original, r.canonical
                         ),
                     )
                     .expected(r.canonical)
