@@ -128,29 +128,27 @@ fn normalize_names(doc: &Value, target: Target) -> (Cow<'_, Value>, Vec<Renamed>
             });
         }
     }
-    let member = |canonical: &str| {
-        renames
-            .iter()
-            .find(|r| r.canonical == canonical)
-            .map_or(canonical.to_owned(), |r| r.original.clone())
+    // The member as the document spells it (`Action` when there is no `action`).
+    let key_of = |canonical: &'static str| -> &str {
+        if root.contains_key(canonical) {
+            return canonical;
+        }
+        root.keys()
+            .find(|k| k.eq_ignore_ascii_case(canonical))
+            .map_or(canonical, String::as_str)
     };
-    let (action_key, instructions_key) = (member("action"), member("instructions"));
-    let manage_actions: Vec<&'static str> = ACTION_NAMES
-        .iter()
-        .chain(MANAGE_ONLY_ACTIONS.iter())
-        .copied()
-        .collect();
-    let action_names: &[&'static str] = if target == Target::Manage {
-        &manage_actions
-    } else {
-        &ACTION_NAMES
-    };
+    let (action_key, instructions_key) = (key_of("action"), key_of("instructions"));
     if let Some(name) = root
-        .get(&action_key)
+        .get(action_key)
         .and_then(|a| a.get("name"))
         .and_then(Value::as_str)
     {
-        if let Some(canonical) = canonical_name(action_names, name) {
+        let canonical = canonical_name(&ACTION_NAMES, name).or_else(|| {
+            (target == Target::Manage)
+                .then(|| canonical_name(&MANAGE_ONLY_ACTIONS, name))
+                .flatten()
+        });
+        if let Some(canonical) = canonical {
             renames.push(Renamed {
                 pointer: "/action/name".to_owned(),
                 original: name.to_owned(),
@@ -159,7 +157,7 @@ fn normalize_names(doc: &Value, target: Target) -> (Cow<'_, Value>, Vec<Renamed>
             });
         }
     }
-    if let Some(instructions) = root.get(&instructions_key).and_then(Value::as_array) {
+    if let Some(instructions) = root.get(instructions_key).and_then(Value::as_array) {
         for (i, instruction) in instructions.iter().enumerate() {
             if let Some(name) = instruction.get("name").and_then(Value::as_str) {
                 if let Some(canonical) = canonical_name(&INSTRUCTION_NAMES, name) {
@@ -685,6 +683,51 @@ mod tests {
         assert!(v
             .check(Target::Ice, &dial, Mode::Normal)
             .has_code("schema:enum"));
+    }
+
+    #[test]
+    fn top_level_members_in_another_casing_are_read_canonically() {
+        let v = Validator::new().unwrap();
+        let doc = serde_json::json!({"Action": {"name": "ConnectConf", "conferenceId": "myConference123"}});
+        let report = v.check(Target::Ice, &doc, Mode::Normal);
+        assert!(report.valid, "{report}");
+        assert_eq!(
+            codes(&report),
+            [
+                ("SVAML003", "/Action", Severity::Warning),
+                ("SVAML003", "/action/name", Severity::Warning),
+            ]
+        );
+        // The per-event table applies to what the member holds.
+        let ace = serde_json::json!({"Action": {"name": "park"}});
+        assert!(v
+            .check(Target::Ace, &ace, Mode::Normal)
+            .has_code("SVAML001"));
+        // With both spellings, `action` is the action and `Action` an unknown member.
+        let both = serde_json::json!({"action": {"name": "hangup"}, "Action": {"name": "park"}});
+        let report = v.check(Target::Ice, &both, Mode::Normal);
+        assert!(
+            report.valid && report.has_code("schema:additionalProperties"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn manage_call_bodies_accept_recording_actions() {
+        let v = Validator::new().unwrap();
+        let start = serde_json::json!({"action": {"name": "startRecording", "recordingOptions": {"destinationUrl": "s3://my-s3-bucket", "credentials": "k:s:eu-central-1"}}});
+        assert!(v
+            .check(Target::Manage, &start, Mode::Strict)
+            .violations
+            .is_empty());
+        let stop = serde_json::json!({"action": {"name": "StopRecording"}});
+        let report = v.check(Target::Manage, &stop, Mode::Normal);
+        assert_eq!(
+            codes(&report),
+            [("SVAML003", "/action/name", Severity::Warning)]
+        );
+        // Not an action of callback replies.
+        assert!(!v.check(Target::Ice, &start, Mode::Normal).valid);
     }
 
     #[test]

@@ -324,13 +324,13 @@ fn unknown_property_hint(key: &str) -> String {
         }
         "destination" => Some("for startRecording options use `destinationUrl`"),
         "callheaders" => Some("use `callHeaders`"),
-        "hangupCause" | "barge" => {
-            Some("legacy SRV property, not part of the current SVAML spec; remove it")
-        }
+        "hangupCause" | "barge" => Some(
+            "a property of Sinch's legacy server SDK, in none of Sinch's current models; remove it",
+        ),
         _ => None,
     };
     known.map_or_else(
-        || "remove it or fix its spelling (property names are case-sensitive); strict mode rejects unknown properties".to_owned(),
+        || "in none of Sinch's models for this object: remove it or fix its spelling (strict mode refuses unknown properties)".to_owned(),
         str::to_owned,
     )
 }
@@ -547,9 +547,7 @@ pub(crate) fn push_schema_error(
         }
         ValidationErrorKind::Pattern { pattern } => {
             let hint = if pattern == "^[0-9#w]*$" {
-                "DTMF may only contain 0-9, # and w (500 ms pause)"
-            } else if pattern == "^[0-9#]+$" {
-                "menu option keys may only contain 0-9 and # (w is a pause for sent tones, not a key)"
+                "Sinch's DTMF strings contain only 0-9, # and w (a 500 ms pause)"
             } else {
                 "make the value match the expected pattern"
             };
