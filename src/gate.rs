@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::config::{read_inline_or_file, ServeArgs};
-use crate::svaml::{Mode, Report, Target, Validator};
+use crate::svaml::{CallContext, Mode, Report, Target, Validator};
 
 /// The three events whose reply is SVAML.
 pub const REPLY_TARGETS: [Target; 3] = [Target::Ice, Target::Ace, Target::Pie];
@@ -190,9 +190,19 @@ impl Gate {
         &self.defaults[index(target)]
     }
 
-    /// Checks a candidate reply; the verdict carries what must go out.
+    /// Checks a candidate reply; the verdict carries what must go out. The cookie budget counts
+    /// this reply's cookies only; see [`Gate::pass_in_call`].
     pub fn pass(&self, target: Target, candidate: Value) -> Verdict {
-        let report = self.validator.check(target, &candidate, self.mode);
+        self.pass_in_call(target, candidate, &CallContext::default())
+    }
+
+    /// Checks a candidate reply within its call: the cookie budget counts the last value of each
+    /// key over the cookies the call set earlier (`context`) and this reply's. After the reply went
+    /// out, [`crate::svaml::cookies_set`] gives the cookies it set, to add to the call's context.
+    pub fn pass_in_call(&self, target: Target, candidate: Value, context: &CallContext) -> Verdict {
+        let report = self
+            .validator
+            .check_in_call(target, &candidate, self.mode, context);
         if report.valid {
             Verdict {
                 reply: candidate,
@@ -245,6 +255,22 @@ mod tests {
         assert!(report.has_code("SVAML003") && report.has_code("schema:additionalProperties"));
         let gate = gate_with(&doc.to_string())?;
         assert_eq!(gate.fallback(Target::Ice), &doc);
+        Ok(())
+    }
+
+    #[test]
+    fn the_cookie_budget_spans_the_call() -> anyhow::Result<()> {
+        let gate = Gate::new(Arc::new(Validator::new()?), &ServeArgs::for_tests())?;
+        let reply = json!({"instructions": [{"name": "setCookie", "key": "step", "value": "x".repeat(600)}], "action": {"name": "hangup"}});
+        assert!(gate.pass(Target::Pie, reply.clone()).passed);
+        let context = CallContext {
+            cookies: crate::svaml::cookies_set(
+                &json!({"instructions": [{"name": "setCookie", "key": "first", "value": "y".repeat(600)}]}),
+            ),
+        };
+        let verdict = gate.pass_in_call(Target::Pie, reply.clone(), &context);
+        assert!(!verdict.passed && verdict.report.has_code("SVAML040"));
+        assert_eq!(verdict.rejected, Some(reply));
         Ok(())
     }
 
