@@ -11,7 +11,7 @@
 //!
 //! | code | severity | strict | rule | source |
 //! |---|---|---|---|---|
-//! | SVAML001 | error | error | action not allowed for the event | WEB /docs/voice/api-reference/svaml (actions table); manage: NODE ManagedCallSvamlRequestBody, JAVA ManagedCallSvamlAction |
+//! | SVAML001 | error | error | action not allowed for the event | WEB /docs/voice/api-reference/svaml (actions table); manage: NODE ManagedCallSvamlRequestBody, JAVA ManagedCallSvamlAction, and startRecording/stopRecording from `sinch/docs` voice-rest-api-calling-api.md |
 //! | SVAML002 | error | error | instruction not allowed for ICE/ACE/PIE | SKILLS instruction table; WEB /docs/voice/api-reference/svaml/instructions |
 //! | SVAML003 | warning | error | action/instruction name in another casing than lowerCamel | WEB /docs/voice/api-reference/svaml (lowerCamel); other casings on WEB /docs/voice/api-reference/recording, /docs/in-app-calling/voice-recording, LEGACY |
 //! | SVAML004 | warning | error | manage-call body with an instruction other than playFiles/say | NODE calls-request-data.ts (callLeg: playFiles, say); NODE ManagedCallSvamlRequestBody allows any instruction |
@@ -104,7 +104,7 @@ const NONE: &str = super::policy::NO_SINCH_SOURCE;
 
 /// Action not allowed for the event.
 pub const R001: Rule = rule("SVAML001", E, true, "action not allowed for the event",
-    "developers.sinch.com/docs/voice/api-reference/svaml (actions table ICE/ACE/PIE); manage-call: sinch-sdk-node voice/src/models/v1 (ManagedCallSvamlRequestBody), sinch-sdk-java voice/models/v1/svaml/internal/SvamlActionPatchInternalImpl.java");
+    "developers.sinch.com/docs/voice/api-reference/svaml (actions table ICE/ACE/PIE); manage-call: sinch-sdk-node voice/src/models/v1 (ManagedCallSvamlRequestBody), sinch-sdk-java voice/models/v1/svaml/internal/SvamlActionPatchInternalImpl.java, and startRecording/stopRecording: sinch/docs docs/voice/voice-rest-api/voice-rest-api-calling-api.md");
 /// Instruction not allowed for ICE, ACE or PIE.
 pub const R002: Rule = rule("SVAML002", E, true, "instruction not allowed for the event",
     "sinch/skills skills/sinch-voice-api/references/svaml.md (instructions table ICE/ACE/PIE); developers.sinch.com/docs/voice/api-reference/svaml/instructions");
