@@ -160,9 +160,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_DEADLINE_PIE_MS", default_value_t = 1500)]
     pub deadline_pie_ms: u64,
 
-    /// Gate in strict mode: unknown properties in a reply are errors, not warnings.
+    /// Gate in strict mode: a spelling other than the one Sinch documents today (unknown
+    /// properties, casing, prompt grammar, …) is an error too, not only what Sinch rejects.
     #[arg(long, env = "SVAMLGATE_STRICT_REPLIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub strict_replies: bool,
+
+    /// Longest `say` text, in characters: Sinch's default is 600 and Sinch support can raise it
+    /// per account.
+    #[arg(long, env = "SVAMLGATE_MAX_SAY_CHARS", default_value_t = crate::svaml::DEFAULT_MAX_SAY_CHARS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_say_chars: u32,
 
     /// Reply to ICE when no route matches (SVAML JSON, or @path to a file).
     #[arg(long, env = "SVAMLGATE_DEFAULT_ICE")]
@@ -213,6 +219,13 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The account limits the SVAML gate applies.
+    pub fn limits(&self) -> crate::svaml::Limits {
+        crate::svaml::Limits {
+            max_say_chars: self.max_say_chars as usize,
+        }
+    }
+
     /// The reply deadline for an event that expects SVAML.
     pub fn deadline(&self, event: &str) -> Duration {
         let ms = match event {
@@ -268,6 +281,22 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn say_limit_defaults_to_sinch_and_is_configurable() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let c = ServeArgs::for_tests();
+        assert_eq!(c.limits(), crate::svaml::Limits::default());
+        let raised = Wrapper::try_parse_from(["svamlgate", "--max-say-chars", "2000"])
+            .map(|w| w.serve.limits().max_say_chars);
+        assert_eq!(raised.ok(), Some(2000));
+        assert!(Wrapper::try_parse_from(["svamlgate", "--max-say-chars", "0"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The gate: the last step before an ICE, ACE or PIE reply leaves. Every candidate reply is checked
 //! against its event's schema and lint rules; an invalid one is replaced by that event's fallback, which
-//! was itself checked at start (svamlgate refuses to start with an invalid fallback or default).
+//! was itself checked at start: svamlgate refuses to start with a fallback or default that fails
+//! normal mode (what Sinch rejects), and logs strict-mode findings on them as warnings.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::config::{read_inline_or_file, ServeArgs};
-use crate::svaml::{Mode, Report, Target, Validator};
+use crate::svaml::{CallContext, Mode, Report, Target, Validator};
 
 /// The three events whose reply is SVAML.
 pub const REPLY_TARGETS: [Target; 3] = [Target::Ice, Target::Ace, Target::Pie];
@@ -60,6 +61,25 @@ pub struct Verdict {
     pub rejected: Option<Value>,
 }
 
+/// Checks a configured default or fallback: an error when it fails normal mode (Sinch would reject
+/// it), else the strict-mode report when that has any finding (to log as a warning).
+fn check_configured(
+    validator: &Validator,
+    target: Target,
+    kind: &str,
+    doc: &Value,
+) -> anyhow::Result<Option<Report>> {
+    let normal = validator.check(target, doc, Mode::Normal);
+    if !normal.valid {
+        bail!(
+            "the configured {kind} reply for {} is not valid SVAML, refusing to start:\n{normal}",
+            target.as_str().to_uppercase()
+        );
+    }
+    let strict = validator.check(target, doc, Mode::Strict);
+    Ok((!strict.violations.is_empty()).then_some(strict))
+}
+
 /// Validators, mode, defaults and fallbacks, built once at start.
 #[derive(Debug, Clone)]
 pub struct Gate {
@@ -71,7 +91,8 @@ pub struct Gate {
 
 impl Gate {
     /// Builds the gate from configuration; fails (refusing to start) when a configured default or
-    /// fallback is not valid SVAML for its event.
+    /// fallback is not valid SVAML for its event in normal mode. Findings of strict mode (a
+    /// spelling other than Sinch's canonical one) are logged as warnings, never a refusal.
     pub fn new(validator: Arc<Validator>, config: &ServeArgs) -> anyhow::Result<Gate> {
         let mode = if config.strict_replies {
             Mode::Strict
@@ -135,11 +156,12 @@ impl Gate {
                 ("fallback", gate.fallback(t)),
                 ("default", gate.default_reply(t)),
             ] {
-                // Fallbacks must pass in strict mode: they are the reply of last resort.
-                let report = gate.validator.check(t, doc, Mode::Strict);
-                if !report.valid {
-                    bail!(
-                        "the configured {kind} reply for {} is not valid SVAML, refusing to start:\n{report}",
+                if let Some(report) = check_configured(&gate.validator, t, kind, doc)? {
+                    tracing::warn!(
+                        event = t.as_str(),
+                        reply = kind,
+                        findings = report.violations.len(),
+                        "the configured {kind} reply for {} passes, with findings of strict mode (canonical spelling):\n{report}",
                         t.as_str().to_uppercase()
                     );
                 }
@@ -168,9 +190,19 @@ impl Gate {
         &self.defaults[index(target)]
     }
 
-    /// Checks a candidate reply; the verdict carries what must go out.
+    /// Checks a candidate reply; the verdict carries what must go out. The cookie budget counts
+    /// this reply's cookies only; see [`Gate::pass_in_call`].
     pub fn pass(&self, target: Target, candidate: Value) -> Verdict {
-        let report = self.validator.check(target, &candidate, self.mode);
+        self.pass_in_call(target, candidate, &CallContext::default())
+    }
+
+    /// Checks a candidate reply within its call: the cookie budget counts the last value of each
+    /// key over the cookies the call set earlier (`context`) and this reply's. After the reply went
+    /// out, [`crate::svaml::cookies_set`] gives the cookies it set, to add to the call's context.
+    pub fn pass_in_call(&self, target: Target, candidate: Value, context: &CallContext) -> Verdict {
+        let report = self
+            .validator
+            .check_in_call(target, &candidate, self.mode, context);
         if report.valid {
             Verdict {
                 reply: candidate,
@@ -186,5 +218,71 @@ impl Gate {
                 rejected: Some(candidate),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate_with(fallback_ice: &str) -> anyhow::Result<Gate> {
+        let mut config = ServeArgs::for_tests();
+        config.fallback_ice = Some(fallback_ice.to_owned());
+        Gate::new(Arc::new(Validator::new()?), &config)
+    }
+
+    #[test]
+    fn builtin_replies_pass_strict_mode_without_findings() -> anyhow::Result<()> {
+        let validator = Validator::new()?;
+        for t in REPLY_TARGETS {
+            for doc in [builtin_default(t), builtin_fallback(t)] {
+                assert!(check_configured(&validator, t, "built-in", &doc)?.is_none());
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_fallback_with_strict_findings_only_is_accepted_and_reported() -> anyhow::Result<()> {
+        // Legacy casing and an unknown property: Sinch's own pages publish such replies.
+        let doc = json!({
+            "instructions": [{"name": "Say", "text": "Sorry, goodbye.", "locale": "en-US"}],
+            "action": {"name": "hangup", "hangupCause": 0}
+        });
+        let validator = Validator::new()?;
+        let report = check_configured(&validator, Target::Ice, "fallback", &doc)?;
+        let report = report.ok_or_else(|| anyhow::anyhow!("strict findings expected"))?;
+        assert!(report.has_code("SVAML003") && report.has_code("schema:additionalProperties"));
+        let gate = gate_with(&doc.to_string())?;
+        assert_eq!(gate.fallback(Target::Ice), &doc);
+        Ok(())
+    }
+
+    #[test]
+    fn the_cookie_budget_spans_the_call() -> anyhow::Result<()> {
+        let gate = Gate::new(Arc::new(Validator::new()?), &ServeArgs::for_tests())?;
+        let reply = json!({"instructions": [{"name": "setCookie", "key": "step", "value": "x".repeat(600)}], "action": {"name": "hangup"}});
+        assert!(gate.pass(Target::Pie, reply.clone()).passed);
+        let context = CallContext {
+            cookies: crate::svaml::cookies_set(
+                &json!({"instructions": [{"name": "setCookie", "key": "first", "value": "y".repeat(600)}]}),
+            ),
+        };
+        let verdict = gate.pass_in_call(Target::Pie, reply.clone(), &context);
+        assert!(!verdict.passed && verdict.report.has_code("SVAML040"));
+        assert_eq!(verdict.rejected, Some(reply));
+        Ok(())
+    }
+
+    #[test]
+    fn a_fallback_sinch_rejects_refuses_to_start() {
+        let err = gate_with(r#"{"action":{"name":"continue"}}"#)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            err.contains("fallback") && err.contains("ICE") && err.contains("SVAML001"),
+            "{err}"
+        );
     }
 }

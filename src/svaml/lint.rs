@@ -1,52 +1,250 @@
-//! Lint rules for what the JSON Schemas cannot express. Every rule has a stable code:
+//! Lint rules for what the JSON Schemas cannot express. Every rule has a stable code, a severity
+//! and the source it rests on ([`RULES`]). A rule is an error only where a Sinch source says Sinch
+//! rejects the reply (a limit, a list of accepted values, the per-event table); everything else is
+//! a warning, recorded and counted but never a reason to replace a reply. "strict" says whether
+//! strict mode (canonical spelling, for CI) turns the warning into an error.
 //!
-//! | code | severity | rule |
-//! |---|---|---|
-//! | SVAML001 | error | action not allowed for the target event (reported from the schema's name enum) |
-//! | SVAML002 | error | instruction not allowed for the target event (idem) |
-//! | SVAML003 | error | action/instruction name not in canonical lowerCamel casing (`connectPSTN`) |
-//! | SVAML010 | error | connectPstn `number`/`cli` not E.164 with leading `+` (`cli` may be `private`); Sinch error 40005 |
-//! | SVAML020 | error | runMenu has no menu with id `main` |
-//! | SVAML021 | error | runMenu `mainMenu` names no existing menu |
-//! | SVAML022 | error | option `menu(x)` names no existing menu |
-//! | SVAML023 | error | two options of one menu share the same DTMF |
-//! | SVAML024 | error | option action is not `menu(<id>)` / `return(<value>)` |
-//! | SVAML025 | error | two menus share the same id |
-//! | SVAML030 | error | connectPstn `locale` is not `ll-CC` (ISO 639 + ISO 3166-1 alpha-2) |
-//! | SVAML031 | warning | TTS locale/voice in none of the known forms (`ll-CC`, `ll-CC/female`, `ll-CC/Voice`, `Voice`) |
-//! | SVAML032 | warning | playFiles with #tts/#ssml prompts but no `locale` |
-//! | SVAML040 | error | setCookie keys and values exceed 1024 bytes in total |
-//! | SVAML041 | warning | the same cookie key is set twice |
-//! | SVAML050 | error | malformed prompt (unbalanced brackets, unknown `#directive`, empty part) |
-//! | SVAML051 | error | prompt URL is not http(s) |
-//! | SVAML052 | error | plain text used as a menu/park prompt (must be `#tts[...]`) |
-//! | SVAML053 | warning | `#ssml[...]` content does not start with `<speak>` |
-//! | SVAML060 | warning | connectMxp uses the SDK spelling `callheaders` |
-//! | SVAML061 | error | call header key + value exceed 1024 bytes |
-//! | SVAML062 | error | connectMxp has both `callHeaders` and `callheaders` |
-//! | SVAML070 | warning | connectSip `transport` in lower case |
-//! | SVAML071 | error | connectStream endpoint is not a ws:// or wss:// URL |
-//! | SVAML072 | warning | connectSip endpoint does not look like a SIP address |
-//! | SVAML073 | warning | startRecording `destinationUrl` scheme is not s3/azure/gs/https |
+//! Sources: JAVA = `sinch/sinch-sdk-java` `openapi-contracts/src/main/com/sinch/sdk/domains/`
+//! (generated from Sinch's Voice API OpenAPI 1.0.1); NODE = `sinch/sinch-sdk-node` `packages/`;
+//! LEGACY = `sinch/docs` `docs/voice/voice-rest-api/voice-rest-api-callback-api.md`;
+//! SKILLS = `sinch/skills` `skills/sinch-voice-api/references/svaml.md`; WEB = developers.sinch.com.
+//!
+//! | code | severity | strict | rule | source |
+//! |---|---|---|---|---|
+//! | SVAML001 | error | error | action not allowed for the event | WEB /docs/voice/api-reference/svaml (actions table); manage: NODE ManagedCallSvamlRequestBody, JAVA ManagedCallSvamlAction, and startRecording/stopRecording from `sinch/docs` voice-rest-api-calling-api.md |
+//! | SVAML002 | error | error | instruction not allowed for ICE/ACE/PIE | SKILLS instruction table; WEB /docs/voice/api-reference/svaml/instructions |
+//! | SVAML003 | warning | error | action/instruction name in another casing than lowerCamel | WEB /docs/voice/api-reference/svaml (lowerCamel); other casings on WEB /docs/voice/api-reference/recording, /docs/in-app-calling/voice-recording, LEGACY |
+//! | SVAML004 | warning | error | manage-call body with an instruction other than playFiles/say | NODE calls-request-data.ts (callLeg: playFiles, say); NODE ManagedCallSvamlRequestBody allows any instruction |
+//! | SVAML010 | warning | warning | connectPstn `number`/`cli` of digits without a leading `+` | LEGACY connectPstn (+461234567890); NODE voice/src/models/v1/custom-callout-request/custom-callout-request.ts (46000000001) |
+//! | SVAML011 | warning | error | connectPstn `number`/`cli` is not a phone number (`cli` may be `private`) | JAVA voice/models/v1/svaml/action/SvamlActionConnectPstn.java; LEGACY (cli `private`) |
+//! | SVAML020 | warning | error | runMenu has no menu `main` | JAVA voice/models/v1/svaml/action/SvamlActionRunMenu.java ("If no menu has an id value of main, an error is returned") vs Sinch's own SvamlActionRunMenuDto.json without one |
+//! | SVAML021 | warning | error | runMenu `mainMenu` names no existing menu | svamlgate |
+//! | SVAML022 | warning | error | option `menu(x)` names no existing menu | svamlgate |
+//! | SVAML023 | warning | error | two options of one menu share the same DTMF | svamlgate |
+//! | SVAML024 | warning | error | option action is not `menu(<id>)` / `return(<value>)` | JAVA voice/models/v1/svaml/action/MenuOption.java ("The following values are accepted") vs Sinch's own ActionRunMenuDto.json (`menu`) |
+//! | SVAML025 | warning | error | two menus share the same id | svamlgate |
+//! | SVAML027 | warning | error | menu option DTMF contains `w` (a pause, not a key) | JAVA voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string, where w is a 500 ms pause) |
+//! | SVAML030 | warning | error | connectPstn `locale` is not `ll-CC` | JAVA voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale) |
+//! | SVAML031 | warning | error | TTS locale/voice in none of the known forms | WEB /docs/voice/api-reference/voice-locales; NODE voice/src/models/v1/enums.ts (TtsVoice, open) |
+//! | SVAML032 | warning | error | playFiles with #tts/#ssml prompts but no `locale` | JAVA SvamlInstructionPlayFiles.java ("required" with TTS/SSML) vs JAVA CHANGELOG 1.4.0 ("no longer required") |
+//! | SVAML033 | warning | error | connectPstn `indications: "false"` | JAVA SvamlActionConnectPstn.java IndicationsEnum has `false`; NODE and LEGACY list `no` |
+//! | SVAML040 | error | error | cookie data of the call over 1024 bytes (keys + last value of each key) | LEGACY setCookie ("may not exceed 1024 bytes") |
+//! | SVAML041 | warning | error | the same cookie key is set twice in one reply | svamlgate |
+//! | SVAML050 | warning | error | malformed prompt (unbalanced brackets, unknown `#directive`, empty part) | JAVA voice/models/v1/svaml/action/Menu.java (prompt syntax) |
+//! | SVAML051 | warning | error | prompt URL is not http(s) | JAVA Menu.java ("URL references to external media resources") |
+//! | SVAML052 | warning | error | plain text (with spaces) used as a prompt | JAVA Menu.java (#tts[], #ssml[], pre-recorded messages, URLs) |
+//! | SVAML053 | warning | warning | `#ssml[...]` content does not start with `<speak>` | WEB svaml.instruction.playFiles example `#ssml[Thank you for calling Sinch!]` vs JAVA Menu.java / SKILLS `<speak>` |
+//! | SVAML060 | warning | warning | connectMxp uses the SDK spelling `callheaders` | JAVA voice/models/v1/svaml/action/SvamlActionConnectMxpImpl.java, .NET ConnectMxp (`callheaders`) vs NODE/LEGACY (`callHeaders`) |
+//! | SVAML061 | error | error | call header key + value exceed 1024 bytes | LEGACY call headers ("maximum size … is 1024 bytes") |
+//! | SVAML062 | warning | error | connectMxp has both `callHeaders` and `callheaders` | svamlgate |
+//! | SVAML070 | warning | warning | connectSip `transport` in lower case | JAVA SvamlActionConnectSip.java (upper case) vs NODE (both) and LEGACY (`tls`) |
+//! | SVAML071 | warning | error | connectStream endpoint is not a ws:// or wss:// URL | JAVA voice/models/v1/destination/DestinationWebSocket.java |
+//! | SVAML072 | warning | error | connectSip endpoint does not look like a SIP address | LEGACY connectSip (46708000000@sip.foo.com) |
+//! | SVAML073 | warning | error | recording `destinationUrl` scheme is not s3/azure/gs/https | WEB /docs/in-app-calling/voice-recording (S3, Azure Blob Storage, Google Cloud Storage) |
+//! | SVAML080 | error | error | `say` text longer than the account's limit (default 600, `SVAMLGATE_MAX_SAY_CHARS`) | JAVA voice/models/v1/svaml/instruction/SvamlInstructionSay.java ("Default maximum length is 600 characters. To change this limit, please contact support.") |
 //!
 //! Lints only look at members whose JSON type is what they expect, so they never panic and do
 //! not repeat schema errors on malformed documents.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::report::{render_found, Severity, Violation};
 use super::Target;
 
+/// A lint rule: code, severity in normal mode, whether strict mode makes it an error, and the
+/// source it rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Stable code, `SVAMLnnn`.
+    pub code: &'static str,
+    /// Severity in normal mode.
+    pub severity: Severity,
+    /// Whether strict mode turns a warning of this rule into an error.
+    pub strict_error: bool,
+    /// What the rule checks.
+    pub summary: &'static str,
+    /// Doc page or SDK file the rule rests on (`svamlgate` when no Sinch source states it).
+    pub source: &'static str,
+}
+
+impl Rule {
+    /// A violation of this rule at `pointer`.
+    pub fn at(&self, pointer: impl Into<String>, message: impl Into<String>) -> Violation {
+        Violation::new(self.severity, pointer, self.code, message)
+            .source(self.source)
+            .strict_error(self.strict_error)
+    }
+}
+
+const fn rule(
+    code: &'static str,
+    severity: Severity,
+    strict_error: bool,
+    summary: &'static str,
+    source: &'static str,
+) -> Rule {
+    Rule {
+        code,
+        severity,
+        strict_error,
+        summary,
+        source,
+    }
+}
+
+use Severity::{Error as E, Warning as W};
+
+const NONE: &str = super::policy::NO_SINCH_SOURCE;
+
+/// Action not allowed for the event.
+pub const R001: Rule = rule("SVAML001", E, true, "action not allowed for the event",
+    "developers.sinch.com/docs/voice/api-reference/svaml (actions table ICE/ACE/PIE); manage-call: sinch-sdk-node voice/src/models/v1 (ManagedCallSvamlRequestBody), sinch-sdk-java voice/models/v1/svaml/internal/SvamlActionPatchInternalImpl.java, and startRecording/stopRecording: sinch/docs docs/voice/voice-rest-api/voice-rest-api-calling-api.md");
+/// Instruction not allowed for ICE, ACE or PIE.
+pub const R002: Rule = rule("SVAML002", E, true, "instruction not allowed for the event",
+    "sinch/skills skills/sinch-voice-api/references/svaml.md (instructions table ICE/ACE/PIE); developers.sinch.com/docs/voice/api-reference/svaml/instructions");
+/// Name in another casing than lowerCamel.
+pub const R003: Rule = rule("SVAML003", W, true, "action/instruction name not in lowerCamel casing",
+    "developers.sinch.com/docs/voice/api-reference/svaml (lowerCamel names); Sinch pages also publish other casings: developers.sinch.com/docs/voice/api-reference/recording (StartRecording, Say), /docs/in-app-calling/voice-recording (connectMXP), sinch/docs voice-rest-api-callback-api.md (ConnectPstn, RunMenu, Hangup, …)");
+/// Manage-call body with an instruction other than playFiles or say.
+pub const R004: Rule = rule("SVAML004", W, true, "manage-call body with an instruction other than playFiles or say",
+    "sinch-sdk-node calls-request-data.ts (callLeg applies to playFiles and say); ManagedCallSvamlRequestBody types instructions as any SvamlInstruction");
+/// Phone number without the leading plus.
+pub const R010: Rule = rule("SVAML010", W, false, "connectPstn number/cli of digits without a leading +",
+    "sinch/docs voice-rest-api-callback-api.md connectPstn (E.164, example +461234567890); Sinch's own inline ICE example uses 46000000001: sinch-sdk-node voice/src/models/v1/custom-callout-request/custom-callout-request.ts");
+/// Not a phone number.
+pub const R011: Rule = rule("SVAML011", W, true, "connectPstn number/cli is not a phone number (cli may be private)",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")");
+/// No menu `main`.
+pub const R020: Rule = rule("SVAML020", W, true, "runMenu has no menu with id main",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus: \"If no menu has an id value of main, an error is returned\"; getMainMenu selects the menu to play first) vs Sinch's own test DTO without a menu main: sinch-sdk-java openapi-contracts/src/test/resources/domains/voice/v1/svaml/action/SvamlActionRunMenuDto.json");
+/// `mainMenu` names no menu.
+pub const R021: Rule = rule(
+    "SVAML021",
+    W,
+    true,
+    "runMenu mainMenu names no existing menu",
+    NONE,
+);
+/// `menu(x)` names no menu.
+pub const R022: Rule = rule(
+    "SVAML022",
+    W,
+    true,
+    "menu option goes to a menu that does not exist",
+    NONE,
+);
+/// Duplicate DTMF in one menu.
+pub const R023: Rule = rule(
+    "SVAML023",
+    W,
+    true,
+    "two options of one menu share the same DTMF",
+    NONE,
+);
+/// Option action grammar.
+pub const R024: Rule = rule("SVAML024", W, true, "menu option action is not menu(<id>) or return(<value>)",
+    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (getAction: \"The following values are accepted\": menu(value), return(value)) vs Sinch's own test DTO with action \"menu\": sinch-sdk-java openapi-contracts/src/test/resources/domains/voice/svaml/ActionRunMenuDto.json");
+/// Duplicate menu id.
+pub const R025: Rule = rule("SVAML025", W, true, "two menus share the same id", NONE);
+/// `w` in a menu option's DTMF.
+pub const R027: Rule = rule("SVAML027", W, true, "menu option DTMF contains w (a pause, not a key)",
+    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string; w is a 500 ms pause: SvamlActionConnectPstn.java getDtmf)");
+/// connectPstn locale form.
+pub const R030: Rule = rule("SVAML030", W, true, "connectPstn locale is not ll-CC",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale: ISO 639 code, dash, ISO 3166-1 alpha-2)");
+/// TTS locale form.
+pub const R031: Rule = rule("SVAML031", W, true, "TTS locale or voice in none of the known forms",
+    "developers.sinch.com/docs/voice/api-reference/voice-locales; sinch-sdk-node voice/src/models/v1/enums.ts (TtsVoice, open list)");
+/// playFiles TTS without locale.
+pub const R032: Rule = rule("SVAML032", W, true, "playFiles plays #tts/#ssml prompts without a locale",
+    "sinch-sdk-java voice/models/v1/svaml/instruction/SvamlInstructionPlayFiles.java (\"If using SSML or TTS, this is a required field\") vs sinch-sdk-java CHANGELOG 1.4.0 (\"no longer required\")");
+/// indications "false".
+pub const R033: Rule = rule("SVAML033", W, true, "connectPstn indications is \"false\"",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (IndicationsEnum.FALSE) vs sinch-sdk-node and sinch/docs voice-rest-api-callback-api.md (Norway is \"no\")");
+/// Cookie budget.
+pub const R040: Rule = rule("SVAML040", E, true, "cookie data of the call exceeds 1024 bytes",
+    "sinch/docs voice-rest-api-callback-api.md setCookie (\"The total size of cookie data (keys and values) may not exceed 1024 bytes\")");
+/// Duplicate cookie key.
+pub const R041: Rule = rule(
+    "SVAML041",
+    W,
+    true,
+    "the same cookie key is set twice in one reply",
+    NONE,
+);
+/// Malformed prompt.
+pub const R050: Rule = rule("SVAML050", W, true, "malformed prompt (brackets, unknown #directive, empty part)",
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (getMainPrompt: #tts[], #ssml[], #href[...], URLs, joined with ;)");
+/// Prompt URL scheme.
+pub const R051: Rule = rule("SVAML051", W, true, "prompt URL is not an absolute http(s) URL",
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (\"URL references to external media resources\")");
+/// Plain text as a prompt.
+pub const R052: Rule = rule("SVAML052", W, true, "plain text used as a prompt",
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (#tts[], #ssml[], pre-recorded messages, or URL references)");
+/// SSML without `<speak>`.
+pub const R053: Rule = rule("SVAML053", W, false, "#ssml[...] content does not start with <speak>",
+    "developers.sinch.com/docs/voice/api-reference/svaml/instructions (playFiles example #ssml[Thank you for calling Sinch!]) vs sinch/skills references/svaml.md (#ssml[<speak>…</speak>])");
+/// `callheaders` spelling.
+pub const R060: Rule = rule("SVAML060", W, false, "connectMxp uses the SDK spelling callheaders",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectMxpImpl.java and sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions (callheaders) vs sinch-sdk-node and sinch/docs (callHeaders)");
+/// Call header size.
+pub const R061: Rule = rule("SVAML061", E, true, "call header key + value exceed 1024 bytes",
+    "sinch/docs voice-rest-api-callback-api.md (\"The maximum size for the value of call headers is 1024 bytes\")");
+/// Both header spellings.
+pub const R062: Rule = rule(
+    "SVAML062",
+    W,
+    true,
+    "connectMxp has both callHeaders and callheaders",
+    NONE,
+);
+/// Lower-case transport.
+pub const R070: Rule = rule("SVAML070", W, false, "connectSip transport in lower case",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectSip.java (UDP, TCP, TLS) vs sinch-sdk-node (both cases) and sinch/docs voice-rest-api-callback-api.md (\"tls\")");
+/// Stream endpoint.
+pub const R071: Rule = rule("SVAML071", W, true, "connectStream endpoint is not a ws:// or wss:// URL",
+    "sinch-sdk-java voice/models/v1/destination/DestinationWebSocket.java (\"The Stream/Websocket server address\")");
+/// SIP endpoint.
+pub const R072: Rule = rule(
+    "SVAML072",
+    W,
+    true,
+    "connectSip endpoint does not look like a SIP address",
+    "sinch/docs voice-rest-api-callback-api.md connectSip (46708000000@sip.foo.com)",
+);
+/// Recording destination scheme.
+pub const R073: Rule = rule("SVAML073", W, true, "recording destinationUrl scheme is not s3, azure, gs or https",
+    "developers.sinch.com/docs/in-app-calling/voice-recording (Amazon S3, Azure Blob Storage, Google Cloud Storage)");
+/// say text length.
+pub const R080: Rule = rule("SVAML080", E, true, "say text longer than the account's limit",
+    "sinch-sdk-java voice/models/v1/svaml/instruction/SvamlInstructionSay.java (\"Default maximum length is 600 characters. To change this limit, please contact support.\")");
+
+/// Every lint rule, in code order.
+pub const RULES: &[Rule] = &[
+    R001, R002, R003, R004, R010, R011, R020, R021, R022, R023, R024, R025, R027, R030, R031, R032,
+    R033, R040, R041, R050, R051, R052, R053, R060, R061, R062, R070, R071, R072, R073, R080,
+];
+
+/// The rule with this code.
+pub fn rule_for(code: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.code == code)
+}
+
 static E164: LazyLock<Regex> = LazyLock::new(|| re(r"^\+[1-9][0-9]{5,14}$"));
+static DIGITS: LazyLock<Regex> = LazyLock::new(|| re(r"^[0-9]+$"));
 static LOCALE: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z]{2,3}-[A-Z]{2}$"));
 static TTS_LOCALE: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^(?:[a-z]{2,3}(?:-[A-Za-z0-9]{2,4}){0,2}(?:/\p{L}[\p{L}\- ]*)?|\p{Lu}\p{L}+)$")
 });
-static MENU_ACTION: LazyLock<Regex> = LazyLock::new(|| re(r"^(menu|return)\((.*)\)$"));
-static FILE_ID: LazyLock<Regex> = LazyLock::new(|| re(r"^[A-Za-z0-9_.\-]+$"));
+static MENU_ACTION: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^(menu|return)\s*\((.*)\)$"));
+/// A pre-recorded message name or file id such as `welcome` or `greeting.wav`.
+static FILE_ID: LazyLock<Regex> = LazyLock::new(|| re(r"^[A-Za-z0-9_.\-/]+$"));
 
 fn re(pattern: &str) -> Regex {
     // The patterns are constants covered by tests; an invalid one is a programming error that
@@ -55,57 +253,70 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("lint regex is valid")
 }
 
-/// Cookie data budget (keys + values of all setCookie instructions, bytes).
+/// Cookie data budget (keys + values of a call's cookies, last value of each key, bytes).
 pub const COOKIE_BUDGET_BYTES: usize = 1024;
 /// Maximum size of one call header key + value (UTF-8 bytes).
 pub const CALL_HEADER_MAX_BYTES: usize = 1024;
 
-fn err(pointer: String, code: &str, message: impl Into<String>) -> Violation {
-    Violation::new(Severity::Error, pointer, code, message)
-}
-
-fn warn(pointer: String, code: &str, message: impl Into<String>) -> Violation {
-    Violation::new(Severity::Warning, pointer, code, message)
+/// What a lint run knows beyond the document.
+pub(crate) struct LintContext<'a> {
+    /// Largest accepted `say` text, in characters.
+    pub max_say_chars: usize,
+    /// Cookies set by earlier replies of the call (last value of each key).
+    pub earlier_cookies: &'a BTreeMap<String, String>,
 }
 
 fn str_of<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     obj.get(key).and_then(Value::as_str)
 }
 
-/// Runs every lint rule on `doc` for `target`, appending to `out`.
-pub(crate) fn lint(doc: &Value, _target: Target, out: &mut Vec<Violation>) {
+/// Runs every lint rule on `doc` (names already in canonical casing) for `target`.
+pub(crate) fn lint(doc: &Value, target: Target, ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
     let Some(root) = doc.as_object() else {
         return;
     };
     if let Some(Value::Array(instructions)) = root.get("instructions") {
-        lint_instructions(instructions, out);
+        lint_instructions(instructions, target, ctx, out);
     }
     if let Some(Value::Object(action)) = root.get("action") {
         lint_action(action, out);
     }
 }
 
-fn lint_instructions(instructions: &[Value], out: &mut Vec<Violation>) {
-    let mut cookie_bytes = 0usize;
-    let mut cookie_over = false;
-    let mut cookie_keys: Vec<&str> = Vec::new();
+fn lint_instructions(
+    instructions: &[Value],
+    target: Target,
+    ctx: &LintContext<'_>,
+    out: &mut Vec<Violation>,
+) {
+    let mut cookies = ctx.earlier_cookies.clone();
+    let mut keys_here: Vec<&str> = Vec::new();
+    let mut last_cookie: Option<usize> = None;
     for (i, instruction) in instructions.iter().enumerate() {
         let Some(obj) = instruction.as_object() else {
             continue;
         };
         let base = format!("/instructions/{i}");
-        match str_of(obj, "name") {
+        let name = str_of(obj, "name");
+        if target == Target::Manage {
+            if let Some(name) = name.filter(|n| !matches!(*n, "playFiles" | "say")) {
+                out.push(
+                    R004.at(
+                        format!("{base}/name"),
+                        format!("instruction {name} in a manage-call body; Sinch documents playFiles and say for these endpoints"),
+                    )
+                    .found(name)
+                    .hint("check that Sinch carries this instruction out on a manage-call request"),
+                );
+            }
+        }
+        match name {
             Some("playFiles") => {
                 let mut uses_tts = false;
                 if let Some(Value::Array(ids)) = obj.get("ids") {
                     for (j, id) in ids.iter().enumerate() {
                         if let Some(prompt) = id.as_str() {
-                            uses_tts |= check_prompt(
-                                prompt,
-                                &format!("{base}/ids/{j}"),
-                                PromptKind::PlayFiles,
-                                out,
-                            );
+                            uses_tts |= check_prompt(prompt, &format!("{base}/ids/{j}"), out);
                         }
                     }
                 }
@@ -114,13 +325,12 @@ fn lint_instructions(instructions: &[Value], out: &mut Vec<Violation>) {
                         check_tts_locale(locale, format!("{base}/locale"), out)
                     }
                     None if uses_tts => out.push(
-                        warn(
+                        R032.at(
                             format!("{base}/locale"),
-                            "SVAML032",
                             "playFiles plays #tts/#ssml prompts but has no locale",
                         )
                         .expected("a TTS locale such as en-US")
-                        .hint("add \"locale\" (SDK docs: required when using TTS or SSML)"),
+                        .hint("add \"locale\"; Sinch's API description calls it required with TTS or SSML, the Java SDK dropped that requirement in 1.4.0"),
                     ),
                     _ => {}
                 }
@@ -129,87 +339,133 @@ fn lint_instructions(instructions: &[Value], out: &mut Vec<Violation>) {
                 if let Some(locale) = str_of(obj, "locale") {
                     check_tts_locale(locale, format!("{base}/locale"), out);
                 }
+                if let Some(text) = str_of(obj, "text") {
+                    let chars = text.chars().count();
+                    if chars > ctx.max_say_chars {
+                        out.push(
+                            R080.at(
+                                format!("{base}/text"),
+                                format!(
+                                    "say text has {chars} characters; the limit is {}",
+                                    ctx.max_say_chars
+                                ),
+                            )
+                            .expected(format!("at most {} characters", ctx.max_say_chars))
+                            .found(format!("{chars} characters"))
+                            .hint("shorten the text or split it over several say instructions; Sinch's default limit is 600 and support can raise it per account (then set SVAMLGATE_MAX_SAY_CHARS)"),
+                        );
+                    }
+                }
             }
             Some("setCookie") => {
-                let key = str_of(obj, "key").unwrap_or_default();
+                let Some(key) = str_of(obj, "key") else {
+                    continue;
+                };
                 let value = str_of(obj, "value").unwrap_or_default();
-                if !key.is_empty() {
-                    if cookie_keys.contains(&key) {
-                        out.push(
-                            warn(
-                                format!("{base}/key"),
-                                "SVAML041",
-                                format!("cookie `{key}` is set more than once in this reply"),
-                            )
-                            .hint("set each cookie once; only the last value is kept"),
-                        );
-                    } else {
-                        cookie_keys.push(key);
-                    }
-                }
-                cookie_bytes += key.len() + value.len();
-                if cookie_bytes > COOKIE_BUDGET_BYTES && !cookie_over {
-                    cookie_over = true;
+                if keys_here.contains(&key) {
                     out.push(
-                        err(
-                            base.clone(),
-                            "SVAML040",
-                            "cookie data (all setCookie keys and values) exceeds 1024 bytes",
+                        R041.at(
+                            format!("{base}/key"),
+                            format!("cookie `{key}` is set more than once in this reply"),
                         )
-                        .expected(format!("at most {COOKIE_BUDGET_BYTES} bytes"))
-                        .found(format!("{cookie_bytes} bytes so far"))
-                        .hint("store less in cookies; keep large state on your server keyed by callid"),
+                        .hint("set each cookie once; svamlgate counts only the last value against the 1024-byte budget"),
                     );
+                } else {
+                    keys_here.push(key);
                 }
+                cookies.insert(key.to_owned(), value.to_owned());
+                last_cookie = Some(i);
             }
             Some("startRecording") => {
-                if let Some(url) = obj
-                    .get("options")
-                    .and_then(Value::as_object)
-                    .and_then(|o| str_of(o, "destinationUrl"))
-                {
-                    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-                    if !matches!(scheme.as_deref(), Some("s3" | "azure" | "gs" | "https")) {
-                        out.push(
-                            warn(
-                                format!("{base}/options/destinationUrl"),
-                                "SVAML073",
-                                "recording destinationUrl has an unexpected scheme",
-                            )
-                            .expected("s3://…, azure://…, gs://… or https://…")
-                            .found(render_found("", &Value::from(url)))
-                            .hint("use a storage URL such as s3://my-bucket/"),
-                        );
-                    }
+                if let Some(options) = obj.get("options").and_then(Value::as_object) {
+                    check_recording_destination(options, &format!("{base}/options"), out);
                 }
             }
             _ => {}
         }
     }
+    if let Some(i) = last_cookie {
+        let total = cookie_bytes(&cookies);
+        if total > COOKIE_BUDGET_BYTES {
+            let earlier: usize = ctx
+                .earlier_cookies
+                .iter()
+                .filter(|(k, _)| !keys_here.contains(&k.as_str()))
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            let message = if earlier > 0 {
+                format!("cookie data of this call would be {total} bytes ({earlier} of them from cookies set by earlier replies), over {COOKIE_BUDGET_BYTES}")
+            } else {
+                format!("cookie data (setCookie keys and values) would be {total} bytes, over {COOKIE_BUDGET_BYTES}")
+            };
+            out.push(
+                R040.at(format!("/instructions/{i}"), message)
+                    .expected(format!("at most {COOKIE_BUDGET_BYTES} bytes"))
+                    .found(format!("{total} bytes"))
+                    .hint("store less in cookies; keep large state on your server keyed by callid"),
+            );
+        }
+    }
+}
+
+/// Bytes of cookie data: keys plus values.
+pub(crate) fn cookie_bytes(cookies: &BTreeMap<String, String>) -> usize {
+    cookies.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+fn check_recording_destination(
+    options: &Map<String, Value>,
+    pointer: &str,
+    out: &mut Vec<Violation>,
+) {
+    let Some(url) = str_of(options, "destinationUrl") else {
+        return;
+    };
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("s3" | "azure" | "gs" | "https")) {
+        out.push(
+            R073.at(
+                format!("{pointer}/destinationUrl"),
+                "recording destinationUrl has an unexpected scheme",
+            )
+            .expected("s3://…, azure://…, gs://… or https://…")
+            .found(render_found("", &Value::from(url)))
+            .hint("use a storage URL such as s3://my-bucket/"),
+        );
+    }
 }
 
 fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if let Some(options) = action.get("recordingOptions").and_then(Value::as_object) {
+        check_recording_destination(options, "/action/recordingOptions", out);
+    }
     match str_of(action, "name") {
         Some("connectPstn") => {
             if let Some(number) = str_of(action, "number") {
-                check_e164(number, "/action/number", false, out);
+                check_number(number, "/action/number", false, out);
             }
             if let Some(cli) = str_of(action, "cli") {
-                check_e164(cli, "/action/cli", true, out);
+                check_number(cli, "/action/cli", true, out);
             }
             if let Some(locale) = str_of(action, "locale") {
                 if !LOCALE.is_match(locale) {
                     out.push(
-                        err(
-                            "/action/locale".to_owned(),
-                            "SVAML030",
-                            "locale must be an ISO 639 language code, '-', and an ISO 3166-1 alpha-2 country code",
+                        R030.at(
+                            "/action/locale",
+                            "locale is not an ISO 639 language code, '-', and an ISO 3166-1 alpha-2 country code",
                         )
                         .expected("ll-CC, e.g. en-US")
                         .found(render_found("", &Value::from(locale)))
                         .hint(locale_hint(locale)),
                     );
                 }
+            }
+            if str_of(action, "indications") == Some("false") {
+                out.push(
+                    R033.at("/action/indications", "indications \"false\" is in the Java SDK's enum only")
+                        .found("false")
+                        .hint("\"false\" looks like a YAML reading of Norway's code; for Norway use \"no\", or omit indications"),
+                );
             }
         }
         Some("connectMxp") => {
@@ -218,22 +474,20 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             if lower.is_some() {
                 if upper.is_some() {
                     out.push(
-                        err(
-                            "/action/callheaders".to_owned(),
-                            "SVAML062",
+                        R062.at(
+                            "/action/callheaders",
                             "both callHeaders and callheaders are present",
                         )
-                        .hint("keep only callHeaders"),
+                        .hint("keep only one; which one Sinch reads is not documented"),
                     );
                 } else {
                     out.push(
-                        warn(
-                            "/action/callheaders".to_owned(),
-                            "SVAML060",
+                        R060.at(
+                            "/action/callheaders",
                             "callheaders (Java/.NET SDK spelling) used instead of callHeaders",
                         )
                         .expected("callHeaders")
-                        .hint("rename to callHeaders (the documented spelling)"),
+                        .hint("callHeaders is the spelling of Sinch's docs and Node SDK; the Java and .NET SDKs send callheaders"),
                     );
                 }
             }
@@ -244,14 +498,13 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             if let Some(transport) = str_of(action, "transport") {
                 if transport.bytes().any(|b| b.is_ascii_lowercase()) {
                     out.push(
-                        warn(
-                            "/action/transport".to_owned(),
-                            "SVAML070",
-                            "transport in lower case; the canonical spelling is upper case",
+                        R070.at(
+                            "/action/transport",
+                            "transport in lower case; the Java SDK's enum is upper case",
                         )
                         .expected(transport.to_ascii_uppercase())
                         .found(transport)
-                        .hint("use UDP, TCP or TLS"),
+                        .hint("UDP, TCP or TLS (Sinch's Node SDK and docs also use lower case)"),
                     );
                 }
             }
@@ -262,9 +515,8 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             {
                 if !endpoint.contains('@') && !endpoint.starts_with("sip:") {
                     out.push(
-                        warn(
-                            "/action/destination/endpoint".to_owned(),
-                            "SVAML072",
+                        R072.at(
+                            "/action/destination/endpoint",
                             "SIP endpoint does not look like a SIP address",
                         )
                         .expected("user@host, e.g. 46708000000@sip.example.com")
@@ -285,14 +537,13 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
                     || (lower.starts_with("ws://") && endpoint.len() > 5);
                 if !ok || endpoint.contains(char::is_whitespace) {
                     out.push(
-                        err(
-                            "/action/destination/endpoint".to_owned(),
-                            "SVAML071",
-                            "stream endpoint must be a WebSocket URL",
+                        R071.at(
+                            "/action/destination/endpoint",
+                            "stream endpoint is not a WebSocket URL",
                         )
                         .expected("wss://host/path")
                         .found(render_found("", &Value::from(endpoint)))
-                        .hint("use a wss:// URL of your WebSocket server"),
+                        .hint("use the wss:// URL of your WebSocket server"),
                     );
                 }
             }
@@ -302,7 +553,7 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
         Some("park") => {
             for key in ["introPrompt", "holdPrompt"] {
                 if let Some(prompt) = str_of(action, key) {
-                    check_prompt(prompt, &format!("/action/{key}"), PromptKind::Menu, out);
+                    check_prompt(prompt, &format!("/action/{key}"), out);
                 }
             }
             if let Some(locale) = str_of(action, "locale") {
@@ -325,9 +576,8 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
         if let Some(id) = menu.get("id").and_then(Value::as_str) {
             if ids.contains(&id) {
                 out.push(
-                    err(
+                    R025.at(
                         format!("/action/menus/{i}/id"),
-                        "SVAML025",
                         format!("menu id `{id}` is used by more than one menu"),
                     )
                     .found(id)
@@ -338,28 +588,30 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             }
         }
     }
+    let main_menu = str_of(action, "mainMenu");
     if !menus.is_empty() && !ids.contains(&"main") {
+        let message = match main_menu {
+            Some(first) if ids.contains(&first) => {
+                format!("no menu has id `main` (mainMenu selects `{first}`)")
+            }
+            _ => "runMenu has no menu with id `main`".to_owned(),
+        };
         out.push(
-            err(
-                "/action/menus".to_owned(),
-                "SVAML020",
-                "runMenu has no menu with id `main`; Sinch always starts with `main` and returns an error without it",
-            )
-            .expected("a menu with \"id\": \"main\"")
-            .found(ids.join(", "))
-            .hint("rename the first menu's id to main"),
+            R020.at("/action/menus", message)
+                .expected("a menu with \"id\": \"main\"")
+                .found(ids.join(", "))
+                .hint("name the first menu main: Sinch's description says the menu main always plays first and an error is returned without one"),
         );
     }
-    if let Some(main_menu) = str_of(action, "mainMenu") {
-        if !ids.contains(&main_menu) {
+    if let Some(first) = main_menu {
+        if !ids.contains(&first) {
             out.push(
-                err(
-                    "/action/mainMenu".to_owned(),
-                    "SVAML021",
+                R021.at(
+                    "/action/mainMenu",
                     "mainMenu does not name an existing menu",
                 )
                 .expected(ids.join("|"))
-                .found(main_menu)
+                .found(first)
                 .hint("set mainMenu to the id of one of the menus, or remove it"),
             );
         }
@@ -370,12 +622,7 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
         };
         for key in ["mainPrompt", "repeatPrompt"] {
             if let Some(prompt) = str_of(menu, key) {
-                check_prompt(
-                    prompt,
-                    &format!("/action/menus/{i}/{key}"),
-                    PromptKind::Menu,
-                    out,
-                );
+                check_prompt(prompt, &format!("/action/menus/{i}/{key}"), out);
             }
         }
         let Some(Value::Array(options)) = menu.get("options") else {
@@ -390,9 +637,8 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             if let Some(dtmf) = str_of(option, "dtmf") {
                 if seen.contains(&dtmf) {
                     out.push(
-                        err(
+                        R023.at(
                             format!("{base}/dtmf"),
-                            "SVAML023",
                             format!("DTMF `{dtmf}` selects more than one option of this menu"),
                         )
                         .found(dtmf)
@@ -401,6 +647,16 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
                 } else {
                     seen.push(dtmf);
                 }
+                if dtmf.contains('w') {
+                    out.push(
+                        R027.at(
+                            format!("{base}/dtmf"),
+                            "menu option DTMF contains w, a 500 ms pause that a caller cannot press",
+                        )
+                        .found(dtmf)
+                        .hint("use the keys the caller presses: 0-9 and #"),
+                    );
+                }
             }
             let Some(option_action) = str_of(option, "action") else {
                 continue;
@@ -408,41 +664,31 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             match MENU_ACTION.captures(option_action.trim()) {
                 Some(caps) => {
                     let verb = caps.get(1).map_or("", |m| m.as_str());
-                    let arg = caps.get(2).map_or("", |m| m.as_str());
-                    if verb == "menu" {
-                        if arg.is_empty() {
-                            out.push(
-                                err(
-                                    format!("{base}/action"),
-                                    "SVAML024",
-                                    "menu() needs a menu id",
-                                )
-                                .expected("menu(<menuId>) or return(<value>)")
-                                .found(option_action),
-                            );
-                        } else if !ids.contains(&arg) {
-                            out.push(
-                                err(
-                                    format!("{base}/action"),
-                                    "SVAML022",
-                                    format!("option goes to menu `{arg}`, which does not exist"),
-                                )
-                                .expected(ids.join("|"))
-                                .found(option_action)
-                                .hint("point menu(...) at the id of a menu in this runMenu"),
-                            );
-                        }
+                    let arg = caps.get(2).map_or("", |m| m.as_str()).trim();
+                    if verb.eq_ignore_ascii_case("menu") && !ids.contains(&arg) {
+                        out.push(
+                            R022.at(
+                                format!("{base}/action"),
+                                if arg.is_empty() {
+                                    "menu() names no menu".to_owned()
+                                } else {
+                                    format!("option goes to menu `{arg}`, which does not exist")
+                                },
+                            )
+                            .expected(ids.join("|"))
+                            .found(option_action)
+                            .hint("point menu(...) at the id of a menu in this runMenu"),
+                        );
                     }
                 }
                 None => out.push(
-                    err(
+                    R024.at(
                         format!("{base}/action"),
-                        "SVAML024",
-                        "option action must be menu(<menuId>) or return(<value>)",
+                        "option action is neither menu(<menuId>) nor return(<value>)",
                     )
                     .expected("menu(<menuId>) or return(<value>)")
                     .found(render_found("", &Value::from(option_action)))
-                    .hint("e.g. \"menu(sub)\" or \"return(sales)\" (lower case)"),
+                    .hint("e.g. \"menu(sub)\" or \"return(sales)\""),
                 ),
             }
         }
@@ -464,9 +710,8 @@ fn check_headers(action: &Map<String, Value>, key: &str, out: &mut Vec<Violation
                 .map_or(0, str::len);
         if size > CALL_HEADER_MAX_BYTES {
             out.push(
-                err(
+                R061.at(
                     format!("/action/{key}/{i}"),
-                    "SVAML061",
                     "call header key + value exceed 1024 bytes",
                 )
                 .expected(format!("at most {CALL_HEADER_MAX_BYTES} bytes"))
@@ -477,30 +722,29 @@ fn check_headers(action: &Map<String, Value>, key: &str, out: &mut Vec<Violation
     }
 }
 
-fn check_e164(value: &str, pointer: &str, allow_private: bool, out: &mut Vec<Violation>) {
-    if E164.is_match(value) || (allow_private && value == "private") {
+fn check_number(value: &str, pointer: &str, is_cli: bool, out: &mut Vec<Violation>) {
+    if E164.is_match(value) || (is_cli && value == "private") {
         return;
     }
-    let digits_only = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    let hint = if digits_only {
-        "add the leading + and country code (Sinch rejects numbers without it: error 40005 \"Phone number missing leading plus sign\")"
-    } else {
-        "use E.164: + country code and subscriber number, digits only, no spaces (Sinch error 40005 for a missing +)"
-    };
-    let expected = if allow_private {
+    if DIGITS.is_match(value) {
+        out.push(
+            R010.at(pointer, "phone number without a leading +")
+                .expected("E.164 with a leading +, e.g. +46700000000")
+                .found(render_found("", &Value::from(value)))
+                .hint("Sinch's docs write numbers in E.164 with a leading +; Sinch's own inline ICE example omits it, so this reply still goes out"),
+        );
+        return;
+    }
+    let expected = if is_cli {
         "E.164 number (+ and 6-15 digits) or private"
     } else {
         "E.164 number (+ and 6-15 digits)"
     };
     out.push(
-        err(
-            pointer.to_owned(),
-            "SVAML010",
-            "phone number is not in E.164 format with a leading +",
-        )
-        .expected(expected)
-        .found(render_found("", &Value::from(value)))
-        .hint(hint),
+        R011.at(pointer, "value does not look like a phone number")
+            .expected(expected)
+            .found(render_found("", &Value::from(value)))
+            .hint("use + country code and subscriber number, digits only, no spaces"),
     );
 }
 
@@ -518,7 +762,7 @@ fn locale_hint(locale: &str) -> String {
 fn check_tts_locale(locale: &str, pointer: String, out: &mut Vec<Violation>) {
     if !TTS_LOCALE.is_match(locale) {
         out.push(
-            warn(pointer, "SVAML031", "unrecognised TTS locale or voice")
+            R031.at(pointer, "unrecognised TTS locale or voice")
                 .expected("ll-CC, ll-CC/female, ll-CC/male, ll-CC/<Voice> or a voice name")
                 .found(render_found("", &Value::from(locale)))
                 .hint("see the Sinch voice-locales list, e.g. en-US or en-US/Joanna"),
@@ -526,15 +770,8 @@ fn check_tts_locale(locale: &str, pointer: String, out: &mut Vec<Violation>) {
     }
 }
 
-/// Where a prompt appears: playFiles also accepts legacy file ids; menus/park need #tts etc.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PromptKind {
-    PlayFiles,
-    Menu,
-}
-
-/// Checks prompt grammar; returns whether a #tts/#ssml part was seen.
-fn check_prompt(prompt: &str, pointer: &str, kind: PromptKind, out: &mut Vec<Violation>) -> bool {
+/// Checks prompt grammar (menus, park, playFiles ids); returns whether a #tts/#ssml part was seen.
+fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
     let mut parts: Vec<&str> = Vec::new();
     let mut depth: i32 = 0;
     let mut start = 0;
@@ -565,7 +802,7 @@ fn check_prompt(prompt: &str, pointer: &str, kind: PromptKind, out: &mut Vec<Vio
         let part = part.trim();
         if part.is_empty() {
             out.push(
-                err(pointer.to_owned(), "SVAML050", "empty prompt part")
+                R050.at(pointer, "empty prompt part")
                     .found(render_found("", &Value::from(prompt)))
                     .hint("remove the stray ';'"),
             );
@@ -587,36 +824,30 @@ fn check_prompt(prompt: &str, pointer: &str, kind: PromptKind, out: &mut Vec<Vio
                         out.push(malformed(pointer, part, "empty #tts/#ssml text"));
                     } else if directive == "ssml" && !body.trim_start().starts_with("<speak") {
                         out.push(
-                            warn(
-                                pointer.to_owned(),
-                                "SVAML053",
-                                "#ssml[...] content does not start with <speak>",
-                            )
-                            .found(render_found("", &Value::from(part)))
-                            .hint("wrap SSML in <speak>…</speak>, or use #tts[...] for plain text"),
+                            R053.at(pointer, "#ssml[...] content does not start with <speak>")
+                                .found(render_found("", &Value::from(part)))
+                                .hint("Sinch's examples show both forms; <speak>…</speak> is the SSML root element"),
                         );
                     }
                 }
                 "href" => check_url(body.trim(), pointer, out),
                 other => out.push(
-                    err(
-                        pointer.to_owned(),
-                        "SVAML050",
-                        format!("unknown prompt directive #{other}"),
-                    )
-                    .expected("#tts[...], #ssml[...] or #href[...]")
-                    .found(render_found("", &Value::from(part)))
-                    .hint("directives are lower case: #tts, #ssml, #href"),
+                    R050.at(pointer, format!("unknown prompt directive #{other}"))
+                        .expected("#tts[...], #ssml[...] or #href[...]")
+                        .found(render_found("", &Value::from(part)))
+                        .hint(
+                            "Sinch documents the directives #tts, #ssml and #href, in lower case",
+                        ),
                 ),
             }
         } else if part.contains("://") {
             check_url(part, pointer, out);
-        } else if kind == PromptKind::PlayFiles && FILE_ID.is_match(part) {
-            // Legacy pre-recorded file id such as "welcome".
+        } else if FILE_ID.is_match(part) {
+            // A pre-recorded message name or file id such as "welcome".
         } else {
             out.push(
-                err(pointer.to_owned(), "SVAML052", "plain text is not a prompt")
-                    .expected("#tts[...], #ssml[...], #href[url] or an http(s) URL")
+                R052.at(pointer, "plain text is not a prompt")
+                    .expected("#tts[...], #ssml[...], #href[url], an http(s) URL or a pre-recorded message name")
                     .found(render_found("", &Value::from(part)))
                     .hint(format!("to speak it, write #tts[{part}]")),
             );
@@ -633,10 +864,9 @@ fn check_url(url: &str, pointer: &str, out: &mut Vec<Violation>) {
         .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
     if !scheme_ok || !host_ok || url.contains(char::is_whitespace) {
         out.push(
-            err(
-                pointer.to_owned(),
-                "SVAML051",
-                "prompt URL must be an absolute http:// or https:// URL without spaces",
+            R051.at(
+                pointer,
+                "prompt URL is not an absolute http:// or https:// URL without spaces",
             )
             .expected("https://host/file.mp3")
             .found(render_found("", &Value::from(url)))
@@ -646,57 +876,44 @@ fn check_url(url: &str, pointer: &str, out: &mut Vec<Violation>) {
 }
 
 fn unbalanced(pointer: &str, prompt: &str) -> Violation {
-    err(
-        pointer.to_owned(),
-        "SVAML050",
-        "unbalanced [ ] brackets in prompt",
-    )
-    .found(render_found("", &Value::from(prompt)))
-    .hint("every #tts[, #ssml[ and #href[ needs a closing ]")
+    R050.at(pointer, "unbalanced [ ] brackets in prompt")
+        .found(render_found("", &Value::from(prompt)))
+        .hint("every #tts[, #ssml[ and #href[ needs a closing ]")
 }
 
 fn malformed(pointer: &str, part: &str, what: &str) -> Violation {
-    err(
-        pointer.to_owned(),
-        "SVAML050",
-        format!("malformed prompt: {what}"),
-    )
-    .expected("#tts[...], #ssml[...] or #href[...]")
-    .found(render_found("", &Value::from(part)))
+    R050.at(pointer, format!("malformed prompt: {what}"))
+        .expected("#tts[...], #ssml[...] or #href[...]")
+        .found(render_found("", &Value::from(part)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn codes_of(prompt: &str, kind: PromptKind) -> Vec<String> {
+    fn codes_of(prompt: &str) -> Vec<String> {
         let mut out = Vec::new();
-        check_prompt(prompt, "/p", kind, &mut out);
+        check_prompt(prompt, "/p", &mut out);
         out.into_iter().map(|v| v.code).collect()
     }
 
     #[test]
     fn prompt_grammar() {
-        assert!(codes_of(
-            "#tts[Hello; world];#href[https://a.example/x.mp3]",
-            PromptKind::Menu
-        )
-        .is_empty());
-        assert!(codes_of("#ssml[<speak>Hi</speak>]", PromptKind::Menu).is_empty());
-        assert!(codes_of("https://a.example/x.wav", PromptKind::Menu).is_empty());
-        assert!(codes_of("welcome", PromptKind::PlayFiles).is_empty());
-        assert_eq!(codes_of("welcome", PromptKind::Menu), ["SVAML052"]);
-        assert_eq!(codes_of("#tts[Hello", PromptKind::Menu), ["SVAML050"]);
-        assert_eq!(codes_of("#tts[a]]", PromptKind::Menu), ["SVAML050"]);
-        assert_eq!(codes_of("#tts[]", PromptKind::Menu), ["SVAML050"]);
-        assert_eq!(codes_of("#tts[a];", PromptKind::Menu), ["SVAML050"]);
-        assert_eq!(codes_of("#TTS[a]", PromptKind::Menu), ["SVAML050"]);
-        assert_eq!(codes_of("#href[ftp://x/y]", PromptKind::Menu), ["SVAML051"]);
-        assert_eq!(
-            codes_of("s3://bucket/x.mp3", PromptKind::PlayFiles),
-            ["SVAML051"]
-        );
-        assert_eq!(codes_of("#ssml[Hi]", PromptKind::Menu), ["SVAML053"]);
+        assert!(codes_of("#tts[Hello; world];#href[https://a.example/x.mp3]").is_empty());
+        assert!(codes_of("#ssml[<speak>Hi</speak>]").is_empty());
+        assert!(codes_of("https://a.example/x.wav").is_empty());
+        assert!(codes_of("welcome").is_empty());
+        assert!(codes_of("welcome;#tts[Press 1]").is_empty());
+        assert!(codes_of("file1.wav").is_empty());
+        assert_eq!(codes_of("Please hold"), ["SVAML052"]);
+        assert_eq!(codes_of("#tts[Hello"), ["SVAML050"]);
+        assert_eq!(codes_of("#tts[a]]"), ["SVAML050"]);
+        assert_eq!(codes_of("#tts[]"), ["SVAML050"]);
+        assert_eq!(codes_of("#tts[a];"), ["SVAML050"]);
+        assert_eq!(codes_of("#TTS[a]"), ["SVAML050"]);
+        assert_eq!(codes_of("#href[ftp://x/y]"), ["SVAML051"]);
+        assert_eq!(codes_of("s3://bucket/x.mp3"), ["SVAML051"]);
+        assert_eq!(codes_of("#ssml[Hi]"), ["SVAML053"]);
     }
 
     #[test]
@@ -721,15 +938,95 @@ mod tests {
     }
 
     #[test]
-    fn e164() {
+    fn phone_numbers() {
         let mut out = Vec::new();
-        check_e164("+46701234567", "/n", false, &mut out);
-        check_e164("private", "/c", true, &mut out);
+        check_number("+46701234567", "/n", false, &mut out);
+        check_number("private", "/c", true, &mut out);
         assert!(out.is_empty());
-        check_e164("46701234567", "/n", false, &mut out);
-        check_e164("private", "/n", false, &mut out);
-        assert_eq!(out.len(), 2);
-        assert!(out[0].hint.as_deref().unwrap().contains("40005"));
+        check_number("46000000001", "/n", false, &mut out);
+        check_number("private", "/n", false, &mut out);
+        check_number("cli value", "/c", true, &mut out);
+        let codes: Vec<&str> = out.iter().map(|v| v.code.as_str()).collect();
+        assert_eq!(codes, ["SVAML010", "SVAML011", "SVAML011"]);
+        assert!(out.iter().all(|v| v.severity == Severity::Warning));
+        // The hint claims no more than the sources: no REST error code, no certainty of rejection.
+        let hint = out[0].hint.as_deref().unwrap_or_default();
+        assert!(
+            !hint.contains("40005") && !hint.contains("reject"),
+            "{hint}"
+        );
+        assert!(!out[0].strict_error && out[1].strict_error);
+    }
+
+    #[test]
+    fn menu_option_actions() {
+        for ok in [
+            "menu(sub)",
+            "return(sales)",
+            "return (sales)",
+            "Return(x)",
+            "return()",
+        ] {
+            assert!(MENU_ACTION.is_match(ok), "{ok}");
+        }
+        for bad in ["goto(sub)", "menu", "sub", ""] {
+            assert!(!MENU_ACTION.is_match(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rules_are_unique_sorted_and_sourced() {
+        let codes: Vec<&str> = RULES.iter().map(|r| r.code).collect();
+        let mut sorted = codes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(codes, sorted);
+        for r in RULES {
+            assert!(!r.source.trim().is_empty(), "{}", r.code);
+            // An error needs a Sinch source.
+            if r.severity == Severity::Error {
+                assert_ne!(
+                    r.source, NONE,
+                    "{} is an error without a Sinch source",
+                    r.code
+                );
+            }
+        }
+        assert_eq!(rule_for("SVAML040"), Some(&R040));
+        assert_eq!(rule_for("SVAML999"), None);
+    }
+
+    #[test]
+    fn module_doc_table_matches_rules() {
+        let text = include_str!("lint.rs");
+        let rows: Vec<(String, String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | SVAML"))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                (
+                    format!("SVAML{}", cells[0]),
+                    cells[1].to_owned(),
+                    cells[2].to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> = RULES
+            .iter()
+            .map(|r| {
+                let strict = if r.severity == Severity::Error || r.strict_error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                (
+                    r.code.to_owned(),
+                    r.severity.as_str().to_owned(),
+                    strict.to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected);
     }
 
     #[test]
@@ -740,10 +1037,18 @@ mod tests {
             serde_json::json!({"instructions": {}, "action": []}),
             serde_json::json!({"instructions": [1, null, {"name": 3}], "action": {"name": "runMenu", "menus": [1, {"id": 2, "options": [null, {"dtmf": 1, "action": 2}]}]}}),
             serde_json::json!({"action": {"name": "connectStream", "destination": "x"}}),
+            serde_json::json!({"instructions": [{"name": "setCookie", "value": "v"}], "action": {"name": "hangup", "recordingOptions": 1}}),
         ];
+        let cookies = BTreeMap::new();
+        let ctx = LintContext {
+            max_say_chars: 600,
+            earlier_cookies: &cookies,
+        };
         for doc in docs {
-            let mut out = Vec::new();
-            lint(&doc, Target::Ice, &mut out);
+            for target in Target::ALL {
+                let mut out = Vec::new();
+                lint(&doc, target, &ctx, &mut out);
+            }
         }
     }
 }

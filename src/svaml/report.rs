@@ -9,6 +9,9 @@ use jsonschema::ValidationError;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::lint::{self, Rule};
+use super::policy::SchemaPolicies;
+pub use super::policy::NO_SINCH_SOURCE;
 use super::{Mode, Target, ACTION_NAMES, INSTRUCTION_NAMES, SCHEMA_BUNDLE_VERSION};
 
 /// Severity of a violation.
@@ -52,10 +55,18 @@ pub struct Violation {
     /// How to fix it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Where the rule comes from: a Sinch doc page or SDK file, or `svamlgate` when no Sinch source
+    /// states it (such a finding is never an error in normal mode).
+    pub source: String,
+    /// Whether strict mode turns this warning into an error. Strict mode is the canonical spelling
+    /// Sinch documents today; spellings Sinch's own SDKs and examples emit stay warnings there.
+    #[serde(skip)]
+    pub strict_error: bool,
 }
 
 impl Violation {
-    /// A new violation without expected/found/hint.
+    /// A new violation without expected/found/hint; its source is `svamlgate` until
+    /// [`Violation::source`] names one, and strict mode makes it an error.
     pub fn new(
         severity: Severity,
         pointer: impl Into<String>,
@@ -70,7 +81,21 @@ impl Violation {
             found: None,
             message: message.into(),
             hint: None,
+            source: NO_SINCH_SOURCE.to_owned(),
+            strict_error: true,
         }
+    }
+
+    /// Sets `source`.
+    pub fn source(mut self, source: impl Into<String>) -> Violation {
+        self.source = source.into();
+        self
+    }
+
+    /// Sets whether strict mode turns this warning into an error.
+    pub fn strict_error(mut self, strict_error: bool) -> Violation {
+        self.strict_error = strict_error;
+        self
     }
 
     /// Sets `expected`.
@@ -116,7 +141,7 @@ impl fmt::Display for Violation {
         if let Some(hint) = &self.hint {
             write!(f, "; hint: {hint}")?;
         }
-        Ok(())
+        write!(f, "; source: {}", self.source)
     }
 }
 
@@ -141,14 +166,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// Applies the mode (strict promotes warnings to errors) and counts.
+    /// Applies the mode (strict promotes the warnings marked [`Violation::strict_error`]) and counts.
     pub(crate) fn finish(
         target: &'static str,
         mode: Mode,
         mut violations: Vec<Violation>,
     ) -> Report {
         if mode == Mode::Strict {
-            for v in &mut violations {
+            for v in violations.iter_mut().filter(|v| v.strict_error) {
                 v.severity = Severity::Error;
             }
         }
@@ -299,66 +324,53 @@ fn unknown_property_hint(key: &str) -> String {
         }
         "destination" => Some("for startRecording options use `destinationUrl`"),
         "callheaders" => Some("use `callHeaders`"),
-        "hangupCause" | "barge" => {
-            Some("legacy SRV property, not part of the current SVAML spec; remove it")
-        }
+        "hangupCause" | "barge" => Some(
+            "a property of Sinch's legacy server SDK, in none of Sinch's current models; remove it",
+        ),
         _ => None,
     };
     known.map_or_else(
-        || "remove it or fix its spelling (property names are case-sensitive); strict mode rejects unknown properties".to_owned(),
+        || "in none of Sinch's models for this object: remove it or fix its spelling (strict mode refuses unknown properties)".to_owned(),
         str::to_owned,
     )
 }
 
-/// Name enum failure on `/action/name` or `/instructions/N/name`: explain it precisely.
+/// Name enum failure on `/action/name` or `/instructions/N/name` (names in another casing were
+/// already mapped to the canonical name, see [`super::normalize_names`]): explain it precisely.
 fn name_violation(pointer: &str, found: &str, target: Target, is_action: bool) -> Violation {
-    let (all, allowed, kind, code): (&[&str], &[&str], &str, &str) = if is_action {
+    let (all, allowed, kind, rule): (&[&str], &[&str], &str, &Rule) = if is_action {
         (
             &ACTION_NAMES,
             target.allowed_actions(),
             "action",
-            "SVAML001",
+            &lint::R001,
         )
     } else {
         (
             &INSTRUCTION_NAMES,
             target.allowed_instructions(),
             "instruction",
-            "SVAML002",
+            &lint::R002,
         )
     };
     let expected = allowed.join("|");
     if all.contains(&found) {
-        return Violation::new(
-            Severity::Error,
-            pointer,
-            code,
-            format!(
-                "{kind} {found} is not allowed in {}; allowed: {}",
-                target.describe(),
-                list(allowed)
-            ),
-        )
-        .expected(expected)
-        .found(found)
-        .hint(if is_action {
-            "choose an action allowed for this event (Sinch answers a disallowed action with an error)"
-        } else {
-            "remove the instruction or move it to a reply where it is allowed"
-        });
-    }
-    if let Some(canonical) = all.iter().find(|n| n.eq_ignore_ascii_case(found)) {
-        return Violation::new(
-            Severity::Error,
-            pointer,
-            "SVAML003",
-            format!("{kind} name {found} is not in canonical lowerCamel casing"),
-        )
-        .expected(*canonical)
-        .found(found)
-        .hint(format!(
-            "use {canonical} (legacy casings are undocumented today and risk a rejected reply)"
-        ));
+        return rule
+            .at(
+                pointer,
+                format!(
+                    "{kind} {found} is not allowed in {}; allowed: {}",
+                    target.describe(),
+                    list(allowed)
+                ),
+            )
+            .expected(expected)
+            .found(found)
+            .hint(if is_action {
+                "choose an action that Sinch's table allows for this event"
+            } else {
+                "remove the instruction or move it to a reply where Sinch's table allows it"
+            });
     }
     let hint = if found.eq_ignore_ascii_case("ReportCallStatus") {
         "ReportCallStatus is a legacy DICE-only instruction; DICE replies are not interpreted, remove it".to_owned()
@@ -374,31 +386,47 @@ fn name_violation(pointer: &str, found: &str, target: Target, is_action: bool) -
     .expected(expected)
     .found(found)
     .hint(hint)
+    .source(UNKNOWN_NAME_SOURCE)
 }
 
 /// Converts one jsonschema error into violations (several for multiple unknown properties).
+/// Sinch's name enums of actions and instructions.
+const UNKNOWN_NAME_SOURCE: &str = "developers.sinch.com/docs/voice/api-reference/svaml (actions and instructions); sinch-sdk-java voice/models/v1/svaml/{action,instruction}/*.java (name enums)";
+
+/// Converts one jsonschema error into violations (several for multiple unknown properties), with
+/// the severity and source of the failed constraint from the schemas' `x-policy` entries.
 pub(crate) fn push_schema_error(
     error: &ValidationError<'_>,
     target: Option<Target>,
+    policies: &SchemaPolicies,
     out: &mut Vec<Violation>,
 ) {
     let pointer = error.instance_path().as_str();
     let instance: &Value = error.instance();
     let keyword = error.kind().keyword();
     let code = format!("schema:{keyword}");
+    let location = error.absolute_keyword_location().map(|u| u.as_str());
+    let required = match error.kind() {
+        ValidationErrorKind::Required { property } => property.as_str(),
+        _ => None,
+    };
+    let policy = policies.lookup(location, keyword, required);
+    let severity = policy.severity;
     let violation = match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected }
         | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
             for key in unexpected {
                 out.push(
                     Violation::new(
-                        Severity::Warning,
+                        severity,
                         join_pointer(pointer, key),
                         code.clone(),
                         format!("unknown property `{key}`"),
                     )
                     .found(key.clone())
-                    .hint(unknown_property_hint(key)),
+                    .hint(unknown_property_hint(key))
+                    .source(policy.source.clone())
+                    .strict_error(policy.strict_error),
                 );
             }
             return;
@@ -406,7 +434,7 @@ pub(crate) fn push_schema_error(
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
             Violation::new(
-                Severity::Error,
+                severity,
                 join_pointer(pointer, name),
                 code,
                 format!("required property `{name}` is missing"),
@@ -432,21 +460,17 @@ pub(crate) fn push_schema_error(
                 })
                 .unwrap_or_default();
             Violation::new(
-                Severity::Error,
+                severity,
                 pointer,
                 code,
                 "value is not one of the allowed values",
             )
             .expected(expected)
             .found(render_found(pointer, instance))
-            .hint(if pointer.ends_with("/indications") && instance == "false" {
-                "\"false\" comes from the Java SDK enum (a YAML reading of Norway's code); use \"no\" for Norway or omit indications"
-            } else {
-                "use one of the expected values (values are case-sensitive)"
-            })
+            .hint("use one of the expected values (values are case-sensitive)")
         }
         ValidationErrorKind::Constant { expected_value } => Violation::new(
-            Severity::Error,
+            severity,
             pointer,
             code,
             "value does not match the required constant",
@@ -472,7 +496,7 @@ pub(crate) fn push_schema_error(
                 format!("use a JSON {expected}")
             };
             Violation::new(
-                Severity::Error,
+                severity,
                 pointer,
                 code,
                 format!(
@@ -487,7 +511,7 @@ pub(crate) fn push_schema_error(
         ValidationErrorKind::MaxLength { limit } => {
             let len = instance.as_str().map_or(0, |s| s.chars().count());
             Violation::new(
-                Severity::Error,
+                severity,
                 pointer,
                 code,
                 format!("string is too long ({len} characters, at most {limit} allowed)"),
@@ -497,40 +521,38 @@ pub(crate) fn push_schema_error(
             .hint(format!("shorten it to {limit} characters or fewer"))
         }
         ValidationErrorKind::MinLength { limit } => {
-            Violation::new(Severity::Error, pointer, code, "string is too short")
+            Violation::new(severity, pointer, code, "string is too short")
                 .expected(format!("at least {limit} character(s)"))
                 .found(render_found(pointer, instance))
                 .hint("provide a non-empty value or remove the member")
         }
         ValidationErrorKind::Maximum { limit }
         | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            Violation::new(Severity::Error, pointer, code, "number is too large")
+            Violation::new(severity, pointer, code, "number is too large")
                 .expected(format!("≤ {limit}"))
                 .found(render_found(pointer, instance))
                 .hint(format!("use a value of at most {limit}"))
         }
         ValidationErrorKind::Minimum { limit }
         | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            Violation::new(Severity::Error, pointer, code, "number is too small")
+            Violation::new(severity, pointer, code, "number is too small")
                 .expected(format!("≥ {limit}"))
                 .found(render_found(pointer, instance))
                 .hint(format!("use a value of at least {limit}"))
         }
         ValidationErrorKind::MinItems { limit } => {
-            Violation::new(Severity::Error, pointer, code, "array has too few items")
+            Violation::new(severity, pointer, code, "array has too few items")
                 .expected(format!("at least {limit} item(s)"))
                 .found(render_found(pointer, instance))
         }
         ValidationErrorKind::Pattern { pattern } => {
             let hint = if pattern == "^[0-9#w]*$" {
-                "DTMF may only contain 0-9, # and w (500 ms pause)"
-            } else if pattern == "^[0-9#]+$" {
-                "menu option keys may only contain 0-9 and # (w is a pause for sent tones, not a key)"
+                "Sinch's DTMF strings contain only 0-9, # and w (a 500 ms pause)"
             } else {
                 "make the value match the expected pattern"
             };
             Violation::new(
-                Severity::Error,
+                severity,
                 pointer,
                 code,
                 "value does not match the required format",
@@ -539,9 +561,13 @@ pub(crate) fn push_schema_error(
             .found(render_found(pointer, instance))
             .hint(hint)
         }
-        _ => Violation::new(Severity::Error, pointer, code, error.masked().to_string()),
+        _ => Violation::new(severity, pointer, code, error.masked().to_string()),
     };
-    out.push(violation);
+    out.push(
+        violation
+            .source(policy.source)
+            .strict_error(policy.strict_error),
+    );
 }
 
 /// Recognises an enum failure of an action/instruction `name`.

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::policy::SchemaPolicies;
 use super::{EventSchema, SvamlError, Target};
 
 /// Base URI of every schema `$id`; a file's `$id` is this plus its path below `schemas/`.
@@ -83,10 +84,12 @@ pub fn event_schema_path(kind: EventSchema) -> &'static str {
     }
 }
 
-/// All compiled validators (4 reply targets, 5 inbound events).
+/// All compiled validators (4 reply targets, 5 inbound events) and the severity policy of every
+/// schema constraint.
 pub(crate) struct Compiled {
     replies: Vec<jsonschema::Validator>,
     events: Vec<jsonschema::Validator>,
+    policies: SchemaPolicies,
 }
 
 impl Compiled {
@@ -100,6 +103,9 @@ impl Compiled {
                 })?;
             documents.push((format!("{SCHEMA_ID_BASE}{}", file.path), value));
         }
+        let policies =
+            SchemaPolicies::new(SCHEMA_FILES.iter().zip(documents.iter().map(|(_, v)| v)))
+                .map_err(SvamlError::Registry)?;
         let registry = jsonschema::Registry::new()
             .extend(documents.iter().map(|(uri, doc)| (uri.as_str(), doc)))
             .and_then(|builder| builder.prepare())
@@ -122,7 +128,15 @@ impl Compiled {
             .into_iter()
             .map(|k| build(event_schema_path(k)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Compiled { replies, events })
+        Ok(Compiled {
+            replies,
+            events,
+            policies,
+        })
+    }
+
+    pub(crate) fn policies(&self) -> &SchemaPolicies {
+        &self.policies
     }
 
     pub(crate) fn reply(&self, target: Target) -> &jsonschema::Validator {
@@ -227,6 +241,86 @@ mod tests {
                 "{target}"
             );
         }
+    }
+
+    /// Every `x-policy` entry sits beside the keyword it judges, and an error names a Sinch source.
+    fn check_policies(path: &str, pointer: &str, node: &Value, seen: &mut usize) {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::Object(entries)) = map.get("x-policy") {
+                    for (key, entry) in entries {
+                        *seen += 1;
+                        let at = format!("{path}#{pointer}/x-policy/{key}");
+                        match key.split_once('/') {
+                            Some(("required", property)) => assert!(
+                                map["required"]
+                                    .as_array()
+                                    .is_some_and(|r| r.iter().any(|p| p == property)),
+                                "{at}: {property} is not in required"
+                            ),
+                            _ => assert!(map.contains_key(key), "{at}: no keyword {key} beside it"),
+                        }
+                        let source = entry["source"].as_str().unwrap_or_default();
+                        assert!(!source.trim().is_empty(), "{at}: no source");
+                        if entry["severity"] == "error" {
+                            assert_ne!(source, crate::svaml::policy::NO_SINCH_SOURCE, "{at}");
+                        } else {
+                            assert_eq!(entry["severity"], "warning", "{at}");
+                        }
+                    }
+                }
+                for (key, child) in map {
+                    if key != "x-policy" {
+                        check_policies(path, &format!("{pointer}/{key}"), child, seen);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    check_policies(path, &format!("{pointer}/{i}"), child, seen);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn policies_sit_beside_their_keywords_and_every_svaml_schema_names_a_source() {
+        let mut seen = 0;
+        for file in SCHEMA_FILES {
+            let schema: Value = serde_json::from_str(file.text).unwrap();
+            check_policies(file.path, "", &schema, &mut seen);
+            assert!(
+                schema["x-source"].is_string(),
+                "{} lacks x-source",
+                file.path
+            );
+        }
+        assert!(seen >= 12, "{seen} x-policy entries");
+        // Every limit that is an error names its source.
+        let compiled = Compiled::new().unwrap();
+        let p = compiled.policies().lookup(
+            Some("https://svamlgate.dev/schemas/svaml/actions/park.json#/properties/maxDuration/maximum"),
+            "maximum",
+            None,
+        );
+        assert_eq!(p.severity, super::super::Severity::Error);
+        assert!(p.source.contains("600 seconds"), "{}", p.source);
+        let p = compiled.policies().lookup(
+            Some("https://svamlgate.dev/schemas/svaml/actions/park.json#/properties/maxDuration/minimum"),
+            "minimum",
+            None,
+        );
+        assert_eq!(p.severity, super::super::Severity::Warning);
+        assert_eq!(p.source, crate::svaml::policy::NO_SINCH_SOURCE);
+        let p = compiled.policies().lookup(
+            Some("https://svamlgate.dev/schemas/svaml/instructions/setCookie.json#/required"),
+            "required",
+            Some("key"),
+        );
+        assert_eq!(p.severity, super::super::Severity::Warning);
+        let p = compiled.policies().lookup(None, "type", None);
+        assert_eq!(p.severity, super::super::Severity::Error);
     }
 
     #[test]

@@ -134,6 +134,29 @@ async fn error_catalog_and_validation_endpoints() {
         .await
         .json();
     assert_eq!(bad["valid"], false);
+    let v = &bad["violations"][0];
+    assert_eq!(v["severity"], "error");
+    assert_eq!(v["code"], "SVAML001");
+    assert!(
+        v["source"]
+            .as_str()
+            .unwrap()
+            .contains("developers.sinch.com/docs/voice/api-reference/svaml"),
+        "{bad}"
+    );
+    // A warning comes with its severity and source, and leaves the document valid.
+    let warned = app
+        .admin_send(
+            "POST",
+            "/admin/svaml/validate?event=ice",
+            Some(&json!({"action": {"name": "connectMXP", "destination": {"type": "username", "endpoint": "johndoe"}}})),
+        )
+        .await
+        .json();
+    assert_eq!(warned["valid"], true, "{warned}");
+    assert_eq!(warned["violations"][0]["severity"], "warning");
+    assert_eq!(warned["violations"][0]["code"], "SVAML003");
+    assert!(warned["violations"][0]["source"].is_string());
     app.admin_send("POST", "/admin/svaml/validate", Some(&json!({})))
         .await
         .assert_envelope(400, 40002);

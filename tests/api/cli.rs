@@ -60,6 +60,71 @@ fn validate_exit_codes_and_reports() {
         "{report}"
     );
 
+    assert!(
+        report["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["source"].is_string() && v["severity"].is_string()),
+        "{report}"
+    );
+
+    // Warnings alone exit 0 (the reply would go out); the report names severity and source.
+    let warned = write_temp(
+        "warn.json",
+        r#"{"action":{"name":"connectPstn","number":"46000000001","maxDuration":90}}"#,
+    );
+    let out = bin()
+        .args(["validate", "--event", "ice"])
+        .arg(&warned)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning /action/number [SVAML010]")
+            && text.contains("; source: ")
+            && text.contains("custom-callout-request.ts"),
+        "{text}"
+    );
+    let out = bin()
+        .args(["validate", "--event", "ice", "--strict"])
+        .arg(&warned)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "Sinch's own spelling is no strict error"
+    );
+
+    // The say limit is a setting: Sinch's default 600, raised per account.
+    let long = write_temp(
+        "say.json",
+        &format!(
+            r#"{{"instructions":[{{"name":"say","text":"{}"}}],"action":{{"name":"hangup"}}}}"#,
+            "a".repeat(700)
+        ),
+    );
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut c = bin();
+        c.env_remove("SVAMLGATE_MAX_SAY_CHARS");
+        if let Some(v) = env {
+            c.env("SVAMLGATE_MAX_SAY_CHARS", v);
+        }
+        c.args(["validate", "--event", "ice"])
+            .args(extra)
+            .arg(&long)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(run(&[], None), Some(1));
+    assert_eq!(run(&["--max-say-chars", "800"], None), Some(0));
+    assert_eq!(run(&[], Some("800")), Some(0));
+    assert_eq!(run(&["--max-say-chars", "0"], None), Some(2));
+
     let unknown = write_temp("unknown.json", r#"{"action":{"name":"hangup"},"extra":1}"#);
     let normal = bin()
         .args(["validate", "--event", "ice"])
@@ -155,6 +220,23 @@ async fn sign_send_drives_a_running_service() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("HTTP 200"), "{text}");
     assert!(text.contains("\"action\""));
+}
+
+#[actix_web::test]
+async fn a_fallback_with_only_strict_findings_starts() {
+    let mut config = base_config();
+    config.fallback_ice = Some(
+        r#"{"instructions":[{"name":"Say","text":"Sorry","locale":"en-US"}],"action":{"name":"Hangup"}}"#
+            .into(),
+    );
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .unwrap();
+    let validator = std::sync::Arc::new(svamlgate::svaml::Validator::new().unwrap());
+    let state =
+        svamlgate::app::AppState::build(config, svamlgate::db::store::Store::new(pool), validator)
+            .await;
+    assert!(state.is_ok(), "{:#}", state.err().unwrap());
 }
 
 #[actix_web::test]

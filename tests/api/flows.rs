@@ -155,7 +155,8 @@ async fn calls_keep_their_flow_version_and_new_calls_get_the_new_one() {
 async fn a_flow_that_could_emit_invalid_svaml_is_refused_with_the_full_report() {
     let app = spawn_app().await;
     let mut doc = flow_doc("ivr.json");
-    doc["nodes"]["sales"]["action"]["number"] = json!("12025550143"); // no leading +
+    doc["nodes"]["sales"]["action"]["number"] = json!("12025550143"); // no leading +: a warning
+    doc["nodes"]["sales"]["action"]["maxDuration"] = json!(99999); // over Sinch's 14400: an error
     doc["nodes"]["goodbye"]["action"] = json!({"name": "park"}); // park is ICE-only; goodbye answers PIEs
     let res = app.admin_send("POST", "/admin/flows", Some(&doc)).await;
     res.assert_envelope(400, 40001);
@@ -170,6 +171,26 @@ async fn a_flow_that_could_emit_invalid_svaml_is_refused_with_the_full_report() 
     assert!(
         failing.contains(&"sales") && failing.contains(&"goodbye"),
         "{details}"
+    );
+    let sales = details["emissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"] == "sales")
+        .unwrap();
+    let severity_of = |code: &str| {
+        sales["report"]["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["code"] == code)
+            .map(|v| v["severity"].clone())
+    };
+    assert_eq!(severity_of("SVAML010"), Some(json!("warning")), "{sales}");
+    assert_eq!(
+        severity_of("schema:maximum"),
+        Some(json!("error")),
+        "{sales}"
     );
     let flows = app.admin_get("/admin/flows").await.json();
     assert!(flows["items"].as_array().unwrap().is_empty());
@@ -312,8 +333,18 @@ async fn upstream() -> String {
             .route(
                 "/invalid",
                 web::post().to(|| async {
-                    HttpResponse::Ok()
-                        .json(json!({"action": {"name": "connectPstn", "number": "15550177"}}))
+                    HttpResponse::Ok().json(
+                        json!({"action": {"name": "connectPstn", "number": "+15550177", "maxDuration": 99999}}),
+                    )
+                }),
+            )
+            .route(
+                // The pattern of Sinch's own inline ICE example: numbers without a leading +.
+                "/no-plus",
+                web::post().to(|| async {
+                    HttpResponse::Ok().json(
+                        json!({"action": {"name": "connectPstn", "number": "46000000001", "cli": "12015555555", "maxDuration": 90}}),
+                    )
                 }),
             )
             .route(
@@ -353,12 +384,20 @@ async fn proxy_mode_valid_invalid_late_and_down() {
         create_route(&app, json!({"name": format!("r{n}"), "called": format!("+1555020000{n}"),
             "target": {"kind": "upstream", "url": format!("{base}{path}"), "key": "up-key", "secretB64": "c2VjcmV0"}})).await;
     }
+    create_route(&app, json!({"name": "no-plus", "called": "+15550200006",
+        "target": {"kind": "upstream", "url": format!("{base}/no-plus"), "key": "up-key", "secretB64": "c2VjcmV0"}})).await;
     create_route(&app, json!({"name": "down", "called": "+15550200005",
         "target": {"kind": "upstream", "url": format!("http://127.0.0.1:{closed}/cb"), "key": "up-key", "secretB64": "c2VjcmV0"}})).await;
     let fallback = svamlgate::gate::builtin_fallback(svamlgate::svaml::Target::Ice);
 
     let ok = app.post_signed(&ice("p-1", "+15550200001")).await.json();
     assert_eq!(ok["action"]["number"], "+15550177");
+    // A reply Sinch accepts goes out as it is, even when it only draws warnings.
+    let no_plus = app.post_signed(&ice("p-6", "+15550200006")).await.json();
+    assert_eq!(
+        no_plus,
+        json!({"action": {"name": "connectPstn", "number": "46000000001", "cli": "12015555555", "maxDuration": 90}})
+    );
     for (callid, to, reason) in [
         ("p-2", "+15550200002", "invalid"),
         ("p-3", "+15550200003", "deadline"),
@@ -398,7 +437,9 @@ async fn proxy_mode_valid_invalid_late_and_down() {
     let rejected = &timeline["rejectedReplies"][0];
     assert_eq!(rejected["source"], "upstream");
     assert!(
-        rejected["report"].to_string().contains("/action/number"),
+        rejected["report"]
+            .to_string()
+            .contains("/action/maxDuration"),
         "{rejected}"
     );
     let metrics = String::from_utf8(app.get("/metrics", None).await.body).unwrap();
