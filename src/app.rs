@@ -40,6 +40,8 @@ pub struct AppState {
     pub flows: crate::sources::FlowCache,
     /// The routing table.
     pub routes: crate::sources::RouteCache,
+    /// Client settings for Sinch's Calling API (callouts, call and conference control).
+    pub sinch: crate::sinch_api::SinchApi,
 }
 
 /// Builds the key ring from SINCH_APPLICATION_KEY/SECRET and SINCH_APPLICATIONS.
@@ -76,6 +78,7 @@ impl AppState {
         validator: Arc<Validator>,
     ) -> anyhow::Result<AppState> {
         let keys = key_ring(&config)?;
+        let sinch = crate::sinch_api::SinchApi::from_config(&config)?;
         let gate = Gate::new(validator, &config)?;
         let metrics = Arc::new(Metrics::new());
         let spool_dir = config.db.data_dir.join("spool");
@@ -119,6 +122,7 @@ impl AppState {
             admin_token_digest,
             flows: Default::default(),
             routes: Default::default(),
+            sinch,
         })
     }
 }

@@ -6,6 +6,9 @@
 //! [`http`] → [`callback`] → [`signature`] → [`events`] → [`sources`] ([`flows`], [`upstream`]) →
 //! [`gate`] ([`svaml`]) → [`db`]; errors are [`error`] envelopes from the [`catalog`], recorded by
 //! [`recorder`]; [`app`] holds the shared state; [`cli`] is the command line.
+//!
+//! Outbound: [`sinch_api`] places and controls calls through Sinch's Calling API (checked, capped,
+//! retried, recorded by [`db::outbound`]); [`diagnosis`] walks Sinch's troubleshooting steps per call.
 
 pub mod app;
 pub mod callback;
@@ -13,6 +16,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod diagnosis;
 pub mod error;
 pub mod events;
 pub mod flows;
@@ -22,6 +26,7 @@ pub mod metrics;
 pub mod recorder;
 pub mod redact;
 pub mod signature;
+pub mod sinch_api;
 pub mod sources;
 pub mod spool;
 pub mod svaml;
