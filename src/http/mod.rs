@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admin_flows;
+pub mod admin_sinch;
 pub mod callback;
 pub mod health;
 pub mod openapi;

@@ -75,7 +75,7 @@ pub fn check_number(field: &str, value: &str) -> Result<(), LocalRefusal> {
         code::NUMBER_MISSING_LEADING_PLUS,
         "invalid_number",
         format!(
-            "{field} {why} ({shown}): send numbers in E.164 format, '+', country code and number, e.g. +14045005000"
+            "{field} {why} ({shown}): send numbers in E.164 format, '+', country code and number, e.g. +46701234567"
         ),
     )
     .with_details(json!({"field": field})))
