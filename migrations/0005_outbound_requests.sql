@@ -137,11 +137,11 @@ FROM (
     GROUP BY c.callid
     UNION ALL
     SELECT coalesce(r.callid, 'pending:' || r.reference), r.created_at, 'callout',
-           r.outcome <> 'unknown' AND coalesce(r.dice_expected, true)
+           r.outcome = 'success' AND coalesce(r.dice_expected, true)
     FROM outbound_requests r
     WHERE r.operation = 'callout' AND r.outcome IN ('pending', 'success', 'unknown')
 ) o
 WHERE NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.event_type = 'dice' AND d.callid = o.callid)
 ORDER BY o.callid, (o.source = 'callout') DESC, o.opened_at;
 COMMENT ON VIEW open_calls IS
-    'Calls svamlgate believes are in progress: an ICE or ACE arrived, or a callout was placed (or is in flight, or timed out and may have been placed), and no DICE arrived yet. The SINCH_MAX_CALLS_IN_PROGRESS cap counts these rows, ignoring rows older than SINCH_CALL_MAX_AGE_SECS, and older than SINCH_UNTRACKED_CALL_SECS when no DICE is expected.';
+    'Calls svamlgate believes are in progress: an ICE or ACE arrived, or a callout was placed (or is in flight, or timed out and may have been placed), and no DICE arrived yet. The SINCH_MAX_CALLS_IN_PROGRESS cap counts these rows, ignoring rows older than SINCH_CALL_MAX_AGE_SECS, and older than SINCH_UNTRACKED_CALL_SECS when no DICE is expected (callouts without enableDice, in flight, or whose answer never came).';

@@ -59,6 +59,8 @@ pub const REGIONAL_HOSTS: [(&str, &str); 6] = [
 /// lives per thread ([`client`]).
 #[derive(Debug, Clone)]
 pub struct SinchApi {
+    /// Why the client is off (bad outbound settings), if it is.
+    disabled: Option<String>,
     base_url: String,
     base_path: String,
     auth: Option<Auth>,
@@ -471,6 +473,7 @@ impl SinchApi {
             );
         }
         Ok(SinchApi {
+            disabled: None,
             base_url: format!("{scheme}://{authority}{base_path}"),
             base_path,
             auth,
@@ -487,6 +490,43 @@ impl SinchApi {
                 untracked: Duration::from_secs(a.sinch_untracked_call_secs),
             },
         })
+    }
+
+    /// As [`SinchApi::from_config`], but a bad outbound setting does not stop svamlgate: callbacks
+    /// must be served whatever the outbound client's settings are. The error is logged, and every
+    /// outbound request is answered 503 50301 with the reason.
+    pub fn from_config_or_disabled(config: &ServeArgs) -> SinchApi {
+        match SinchApi::from_config(config) {
+            Ok(api) => api,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(error = %reason, "the Sinch API client is disabled; callbacks are not affected");
+                let mut fallback = config.clone();
+                fallback.sinch_api.sinch_api_base_url = DEFAULT_BASE_URL.to_owned();
+                fallback.application_key = None;
+                fallback.application_secret = None;
+                let mut api = SinchApi::from_config(&fallback).unwrap_or_else(|_| SinchApi {
+                    disabled: None,
+                    base_url: DEFAULT_BASE_URL.to_owned(),
+                    base_path: String::new(),
+                    auth: None,
+                    policy: RetryPolicy {
+                        max_attempts: 1,
+                        base: Duration::from_millis(500),
+                        max_delay: Duration::from_secs(8),
+                    },
+                    timeout: Duration::from_secs(10),
+                    connect_timeout: Duration::from_secs(3),
+                    limits: CallLimits {
+                        max_in_progress: 10,
+                        max_age: Duration::from_secs(14_400),
+                        untracked: Duration::from_secs(600),
+                    },
+                });
+                api.disabled = Some(reason);
+                api
+            }
+        }
     }
 
     /// Base URL requests go to.
@@ -522,11 +562,21 @@ impl SinchApi {
     pub async fn send(&self, store: &OutboundStore, draft: Draft) -> Result<Performed, ApiError> {
         let id = Uuid::now_v7();
         let callout = draft.operation == Operation::Callout;
-        let Some(auth) = &self.auth else {
+        let auth = match (&self.disabled, &self.auth) {
+            (None, Some(auth)) => Some(auth),
+            _ => None,
+        };
+        let Some(auth) = auth else {
+            let message = match &self.disabled {
+                Some(why) => {
+                    format!("The Sinch API client is disabled by its configuration: {why}")
+                }
+                None => "Calling Sinch needs SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET"
+                    .to_owned(),
+            };
             let refusal = LocalRefusal {
                 code: code::CONFIGURATION_ERROR,
-                message: "Calling Sinch needs SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET"
-                    .to_owned(),
+                message,
                 check: "not_configured",
                 details: None,
             };
@@ -842,6 +892,11 @@ mod tests {
         for bad in ["calling.api.sinch.com", "ftp://x", "https://x/?a=1", ""] {
             c.sinch_api.sinch_api_base_url = bad.into();
             assert!(SinchApi::from_config(&c).is_err(), "{bad}");
+            let off = SinchApi::from_config_or_disabled(&c);
+            assert!(off
+                .disabled
+                .as_deref()
+                .is_some_and(|d| d.contains("SINCH_API_BASE_URL")));
         }
     }
 }

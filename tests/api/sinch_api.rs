@@ -996,6 +996,18 @@ async fn basic_auth_only_when_configured() {
         .await;
     r.assert_envelope(503, 50301);
     assert_eq!(standin.seen().len(), 1);
+    // A bad outbound setting never stops the callbacks: the client is off, and says why.
+    let app = app_for(&standin, |c| {
+        c.sinch_api.sinch_api_base_url = "calling.api.sinch.com".into()
+    })
+    .await;
+    callback(&app, "ice", "still-served", json!({})).await;
+    let r = app
+        .admin_send("POST", "/admin/callouts", Some(&tts("+14045005000")))
+        .await;
+    r.assert_envelope(503, 50301);
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("SINCH_API_BASE_URL"), "{message}");
     standin.stop().await;
 }
 
