@@ -79,9 +79,9 @@ async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let store = store(state);
     if let Err(refusal) = check {
-        return Err(sinch_api::refuse(&store, &draft, &refusal).await);
+        return Err(sinch_api::refuse(&store, &state.metrics, &draft, &refusal).await);
     }
-    let performed = state.sinch.send(&store, draft).await?;
+    let performed = state.sinch.send(&store, &state.metrics, draft).await?;
     Ok(HttpResponse::Ok().json(performed.into_result()?))
 }
 

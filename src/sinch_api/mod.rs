@@ -35,6 +35,7 @@ use crate::db::outbound::{
     Admission, AttemptRecord, CallLimits, FinalRecord, NewOutbound, OutboundStore,
 };
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::redact::Masked;
 
 use checks::{CheckedCallout, LocalRefusal};
@@ -422,7 +423,19 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// Records a request refused by the local checks and returns its envelope (same reference).
-pub async fn refuse(store: &OutboundStore, draft: &Draft, refusal: &LocalRefusal) -> ApiError {
+pub async fn refuse(
+    store: &OutboundStore,
+    metrics: &Metrics,
+    draft: &Draft,
+    refusal: &LocalRefusal,
+) -> ApiError {
+    metrics.inc(
+        "svamlgate_sinch_api_requests_total",
+        &[
+            ("operation", draft.operation.as_str()),
+            ("outcome", "refused_locally"),
+        ],
+    );
     let mut row = draft.record(Uuid::now_v7(), refusal.check, "refused_locally");
     row.local_report = refusal.details.clone();
     if let Err(e) = store.insert_request(&row).await {
@@ -559,7 +572,12 @@ impl SinchApi {
     }
 
     /// Admits (callouts), sends with retries, and records a checked request.
-    pub async fn send(&self, store: &OutboundStore, draft: Draft) -> Result<Performed, ApiError> {
+    pub async fn send(
+        &self,
+        store: &OutboundStore,
+        metrics: &Metrics,
+        draft: Draft,
+    ) -> Result<Performed, ApiError> {
         let id = Uuid::now_v7();
         let callout = draft.operation == Operation::Callout;
         let auth = match (&self.disabled, &self.auth) {
@@ -580,13 +598,17 @@ impl SinchApi {
                 check: "not_configured",
                 details: None,
             };
-            return Err(refuse(store, &draft, &refusal).await);
+            return Err(refuse(store, metrics, &draft, &refusal).await);
         };
         let mut row = draft.record(id, "passed", "pending");
         if callout {
             match store.admit_callout(&row, &self.limits).await {
                 Ok(Admission::Admitted(_)) => {}
                 Ok(Admission::Full(n)) => {
+                    metrics.inc(
+                        "svamlgate_sinch_api_requests_total",
+                        &[("operation", "callout"), ("outcome", "refused_locally")],
+                    );
                     tracing::warn!(reference = %draft.reference, in_progress = n, "callout refused: calls-in-progress cap reached");
                     return Err(self.cap_error(&draft.reference, n));
                 }
@@ -665,6 +687,23 @@ impl SinchApi {
                 latency_ms = raw.latency.as_millis() as u64,
                 decision,
                 "Sinch API attempt"
+            );
+            let result = match (raw.status, &raw.failure) {
+                (Some(s), _) => s.to_string(),
+                (None, Some((f, _))) => f.as_str().to_owned(),
+                (None, None) => "io".to_owned(),
+            };
+            metrics.inc(
+                "svamlgate_sinch_api_attempts_total",
+                &[
+                    ("operation", draft.operation.as_str()),
+                    ("result", result.as_str()),
+                ],
+            );
+            metrics.observe(
+                "svamlgate_sinch_api_duration_seconds",
+                &[("operation", draft.operation.as_str())],
+                raw.latency,
             );
             let record = AttemptRecord {
                 request_id: id,
@@ -770,6 +809,13 @@ impl SinchApi {
             },
             failure: last_failure,
         };
+        metrics.inc(
+            "svamlgate_sinch_api_requests_total",
+            &[
+                ("operation", draft.operation.as_str()),
+                ("outcome", outcome.as_str()),
+            ],
+        );
         if let Err(e) = store.finish_request(id, &fin).await {
             tracing::warn!(reference = %draft.reference, error = %e, "could not record the outcome of a Sinch API request");
         }

@@ -388,6 +388,16 @@ async fn callout_then_callbacks_then_diagnosis() {
     assert!(!d.to_string().contains("4045005000"), "numbers are masked");
     // The same by reference.
     assert_eq!(diagnosis(&app, &reference).await["callid"], callid.as_str());
+    let metrics = String::from_utf8(app.get("/metrics", None).await.body).unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("svamlgate_sinch_api_requests_total{") && l.contains("\"success\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        line.contains("\"callout\"") && line.ends_with(" 1"),
+        "{line}"
+    );
+    assert!(metrics.contains("svamlgate_sinch_api_attempts_total{"));
     let r = app.admin_get("/admin/calls/nothing-here/diagnosis").await;
     r.assert_envelope(404, 40400);
     standin.stop().await;
