@@ -214,8 +214,11 @@ fn authenticated(f: &Facts) -> Step {
                 "authenticated",
                 T,
                 Status::Fail,
-                vec![format!("Sinch answered {} {} to {} ({scheme})", answer_text(a), "", what(r))
-                    .replace("  ", " ")],
+                vec![format!(
+                    "Sinch answered {} to {} ({scheme} request)",
+                    answer_text(a),
+                    what(r)
+                )],
                 match code_of(a) {
                     Some(40101) | Some(40105) => "Check svamlgate's clock (NTP): the x-timestamp it signs must be current.".to_owned(),
                     Some(40301) => "Sinch refused the authorization scheme: check SINCH_API_BASIC_AUTH (signed requests are the default).".to_owned(),

@@ -49,10 +49,12 @@ fn store(state: &AppState) -> OutboundStore {
     OutboundStore::new(state.store.pool().clone())
 }
 
-async fn json_body(req: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
+/// The body, parsed, and its bytes (sent to Sinch as they are).
+async fn json_body(req: &HttpRequest, payload: web::Payload) -> Result<(Value, Vec<u8>), ApiError> {
     let body = super::callback::read_body(req, payload, BODY_LIMIT).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid_request(format!("Body is not valid JSON: {e}")))
+    let doc = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_request(format!("Body is not valid JSON: {e}")))?;
+    Ok((doc, body))
 }
 
 fn refusal_error(r: LocalRefusal) -> ApiError {
@@ -90,9 +92,9 @@ async fn callout(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = json_body(&req, payload).await?;
+    let (doc, raw) = json_body(&req, payload).await?;
     let checked = checks::check_callout(&doc, state.gate.validator(), state.gate.mode());
-    let draft = Draft::callout(doc, checked.as_ref().ok().cloned());
+    let draft = Draft::callout(doc, checked.as_ref().ok().cloned()).with_raw_body(raw);
     run(&state, draft, checked.map(|_| ())).await
 }
 
@@ -104,9 +106,14 @@ async fn manage_call(
 ) -> Result<HttpResponse, ApiError> {
     let callid = path.into_inner();
     ids(&[("callId", &callid)])?;
-    let doc = json_body(&req, payload).await?;
+    let (doc, raw) = json_body(&req, payload).await?;
     let check = checks::check_manage(&doc, state.gate.validator(), state.gate.mode());
-    run(&state, Draft::manage_call(&callid, doc), check).await
+    run(
+        &state,
+        Draft::manage_call(&callid, doc).with_raw_body(raw),
+        check,
+    )
+    .await
 }
 
 async fn manage_call_leg(
@@ -118,9 +125,10 @@ async fn manage_call_leg(
     let (callid, leg) = path.into_inner();
     ids(&[("callId", &callid)])?;
     let leg = checks::check_leg(&leg).map_err(refusal_error)?;
-    let doc = json_body(&req, payload).await?;
+    let (doc, raw) = json_body(&req, payload).await?;
     let check = checks::check_manage(&doc, state.gate.validator(), state.gate.mode());
-    run(&state, Draft::manage_call_leg(&callid, leg, doc), check).await
+    let draft = Draft::manage_call_leg(&callid, leg, doc).with_raw_body(raw);
+    run(&state, draft, check).await
 }
 
 async fn get_call(
@@ -158,9 +166,10 @@ async fn manage_participant(
 ) -> Result<HttpResponse, ApiError> {
     let (id, callid) = path.into_inner();
     ids(&[("conferenceId", &id), ("callId", &callid)])?;
-    let doc = json_body(&req, payload).await?;
+    let (doc, raw) = json_body(&req, payload).await?;
     let check = checks::check_participant_command(&doc);
-    run(&state, Draft::manage_participant(&id, &callid, doc), check).await
+    let draft = Draft::manage_participant(&id, &callid, doc).with_raw_body(raw);
+    run(&state, draft, check).await
 }
 
 async fn kick_participant(

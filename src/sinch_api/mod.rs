@@ -129,8 +129,11 @@ pub struct Draft {
     pub operation: Operation,
     /// API path (no host).
     pub path: String,
-    /// JSON body.
+    /// JSON body (recorded).
     pub body: Option<Value>,
+    /// The body's bytes as the client sent them: sent to Sinch as they are, so that nothing
+    /// (key order, number formatting) changes on the way. Without them `body` is serialised.
+    pub raw_body: Option<Vec<u8>>,
     /// Call id (from the path).
     pub callid: Option<String>,
     /// Conference id.
@@ -148,6 +151,7 @@ impl Draft {
             operation,
             path,
             body: None,
+            raw_body: None,
             callid: None,
             conference_id: None,
             call_leg: None,
@@ -161,6 +165,11 @@ impl Draft {
         d.body = Some(body);
         d.callout = checked;
         d
+    }
+    /// Sends these bytes (the client's body, which parsed to `body`) instead of re-serialising.
+    pub fn with_raw_body(mut self, raw: Vec<u8>) -> Draft {
+        self.raw_body = Some(raw);
+        self
     }
     /// Call information.
     pub fn get_call(callid: &str) -> Draft {
@@ -628,9 +637,10 @@ impl SinchApi {
         let method = draft.operation.method();
         let url = format!("{}{}", self.base_url, draft.path);
         let signed_path = format!("{}{}", self.base_path, draft.path);
-        let body = match &draft.body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ApiError::internal(&e))?),
-            None => None,
+        let body = match (&draft.raw_body, &draft.body) {
+            (Some(raw), _) => Some(raw.clone()),
+            (None, Some(b)) => Some(serde_json::to_vec(b).map_err(|e| ApiError::internal(&e))?),
+            (None, None) => None,
         };
         let destination = draft
             .callout

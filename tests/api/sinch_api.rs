@@ -963,6 +963,21 @@ async fn calls_and_conferences_are_controlled() {
         ("DELETE", "/calling/v1/conferences/id/room-1/p-1"),
         ("DELETE", "/calling/v1/conferences/id/room-1"),
     ];
+    // Bodies go to Sinch byte for byte as given (key order, spacing, number formats).
+    let raw = br#"{ "action": {"name": "hangup"},  "instructions": [ {"text": "Bye", "name": "say", "locale": "en-US"} ] }"#;
+    let res = app
+        .client
+        .patch(app.url("/admin/calls/c-8"))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .insert_header(("content-type", "application/json"))
+        .send_body(&raw[..])
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let last = standin.seen().pop().unwrap();
+    assert_eq!(last.body, raw.to_vec());
+    assert!(last.signed_ok);
+    let seen: Vec<(String, String)> = seen.into_iter().collect();
     let expected: Vec<(String, String)> = expected
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
