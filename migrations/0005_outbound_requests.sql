@@ -28,7 +28,8 @@ CREATE TABLE outbound_requests (
     error_status     text,
     error_message    text,
     error_reference  text,
-    failure          text
+    failure          text,
+    idempotency_key  text
 );
 COMMENT ON TABLE outbound_requests IS
     'One row per request svamlgate was asked to send to Sinch''s Calling API (POST /admin/callouts, PATCH /admin/calls/..., the conference endpoints, svamlgate callout): what was asked, what the local checks said, and how it ended. Each HTTP exchange with Sinch is a row of outbound_attempts.';
@@ -58,6 +59,9 @@ COMMENT ON COLUMN outbound_requests.error_status IS 'status of Sinch''s final er
 COMMENT ON COLUMN outbound_requests.error_message IS 'message of Sinch''s final error answer.';
 COMMENT ON COLUMN outbound_requests.error_reference IS 'reference of Sinch''s final error answer: quote it to Sinch support.';
 COMMENT ON COLUMN outbound_requests.failure IS 'Why no answer came on the last attempt: connect, timeout, io, too_large; NULL when Sinch answered.';
+COMMENT ON COLUMN outbound_requests.idempotency_key IS 'Idempotency-Key header of POST /admin/callouts: while a callout with the key is pending, placed or of unknown outcome, the same key places no second call (the first answer is replayed, or 409).';
+CREATE UNIQUE INDEX outbound_requests_idempotency ON outbound_requests (idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND outcome IN ('pending', 'success', 'unknown');
 CREATE INDEX outbound_requests_callid ON outbound_requests (callid, created_at) WHERE callid IS NOT NULL;
 CREATE INDEX outbound_requests_created ON outbound_requests (created_at DESC);
 CREATE INDEX outbound_requests_open_callouts ON outbound_requests (created_at)

@@ -80,6 +80,9 @@ struct CalloutArgs {
     /// Free text passed to the callbacks (custom).
     #[arg(long)]
     custom: Option<String>,
+    /// Idempotency-Key: running the command again with the same key places no second call.
+    #[arg(long)]
+    idempotency_key: Option<String>,
     /// Print the answer as JSON only.
     #[arg(long)]
     json: bool,
@@ -192,14 +195,18 @@ async fn admin_request(
     method: awc::http::Method,
     path: &str,
     body: Option<&serde_json::Value>,
+    idempotency_key: Option<&str>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
     let url = format!("{}{path}", admin.server.trim_end_matches('/'));
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .finish();
-    let req = client
+    let mut req = client
         .request(method, &url)
         .insert_header(("authorization", format!("Bearer {}", admin.token.expose())));
+    if let Some(key) = idempotency_key {
+        req = req.insert_header(("idempotency-key", key));
+    }
     let sent = match body {
         Some(b) => req.send_json(b).await,
         None => req.send().await,
@@ -248,13 +255,19 @@ async fn callout(args: CalloutArgs) -> anyhow::Result<u8> {
         awc::http::Method::POST,
         "/admin/callouts",
         Some(&body),
+        args.idempotency_key.as_deref(),
     )
     .await?;
     if args.json {
         print_json(&answer);
     } else if (200..300).contains(&status) {
         println!(
-            "call placed: callId {} (reference {})",
+            "{}: callId {} (reference {})",
+            if answer["replayed"] == true {
+                "already placed with this idempotency key"
+            } else {
+                "call placed"
+            },
             answer["callId"].as_str().unwrap_or("?"),
             answer["reference"].as_str().unwrap_or("?")
         );
@@ -284,6 +297,7 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<u8> {
         &args.admin,
         awc::http::Method::GET,
         &format!("/admin/calls/{}/diagnosis", args.id),
+        None,
         None,
     )
     .await?;

@@ -47,6 +47,8 @@ pub struct NewOutbound {
     pub local_report: Option<Value>,
     /// Initial outcome: `pending` or `refused_locally`.
     pub outcome: &'static str,
+    /// Idempotency-Key of a callout.
+    pub idempotency_key: Option<String>,
 }
 
 /// One attempt.
@@ -129,12 +131,32 @@ pub struct CallLimits {
 }
 
 /// Result of admitting a callout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
     /// Recorded as pending; this many calls were in progress before it.
     Admitted(i64),
     /// Refused and recorded as such; this many calls are in progress.
     Full(i64),
+    /// A callout with the same Idempotency-Key is pending, placed or of unknown outcome:
+    /// nothing was recorded or sent.
+    Duplicate(EarlierCallout),
+}
+
+/// The callout an Idempotency-Key already names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierCallout {
+    /// Its reference.
+    pub reference: String,
+    /// pending, success or unknown.
+    pub outcome: String,
+    /// Its HTTP status from Sinch.
+    pub http_status: Option<i16>,
+    /// Sinch's answer.
+    pub response_body: Option<Value>,
+    /// Its call id.
+    pub callid: Option<String>,
+    /// Attempts it made.
+    pub attempts: i16,
 }
 
 /// Filter of `GET /admin/sinch-errors`.
@@ -177,8 +199,8 @@ pub struct CallbackFacts {
 
 const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, method, path, body, callid, \
      conference_id, call_leg, callout_method, destination, dice_expected, local_check, local_report, outcome, \
-     finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     CASE WHEN $15 = 'refused_locally' THEN now() END)";
+     finished_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+     CASE WHEN $15 = 'refused_locally' THEN now() END, $16)";
 
 const COUNT_OPEN: &str = "SELECT count(*) AS n FROM open_calls WHERE opened_at > now() - \
      make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)";
@@ -219,6 +241,7 @@ async fn insert<'e>(exec: impl PgExecutor<'e>, r: &NewOutbound) -> Result<(), sq
         .bind(r.local_check)
         .bind(&r.local_report)
         .bind(r.outcome)
+        .bind(&r.idempotency_key)
         .execute(exec)
         .await
         .map(|_| ())
@@ -260,6 +283,27 @@ impl OutboundStore {
             .bind(ADMISSION_LOCK)
             .execute(&mut *tx)
             .await?;
+        if let Some(key) = &r.idempotency_key {
+            let earlier = sqlx::query(
+                "SELECT reference, outcome, http_status, response_body, callid, attempts FROM outbound_requests \
+                 WHERE idempotency_key = $1 AND outcome IN ('pending', 'success', 'unknown')",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(e) = earlier {
+                let found = EarlierCallout {
+                    reference: e.try_get("reference")?,
+                    outcome: e.try_get("outcome")?,
+                    http_status: e.try_get("http_status")?,
+                    response_body: e.try_get("response_body")?,
+                    callid: e.try_get("callid")?,
+                    attempts: e.try_get("attempts")?,
+                };
+                tx.commit().await?;
+                return Ok(Admission::Duplicate(found));
+            }
+        }
         let n = count_open(&mut *tx, limits).await?;
         let admission = if n >= i64::from(limits.max_in_progress) {
             let mut refused = r.clone();

@@ -87,14 +87,37 @@ async fn run(
     Ok(HttpResponse::Ok().json(performed.into_result()?))
 }
 
+/// Longest Idempotency-Key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// The optional `Idempotency-Key` header: 1–128 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().ok().map(str::trim).filter(|k| {
+        !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic())
+    });
+    match key {
+        Some(k) => Ok(Some(k.to_owned())),
+        None => Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )),
+    }
+}
+
 async fn callout(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
     let (doc, raw) = json_body(&req, payload).await?;
     let checked = checks::check_callout(&doc, state.gate.validator(), state.gate.mode());
-    let draft = Draft::callout(doc, checked.as_ref().ok().cloned()).with_raw_body(raw);
+    let draft = Draft::callout(doc, checked.as_ref().ok().cloned())
+        .with_raw_body(raw)
+        .with_idempotency_key(key);
     run(&state, draft, checked.map(|_| ())).await
 }
 

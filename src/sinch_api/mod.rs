@@ -142,6 +142,8 @@ pub struct Draft {
     pub call_leg: Option<String>,
     /// What the callout checks found.
     pub callout: Option<CheckedCallout>,
+    /// Idempotency-Key of a callout.
+    pub idempotency_key: Option<String>,
 }
 
 impl Draft {
@@ -156,6 +158,7 @@ impl Draft {
             conference_id: None,
             call_leg: None,
             callout: None,
+            idempotency_key: None,
         }
     }
     /// A callout (`checked` is `None` when the checks refused it).
@@ -169,6 +172,11 @@ impl Draft {
     /// Sends these bytes (the client's body, which parsed to `body`) instead of re-serialising.
     pub fn with_raw_body(mut self, raw: Vec<u8>) -> Draft {
         self.raw_body = Some(raw);
+        self
+    }
+    /// Names the callout with the client's Idempotency-Key.
+    pub fn with_idempotency_key(mut self, key: Option<String>) -> Draft {
+        self.idempotency_key = key;
         self
     }
     /// Call information.
@@ -263,6 +271,7 @@ impl Draft {
             local_check,
             local_report: None,
             outcome,
+            idempotency_key: self.idempotency_key.clone(),
         }
     }
 
@@ -336,6 +345,8 @@ pub struct Performed {
     pub gave_up: Option<String>,
     /// Warnings of the local checks.
     pub warnings: Vec<String>,
+    /// The answer of an earlier callout with the same Idempotency-Key, replayed.
+    pub replayed: bool,
 }
 
 impl Performed {
@@ -361,6 +372,9 @@ impl Performed {
                 out.insert("attempts".into(), json!(attempts));
                 if !self.warnings.is_empty() {
                     out.insert("warnings".into(), json!(self.warnings));
+                }
+                if self.replayed {
+                    out.insert("replayed".into(), json!(true));
                 }
                 Ok(Value::Object(out))
             }
@@ -420,6 +434,41 @@ impl Performed {
             .with_reference(self.reference)
             .with_details(json!({"failure": "unknown_outcome", "attempts": attempts}))),
         }
+    }
+}
+
+/// The answer to a callout whose Idempotency-Key names an earlier one: the earlier answer when it
+/// placed the call, 409 40900 while it is in flight or when its outcome is unknown.
+fn replay(earlier: crate::db::outbound::EarlierCallout) -> Result<Performed, ApiError> {
+    let conflict = |why: &str| {
+        Err(ApiError::new(
+            code::CONFLICT,
+            format!(
+                "A callout with this Idempotency-Key {why} (reference {}); it is not sent again",
+                earlier.reference
+            ),
+        )
+        .with_details(json!({"earlierReference": earlier.reference, "outcome": earlier.outcome})))
+    };
+    match earlier.outcome.as_str() {
+        "success" => Ok(Performed {
+            reference: earlier.reference.clone(),
+            operation: Operation::Callout,
+            attempts: u32::try_from(earlier.attempts).unwrap_or(1).max(1),
+            outcome: Outcome::Success {
+                status: earlier
+                    .http_status
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(200),
+                body: earlier.response_body.clone(),
+                callid: earlier.callid.clone(),
+            },
+            gave_up: None,
+            warnings: Vec::new(),
+            replayed: true,
+        }),
+        "pending" => conflict("is in flight: wait for its answer"),
+        _ => conflict("was sent and its answer never came: it may have placed the call"),
     }
 }
 
@@ -613,6 +662,7 @@ impl SinchApi {
         if callout {
             match store.admit_callout(&row, &self.limits).await {
                 Ok(Admission::Admitted(_)) => {}
+                Ok(Admission::Duplicate(earlier)) => return replay(earlier),
                 Ok(Admission::Full(n)) => {
                     metrics.inc(
                         "svamlgate_sinch_api_requests_total",
@@ -836,6 +886,7 @@ impl SinchApi {
             outcome,
             gave_up,
             warnings: draft.callout.map(|c| c.warnings).unwrap_or_default(),
+            replayed: false,
         })
     }
 }
@@ -852,6 +903,7 @@ mod tests {
             outcome,
             gave_up: None,
             warnings: vec![],
+            replayed: false,
         }
     }
 

@@ -1128,5 +1128,83 @@ async fn cli_places_a_call_and_diagnoses_it() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Run twice with one idempotency key: one call.
+    let placed = standin.seen().len();
+    for expected in ["call placed", "already placed with this idempotency key"] {
+        let out = run([
+            "callout",
+            "--to",
+            "+14045005000",
+            "--text",
+            "once",
+            "--idempotency-key",
+            "k-1",
+        ]
+        .map(String::from)
+        .to_vec())
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.starts_with(expected), "{text}");
+    }
+    assert_eq!(standin.seen().len(), placed + 1);
+    standin.stop().await;
+}
+
+async fn callout_with_key(app: &TestApp, key: &str) -> crate::helpers::Response {
+    let mut res = app
+        .client
+        .post(app.url("/admin/callouts"))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .insert_header(("idempotency-key", key))
+        .send_json(&tts("+14045005000"))
+        .await
+        .unwrap();
+    let body = res.body().await.unwrap().to_vec();
+    crate::helpers::Response {
+        status: res.status().as_u16(),
+        headers: vec![],
+        body,
+    }
+}
+
+#[actix_web::test]
+async fn an_idempotency_key_never_places_a_second_call() {
+    let standin = StandIn::start().await;
+    let app = app_for(&standin, |_| {}).await;
+    let doc = Documented::fetch(&app).await;
+    let first = callout_with_key(&app, "order-1").await;
+    assert_eq!(first.status, 200);
+    let again = callout_with_key(&app, "order-1").await;
+    assert_eq!(again.status, 200);
+    doc.check("POST", "/admin/callouts", 200, &again.json());
+    assert_eq!(again.json()["callId"], first.json()["callId"]);
+    assert_eq!(again.json()["reference"], first.json()["reference"]);
+    assert_eq!(again.json()["replayed"], true);
+    assert_eq!(standin.seen().len(), 1, "the second request placed no call");
+
+    // Outcome unknown: not sent again under the same key.
+    standin.push(Reply::Hang);
+    callout_with_key(&app, "order-2")
+        .await
+        .assert_envelope(503, 50300);
+    let r = callout_with_key(&app, "order-2").await;
+    r.assert_envelope(409, 40900);
+    doc.check("POST", "/admin/callouts", 409, &r.json());
+    assert_eq!(standin.seen().len(), 2);
+
+    // Refused by Sinch: no call was placed, so the key may be used again.
+    standin.push(err(402, json!({"status": "402 PaymentRequired", "errorCode": 40200, "message": "Not enough credit"})));
+    callout_with_key(&app, "order-3")
+        .await
+        .assert_envelope(402, 40200);
+    let r = callout_with_key(&app, "order-3").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().get("replayed"), None);
+    assert_eq!(standin.seen().len(), 4);
+
+    callout_with_key(&app, "bad key")
+        .await
+        .assert_envelope(400, 40001);
     standin.stop().await;
 }
