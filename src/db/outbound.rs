@@ -202,8 +202,29 @@ const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, m
      finished_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      CASE WHEN $15 = 'refused_locally' THEN now() END, $16)";
 
-const COUNT_OPEN: &str = "SELECT count(*) AS n FROM open_calls WHERE opened_at > now() - \
-     make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)";
+/// Calls in progress: the rows of the view `open_calls`, with the windows applied inside (so that
+/// only recent callbacks are read; the view itself reads all history, for people).
+/// `$1` = SINCH_CALL_MAX_AGE_SECS, `$2` = SINCH_UNTRACKED_CALL_SECS.
+const COUNT_OPEN: &str = "WITH opened AS (
+    SELECT c.callid, min(c.received_at) AS opened_at, 'callback' AS source, true AS dice_expected
+    FROM callbacks c
+    WHERE c.callid IS NOT NULL AND c.event_type IN ('ice', 'ace') AND c.duplicate_of IS NULL
+      AND c.received_at > now() - make_interval(secs => $1)
+    GROUP BY c.callid
+    UNION ALL
+    SELECT coalesce(r.callid, 'pending:' || r.reference), r.created_at, 'callout',
+           r.outcome = 'success' AND coalesce(r.dice_expected, true)
+    FROM outbound_requests r
+    WHERE r.operation = 'callout' AND r.outcome IN ('pending', 'success', 'unknown')
+      AND r.created_at > now() - make_interval(secs => $1)
+), open AS (
+    SELECT DISTINCT ON (o.callid) o.callid, o.opened_at, o.dice_expected
+    FROM opened o
+    WHERE NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.event_type = 'dice' AND d.callid = o.callid)
+    ORDER BY o.callid, (o.source = 'callout') DESC, o.opened_at
+)
+SELECT count(*) AS n FROM open
+WHERE opened_at > now() - make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)";
 
 /// The JSON of one request with its attempts (`r` = outbound_requests).
 const REQUEST_JSON: &str = "jsonb_build_object(

@@ -827,6 +827,11 @@ async fn calls_in_progress_are_capped() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(in_progress(&app).await, 2);
+    let view: i64 = sqlx::query_scalar("SELECT count(*) FROM open_calls")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(view, 2, "the psql view shows the same calls");
     let r = app
         .admin_send("POST", "/admin/callouts", Some(&tts("+14045005001")))
         .await;
