@@ -50,6 +50,8 @@ pub struct AppState {
     ship_stop: tokio::sync::watch::Sender<Option<Instant>>,
     /// The shipper task.
     shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Client settings for Sinch's Calling API (callouts, call and conference control).
+    pub sinch: crate::sinch_api::SinchApi,
 }
 
 /// How long past the freshness window a dedup key (and the journal segment holding it) is kept.
@@ -90,6 +92,7 @@ impl AppState {
         validator: Arc<Validator>,
     ) -> anyhow::Result<AppState> {
         let keys = key_ring(&config)?;
+        let sinch = crate::sinch_api::SinchApi::from_config_or_disabled(&config);
         let gate = Gate::new(validator, &config)?;
         let metrics = Arc::new(Metrics::new());
         std::fs::create_dir_all(&config.db.data_dir).with_context(|| {
@@ -200,6 +203,7 @@ impl AppState {
             cluster: None,
             ship_stop,
             shipper: Mutex::new(Some(shipper)),
+            sinch,
         })
     }
 

@@ -1,4 +1,6 @@
-//! The command line: `serve` (the default), `migrate`, `validate` and `sign`.
+//! The command line: `serve` (the default), `migrate`, `validate`, `sign`, and the admin API clients
+//! `callout` (a TTS call through a running svamlgate) and `diagnose` (Sinch's troubleshooting
+//! checklist for one call).
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -36,6 +38,67 @@ enum Command {
     Validate(ValidateArgs),
     /// Sign a callback body as Sinch does; print the headers, or send it and print the reply.
     Sign(SignArgs),
+    /// Place a text-to-speech call through a running svamlgate (POST /admin/callouts); exit 0 placed,
+    /// 1 refused (the error envelope is printed), 2 svamlgate unreachable.
+    Callout(CalloutArgs),
+    /// Walk Sinch's troubleshooting checklist for a call id (or a callout's reference) through a running
+    /// svamlgate; exit 0 no failing step, 1 a step failed, 2 not found or svamlgate unreachable.
+    Diagnose(DiagnoseArgs),
+}
+
+/// How the CLI reaches a running svamlgate's admin API.
+#[derive(Debug, Args)]
+struct AdminClientArgs {
+    /// Base URL of the running svamlgate.
+    #[arg(long, env = "SVAMLGATE_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Admin token.
+    #[arg(long, env = "SVAMLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Secret,
+}
+
+#[derive(Debug, Args)]
+struct CalloutArgs {
+    #[command(flatten)]
+    admin: AdminClientArgs,
+    /// Number to call, E.164 (e.g. +14045005000).
+    #[arg(long)]
+    to: String,
+    /// Text to speak.
+    #[arg(long)]
+    text: String,
+    /// Caller id shown, E.164.
+    #[arg(long)]
+    cli: Option<String>,
+    /// TTS locale.
+    #[arg(long, default_value = "en-US")]
+    locale: String,
+    /// Ask Sinch for an ACE when the call is answered (svamlgate then replies to it like any ACE).
+    #[arg(long)]
+    enable_ace: bool,
+    /// Do not ask for the DICE (svamlgate then cannot tell when the call ends).
+    #[arg(long)]
+    no_dice: bool,
+    /// Free text passed to the callbacks (custom).
+    #[arg(long)]
+    custom: Option<String>,
+    /// Idempotency-Key: running the command again with the same key places no second call.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Print the answer as JSON only.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DiagnoseArgs {
+    #[command(flatten)]
+    admin: AdminClientArgs,
+    /// Print the diagnosis as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Call id, or the reference of a callout (for callouts refused before Sinch gave a call id).
+    id: String,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +160,8 @@ pub fn main() -> ExitCode {
         Command::Migrate(args) => report(run_async(migrate(args))),
         Command::Validate(args) => validate(args),
         Command::Sign(args) => report(run_async(sign(args))),
+        Command::Callout(args) => exit_with(run_async_code(callout(args))),
+        Command::Diagnose(args) => exit_with(run_async_code(diagnose(args))),
     }
 }
 
@@ -112,6 +177,153 @@ fn unreachable_serve() -> Command {
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(f)
+}
+
+fn run_async_code<F: std::future::Future<Output = anyhow::Result<u8>>>(f: F) -> anyhow::Result<u8> {
+    actix_web::rt::System::new().block_on(f)
+}
+
+/// Exit code from a command that decides it; an error is reported and exits 2.
+fn exit_with(result: anyhow::Result<u8>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("svamlgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Sends one admin request; returns the status and the JSON answer.
+async fn admin_request(
+    admin: &AdminClientArgs,
+    method: awc::http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    idempotency_key: Option<&str>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let url = format!("{}{path}", admin.server.trim_end_matches('/'));
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .finish();
+    let mut req = client
+        .request(method, &url)
+        .insert_header(("authorization", format!("Bearer {}", admin.token.expose())));
+    if let Some(key) = idempotency_key {
+        req = req.insert_header(("idempotency-key", key));
+    }
+    let sent = match body {
+        Some(b) => req.send_json(b).await,
+        None => req.send().await,
+    };
+    let mut res = sent.map_err(|e| anyhow::anyhow!("reaching svamlgate at {url}: {e}"))?;
+    let bytes = res
+        .body()
+        .limit(4 << 20)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading svamlgate's answer: {e}"))?;
+    let json = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "svamlgate answered HTTP {} with a body that is not JSON",
+            res.status()
+        )
+    })?;
+    Ok((res.status().as_u16(), json))
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+async fn callout(args: CalloutArgs) -> anyhow::Result<u8> {
+    let mut tts = serde_json::json!({
+        "destination": {"type": "number", "endpoint": args.to},
+        "locale": args.locale,
+        "text": args.text,
+        "enableDice": !args.no_dice,
+    });
+    if args.enable_ace {
+        tts["enableAce"] = serde_json::json!(true);
+    }
+    if let Some(cli) = args.cli {
+        tts["cli"] = serde_json::json!(cli);
+    }
+    if let Some(custom) = args.custom {
+        tts["custom"] = serde_json::json!(custom);
+    }
+    let body = serde_json::json!({"method": "ttsCallout", "ttsCallout": tts});
+    let (status, answer) = admin_request(
+        &args.admin,
+        awc::http::Method::POST,
+        "/admin/callouts",
+        Some(&body),
+        args.idempotency_key.as_deref(),
+    )
+    .await?;
+    if args.json {
+        print_json(&answer);
+    } else if (200..300).contains(&status) {
+        println!(
+            "{}: callId {} (reference {})",
+            if answer["replayed"] == true {
+                "already placed with this idempotency key"
+            } else {
+                "call placed"
+            },
+            answer["callId"].as_str().unwrap_or("?"),
+            answer["reference"].as_str().unwrap_or("?")
+        );
+        for w in answer["warnings"].as_array().into_iter().flatten() {
+            println!("warning: {}", w.as_str().unwrap_or_default());
+        }
+    } else {
+        eprintln!(
+            "callout refused: HTTP {status} {} {}: {}",
+            answer["errorCode"],
+            answer["status"].as_str().unwrap_or(""),
+            answer["message"].as_str().unwrap_or("")
+        );
+        eprintln!(
+            "reference {} (svamlgate diagnose {} walks the checklist)",
+            answer["reference"].as_str().unwrap_or("?"),
+            answer["reference"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(if (200..300).contains(&status) { 0 } else { 1 })
+}
+
+async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<u8> {
+    crate::sinch_api::checks::check_id("id", &args.id)
+        .map_err(|r| anyhow::anyhow!("{}", r.message))?;
+    let (status, answer) = admin_request(
+        &args.admin,
+        awc::http::Method::GET,
+        &format!("/admin/calls/{}/diagnosis", args.id),
+        None,
+        None,
+    )
+    .await?;
+    if status != 200 {
+        eprintln!(
+            "svamlgate: HTTP {status} {}: {}",
+            answer["errorCode"],
+            answer["message"].as_str().unwrap_or("")
+        );
+        return Ok(2);
+    }
+    if args.json {
+        print_json(&answer);
+    } else {
+        print!("{}", crate::diagnosis::render_text(&answer));
+    }
+    Ok(if answer["failingStep"].is_string() {
+        1
+    } else {
+        0
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -216,6 +216,58 @@ pub struct ServeArgs {
     /// of it to reach PostgreSQL, in ms (several instances on one database).
     #[arg(long, env = "SVAMLGATE_PEER_STATE_WAIT_MS", default_value_t = 250)]
     pub peer_state_wait_ms: u64,
+
+    #[command(flatten)]
+    pub sinch_api: SinchApiArgs,
+}
+
+/// How svamlgate talks to Sinch's Calling API (callouts, call and conference control). The
+/// application key and secret are SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET.
+#[derive(Clone, Debug, Args)]
+pub struct SinchApiArgs {
+    /// Base URL of the Calling API (a regional host, or a stand-in for tests).
+    #[arg(
+        long,
+        env = "SINCH_API_BASE_URL",
+        default_value = "https://calling.api.sinch.com"
+    )]
+    pub sinch_api_base_url: String,
+
+    /// Authenticate with Basic (key:secret) instead of signing each request.
+    #[arg(long, env = "SINCH_API_BASIC_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub sinch_api_basic_auth: bool,
+
+    /// Deadline of one attempt (connect, send, answer), in milliseconds.
+    #[arg(long, env = "SINCH_API_TIMEOUT_MS", default_value_t = 10_000)]
+    pub sinch_api_timeout_ms: u64,
+
+    /// Deadline for connecting (DNS, TCP, TLS), in milliseconds; below SINCH_API_TIMEOUT_MS.
+    #[arg(long, env = "SINCH_API_CONNECT_TIMEOUT_MS", default_value_t = 3_000)]
+    pub sinch_api_connect_timeout_ms: u64,
+
+    /// Attempts per request, the first included (retries: 429, 5xx, network errors).
+    #[arg(long, env = "SINCH_API_MAX_ATTEMPTS", default_value_t = 4)]
+    pub sinch_api_max_attempts: u32,
+
+    /// First backoff delay in milliseconds (doubled per retry, with jitter).
+    #[arg(long, env = "SINCH_API_RETRY_BASE_MS", default_value_t = 500)]
+    pub sinch_api_retry_base_ms: u64,
+
+    /// Longest single wait between attempts in milliseconds; a longer Retry-After is not waited for.
+    #[arg(long, env = "SINCH_API_RETRY_MAX_MS", default_value_t = 8_000)]
+    pub sinch_api_retry_max_ms: u64,
+
+    /// Calls in progress allowed at once before callouts are refused locally (429 42900).
+    #[arg(long, env = "SINCH_MAX_CALLS_IN_PROGRESS", default_value_t = 10)]
+    pub sinch_max_calls_in_progress: u32,
+
+    /// A call without DICE after this many seconds no longer counts as in progress.
+    #[arg(long, env = "SINCH_CALL_MAX_AGE_SECS", default_value_t = 14_400)]
+    pub sinch_call_max_age_secs: u64,
+
+    /// How long a callout without enableDice (or whose answer never came) counts as in progress.
+    #[arg(long, env = "SINCH_UNTRACKED_CALL_SECS", default_value_t = 600)]
+    pub sinch_untracked_call_secs: u64,
 }
 
 impl ServeArgs {
@@ -258,6 +310,11 @@ impl ServeArgs {
         serve.applications = None;
         serve.admin_token = None;
         serve.verify_signatures = true;
+        // Nothing listens on port 9 locally: a test that does not start a Sinch stand-in never
+        // reaches the real Sinch, and fails fast.
+        serve.sinch_api.sinch_api_base_url = "http://127.0.0.1:9".to_owned();
+        serve.sinch_api.sinch_api_retry_base_ms = 10;
+        serve.sinch_api.sinch_api_retry_max_ms = 100;
         serve
     }
 }

@@ -7,6 +7,9 @@
 //! [`gate`] ([`svaml`]) → [`recording`] (the journal, shipped to [`db`]); errors are [`error`] envelopes
 //! from the [`catalog`]; [`calls`] holds calls in progress; [`app`] holds the shared state; [`cli`] is
 //! the command line.
+//!
+//! Outbound: [`sinch_api`] places and controls calls through Sinch's Calling API (checked, capped,
+//! retried, recorded by [`db::outbound`]); [`diagnosis`] walks Sinch's troubleshooting steps per call.
 
 pub mod app;
 pub mod callback;
@@ -15,6 +18,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod diagnosis;
 pub mod error;
 pub mod events;
 pub mod feedback;
@@ -25,6 +29,7 @@ pub mod metrics;
 pub mod recording;
 pub mod redact;
 pub mod signature;
+pub mod sinch_api;
 pub mod sources;
 pub mod svaml;
 pub mod telemetry;

@@ -147,6 +147,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Records PostgreSQL refused on their own, kept in journal/unshippable/ instead, by kind.",
     ),
+    (
+        "svamlgate_sinch_api_requests_total",
+        "counter",
+        "Requests to Sinch's Calling API by operation and outcome (success, sinch_error, no_answer, unknown, refused_locally).",
+    ),
+    (
+        "svamlgate_sinch_api_attempts_total",
+        "counter",
+        "HTTP exchanges with Sinch's Calling API by operation and result (HTTP status, or connect, timeout, io).",
+    ),
+    (
+        "svamlgate_sinch_api_duration_seconds",
+        "histogram",
+        "Time Sinch's Calling API took to answer one attempt (or fail), by operation.",
+    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod flows;
+pub mod outbound;
 pub mod ship;
 pub mod store;
 

@@ -33,7 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/svaml/validate", web::post().to(validate))
         .route("/openapi.json", web::get().to(super::openapi::document))
         .configure(super::admin_flows::routes)
-        .configure(super::admin_gate::routes);
+        .configure(super::admin_gate::routes)
+        .configure(super::admin_sinch::routes);
 }
 
 /// Checks `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`.
@@ -93,9 +94,10 @@ async fn call(
         .call_timeline(&callid)
         .await
         .map_err(|e| ApiError::from_db(&e))?;
-    if events.is_empty() {
+    let outbound = super::admin_sinch::outbound_for_call(&state, &callid).await?;
+    if events.is_empty() && outbound.is_empty() {
         return Err(ApiError::not_found(format!(
-            "No events recorded for call {callid}"
+            "No events or outbound requests recorded for call {callid}"
         )));
     }
     let rejected = state
@@ -127,6 +129,7 @@ async fn call(
         "events": timeline,
         "duplicates": duplicates,
         "rejectedReplies": rejected,
+        "outboundRequests": outbound,
     })))
 }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admin_flows;
 pub mod admin_gate;
+pub mod admin_sinch;
 pub mod callback;
 pub mod health;
 pub mod openapi;

@@ -10,4 +10,5 @@ mod helpers;
 mod logging;
 mod openapi;
 mod signatures;
+mod sinch_api;
 mod svaml_corpus;

@@ -1,0 +1,516 @@
+//! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
+//! migration 0005), the calls-in-progress count, and the reads the diagnosis needs.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Handle to the outbound tables.
+#[derive(Clone, Debug)]
+pub struct OutboundStore {
+    pool: PgPool,
+}
+
+/// A request as first recorded.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    /// Row id (UUIDv7).
+    pub id: Uuid,
+    /// svamlgate's reference.
+    pub reference: String,
+    /// Operation name.
+    pub operation: &'static str,
+    /// HTTP method.
+    pub method: &'static str,
+    /// API path.
+    pub path: String,
+    /// JSON body.
+    pub body: Option<Value>,
+    /// Call id, when known.
+    pub callid: Option<String>,
+    /// Conference id.
+    pub conference_id: Option<String>,
+    /// Call leg.
+    pub call_leg: Option<String>,
+    /// Callout method.
+    pub callout_method: Option<&'static str>,
+    /// Callout destination.
+    pub destination: Option<String>,
+    /// Whether a DICE will come.
+    pub dice_expected: Option<bool>,
+    /// Result of the local checks.
+    pub local_check: &'static str,
+    /// Details of a failed check.
+    pub local_report: Option<Value>,
+    /// Initial outcome: `pending` or `refused_locally`.
+    pub outcome: &'static str,
+    /// Idempotency-Key of a callout.
+    pub idempotency_key: Option<String>,
+}
+
+/// One attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The request row.
+    pub request_id: Uuid,
+    /// 1, 2, 3, …
+    pub attempt: i16,
+    /// Start of the attempt.
+    pub sent_at: OffsetDateTime,
+    /// Duration in µs.
+    pub latency_us: i64,
+    /// signed or basic.
+    pub auth_scheme: &'static str,
+    /// x-timestamp sent.
+    pub x_timestamp: Option<String>,
+    /// HTTP status.
+    pub http_status: Option<i16>,
+    /// Answer text.
+    pub response_body: Option<String>,
+    /// Retry-After in ms.
+    pub retry_after_ms: Option<i64>,
+    /// connect, timeout, io, too_large.
+    pub failure: Option<&'static str>,
+    /// Library message.
+    pub failure_detail: Option<String>,
+    /// errorCode.
+    pub error_code: Option<i32>,
+    /// status.
+    pub error_status: Option<String>,
+    /// message.
+    pub error_message: Option<String>,
+    /// reference.
+    pub error_reference: Option<String>,
+    /// Catalog reading.
+    pub classified_code: Option<i32>,
+    /// Disagreement flag.
+    pub code_mismatch: Option<bool>,
+    /// done, retry, give_up.
+    pub decision: &'static str,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Default)]
+pub struct FinalRecord {
+    /// success, sinch_error, no_answer, unknown.
+    pub outcome: &'static str,
+    /// Last HTTP status.
+    pub http_status: Option<i16>,
+    /// Attempts made.
+    pub attempts: i16,
+    /// Total time in µs.
+    pub latency_us: i64,
+    /// JSON answer.
+    pub response_body: Option<Value>,
+    /// Call id learnt from the answer.
+    pub callid: Option<String>,
+    /// errorCode.
+    pub error_code: Option<i32>,
+    /// status.
+    pub error_status: Option<String>,
+    /// message.
+    pub error_message: Option<String>,
+    /// reference.
+    pub error_reference: Option<String>,
+    /// Last failure.
+    pub failure: Option<&'static str>,
+}
+
+/// The calls-in-progress cap and how long a call counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// SINCH_MAX_CALLS_IN_PROGRESS.
+    pub max_in_progress: u32,
+    /// SINCH_CALL_MAX_AGE_SECS.
+    pub max_age: Duration,
+    /// SINCH_UNTRACKED_CALL_SECS.
+    pub untracked: Duration,
+}
+
+/// Result of admitting a callout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Recorded as pending; this many calls were in progress before it.
+    Admitted(i64),
+    /// Refused and recorded as such; this many calls are in progress.
+    Full(i64),
+    /// A callout with the same Idempotency-Key is pending, placed or of unknown outcome:
+    /// nothing was recorded or sent.
+    Duplicate(EarlierCallout),
+}
+
+/// The callout an Idempotency-Key already names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierCallout {
+    /// Its reference.
+    pub reference: String,
+    /// pending, success or unknown.
+    pub outcome: String,
+    /// Its HTTP status from Sinch.
+    pub http_status: Option<i16>,
+    /// Sinch's answer.
+    pub response_body: Option<Value>,
+    /// Its call id.
+    pub callid: Option<String>,
+    /// Attempts it made.
+    pub attempts: i16,
+}
+
+/// Filter of `GET /admin/sinch-errors`.
+#[derive(Debug, Clone, Default)]
+pub struct SinchErrorFilter {
+    /// errorCode as sent, or the catalog reading.
+    pub code: Option<i32>,
+    /// Sent at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Sinch's reference, or svamlgate's.
+    pub reference: Option<String>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// A callback row, as the diagnosis reads it.
+#[derive(Debug, Clone)]
+pub struct CallbackFacts {
+    /// Reference of the callback.
+    pub reference: String,
+    /// Arrival.
+    pub received_at: OffsetDateTime,
+    /// Event type.
+    pub event_type: String,
+    /// verified / unverified.
+    pub signature: String,
+    /// Replay of an earlier callback.
+    pub duplicate: bool,
+    /// HTTP status answered.
+    pub http_status: Option<i16>,
+    /// Reply source.
+    pub reply_source: Option<String>,
+    /// Fallback reason.
+    pub fallback_reason: Option<String>,
+    /// Gate report of the reply sent.
+    pub validation: Option<Value>,
+    /// Parsed body.
+    pub body: Option<Value>,
+}
+
+const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, method, path, body, callid, \
+     conference_id, call_leg, callout_method, destination, dice_expected, local_check, local_report, outcome, \
+     finished_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+     CASE WHEN $15 = 'refused_locally' THEN now() END, $16)";
+
+/// Calls in progress: the rows of the view `open_calls`, with the windows applied inside (so that
+/// only recent callbacks are read; the view itself reads all history, for people).
+/// `$1` = SINCH_CALL_MAX_AGE_SECS, `$2` = SINCH_UNTRACKED_CALL_SECS.
+const COUNT_OPEN: &str = "WITH opened AS (
+    SELECT c.callid, min(c.received_at) AS opened_at, 'callback' AS source, true AS dice_expected
+    FROM callbacks c
+    WHERE c.callid IS NOT NULL AND c.event_type IN ('ice', 'ace') AND c.duplicate_of IS NULL
+      AND c.received_at > now() - make_interval(secs => $1)
+    GROUP BY c.callid
+    UNION ALL
+    SELECT coalesce(r.callid, 'pending:' || r.reference), r.created_at, 'callout',
+           r.outcome = 'success' AND coalesce(r.dice_expected, true)
+    FROM outbound_requests r
+    WHERE r.operation = 'callout' AND r.outcome IN ('pending', 'success', 'unknown')
+      AND r.created_at > now() - make_interval(secs => $1)
+), open AS (
+    SELECT DISTINCT ON (o.callid) o.callid, o.opened_at, o.dice_expected
+    FROM opened o
+    WHERE NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.event_type = 'dice' AND d.callid = o.callid)
+    ORDER BY o.callid, (o.source = 'callout') DESC, o.opened_at
+)
+SELECT count(*) AS n FROM open
+WHERE opened_at > now() - make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)";
+
+/// The JSON of one request with its attempts (`r` = outbound_requests).
+const REQUEST_JSON: &str = "jsonb_build_object(
+    'reference', r.reference, 'createdAt', r.created_at, 'finishedAt', r.finished_at,
+    'operation', r.operation, 'method', r.method, 'path', r.path, 'body', r.body, 'callid', r.callid,
+    'conferenceId', r.conference_id, 'callLeg', r.call_leg, 'calloutMethod', r.callout_method,
+    'destination', r.destination, 'diceExpected', r.dice_expected, 'localCheck', r.local_check,
+    'localReport', r.local_report, 'outcome', r.outcome, 'httpStatus', r.http_status,
+    'attemptCount', r.attempts, 'latencyUs', r.latency_us, 'response', r.response_body,
+    'errorCode', r.error_code, 'errorStatus', r.error_status, 'errorMessage', r.error_message,
+    'errorReference', r.error_reference, 'failure', r.failure,
+    'attempts', coalesce((SELECT jsonb_agg(jsonb_build_object(
+        'attempt', a.attempt, 'sentAt', a.sent_at, 'latencyUs', a.latency_us, 'authScheme', a.auth_scheme,
+        'httpStatus', a.http_status, 'retryAfterMs', a.retry_after_ms, 'failure', a.failure,
+        'failureDetail', a.failure_detail, 'errorCode', a.error_code, 'errorStatus', a.error_status,
+        'errorMessage', a.error_message, 'errorReference', a.error_reference,
+        'classifiedCode', a.classified_code, 'codeMismatch', a.code_mismatch, 'decision', a.decision,
+        'responseBody', a.response_body) ORDER BY a.attempt)
+      FROM outbound_attempts a WHERE a.request_id = r.id), '[]'::jsonb))";
+
+async fn insert<'e>(exec: impl PgExecutor<'e>, r: &NewOutbound) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT)
+        .bind(r.id)
+        .bind(&r.reference)
+        .bind(r.operation)
+        .bind(r.method)
+        .bind(&r.path)
+        .bind(&r.body)
+        .bind(&r.callid)
+        .bind(&r.conference_id)
+        .bind(&r.call_leg)
+        .bind(r.callout_method)
+        .bind(&r.destination)
+        .bind(r.dice_expected)
+        .bind(r.local_check)
+        .bind(&r.local_report)
+        .bind(r.outcome)
+        .bind(&r.idempotency_key)
+        .execute(exec)
+        .await
+        .map(|_| ())
+}
+
+async fn count_open<'e>(exec: impl PgExecutor<'e>, l: &CallLimits) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(COUNT_OPEN)
+        .bind(l.max_age.as_secs_f64())
+        .bind(l.untracked.min(l.max_age).as_secs_f64())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("n")
+}
+
+/// Advisory-lock key serialising callout admission (any constant; "svamlgat" in ASCII).
+const ADMISSION_LOCK: i64 = 0x7376_616d_6c67_6174;
+
+impl OutboundStore {
+    /// Wraps a pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Records a request (pending, or refused locally).
+    pub async fn insert_request(&self, r: &NewOutbound) -> Result<(), sqlx::Error> {
+        insert(&self.pool, r).await
+    }
+
+    /// Counts calls in progress and records the callout as pending if one more is allowed, or
+    /// as refused if not, in one transaction serialised with other admissions (so that two
+    /// callouts at once cannot both take the last place).
+    pub async fn admit_callout(
+        &self,
+        r: &NewOutbound,
+        limits: &CallLimits,
+    ) -> Result<Admission, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ADMISSION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(key) = &r.idempotency_key {
+            let earlier = sqlx::query(
+                "SELECT reference, outcome, http_status, response_body, callid, attempts FROM outbound_requests \
+                 WHERE idempotency_key = $1 AND outcome IN ('pending', 'success', 'unknown')",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(e) = earlier {
+                let found = EarlierCallout {
+                    reference: e.try_get("reference")?,
+                    outcome: e.try_get("outcome")?,
+                    http_status: e.try_get("http_status")?,
+                    response_body: e.try_get("response_body")?,
+                    callid: e.try_get("callid")?,
+                    attempts: e.try_get("attempts")?,
+                };
+                tx.commit().await?;
+                return Ok(Admission::Duplicate(found));
+            }
+        }
+        let n = count_open(&mut *tx, limits).await?;
+        let admission = if n >= i64::from(limits.max_in_progress) {
+            let mut refused = r.clone();
+            refused.outcome = "refused_locally";
+            refused.local_check = "cap_reached";
+            refused.local_report = Some(serde_json::json!({
+                "inProgress": n, "limit": limits.max_in_progress
+            }));
+            insert(&mut *tx, &refused).await?;
+            Admission::Full(n)
+        } else {
+            insert(&mut *tx, r).await?;
+            Admission::Admitted(n)
+        };
+        tx.commit().await?;
+        Ok(admission)
+    }
+
+    /// Calls in progress now.
+    pub async fn count_in_progress(&self, limits: &CallLimits) -> Result<i64, sqlx::Error> {
+        count_open(&self.pool, limits).await
+    }
+
+    /// Records one attempt.
+    pub async fn insert_attempt(&self, a: &AttemptRecord) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, x_timestamp, \
+             http_status, response_body, retry_after_ms, failure, failure_detail, error_code, error_status, \
+             error_message, error_reference, classified_code, code_mismatch, decision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(a.request_id)
+        .bind(a.attempt)
+        .bind(a.sent_at)
+        .bind(a.latency_us)
+        .bind(a.auth_scheme)
+        .bind(&a.x_timestamp)
+        .bind(a.http_status)
+        .bind(&a.response_body)
+        .bind(a.retry_after_ms)
+        .bind(a.failure)
+        .bind(&a.failure_detail)
+        .bind(a.error_code)
+        .bind(&a.error_status)
+        .bind(&a.error_message)
+        .bind(&a.error_reference)
+        .bind(a.classified_code)
+        .bind(a.code_mismatch)
+        .bind(a.decision)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Records how a request ended.
+    pub async fn finish_request(&self, id: Uuid, f: &FinalRecord) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE outbound_requests SET finished_at = now(), outcome = $2, http_status = $3, attempts = $4, \
+             latency_us = $5, response_body = $6, callid = coalesce($7, callid), error_code = $8, error_status = $9, \
+             error_message = $10, error_reference = $11, failure = $12 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(f.outcome)
+        .bind(f.http_status)
+        .bind(f.attempts)
+        .bind(f.latency_us)
+        .bind(&f.response_body)
+        .bind(&f.callid)
+        .bind(f.error_code)
+        .bind(&f.error_status)
+        .bind(&f.error_message)
+        .bind(&f.error_reference)
+        .bind(f.failure)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Requests concerning one call (its callout, its control), oldest first, with attempts.
+    pub async fn requests_for_call(&self, callid: &str) -> Result<Vec<Value>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {REQUEST_JSON} AS j FROM outbound_requests r WHERE r.callid = $1 ORDER BY r.created_at, r.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(callid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+    }
+
+    /// One request by svamlgate's reference, with attempts.
+    pub async fn request_by_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<Value>, sqlx::Error> {
+        let sql =
+            format!("SELECT {REQUEST_JSON} AS j FROM outbound_requests r WHERE r.reference = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<Value, _>("j")).transpose()
+    }
+
+    /// Error answers from Sinch, newest first.
+    pub async fn sinch_errors(&self, f: &SinchErrorFilter) -> Result<Vec<Value>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT jsonb_build_object('sentAt', a.sent_at, 'reference', r.reference, 'operation', r.operation, \
+             'method', r.method, 'path', r.path, 'callid', r.callid, 'attempt', a.attempt, \
+             'httpStatus', a.http_status, 'errorCode', a.error_code, 'classifiedCode', a.classified_code, \
+             'status', a.error_status, 'message', a.error_message, 'sinchReference', a.error_reference, \
+             'codeMismatch', a.code_mismatch, 'decision', a.decision) AS j \
+             FROM outbound_attempts a JOIN outbound_requests r ON r.id = a.request_id \
+             WHERE a.http_status >= 400 \
+             AND ($1::int IS NULL OR a.error_code = $1 OR a.classified_code = $1) \
+             AND ($2::timestamptz IS NULL OR a.sent_at >= $2) \
+             AND ($3::text IS NULL OR a.error_reference = $3 OR r.reference = $3) \
+             ORDER BY a.sent_at DESC, a.id DESC LIMIT $4",
+        )
+        .bind(f.code)
+        .bind(f.since)
+        .bind(&f.reference)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+    }
+
+    /// Callbacks of one call, in arrival order.
+    pub async fn callbacks_for_call(
+        &self,
+        callid: &str,
+    ) -> Result<Vec<CallbackFacts>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT reference, received_at, event_type, signature, duplicate_of IS NOT NULL AS duplicate, \
+             http_status, reply_source, fallback_reason, validation, body \
+             FROM callbacks WHERE callid = $1 ORDER BY received_at, id",
+        )
+        .bind(callid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallbackFacts {
+                    reference: r.try_get("reference")?,
+                    received_at: r.try_get("received_at")?,
+                    event_type: r.try_get("event_type")?,
+                    signature: r.try_get("signature")?,
+                    duplicate: r.try_get("duplicate")?,
+                    http_status: r.try_get("http_status")?,
+                    reply_source: r.try_get("reply_source")?,
+                    fallback_reason: r.try_get("fallback_reason")?,
+                    validation: r.try_get("validation")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replies of the call the gate stopped.
+    pub async fn rejected_replies_for_call(&self, callid: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT count(*) AS n FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id WHERE c.callid = $1",
+        )
+        .bind(callid)
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get("n")
+    }
+
+    /// Signature refusals between two instants, per reason.
+    pub async fn refusals_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT reason, count(*) AS n FROM refusals WHERE received_at BETWEEN $1 AND $2 GROUP BY reason ORDER BY n DESC",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("reason")?, r.try_get("n")?)))
+            .collect()
+    }
+}

@@ -1,0 +1,1010 @@
+//! Talking to Sinch's Calling API v1: callouts, call control and conference control.
+//!
+//! A request goes through three stages, each recorded in PostgreSQL ([`crate::db::outbound`]):
+//!
+//! 1. **Local checks** ([`checks`]): E.164 numbers (40005), the callout's shape (40001/40002),
+//!    inline SVAML and manage-call bodies through the gate (40001 with the report). A refused
+//!    request is recorded with `outcome = refused_locally` and never leaves ([`refuse`]).
+//! 2. **Admission** (callouts only): calls in progress, counted from recorded callbacks (ICE or
+//!    ACE opens a call, DICE closes it) and from callouts not yet ended, are capped at
+//!    `SINCH_MAX_CALLS_IN_PROGRESS`: 429 42900. If the count cannot be made (database down) the
+//!    callout goes out anyway: Sinch enforces its own limit, and svamlgate must not be the reason
+//!    a call is not placed.
+//! 3. **Sending** ([`SinchApi::send`]): signed ([`signing`]), sent ([`client`]), retried per
+//!    [`retry`], every attempt and Sinch's answer (errors parsed leniently with
+//!    [`crate::catalog::parse_sinch_error`]) recorded.
+//!
+//! [`Performed::into_result`] turns the outcome into the admin API's answer: Sinch's JSON plus
+//! svamlgate's `reference`, or the error envelope with Sinch's error in `details`.
+
+pub mod checks;
+pub mod client;
+pub mod retry;
+pub mod signing;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::catalog::{self, code, SinchError};
+use crate::config::ServeArgs;
+use crate::db::outbound::{
+    Admission, AttemptRecord, CallLimits, FinalRecord, NewOutbound, OutboundStore,
+};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::redact::Masked;
+
+use checks::{CheckedCallout, LocalRefusal};
+use client::{Exchange, Failure};
+use retry::{Next, RetryPolicy};
+use signing::Auth;
+
+/// Sinch's global Calling API host (redirected by Sinch to a region).
+pub const DEFAULT_BASE_URL: &str = "https://calling.api.sinch.com";
+
+/// The regional hosts, for the README and error messages.
+pub const REGIONAL_HOSTS: [(&str, &str); 6] = [
+    ("global", "https://calling.api.sinch.com"),
+    ("Europe", "https://calling-euc1.api.sinch.com"),
+    ("North America", "https://calling-use1.api.sinch.com"),
+    ("South America", "https://calling-sae1.api.sinch.com"),
+    ("South East Asia 1", "https://calling-apse1.api.sinch.com"),
+    ("South East Asia 2", "https://calling-apse2.api.sinch.com"),
+];
+
+/// The client's settings, built once from configuration. `Send + Sync`: the HTTP client itself
+/// lives per thread ([`client`]).
+#[derive(Debug, Clone)]
+pub struct SinchApi {
+    /// Why the client is off (bad outbound settings), if it is.
+    disabled: Option<String>,
+    base_url: String,
+    base_path: String,
+    auth: Option<Auth>,
+    policy: RetryPolicy,
+    timeout: Duration,
+    connect_timeout: Duration,
+    limits: CallLimits,
+}
+
+/// Operations of the Calling API svamlgate performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /calling/v1/callouts`.
+    Callout,
+    /// `GET /calling/v1/calls/id/{callId}`.
+    GetCall,
+    /// `PATCH /calling/v1/calls/id/{callId}`.
+    ManageCall,
+    /// `PATCH /calling/v1/calls/id/{callId}/leg/{callLeg}`.
+    ManageCallLeg,
+    /// `GET /calling/v1/conferences/id/{conferenceId}`.
+    GetConference,
+    /// `DELETE /calling/v1/conferences/id/{conferenceId}`.
+    KickAll,
+    /// `PATCH /calling/v1/conferences/id/{conferenceId}/{callId}`.
+    ManageParticipant,
+    /// `DELETE /calling/v1/conferences/id/{conferenceId}/{callId}`.
+    KickParticipant,
+}
+
+impl Operation {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Callout => "callout",
+            Operation::GetCall => "get_call",
+            Operation::ManageCall => "manage_call",
+            Operation::ManageCallLeg => "manage_call_leg",
+            Operation::GetConference => "get_conference",
+            Operation::KickAll => "kick_all",
+            Operation::ManageParticipant => "manage_participant",
+            Operation::KickParticipant => "kick_participant",
+        }
+    }
+
+    /// HTTP method.
+    pub fn method(self) -> &'static str {
+        match self {
+            Operation::Callout => "POST",
+            Operation::GetCall | Operation::GetConference => "GET",
+            Operation::ManageCall | Operation::ManageCallLeg | Operation::ManageParticipant => {
+                "PATCH"
+            }
+            Operation::KickAll | Operation::KickParticipant => "DELETE",
+        }
+    }
+}
+
+/// A request about to be checked, admitted and sent.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// svamlgate's reference (answered to the client, stored everywhere).
+    pub reference: String,
+    /// What it does.
+    pub operation: Operation,
+    /// API path (no host).
+    pub path: String,
+    /// JSON body (recorded).
+    pub body: Option<Value>,
+    /// The body's bytes as the client sent them: sent to Sinch as they are, so that nothing
+    /// (key order, number formatting) changes on the way. Without them `body` is serialised.
+    pub raw_body: Option<Vec<u8>>,
+    /// Call id (from the path).
+    pub callid: Option<String>,
+    /// Conference id.
+    pub conference_id: Option<String>,
+    /// Call leg.
+    pub call_leg: Option<String>,
+    /// What the callout checks found.
+    pub callout: Option<CheckedCallout>,
+    /// Idempotency-Key of a callout.
+    pub idempotency_key: Option<String>,
+}
+
+impl Draft {
+    fn new(operation: Operation, path: String) -> Draft {
+        Draft {
+            reference: crate::error::new_reference(),
+            operation,
+            path,
+            body: None,
+            raw_body: None,
+            callid: None,
+            conference_id: None,
+            call_leg: None,
+            callout: None,
+            idempotency_key: None,
+        }
+    }
+    /// A callout (`checked` is `None` when the checks refused it).
+    pub fn callout(body: Value, checked: Option<CheckedCallout>) -> Draft {
+        let mut d = Draft::new(Operation::Callout, "/calling/v1/callouts".to_owned());
+        d.conference_id = checked.as_ref().and_then(|c| c.conference_id.clone());
+        d.body = Some(body);
+        d.callout = checked;
+        d
+    }
+    /// Sends these bytes (the client's body, which parsed to `body`) instead of re-serialising.
+    pub fn with_raw_body(mut self, raw: Vec<u8>) -> Draft {
+        self.raw_body = Some(raw);
+        self
+    }
+    /// Names the callout with the client's Idempotency-Key.
+    pub fn with_idempotency_key(mut self, key: Option<String>) -> Draft {
+        self.idempotency_key = key;
+        self
+    }
+    /// Call information.
+    pub fn get_call(callid: &str) -> Draft {
+        let mut d = Draft::new(Operation::GetCall, format!("/calling/v1/calls/id/{callid}"));
+        d.callid = Some(callid.to_owned());
+        d
+    }
+    /// Manage a call.
+    pub fn manage_call(callid: &str, body: Value) -> Draft {
+        let mut d = Draft::new(
+            Operation::ManageCall,
+            format!("/calling/v1/calls/id/{callid}"),
+        );
+        d.callid = Some(callid.to_owned());
+        d.body = Some(body);
+        d
+    }
+    /// Manage one leg of a call.
+    pub fn manage_call_leg(callid: &str, leg: &str, body: Value) -> Draft {
+        let mut d = Draft::new(
+            Operation::ManageCallLeg,
+            format!("/calling/v1/calls/id/{callid}/leg/{leg}"),
+        );
+        d.callid = Some(callid.to_owned());
+        d.call_leg = Some(leg.to_owned());
+        d.body = Some(body);
+        d
+    }
+    /// Conference participants.
+    pub fn get_conference(conference_id: &str) -> Draft {
+        let mut d = Draft::new(
+            Operation::GetConference,
+            format!("/calling/v1/conferences/id/{conference_id}"),
+        );
+        d.conference_id = Some(conference_id.to_owned());
+        d
+    }
+    /// Kick every participant.
+    pub fn kick_all(conference_id: &str) -> Draft {
+        let mut d = Draft::new(
+            Operation::KickAll,
+            format!("/calling/v1/conferences/id/{conference_id}"),
+        );
+        d.conference_id = Some(conference_id.to_owned());
+        d
+    }
+    /// Mute, unmute, hold or resume one participant.
+    pub fn manage_participant(conference_id: &str, callid: &str, body: Value) -> Draft {
+        let mut d = Draft::new(
+            Operation::ManageParticipant,
+            format!("/calling/v1/conferences/id/{conference_id}/{callid}"),
+        );
+        d.conference_id = Some(conference_id.to_owned());
+        d.callid = Some(callid.to_owned());
+        d.body = Some(body);
+        d
+    }
+    /// Kick one participant.
+    pub fn kick_participant(conference_id: &str, callid: &str) -> Draft {
+        let mut d = Draft::new(
+            Operation::KickParticipant,
+            format!("/calling/v1/conferences/id/{conference_id}/{callid}"),
+        );
+        d.conference_id = Some(conference_id.to_owned());
+        d.callid = Some(callid.to_owned());
+        d
+    }
+
+    fn record(&self, id: Uuid, local_check: &'static str, outcome: &'static str) -> NewOutbound {
+        NewOutbound {
+            id,
+            reference: self.reference.clone(),
+            operation: self.operation.as_str(),
+            method: self.operation.method(),
+            path: self.path.clone(),
+            body: self.body.clone(),
+            callid: self.callid.clone(),
+            conference_id: self.conference_id.clone(),
+            call_leg: self.call_leg.clone(),
+            callout_method: self
+                .callout
+                .as_ref()
+                .map(|c| c.method)
+                .or_else(|| self.callout_method_from_body()),
+            destination: self
+                .callout
+                .as_ref()
+                .and_then(|c| c.destination.clone())
+                .or_else(|| self.destination_from_body()),
+            dice_expected: self.callout.as_ref().map(|c| c.dice_expected),
+            local_check,
+            local_report: None,
+            outcome,
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+
+    fn callout_method_from_body(&self) -> Option<&'static str> {
+        let m = self.body.as_ref()?.get("method")?.as_str()?;
+        checks::CALLOUT_METHODS.iter().copied().find(|k| *k == m)
+    }
+
+    fn destination_from_body(&self) -> Option<String> {
+        let b = self.body.as_ref()?;
+        let m = b.get("method")?.as_str()?;
+        b.get(m)?
+            .get("destination")?
+            .get("endpoint")?
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Sinch answered 2xx.
+    Success {
+        /// HTTP status.
+        status: u16,
+        /// JSON answer, if any.
+        body: Option<Value>,
+        /// Call id of a callout.
+        callid: Option<String>,
+    },
+    /// Sinch answered with an error.
+    SinchError(SinchError),
+    /// No answer, after retries where allowed.
+    NoAnswer {
+        /// Why.
+        failure: Failure,
+        /// The client library's message.
+        detail: String,
+    },
+    /// A callout whose answer never came: Sinch may have placed the call.
+    Unknown {
+        /// Why.
+        detail: String,
+    },
+}
+
+impl Outcome {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Success { .. } => "success",
+            Outcome::SinchError(_) => "sinch_error",
+            Outcome::NoAnswer { .. } => "no_answer",
+            Outcome::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// The result of [`SinchApi::send`].
+#[derive(Debug, Clone)]
+pub struct Performed {
+    /// svamlgate's reference.
+    pub reference: String,
+    /// What was done.
+    pub operation: Operation,
+    /// Attempts made.
+    pub attempts: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why retrying stopped early, if it did.
+    pub gave_up: Option<String>,
+    /// Warnings of the local checks.
+    pub warnings: Vec<String>,
+    /// The answer of an earlier callout with the same Idempotency-Key, replayed.
+    pub replayed: bool,
+}
+
+impl Performed {
+    /// The admin API's answer: Sinch's JSON object plus `reference`, `sinchStatus`, `attempts`
+    /// (and `warnings` when there are any); or the error envelope, Sinch's own error under
+    /// `details.sinch`.
+    pub fn into_result(self) -> Result<Value, ApiError> {
+        let attempts = self.attempts;
+        let gave_up = self.gave_up.clone();
+        match self.outcome {
+            Outcome::Success { status, body, .. } => {
+                let mut out = match body {
+                    Some(Value::Object(m)) => m,
+                    Some(other) => {
+                        let mut m = serde_json::Map::new();
+                        m.insert("answer".into(), other);
+                        m
+                    }
+                    None => serde_json::Map::new(),
+                };
+                out.insert("reference".into(), json!(self.reference));
+                out.insert("sinchStatus".into(), json!(status));
+                out.insert("attempts".into(), json!(attempts));
+                if !self.warnings.is_empty() {
+                    out.insert("warnings".into(), json!(self.warnings));
+                }
+                if self.replayed {
+                    out.insert("replayed".into(), json!(true));
+                }
+                Ok(Value::Object(out))
+            }
+            Outcome::SinchError(e) => {
+                let code = e.info.map(|i| i.code).unwrap_or(code::INTERNAL_ERROR);
+                let what = e
+                    .info
+                    .map(|i| i.status_line())
+                    .unwrap_or_else(|| format!("{} (not in Sinch's error catalog)", e.http_status));
+                let mut message = format!("Sinch refused the request: HTTP {}", e.http_status);
+                if e.info.is_some() {
+                    message.push_str(&format!(", read as {what}"));
+                }
+                if let Some(m) = &e.message {
+                    message.push_str(&format!(": {m}"));
+                }
+                if let Some(r) = &e.reference {
+                    message.push_str(&format!(" (Sinch reference {r})"));
+                }
+                if let Some(g) = &gave_up {
+                    message.push_str(&format!("; {g}"));
+                }
+                let details = json!({
+                    "sinch": {
+                        "httpStatus": e.http_status,
+                        "errorCode": e.error_code,
+                        "status": e.status,
+                        "message": e.message,
+                        "reference": e.reference,
+                        "classifiedCode": e.info.map(|i| i.code),
+                        "codeMismatch": e.code_mismatch,
+                        "remedy": e.info.map(|i| i.remedy),
+                    },
+                    "attempts": attempts,
+                });
+                Err(ApiError::new(code, message)
+                    .with_reference(self.reference)
+                    .with_details(details))
+            }
+            Outcome::NoAnswer { failure, detail } => Err(ApiError::new(
+                code::TEMPORARY_DOWN,
+                format!(
+                    "No answer from Sinch ({}: {detail}) after {attempts} attempt(s); try again later",
+                    failure.as_str()
+                ),
+            )
+            .with_reference(self.reference)
+            .with_details(json!({"failure": failure.as_str(), "attempts": attempts}))),
+            Outcome::Unknown { detail } => Err(ApiError::new(
+                code::TEMPORARY_DOWN,
+                format!(
+                    "Sinch did not answer the callout ({detail}). It may or may not have placed the call, \
+                     so svamlgate did not send it again: a second attempt could place a second call. \
+                     Watch for the call's callbacks before placing it again."
+                ),
+            )
+            .with_reference(self.reference)
+            .with_details(json!({"failure": "unknown_outcome", "attempts": attempts}))),
+        }
+    }
+}
+
+/// The answer to a callout whose Idempotency-Key names an earlier one: the earlier answer when it
+/// placed the call, 409 40900 while it is in flight or when its outcome is unknown.
+fn replay(earlier: crate::db::outbound::EarlierCallout) -> Result<Performed, ApiError> {
+    let conflict = |why: &str| {
+        Err(ApiError::new(
+            code::CONFLICT,
+            format!(
+                "A callout with this Idempotency-Key {why} (reference {}); it is not sent again",
+                earlier.reference
+            ),
+        )
+        .with_details(json!({"earlierReference": earlier.reference, "outcome": earlier.outcome})))
+    };
+    match earlier.outcome.as_str() {
+        "success" => Ok(Performed {
+            reference: earlier.reference.clone(),
+            operation: Operation::Callout,
+            attempts: u32::try_from(earlier.attempts).unwrap_or(1).max(1),
+            outcome: Outcome::Success {
+                status: earlier
+                    .http_status
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(200),
+                body: earlier.response_body.clone(),
+                callid: earlier.callid.clone(),
+            },
+            gave_up: None,
+            warnings: Vec::new(),
+            replayed: true,
+        }),
+        "pending" => conflict("is in flight: wait for its answer"),
+        _ => conflict("was sent and its answer never came: it may have placed the call"),
+    }
+}
+
+fn us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Records a request refused by the local checks and returns its envelope (same reference).
+pub async fn refuse(
+    store: &OutboundStore,
+    metrics: &Metrics,
+    draft: &Draft,
+    refusal: &LocalRefusal,
+) -> ApiError {
+    metrics.inc(
+        "svamlgate_sinch_api_requests_total",
+        &[
+            ("operation", draft.operation.as_str()),
+            ("outcome", "refused_locally"),
+        ],
+    );
+    let mut row = draft.record(Uuid::now_v7(), refusal.check, "refused_locally");
+    row.local_report = refusal.details.clone();
+    if let Err(e) = store.insert_request(&row).await {
+        tracing::warn!(reference = %draft.reference, error = %e, "could not record a refused Sinch API request");
+    }
+    tracing::info!(
+        reference = %draft.reference,
+        operation = draft.operation.as_str(),
+        check = refusal.check,
+        code = refusal.code,
+        "Sinch API request refused before sending"
+    );
+    let e = ApiError::new(refusal.code, refusal.message.clone())
+        .with_reference(draft.reference.clone());
+    match &refusal.details {
+        Some(d) => e.with_details(d.clone()),
+        None => e,
+    }
+}
+
+impl SinchApi {
+    /// Builds the client settings. Without SINCH_APPLICATION_KEY/SECRET it is built anyway and
+    /// answers every request with 503 50301.
+    pub fn from_config(config: &ServeArgs) -> anyhow::Result<SinchApi> {
+        let a = &config.sinch_api;
+        let uri: awc::http::Uri = a.sinch_api_base_url.trim().parse().with_context(|| {
+            format!("SINCH_API_BASE_URL {:?} is not a URL", a.sinch_api_base_url)
+        })?;
+        let scheme = uri.scheme_str().unwrap_or_default();
+        let authority = uri.authority().map(|x| x.as_str()).unwrap_or_default();
+        if !matches!(scheme, "http" | "https") || authority.is_empty() || uri.query().is_some() {
+            anyhow::bail!(
+                "SINCH_API_BASE_URL must be an http(s) URL without a query, e.g. {DEFAULT_BASE_URL}"
+            );
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let auth = match (&config.application_key, &config.application_secret) {
+            (Some(k), Some(s)) => Some(
+                Auth::new(k, s.expose(), a.sinch_api_basic_auth)
+                    .context("SINCH_APPLICATION_SECRET is invalid")?,
+            ),
+            _ => None,
+        };
+        if a.sinch_api_connect_timeout_ms >= a.sinch_api_timeout_ms {
+            tracing::warn!(
+                "SINCH_API_CONNECT_TIMEOUT_MS is not below SINCH_API_TIMEOUT_MS: a slow connection then \
+                 looks like a timeout after sending, and callouts are not retried"
+            );
+        }
+        Ok(SinchApi {
+            disabled: None,
+            base_url: format!("{scheme}://{authority}{base_path}"),
+            base_path,
+            auth,
+            policy: RetryPolicy {
+                max_attempts: a.sinch_api_max_attempts.max(1),
+                base: Duration::from_millis(a.sinch_api_retry_base_ms),
+                max_delay: Duration::from_millis(a.sinch_api_retry_max_ms),
+            },
+            timeout: Duration::from_millis(a.sinch_api_timeout_ms.max(1)),
+            connect_timeout: Duration::from_millis(a.sinch_api_connect_timeout_ms.max(1)),
+            limits: CallLimits {
+                max_in_progress: a.sinch_max_calls_in_progress,
+                max_age: Duration::from_secs(a.sinch_call_max_age_secs),
+                untracked: Duration::from_secs(a.sinch_untracked_call_secs),
+            },
+        })
+    }
+
+    /// As [`SinchApi::from_config`], but a bad outbound setting does not stop svamlgate: callbacks
+    /// must be served whatever the outbound client's settings are. The error is logged, and every
+    /// outbound request is answered 503 50301 with the reason.
+    pub fn from_config_or_disabled(config: &ServeArgs) -> SinchApi {
+        match SinchApi::from_config(config) {
+            Ok(api) => api,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(error = %reason, "the Sinch API client is disabled; callbacks are not affected");
+                let mut fallback = config.clone();
+                fallback.sinch_api.sinch_api_base_url = DEFAULT_BASE_URL.to_owned();
+                fallback.application_key = None;
+                fallback.application_secret = None;
+                let mut api = SinchApi::from_config(&fallback).unwrap_or_else(|_| SinchApi {
+                    disabled: None,
+                    base_url: DEFAULT_BASE_URL.to_owned(),
+                    base_path: String::new(),
+                    auth: None,
+                    policy: RetryPolicy {
+                        max_attempts: 1,
+                        base: Duration::from_millis(500),
+                        max_delay: Duration::from_secs(8),
+                    },
+                    timeout: Duration::from_secs(10),
+                    connect_timeout: Duration::from_secs(3),
+                    limits: CallLimits {
+                        max_in_progress: 10,
+                        max_age: Duration::from_secs(14_400),
+                        untracked: Duration::from_secs(600),
+                    },
+                });
+                api.disabled = Some(reason);
+                api
+            }
+        }
+    }
+
+    /// Base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The calls-in-progress limits.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Whether key and secret are configured.
+    pub fn configured(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    fn cap_error(&self, reference: &str, in_progress: i64) -> ApiError {
+        let limit = self.limits.max_in_progress;
+        ApiError::new(
+            code::CAPACITY_EXCEEDED,
+            format!(
+                "Too many calls in progress: {in_progress} of SINCH_MAX_CALLS_IN_PROGRESS={limit} (Sinch's default \
+                 account limit is 10 concurrent calls). Wait for a call to end, or ask your Sinch account manager to \
+                 raise the account's limit and then raise SINCH_MAX_CALLS_IN_PROGRESS to match."
+            ),
+        )
+        .with_reference(reference.to_owned())
+        .with_details(json!({"inProgress": in_progress, "limit": limit}))
+    }
+
+    /// Admits (callouts), sends with retries, and records a checked request.
+    pub async fn send(
+        &self,
+        store: &OutboundStore,
+        metrics: &Metrics,
+        draft: Draft,
+    ) -> Result<Performed, ApiError> {
+        let id = Uuid::now_v7();
+        let callout = draft.operation == Operation::Callout;
+        let auth = match (&self.disabled, &self.auth) {
+            (None, Some(auth)) => Some(auth),
+            _ => None,
+        };
+        let Some(auth) = auth else {
+            let message = match &self.disabled {
+                Some(why) => {
+                    format!("The Sinch API client is disabled by its configuration: {why}")
+                }
+                None => "Calling Sinch needs SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET"
+                    .to_owned(),
+            };
+            let refusal = LocalRefusal {
+                code: code::CONFIGURATION_ERROR,
+                message,
+                check: "not_configured",
+                details: None,
+            };
+            return Err(refuse(store, metrics, &draft, &refusal).await);
+        };
+        let mut row = draft.record(id, "passed", "pending");
+        if callout {
+            match store.admit_callout(&row, &self.limits).await {
+                Ok(Admission::Admitted(_)) => {}
+                Ok(Admission::Duplicate(earlier)) => return replay(earlier),
+                Ok(Admission::Full(n)) => {
+                    metrics.inc(
+                        "svamlgate_sinch_api_requests_total",
+                        &[("operation", "callout"), ("outcome", "refused_locally")],
+                    );
+                    tracing::warn!(reference = %draft.reference, in_progress = n, "callout refused: calls-in-progress cap reached");
+                    return Err(self.cap_error(&draft.reference, n));
+                }
+                Err(e) => {
+                    tracing::warn!(reference = %draft.reference, error = %e,
+                        "could not count calls in progress; the callout goes out unchecked (Sinch enforces its own limit)");
+                    row.local_check = "cap_unchecked";
+                    if let Err(e) = store.insert_request(&row).await {
+                        tracing::warn!(reference = %draft.reference, error = %e, "could not record a Sinch API request");
+                    }
+                }
+            }
+        } else if let Err(e) = store.insert_request(&row).await {
+            tracing::warn!(reference = %draft.reference, error = %e, "could not record a Sinch API request");
+        }
+
+        let method = draft.operation.method();
+        let url = format!("{}{}", self.base_url, draft.path);
+        let signed_path = format!("{}{}", self.base_path, draft.path);
+        let body = match (&draft.raw_body, &draft.body) {
+            (Some(raw), _) => Some(raw.clone()),
+            (None, Some(b)) => Some(serde_json::to_vec(b).map_err(|e| ApiError::internal(&e))?),
+            (None, None) => None,
+        };
+        let destination = draft
+            .callout
+            .as_ref()
+            .and_then(|c| c.destination.clone())
+            .unwrap_or_default();
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        let mut gave_up = None;
+        let last = loop {
+            attempt += 1;
+            let sent_at = OffsetDateTime::now_utc();
+            let headers = auth.headers(method, &signed_path, body.as_deref(), sent_at);
+            let raw = client::exchange(&Exchange {
+                url: &url,
+                method,
+                auth: &headers,
+                body: body.as_deref(),
+                timeout: self.timeout,
+                connect_timeout: self.connect_timeout,
+            })
+            .await;
+            let error = raw
+                .status
+                .filter(|s| *s >= 300)
+                .map(|s| catalog::parse_sinch_error(s, &raw.body));
+            let retry_after = raw
+                .retry_after
+                .as_deref()
+                .and_then(|v| retry::parse_retry_after(v, OffsetDateTime::now_utc()));
+            let next = retry::next(
+                &self.policy,
+                callout,
+                attempt,
+                raw.end(),
+                retry_after,
+                retry::jitter(),
+            );
+            let decision = match &next {
+                Next::Done => "done",
+                Next::RetryAfter(_) => "retry",
+                Next::GiveUp(_) => "give_up",
+            };
+            tracing::info!(
+                reference = %draft.reference,
+                operation = draft.operation.as_str(),
+                path = %draft.path,
+                destination = %Masked(&destination),
+                attempt,
+                status = raw.status,
+                failure = raw.failure.as_ref().map(|f| f.0.as_str()),
+                error_code = error.as_ref().and_then(|e| e.error_code),
+                sinch_reference = error.as_ref().and_then(|e| e.reference.as_deref()),
+                latency_ms = raw.latency.as_millis() as u64,
+                decision,
+                "Sinch API attempt"
+            );
+            let result = match (raw.status, &raw.failure) {
+                (Some(s), _) => s.to_string(),
+                (None, Some((f, _))) => f.as_str().to_owned(),
+                (None, None) => "io".to_owned(),
+            };
+            metrics.inc(
+                "svamlgate_sinch_api_attempts_total",
+                &[
+                    ("operation", draft.operation.as_str()),
+                    ("result", result.as_str()),
+                ],
+            );
+            metrics.observe(
+                "svamlgate_sinch_api_duration_seconds",
+                &[("operation", draft.operation.as_str())],
+                raw.latency,
+            );
+            let record = AttemptRecord {
+                request_id: id,
+                attempt: i16::try_from(attempt).unwrap_or(i16::MAX),
+                sent_at,
+                latency_us: us(raw.latency),
+                auth_scheme: auth.scheme(),
+                x_timestamp: headers.x_timestamp.clone(),
+                http_status: raw.status.and_then(|s| i16::try_from(s).ok()),
+                response_body: (!raw.body.is_empty())
+                    .then(|| String::from_utf8_lossy(&raw.body).into_owned()),
+                retry_after_ms: retry_after.map(ms),
+                failure: raw.failure.as_ref().map(|f| f.0.as_str()),
+                failure_detail: raw.failure.as_ref().map(|f| f.1.clone()),
+                error_code: error
+                    .as_ref()
+                    .and_then(|e| e.error_code)
+                    .and_then(|c| i32::try_from(c).ok()),
+                error_status: error.as_ref().and_then(|e| e.status.clone()),
+                error_message: error.as_ref().and_then(|e| e.message.clone()),
+                error_reference: error.as_ref().and_then(|e| e.reference.clone()),
+                classified_code: error
+                    .as_ref()
+                    .and_then(|e| e.info)
+                    .and_then(|i| i32::try_from(i.code).ok()),
+                code_mismatch: error.as_ref().map(|e| e.code_mismatch),
+                decision,
+            };
+            if let Err(e) = store.insert_attempt(&record).await {
+                tracing::warn!(reference = %draft.reference, error = %e, "could not record a Sinch API attempt");
+            }
+            match next {
+                Next::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                Next::GiveUp(why) => {
+                    gave_up = Some(why);
+                    break (raw, error);
+                }
+                Next::Done => break (raw, error),
+            }
+        };
+        let (raw, error) = last;
+        let last_failure = raw.failure.as_ref().map(|f| f.0.as_str());
+        let outcome = match (raw.status, error, raw.failure) {
+            (Some(s), _, _) if (200..300).contains(&s) => {
+                let body: Option<Value> = serde_json::from_slice(&raw.body).ok();
+                let callid = if callout {
+                    body.as_ref()
+                        .and_then(|b| b.get("callId").or_else(|| b.get("callid")))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                } else {
+                    None
+                };
+                Outcome::Success {
+                    status: s,
+                    body,
+                    callid,
+                }
+            }
+            (Some(_), Some(e), _) => Outcome::SinchError(e),
+            (Some(s), None, _) => Outcome::SinchError(catalog::parse_sinch_error(s, &raw.body)),
+            (None, _, Some((Failure::Connect, detail))) => Outcome::NoAnswer {
+                failure: Failure::Connect,
+                detail,
+            },
+            (None, _, Some((f, detail))) if callout => Outcome::Unknown {
+                detail: format!("{}: {detail}", f.as_str()),
+            },
+            (None, _, Some((failure, detail))) => Outcome::NoAnswer { failure, detail },
+            (None, _, None) => Outcome::NoAnswer {
+                failure: Failure::Io,
+                detail: "no answer".to_owned(),
+            },
+        };
+        let fin = FinalRecord {
+            outcome: outcome.as_str(),
+            http_status: raw.status.and_then(|s| i16::try_from(s).ok()),
+            attempts: i16::try_from(attempt).unwrap_or(i16::MAX),
+            latency_us: us(started.elapsed()),
+            response_body: match &outcome {
+                Outcome::Success { body, .. } => body.clone(),
+                _ => None,
+            },
+            callid: match &outcome {
+                Outcome::Success { callid, .. } => callid.clone(),
+                _ => None,
+            },
+            error_code: match &outcome {
+                Outcome::SinchError(e) => e.error_code.and_then(|c| i32::try_from(c).ok()),
+                _ => None,
+            },
+            error_status: match &outcome {
+                Outcome::SinchError(e) => e.status.clone(),
+                _ => None,
+            },
+            error_message: match &outcome {
+                Outcome::SinchError(e) => e.message.clone(),
+                _ => None,
+            },
+            error_reference: match &outcome {
+                Outcome::SinchError(e) => e.reference.clone(),
+                _ => None,
+            },
+            failure: last_failure,
+        };
+        metrics.inc(
+            "svamlgate_sinch_api_requests_total",
+            &[
+                ("operation", draft.operation.as_str()),
+                ("outcome", outcome.as_str()),
+            ],
+        );
+        if let Err(e) = store.finish_request(id, &fin).await {
+            tracing::warn!(reference = %draft.reference, error = %e, "could not record the outcome of a Sinch API request");
+        }
+        Ok(Performed {
+            reference: draft.reference,
+            operation: draft.operation,
+            attempts: attempt,
+            outcome,
+            gave_up,
+            warnings: draft.callout.map(|c| c.warnings).unwrap_or_default(),
+            replayed: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn performed(outcome: Outcome) -> Performed {
+        Performed {
+            reference: "ref-1".into(),
+            operation: Operation::Callout,
+            attempts: 2,
+            outcome,
+            gave_up: None,
+            warnings: vec![],
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn success_is_sinchs_answer_plus_reference() {
+        let v = performed(Outcome::Success {
+            status: 200,
+            body: Some(json!({"callId": "c-1"})),
+            callid: Some("c-1".into()),
+        })
+        .into_result()
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"callId": "c-1", "reference": "ref-1", "sinchStatus": 200, "attempts": 2})
+        );
+        let v = performed(Outcome::Success {
+            status: 204,
+            body: None,
+            callid: None,
+        })
+        .into_result()
+        .unwrap();
+        assert_eq!(v["sinchStatus"], 204);
+    }
+
+    #[test]
+    fn sinch_errors_become_catalog_envelopes() {
+        // The seed's 50300 example carries 50500: the envelope says what the table means.
+        let e = catalog::parse_sinch_error(
+            503,
+            br#"{"status":"503 TemporaryDown","errorCode":50500,"message":"Service temporarily unavailable","reference":"s-9"}"#,
+        );
+        let err = performed(Outcome::SinchError(e)).into_result().unwrap_err();
+        let env = err.envelope();
+        assert_eq!(
+            (env.error_code, env.status.as_str()),
+            (50300, "503 TemporaryDown")
+        );
+        assert_eq!(env.reference, "ref-1");
+        let d = env.details.unwrap();
+        assert_eq!(d["sinch"]["errorCode"], 50500);
+        assert_eq!(d["sinch"]["reference"], "s-9");
+        assert_eq!(d["sinch"]["codeMismatch"], true);
+        assert!(env.message.contains("s-9"));
+        // Not in the catalog at all: 500 50000.
+        let e = catalog::parse_sinch_error(418, b"teapot");
+        let env = performed(Outcome::SinchError(e))
+            .into_result()
+            .unwrap_err()
+            .envelope();
+        assert_eq!(env.error_code, 50000);
+        let env = performed(Outcome::Unknown {
+            detail: "timeout".into(),
+        })
+        .into_result()
+        .unwrap_err()
+        .envelope();
+        assert_eq!(env.error_code, 50300);
+        assert!(env.message.contains("second call"));
+    }
+
+    #[test]
+    fn drafts_build_paths() {
+        assert_eq!(Draft::get_call("c1").path, "/calling/v1/calls/id/c1");
+        assert_eq!(
+            Draft::manage_call_leg("c1", "callee", json!({})).path,
+            "/calling/v1/calls/id/c1/leg/callee"
+        );
+        let d = Draft::manage_participant("room", "c2", json!({"command": "mute"}));
+        assert_eq!(d.path, "/calling/v1/conferences/id/room/c2");
+        assert_eq!(d.operation.method(), "PATCH");
+        assert_eq!(Draft::kick_all("room").operation.method(), "DELETE");
+        let d = Draft::callout(
+            json!({"method": "ttsCallout", "ttsCallout": {"destination": {"endpoint": "123"}}}),
+            None,
+        );
+        let r = d.record(Uuid::nil(), "invalid_number", "refused_locally");
+        assert_eq!(r.callout_method, Some("ttsCallout"));
+        assert_eq!(r.destination.as_deref(), Some("123"));
+    }
+
+    #[test]
+    fn base_urls() {
+        let mut c = ServeArgs::for_tests();
+        c.sinch_api.sinch_api_base_url = "https://calling-euc1.api.sinch.com/".into();
+        let api = SinchApi::from_config(&c).unwrap();
+        assert_eq!(api.base_url(), "https://calling-euc1.api.sinch.com");
+        assert!(!api.configured());
+        c.sinch_api.sinch_api_base_url = "http://127.0.0.1:4000/prefix/".into();
+        let api = SinchApi::from_config(&c).unwrap();
+        assert_eq!(api.base_url(), "http://127.0.0.1:4000/prefix");
+        assert_eq!(api.base_path, "/prefix");
+        for bad in ["calling.api.sinch.com", "ftp://x", "https://x/?a=1", ""] {
+            c.sinch_api.sinch_api_base_url = bad.into();
+            assert!(SinchApi::from_config(&c).is_err(), "{bad}");
+            let off = SinchApi::from_config_or_disabled(&c);
+            assert!(off
+                .disabled
+                .as_deref()
+                .is_some_and(|d| d.contains("SINCH_API_BASE_URL")));
+        }
+    }
+}
