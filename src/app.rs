@@ -252,15 +252,26 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
         let Ok(Record::Callback(r)) = serde_json::from_slice::<Record>(payload) else {
             continue;
         };
-        if let (Some(key), None) = (&r.callback.dedup_key, r.duplicate_of) {
+        let key = r
+            .callback
+            .dedup_key
+            .as_deref()
+            .and_then(crate::callback::unhex);
+        if let (Some(key), None) = (key, r.duplicate_of) {
             let age = (now - r.callback.received_at).max(time::Duration::ZERO);
             let age = Duration::from_secs_f64(age.as_seconds_f64());
+            let body = r
+                .outcome
+                .reply
+                .as_ref()
+                .and_then(|v| serde_json::to_vec(v).ok())
+                .map(actix_web::web::Bytes::from);
             replays.restore(
-                key.clone(),
+                key,
                 r.callback.id,
                 r.callback.reference.clone(),
                 age,
-                (r.outcome.http_status, r.outcome.reply.clone()),
+                (r.outcome.http_status, body),
             );
         }
         if let Some(change) = &r.call_state {

@@ -2,6 +2,8 @@
 //! decide the reply under the deadline, pass it through the gate, record everything.
 
 use std::sync::Arc;
+
+use actix_web::web::Bytes;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -51,8 +53,8 @@ pub struct InboundCallback {
 pub struct CallbackReply {
     /// HTTP status (200 for every accepted callback).
     pub status: u16,
-    /// JSON body, None for an empty 200.
-    pub body: Option<Value>,
+    /// JSON body as sent, None for an empty 200.
+    pub body: Option<Bytes>,
     /// Reference of the recorded callback.
     pub reference: String,
     /// Event type (for logs).
@@ -83,7 +85,7 @@ fn target_of(kind: &EventKind) -> Option<Target> {
 }
 
 /// Key of a byte-identical signed request: everything the signature covers, plus the signature.
-pub fn dedup_key(req: &InboundCallback) -> String {
+pub fn dedup_key(req: &InboundCallback) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
         req.method.as_bytes(),
@@ -96,7 +98,32 @@ pub fn dedup_key(req: &InboundCallback) -> String {
         h.update(part);
     }
     h.update(&req.body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize().into()
+}
+
+/// The key as stored: lower-case hex.
+pub fn hex(key: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in key {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// Parses [`hex`] back.
+pub fn unhex(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let digit = |c: u8| char::from(c).to_digit(16);
+        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
 }
 
 /// Headers as stored with a refusal: the signature part of authorization is removed.
@@ -116,6 +143,11 @@ fn headers_without_signature(headers: &[(String, String)]) -> Value {
         })
         .collect();
     Value::Object(map)
+}
+
+/// A reply as the JSON bytes that go out (and that a replay gets again).
+fn to_body(reply: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(reply).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
 fn elapsed_us(started: Instant) -> i64 {
@@ -179,10 +211,10 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         event_timestamp: None,
         // The body moves into the record (forwarding reads it from there): no copy on the reply path.
         raw_body: std::mem::take(&mut req.body),
-        body: None,
+        body_is_json: false,
         parse_warnings: None,
         signature: signature_state,
-        dedup_key: Some(dedup.clone()),
+        dedup_key: Some(hex(&dedup)),
         remote_addr: req.remote_addr.clone(),
         path: req.path.clone(),
     };
@@ -197,7 +229,6 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         new.application_key = event.application_key.clone();
     }
     new.event_timestamp = event.timestamp;
-    new.body = Some(event.raw.clone());
     if !event.warnings.is_empty() {
         new.parse_warnings = serde_json::to_value(&event.warnings).ok();
     }
@@ -213,7 +244,9 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     let original = match state.replays.claim(&dedup, id, &reference) {
         Claim::New(original) => original,
         Claim::Duplicate(original) => {
-            return Ok(answer_duplicate(state, new, &event, original, &req).await)
+            let mut new = new;
+            new.body_is_json = true;
+            return Ok(answer_duplicate(state, new, &event, original, &req).await);
         }
     };
 
@@ -235,7 +268,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
-        body = Some(reply.clone());
+        body = Some(to_body(&reply));
         record.outcome.reply = Some(reply);
         if let Some(c) = &event.callid {
             let passed = record.outcome.gate_verdict.as_deref() != Some("observed");
@@ -254,6 +287,8 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     if let Some(change) = &record.call_state {
         state.calls.apply(change, record.callback.received_at);
     }
+
+    record.callback.body_is_json = true;
 
     // 5. Record, then answer: the reply is released once its record is durable in the journal.
     record.outcome.latency_us = elapsed_us(req.started);
@@ -411,7 +446,7 @@ async fn answer_duplicate(
         Some(stored) => stored,
         None => (
             200,
-            target_of(&event.kind).map(|t| state.gate.fallback(t).clone()),
+            target_of(&event.kind).map(|t| to_body(state.gate.fallback(t))),
         ),
     };
     tracing::info!(reference = %new.reference, original = %original.reference, "duplicate callback answered with the stored reply");
@@ -426,7 +461,7 @@ async fn answer_duplicate(
         callback: new,
         outcome: CallbackOutcome {
             http_status: status,
-            reply,
+            reply: reply.and_then(|b| serde_json::from_slice(&b).ok()),
             reply_source: "duplicate",
             latency_us: elapsed_us(req.started),
             ..Default::default()

@@ -90,36 +90,48 @@ async fn insert_callbacks(
          http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, \
          flow_node, route_id, gate_verdict) ",
     );
-    q.push_values(rows, |mut b, r| {
+    // The journal keeps the raw body only; parse it again for the jsonb column.
+    let bodies: Vec<Option<Value>> = rows
+        .iter()
+        .map(|r| {
+            let raw = &r.callback.raw_body;
+            let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+            r.callback
+                .body_is_json
+                .then(|| serde_json::from_slice(raw).ok())
+                .flatten()
+        })
+        .collect();
+    q.push_values(rows.iter().zip(&bodies), |mut b, (r, body)| {
         let c = &r.callback;
         let o = &r.outcome;
         b.push_bind(c.id)
-            .push_bind(c.reference.clone())
+            .push_bind(&c.reference)
             .push_bind(c.received_at)
-            .push_bind(c.event_type.clone())
+            .push_bind(&c.event_type)
             .push_bind(c.event_known)
-            .push_bind(c.callid.clone())
-            .push_bind(c.application_key.clone())
+            .push_bind(&c.callid)
+            .push_bind(&c.application_key)
             .push_bind(c.event_timestamp)
-            .push_bind(c.raw_body.clone())
-            .push_bind(c.body.clone())
-            .push_bind(c.parse_warnings.clone())
+            .push_bind(&c.raw_body)
+            .push_bind(body)
+            .push_bind(&c.parse_warnings)
             .push_bind(c.signature)
-            .push_bind(c.dedup_key.clone())
-            .push_bind(c.remote_addr.clone())
-            .push_bind(c.path.clone())
+            .push_bind(&c.dedup_key)
+            .push_bind(&c.remote_addr)
+            .push_bind(&c.path)
             .push_bind(r.duplicate_of)
             .push_bind(i16::try_from(o.http_status).unwrap_or(i16::MAX))
-            .push_bind(o.reply.clone())
+            .push_bind(&o.reply)
             .push_bind(o.reply_source)
-            .push_bind(o.fallback_reason.clone())
-            .push_bind(o.validation.clone())
+            .push_bind(&o.fallback_reason)
+            .push_bind(&o.validation)
             .push_bind(o.latency_us)
             .push_bind(o.flow_id)
             .push_bind(o.flow_version)
-            .push_bind(o.flow_node.clone())
+            .push_bind(&o.flow_node)
             .push_bind(o.route_id)
-            .push_bind(o.gate_verdict.clone());
+            .push_bind(&o.gate_verdict);
     });
     q.push(" ON CONFLICT (id) DO NOTHING");
     q.build().persistent(false).execute(&mut **tx).await?;

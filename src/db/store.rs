@@ -1,13 +1,12 @@
-//! The narrow storage interface: every read and write svamlgate makes, in one place, so that a batching
-//! or spooling writer can replace it later without touching the request path.
+//! Reads for the admin API, and the record types the journal carries. Callbacks and errors are
+//! written only by the shipper ([`crate::db::ship`]); nothing on the reply path calls this module,
+//! except a bounded read of another instance's call state ([`crate::calls`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-use crate::error::ErrorRecord;
 
 /// Handle to the database.
 #[derive(Clone, Debug)]
@@ -44,8 +43,10 @@ pub struct NewCallback {
     /// Raw body.
     #[serde(with = "crate::recording::base64_bytes")]
     pub raw_body: Vec<u8>,
-    /// Parsed body.
-    pub body: Option<Value>,
+    /// Whether `raw_body` parsed as an event. The journal keeps only the raw bytes; the shipper
+    /// parses them again into the `body` column (one parse instead of a serialize and a parse).
+    #[serde(default)]
+    pub body_is_json: bool,
     /// Parse warnings.
     pub parse_warnings: Option<Value>,
     /// "verified" or "unverified".
@@ -86,15 +87,6 @@ pub struct CallbackOutcome {
     /// passed, rejected or observed (see `callbacks.gate_verdict`).
     #[serde(default)]
     pub gate_verdict: Option<String>,
-}
-
-/// Result of trying to record a callback first seen.
-#[derive(Debug)]
-pub enum Claim {
-    /// First time seen: process it.
-    New,
-    /// Seen before: the original (its outcome may still be pending if it is in flight).
-    Duplicate(Box<StoredCallback>),
 }
 
 /// A callback row as the admin API shows it.
@@ -253,27 +245,6 @@ fn callback_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCallback, sqlx::
     })
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// Binds the 15 columns of a [`NewCallback`] as `$1`…`$15`, in table order.
-fn bind_new<'q>(q: PgQuery<'q>, c: &'q NewCallback) -> PgQuery<'q> {
-    q.bind(c.id)
-        .bind(&c.reference)
-        .bind(c.received_at)
-        .bind(&c.event_type)
-        .bind(c.event_known)
-        .bind(&c.callid)
-        .bind(&c.application_key)
-        .bind(c.event_timestamp)
-        .bind(&c.raw_body)
-        .bind(&c.body)
-        .bind(&c.parse_warnings)
-        .bind(c.signature)
-        .bind(&c.dedup_key)
-        .bind(&c.remote_addr)
-        .bind(&c.path)
-}
-
 impl Store {
     /// Wraps a pool.
     pub fn new(pool: PgPool) -> Self {
@@ -291,193 +262,6 @@ impl Store {
             .execute(&self.pool)
             .await
             .map(|_| ())
-    }
-
-    /// Records a callback as received. If a byte-identical signed request was recorded before
-    /// (same dedup key), nothing is inserted and the original is returned.
-    pub async fn claim_callback(&self, c: &NewCallback) -> Result<Claim, sqlx::Error> {
-        let inserted = bind_new(
-            sqlx::query(
-                "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
-                 event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
-                 ON CONFLICT (dedup_key) WHERE duplicate_of IS NULL AND dedup_key IS NOT NULL DO NOTHING",
-            ),
-            c,
-        )
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(Claim::New);
-        }
-        match &c.dedup_key {
-            Some(key) => match self.original_by_dedup_key(key).await? {
-                Some(original) => Ok(Claim::Duplicate(Box::new(original))),
-                None => Err(sqlx::Error::RowNotFound),
-            },
-            None => Err(sqlx::Error::RowNotFound),
-        }
-    }
-
-    /// The original callback with this dedup key.
-    pub async fn original_by_dedup_key(
-        &self,
-        key: &str,
-    ) -> Result<Option<StoredCallback>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE dedup_key = $1 AND duplicate_of IS NULL"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(callback_from_row).transpose()
-    }
-
-    /// Records a replay of `original`, answered with the original's reply.
-    pub async fn record_duplicate(
-        &self,
-        c: &NewCallback,
-        original: Uuid,
-        outcome: &CallbackOutcome,
-    ) -> Result<(), sqlx::Error> {
-        bind_new(
-            sqlx::query(
-                "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
-                 event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
-                 http_status, reply, reply_source, latency_us) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,'duplicate',$19)",
-            ),
-            c,
-        )
-        .bind(original)
-        .bind(outcome.http_status as i16)
-        .bind(&outcome.reply)
-        .bind(outcome.latency_us)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-    }
-
-    /// Stores a callback that waited in the spool: inserted unless it is already there (it may have
-    /// landed before its write timed out); a byte-identical request that was recorded meanwhile
-    /// makes it a duplicate. Then its outcome, if known, is stored.
-    pub async fn replay_callback(
-        &self,
-        c: &NewCallback,
-        outcome: Option<&CallbackOutcome>,
-    ) -> Result<(), sqlx::Error> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM callbacks WHERE id = $1)")
-                .bind(c.id)
-                .fetch_one(&self.pool)
-                .await?;
-        if !exists {
-            match self.claim_callback(c).await? {
-                Claim::New => {}
-                Claim::Duplicate(original) => {
-                    let o = outcome.cloned().unwrap_or_default();
-                    return self.record_duplicate(c, original.id, &o).await;
-                }
-            }
-        }
-        match outcome {
-            Some(o) => self.finish_callback(c.id, o).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Stores how a claimed callback was answered.
-    pub async fn finish_callback(&self, id: Uuid, o: &CallbackOutcome) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE callbacks SET http_status = $2, reply = $3, reply_source = $4, fallback_reason = $5, \
-             validation = $6, latency_us = $7, flow_id = $8, flow_version = $9, flow_node = $10, route_id = $11 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(o.http_status as i16)
-        .bind(&o.reply)
-        .bind(o.reply_source)
-        .bind(&o.fallback_reason)
-        .bind(&o.validation)
-        .bind(o.latency_us)
-        .bind(o.flow_id)
-        .bind(o.flow_version)
-        .bind(&o.flow_node)
-        .bind(o.route_id)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-    }
-
-    /// Stores an error (and its refusal details) in one transaction.
-    pub async fn record_error(&self, e: &ErrorRecord) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO errors (reference, error_code, http_status, status, message, method, path, remote_addr, \
-             callback_id, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (reference) DO NOTHING",
-        )
-        .bind(&e.reference)
-        .bind(e.error_code as i32)
-        .bind(e.http_status as i16)
-        .bind(&e.status)
-        .bind(&e.message)
-        .bind(&e.method)
-        .bind(&e.path)
-        .bind(&e.remote_addr)
-        .bind(e.callback_id)
-        .bind(&e.detail)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(r) = &e.refusal {
-            sqlx::query(
-                "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, \
-                 method, path, headers, body_sha256, body_bytes) VALUES ($1, now(), $2,$3,$4,$5,$6,$7,$8,$9,$10) \
-                 ON CONFLICT (reference) DO NOTHING",
-            )
-            .bind(&e.reference)
-            .bind(&r.reason)
-            .bind(e.error_code as i32)
-            .bind(&r.application_key)
-            .bind(&e.remote_addr)
-            .bind(e.method.as_deref().unwrap_or("POST"))
-            .bind(e.path.as_deref().unwrap_or(""))
-            .bind(&r.headers)
-            .bind(&r.body_sha256)
-            .bind(i32::try_from(r.body_bytes).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
-    }
-
-    /// Stores a reply the gate stopped, with its report.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_rejected_reply(
-        &self,
-        callback_id: Uuid,
-        reference: &str,
-        event_type: &str,
-        source: &str,
-        reply: Option<&Value>,
-        raw_reply: Option<&str>,
-        report: &Value,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(callback_id)
-        .bind(reference)
-        .bind(event_type)
-        .bind(source)
-        .bind(reply)
-        .bind(raw_reply)
-        .bind(report)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
     }
 
     /// Replies the gate passed and Sinch rejected, newest first.

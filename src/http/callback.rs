@@ -90,7 +90,7 @@ pub async fn receive(
     );
     res.insert_header(("x-svamlgate-reference", reply.reference.as_str()));
     Ok(match reply.body {
-        Some(body) => res.json(body),
+        Some(body) => res.content_type("application/json").body(body),
         None => res.finish(),
     })
 }

@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crc::{Crc, CRC_32_ISCSI};
+use crc::{Crc, Table, CRC_32_ISCSI};
 use tokio::sync::{oneshot, watch};
 
-const CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// CRC-32C, slice-by-16 tables (several GB/s, no unsafe, no CPU feature detection).
+const CRC: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 const HEADER: usize = 16;
 /// Largest payload accepted in a frame; a larger length field is treated as corruption.
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;

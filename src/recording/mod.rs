@@ -128,9 +128,10 @@ pub struct CallbackRecord {
     pub sinch_report: Option<SinchReport>,
 }
 
-/// One journal record.
+/// One journal record. Externally tagged (`{"callback": {…}}`), so that reading one back needs no
+/// buffering of the whole record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Record {
     /// A callback and all that belongs to it.
     Callback(Box<CallbackRecord>),
@@ -323,7 +324,7 @@ mod tests {
             application_key: None,
             event_timestamp: None,
             raw_body: vec![0, 159, 146, 150, b'{'],
-            body: None,
+            body_is_json: false,
             parse_warnings: None,
             signature: "verified",
             dedup_key: Some("k".into()),
@@ -353,6 +354,6 @@ mod tests {
         assert_eq!(back.callback.raw_body, c.raw_body);
         assert_eq!(back.callback.signature, "verified");
         assert_eq!(back.outcome.reply_source, "fallback");
-        assert!(serde_json::from_str::<Record>(r#"{"kind":"nonsense"}"#).is_err());
+        assert!(serde_json::from_str::<Record>(r#"{"nonsense":{}}"#).is_err());
     }
 }

@@ -10,12 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use actix_web::web::Bytes;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// The reply an original callback got: HTTP status and body.
-pub type StoredReply = (u16, Option<Value>);
+/// The reply an original callback got: HTTP status and body (JSON, as sent).
+pub type StoredReply = (u16, Option<Bytes>);
+
+/// A dedup key: SHA-256 over everything the signature covers, plus the signature.
+pub type Key = [u8; 32];
 
 /// One original callback.
 #[derive(Debug)]
@@ -30,7 +33,7 @@ pub struct Original {
 
 impl Original {
     /// Sets the reply (wakes duplicates waiting for it).
-    pub fn answered(&self, status: u16, body: Option<Value>) {
+    pub fn answered(&self, status: u16, body: Option<Bytes>) {
         self.reply.send_replace(Some((status, body)));
     }
 
@@ -58,7 +61,7 @@ pub enum Claim {
 #[derive(Debug)]
 pub struct ReplayIndex {
     keep: Duration,
-    map: Mutex<HashMap<String, Arc<Original>>>,
+    map: Mutex<HashMap<Key, Arc<Original>>>,
 }
 
 impl ReplayIndex {
@@ -71,7 +74,7 @@ impl ReplayIndex {
     }
 
     /// Claims `key` for a callback.
-    pub fn claim(&self, key: &str, id: Uuid, reference: &str) -> Claim {
+    pub fn claim(&self, key: &Key, id: Uuid, reference: &str) -> Claim {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = map.get(key) {
             if o.seen.elapsed() < self.keep {
@@ -84,14 +87,14 @@ impl ReplayIndex {
             seen: Instant::now(),
             reply: watch::channel(None).0,
         });
-        map.insert(key.to_owned(), original.clone());
+        map.insert(*key, original.clone());
         Claim::New(original)
     }
 
     /// Adds an answered original found in the journal at start; `age` is how long ago it arrived.
     pub fn restore(
         &self,
-        key: String,
+        key: Key,
         id: Uuid,
         reference: String,
         age: Duration,
@@ -140,16 +143,16 @@ mod tests {
     #[tokio::test]
     async fn a_duplicate_waits_for_the_original_reply() {
         let idx = ReplayIndex::new(Duration::from_secs(60));
-        let Claim::New(o) = idx.claim("k", Uuid::nil(), "r1") else {
+        let Claim::New(o) = idx.claim(&[1; 32], Uuid::nil(), "r1") else {
             panic!()
         };
-        let Claim::Duplicate(d) = idx.claim("k", Uuid::nil(), "r2") else {
+        let Claim::Duplicate(d) = idx.claim(&[1; 32], Uuid::nil(), "r2") else {
             panic!()
         };
         assert_eq!(d.reference, "r1");
         assert!(d.reply_within(Duration::from_millis(10)).await.is_none());
         let waiter = tokio::spawn(async move { d.reply_within(Duration::from_secs(5)).await });
-        o.answered(200, Some(serde_json::json!({"a": 1})));
+        o.answered(200, Some(Bytes::from_static(b"{}")));
         assert_eq!(waiter.await.unwrap().unwrap().0, 200);
     }
 
@@ -157,14 +160,14 @@ mod tests {
     fn old_keys_are_forgotten_and_restored_keys_count() {
         let idx = ReplayIndex::new(Duration::from_secs(60));
         idx.restore(
-            "old".into(),
+            [1; 32],
             Uuid::nil(),
             "r".into(),
             Duration::from_secs(61),
             (200, None),
         );
         idx.restore(
-            "new".into(),
+            [2; 32],
             Uuid::nil(),
             "r".into(),
             Duration::from_secs(1),
@@ -172,11 +175,11 @@ mod tests {
         );
         assert_eq!(idx.len(), 1);
         assert!(matches!(
-            idx.claim("new", Uuid::nil(), "x"),
+            idx.claim(&[2; 32], Uuid::nil(), "x"),
             Claim::Duplicate(_)
         ));
         assert!(matches!(
-            idx.claim("other", Uuid::nil(), "x"),
+            idx.claim(&[3; 32], Uuid::nil(), "x"),
             Claim::New(_)
         ));
         assert_eq!(idx.prune(), 2);
