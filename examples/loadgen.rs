@@ -5,7 +5,8 @@
 //! Closed loop (`--rate 0`): `--connections` senders, each sending its next request when the last
 //! is answered; prints requests/s. Open loop (`--rate R`): requests are started on a fixed schedule
 //! of R per second whatever the answers do, and each latency is measured from the moment its
-//! request was due, so a stall is counted in full (no coordinated omission).
+//! request was due, so a stall is counted in full (no coordinated omission). The first millisecond
+//! of lateness is the timer's granularity, not the server's, and is not counted.
 //!
 //! Only the given URL is contacted; every run is bounded by `--seconds`.
 //!
@@ -208,8 +209,11 @@ fn main() {
                 let (url, callid, called) =
                     (a.url.clone(), format!("{}-{n}", a.prefix), a.called.clone());
                 tasks.push(actix_web::rt::spawn(async move {
+                    let sent = Instant::now();
+                    let late = sent.saturating_duration_since(due);
                     let r = send(&client, &url, &signer, &callid, &called).await;
-                    let us = due.elapsed().as_micros() as u64;
+                    let charged = sent.elapsed() + late.saturating_sub(Duration::from_millis(1));
+                    let us = charged.as_micros() as u64;
                     let mut t = tally.borrow_mut();
                     match r {
                         Ok(fallback) => {

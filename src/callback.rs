@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderMap;
 use actix_web::web::Bytes;
 use std::time::Instant;
 
@@ -38,8 +39,9 @@ pub struct InboundCallback {
     pub x_timestamp: Option<String>,
     /// authorization header, verbatim.
     pub authorization: Option<String>,
-    /// All headers (name, value), for refusal records; the signature is stripped before storing.
-    pub headers: Vec<(String, String)>,
+    /// All headers, for refusal records (the signature is stripped before storing). Kept as the
+    /// HTTP layer's map (shared buffers, no copy) and turned into text only for a refusal.
+    pub headers: HeaderMap,
     /// Peer address.
     pub remote_addr: Option<String>,
     /// Raw body.
@@ -127,17 +129,18 @@ pub fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Headers as stored with a refusal: the signature part of authorization is removed.
-fn headers_without_signature(headers: &[(String, String)]) -> Value {
+fn headers_without_signature(headers: &HeaderMap) -> Value {
     let map: serde_json::Map<String, Value> = headers
         .iter()
         .map(|(k, v)| {
+            let (k, v) = (k.as_str(), String::from_utf8_lossy(v.as_bytes()));
             let v = if k.eq_ignore_ascii_case("authorization") {
                 match v.split_once(':') {
                     Some((before, _)) => format!("{before}:[signature removed]"),
                     None => "[removed]".to_owned(),
                 }
             } else {
-                v.clone()
+                v.into_owned()
             };
             (k.to_ascii_lowercase(), Value::String(v))
         })

@@ -4,8 +4,9 @@
 //! labels are only ever route patterns, event types, outcomes, sources and rule codes — never call ids
 //! or phone numbers, so cardinality stays bounded.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,10 +24,31 @@ struct Histogram {
     sum: f64,
 }
 
+/// Series are found by a hash of name and label pairs, so an update allocates nothing once its
+/// series exists (the reply path updates several per callback).
 #[derive(Default)]
 struct Inner {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    counters: HashMap<u64, Vec<(&'static str, Labels, u64)>>,
+    histograms: HashMap<u64, Vec<(&'static str, Labels, Histogram)>>,
+}
+
+fn series_key(name: &str, pairs: &[(&'static str, &str)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    for (k, v) in pairs {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn same(name: &str, labels: &Labels, other: &str, pairs: &[(&'static str, &str)]) -> bool {
+    name == other
+        && labels.len() == pairs.len()
+        && labels
+            .iter()
+            .zip(pairs)
+            .all(|((k1, v1), (k2, v2))| k1 == k2 && v1 == v2)
 }
 
 /// The registry. Cheap to share (`Arc<Metrics>`); every update takes one short lock.
@@ -208,18 +230,35 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
-        *self
-            .lock()
-            .counters
-            .entry((name, labels(pairs)))
-            .or_default() += n;
+        let key = series_key(name, pairs);
+        let mut inner = self.lock();
+        let bucket = inner.counters.entry(key).or_default();
+        match bucket
+            .iter_mut()
+            .find(|(n2, l, _)| same(n2, l, name, pairs))
+        {
+            Some(series) => series.2 += n,
+            None => bucket.push((name, labels(pairs), n)),
+        }
     }
 
     /// Records one observation in a histogram.
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
         let secs = value.as_secs_f64();
+        let key = series_key(name, pairs);
         let mut inner = self.lock();
-        let h = inner.histograms.entry((name, labels(pairs))).or_default();
+        let bucket = inner.histograms.entry(key).or_default();
+        let index = match bucket
+            .iter()
+            .position(|(n2, l, _)| same(n2, l, name, pairs))
+        {
+            Some(i) => i,
+            None => {
+                bucket.push((name, labels(pairs), Histogram::default()));
+                bucket.len() - 1
+            }
+        };
+        let h = &mut bucket[index].2;
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.counts[i] += 1;
@@ -233,21 +272,27 @@ impl Metrics {
     pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> u64 {
         self.lock()
             .counters
-            .get(&(name, labels(pairs)))
-            .copied()
-            .unwrap_or(0)
+            .get(&series_key(name, pairs))
+            .and_then(|b| b.iter().find(|(n2, l, _)| same(n2, l, name, pairs)))
+            .map_or(0, |s| s.2)
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
         let inner = self.lock();
+        let mut counters: Vec<&(&'static str, Labels, u64)> =
+            inner.counters.values().flatten().collect();
+        counters.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut histograms: Vec<&(&'static str, Labels, Histogram)> =
+            inner.histograms.values().flatten().collect();
+        histograms.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, l), v) in inner.counters.iter().filter(|((n, _), _)| n == name) {
+            for (n, l, v) in counters.iter().filter(|(n, _, _)| n == name) {
                 let _ = writeln!(out, "{n}{} {v}", render_labels(l, None));
             }
-            for ((n, l), h) in inner.histograms.iter().filter(|((n, _), _)| n == name) {
+            for (n, l, h) in histograms.iter().filter(|(n, _, _)| n == name) {
                 for (i, b) in BUCKETS.iter().enumerate() {
                     let le = b.to_string();
                     let _ = writeln!(

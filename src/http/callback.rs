@@ -70,15 +70,7 @@ pub async fn receive(
         content_type: header(headers, "content-type"),
         x_timestamp: header(headers, "x-timestamp"),
         authorization: header(headers, "authorization"),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: headers.clone(),
         remote_addr: req.peer_addr().map(|a| a.to_string()),
         body,
         started,
