@@ -48,8 +48,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::db::cluster::Health>>,
     /// Tells the shipper to finish (with the instant its grace period ends).
     ship_stop: tokio::sync::watch::Sender<Option<Instant>>,
-    /// The shipper task.
-    shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ends when the shipper has finished.
+    shipper: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// Client settings for Sinch's Calling API (callouts, call and conference control).
     pub sinch: crate::sinch_api::SinchApi,
 }
@@ -138,7 +138,7 @@ impl AppState {
         );
         let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
         let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
-        let shipper = tokio::spawn(shipper::run(
+        let shipper = shipper::spawn(
             journal,
             store.clone(),
             metrics.clone(),
@@ -148,7 +148,8 @@ impl AppState {
                 disk_limit_bytes: config.journal_max_bytes,
             },
             stop_rx,
-        ));
+        )
+        .context("starting the shipper thread")?;
         let live = Arc::new(LiveConfig::new(
             &config.db.data_dir.join("config-snapshot.json"),
         ));
@@ -276,6 +277,25 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
         }
         if let Some(change) = &r.call_state {
             calls.apply(change, r.callback.received_at);
+        }
+        if let (Some(callid), Some(reply)) = (&r.callback.callid, &r.outcome.reply) {
+            let event = match r.callback.event_type.as_str() {
+                "ice" => "ice",
+                "ace" => "ace",
+                "pie" => "pie",
+                _ => "unknown",
+            };
+            if event != "unknown" && r.duplicate_of.is_none() {
+                let passed = r.outcome.gate_verdict.as_deref() != Some("observed");
+                calls.note_reply(
+                    callid,
+                    &r.callback.reference,
+                    event,
+                    r.outcome.reply_source,
+                    passed,
+                    crate::svaml::cookies_set(reply),
+                );
+            }
         }
     }
 }

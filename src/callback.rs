@@ -24,7 +24,7 @@ use crate::recording::{CallbackRecord, Record, RejectedReply};
 use crate::redact::Masked;
 use crate::signature::{self, CallbackRequest};
 use crate::sources;
-use crate::svaml::Target;
+use crate::svaml::{CallContext, Target};
 
 /// A callback request as received, reduced to what matters.
 #[derive(Debug, Clone)]
@@ -276,7 +276,15 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         if let Some(c) = &event.callid {
             let passed = record.outcome.gate_verdict.as_deref() != Some("observed");
             let source = record.outcome.reply_source;
-            state.calls.note_reply(c, &reference, label, source, passed);
+            let cookies = record
+                .outcome
+                .reply
+                .as_ref()
+                .map(crate::svaml::cookies_set)
+                .unwrap_or_default();
+            state
+                .calls
+                .note_reply(c, &reference, label, source, passed, cookies);
         }
     } else if matches!(event.kind, EventKind::Unknown(_)) {
         tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
@@ -362,8 +370,24 @@ async fn decide_and_gate(
     record.call_state = decision.call_state;
     let reply = match decision.candidate {
         Ok(candidate) => {
-            let mut verdict = state.gate.pass(target, candidate);
+            // The cookie budget holds for the whole call: this reply's cookies count with the
+            // last value of each key set earlier on the call.
+            let context = CallContext {
+                cookies: event
+                    .callid
+                    .as_deref()
+                    .map(|c| state.calls.cookies(c))
+                    .unwrap_or_default(),
+            };
+            let mut verdict = state.gate.pass_in_call(target, candidate, &context);
             outcome.validation = serde_json::to_value(&verdict.report).ok();
+            // Warnings do not stop a reply; they are recorded (in the report) and counted.
+            for w in verdict.report.warnings() {
+                state.metrics.inc(
+                    "svamlgate_gate_warnings_total",
+                    &[("event", label), ("rule", w.code.as_str())],
+                );
+            }
             let verdict_label = match (verdict.passed, decision.gate_mode) {
                 (true, _) => "passed",
                 (false, GateMode::Observe) => "observed",

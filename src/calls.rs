@@ -10,7 +10,7 @@
 //! instance answered an event of the call since). With `SVAMLGATE_PEER_STATE_WAIT_MS=0` (one
 //! instance) memory alone decides, and when PostgreSQL is unreachable nothing waits for it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,9 @@ pub struct LastReply {
     pub source: &'static str,
     /// Whether the gate passed it (or it was a pre-validated fallback).
     pub gate_passed: bool,
+    /// Cookies the call's replies have set so far: the last value of each key (Sinch keeps them
+    /// for the whole call, within 1,024 bytes).
+    pub cookies: BTreeMap<String, String>,
     touched: Instant,
 }
 
@@ -135,9 +138,13 @@ impl Calls {
     /// Forgets a call (it ended).
     pub fn end(&self, callid: &str) {
         self.lock().remove(callid);
+        self.replies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(callid);
     }
 
-    /// Notes the reply just sent on a call.
+    /// Notes the reply just sent on a call, and the cookies it set.
     pub fn note_reply(
         &self,
         callid: &str,
@@ -145,20 +152,35 @@ impl Calls {
         event: &'static str,
         source: &'static str,
         gate_passed: bool,
+        cookies: BTreeMap<String, String>,
     ) {
+        let mut replies = self.replies.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = replies
+            .entry(callid.to_owned())
+            .or_insert_with(|| LastReply {
+                reference: String::new(),
+                event,
+                source,
+                gate_passed,
+                cookies: BTreeMap::new(),
+                touched: Instant::now(),
+            });
+        reference.clone_into(&mut entry.reference);
+        entry.event = event;
+        entry.source = source;
+        entry.gate_passed = gate_passed;
+        entry.cookies.extend(cookies);
+        entry.touched = Instant::now();
+    }
+
+    /// The cookies a call's replies have set so far (last value of each key).
+    pub fn cookies(&self, callid: &str) -> BTreeMap<String, String> {
         self.replies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                callid.to_owned(),
-                LastReply {
-                    reference: reference.to_owned(),
-                    event,
-                    source,
-                    gate_passed,
-                    touched: Instant::now(),
-                },
-            );
+            .get(callid)
+            .map(|r| r.cookies.clone())
+            .unwrap_or_default()
     }
 
     /// The reply this instance last sent on a call.

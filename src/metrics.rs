@@ -120,6 +120,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Time customer apps took to answer (or fail), by outcome.",
     ),
     (
+        "svamlgate_gate_warnings_total",
+        "counter",
+        "Warnings on replies (they go out), by event and rule.",
+    ),
+    (
         "svamlgate_sinch_rejected_replies_total",
         "counter",
         "Replies Sinch reported it could not use (Notify callingerror 40001, DICE CALLBACKERROR), by the rejected reply's event and source.",

@@ -19,6 +19,9 @@ use anyhow::{anyhow, bail, Context};
 
 const PG_USER: &str = "svamlgate";
 
+/// Nice value of the embedded server and of the shipper thread: recording is background work.
+pub const BACKGROUND_NICE: libc::c_int = 10;
+
 /// Whether the embedded server is up, as the supervisor sees it.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -310,6 +313,9 @@ impl Cluster {
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // Callers before records: the embedded server (and every backend it forks) yields
+                // the CPU to the reply path under load. Records wait in the journal meanwhile.
+                libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
                 Ok(())
             });
         }

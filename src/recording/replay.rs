@@ -7,11 +7,11 @@
 //! within the shipping lag both process it (each instance knows only its own keys).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// The reply an original callback got: HTTP status and body (JSON, as sent).
@@ -20,30 +20,40 @@ pub type StoredReply = (u16, Option<Bytes>);
 /// A dedup key: SHA-256 over everything the signature covers, plus the signature.
 pub type Key = [u8; 32];
 
-/// One original callback.
+/// One original callback. Small on purpose: one is kept per callback for the whole window.
 #[derive(Debug)]
 pub struct Original {
     /// Its row id.
     pub id: Uuid,
     /// Its reference.
-    pub reference: String,
+    pub reference: Box<str>,
     seen: Instant,
-    reply: watch::Sender<Option<StoredReply>>,
+    reply: OnceLock<StoredReply>,
+    /// Shared by the whole index: woken whenever any original is answered.
+    answered: Arc<Notify>,
 }
 
 impl Original {
     /// Sets the reply (wakes duplicates waiting for it).
     pub fn answered(&self, status: u16, body: Option<Bytes>) {
-        self.reply.send_replace(Some((status, body)));
+        if self.reply.set((status, body)).is_ok() {
+            self.answered.notify_waiters();
+        }
     }
 
     /// Waits at most `timeout` for the reply.
     pub async fn reply_within(&self, timeout: Duration) -> Option<StoredReply> {
-        let mut rx = self.reply.subscribe();
-        let got = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        match got {
-            Ok(Ok(r)) => r.clone(),
-            _ => None,
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.answered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.reply.get() {
+                return Some(r.clone());
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.reply.get().cloned();
+            }
         }
     }
 }
@@ -62,6 +72,7 @@ pub enum Claim {
 pub struct ReplayIndex {
     keep: Duration,
     map: Mutex<HashMap<Key, Arc<Original>>>,
+    answered: Arc<Notify>,
 }
 
 impl ReplayIndex {
@@ -70,6 +81,7 @@ impl ReplayIndex {
         ReplayIndex {
             keep,
             map: Mutex::new(HashMap::new()),
+            answered: Arc::new(Notify::new()),
         }
     }
 
@@ -83,9 +95,10 @@ impl ReplayIndex {
         }
         let original = Arc::new(Original {
             id,
-            reference: reference.to_owned(),
+            reference: reference.into(),
             seen: Instant::now(),
-            reply: watch::channel(None).0,
+            reply: OnceLock::new(),
+            answered: self.answered.clone(),
         });
         map.insert(*key, original.clone());
         Claim::New(original)
@@ -108,9 +121,10 @@ impl ReplayIndex {
         }
         let original = Arc::new(Original {
             id,
-            reference,
+            reference: reference.into(),
             seen,
-            reply: watch::channel(Some(reply)).0,
+            reply: OnceLock::from(reply),
+            answered: self.answered.clone(),
         });
         self.map
             .lock()
@@ -149,7 +163,7 @@ mod tests {
         let Claim::Duplicate(d) = idx.claim(&[1; 32], Uuid::nil(), "r2") else {
             panic!()
         };
-        assert_eq!(d.reference, "r1");
+        assert_eq!(&*d.reference, "r1");
         assert!(d.reply_within(Duration::from_millis(10)).await.is_none());
         let waiter = tokio::spawn(async move { d.reply_within(Duration::from_secs(5)).await });
         o.answered(200, Some(Bytes::from_static(b"{}")));

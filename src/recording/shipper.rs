@@ -30,6 +30,47 @@ pub struct ShipperConfig {
     pub disk_limit_bytes: u64,
 }
 
+/// Starts the shipper on a thread of its own, at a lower CPU priority than the reply path
+/// (nice [`crate::db::cluster::BACKGROUND_NICE`]): under load callers are answered first and records
+/// wait in the journal. The receiver completes when the shipper has finished.
+pub fn spawn(
+    journal: Journal,
+    store: Store,
+    metrics: Arc<Metrics>,
+    status: Arc<ShipStatus>,
+    config: ShipperConfig,
+    stop: watch::Receiver<Option<std::time::Instant>>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("svamlgate-shipper".into())
+        .spawn(move || {
+            // SAFETY: gettid and setpriority have no memory-safety preconditions; on Linux a
+            // thread id as PRIO_PROCESS target changes this thread only.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    u32::try_from(tid).unwrap_or(0),
+                    crate::db::cluster::BACKGROUND_NICE,
+                );
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start the shipper's runtime; records stay in the journal");
+                    return;
+                }
+            };
+            runtime.block_on(run(journal, store, metrics, status, config, stop));
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
+}
+
 /// Runs until `stop` turns true and the journal is drained, or the grace period after it ends.
 pub async fn run(
     journal: Journal,

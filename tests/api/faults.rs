@@ -590,3 +590,34 @@ async fn two_instances_on_one_database_follow_one_call() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// As root, from a directory the `postgres` account cannot enter (a clone in root's 0700 home):
+/// the embedded cluster goes where postgres can reach it, and the README's psql line still works.
+#[actix_web::test]
+async fn the_embedded_cluster_runs_from_a_home_only_root_can_enter() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: nothing to check (PostgreSQL runs as this user)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let home = data_dir().join("root-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = home.join(".svamlgate");
+    let svc = Service::start(&dir, None).await;
+    let ready = svc.drained(Duration::from_secs(30)).await;
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+    let location = std::fs::read_to_string(dir.join("pg-location")).unwrap();
+    assert!(
+        location.starts_with("/var/lib/svamlgate/clusters/"),
+        "{location}"
+    );
+    // The password and port files beside the data directory reach the cluster.
+    let n = count_rows(&svc.embedded_url(), "SELECT count(*) FROM callbacks").await;
+    assert_eq!(n, 0);
+    drop(svc);
+    // The cluster's files are removed (the postmaster dies with its parent).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = std::fs::remove_dir_all(location.trim());
+}
