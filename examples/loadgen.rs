@@ -97,6 +97,19 @@ struct Tally {
     latencies_us: Vec<u64>,
 }
 
+impl Tally {
+    fn add(&mut self, result: Result<bool, String>, us: u64) {
+        match result {
+            Ok(fallback) => {
+                self.ok += 1;
+                self.fallback += u64::from(fallback);
+                self.latencies_us.push(us);
+            }
+            Err(_) => self.errors += 1,
+        }
+    }
+}
+
 async fn send(
     client: &awc::Client,
     url: &str,
@@ -181,15 +194,7 @@ fn main() {
                         let r =
                             send(&client, &url, &signer, &format!("{prefix}-{n}"), &called).await;
                         let us = t0.elapsed().as_micros() as u64;
-                        let mut t = tally.borrow_mut();
-                        match r {
-                            Ok(fallback) => {
-                                t.ok += 1;
-                                t.fallback += u64::from(fallback);
-                                t.latencies_us.push(us);
-                            }
-                            Err(_) => t.errors += 1,
-                        }
+                        tally.borrow_mut().add(r, us);
                     }
                 }));
             }
@@ -214,15 +219,7 @@ fn main() {
                     let r = send(&client, &url, &signer, &callid, &called).await;
                     let charged = sent.elapsed() + late.saturating_sub(Duration::from_millis(1));
                     let us = charged.as_micros() as u64;
-                    let mut t = tally.borrow_mut();
-                    match r {
-                        Ok(fallback) => {
-                            t.ok += 1;
-                            t.fallback += u64::from(fallback);
-                            t.latencies_us.push(us);
-                        }
-                        Err(_) => t.errors += 1,
-                    }
+                    tally.borrow_mut().add(r, us);
                 }));
                 n += 1;
             }

@@ -254,20 +254,14 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     };
 
     // 4. Decide and gate.
-    let mut record = CallbackRecord {
-        callback: new,
-        outcome: CallbackOutcome {
+    let mut record = CallbackRecord::new(
+        new,
+        CallbackOutcome {
             http_status: 200,
             reply_source: "none",
             ..Default::default()
         },
-        duplicate_of: None,
-        errors: Vec::new(),
-        rejected: None,
-        upstream: None,
-        call_state: None,
-        sinch_report: None,
-    };
+    );
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
@@ -484,22 +478,17 @@ async fn answer_duplicate(
         event_type: new.event_type.clone(),
         callid: new.callid.clone(),
     };
-    let record = CallbackRecord {
-        callback: new,
-        outcome: CallbackOutcome {
+    let mut record = CallbackRecord::new(
+        new,
+        CallbackOutcome {
             http_status: status,
             reply: reply.and_then(|b| serde_json::from_slice(&b).ok()),
             reply_source: "duplicate",
             latency_us: elapsed_us(req.started),
             ..Default::default()
         },
-        duplicate_of: Some(original.id),
-        errors: Vec::new(),
-        rejected: None,
-        upstream: None,
-        call_state: None,
-        sinch_report: None,
-    };
+    );
+    record.duplicate_of = Some(original.id);
     state
         .recorder
         .record(Record::Callback(Box::new(record)))
@@ -533,22 +522,17 @@ async fn reject_unparseable(
     new.dedup_key = None;
     let mut error = request_error(&err, req);
     error.callback_id = Some(new.id);
-    let record = CallbackRecord {
-        outcome: CallbackOutcome {
+    let mut record = CallbackRecord::new(
+        new,
+        CallbackOutcome {
             http_status: err.http_status(),
             reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
             reply_source: "error",
             latency_us: elapsed_us(req.started),
             ..Default::default()
         },
-        callback: new,
-        duplicate_of: None,
-        errors: vec![error],
-        rejected: None,
-        upstream: None,
-        call_state: None,
-        sinch_report: None,
-    };
+    );
+    record.errors.push(error);
     state
         .recorder
         .record(Record::Callback(Box::new(record)))

@@ -128,6 +128,22 @@ pub struct CallbackRecord {
     pub sinch_report: Option<SinchReport>,
 }
 
+impl CallbackRecord {
+    /// A record with nothing attached yet (no errors, rejection, exchange, state change or report).
+    pub fn new(callback: NewCallback, outcome: CallbackOutcome) -> CallbackRecord {
+        CallbackRecord {
+            callback,
+            outcome,
+            duplicate_of: None,
+            errors: Vec::new(),
+            rejected: None,
+            upstream: None,
+            call_state: None,
+            sinch_report: None,
+        }
+    }
+}
+
 /// One journal record. Externally tagged (`{"callback": {…}}`), so that reading one back needs no
 /// buffering of the whole record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
