@@ -215,3 +215,73 @@ async fn sinch_reports_mark_the_last_reply_and_gate_passed_ones_are_misses() {
         "{m}"
     );
 }
+
+/// A customer app that sets a 600-byte cookie on every reply: `a` on ICE and PIE, `b` on ACE.
+async fn cookie_app() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|body: web::Bytes| async move {
+            let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let (key, action) = match event["event"].as_str() {
+                Some("ace") => ("b", json!({"name": "continue"})),
+                Some("pie") => ("a", json!({"name": "hangup"})),
+                _ => ("a", json!({"name": "hangup"})),
+            };
+            HttpResponse::Ok().json(json!({
+                "instructions": [{"name": "setCookie", "key": key, "value": "x".repeat(600)}],
+                "action": action
+            }))
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    format!("http://{addr}/hook")
+}
+
+/// Sinch keeps a call's cookies for the whole call, within 1,024 bytes: the budget counts the last
+/// value of each key across the call's replies.
+#[actix_web::test]
+async fn the_cookie_budget_holds_across_a_call() {
+    let app = spawn_app().await;
+    let url = cookie_app().await;
+    route(&app, "+15550005", &url, None).await;
+    let ice = app.post_signed(&ice("cookie-1", "+15550005")).await.json();
+    assert_eq!(ice["instructions"][0]["key"], "a", "600 bytes fit: {ice}");
+    // ACE sets another 600-byte cookie: 1,200 bytes for the call, so the fallback goes out.
+    let ace = json!({"event": "ace", "callid": "cookie-1", "timestamp": "2026-11-25T10:00:02Z", "version": 1});
+    let ace = app.post_signed(ace.to_string().as_bytes()).await.json();
+    assert_eq!(ace, json!({"action": {"name": "continue"}}), "{ace}");
+    // PIE sets `a` again: its last value replaces the first, still 600 bytes.
+    let pie = json!({"event": "pie", "callid": "cookie-1", "timestamp": "2026-11-25T10:00:05Z", "version": 1,
+                     "menuResult": {"menuId": "main", "type": "sequence", "value": "1", "inputMethod": "dtmf"}});
+    let pie = app.post_signed(pie.to_string().as_bytes()).await.json();
+    assert_eq!(pie["instructions"][0]["key"], "a", "{pie}");
+    let verdicts: Vec<(String, String)> = sqlx::query(
+        "SELECT event_type, gate_verdict FROM callbacks WHERE callid = 'cookie-1' ORDER BY received_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("event_type"), r.get("gate_verdict")))
+    .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("ice".into(), "passed".into()),
+            ("ace".into(), "rejected".into()),
+            ("pie".into(), "passed".into())
+        ]
+    );
+    let report: Value = sqlx::query_scalar(
+        "SELECT report FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id WHERE c.callid = 'cookie-1'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(report.to_string().contains("SVAML040"), "{report}");
+}
