@@ -3,12 +3,13 @@
 //! reaches the `call_state` table, stamped with that event's arrival time); at start the map is
 //! rebuilt from the journal.
 //!
-//! Several instances may share one database and see events of the same call. An instance that does
-//! not know a call reads its state from PostgreSQL, asking again every 50 ms (at most
-//! `SVAMLGATE_PEER_STATE_WAIT_MS` in all) while the other instance's shipper catches up. An instance
-//! that knows the call still takes a newer state from PostgreSQL, if one is there within 50 ms (another
-//! instance answered an event of the call since). With `SVAMLGATE_PEER_STATE_WAIT_MS=0` (one
-//! instance) memory alone decides, and when PostgreSQL is unreachable nothing waits for it.
+//! A call this instance does not know (it started before a restart, longer ago than the journal
+//! keeps, or another instance answered it) is read from PostgreSQL once, within 50 ms. Several
+//! instances may share one database and see events of the same call: with
+//! `SVAMLGATE_PEER_STATE_WAIT_MS` set, an unknown call is asked for again every 50 ms (at most that
+//! long in all) while the other instance's shipper catches up, and a known call still takes a newer
+//! state from PostgreSQL if one is there within 50 ms. With it 0 (one instance), a known call is
+//! decided from memory alone. When PostgreSQL is known to be unreachable, nothing waits for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -71,8 +72,8 @@ impl Calls {
         self.lock().get(callid).map(|e| (e.state.clone(), e.at))
     }
 
-    /// The current state of a call, from memory and (when `wait` is not zero and the database is
-    /// up) from PostgreSQL, whichever is newer. See the module documentation.
+    /// The current state of a call, from memory and, when the database is up, PostgreSQL (see the
+    /// module documentation).
     pub async fn current(
         &self,
         store: &Store,
@@ -81,10 +82,13 @@ impl Calls {
         wait: Duration,
     ) -> Option<CallState> {
         let known = self.get(callid);
-        if !db_up || wait.is_zero() {
+        if !db_up {
             return known.map(|(s, _)| s);
         }
         if let Some((state, at)) = known {
+            if wait.is_zero() {
+                return Some(state);
+            }
             if let Ok(Ok(Some((stored, stored_at)))) =
                 tokio::time::timeout(FRESHNESS_BUDGET, store.call_state(callid)).await
             {
@@ -95,6 +99,8 @@ impl Calls {
             }
             return Some(state);
         }
+        // Not known here: started before a restart (older than the journal keeps), or answered
+        // by another instance. One bounded read, or several while another instance ships.
         let until = Instant::now() + wait;
         loop {
             let left = until.saturating_duration_since(Instant::now());

@@ -212,9 +212,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_JOURNAL_MAX_BYTES", default_value_t = 1 << 30)]
     pub journal_max_bytes: u64,
 
-    /// How long an event of a call this instance does not know waits for another instance's record
-    /// of it to reach PostgreSQL, in ms (several instances on one database).
-    #[arg(long, env = "SVAMLGATE_PEER_STATE_WAIT_MS", default_value_t = 250)]
+    /// Several instances on one database: how long an event of a call this instance does not know
+    /// waits for another instance's record of it to reach PostgreSQL, in ms. 0 (one instance):
+    /// calls are known from memory alone, and no event ever reads PostgreSQL.
+    #[arg(long, env = "SVAMLGATE_PEER_STATE_WAIT_MS", default_value_t = 0)]
     pub peer_state_wait_ms: u64,
 
     #[command(flatten)]

@@ -237,7 +237,10 @@ impl LiveConfig {
             let mut failing = false;
             loop {
                 tokio::time::sleep(REFRESH_EVERY).await;
-                match self.refresh(&store).await {
+                let refreshed = tokio::time::timeout(Duration::from_secs(5), self.refresh(&store))
+                    .await
+                    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+                match refreshed {
                     Ok(()) => failing = false,
                     Err(e) => {
                         if !failing {

@@ -21,6 +21,11 @@ use crate::metrics::Metrics;
 /// Most records shipped in one transaction.
 pub const BATCH: usize = 500;
 
+/// Longest one batch may take. A connection that hangs (a network partition, a stopped server)
+/// is dropped after it and the batch retried on a new one, so shipping resumes when PostgreSQL
+/// is back.
+const SHIP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the shipper runs.
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
@@ -138,7 +143,9 @@ pub async fn run(
             continue;
         }
         let records: Vec<&Record> = pending.iter().map(|(_, r)| r).collect();
-        let mut result = store.ship(&records).await;
+        let mut result = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         if let Err(sqlx::Error::Database(e)) = &result {
             // PostgreSQL refused the batch itself (not a lost connection): find the record it
             // refuses, ship the others, and set that one aside rather than block the journal.
@@ -199,7 +206,14 @@ async fn migrate_when_possible(
 ) -> bool {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match crate::db::MIGRATOR.run(store.pool()).await {
+        let migrated = tokio::time::timeout(SHIP_TIMEOUT, crate::db::MIGRATOR.run(store.pool()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(sqlx::migrate::MigrateError::Execute(
+                    sqlx::Error::PoolTimedOut,
+                ))
+            });
+        match migrated {
             Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "migrations not applied yet; records wait in the journal");

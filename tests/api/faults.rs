@@ -519,8 +519,9 @@ fn pie(callid: &str, kind: &str, value: &str) -> Vec<u8> {
 /// made through one takes effect on the other within 2 s.
 #[actix_web::test]
 async fn two_instances_on_one_database_follow_one_call() {
-    let a = crate::helpers::spawn_app().await;
-    let b = crate::helpers::spawn_app_on(a.db_url.clone(), |_| {}).await;
+    let peers = |c: &mut svamlgate::config::ServeArgs| c.peer_state_wait_ms = 250;
+    let a = crate::helpers::spawn_app_with(peers).await;
+    let b = crate::helpers::spawn_app_on(a.db_url.clone(), peers).await;
     let flow: Value = serde_json::from_slice(&fixture("flows/ivr.json")).unwrap();
     let created = a
         .admin_send("POST", "/admin/flows", Some(&flow))
