@@ -19,7 +19,6 @@ pub async fn healthz() -> HttpResponse {
 /// the details (`database`, `shipping`) with `"status": "degraded"`, because callers are still
 /// answered and nothing is lost.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    use std::sync::atomic::Ordering;
     let status = &state.recorder.status;
     let database = match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
         Ok(Ok(())) => "ok",
@@ -27,7 +26,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(_) => "timeout",
     };
     let cluster = state.cluster.as_ref().map(|c| c.state());
-    let journal_bytes = status.journal_bytes.load(Ordering::Relaxed);
+    let journal_bytes = state.recorder.journal().bytes();
     let limit = state.config.journal_max_bytes;
     let journal = if journal_bytes > limit {
         "over_limit"
@@ -84,9 +83,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         (
             "svamlgate_journal_bytes",
             "Bytes held in journal segments.",
-            status
-                .journal_bytes
-                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            state.recorder.journal().bytes() as f64,
         ),
         (
             "svamlgate_journal_max_bytes",

@@ -176,10 +176,10 @@ pub struct ShipStatus {
     pub caught_up_at_ms: AtomicU64,
     /// Whether the last attempt to write to PostgreSQL succeeded.
     pub db_ok: AtomicBool,
-    /// Bytes in the journal.
-    pub journal_bytes: AtomicU64,
     /// Last shipping error.
     pub last_error: Mutex<Option<String>>,
+    /// Whether the journal was above 90% of its disk limit at the last housekeeping.
+    pub near_limit: AtomicBool,
 }
 
 impl ShipStatus {

@@ -98,9 +98,6 @@ pub async fn run(
     loop {
         let durable_now = *durable.borrow_and_update();
         status.durable.store(durable_now, Ordering::Release);
-        status
-            .journal_bytes
-            .store(journal.bytes(), Ordering::Relaxed);
         let stopping = *stop.borrow();
         if pending.is_empty() {
             match cursor.read(&journal, durable_now, BATCH) {
@@ -272,15 +269,22 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
             deleted as u64,
         );
     }
-    status
-        .journal_bytes
-        .store(journal.bytes(), Ordering::Relaxed);
-    if journal.bytes() > config.disk_limit_bytes * 9 / 10 {
+    let near = journal.bytes() > config.disk_limit_bytes / 10 * 9;
+    if near {
         metrics.inc("svamlgate_journal_near_limit_total", &[]);
-        tracing::warn!(
-            bytes = journal.bytes(),
-            limit = config.disk_limit_bytes,
-            "the journal is near its disk limit (PostgreSQL unreachable for long?)"
-        );
+    }
+    if status.near_limit.swap(near, Ordering::AcqRel) != near {
+        if near {
+            tracing::warn!(
+                bytes = journal.bytes(),
+                limit = config.disk_limit_bytes,
+                "the journal is near its disk limit (PostgreSQL unreachable for long?); readiness says so"
+            );
+        } else {
+            tracing::info!(
+                bytes = journal.bytes(),
+                "the journal is below its disk limit again"
+            );
+        }
     }
 }

@@ -622,3 +622,77 @@ async fn the_embedded_cluster_runs_from_a_home_only_root_can_enter() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = std::fs::remove_dir_all(location.trim());
 }
+
+/// Near and past the journal's disk limit readiness says so (and past it fails, so a balancer
+/// sends calls elsewhere), while every callback that still arrives is answered.
+#[actix_web::test]
+async fn readiness_reports_the_journal_disk_limit() {
+    let app = crate::helpers::spawn_app_with(|c| c.journal_max_bytes = 1_000).await;
+    app.pool.close().await;
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["checks"]["journal"], "ok");
+    for i in 0..4 {
+        let res = app
+            .post_signed(&ice(&format!("disk-{i}"), "+15550123"))
+            .await;
+        assert_eq!(res.status, 200, "answered whatever the journal's size");
+    }
+    let ready = app.get("/readyz", None).await;
+    let body = ready.json();
+    assert_eq!(ready.status, 503, "{body}");
+    assert_eq!(body["checks"]["journal"], "over_limit", "{body}");
+    assert!(
+        body["shipping"]["journalBytes"].as_u64().unwrap() > 4_000,
+        "{body}"
+    );
+    assert_eq!(body["shipping"]["lagRecords"], 4, "{body}");
+    assert_eq!(
+        app.post_signed(&ice("disk-4", "+15550123")).await.status,
+        200
+    );
+}
+
+/// SIGTERM with PostgreSQL unreachable: svamlgate exits within its grace period, and what it
+/// could not ship is shipped by the next start.
+#[actix_web::test]
+async fn sigterm_leaves_unshipped_records_in_the_journal_for_the_next_start() {
+    let db = fresh_database().await;
+    let proxy = Proxy::start(port_of(&db));
+    let via_proxy = through(&db, proxy.port);
+    let dir = data_dir();
+    let mut svc = Service::start(&dir, Some(&via_proxy)).await;
+    svc.drained(Duration::from_secs(10)).await;
+    proxy.set_up(false);
+    let client = awc::Client::default();
+    for i in 0..5 {
+        let ts = signature::format_timestamp(time::OffsetDateTime::now_utc());
+        let (status, _) = post(
+            &client,
+            &svc.base,
+            &ice(&format!("term-{i}"), "+15550123"),
+            &ts,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+    let started = Instant::now();
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(svc.child.id() as i32, libc::SIGTERM) };
+    let status = svc.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "within the grace period"
+    );
+    proxy.set_up(true);
+    let svc = Service::start(&dir, Some(&via_proxy)).await;
+    svc.drained(Duration::from_secs(30)).await;
+    let rows = count_rows(
+        &db,
+        "SELECT count(*) FROM callbacks WHERE callid LIKE 'term-%'",
+    )
+    .await;
+    assert_eq!(rows, 5);
+}
