@@ -15,7 +15,9 @@
 #   4. svamlgate's resident memory, and the rows in PostgreSQL against the callbacks answered once
 #      the shipper has drained the journal.
 # Each fixed-rate run starts once the shipper has drained what the run before it left in the
-# journal. Only 127.0.0.1 is contacted; every run is bounded in time. Targets (2 cores, load generator on
+# journal and the page cache is written back (`sync`): otherwise the kernel's writeback of the
+# rows PostgreSQL took a moment ago lands in the middle of the run and delays the journal's
+# fdatasync, which measures the previous run, not this one. Only 127.0.0.1 is contacted; every run is bounded in time. Targets (2 cores, load generator on
 # the same cores): >= 25% of the bare handler's throughput, p99 <= 5 ms at 1,000/s with the flow
 # route, p99 <= 10 ms at 1,000/s while PostgreSQL is stopped, rows = callbacks answered.
 set -euo pipefail
@@ -98,8 +100,10 @@ SG_MAX=$(load "$SG_URL" sg-max 0)
 # run before it.
 echo "== waiting for the shipper to drain the journal" >&2
 drain
+sync
 SG_FIXED=$(load "$SG_URL" sg-fixed 1000)
 drain
+sync
 
 echo "== svamlgate while PostgreSQL is stopped" >&2
 PM=$(head -1 "$WORK/data/pg/postmaster.pid")

@@ -265,8 +265,7 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
                 .outcome
                 .reply
                 .as_ref()
-                .and_then(|v| serde_json::to_vec(v).ok())
-                .map(actix_web::web::Bytes::from);
+                .map(|v| actix_web::web::Bytes::from(v.get().to_owned()));
             replays.restore(
                 key,
                 r.callback.id,
@@ -278,7 +277,12 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
         if let Some(change) = &r.call_state {
             calls.apply(change, r.callback.received_at);
         }
-        if let (Some(callid), Some(reply)) = (&r.callback.callid, &r.outcome.reply) {
+        let reply = r
+            .outcome
+            .reply
+            .as_ref()
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok());
+        if let (Some(callid), Some(reply)) = (&r.callback.callid, &reply) {
             let event = match r.callback.event_type.as_str() {
                 "ice" => "ice",
                 "ace" => "ace",

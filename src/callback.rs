@@ -7,6 +7,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::web::Bytes;
 use std::time::Instant;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -153,6 +154,13 @@ fn to_body(reply: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(reply).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
+/// The bytes of a JSON reply as the record keeps them (no second serialization).
+fn raw(bytes: &[u8]) -> Option<Box<RawValue>> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| RawValue::from_string(s.to_owned()).ok())
+}
+
 fn elapsed_us(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
@@ -265,17 +273,13 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
-        body = Some(to_body(&reply));
-        record.outcome.reply = Some(reply);
+        let bytes = to_body(&reply);
+        record.outcome.reply = raw(&bytes);
+        body = Some(bytes);
         if let Some(c) = &event.callid {
             let passed = record.outcome.gate_verdict.as_deref() != Some("observed");
             let source = record.outcome.reply_source;
-            let cookies = record
-                .outcome
-                .reply
-                .as_ref()
-                .map(crate::svaml::cookies_set)
-                .unwrap_or_default();
+            let cookies = crate::svaml::cookies_set(&reply);
             state
                 .calls
                 .note_reply(c, &reference, label, source, passed, cookies);
@@ -374,7 +378,7 @@ async fn decide_and_gate(
                     .unwrap_or_default(),
             };
             let mut verdict = state.gate.pass_in_call(target, candidate, &context);
-            outcome.validation = serde_json::to_value(&verdict.report).ok();
+            outcome.validation = serde_json::value::to_raw_value(&verdict.report).ok();
             // Warnings do not stop a reply; they are recorded (in the report) and counted.
             for w in verdict.report.warnings() {
                 state.metrics.inc(
@@ -482,7 +486,7 @@ async fn answer_duplicate(
         new,
         CallbackOutcome {
             http_status: status,
-            reply: reply.and_then(|b| serde_json::from_slice(&b).ok()),
+            reply: reply.as_deref().and_then(raw),
             reply_source: "duplicate",
             latency_us: elapsed_us(req.started),
             ..Default::default()
@@ -526,7 +530,7 @@ async fn reject_unparseable(
         new,
         CallbackOutcome {
             http_status: err.http_status(),
-            reply: Some(serde_json::to_value(err.envelope()).unwrap_or(Value::Null)),
+            reply: serde_json::value::to_raw_value(&err.envelope()).ok(),
             reply_source: "error",
             latency_us: elapsed_us(req.started),
             ..Default::default()

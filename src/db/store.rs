@@ -3,6 +3,7 @@
 //! except a bounded read of another instance's call state ([`crate::calls`]).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -65,15 +66,16 @@ pub struct NewCallback {
 pub struct CallbackOutcome {
     /// HTTP status.
     pub http_status: u16,
-    /// Reply body (SVAML) when not empty.
-    pub reply: Option<Value>,
+    /// Reply body (SVAML) when not empty, as the JSON that was sent (kept raw: it is written to the
+    /// journal and shipped without being parsed again).
+    pub reply: Option<Box<RawValue>>,
     /// What produced the reply.
     #[serde(deserialize_with = "crate::recording::static_label")]
     pub reply_source: Label,
     /// Why a fallback went out.
     pub fallback_reason: Option<String>,
-    /// Gate report of what went out.
-    pub validation: Option<Value>,
+    /// Gate report of what went out (raw JSON, as for `reply`).
+    pub validation: Option<Box<RawValue>>,
     /// Handling latency.
     pub latency_us: i64,
     /// Flow that produced it.
