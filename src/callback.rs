@@ -344,7 +344,7 @@ async fn decide_and_gate(
     req: &InboundCallback,
 ) -> Value {
     let label = event_label(&event.kind);
-    let deadline = state.config.deadline(label);
+    let deadline = state.config.deadline(target);
     let forward = sources::Forward {
         body: &record.callback.raw_body,
         content_type: req.content_type.as_deref(),
@@ -463,9 +463,11 @@ async fn answer_duplicate(
     original: Arc<Original>,
     req: &InboundCallback,
 ) -> CallbackReply {
-    let label = event_label(&event.kind);
     state.metrics.inc("svamlgate_duplicates_total", &[]);
-    let deadline = state.config.deadline(label);
+    // A DICE or Notify replay has no reply deadline of its own: it waits at most as an ICE would.
+    let deadline = state
+        .config
+        .deadline(target_of(&event.kind).unwrap_or(Target::Ice));
     let left = deadline.saturating_sub(req.started.elapsed());
     let (status, reply) = match original.reply_within(left).await {
         Some(stored) => stored,

@@ -279,12 +279,14 @@ impl ServeArgs {
         }
     }
 
-    /// The reply deadline for an event that expects SVAML.
-    pub fn deadline(&self, event: &str) -> Duration {
-        let ms = match event {
-            "ace" => self.deadline_ace_ms,
-            "pie" => self.deadline_pie_ms,
-            _ => self.deadline_ice_ms,
+    /// The reply deadline of an event that expects SVAML (a name cannot be mistyped into the ICE
+    /// deadline). A manage-call body has no callback deadline; it gets the ICE one.
+    pub fn deadline(&self, target: crate::svaml::Target) -> Duration {
+        use crate::svaml::Target;
+        let ms = match target {
+            Target::Ice | Target::Manage => self.deadline_ice_ms,
+            Target::Ace => self.deadline_ace_ms,
+            Target::Pie => self.deadline_pie_ms,
         };
         Duration::from_millis(ms)
     }
@@ -361,7 +363,13 @@ mod tests {
     fn deadlines_per_event() {
         let mut c = ServeArgs::for_tests();
         c.deadline_ace_ms = 10;
-        assert_eq!(c.deadline("ace"), Duration::from_millis(10));
-        assert_eq!(c.deadline("ice"), Duration::from_millis(1500));
+        assert_eq!(
+            c.deadline(crate::svaml::Target::Ace),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            c.deadline(crate::svaml::Target::Ice),
+            Duration::from_millis(1500)
+        );
     }
 }
