@@ -219,6 +219,7 @@ impl AppState {
         if let Some(h) = handle {
             let _ = tokio::time::timeout(grace + Duration::from_secs(1), h).await;
         }
+        self.recorder.journal().release();
         let lag = self.recorder.status.lag_records();
         if lag > 0 {
             tracing::warn!(

@@ -162,6 +162,31 @@ struct Shared {
     bytes: AtomicU64,
     /// Test hook: fail the next fdatasync calls.
     fail_syncs: AtomicU64,
+    /// The open `LOCK` file holding an exclusive `flock`: one process per journal.
+    lock: Mutex<Option<File>>,
+}
+
+/// Takes the journal's lock, or says who holds it.
+fn lock(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    // SAFETY: flock on a valid, open descriptor owned by `file`.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "the journal in {} is in use by another svamlgate; each instance needs its own \
+                 SVAMLGATE_DATA_DIR",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// Fsyncs a directory so that a created or deleted file survives a crash.
@@ -225,6 +250,7 @@ impl Journal {
     /// Opens (creating) the journal in `dir`, recovers what it holds and starts the writer thread.
     pub fn open(dir: &Path) -> io::Result<(Journal, Recovery)> {
         std::fs::create_dir_all(dir)?;
+        let lock = lock(dir)?;
         let mut recovery = Recovery {
             shipped: read_checkpoint(dir),
             ..Default::default()
@@ -274,6 +300,7 @@ impl Journal {
             shipped: AtomicU64::new(recovery.shipped),
             bytes: AtomicU64::new(bytes),
             fail_syncs: AtomicU64::new(0),
+            lock: Mutex::new(Some(lock)),
         });
         let (tx, rx) = mpsc::channel::<Append>();
         let writer = Writer {
@@ -381,6 +408,16 @@ impl Journal {
             .iter()
             .map(|s| (s.first_seq, s.path.clone()))
             .collect()
+    }
+
+    /// Lets another process (or a restart in this one) open the journal. Called at shutdown, once
+    /// nothing appends any more.
+    pub fn release(&self) {
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     /// Fault injection for tests: the next `n` syncs fail.
@@ -628,6 +665,13 @@ mod tests {
             seqs.sort();
             assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
             assert_eq!(*j.durable().borrow(), 100);
+            // A second open while this one holds the journal is refused.
+            let err = Journal::open(&dir).err().unwrap();
+            assert!(
+                err.to_string().contains("in use by another svamlgate"),
+                "{err}"
+            );
+            j.release();
         });
         let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
         assert_eq!(rec.records.len(), 100);
@@ -645,6 +689,7 @@ mod tests {
                 for i in 0..10u32 {
                     j.append(vec![i as u8; 100]).await.unwrap();
                 }
+                j.release();
             });
             let seg = list_segments(&dir).unwrap().pop().unwrap().path;
             let mut bytes = std::fs::read(&seg).unwrap();
@@ -661,6 +706,7 @@ mod tests {
                 let (j, rec) = Journal::open(&dir).unwrap();
                 // Appending after the cut continues the sequence.
                 let seq = j.append(b"after".to_vec()).await.unwrap();
+                j.release();
                 let expected_last = if damage == "garbage" { 10 } else { 9 };
                 assert_eq!(seq, expected_last + 1, "{damage}");
                 rec
@@ -686,6 +732,7 @@ mod tests {
             assert!(j.append(b"two".to_vec()).await.is_err());
             let seq = j.append(b"three".to_vec()).await.unwrap();
             assert_eq!(seq, 3);
+            j.release();
         });
         let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
         let payloads: Vec<&[u8]> = rec.records.iter().map(|(_, p)| p.as_slice()).collect();
@@ -704,7 +751,7 @@ mod tests {
                 j.append(vec![i as u8]).await.unwrap();
             }
             // Force a second segment by reopening.
-            drop(j);
+            j.release();
         });
         rt().block_on(async {
             let (j, rec) = Journal::open(&dir).unwrap();
@@ -729,6 +776,7 @@ mod tests {
             // The segment being written is never deleted.
             assert_eq!(j.delete_shipped(None), 0);
             assert_eq!(j.segments().len(), 1);
+            j.release();
         });
         let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
         assert_eq!(rec.shipped, 8);
