@@ -110,7 +110,6 @@ COMMENT ON COLUMN outbound_attempts.error_reference IS 'reference of an error an
 COMMENT ON COLUMN outbound_attempts.classified_code IS 'The catalog code svamlgate reads the answer as: errorCode when it agrees with the HTTP status, else the code the status name or the HTTP status stands for.';
 COMMENT ON COLUMN outbound_attempts.code_mismatch IS 'true when errorCode, status and the HTTP status disagree (as in some of Sinch''s own examples).';
 COMMENT ON COLUMN outbound_attempts.decision IS 'What svamlgate did next: done (success or final error), retry (another attempt followed), give_up (retryable but out of attempts or time, or not safe to repeat).';
-CREATE INDEX outbound_attempts_request ON outbound_attempts (request_id, attempt);
 CREATE INDEX outbound_attempts_errors ON outbound_attempts (sent_at DESC) WHERE http_status >= 400;
 CREATE INDEX outbound_attempts_error_reference ON outbound_attempts (error_reference) WHERE error_reference IS NOT NULL;
 

@@ -123,19 +123,7 @@ impl AppState {
             calls = calls.len(),
             "journal opened"
         );
-        let status = Arc::new(ShipStatus::default());
-        // Known before the shipper's first round (which may wait for PostgreSQL): what is owed.
-        status.durable.store(
-            *journal.durable().borrow(),
-            std::sync::atomic::Ordering::Release,
-        );
-        status
-            .shipped
-            .store(journal.shipped(), std::sync::atomic::Ordering::Release);
-        status.caught_up_at_ms.store(
-            crate::recording::now_ms(),
-            std::sync::atomic::Ordering::Release,
-        );
+        let status = Arc::new(ShipStatus::new(&journal));
         let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
         let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
         let shipper = shipper::spawn(
@@ -283,24 +271,18 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
             .reply
             .as_ref()
             .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok());
-        if let (Some(callid), Some(reply)) = (&r.callback.callid, &reply) {
-            let event = match r.callback.event_type.as_str() {
-                "ice" => "ice",
-                "ace" => "ace",
-                "pie" => "pie",
-                _ => "unknown",
-            };
-            if event != "unknown" && r.duplicate_of.is_none() {
-                let passed = r.outcome.gate_verdict.as_deref() != Some("observed");
-                calls.note_reply(
-                    callid,
-                    &r.callback.reference,
-                    event,
-                    r.outcome.reply_source,
-                    passed,
-                    crate::svaml::cookies_set(reply),
-                );
-            }
+        let target = r.callback.event_type.parse::<crate::svaml::Target>().ok();
+        if let (Some(callid), Some(reply), Some(target), None) =
+            (&r.callback.callid, &reply, target, r.duplicate_of)
+        {
+            calls.note_reply(
+                callid,
+                &r.callback.reference,
+                target.as_str(),
+                r.outcome.reply_source,
+                r.outcome.gate_passed(),
+                crate::svaml::cookies_set(reply),
+            );
         }
     }
 }

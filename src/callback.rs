@@ -233,6 +233,8 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         Ok(ev) => ev,
         Err(e) => return Err(reject_unparseable(state, new, e, &req).await),
     };
+    // The journal keeps the raw bytes; the shipper parses them again into the `body` column.
+    new.body_is_json = true;
     new.event_type = event.kind.as_str().to_owned();
     new.event_known = !matches!(event.kind, EventKind::Unknown(_));
     new.callid = event.callid.clone();
@@ -255,9 +257,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     let original = match state.replays.claim(&dedup, id, &reference) {
         Claim::New(original) => original,
         Claim::Duplicate(original) => {
-            let mut new = new;
-            new.body_is_json = true;
-            return Ok(answer_duplicate(state, new, &event, original, &req).await);
+            return Ok(answer_duplicate(state, new, &event, original, &req).await)
         }
     };
 
@@ -273,11 +273,14 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     let mut body = None;
     if let Some(target) = target_of(&event.kind) {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
-        let bytes = to_body(&reply);
-        record.outcome.reply = raw(&bytes);
-        body = Some(bytes);
+        // Serialized once: the record keeps the text, the answer and the replay index its bytes.
+        let text = serde_json::value::to_raw_value(&reply).ok();
+        body = text
+            .as_ref()
+            .map(|t| Bytes::copy_from_slice(t.get().as_bytes()));
+        record.outcome.reply = text;
         if let Some(c) = &event.callid {
-            let passed = record.outcome.gate_verdict.as_deref() != Some("observed");
+            let passed = record.outcome.gate_passed();
             let source = record.outcome.reply_source;
             let cookies = crate::svaml::cookies_set(&reply);
             state
@@ -296,8 +299,6 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     if let Some(change) = &record.call_state {
         state.calls.apply(change, record.callback.received_at);
     }
-
-    record.callback.body_is_json = true;
 
     // 5. Record, then answer: the reply is released once its record is durable in the journal.
     record.outcome.latency_us = elapsed_us(req.started);

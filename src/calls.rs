@@ -26,10 +26,21 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(6 * 3600);
 /// Longest the check for a newer state of a known call may take.
 const FRESHNESS_BUDGET: Duration = Duration::from_millis(50);
 
+/// What is known of one call: its flow state (when it has a route) and the last reply sent on it.
 struct Entry {
     touched: Instant,
-    at: OffsetDateTime,
-    state: CallState,
+    state: Option<(CallState, OffsetDateTime)>,
+    reply: Option<LastReply>,
+}
+
+impl Entry {
+    fn new() -> Entry {
+        Entry {
+            touched: Instant::now(),
+            state: None,
+            reply: None,
+        }
+    }
 }
 
 /// The reply this instance last sent on a call, for linking Sinch's verdicts to it.
@@ -46,14 +57,12 @@ pub struct LastReply {
     /// Cookies the call's replies have set so far: the last value of each key (Sinch keeps them
     /// for the whole call, within 1,024 bytes).
     pub cookies: BTreeMap<String, String>,
-    touched: Instant,
 }
 
-/// Calls in progress.
+/// Calls in progress, one entry per call id.
 #[derive(Default)]
 pub struct Calls {
     map: Mutex<HashMap<String, Entry>>,
-    replies: Mutex<HashMap<String, LastReply>>,
 }
 
 impl std::fmt::Debug for Calls {
@@ -69,7 +78,7 @@ impl Calls {
 
     /// The state of a call known here, with the arrival time of the event that set it.
     pub fn get(&self, callid: &str) -> Option<(CallState, OffsetDateTime)> {
-        self.lock().get(callid).map(|e| (e.state.clone(), e.at))
+        self.lock().get(callid).and_then(|e| e.state.clone())
     }
 
     /// The current state of a call, from memory and, when the database is up, PostgreSQL (see the
@@ -121,14 +130,10 @@ impl Calls {
 
     /// Sets a call's state, caused by an event that arrived at `at`.
     pub fn set(&self, callid: &str, state: CallState, at: OffsetDateTime) {
-        self.lock().insert(
-            callid.to_owned(),
-            Entry {
-                touched: Instant::now(),
-                at,
-                state,
-            },
-        );
+        let mut map = self.lock();
+        let entry = map.entry(callid.to_owned()).or_insert_with(Entry::new);
+        entry.state = Some((state, at));
+        entry.touched = Instant::now();
     }
 
     /// Applies a journaled change.
@@ -144,10 +149,6 @@ impl Calls {
     /// Forgets a call (it ended).
     pub fn end(&self, callid: &str) {
         self.lock().remove(callid);
-        self.replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(callid);
     }
 
     /// Notes the reply just sent on a call, and the cookies it set.
@@ -160,50 +161,36 @@ impl Calls {
         gate_passed: bool,
         cookies: BTreeMap<String, String>,
     ) {
-        let mut replies = self.replies.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = replies
-            .entry(callid.to_owned())
-            .or_insert_with(|| LastReply {
-                reference: String::new(),
-                event,
-                source,
-                gate_passed,
-                cookies: BTreeMap::new(),
-                touched: Instant::now(),
-            });
-        reference.clone_into(&mut entry.reference);
-        entry.event = event;
-        entry.source = source;
-        entry.gate_passed = gate_passed;
-        entry.cookies.extend(cookies);
+        let mut map = self.lock();
+        let entry = map.entry(callid.to_owned()).or_insert_with(Entry::new);
+        let mut all = entry.reply.take().map(|r| r.cookies).unwrap_or_default();
+        all.extend(cookies);
+        entry.reply = Some(LastReply {
+            reference: reference.to_owned(),
+            event,
+            source,
+            gate_passed,
+            cookies: all,
+        });
         entry.touched = Instant::now();
     }
 
     /// The cookies a call's replies have set so far (last value of each key).
     pub fn cookies(&self, callid: &str) -> BTreeMap<String, String> {
-        self.replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.lock()
             .get(callid)
+            .and_then(|e| e.reply.as_ref())
             .map(|r| r.cookies.clone())
             .unwrap_or_default()
     }
 
     /// The reply this instance last sent on a call.
     pub fn last_reply(&self, callid: &str) -> Option<LastReply> {
-        self.replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(callid)
-            .cloned()
+        self.lock().get(callid).and_then(|e| e.reply.clone())
     }
 
     /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
     pub fn prune(&self) -> usize {
-        self.replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, r| r.touched.elapsed() < IDLE_LIMIT);
         let mut map = self.lock();
         map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT);
         map.len()

@@ -230,7 +230,7 @@ pub struct SinchApiArgs {
     #[arg(
         long,
         env = "SINCH_API_BASE_URL",
-        default_value = "https://calling.api.sinch.com"
+        default_value = crate::sinch_api::DEFAULT_BASE_URL
     )]
     pub sinch_api_base_url: String,
 

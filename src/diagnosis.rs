@@ -580,27 +580,43 @@ fn svaml_valid(f: &Facts) -> Step {
             }
         }
     }
-    if let Some(d) = first_event(f, "dice") {
-        let (reason, _, text) = dice_text(d);
-        if matches!(
-            reason.as_deref(),
-            Some("CALLBACKERROR") | Some("INVALIDSVAMLACTION")
-        ) {
-            fails.push(format!("Sinch could not use a reply: {text}"));
-        }
-    }
-    for n in f.callbacks.iter().filter(|c| c.event_type == "notify") {
-        if let Some(b) = &n.body {
-            if s(b, "type").is_some_and(|t| t.eq_ignore_ascii_case("callingerror")) {
-                fails.push(format!(
-                    "Notify callingerror at {}: errorCode {}, {}",
-                    fmt_time(n.received_at),
+    // Whether Sinch rejected a reply is decided by one rule, the one that marks replies
+    // (`feedback::report_of`): Notify callingerror 40001, DICE CALLBACKERROR or INVALIDSVAMLACTION.
+    for c in f
+        .callbacks
+        .iter()
+        .filter(|c| matches!(c.event_type.as_str(), "notify" | "dice"))
+    {
+        let Some(b) = &c.body else { continue };
+        let parsed = serde_json::to_vec(b)
+            .ok()
+            .and_then(|bytes| crate::events::parse_event(&bytes).ok());
+        match parsed.as_ref().and_then(crate::feedback::report_of) {
+            Some(r) => fails.push(format!(
+                "{} at {}: Sinch could not use a reply ({}{}{})",
+                c.event_type.to_uppercase(),
+                fmt_time(c.received_at),
+                r.kind,
+                r.error_code
+                    .map(|e| format!(", errorCode {e}"))
+                    .unwrap_or_default(),
+                r.message
+                    .as_deref()
+                    .or(r.reason.as_deref())
+                    .map(|m| format!(", {m}"))
+                    .unwrap_or_default(),
+            )),
+            None if s(b, "type").is_some_and(|t| t.eq_ignore_ascii_case("callingerror")) => {
+                ev.push(format!(
+                    "Notify callingerror at {}: errorCode {}, {} (an error on Sinch's side, not a verdict on the reply)",
+                    fmt_time(c.received_at),
                     b.get("errorCode")
                         .map(Value::to_string)
                         .unwrap_or_else(|| "-".into()),
                     s(b, "errorMsg").unwrap_or("-")
                 ));
             }
+            None => {}
         }
     }
     if !fails.is_empty() {

@@ -1,6 +1,6 @@
 //! Sinch's verdicts on the replies it got. Sinch reports a reply it could not use through Notify
 //! `type: callingerror` with `errorCode` 40001 ("Illegal SVAML"), and through DICE
-//! `reason: CALLBACKERROR`. Each such report is linked to the reply svamlgate last sent on that call:
+//! `reason: CALLBACKERROR` (or `INVALIDSVAMLACTION`). Each such report is linked to the reply svamlgate last sent on that call:
 //! that reply is marked rejected by Sinch (`callbacks.rejected_by_sinch`, shipped with the report's
 //! record), logged at error and counted in `svamlgate_sinch_rejected_replies_total{event,source}`.
 //! When the gate had passed that reply, it is a gate miss (`GET /admin/gate/misses`, view
@@ -12,6 +12,12 @@ use crate::recording::SinchReport;
 
 /// The Notify `errorCode` of a reply Sinch could not use.
 pub const ILLEGAL_SVAML: i64 = 40001;
+
+/// DICE reasons that say Sinch could not use the reply: `CALLBACKERROR`, and `INVALIDSVAMLACTION`
+/// (listed in the Calling API's call-information reasons).
+fn rejects_reply(reason: &DiceReason) -> bool {
+    *reason == DiceReason::CallbackError || reason.as_str() == "INVALIDSVAMLACTION"
+}
 
 /// Sinch's report that it could not use a reply, if this event is one.
 pub fn report_of(event: &ParsedEvent) -> Option<SinchReport> {
@@ -32,7 +38,7 @@ pub fn report_of(event: &ParsedEvent) -> Option<SinchReport> {
                 result: None,
             })
         }
-        Event::Dice(d) if d.reason == Some(DiceReason::CallbackError) => Some(SinchReport {
+        Event::Dice(d) if d.reason.as_ref().is_some_and(rejects_reply) => Some(SinchReport {
             kind: "callbackerror".into(),
             callid,
             error_code: None,

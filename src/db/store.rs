@@ -91,6 +91,14 @@ pub struct CallbackOutcome {
     pub gate_verdict: Option<String>,
 }
 
+impl CallbackOutcome {
+    /// Whether the reply that went out had the gate's approval (it passed, or it is a
+    /// pre-validated fallback); false when observe mode sent an invalid one as it was.
+    pub fn gate_passed(&self) -> bool {
+        self.gate_verdict.as_deref() != Some("observed")
+    }
+}
+
 /// A callback row as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

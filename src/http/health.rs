@@ -28,13 +28,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let cluster = state.cluster.as_ref().map(|c| c.state());
     let journal_bytes = state.recorder.journal().bytes();
     let limit = state.config.journal_max_bytes;
-    let journal = if journal_bytes > limit {
-        "over_limit"
-    } else if journal_bytes > limit / 10 * 9 {
-        "near_limit"
-    } else {
-        "ok"
-    };
+    let journal = crate::recording::journal::level(journal_bytes, limit);
     let last_error = status
         .last_error
         .lock()

@@ -20,7 +20,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crc::{Crc, Table, CRC_32_ISCSI};
 use tokio::sync::{oneshot, watch};
@@ -41,6 +41,18 @@ fn segment_name(first_seq: u64) -> String {
 
 fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_suffix(".seg")?.parse().ok()
+}
+
+/// How full the journal is against its disk limit: `ok`, `near_limit` (above 90%) or
+/// `over_limit`. One rule for readiness and for the shipper's housekeeping.
+pub fn level(bytes: u64, limit: u64) -> &'static str {
+    if bytes > limit {
+        "over_limit"
+    } else if bytes > limit / 10 * 9 {
+        "near_limit"
+    } else {
+        "ok"
+    }
 }
 
 /// Encodes one frame.
@@ -421,6 +433,7 @@ impl Journal {
     }
 
     /// Fault injection for tests: the next `n` syncs fail.
+    #[cfg(test)]
     pub fn fail_next_syncs(&self, n: u64) {
         self.inner.fail_syncs.store(n, Ordering::Release);
     }
@@ -598,16 +611,10 @@ impl Cursor {
     }
 }
 
-/// Waits (at most `timeout`) for the durable position to pass `seq`.
-pub async fn wait_durable_past(durable: &mut Durable, seq: u64, timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, durable.wait_for(|d| *d > seq))
-        .await
-        .is_ok_and(|r| r.is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn temp() -> PathBuf {
         let d = std::env::temp_dir().join(format!("svamlgate-journal-{}", uuid::Uuid::new_v4()));

@@ -183,6 +183,18 @@ pub struct ShipStatus {
 }
 
 impl ShipStatus {
+    /// The status of a journal just opened: what is owed is known before the shipper's first
+    /// round (which may wait for PostgreSQL).
+    pub fn new(journal: &Journal) -> ShipStatus {
+        let status = ShipStatus::default();
+        status
+            .durable
+            .store(*journal.durable().borrow(), Ordering::Release);
+        status.shipped.store(journal.shipped(), Ordering::Release);
+        status.caught_up_at_ms.store(now_ms(), Ordering::Release);
+        status
+    }
+
     /// Records not yet in PostgreSQL.
     pub fn lag_records(&self) -> u64 {
         self.durable

@@ -90,8 +90,6 @@ pub async fn run(
     }
     let mut durable = journal.durable();
     let mut cursor = Cursor::new(journal.shipped());
-    status.shipped.store(journal.shipped(), Ordering::Release);
-    status.caught_up_at_ms.store(now_ms(), Ordering::Release);
     let mut backoff = Duration::from_millis(50);
     let mut pending: Vec<(u64, Record)> = Vec::new();
     let mut last_housekeeping = std::time::Instant::now();
@@ -269,7 +267,7 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
             deleted as u64,
         );
     }
-    let near = journal.bytes() > config.disk_limit_bytes / 10 * 9;
+    let near = super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok";
     if near {
         metrics.inc("svamlgate_journal_near_limit_total", &[]);
     }

@@ -217,11 +217,12 @@ pub fn check_callout(
                     "ttsCallout has neither text nor prompts: the call will be silent".to_owned(),
                 );
             }
-            if text.is_some_and(|t| t.chars().count() > 600) {
-                warnings.push(
-                    "text is longer than 600 characters, Sinch's default TTS limit (support can raise it)"
-                        .to_owned(),
-                );
+            let limit = validator.limits().max_say_chars;
+            if text.is_some_and(|t| t.chars().count() > limit) {
+                warnings.push(format!(
+                    "text is longer than {limit} characters, the account's TTS limit \
+                     (SVAMLGATE_MAX_SAY_CHARS; Sinch's default is 600, support can raise it)"
+                ));
             }
         }
         _ => {}

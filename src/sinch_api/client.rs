@@ -18,7 +18,7 @@ use super::signing::{AuthHeaders, JSON};
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// `user-agent` sent to Sinch.
-pub const USER_AGENT: &str = concat!("svamlgate/", env!("CARGO_PKG_VERSION"));
+pub use crate::upstream::USER_AGENT;
 
 /// Why an attempt got no (usable) answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

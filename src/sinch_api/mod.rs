@@ -46,16 +46,6 @@ use signing::Auth;
 /// Sinch's global Calling API host (redirected by Sinch to a region).
 pub const DEFAULT_BASE_URL: &str = "https://calling.api.sinch.com";
 
-/// The regional hosts, for the README and error messages.
-pub const REGIONAL_HOSTS: [(&str, &str); 6] = [
-    ("global", "https://calling.api.sinch.com"),
-    ("Europe", "https://calling-euc1.api.sinch.com"),
-    ("North America", "https://calling-use1.api.sinch.com"),
-    ("South America", "https://calling-sae1.api.sinch.com"),
-    ("South East Asia 1", "https://calling-apse1.api.sinch.com"),
-    ("South East Asia 2", "https://calling-apse2.api.sinch.com"),
-];
-
 /// The client's settings, built once from configuration. `Send + Sync`: the HTTP client itself
 /// lives per thread ([`client`]).
 #[derive(Debug, Clone)]

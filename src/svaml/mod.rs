@@ -61,15 +61,13 @@ pub struct CallContext {
 /// `value` sets the empty string.
 pub fn cookies_set(doc: &Value) -> BTreeMap<String, String> {
     let mut cookies = BTreeMap::new();
+    // Member and instruction names in any casing, exactly as the gate reads them.
+    let (doc, _) = normalize_names(doc, Target::Ice);
     let Some(instructions) = doc.get("instructions").and_then(Value::as_array) else {
         return cookies;
     };
     for instruction in instructions {
-        let is_set_cookie = instruction
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| n.eq_ignore_ascii_case("setCookie"));
-        if !is_set_cookie {
+        if instruction.get("name").and_then(Value::as_str) != Some("setCookie") {
             continue;
         }
         if let Some(key) = instruction.get("key").and_then(Value::as_str) {
@@ -803,6 +801,13 @@ mod tests {
         let exact = serde_json::json!({"instructions": [{"name": "SetCookie", "key": "k", "value": "v".repeat(1023)}], "action": {"name": "hangup"}});
         assert!(v.check(Target::Ice, &exact, Mode::Normal).valid);
         assert_eq!(cookies_set(&exact).len(), 1);
+    }
+
+    #[test]
+    fn cookies_set_reads_names_in_any_casing() {
+        let doc = serde_json::json!({"Instructions": [{"name": "SetCookie", "key": "a", "value": "1"}],
+                         "action": {"name": "hangup"}});
+        assert_eq!(cookies_set(&doc).get("a").map(String::as_str), Some("1"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use svamlgate::signature::{self, AppCredential};
 
-use crate::helpers::{fixture, fresh_database, ADMIN_TOKEN, KEY, SECRET};
+use crate::helpers::{fixture, fresh_database, ice, pie, ADMIN_TOKEN, KEY, SECRET};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -141,14 +141,6 @@ async fn post(client: &awc::Client, base: &str, body: &[u8], ts: &str) -> Option
     let mut res = req.send_body(body.to_vec()).await.ok()?;
     let bytes = res.body().await.ok()?;
     Some((res.status().as_u16(), bytes.to_vec()))
-}
-
-fn ice(callid: &str, to: &str) -> Vec<u8> {
-    json!({"event": "ice", "callid": callid, "timestamp": "2026-11-25T10:00:00Z", "version": 1,
-           "cli": "46708168731", "to": {"type": "number", "endpoint": to}, "domain": "pstn",
-           "originationType": "PSTN"})
-    .to_string()
-    .into_bytes()
 }
 
 /// What one load run answered: callid → (status, body, timestamp, request body).
@@ -506,13 +498,6 @@ async fn a_corrupt_journal_tail_is_cut_and_start_up_goes_on() {
             .status,
         200
     );
-}
-
-fn pie(callid: &str, kind: &str, value: &str) -> Vec<u8> {
-    json!({"event": "pie", "callid": callid, "timestamp": "2026-11-25T10:00:05Z", "version": 1,
-           "menuResult": {"menuId": "main", "type": kind, "value": value, "inputMethod": "dtmf"}})
-    .to_string()
-    .into_bytes()
 }
 
 /// Two instances on one database: a call whose events land on both follows its flow, and a change

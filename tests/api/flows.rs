@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{fixture, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{fixture, ice, pie, spawn_app, spawn_app_with, TestApp};
 
 fn flow_doc(name: &str) -> Value {
     serde_json::from_slice(&fixture(&format!("flows/{name}"))).unwrap()
@@ -24,21 +24,6 @@ async fn create_route(app: &TestApp, route: Value) -> i64 {
     let res = app.admin_send("POST", "/admin/routes", Some(&route)).await;
     assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
     res.json()["id"].as_i64().unwrap()
-}
-
-fn ice(callid: &str, to: &str) -> Vec<u8> {
-    json!({"event": "ice", "callid": callid, "timestamp": "2026-11-25T10:00:00Z", "version": 1,
-           "cli": "46708168731", "to": {"type": "did", "endpoint": to}, "domain": "pstn",
-           "originationType": "PSTN", "applicationKey": "k"})
-    .to_string()
-    .into_bytes()
-}
-
-fn pie(callid: &str, kind: &str, value: &str) -> Vec<u8> {
-    json!({"event": "pie", "callid": callid, "timestamp": "2026-11-25T10:00:05Z", "version": 1,
-           "menuResult": {"menuId": "main", "type": kind, "value": value, "inputMethod": "dtmf"}})
-    .to_string()
-    .into_bytes()
 }
 
 #[actix_web::test]

@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{ice, spawn_app, spawn_app_with};
 
 /// A customer app that answers every callback with a reply no Sinch source allows
 /// (`instructions` must be an array).
@@ -27,13 +27,6 @@ async fn broken_app() -> String {
     .run();
     actix_web::rt::spawn(server);
     format!("http://{addr}/hook")
-}
-
-fn ice(callid: &str, to: &str) -> Vec<u8> {
-    json!({"event": "ice", "callid": callid, "timestamp": "2026-11-25T10:00:00Z", "version": 1,
-           "cli": "46708168731", "to": {"type": "number", "endpoint": to}})
-    .to_string()
-    .into_bytes()
 }
 
 async fn route(app: &crate::helpers::TestApp, called: &str, url: &str, mode: Option<&str>) {

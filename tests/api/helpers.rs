@@ -343,3 +343,20 @@ pub fn fixture(name: &str) -> Vec<u8> {
     ))
     .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
+
+/// A signed-ready ICE for `callid` to the number `to`, as Sinch sends it.
+pub fn ice(callid: &str, to: &str) -> Vec<u8> {
+    serde_json::json!({"event": "ice", "callid": callid, "timestamp": "2026-11-25T10:00:00Z", "version": 1,
+           "cli": "46708168731", "to": {"type": "did", "endpoint": to}, "domain": "pstn",
+           "originationType": "PSTN", "applicationKey": "k"})
+    .to_string()
+    .into_bytes()
+}
+
+/// A PIE for `callid` from the menu `main`.
+pub fn pie(callid: &str, kind: &str, value: &str) -> Vec<u8> {
+    serde_json::json!({"event": "pie", "callid": callid, "timestamp": "2026-11-25T10:00:05Z", "version": 1,
+           "menuResult": {"menuId": "main", "type": kind, "value": value, "inputMethod": "dtmf"}})
+    .to_string()
+    .into_bytes()
+}
