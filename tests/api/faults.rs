@@ -285,6 +285,11 @@ async fn embedded_postgres_killed_under_load_costs_no_call_and_no_record() {
         "SELECT count(*) FROM callbacks WHERE callid LIKE 'load-%'",
     )
     .await;
+    eprintln!(
+        "postgres SIGKILL under load: {} answered (all with the flow's reply), {rows} rows, cluster after: {}",
+        answered.len(),
+        ready["checks"]["embeddedCluster"]
+    );
     assert_eq!(rows as usize, answered.len());
     let distinct = count_rows(
         &url,
@@ -443,6 +448,13 @@ async fn svamlgate_killed_under_load_while_postgres_is_away_loses_no_answered_ca
     .unwrap();
     let stored: std::collections::HashSet<String> = stored.into_iter().collect();
     let missing: Vec<&String> = answered.keys().filter(|c| !stored.contains(*c)).collect();
+    eprintln!(
+        "svamlgate SIGKILL under load, PostgreSQL cut: {} answered 200, {} originals stored ({} distinct), {} missing",
+        answered.len(),
+        originals,
+        distinct,
+        missing.len()
+    );
     assert!(missing.is_empty(), "answered but lost: {missing:?}");
     let replays: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM callbacks WHERE callid = $1 AND duplicate_of IS NOT NULL",
