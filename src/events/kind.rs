@@ -1,0 +1,84 @@
+//! Which event a callback is: the one type every other "which event" derives from.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// Longest event name kept verbatim in [`EventKind::Unknown`] (in characters).
+pub const MAX_UNKNOWN_EVENT_LEN: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Event kind
+// ---------------------------------------------------------------------------------------------
+
+/// The `event` discriminator of a callback.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Incoming Call Event.
+    Ice,
+    /// Answered Call Event.
+    Ace,
+    /// Disconnected Call Event.
+    Dice,
+    /// Prompt Input Event.
+    Pie,
+    /// Notification Event.
+    Notify,
+    /// Any other value, kept as given (truncated to [`MAX_UNKNOWN_EVENT_LEN`] characters).
+    Unknown(String),
+}
+
+impl EventKind {
+    /// Parses an event name case-insensitively (surrounding whitespace ignored).
+    pub fn parse(name: &str) -> Self {
+        let t = name.trim();
+        if t.eq_ignore_ascii_case("ice") {
+            Self::Ice
+        } else if t.eq_ignore_ascii_case("ace") {
+            Self::Ace
+        } else if t.eq_ignore_ascii_case("dice") {
+            Self::Dice
+        } else if t.eq_ignore_ascii_case("pie") {
+            Self::Pie
+        } else if t.eq_ignore_ascii_case("notify") {
+            Self::Notify
+        } else {
+            Self::Unknown(name.chars().take(MAX_UNKNOWN_EVENT_LEN).collect())
+        }
+    }
+
+    /// Lower-case name (`"ice"`, …); unknown kinds return the (truncated) name as received.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Ice => "ice",
+            Self::Ace => "ace",
+            Self::Dice => "dice",
+            Self::Pie => "pie",
+            Self::Notify => "notify",
+            Self::Unknown(s) => s,
+        }
+    }
+
+    /// Whether Sinch interprets a SVAML reply to this event (ICE, ACE, PIE).
+    pub fn expects_svaml(&self) -> bool {
+        matches!(self, Self::Ice | Self::Ace | Self::Pie)
+    }
+}
+
+impl From<&str> for EventKind {
+    fn from(name: &str) -> Self {
+        Self::parse(name)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
