@@ -271,14 +271,14 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
             .reply
             .as_ref()
             .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok());
-        let target = r.callback.event_type.parse::<crate::svaml::Target>().ok();
+        let target = crate::events::EventKind::parse(&r.callback.event_type).reply_target();
         if let (Some(callid), Some(reply), Some(target), None) =
             (&r.callback.callid, &reply, target, r.duplicate_of)
         {
             calls.note_reply(
                 callid,
                 &r.callback.reference,
-                target.as_str(),
+                target,
                 r.outcome.reply_source,
                 r.outcome.gate_passed(),
                 crate::svaml::cookies_set(reply),

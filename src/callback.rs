@@ -15,13 +15,13 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::store::{CallbackOutcome, NewCallback};
 use crate::error::{new_reference, ApiError, ErrorRecord, RefusalRecord};
 use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
 use crate::feedback;
 use crate::flows::routes::GateMode;
+use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 use crate::recording::replay::{Claim, Original};
-use crate::recording::{CallbackRecord, Record, RejectedReply};
+use crate::recording::{CallbackOutcome, CallbackRecord, NewCallback, Record, RejectedReply};
 use crate::redact::Masked;
 use crate::signature::{self, CallbackRequest};
 use crate::sources;
@@ -64,27 +64,6 @@ pub struct CallbackReply {
     pub event_type: String,
     /// Call id (for logs).
     pub callid: Option<String>,
-}
-
-/// Metric label for an event type: unknown values collapse into one label.
-fn event_label(kind: &EventKind) -> &'static str {
-    match kind {
-        EventKind::Ice => "ice",
-        EventKind::Ace => "ace",
-        EventKind::Dice => "dice",
-        EventKind::Pie => "pie",
-        EventKind::Notify => "notify",
-        EventKind::Unknown(_) => "unknown",
-    }
-}
-
-fn target_of(kind: &EventKind) -> Option<Target> {
-    match kind {
-        EventKind::Ice => Some(Target::Ice),
-        EventKind::Ace => Some(Target::Ace),
-        EventKind::Pie => Some(Target::Pie),
-        _ => None,
-    }
 }
 
 /// Key of a byte-identical signed request: everything the signature covers, plus the signature.
@@ -182,7 +161,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
             body: &req.body,
         };
         match signature::verify(&state.keys, &creq, received_at, &state.verify_policy) {
-            Ok(verified) => ("verified", Some(verified.key)),
+            Ok(verified) => (SignatureState::Verified, Some(verified.key)),
             Err(refusal) => {
                 let reason = refusal.reason.as_str();
                 state
@@ -203,7 +182,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
             }
         }
     } else {
-        ("unverified", None)
+        (SignatureState::Unverified, None)
     };
 
     // 2. Parse.
@@ -245,7 +224,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     if !event.warnings.is_empty() {
         new.parse_warnings = serde_json::to_value(&event.warnings).ok();
     }
-    let label = event_label(&event.kind);
+    let label = event.kind.label();
     let span = tracing::Span::current();
     span.record("event", label);
     span.record("reference", reference.as_str());
@@ -262,16 +241,9 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     };
 
     // 4. Decide and gate.
-    let mut record = CallbackRecord::new(
-        new,
-        CallbackOutcome {
-            http_status: 200,
-            reply_source: "none",
-            ..Default::default()
-        },
-    );
+    let mut record = CallbackRecord::new(new, CallbackOutcome::answered(ReplySource::None));
     let mut body = None;
-    if let Some(target) = target_of(&event.kind) {
+    if let Some(target) = event.kind.reply_target() {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
         // Serialized once: the record keeps the text, the answer and the replay index its bytes.
         let text = serde_json::value::to_raw_value(&reply).ok();
@@ -285,7 +257,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
             let cookies = crate::svaml::cookies_set(&reply);
             state
                 .calls
-                .note_reply(c, &reference, label, source, passed, cookies);
+                .note_reply(c, &reference, target, source, passed, cookies);
         }
     } else if matches!(event.kind, EventKind::Unknown(_)) {
         tracing::warn!(reference = %reference, "unknown event type stored and acknowledged");
@@ -303,7 +275,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     // 5. Record, then answer: the reply is released once its record is durable in the journal.
     record.outcome.latency_us = elapsed_us(req.started);
     let outcome_label = if record.callback.event_known {
-        record.outcome.reply_source
+        record.outcome.reply_source.as_str()
     } else {
         "unknown_event"
     };
@@ -344,7 +316,7 @@ async fn decide_and_gate(
     record: &mut CallbackRecord,
     req: &InboundCallback,
 ) -> Value {
-    let label = event_label(&event.kind);
+    let label = event.kind.label();
     let deadline = state.config.deadline(target);
     let forward = sources::Forward {
         body: &record.callback.raw_body,
@@ -356,7 +328,7 @@ async fn decide_and_gate(
         .await
         .unwrap_or_else(|_| {
             sources::Decision::failed(
-                "deadline",
+                FallbackReason::Deadline,
                 "reply source did not answer before the deadline",
             )
         });
@@ -387,18 +359,18 @@ async fn decide_and_gate(
                     &[("event", label), ("rule", w.code.as_str())],
                 );
             }
-            let verdict_label = match (verdict.passed, decision.gate_mode) {
-                (true, _) => "passed",
-                (false, GateMode::Observe) => "observed",
-                (false, GateMode::Enforce) => "rejected",
+            let gate_verdict = match (verdict.passed, decision.gate_mode) {
+                (true, _) => GateVerdict::Passed,
+                (false, GateMode::Observe) => GateVerdict::Observed,
+                (false, GateMode::Enforce) => GateVerdict::Rejected,
             };
+            outcome.gate_verdict = Some(gate_verdict);
             state.metrics.inc(
                 "svamlgate_gate_replies_total",
-                &[("event", label), ("verdict", verdict_label)],
+                &[("event", label), ("verdict", gate_verdict.as_str())],
             );
             if verdict.passed {
                 outcome.reply_source = decision.source;
-                outcome.gate_verdict = Some("passed".into());
                 verdict.reply
             } else {
                 for v in verdict.report.errors() {
@@ -412,36 +384,37 @@ async fn decide_and_gate(
                     // Observe mode: the reply goes out as it is; what the gate would have done
                     // is kept (report, rule counters, verdict "observed").
                     outcome.reply_source = decision.source;
-                    outcome.gate_verdict = Some("observed".into());
                     tracing::warn!(
-                        source = decision.source,
+                        source = decision.source.as_str(),
                         errors = verdict.report.error_count,
                         "invalid reply sent as it is (observe mode)"
                     );
                     candidate
                 } else {
-                    outcome.reply_source = "fallback";
-                    outcome.fallback_reason = Some("invalid".into());
-                    outcome.gate_verdict = Some("rejected".into());
-                    let rejection =
-                        Rejection::invalid(label, decision.source, candidate, &verdict.report);
+                    outcome.reply_source = ReplySource::Fallback;
+                    outcome.fallback_reason = Some(FallbackReason::Invalid);
+                    let report = outcome
+                        .validation
+                        .clone()
+                        .unwrap_or_else(|| RawValue::NULL.to_owned());
+                    let rejection = Rejection::invalid(label, decision.source, candidate, report);
                     attach_rejection(record, label, decision.source, rejection, req);
                     verdict.reply
                 }
             }
         }
         Err(failure) => {
-            outcome.reply_source = "fallback";
-            outcome.fallback_reason = Some(failure.reason.to_owned());
+            outcome.reply_source = ReplySource::Fallback;
+            outcome.fallback_reason = Some(failure.reason);
             if let Some(raw) = &failure.raw_reply {
                 let rejection = Rejection::unusable(label, decision.source, raw, &failure);
                 attach_rejection(record, label, decision.source, rejection, req);
             }
-            tracing::warn!(reason = failure.reason, message = %failure.message, "fallback reply sent");
+            tracing::warn!(reason = failure.reason.as_str(), message = %failure.message, "fallback reply sent");
             state.gate.fallback(target).clone()
         }
     };
-    if let Some(reason) = &record.outcome.fallback_reason {
+    if let Some(reason) = record.outcome.fallback_reason {
         state.metrics.inc(
             "svamlgate_fallbacks_total",
             &[("event", label), ("reason", reason.as_str())],
@@ -449,7 +422,10 @@ async fn decide_and_gate(
     }
     state.metrics.observe(
         "svamlgate_reply_duration_seconds",
-        &[("event", label), ("source", record.outcome.reply_source)],
+        &[
+            ("event", label),
+            ("source", record.outcome.reply_source.as_str()),
+        ],
         req.started.elapsed(),
     );
     reply
@@ -468,13 +444,16 @@ async fn answer_duplicate(
     // A DICE or Notify replay has no reply deadline of its own: it waits at most as an ICE would.
     let deadline = state
         .config
-        .deadline(target_of(&event.kind).unwrap_or(Target::Ice));
+        .deadline(event.kind.reply_target().unwrap_or(Target::Ice));
     let left = deadline.saturating_sub(req.started.elapsed());
     let (status, reply) = match original.reply_within(left).await {
         Some(stored) => stored,
         None => (
             200,
-            target_of(&event.kind).map(|t| to_body(state.gate.fallback(t))),
+            event
+                .kind
+                .reply_target()
+                .map(|t| to_body(state.gate.fallback(t))),
         ),
     };
     tracing::info!(reference = %new.reference, original = %original.reference, "duplicate callback answered with the stored reply");
@@ -490,9 +469,8 @@ async fn answer_duplicate(
         CallbackOutcome {
             http_status: status,
             reply: reply.as_deref().and_then(raw),
-            reply_source: "duplicate",
             latency_us: elapsed_us(req.started),
-            ..Default::default()
+            ..CallbackOutcome::answered(ReplySource::Duplicate)
         },
     );
     record.duplicate_of = Some(original.id);
@@ -534,9 +512,8 @@ async fn reject_unparseable(
         CallbackOutcome {
             http_status: err.http_status(),
             reply: serde_json::value::to_raw_value(&err.envelope()).ok(),
-            reply_source: "error",
             latency_us: elapsed_us(req.started),
-            ..Default::default()
+            ..CallbackOutcome::answered(ReplySource::Error)
         },
     );
     record.errors.push(error);
@@ -553,8 +530,8 @@ struct Rejection {
     reply: Option<Value>,
     /// The reply as text when it was not JSON.
     raw: Option<String>,
-    /// The gate report, or the reason it could not be used.
-    report: Value,
+    /// The gate report (as recorded for the callback), or the reason it could not be used.
+    report: Box<RawValue>,
     /// Message of the 42202 error row.
     message: String,
 }
@@ -562,29 +539,31 @@ struct Rejection {
 impl Rejection {
     fn invalid(
         label: &str,
-        source: &str,
+        source: ReplySource,
         candidate: Value,
-        report: &crate::svaml::Report,
+        report: Box<RawValue>,
     ) -> Rejection {
         Rejection {
             reply: Some(candidate),
             raw: None,
-            report: serde_json::to_value(report).unwrap_or(Value::Null),
+            report,
             message: format!("The {label} reply from {source} was not valid SVAML; the fallback was sent instead"),
         }
     }
 
     fn unusable(
         label: &str,
-        source: &str,
+        source: ReplySource,
         raw: &str,
         failure: &sources::SourceFailure,
     ) -> Rejection {
         let reply: Option<Value> = serde_json::from_str(raw).ok();
+        let report = json!({"valid": false, "reason": failure.reason, "message": failure.message});
         Rejection {
             raw: reply.is_none().then(|| raw.chars().take(65_536).collect()),
             reply,
-            report: json!({"valid": false, "reason": failure.reason, "message": failure.message}),
+            report: serde_json::value::to_raw_value(&report)
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             message: format!(
                 "The {label} reply from {source} could not be used; the fallback was sent instead"
             ),
@@ -596,7 +575,7 @@ impl Rejection {
 fn attach_rejection(
     record: &mut CallbackRecord,
     label: &str,
-    source: &str,
+    source: ReplySource,
     rejection: Rejection,
     req: &InboundCallback,
 ) {
@@ -606,12 +585,12 @@ fn attach_rejection(
     error.method = Some(req.method.clone());
     error.path = Some(req.path.clone());
     error.callback_id = Some(record.callback.id);
-    tracing::warn!(reference = %err.reference, source, "reply rejected; fallback sent");
+    tracing::warn!(reference = %err.reference, source = source.as_str(), "reply rejected; fallback sent");
     record.rejected = Some(RejectedReply {
         id: Uuid::now_v7(),
         reference: err.reference.clone(),
         event_type: label.to_owned(),
-        source: source.to_owned(),
+        source,
         reply: rejection.reply,
         raw_reply: rejection.raw,
         report: rejection.report,

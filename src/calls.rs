@@ -19,6 +19,8 @@ use time::OffsetDateTime;
 
 use crate::db::flows::CallState;
 use crate::db::store::Store;
+use crate::outcome::ReplySource;
+use crate::svaml::Target;
 
 /// A call not heard of for this long is forgotten (longer than any call Sinch keeps up).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(6 * 3600);
@@ -48,10 +50,10 @@ impl Entry {
 pub struct LastReply {
     /// Reference of the callback whose reply it was.
     pub reference: String,
-    /// Event label (ice, ace, pie).
-    pub event: &'static str,
-    /// Reply source label.
-    pub source: &'static str,
+    /// The event it answered.
+    pub event: Target,
+    /// What produced it.
+    pub source: ReplySource,
     /// Whether the gate passed it (or it was a pre-validated fallback).
     pub gate_passed: bool,
     /// Cookies the call's replies have set so far: the last value of each key (Sinch keeps them
@@ -156,8 +158,8 @@ impl Calls {
         &self,
         callid: &str,
         reference: &str,
-        event: &'static str,
-        source: &'static str,
+        event: Target,
+        source: ReplySource,
         gate_passed: bool,
         cookies: BTreeMap<String, String>,
     ) {

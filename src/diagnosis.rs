@@ -18,6 +18,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::db::outbound::{CallLimits, CallbackFacts, OutboundStore};
+use crate::events::EventKind;
+use crate::outcome::{FallbackReason, SignatureState};
 use crate::redact::mask_number;
 
 /// The state of one step.
@@ -449,7 +451,10 @@ fn callback_arrived(f: &Facts) -> Step {
     let firsts: Vec<&CallbackFacts> = f.callbacks.iter().filter(|c| !c.duplicate).collect();
     if !firsts.is_empty() {
         let kinds: Vec<&str> = firsts.iter().map(|c| c.event_type.as_str()).collect();
-        let unverified = firsts.iter().filter(|c| c.signature != "verified").count();
+        let unverified = firsts
+            .iter()
+            .filter(|c| c.signature != SignatureState::Verified.as_str())
+            .count();
         let mut ev = vec![format!(
             "{} callback(s): {} (first at {})",
             firsts.len(),
@@ -567,11 +572,11 @@ fn svaml_valid(f: &Facts) -> Step {
     let replies: Vec<&CallbackFacts> = f
         .callbacks
         .iter()
-        .filter(|c| !c.duplicate && matches!(c.event_type.as_str(), "ice" | "ace" | "pie"))
+        .filter(|c| !c.duplicate && EventKind::parse(&c.event_type).expects_svaml())
         .collect();
     for c in &replies {
         if let Some(reason) = &c.fallback_reason {
-            if reason != "invalid" {
+            if reason != FallbackReason::Invalid.as_str() {
                 ev.push(format!(
                     "{} at {}: the fallback was sent ({reason})",
                     c.event_type.to_uppercase(),

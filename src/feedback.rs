@@ -54,7 +54,7 @@ pub fn report_of(event: &ParsedEvent) -> Option<SinchReport> {
 pub fn observe(state: &AppState, report: &SinchReport) {
     let last = state.calls.last_reply(&report.callid);
     let (event, source, passed) = match &last {
-        Some(l) => (l.event, l.source, l.gate_passed),
+        Some(l) => (l.event.as_str(), l.source.as_str(), l.gate_passed),
         None => ("unknown", "unknown", false),
     };
     state.metrics.inc(

@@ -4,7 +4,8 @@
 //!
 //! Module map, in the order a callback travels:
 //! [`http`] → [`callback`] → [`signature`] → [`events`] → [`sources`] ([`flows`], [`upstream`]) →
-//! [`gate`] ([`svaml`]) → [`recording`] (the journal, shipped to [`db`]); errors are [`error`] envelopes
+//! [`gate`] ([`svaml`]) → [`recording`] (the journal, shipped to [`db`]); [`outcome`] names what
+//! happened (reply source, fallback reason, gate verdict, signature state); errors are [`error`] envelopes
 //! from the [`catalog`]; [`calls`] holds calls in progress; [`app`] holds the shared state; [`cli`] is
 //! the command line.
 //!
@@ -26,6 +27,7 @@ pub mod flows;
 pub mod gate;
 pub mod http;
 pub mod metrics;
+pub mod outcome;
 pub mod recording;
 pub mod redact;
 pub mod signature;

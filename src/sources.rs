@@ -14,6 +14,7 @@ use crate::events::{EventKind, ParsedEvent};
 use crate::flows::engine::{self, Stage};
 use crate::flows::render::EventContext;
 use crate::flows::routes::{self, GateMode, Route, RouteTarget};
+use crate::outcome::{FallbackReason, ReplySource};
 use crate::recording::{CallStateChange, UpstreamExchange};
 use crate::signature::{self, AppCredential};
 use crate::svaml::Target;
@@ -22,8 +23,8 @@ use crate::upstream::{self, UpstreamClient, UpstreamRequest};
 /// Why a source produced no usable reply.
 #[derive(Debug, Clone)]
 pub struct SourceFailure {
-    /// Stable reason: deadline, upstream_error, flow_error.
-    pub reason: &'static str,
+    /// Why: the deadline, the customer's app, or the flow.
+    pub reason: FallbackReason,
     /// Human message for logs and the errors table.
     pub message: String,
     /// What the source answered, when it answered something unusable.
@@ -35,8 +36,8 @@ pub struct SourceFailure {
 pub struct Decision {
     /// The candidate (still to be gated), or why there is none.
     pub candidate: Result<Value, SourceFailure>,
-    /// flow, upstream or default.
-    pub source: &'static str,
+    /// Flow, upstream or default (none when nothing was decided).
+    pub source: ReplySource,
     /// Route selected.
     pub route_id: Option<i64>,
     /// Flow used.
@@ -55,14 +56,14 @@ pub struct Decision {
 
 impl Decision {
     /// A decision without a usable reply.
-    pub fn failed(reason: &'static str, message: impl Into<String>) -> Decision {
+    pub fn failed(reason: FallbackReason, message: impl Into<String>) -> Decision {
         Decision {
             candidate: Err(SourceFailure {
                 reason,
                 message: message.into(),
                 raw_reply: None,
             }),
-            source: "none",
+            source: ReplySource::None,
             route_id: None,
             flow_id: None,
             flow_version: None,
@@ -77,7 +78,7 @@ impl Decision {
         Decision {
             gate_mode: state.config.gate_mode,
             candidate: Ok(state.gate.default_reply(target).clone()),
-            source: "default",
+            source: ReplySource::Default,
             route_id: None,
             flow_id: None,
             flow_version: None,
@@ -111,7 +112,7 @@ pub async fn decide(
     target: Target,
     forward: Forward<'_>,
 ) -> Decision {
-    let mut ctx = EventContext::from_event(&event.raw);
+    let mut ctx = EventContext::of(event);
     let callid = event.callid.as_deref();
     let stored = match callid {
         Some(c) if target != Target::Ice => {
@@ -143,7 +144,7 @@ pub async fn decide(
     let gate_mode = route.gate_mode.unwrap_or(state.config.gate_mode);
     let mut decision = match &route.target {
         RouteTarget::Flow { flow_id } => {
-            from_flow(state, event, target, &route, *flow_id, stored, ctx).await
+            from_flow(state, event, &route, *flow_id, stored, ctx).await
         }
         RouteTarget::Upstream { .. } => {
             let mut d = from_upstream(state, &route, forward).await;
@@ -167,7 +168,6 @@ pub async fn decide(
 async fn from_flow(
     state: &AppState,
     event: &ParsedEvent,
-    target: Target,
     route: &Route,
     flow_id: i64,
     stored: Option<CallState>,
@@ -177,37 +177,35 @@ async fn from_flow(
         .as_ref()
         .filter(|s| s.flow_id == Some(flow_id))
         .and_then(|s| s.flow_version);
-    let mut decision = Decision::failed("flow_error", "");
-    decision.source = "flow";
+    let mut decision = Decision::failed(FallbackReason::FlowError, "");
+    decision.source = ReplySource::Flow;
     decision.route_id = Some(route.id);
     decision.flow_id = Some(flow_id);
     let (version, flow) = match state.live.flow_or_load(&state.store, flow_id, pinned).await {
         Ok(Some(f)) => f,
         Ok(None) => {
             decision.candidate = Err(failure(
-                "flow_error",
+                FallbackReason::FlowError,
                 format!("flow {flow_id} of route {} not found", route.id),
             ));
             return decision;
         }
         Err(e) => {
             decision.candidate = Err(failure(
-                "flow_error",
+                FallbackReason::FlowError,
                 format!("flow {flow_id} could not be loaded: {e}"),
             ));
             return decision;
         }
     };
     decision.flow_version = Some(version);
-    let stage = Stage::from_event(&event.raw).unwrap_or(match target {
-        Target::Ace => Stage::Ace,
-        Target::Pie => Stage::Pie {
-            menu_result_type: String::new(),
-            value: None,
-            menu_id: None,
-        },
-        _ => Stage::Ice,
-    });
+    let Some(stage) = Stage::of(event) else {
+        decision.candidate = Err(failure(
+            FallbackReason::FlowError,
+            format!("flows do not answer {} events", event.kind),
+        ));
+        return decision;
+    };
     let current = stored.as_ref().and_then(|s| s.node.clone());
     let d = engine::decide(&flow, &stage, current.as_deref(), &ctx);
     tracing::debug!(via = %d.via, "flow decision");
@@ -234,7 +232,7 @@ fn set_call_state(callid: &str, s: CallState) -> CallStateChange {
     }
 }
 
-fn failure(reason: &'static str, message: String) -> SourceFailure {
+fn failure(reason: FallbackReason, message: String) -> SourceFailure {
     SourceFailure {
         reason,
         message,
@@ -246,8 +244,8 @@ fn failure(reason: &'static str, message: String) -> SourceFailure {
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Decision {
-    let mut decision = Decision::failed("upstream_error", "");
-    decision.source = "upstream";
+    let mut decision = Decision::failed(FallbackReason::UpstreamError, "");
+    decision.source = ReplySource::Upstream;
     decision.route_id = Some(route.id);
     let RouteTarget::Upstream {
         url,
@@ -262,7 +260,7 @@ async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Dec
         Ok(c) => c,
         Err(e) => {
             decision.candidate = Err(failure(
-                "upstream_error",
+                FallbackReason::UpstreamError,
                 format!("route {} has an unusable key: {e}", route.id),
             ));
             return decision;
@@ -320,9 +318,9 @@ async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Dec
     });
     decision.candidate = outcome.svaml().map_err(|e| SourceFailure {
         reason: if matches!(e, upstream::UpstreamFailure::Timeout) {
-            "deadline"
+            FallbackReason::Deadline
         } else {
-            "upstream_error"
+            FallbackReason::UpstreamError
         },
         message: format!("upstream {}: {e}", route.name),
         raw_reply: body_text,

@@ -47,10 +47,10 @@ impl Store {
                 .bind(c.callback.id)
                 .bind(&r.reference)
                 .bind(&r.event_type)
-                .bind(&r.source)
+                .bind(r.source.as_str())
                 .bind(&r.reply)
                 .bind(&r.raw_reply)
-                .bind(&r.report)
+                .bind(sqlx::types::Json(&r.report))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -116,22 +116,22 @@ async fn insert_callbacks(
             .push_bind(&c.raw_body)
             .push_bind(body)
             .push_bind(&c.parse_warnings)
-            .push_bind(c.signature)
+            .push_bind(c.signature.as_str())
             .push_bind(&c.dedup_key)
             .push_bind(&c.remote_addr)
             .push_bind(&c.path)
             .push_bind(r.duplicate_of)
             .push_bind(i16::try_from(o.http_status).unwrap_or(i16::MAX))
             .push_bind(o.reply.as_deref().map(sqlx::types::Json))
-            .push_bind(o.reply_source)
-            .push_bind(&o.fallback_reason)
+            .push_bind(o.reply_source.as_str())
+            .push_bind(o.fallback_reason.map(|r| r.as_str()))
             .push_bind(o.validation.as_deref().map(sqlx::types::Json))
             .push_bind(o.latency_us)
             .push_bind(o.flow_id)
             .push_bind(o.flow_version)
             .push_bind(&o.flow_node)
             .push_bind(o.route_id)
-            .push_bind(&o.gate_verdict);
+            .push_bind(o.gate_verdict.map(|v| v.as_str()));
     });
     q.push(" ON CONFLICT (id) DO NOTHING");
     q.build().persistent(false).execute(&mut **tx).await?;

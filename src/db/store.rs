@@ -1,9 +1,7 @@
-//! Reads for the admin API, and the record types the journal carries. Callbacks and errors are
-//! written only by the shipper ([`crate::db::ship`]); nothing on the reply path calls this module,
+//! Reads for the admin API. Callbacks and errors are written only by the shipper ([`crate::db::ship`]); nothing on the reply path calls this module,
 //! except a bounded read of another instance's call state ([`crate::calls`]).
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -13,90 +11,6 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
-}
-
-/// One of a fixed set of labels (signature state, reply source). An alias, so that serde's derive
-/// does not try to borrow it from the input; [`crate::recording::static_label`] reads it back.
-pub type Label = &'static str;
-
-/// A callback as first recorded, before its reply is known. Serializable so that it can wait in
-/// the journal ([`crate::recording`]) until it is shipped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewCallback {
-    /// Row id (UUIDv7).
-    pub id: Uuid,
-    /// Reference id.
-    pub reference: String,
-    /// Arrival time.
-    #[serde(with = "time::serde::rfc3339")]
-    pub received_at: OffsetDateTime,
-    /// Event type as sent (lower-case), or "" when unparseable.
-    pub event_type: String,
-    /// Whether the event type is one of the five.
-    pub event_known: bool,
-    /// Call id.
-    pub callid: Option<String>,
-    /// Application key.
-    pub application_key: Option<String>,
-    /// Event timestamp.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub event_timestamp: Option<OffsetDateTime>,
-    /// Raw body.
-    #[serde(with = "crate::recording::base64_bytes")]
-    pub raw_body: Vec<u8>,
-    /// Whether `raw_body` parsed as an event. The journal keeps only the raw bytes; the shipper
-    /// parses them again into the `body` column (one parse instead of a serialize and a parse).
-    #[serde(default)]
-    pub body_is_json: bool,
-    /// Parse warnings.
-    pub parse_warnings: Option<Value>,
-    /// "verified" or "unverified".
-    #[serde(deserialize_with = "crate::recording::static_label")]
-    pub signature: Label,
-    /// Duplicate-detection key.
-    pub dedup_key: Option<String>,
-    /// Peer address.
-    pub remote_addr: Option<String>,
-    /// Request path.
-    pub path: String,
-}
-
-/// How a callback was answered.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CallbackOutcome {
-    /// HTTP status.
-    pub http_status: u16,
-    /// Reply body (SVAML) when not empty, as the JSON that was sent (kept raw: it is written to the
-    /// journal and shipped without being parsed again).
-    pub reply: Option<Box<RawValue>>,
-    /// What produced the reply.
-    #[serde(deserialize_with = "crate::recording::static_label")]
-    pub reply_source: Label,
-    /// Why a fallback went out.
-    pub fallback_reason: Option<String>,
-    /// Gate report of what went out (raw JSON, as for `reply`).
-    pub validation: Option<Box<RawValue>>,
-    /// Handling latency.
-    pub latency_us: i64,
-    /// Flow that produced it.
-    pub flow_id: Option<i64>,
-    /// Flow version.
-    pub flow_version: Option<i32>,
-    /// Flow node.
-    pub flow_node: Option<String>,
-    /// Route chosen.
-    pub route_id: Option<i64>,
-    /// passed, rejected or observed (see `callbacks.gate_verdict`).
-    #[serde(default)]
-    pub gate_verdict: Option<String>,
-}
-
-impl CallbackOutcome {
-    /// Whether the reply that went out had the gate's approval (it passed, or it is a
-    /// pre-validated fallback); false when observe mode sent an invalid one as it was.
-    pub fn gate_passed(&self) -> bool {
-        self.gate_verdict.as_deref() != Some("observed")
-    }
 }
 
 /// A callback row as the admin API shows it.

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+use crate::svaml::Target;
+
 /// Longest event name kept verbatim in [`EventKind::Unknown`] (in characters).
 pub const MAX_UNKNOWN_EVENT_LEN: usize = 64;
 
@@ -50,18 +52,38 @@ impl EventKind {
     /// Lower-case name (`"ice"`, …); unknown kinds return the (truncated) name as received.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::Ice => "ice",
-            Self::Ace => "ace",
-            Self::Dice => "dice",
-            Self::Pie => "pie",
-            Self::Notify => "notify",
             Self::Unknown(s) => s,
+            known => known.label(),
         }
     }
 
     /// Whether Sinch interprets a SVAML reply to this event (ICE, ACE, PIE).
     pub fn expects_svaml(&self) -> bool {
-        matches!(self, Self::Ice | Self::Ace | Self::Pie)
+        self.reply_target().is_some()
+    }
+
+    /// What a reply to this event is checked as (its schema, lint rules, deadline, default and
+    /// fallback replies); `None` for events whose reply Sinch ignores (DICE, Notify, unknown).
+    pub fn reply_target(&self) -> Option<Target> {
+        match self {
+            Self::Ice => Some(Target::Ice),
+            Self::Ace => Some(Target::Ace),
+            Self::Pie => Some(Target::Pie),
+            Self::Dice | Self::Notify | Self::Unknown(_) => None,
+        }
+    }
+
+    /// Metric label (`event`): the lower-case name; unknown values collapse into `unknown`, so a
+    /// caller cannot create label values at will.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Ice => "ice",
+            Self::Ace => "ace",
+            Self::Dice => "dice",
+            Self::Pie => "pie",
+            Self::Notify => "notify",
+            Self::Unknown(_) => "unknown",
+        }
     }
 }
 

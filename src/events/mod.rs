@@ -87,7 +87,8 @@ pub struct ParsedEvent {
     /// Fields that were ignored or coerced.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<FieldWarning>,
-    /// The whole body as received (not serialized; show it separately, masked if needed).
+    /// The whole body as received (not serialized; show it separately, masked if needed). svamlgate
+    /// itself reads the event only through the typed fields above.
     #[serde(skip)]
     pub raw: Value,
 }
@@ -223,6 +224,12 @@ pub fn parse_event(body: &[u8]) -> Result<ParsedEvent, EventError> {
         column: e.column(),
         detail: json_error_detail(&e),
     })?;
+    parse_value(raw)
+}
+
+/// Reads an event already parsed as JSON (e.g. one inside an admin request), by the same rules as
+/// [`parse_event`].
+pub fn parse_value(raw: Value) -> Result<ParsedEvent, EventError> {
     let obj = raw.as_object().ok_or(EventError::NotAnObject)?;
     let kind = match obj.get("event") {
         None | Some(Value::Null) => return Err(EventError::MissingEvent),

@@ -25,6 +25,7 @@ use std::fmt;
 
 use super::model::FlowDoc;
 use super::render::EventContext;
+use crate::events::{EventKind, ParsedEvent};
 
 /// Which callback is being answered.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,28 +46,25 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The stage of a raw callback event: `ice`/`ace`/`pie` (case-insensitive); `None` for other
-    /// events (DICE, notify) or a non-object. A PIE without `menuResult.type` gets type `""`,
+    /// The stage of a callback: ICE, ACE or PIE (with its `menuResult`); `None` for the events that
+    /// flows do not answer (DICE, Notify, unknown). A PIE without `menuResult.type` gets type `""`,
     /// which matches only `default`.
-    pub fn from_event(event: &Value) -> Option<Stage> {
-        let kind = event.get("event")?.as_str()?.to_ascii_lowercase();
-        match kind.as_str() {
-            "ice" => Some(Stage::Ice),
-            "ace" => Some(Stage::Ace),
-            "pie" => {
-                let menu = event.get("menuResult");
-                let field = |k: &str| {
-                    menu.and_then(|m| m.get(k))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                };
+    pub fn of(event: &ParsedEvent) -> Option<Stage> {
+        match event.kind {
+            EventKind::Ice => Some(Stage::Ice),
+            EventKind::Ace => Some(Stage::Ace),
+            EventKind::Pie => {
+                let menu = event.menu_result();
                 Some(Stage::Pie {
-                    menu_result_type: field("type").unwrap_or_default(),
-                    value: field("value"),
-                    menu_id: field("menuId"),
+                    menu_result_type: menu
+                        .and_then(|m| m.r#type.as_ref())
+                        .map(|t| t.as_str().to_owned())
+                        .unwrap_or_default(),
+                    value: menu.and_then(|m| m.value.clone()),
+                    menu_id: menu.and_then(|m| m.menu_id.clone()),
                 })
             }
-            _ => None,
+            EventKind::Dice | EventKind::Notify | EventKind::Unknown(_) => None,
         }
     }
 }
@@ -418,17 +416,15 @@ mod tests {
 
     #[test]
     fn stage_from_event() {
+        let stage = |v: Value| Stage::of(&crate::events::parse_value(v).unwrap());
+        assert_eq!(stage(json!({"event": "ice"})), Some(Stage::Ice));
+        assert_eq!(stage(json!({"event": "ACE"})), Some(Stage::Ace));
+        assert_eq!(stage(json!({"event": "dice"})), None);
         assert_eq!(
-            Stage::from_event(&json!({"event": "ice"})),
-            Some(Stage::Ice)
+            Stage::of(&crate::events::parse_value(json!({"event": "notify"})).unwrap()),
+            None
         );
-        assert_eq!(
-            Stage::from_event(&json!({"event": "ACE"})),
-            Some(Stage::Ace)
-        );
-        assert_eq!(Stage::from_event(&json!({"event": "dice"})), None);
-        assert_eq!(Stage::from_event(&json!("pie")), None);
-        let p = Stage::from_event(&json!({"event": "pie",
+        let p = stage(json!({"event": "pie",
             "menuResult": {"type": "sequence", "value": "6789", "menuId": "confirm"}}));
         assert_eq!(
             p,
@@ -441,7 +437,7 @@ mod tests {
         let dbg = format!("{:?}", p.unwrap());
         assert!(!dbg.contains("6789"), "{dbg}");
         assert_eq!(
-            Stage::from_event(&json!({"event": "pie"})),
+            stage(json!({"event": "pie"})),
             Some(Stage::Pie {
                 menu_result_type: String::new(),
                 value: None,

@@ -24,6 +24,8 @@
 //! contexts with [`EventContext::fill_missing_from`].
 
 use serde::{Deserialize, Serialize};
+
+use crate::events::ParsedEvent;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -51,21 +53,16 @@ pub struct EventContext {
 }
 
 impl EventContext {
-    /// Extracts the context from a raw callback event object (any event type; absent or
-    /// non-string fields become `None`).
-    pub fn from_event(event: &Value) -> EventContext {
-        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-        let menu = event.get("menuResult");
+    /// The context of a callback (any event type; absent fields become `None`).
+    pub fn of(event: &ParsedEvent) -> EventContext {
+        let menu = event.menu_result();
         EventContext {
-            caller: s(event.get("cli"))
-                .or_else(|| s(event.get("from")))
-                .map(|n| normalize_number(&n)),
-            called: s(event.get("to").and_then(|t| t.get("endpoint")))
-                .map(|n| normalize_number(&n)),
-            custom: s(event.get("custom")),
-            input: s(menu.and_then(|m| m.get("value"))),
-            callid: s(event.get("callid")).or_else(|| s(event.get("callId"))),
-            menu_id: s(menu.and_then(|m| m.get("menuId"))),
+            caller: event.caller().map(normalize_number),
+            called: event.to_endpoint().map(normalize_number),
+            custom: event.custom().map(str::to_owned),
+            input: menu.and_then(|m| m.value.clone()),
+            callid: event.callid.clone(),
+            menu_id: menu.and_then(|m| m.menu_id.clone()),
         }
     }
 
@@ -293,11 +290,15 @@ mod tests {
         );
     }
 
+    fn context(event: Value) -> EventContext {
+        EventContext::of(&crate::events::parse_value(event).unwrap())
+    }
+
     #[test]
     fn context_from_ice_pie_dice() {
         let ice = json!({"event": "ice", "callid": "c1", "cli": "46708168731", "custom": "x",
                          "to": {"type": "did", "endpoint": "+15550001111"}});
-        let c = EventContext::from_event(&ice);
+        let c = context(ice);
         assert_eq!(c.caller.as_deref(), Some("+46708168731"));
         assert_eq!(c.called.as_deref(), Some("+15550001111"));
         assert_eq!(c.custom.as_deref(), Some("x"));
@@ -306,7 +307,7 @@ mod tests {
 
         let pie = json!({"event": "pie", "callId": "c2",
                          "menuResult": {"type": "sequence", "value": "6789", "menuId": "confirm"}});
-        let mut p = EventContext::from_event(&pie);
+        let mut p = context(pie);
         assert_eq!(p.input.as_deref(), Some("6789"));
         assert_eq!(p.menu_id.as_deref(), Some("confirm"));
         assert_eq!(p.callid.as_deref(), Some("c2"));
@@ -317,15 +318,15 @@ mod tests {
         assert_eq!(p.input.as_deref(), Some("6789"));
 
         let dice = json!({"event": "dice", "from": "private", "to": {"endpoint": "user-7"}});
-        let d = EventContext::from_event(&dice);
+        let d = context(dice);
         assert_eq!(d.caller.as_deref(), Some("private"));
         assert_eq!(d.called.as_deref(), Some("user-7"));
 
         assert_eq!(
-            EventContext::from_event(&json!([1, 2])),
+            context(json!({"event": "notify", "cli": "+46708168731"})),
             EventContext::default()
         );
-        assert_eq!(EventContext::from_event(&json!({"cli": 5})).caller, None);
+        assert_eq!(context(json!({"event": "ace", "cli": 5})).caller, None);
     }
 
     #[test]

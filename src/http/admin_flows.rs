@@ -230,7 +230,8 @@ async fn simulate(
             "Body must be {{\"event\": {{…}}, \"currentNode\"?, \"version\"?, \"context\"?}}: {e}"
         ))
     })?;
-    let Some(stage) = Stage::from_event(&sim.event) else {
+    let event = crate::events::parse_value(sim.event).ok();
+    let Some(stage) = event.as_ref().and_then(Stage::of) else {
         return Err(ApiError::new(
             code::PARAMETER_VALIDATION,
             "event.event must be ice, ace or pie",
@@ -250,7 +251,7 @@ async fn simulate(
         }
         Err(e) => return Err(ApiError::internal(&e)),
     };
-    let mut ctx = EventContext::from_event(&sim.event);
+    let mut ctx = event.as_ref().map(EventContext::of).unwrap_or_default();
     if let Some(stored) = &sim.context {
         ctx.fill_missing_from(stored);
     }

@@ -21,18 +21,115 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::flows::CallState;
-use crate::db::store::{CallbackOutcome, NewCallback};
 use crate::error::ErrorRecord;
 use crate::metrics::Metrics;
+use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 pub use journal::Journal;
 
 /// Longest the reply path waits for its record to be durable. Past it the reply goes out anyway (the
 /// record is still written when the disk catches up) and the delay is counted.
 pub const JOURNAL_BUDGET: Duration = Duration::from_millis(500);
+
+/// A callback as first recorded, before its reply is known. Serializable so that it can wait in
+/// the journal ([`crate::recording`]) until it is shipped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewCallback {
+    /// Row id (UUIDv7).
+    pub id: Uuid,
+    /// Reference id.
+    pub reference: String,
+    /// Arrival time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Event type as sent (lower-case), or "" when unparseable.
+    pub event_type: String,
+    /// Whether the event type is one of the five.
+    pub event_known: bool,
+    /// Call id.
+    pub callid: Option<String>,
+    /// Application key.
+    pub application_key: Option<String>,
+    /// Event timestamp.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub event_timestamp: Option<OffsetDateTime>,
+    /// Raw body.
+    #[serde(with = "crate::recording::base64_bytes")]
+    pub raw_body: Vec<u8>,
+    /// Whether `raw_body` parsed as an event. The journal keeps only the raw bytes; the shipper
+    /// parses them again into the `body` column (one parse instead of a serialize and a parse).
+    #[serde(default)]
+    pub body_is_json: bool,
+    /// Parse warnings.
+    pub parse_warnings: Option<Value>,
+    /// Whether the signature was checked.
+    pub signature: SignatureState,
+    /// Duplicate-detection key.
+    pub dedup_key: Option<String>,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// Request path.
+    pub path: String,
+}
+
+/// How a callback was answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallbackOutcome {
+    /// HTTP status.
+    pub http_status: u16,
+    /// Reply body (SVAML) when not empty, as the JSON that was sent (kept raw: it is written to the
+    /// journal and shipped without being parsed again).
+    pub reply: Option<Box<RawValue>>,
+    /// What produced the reply.
+    pub reply_source: ReplySource,
+    /// Why a fallback went out.
+    pub fallback_reason: Option<FallbackReason>,
+    /// Gate report of what went out (raw JSON, as for `reply`).
+    pub validation: Option<Box<RawValue>>,
+    /// Handling latency.
+    pub latency_us: i64,
+    /// Flow that produced it.
+    pub flow_id: Option<i64>,
+    /// Flow version.
+    pub flow_version: Option<i32>,
+    /// Flow node.
+    pub flow_node: Option<String>,
+    /// Route chosen.
+    pub route_id: Option<i64>,
+    /// What the gate said of the decided reply.
+    #[serde(default)]
+    pub gate_verdict: Option<GateVerdict>,
+}
+
+impl CallbackOutcome {
+    /// A 200 answered from `source`, with nothing else known yet.
+    pub fn answered(reply_source: ReplySource) -> CallbackOutcome {
+        CallbackOutcome {
+            http_status: 200,
+            reply: None,
+            reply_source,
+            fallback_reason: None,
+            validation: None,
+            latency_us: 0,
+            flow_id: None,
+            flow_version: None,
+            flow_node: None,
+            route_id: None,
+            gate_verdict: None,
+        }
+    }
+
+    /// Whether the reply that went out had the gate's approval (it passed, or it is a
+    /// pre-validated fallback); false when observe mode sent an invalid one as it was.
+    pub fn gate_passed(&self) -> bool {
+        self.gate_verdict != Some(GateVerdict::Observed)
+    }
+}
 
 /// A reply the gate stopped (or a source answer that could not be used), kept with its report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,13 +141,13 @@ pub struct RejectedReply {
     /// Event type.
     pub event_type: String,
     /// Source that produced it.
-    pub source: String,
+    pub source: ReplySource,
     /// The reply, when it was JSON.
     pub reply: Option<Value>,
     /// The reply as text, when it was not JSON.
     pub raw_reply: Option<String>,
-    /// The gate report, or why it could not be used.
-    pub report: Value,
+    /// The gate report (the same text as the callback's `validation`), or why it could not be used.
+    pub report: Box<RawValue>,
 }
 
 /// What the customer's app answered in proxy mode.
@@ -314,28 +411,6 @@ pub mod base64_bytes {
     }
 }
 
-/// Reads one of the fixed labels svamlgate writes (signature state, reply source) back as the
-/// same `&'static str`.
-pub fn static_label<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    const LABELS: [&str; 9] = [
-        "verified",
-        "unverified",
-        "flow",
-        "upstream",
-        "default",
-        "fallback",
-        "duplicate",
-        "none",
-        "error",
-    ];
-    let text = String::deserialize(d)?;
-    LABELS
-        .iter()
-        .find(|l| **l == text)
-        .copied()
-        .ok_or_else(|| serde::de::Error::custom(format!("unknown label {text}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,16 +429,15 @@ mod tests {
             raw_body: vec![0, 159, 146, 150, b'{'],
             body_is_json: false,
             parse_warnings: None,
-            signature: "verified",
+            signature: SignatureState::Verified,
             dedup_key: Some("k".into()),
             remote_addr: None,
             path: "/sinch/callback".into(),
         };
         let o = CallbackOutcome {
             http_status: 200,
-            reply_source: "fallback",
             latency_us: 5,
-            ..Default::default()
+            ..CallbackOutcome::answered(ReplySource::Fallback)
         };
         let r = Record::Callback(Box::new(CallbackRecord {
             callback: c.clone(),
@@ -380,8 +454,8 @@ mod tests {
             panic!("kind changed")
         };
         assert_eq!(back.callback.raw_body, c.raw_body);
-        assert_eq!(back.callback.signature, "verified");
-        assert_eq!(back.outcome.reply_source, "fallback");
+        assert_eq!(back.callback.signature, SignatureState::Verified);
+        assert_eq!(back.outcome.reply_source, ReplySource::Fallback);
         assert!(serde_json::from_str::<Record>(r#"{"nonsense":{}}"#).is_err());
     }
 }
