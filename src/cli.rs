@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::config::{DatabaseArgs, LogFormat, Secret, ServeArgs};
 use crate::db::store::Store;
 use crate::db::Database;
+use crate::events::EventKind;
 use crate::signature::{self, AppCredential};
 use crate::svaml::{Limits, Mode, Target, Validator};
 
@@ -104,8 +105,14 @@ struct DiagnoseArgs {
 #[derive(Debug, Args)]
 struct ValidateArgs {
     /// Event the document replies to: ice, ace, pie, or manage (the Calls API manage-call body).
+    /// With --callback: the event the document is (ice, ace, dice, pie or notify).
     #[arg(long)]
-    event: Target,
+    event: String,
+    /// The document is a callback event as Sinch sends it, not a reply: check it against the
+    /// event's lenient schema and show what svamlgate's reader makes of it (warnings for fields it
+    /// ignores or coerces). For payloads a test, a load generator or a customer's app will send.
+    #[arg(long, conflicts_with = "strict")]
+    callback: bool,
     /// Canonical form (for CI): spellings other than the one Sinch documents today are errors too.
     #[arg(long)]
     strict: bool,
@@ -413,6 +420,16 @@ fn validate(args: ValidateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.callback {
+        return validate_callback(&args, &bytes, doc);
+    }
+    let target = match args.event.parse::<Target>() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("svamlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let limits = Limits {
         max_say_chars: args.max_say_chars as usize,
     };
@@ -428,7 +445,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
     } else {
         Mode::Normal
     };
-    let report = validator.check(args.event, &doc, mode);
+    let report = validator.check(target, &doc, mode);
     if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
@@ -441,6 +458,52 @@ fn validate(args: ValidateArgs) -> ExitCode {
         println!("{report}");
     }
     // Warnings alone do not fail: the reply would go out.
+    if report.error_count == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `validate --callback`: a callback event against its schema, and the reader's warnings.
+fn validate_callback(args: &ValidateArgs, bytes: &[u8], doc: serde_json::Value) -> ExitCode {
+    let kind = EventKind::parse(&args.event);
+    let validator = match Validator::new() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("svamlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match validator.check_event(&kind, &doc) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("svamlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let warnings = match crate::events::parse_event(bytes) {
+        Ok(event) => event.warnings,
+        Err(e) => {
+            eprintln!("svamlgate: {} is not a callback event: {e}", args.file);
+            return ExitCode::from(1);
+        }
+    };
+    if args.json {
+        let out = serde_json::json!({"report": report, "readerWarnings": warnings});
+        match serde_json::to_string_pretty(&out) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("svamlgate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("{report}");
+        for w in &warnings {
+            println!("reader: {} {}", w.pointer, w.message);
+        }
+    }
     if report.error_count == 0 {
         ExitCode::SUCCESS
     } else {

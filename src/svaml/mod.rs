@@ -28,6 +28,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::events::EventKind;
+
 pub use report::{Report, Severity, Violation};
 
 /// Sinch's default limit of a `say` text, in characters (support can raise it per account).
@@ -377,81 +379,6 @@ impl FromStr for Target {
     }
 }
 
-/// Inbound Sinch Voice callback event kinds (lenient schemas).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventSchema {
-    /// Incoming Call Event.
-    Ice,
-    /// Answered Call Event.
-    Ace,
-    /// Disconnected Call Event.
-    Dice,
-    /// Prompt Input Event.
-    Pie,
-    /// Notification Event.
-    Notify,
-}
-
-impl EventSchema {
-    /// All event kinds.
-    pub const ALL: [EventSchema; 5] = [
-        EventSchema::Ice,
-        EventSchema::Ace,
-        EventSchema::Dice,
-        EventSchema::Pie,
-        EventSchema::Notify,
-    ];
-
-    /// Lower-case name as in the event's `event` member.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventSchema::Ice => "ice",
-            EventSchema::Ace => "ace",
-            EventSchema::Dice => "dice",
-            EventSchema::Pie => "pie",
-            EventSchema::Notify => "notify",
-        }
-    }
-
-    pub(crate) fn report_target(self) -> &'static str {
-        match self {
-            EventSchema::Ice => "event:ice",
-            EventSchema::Ace => "event:ace",
-            EventSchema::Dice => "event:dice",
-            EventSchema::Pie => "event:pie",
-            EventSchema::Notify => "event:notify",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            EventSchema::Ice => 0,
-            EventSchema::Ace => 1,
-            EventSchema::Dice => 2,
-            EventSchema::Pie => 3,
-            EventSchema::Notify => 4,
-        }
-    }
-}
-
-impl fmt::Display for EventSchema {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventSchema {
-    type Err = SvamlError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventSchema::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| SvamlError::UnknownEvent(s.to_owned()))
-    }
-}
-
 /// How strictly a document is judged.
 ///
 /// * `Normal`: only what a Sinch source says Sinch rejects is an error; unknown properties and
@@ -597,16 +524,18 @@ impl Validator {
         Report::finish(target.as_str(), mode, violations)
     }
 
-    /// Checks an inbound callback event against its lenient schema (normal mode).
-    pub fn check_event(&self, kind: EventSchema, doc: &Value) -> Report {
-        let schema = self.compiled.event(kind);
+    /// Checks a callback event as Sinch sends it against its lenient schema (normal mode): what
+    /// `svamlgate validate --callback` does for a payload a test or a customer's app will send.
+    /// The event schemas are compiled at the first call, never on the reply path.
+    pub fn check_event(&self, kind: &EventKind, doc: &Value) -> Result<Report, SvamlError> {
+        let (schema, target) = self.compiled.event(kind)?;
         let mut violations = Vec::new();
         if !schema.is_valid(doc) {
             for error in schema.iter_errors(doc) {
                 report::push_schema_error(&error, None, self.compiled.policies(), &mut violations);
             }
         }
-        Report::finish(kind.report_target(), Mode::Normal, violations)
+        Ok(Report::finish(target, Mode::Normal, violations))
     }
 }
 
@@ -625,10 +554,6 @@ mod tests {
             "dice".parse::<Target>(),
             Err(SvamlError::UnknownTarget(s)) if s == "dice"
         ));
-        assert_eq!(
-            "Notify".parse::<EventSchema>().unwrap(),
-            EventSchema::Notify
-        );
         assert_eq!("STRICT".parse::<Mode>().unwrap(), Mode::Strict);
     }
 

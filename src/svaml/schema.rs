@@ -1,10 +1,13 @@
 //! Embedded JSON Schema bundle (`schemas/**`, compiled into the binary with `include_str!`) and
 //! the validators compiled from it once, through a single offline `jsonschema::Registry`.
 
+use std::sync::OnceLock;
+
 use serde_json::{json, Value};
 
 use super::policy::SchemaPolicies;
-use super::{EventSchema, SvamlError, Target};
+use super::{SvamlError, Target};
+use crate::events::EventKind;
 
 /// Base URI of every schema `$id`; a file's `$id` is this plus its path below `schemas/`.
 pub const SCHEMA_ID_BASE: &str = "https://svamlgate.dev/schemas/";
@@ -73,22 +76,25 @@ pub fn reply_schema_path(target: Target) -> &'static str {
     }
 }
 
-/// Schema path (below `schemas/`) used for an inbound event.
-pub fn event_schema_path(kind: EventSchema) -> &'static str {
-    match kind {
-        EventSchema::Ice => "events/ice.json",
-        EventSchema::Ace => "events/ace.json",
-        EventSchema::Dice => "events/dice.json",
-        EventSchema::Pie => "events/pie.json",
-        EventSchema::Notify => "events/notify.json",
-    }
+/// The lenient schema of a callback event: its path below `schemas/`, and the report's target.
+pub fn event_schema(kind: &EventKind) -> Result<(&'static str, &'static str), SvamlError> {
+    Ok(match kind {
+        EventKind::Ice => ("events/ice.json", "event:ice"),
+        EventKind::Ace => ("events/ace.json", "event:ace"),
+        EventKind::Dice => ("events/dice.json", "event:dice"),
+        EventKind::Pie => ("events/pie.json", "event:pie"),
+        EventKind::Notify => ("events/notify.json", "event:notify"),
+        EventKind::Unknown(name) => return Err(SvamlError::UnknownEvent(name.clone())),
+    })
 }
 
-/// All compiled validators (4 reply targets, 5 inbound events) and the severity policy of every
-/// schema constraint.
+/// The compiled reply validators (4 targets) and the severity policy of every schema constraint.
+/// The event schemas are compiled only when first asked for (the CLI, tests): the reply path
+/// never checks events against them.
 pub(crate) struct Compiled {
     replies: Vec<jsonschema::Validator>,
-    events: Vec<jsonschema::Validator>,
+    documents: Vec<(String, Value)>,
+    events: OnceLock<Vec<(EventKind, jsonschema::Validator)>>,
     policies: SchemaPolicies,
 }
 
@@ -106,31 +112,11 @@ impl Compiled {
         let policies =
             SchemaPolicies::new(SCHEMA_FILES.iter().zip(documents.iter().map(|(_, v)| v)))
                 .map_err(SvamlError::Registry)?;
-        let registry = jsonschema::Registry::new()
-            .extend(documents.iter().map(|(uri, doc)| (uri.as_str(), doc)))
-            .and_then(|builder| builder.prepare())
-            .map_err(|e| SvamlError::Registry(e.to_string()))?;
-        let build = |path: &'static str| {
-            jsonschema::options()
-                .with_draft(jsonschema::Draft::Draft202012)
-                .with_registry(&registry)
-                .build(&json!({ "$ref": format!("{SCHEMA_ID_BASE}{path}") }))
-                .map_err(|e| SvamlError::Compile {
-                    path,
-                    message: e.to_string(),
-                })
-        };
-        let replies = Target::ALL
-            .into_iter()
-            .map(|t| build(reply_schema_path(t)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let events = EventSchema::ALL
-            .into_iter()
-            .map(|k| build(event_schema_path(k)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let replies = compile(&documents, Target::ALL.map(reply_schema_path).to_vec())?;
         Ok(Compiled {
             replies,
-            events,
+            documents,
+            events: OnceLock::new(),
             policies,
         })
     }
@@ -143,9 +129,61 @@ impl Compiled {
         &self.replies[target.index()]
     }
 
-    pub(crate) fn event(&self, kind: EventSchema) -> &jsonschema::Validator {
-        &self.events[kind.index()]
+    /// The validator of a callback event's schema, and the report's target.
+    pub(crate) fn event(
+        &self,
+        kind: &EventKind,
+    ) -> Result<(&jsonschema::Validator, &'static str), SvamlError> {
+        let (_, target) = event_schema(kind)?;
+        let events = match self.events.get() {
+            Some(events) => events,
+            None => {
+                let kinds = [
+                    EventKind::Ice,
+                    EventKind::Ace,
+                    EventKind::Dice,
+                    EventKind::Pie,
+                    EventKind::Notify,
+                ];
+                let paths = kinds
+                    .iter()
+                    .map(|k| event_schema(k).map(|(path, _)| path))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let compiled = compile(&self.documents, paths)?;
+                self.events
+                    .get_or_init(|| kinds.into_iter().zip(compiled).collect())
+            }
+        };
+        events
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, v)| (v, target))
+            .ok_or_else(|| SvamlError::UnknownEvent(kind.to_string()))
     }
+}
+
+/// Compiles the schemas at `paths` (below `schemas/`) against one offline registry of the bundle.
+fn compile(
+    documents: &[(String, Value)],
+    paths: Vec<&'static str>,
+) -> Result<Vec<jsonschema::Validator>, SvamlError> {
+    let registry = jsonschema::Registry::new()
+        .extend(documents.iter().map(|(uri, doc)| (uri.as_str(), doc)))
+        .and_then(|builder| builder.prepare())
+        .map_err(|e| SvamlError::Registry(e.to_string()))?;
+    paths
+        .into_iter()
+        .map(|path| {
+            jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .with_registry(&registry)
+                .build(&json!({ "$ref": format!("{SCHEMA_ID_BASE}{path}") }))
+                .map_err(|e| SvamlError::Compile {
+                    path,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]

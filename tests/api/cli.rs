@@ -166,6 +166,60 @@ fn validate_exit_codes_and_reports() {
 }
 
 #[test]
+fn validate_callback_checks_an_event_against_its_schema() {
+    let dice = write_temp(
+        "dice.json",
+        &String::from_utf8(fixture("sinch/dice-java-sdk-1.json")).unwrap(),
+    );
+    let ok = bin()
+        .args(["validate", "--event", "dice", "--callback", "--json"])
+        .arg(&dice)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(out["report"]["target"], "event:dice");
+    assert_eq!(out["readerWarnings"], serde_json::json!([]));
+
+    // The same DICE checked as a PIE: its event name is wrong for that schema.
+    let wrong = bin()
+        .args(["validate", "--event", "pie", "--callback"])
+        .arg(&dice)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("/event"));
+
+    // A field of the wrong type: the schema says so, and so does the reader (which ignores it).
+    let bad = write_temp(
+        "bad-dice.json",
+        r#"{"event":"dice","callid":"c","duration":"long"}"#,
+    );
+    let out = bin()
+        .args(["validate", "--event", "dice", "--callback"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/duration"), "{text}");
+    assert!(text.contains("reader: /duration"), "{text}");
+
+    // No schema for an event Sinch does not send.
+    let unknown = bin()
+        .args(["validate", "--event", "ring", "--callback"])
+        .arg(&dice)
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
 fn sign_prints_the_documented_vector() {
     let body = write_temp(
         "ace.json",
