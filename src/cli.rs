@@ -447,17 +447,30 @@ fn validate(args: ValidateArgs) -> ExitCode {
     };
     let report = validator.check(target, &doc, mode);
     if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
+        print_report(&report, &report)
+    } else {
+        print_report(&report, &format!("{report}"))
+    }
+}
+
+/// Prints a report (as JSON or text) and gives the exit code: 0 when it has no error (warnings
+/// alone do not fail: the reply would go out), 1 when it has one, 2 when it cannot be printed.
+fn print_report(report: &crate::svaml::Report, out: &impl serde::Serialize) -> ExitCode {
+    let text = match serde_json::to_value(out) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(value) => match serde_json::to_string_pretty(&value) {
+            Ok(s) => s,
             Err(e) => {
                 eprintln!("svamlgate: {e}");
                 return ExitCode::from(2);
             }
+        },
+        Err(e) => {
+            eprintln!("svamlgate: {e}");
+            return ExitCode::from(2);
         }
-    } else {
-        println!("{report}");
-    }
-    // Warnings alone do not fail: the reply would go out.
+    };
+    println!("{text}");
     if report.error_count == 0 {
         ExitCode::SUCCESS
     } else {
@@ -490,24 +503,16 @@ fn validate_callback(args: &ValidateArgs, bytes: &[u8], doc: serde_json::Value) 
         }
     };
     if args.json {
-        let out = serde_json::json!({"report": report, "readerWarnings": warnings});
-        match serde_json::to_string_pretty(&out) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("svamlgate: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        print_report(
+            &report,
+            &serde_json::json!({"report": report, "readerWarnings": warnings}),
+        )
     } else {
-        println!("{report}");
+        let mut text = report.to_string();
         for w in &warnings {
-            println!("reader: {} {}", w.pointer, w.message);
+            text.push_str(&format!("\nreader: {} {}", w.pointer, w.message));
         }
-    }
-    if report.error_count == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        print_report(&report, &text)
     }
 }
 
