@@ -5,7 +5,11 @@
 //!   partially masked; placeholders such as `private` are left alone.
 //! * [`mask_json_numbers`] returns a copy of an event or SVAML document with every
 //!   number-bearing field masked.
+//! * [`mask_numbers_in`] masks every number of 6 or more digits inside free text (validation
+//!   findings).
 //! * [`Masked`] masks on display, for tracing fields: `tracing::info!(cli = %Masked(cli))`.
+//!
+//! One rule masks the digits of every number, wherever it is found: [`mask_digits`].
 //!
 //! Masking is length-preserving (one `*` per hidden character) and never panics on any UTF-8.
 
@@ -85,7 +89,10 @@ fn is_phone_like(s: &str) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
 }
 
-fn mask_digits(s: &str) -> String {
+/// The one rule for the digits of a number: keeps the first 3 (2 for 7–8 digits, 1 for 5–6) and
+/// the last 2 (1 for 5–6) digits and masks the others; 4 digits or fewer are masked completely.
+/// Other characters are kept: `"+46 70 816 87 31"` → `"+46 7* *** ** 31"`.
+pub fn mask_digits(s: &str) -> String {
     let n = s.chars().filter(char::is_ascii_digit).count();
     let (head, tail) = match n {
         0..=4 => (0, 0),
@@ -108,6 +115,29 @@ fn mask_digits(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Masks, by [`mask_digits`], every run of 6 or more ASCII digits in `text`; shorter runs (counts,
+/// durations) and everything else are kept: `"to 46700000000 (12 s)"` → `"to 467******00 (12 s)"`.
+pub fn mask_numbers_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (before, from) = rest.split_at(start);
+        out.push_str(before);
+        let len = from
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(from.len());
+        let (run, after) = from.split_at(len);
+        if run.len() >= 6 {
+            out.push_str(&mask_digits(run));
+        } else {
+            out.push_str(run);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn mask_text(s: &str) -> String {
@@ -208,6 +238,19 @@ mod tests {
     fn keeps_separators() {
         assert_eq!(mask_number("+46 70-816 87 31"), "+46 7*-*** ** 31");
         assert_eq!(mask_number("(201) 555-5555"), "(201) ***-**55");
+    }
+
+    #[test]
+    fn masks_long_digit_runs_in_text_only() {
+        assert_eq!(mask_numbers_in("+46701234567"), "+467******67");
+        assert_eq!(mask_numbers_in("46700000000"), "467******00");
+        assert_eq!(mask_numbers_in("call 12345 ok"), "call 12345 ok");
+        assert_eq!(mask_numbers_in("é123456"), "é1****6");
+        assert_eq!(
+            mask_numbers_in("to 46700000000 (12 s)"),
+            "to 467******00 (12 s)"
+        );
+        assert_eq!(mask_numbers_in(""), "");
     }
 
     #[test]
@@ -372,6 +415,15 @@ mod tests {
             prop_assert_eq!(masked.chars().count(), n.chars().count());
             prop_assert!(masked.contains('*'));
             prop_assert_ne!(masked, n);
+        }
+
+        #[test]
+        fn mask_numbers_in_never_panics_and_hides_long_numbers(s in "\\PC{0,40}", n in "[0-9]{6,15}") {
+            let _ = mask_numbers_in(&s);
+            let text = format!("number {n} here");
+            let masked = mask_numbers_in(&text);
+            prop_assert_eq!(masked.chars().count(), text.chars().count());
+            prop_assert!(!masked.contains(&n));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Sinch Voice callback signatures: verifying the `authorization` header of incoming callbacks
-//! (this file), and signing requests ([`signing`]: tests, the `svamlgate sign` CLI, forwarded
-//! requests to customer apps, the Calling API client) with the credentials of [`keys`].
+//! (this file), and signing requests (`signing.rs`: tests, the `svamlgate sign` CLI, forwarded
+//! requests to customer apps, the Calling API client) with the credentials of `keys.rs`.
 //! Timestamps are read and written by [`crate::timestamp`].
 //!
 //! # Algorithm (Sinch "callback signed request", application scheme)
@@ -46,8 +46,8 @@ use sha2::Sha256;
 use std::fmt;
 use time::OffsetDateTime;
 
-pub mod keys;
-pub mod signing;
+mod keys;
+mod signing;
 
 /// The form of `x-timestamp` that [`sign`] expects (see [`crate::timestamp::format`]).
 pub use crate::timestamp::format as format_timestamp;
