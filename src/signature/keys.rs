@@ -243,11 +243,7 @@ impl KeyRing {
         keys
     }
 
-    /// The first credential for `key` (ASCII-case-insensitive), e.g. for signing.
-    pub fn get(&self, key: &str) -> Option<&AppCredential> {
-        self.creds.iter().find(|c| c.key.eq_ignore_ascii_case(key))
-    }
-
+    /// The credentials for `key` (ASCII-case-insensitive): one, or several while it is rotated.
     pub(super) fn matching<'s>(
         &'s self,
         key: &'s str,
@@ -330,7 +326,7 @@ mod tests {
         .unwrap();
         assert_eq!(ring.keys(), vec![V1_KEY, "my-key-id"]);
         assert_eq!(ring.len(), 3);
-        assert!(ring.get("MY-KEY-ID").is_some());
+        assert!(ring.matching("MY-KEY-ID").next().is_some());
         // Exact duplicates collapse.
         let dup = KeyRing::parse_list("k:bXk=,k:bXk=").unwrap();
         assert_eq!(dup.len(), 1);
