@@ -4,12 +4,12 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hmac::{KeyInit, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
 
-use super::HmacSha256;
+type HmacSha256 = Hmac<Sha256>;
 
 /// Longest application key accepted in configuration.
 const MAX_KEY_LEN: usize = 256;

@@ -41,8 +41,6 @@
 use crate::catalog::code;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hmac::Hmac;
-use sha2::Sha256;
 use std::fmt;
 use time::OffsetDateTime;
 
@@ -53,8 +51,6 @@ mod signing;
 pub use crate::timestamp::format as format_timestamp;
 pub use keys::{AppCredential, CredentialError, KeyRing};
 pub use signing::{body_digest, content_md5, sign, signed_path, string_to_sign};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Longest header-supplied key copied into a [`Refusal`] (keys are attacker-controlled there).
 const MAX_REPORTED_KEY_CHARS: usize = 128;
