@@ -1,5 +1,5 @@
 //! SVAML gate corpus tests: valid/invalid fixture manifests, the Sinch SDK/doc fixtures,
-//! inbound event fixtures, and a property test over builder output.
+//! inbound event fixtures, and a property test over documents of the typed model.
 
 use std::sync::LazyLock;
 
@@ -427,7 +427,7 @@ fn never_panics_on_arbitrary_shapes() {
     }
 }
 
-// ---------- property test: builder output validates where allowed ----------
+// ---------- property test: typed-model documents validate where allowed ----------
 
 fn text() -> impl Strategy<Value = String> {
     "[A-Za-z][A-Za-z0-9 ,.!?]{0,40}"
