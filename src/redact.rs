@@ -110,7 +110,7 @@ fn mask_digits(s: &str) -> String {
         .collect()
 }
 
-/// Masks, by [`mask_digits`], every run of 6 or more ASCII digits in `text`; shorter runs (counts,
+/// Masks, by `mask_digits`, every run of 6 or more ASCII digits in `text`; shorter runs (counts,
 /// durations) and everything else are kept: `"to 46700000000 (12 s)"` → `"to 467******00 (12 s)"`.
 pub fn mask_numbers_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -1,6 +1,6 @@
 //! Timestamps as Sinch writes them: [`parse`] reads the `x-timestamp` header, the events'
 //! `timestamp` fields and the admin API's `since` parameters (ISO-8601 / RFC 3339, leniently);
-//! [`format`] writes `x-timestamp` for signed requests.
+//! [`format()`] writes `x-timestamp` for signed requests.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 

@@ -176,7 +176,7 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// An empty ring (every verification is refused with [`RefusalReason::NoKeysConfigured`]).
+    /// An empty ring (every verification is refused with [`super::RefusalReason::NoKeysConfigured`]).
     pub fn new() -> Self {
         Self::default()
     }
