@@ -345,7 +345,7 @@ fn dice_text(d: &CallbackFacts) -> (Option<String>, Option<String>, String) {
 }
 
 fn fmt_time(t: OffsetDateTime) -> String {
-    crate::signature::format_timestamp(t)
+    crate::timestamp::format(t)
 }
 
 fn rang(f: &Facts) -> Step {
@@ -503,7 +503,7 @@ fn callback_arrived(f: &Facts) -> Step {
             "Set enableAce or enableDice in the callout to have Sinch report the call to svamlgate.",
         );
     }
-    let created = s(c, "createdAt").and_then(crate::signature::parse_sinch_timestamp);
+    let created = s(c, "createdAt").and_then(crate::timestamp::parse);
     let age = created.map(|t| (f.now - t).whole_seconds());
     let mut ev = vec![format!(
         "No callback recorded for callId {} since {} was accepted{}",
@@ -800,7 +800,7 @@ pub async fn gather(
         .iter()
         .find(|r| s(r, "operation") == Some("callout") && s(r, "outcome") == Some("success"))
         .and_then(|r| s(r, "createdAt"))
-        .and_then(crate::signature::parse_sinch_timestamp)
+        .and_then(crate::timestamp::parse)
     {
         Some(from) if callbacks.is_empty() => store.refusals_between(from, now).await?,
         _ => Vec::new(),

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::{read_inline_or_file, ServeArgs};
+use crate::svaml::model::{Action, Svaml};
 use crate::svaml::{CallContext, Mode, Report, Target, Validator};
 
 /// The three events whose reply is SVAML.
@@ -22,30 +23,29 @@ fn index(t: Target) -> usize {
     }
 }
 
-/// Built-in reply to ICE when no route matches: tell the caller, then hang up.
+/// Built-in reply when no route matches: tell the caller, then hang up (ICE, PIE); continue the
+/// call (ACE). Built once, at start.
 pub fn builtin_default(target: Target) -> Value {
     match target {
-        Target::Ice => json!({
-            "instructions": [{"name": "say", "text": "Sorry, this number is not in service. Goodbye.", "locale": "en-US"}],
-            "action": {"name": "hangup"}
-        }),
-        Target::Ace => json!({"action": {"name": "continue"}}),
-        _ => json!({
-            "instructions": [{"name": "say", "text": "Thank you for calling. Goodbye.", "locale": "en-US"}],
-            "action": {"name": "hangup"}
-        }),
+        Target::Ice => say_then_hang_up("Sorry, this number is not in service. Goodbye."),
+        Target::Ace => Svaml::new(Action::Continue).to_value(),
+        _ => say_then_hang_up("Thank you for calling. Goodbye."),
     }
 }
 
-/// Built-in fallback: an apology and a clean hang-up (ICE, PIE); continue the call (ACE).
+/// Built-in fallback: an apology and a clean hang-up (ICE, PIE); continue the call (ACE). Built
+/// once, at start.
 pub fn builtin_fallback(target: Target) -> Value {
     match target {
-        Target::Ace => json!({"action": {"name": "continue"}}),
-        _ => json!({
-            "instructions": [{"name": "say", "text": "We are sorry, we cannot take your call right now. Please try again later.", "locale": "en-US"}],
-            "action": {"name": "hangup"}
-        }),
+        Target::Ace => Svaml::new(Action::Continue).to_value(),
+        _ => say_then_hang_up(
+            "We are sorry, we cannot take your call right now. Please try again later.",
+        ),
     }
+}
+
+fn say_then_hang_up(text: &str) -> Value {
+    Svaml::builder().say(text, "en-US").hangup().to_value()
 }
 
 /// Outcome of passing a candidate through the gate.
@@ -226,6 +226,35 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builtin_replies_are_the_documented_svaml() {
+        let ice_default = json!({
+            "instructions": [{"name": "say", "text": "Sorry, this number is not in service. Goodbye.", "locale": "en-US"}],
+            "action": {"name": "hangup"}
+        });
+        let pie_default = json!({
+            "instructions": [{"name": "say", "text": "Thank you for calling. Goodbye.", "locale": "en-US"}],
+            "action": {"name": "hangup"}
+        });
+        let apology = json!({
+            "instructions": [{"name": "say", "text": "We are sorry, we cannot take your call right now. Please try again later.", "locale": "en-US"}],
+            "action": {"name": "hangup"}
+        });
+        let continue_call = json!({"action": {"name": "continue"}});
+        // Byte for byte, as they are serialized into replies.
+        let text = |v: Value| v.to_string();
+        assert_eq!(text(builtin_default(Target::Ice)), text(ice_default));
+        assert_eq!(
+            text(builtin_default(Target::Ace)),
+            text(continue_call.clone())
+        );
+        assert_eq!(text(builtin_default(Target::Pie)), text(pie_default));
+        assert_eq!(text(builtin_fallback(Target::Ice)), text(apology.clone()));
+        assert_eq!(text(builtin_fallback(Target::Ace)), text(continue_call));
+        assert_eq!(text(builtin_fallback(Target::Pie)), text(apology));
+    }
 
     fn gate_with(fallback_ice: &str) -> anyhow::Result<Gate> {
         let mut config = ServeArgs::for_tests();

@@ -35,4 +35,5 @@ pub mod sinch_api;
 pub mod sources;
 pub mod svaml;
 pub mod telemetry;
+pub mod timestamp;
 pub mod upstream;

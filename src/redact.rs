@@ -3,15 +3,15 @@
 //! * [`mask_number`] masks one value: a phone number keeps its `+`, a few leading and the last two
 //!   digits; SIP addresses and `user@host` values have their user part masked; other identities are
 //!   partially masked; placeholders such as `private` are left alone.
-//! * [`mask_json_numbers`] returns a copy of an event or SVAML document with every
-//!   number-bearing field masked.
+//! * [`mask_numbers_in`] masks every number of 6 or more digits inside free text (validation
+//!   findings).
 //! * [`Masked`] masks on display, for tracing fields: `tracing::info!(cli = %Masked(cli))`.
+//!
+//! One rule masks the digits of every number, wherever it is found (`mask_digits`).
 //!
 //! Masking is length-preserving (one `*` per hidden character) and never panics on any UTF-8.
 
 use std::fmt;
-
-use serde_json::{Map, Value};
 
 /// Character used for hidden characters.
 const MASK: char = '*';
@@ -30,9 +30,6 @@ const PLACEHOLDERS: [&str; 8] = [
 
 /// URI schemes kept in clear in front of a masked address.
 const SCHEMES: [&str; 3] = ["sip:", "sips:", "tel:"];
-
-/// JSON object keys whose string values are always masked (compared case-insensitively).
-const NUMBER_KEYS: [&str; 6] = ["cli", "from", "to", "number", "endpoint", "rdnis"];
 
 /// Masks a phone number or user identity for logging.
 ///
@@ -85,6 +82,9 @@ fn is_phone_like(s: &str) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
 }
 
+/// The one rule for the digits of a number: keeps the first 3 (2 for 7–8 digits, 1 for 5–6) and
+/// the last 2 (1 for 5–6) digits and masks the others; 4 digits or fewer are masked completely.
+/// Other characters are kept: `"+46 70 816 87 31"` → `"+46 7* *** ** 31"`.
 fn mask_digits(s: &str) -> String {
     let n = s.chars().filter(char::is_ascii_digit).count();
     let (head, tail) = match n {
@@ -110,6 +110,29 @@ fn mask_digits(s: &str) -> String {
         .collect()
 }
 
+/// Masks, by `mask_digits`, every run of 6 or more ASCII digits in `text`; shorter runs (counts,
+/// durations) and everything else are kept: `"to 46700000000 (12 s)"` → `"to 467******00 (12 s)"`.
+pub fn mask_numbers_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (before, from) = rest.split_at(start);
+        out.push_str(before);
+        let len = from
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(from.len());
+        let (run, after) = from.split_at(len);
+        if run.len() >= 6 {
+            out.push_str(&mask_digits(run));
+        } else {
+            out.push_str(run);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 fn mask_text(s: &str) -> String {
     let n = s.chars().count();
     let (head, tail) = match n {
@@ -121,52 +144,6 @@ fn mask_text(s: &str) -> String {
         .enumerate()
         .map(|(i, c)| if i < head || i >= n - tail { c } else { MASK })
         .collect()
-}
-
-/// Whether `s` (trimmed) is a bare phone number: an optional `+` then 7–15 ASCII digits.
-pub fn looks_like_phone_number(s: &str) -> bool {
-    let t = s.trim();
-    let digits = t.strip_prefix('+').unwrap_or(t);
-    (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Returns a copy of `v` (an event or SVAML document) with phone numbers masked by
-/// [`mask_number`]: string values of the keys `cli`, `from`, `to`, `number`, `endpoint` and `rdnis`
-/// at any depth (except the `endpoint` of a `websocket` destination, which is a URL), and any other
-/// string that [`looks_like_phone_number`]. Object keys are never changed.
-pub fn mask_json_numbers(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let websocket = map
-                .get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("websocket"));
-            let masked: Map<String, Value> = map
-                .iter()
-                .map(|(k, val)| {
-                    let new = match val {
-                        Value::String(s) if is_number_key(k) => {
-                            if websocket && k.eq_ignore_ascii_case("endpoint") {
-                                val.clone()
-                            } else {
-                                Value::String(mask_number(s))
-                            }
-                        }
-                        _ => mask_json_numbers(val),
-                    };
-                    (k.clone(), new)
-                })
-                .collect();
-            Value::Object(masked)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(mask_json_numbers).collect()),
-        Value::String(s) if looks_like_phone_number(s) => Value::String(mask_number(s)),
-        other => other.clone(),
-    }
-}
-
-fn is_number_key(k: &str) -> bool {
-    NUMBER_KEYS.iter().any(|n| k.eq_ignore_ascii_case(n))
 }
 
 /// Displays (and debug-prints) a phone number or identity masked by [`mask_number`].
@@ -189,7 +166,6 @@ impl fmt::Debug for Masked<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
 
     #[test]
     fn masks_e164_numbers() {
@@ -208,6 +184,19 @@ mod tests {
     fn keeps_separators() {
         assert_eq!(mask_number("+46 70-816 87 31"), "+46 7*-*** ** 31");
         assert_eq!(mask_number("(201) 555-5555"), "(201) ***-**55");
+    }
+
+    #[test]
+    fn masks_long_digit_runs_in_text_only() {
+        assert_eq!(mask_numbers_in("+46701234567"), "+467******67");
+        assert_eq!(mask_numbers_in("46700000000"), "467******00");
+        assert_eq!(mask_numbers_in("call 12345 ok"), "call 12345 ok");
+        assert_eq!(mask_numbers_in("é123456"), "é1****6");
+        assert_eq!(
+            mask_numbers_in("to 46700000000 (12 s)"),
+            "to 467******00 (12 s)"
+        );
+        assert_eq!(mask_numbers_in(""), "");
     }
 
     #[test]
@@ -248,120 +237,10 @@ mod tests {
     }
 
     #[test]
-    fn phone_number_shape() {
-        assert!(looks_like_phone_number("+46708168731"));
-        assert!(looks_like_phone_number("1234567"));
-        assert!(looks_like_phone_number("123456789012345"));
-        assert!(!looks_like_phone_number("123456"));
-        assert!(!looks_like_phone_number("1234567890123456"));
-        assert!(!looks_like_phone_number("+"));
-        assert!(!looks_like_phone_number("12a4567"));
-        assert!(!looks_like_phone_number("2024-01-16T16:46:36Z"));
-    }
-
-    #[test]
     fn masked_display_and_debug() {
         assert_eq!(Masked("+46708168731").to_string(), "+467******31");
         assert_eq!(format!("{:?}", Masked("+46708168731")), "\"+467******31\"");
         assert_eq!(format!("{}", Masked("private")), "private");
-    }
-
-    #[test]
-    fn masks_event_json() {
-        let ice = json!({
-            "event": "ice",
-            "callid": "241b8ab35e0e83814c4e775a66cf50db@193.45.63.102",
-            "timestamp": "2015-08-06T13:55:39Z",
-            "version": 1,
-            "cli": "46708168731",
-            "to": {"type": "did", "endpoint": "+462010000188"},
-            "rdnis": "",
-            "custom": "4670816873",
-            "callResourceUrl": "https://calling-euc1.api.sinch.com/calling/v1/calls/id/x",
-            "userRate": {"currencyId": "USD", "amount": 0.0}
-        });
-        let masked = mask_json_numbers(&ice);
-        assert_eq!(
-            masked,
-            json!({
-                "event": "ice",
-                "callid": "241b8ab35e0e83814c4e775a66cf50db@193.45.63.102",
-                "timestamp": "2015-08-06T13:55:39Z",
-                "version": 1,
-                "cli": "467******31",
-                "to": {"type": "did", "endpoint": "+462*******88"},
-                "rdnis": "",
-                "custom": "467*****73",
-                "callResourceUrl": "https://calling-euc1.api.sinch.com/calling/v1/calls/id/x",
-                "userRate": {"currencyId": "USD", "amount": 0.0}
-            })
-        );
-    }
-
-    #[test]
-    fn masks_dice_from_and_to_string() {
-        let dice =
-            json!({"event": "dice", "from": "12015555555", "to": "+12015550100", "user": "bob"});
-        assert_eq!(
-            mask_json_numbers(&dice),
-            json!({"event": "dice", "from": "120******55", "to": "+120******00", "user": "bob"})
-        );
-        let private = json!({"from": "private"});
-        assert_eq!(mask_json_numbers(&private), private);
-    }
-
-    #[test]
-    fn masks_svaml_json() {
-        let svaml = json!({
-            "instructions": [{"name": "say", "text": "Hello 46708168731", "locale": "en-US"}],
-            "action": {
-                "name": "connectPstn",
-                "number": "+46708168731",
-                "cli": "+46708000000",
-                "maxDuration": 3000
-            }
-        });
-        assert_eq!(
-            mask_json_numbers(&svaml),
-            json!({
-                "instructions": [{"name": "say", "text": "Hello 46708168731", "locale": "en-US"}],
-                "action": {
-                    "name": "connectPstn",
-                    "number": "+467******31",
-                    "cli": "+467******00",
-                    "maxDuration": 3000
-                }
-            })
-        );
-    }
-
-    #[test]
-    fn websocket_endpoint_kept_other_destinations_masked() {
-        let v = json!({
-            "action": {
-                "name": "connectStream",
-                "destination": {"type": "Websocket", "endpoint": "wss://example.com/stream"}
-            },
-            "destinations": [
-                {"type": "username", "endpoint": "alice.smith"},
-                {"type": "sip", "endpoint": "sip:46708000000@sip.foo.com"}
-            ],
-            "list": ["+46708168731", "short", 5]
-        });
-        assert_eq!(
-            mask_json_numbers(&v),
-            json!({
-                "action": {
-                    "name": "connectStream",
-                    "destination": {"type": "Websocket", "endpoint": "wss://example.com/stream"}
-                },
-                "destinations": [
-                    {"type": "username", "endpoint": "al*******th"},
-                    {"type": "sip", "endpoint": "sip:467******00@sip.foo.com"}
-                ],
-                "list": ["+467******31", "short", 5]
-            })
-        );
     }
 
     proptest! {
@@ -372,6 +251,15 @@ mod tests {
             prop_assert_eq!(masked.chars().count(), n.chars().count());
             prop_assert!(masked.contains('*'));
             prop_assert_ne!(masked, n);
+        }
+
+        #[test]
+        fn mask_numbers_in_never_panics_and_hides_long_numbers(s in "\\PC{0,40}", n in "[0-9]{6,15}") {
+            let _ = mask_numbers_in(&s);
+            let text = format!("number {n} here");
+            let masked = mask_numbers_in(&text);
+            prop_assert_eq!(masked.chars().count(), text.chars().count());
+            prop_assert!(!masked.contains(&n));
         }
     }
 }

@@ -197,13 +197,6 @@ pub fn normalize_msisdn(s: &str) -> Option<String> {
     Some(format!("+{digits}"))
 }
 
-/// Parses an ISO-8601 / RFC 3339 date-time leniently (0–9+ fraction digits, with or without a
-/// zone; no zone means UTC). The same parser checks `x-timestamp`:
-/// [`crate::signature::parse_sinch_timestamp`].
-pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
-    crate::signature::parse_sinch_timestamp(s)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------------------------

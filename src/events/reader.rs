@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::model::*;
-use super::{parse_timestamp, FieldWarning, ENVELOPE_KEYS};
+use super::{FieldWarning, ENVELOPE_KEYS};
 
 pub(super) fn read_ice(r: &mut Reader<'_, '_>) -> Ice {
     Ice {
@@ -285,7 +285,7 @@ impl<'a, 'w> Reader<'a, 'w> {
     pub(super) fn timestamp(&mut self, key: &'static str) -> Option<OffsetDateTime> {
         match self.take(key)? {
             Value::String(s) => {
-                let ts = parse_timestamp(s);
+                let ts = crate::timestamp::parse(s);
                 if ts.is_none() {
                     self.warn(key, "unrecognised timestamp format; ignored");
                 }

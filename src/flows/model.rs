@@ -311,15 +311,6 @@ impl FlowDoc {
         })
     }
 
-    /// Serializes the flow as pretty JSON (the export format; keys come out sorted).
-    pub fn to_json_pretty(&self) -> Result<String, FlowError> {
-        serde_json::to_string_pretty(self).map_err(|e| FlowError::Json {
-            message: e.to_string(),
-            line: 0,
-            column: 0,
-        })
-    }
-
     /// Node ids reachable from `start`, `ace` and `fallbackNode` by following `next`.
     pub fn reachable(&self) -> BTreeSet<&str> {
         let mut seen = BTreeSet::new();
@@ -614,7 +605,8 @@ pub(crate) mod tests {
             let flow = fixture(name);
             assert_eq!(flow.check_structure(), vec![], "{name}");
             // Export and re-import is lossless.
-            let again = FlowDoc::from_json(flow.to_json_pretty().unwrap().as_bytes()).unwrap();
+            let again = FlowDoc::from_json(serde_json::to_string_pretty(&flow).unwrap().as_bytes())
+                .unwrap();
             assert_eq!(again, flow, "{name}");
         }
     }

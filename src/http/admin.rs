@@ -179,7 +179,7 @@ async fn events(
     };
     let since = match q.get("since") {
         None => None,
-        Some(s) => Some(crate::events::parse_timestamp(s).ok_or_else(|| {
+        Some(s) => Some(crate::timestamp::parse(s).ok_or_else(|| {
             ApiError::new(
                 code::PARAMETER_VALIDATION,
                 "since must be an ISO-8601 timestamp, e.g. 2026-01-31T12:00:00Z",

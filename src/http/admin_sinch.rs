@@ -229,7 +229,7 @@ async fn sinch_errors(
     };
     let since = match q.get("since") {
         None => None,
-        Some(s) => Some(crate::events::parse_timestamp(s).ok_or_else(|| {
+        Some(s) => Some(crate::timestamp::parse(s).ok_or_else(|| {
             bad("since must be an ISO-8601 timestamp, e.g. 2026-01-31T12:00:00Z")
         })?),
     };

@@ -590,8 +590,9 @@ impl SinchApi {
         }
     }
 
-    /// Base URL requests go to.
-    pub fn base_url(&self) -> &str {
+    /// Base URL requests go to (the tests check how it is read from configuration).
+    #[cfg(test)]
+    fn base_url(&self) -> &str {
         &self.base_url
     }
 

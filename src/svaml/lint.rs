@@ -231,11 +231,6 @@ pub const RULES: &[Rule] = &[
     R033, R040, R041, R050, R051, R052, R053, R060, R061, R062, R070, R071, R072, R073, R080,
 ];
 
-/// The rule with this code.
-pub fn rule_for(code: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.code == code)
-}
-
 static E164: LazyLock<Regex> = LazyLock::new(|| re(r"^\+[1-9][0-9]{5,14}$"));
 static DIGITS: LazyLock<Regex> = LazyLock::new(|| re(r"^[0-9]+$"));
 static LOCALE: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z]{2,3}-[A-Z]{2}$"));
@@ -992,6 +987,7 @@ mod tests {
                 );
             }
         }
+        let rule_for = |code: &str| RULES.iter().find(|r| r.code == code);
         assert_eq!(rule_for("SVAML040"), Some(&R040));
         assert_eq!(rule_for("SVAML999"), None);
     }

@@ -1,14 +1,14 @@
-//! Typed SVAML model and builder. Serializes to the canonical wire form (lowerCamel names,
-//! `name` tag, absent options omitted) and deserializes it back.
+//! The typed SVAML model: a document ([`Svaml`]) of instructions and one action, every instruction
+//! and action Sinch documents with its options. It serializes to the canonical wire form
+//! (lowerCamel names, `name` tag, absent options omitted) and deserializes it back. svamlgate's
+//! built-in replies are written with it ([`crate::gate::builtin_default`],
+//! [`crate::gate::builtin_fallback`]); the property tests generate replies of every shape with it.
 //!
 //! ```
-//! use svamlgate::svaml::model::{ConnectPstn, Svaml};
-//! let svaml = Svaml::builder()
-//!     .say("Connecting you now", "en-US")
-//!     .connect_pstn(ConnectPstn::to("+46700000000").cli("private"))
-//!     .build()
-//!     .unwrap();
-//! assert_eq!(svaml.to_value()["action"]["name"], "connectPstn");
+//! use svamlgate::svaml::model::{Action, Svaml};
+//! let bye = Svaml::builder().say("Goodbye", "en-US").hangup();
+//! assert_eq!(bye.to_value()["action"]["name"], "hangup");
+//! assert_eq!(Svaml::new(Action::Continue).to_value()["action"]["name"], "continue");
 //! ```
 
 use std::fmt;
@@ -50,127 +50,28 @@ impl Svaml {
     }
 }
 
-/// Builder for [`Svaml`]: add instructions, set the action, then [`SvamlBuilder::build`].
+/// Builder for [`Svaml`]: add instructions, then finish with the action.
 #[derive(Debug, Clone, Default)]
 pub struct SvamlBuilder {
     instructions: Vec<Instruction>,
-    action: Option<Action>,
 }
 
 impl SvamlBuilder {
-    /// Appends any instruction.
-    pub fn instruction(mut self, instruction: impl Into<Instruction>) -> Self {
-        self.instructions.push(instruction.into());
-        self
-    }
-
     /// Appends `say` with text and locale.
-    pub fn say(self, text: impl Into<String>, locale: impl Into<String>) -> Self {
-        self.instruction(Say {
+    pub fn say(mut self, text: impl Into<String>, locale: impl Into<String>) -> Self {
+        self.instructions.push(Instruction::Say(Say {
             text: Some(text.into()),
             locale: Some(locale.into()),
-        })
-    }
-
-    /// Appends `playFiles` with the given prompts and locale.
-    pub fn play_files<I, S>(self, ids: I, locale: Option<&str>) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.instruction(PlayFiles {
-            ids: ids.into_iter().map(Into::into).collect(),
-            locale: locale.map(str::to_owned),
-        })
-    }
-
-    /// Appends `sendDtmf`.
-    pub fn send_dtmf(self, value: impl Into<String>) -> Self {
-        self.instruction(SendDtmf {
-            value: Some(value.into()),
-        })
-    }
-
-    /// Appends `setCookie`.
-    pub fn set_cookie(self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.instruction(SetCookie {
-            key: Some(key.into()),
-            value: Some(value.into()),
-        })
-    }
-
-    /// Appends `answer`.
-    pub fn answer(self) -> Self {
-        self.instruction(Instruction::Answer)
-    }
-
-    /// Appends `startRecording`.
-    pub fn start_recording(self, options: Option<StartRecordingOptions>) -> Self {
-        self.instruction(StartRecording { options })
-    }
-
-    /// Appends `stopRecording`.
-    pub fn stop_recording(self) -> Self {
-        self.instruction(Instruction::StopRecording)
-    }
-
-    /// Sets the action (replacing a previous one).
-    pub fn action(mut self, action: impl Into<Action>) -> Self {
-        self.action = Some(action.into());
+        }));
         self
     }
 
-    /// Sets `hangup`.
-    pub fn hangup(self) -> Self {
-        self.action(Action::Hangup)
-    }
-
-    /// Sets `continue`.
-    pub fn continue_call(self) -> Self {
-        self.action(Action::Continue)
-    }
-
-    /// Sets `connectPstn`.
-    pub fn connect_pstn(self, action: ConnectPstn) -> Self {
-        self.action(action)
-    }
-
-    /// Sets `connectMxp`.
-    pub fn connect_mxp(self, action: ConnectMxp) -> Self {
-        self.action(action)
-    }
-
-    /// Sets `connectConf`.
-    pub fn connect_conf(self, action: ConnectConf) -> Self {
-        self.action(action)
-    }
-
-    /// Sets `connectSip`.
-    pub fn connect_sip(self, action: ConnectSip) -> Self {
-        self.action(action)
-    }
-
-    /// Sets `connectStream`.
-    pub fn connect_stream(self, action: ConnectStream) -> Self {
-        self.action(action)
-    }
-
-    /// Sets `runMenu`.
-    pub fn run_menu(self, action: RunMenu) -> Self {
-        self.action(action)
-    }
-
-    /// Sets `park`.
-    pub fn park(self, action: Park) -> Self {
-        self.action(action)
-    }
-
-    /// Finishes the document; fails when no action was set.
-    pub fn build(self) -> Result<Svaml, SvamlError> {
-        Ok(Svaml {
+    /// Finishes the document with `hangup`.
+    pub fn hangup(self) -> Svaml {
+        Svaml {
             instructions: self.instructions,
-            action: self.action.ok_or(SvamlError::MissingAction)?,
-        })
+            action: Action::Hangup,
+        }
     }
 }
 
@@ -192,21 +93,6 @@ pub enum Instruction {
     StartRecording(StartRecording),
     /// `stopRecording`.
     StopRecording,
-}
-
-impl Instruction {
-    /// Wire name of the instruction.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Instruction::PlayFiles(_) => "playFiles",
-            Instruction::Say(_) => "say",
-            Instruction::SendDtmf(_) => "sendDtmf",
-            Instruction::SetCookie(_) => "setCookie",
-            Instruction::Answer => "answer",
-            Instruction::StartRecording(_) => "startRecording",
-            Instruction::StopRecording => "stopRecording",
-        }
-    }
 }
 
 /// A SVAML action.
@@ -232,35 +118,6 @@ pub enum Action {
     /// `park`.
     Park(Park),
 }
-
-impl Action {
-    /// Wire name of the action.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Hangup => "hangup",
-            Action::Continue => "continue",
-            Action::ConnectPstn(_) => "connectPstn",
-            Action::ConnectMxp(_) => "connectMxp",
-            Action::ConnectConf(_) => "connectConf",
-            Action::ConnectSip(_) => "connectSip",
-            Action::ConnectStream(_) => "connectStream",
-            Action::RunMenu(_) => "runMenu",
-            Action::Park(_) => "park",
-        }
-    }
-}
-
-macro_rules! into_enum {
-    ($enum:ident: $($ty:ident),*) => {
-        $(impl From<$ty> for $enum {
-            fn from(value: $ty) -> Self {
-                $enum::$ty(value)
-            }
-        })*
-    };
-}
-into_enum!(Instruction: PlayFiles, Say, SendDtmf, SetCookie, StartRecording);
-into_enum!(Action: ConnectPstn, ConnectMxp, ConnectConf, ConnectSip, ConnectStream, RunMenu, Park);
 
 /// `playFiles` properties.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -409,51 +266,6 @@ pub enum Indications {
     Za,
 }
 
-impl Indications {
-    /// All values.
-    pub const ALL: [Indications; 39] = [
-        Self::At,
-        Self::Au,
-        Self::Bg,
-        Self::Br,
-        Self::Be,
-        Self::Ch,
-        Self::Cl,
-        Self::Cn,
-        Self::Cz,
-        Self::De,
-        Self::Dk,
-        Self::Ee,
-        Self::Es,
-        Self::Fi,
-        Self::Fr,
-        Self::Gr,
-        Self::Hu,
-        Self::Il,
-        Self::In,
-        Self::It,
-        Self::Lt,
-        Self::Jp,
-        Self::Mx,
-        Self::My,
-        Self::Nl,
-        Self::No,
-        Self::Nz,
-        Self::Ph,
-        Self::Pl,
-        Self::Pt,
-        Self::Ru,
-        Self::Se,
-        Self::Sg,
-        Self::Th,
-        Self::Uk,
-        Self::Us,
-        Self::Tw,
-        Self::Ve,
-        Self::Za,
-    ];
-}
-
 /// SIP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -515,16 +327,6 @@ pub struct CallHeader {
     pub value: String,
 }
 
-impl CallHeader {
-    /// New header.
-    pub fn new(key: impl Into<String>, value: impl Into<String>) -> CallHeader {
-        CallHeader {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
-}
-
 /// Destination object (`{type, endpoint}`) of connectMxp/connectSip/connectStream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Destination {
@@ -533,32 +335,6 @@ pub struct Destination {
     pub kind: Option<String>,
     /// User id, SIP address or WebSocket URL.
     pub endpoint: String,
-}
-
-impl Destination {
-    /// In-app user destination.
-    pub fn username(user: impl Into<String>) -> Destination {
-        Destination {
-            kind: Some("username".to_owned()),
-            endpoint: user.into(),
-        }
-    }
-
-    /// SIP destination.
-    pub fn sip(address: impl Into<String>) -> Destination {
-        Destination {
-            kind: Some("sip".to_owned()),
-            endpoint: address.into(),
-        }
-    }
-
-    /// WebSocket destination.
-    pub fn websocket(url: impl Into<String>) -> Destination {
-        Destination {
-            kind: Some("Websocket".to_owned()),
-            endpoint: url.into(),
-        }
-    }
 }
 
 /// `connectPstn` properties.
@@ -594,34 +370,6 @@ pub struct ConnectPstn {
     pub amd: Option<Amd>,
 }
 
-impl ConnectPstn {
-    /// Connects to `number` (E.164 with `+`).
-    pub fn to(number: impl Into<String>) -> ConnectPstn {
-        ConnectPstn {
-            number: Some(number.into()),
-            ..ConnectPstn::default()
-        }
-    }
-
-    /// Sets the caller id.
-    pub fn cli(mut self, cli: impl Into<String>) -> Self {
-        self.cli = Some(cli.into());
-        self
-    }
-
-    /// Sets the locale.
-    pub fn locale(mut self, locale: impl Into<String>) -> Self {
-        self.locale = Some(locale.into());
-        self
-    }
-
-    /// Sets the maximum duration (seconds).
-    pub fn max_duration(mut self, seconds: u32) -> Self {
-        self.max_duration = Some(seconds);
-        self
-    }
-}
-
 /// `connectMxp` properties.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -646,16 +394,6 @@ pub struct ConnectConf {
     /// Music on hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moh: Option<Moh>,
-}
-
-impl ConnectConf {
-    /// Joins conference `id`.
-    pub fn id(id: impl Into<String>) -> ConnectConf {
-        ConnectConf {
-            conference_id: id.into(),
-            ..ConnectConf::default()
-        }
-    }
 }
 
 /// Conference DTMF options.
@@ -699,16 +437,6 @@ pub struct ConnectSip {
     pub moh: Option<Moh>,
 }
 
-impl ConnectSip {
-    /// Connects to SIP `address`.
-    pub fn to(address: impl Into<String>) -> ConnectSip {
-        ConnectSip {
-            destination: Destination::sip(address),
-            ..ConnectSip::default()
-        }
-    }
-}
-
 /// `connectStream` properties.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -724,16 +452,6 @@ pub struct ConnectStream {
     /// Headers sent in the initial message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_headers: Option<Vec<CallHeader>>,
-}
-
-impl ConnectStream {
-    /// Streams to WebSocket `url`.
-    pub fn to(url: impl Into<String>) -> ConnectStream {
-        ConnectStream {
-            destination: Destination::websocket(url),
-            ..ConnectStream::default()
-        }
-    }
 }
 
 /// Stream options.
@@ -768,16 +486,6 @@ pub struct RunMenu {
     pub menus: Vec<Menu>,
 }
 
-impl RunMenu {
-    /// A runMenu with the given menus.
-    pub fn new(menus: Vec<Menu>) -> RunMenu {
-        RunMenu {
-            menus,
-            ..RunMenu::default()
-        }
-    }
-}
-
 /// One IVR menu.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -805,26 +513,6 @@ pub struct Menu {
     /// Options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<MenuOption>,
-}
-
-impl Menu {
-    /// A menu with an id and main prompt.
-    pub fn new(id: impl Into<String>, main_prompt: impl Into<String>) -> Menu {
-        Menu {
-            id: id.into(),
-            main_prompt: Some(main_prompt.into()),
-            ..Menu::default()
-        }
-    }
-
-    /// Adds an option.
-    pub fn option(mut self, dtmf: impl Into<String>, action: MenuAction) -> Self {
-        self.options.push(MenuOption {
-            dtmf: dtmf.into(),
-            action,
-        });
-        self
-    }
 }
 
 /// Menu option.
@@ -916,42 +604,66 @@ mod tests {
     #[test]
     fn builder_serializes_canonical_wire_form() {
         let svaml = Svaml::builder()
-            .answer()
             .say("Hi", "en-US")
-            .connect_pstn(ConnectPstn::to("+46700000000").cli("private"))
-            .build()
-            .unwrap();
+            .say("Bye", "sv-SE")
+            .hangup();
         assert_eq!(
             svaml.to_value(),
             json!({
                 "instructions": [
-                    {"name": "answer"},
-                    {"name": "say", "text": "Hi", "locale": "en-US"}
+                    {"name": "say", "text": "Hi", "locale": "en-US"},
+                    {"name": "say", "text": "Bye", "locale": "sv-SE"}
                 ],
-                "action": {"name": "connectPstn", "number": "+46700000000", "cli": "private"}
+                "action": {"name": "hangup"}
             })
         );
         assert_eq!(
             Svaml::new(Action::Hangup).to_value(),
             json!({"action": {"name": "hangup"}})
         );
-        assert!(matches!(
-            Svaml::builder().say("a", "en-US").build(),
-            Err(SvamlError::MissingAction)
-        ));
+        let pstn = Svaml {
+            instructions: vec![Instruction::Answer],
+            action: Action::ConnectPstn(ConnectPstn {
+                number: Some("+46700000000".into()),
+                cli: Some("private".into()),
+                ..ConnectPstn::default()
+            }),
+        };
+        assert_eq!(
+            pstn.to_value(),
+            json!({
+                "instructions": [{"name": "answer"}],
+                "action": {"name": "connectPstn", "number": "+46700000000", "cli": "private"}
+            })
+        );
     }
 
     #[test]
     fn roundtrip_menu_and_enums() {
-        let svaml = Svaml::builder()
-            .run_menu(RunMenu::new(vec![
-                Menu::new("main", "#tts[Press 1]")
-                    .option("1", MenuAction::Menu("sub".into()))
-                    .option("2", MenuAction::Return("sales".into())),
-                Menu::new("sub", "#tts[Sub]"),
-            ]))
-            .build()
-            .unwrap();
+        let menu = |id: &str, prompt: &str, options: Vec<MenuOption>| Menu {
+            id: id.into(),
+            main_prompt: Some(prompt.into()),
+            options,
+            ..Menu::default()
+        };
+        let option = |dtmf: &str, action| MenuOption {
+            dtmf: dtmf.into(),
+            action,
+        };
+        let svaml = Svaml::new(Action::RunMenu(RunMenu {
+            menus: vec![
+                menu(
+                    "main",
+                    "#tts[Press 1]",
+                    vec![
+                        option("1", MenuAction::Menu("sub".into())),
+                        option("2", MenuAction::Return("sales".into())),
+                    ],
+                ),
+                menu("sub", "#tts[Sub]", vec![]),
+            ],
+            ..RunMenu::default()
+        }));
         let value = svaml.to_value();
         assert_eq!(
             value["action"]["menus"][0]["options"][0]["action"],

@@ -206,18 +206,19 @@ impl Report {
             .filter(|v| v.severity == Severity::Warning)
     }
 
-    /// Whether any violation has this code.
-    pub fn has_code(&self, code: &str) -> bool {
+    /// Whether any violation has this code (for tests).
+    #[cfg(test)]
+    pub(crate) fn has_code(&self, code: &str) -> bool {
         self.violations.iter().any(|v| v.code == code)
     }
 
-    /// Copy with phone-number-like digit runs (6+ digits) in `found` masked, keeping the last
-    /// two digits (`+46701234567` → `+*********67`).
+    /// Copy with the numbers of 6 or more digits in `found` masked as in logs
+    /// ([`crate::redact::mask_numbers_in`]: `+46701234567` → `+467******67`).
     pub fn masked(&self) -> Report {
         let mut copy = self.clone();
         for v in &mut copy.violations {
             if let Some(found) = &v.found {
-                v.found = Some(mask_digits(found));
+                v.found = Some(crate::redact::mask_numbers_in(found));
             }
         }
         copy
@@ -241,32 +242,6 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
-}
-
-/// Masks every run of 6 or more ASCII digits except its last two digits.
-pub fn mask_digits(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = i - start;
-        if run >= 6 {
-            out.extend(std::iter::repeat_n('*', run - 2));
-            out.push_str(&s[i - 2..i]);
-        } else {
-            out.push_str(&s[start..i]);
-        }
-        if i < bytes.len() {
-            let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
-            out.push_str(&s[i..i + ch_len]);
-            i += ch_len;
-        }
-    }
-    out
 }
 
 const FOUND_MAX_CHARS: usize = 120;
@@ -586,14 +561,6 @@ fn name_enum(pointer: &str, found: &str, target: Target) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_long_digit_runs_only() {
-        assert_eq!(mask_digits("+46701234567"), "+*********67");
-        assert_eq!(mask_digits("call 12345 ok"), "call 12345 ok");
-        assert_eq!(mask_digits("é123456"), "é****56");
-        assert_eq!(mask_digits(""), "");
-    }
 
     #[test]
     fn found_is_truncated_and_credentials_redacted() {

@@ -73,7 +73,7 @@ fn signature_ok(req: &HttpRequest, body: &[u8]) -> bool {
     let Some(ts) = header(req, "x-timestamp") else {
         return false;
     };
-    let fresh = svamlgate::events::parse_timestamp(&ts)
+    let fresh = svamlgate::timestamp::parse(&ts)
         .is_some_and(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds().abs() < 60);
     let md5 = if body.is_empty() {
         String::new()
