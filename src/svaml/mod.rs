@@ -4,7 +4,7 @@
 //! * [`Validator`] compiles every schema once (offline, from `include_str!`-embedded files) and
 //!   checks a document for a [`Target`] (ICE/ACE/PIE reply or Calls API manage-call body) in a
 //!   [`Mode`], returning a [`Report`] with *all* violations at once.
-//! * [`model`] is a typed builder for SVAML documents.
+//! * [`model`] is the typed SVAML model (the built-in replies are written with it).
 //! * Lint codes (`SVAMLnnn`) are listed in [`lint`]; schema violations use `schema:<keyword>`.
 //! * Severity policy: a finding is an error only where a Sinch source says Sinch rejects the reply;
 //!   every rule and every non-obvious schema constraint names its source ([`lint::RULES`],
@@ -247,9 +247,6 @@ pub enum SvamlError {
     /// Unknown mode name.
     #[error("unknown mode `{0}` (expected normal or strict)")]
     UnknownMode(String),
-    /// The builder was finished without an action.
-    #[error("a SVAML document needs exactly one action")]
-    MissingAction,
     /// A menu option action string is not `menu(<id>)` or `return(<value>)`.
     #[error("invalid menu option action `{0}`: expected menu(<id>) or return(<value>)")]
     InvalidMenuAction(String),
