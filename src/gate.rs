@@ -15,21 +15,15 @@ use crate::svaml::{CallContext, Mode, Report, Target, Validator};
 /// The three events whose reply is SVAML.
 pub const REPLY_TARGETS: [Target; 3] = [Target::Ice, Target::Ace, Target::Pie];
 
-fn index(t: Target) -> usize {
-    match t {
-        Target::Ice => 0,
-        Target::Ace => 1,
-        _ => 2,
-    }
-}
-
 /// Built-in reply when no route matches: tell the caller, then hang up (ICE, PIE); continue the
-/// call (ACE). Built once, at start.
+/// call (ACE). A manage-call body is never a reply to an event: its slot holds a plain hang-up.
+/// Built once, at start.
 pub fn builtin_default(target: Target) -> Value {
     match target {
         Target::Ice => say_then_hang_up("Sorry, this number is not in service. Goodbye."),
         Target::Ace => Svaml::new(Action::Continue).to_value(),
-        _ => say_then_hang_up("Thank you for calling. Goodbye."),
+        Target::Pie => say_then_hang_up("Thank you for calling. Goodbye."),
+        Target::Manage => Svaml::new(Action::Hangup).to_value(),
     }
 }
 
@@ -38,9 +32,10 @@ pub fn builtin_default(target: Target) -> Value {
 pub fn builtin_fallback(target: Target) -> Value {
     match target {
         Target::Ace => Svaml::new(Action::Continue).to_value(),
-        _ => say_then_hang_up(
+        Target::Ice | Target::Pie => say_then_hang_up(
             "We are sorry, we cannot take your call right now. Please try again later.",
         ),
+        Target::Manage => Svaml::new(Action::Hangup).to_value(),
     }
 }
 
@@ -87,8 +82,10 @@ fn check_configured(
 pub struct Gate {
     validator: Arc<Validator>,
     mode: Mode,
-    defaults: [Value; 3],
-    fallbacks: [Value; 3],
+    /// By [`Target::index`].
+    defaults: [Value; 4],
+    /// By [`Target::index`].
+    fallbacks: [Value; 4],
 }
 
 impl Gate {
@@ -129,6 +126,7 @@ impl Gate {
                 "SVAMLGATE_DEFAULT_PIE",
                 builtin_default(Target::Pie),
             )?,
+            builtin_default(Target::Manage),
         ];
         let fallbacks = [
             load(
@@ -146,6 +144,7 @@ impl Gate {
                 "SVAMLGATE_FALLBACK_PIE",
                 builtin_fallback(Target::Pie),
             )?,
+            builtin_fallback(Target::Manage),
         ];
         let gate = Gate {
             validator,
@@ -184,12 +183,12 @@ impl Gate {
 
     /// The pre-validated fallback for an event.
     pub fn fallback(&self, target: Target) -> &Value {
-        &self.fallbacks[index(target)]
+        &self.fallbacks[target.index()]
     }
 
     /// The pre-validated reply used when no route matches.
     pub fn default_reply(&self, target: Target) -> &Value {
-        &self.defaults[index(target)]
+        &self.defaults[target.index()]
     }
 
     /// Checks a candidate reply; the verdict carries what must go out. The cookie budget counts

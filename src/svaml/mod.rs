@@ -349,6 +349,7 @@ impl Target {
         }
     }
 
+    /// Position in [`Target::ALL`] (for tables indexed by target).
     pub(crate) fn index(self) -> usize {
         match self {
             Target::Ice => 0,
