@@ -1,16 +1,24 @@
 //! The admin API under `/admin`: bearer token (constant-time comparison), calls, errors, events, the
 //! error catalog, and SVAML validation on demand.
-
-use std::collections::HashMap;
+//!
+//! A new admin endpoint is a handler with its `#[utoipa::path]` attribute (its entry in the OpenAPI
+//! document) and its actix-web method attribute, registered with `.service(handler)` in the
+//! `routes` function of its file.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{get, post, web, HttpResponse, ResponseError};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::extract::{self, Json};
+use super::openapi::responses::*;
+use super::openapi::schemas::*;
 use crate::app::AppState;
 use crate::catalog::{self, code};
 use crate::db::store::EventFilter;
@@ -25,13 +33,13 @@ pub const VALIDATE_LIMIT: usize = 1 << 20;
 pub const DEFAULT_LIMIT: i64 = 50;
 
 /// Registers the admin routes (inside the `/admin` scope).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/calls/{callid}", web::get().to(call))
-        .route("/errors/{reference}", web::get().to(error))
-        .route("/events", web::get().to(events))
-        .route("/error-codes", web::get().to(error_codes))
-        .route("/svaml/validate", web::post().to(validate))
-        .route("/openapi.json", web::get().to(super::openapi::document))
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(call)
+        .service(error)
+        .service(events)
+        .service(error_codes)
+        .service(validate)
+        .service(super::openapi::serve_document)
         .configure(super::admin_flows::routes)
         .configure(super::admin_gate::routes)
         .configure(super::admin_sinch::routes);
@@ -84,30 +92,41 @@ pub async fn require_admin(
     }
 }
 
+/// Timeline of one call
+///
+/// Every recorded callback of the call, in arrival order, with the number of duplicates among them and the replies the gate stopped (each with its validation report). Also lists the requests svamlgate sent to Sinch about the call (`outboundRequests`); a call with only outbound requests is found too.
+#[utoipa::path(
+    operation_id = "getCallTimeline",
+    tag = "calls",
+    params(
+        ("callid" = String, Path, description = "The call id Sinch sent.")
+    ),
+    responses(
+        (status = 200, description = "The call's timeline.", body = CallTimeline),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = AdminDisabled),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/calls/{callid}")]
 async fn call(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let callid = path.into_inner();
-    let events = state
-        .store
-        .call_timeline(&callid)
-        .await
-        .map_err(|e| ApiError::from_db(&e))?;
+    let recorded = state.store.call_timeline(&callid).await?;
     let outbound = super::admin_sinch::outbound_for_call(&state, &callid).await?;
-    if events.is_empty() && outbound.is_empty() {
+    if recorded.is_empty() && outbound.is_empty() {
         return Err(ApiError::not_found(format!(
             "No events or outbound requests recorded for call {callid}"
         )));
     }
-    let rejected = state
-        .store
-        .rejected_replies_for_call(&callid)
-        .await
-        .map_err(|e| ApiError::from_db(&e))?;
+    let rejected = state.store.rejected_replies_for_call(&callid).await?;
     // A replay is shown as part of the event it repeats, not as an event of its own.
     let (replays, originals): (Vec<_>, Vec<_>) =
-        events.into_iter().partition(|e| e.duplicate_of.is_some());
+        recorded.into_iter().partition(|e| e.duplicate_of.is_some());
     let duplicates = replays.len();
     let timeline: Vec<serde_json::Value> = originals
         .into_iter()
@@ -133,17 +152,31 @@ async fn call(
     })))
 }
 
+/// One recorded error
+///
+/// The error recorded under a reference (the `reference` of any error envelope svamlgate sent), with the internal detail and, for refused callback signatures, the refusal.
+#[utoipa::path(
+    operation_id = "getError",
+    tag = "errors",
+    params(
+        ("reference" = String, Path, description = "The `reference` of an error envelope.")
+    ),
+    responses(
+        (status = 200, description = "The error.", body = StoredError),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = AdminDisabled),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/errors/{reference}")]
 async fn error(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let reference = path.into_inner();
-    match state
-        .store
-        .get_error(&reference)
-        .await
-        .map_err(|e| ApiError::from_db(&e))?
-    {
+    match state.store.get_error(&reference).await? {
         Some(e) => Ok(HttpResponse::Ok().json(e)),
         None => Err(ApiError::not_found(format!(
             "No error with reference {reference}"
@@ -151,62 +184,58 @@ async fn error(
     }
 }
 
+/// The query of `GET /admin/events`; any other parameter is refused (400 40001).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct EventsQuery {
+    /// Event type (`ice`, `ace`, `dice`, `pie`, `notify`, or an unknown type as received); compared in lower case.
+    #[serde(rename = "type")]
+    #[param(rename = "type", example = "ice")]
+    event_type: Option<String>,
+    /// Only callbacks of this call.
+    callid: Option<String>,
+    /// Only callbacks received at or after this ISO-8601 timestamp.
+    #[param(format = DateTime, example = "2026-01-31T12:00:00Z")]
+    since: Option<String>,
+    /// Page size: a positive integer; values above 500 are lowered to 500.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+    /// Paging cursor: only callbacks with an id lower than this one (the `nextBefore` of the previous page).
+    before: Option<uuid::Uuid>,
+}
+
+/// Recorded callbacks, newest first
+///
+/// A page of recorded callbacks ordered by id, newest first. Pass the page's `nextBefore` as `before` to fetch the next (older) page. Any query parameter other than the five below is refused with 400 40001.
+#[utoipa::path(
+    operation_id = "listEvents",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "One page of callbacks.", body = EventPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = AdminDisabled),
+        (status = 500, response = InternalError),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/events")]
 async fn events(
     state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
+    query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let known = ["type", "callid", "since", "limit", "before"];
-    if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            code::PARAMETER_VALIDATION,
-            format!("Unknown query parameter {k}; use type, callid, since, limit, before"),
-        ));
-    }
-    let limit = match q.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                ApiError::new(
-                    code::PARAMETER_VALIDATION,
-                    "limit must be a positive integer",
-                )
-            })?
-            .min(MAX_LIMIT),
-    };
-    let since = match q.get("since") {
-        None => None,
-        Some(s) => Some(crate::events::parse_timestamp(s).ok_or_else(|| {
-            ApiError::new(
-                code::PARAMETER_VALIDATION,
-                "since must be an ISO-8601 timestamp, e.g. 2026-01-31T12:00:00Z",
-            )
-        })?),
-    };
-    let before = match q.get("before") {
-        None => None,
-        Some(s) => Some(s.parse::<uuid::Uuid>().map_err(|_| {
-            ApiError::new(
-                code::PARAMETER_VALIDATION,
-                "before must be an event id from a previous page",
-            )
-        })?),
-    };
+    let limit = extract::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let filter = EventFilter {
-        event_type: q.get("type").map(|t| t.to_ascii_lowercase()),
-        callid: q.get("callid").cloned(),
-        since,
-        before,
+        event_type: q.event_type.map(|t| t.to_ascii_lowercase()),
+        callid: q.callid,
+        since: extract::since(q.since.as_deref())?,
+        before: q.before,
         limit,
     };
-    let items = state
-        .store
-        .list_events(&filter)
-        .await
-        .map_err(|e| ApiError::from_db(&e))?;
+    let items = state.store.list_events(&filter).await?;
     let next = if items.len() as i64 == limit {
         items.last().map(|e| e.id)
     } else {
@@ -215,19 +244,59 @@ async fn events(
     Ok(HttpResponse::Ok().json(json!({"items": items, "limit": limit, "nextBefore": next})))
 }
 
+/// The Sinch Voice error catalog
+///
+/// Every error code of the catalog svamlgate uses for its error envelopes, with meaning and remedy.
+#[utoipa::path(
+    operation_id = "listErrorCodes",
+    tag = "errors",
+    responses(
+        (status = 200, description = "The catalog, sorted by code.", body = ErrorCodeList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = AdminDisabled)
+    )
+)]
+#[get("/error-codes")]
 async fn error_codes() -> HttpResponse {
     HttpResponse::Ok().json(json!({"errorCodes": catalog::all()}))
 }
 
+/// The query of `POST /admin/svaml/validate`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ValidateQuery {
+    /// Which reply the document is (case-insensitive): ice, ace, pie or manage. Missing: 400 40002; other values: 400 40001.
+    #[param(required = true, example = "ice")]
+    event: Option<String>,
+    /// Strict mode promotes every warning to an error: true, false, 1 or 0 (default false). Other values: 400 40001.
+    #[param(example = "true")]
+    strict: Option<String>,
+}
+
+/// Validate an SVAML document
+///
+/// Checks an SVAML document as the gate would for the given event and returns the report. An invalid document is still a 200: see `valid` in the report. The body is limited to 1 MiB.
+#[utoipa::path(
+    operation_id = "validateSvaml",
+    tag = "svaml",
+    params(ValidateQuery),
+    request_body(content = SvamlDocument, description = "The SVAML document (any JSON value; at most 1 MiB)."),
+    responses(
+        (status = 200, description = "The validation report.", body = Report),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = AdminDisabled)
+    )
+)]
+#[post("/svaml/validate")]
 async fn validate(
     state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
-    req: actix_web::HttpRequest,
-    payload: web::Payload,
+    query: web::Query<ValidateQuery>,
+    body: Json<serde_json::Value, VALIDATE_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = super::callback::read_body(&req, payload, VALIDATE_LIMIT).await?;
     let target: Target = query
-        .get("event")
+        .event
+        .as_deref()
         .ok_or_else(|| {
             ApiError::missing_parameter(
                 "Query parameter event is required: ice, ace, pie or manage",
@@ -240,7 +309,7 @@ async fn validate(
                 "event must be ice, ace, pie or manage",
             )
         })?;
-    let mode = match query.get("strict").map(String::as_str) {
+    let mode = match query.strict.as_deref() {
         None | Some("false") | Some("0") => Mode::Normal,
         Some("true") | Some("1") => Mode::Strict,
         Some(_) => {
@@ -250,8 +319,6 @@ async fn validate(
             ))
         }
     };
-    let doc: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid_request(format!("Body is not valid JSON: {e}")))?;
-    let report = state.gate.validator().check(target, &doc, mode);
+    let report = state.gate.validator().check(target, &body.0, mode);
     Ok(HttpResponse::Ok().json(report))
 }

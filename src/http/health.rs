@@ -4,20 +4,42 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use serde_json::json;
+
+use super::openapi::schemas::{Health, Readiness};
 
 use crate::app::AppState;
 
-/// Liveness: touches nothing.
+/// Liveness
+///
+/// Answers while the process is up; touches nothing else.
+#[utoipa::path(
+    operation_id = "healthz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Up.", body = Health)
+    ),
+    security(())
+)]
+#[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: svamlgate answers callbacks whenever its journal works, so readiness fails (503) only
-/// when the journal is over its disk limit. PostgreSQL being slow, away or restarting is reported in
-/// the details (`database`, `shipping`) with `"status": "degraded"`, because callers are still
-/// answered and nothing is lost.
+/// Readiness
+///
+/// svamlgate answers callbacks whenever its journal works, so readiness fails (503) only when the journal is over its disk limit. PostgreSQL being slow, away or restarting is reported in the details (`checks.database`, `shipping`) with `"status": "degraded"`, because callers are still answered and nothing is lost.
+#[utoipa::path(
+    operation_id = "readyz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Ready, or degraded (PostgreSQL away, restarting, or the journal near its limit).", body = Readiness),
+        (status = 503, description = "Not ready: the journal is over its disk limit.", body = Readiness)
+    ),
+    security(())
+)]
+#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let status = &state.recorder.status;
     let database = match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
@@ -58,7 +80,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus exposition.
+/// Prometheus metrics
+///
+/// Counters, gauges and histograms in the Prometheus text exposition format (0.0.4).
+#[utoipa::path(
+    operation_id = "metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")
+    ),
+    security(())
+)]
+#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     use std::fmt::Write as _;
     let status = &state.recorder.status;

@@ -1,0 +1,165 @@
+//! What handlers take from a request, and how a request that does not fit is answered: always a
+//! Sinch error envelope with a catalog code.
+//!
+//! - [`read_body`]: the one body reader (bounded; refuses an oversized body from its Content-Length
+//!   before reading it). The callback endpoint uses it directly, because its signature is checked
+//!   over the raw bytes.
+//! - [`Body`]: a whole body of at most `LIMIT` bytes (400 40003 beyond).
+//! - [`Json`]: a body of at most `LIMIT` bytes parsed into `T` (400 40003 when it is not JSON or
+//!   not a `T`). Any content type is accepted, as Sinch's own API does.
+//! - actix-web's `Path` and `Query` are configured by [`path_config`] and [`query_config`]: a value
+//!   that does not parse, or an unknown query parameter where the query type refuses them, is
+//!   400 40001.
+//! - [`page_limit`]: the `limit` of a paged listing.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{dev, web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::catalog::code;
+use crate::error::ApiError;
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::invalid_request(format!(
+        "Request body is larger than {limit} bytes (SVAMLGATE_MAX_BODY_BYTES); Sinch callbacks are far smaller"
+    ))
+}
+
+/// Reads at most `limit` bytes of body; refuses early when Content-Length already says it is larger.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: dev::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+        let len = len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok());
+        match len {
+            Some(n) if n > limit as u64 => return Err(too_large(limit)),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::invalid_request(
+                    "Content-Length header is not a number",
+                ))
+            }
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::invalid_request(format!("Could not read the request body: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A whole request body of at most `LIMIT` bytes.
+#[derive(Debug)]
+pub struct Body<const LIMIT: usize>(pub Vec<u8>);
+
+impl<const LIMIT: usize> FromRequest for Body<LIMIT> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move { read_body(&req, payload, LIMIT).await.map(Body) })
+    }
+}
+
+/// A JSON body of at most `LIMIT` bytes, parsed into `T`.
+#[derive(Debug)]
+pub struct Json<T, const LIMIT: usize>(pub T);
+
+impl<T, const LIMIT: usize> Json<T, LIMIT> {
+    /// The parsed body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// 400 40003 for a body that is not JSON, or not the JSON the endpoint takes.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid_request(if e.is_data() {
+            format!("Body does not have the documented shape (see /admin/openapi.json): {e}")
+        } else {
+            format!("Body is not valid JSON: {e}")
+        })
+    })
+}
+
+impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Json<T, LIMIT> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let bytes = read_body(&req, payload, LIMIT).await?;
+            parse_json(&bytes).map(Json)
+        })
+    }
+}
+
+fn bad_parameter(message: String) -> actix_web::Error {
+    ApiError::new(code::PARAMETER_VALIDATION, message).into()
+}
+
+/// Path segments that do not parse (e.g. a flow id that is not a number): 400 40001.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|e, req| {
+        bad_parameter(format!(
+            "Path {} has a parameter that is not valid: {e}",
+            req.path()
+        ))
+    })
+}
+
+/// Query parameters that do not parse, or that the endpoint does not know: 400 40001.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| bad_parameter(format!("Query parameter is not valid: {e}")))
+}
+
+/// actix-web's own `Json` (not used by the admin API, which takes [`Json`]): 400 40003.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .content_type_required(false)
+        .error_handler(|e, _| ApiError::invalid_request(format!("Body is not valid: {e}")).into())
+}
+
+/// The `limit` of a paged listing: `default` when absent, 400 40001 unless positive, at most `max`.
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if n > 0 => Ok(n.min(max)),
+        Some(_) => Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            "limit must be a positive integer",
+        )),
+    }
+}
+
+/// A `since` query parameter: an ISO-8601 timestamp, else 400 40001.
+pub fn since(value: Option<&str>) -> Result<Option<time::OffsetDateTime>, ApiError> {
+    value
+        .map(|s| {
+            crate::events::parse_timestamp(s).ok_or_else(|| {
+                ApiError::new(
+                    code::PARAMETER_VALIDATION,
+                    "since must be an ISO-8601 timestamp, e.g. 2026-01-31T12:00:00Z",
+                )
+            })
+        })
+        .transpose()
+}
