@@ -103,10 +103,7 @@ pub async fn require_admin(
     ),
     responses(
         (status = 200, description = "The call's timeline.", body = CallTimeline),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -163,10 +160,7 @@ async fn call(
     ),
     responses(
         (status = 200, description = "The error.", body = StoredError),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -215,9 +209,6 @@ struct EventsQuery {
     responses(
         (status = 200, description = "One page of callbacks.", body = EventPage),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -251,9 +242,7 @@ async fn events(
     operation_id = "listErrorCodes",
     tag = "errors",
     responses(
-        (status = 200, description = "The catalog, sorted by code.", body = ErrorCodeList),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled)
+        (status = 200, description = "The catalog, sorted by code.", body = ErrorCodeList)
     )
 )]
 #[get("/error-codes")]
@@ -283,9 +272,7 @@ struct ValidateQuery {
     request_body(content = SvamlDocument, description = "The SVAML document (any JSON value; at most 1 MiB)."),
     responses(
         (status = 200, description = "The validation report.", body = Report),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled)
+        (status = 400, response = BadRequest)
     )
 )]
 #[post("/svaml/validate")]

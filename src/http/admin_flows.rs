@@ -86,9 +86,6 @@ async fn refresh_live(state: &AppState) {
     tag = "flows",
     responses(
         (status = 200, description = "The flows.", body = FlowList),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -108,10 +105,7 @@ async fn list_flows(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     responses(
         (status = 201, description = "Created; the body has the summary and the check (warnings only).", body = FlowSaved, headers(("location" = String, description = "Path of the new flow."))),
         (status = 400, response = FlowRefused),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -146,11 +140,8 @@ async fn create_flow(
     responses(
         (status = 200, description = "Saved; the summary shows the new current version.", body = FlowSaved),
         (status = 400, response = FlowRefused),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -197,10 +188,7 @@ struct VersionQuery {
     responses(
         (status = 200, description = "The flow.", body = FlowDetail),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -239,10 +227,7 @@ async fn get_flow(
     responses(
         (status = 200, description = "The flow document.", body = FlowDocument, headers(("content-disposition" = String, description = "`attachment; filename=\"flow-<id>-v<version>.json\"`"))),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -280,11 +265,8 @@ async fn export_flow(
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -339,10 +321,7 @@ struct SimulateRequest {
     responses(
         (status = 200, description = "The simulated decision.", body = SimulateResult),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError)
+        (status = 404, response = NotFound)
     )
 )]
 #[post("/flows/{id}/simulate")]
@@ -428,9 +407,6 @@ async fn ensure_flow_exists(state: &AppState, route: &Route) -> Result<(), ApiEr
     tag = "routes",
     responses(
         (status = 200, description = "The routes.", body = RouteList),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -449,10 +425,7 @@ async fn list_routes(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     responses(
         (status = 201, description = "Created.", body = super::openapi::schemas::Route, headers(("location" = String, description = "Path of the new route."))),
         (status = 400, response = RouteRefused),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -486,10 +459,7 @@ async fn create_route(
     responses(
         (status = 200, description = "The route.", body = super::openapi::schemas::Route),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -518,11 +488,8 @@ async fn get_route(
     responses(
         (status = 200, description = "The updated route.", body = super::openapi::schemas::Route),
         (status = 400, response = RouteRefused),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -559,10 +526,7 @@ async fn update_route(
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]

@@ -37,9 +37,6 @@ struct Page {
     responses(
         (status = 200, description = "The misses.", body = GateMissList),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]

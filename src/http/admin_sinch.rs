@@ -11,6 +11,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::extract::{self, Body};
 use super::openapi::responses::*;
 use super::openapi::schemas::*;
+use super::openapi::SinchFailures;
 use crate::app::AppState;
 use crate::catalog::code;
 use crate::db::outbound::{OutboundStore, SinchErrorFilter};
@@ -104,16 +105,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     request_body(content = CalloutRequest),
     responses(
         (status = 200, description = "Sinch placed the call.", body = CalloutAnswer),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchConflict),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures,
+        (status = 409, response = SinchConflict)
     )
 )]
 #[post("/callouts")]
@@ -143,16 +136,7 @@ async fn callout(
     request_body(content = ManageCallBody),
     responses(
         (status = 200, description = "Sinch accepted it (sinchStatus 204).", body = SinchAnswer),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[patch("/calls/{callid}")]
@@ -186,16 +170,7 @@ async fn manage_call(
     request_body(content = ManageCallBody),
     responses(
         (status = 200, description = "Sinch accepted it.", body = SinchAnswer),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[patch("/calls/{callid}/leg/{leg}")]
@@ -224,16 +199,7 @@ async fn manage_call_leg(
     ),
     responses(
         (status = 200, description = "Sinch's call information.", body = CallInformation),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[get("/calls/{callid}/sinch")]
@@ -257,16 +223,7 @@ async fn get_call(
     ),
     responses(
         (status = 200, description = "The participants.", body = ConferenceInfo),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[get("/conferences/{conferenceid}")]
@@ -290,16 +247,7 @@ async fn get_conference(
     ),
     responses(
         (status = 200, description = "Sinch accepted it (sinchStatus 204).", body = SinchAnswer),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[delete("/conferences/{conferenceid}")]
@@ -325,16 +273,7 @@ async fn kick_all(
     request_body(content = ParticipantCommand),
     responses(
         (status = 200, description = "Sinch accepted it.", body = SinchAnswer),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[patch("/conferences/{conferenceid}/{callid}")]
@@ -363,16 +302,7 @@ async fn manage_participant(
     ),
     responses(
         (status = 200, description = "Sinch accepted it.", body = SinchAnswer),
-        (status = 400, response = SinchRefusedLocally),
-        (status = 401, response = SinchUnauthorized),
-        (status = 402, response = SinchError),
-        (status = 403, response = SinchForbidden),
-        (status = 404, response = SinchError),
-        (status = 409, response = SinchError),
-        (status = 422, response = SinchError),
-        (status = 429, response = SinchTooMany),
-        (status = 500, response = SinchError),
-        (status = 503, response = SinchUnavailable)
+        SinchFailures
     )
 )]
 #[delete("/conferences/{conferenceid}/{callid}")]
@@ -413,9 +343,6 @@ struct SinchErrorsQuery {
     responses(
         (status = 200, description = "The errors.", body = SinchErrorPage),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -459,9 +386,6 @@ async fn sinch_errors(
     tag = "sinch",
     responses(
         (status = 200, description = "The count.", body = CallsInProgress),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]
@@ -488,10 +412,7 @@ async fn calls_in_progress(state: web::Data<AppState>) -> Result<HttpResponse, A
     ),
     responses(
         (status = 200, description = "The checklist.", body = Diagnosis),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = AdminDisabled),
         (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
         (status = 503, response = DatabaseUnavailable)
     )
 )]

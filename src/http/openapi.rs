@@ -135,6 +135,30 @@ pub mod responses {
     );
 }
 
+/// What an operation that sends a request to Sinch's Calling API can answer besides its success:
+/// a local refusal (400), or Sinch's own error read through the catalog.
+pub struct SinchFailures;
+
+impl utoipa::IntoResponses for SinchFailures {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        [
+            ("400", "SinchRefusedLocally"),
+            ("401", "SinchUnauthorized"),
+            ("402", "SinchError"),
+            ("403", "SinchForbidden"),
+            ("404", "SinchError"),
+            ("409", "SinchError"),
+            ("422", "SinchError"),
+            ("429", "SinchTooMany"),
+            ("500", "SinchError"),
+            ("503", "SinchUnavailable"),
+        ]
+        .into_iter()
+        .map(|(status, name)| (status.to_owned(), Ref::from_response_name(name).into()))
+        .collect()
+    }
+}
+
 /// What the document holds besides its operations.
 #[derive(OpenApi)]
 #[openapi(
