@@ -9,19 +9,19 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::{self, Json};
+use super::extract::{self, CallPath, Json, ReferencePath};
 use super::openapi::responses::*;
-use super::openapi::schemas::*;
+use super::openapi::schemas::{self, Report, StoredError, SvamlDocument};
 use crate::app::AppState;
 use crate::catalog::{self, code};
-use crate::db::store::EventFilter;
+use crate::db::store::{EventFilter, StoredCallback};
 use crate::error::ApiError;
 use crate::svaml::{Mode, Target};
 
@@ -31,6 +31,46 @@ pub const MAX_LIMIT: i64 = 500;
 pub const VALIDATE_LIMIT: usize = 1 << 20;
 /// Default page of `GET /admin/events`.
 pub const DEFAULT_LIMIT: i64 = 50;
+
+/// The answer of `GET /admin/calls/{callid}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CallTimeline {
+    callid: String,
+    /// The call's events in arrival order; replays are listed under the event they repeat.
+    #[schema(value_type = Vec<schemas::TimelineEvent>)]
+    events: Vec<serde_json::Value>,
+    /// How many replays the call's events received in total.
+    duplicates: usize,
+    /// Replies the gate stopped (the fallback went out instead), with their reports.
+    #[schema(value_type = Vec<schemas::RejectedReply>)]
+    rejected_replies: Vec<serde_json::Value>,
+    /// Requests svamlgate sent to Sinch about this call (its callout, call control, conference control of it as a participant), oldest first.
+    #[schema(value_type = Vec<schemas::OutboundRequest>)]
+    outbound_requests: Vec<serde_json::Value>,
+}
+
+/// A page of `GET /admin/events`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EventPage {
+    /// The callbacks, newest first.
+    #[schema(value_type = Vec<schemas::StoredCallback>)]
+    items: Vec<StoredCallback>,
+    /// The page size used.
+    limit: i64,
+    /// Cursor for the next page (`before`); null on the last page.
+    next_before: Option<uuid::Uuid>,
+}
+
+/// The answer of `GET /admin/error-codes`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ErrorCodeList {
+    /// The catalog, sorted by code.
+    #[schema(value_type = Vec<schemas::ErrorCodeInfo>)]
+    error_codes: &'static [catalog::ErrorCodeInfo],
+}
 
 /// Registers the admin routes (inside the `/admin` scope).
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -98,9 +138,7 @@ pub async fn require_admin(
 #[utoipa::path(
     operation_id = "getCallTimeline",
     tag = "calls",
-    params(
-        ("callid" = String, Path, description = "The call id Sinch sent.")
-    ),
+    params(CallPath),
     responses(
         (status = 200, description = "The call's timeline.", body = CallTimeline),
         (status = 404, response = NotFound),
@@ -110,9 +148,9 @@ pub async fn require_admin(
 #[get("/calls/{callid}")]
 async fn call(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<CallPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let callid = path.into_inner();
+    let callid = path.into_inner().callid;
     let recorded = state.store.call_timeline(&callid).await?;
     let outbound = super::admin_sinch::outbound_for_call(&state, &callid).await?;
     if recorded.is_empty() && outbound.is_empty() {
@@ -140,13 +178,13 @@ async fn call(
             v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "callid": callid,
-        "events": timeline,
-        "duplicates": duplicates,
-        "rejectedReplies": rejected,
-        "outboundRequests": outbound,
-    })))
+    Ok(HttpResponse::Ok().json(CallTimeline {
+        callid,
+        events: timeline,
+        duplicates,
+        rejected_replies: rejected,
+        outbound_requests: outbound,
+    }))
 }
 
 /// One recorded error
@@ -155,9 +193,7 @@ async fn call(
 #[utoipa::path(
     operation_id = "getError",
     tag = "errors",
-    params(
-        ("reference" = String, Path, description = "The `reference` of an error envelope.")
-    ),
+    params(ReferencePath),
     responses(
         (status = 200, description = "The error.", body = StoredError),
         (status = 404, response = NotFound),
@@ -167,9 +203,9 @@ async fn call(
 #[get("/errors/{reference}")]
 async fn error(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<ReferencePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let reference = path.into_inner();
+    let reference = path.into_inner().reference;
     match state.store.get_error(&reference).await? {
         Some(e) => Ok(HttpResponse::Ok().json(e)),
         None => Err(ApiError::not_found(format!(
@@ -232,7 +268,11 @@ async fn events(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({"items": items, "limit": limit, "nextBefore": next})))
+    Ok(HttpResponse::Ok().json(EventPage {
+        items,
+        limit,
+        next_before: next,
+    }))
 }
 
 /// The Sinch Voice error catalog
@@ -247,7 +287,9 @@ async fn events(
 )]
 #[get("/error-codes")]
 async fn error_codes() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"errorCodes": catalog::all()}))
+    HttpResponse::Ok().json(ErrorCodeList {
+        error_codes: catalog::all(),
+    })
 }
 
 /// The query of `POST /admin/svaml/validate`.

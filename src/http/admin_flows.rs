@@ -2,17 +2,17 @@
 //! delete, list, export, simulate) and routes (`/admin/routes`).
 
 use actix_web::{delete, get, post, put, web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::{Body, Json};
+use super::extract::{Body, IdPath, Json};
 use super::openapi::responses::*;
-use super::openapi::schemas::*;
+use super::openapi::schemas::{self, FlowDocument, RouteInput};
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::flows::SaveError;
+use crate::db::flows::{FlowSummary, SaveError};
 use crate::error::ApiError;
 use crate::flows::check::check_flow;
 use crate::flows::engine::{self, Stage};
@@ -23,6 +23,65 @@ use crate::svaml::Target;
 
 /// Largest flow document accepted.
 pub const FLOW_LIMIT: usize = 1 << 20;
+
+/// The answer of `GET /admin/flows`.
+#[derive(Serialize, ToSchema)]
+struct FlowList {
+    #[schema(value_type = Vec<schemas::FlowSummary>)]
+    items: Vec<FlowSummary>,
+}
+
+/// A flow saved: its summary and its check (warnings only).
+#[derive(Serialize, ToSchema)]
+struct FlowSaved {
+    #[schema(value_type = schemas::FlowSummary)]
+    flow: FlowSummary,
+    #[schema(value_type = schemas::FlowCheck)]
+    check: Value,
+}
+
+/// The answer of `GET /admin/flows/{id}`.
+#[derive(Serialize, ToSchema)]
+struct FlowDetail {
+    #[schema(value_type = schemas::FlowSummary)]
+    flow: FlowSummary,
+    /// Version of `document`.
+    version: i32,
+    /// Every version of the flow.
+    versions: Vec<i32>,
+    #[schema(value_type = schemas::FlowDocument)]
+    document: Value,
+}
+
+/// The answer of `POST /admin/flows/{id}/simulate`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SimulateResult {
+    flow_id: i64,
+    version: i32,
+    /// Node that answered; null for the `continue`/`hangup` defaults.
+    node: Option<String>,
+    /// Why this reply was chosen.
+    via: String,
+    /// The rendered SVAML.
+    #[schema(value_type = Object)]
+    candidate: Value,
+    /// What would be sent: the candidate, or the fallback.
+    #[schema(value_type = Object)]
+    reply: Value,
+    /// Whether the candidate passed the gate.
+    passed: bool,
+    /// The gate's report on the candidate.
+    #[schema(value_type = schemas::Report)]
+    report: crate::svaml::Report,
+}
+
+/// The answer of `GET /admin/routes`.
+#[derive(Serialize, ToSchema)]
+struct RouteList {
+    #[schema(value_type = Vec<schemas::Route>)]
+    items: Vec<Route>,
+}
 
 /// Registers the routes (inside the `/admin` scope).
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -92,7 +151,7 @@ async fn refresh_live(state: &AppState) {
 #[get("/flows")]
 async fn list_flows(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let flows = state.store.list_flows().await?;
-    Ok(HttpResponse::Ok().json(json!({"items": flows})))
+    Ok(HttpResponse::Ok().json(FlowList { items: flows }))
 }
 
 /// Create a call flow
@@ -124,7 +183,10 @@ async fn create_flow(
     refresh_live(&state).await;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/flows/{}", saved.id)))
-        .json(json!({"flow": saved, "check": report})))
+        .json(FlowSaved {
+            flow: saved,
+            check: report,
+        }))
 }
 
 /// Save a new version of a call flow
@@ -133,9 +195,7 @@ async fn create_flow(
 #[utoipa::path(
     operation_id = "updateFlow",
     tag = "flows",
-    params(
-        ("id" = i64, Path, description = "Flow id. Not an integer: 400 40001.")
-    ),
+    params(IdPath),
     request_body(content = FlowDocument, description = "A flow document (at most 1 MiB)."),
     responses(
         (status = 200, description = "Saved; the summary shows the new current version.", body = FlowSaved),
@@ -148,10 +208,10 @@ async fn create_flow(
 #[put("/flows/{id}")]
 async fn update_flow(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
     body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     let bytes = body.0;
     let (flow, doc, report) = checked_flow(&state, &bytes)?;
     let saved = state
@@ -161,7 +221,10 @@ async fn update_flow(
         .map_err(|e| save_err(e, "flow"))?;
     refresh_live(&state).await;
     match saved {
-        Some(saved) => Ok(HttpResponse::Ok().json(json!({"flow": saved, "check": report}))),
+        Some(saved) => Ok(HttpResponse::Ok().json(FlowSaved {
+            flow: saved,
+            check: report,
+        })),
         None => Err(ApiError::not_found(format!("No flow {id}"))),
     }
 }
@@ -181,10 +244,7 @@ struct VersionQuery {
 #[utoipa::path(
     operation_id = "getFlow",
     tag = "flows",
-    params(
-        ("id" = i64, Path, description = "Flow id. Not an integer: 400 40001."),
-        VersionQuery
-    ),
+    params(IdPath, VersionQuery),
     responses(
         (status = 200, description = "The flow.", body = FlowDetail),
         (status = 400, response = BadRequest),
@@ -195,10 +255,10 @@ struct VersionQuery {
 #[get("/flows/{id}")]
 async fn get_flow(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
     q: web::Query<VersionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     let Some(summary) = state.store.get_flow(id).await? else {
         return Err(ApiError::not_found(format!("No flow {id}")));
     };
@@ -209,9 +269,12 @@ async fn get_flow(
         )));
     };
     let versions = state.store.flow_versions(id).await?;
-    Ok(HttpResponse::Ok().json(
-        json!({"flow": summary, "version": version, "versions": versions, "document": document}),
-    ))
+    Ok(HttpResponse::Ok().json(FlowDetail {
+        flow: summary,
+        version,
+        versions,
+        document,
+    }))
 }
 
 /// Export a call flow document
@@ -220,10 +283,7 @@ async fn get_flow(
 #[utoipa::path(
     operation_id = "exportFlow",
     tag = "flows",
-    params(
-        ("id" = i64, Path, description = "Flow id. Not an integer: 400 40001."),
-        VersionQuery
-    ),
+    params(IdPath, VersionQuery),
     responses(
         (status = 200, description = "The flow document.", body = FlowDocument, headers(("content-disposition" = String, description = "`attachment; filename=\"flow-<id>-v<version>.json\"`"))),
         (status = 400, response = BadRequest),
@@ -234,10 +294,10 @@ async fn get_flow(
 #[get("/flows/{id}/export")]
 async fn export_flow(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
     q: web::Query<VersionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     let Some((version, document)) = state.store.flow_document(id, q.version).await? else {
         return Err(ApiError::not_found(format!(
             "No flow {id} (or no such version)"
@@ -259,9 +319,7 @@ async fn export_flow(
 #[utoipa::path(
     operation_id = "deleteFlow",
     tag = "flows",
-    params(
-        ("id" = i64, Path, description = "Flow id. Not an integer: 400 40001.")
-    ),
+    params(IdPath),
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = BadRequest),
@@ -273,9 +331,9 @@ async fn export_flow(
 #[delete("/flows/{id}")]
 async fn delete_flow(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     if state
         .store
         .delete_flow(id)
@@ -314,9 +372,7 @@ struct SimulateRequest {
 #[utoipa::path(
     operation_id = "simulateFlow",
     tag = "flows",
-    params(
-        ("id" = i64, Path, description = "Flow id. Not an integer: 400 40001.")
-    ),
+    params(IdPath),
     request_body(content = SimulateRequest),
     responses(
         (status = 200, description = "The simulated decision.", body = SimulateResult),
@@ -327,10 +383,10 @@ struct SimulateRequest {
 #[post("/flows/{id}/simulate")]
 async fn simulate(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
     body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     let bytes = body.0;
     let sim: SimulateRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!(
@@ -363,16 +419,16 @@ async fn simulate(
     }
     let d = engine::decide(&flow, &stage, sim.current_node.as_deref(), &ctx);
     let verdict = state.gate.pass(target, d.svaml.clone());
-    Ok(HttpResponse::Ok().json(json!({
-        "flowId": id,
-        "version": version,
-        "node": d.node,
-        "via": d.via,
-        "candidate": d.svaml,
-        "reply": verdict.reply,
-        "passed": verdict.passed,
-        "report": verdict.report,
-    })))
+    Ok(HttpResponse::Ok().json(SimulateResult {
+        flow_id: id,
+        version,
+        node: d.node,
+        via: d.via,
+        candidate: d.svaml,
+        reply: verdict.reply,
+        passed: verdict.passed,
+        report: verdict.report,
+    }))
 }
 
 fn checked_route(route: Route) -> Result<Route, ApiError> {
@@ -412,7 +468,9 @@ async fn ensure_flow_exists(state: &AppState, route: &Route) -> Result<(), ApiEr
 )]
 #[get("/routes")]
 async fn list_routes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({"items": state.store.list_routes().await?})))
+    Ok(HttpResponse::Ok().json(RouteList {
+        items: state.store.list_routes().await?,
+    }))
 }
 
 /// Create a route
@@ -423,7 +481,7 @@ async fn list_routes(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     tag = "routes",
     request_body(content = RouteInput),
     responses(
-        (status = 201, description = "Created.", body = super::openapi::schemas::Route, headers(("location" = String, description = "Path of the new route."))),
+        (status = 201, description = "Created.", body = schemas::Route, headers(("location" = String, description = "Path of the new route."))),
         (status = 400, response = RouteRefused),
         (status = 409, response = Conflict),
         (status = 503, response = DatabaseUnavailable)
@@ -453,11 +511,9 @@ async fn create_route(
 #[utoipa::path(
     operation_id = "getRoute",
     tag = "routes",
-    params(
-        ("id" = i64, Path, description = "Route id. Not an integer: 400 40001.")
-    ),
+    params(IdPath),
     responses(
-        (status = 200, description = "The route.", body = super::openapi::schemas::Route),
+        (status = 200, description = "The route.", body = schemas::Route),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 503, response = DatabaseUnavailable)
@@ -466,9 +522,9 @@ async fn create_route(
 #[get("/routes/{id}")]
 async fn get_route(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     match state.store.get_route(id).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::not_found(format!("No route {id}"))),
@@ -481,12 +537,10 @@ async fn get_route(
 #[utoipa::path(
     operation_id = "updateRoute",
     tag = "routes",
-    params(
-        ("id" = i64, Path, description = "Route id. Not an integer: 400 40001.")
-    ),
+    params(IdPath),
     request_body(content = RouteInput),
     responses(
-        (status = 200, description = "The updated route.", body = super::openapi::schemas::Route),
+        (status = 200, description = "The updated route.", body = schemas::Route),
         (status = 400, response = RouteRefused),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -496,10 +550,10 @@ async fn get_route(
 #[put("/routes/{id}")]
 async fn update_route(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
     body: Json<Route, FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     let route = checked_route(body.into_inner())?;
     ensure_flow_exists(&state, &route).await?;
     let saved = state
@@ -520,9 +574,7 @@ async fn update_route(
 #[utoipa::path(
     operation_id = "deleteRoute",
     tag = "routes",
-    params(
-        ("id" = i64, Path, description = "Route id. Not an integer: 400 40001.")
-    ),
+    params(IdPath),
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = BadRequest),
@@ -533,9 +585,9 @@ async fn update_route(
 #[delete("/routes/{id}")]
 async fn delete_route(
     state: web::Data<AppState>,
-    path: web::Path<i64>,
+    path: web::Path<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().id;
     if state.store.delete_route(id).await? {
         refresh_live(&state).await;
         Ok(HttpResponse::NoContent().finish())

@@ -3,19 +3,25 @@
 //! report, Sinch's report and its message. Each names a rule the gate lacks.
 
 use actix_web::{get, web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::openapi::responses::*;
-use super::openapi::schemas::GateMissList;
+use super::openapi::schemas;
 use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Registers the gate's admin routes.
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(misses);
+}
+
+/// The answer of `GET /admin/gate/misses`: newest first.
+#[derive(Serialize, ToSchema)]
+struct GateMissList {
+    #[schema(value_type = Vec<schemas::GateMiss>)]
+    items: Vec<crate::db::store::GateMiss>,
 }
 
 /// A page of misses.
@@ -48,5 +54,5 @@ async fn misses(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page.limit.unwrap_or(50).clamp(1, 500);
     let items = state.store.gate_misses(limit).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": items})))
+    Ok(HttpResponse::Ok().json(GateMissList { items }))
 }

@@ -3,14 +3,17 @@
 //! The work is done by [`crate::sinch_api`]; this module only translates HTTP.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::{self, Body};
+use super::extract::{self, Body, CallLegPath, CallPath, ConferencePath, ParticipantPath};
 use super::openapi::responses::*;
-use super::openapi::schemas::*;
+use super::openapi::schemas::{
+    self, CallInformation, CalloutAnswer, CalloutRequest, ConferenceInfo, Diagnosis,
+    ManageCallBody, ParticipantCommand, SinchAnswer,
+};
 use super::openapi::SinchFailures;
 use crate::app::AppState;
 use crate::catalog::code;
@@ -130,9 +133,7 @@ async fn callout(
 #[utoipa::path(
     operation_id = "manageCall",
     tag = "sinch",
-    params(
-        ("callid" = String, Path, description = "The call id Sinch sent.")
-    ),
+    params(CallPath),
     request_body(content = ManageCallBody),
     responses(
         (status = 200, description = "Sinch accepted it (sinchStatus 204).", body = SinchAnswer),
@@ -142,10 +143,10 @@ async fn callout(
 #[patch("/calls/{callid}")]
 async fn manage_call(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<CallPath>,
     body: Body<BODY_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let callid = path.into_inner();
+    let callid = path.into_inner().callid;
     ids(&[("callId", &callid)])?;
     let (doc, raw) = json_body(body)?;
     let check = checks::check_manage(&doc, state.gate.validator(), state.gate.mode());
@@ -163,10 +164,7 @@ async fn manage_call(
 #[utoipa::path(
     operation_id = "manageCallLeg",
     tag = "sinch",
-    params(
-        ("callid" = String, Path, description = "The call id Sinch sent."),
-        ("leg" = String, Path, description = "The call leg: caller, callee or both (others: 400 40001).")
-    ),
+    params(CallLegPath),
     request_body(content = ManageCallBody),
     responses(
         (status = 200, description = "Sinch accepted it.", body = SinchAnswer),
@@ -176,10 +174,10 @@ async fn manage_call(
 #[patch("/calls/{callid}/leg/{leg}")]
 async fn manage_call_leg(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<CallLegPath>,
     body: Body<BODY_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let (callid, leg) = path.into_inner();
+    let CallLegPath { callid, leg } = path.into_inner();
     ids(&[("callId", &callid)])?;
     let leg = checks::check_leg(&leg)?;
     let (doc, raw) = json_body(body)?;
@@ -194,9 +192,7 @@ async fn manage_call_leg(
 #[utoipa::path(
     operation_id = "getSinchCall",
     tag = "sinch",
-    params(
-        ("callid" = String, Path, description = "The call id Sinch sent.")
-    ),
+    params(CallPath),
     responses(
         (status = 200, description = "Sinch's call information.", body = CallInformation),
         SinchFailures
@@ -205,9 +201,9 @@ async fn manage_call_leg(
 #[get("/calls/{callid}/sinch")]
 async fn get_call(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<CallPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let callid = path.into_inner();
+    let callid = path.into_inner().callid;
     ids(&[("callId", &callid)])?;
     run(&state, Draft::get_call(&callid), Ok(())).await
 }
@@ -218,9 +214,7 @@ async fn get_call(
 #[utoipa::path(
     operation_id = "getConference",
     tag = "sinch",
-    params(
-        ("conferenceid" = String, Path, description = "The conference id (1 to 128 characters of A-Z, a-z, 0-9 and . _ ~ @ : + = -; others: 400 40001).")
-    ),
+    params(ConferencePath),
     responses(
         (status = 200, description = "The participants.", body = ConferenceInfo),
         SinchFailures
@@ -229,9 +223,9 @@ async fn get_call(
 #[get("/conferences/{conferenceid}")]
 async fn get_conference(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<ConferencePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().conferenceid;
     ids(&[("conferenceId", &id)])?;
     run(&state, Draft::get_conference(&id), Ok(())).await
 }
@@ -242,9 +236,7 @@ async fn get_conference(
 #[utoipa::path(
     operation_id = "kickAllParticipants",
     tag = "sinch",
-    params(
-        ("conferenceid" = String, Path, description = "The conference id (1 to 128 characters of A-Z, a-z, 0-9 and . _ ~ @ : + = -; others: 400 40001).")
-    ),
+    params(ConferencePath),
     responses(
         (status = 200, description = "Sinch accepted it (sinchStatus 204).", body = SinchAnswer),
         SinchFailures
@@ -253,9 +245,9 @@ async fn get_conference(
 #[delete("/conferences/{conferenceid}")]
 async fn kick_all(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<ConferencePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().conferenceid;
     ids(&[("conferenceId", &id)])?;
     run(&state, Draft::kick_all(&id), Ok(())).await
 }
@@ -266,10 +258,7 @@ async fn kick_all(
 #[utoipa::path(
     operation_id = "manageParticipant",
     tag = "sinch",
-    params(
-        ("conferenceid" = String, Path, description = "The conference id (1 to 128 characters of A-Z, a-z, 0-9 and . _ ~ @ : + = -; others: 400 40001)."),
-        ("callid" = String, Path, description = "The call id Sinch sent.")
-    ),
+    params(ParticipantPath),
     request_body(content = ParticipantCommand),
     responses(
         (status = 200, description = "Sinch accepted it.", body = SinchAnswer),
@@ -279,10 +268,13 @@ async fn kick_all(
 #[patch("/conferences/{conferenceid}/{callid}")]
 async fn manage_participant(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<ParticipantPath>,
     body: Body<BODY_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, callid) = path.into_inner();
+    let ParticipantPath {
+        conferenceid: id,
+        callid,
+    } = path.into_inner();
     ids(&[("conferenceId", &id), ("callId", &callid)])?;
     let (doc, raw) = json_body(body)?;
     let check = checks::check_participant_command(&doc);
@@ -296,10 +288,7 @@ async fn manage_participant(
 #[utoipa::path(
     operation_id = "kickParticipant",
     tag = "sinch",
-    params(
-        ("conferenceid" = String, Path, description = "The conference id (1 to 128 characters of A-Z, a-z, 0-9 and . _ ~ @ : + = -; others: 400 40001)."),
-        ("callid" = String, Path, description = "The call id Sinch sent.")
-    ),
+    params(ParticipantPath),
     responses(
         (status = 200, description = "Sinch accepted it.", body = SinchAnswer),
         SinchFailures
@@ -308,11 +297,37 @@ async fn manage_participant(
 #[delete("/conferences/{conferenceid}/{callid}")]
 async fn kick_participant(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<ParticipantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, callid) = path.into_inner();
+    let ParticipantPath {
+        conferenceid: id,
+        callid,
+    } = path.into_inner();
     ids(&[("conferenceId", &id), ("callId", &callid)])?;
     run(&state, Draft::kick_participant(&id, &callid), Ok(())).await
+}
+
+/// A page of `GET /admin/sinch-errors`, newest first.
+#[derive(Serialize, ToSchema)]
+struct SinchErrorPage {
+    #[schema(value_type = Vec<schemas::SinchErrorItem>)]
+    items: Vec<Value>,
+    /// The page size used.
+    limit: i64,
+}
+
+/// The answer of `GET /admin/calls-in-progress`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CallsInProgress {
+    /// Calls counted as in progress (the rows of the view open_calls).
+    in_progress: i64,
+    /// SINCH_MAX_CALLS_IN_PROGRESS.
+    limit: u32,
+    /// SINCH_CALL_MAX_AGE_SECS.
+    max_age_secs: u64,
+    /// SINCH_UNTRACKED_CALL_SECS.
+    untracked_secs: u64,
 }
 
 /// The query of `GET /admin/sinch-errors`; any other parameter is refused (400 40001).
@@ -375,7 +390,7 @@ async fn sinch_errors(
         limit,
     };
     let items = store(&state).sinch_errors(&filter).await?;
-    Ok(HttpResponse::Ok().json(json!({"items": items, "limit": limit})))
+    Ok(HttpResponse::Ok().json(SinchErrorPage { items, limit }))
 }
 
 /// Calls in progress and the cap
@@ -393,12 +408,12 @@ async fn sinch_errors(
 async fn calls_in_progress(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let limits = state.sinch.limits();
     let n = store(&state).count_in_progress(&limits).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "inProgress": n,
-        "limit": limits.max_in_progress,
-        "maxAgeSecs": limits.max_age.as_secs(),
-        "untrackedSecs": limits.untracked.as_secs(),
-    })))
+    Ok(HttpResponse::Ok().json(CallsInProgress {
+        in_progress: n,
+        limit: limits.max_in_progress,
+        max_age_secs: limits.max_age.as_secs(),
+        untracked_secs: limits.untracked.as_secs(),
+    }))
 }
 
 /// Troubleshooting checklist of a call
@@ -407,9 +422,7 @@ async fn calls_in_progress(state: web::Data<AppState>) -> Result<HttpResponse, A
 #[utoipa::path(
     operation_id = "diagnoseCall",
     tag = "calls",
-    params(
-        ("callid" = String, Path, description = "The call id Sinch sent.")
-    ),
+    params(CallPath),
     responses(
         (status = 200, description = "The checklist.", body = Diagnosis),
         (status = 404, response = NotFound),
@@ -419,9 +432,9 @@ async fn calls_in_progress(state: web::Data<AppState>) -> Result<HttpResponse, A
 #[get("/calls/{callid}/diagnosis")]
 async fn diagnosis(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<CallPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = path.into_inner().callid;
     let facts = crate::diagnosis::gather(&store(&state), &id, state.sinch.limits())
         .await?
         .ok_or_else(|| {

@@ -10,6 +10,8 @@
 //! - actix-web's `Path` and `Query` are configured by [`path_config`] and [`query_config`]: a value
 //!   that does not parse, or an unknown query parameter where the query type refuses them, is
 //!   400 40001.
+//! - The path parameters of the admin API ([`CallPath`], [`IdPath`], …), each described once for
+//!   the OpenAPI document.
 //! - [`page_limit`]: the `limit` of a paged listing.
 
 use std::future::Future;
@@ -19,6 +21,8 @@ use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{dev, web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::catalog::code;
 use crate::error::ApiError;
@@ -162,4 +166,58 @@ pub fn since(value: Option<&str>) -> Result<Option<time::OffsetDateTime>, ApiErr
             })
         })
         .transpose()
+}
+
+/// `{callid}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CallPath {
+    /// The call id Sinch sent.
+    pub callid: String,
+}
+
+/// `{callid}/leg/{leg}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CallLegPath {
+    /// The call id Sinch sent.
+    pub callid: String,
+    /// The call leg: caller, callee or both (others: 400 40001).
+    #[param(example = "caller")]
+    pub leg: String,
+}
+
+/// `{conferenceid}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConferencePath {
+    /// The conference id (1 to 128 characters of A-Z, a-z, 0-9 and . _ ~ @ : + = -; others: 400 40001).
+    pub conferenceid: String,
+}
+
+/// `{conferenceid}/{callid}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ParticipantPath {
+    /// The conference id (1 to 128 characters of A-Z, a-z, 0-9 and . _ ~ @ : + = -; others: 400 40001).
+    pub conferenceid: String,
+    /// The call id of the participant.
+    pub callid: String,
+}
+
+/// `{id}` of a flow or a route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdPath {
+    /// The flow's or route's id. Not an integer: 400 40001.
+    #[param(minimum = 1)]
+    pub id: i64,
+}
+
+/// `{reference}` of an error.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ReferencePath {
+    /// The `reference` of an error envelope.
+    pub reference: String,
 }

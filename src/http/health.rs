@@ -5,11 +5,59 @@
 use std::time::Duration;
 
 use actix_web::{get, web, HttpResponse};
-use serde_json::json;
-
-use super::openapi::schemas::{Health, Readiness};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
+
+/// The answer of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// The answer of `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`; `degraded` while PostgreSQL is away or restarting, or the journal is near its limit
+    /// (callers are still answered and nothing is lost); `unavailable` (503) when the journal is
+    /// over its disk limit.
+    #[schema(example = "ready")]
+    status: &'static str,
+    checks: Checks,
+    shipping: Shipping,
+}
+
+/// What readiness looked at.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Checks {
+    /// `ok`, `unavailable` or `timeout` (no answer within one second).
+    database: &'static str,
+    /// The embedded PostgreSQL cluster: `running` or `restarting`; null when svamlgate uses an
+    /// external database (DATABASE_URL).
+    embedded_cluster: Option<&'static str>,
+    /// The journal against its disk limit: `ok`, `near_limit` (above 90%) or `over_limit`.
+    journal: &'static str,
+}
+
+/// How far PostgreSQL is behind the journal.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipping {
+    /// Records in the journal not yet in PostgreSQL.
+    lag_records: u64,
+    /// Seconds since the shipper last had nothing left to ship (0 when caught up).
+    lag_seconds: f64,
+    /// Bytes held in journal segments.
+    journal_bytes: u64,
+    /// The journal's disk limit (SVAMLGATE_JOURNAL_MAX_BYTES).
+    journal_max_bytes: u64,
+    /// The shipper's last error, if its last attempt failed.
+    last_error: Option<String>,
+}
 
 /// Liveness
 ///
@@ -24,7 +72,7 @@ use crate::app::AppState;
 )]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Readiness
@@ -56,23 +104,27 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let body = json!({
-        "status": if journal == "over_limit" { "unavailable" }
-                  else if database != "ok" || journal != "ok" { "degraded" }
-                  else { "ready" },
-        "checks": {
-            "database": database,
-            "embeddedCluster": cluster,
-            "journal": journal,
+    let body = Readiness {
+        status: if journal == "over_limit" {
+            "unavailable"
+        } else if database != "ok" || journal != "ok" {
+            "degraded"
+        } else {
+            "ready"
         },
-        "shipping": {
-            "lagRecords": status.lag_records(),
-            "lagSeconds": status.lag_seconds(),
-            "journalBytes": journal_bytes,
-            "journalMaxBytes": limit,
-            "lastError": last_error,
-        }
-    });
+        checks: Checks {
+            database,
+            embedded_cluster: cluster,
+            journal,
+        },
+        shipping: Shipping {
+            lag_records: status.lag_records(),
+            lag_seconds: status.lag_seconds(),
+            journal_bytes,
+            journal_max_bytes: limit,
+            last_error,
+        },
+    };
     if journal == "over_limit" {
         HttpResponse::ServiceUnavailable().json(body)
     } else {
