@@ -173,8 +173,7 @@ async fn create_flow(
     state: web::Data<AppState>,
     body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body.0;
-    let (flow, doc, report) = checked_flow(&state, &bytes)?;
+    let (flow, doc, report) = checked_flow(&state, &body.0)?;
     let saved = state
         .store
         .create_flow(&flow.name, &doc)
@@ -212,8 +211,7 @@ async fn update_flow(
     body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner().id;
-    let bytes = body.0;
-    let (flow, doc, report) = checked_flow(&state, &bytes)?;
+    let (flow, doc, report) = checked_flow(&state, &body.0)?;
     let saved = state
         .store
         .update_flow(id, &flow.name, &doc)
@@ -387,8 +385,7 @@ async fn simulate(
     body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner().id;
-    let bytes = body.0;
-    let sim: SimulateRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    let sim: SimulateRequest = serde_json::from_slice(&body.0).map_err(|e| {
         ApiError::invalid_request(format!(
             "Body must be {{\"event\": {{…}}, \"currentNode\"?, \"version\"?, \"context\"?}}: {e}"
         ))

@@ -94,7 +94,9 @@ impl<T, const LIMIT: usize> Json<T, LIMIT> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::invalid_request(if e.is_data() {
-            format!("Body does not have the documented shape (see /admin/openapi.json): {e}")
+            let name = std::any::type_name::<T>();
+            let name = name.rsplit("::").next().unwrap_or(name);
+            format!("Body is not a valid {name} document (see /admin/openapi.json): {e}")
         } else {
             format!("Body is not valid JSON: {e}")
         })
@@ -220,4 +222,101 @@ pub struct IdPath {
 pub struct ReferencePath {
     /// The `reference` of an error envelope.
     pub reference: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn page_limit_defaults_caps_and_refuses() {
+        assert_eq!(page_limit(None, 50, 500).unwrap(), 50);
+        assert_eq!(page_limit(Some(7), 50, 500).unwrap(), 7);
+        assert_eq!(page_limit(Some(100_000), 50, 500).unwrap(), 500);
+        for bad in [0, -1] {
+            let e = page_limit(Some(bad), 50, 500).unwrap_err();
+            assert_eq!(e.code, code::PARAMETER_VALIDATION);
+        }
+    }
+
+    #[test]
+    fn since_parses_iso_8601_or_refuses() {
+        assert!(since(None).unwrap().is_none());
+        assert!(since(Some("2026-01-31T12:00:00Z")).unwrap().is_some());
+        assert_eq!(
+            since(Some("yesterday")).unwrap_err().code,
+            code::PARAMETER_VALIDATION
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Shape {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    #[test]
+    fn json_that_is_not_json_or_not_the_shape_is_40003() {
+        let e = parse_json::<Shape>(b"{").unwrap_err();
+        assert_eq!(e.code, code::INVALID_REQUEST);
+        assert!(
+            e.message.starts_with("Body is not valid JSON"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<Shape>(br#"{"name": 1}"#).unwrap_err();
+        assert_eq!(e.code, code::INVALID_REQUEST);
+        assert!(
+            e.message.contains("not a valid Shape document"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[actix_web::test]
+    async fn bodies_are_bounded_before_and_while_reading() {
+        let (req, mut payload) = TestRequest::post().set_payload("12345").to_http_parts();
+        let body = Body::<5>::from_request(&req, &mut payload).await.unwrap();
+        assert_eq!(body.0, b"12345");
+        // Content-Length says too much: refused before reading.
+        let (req, mut payload) = TestRequest::post().set_payload("123456").to_http_parts();
+        let e = Body::<5>::from_request(&req, &mut payload)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, code::INVALID_REQUEST);
+        // No Content-Length: refused once the chunks pass the limit.
+        let (req, _) = TestRequest::post().to_http_parts();
+        let stream = futures_util::stream::iter([Ok::<_, actix_web::error::PayloadError>(
+            web::Bytes::from_static(b"123456"),
+        )]);
+        let boxed: Pin<Box<dyn futures_util::Stream<Item = _>>> = Box::pin(stream);
+        let payload = dev::Payload::Stream { payload: boxed };
+        let e = read_body(&req, payload, 5).await.unwrap_err();
+        assert_eq!(e.code, code::INVALID_REQUEST);
+        let (req, payload) = TestRequest::post()
+            .insert_header(("content-length", "five"))
+            .to_http_parts();
+        let e = read_body(&req, payload, 5).await.unwrap_err();
+        assert!(e.message.contains("Content-Length"), "{}", e.message);
+    }
+
+    #[actix_web::test]
+    async fn json_extractor_parses_within_its_limit() {
+        let (req, mut payload) = TestRequest::post()
+            .set_payload(r#"{"name": "a"}"#)
+            .to_http_parts();
+        let Json(shape) = Json::<Shape, 64>::from_request(&req, &mut payload)
+            .await
+            .unwrap();
+        assert_eq!(shape.name, "a");
+        let (req, mut payload) = TestRequest::post()
+            .set_payload(r#"{"name": "a"}"#)
+            .to_http_parts();
+        let e = Json::<Shape, 4>::from_request(&req, &mut payload)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, code::INVALID_REQUEST);
+    }
 }

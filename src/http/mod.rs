@@ -1,6 +1,13 @@
 //! The HTTP layer: translates between HTTP and the core ([`crate::callback`], the store, the gate).
-//! One middleware gives every request a span (method, path, event, callid, reference), request metrics,
-//! and the recording of every error envelope in the errors table.
+//!
+//! - [`build`] is the one startup path (`svamlgate serve`, the tests, the benchmark through the
+//!   binary): the state, then the server.
+//! - [`routes`] registers every route; the OpenAPI document ([`openapi`]) is collected from that
+//!   same registration.
+//! - [`extract`] holds what handlers take from a request (bounded bodies, typed JSON, path and
+//!   query parameters) and answers what does not fit with a Sinch error envelope.
+//! - One middleware gives every request a span (method, path, event, callid, reference), request
+//!   metrics, and the recording of every error envelope in the errors table.
 
 pub mod admin;
 pub mod admin_flows;
