@@ -10,7 +10,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
@@ -38,8 +37,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 struct CallTimeline {
     callid: String,
     /// The call's events in arrival order; replays are listed under the event they repeat.
-    #[schema(value_type = Vec<schemas::TimelineEvent>)]
-    events: Vec<serde_json::Value>,
+    events: Vec<TimelineEvent>,
     /// How many replays the call's events received in total.
     duplicates: usize,
     /// Replies the gate stopped (the fallback went out instead), with their reports.
@@ -48,6 +46,27 @@ struct CallTimeline {
     /// Requests svamlgate sent to Sinch about this call (its callout, call control, conference control of it as a participant), oldest first.
     #[schema(value_type = Vec<schemas::OutboundRequest>)]
     outbound_requests: Vec<serde_json::Value>,
+}
+
+/// One event of a call's timeline, with its replays.
+#[derive(Serialize, ToSchema)]
+struct TimelineEvent {
+    #[serde(flatten)]
+    #[schema(value_type = schemas::StoredCallback)]
+    event: StoredCallback,
+    /// Byte-identical replays of the event, answered with the stored reply and not processed again.
+    replays: Vec<Replay>,
+}
+
+/// A byte-identical replay of an event.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Replay {
+    id: uuid::Uuid,
+    reference: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    received_at: time::OffsetDateTime,
 }
 
 /// A page of `GET /admin/events`.
@@ -163,19 +182,19 @@ async fn call(
     let (replays, originals): (Vec<_>, Vec<_>) =
         recorded.into_iter().partition(|e| e.duplicate_of.is_some());
     let duplicates = replays.len();
-    let timeline: Vec<serde_json::Value> = originals
+    let timeline: Vec<TimelineEvent> = originals
         .into_iter()
-        .map(|e| {
-            let seen_again: Vec<serde_json::Value> = replays
+        .map(|event| {
+            let replays = replays
                 .iter()
-                .filter(|r| r.duplicate_of == Some(e.id))
-                .map(|r| json!({"id": r.id, "reference": r.reference, "receivedAt": r.received_at.format(&time::format_description::well_known::Rfc3339).ok()}))
+                .filter(|r| r.duplicate_of == Some(event.id))
+                .map(|r| Replay {
+                    id: r.id,
+                    reference: r.reference.clone(),
+                    received_at: r.received_at,
+                })
                 .collect();
-            let mut v = serde_json::to_value(&e).unwrap_or(serde_json::Value::Null);
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("replays".into(), json!(seen_again));
-            }
-            v
+            TimelineEvent { event, replays }
         })
         .collect();
     Ok(HttpResponse::Ok().json(CallTimeline {

@@ -76,7 +76,6 @@ pub mod schemas {
         RejectedReply,
         SinchErrorItem,
         StoredCallback,
-        TimelineEvent,
         CalloutAnswer,
         CalloutRequest,
         ConferenceInfo,
