@@ -9,7 +9,11 @@
 //! Sinch modules; until those types derive `ToSchema` themselves, their schemas (and the shared
 //! error responses, which all point at [`Envelope`]) are kept in `openapi-components.json`, and
 //! handlers name them through the marker types below. A name used by a handler but missing from
-//! that file fails [`tests`] here.
+//! that file fails this module's unit test.
+//!
+//! [`document`] adds what every operation shares rather than repeating it per handler: the
+//! answers of the admin middleware and of an unexpected failure (401, 403, 500) on every admin
+//! operation, and no security requirement on the service endpoints.
 
 use std::borrow::Cow;
 
@@ -180,8 +184,7 @@ impl utoipa::IntoResponses for SinchFailures {
 )]
 pub struct ApiDoc;
 
-/// The bearer scheme, and the answers every admin operation can give (no token, admin API
-/// disabled, unexpected failure) where an operation does not document its own.
+/// The bearer scheme of the admin token.
 struct AdminDefaults;
 
 impl Modify for AdminDefaults {
@@ -213,8 +216,9 @@ fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = 
     .filter_map(Option::as_mut)
 }
 
-/// The whole document: [`ApiDoc`], the operations collected from the registered handlers, and the
-/// kept components.
+/// The whole document: [`ApiDoc`], the operations collected from the registered handlers (with
+/// 401, 403 and 500 on every admin operation that does not document its own), and the kept
+/// components.
 pub fn document(collected: Document) -> serde_json::Result<serde_json::Value> {
     let mut doc = ApiDoc::openapi();
     doc.merge(collected);
