@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::AppState;
 use crate::config::{DatabaseArgs, LogFormat, Secret, ServeArgs};
 use crate::db::store::Store;
 use crate::db::Database;
@@ -362,19 +361,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener =
         TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
     let grace = Duration::from_secs(args.shutdown_timeout_secs);
-    let mut state = match AppState::build(args, Store::new(db.pool.clone()), validator).await {
-        Ok(s) => s,
+    let callback_path = args.callback_path.clone();
+    let store = Store::new(db.pool.clone());
+    let app = match crate::http::build(args, store, validator, db.cluster_health(), listener).await
+    {
+        Ok(app) => app,
         Err(e) => {
             db.shutdown().await;
             return Err(e);
         }
     };
-    state.cluster = db.cluster_health();
-    let callback_path = state.config.callback_path.clone();
-    let state = actix_web::web::Data::new(state);
-    let server = crate::http::serve(state.clone(), listener)?;
+    let (addr, state, server) = (app.addr, app.state, app.server);
     tracing::info!(%addr, callback = %callback_path, "svamlgate listening");
     // Stops accepting on SIGINT/SIGTERM and lets in-flight callbacks finish (actix-web), then ships
     // what PostgreSQL takes within the grace period.

@@ -13,19 +13,22 @@ pub fn new_reference() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// The Sinch error envelope, as svamlgate emits it (errorCode is a number, as in Sinch's bodies).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+/// The Sinch error envelope every svamlgate error is answered with (errorCode is a number, as in
+/// Sinch's bodies).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
-    /// e.g. "400 InvalidRequest".
+    /// HTTP status and name, e.g. `400 InvalidRequest`.
+    #[schema(example = "400 InvalidRequest")]
     pub status: String,
-    /// Five-digit Sinch error code.
+    /// Five-digit Sinch error code; its first three digits are the HTTP status.
+    #[schema(example = 40003)]
     pub error_code: u32,
-    /// Human-readable, safe message.
+    /// What went wrong, safe to show.
     pub message: String,
-    /// Reference id, queryable in the errors table and through `GET /admin/errors/{reference}`.
+    /// Reference of the recorded error (see `GET /admin/errors/{reference}`).
     pub reference: String,
-    /// Optional structured details (e.g. the validation report of a refused flow).
+    /// Structured details, when there are any (e.g. a refused flow's check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
 }
@@ -229,4 +232,22 @@ pub struct ErrorRecord {
     /// When it happened (set when the record is made; the database's clock when absent).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub occurred_at: Option<time::OffsetDateTime>,
+}
+
+/// A storage error: 503 50300 when the database did not answer, 500 50000 otherwise.
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::from_db(&err)
+    }
+}
+
+/// A request refused before it left for Sinch: its catalog code, message and details.
+impl From<crate::sinch_api::checks::LocalRefusal> for ApiError {
+    fn from(r: crate::sinch_api::checks::LocalRefusal) -> Self {
+        let e = Self::new(r.code, r.message);
+        match r.details {
+            Some(d) => e.with_details(d),
+            None => e,
+        }
+    }
 }

@@ -1,13 +1,18 @@
 //! Admin API for reply sources: call flows (`/admin/flows`: create, read, update = new version,
 //! delete, list, export, simulate) and routes (`/admin/routes`).
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use actix_web::{delete, get, post, put, web, HttpResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::extract::{Body, IdPath, Json};
+use super::openapi::responses::*;
+use super::openapi::schemas::{self, FlowDocument, RouteInput};
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::flows::SaveError;
+use crate::db::flows::{FlowSummary, SaveError};
 use crate::error::ApiError;
 use crate::flows::check::check_flow;
 use crate::flows::engine::{self, Stage};
@@ -19,24 +24,79 @@ use crate::svaml::Target;
 /// Largest flow document accepted.
 pub const FLOW_LIMIT: usize = 1 << 20;
 
-/// Registers the routes (inside the `/admin` scope).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/flows", web::get().to(list_flows))
-        .route("/flows", web::post().to(create_flow))
-        .route("/flows/{id}", web::get().to(get_flow))
-        .route("/flows/{id}", web::put().to(update_flow))
-        .route("/flows/{id}", web::delete().to(delete_flow))
-        .route("/flows/{id}/export", web::get().to(export_flow))
-        .route("/flows/{id}/simulate", web::post().to(simulate))
-        .route("/routes", web::get().to(list_routes))
-        .route("/routes", web::post().to(create_route))
-        .route("/routes/{id}", web::get().to(get_route))
-        .route("/routes/{id}", web::put().to(update_route))
-        .route("/routes/{id}", web::delete().to(delete_route));
+/// The answer of `GET /admin/flows`.
+#[derive(Serialize, ToSchema)]
+struct FlowList {
+    #[schema(value_type = Vec<schemas::FlowSummary>)]
+    items: Vec<FlowSummary>,
 }
 
-fn db(e: sqlx::Error) -> ApiError {
-    ApiError::from_db(&e)
+/// A flow saved: its summary and its check (warnings only).
+#[derive(Serialize, ToSchema)]
+struct FlowSaved {
+    #[schema(value_type = schemas::FlowSummary)]
+    flow: FlowSummary,
+    #[schema(value_type = schemas::FlowCheck)]
+    check: Value,
+}
+
+/// The answer of `GET /admin/flows/{id}`.
+#[derive(Serialize, ToSchema)]
+struct FlowDetail {
+    #[schema(value_type = schemas::FlowSummary)]
+    flow: FlowSummary,
+    /// Version of `document`.
+    version: i32,
+    /// Every version of the flow.
+    versions: Vec<i32>,
+    #[schema(value_type = schemas::FlowDocument)]
+    document: Value,
+}
+
+/// The answer of `POST /admin/flows/{id}/simulate`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SimulateResult {
+    flow_id: i64,
+    version: i32,
+    /// Node that answered; null for the `continue`/`hangup` defaults.
+    node: Option<String>,
+    /// Why this reply was chosen.
+    via: String,
+    /// The rendered SVAML.
+    #[schema(value_type = Object)]
+    candidate: Value,
+    /// What would be sent: the candidate, or the fallback.
+    #[schema(value_type = Object)]
+    reply: Value,
+    /// Whether the candidate passed the gate.
+    passed: bool,
+    /// The gate's report on the candidate.
+    #[schema(value_type = schemas::Report)]
+    report: crate::svaml::Report,
+}
+
+/// The answer of `GET /admin/routes`.
+#[derive(Serialize, ToSchema)]
+struct RouteList {
+    #[schema(value_type = Vec<schemas::Route>)]
+    items: Vec<Route>,
+}
+
+/// Registers the routes (inside the `/admin` scope).
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list_flows)
+        .service(create_flow)
+        .service(get_flow)
+        .service(update_flow)
+        .service(delete_flow)
+        .service(export_flow)
+        .service(simulate)
+        .service(list_routes)
+        .service(create_route)
+        .service(get_route)
+        .service(update_route)
+        .service(delete_route);
 }
 
 fn save_err(e: SaveError, what: &str) -> ApiError {
@@ -48,19 +108,6 @@ fn save_err(e: SaveError, what: &str) -> ApiError {
         SaveError::Reference(m) => ApiError::new(code::CONFLICT, m),
         SaveError::Db(e) => ApiError::from_db(&e),
     }
-}
-
-fn id_of(path: &web::Path<String>) -> Result<i64, ApiError> {
-    path.parse::<i64>().map_err(|_| {
-        ApiError::new(
-            code::PARAMETER_VALIDATION,
-            format!("{} is not a valid id", path.as_str()),
-        )
-    })
-}
-
-async fn body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
-    super::callback::read_body(req, payload, FLOW_LIMIT).await
 }
 
 /// Parses and checks a flow document: the flow, the document to store, and the check report.
@@ -90,18 +137,43 @@ async fn refresh_live(state: &AppState) {
     }
 }
 
+/// All call flows
+///
+/// Every stored flow (summary only), ordered by id.
+#[utoipa::path(
+    operation_id = "listFlows",
+    tag = "flows",
+    responses(
+        (status = 200, description = "The flows.", body = FlowList),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/flows")]
 async fn list_flows(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let flows = state.store.list_flows().await.map_err(db)?;
-    Ok(HttpResponse::Ok().json(json!({"items": flows})))
+    let flows = state.store.list_flows().await?;
+    Ok(HttpResponse::Ok().json(FlowList { items: flows }))
 }
 
+/// Create a call flow
+///
+/// Stores a flow document as version 1. The flow is checked first: structural problems and every SVAML it can emit (validated by the gate for its event). A flow with any error is refused with 400 40001 and the full check in `details` (a `FlowCheck`). The body is limited to 1 MiB.
+#[utoipa::path(
+    operation_id = "createFlow",
+    tag = "flows",
+    request_body(content = FlowDocument, description = "A flow document (at most 1 MiB)."),
+    responses(
+        (status = 201, description = "Created; the body has the summary and the check (warnings only).", body = FlowSaved, headers(("location" = String, description = "Path of the new flow."))),
+        (status = 400, response = FlowRefused),
+        (status = 409, response = Conflict),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[post("/flows")]
 async fn create_flow(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body(&req, payload).await?;
-    let (flow, doc, report) = checked_flow(&state, &bytes)?;
+    let (flow, doc, report) = checked_flow(&state, &body.0)?;
     let saved = state
         .store
         .create_flow(&flow.name, &doc)
@@ -110,18 +182,36 @@ async fn create_flow(
     refresh_live(&state).await;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/flows/{}", saved.id)))
-        .json(json!({"flow": saved, "check": report})))
+        .json(FlowSaved {
+            flow: saved,
+            check: report,
+        }))
 }
 
+/// Save a new version of a call flow
+///
+/// Checks the document like `createFlow` and saves it as the flow's new current version (the name may change). Calls in progress keep the version they started with.
+#[utoipa::path(
+    operation_id = "updateFlow",
+    tag = "flows",
+    params(IdPath),
+    request_body(content = FlowDocument, description = "A flow document (at most 1 MiB)."),
+    responses(
+        (status = 200, description = "Saved; the summary shows the new current version.", body = FlowSaved),
+        (status = 400, response = FlowRefused),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[put("/flows/{id}")]
 async fn update_flow(
     state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
+    path: web::Path<IdPath>,
+    body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    let bytes = body(&req, payload).await?;
-    let (flow, doc, report) = checked_flow(&state, &bytes)?;
+    let id = path.into_inner().id;
+    let (flow, doc, report) = checked_flow(&state, &body.0)?;
     let saved = state
         .store
         .update_flow(id, &flow.name, &doc)
@@ -129,46 +219,84 @@ async fn update_flow(
         .map_err(|e| save_err(e, "flow"))?;
     refresh_live(&state).await;
     match saved {
-        Some(saved) => Ok(HttpResponse::Ok().json(json!({"flow": saved, "check": report}))),
+        Some(saved) => Ok(HttpResponse::Ok().json(FlowSaved {
+            flow: saved,
+            check: report,
+        })),
         None => Err(ApiError::not_found(format!("No flow {id}"))),
     }
 }
 
-#[derive(Deserialize)]
+/// Which version of a flow.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionQuery {
+    /// Flow version (default: the current one). Not an integer: 400 40001; a version that does not exist: 404.
+    #[param(minimum = 1)]
     version: Option<i32>,
 }
 
+/// One call flow
+///
+/// The flow's summary, its version numbers and the document of one version (the current one unless `version` is given).
+#[utoipa::path(
+    operation_id = "getFlow",
+    tag = "flows",
+    params(IdPath, VersionQuery),
+    responses(
+        (status = 200, description = "The flow.", body = FlowDetail),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/flows/{id}")]
 async fn get_flow(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<IdPath>,
     q: web::Query<VersionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    let Some(summary) = state.store.get_flow(id).await.map_err(db)? else {
+    let id = path.into_inner().id;
+    let Some(summary) = state.store.get_flow(id).await? else {
         return Err(ApiError::not_found(format!("No flow {id}")));
     };
-    let Some((version, document)) = state.store.flow_document(id, q.version).await.map_err(db)?
-    else {
+    let Some((version, document)) = state.store.flow_document(id, q.version).await? else {
         return Err(ApiError::not_found(format!(
             "Flow {id} has no version {}",
             q.version.unwrap_or_default()
         )));
     };
-    let versions = state.store.flow_versions(id).await.map_err(db)?;
-    Ok(HttpResponse::Ok().json(
-        json!({"flow": summary, "version": version, "versions": versions, "document": document}),
-    ))
+    let versions = state.store.flow_versions(id).await?;
+    Ok(HttpResponse::Ok().json(FlowDetail {
+        flow: summary,
+        version,
+        versions,
+        document,
+    }))
 }
 
+/// Export a call flow document
+///
+/// The document of one version (the current one unless `version` is given) as pretty-printed JSON, as an attachment named `flow-<id>-v<version>.json`. It can be sent back to `createFlow`.
+#[utoipa::path(
+    operation_id = "exportFlow",
+    tag = "flows",
+    params(IdPath, VersionQuery),
+    responses(
+        (status = 200, description = "The flow document.", body = FlowDocument, headers(("content-disposition" = String, description = "`attachment; filename=\"flow-<id>-v<version>.json\"`"))),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/flows/{id}/export")]
 async fn export_flow(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<IdPath>,
     q: web::Query<VersionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    let Some((version, document)) = state.store.flow_document(id, q.version).await.map_err(db)?
-    else {
+    let id = path.into_inner().id;
+    let Some((version, document)) = state.store.flow_document(id, q.version).await? else {
         return Err(ApiError::not_found(format!(
             "No flow {id} (or no such version)"
         )));
@@ -183,11 +311,27 @@ async fn export_flow(
         .body(text))
 }
 
+/// Delete a call flow
+///
+/// Deletes the flow and all its versions. Refused with 409 while a route targets the flow.
+#[utoipa::path(
+    operation_id = "deleteFlow",
+    tag = "flows",
+    params(IdPath),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[delete("/flows/{id}")]
 async fn delete_flow(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
+    let id = path.into_inner().id;
     if state
         .store
         .delete_flow(id)
@@ -201,10 +345,12 @@ async fn delete_flow(
     }
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/flows/{id}/simulate`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SimulateRequest {
-    /// A callback event as Sinch would send it.
+    /// A callback event as Sinch would send it (`event` is ice, ace or pie).
+    #[schema(value_type = Object)]
     event: Value,
     /// The node the call is at (for PIE).
     #[serde(default)]
@@ -214,18 +360,32 @@ struct SimulateRequest {
     version: Option<i32>,
     /// Values of the call's first event (caller, called, …) for ACE/PIE placeholders.
     #[serde(default)]
+    #[schema(value_type = Option<super::openapi::schemas::EventContext>)]
     context: Option<EventContext>,
 }
 
+/// Simulate a callback against a call flow
+///
+/// Runs the flow engine for one callback event (ICE, ACE or PIE) without recording anything: which node answers, why, the rendered SVAML, and what the gate would send (the candidate if it passes, else the fallback). The body is limited to 1 MiB.
+#[utoipa::path(
+    operation_id = "simulateFlow",
+    tag = "flows",
+    params(IdPath),
+    request_body(content = SimulateRequest),
+    responses(
+        (status = 200, description = "The simulated decision.", body = SimulateResult),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound)
+    )
+)]
+#[post("/flows/{id}/simulate")]
 async fn simulate(
     state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
+    path: web::Path<IdPath>,
+    body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    let bytes = body(&req, payload).await?;
-    let sim: SimulateRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    let id = path.into_inner().id;
+    let sim: SimulateRequest = serde_json::from_slice(&body.0).map_err(|e| {
         ApiError::invalid_request(format!(
             "Body must be {{\"event\": {{…}}, \"currentNode\"?, \"version\"?, \"context\"?}}: {e}"
         ))
@@ -257,22 +417,19 @@ async fn simulate(
     }
     let d = engine::decide(&flow, &stage, sim.current_node.as_deref(), &ctx);
     let verdict = state.gate.pass(target, d.svaml.clone());
-    Ok(HttpResponse::Ok().json(json!({
-        "flowId": id,
-        "version": version,
-        "node": d.node,
-        "via": d.via,
-        "candidate": d.svaml,
-        "reply": verdict.reply,
-        "passed": verdict.passed,
-        "report": verdict.report,
-    })))
+    Ok(HttpResponse::Ok().json(SimulateResult {
+        flow_id: id,
+        version,
+        node: d.node,
+        via: d.via,
+        candidate: d.svaml,
+        reply: verdict.reply,
+        passed: verdict.passed,
+        report: verdict.report,
+    }))
 }
 
-fn checked_route(bytes: &[u8]) -> Result<Route, ApiError> {
-    let route: Route = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid_request(format!("The route is not a valid route document: {e}"))
-    })?;
+fn checked_route(route: Route) -> Result<Route, ApiError> {
     let problems = route.validate();
     if has_errors(&problems) {
         return Err(ApiError::new(
@@ -286,7 +443,7 @@ fn checked_route(bytes: &[u8]) -> Result<Route, ApiError> {
 
 async fn ensure_flow_exists(state: &AppState, route: &Route) -> Result<(), ApiError> {
     if let RouteTarget::Flow { flow_id } = route.target {
-        if state.store.get_flow(flow_id).await.map_err(db)?.is_none() {
+        if state.store.get_flow(flow_id).await?.is_none() {
             return Err(ApiError::new(
                 code::PARAMETER_VALIDATION,
                 format!("No flow {flow_id}"),
@@ -296,16 +453,44 @@ async fn ensure_flow_exists(state: &AppState, route: &Route) -> Result<(), ApiEr
     Ok(())
 }
 
+/// All routes
+///
+/// Every route, ordered by id. Upstream secrets are shown as `<redacted>`.
+#[utoipa::path(
+    operation_id = "listRoutes",
+    tag = "routes",
+    responses(
+        (status = 200, description = "The routes.", body = RouteList),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/routes")]
 async fn list_routes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({"items": state.store.list_routes().await.map_err(db)?})))
+    Ok(HttpResponse::Ok().json(RouteList {
+        items: state.store.list_routes().await?,
+    }))
 }
 
+/// Create a route
+///
+/// Stores a routing rule. A route with problems is refused with 400 40001 and `details: {"problems": [FlowProblem]}`; a flow target must name an existing flow (else 400 40001). Route names are unique (409). The body is limited to 1 MiB.
+#[utoipa::path(
+    operation_id = "createRoute",
+    tag = "routes",
+    request_body(content = RouteInput),
+    responses(
+        (status = 201, description = "Created.", body = schemas::Route, headers(("location" = String, description = "Path of the new route."))),
+        (status = 400, response = RouteRefused),
+        (status = 409, response = Conflict),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[post("/routes")]
 async fn create_route(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    body: Json<Route, FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let route = checked_route(&body(&req, payload).await?)?;
+    let route = checked_route(body.into_inner())?;
     ensure_flow_exists(&state, &route).await?;
     let saved = state
         .store
@@ -318,25 +503,56 @@ async fn create_route(
         .json(saved))
 }
 
+/// One route
+///
+/// The route; an upstream secret is shown as `<redacted>`.
+#[utoipa::path(
+    operation_id = "getRoute",
+    tag = "routes",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The route.", body = schemas::Route),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[get("/routes/{id}")]
 async fn get_route(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    match state.store.get_route(id).await.map_err(db)? {
+    let id = path.into_inner().id;
+    match state.store.get_route(id).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::not_found(format!("No route {id}"))),
     }
 }
 
+/// Replace a route
+///
+/// Replaces every field of the route (checked like `createRoute`; an upstream target must carry the secret itself, not `<redacted>`). A flow target naming a missing flow is a 409.
+#[utoipa::path(
+    operation_id = "updateRoute",
+    tag = "routes",
+    params(IdPath),
+    request_body(content = RouteInput),
+    responses(
+        (status = 200, description = "The updated route.", body = schemas::Route),
+        (status = 400, response = RouteRefused),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[put("/routes/{id}")]
 async fn update_route(
     state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
+    path: web::Path<IdPath>,
+    body: Json<Route, FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    let route = checked_route(&body(&req, payload).await?)?;
+    let id = path.into_inner().id;
+    let route = checked_route(body.into_inner())?;
     ensure_flow_exists(&state, &route).await?;
     let saved = state
         .store
@@ -350,12 +566,27 @@ async fn update_route(
     }
 }
 
+/// Delete a route
+///
+/// Deletes the route.
+#[utoipa::path(
+    operation_id = "deleteRoute",
+    tag = "routes",
+    params(IdPath),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = DatabaseUnavailable)
+    )
+)]
+#[delete("/routes/{id}")]
 async fn delete_route(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path)?;
-    if state.store.delete_route(id).await.map_err(db)? {
+    let id = path.into_inner().id;
+    if state.store.delete_route(id).await? {
         refresh_live(&state).await;
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -1,16 +1,16 @@
 //! `POST <callback path>`: reads the raw body (bounded, refusing oversized bodies before reading them
-//! whole), hands the request to [`crate::callback::handle`], and writes its answer.
+//! whole, with [`super::extract::read_body`]), hands the request to [`crate::callback::handle`],
+//! whose signature check runs over those raw bytes, and writes its answer.
 
 use std::time::Instant;
 
-use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
+use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use crate::app::AppState;
 use crate::callback::{handle, InboundCallback};
 use crate::catalog::code;
-use crate::error::ApiError;
+use crate::error::{ApiError, Envelope};
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -18,51 +18,31 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::invalid_request(format!(
-        "Request body is larger than {limit} bytes (SVAMLGATE_MAX_BODY_BYTES); Sinch callbacks are far smaller"
-    ))
-}
-
-/// Reads at most `limit` bytes of body; refuses early when Content-Length already says it is larger.
-pub async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Vec<u8>, ApiError> {
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
-        let len = len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok());
-        match len {
-            Some(n) if n > limit as u64 => return Err(too_large(limit)),
-            Some(_) => {}
-            None => {
-                return Err(ApiError::invalid_request(
-                    "Content-Length header is not a number",
-                ))
-            }
-        }
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::invalid_request(format!("Could not read the request body: {e}"))
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The callback endpoint.
+/// Sinch Voice callback
+///
+/// The URL registered with Sinch as the application's callback URL (path set by SVAMLGATE_CALLBACK_PATH; `/sinch/callback` by default). The request is authenticated by Sinch's request signature (`Authorization: Application <key>:<signature>` and `x-timestamp`), not by the admin token. ICE, ACE and PIE get an SVAML reply that passed the gate (or the fallback); other events get an empty 200. Any other method on this path is answered with 400 40001. The body is limited to SVAMLGATE_MAX_BODY_BYTES.
+#[utoipa::path(
+    post,
+    path = "/sinch/callback",
+    operation_id = "receiveCallback",
+    tag = "service",
+    request_body(content = Object, description = "A Sinch Voice callback event (ice, ace, dice, pie, notify)."),
+    responses(
+        (status = 200, description = "Accepted. The body is the SVAML reply for ICE, ACE and PIE, empty otherwise.", body = Object,
+            headers(("x-svamlgate-reference" = String, description = "Reference of the recorded callback."))),
+        (status = 400, description = "The body is too large, not JSON, or not a callback event (40003; 40002 when `event` is missing); any method but POST (40001).", body = Envelope),
+        (status = 401, description = "The signature was refused (40100, 40101, 40102, 40105, 40107 or 40108).", body = Envelope)
+    ),
+    security(())
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
+    let body =
+        super::extract::read_body(&req, payload.into_inner(), state.config.max_body_bytes).await?;
     let headers = req.headers();
     let inbound = InboundCallback {
         method: req.method().to_string(),

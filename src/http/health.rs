@@ -4,20 +4,90 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 
-/// Liveness: touches nothing.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// The answer of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-/// Readiness: svamlgate answers callbacks whenever its journal works, so readiness fails (503) only
-/// when the journal is over its disk limit. PostgreSQL being slow, away or restarting is reported in
-/// the details (`database`, `shipping`) with `"status": "degraded"`, because callers are still
-/// answered and nothing is lost.
+/// The answer of `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`; `degraded` while PostgreSQL is away or restarting, or the journal is near its limit
+    /// (callers are still answered and nothing is lost); `unavailable` (503) when the journal is
+    /// over its disk limit.
+    #[schema(example = "ready")]
+    status: &'static str,
+    checks: Checks,
+    shipping: Shipping,
+}
+
+/// What readiness looked at.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Checks {
+    /// `ok`, `unavailable` or `timeout` (no answer within one second).
+    database: &'static str,
+    /// The embedded PostgreSQL cluster: `running` or `restarting`; null when svamlgate uses an
+    /// external database (DATABASE_URL).
+    embedded_cluster: Option<&'static str>,
+    /// The journal against its disk limit: `ok`, `near_limit` (above 90%) or `over_limit`.
+    journal: &'static str,
+}
+
+/// How far PostgreSQL is behind the journal.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipping {
+    /// Records in the journal not yet in PostgreSQL.
+    lag_records: u64,
+    /// Seconds since the shipper last had nothing left to ship (0 when caught up).
+    lag_seconds: f64,
+    /// Bytes held in journal segments.
+    journal_bytes: u64,
+    /// The journal's disk limit (SVAMLGATE_JOURNAL_MAX_BYTES).
+    journal_max_bytes: u64,
+    /// The shipper's last error, if its last attempt failed.
+    last_error: Option<String>,
+}
+
+/// Liveness
+///
+/// Answers while the process is up; touches nothing else.
+#[utoipa::path(
+    operation_id = "healthz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Up.", body = Health)
+    ),
+    security(())
+)]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Readiness
+///
+/// svamlgate answers callbacks whenever its journal works, so readiness fails (503) only when the journal is over its disk limit. PostgreSQL being slow, away or restarting is reported in the details (`checks.database`, `shipping`) with `"status": "degraded"`, because callers are still answered and nothing is lost.
+#[utoipa::path(
+    operation_id = "readyz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Ready, or degraded (PostgreSQL away, restarting, or the journal near its limit).", body = Readiness),
+        (status = 503, description = "Not ready: the journal is over its disk limit.", body = Readiness)
+    ),
+    security(())
+)]
+#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let status = &state.recorder.status;
     let database = match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
@@ -34,23 +104,27 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let body = json!({
-        "status": if journal == "over_limit" { "unavailable" }
-                  else if database != "ok" || journal != "ok" { "degraded" }
-                  else { "ready" },
-        "checks": {
-            "database": database,
-            "embeddedCluster": cluster,
-            "journal": journal,
+    let body = Readiness {
+        status: if journal == "over_limit" {
+            "unavailable"
+        } else if database != "ok" || journal != "ok" {
+            "degraded"
+        } else {
+            "ready"
         },
-        "shipping": {
-            "lagRecords": status.lag_records(),
-            "lagSeconds": status.lag_seconds(),
-            "journalBytes": journal_bytes,
-            "journalMaxBytes": limit,
-            "lastError": last_error,
-        }
-    });
+        checks: Checks {
+            database,
+            embedded_cluster: cluster,
+            journal,
+        },
+        shipping: Shipping {
+            lag_records: status.lag_records(),
+            lag_seconds: status.lag_seconds(),
+            journal_bytes,
+            journal_max_bytes: limit,
+            last_error,
+        },
+    };
     if journal == "over_limit" {
         HttpResponse::ServiceUnavailable().json(body)
     } else {
@@ -58,7 +132,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus exposition.
+/// Prometheus metrics
+///
+/// Counters, gauges and histograms in the Prometheus text exposition format (0.0.4).
+#[utoipa::path(
+    operation_id = "metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")
+    ),
+    security(())
+)]
+#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     use std::fmt::Write as _;
     let status = &state.recorder.status;

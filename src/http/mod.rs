@@ -1,16 +1,25 @@
 //! The HTTP layer: translates between HTTP and the core ([`crate::callback`], the store, the gate).
-//! One middleware gives every request a span (method, path, event, callid, reference), request metrics,
-//! and the recording of every error envelope in the errors table.
+//!
+//! - [`build`] is the one startup path (`svamlgate serve`, the tests, the benchmark through the
+//!   binary): the state, then the server.
+//! - [`routes`] registers every route; the OpenAPI document ([`openapi`]) is collected from that
+//!   same registration.
+//! - [`extract`] holds what handlers take from a request (bounded bodies, typed JSON, path and
+//!   query parameters) and answers what does not fit with a Sinch error envelope.
+//! - One middleware gives every request a span (method, path, event, callid, reference), request
+//!   metrics, and the recording of every error envelope in the errors table.
 
 pub mod admin;
 pub mod admin_flows;
 pub mod admin_gate;
 pub mod admin_sinch;
 pub mod callback;
+pub mod extract;
 pub mod health;
 pub mod openapi;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -18,25 +27,72 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
 use tracing::Instrument;
+use utoipa_actix_web::{scope, AppExt};
 
 use crate::app::AppState;
+use crate::config::ServeArgs;
+use crate::db::store::Store;
 use crate::error::{ApiError, ErrorRecord};
+use crate::svaml::Validator;
 
-/// Registers every route.
-pub fn routes(cfg: &mut web::ServiceConfig, callback_path: &str) {
-    cfg.service(
+/// Registers every route on `app` and returns it with the operations of the registered handlers.
+/// The callback path is configurable, so it is registered by hand (and documented at its default,
+/// see [`openapi::ApiDoc`]); every other route is registered as a documented handler
+/// (`.service(handler)`), never with `.route(...)`, so it cannot be missing from the document.
+pub fn routes<T>(app: App<T>, callback_path: &str) -> (App<T>, utoipa::openapi::OpenApi)
+where
+    T: actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+{
+    app.service(
         web::resource(callback_path)
             .route(web::post().to(callback::receive))
             .default_service(web::to(callback::wrong_method)),
     )
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(health::metrics))
+    .into_utoipa_app()
+    .service(health::healthz)
+    .service(health::readyz)
+    .service(health::metrics)
     .service(
-        web::scope("/admin")
+        scope::scope("/admin")
             .wrap(from_fn(admin::require_admin))
             .configure(admin::routes),
-    );
+    )
+    .split_for_parts()
+}
+
+/// The OpenAPI document of the routes [`routes`] registers.
+pub fn openapi_document() -> serde_json::Result<serde_json::Value> {
+    let (_, collected) = routes(App::new(), "/sinch/callback");
+    openapi::document(collected)
+}
+
+/// The routes of the admin API, `(METHOD, path)`, as registered (for tests and tooling).
+pub fn admin_routes() -> Vec<(String, String)> {
+    let (_, collected) = routes(App::new(), "/sinch/callback");
+    let mut out = Vec::new();
+    for (path, item) in collected.paths.paths {
+        if !path.starts_with("/admin/") {
+            continue;
+        }
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("PATCH", item.patch.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                out.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Answers every unknown route with 404 40400.
@@ -48,26 +104,55 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
     )))
 }
 
-fn bad_parameter(message: String) -> actix_web::Error {
-    ApiError::new(crate::catalog::code::PARAMETER_VALIDATION, message).into()
+/// A started svamlgate: its state, its HTTP server (to be awaited) and the address it listens on.
+pub struct Application {
+    /// Shared state (the shipper runs until [`AppState::shutdown`]).
+    pub state: web::Data<AppState>,
+    /// The running server; awaiting it waits for SIGINT/SIGTERM or a stop through its handle.
+    pub server: Server,
+    /// Where it listens.
+    pub addr: SocketAddr,
 }
 
-/// Builds and starts the server on an already bound listener (port 0 in tests).
-pub fn serve(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+/// The one startup path (`svamlgate serve`, the tests, the benchmarks through the binary): builds
+/// the state from the configuration ([`AppState::build`]) and starts the server on an already bound
+/// listener (port 0 in tests). `cluster` is the embedded PostgreSQL's supervisor, when there is one.
+pub async fn build(
+    config: ServeArgs,
+    store: Store,
+    validator: Arc<Validator>,
+    cluster: Option<Arc<crate::db::cluster::Health>>,
+    listener: TcpListener,
+) -> anyhow::Result<Application> {
+    let mut state = AppState::build(config, store, validator).await?;
+    state.cluster = cluster;
+    let state = web::Data::new(state);
+    let addr = listener.local_addr()?;
+    let server = serve(state.clone(), listener)?;
+    Ok(Application {
+        state,
+        server,
+        addr,
+    })
+}
+
+/// Starts the server for `state` on `listener`.
+fn serve(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
     let callback_path = state.config.callback_path.clone();
     let workers = state.config.workers;
     let shutdown = state.config.shutdown_timeout_secs;
+    let document = serde_json::to_string(&openapi_document()?)?;
+    let document = web::Data::new(openapi::Served(document));
     let mut server = HttpServer::new(move || {
-        let path = callback_path.clone();
-        App::new()
+        let app = App::new()
             .app_data(state.clone())
-            .app_data(web::PathConfig::default().error_handler(|e, _| bad_parameter(e.to_string())))
-            .app_data(
-                web::QueryConfig::default().error_handler(|e, _| bad_parameter(e.to_string())),
-            )
-            .wrap(from_fn(observe))
-            .configure(move |cfg| routes(cfg, &path))
-            .default_service(web::to(not_found))
+            .app_data(document.clone())
+            .app_data(extract::path_config())
+            .app_data(extract::query_config())
+            .app_data(extract::json_config())
+            .wrap(from_fn(observe));
+        let (app, _) = routes(app, &callback_path);
+        app.default_service(web::to(not_found))
     })
     .listen(listener)?
     .shutdown_timeout(shutdown)

@@ -293,6 +293,8 @@ pub fn base_config() -> ServeArgs {
     c.application_key = Some(KEY.to_owned());
     c.application_secret = Some(Secret::new(SECRET));
     c.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    // One worker per test app: the tests run many apps at once on few cores.
+    c.workers = Some(1);
     // The journal lives in the data directory: one per test, never the repository's .svamlgate.
     c.db.data_dir = test_data_root().join(uuid::Uuid::new_v4().simple().to_string());
     c
@@ -307,31 +309,34 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     spawn_app_on(url, configure).await
 }
 
-/// Starts the app on an existing database (e.g. to restart it).
+/// Starts the app on an existing database (e.g. to restart it), through the same startup path as
+/// `svamlgate serve`.
 pub async fn spawn_app_on(db_url: String, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let mut config = base_config();
     configure(&mut config);
     let pool = pool_for(&db_url, 8).await.unwrap();
-    config.workers = Some(1);
-    let state = AppState::build(config.clone(), Store::new(pool.clone()), validator())
-        .await
-        .expect("state builds");
-    let state = actix_web::web::Data::new(state);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let server = svamlgate::http::serve(state.clone(), listener).unwrap();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let app = svamlgate::http::build(
+        config.clone(),
+        Store::new(pool.clone()),
+        validator(),
+        None,
+        listener,
+    )
+    .await
+    .expect("the app builds");
+    let handle = app.server.handle();
+    actix_web::rt::spawn(app.server);
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish();
     TestApp {
-        addr,
+        addr: app.addr.to_string(),
         pool,
         db_url,
         client,
         config,
-        state,
+        state: app.state,
         server: handle,
     }
 }

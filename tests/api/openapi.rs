@@ -1,5 +1,6 @@
-//! The OpenAPI document at `GET /admin/openapi.json`: well formed, every documented operation is routed,
-//! and every route registered in the source is documented.
+//! The OpenAPI document at `GET /admin/openapi.json`, asked of the running app: well formed, every
+//! documented operation is routed, every admin route the app registers is documented with its
+//! method and the schemas of its bodies, and the bodies match those schemas.
 
 use std::collections::BTreeSet;
 
@@ -7,15 +8,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
 
-const ADMIN_SOURCES: [&str; 4] = [
-    include_str!("../../src/http/admin.rs"),
-    include_str!("../../src/http/admin_flows.rs"),
-    include_str!("../../src/http/admin_gate.rs"),
-    include_str!("../../src/http/admin_sinch.rs"),
-];
-const HTTP_SOURCE: &str = include_str!("../../src/http/mod.rs");
-const CONFIG_SOURCE: &str = include_str!("../../src/config.rs");
-/// Where the document puts the callback endpoint: the default of SVAMLGATE_CALLBACK_PATH.
+/// Where the document puts the callback endpoint: the default of SVAMLGATE_CALLBACK_PATH (checked
+/// below).
 const DOCUMENTED_CALLBACK_PATH: &str = "/sinch/callback";
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -27,19 +21,6 @@ fn normalise(path: &str) -> String {
         .unwrap()
         .replace_all(path, "{}")
         .into_owned()
-}
-
-/// `.route("PATH", web::METHOD()` pairs of a source file.
-fn registered(source: &str, prefix: &str) -> Vec<Op> {
-    let re = regex::Regex::new(r#"\.route\(\s*"([^"]+)"\s*,\s*web::([a-z]+)\(\)"#).unwrap();
-    re.captures_iter(source)
-        .map(|c| {
-            (
-                c[2].to_uppercase(),
-                normalise(&format!("{prefix}{}", &c[1])),
-            )
-        })
-        .collect()
 }
 
 /// Every operation of the document: (method, normalised path, raw path, operation).
@@ -246,53 +227,90 @@ async fn every_documented_operation_is_routed() {
     }
 }
 
+/// Whether `schema` is, or wraps, a reference to a named schema of the document.
+fn names_a_schema(doc: &Value, schema: &Value) -> bool {
+    let mut refs = Vec::new();
+    collect_refs(schema, &mut refs);
+    !refs.is_empty()
+        && refs.iter().all(|r| {
+            r.starts_with("#/components/schemas/")
+                && doc.pointer(r.trim_start_matches('#')).is_some()
+        })
+}
+
 #[actix_web::test]
 async fn every_registered_route_is_documented() {
     let app = spawn_app().await;
     let doc = document(&app).await;
-    let documented: Vec<Op> = operations(&doc)
-        .into_iter()
-        .map(|(m, p, _, _)| (m, p))
-        .collect();
-    let documented_set: BTreeSet<Op> = documented.iter().cloned().collect();
-    assert_eq!(documented.len(), documented_set.len());
-
-    let admin: Vec<Op> = ADMIN_SOURCES
+    let ops = operations(&doc);
+    let documented: BTreeSet<Op> = ops
         .iter()
-        .flat_map(|s| registered(s, "/admin"))
+        .map(|(m, p, _, _)| (m.clone(), p.clone()))
         .collect();
-    // The scan finds the routes it must find.
-    assert!(admin.contains(&("GET".into(), "/admin/events".into())));
-    assert!(admin.contains(&("DELETE".into(), "/admin/routes/{}".into())));
-    let admin_set: BTreeSet<Op> = admin.iter().cloned().collect();
-    assert_eq!(admin.len(), admin_set.len(), "a route is registered twice");
-    for op in &admin_set {
-        assert!(documented_set.contains(op), "{op:?} is not documented");
-    }
-    let documented_admin: BTreeSet<Op> = documented_set
+    assert_eq!(documented.len(), ops.len());
+
+    // The admin routes as the app registers them (the same registration the server routes with).
+    let registered: Vec<Op> = svamlgate::http::admin_routes()
+        .into_iter()
+        .map(|(m, p)| (m, normalise(&p)))
+        .collect();
+    let registered_set: BTreeSet<Op> = registered.iter().cloned().collect();
+    assert_eq!(
+        registered.len(),
+        registered_set.len(),
+        "a route is registered twice"
+    );
+    assert!(registered_set.contains(&("GET".into(), "/admin/events".into())));
+    assert!(registered_set.contains(&("DELETE".into(), "/admin/routes/{}".into())));
+    assert_eq!(registered_set.len(), 30, "{registered_set:?}");
+    let documented_admin: BTreeSet<Op> = documented
         .iter()
         .filter(|(_, p)| p.starts_with("/admin/"))
         .cloned()
         .collect();
-    assert_eq!(
-        documented_admin, admin_set,
-        "documented admin operations that are not registered"
-    );
-    assert_eq!(documented_admin.len(), 30);
+    assert_eq!(documented_admin, registered_set);
 
-    // Outside /admin: the routes of src/http/mod.rs plus the callback endpoint at its default path.
-    let mut service: BTreeSet<Op> = registered(HTTP_SOURCE, "").into_iter().collect();
-    assert_eq!(service.len(), 3, "{service:?}");
-    assert!(HTTP_SOURCE.contains("web::resource(callback_path)"));
-    let default =
-        regex::Regex::new(r#"env = "SVAMLGATE_CALLBACK_PATH",\s*default_value = "([^"]+)""#)
-            .unwrap();
-    let default = default
-        .captures(CONFIG_SOURCE)
-        .expect("callback path default");
-    assert_eq!(&default[1], DOCUMENTED_CALLBACK_PATH);
-    service.insert(("POST".into(), DOCUMENTED_CALLBACK_PATH.into()));
-    let documented_service: BTreeSet<Op> = documented_set
+    // Every JSON body an admin route takes or answers with names its schema.
+    for (method, _, path, op) in &ops {
+        if !path.starts_with("/admin/") {
+            continue;
+        }
+        let what = format!("{method} {path}");
+        if let Some(body) = op.get("requestBody") {
+            let schema = &resolve(&doc, body)["content"]["application/json"]["schema"];
+            assert!(
+                names_a_schema(&doc, schema),
+                "{what}: request body {schema}"
+            );
+        }
+        for (status, res) in op["responses"].as_object().expect("responses") {
+            let schema = &resolve(&doc, res)["content"]["application/json"]["schema"];
+            if schema.is_null() {
+                assert!(status == "204", "{what} {status}: no JSON schema: {res}");
+                continue;
+            }
+            if path == "/admin/openapi.json" {
+                continue; // this document
+            }
+            assert!(names_a_schema(&doc, schema), "{what} {status}: {schema}");
+        }
+    }
+
+    // Outside /admin: health, readiness, metrics and the callback endpoint at its default path.
+    assert_eq!(
+        svamlgate::config::ServeArgs::for_tests().callback_path,
+        DOCUMENTED_CALLBACK_PATH
+    );
+    let service: BTreeSet<Op> = [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("POST", DOCUMENTED_CALLBACK_PATH),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    let documented_service: BTreeSet<Op> = documented
         .iter()
         .filter(|(_, p)| !p.starts_with("/admin/"))
         .cloned()
