@@ -134,6 +134,7 @@ impl AppState {
             ShipperConfig {
                 retention: window,
                 disk_limit_bytes: config.journal_max_bytes,
+                defer_max: config.ship_defer_max(),
             },
             stop_rx,
         )

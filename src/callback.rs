@@ -147,6 +147,7 @@ fn elapsed_us(started: Instant) -> i64 {
 /// Handles one callback. `Err` is an error envelope to answer with (already queued for recording).
 pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<CallbackReply, ApiError> {
     let received_at = OffsetDateTime::now_utc();
+    let _in_flight = state.recorder.status.enter();
 
     // 1. Signature.
     let (signature_state, signed_by) = if state.config.verify_signatures {

@@ -218,6 +218,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_PEER_STATE_WAIT_MS", default_value_t = 0)]
     pub peer_state_wait_ms: u64,
 
+    /// Callers before records: while callbacks queue for the CPU, the shipper holds its batches
+    /// back for at most this many seconds, then ships until it has caught up. 0 ships whatever the
+    /// load. Ignored (0) when SVAMLGATE_PEER_STATE_WAIT_MS is set: other instances read call state
+    /// from PostgreSQL.
+    #[arg(long, env = "SVAMLGATE_SHIP_DEFER_MAX_SECS", default_value_t = 10)]
+    pub ship_defer_max_secs: u64,
+
     #[command(flatten)]
     pub sinch_api: SinchApiArgs,
 }
@@ -294,6 +301,15 @@ impl ServeArgs {
     /// See [`ServeArgs::peer_state_wait_ms`].
     pub fn peer_state_wait(&self) -> Duration {
         Duration::from_millis(self.peer_state_wait_ms)
+    }
+
+    /// How long the shipper may hold back under load (none when instances share call state).
+    pub fn ship_defer_max(&self) -> Duration {
+        if self.peer_state_wait_ms > 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(self.ship_defer_max_secs)
+        }
     }
 
     /// Configuration for tests and embedding: defaults everywhere, listening on a random local port.

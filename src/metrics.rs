@@ -165,6 +165,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Journal records written to PostgreSQL.",
     ),
     (
+        "svamlgate_ship_deferrals_total",
+        "counter",
+        "Times the shipper held a batch back because callbacks were queueing for the CPU.",
+    ),
+    (
         "svamlgate_ship_failures_total",
         "counter",
         "Batches PostgreSQL did not take (they are retried).",

@@ -277,6 +277,18 @@ pub struct ShipStatus {
     pub last_error: Mutex<Option<String>>,
     /// Whether the journal was above 90% of its disk limit at the last housekeeping.
     pub near_limit: AtomicBool,
+    /// Callbacks being handled right now (the shipper's measure of how busy the reply path is).
+    pub in_flight: AtomicU64,
+}
+
+/// Counts one callback as in flight for as long as it lives ([`ShipStatus::in_flight`]).
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a ShipStatus);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ShipStatus {
@@ -290,6 +302,12 @@ impl ShipStatus {
         status.shipped.store(journal.shipped(), Ordering::Release);
         status.caught_up_at_ms.store(now_ms(), Ordering::Release);
         status
+    }
+
+    /// Marks a callback in flight until the guard is dropped.
+    pub fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
     }
 
     /// Records not yet in PostgreSQL.

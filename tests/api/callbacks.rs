@@ -371,3 +371,65 @@ async fn arbitrary_signed_bodies_never_cost_a_500() {
         }
     }
 }
+
+/// Callers before records: while callbacks queue (as many in flight as CPUs, or more), the
+/// shipper holds its batches back, for at most SVAMLGATE_SHIP_DEFER_MAX_SECS; then it ships until
+/// it has caught up. When the queue goes, it ships at once. Every callback lands once.
+#[actix_web::test]
+async fn the_shipper_yields_to_a_saturated_reply_path_for_a_bounded_time() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let app = spawn_app_with(|c| c.ship_defer_max_secs = 2).await;
+    let status = app.state.recorder.status.clone();
+    let journal = app.state.recorder.journal().clone();
+    let durable = || *journal.durable().borrow();
+    let shipped = || status.shipped.load(Ordering::Acquire);
+    let post = |from: usize| {
+        let app = &app;
+        async move {
+            for i in from..from + 20 {
+                let body = crate::helpers::ice(&format!("defer-{i}"), "+15550009999");
+                let ts = svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc());
+                assert_eq!(app.send_signed_at(&body, &ts).await.status, 200);
+            }
+        }
+    };
+    // Callers queueing: the reply path is saturated from the shipper's point of view.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let queue: Vec<_> = (0..cpus).map(|_| status.enter()).collect();
+    let held_since = Instant::now();
+    post(0).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(shipped() < durable(), "shipped while callers queued");
+    // The bound: it ships anyway, within the 2 s (plus a batch), while the queue stays.
+    while shipped() < durable() {
+        assert!(
+            held_since.elapsed() < Duration::from_secs(6),
+            "held back past its bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(held_since.elapsed() >= Duration::from_millis(1500));
+    // Caught up: the next records wait again, until the queue goes.
+    post(20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(shipped() < durable(), "shipped while callers queued");
+    drop(queue);
+    let freed = Instant::now();
+    app.settle().await;
+    assert_eq!(shipped(), durable());
+    assert!(freed.elapsed() < Duration::from_secs(2));
+    let m = String::from_utf8(app.get("/metrics", None).await.body).unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("svamlgate_ship_deferrals_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT id) FROM callbacks WHERE callid LIKE 'defer-%'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 40);
+}

@@ -125,6 +125,14 @@ impl TestApp {
     }
 
     pub async fn post_signed_at(&self, body: &[u8], ts: &str) -> Response {
+        let res = self.send_signed_at(body, ts).await;
+        // Records reach PostgreSQL through the journal, a moment after the reply: tests read them.
+        self.settle().await;
+        res
+    }
+
+    /// POSTs a signed body and returns as soon as the answer is in (does not wait for shipping).
+    pub async fn send_signed_at(&self, body: &[u8], ts: &str) -> Response {
         let cred = AppCredential::new(KEY, SECRET).unwrap();
         let ct = "application/json; charset=utf-8";
         let auth = signature::sign(
@@ -135,7 +143,7 @@ impl TestApp {
             ts,
             body,
         );
-        self.post_raw(
+        self.send_raw(
             &self.config.callback_path.clone(),
             body,
             &[
@@ -148,15 +156,19 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Response {
+        let res = self.send_raw(path, body, headers).await;
+        // Records reach PostgreSQL through the journal, a moment after the reply: tests read them.
+        self.settle().await;
+        res
+    }
+
+    async fn send_raw(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Response {
         let mut req = self.client.post(self.url(path));
         for (k, v) in headers {
             req = req.insert_header((*k, *v));
         }
         let mut res = req.send_body(body.to_vec()).await.expect("request failed");
-        let res = Response::read(&mut res).await;
-        // Records reach PostgreSQL through the journal, a moment after the reply: tests read them.
-        self.settle().await;
-        res
+        Response::read(&mut res).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
