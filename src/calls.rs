@@ -11,8 +11,7 @@
 //! state from PostgreSQL if one is there within 50 ms. With it 0 (one instance), a known call is
 //! decided from memory alone. When PostgreSQL is known to be unreachable, nothing waits for it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -20,6 +19,7 @@ use time::OffsetDateTime;
 use crate::db::flows::CallState;
 use crate::db::store::Store;
 use crate::outcome::ReplySource;
+use crate::shards::ShardedMap;
 use crate::svaml::Target;
 
 /// A call not heard of for this long is forgotten (longer than any call Sinch keeps up).
@@ -64,7 +64,7 @@ pub struct LastReply {
 /// Calls in progress, one entry per call id.
 #[derive(Default)]
 pub struct Calls {
-    map: Mutex<HashMap<String, Entry>>,
+    map: ShardedMap<String, Entry>,
 }
 
 impl std::fmt::Debug for Calls {
@@ -74,13 +74,12 @@ impl std::fmt::Debug for Calls {
 }
 
 impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The state of a call known here, with the arrival time of the event that set it.
     pub fn get(&self, callid: &str) -> Option<(CallState, OffsetDateTime)> {
-        self.lock().get(callid).and_then(|e| e.state.clone())
+        self.map
+            .shard(callid)
+            .get(callid)
+            .and_then(|e| e.state.clone())
     }
 
     /// The current state of a call, from memory and, when the database is up, PostgreSQL (see the
@@ -132,7 +131,7 @@ impl Calls {
 
     /// Sets a call's state, caused by an event that arrived at `at`.
     pub fn set(&self, callid: &str, state: CallState, at: OffsetDateTime) {
-        let mut map = self.lock();
+        let mut map = self.map.shard(callid);
         let entry = map.entry(callid.to_owned()).or_insert_with(Entry::new);
         entry.state = Some((state, at));
         entry.touched = Instant::now();
@@ -150,7 +149,7 @@ impl Calls {
 
     /// Forgets a call (it ended).
     pub fn end(&self, callid: &str) {
-        self.lock().remove(callid);
+        self.map.shard(callid).remove(callid);
     }
 
     /// Notes the reply just sent on a call, and the cookies it set.
@@ -163,7 +162,7 @@ impl Calls {
         gate_passed: bool,
         cookies: BTreeMap<String, String>,
     ) {
-        let mut map = self.lock();
+        let mut map = self.map.shard(callid);
         let entry = map.entry(callid.to_owned()).or_insert_with(Entry::new);
         let mut all = entry.reply.take().map(|r| r.cookies).unwrap_or_default();
         all.extend(cookies);
@@ -179,7 +178,8 @@ impl Calls {
 
     /// The cookies a call's replies have set so far (last value of each key).
     pub fn cookies(&self, callid: &str) -> BTreeMap<String, String> {
-        self.lock()
+        self.map
+            .shard(callid)
             .get(callid)
             .and_then(|e| e.reply.as_ref())
             .map(|r| r.cookies.clone())
@@ -188,19 +188,20 @@ impl Calls {
 
     /// The reply this instance last sent on a call.
     pub fn last_reply(&self, callid: &str) -> Option<LastReply> {
-        self.lock().get(callid).and_then(|e| e.reply.clone())
+        self.map
+            .shard(callid)
+            .get(callid)
+            .and_then(|e| e.reply.clone())
     }
 
     /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
     pub fn prune(&self) -> usize {
-        let mut map = self.lock();
-        map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT);
-        map.len()
+        self.map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT)
     }
 
     /// Calls held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.map.len()
     }
 
     /// Whether no call is held.

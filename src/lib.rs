@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod recording;
 pub mod redact;
+pub mod shards;
 pub mod signature;
 pub mod sinch_api;
 pub mod sources;

@@ -20,7 +20,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crc::{Crc, Table, CRC_32_ISCSI};
 use tokio::sync::{oneshot, watch};
@@ -321,6 +321,8 @@ impl Journal {
             file_len: 0,
             next_seq: next,
             durable_tx,
+            slow_flushes: 0,
+            last_slow_log: None,
         };
         std::thread::Builder::new()
             .name("svamlgate-journal".into())
@@ -439,12 +441,20 @@ impl Journal {
     }
 }
 
+/// A flush slower than this is worth telling the operator about.
+const SLOW_FLUSH: Duration = Duration::from_millis(100);
+
+/// At most one slow-flush warning per this long.
+const SLOW_FLUSH_LOG_EVERY: Duration = Duration::from_secs(10);
+
 struct Writer {
     shared: Arc<Shared>,
     file: File,
     file_len: u64,
     next_seq: u64,
     durable_tx: watch::Sender<u64>,
+    slow_flushes: u64,
+    last_slow_log: Option<Instant>,
 }
 
 impl Writer {
@@ -469,7 +479,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let flush_started = Instant::now();
             let result = self.write_and_sync(&buf);
+            self.note_slow_flush(flush_started.elapsed(), group.len());
             match result {
                 Ok(()) => {
                     let last = self.next_seq - 1;
@@ -496,6 +508,28 @@ impl Writer {
                     }
                 }
             }
+        }
+    }
+
+    /// Logs (at most once per [`SLOW_FLUSH_LOG_EVERY`]) a flush that held callers up for longer
+    /// than [`SLOW_FLUSH`]: the disk, shared with something writing a lot (PostgreSQL's checkpoint,
+    /// the kernel's writeback), delayed the replies waiting for it.
+    fn note_slow_flush(&mut self, took: Duration, records: usize) {
+        if took < SLOW_FLUSH {
+            return;
+        }
+        self.slow_flushes += 1;
+        if self
+            .last_slow_log
+            .is_none_or(|at| at.elapsed() >= SLOW_FLUSH_LOG_EVERY)
+        {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                records,
+                slow_flushes = self.slow_flushes,
+                "journal: the disk took long to make records durable; their replies waited (is something else writing heavily to this disk?)"
+            );
+            self.last_slow_log = Some(Instant::now());
         }
     }
 

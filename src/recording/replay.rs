@@ -6,12 +6,13 @@
 //! What this does not cover: two svamlgate instances each receiving one copy of the same request
 //! within the shipping lag both process it (each instance knows only its own keys).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use tokio::sync::Notify;
+
+use crate::shards::ShardedMap;
 use uuid::Uuid;
 
 /// The reply an original callback got: HTTP status and body (JSON, as sent).
@@ -71,7 +72,7 @@ pub enum Claim {
 #[derive(Debug)]
 pub struct ReplayIndex {
     keep: Duration,
-    map: Mutex<HashMap<Key, Arc<Original>>>,
+    map: ShardedMap<Key, Arc<Original>>,
     answered: Arc<Notify>,
 }
 
@@ -80,14 +81,14 @@ impl ReplayIndex {
     pub fn new(keep: Duration) -> ReplayIndex {
         ReplayIndex {
             keep,
-            map: Mutex::new(HashMap::new()),
+            map: ShardedMap::new(),
             answered: Arc::new(Notify::new()),
         }
     }
 
     /// Claims `key` for a callback.
     pub fn claim(&self, key: &Key, id: Uuid, reference: &str) -> Claim {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.shard(key);
         if let Some(o) = map.get(key) {
             if o.seen.elapsed() < self.keep {
                 return Claim::Duplicate(o.clone());
@@ -126,22 +127,17 @@ impl ReplayIndex {
             reply: OnceLock::from(reply),
             answered: self.answered.clone(),
         });
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, original);
+        self.map.shard(&key).insert(key, original);
     }
 
     /// Forgets keys older than the window. Returns how many are left.
     pub fn prune(&self) -> usize {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, o| o.seen.elapsed() < self.keep);
-        map.len()
+        self.map.retain(|_, o| o.seen.elapsed() < self.keep)
     }
 
     /// Keys held.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.map.len()
     }
 
     /// Whether no key is held.

@@ -21,6 +21,11 @@ use crate::metrics::Metrics;
 /// Most records shipped in one transaction.
 pub const BATCH: usize = 500;
 
+/// How long the shipper lets records gather once the first arrives after it caught up. At 1,000
+/// callbacks/s this is one PostgreSQL transaction per 100 records instead of one per record: fewer
+/// commit flushes competing with the journal's on a shared disk, less CPU per row.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// Longest one batch may take. A connection that hangs (a network partition, a stopped server)
 /// is dropped after it and the batch retried on a new one, so shipping resumes when PostgreSQL
 /// is back.
@@ -197,7 +202,14 @@ pub async fn run(
                 return;
             }
             tokio::select! {
-                _ = durable.changed() => {}
+                _ = durable.changed() => {
+                    // Let a batch gather: one transaction (and one commit flush on the disk the
+                    // journal shares) per LINGER at a steady trickle, not one per callback.
+                    tokio::select! {
+                        _ = tokio::time::sleep(LINGER) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
