@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -143,7 +144,7 @@ fn normalize_names(doc: &Value, target: Target) -> (Cow<'_, Value>, Vec<Renamed>
         .and_then(|a| a.get("name"))
         .and_then(Value::as_str)
     {
-        let canonical = canonical_name(&ACTION_NAMES, name).or_else(|| {
+        let canonical = canonical_name(action_names(), name).or_else(|| {
             (target == Target::Manage)
                 .then(|| canonical_name(&MANAGE_ONLY_ACTIONS, name))
                 .flatten()
@@ -160,7 +161,7 @@ fn normalize_names(doc: &Value, target: Target) -> (Cow<'_, Value>, Vec<Renamed>
     if let Some(instructions) = root.get(instructions_key).and_then(Value::as_array) {
         for (i, instruction) in instructions.iter().enumerate() {
             if let Some(name) = instruction.get("name").and_then(Value::as_str) {
-                if let Some(canonical) = canonical_name(&INSTRUCTION_NAMES, name) {
+                if let Some(canonical) = canonical_name(instruction_names(), name) {
                     renames.push(Renamed {
                         pointer: format!("/instructions/{i}/name"),
                         original: name.to_owned(),
@@ -192,29 +193,44 @@ fn normalize_names(doc: &Value, target: Target) -> (Cow<'_, Value>, Vec<Renamed>
 /// Version of the embedded schema bundle (`schemas/bundle.json` → `version`).
 pub const SCHEMA_BUNDLE_VERSION: &str = "1.1.0";
 
-/// Canonical (lowerCamel) names of all SVAML actions.
-pub const ACTION_NAMES: [&str; 9] = [
-    "hangup",
-    "continue",
-    "connectPstn",
-    "connectMxp",
-    "connectConf",
-    "connectSip",
-    "connectStream",
-    "runMenu",
-    "park",
-];
+/// Canonical (lowerCamel) names of all SVAML actions: one schema file each under
+/// `schemas/svaml/actions/`.
+pub fn action_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| schema::names_under("svaml/actions/"))
+}
 
-/// Canonical (lowerCamel) names of all SVAML instructions.
-pub const INSTRUCTION_NAMES: [&str; 7] = [
-    "playFiles",
-    "say",
-    "sendDtmf",
-    "setCookie",
-    "answer",
-    "startRecording",
-    "stopRecording",
-];
+/// Canonical (lowerCamel) names of all SVAML instructions: one schema file each under
+/// `schemas/svaml/instructions/`.
+pub fn instruction_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| schema::names_under("svaml/instructions/"))
+}
+
+/// What each target allows, read from its reply schema (`schemas/svaml/responses/*.json`):
+/// `(actions, instructions)`, by [`Target::index`].
+fn allowed() -> &'static [(Vec<&'static str>, Vec<&'static str>)] {
+    static ALLOWED: OnceLock<Vec<(Vec<&'static str>, Vec<&'static str>)>> = OnceLock::new();
+    ALLOWED.get_or_init(|| {
+        Target::ALL
+            .into_iter()
+            .map(|t| {
+                let known = |name: &str| {
+                    action_names()
+                        .iter()
+                        .chain(instruction_names())
+                        .find(|n| **n == name)
+                        .copied()
+                };
+                let (actions, instructions) = schema::reply_names(t);
+                (
+                    actions.iter().filter_map(|n| known(n)).collect(),
+                    instructions.iter().filter_map(|n| known(n)).collect(),
+                )
+            })
+            .collect()
+    })
+}
 
 /// Errors of the SVAML module (schema compilation, parsing of names, builder misuse).
 #[derive(Debug, thiserror::Error)]
@@ -291,62 +307,19 @@ impl Target {
         }
     }
 
-    /// Actions allowed for this target (same lists as `schemas/svaml/responses/*.json`): Sinch's
-    /// per-event table for ICE, ACE and PIE; hangup, continue and park for manage-call bodies,
-    /// plus startRecording and stopRecording as Sinch's Calling API page shows them there.
+    /// Actions allowed for this target, as its reply schema (`schemas/svaml/responses/*.json`)
+    /// lists them: Sinch's per-event table for ICE, ACE and PIE; hangup, continue and park for
+    /// manage-call bodies, plus startRecording and stopRecording as Sinch's Calling API page shows
+    /// them there.
     pub fn allowed_actions(self) -> &'static [&'static str] {
-        match self {
-            Target::Ice => &[
-                "hangup",
-                "connectPstn",
-                "connectMxp",
-                "connectConf",
-                "connectSip",
-                "connectStream",
-                "runMenu",
-                "park",
-            ],
-            Target::Ace => &["hangup", "continue", "connectConf", "runMenu"],
-            Target::Pie => &[
-                "hangup",
-                "continue",
-                "connectPstn",
-                "connectConf",
-                "connectSip",
-                "runMenu",
-            ],
-            Target::Manage => &[
-                "hangup",
-                "continue",
-                "park",
-                "startRecording",
-                "stopRecording",
-            ],
-        }
+        &allowed()[self.index()].0
     }
 
-    /// Instructions allowed for this target (same lists as `schemas/svaml/responses/*.json`):
-    /// Sinch's per-event table for ICE, ACE and PIE. A manage-call body accepts any instruction
-    /// (those other than playFiles and say raise warning SVAML004).
+    /// Instructions allowed for this target, as its reply schema lists them: Sinch's per-event
+    /// table for ICE, ACE and PIE. A manage-call body accepts any instruction (those other than
+    /// playFiles and say raise warning SVAML004).
     pub fn allowed_instructions(self) -> &'static [&'static str] {
-        match self {
-            Target::Ice | Target::Manage => &INSTRUCTION_NAMES,
-            Target::Ace => &[
-                "playFiles",
-                "say",
-                "setCookie",
-                "startRecording",
-                "stopRecording",
-            ],
-            Target::Pie => &[
-                "playFiles",
-                "say",
-                "sendDtmf",
-                "setCookie",
-                "startRecording",
-                "stopRecording",
-            ],
-        }
+        &allowed()[self.index()].1
     }
 
     /// Position in [`Target::ALL`] (for tables indexed by target).

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::lint::{self, Rule};
 use super::policy::SchemaPolicies;
 pub use super::policy::NO_SINCH_SOURCE;
-use super::{Mode, Target, ACTION_NAMES, INSTRUCTION_NAMES, SCHEMA_BUNDLE_VERSION};
+use super::{action_names, instruction_names, Mode, Target, SCHEMA_BUNDLE_VERSION};
 
 /// Severity of a violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -315,14 +315,14 @@ fn unknown_property_hint(key: &str) -> String {
 fn name_violation(pointer: &str, found: &str, target: Target, is_action: bool) -> Violation {
     let (all, allowed, kind, rule): (&[&str], &[&str], &str, &Rule) = if is_action {
         (
-            &ACTION_NAMES,
+            action_names(),
             target.allowed_actions(),
             "action",
             &lint::R001,
         )
     } else {
         (
-            &INSTRUCTION_NAMES,
+            instruction_names(),
             target.allowed_instructions(),
             "instruction",
             &lint::R002,
