@@ -6,8 +6,9 @@
 //! [`http`] → [`callback`] → [`signature`] → [`events`] → [`sources`] ([`flows`], [`upstream`]) →
 //! [`gate`] ([`svaml`]) → [`recording`] (the journal, shipped to [`db`]); [`outcome`] names what
 //! happened (reply source, fallback reason, gate verdict, signature state); errors are [`error`] envelopes
-//! from the [`catalog`]; [`calls`] holds calls in progress; [`app`] holds the shared state; [`cli`] is
-//! the command line.
+//! from the [`catalog`]; [`calls`] holds calls in progress (and [`recording::replay`] the recent
+//! dedup keys), both in a [`shards`] map; [`timestamp`] reads Sinch's timestamps; [`redact`] masks
+//! numbers; [`app`] holds the shared state; [`cli`] is the command line.
 //!
 //! Outbound: [`sinch_api`] places and controls calls through Sinch's Calling API (checked, capped,
 //! retried, recorded by [`db::outbound`]); [`diagnosis`] walks Sinch's troubleshooting steps per call.
