@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 /// Shards per map.
 const SHARDS: usize = 64;
 
-/// A `HashMap` in [`SHARDS`] locked parts.
+/// A `HashMap` in 64 locked parts ([`ShardedMap::shard`] picks one).
 #[derive(Debug)]
 pub struct ShardedMap<K, V> {
     shards: Box<[Mutex<HashMap<K, V>>]>,

@@ -15,7 +15,7 @@
 //! The body is first parsed into a [`serde_json::Value`] and the fields are extracted with small
 //! typed helpers, so no input can make parsing fail wholesale or panic.
 //!
-//! The module's parts: [`kind`] (which event it is, and what derives from that), [`model`] (the
+//! The module's parts: `kind` (which event it is, and what derives from that), `model` (the
 //! typed events), and the lenient reader that fills them in.
 
 mod kind;
