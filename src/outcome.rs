@@ -36,6 +36,14 @@ macro_rules! vocabulary {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                text_schema(Self::ALL.iter().map(|v| v.as_str())).into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
@@ -60,6 +68,14 @@ macro_rules! vocabulary {
             }
         }
     };
+}
+
+/// The schema of a text that is one of `values` (for the OpenAPI document).
+pub fn text_schema<'a>(values: impl IntoIterator<Item = &'a str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .build()
 }
 
 vocabulary! {
