@@ -25,6 +25,7 @@ use crate::redact::mask_number;
 /// The state of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = DiagnosisStatus)]
 pub enum Status {
     /// The records show the step went right.
     Pass,

@@ -10,10 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! vocabulary {
     (
-        $(#[$meta:meta])*
+        $(#[doc = $doc:literal])*
         $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
     ) => {
-        $(#[$meta])*
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
             $( $(#[$vmeta])* $variant ),+
@@ -38,7 +38,10 @@ macro_rules! vocabulary {
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                text_schema(Self::ALL.iter().map(|v| v.as_str())).into()
+                let mut schema = text_schema(Self::ALL.iter().map(|v| v.as_str()));
+                let doc: Vec<&str> = [$($doc),*].iter().map(|line| line.trim()).collect();
+                schema.description = Some(doc.join("\n"));
+                schema.into()
             }
         }
 

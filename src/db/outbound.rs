@@ -247,7 +247,10 @@ const REQUEST_JSON: &str = "jsonb_build_object(
 
 /// The JSON of a request, as [`REQUEST_JSON`] builds it (described here for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
+#[schema(
+    rename_all = "camelCase",
+    description = "A request svamlgate sent (or refused to send) to Sinch's Calling API, with every attempt."
+)]
 pub struct OutboundRequest {
     /// svamlgate's reference (`GET /admin/calls/{callid}/diagnosis` accepts it).
     pub reference: String,
@@ -309,7 +312,10 @@ pub struct OutboundRequest {
 /// One HTTP exchange with Sinch, as [`REQUEST_JSON`] builds it (described for the OpenAPI
 /// document).
 #[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
+#[schema(
+    rename_all = "camelCase",
+    description = "One HTTP exchange with Sinch."
+)]
 pub struct OutboundAttempt {
     /// 1, 2, 3, …
     pub attempt: i16,
@@ -350,7 +356,7 @@ pub struct OutboundAttempt {
 /// An error answer from Sinch, as [`OutboundStore::sinch_errors`] builds it (described for the
 /// OpenAPI document).
 #[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
+#[schema(rename_all = "camelCase", description = "An error answer from Sinch.")]
 pub struct SinchErrorItem {
     /// When the attempt was sent.
     pub sent_at: OffsetDateTime,

@@ -154,7 +154,10 @@ pub struct StoredError {
 /// A refused callback signature: the object [`Store::get_error`] builds in SQL from a `refusals`
 /// row (described here for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
+#[schema(
+    rename_all = "camelCase",
+    description = "A refused callback signature."
+)]
 pub struct Refusal {
     /// Why the signature was refused, e.g. `signature_mismatch`.
     pub reason: String,
@@ -173,7 +176,10 @@ pub struct Refusal {
 /// A reply the gate stopped (the fallback went out instead): the object
 /// [`Store::rejected_replies_for_call`] builds in SQL (described here for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
+#[schema(
+    rename_all = "camelCase",
+    description = "A reply the gate stopped (the fallback went out instead)."
+)]
 pub struct RejectedReply {
     /// The callback the reply answered.
     pub callback_id: Uuid,

@@ -158,7 +158,7 @@ pub enum FlowError {
     },
 }
 
-/// How serious a [`FlowProblem`] is.
+/// How serious a problem of a flow or route is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(as = ProblemSeverity)]

@@ -47,7 +47,7 @@ pub struct Violation {
     /// What was expected, if it can be stated briefly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<String>,
-    /// What was found (credentials are redacted; see [`Report::masked`] for phone numbers).
+    /// What was found (credentials are redacted; `Report::masked` masks phone numbers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub found: Option<String>,
     /// Human-readable description.
