@@ -245,7 +245,7 @@ const REQUEST_JSON: &str = "jsonb_build_object(
         'responseBody', a.response_body) ORDER BY a.attempt)
       FROM outbound_attempts a WHERE a.request_id = r.id), '[]'::jsonb))";
 
-/// The JSON of a request, as [`REQUEST_JSON`] builds it (described here for the OpenAPI document).
+/// The JSON of a request, as `REQUEST_JSON` builds it (described here for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
 #[schema(
     rename_all = "camelCase",
@@ -309,7 +309,7 @@ pub struct OutboundRequest {
     pub attempts: Vec<OutboundAttempt>,
 }
 
-/// One HTTP exchange with Sinch, as [`REQUEST_JSON`] builds it (described for the OpenAPI
+/// One HTTP exchange with Sinch, as `REQUEST_JSON` builds it (described for the OpenAPI
 /// document).
 #[derive(utoipa::ToSchema)]
 #[schema(
