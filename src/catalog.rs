@@ -44,17 +44,29 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 
 /// One entry of the Sinch Voice error catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its JSON (see the `Serialize` impl) writes `status` as the status line; the schema says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(
+    rename_all = "camelCase",
+    description = "One entry of the error catalog."
+)]
 pub struct ErrorCodeInfo {
     /// Five-digit Sinch error code, e.g. 40002.
+    #[schema(example = 40002)]
     pub code: u32,
     /// HTTP status the code travels with (the code's first three digits).
+    #[schema(example = 400)]
     pub http_status: u16,
-    /// Status name as used in the `status` field, e.g. `"InvalidRequest"`.
+    /// Status name, e.g. `"InvalidRequest"`; JSON's `status` carries the status line
+    /// (`"400 InvalidRequest"`).
+    #[schema(rename = "status", value_type = String, example = "400 MissingParameter")]
     pub status_name: &'static str,
     /// What the error means.
+    #[schema(value_type = String)]
     pub meaning: &'static str,
     /// What the receiver of the error should do about it.
+    #[schema(value_type = String)]
     pub remedy: &'static str,
     /// Whether resending the same request later may succeed.
     pub retryable: bool,

@@ -23,8 +23,9 @@ use crate::outcome::{FallbackReason, SignatureState};
 use crate::redact::mask_number;
 
 /// The state of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = DiagnosisStatus)]
 pub enum Status {
     /// The records show the step went right.
     Pass,
@@ -45,13 +46,31 @@ impl Status {
     }
 }
 
+/// The ids of the steps, in Sinch's order.
+pub const STEP_IDS: [&str; 6] = [
+    "authenticated",
+    "number_format",
+    "rang",
+    "callback_arrived",
+    "svaml_valid",
+    "credit_capacity",
+];
+
+/// The schema of a step id (one of [`STEP_IDS`]).
+fn step_id_schema() -> utoipa::openapi::Object {
+    crate::outcome::text_schema(STEP_IDS)
+}
+
 /// One step of the checklist.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DiagnosisStep)]
 pub struct Step {
     /// Stable id.
+    #[schema(schema_with = step_id_schema)]
     pub id: &'static str,
     /// What the step checks.
+    #[schema(value_type = String)]
     pub title: &'static str,
     /// Verdict.
     pub status: Status,
@@ -62,18 +81,25 @@ pub struct Step {
 }
 
 /// The checklist for one call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(
+    description = "Sinch's troubleshooting checklist for one call, answered from the records."
+)]
 pub struct Diagnosis {
     /// The call id, when known (a callout refused before Sinch gave one has none).
+    #[schema(required = true)]
     pub callid: Option<String>,
     /// The svamlgate reference asked for, when the diagnosis was asked by reference.
+    #[schema(required = true)]
     pub reference: Option<String>,
-    /// The first failing step, if any.
+    /// The id of the first failing step, if any.
+    #[schema(required = true, value_type = Option<String>)]
     pub failing_step: Option<&'static str>,
     /// One sentence.
     pub summary: String,
     /// The steps, in Sinch's order.
+    #[schema(min_items = 6, max_items = 6)]
     pub steps: Vec<Step>,
 }
 

@@ -10,10 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! vocabulary {
     (
-        $(#[$meta:meta])*
+        $(#[doc = $doc:literal])*
         $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
     ) => {
-        $(#[$meta])*
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
             $( $(#[$vmeta])* $variant ),+
@@ -35,6 +35,17 @@ macro_rules! vocabulary {
                 Self::ALL.iter().copied().find(|v| v.as_str() == text)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let mut schema = text_schema(Self::ALL.iter().map(|v| v.as_str()));
+                let doc: Vec<&str> = [$($doc),*].iter().map(|line| line.trim()).collect();
+                schema.description = Some(doc.join("\n"));
+                schema.into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,6 +71,14 @@ macro_rules! vocabulary {
             }
         }
     };
+}
+
+/// The schema of a text that is one of `values` (for the OpenAPI document).
+pub fn text_schema<'a>(values: impl IntoIterator<Item = &'a str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .build()
 }
 
 vocabulary! {

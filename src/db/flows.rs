@@ -10,7 +10,7 @@ use crate::flows::render::EventContext;
 use crate::flows::routes::{GateMode, Route, RouteTarget, Secret};
 
 /// A flow as listed by the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowSummary {
     /// Flow id.

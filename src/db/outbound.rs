@@ -245,6 +245,184 @@ const REQUEST_JSON: &str = "jsonb_build_object(
         'responseBody', a.response_body) ORDER BY a.attempt)
       FROM outbound_attempts a WHERE a.request_id = r.id), '[]'::jsonb))";
 
+/// The JSON of a request, as `REQUEST_JSON` builds it (described here for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[schema(
+    rename_all = "camelCase",
+    description = "A request svamlgate sent (or refused to send) to Sinch's Calling API, with every attempt."
+)]
+pub struct OutboundRequest {
+    /// svamlgate's reference (`GET /admin/calls/{callid}/diagnosis` accepts it).
+    pub reference: String,
+    /// When it was recorded.
+    pub created_at: OffsetDateTime,
+    /// When it ended; null while pending.
+    pub finished_at: Option<OffsetDateTime>,
+    /// The Calling API operation.
+    #[schema(value_type = crate::sinch_api::Operation)]
+    pub operation: String,
+    /// HTTP method.
+    pub method: String,
+    /// API path.
+    pub path: String,
+    /// JSON body sent.
+    pub body: Option<Value>,
+    /// Call id, when known.
+    pub callid: Option<String>,
+    /// Conference id.
+    pub conference_id: Option<String>,
+    /// Call leg.
+    pub call_leg: Option<String>,
+    /// Callout method.
+    pub callout_method: Option<String>,
+    /// Callout destination (masked).
+    pub destination: Option<String>,
+    /// Whether a DICE will come.
+    pub dice_expected: Option<bool>,
+    /// Result of the local checks.
+    #[schema(schema_with = local_checks)]
+    pub local_check: String,
+    /// Details of a failed check.
+    pub local_report: Option<Value>,
+    /// How the request ended.
+    #[schema(schema_with = outcomes)]
+    pub outcome: String,
+    /// Last HTTP status.
+    pub http_status: Option<i16>,
+    /// Attempts made.
+    pub attempt_count: i16,
+    /// Total time in µs.
+    pub latency_us: Option<i64>,
+    /// Sinch's JSON answer.
+    pub response: Option<Value>,
+    /// Sinch's errorCode.
+    pub error_code: Option<i32>,
+    /// Sinch's status.
+    pub error_status: Option<String>,
+    /// Sinch's message.
+    pub error_message: Option<String>,
+    /// Sinch's reference.
+    pub error_reference: Option<String>,
+    /// Last failure.
+    pub failure: Option<String>,
+    /// Every HTTP exchange, in order.
+    pub attempts: Vec<OutboundAttempt>,
+}
+
+/// One HTTP exchange with Sinch, as `REQUEST_JSON` builds it (described for the OpenAPI
+/// document).
+#[derive(utoipa::ToSchema)]
+#[schema(
+    rename_all = "camelCase",
+    description = "One HTTP exchange with Sinch."
+)]
+pub struct OutboundAttempt {
+    /// 1, 2, 3, …
+    pub attempt: i16,
+    /// Start of the attempt.
+    pub sent_at: OffsetDateTime,
+    /// Duration in µs.
+    pub latency_us: i64,
+    /// How the request was authenticated.
+    #[schema(schema_with = auth_schemes)]
+    pub auth_scheme: String,
+    /// HTTP status.
+    pub http_status: Option<i16>,
+    /// Retry-After in ms.
+    pub retry_after_ms: Option<i64>,
+    /// connect, timeout, io or too_large; null when Sinch answered.
+    pub failure: Option<String>,
+    /// Library message.
+    pub failure_detail: Option<String>,
+    /// Sinch's errorCode.
+    pub error_code: Option<i32>,
+    /// Sinch's status.
+    pub error_status: Option<String>,
+    /// Sinch's message.
+    pub error_message: Option<String>,
+    /// Sinch's reference.
+    pub error_reference: Option<String>,
+    /// The catalog's reading of the answer.
+    pub classified_code: Option<i32>,
+    /// Whether Sinch's code and the catalog's reading disagree.
+    pub code_mismatch: Option<bool>,
+    /// What followed the attempt.
+    #[schema(schema_with = decisions)]
+    pub decision: String,
+    /// Answer text.
+    pub response_body: Option<String>,
+}
+
+/// An error answer from Sinch, as [`OutboundStore::sinch_errors`] builds it (described for the
+/// OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase", description = "An error answer from Sinch.")]
+pub struct SinchErrorItem {
+    /// When the attempt was sent.
+    pub sent_at: OffsetDateTime,
+    /// svamlgate's reference.
+    pub reference: String,
+    /// The Calling API operation.
+    #[schema(value_type = crate::sinch_api::Operation)]
+    pub operation: String,
+    /// HTTP method.
+    pub method: String,
+    /// API path.
+    pub path: String,
+    /// Call id, when known.
+    pub callid: Option<String>,
+    /// Which attempt.
+    pub attempt: i16,
+    /// HTTP status Sinch answered.
+    pub http_status: i16,
+    /// Sinch's errorCode.
+    pub error_code: Option<i32>,
+    /// The catalog's reading of the answer.
+    pub classified_code: Option<i32>,
+    /// Sinch's status.
+    pub status: Option<String>,
+    /// Sinch's message.
+    pub message: Option<String>,
+    /// Sinch's reference (for Sinch support).
+    pub sinch_reference: Option<String>,
+    /// Whether Sinch's code and the catalog's reading disagree.
+    pub code_mismatch: Option<bool>,
+    /// What followed the attempt.
+    #[schema(schema_with = decisions)]
+    pub decision: String,
+}
+
+fn local_checks() -> utoipa::openapi::Object {
+    crate::outcome::text_schema([
+        "passed",
+        "invalid_number",
+        "invalid_body",
+        "invalid_svaml",
+        "cap_reached",
+        "not_configured",
+        "cap_unchecked",
+    ])
+}
+
+fn outcomes() -> utoipa::openapi::Object {
+    crate::outcome::text_schema([
+        "pending",
+        "success",
+        "sinch_error",
+        "no_answer",
+        "unknown",
+        "refused_locally",
+    ])
+}
+
+fn auth_schemes() -> utoipa::openapi::Object {
+    crate::outcome::text_schema(["signed", "basic"])
+}
+
+fn decisions() -> utoipa::openapi::Object {
+    crate::outcome::text_schema(["done", "retry", "give_up"])
+}
+
 async fn insert<'e>(exec: impl PgExecutor<'e>, r: &NewOutbound) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(r.id)

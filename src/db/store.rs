@@ -14,63 +14,83 @@ pub struct Store {
 }
 
 /// A callback row as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(description = "A recorded callback.")]
 pub struct StoredCallback {
-    /// Row id.
+    /// Row id (UUIDv7, time-ordered).
     pub id: Uuid,
     /// Reference.
     pub reference: String,
     /// Arrival time.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
-    /// Event type.
+    /// ice, ace, dice, pie, notify, or an unknown type as received.
     pub event_type: String,
-    /// Known event type.
+    /// Whether the event type is one svamlgate knows.
     pub event_known: bool,
     /// Call id.
+    #[schema(required = true)]
     pub callid: Option<String>,
     /// Application key.
+    #[schema(required = true)]
     pub application_key: Option<String>,
-    /// verified / unverified.
+    /// Whether the signature was verified.
+    #[schema(value_type = crate::outcome::SignatureState)]
     pub signature: String,
-    /// Original of a duplicate.
+    /// For a replay: the original callback.
+    #[schema(required = true)]
     pub duplicate_of: Option<Uuid>,
-    /// HTTP status answered (None while in flight).
+    /// Status answered; null while in flight.
+    #[schema(required = true)]
     pub http_status: Option<i16>,
-    /// Reply sent.
+    /// The reply sent (SVAML), or null.
+    #[schema(required = true)]
     pub reply: Option<Value>,
-    /// Source of the reply.
+    /// Where the reply came from.
+    #[schema(required = true, value_type = Option<crate::outcome::ReplySource>)]
     pub reply_source: Option<String>,
-    /// Why a fallback went out.
+    /// Why a fallback was sent.
+    #[schema(required = true, value_type = Option<crate::outcome::FallbackReason>)]
     pub fallback_reason: Option<String>,
-    /// Gate report.
+    /// The gate's report of the candidate reply (a `Report`), or null.
+    #[schema(required = true)]
     pub validation: Option<Value>,
-    /// Latency in µs.
+    /// Time to answer, in microseconds.
+    #[schema(required = true)]
     pub latency_us: Option<i64>,
-    /// Parsed body.
+    /// The parsed event.
+    #[schema(required = true)]
     pub body: Option<Value>,
-    /// Parse warnings.
+    /// Warnings from parsing the event.
+    #[schema(required = true)]
     pub parse_warnings: Option<Value>,
     /// Flow id.
+    #[schema(required = true)]
     pub flow_id: Option<i64>,
     /// Flow version.
+    #[schema(required = true)]
     pub flow_version: Option<i32>,
     /// Flow node.
+    #[schema(required = true)]
     pub flow_node: Option<String>,
     /// Route id.
+    #[schema(required = true)]
     pub route_id: Option<i64>,
-    /// passed, rejected or observed.
+    /// What the gate said of the decided reply: passed, rejected (the fallback went out instead),
+    /// observed (invalid, sent anyway in observe mode).
+    #[schema(value_type = Option<crate::outcome::GateVerdict>)]
     pub gate_verdict: Option<String>,
-    /// Sinch's report that it could not use this reply.
+    /// Set when Sinch reported it could not use this reply: kind, errorCode, message, reason,
+    /// result, reportId, reportReference.
     pub rejected_by_sinch: Option<Value>,
 }
 
 /// A reply the gate passed and Sinch rejected (view `gate_misses`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateMiss {
-    /// Reference of the callback whose reply it was.
+    /// Reference of the callback whose reply Sinch rejected.
     pub reference: String,
     /// When that callback arrived.
     #[serde(with = "time::serde::rfc3339")]
@@ -80,20 +100,23 @@ pub struct GateMiss {
     /// Event type.
     pub event_type: String,
     /// What produced the reply.
+    #[schema(value_type = Option<crate::outcome::ReplySource>)]
     pub reply_source: Option<String>,
     /// The reply Sinch rejected.
     pub reply: Option<Value>,
     /// The gate's report on it (valid, with any warnings).
     pub validation: Option<Value>,
-    /// Sinch's report: kind, errorCode, message, reason, result, reportReference.
+    /// Sinch's report: kind (callingerror, callbackerror), errorCode, message, reason, result,
+    /// reportId, reportReference.
     pub rejected_by_sinch: Option<Value>,
     /// The report event as Sinch sent it (Notify or DICE body).
     pub report: Option<Value>,
 }
 
 /// An error row (with its refusal, if it was one).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(description = "A recorded error.")]
 pub struct StoredError {
     /// Reference.
     pub reference: String,
@@ -109,17 +132,75 @@ pub struct StoredError {
     /// Message sent.
     pub message: String,
     /// Method.
+    #[schema(required = true)]
     pub method: Option<String>,
     /// Path.
+    #[schema(required = true)]
     pub path: Option<String>,
     /// Peer.
+    #[schema(required = true)]
     pub remote_addr: Option<String>,
     /// Callback row.
+    #[schema(required = true)]
     pub callback_id: Option<Uuid>,
-    /// Internal detail.
+    /// Internal detail (never sent with the envelope itself).
+    #[schema(required = true)]
     pub detail: Option<Value>,
     /// Refusal details, for signature refusals.
+    #[schema(required = true, value_type = Option<Refusal>)]
     pub refusal: Option<Value>,
+}
+
+/// A refused callback signature: the object [`Store::get_error`] builds in SQL from a `refusals`
+/// row (described here for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[schema(
+    rename_all = "camelCase",
+    description = "A refused callback signature."
+)]
+pub struct Refusal {
+    /// Why the signature was refused, e.g. `signature_mismatch`.
+    pub reason: String,
+    /// Key named in the authorization header.
+    #[schema(required = true)]
+    pub application_key: Option<String>,
+    /// Request headers, signature removed.
+    #[schema(value_type = Object)]
+    pub headers: Value,
+    /// Hex SHA-256 of the body.
+    pub body_sha256: String,
+    /// Body length.
+    pub body_bytes: i32,
+}
+
+/// A reply the gate stopped (the fallback went out instead): the object
+/// [`Store::rejected_replies_for_call`] builds in SQL (described here for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[schema(
+    rename_all = "camelCase",
+    description = "A reply the gate stopped (the fallback went out instead)."
+)]
+pub struct RejectedReply {
+    /// The callback the reply answered.
+    pub callback_id: Uuid,
+    /// Reference of the error recorded for the rejection.
+    pub reference: String,
+    /// Event type.
+    pub event_type: String,
+    /// Reply source that produced the rejected reply.
+    #[schema(value_type = crate::outcome::ReplySource)]
+    pub source: String,
+    /// The rejected reply as JSON, if it was JSON.
+    #[schema(required = true)]
+    pub reply: Option<Value>,
+    /// The rejected reply as received, when it was not JSON.
+    #[schema(required = true)]
+    pub raw_reply: Option<String>,
+    /// The gate's report (a `Report`).
+    #[schema(value_type = crate::svaml::Report)]
+    pub report: Value,
+    /// When it was stopped.
+    pub created_at: OffsetDateTime,
 }
 
 /// Filter of `GET /admin/events`.

@@ -8,26 +8,27 @@ use super::model::{has_errors, FlowDoc, FlowProblem};
 use crate::svaml::{Mode, Report, Target, Validator};
 
 /// The report of one emission.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmissionReport {
     /// Node id.
     pub node: String,
     /// ice, ace or pie.
+    #[schema(value_type = Target)]
     pub event: &'static str,
     /// The gate's report for the rendered SVAML.
     pub report: Report,
 }
 
 /// Everything found when checking a flow.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowCheck {
     /// Whether the flow may be saved.
     pub valid: bool,
     /// Structural problems (errors and warnings).
     pub problems: Vec<FlowProblem>,
-    /// One report per emission.
+    /// One gate report per SVAML the flow can emit (empty when the structure has errors).
     pub emissions: Vec<EmissionReport>,
 }
 

@@ -58,21 +58,24 @@ pub const RESERVED_NEXT_KEYS: &[&str] = &[
 /// Maximum length of a flow name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// A declarative call flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A declarative call flow. Unknown fields and duplicate keys are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = FlowDocument)]
 pub struct FlowDoc {
-    /// Document format version; defaults to [`FORMAT_VERSION`] when absent.
+    /// Document format version: 1, the default when absent (`FORMAT_VERSION`).
     #[serde(default = "default_format_version")]
+    #[schema(minimum = 1, maximum = 1, default = 1)]
     pub format_version: u32,
-    /// Human-readable name (non-empty, at most [`MAX_NAME_CHARS`] characters).
+    /// Human-readable name (non-empty, at most 100 characters: `MAX_NAME_CHARS`).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Id of the node that answers the ICE.
     pub start: String,
-    /// Id of the node that answers an ACE; `None` replies `{"action":{"name":"continue"}}`.
+    /// Id of the node that answers an ACE; absent: the reply is `{"action":{"name":"continue"}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ace: Option<String>,
     /// Id of the node that answers a PIE no `next` entry handles (else the call is hung up).
@@ -84,18 +87,23 @@ pub struct FlowDoc {
 }
 
 /// One step of a flow: an SVAML template plus the transitions taken on the following PIE.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = FlowNode)]
 pub struct Node {
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// SVAML `instructions` (normally an array), copied into the reply after rendering.
+    /// SVAML `instructions` (normally an array), copied into the reply after rendering; strings
+    /// may contain `${...}` placeholders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<Value>,
     /// SVAML `action`, copied into the reply after rendering.
+    #[schema(value_type = Object)]
     pub action: Value,
-    /// PIE result key → node id (see the module docs).
+    /// What the following PIE reported → id of the node that answers it. Keys are
+    /// `return(<value>)` values of the node's menus or one of `sequence`, `timeout`,
+    /// `invalidinput`, `error`, `hangup`, `return`, `default` (see the module docs).
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
@@ -150,9 +158,10 @@ pub enum FlowError {
     },
 }
 
-/// How serious a [`FlowProblem`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How serious a problem of a flow or route is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ProblemSeverity)]
 pub enum Severity {
     /// The flow must not be saved.
     Error,
@@ -161,11 +170,13 @@ pub enum Severity {
 }
 
 /// A finding of [`FlowDoc::check_structure`] (also used by route validation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(description = "A problem of a flow or route document.")]
 pub struct FlowProblem {
     /// JSON pointer into the checked document, e.g. `/nodes/welcome/next/sales`.
     pub pointer: String,
     /// Stable machine-readable code, e.g. `next-target-missing`.
+    #[schema(value_type = String, example = "next-target-missing")]
     pub code: &'static str,
     /// Error or warning.
     pub severity: Severity,

@@ -35,8 +35,9 @@ pub const PLACEHOLDERS: &[&str] = &["caller", "called", "custom", "input", "call
 /// Event data available to templates. Serializable so it can be kept in call state.
 ///
 /// `Debug` masks phone numbers, input (may be a PIN) and `custom`.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(description = "Values of the call's first event, for `${...}` placeholders.")]
 pub struct EventContext {
     /// Calling party (ICE `cli`, DICE `from`), normalized to `+digits` when it is a number.
     pub caller: Option<String>,

@@ -26,33 +26,47 @@ pub const MAX_TIMEOUT_MS: u64 = 30_000;
 /// Maximum length of a route name, in characters.
 pub const MAX_ROUTE_NAME_CHARS: usize = 100;
 
-/// A routing rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A routing rule: sent to store one, answered (secrets redacted) for a stored one. The
+/// answers always carry `id`, `called`, `callerPrefix` and `priority`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Route {
     /// Storage id (ignored on create; defaults to 0 when absent).
     #[serde(default)]
     pub id: i64,
     /// Human-readable name.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// Called number (E.164, `+` optional); `None` = default route for any called number.
+    /// Called number (E.164, `+` optional); null: default route for any called number.
     #[serde(default)]
     pub called: Option<String>,
-    /// Only calls whose caller number starts with this (digits, `+` optional) match.
+    /// Only calls whose caller number starts with this (1-15 digits, `+` optional) match.
     #[serde(default)]
     pub caller_prefix: Option<String>,
     /// Higher wins among otherwise equal matches.
     #[serde(default)]
+    #[schema(default = 0)]
     pub priority: i32,
     /// Where matching calls go.
     pub target: RouteTarget,
-    /// What the gate does with an invalid reply on this route; `None` = `SVAMLGATE_GATE_MODE`.
+    /// What the gate does with an invalid reply on this route; absent: `SVAMLGATE_GATE_MODE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_mode: Option<GateMode>,
 }
 
 /// What the gate does with an invalid reply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GateMode {
     /// Replace it with the pre-validated fallback (and record why).
@@ -85,29 +99,34 @@ impl GateMode {
 /// Where a route sends its calls. JSON: `{"kind":"flow","flowId":1}` or
 /// `{"kind":"upstream","url":"http://…","key":"…","secretB64":"…","timeoutMs":3000}`.
 /// `Debug` and `Serialize` show the secret as [`Secret::REDACTED`].
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
     rename_all_fields = "camelCase",
     deny_unknown_fields
 )]
+#[schema(description = "Where a route sends its calls: a stored flow, or the customer's app.")]
 pub enum RouteTarget {
     /// Answer from a stored flow.
     Flow {
         /// The flow's storage id.
+        #[schema(rename = "flowId", minimum = 1)]
         flow_id: i64,
     },
     /// Proxy mode: forward the event to the customer's app.
     Upstream {
-        /// `http://` URL of the customer's callback endpoint.
+        /// `http://` URL of the customer's callback endpoint (https is not supported).
         url: String,
         /// Application key used to sign the forwarded request.
         key: String,
-        /// Base64 application secret used to sign the forwarded request.
+        /// Application secret (padded standard base64) used to sign the forwarded request. Stored
+        /// secrets are never returned: answers show `<redacted>`, which is refused when sent back.
+        #[schema(rename = "secretB64", value_type = String)]
         secret_b64: Secret,
-        /// Per-route timeout; `None` = the gate's default.
+        /// Per-route timeout in milliseconds; absent: the gate's default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(rename = "timeoutMs", minimum = 50, maximum = 30000)]
         timeout_ms: Option<u64>,
     },
 }

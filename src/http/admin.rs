@@ -17,12 +17,12 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::extract::{self, CallPath, Json, ReferencePath};
 use super::openapi::responses::*;
-use super::openapi::schemas::{self, Report, StoredError, SvamlDocument};
 use crate::app::AppState;
 use crate::catalog::{self, code};
-use crate::db::store::{EventFilter, StoredCallback};
+use crate::db::outbound::OutboundRequest;
+use crate::db::store::{EventFilter, RejectedReply, StoredCallback, StoredError};
 use crate::error::ApiError;
-use crate::svaml::{Mode, Target};
+use crate::svaml::{Mode, Report, Target};
 
 /// Largest page of `GET /admin/events`.
 pub const MAX_LIMIT: i64 = 500;
@@ -41,10 +41,10 @@ struct CallTimeline {
     /// How many replays the call's events received in total.
     duplicates: usize,
     /// Replies the gate stopped (the fallback went out instead), with their reports.
-    #[schema(value_type = Vec<schemas::RejectedReply>)]
+    #[schema(value_type = Vec<RejectedReply>)]
     rejected_replies: Vec<serde_json::Value>,
     /// Requests svamlgate sent to Sinch about this call (its callout, call control, conference control of it as a participant), oldest first.
-    #[schema(value_type = Vec<schemas::OutboundRequest>)]
+    #[schema(value_type = Vec<OutboundRequest>)]
     outbound_requests: Vec<serde_json::Value>,
 }
 
@@ -52,7 +52,6 @@ struct CallTimeline {
 #[derive(Serialize, ToSchema)]
 struct TimelineEvent {
     #[serde(flatten)]
-    #[schema(value_type = schemas::StoredCallback)]
     event: StoredCallback,
     /// Byte-identical replays of the event, answered with the stored reply and not processed again.
     replays: Vec<Replay>,
@@ -74,7 +73,6 @@ struct Replay {
 #[serde(rename_all = "camelCase")]
 struct EventPage {
     /// The callbacks, newest first.
-    #[schema(value_type = Vec<schemas::StoredCallback>)]
     items: Vec<StoredCallback>,
     /// The page size used.
     limit: i64,
@@ -87,9 +85,25 @@ struct EventPage {
 #[serde(rename_all = "camelCase")]
 struct ErrorCodeList {
     /// The catalog, sorted by code.
-    #[schema(value_type = Vec<schemas::ErrorCodeInfo>)]
     error_codes: &'static [catalog::ErrorCodeInfo],
 }
+
+/// The body of `POST /admin/svaml/validate`: any JSON value (the report says what is wrong with it).
+pub struct SvamlDocument;
+
+impl utoipa::PartialSchema for SvamlDocument {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .description(Some(
+                "An SVAML document (`instructions` and an `action`). Any JSON value is accepted \
+                 (at most 1 MiB); the report says what the gate finds wrong with it.",
+            ))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for SvamlDocument {}
 
 /// Registers the admin routes (inside the `/admin` scope).
 pub fn routes(cfg: &mut ServiceConfig) {

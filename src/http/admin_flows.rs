@@ -9,12 +9,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::extract::{Body, IdPath, Json};
 use super::openapi::responses::*;
-use super::openapi::schemas::{self, FlowDocument, RouteInput};
 use crate::app::AppState;
 use crate::catalog::code;
 use crate::db::flows::{FlowSummary, SaveError};
 use crate::error::ApiError;
-use crate::flows::check::check_flow;
+use crate::flows::check::{check_flow, FlowCheck};
 use crate::flows::engine::{self, Stage};
 use crate::flows::model::{has_errors, FlowDoc};
 use crate::flows::render::EventContext;
@@ -27,29 +26,26 @@ pub const FLOW_LIMIT: usize = 1 << 20;
 /// The answer of `GET /admin/flows`.
 #[derive(Serialize, ToSchema)]
 struct FlowList {
-    #[schema(value_type = Vec<schemas::FlowSummary>)]
     items: Vec<FlowSummary>,
 }
 
 /// A flow saved: its summary and its check (warnings only).
 #[derive(Serialize, ToSchema)]
 struct FlowSaved {
-    #[schema(value_type = schemas::FlowSummary)]
     flow: FlowSummary,
-    #[schema(value_type = schemas::FlowCheck)]
+    #[schema(value_type = FlowCheck)]
     check: Value,
 }
 
 /// The answer of `GET /admin/flows/{id}`.
 #[derive(Serialize, ToSchema)]
 struct FlowDetail {
-    #[schema(value_type = schemas::FlowSummary)]
     flow: FlowSummary,
     /// Version of `document`.
     version: i32,
     /// Every version of the flow.
     versions: Vec<i32>,
-    #[schema(value_type = schemas::FlowDocument)]
+    #[schema(value_type = FlowDoc)]
     document: Value,
 }
 
@@ -72,15 +68,37 @@ struct SimulateResult {
     /// Whether the candidate passed the gate.
     passed: bool,
     /// The gate's report on the candidate.
-    #[schema(value_type = schemas::Report)]
     report: crate::svaml::Report,
 }
 
 /// The answer of `GET /admin/routes`.
 #[derive(Serialize, ToSchema)]
 struct RouteList {
-    #[schema(value_type = Vec<schemas::Route>)]
+    #[schema(value_type = Vec<StoredRoute>)]
     items: Vec<Route>,
+}
+
+/// A route as the answers show it: the schema of [`Route`] (which describes what is sent), with the
+/// members every answer carries required and no closing of unknown members.
+struct StoredRoute;
+
+impl utoipa::PartialSchema for StoredRoute {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let mut schema = Route::schema();
+        if let utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(o)) = &mut schema {
+            o.description = Some("A stored routing rule (secrets redacted).".to_owned());
+            o.required
+                .extend(["id", "called", "callerPrefix", "priority"].map(String::from));
+            o.additional_properties = None;
+        }
+        schema
+    }
+}
+
+impl ToSchema for StoredRoute {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        Route::schemas(schemas);
+    }
 }
 
 /// Registers the routes (inside the `/admin` scope).
@@ -160,7 +178,7 @@ async fn list_flows(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[utoipa::path(
     operation_id = "createFlow",
     tag = "flows",
-    request_body(content = FlowDocument, description = "A flow document (at most 1 MiB)."),
+    request_body(content = FlowDoc, description = "A flow document (at most 1 MiB)."),
     responses(
         (status = 201, description = "Created; the body has the summary and the check (warnings only).", body = FlowSaved, headers(("location" = String, description = "Path of the new flow."))),
         (status = 400, response = FlowRefused),
@@ -195,7 +213,7 @@ async fn create_flow(
     operation_id = "updateFlow",
     tag = "flows",
     params(IdPath),
-    request_body(content = FlowDocument, description = "A flow document (at most 1 MiB)."),
+    request_body(content = FlowDoc, description = "A flow document (at most 1 MiB)."),
     responses(
         (status = 200, description = "Saved; the summary shows the new current version.", body = FlowSaved),
         (status = 400, response = FlowRefused),
@@ -283,7 +301,7 @@ async fn get_flow(
     tag = "flows",
     params(IdPath, VersionQuery),
     responses(
-        (status = 200, description = "The flow document.", body = FlowDocument, headers(("content-disposition" = String, description = "`attachment; filename=\"flow-<id>-v<version>.json\"`"))),
+        (status = 200, description = "The flow document.", body = FlowDoc, headers(("content-disposition" = String, description = "`attachment; filename=\"flow-<id>-v<version>.json\"`"))),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 503, response = DatabaseUnavailable)
@@ -360,7 +378,6 @@ struct SimulateRequest {
     version: Option<i32>,
     /// Values of the call's first event (caller, called, …) for ACE/PIE placeholders.
     #[serde(default)]
-    #[schema(value_type = Option<super::openapi::schemas::EventContext>)]
     context: Option<EventContext>,
 }
 
@@ -477,9 +494,9 @@ async fn list_routes(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 #[utoipa::path(
     operation_id = "createRoute",
     tag = "routes",
-    request_body(content = RouteInput),
+    request_body(content = Route),
     responses(
-        (status = 201, description = "Created.", body = schemas::Route, headers(("location" = String, description = "Path of the new route."))),
+        (status = 201, description = "Created.", body = StoredRoute, headers(("location" = String, description = "Path of the new route."))),
         (status = 400, response = RouteRefused),
         (status = 409, response = Conflict),
         (status = 503, response = DatabaseUnavailable)
@@ -511,7 +528,7 @@ async fn create_route(
     tag = "routes",
     params(IdPath),
     responses(
-        (status = 200, description = "The route.", body = schemas::Route),
+        (status = 200, description = "The route.", body = StoredRoute),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 503, response = DatabaseUnavailable)
@@ -536,9 +553,9 @@ async fn get_route(
     operation_id = "updateRoute",
     tag = "routes",
     params(IdPath),
-    request_body(content = RouteInput),
+    request_body(content = Route),
     responses(
-        (status = 200, description = "The updated route.", body = schemas::Route),
+        (status = 200, description = "The updated route.", body = StoredRoute),
         (status = 400, response = RouteRefused),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),

@@ -8,7 +8,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::openapi::responses::*;
-use super::openapi::schemas;
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -20,7 +19,6 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// The answer of `GET /admin/gate/misses`: newest first.
 #[derive(Serialize, ToSchema)]
 struct GateMissList {
-    #[schema(value_type = Vec<schemas::GateMiss>)]
     items: Vec<crate::db::store::GateMiss>,
 }
 

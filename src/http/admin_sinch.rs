@@ -10,15 +10,16 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::extract::{self, Body, CallLegPath, CallPath, ConferencePath, ParticipantPath};
 use super::openapi::responses::*;
-use super::openapi::schemas::{
-    self, CallInformation, CalloutAnswer, CalloutRequest, ConferenceInfo, Diagnosis,
-    ManageCallBody, ParticipantCommand, SinchAnswer,
-};
 use super::openapi::SinchFailures;
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::outbound::{OutboundStore, SinchErrorFilter};
+use crate::db::outbound::{OutboundStore, SinchErrorFilter, SinchErrorItem};
+use crate::diagnosis::Diagnosis;
 use crate::error::ApiError;
+use crate::sinch_api::bodies::{
+    CallInformation, CalloutAnswer, CalloutRequest, ConferenceInfo, ManageCallBody,
+    ParticipantCommand, SinchAnswer,
+};
 use crate::sinch_api::checks::{self, LocalRefusal};
 use crate::sinch_api::{self, Draft};
 
@@ -310,7 +311,7 @@ async fn kick_participant(
 /// A page of `GET /admin/sinch-errors`, newest first.
 #[derive(Serialize, ToSchema)]
 struct SinchErrorPage {
-    #[schema(value_type = Vec<schemas::SinchErrorItem>)]
+    #[schema(value_type = Vec<SinchErrorItem>)]
     items: Vec<Value>,
     /// The page size used.
     limit: i64,

@@ -5,133 +5,186 @@
 //! that exist and the operations of the document come from the same list. [`ApiDoc`] adds what is
 //! not an operation: the title, the tags, the bearer scheme and the error [`Envelope`].
 //!
-//! The response bodies of the admin API are built from types spread over the storage, flow and
-//! Sinch modules; until those types derive `ToSchema` themselves, their schemas (and the shared
-//! error responses, which all point at [`Envelope`]) are kept in `openapi-components.json`, and
-//! handlers name them through the marker types below. A name used by a handler but missing from
-//! that file fails this module's unit test.
+//! The bodies are described by the types they are made of: each derives `utoipa::ToSchema` where
+//! it is defined (storage rows in `db`, flows and routes in `flows`, the SVAML report in `svaml`,
+//! the diagnosis, the catalog, the vocabulary of `outcome`), with `#[schema(...)]` where the serde
+//! output needs saying (RFC 3339 times, texts of enums, `&'static str` fields). JSON that svamlgate
+//! builds in SQL (`db::store::RejectedReply`, `db::outbound::OutboundRequest`, ...) or passes on
+//! from Sinch (`sinch_api::bodies`) is described by types that are never built. A handler names a
+//! type in its `#[utoipa::path]` and the type's schema, and those it refers to, become components;
+//! [`ApiDoc`] lists them as well.
+//!
+//! The shared error responses (all an [`Envelope`]) are declared once below, each with its
+//! examples; handlers name them through the marker types of [`responses`].
 //!
 //! [`document`] adds what every operation shares rather than repeating it per handler: the
 //! answers of the admin middleware and of an unexpected failure (401, 403, 500) on every admin
 //! operation, and no security requirement on the service endpoints.
 
-use std::borrow::Cow;
-
 use actix_web::{get, web, HttpResponse};
+use serde_json::{json, Value};
+use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Components, OpenApi as Document, Ref, RefOr, Response, Schema};
+use utoipa::openapi::{
+    Components, ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder,
+};
 use utoipa::{Modify, OpenApi};
 
+use crate::catalog;
 use crate::error::Envelope;
 
-/// Schemas and shared error responses kept as JSON (see the module documentation).
-const KEPT_COMPONENTS: &str = include_str!("openapi-components.json");
-
-/// Declares marker types that stand for a schema kept in `openapi-components.json`.
-macro_rules! kept_schemas {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[doc = concat!("The `", stringify!($name), "` schema of the document.")]
-            pub struct $name;
-            impl utoipa::PartialSchema for $name {
-                fn schema() -> RefOr<Schema> {
-                    Ref::from_schema_name(stringify!($name)).into()
+/// Declares the shared error responses: a marker type per response, which handlers name in their
+/// `responses(...)` (it stands for a `$ref` to the component), and [`shared_responses`], the
+/// components themselves (an [`Envelope`] with a description and named examples).
+macro_rules! shared_responses {
+    ($(
+        $(#[$meta:meta])*
+        $name:ident: $description:literal { $($example:literal => $value:expr),+ $(,)? }
+    )*) => {
+        /// Shared error response markers.
+        pub mod responses {
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[doc = concat!("The shared `", stringify!($name), "` error response (an `Envelope`).")]
+                pub struct $name;
+                impl<'r> utoipa::ToResponse<'r> for $name {
+                    fn response() -> (&'r str, RefOr<Response>) {
+                        (stringify!($name), Ref::from_response_name(stringify!($name)).into())
+                    }
                 }
-            }
-            impl utoipa::ToSchema for $name {
-                fn name() -> Cow<'static, str> {
-                    Cow::Borrowed(stringify!($name))
-                }
-            }
-        )*
-        /// Every schema name handlers refer to through the markers.
-        pub const KEPT_SCHEMAS: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
-/// Declares marker types that stand for a shared error response kept in `openapi-components.json`.
-macro_rules! kept_responses {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[doc = concat!("The shared `", stringify!($name), "` error response (an `Envelope`).")]
-            pub struct $name;
-            impl<'r> utoipa::ToResponse<'r> for $name {
-                fn response() -> (&'r str, RefOr<Response>) {
-                    (stringify!($name), Ref::from_response_name(stringify!($name)).into())
-                }
-            }
-        )*
-        /// Every response name handlers refer to through the markers.
-        pub const KEPT_RESPONSES: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
-/// Schema markers.
-pub mod schemas {
-    use super::*;
-    kept_schemas!(
-        CallInformation,
-        ErrorCodeInfo,
-        FlowCheck,
-        FlowSummary,
-        GateMiss,
-        OutboundRequest,
-        RejectedReply,
-        SinchErrorItem,
-        StoredCallback,
-        CalloutAnswer,
-        CalloutRequest,
-        ConferenceInfo,
-        Diagnosis,
-        EventContext,
-        FlowDocument,
-        ManageCallBody,
-        ParticipantCommand,
-        Report,
-        Route,
-        RouteInput,
-        SinchAnswer,
-        StoredError,
-    );
-
-    /// The body of `POST /admin/svaml/validate`.
-    pub struct SvamlDocument;
-    impl utoipa::PartialSchema for SvamlDocument {
-        fn schema() -> RefOr<Schema> {
-            utoipa::openapi::ObjectBuilder::new()
-                .description(Some(
-                    "An SVAML document (`instructions` and an `action`). Any JSON value is accepted \
-                     (at most 1 MiB); the report says what the gate finds wrong with it.",
-                ))
-                .build()
-                .into()
+            )*
         }
-    }
-    impl utoipa::ToSchema for SvamlDocument {}
+
+        /// The shared error responses, by name.
+        fn shared_responses() -> Vec<(&'static str, Response)> {
+            vec![$(
+                (
+                    stringify!($name),
+                    envelope_response($description, vec![$(($example, $value)),+]),
+                ),
+            )*]
+        }
+    };
 }
 
-/// Shared error response markers.
-pub mod responses {
-    use super::*;
-    kept_responses!(
-        BadRequest,
-        FlowRefused,
-        RouteRefused,
-        Unauthorized,
-        AdminDisabled,
-        NotFound,
-        Conflict,
-        InternalError,
-        DatabaseUnavailable,
-        SinchRefusedLocally,
-        SinchUnauthorized,
-        SinchForbidden,
-        SinchError,
-        SinchTooMany,
-        SinchUnavailable,
-        SinchConflict,
-    );
+/// A response whose body is an [`Envelope`], with named examples.
+fn envelope_response(description: &str, examples: Vec<(&str, Value)>) -> Response {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Envelope")))
+        .examples_from_iter(
+            examples
+                .into_iter()
+                .map(|(name, value)| (name, ExampleBuilder::new().value(Some(value)).build())),
+        )
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+        .build()
+}
+
+/// An example envelope: the catalog's status line for `code`, the message, a sample reference, and
+/// `details` when given.
+fn envelope(code: u32, message: &str, details: Option<Value>) -> Value {
+    let status = catalog::lookup(code).map(|i| i.status_line());
+    let mut v = json!({
+        "status": status,
+        "errorCode": code,
+        "message": message,
+        "reference": "01969c1e-7f1a-7cc2-9a55-3b1f0c2d4e5f",
+    });
+    if let Some(d) = details {
+        v["details"] = d;
+    }
+    v
+}
+
+const ADMIN_DISABLED: &str = "The admin API is disabled: set SVAMLGATE_ADMIN_TOKEN to enable it";
+
+shared_responses! {
+    BadRequest: "The request is invalid: a bad parameter (40001), a missing one (40002) or an unreadable body (40003)." {
+        "parameterValidation" => envelope(40001, "limit must be a positive integer", None),
+    }
+    FlowRefused: "The body is not a flow document (40003), or the flow was refused (40001) with its `FlowCheck` in `details`." {
+        "refused" => envelope(
+            40001,
+            "The flow was refused: it has structural errors or can emit SVAML that the gate would reject; see details",
+            Some(json!({"valid": false, "problems": [{"pointer": "/nodes/welcome/next/sales", "code": "next-target-missing", "severity": "error", "message": "there is no node `sales`"}], "emissions": []})),
+        ),
+    }
+    RouteRefused: "The body is not a route document (40003), the route has problems (40001, `details.problems`), or a flow target names a missing flow (40001, create only)." {
+        "refused" => envelope(
+            40001,
+            "The route was refused; see details",
+            Some(json!({"problems": [{"pointer": "/target/secretB64", "code": "route-secret-redacted", "severity": "error", "message": "send the application secret itself: stored secrets are never returned"}]})),
+        ),
+    }
+    Unauthorized: "No bearer token (40100) or a wrong one (40108)." {
+        "missing" => envelope(40100, "Missing admin credentials: send Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>", None),
+        "invalid" => envelope(40108, "Admin token is invalid", None),
+    }
+    AdminDisabled: "The admin API is disabled because SVAMLGATE_ADMIN_TOKEN is not set (40300)." {
+        "disabled" => envelope(40300, ADMIN_DISABLED, None),
+    }
+    NotFound: "Nothing with that id, reference or version (40400)." {
+        "notFound" => envelope(40400, "No flow 7", None),
+    }
+    Conflict: "A name is already taken, a referenced flow does not exist, or the flow is still used by a route (40900)." {
+        "nameTaken" => envelope(40900, "A flow with that name already exists", None),
+    }
+    InternalError: "Unexpected failure (50000); the reference identifies it in the errors table." {
+        "internal" => envelope(50000, "Internal error; the reference identifies it for support", None),
+    }
+    DatabaseUnavailable: "The database did not answer (50300); try again shortly." {
+        "unavailable" => envelope(50300, "Database temporarily unavailable; try again shortly", None),
+    }
+    SinchRefusedLocally: "Refused before it left for Sinch (recorded with outcome refused_locally): a number not in E.164 (40005), a wrong or missing callout field (40001, 40002), inline SVAML or a manage-call body the gate refused (40001, the reports in `details`), an unreadable body (40003); or Sinch answered 400 (`details.sinch`)." {
+        "number" => envelope(
+            40005,
+            "ttsCallout.destination.endpoint is missing its leading plus sign (140******00): send numbers in E.164 format, '+', country code and number, e.g. +46701234567",
+            Some(json!({"field": "ttsCallout.destination.endpoint"})),
+        ),
+    }
+    SinchUnauthorized: "No admin token (40100) or a wrong one (40108); or Sinch refused svamlgate's credentials (401xx, Sinch's own body in `details.sinch`)." {
+        "sinch" => envelope(
+            40102,
+            "Sinch refused the request: HTTP 401, read as 401 InvalidSignature: Request has invalid signature",
+            Some(json!({"sinch": {"httpStatus": 401, "errorCode": 40102, "status": "401 MissingParameter", "message": "Request has invalid signature", "reference": null, "classifiedCode": 40102, "codeMismatch": false, "remedy": "..."}, "attempts": 1})),
+        ),
+    }
+    SinchForbidden: "The admin API is disabled (40300, no SVAMLGATE_ADMIN_TOKEN); or Sinch answered 403 (`details.sinch`)." {
+        "disabled" => envelope(40300, ADMIN_DISABLED, None),
+    }
+    SinchError: "Sinch answered with an error. The envelope carries the catalog code svamlgate reads the answer as (its HTTP status follows from that code), svamlgate's `reference`, and Sinch's own body under `details.sinch`: `errorCode` as sent (number or string), `status`, `message`, `reference` (for Sinch support), `classifiedCode`, `codeMismatch`." {
+        "credit" => envelope(
+            40200,
+            "Sinch refused the request: HTTP 402, read as 402 PaymentRequired: Not enough credit (Sinch reference 6a3f...)",
+            Some(json!({"sinch": {"httpStatus": 402, "errorCode": 40200, "status": "402 PaymentRequired", "message": "Not enough credit", "reference": "6a3f...", "classifiedCode": 40200, "codeMismatch": false, "remedy": "Add credit to the Sinch account, then resend."}, "attempts": 1})),
+        ),
+    }
+    SinchTooMany: "Too many calls in progress (42900, refused locally: the message says how to raise SINCH_MAX_CALLS_IN_PROGRESS; `details` has the count), or Sinch answered 429 (42900, 42901) and retrying did not help or Retry-After was longer than SINCH_API_RETRY_MAX_MS." {
+        "cap" => envelope(
+            42900,
+            "Too many calls in progress: 10 of SINCH_MAX_CALLS_IN_PROGRESS=10 (Sinch's default account limit is 10 concurrent calls). Wait for a call to end, or ask your Sinch account manager to raise the account's limit and then raise SINCH_MAX_CALLS_IN_PROGRESS to match.",
+            Some(json!({"inProgress": 10, "limit": 10})),
+        ),
+    }
+    SinchUnavailable: "No answer from Sinch (50300: connection failures, timeouts, after the retries allowed; for a callout that timed out after it was sent, the message says it may have placed the call and was not repeated), Sinch answered 503, key and secret are not configured (50301), or the database did not answer (50300)." {
+        "unknown" => envelope(
+            50300,
+            "Sinch did not answer the callout (timeout: no complete answer within 10000 ms). It may or may not have placed the call, so svamlgate did not send it again: a second attempt could place a second call. Watch for the call's callbacks before placing it again.",
+            Some(json!({"failure": "unknown_outcome", "attempts": 1})),
+        ),
+    }
+    SinchConflict: "A callout with the same Idempotency-Key is in flight or its outcome is unknown (40900, the earlier reference in `details`); or Sinch answered 409 (`details.sinch`)." {
+        "inFlight" => envelope(
+            40900,
+            "A callout with this Idempotency-Key is in flight: wait for its answer (reference 01a2...); it is not sent again",
+            Some(json!({"earlierReference": "01a2...", "outcome": "pending"})),
+        ),
+    }
 }
 
 /// What an operation that sends a request to Sinch's Calling API can answer besides its success:
@@ -178,7 +231,29 @@ impl utoipa::IntoResponses for SinchFailures {
         (name = "gate", description = "What the gate did, and what Sinch said about it."),
     ),
     security(("adminToken" = [])),
-    components(schemas(Envelope)),
+    components(schemas(
+        Envelope,
+        crate::db::store::StoredCallback,
+        crate::db::store::StoredError,
+        crate::db::store::RejectedReply,
+        crate::db::store::GateMiss,
+        crate::db::flows::FlowSummary,
+        crate::db::outbound::OutboundRequest,
+        crate::db::outbound::SinchErrorItem,
+        crate::catalog::ErrorCodeInfo,
+        crate::svaml::Report,
+        crate::flows::model::FlowDoc,
+        crate::flows::check::FlowCheck,
+        crate::flows::routes::Route,
+        crate::flows::render::EventContext,
+        crate::diagnosis::Diagnosis,
+        crate::sinch_api::bodies::CalloutRequest,
+        crate::sinch_api::bodies::CalloutAnswer,
+        crate::sinch_api::bodies::ManageCallBody,
+        crate::sinch_api::bodies::ParticipantCommand,
+        crate::sinch_api::bodies::CallInformation,
+        crate::sinch_api::bodies::ConferenceInfo,
+    )),
     paths(super::callback::receive),
     modifiers(&AdminDefaults)
 )]
@@ -217,8 +292,8 @@ fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = 
 }
 
 /// The whole document: [`ApiDoc`], the operations collected from the registered handlers (with
-/// 401, 403 and 500 on every admin operation that does not document its own), and the kept
-/// components.
+/// 401, 403 and 500 on every admin operation that does not document its own), and the shared
+/// error responses.
 pub fn document(collected: Document) -> serde_json::Result<serde_json::Value> {
     let mut doc = ApiDoc::openapi();
     doc.merge(collected);
@@ -241,23 +316,13 @@ pub fn document(collected: Document) -> serde_json::Result<serde_json::Value> {
             }
         }
     }
-    let mut doc = serde_json::to_value(&doc)?;
-    let kept: KeptComponents = serde_json::from_str(KEPT_COMPONENTS)?;
-    // The markers registered a reference to themselves; the kept schema takes its place.
-    for (section, entries) in [("schemas", kept.schemas), ("responses", kept.responses)] {
-        if let Some(target) = doc["components"][section].as_object_mut() {
-            target.extend(entries);
-        } else {
-            doc["components"][section] = serde_json::Value::Object(entries);
-        }
+    let components = doc.components.get_or_insert_with(Components::new);
+    for (name, response) in shared_responses() {
+        components
+            .responses
+            .insert(name.to_owned(), response.into());
     }
-    Ok(doc)
-}
-
-#[derive(serde::Deserialize)]
-struct KeptComponents {
-    schemas: serde_json::Map<String, serde_json::Value>,
-    responses: serde_json::Map<String, serde_json::Value>,
+    serde_json::to_value(&doc)
 }
 
 /// The document, serialized once at start.
@@ -277,23 +342,4 @@ pub async fn serve_document(doc: web::Data<Served>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(doc.0.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_marker_names_a_kept_component() {
-        let kept: KeptComponents = serde_json::from_str(KEPT_COMPONENTS).unwrap();
-        for name in schemas::KEPT_SCHEMAS {
-            assert!(kept.schemas.contains_key(*name), "schema {name} not kept");
-        }
-        for name in responses::KEPT_RESPONSES {
-            assert!(
-                kept.responses.contains_key(*name),
-                "response {name} not kept"
-            );
-        }
-    }
 }

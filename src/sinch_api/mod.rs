@@ -17,6 +17,7 @@
 //! [`Performed::into_result`] turns the outcome into the admin API's answer: Sinch's JSON plus
 //! svamlgate's `reference`, or the error envelope with Sinch's error in `details`.
 
+pub mod bodies;
 pub mod checks;
 pub mod client;
 pub mod retry;
@@ -62,7 +63,8 @@ pub struct SinchApi {
 }
 
 /// Operations of the Calling API svamlgate performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = SinchOperation, rename_all = "snake_case")]
 pub enum Operation {
     /// `POST /calling/v1/callouts`.
     Callout,

@@ -270,7 +270,7 @@ pub enum SvamlError {
 
 /// What a SVAML document is checked for: a reply to ICE, ACE or PIE, or a Calls API
 /// manage-call (PATCH) body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// Reply to an Incoming Call Event.
@@ -358,7 +358,7 @@ impl FromStr for Target {
 ///   Sinch documents today become errors (unknown properties, casing, prompt grammar, …). Spellings
 ///   that Sinch's own SDKs and examples emit (`transport: "tls"`, `callheaders`, `#ssml[...]`
 ///   without `<speak>`, numbers without `+`) stay warnings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Only what Sinch rejects is an error.

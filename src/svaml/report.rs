@@ -15,7 +15,7 @@ pub use super::policy::NO_SINCH_SOURCE;
 use super::{action_names, instruction_names, Mode, Target, SCHEMA_BUNDLE_VERSION};
 
 /// Severity of a violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Makes the document invalid.
@@ -35,7 +35,7 @@ impl Severity {
 }
 
 /// One problem found in a document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
     /// Error or warning (after applying the mode).
@@ -47,7 +47,7 @@ pub struct Violation {
     /// What was expected, if it can be stated briefly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<String>,
-    /// What was found (credentials are redacted; see [`Report::masked`] for phone numbers).
+    /// What was found (credentials are redacted; `Report::masked` masks phone numbers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub found: Option<String>,
     /// Human-readable description.
@@ -146,16 +146,19 @@ impl fmt::Display for Violation {
 }
 
 /// Result of one check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(description = "An SVAML validation report.")]
 pub struct Report {
     /// `true` when there is no error (warnings allowed).
     pub valid: bool,
     /// `ice`, `ace`, `pie`, `manage`, or `event:<kind>` for inbound events.
+    #[schema(value_type = String)]
     pub target: &'static str,
     /// Mode the check ran in.
     pub mode: Mode,
-    /// Schema bundle version used.
+    /// Version of the SVAML schema bundle used.
+    #[schema(value_type = String)]
     pub bundle_version: &'static str,
     /// Number of errors.
     pub error_count: usize,

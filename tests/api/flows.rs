@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{fixture, ice, pie, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{fixture, ice, pie, spawn_app, spawn_app_with, Documented, TestApp};
 
 fn flow_doc(name: &str) -> Value {
     serde_json::from_slice(&fixture(&format!("flows/{name}"))).unwrap()
@@ -419,6 +419,9 @@ async fn proxy_mode_valid_invalid_late_and_down() {
     assert_eq!(got[3].2.as_deref(), Some("not_json"));
     assert!(got[4].1.is_none());
     let timeline = app.admin_get("/admin/calls/p-2").await.json();
+    Documented::fetch(&app)
+        .await
+        .check("GET", "/admin/calls/{callid}", 200, &timeline);
     let rejected = &timeline["rejectedReplies"][0];
     assert_eq!(rejected["source"], "upstream");
     assert!(

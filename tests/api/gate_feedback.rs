@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{ice, spawn_app, spawn_app_with};
+use crate::helpers::{ice, spawn_app, spawn_app_with, Documented};
 
 /// A customer app that answers every callback with a reply no Sinch source allows
 /// (`instructions` must be an array).
@@ -127,6 +127,9 @@ async fn timeline(app: &crate::helpers::TestApp, callid: &str) -> Vec<Value> {
         .admin_get(&format!("/admin/calls/{callid}"))
         .await
         .json();
+    Documented::fetch(app)
+        .await
+        .check("GET", "/admin/calls/{callid}", 200, &t);
     t["events"].as_array().unwrap().clone()
 }
 
@@ -189,6 +192,9 @@ async fn sinch_reports_mark_the_last_reply_and_gate_passed_ones_are_misses() {
     assert!(events.iter().all(|e| e["rejectedBySinch"].is_null()));
 
     let misses = app.admin_get("/admin/gate/misses").await.json();
+    Documented::fetch(&app)
+        .await
+        .check("GET", "/admin/gate/misses", 200, &misses);
     let items = misses["items"].as_array().unwrap();
     let calls: Vec<&str> = items
         .iter()

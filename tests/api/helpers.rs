@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgPool};
 use svamlgate::app::AppState;
@@ -376,4 +376,43 @@ pub fn pie(callid: &str, kind: &str, value: &str) -> Vec<u8> {
            "menuResult": {"menuId": "main", "type": kind, "value": value, "inputMethod": "dtmf"}})
     .to_string()
     .into_bytes()
+}
+
+/// The admin API's OpenAPI document, to check answers against what it promises.
+pub struct Documented(Value);
+
+impl Documented {
+    pub async fn fetch(app: &TestApp) -> Documented {
+        Documented(app.admin_get("/admin/openapi.json").await.json())
+    }
+
+    /// Asserts that `status` is documented for the operation and `body` matches its schema.
+    pub fn check(&self, method: &str, template: &str, status: u16, body: &Value) {
+        let op = &self.0["paths"][template][method.to_lowercase()];
+        let mut res = &op["responses"][status.to_string()];
+        assert!(
+            res.is_object(),
+            "{method} {template}: {status} not documented: {body}"
+        );
+        if let Some(r) = res["$ref"].as_str() {
+            res = self.0.pointer(r.trim_start_matches('#')).unwrap();
+        }
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.0["components"],
+            "allOf": [res["content"]["application/json"]["schema"]],
+        });
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap();
+        let problems: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{method} {template} {status}: {problems:#?}\n{body:#}"
+        );
+    }
 }

@@ -105,6 +105,23 @@ async fn document_is_well_formed() {
             .strip_prefix('#')
             .unwrap_or_else(|| panic!("non-local $ref {r}"));
         assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+        // Every reference names a component: a schema or a shared response.
+        let named = ["#/components/schemas/", "#/components/responses/"]
+            .iter()
+            .find_map(|prefix| r.strip_prefix(prefix));
+        assert!(
+            named.is_some_and(|name| !name.is_empty() && !name.contains('/')),
+            "$ref {r} does not name a component"
+        );
+    }
+    // Each component is a definition, not a reference standing for one.
+    for section in ["schemas", "responses"] {
+        for (name, component) in doc["components"][section].as_object().expect(section) {
+            assert!(
+                component.get("$ref").is_none(),
+                "{section}/{name} is only a reference: {component}"
+            );
+        }
     }
 
     let param_re = regex::Regex::new(r"\{([^}]+)\}").unwrap();

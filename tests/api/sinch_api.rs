@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use svamlgate::config::ServeArgs;
 
-use crate::helpers::{fixture, spawn_app_with, TestApp, ADMIN_TOKEN, KEY, SECRET};
+use crate::helpers::{fixture, spawn_app_with, Documented, TestApp, ADMIN_TOKEN, KEY, SECRET};
 
 #[derive(Clone, Debug)]
 enum Reply {
@@ -266,45 +266,6 @@ async fn diagnosis(app: &TestApp, id: &str) -> Value {
     let r = app.admin_get(&format!("/admin/calls/{id}/diagnosis")).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()
-}
-
-/// The admin API's OpenAPI document, to check answers against what it promises.
-struct Documented(Value);
-
-impl Documented {
-    async fn fetch(app: &TestApp) -> Documented {
-        Documented(app.admin_get("/admin/openapi.json").await.json())
-    }
-
-    /// Asserts that `status` is documented for the operation and `body` matches its schema.
-    fn check(&self, method: &str, template: &str, status: u16, body: &Value) {
-        let op = &self.0["paths"][template][method.to_lowercase()];
-        let mut res = &op["responses"][status.to_string()];
-        assert!(
-            res.is_object(),
-            "{method} {template}: {status} not documented: {body}"
-        );
-        if let Some(r) = res["$ref"].as_str() {
-            res = self.0.pointer(r.trim_start_matches('#')).unwrap();
-        }
-        let root = json!({
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "components": self.0["components"],
-            "allOf": [res["content"]["application/json"]["schema"]],
-        });
-        let validator = jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .build(&root)
-            .unwrap();
-        let problems: Vec<String> = validator
-            .iter_errors(body)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
-        assert!(
-            problems.is_empty(),
-            "{method} {template} {status}: {problems:#?}\n{body:#}"
-        );
-    }
 }
 
 fn step<'a>(d: &'a Value, id: &str) -> &'a Value {
