@@ -28,8 +28,8 @@ struct Histogram {
 /// series exists (the reply path updates several per callback).
 #[derive(Default)]
 struct Inner {
-    counters: HashMap<u64, Vec<(&'static str, Labels, u64)>>,
-    histograms: HashMap<u64, Vec<(&'static str, Labels, Histogram)>>,
+    counters: Series<u64>,
+    histograms: Series<Histogram>,
 }
 
 fn series_key(name: &str, pairs: &[(&'static str, &str)]) -> u64 {
@@ -200,6 +200,34 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
+/// Series of one kind (counters or histograms), bucketed by [`series_key`].
+type Series<T> = HashMap<u64, Vec<(&'static str, Labels, T)>>;
+
+/// The series `name` with these labels, if it exists.
+fn find<'a, T>(all: &'a Series<T>, name: &str, pairs: &[(&'static str, &str)]) -> Option<&'a T> {
+    all.get(&series_key(name, pairs))?
+        .iter()
+        .find(|(n, l, _)| same(n, l, name, pairs))
+        .map(|s| &s.2)
+}
+
+/// The series `name` with these labels, created empty when new.
+fn find_or_new<'a, T: Default>(
+    all: &'a mut Series<T>,
+    name: &'static str,
+    pairs: &[(&'static str, &str)],
+) -> &'a mut T {
+    let bucket = all.entry(series_key(name, pairs)).or_default();
+    let i = match bucket.iter().position(|(n, l, _)| same(n, l, name, pairs)) {
+        Some(i) => i,
+        None => {
+            bucket.push((name, labels(pairs), T::default()));
+            bucket.len() - 1
+        }
+    };
+    &mut bucket[i].2
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -240,35 +268,14 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
-        let key = series_key(name, pairs);
-        let mut inner = self.lock();
-        let bucket = inner.counters.entry(key).or_default();
-        match bucket
-            .iter_mut()
-            .find(|(n2, l, _)| same(n2, l, name, pairs))
-        {
-            Some(series) => series.2 += n,
-            None => bucket.push((name, labels(pairs), n)),
-        }
+        *find_or_new(&mut self.lock().counters, name, pairs) += n;
     }
 
     /// Records one observation in a histogram.
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
         let secs = value.as_secs_f64();
-        let key = series_key(name, pairs);
         let mut inner = self.lock();
-        let bucket = inner.histograms.entry(key).or_default();
-        let index = match bucket
-            .iter()
-            .position(|(n2, l, _)| same(n2, l, name, pairs))
-        {
-            Some(i) => i,
-            None => {
-                bucket.push((name, labels(pairs), Histogram::default()));
-                bucket.len() - 1
-            }
-        };
-        let h = &mut bucket[index].2;
+        let h = find_or_new(&mut inner.histograms, name, pairs);
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.counts[i] += 1;
@@ -280,11 +287,7 @@ impl Metrics {
 
     /// Current value of a counter (tests and the admin API).
     pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> u64 {
-        self.lock()
-            .counters
-            .get(&series_key(name, pairs))
-            .and_then(|b| b.iter().find(|(n2, l, _)| same(n2, l, name, pairs)))
-            .map_or(0, |s| s.2)
+        find(&self.lock().counters, name, pairs).map_or(0, |n| *n)
     }
 
     /// The text exposition format.

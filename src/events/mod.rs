@@ -183,6 +183,19 @@ impl ParsedEvent {
 /// Longest number of digits in an E.164 number.
 const MAX_E164_DIGITS: usize = 15;
 
+/// `+` then 2 to 15 digits, the first not 0 (ITU-T E.164): what svamlgate requires of a number it
+/// sends (callouts) or routes on.
+pub fn is_e164(s: &str) -> bool {
+    match s.strip_prefix('+') {
+        Some(d) => {
+            (2..=MAX_E164_DIGITS).contains(&d.len())
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && !d.starts_with('0')
+        }
+        None => false,
+    }
+}
+
 /// Returns `+digits` when `s` (trimmed) is 1–15 ASCII digits with or without a leading `+`,
 /// otherwise `None` (so `"private"`, `"cli number"` and SIP addresses give `None`).
 pub fn normalize_msisdn(s: &str) -> Option<String> {

@@ -233,11 +233,9 @@ fn error(pointer: &str, code: &'static str, message: impl Into<String>) -> FlowP
     }
 }
 
+/// E.164 with or without its `+`.
 fn is_e164ish(n: &str) -> bool {
-    let digits = n.strip_prefix('+').unwrap_or(n);
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    crate::events::is_e164(&format!("+{}", n.strip_prefix('+').unwrap_or(n)))
 }
 
 /// Strict standard base64 (padded, canonical trailing bits) that decodes to at least one byte.

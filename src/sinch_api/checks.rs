@@ -47,17 +47,7 @@ impl LocalRefusal {
     }
 }
 
-/// `+` then 2 to 15 digits, the first not 0 (ITU-T E.164).
-pub fn is_e164(s: &str) -> bool {
-    match s.strip_prefix('+') {
-        Some(d) => {
-            (2..=15).contains(&d.len())
-                && d.bytes().all(|b| b.is_ascii_digit())
-                && !d.starts_with('0')
-        }
-        None => false,
-    }
-}
+pub use crate::events::is_e164;
 
 /// 40005 unless `value` is E.164; the message names the field and says what is wrong, with the
 /// number masked.
