@@ -419,7 +419,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
         }
     };
     if args.callback {
-        return validate_callback(&args, &bytes, doc);
+        return validate_callback(&args, doc);
     }
     let target = match args.event.parse::<Target>() {
         Ok(t) => t,
@@ -444,25 +444,19 @@ fn validate(args: ValidateArgs) -> ExitCode {
         Mode::Normal
     };
     let report = validator.check(target, &doc, mode);
-    if args.json {
-        print_report(&report, &report)
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)
     } else {
-        print_report(&report, &format!("{report}"))
-    }
+        Ok(report.to_string())
+    };
+    print_report(&report, text)
 }
 
 /// Prints a report (as JSON or text) and gives the exit code: 0 when it has no error (warnings
 /// alone do not fail: the reply would go out), 1 when it has one, 2 when it cannot be printed.
-fn print_report(report: &crate::svaml::Report, out: &impl serde::Serialize) -> ExitCode {
-    let text = match serde_json::to_value(out) {
-        Ok(serde_json::Value::String(text)) => text,
-        Ok(value) => match serde_json::to_string_pretty(&value) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("svamlgate: {e}");
-                return ExitCode::from(2);
-            }
-        },
+fn print_report(report: &crate::svaml::Report, text: serde_json::Result<String>) -> ExitCode {
+    let text = match text {
+        Ok(text) => text,
         Err(e) => {
             eprintln!("svamlgate: {e}");
             return ExitCode::from(2);
@@ -477,7 +471,7 @@ fn print_report(report: &crate::svaml::Report, out: &impl serde::Serialize) -> E
 }
 
 /// `validate --callback`: a callback event against its schema, and the reader's warnings.
-fn validate_callback(args: &ValidateArgs, bytes: &[u8], doc: serde_json::Value) -> ExitCode {
+fn validate_callback(args: &ValidateArgs, doc: serde_json::Value) -> ExitCode {
     let kind = EventKind::parse(&args.event);
     let validator = match Validator::new() {
         Ok(v) => v,
@@ -493,7 +487,7 @@ fn validate_callback(args: &ValidateArgs, bytes: &[u8], doc: serde_json::Value) 
             return ExitCode::from(2);
         }
     };
-    let warnings = match crate::events::parse_event(bytes) {
+    let warnings = match crate::events::parse_value(doc.clone()) {
         Ok(event) => event.warnings,
         Err(e) => {
             eprintln!("svamlgate: {} is not a callback event: {e}", args.file);
@@ -501,16 +495,14 @@ fn validate_callback(args: &ValidateArgs, bytes: &[u8], doc: serde_json::Value) 
         }
     };
     if args.json {
-        print_report(
-            &report,
-            &serde_json::json!({"report": report, "readerWarnings": warnings}),
-        )
+        let out = serde_json::json!({"report": report, "readerWarnings": warnings});
+        print_report(&report, serde_json::to_string_pretty(&out))
     } else {
         let mut text = report.to_string();
         for w in &warnings {
             text.push_str(&format!("\nreader: {} {}", w.pointer, w.message));
         }
-        print_report(&report, &text)
+        print_report(&report, Ok(text))
     }
 }
 

@@ -31,6 +31,15 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The five events Sinch sends.
+    pub const KNOWN: [EventKind; 5] = [
+        EventKind::Ice,
+        EventKind::Ace,
+        EventKind::Dice,
+        EventKind::Pie,
+        EventKind::Notify,
+    ];
+
     /// Parses an event name case-insensitively (surrounding whitespace ignored).
     pub fn parse(name: &str) -> Self {
         let t = name.trim();

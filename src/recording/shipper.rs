@@ -162,10 +162,7 @@ pub async fn run(
             && pacer.saturated(&status).await
         {
             metrics.inc("svamlgate_ship_deferrals_total", &[]);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = stop.changed() => {}
-            }
+            pause(Duration::from_millis(200), &mut stop).await;
             continue;
         }
         if pending.is_empty() {
@@ -205,10 +202,7 @@ pub async fn run(
                 _ = durable.changed() => {
                     // Let a batch gather: one transaction (and one commit flush on the disk the
                     // journal shares) per LINGER at a steady trickle, not one per callback.
-                    tokio::select! {
-                        _ = tokio::time::sleep(LINGER) => {}
-                        _ = stop.changed() => {}
-                    }
+                    pause(LINGER, &mut stop).await;
                 }
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -262,10 +256,7 @@ pub async fn run(
                     }
                 }
                 housekeeping(&journal, &metrics, &status, &config);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
+                pause(backoff, &mut stop).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
@@ -293,13 +284,18 @@ async fn migrate_when_possible(
                 if stop.borrow().is_some() {
                     return false;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
+                pause(backoff, stop).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Sleeps for `d`, or until shutdown begins.
+async fn pause(d: Duration, stop: &mut watch::Receiver<Option<std::time::Instant>>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
     }
 }
 

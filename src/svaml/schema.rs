@@ -130,13 +130,7 @@ impl Compiled {
         let events = match self.events.get() {
             Some(events) => events,
             None => {
-                let kinds = [
-                    EventKind::Ice,
-                    EventKind::Ace,
-                    EventKind::Dice,
-                    EventKind::Pie,
-                    EventKind::Notify,
-                ];
+                let kinds = EventKind::KNOWN;
                 let paths = kinds
                     .iter()
                     .map(|k| event_schema(k).map(|(path, _)| path))
