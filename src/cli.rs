@@ -161,6 +161,9 @@ pub fn main() -> ExitCode {
             Err(e) => e.exit(),
         }
     });
+    if !matches!(command, Command::Serve(_)) {
+        quit_quietly_on_closed_pipe();
+    }
     match command {
         Command::Serve(args) => report(run_async(serve(*args))),
         Command::Migrate(args) => report(run_async(migrate(args))),
@@ -168,6 +171,17 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => report(run_async(sign(args))),
         Command::Callout(args) => exit_with(run_async_code(callout(args))),
         Command::Diagnose(args) => exit_with(run_async_code(diagnose(args))),
+    }
+}
+
+/// A command-line tool piped into `head` ends quietly when the reader goes away, as `cat` does,
+/// instead of panicking in `println!` ("failed printing to stdout: Broken pipe"). The Rust runtime
+/// ignores SIGPIPE; restoring the default is the conventional fix. Not for `serve`: a server must
+/// see a closed socket as an error on that socket, never as a signal that ends the process.
+fn quit_quietly_on_closed_pipe() {
+    // SAFETY: called once at start, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

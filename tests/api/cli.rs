@@ -21,6 +21,32 @@ fn write_temp(name: &str, content: &str) -> std::path::PathBuf {
     p
 }
 
+/// `svamlgate validate --json FILE | head -c 300` ends quietly when the reader has gone: no panic and
+/// no backtrace on stderr. The read end is closed before the command writes, so the write always
+/// meets a closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::process::Stdio;
+    let reply = write_temp(
+        "pipe.json",
+        r#"{"instructions":[{"name":"say","text":"Hi","locale":"en-US"}],"action":{"name":"hangup"}}"#,
+    );
+    let mut child = bin()
+        .args(["validate", "--event", "ice", "--json"])
+        .arg(&reply)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "stderr: {stderr}"
+    );
+}
+
 #[test]
 fn validate_exit_codes_and_reports() {
     let valid = write_temp(
