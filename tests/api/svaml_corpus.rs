@@ -45,7 +45,14 @@ fn valid_corpus_passes_for_every_listed_target() {
             let report = VALIDATOR.check(target, &doc, mode);
             assert!(report.valid, "{file} for {target}:\n{report}");
             if mode == Mode::Strict {
-                assert!(report.violations.is_empty(), "{file}:\n{report}");
+                // Canonical form; only audible warnings (what a caller hears) may remain.
+                assert!(
+                    report
+                        .violations
+                        .iter()
+                        .all(|v| v.code.starts_with("SVAML09") && v.severity == Severity::Warning),
+                    "{file}:\n{report}"
+                );
             }
         }
     }
