@@ -624,3 +624,96 @@ async fn proxy_mode_refused_reply_gets_the_fallback_and_records_rule_and_source(
         !metrics.contains("svamlgate_gate_dead_branches_total{event=\"ice\",rule=\"SVAML092\"}")
     );
 }
+
+/// The dead branch reaches the operator's log at error, while the reply goes out.
+#[actix_web::test]
+async fn a_dead_menu_branch_is_logged_at_error_and_the_reply_goes_out() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use crate::helpers::{fresh_database, KEY, SECRET};
+
+    let dead_branch = option_action("menu(sales)");
+    let db = fresh_database().await;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_svamlgate"))
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("SVAMLGATE_DATA_DIR", base_config().db.data_dir)
+        .env("SVAMLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SINCH_APPLICATION_KEY", KEY)
+        .env("SINCH_APPLICATION_SECRET", SECRET)
+        .env("SVAMLGATE_DEFAULT_ICE", dead_branch.to_string())
+        .env("SVAMLGATE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = awc::Client::default();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "service did not start");
+    let body = ice("dead-1", "+15550399999");
+    let ts = svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc());
+    let cred = svamlgate::signature::AppCredential::new(KEY, SECRET).unwrap();
+    let auth = svamlgate::signature::sign(
+        &cred,
+        "POST",
+        "/sinch/callback",
+        Some("application/json"),
+        &ts,
+        &body,
+    );
+    let mut res = client
+        .post(format!("{base}/sinch/callback"))
+        .insert_header(("authorization", auth))
+        .insert_header(("x-timestamp", ts))
+        .insert_header(("content-type", "application/json"))
+        .send_body(body)
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply, dead_branch, "the reply goes out");
+
+    // SAFETY: the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = child.wait();
+    let logged = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["rule"] == "SVAML022")
+        .unwrap_or_else(|| panic!("no SVAML022 line in {stderr}"));
+    assert_eq!(logged["level"], "ERROR", "{logged}");
+    assert_eq!(logged["event"], "ice", "{logged}");
+    assert_eq!(
+        logged["pointer"], "/action/menus/0/options/0/action",
+        "{logged}"
+    );
+    assert!(
+        logged["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("dead branch") && m.contains("sales")),
+        "{logged}"
+    );
+}
