@@ -530,6 +530,25 @@ fn upstream(replies: Vec<(&'static str, Value)>) -> String {
     format!("http://{addr}")
 }
 
+/// The stored callback of `callid`, once the shipper has written it (the reply does not wait for
+/// PostgreSQL; under load the record can take a while).
+async fn stored_callback(app: &crate::helpers::TestApp, callid: &str) -> sqlx::postgres::PgRow {
+    for _ in 0..300 {
+        let row = sqlx::query(
+            "SELECT reply_source, fallback_reason, gate_verdict, validation FROM callbacks WHERE callid = $1",
+        )
+        .bind(callid)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+        if let Some(row) = row {
+            return row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("callback {callid} never reached PostgreSQL");
+}
+
 #[actix_web::test]
 async fn proxy_mode_refused_reply_gets_the_fallback_and_records_rule_and_source() {
     let app = spawn_app().await;
@@ -557,13 +576,7 @@ async fn proxy_mode_refused_reply_gets_the_fallback_and_records_rule_and_source(
         svamlgate::gate::builtin_fallback(Target::Ice),
         "the fallback goes out"
     );
-    let row = sqlx::query(
-        "SELECT reply_source, fallback_reason, gate_verdict FROM callbacks WHERE callid = $1",
-    )
-    .bind("ev-1")
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let row = stored_callback(&app, "ev-1").await;
     assert_eq!(row.get::<String, _>("reply_source"), "fallback");
     assert_eq!(row.get::<String, _>("fallback_reason"), "invalid");
     assert_eq!(row.get::<String, _>("gate_verdict"), "rejected");
@@ -598,12 +611,7 @@ async fn proxy_mode_refused_reply_gets_the_fallback_and_records_rule_and_source(
     // An ICE that hangs up in silence goes out too, with its audible warning.
     let res = app.post_signed(&ice("ev-3", "+15550300002")).await;
     assert_eq!(res.json(), json!({"action": {"name": "hangup"}}));
-    let stored: Value = sqlx::query("SELECT validation FROM callbacks WHERE callid = $1")
-        .bind("ev-3")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-        .get("validation");
+    let stored: Value = stored_callback(&app, "ev-3").await.get("validation");
     assert!(
         stored["violations"]
             .as_array()
