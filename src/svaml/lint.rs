@@ -139,7 +139,7 @@ pub const R001: Rule = rule("SVAML001", E, true, "action not allowed for the eve
 /// Instruction not allowed for ICE, ACE or PIE.
 pub const R002: Rule = rule("SVAML002", E, true, "instruction not allowed for the event",
     "sinch/skills skills/sinch-voice-api/references/svaml.md (instructions table ICE/ACE/PIE); developers.sinch.com/docs/voice/api-reference/svaml/instructions")
-    .says("| Instruction | Functionality | ICE | ACE | PIE* | (per-instruction rows; answer: ICE only)", "not re-read on 2026-12-02: the instructions table of the page was cut off in the copy read; the rows are those recorded in svamlgate's spec notes");
+    .says("| Instruction | ICE | ACE | PIE | … | `sendDtmf` | ✅ | — | ✅ | … | `answer` | ✅ | — | — |", READ);
 /// Name in another casing than lowerCamel.
 pub const R003: Rule = rule("SVAML003", W, true, "action/instruction name not in lowerCamel casing",
     "developers.sinch.com/docs/voice/api-reference/svaml (lowerCamel names); Sinch pages also publish other casings: developers.sinch.com/docs/voice/api-reference/recording (StartRecording, Say), /docs/in-app-calling/voice-recording (connectMXP), sinch/docs voice-rest-api-callback-api.md (ConnectPstn, RunMenu, Hangup, …)");
@@ -154,7 +154,7 @@ pub const R011: Rule = rule("SVAML011", W, true, "connectPstn number/cli is not 
     "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")");
 /// No menu `main`, and no `mainMenu` naming a menu: Sinch returns an error.
 pub const R020: Rule = rule("SVAML020", E, true, "runMenu has no menu with id main and no mainMenu naming one of its menus",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus), generated from Sinch's Voice API description; the same sentence in sinch-sdk-node packages/voice/src/models/v1/mod-svaml/svaml-action-run-menu/svaml-action-run-menu.ts (menus) and sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions/RunMenu.cs (Menus). Sinch's serializer test DTOs without a menu main are round-trip data, not replies")
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus), generated from Sinch's Voice API description; the same sentence in sinch-sdk-node packages/voice/src/models/v1/mod-svaml/svaml-action-run-menu/svaml-action-run-menu.ts (menus) and sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions/RunMenu.cs (Menus). The legacy page says it too: sinch/docs docs/voice/voice-rest-api/voice-rest-api-callback-api.md (RunMenu: \"The menu with “id” : “main” will always play first, otherwise an error will be returned.\"). Sinch's serializer test DTOs without a menu main are round-trip data, not replies")
     .says("The list of menus available. The menu with the id value of main will always play first. If no menu has an id value of main, an error is returned.", READ);
 /// `mainMenu` names no menu.
 pub const R021: Rule = rule(
@@ -279,7 +279,7 @@ pub const R090: Rule = rule(
 );
 /// playFiles on ICE with no answer before it.
 pub const R091: Rule = rule("SVAML091", W, false, "playFiles in an ICE reply without an answer instruction before it",
-    "sinch/skills skills/sinch-voice-api/SKILL.md (Gotchas and Best Practices 6; Instructions table: answer \"Required before playing prompts on unanswered calls\")")
+    "sinch/skills skills/sinch-voice-api/SKILL.md (Gotchas and Best Practices 6; Instructions table: answer \"Required before playing prompts on unanswered calls\"); sinch/skills skills/sinch-voice-api/references/svaml.md (answer: \"Place before `playFiles` if playing audio on an unanswered call.\")")
     .says("Instruction ordering matters. Array order = execution order. Place `answer` before `playFiles`; place `startRecording` before the connecting action.", READ);
 /// hangup on ICE with no prompt at all.
 pub const R092: Rule = rule(

@@ -147,7 +147,7 @@ fn refusals() -> Vec<Refusal> {
             json!({"instructions": [{"name": "answer"}], "action": {"name": "hangup"}}),
             "SVAML002",
             "/instructions/0/name",
-            "| Instruction | Functionality | ICE | ACE | PIE* |",
+            "| `answer` | ✅ | — | — |",
         ),
         (
             "cookie data over 1024 bytes",
