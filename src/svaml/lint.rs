@@ -142,16 +142,19 @@ pub const R002: Rule = rule("SVAML002", E, true, "instruction not allowed for th
     .says("| Instruction | ICE | ACE | PIE | … | `sendDtmf` | ✅ | — | ✅ | … | `answer` | ✅ | — | — |", READ);
 /// Name in another casing than lowerCamel.
 pub const R003: Rule = rule("SVAML003", W, true, "action/instruction name not in lowerCamel casing",
-    "developers.sinch.com/docs/voice/api-reference/svaml (lowerCamel names); Sinch pages also publish other casings: developers.sinch.com/docs/voice/api-reference/recording (StartRecording, Say), /docs/in-app-calling/voice-recording (connectMXP), sinch/docs voice-rest-api-callback-api.md (ConnectPstn, RunMenu, Hangup, …)");
+    "developers.sinch.com/docs/voice/api-reference/svaml (lowerCamel names); Sinch pages also publish other casings: developers.sinch.com/docs/voice/api-reference/recording (StartRecording, Say), /docs/in-app-calling/voice-recording (connectMXP), sinch/docs voice-rest-api-callback-api.md (ConnectPstn, RunMenu, Hangup, …)")
+    .says("{\"name\" : \"ConnectPstn\", \"number\" : \"+461234567890\", …} (sinch/docs voice-rest-api-callback-api.md, ConnectPstn example)", READ);
 /// Manage-call body with an instruction other than playFiles or say.
 pub const R004: Rule = rule("SVAML004", W, true, "manage-call body with an instruction other than playFiles or say",
     "sinch-sdk-node calls-request-data.ts (callLeg applies to playFiles and say); ManagedCallSvamlRequestBody types instructions as any SvamlInstruction");
 /// Phone number without the leading plus.
 pub const R010: Rule = rule("SVAML010", W, false, "connectPstn number/cli of digits without a leading +",
-    "sinch/docs voice-rest-api-callback-api.md connectPstn (E.164, example +461234567890); Sinch's own inline ICE example uses 46000000001: sinch-sdk-node voice/src/models/v1/custom-callout-request/custom-callout-request.ts");
+    "sinch/docs voice-rest-api-callback-api.md connectPstn (E.164, example +461234567890); Sinch's own inline ICE example uses 46000000001: sinch-sdk-node voice/src/models/v1/custom-callout-request/custom-callout-request.ts")
+    .says("If inline ICE SVAML is passed, exclude *cli* and *destination* properties from the *customCallout* request body. Example: {\"action\":{\"name\":\"connectPstn\",\"number\":\"46000000001\",\"maxDuration\":90}}", READ);
 /// Not a phone number.
 pub const R011: Rule = rule("SVAML011", W, true, "connectPstn number/cli is not a phone number (cli may be private)",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")")
+    .says("Used to override the CLI (or caller ID) of the client. The phone number of the person who initiated the call is shown as the CLI. To set your own CLI, you may use your verified number or your Dashboard virtual number.", READ);
 /// No menu `main`, and no `mainMenu` naming a menu: Sinch returns an error.
 pub const R020: Rule = rule("SVAML020", E, true, "runMenu has no menu with id main and no mainMenu naming one of its menus",
     "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus), generated from Sinch's Voice API description; the same sentence in sinch-sdk-node packages/voice/src/models/v1/mod-svaml/svaml-action-run-menu/svaml-action-run-menu.ts (menus) and sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions/RunMenu.cs (Menus). The legacy page says it too: sinch/docs docs/voice/voice-rest-api/voice-rest-api-callback-api.md (RunMenu: \"The menu with “id” : “main” will always play first, otherwise an error will be returned.\"). Sinch's serializer test DTOs without a menu main are round-trip data, not replies")
@@ -192,10 +195,12 @@ pub const R026: Rule = rule("SVAML026", W, true, "runMenu has no menu with id ma
 pub const R025: Rule = rule("SVAML025", W, true, "two menus share the same id", NONE);
 /// `w` in a menu option's DTMF.
 pub const R027: Rule = rule("SVAML027", W, true, "menu option DTMF contains w (a pause, not a key)",
-    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string; w is a 500 ms pause: SvamlActionConnectPstn.java getDtmf)");
+    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string; w is a 500 ms pause: SvamlActionConnectPstn.java getDtmf)")
+    .says("A DTMF digit the user can press to trigger the configured action. (ConnectPstn getDtmf: w renders a 500ms pause.)", READ);
 /// connectPstn locale form.
 pub const R030: Rule = rule("SVAML030", W, true, "connectPstn locale is not ll-CC",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale: ISO 639 code, dash, ISO 3166-1 alpha-2)");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale: ISO 639 code, dash, ISO 3166-1 alpha-2)")
+    .says("Specifies the locale. Uses the language code according to ISO 639, a dash (-), and a country code according to ISO 3166-1 alpha-2. If not specified, the default locale of en-US is used.", READ);
 /// TTS locale form.
 pub const R031: Rule = rule("SVAML031", W, true, "TTS locale or voice in none of the known forms",
     "developers.sinch.com/docs/voice/api-reference/voice-locales; sinch-sdk-node voice/src/models/v1/enums.ts (TtsVoice, open list)");
@@ -204,7 +209,8 @@ pub const R032: Rule = rule("SVAML032", W, true, "playFiles plays #tts/#ssml pro
     "sinch-sdk-java voice/models/v1/svaml/instruction/SvamlInstructionPlayFiles.java (\"If using SSML or TTS, this is a required field\") vs sinch-sdk-java CHANGELOG 1.4.0 (\"no longer required\")");
 /// indications "false".
 pub const R033: Rule = rule("SVAML033", W, true, "connectPstn indications is \"false\"",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (IndicationsEnum.FALSE) vs sinch-sdk-node and sinch/docs voice-rest-api-callback-api.md (Norway is \"no\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (IndicationsEnum.FALSE) vs sinch-sdk-node and sinch/docs voice-rest-api-callback-api.md (Norway is \"no\")")
+    .says("public static final IndicationsEnum FALSE = new IndicationsEnum(\"false\"); (Java) vs type Indication = … | 'nl' | 'no' | 'nz' | … (Node)", READ);
 /// Cookie budget.
 pub const R040: Rule = rule("SVAML040", E, true, "cookie data of the call exceeds 1024 bytes",
     "sinch/docs voice-rest-api-callback-api.md setCookie (\"The total size of cookie data (keys and values) may not exceed 1024 bytes\")")
@@ -219,13 +225,16 @@ pub const R041: Rule = rule(
 );
 /// Malformed prompt.
 pub const R050: Rule = rule("SVAML050", W, true, "malformed prompt (brackets, unknown #directive, empty part)",
-    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (getMainPrompt: #tts[], #ssml[], #href[...], URLs, joined with ;)");
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (getMainPrompt: #tts[], #ssml[], #href[...], URLs, joined with ;)")
+    .says("You can use text-to-speech using the #tts[] element, SSML commands using the #ssml[] element, pre-recorded messages, or URL references to external media resources. You can use multiple prompts by separating each prompt with a semi-colon (;).", READ);
 /// Prompt URL scheme.
 pub const R051: Rule = rule("SVAML051", W, true, "prompt URL is not an absolute http(s) URL",
-    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (\"URL references to external media resources\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (\"URL references to external media resources\")")
+    .says("For external media resources, you can use an #href[...] or directly specify the full URL.", READ);
 /// Plain text as a prompt.
 pub const R052: Rule = rule("SVAML052", W, true, "plain text used as a prompt",
-    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (#tts[], #ssml[], pre-recorded messages, or URL references)");
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (#tts[], #ssml[], pre-recorded messages, or URL references)")
+    .says("You can use text-to-speech using the #tts[] element, SSML commands using the #ssml[] element, pre-recorded messages, or URL references to external media resources.", READ);
 /// SSML without `<speak>`.
 pub const R053: Rule = rule("SVAML053", W, false, "#ssml[...] content does not start with <speak>",
     "developers.sinch.com/docs/voice/api-reference/svaml/instructions (playFiles example #ssml[Thank you for calling Sinch!]) vs sinch/skills references/svaml.md (#ssml[<speak>…</speak>])");
@@ -246,7 +255,8 @@ pub const R062: Rule = rule(
 );
 /// Lower-case transport.
 pub const R070: Rule = rule("SVAML070", W, false, "connectSip transport in lower case",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectSip.java (UDP, TCP, TLS) vs sinch-sdk-node (both cases) and sinch/docs voice-rest-api-callback-api.md (\"tls\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectSip.java (UDP, TCP, TLS) vs sinch-sdk-node (both cases) and sinch/docs voice-rest-api-callback-api.md (\"tls\")")
+    .says("TransportEnum UDP = new TransportEnum(\"UDP\") (Java) vs transport?: 'udp' | 'tcp' | 'tls' | 'UDP' | 'TCP' | 'TLS' | string (Node) and \"transport\": \"tls\" (sinch/docs connectSIP example)", READ);
 /// Stream endpoint.
 pub const R071: Rule = rule("SVAML071", W, true, "connectStream endpoint is not a ws:// or wss:// URL",
     "sinch-sdk-java voice/models/v1/destination/DestinationWebSocket.java (\"The Stream/Websocket server address\")");
@@ -257,6 +267,10 @@ pub const R072: Rule = rule(
     true,
     "connectSip endpoint does not look like a SIP address",
     "sinch/docs voice-rest-api-callback-api.md connectSip (46708000000@sip.foo.com)",
+)
+.says(
+    "\"destination\": { \"endpoint\": \"46708000000@sip.foo.com\" }",
+    READ,
 );
 /// Recording destination scheme.
 pub const R073: Rule = rule("SVAML073", W, true, "recording destinationUrl scheme is not s3, azure, gs or https",
