@@ -359,6 +359,21 @@ async fn decide_and_gate(
                     "svamlgate_gate_warnings_total",
                     &[("event", label), ("rule", w.code.as_str())],
                 );
+                // A certain dead branch (a key leading to no menu): an error for the operator,
+                // though the reply still goes out.
+                if crate::svaml::lint::is_dead_branch(&w.code) {
+                    state.metrics.inc(
+                        "svamlgate_gate_dead_branches_total",
+                        &[("event", label), ("rule", w.code.as_str())],
+                    );
+                    tracing::error!(
+                        event = label,
+                        rule = w.code.as_str(),
+                        pointer = w.pointer.as_str(),
+                        "reply sent with a dead branch: {}",
+                        crate::redact::mask_numbers_in(&w.message)
+                    );
+                }
             }
             let gate_verdict = match (verdict.passed, decision.gate_mode) {
                 (true, _) => GateVerdict::Passed,

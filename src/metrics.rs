@@ -194,6 +194,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "Time Sinch's Calling API took to answer one attempt (or fail), by operation.",
     ),
+    (
+        "svamlgate_gate_dead_branches_total",
+        "counter",
+        "Warnings on replies that went out that are certain dead branches when reached (a menu option going to a menu that does not exist), by event and rule; each is also logged at error.",
+    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {

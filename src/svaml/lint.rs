@@ -1,8 +1,10 @@
 //! Lint rules for what the JSON Schemas cannot express. Every rule has a stable code, a severity
-//! and the source it rests on ([`RULES`]). A rule is an error only where a Sinch source says Sinch
-//! rejects the reply (a limit, a list of accepted values, the per-event table); everything else is
-//! a warning, recorded and counted but never a reason to replace a reply. "strict" says whether
-//! strict mode (canonical spelling, for CI) turns the warning into an error.
+//! and the source it rests on ([`RULES`]), judged by the evidence bar written once in
+//! [`super::policy`]: a rule refuses where a current Sinch source says the reply is an error, and
+//! then carries the quoted line and the date it was read ([`Rule::quote`], [`Rule::read`]);
+//! everything else is a warning, recorded and counted but never a reason to replace a reply.
+//! "strict" says whether strict mode (canonical spelling, for CI) turns the warning into an error.
+//! The audible lints (SVAML090-093) say what a caller would hear; they are never refusals.
 //!
 //! Sources: JAVA = `sinch/sinch-sdk-java` `openapi-contracts/src/main/com/sinch/sdk/domains/`
 //! (generated from Sinch's Voice API OpenAPI 1.0.1); NODE = `sinch/sinch-sdk-node` `packages/`;
@@ -17,12 +19,13 @@
 //! | SVAML004 | warning | error | manage-call body with an instruction other than playFiles/say | NODE calls-request-data.ts (callLeg: playFiles, say); NODE ManagedCallSvamlRequestBody allows any instruction |
 //! | SVAML010 | warning | warning | connectPstn `number`/`cli` of digits without a leading `+` | LEGACY connectPstn (+461234567890); NODE voice/src/models/v1/custom-callout-request/custom-callout-request.ts (46000000001) |
 //! | SVAML011 | warning | error | connectPstn `number`/`cli` is not a phone number (`cli` may be `private`) | JAVA voice/models/v1/svaml/action/SvamlActionConnectPstn.java; LEGACY (cli `private`) |
-//! | SVAML020 | warning | error | runMenu has no menu `main` | JAVA voice/models/v1/svaml/action/SvamlActionRunMenu.java ("If no menu has an id value of main, an error is returned") vs Sinch's own SvamlActionRunMenuDto.json without one |
+//! | SVAML020 | error | error | runMenu has no menu `main` and no `mainMenu` naming one of its menus | JAVA voice/models/v1/svaml/action/SvamlActionRunMenu.java, NODE svaml-action-run-menu.ts, .NET RunMenu.cs ("If no menu has an id value of main, an error is returned.") |
 //! | SVAML021 | warning | error | runMenu `mainMenu` names no existing menu | svamlgate |
-//! | SVAML022 | warning | error | option `menu(x)` names no existing menu | svamlgate |
+//! | SVAML022 | warning | error | option `menu(x)` names no existing menu (a dead branch: logged at error, counted in `svamlgate_gate_dead_branches_total`) | svamlgate |
 //! | SVAML023 | warning | error | two options of one menu share the same DTMF | svamlgate |
-//! | SVAML024 | warning | error | option action is not `menu(<id>)` / `return(<value>)` | JAVA voice/models/v1/svaml/action/MenuOption.java ("The following values are accepted") vs Sinch's own ActionRunMenuDto.json (`menu`) |
+//! | SVAML024 | error | error | option action is not `menu(<id>)` / `return(<value>)` | JAVA voice/models/v1/svaml/action/MenuOption.java and NODE option.ts ("The following values are accepted"); .NET DtmfAction (bare verbs) is hand-written, the generated model wins |
 //! | SVAML025 | warning | error | two menus share the same id | svamlgate |
+//! | SVAML026 | warning | error | no menu `main`, but `mainMenu` names one of the menus | JAVA SvamlActionRunMenu.java getMainMenu ("Selects the menu item from the menus array to play first.") vs getMenus (an error without `main`) |
 //! | SVAML027 | warning | error | menu option DTMF contains `w` (a pause, not a key) | JAVA voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string, where w is a 500 ms pause) |
 //! | SVAML030 | warning | error | connectPstn `locale` is not `ll-CC` | JAVA voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale) |
 //! | SVAML031 | warning | error | TTS locale/voice in none of the known forms | WEB /docs/voice/api-reference/voice-locales; NODE voice/src/models/v1/enums.ts (TtsVoice, open) |
@@ -42,6 +45,10 @@
 //! | SVAML072 | warning | error | connectSip endpoint does not look like a SIP address | LEGACY connectSip (46708000000@sip.foo.com) |
 //! | SVAML073 | warning | error | recording `destinationUrl` scheme is not s3/azure/gs/https | WEB /docs/in-app-calling/voice-recording (S3, Azure Blob Storage, Google Cloud Storage) |
 //! | SVAML080 | error | error | `say` text longer than the account's limit (default 600, `SVAMLGATE_MAX_SAY_CHARS`) | JAVA voice/models/v1/svaml/instruction/SvamlInstructionSay.java ("Default maximum length is 600 characters. To change this limit, please contact support.") |
+//! | SVAML090 | warning | warning | `say` text or `#tts[…]`/`#ssml[…]` content empty, or only punctuation or whitespace (audible) | svamlgate |
+//! | SVAML091 | warning | warning | `playFiles` in an ICE reply with no `answer` before it (audible) | SKILLS SKILL.md gotcha 6 ("Place `answer` before `playFiles`") |
+//! | SVAML092 | warning | warning | ICE reply that hangs up without any `say` or `playFiles` (audible) | svamlgate |
+//! | SVAML093 | warning | warning | the menu a runMenu plays first has no `mainPrompt`, or a blank one (audible) | svamlgate |
 //!
 //! Lints only look at members whose JSON type is what they expect, so they never panic and do
 //! not repeat schema errors on malformed documents.
@@ -71,14 +78,31 @@ pub struct Rule {
     pub summary: &'static str,
     /// Doc page or SDK file the rule rests on (`svamlgate` when no Sinch source states it).
     pub source: &'static str,
+    /// The line of the source the verdict rests on, quoted as read (empty when the rule has no
+    /// Sinch source). Every refusing rule has one (see [`super::policy`], the evidence bar).
+    pub quote: &'static str,
+    /// When the quoted line was last read at its source (`YYYY-MM-DD`), or why it was not re-read.
+    pub read: &'static str,
 }
 
 impl Rule {
     /// A violation of this rule at `pointer`.
     pub fn at(&self, pointer: impl Into<String>, message: impl Into<String>) -> Violation {
-        Violation::new(self.severity, pointer, self.code, message)
+        let v = Violation::new(self.severity, pointer, self.code, message)
             .source(self.source)
-            .strict_error(self.strict_error)
+            .strict_error(self.strict_error);
+        if self.quote.is_empty() {
+            v
+        } else {
+            v.evidence(self.quote, self.read)
+        }
+    }
+
+    /// This rule with the quoted line of its source and the date it was read.
+    const fn says(mut self, quote: &'static str, read: &'static str) -> Rule {
+        self.quote = quote;
+        self.read = read;
+        self
     }
 }
 
@@ -95,8 +119,14 @@ const fn rule(
         strict_error,
         summary,
         source,
+        quote: "",
+        read: "",
     }
 }
+
+/// The day the sources quoted below were re-read (with the search tool's copies of Sinch's SDK
+/// repositories and developers.sinch.com).
+pub const READ: &str = super::policy::EVIDENCE_READ_ON;
 
 use Severity::{Error as E, Warning as W};
 
@@ -104,25 +134,31 @@ const NONE: &str = super::policy::NO_SINCH_SOURCE;
 
 /// Action not allowed for the event.
 pub const R001: Rule = rule("SVAML001", E, true, "action not allowed for the event",
-    "developers.sinch.com/docs/voice/api-reference/svaml (actions table ICE/ACE/PIE); manage-call: sinch-sdk-node voice/src/models/v1 (ManagedCallSvamlRequestBody), sinch-sdk-java voice/models/v1/svaml/internal/SvamlActionPatchInternalImpl.java, and startRecording/stopRecording: sinch/docs docs/voice/voice-rest-api/voice-rest-api-calling-api.md");
+    "developers.sinch.com/docs/voice/api-reference/svaml (actions table ICE/ACE/PIE); manage-call: sinch-sdk-node voice/src/models/v1 (ManagedCallSvamlRequestBody), sinch-sdk-java voice/models/v1/svaml/internal/SvamlActionPatchInternalImpl.java, and startRecording/stopRecording: sinch/docs docs/voice/voice-rest-api/voice-rest-api-calling-api.md")
+    .says("| Action | Functionality | ICE | ACE | PIE* | … | continue | Continues the call | ☐ | ☑ | ☑ |", READ);
 /// Instruction not allowed for ICE, ACE or PIE.
 pub const R002: Rule = rule("SVAML002", E, true, "instruction not allowed for the event",
-    "sinch/skills skills/sinch-voice-api/references/svaml.md (instructions table ICE/ACE/PIE); developers.sinch.com/docs/voice/api-reference/svaml/instructions");
+    "sinch/skills skills/sinch-voice-api/references/svaml.md (instructions table ICE/ACE/PIE); developers.sinch.com/docs/voice/api-reference/svaml/instructions")
+    .says("| Instruction | ICE | ACE | PIE | … | `sendDtmf` | ✅ | — | ✅ | … | `answer` | ✅ | — | — |", READ);
 /// Name in another casing than lowerCamel.
 pub const R003: Rule = rule("SVAML003", W, true, "action/instruction name not in lowerCamel casing",
-    "developers.sinch.com/docs/voice/api-reference/svaml (lowerCamel names); Sinch pages also publish other casings: developers.sinch.com/docs/voice/api-reference/recording (StartRecording, Say), /docs/in-app-calling/voice-recording (connectMXP), sinch/docs voice-rest-api-callback-api.md (ConnectPstn, RunMenu, Hangup, …)");
+    "developers.sinch.com/docs/voice/api-reference/svaml (lowerCamel names); Sinch pages also publish other casings: developers.sinch.com/docs/voice/api-reference/recording (StartRecording, Say), /docs/in-app-calling/voice-recording (connectMXP), sinch/docs voice-rest-api-callback-api.md (ConnectPstn, RunMenu, Hangup, …)")
+    .says("{\"name\" : \"ConnectPstn\", \"number\" : \"+461234567890\", …} (sinch/docs voice-rest-api-callback-api.md, ConnectPstn example)", READ);
 /// Manage-call body with an instruction other than playFiles or say.
 pub const R004: Rule = rule("SVAML004", W, true, "manage-call body with an instruction other than playFiles or say",
     "sinch-sdk-node calls-request-data.ts (callLeg applies to playFiles and say); ManagedCallSvamlRequestBody types instructions as any SvamlInstruction");
 /// Phone number without the leading plus.
 pub const R010: Rule = rule("SVAML010", W, false, "connectPstn number/cli of digits without a leading +",
-    "sinch/docs voice-rest-api-callback-api.md connectPstn (E.164, example +461234567890); Sinch's own inline ICE example uses 46000000001: sinch-sdk-node voice/src/models/v1/custom-callout-request/custom-callout-request.ts");
+    "sinch/docs voice-rest-api-callback-api.md connectPstn (E.164, example +461234567890); Sinch's own inline ICE example uses 46000000001: sinch-sdk-node voice/src/models/v1/custom-callout-request/custom-callout-request.ts")
+    .says("If inline ICE SVAML is passed, exclude *cli* and *destination* properties from the *customCallout* request body. Example: {\"action\":{\"name\":\"connectPstn\",\"number\":\"46000000001\",\"maxDuration\":90}}", READ);
 /// Not a phone number.
 pub const R011: Rule = rule("SVAML011", W, true, "connectPstn number/cli is not a phone number (cli may be private)",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")");
-/// No menu `main`.
-pub const R020: Rule = rule("SVAML020", W, true, "runMenu has no menu with id main",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus: \"If no menu has an id value of main, an error is returned\"; getMainMenu selects the menu to play first) vs Sinch's own test DTO without a menu main: sinch-sdk-java openapi-contracts/src/test/resources/domains/voice/v1/svaml/action/SvamlActionRunMenuDto.json");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getNumber, getCli); sinch/docs voice-rest-api-callback-api.md (cli \"private\")")
+    .says("Used to override the CLI (or caller ID) of the client. The phone number of the person who initiated the call is shown as the CLI. To set your own CLI, you may use your verified number or your Dashboard virtual number.", READ);
+/// No menu `main`, and no `mainMenu` naming a menu: Sinch returns an error.
+pub const R020: Rule = rule("SVAML020", E, true, "runMenu has no menu with id main and no mainMenu naming one of its menus",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java (getMenus), generated from Sinch's Voice API description; the same sentence in sinch-sdk-node packages/voice/src/models/v1/mod-svaml/svaml-action-run-menu/svaml-action-run-menu.ts (menus) and sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions/RunMenu.cs (Menus). The legacy page says it too: sinch/docs docs/voice/voice-rest-api/voice-rest-api-callback-api.md (RunMenu: \"The menu with “id” : “main” will always play first, otherwise an error will be returned.\"). Sinch's serializer test DTOs without a menu main are round-trip data, not replies")
+    .says("The list of menus available. The menu with the id value of main will always play first. If no menu has an id value of main, an error is returned.", READ);
 /// `mainMenu` names no menu.
 pub const R021: Rule = rule(
     "SVAML021",
@@ -148,16 +184,23 @@ pub const R023: Rule = rule(
     NONE,
 );
 /// Option action grammar.
-pub const R024: Rule = rule("SVAML024", W, true, "menu option action is not menu(<id>) or return(<value>)",
-    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (getAction: \"The following values are accepted\": menu(value), return(value)) vs Sinch's own test DTO with action \"menu\": sinch-sdk-java openapi-contracts/src/test/resources/domains/voice/svaml/ActionRunMenuDto.json");
+pub const R024: Rule = rule("SVAML024", E, true, "menu option action is not menu(<id>) or return(<value>)",
+    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (getAction), generated from Sinch's Voice API description, and sinch-sdk-node packages/voice/src/models/v1/option/option.ts (action, current version). sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions/RunMenu.cs (DtmfAction) is hand-written and lists only the verbs \"menu\" and \"return\" without an argument; the generated model wins, so a bare verb is refused too")
+    .says("Determines which action is taken when the DTMF digit is pressed. The following values are accepted: - If you want to navigate to another menu, use menu(value). - If you want to perform another behavior you have coded in your application, use return (value)", READ);
+/// No menu `main`, but `mainMenu` names an existing menu.
+pub const R026: Rule = rule("SVAML026", W, true, "runMenu has no menu with id main; mainMenu names the menu to play first",
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionRunMenu.java: getMainMenu selects the first menu, while getMenus says an error is returned without a menu main; the sources conflict, so this is a warning")
+    .says("Selects the menu item from the menus array to play first.", READ);
 /// Duplicate menu id.
 pub const R025: Rule = rule("SVAML025", W, true, "two menus share the same id", NONE);
 /// `w` in a menu option's DTMF.
 pub const R027: Rule = rule("SVAML027", W, true, "menu option DTMF contains w (a pause, not a key)",
-    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string; w is a 500 ms pause: SvamlActionConnectPstn.java getDtmf)");
+    "sinch-sdk-java voice/models/v1/svaml/action/MenuOption.java (dtmf is a DTMF string; w is a 500 ms pause: SvamlActionConnectPstn.java getDtmf)")
+    .says("A DTMF digit the user can press to trigger the configured action. (ConnectPstn getDtmf: w renders a 500ms pause.)", READ);
 /// connectPstn locale form.
 pub const R030: Rule = rule("SVAML030", W, true, "connectPstn locale is not ll-CC",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale: ISO 639 code, dash, ISO 3166-1 alpha-2)");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (getLocale: ISO 639 code, dash, ISO 3166-1 alpha-2)")
+    .says("Specifies the locale. Uses the language code according to ISO 639, a dash (-), and a country code according to ISO 3166-1 alpha-2. If not specified, the default locale of en-US is used.", READ);
 /// TTS locale form.
 pub const R031: Rule = rule("SVAML031", W, true, "TTS locale or voice in none of the known forms",
     "developers.sinch.com/docs/voice/api-reference/voice-locales; sinch-sdk-node voice/src/models/v1/enums.ts (TtsVoice, open list)");
@@ -166,10 +209,12 @@ pub const R032: Rule = rule("SVAML032", W, true, "playFiles plays #tts/#ssml pro
     "sinch-sdk-java voice/models/v1/svaml/instruction/SvamlInstructionPlayFiles.java (\"If using SSML or TTS, this is a required field\") vs sinch-sdk-java CHANGELOG 1.4.0 (\"no longer required\")");
 /// indications "false".
 pub const R033: Rule = rule("SVAML033", W, true, "connectPstn indications is \"false\"",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (IndicationsEnum.FALSE) vs sinch-sdk-node and sinch/docs voice-rest-api-callback-api.md (Norway is \"no\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectPstn.java (IndicationsEnum.FALSE) vs sinch-sdk-node and sinch/docs voice-rest-api-callback-api.md (Norway is \"no\")")
+    .says("public static final IndicationsEnum FALSE = new IndicationsEnum(\"false\"); (Java) vs type Indication = … | 'nl' | 'no' | 'nz' | … (Node)", READ);
 /// Cookie budget.
 pub const R040: Rule = rule("SVAML040", E, true, "cookie data of the call exceeds 1024 bytes",
-    "sinch/docs voice-rest-api-callback-api.md setCookie (\"The total size of cookie data (keys and values) may not exceed 1024 bytes\")");
+    "sinch/docs voice-rest-api-callback-api.md setCookie (\"The total size of cookie data (keys and values) may not exceed 1024 bytes\")")
+    .says("Limitations: The total size of cookie data (keys and values) may not exceed 1024 bytes.", READ);
 /// Duplicate cookie key.
 pub const R041: Rule = rule(
     "SVAML041",
@@ -180,13 +225,16 @@ pub const R041: Rule = rule(
 );
 /// Malformed prompt.
 pub const R050: Rule = rule("SVAML050", W, true, "malformed prompt (brackets, unknown #directive, empty part)",
-    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (getMainPrompt: #tts[], #ssml[], #href[...], URLs, joined with ;)");
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (getMainPrompt: #tts[], #ssml[], #href[...], URLs, joined with ;)")
+    .says("You can use text-to-speech using the #tts[] element, SSML commands using the #ssml[] element, pre-recorded messages, or URL references to external media resources. You can use multiple prompts by separating each prompt with a semi-colon (;).", READ);
 /// Prompt URL scheme.
 pub const R051: Rule = rule("SVAML051", W, true, "prompt URL is not an absolute http(s) URL",
-    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (\"URL references to external media resources\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (\"URL references to external media resources\")")
+    .says("For external media resources, you can use an #href[...] or directly specify the full URL.", READ);
 /// Plain text as a prompt.
 pub const R052: Rule = rule("SVAML052", W, true, "plain text used as a prompt",
-    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (#tts[], #ssml[], pre-recorded messages, or URL references)");
+    "sinch-sdk-java voice/models/v1/svaml/action/Menu.java (#tts[], #ssml[], pre-recorded messages, or URL references)")
+    .says("You can use text-to-speech using the #tts[] element, SSML commands using the #ssml[] element, pre-recorded messages, or URL references to external media resources.", READ);
 /// SSML without `<speak>`.
 pub const R053: Rule = rule("SVAML053", W, false, "#ssml[...] content does not start with <speak>",
     "developers.sinch.com/docs/voice/api-reference/svaml/instructions (playFiles example #ssml[Thank you for calling Sinch!]) vs sinch/skills references/svaml.md (#ssml[<speak>…</speak>])");
@@ -195,7 +243,8 @@ pub const R060: Rule = rule("SVAML060", W, false, "connectMxp uses the SDK spell
     "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectMxpImpl.java and sinch-sdk-dotnet src/Sinch/Voice/Calls/Actions (callheaders) vs sinch-sdk-node and sinch/docs (callHeaders)");
 /// Call header size.
 pub const R061: Rule = rule("SVAML061", E, true, "call header key + value exceed 1024 bytes",
-    "sinch/docs voice-rest-api-callback-api.md (\"The maximum size for the value of call headers is 1024 bytes\")");
+    "sinch/docs voice-rest-api-callback-api.md (\"The maximum size for the value of call headers is 1024 bytes\")")
+    .says("The maximum size for the value of call headers is 1024 bytes (counted as the UTF-8 encoded size of each header key/value pair)", "not re-read on 2026-12-02: the page is not in the search tool's index; quoted as recorded in svamlgate's spec notes");
 /// Both header spellings.
 pub const R062: Rule = rule(
     "SVAML062",
@@ -206,7 +255,8 @@ pub const R062: Rule = rule(
 );
 /// Lower-case transport.
 pub const R070: Rule = rule("SVAML070", W, false, "connectSip transport in lower case",
-    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectSip.java (UDP, TCP, TLS) vs sinch-sdk-node (both cases) and sinch/docs voice-rest-api-callback-api.md (\"tls\")");
+    "sinch-sdk-java voice/models/v1/svaml/action/SvamlActionConnectSip.java (UDP, TCP, TLS) vs sinch-sdk-node (both cases) and sinch/docs voice-rest-api-callback-api.md (\"tls\")")
+    .says("TransportEnum UDP = new TransportEnum(\"UDP\") (Java) vs transport?: 'udp' | 'tcp' | 'tls' | 'UDP' | 'TCP' | 'TLS' | string (Node) and \"transport\": \"tls\" (sinch/docs connectSIP example)", READ);
 /// Stream endpoint.
 pub const R071: Rule = rule("SVAML071", W, true, "connectStream endpoint is not a ws:// or wss:// URL",
     "sinch-sdk-java voice/models/v1/destination/DestinationWebSocket.java (\"The Stream/Websocket server address\")");
@@ -217,19 +267,68 @@ pub const R072: Rule = rule(
     true,
     "connectSip endpoint does not look like a SIP address",
     "sinch/docs voice-rest-api-callback-api.md connectSip (46708000000@sip.foo.com)",
+)
+.says(
+    "\"destination\": { \"endpoint\": \"46708000000@sip.foo.com\" }",
+    READ,
 );
 /// Recording destination scheme.
 pub const R073: Rule = rule("SVAML073", W, true, "recording destinationUrl scheme is not s3, azure, gs or https",
     "developers.sinch.com/docs/in-app-calling/voice-recording (Amazon S3, Azure Blob Storage, Google Cloud Storage)");
 /// say text length.
 pub const R080: Rule = rule("SVAML080", E, true, "say text longer than the account's limit",
-    "sinch-sdk-java voice/models/v1/svaml/instruction/SvamlInstructionSay.java (\"Default maximum length is 600 characters. To change this limit, please contact support.\")");
+    "sinch-sdk-java voice/models/v1/svaml/instruction/SvamlInstructionSay.java; sinch-sdk-node packages/voice/src/models/v1/mod-svaml/svaml-instruction-say/svaml-instruction-say.ts and sinch-sdk-dotnet Say (text)")
+    .says("Contains the message that will be spoken. Default maximum length is 600 characters. To change this limit, please contact support.", READ);
+
+/// Source of the audible lints: what the caller hears is svamlgate's own judgement.
+const AUDIBLE: &str =
+    "svamlgate audible lint (no Sinch source states this; a warning, never a refusal)";
+/// `say` or `#tts[...]`/`#ssml[...]` text with nothing to speak.
+pub const R090: Rule = rule(
+    "SVAML090",
+    W,
+    false,
+    "say or #tts/#ssml text is empty, or only punctuation or whitespace",
+    AUDIBLE,
+);
+/// playFiles on ICE with no answer before it.
+pub const R091: Rule = rule("SVAML091", W, false, "playFiles in an ICE reply without an answer instruction before it",
+    "sinch/skills skills/sinch-voice-api/SKILL.md (Gotchas and Best Practices 6; Instructions table: answer \"Required before playing prompts on unanswered calls\"); sinch/skills skills/sinch-voice-api/references/svaml.md (answer: \"Place before `playFiles` if playing audio on an unanswered call.\")")
+    .says("Instruction ordering matters. Array order = execution order. Place `answer` before `playFiles`; place `startRecording` before the connecting action.", READ);
+/// hangup on ICE with no prompt at all.
+pub const R092: Rule = rule(
+    "SVAML092",
+    W,
+    false,
+    "ICE reply hangs up without any say or playFiles",
+    AUDIBLE,
+);
+/// runMenu whose first menu has no main prompt.
+pub const R093: Rule = rule(
+    "SVAML093",
+    W,
+    false,
+    "runMenu: the menu played first has no mainPrompt, or an empty one",
+    AUDIBLE,
+);
 
 /// Every lint rule, in code order.
 pub const RULES: &[Rule] = &[
-    R001, R002, R003, R004, R010, R011, R020, R021, R022, R023, R024, R025, R027, R030, R031, R032,
-    R033, R040, R041, R050, R051, R052, R053, R060, R061, R062, R070, R071, R072, R073, R080,
+    R001, R002, R003, R004, R010, R011, R020, R021, R022, R023, R024, R025, R026, R027, R030, R031,
+    R032, R033, R040, R041, R050, R051, R052, R053, R060, R061, R062, R070, R071, R072, R073, R080,
+    R090, R091, R092, R093,
 ];
+
+/// Rules whose finding is a certain dead branch of the call when the caller reaches it (a key
+/// that leads to a menu that does not exist). They stay warnings (the rest of the reply works),
+/// but the reply path logs them at error and counts them in
+/// `svamlgate_gate_dead_branches_total{event,rule}` as well as with the other warnings.
+pub const DEAD_BRANCH_RULES: &[&str] = &[R022.code];
+
+/// Whether a finding of this code is a certain dead branch ([`DEAD_BRANCH_RULES`]).
+pub fn is_dead_branch(code: &str) -> bool {
+    DEAD_BRANCH_RULES.contains(&code)
+}
 
 static E164: LazyLock<Regex> = LazyLock::new(|| re(r"^\+[1-9][0-9]{5,14}$"));
 static DIGITS: LazyLock<Regex> = LazyLock::new(|| re(r"^[0-9]+$"));
@@ -275,7 +374,50 @@ pub(crate) fn lint(doc: &Value, target: Target, ctx: &LintContext<'_>, out: &mut
     }
     if let Some(Value::Object(action)) = root.get("action") {
         lint_action(action, out);
+        if target == Target::Ice && str_of(action, "name") == Some("hangup") {
+            let prompts = root
+                .get("instructions")
+                .and_then(Value::as_array)
+                .is_some_and(|list| {
+                    list.iter().any(|i| {
+                        matches!(
+                            i.get("name").and_then(Value::as_str),
+                            Some("say" | "playFiles")
+                        )
+                    })
+                });
+            if !prompts {
+                out.push(
+                    R092.at("/action/name", "the reply hangs up an incoming call without saying or playing anything")
+                        .hint("the caller hears the call drop without a word; add a say or playFiles before the hangup (e.g. why the call ends)"),
+                );
+            }
+        }
     }
+}
+
+/// Whether a text has nothing a TTS engine would speak: empty, or only whitespace and
+/// punctuation (no letter or digit). With `markup` (SSML), tags are not spoken and are skipped.
+pub(crate) fn is_silent(text: &str, markup: bool) -> bool {
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' if markup => in_tag = true,
+            '>' if markup => in_tag = false,
+            c if !in_tag && c.is_alphanumeric() => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+fn silent_text(pointer: String, text: &str) -> Violation {
+    R090.at(
+        pointer,
+        "nothing to speak: the text is empty or only punctuation or whitespace",
+    )
+    .found(render_found("", &Value::from(text)))
+    .hint("a connected caller hears silence here; write the words to speak")
 }
 
 fn lint_instructions(
@@ -287,6 +429,7 @@ fn lint_instructions(
     let mut cookies = ctx.earlier_cookies.clone();
     let mut keys_here: Vec<&str> = Vec::new();
     let mut last_cookie: Option<usize> = None;
+    let mut answered = false;
     for (i, instruction) in instructions.iter().enumerate() {
         let Some(obj) = instruction.as_object() else {
             continue;
@@ -306,7 +449,18 @@ fn lint_instructions(
             }
         }
         match name {
+            Some("answer") => answered = true,
             Some("playFiles") => {
+                if target == Target::Ice && !answered {
+                    out.push(
+                        R091.at(
+                            format!("{base}/name"),
+                            "playFiles on an incoming call with no answer instruction before it",
+                        )
+                        .expected("an {\"name\": \"answer\"} instruction before playFiles")
+                        .hint("the call is not answered yet: the caller may hear ringing or nothing instead of the files; put an answer instruction first"),
+                    );
+                }
                 let mut uses_tts = false;
                 if let Some(Value::Array(ids)) = obj.get("ids") {
                     for (j, id) in ids.iter().enumerate() {
@@ -333,6 +487,17 @@ fn lint_instructions(
             Some("say") => {
                 if let Some(locale) = str_of(obj, "locale") {
                     check_tts_locale(locale, format!("{base}/locale"), out);
+                }
+                match obj.get("text") {
+                    None => out.push(
+                        R090.at(format!("{base}/text"), "say without text: nothing to speak")
+                            .expected("text")
+                            .hint("a connected caller hears silence here; add the words to speak"),
+                    ),
+                    Some(Value::String(text)) if is_silent(text, false) => {
+                        out.push(silent_text(format!("{base}/text"), text));
+                    }
+                    _ => {}
                 }
                 if let Some(text) = str_of(obj, "text") {
                     let chars = text.chars().count();
@@ -585,18 +750,55 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
     }
     let main_menu = str_of(action, "mainMenu");
     if !menus.is_empty() && !ids.contains(&"main") {
-        let message = match main_menu {
-            Some(first) if ids.contains(&first) => {
-                format!("no menu has id `main` (mainMenu selects `{first}`)")
-            }
-            _ => "runMenu has no menu with id `main`".to_owned(),
-        };
-        out.push(
-            R020.at("/action/menus", message)
+        match main_menu {
+            Some(first) if ids.contains(&first) => out.push(
+                R026.at(
+                    "/action/menus",
+                    format!("no menu has id `main` (mainMenu selects `{first}`)"),
+                )
                 .expected("a menu with \"id\": \"main\"")
                 .found(ids.join(", "))
-                .hint("name the first menu main: Sinch's description says the menu main always plays first and an error is returned without one"),
-        );
+                .hint("name the first menu main: Sinch's description says an error is returned without one, although mainMenu selects the first menu"),
+            ),
+            _ => out.push(
+                R020.at(
+                    "/action/menus",
+                    "runMenu has no menu with id `main`, and no mainMenu naming one of its menus",
+                )
+                .expected("a menu with \"id\": \"main\"")
+                .found(ids.join(", "))
+                .hint("name the first menu main: Sinch returns an error for a runMenu without one, and the caller hears an error instead of the menu"),
+            ),
+        }
+    }
+    // The menu played first: `main`, else the one mainMenu names.
+    let first = ids
+        .iter()
+        .position(|id| *id == "main")
+        .or_else(|| main_menu.and_then(|m| ids.iter().position(|id| *id == m)))
+        .and_then(|k| {
+            let id = ids[k];
+            menus
+                .iter()
+                .position(|m| m.get("id").and_then(Value::as_str) == Some(id))
+        });
+    if let Some(i) = first {
+        let prompt = menus[i].get("mainPrompt");
+        let blank = match prompt {
+            None => true,
+            Some(Value::String(p)) => p.trim().is_empty(),
+            Some(_) => false,
+        };
+        if blank {
+            out.push(
+                R093.at(
+                    format!("/action/menus/{i}/mainPrompt"),
+                    "the menu played first has no main prompt",
+                )
+                .expected("a mainPrompt such as #tts[Press 1 for sales]")
+                .hint("the caller hears silence and does not know which keys to press; add a mainPrompt"),
+            );
+        }
     }
     if let Some(first) = main_menu {
         if !ids.contains(&first) {
@@ -815,8 +1017,8 @@ fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
             match directive {
                 "tts" | "ssml" => {
                     uses_tts = true;
-                    if body.trim().is_empty() {
-                        out.push(malformed(pointer, part, "empty #tts/#ssml text"));
+                    if is_silent(body, directive == "ssml") {
+                        out.push(silent_text(pointer.to_owned(), part));
                     } else if directive == "ssml" && !body.trim_start().starts_with("<speak") {
                         out.push(
                             R053.at(pointer, "#ssml[...] content does not start with <speak>")
@@ -903,7 +1105,13 @@ mod tests {
         assert_eq!(codes_of("Please hold"), ["SVAML052"]);
         assert_eq!(codes_of("#tts[Hello"), ["SVAML050"]);
         assert_eq!(codes_of("#tts[a]]"), ["SVAML050"]);
-        assert_eq!(codes_of("#tts[]"), ["SVAML050"]);
+        assert_eq!(codes_of("#tts[]"), ["SVAML090"]);
+        assert_eq!(codes_of("#tts[ ... ]"), ["SVAML090"]);
+        assert_eq!(codes_of("#ssml[<speak> </speak>]"), ["SVAML090"]);
+        assert!(codes_of("#tts[Press 1.]").is_empty());
+        assert!(codes_of("#tts[I <3 Sinch]").is_empty());
+        assert!(is_silent("<speak><break time=\"1s\"/></speak>", true));
+        assert!(!is_silent("<3", false));
         assert_eq!(codes_of("#tts[a];"), ["SVAML050"]);
         assert_eq!(codes_of("#TTS[a]"), ["SVAML050"]);
         assert_eq!(codes_of("#href[ftp://x/y]"), ["SVAML051"]);
@@ -978,18 +1186,34 @@ mod tests {
         assert_eq!(codes, sorted);
         for r in RULES {
             assert!(!r.source.trim().is_empty(), "{}", r.code);
-            // An error needs a Sinch source.
+            // The evidence bar: an error needs a Sinch source, the quoted line and when it was read.
             if r.severity == Severity::Error {
                 assert_ne!(
                     r.source, NONE,
                     "{} is an error without a Sinch source",
                     r.code
                 );
+                assert!(
+                    !r.quote.trim().is_empty() && !r.read.trim().is_empty(),
+                    "{} is an error without the quoted Sinch line and its read date",
+                    r.code
+                );
             }
+            // A quote always comes with its read date.
+            assert_eq!(r.quote.is_empty(), r.read.is_empty(), "{}", r.code);
         }
         let rule_for = |code: &str| RULES.iter().find(|r| r.code == code);
         assert_eq!(rule_for("SVAML040"), Some(&R040));
         assert_eq!(rule_for("SVAML999"), None);
+    }
+
+    #[test]
+    fn docs_list_every_rule_with_its_severity_and_quote() {
+        let doc = include_str!("../../docs/gate.md");
+        for r in RULES {
+            let row = format!("| {} | {} |", r.code, r.severity.as_str());
+            assert!(doc.contains(&row), "docs/gate.md lacks the row {row}");
+        }
     }
 
     #[test]

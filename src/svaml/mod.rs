@@ -428,6 +428,12 @@ impl Validator {
         })
     }
 
+    /// The quoted Sinch lines of the schema constraints that refuse a reply on their own evidence
+    /// (`x-policy` entries with severity error), for tests and documentation of the evidence bar.
+    pub fn refusing_quotes(&self) -> Vec<&str> {
+        self.compiled.policies().refusing_quotes()
+    }
+
     /// The account limits this validator applies.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -651,13 +657,14 @@ mod tests {
     #[test]
     fn cookie_budget_counts_the_last_value_of_each_key_over_the_call() {
         let v = Validator::new().unwrap();
+        // PIE: an ICE that hangs up without a prompt draws audible warning SVAML092.
         let big = "x".repeat(600);
         // The same key twice: only the last value counts (601 bytes), with a warning.
         let doc = serde_json::json!({"instructions": [
             {"name": "setCookie", "key": "a", "value": big},
             {"name": "setCookie", "key": "a", "value": big}
         ], "action": {"name": "hangup"}});
-        let report = v.check(Target::Ice, &doc, Mode::Normal);
+        let report = v.check(Target::Pie, &doc, Mode::Normal);
         assert!(report.valid, "{report}");
         assert_eq!(
             codes(&report),
@@ -670,7 +677,7 @@ mod tests {
         // Earlier cookies of the call count too …
         let mut context = CallContext::default();
         context.cookies.insert("b".to_owned(), "y".repeat(500));
-        let report = v.check_in_call(Target::Ice, &doc, Mode::Normal, &context);
+        let report = v.check_in_call(Target::Pie, &doc, Mode::Normal, &context);
         assert_eq!(
             codes(&report),
             [
@@ -683,19 +690,19 @@ mod tests {
         context.cookies.insert("a".to_owned(), "z".repeat(900));
         context.cookies.remove("b");
         assert!(
-            v.check_in_call(Target::Ice, &doc, Mode::Normal, &context)
+            v.check_in_call(Target::Pie, &doc, Mode::Normal, &context)
                 .valid
         );
         // A reply that sets no cookie is not blamed for the call's earlier ones.
         context.cookies.insert("c".to_owned(), "z".repeat(2000));
         let hangup = serde_json::json!({"action": {"name": "hangup"}});
         assert!(v
-            .check_in_call(Target::Ice, &hangup, Mode::Normal, &context)
+            .check_in_call(Target::Pie, &hangup, Mode::Normal, &context)
             .violations
             .is_empty());
         // Exactly 1024 bytes is within the budget.
         let exact = serde_json::json!({"instructions": [{"name": "SetCookie", "key": "k", "value": "v".repeat(1023)}], "action": {"name": "hangup"}});
-        assert!(v.check(Target::Ice, &exact, Mode::Normal).valid);
+        assert!(v.check(Target::Pie, &exact, Mode::Normal).valid);
         assert_eq!(cookies_set(&exact).len(), 1);
     }
 

@@ -1,8 +1,22 @@
-//! Severity policy of schema constraints.
+//! Severity policy: the evidence bar, and its form in the schema files.
 //!
-//! A reply is refused (error) only where a Sinch source says Sinch rejects it: a type, a `required`,
-//! an enum or a limit in Sinch's API description or docs, or the per-event table. Everything else
-//! is a warning: the reply goes out, and the warning is recorded and counted.
+//! # The evidence bar (both ways; lint rules and schema constraints alike)
+//!
+//! * **Refuse** (error: the fallback goes out) where a current Sinch source says the reply is an
+//!   error: a `required`, an enum, a type or a limit in Sinch's API description or in an SDK model
+//!   generated from it, Sinch's per-event table, or a sentence such as "an error is returned". A
+//!   valid reply refused is as bad as an invalid reply let through, and a reply Sinch calls an
+//!   error ends in an error tone or silence while a validated fallback was at hand.
+//! * **Warn** (the reply goes out, the finding is recorded and counted) where the sources conflict
+//!   or say nothing, or where Sinch itself publishes such a reply as a working example.
+//! * **When two SDKs disagree**, the model generated from Sinch's API description (the Java SDK's
+//!   `openapi-contracts`, "OpenAPI document version: 1.0.1") wins over a hand-written one, and the
+//!   rule says so in its source. Sinch's serializer test DTOs are round-trip data with deliberately
+//!   odd values, not replies Sinch presents as working.
+//! * **Every rule keeps its evidence**: the source (repository and path, or a doc page), the quoted
+//!   line, and the date it was read ([`EVIDENCE_READ_ON`] for the re-reading of 2026-12-02). A
+//!   refusing rule without them does not load: `x-policy` entries are checked when the schemas are
+//!   compiled (below), lint rules by a test over [`super::lint::RULES`].
 //!
 //! In the schema files (`schemas/**`) a constraint that is not plainly a type or enum of Sinch's API
 //! description carries its verdict beside it, in an `x-policy` member of the same schema object:
@@ -19,7 +33,9 @@
 //!
 //! A key is a keyword, or `required/<property>` for one property of a `required` list. An entry may
 //! say `"strict": false` when strict mode must not promote the warning (a spelling Sinch itself
-//! emits). `x-source` on a schema object names the source of everything below it that has no entry
+//! emits). An entry may carry `"quote"` (the line of the source, as read) and `"read"` (when); an
+//! entry with `"severity": "error"` must carry both and a source other than [`NO_SINCH_SOURCE`], or
+//! the schemas do not load. `x-source` on a schema object names the source of everything below it that has no entry
 //! of its own.
 //!
 //! Without an entry, `type`, `enum`, `const` and `required` are errors and unknown properties are
@@ -37,6 +53,9 @@ use super::schema::{SchemaFile, SCHEMA_ID_BASE};
 /// Source named when no Sinch source states a constraint.
 pub const NO_SINCH_SOURCE: &str = "svamlgate (no Sinch source states this)";
 
+/// The day the quoted Sinch sources were last re-read (the `read` of most rules).
+pub const EVIDENCE_READ_ON: &str = "2026-12-02";
+
 /// The verdict on one schema constraint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -46,6 +65,10 @@ pub struct Policy {
     pub source: String,
     /// Whether strict mode promotes a warning to an error.
     pub strict_error: bool,
+    /// The quoted line of the source (required for an error).
+    pub quote: Option<String>,
+    /// When the quoted line was read (required for an error).
+    pub read: Option<String>,
 }
 
 /// Every `x-policy` entry and `x-source` of the embedded schemas, keyed by absolute location
@@ -93,7 +116,7 @@ impl SchemaPolicies {
                         .ok_or_else(|| format!("{base}{pointer}/x-policy is not an object"))?;
                     for (key, entry) in entries {
                         let policy = parse_policy(entry).ok_or_else(|| {
-                            format!("{base}{pointer}/x-policy/{key} is malformed")
+                            format!("{base}{pointer}/x-policy/{key} is malformed (an error needs a Sinch source, a quote and a read date)")
                         })?;
                         self.entries
                             .insert(format!("{base}{pointer}/{key}"), policy);
@@ -115,6 +138,20 @@ impl SchemaPolicies {
         Ok(())
     }
 
+    /// The quoted lines of every refusing `x-policy` entry (each constraint that refuses a reply
+    /// on its own evidence), sorted and without repeats.
+    pub(crate) fn refusing_quotes(&self) -> Vec<&str> {
+        let mut quotes: Vec<&str> = self
+            .entries
+            .values()
+            .filter(|p| p.severity == Severity::Error)
+            .filter_map(|p| p.quote.as_deref())
+            .collect();
+        quotes.sort_unstable();
+        quotes.dedup();
+        quotes
+    }
+
     /// The verdict for a failed keyword at `location` (the error's absolute keyword location, or
     /// `None` when the validator gave none); `property` is the missing member of a `required`.
     pub(crate) fn lookup(
@@ -127,6 +164,8 @@ impl SchemaPolicies {
             severity: default_severity(keyword),
             source: NO_SINCH_SOURCE.to_owned(),
             strict_error: true,
+            quote: None,
+            read: None,
         };
         let Some(location) = location.map(normalize) else {
             return fallback;
@@ -182,10 +221,28 @@ fn parse_policy(entry: &Value) -> Option<Policy> {
         None => true,
         Some(v) => v.as_bool()?,
     };
+    let text = |key: &str| -> Option<Option<String>> {
+        match entry.get(key) {
+            None => Some(None),
+            Some(v) => {
+                let t = v.as_str()?.trim();
+                (!t.is_empty()).then(|| Some(t.to_owned()))
+            }
+        }
+    };
+    let (quote, read) = (text("quote")?, text("read")?);
+    // The evidence bar: a refusal names a Sinch source, quotes it and says when it was read.
+    if severity == Severity::Error
+        && (source == NO_SINCH_SOURCE || quote.is_none() || read.is_none())
+    {
+        return None;
+    }
     Some(Policy {
         severity,
         source: source.to_owned(),
         strict_error,
+        quote,
+        read,
     })
 }
 
@@ -220,6 +277,32 @@ fn normalize(location: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_without_its_evidence_does_not_load() {
+        let ok = serde_json::json!({"severity": "error", "source": "sinch-sdk-java X.java",
+            "quote": "Field is required", "read": "2026-12-02"});
+        let policy = parse_policy(&ok).map(|p| (p.severity, p.quote, p.read));
+        assert_eq!(
+            policy,
+            Some((
+                Severity::Error,
+                Some("Field is required".to_owned()),
+                Some("2026-12-02".to_owned())
+            ))
+        );
+        for missing in ["quote", "read"] {
+            let mut entry = ok.clone();
+            entry.as_object_mut().map(|o| o.remove(missing));
+            assert!(parse_policy(&entry).is_none(), "{missing}");
+        }
+        let mut unsourced = ok.clone();
+        unsourced["source"] = serde_json::json!(NO_SINCH_SOURCE);
+        assert!(parse_policy(&unsourced).is_none());
+        // A warning may rest on no Sinch source and quote nothing.
+        let warning = serde_json::json!({"severity": "warning", "source": NO_SINCH_SOURCE});
+        assert!(parse_policy(&warning).is_some());
+    }
 
     #[test]
     fn percent_decoding_of_locations() {

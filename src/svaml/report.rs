@@ -58,6 +58,12 @@ pub struct Violation {
     /// Where the rule comes from: a Sinch doc page or SDK file, or `svamlgate` when no Sinch source
     /// states it (such a finding is never an error in normal mode).
     pub source: String,
+    /// The line of the source the rule rests on, quoted as read (every refusing rule has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// When the quoted line was read at its source (`YYYY-MM-DD`), or why it was not re-read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
     /// Whether strict mode turns this warning into an error. Strict mode is the canonical spelling
     /// Sinch documents today; spellings Sinch's own SDKs and examples emit stay warnings there.
     #[serde(skip)]
@@ -82,8 +88,17 @@ impl Violation {
             message: message.into(),
             hint: None,
             source: NO_SINCH_SOURCE.to_owned(),
+            quote: None,
+            read: None,
             strict_error: true,
         }
+    }
+
+    /// Sets the quoted line of the source and when it was read.
+    pub fn evidence(mut self, quote: impl Into<String>, read: impl Into<String>) -> Violation {
+        self.quote = Some(quote.into());
+        self.read = Some(read.into());
+        self
     }
 
     /// Sets `source`.
@@ -141,7 +156,14 @@ impl fmt::Display for Violation {
         if let Some(hint) = &self.hint {
             write!(f, "; hint: {hint}")?;
         }
-        write!(f, "; source: {}", self.source)
+        write!(f, "; source: {}", self.source)?;
+        if let Some(quote) = &self.quote {
+            write!(f, "; says: \"{quote}\"")?;
+            if let Some(read) = &self.read {
+                write!(f, " (read {read})")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -541,11 +563,13 @@ pub(crate) fn push_schema_error(
         }
         _ => Violation::new(severity, pointer, code, error.masked().to_string()),
     };
-    out.push(
-        violation
-            .source(policy.source)
-            .strict_error(policy.strict_error),
-    );
+    let violation = violation
+        .source(policy.source)
+        .strict_error(policy.strict_error);
+    out.push(match (policy.quote, policy.read) {
+        (Some(quote), Some(read)) => violation.evidence(quote, read),
+        _ => violation,
+    });
 }
 
 /// Recognises an enum failure of an action/instruction `name`.

@@ -5,6 +5,7 @@ mod callbacks;
 mod cli;
 mod faults;
 mod flows;
+mod gate_evidence;
 mod gate_feedback;
 mod helpers;
 mod logging;
