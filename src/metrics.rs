@@ -194,6 +194,41 @@ const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "Time Sinch's Calling API took to answer one attempt (or fail), by operation.",
     ),
+    (
+        "svamlgate_signature_explanations_total",
+        "counter",
+        "Signature failures explained, by cause (path_prefix, path_rewritten, trailing_slash, percent_encoding, query_string, content_type, other_key, secret_not_decoded, body_changed, clock_skew, unknown_key, unexplained).",
+    ),
+    (
+        "svamlgate_signature_reported_total",
+        "counter",
+        "Callbacks whose signature failed and that report mode answered anyway, by reason.",
+    ),
+    (
+        "svamlgate_refusals_summarized_total",
+        "counter",
+        "Refusals past the per-window limit of their peer and reason: counted into a summary row instead of recorded one by one, by reason.",
+    ),
+    (
+        "svamlgate_refusal_summaries_total",
+        "counter",
+        "Summary rows recorded for refusals past the per-window limit.",
+    ),
+    (
+        "svamlgate_canary_callbacks_total",
+        "counter",
+        "The canary's own callbacks (call id prefix svamlgate-canary-), counted apart from svamlgate_callbacks_total.",
+    ),
+    (
+        "svamlgate_canary_runs_total",
+        "counter",
+        "Canary runs through SVAMLGATE_PUBLIC_URL, by result (ok, or the failed stage).",
+    ),
+    (
+        "svamlgate_canary_duration_seconds",
+        "histogram",
+        "Canary stage durations (dns, connect, tls, answer, total).",
+    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {
