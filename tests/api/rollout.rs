@@ -93,11 +93,17 @@ async fn a_path_prefix_refusal_names_the_setting_to_operators_only() {
 }
 
 /// The authorization sent, extra headers, the cause expected, a text the explanation holds.
-type Variant = (String, Vec<(&'static str, String)>, &'static str, &'static str);
+type Variant = (
+    String,
+    Vec<(&'static str, String)>,
+    &'static str,
+    &'static str,
+);
 
 #[actix_web::test]
 async fn each_variant_gets_its_named_explanation_end_to_end() {
-    let app = spawn_app().await;
+    // Eight refusals of one reason from one peer: all recorded one by one.
+    let app = spawn_app_with(|c| c.verification.refusals_per_window = 20).await;
     let body = ice("variants-1", "+15550002");
     let ts = now();
     let other = AppCredential::new(KEY, "JViE5vDor0Sw3WllZka15Q==").unwrap();
