@@ -864,3 +864,55 @@ async fn doctor_online_names_the_key_sinch_refuses() {
         .all(|c| c.check != "sinch"));
     server.stop(false).await;
 }
+
+#[actix_web::test]
+async fn canary_failures_name_their_stage() {
+    // Nothing listens: the connect stage.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = spawn_app_with(move |c| {
+        c.verification.public_url = Some(format!("http://{closed}/sinch/callback"));
+    })
+    .await;
+    let run = svamlgate::canary::run_once(&app.state).await;
+    assert_eq!(run.failed_stage.as_deref(), Some("connect"), "{run:?}");
+    assert!(run.dns_ms.is_some() && run.connect_ms.is_none());
+    assert_eq!(run.consecutive_failures, 1);
+    let run = svamlgate::canary::run_once(&app.state).await;
+    assert_eq!(run.consecutive_failures, 2);
+    app.stop().await;
+
+    // Answered correctly but slower than the threshold: an alert too.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let public = format!("http://{}/sinch/callback", proxy.local_addr().unwrap());
+    let target = Arc::new(Mutex::new(String::new()));
+    rewriting_proxy(
+        proxy,
+        target.clone(),
+        "POST /sinch/callback ",
+        "POST /sinch/callback ",
+    );
+    let app = spawn_app_with(move |c| {
+        c.verification.public_url = Some(public);
+        c.verification.canary_slow_ms = 0;
+    })
+    .await;
+    *target.lock().unwrap() = app.addr.clone();
+    let run = svamlgate::canary::run_once(&app.state).await;
+    assert_eq!(run.status, Some(200), "{run:?}");
+    assert_eq!(run.failed_stage.as_deref(), Some("slow"), "{run:?}");
+    assert!(app
+        .state
+        .verification
+        .canary
+        .alert()
+        .is_some_and(|a| a.contains("SVAMLGATE_CANARY_SLOW_MS")));
+    let metrics = String::from_utf8_lossy(&app.get("/metrics", None).await.body).into_owned();
+    assert!(metrics.contains("svamlgate_canary_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("svamlgate_canary_runs_total{result=\"slow\"} 1"),
+        "{metrics}"
+    );
+}
