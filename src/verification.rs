@@ -53,6 +53,7 @@ pub struct Verification {
     recent: Mutex<VecDeque<(String, Explanation)>>,
     reported: AtomicU64,
     last_reported: Mutex<Option<ReportedFailure>>,
+    report_warnings: AtomicU64,
 }
 
 impl Verification {
@@ -73,6 +74,7 @@ impl Verification {
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             reported: AtomicU64::new(0),
             last_reported: Mutex::new(None),
+            report_warnings: AtomicU64::new(0),
         })
     }
 
@@ -134,8 +136,16 @@ impl Verification {
         }
     }
 
+    /// How many times the report-mode warning was logged.
+    pub fn report_warnings(&self) -> u64 {
+        self.report_warnings.load(Ordering::Relaxed)
+    }
+
     /// Logs the report-mode warning, if any request may be answered despite a failed signature.
     pub fn warn_if_reporting(&self) {
+        if self.modes.any_report() {
+            self.report_warnings.fetch_add(1, Ordering::Relaxed);
+        }
         match self.modes.report_keys() {
             None => tracing::warn!(
                 reported_failures = self.reported(),
@@ -189,4 +199,56 @@ pub fn spawn(
 ) {
     spawn_report_warning(Arc::downgrade(v), REPORT_WARNING_EVERY);
     crate::refusals::spawn_sweeper(Arc::downgrade(v), recorder, metrics, window);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_report_warning_repeats_while_report_mode_is_on() {
+        let mut config = ServeArgs::for_tests();
+        config.verification.signature_mode = SignatureMode::Report;
+        let v = Arc::new(Verification::new(&config).unwrap());
+        spawn_report_warning(Arc::downgrade(&v), Duration::from_millis(5));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while v.report_warnings() < 3 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("warned at start and again every interval");
+
+        let enforce = Arc::new(Verification::new(&ServeArgs::for_tests()).unwrap());
+        spawn_report_warning(Arc::downgrade(&enforce), Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(enforce.report_warnings(), 0);
+    }
+
+    #[test]
+    fn explanations_are_kept_by_reference_and_bounded() {
+        let v = Verification::new(&ServeArgs::for_tests()).unwrap();
+        let e = Explanation {
+            cause: crate::signature::Cause::Unexplained,
+            message: "m".into(),
+            fix: None,
+            certain: crate::signature::Certain {
+                key_known: true,
+                content_md5: "no_header".into(),
+                body_bytes: 0,
+                timestamp_in_window: None,
+                clock_difference_secs: None,
+                checked_path: "/".into(),
+            },
+        };
+        for i in 0..(RECENT + 10) {
+            v.note_explanation(&format!("r{i}"), e.clone());
+        }
+        assert!(v.explanation("r0").is_none());
+        assert!(v.explanation(&format!("r{}", RECENT + 9)).is_some());
+        v.note_reported("r1", RefusalReason::SignatureMismatch, Some(&e));
+        let r = v.readiness();
+        assert_eq!((r.mode, r.reported_failures), ("enforce", 1));
+        assert_eq!(r.last_reported.unwrap().explanation.as_deref(), Some("m"));
+    }
 }
