@@ -403,9 +403,21 @@ pub fn explain(
                     certain,
                 });
             }
+            let mut message = unexplained(&certain, named.unwrap_or(""), window);
+            if around.forwarded_prefix.is_none()
+                && around.forwarded_uri.is_none()
+                && around.original_uri.is_none()
+                && around.public_url_path.is_none()
+            {
+                message.push_str(
+                    ". If a proxy strips a path prefix, set SVAMLGATE_PUBLIC_URL to the callback \
+                     URL registered at Sinch (or have the proxy send X-Forwarded-Prefix) and the \
+                     prefix will be named",
+                );
+            }
             Some(Explanation {
                 cause: Cause::Unexplained,
-                message: unexplained(&certain, named.unwrap_or(""), window),
+                message,
                 fix: Some(
                     "check that the configured secret is the one the Sinch dashboard shows for \
                      this key, and that nothing changes the body, path or headers in transit"
@@ -1064,6 +1076,11 @@ mod tests {
         );
         assert!(
             e.message.contains("the timestamp is in the window"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("set SVAMLGATE_PUBLIC_URL"),
             "{}",
             e.message
         );
