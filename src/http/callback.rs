@@ -99,36 +99,14 @@ async fn refuse_unread(state: &AppState, req: &HttpRequest) -> Option<ApiError> 
         remote_addr: remote.as_deref(),
         body: None,
     };
+    // Only an unknown key has something to explain before the body is read: the configured keys.
     let explain = || {
-        let ring = &state.keys;
-        // Only an unknown key has something to explain before the body is read: the names of
-        // the configured keys.
         (refusal.reason == crate::signature::RefusalReason::UnknownKey).then(|| {
-            crate::signature::Explanation {
-                cause: crate::signature::Cause::UnknownKey,
-                message: format!(
-                    "the key `{}` is not configured here (configured: {})",
-                    refusal.key.as_deref().unwrap_or("").replace('`', "'"),
-                    ring.keys()
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                fix: Some(
-                    "add this Sinch application's key and secret to the configuration, or point \
-                     the application's callback URL elsewhere"
-                        .to_owned(),
-                ),
-                certain: crate::signature::Certain {
-                    key_known: false,
-                    content_md5: "not_read".to_owned(),
-                    body_bytes: 0,
-                    timestamp_in_window: None,
-                    clock_difference_secs: None,
-                    checked_path: req.path().chars().take(200).collect(),
-                },
-            }
+            crate::signature::explain::unknown_key(
+                &state.keys,
+                refusal.key.as_deref().unwrap_or(""),
+                req.path(),
+            )
         })
     };
     Some(crate::refusals::refuse(state, &refused, &refusal, explain).await)

@@ -130,7 +130,8 @@ pub struct Certain {
     /// The key named by the request is configured here.
     pub key_known: bool,
     /// `matches_header` (the body's MD5 equals the Content-MD5 header), `differs_from_header`, or
-    /// `no_header` (then it is computed over the bytes received, as always).
+    /// `no_header` (then it is computed over the bytes received, as always), or `not_read` (refused
+    /// from its headers, before the body was read).
     pub content_md5: String,
     /// The body length the signature was checked over.
     pub body_bytes: usize,
@@ -310,7 +311,7 @@ pub fn explain(
         Some(_) => "differs_from_header",
     };
     let named = refusal.key.as_deref();
-    let mut certain = Certain {
+    let certain = Certain {
         key_known: named.is_some_and(|k| ring.matching(k).next().is_some()),
         content_md5: content_md5.to_owned(),
         body_bytes: req.body.len(),
@@ -350,31 +351,19 @@ pub fn explain(
         }
         RefusalReason::UnknownKey => {
             let named = named.unwrap_or("");
-            let configured: Vec<String> = ring.keys().iter().map(|k| format!("`{k}`")).collect();
+            let mut e = unknown_key(ring, named, req.path);
+            e.certain = Certain {
+                key_known: false,
+                ..certain
+            };
             // Signed with a configured secret under the wrong key name?
-            let matched = search(ring, req, around, Some(named), true);
-            let mut message = format!(
-                "the key `{}` is not configured here (configured: {})",
-                quote(named),
-                configured.join(", ")
-            );
-            if let Some(changes) = &matched {
+            if let Some(changes) = search(ring, req, around, Some(named), true) {
                 for c in changes {
                     let (m, _) = c.describe(named, req.content_type);
-                    let _ = write!(message, "; {m}");
+                    let _ = write!(e.message, "; {m}");
                 }
             }
-            certain.key_known = false;
-            Some(Explanation {
-                cause: Cause::UnknownKey,
-                message,
-                fix: Some(
-                    "add this Sinch application's key and secret to the configuration, or point \
-                     the application's callback URL elsewhere"
-                        .to_owned(),
-                ),
-                certain,
-            })
+            Some(e)
         }
         RefusalReason::SignatureMismatch => {
             if let Some(changes) = search(ring, req, around, named, false) {
@@ -427,6 +416,33 @@ pub fn explain(
             })
         }
         _ => None,
+    }
+}
+
+/// The explanation of a key that is not configured, from the headers alone (a request refused
+/// before its body is read): the configured keys.
+pub fn unknown_key(ring: &KeyRing, named: &str, checked_path: &str) -> Explanation {
+    let configured: Vec<String> = ring.keys().iter().map(|k| format!("`{k}`")).collect();
+    Explanation {
+        cause: Cause::UnknownKey,
+        message: format!(
+            "the key `{}` is not configured here (configured: {})",
+            quote(named),
+            configured.join(", ")
+        ),
+        fix: Some(
+            "add this Sinch application's key and secret to the configuration, or point the \
+             application's callback URL elsewhere"
+                .to_owned(),
+        ),
+        certain: Certain {
+            key_known: false,
+            content_md5: "not_read".to_owned(),
+            body_bytes: 0,
+            timestamp_in_window: None,
+            clock_difference_secs: None,
+            checked_path: quote(checked_path),
+        },
     }
 }
 

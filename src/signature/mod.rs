@@ -44,7 +44,7 @@ use base64::Engine as _;
 use std::fmt;
 use time::OffsetDateTime;
 
-mod explain;
+pub mod explain;
 mod keys;
 pub mod settings;
 mod signing;

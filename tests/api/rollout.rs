@@ -525,7 +525,9 @@ async fn a_refusal_flood_is_bounded_and_legitimate_callbacks_keep_answering() {
         "SELECT count(*) AS n, count(*) FILTER (WHERE summary_count IS NOT NULL) AS summaries, \
          coalesce(sum(summary_count), 0)::bigint AS summarized, \
          coalesce(sum(pg_column_size(refusals.*)), 0)::bigint AS bytes, \
-         count(*) FILTER (WHERE body_sha256 = '' AND body_bytes = 30000) AS unread \
+         count(*) FILTER (WHERE body_sha256 = '' AND body_bytes = 30000) AS unread, \
+         count(*) FILTER (WHERE cause = 'unknown_key' \
+           AND explanation->>'message' LIKE '%not configured here (configured: `669E367E%') AS explained \
          FROM refusals WHERE reason = 'unknown_key'",
     )
     .fetch_one(pool)
@@ -556,6 +558,8 @@ async fn a_refusal_flood_is_bounded_and_legitimate_callbacks_keep_answering() {
     assert_eq!(summaries, 1);
     assert_eq!(summarized as u64 + 5, counted);
     assert_eq!(unread, n, "bodies are never read");
+    let explained: i64 = rows.get("explained");
+    assert_eq!(explained, 5, "the ones recorded one by one are explained");
     assert!(bytes < 64 * 1024, "{bytes} bytes of refusals");
     // Legitimate callbacks stayed far inside their deadline.
     assert!(
