@@ -52,6 +52,8 @@ pub struct AppState {
     shipper: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// Client settings for Sinch's Calling API (callouts, call and conference control).
     pub sinch: crate::sinch_api::SinchApi,
+    /// Signature mode, refusal limiter, explanations, canary status.
+    pub verification: Arc<crate::verification::Verification>,
 }
 
 /// How long past the freshness window a dedup key (and the journal segment holding it) is kept.
@@ -92,6 +94,7 @@ impl AppState {
         validator: Arc<Validator>,
     ) -> anyhow::Result<AppState> {
         let keys = key_ring(&config)?;
+        let verification = Arc::new(crate::verification::Verification::new(&config)?);
         let sinch = crate::sinch_api::SinchApi::from_config_or_disabled(&config);
         let gate = Gate::new(validator, &config)?;
         let metrics = Arc::new(Metrics::new());
@@ -175,6 +178,12 @@ impl AppState {
         } else {
             tracing::info!(keys = keys.len(), "callback signature verification on");
         }
+        crate::verification::spawn(
+            &verification,
+            recorder.clone(),
+            metrics.clone(),
+            config.verification.refusal_window(),
+        );
         if admin_token_digest.is_none() {
             tracing::info!("SVAMLGATE_ADMIN_TOKEN not set: the admin API is disabled");
         }
@@ -194,11 +203,14 @@ impl AppState {
             ship_stop,
             shipper: Mutex::new(Some(shipper)),
             sinch,
+            verification,
         })
     }
 
     /// Ships what PostgreSQL takes within `grace`; the rest stays in the journal for the next start.
     pub async fn shutdown(&self, grace: Duration) {
+        let summaries = self.verification.limiter.drain();
+        crate::refusals::record_summaries(&self.recorder, &self.metrics, summaries).await;
         self.ship_stop.send_replace(Some(Instant::now() + grace));
         let handle = self
             .shipper

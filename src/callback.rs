@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::error::{new_reference, ApiError, ErrorRecord, RefusalRecord};
+use crate::error::{new_reference, ApiError, ErrorRecord};
 use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
 use crate::feedback;
 use crate::flows::routes::GateMode;
@@ -23,7 +23,9 @@ use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 use crate::recording::replay::{Claim, Original};
 use crate::recording::{CallbackOutcome, CallbackRecord, NewCallback, Record, RejectedReply};
 use crate::redact::Masked;
-use crate::signature::{self, CallbackRequest};
+use crate::refusals::{self, Refused};
+use crate::signature::settings::SignatureMode;
+use crate::signature::{self, CallbackRequest, Explanation, RefusalReason, Surroundings};
 use crate::sources;
 use crate::svaml::{CallContext, Target};
 
@@ -34,6 +36,8 @@ pub struct InboundCallback {
     pub method: String,
     /// Path as received (without query string).
     pub path: String,
+    /// Query string as received (without `?`), for explaining a signature refusal.
+    pub query: Option<String>,
     /// content-type header, verbatim.
     pub content_type: Option<String>,
     /// x-timestamp header, verbatim.
@@ -109,7 +113,7 @@ pub fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Headers as stored with a refusal: the signature part of authorization is removed.
-fn headers_without_signature(headers: &HeaderMap) -> Value {
+pub(crate) fn headers_without_signature(headers: &HeaderMap) -> Value {
     let map: serde_json::Map<String, Value> = headers
         .iter()
         .map(|(k, v)| {
@@ -144,43 +148,148 @@ fn elapsed_us(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
 
+/// What the signature check decided.
+enum Checked {
+    /// Signed by this key.
+    Verified(String),
+    /// The signature failed, but report mode answers anyway: the key it named (if configured) and
+    /// the failure's error record, to attach to the callback's record.
+    Reported(Option<String>, Box<ErrorRecord>),
+    /// Refused: the envelope to answer with (already recorded).
+    Refused(ApiError),
+}
+
+/// The headers and path parts the explanation of a refusal reads.
+fn surroundings<'a>(state: &'a AppState, req: &'a InboundCallback) -> Surroundings<'a> {
+    let h = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    Surroundings {
+        received_path: &req.path,
+        query: req.query.as_deref(),
+        public_prefix: state.config.public_path_prefix.as_deref(),
+        public_url_path: state.verification.public_url_path.as_deref(),
+        forwarded_prefix: h("x-forwarded-prefix"),
+        forwarded_uri: h("x-forwarded-uri"),
+        original_uri: h("x-original-uri"),
+        content_md5: h("content-md5"),
+    }
+}
+
+/// Step 1: verifies the signature; in report mode a failure (but not a stale timestamp) is
+/// recorded with its explanation and the callback goes on.
+async fn check_signature(
+    state: &AppState,
+    req: &InboundCallback,
+    received_at: OffsetDateTime,
+) -> Checked {
+    let signed_path = signature::signed_path(&req.path, state.config.public_path_prefix.as_deref());
+    let creq = CallbackRequest {
+        method: &req.method,
+        path: &signed_path,
+        content_type: req.content_type.as_deref(),
+        x_timestamp: req.x_timestamp.as_deref(),
+        authorization: req.authorization.as_deref(),
+        body: &req.body,
+    };
+    let policy = &state.verify_policy;
+    let refusal = match signature::verify(&state.keys, &creq, received_at, policy) {
+        Ok(verified) => return Checked::Verified(verified.key),
+        Err(refusal) => refusal,
+    };
+    let known_key = refusal
+        .key
+        .as_deref()
+        .filter(|k| state.keys.keys().iter().any(|c| c.eq_ignore_ascii_case(k)));
+    let explain = || {
+        signature::explain(
+            &state.keys,
+            &creq,
+            &surroundings(state, req),
+            &refusal,
+            received_at,
+            policy,
+        )
+    };
+    let refused = Refused {
+        method: &req.method,
+        path: &req.path,
+        headers: &req.headers,
+        remote_addr: req.remote_addr.as_deref(),
+        body: Some(&req.body),
+    };
+    let freshness = matches!(
+        refusal.reason,
+        RefusalReason::TimestampTooOld | RefusalReason::TimestampInFuture
+    );
+    if freshness || state.verification.mode_for(known_key) == SignatureMode::Enforce {
+        return Checked::Refused(refusals::refuse(state, &refused, &refusal, explain).await);
+    }
+    // Report mode: freshness still applies to whatever carries a parseable timestamp, so a
+    // stale replay of a request is refused whatever its signature.
+    if let Some(stale) = signature::freshness(req.x_timestamp.as_deref(), received_at, policy) {
+        let stale = signature::refusal(stale, refusal.key.as_deref());
+        let explain = || {
+            signature::explain(
+                &state.keys,
+                &creq,
+                &surroundings(state, req),
+                &stale,
+                received_at,
+                policy,
+            )
+        };
+        return Checked::Refused(refusals::refuse(state, &refused, &stale, explain).await);
+    }
+    let reason = refusal.reason;
+    let explanation = explain();
+    let err = ApiError::new(
+        reason.error_code(),
+        format!(
+            "{} (report mode: the callback was answered normally)",
+            reason.message()
+        ),
+    );
+    state.metrics.inc(
+        "svamlgate_signature_reported_total",
+        &[("reason", reason.as_str())],
+    );
+    if let Some(e) = &explanation {
+        state.metrics.inc(
+            "svamlgate_signature_explanations_total",
+            &[("cause", e.cause.as_str())],
+        );
+        state
+            .verification
+            .note_explanation(&err.reference, e.clone());
+    }
+    state
+        .verification
+        .note_reported(&err.reference, reason, explanation.as_ref());
+    let line = explanation.as_ref().map(Explanation::line);
+    tracing::warn!(
+        reference = %err.reference,
+        reason = reason.as_str(),
+        explanation = line.as_deref().unwrap_or(""),
+        "signature failed; answered anyway (report mode)"
+    );
+    let record = refusals::refusal_record(&err, &refused, &refusal, explanation, true);
+    Checked::Reported(known_key.map(str::to_owned), Box::new(record))
+}
+
 /// Handles one callback. `Err` is an error envelope to answer with (already queued for recording).
 pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<CallbackReply, ApiError> {
     let received_at = OffsetDateTime::now_utc();
     let _in_flight = state.recorder.status.enter();
 
     // 1. Signature.
+    let mut reported = None;
     let (signature_state, signed_by) = if state.config.verify_signatures {
-        let signed_path =
-            signature::signed_path(&req.path, state.config.public_path_prefix.as_deref());
-        let creq = CallbackRequest {
-            method: &req.method,
-            path: &signed_path,
-            content_type: req.content_type.as_deref(),
-            x_timestamp: req.x_timestamp.as_deref(),
-            authorization: req.authorization.as_deref(),
-            body: &req.body,
-        };
-        match signature::verify(&state.keys, &creq, received_at, &state.verify_policy) {
-            Ok(verified) => (SignatureState::Verified, Some(verified.key)),
-            Err(refusal) => {
-                let reason = refusal.reason.as_str();
-                state
-                    .metrics
-                    .inc("svamlgate_signature_refusals_total", &[("reason", reason)]);
-                let err = ApiError::new(refusal.reason.error_code(), refusal.reason.message());
-                tracing::warn!(reference = %err.reference, reason, "callback refused");
-                let mut record = request_error(&err, &req);
-                record.refusal = Some(RefusalRecord {
-                    reason: reason.to_owned(),
-                    application_key: refusal.key.clone(),
-                    headers: headers_without_signature(&req.headers),
-                    body_sha256: signature::body_digest(&req.body),
-                    body_bytes: req.body.len(),
-                });
-                state.recorder.record(Record::Error(Box::new(record))).await;
-                return Err(err.already_recorded());
+        match check_signature(state, &req, received_at).await {
+            Checked::Verified(key) => (SignatureState::Verified, Some(key)),
+            Checked::Reported(key, record) => {
+                reported = Some(record);
+                (SignatureState::Reported, key)
             }
+            Checked::Refused(err) => return Err(err),
         }
     } else {
         (SignatureState::Unverified, None)
@@ -233,6 +342,8 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         span.record("callid", c.as_str());
     }
 
+    let canary = crate::canary::is_canary(event.callid.as_deref());
+
     // 3. Replays: a byte-identical signed request gets the stored reply and is never processed twice.
     let original = match state.replays.claim(&dedup, id, &reference) {
         Claim::New(original) => original,
@@ -243,6 +354,10 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
 
     // 4. Decide and gate.
     let mut record = CallbackRecord::new(new, CallbackOutcome::answered(ReplySource::None));
+    if let Some(mut error) = reported {
+        error.callback_id = Some(record.callback.id);
+        record.errors.push(*error);
+    }
     let mut body = None;
     if let Some(target) = event.kind.reply_target() {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
@@ -252,7 +367,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
             .as_ref()
             .map(|t| Bytes::copy_from_slice(t.get().as_bytes()));
         record.outcome.reply = text;
-        if let Some(c) = &event.callid {
+        if let Some(c) = event.callid.as_ref().filter(|_| !canary) {
             let passed = record.outcome.gate_passed();
             let source = record.outcome.reply_source;
             let cookies = crate::svaml::cookies_set(&reply);
@@ -269,7 +384,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         }
         record.call_state = sources::observe_final(&event);
     }
-    if let Some(change) = &record.call_state {
+    if let Some(change) = record.call_state.as_ref().filter(|_| !canary) {
         state.calls.apply(change, record.callback.received_at);
     }
 
@@ -287,8 +402,13 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         .record(Record::Callback(Box::new(record)))
         .await;
     original.answered(200, body.clone());
+    // The canary is counted apart from real calls (and recorded with a reserved call id).
     state.metrics.inc(
-        "svamlgate_callbacks_total",
+        if canary {
+            "svamlgate_canary_callbacks_total"
+        } else {
+            "svamlgate_callbacks_total"
+        },
         &[("event", label), ("outcome", outcome_label)],
     );
     tracing::info!(

@@ -44,6 +44,10 @@ enum Command {
     /// Walk Sinch's troubleshooting checklist for a call id (or a callout's reference) through a running
     /// svamlgate; exit 0 no failing step, 1 a step failed, 2 not found or svamlgate unreachable.
     Diagnose(DiagnoseArgs),
+    /// Check the configuration end to end without starting the service: one line per check (ok,
+    /// warning or error, with the fix); exit 1 on any error. `--online` also asks Sinch whether it
+    /// accepts the credentials.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// How the CLI reaches a running svamlgate's admin API.
@@ -171,6 +175,7 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => report(run_async(sign(args))),
         Command::Callout(args) => exit_with(run_async_code(callout(args))),
         Command::Diagnose(args) => exit_with(run_async_code(diagnose(args))),
+        Command::Doctor(args) => exit_with(run_async_code(crate::doctor::main(args))),
     }
 }
 

@@ -227,6 +227,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sinch_api: SinchApiArgs,
+
+    /// Signature mode (enforce or report), the canary, and the refusal limit.
+    #[command(flatten)]
+    pub verification: crate::signature::settings::VerificationArgs,
 }
 
 /// How svamlgate talks to Sinch's Calling API (callouts, call and conference control). The

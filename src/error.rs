@@ -202,6 +202,33 @@ pub struct RefusalRecord {
     pub body_sha256: String,
     /// Body length.
     pub body_bytes: usize,
+    /// Why, in words: what matches or what is certainly right (signature refusals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<crate::signature::Explanation>,
+    /// Report mode: the callback was processed and answered normally despite the failure.
+    #[serde(default)]
+    pub answered: bool,
+    /// A summary row: the refusals of one peer and reason in one window beyond the ones recorded
+    /// one by one (this row's other fields are one sample of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<RefusalSummary>,
+}
+
+/// Refusals of one peer and reason in one window that were counted instead of recorded one by one.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RefusalSummary {
+    /// The peer address (`*` for peers past the tracked number).
+    pub peer: String,
+    /// How many refusals (this row's sample included).
+    pub count: u64,
+    /// The first of them.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_at: time::OffsetDateTime,
+    /// The last of them.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_at: time::OffsetDateTime,
+    /// Length of the window, in seconds.
+    pub window_secs: u64,
 }
 
 /// One row of the errors table (plus, for refusals, one of the refusals table).

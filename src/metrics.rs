@@ -199,6 +199,41 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Warnings on replies that went out that are certain dead branches when reached (a menu option going to a menu that does not exist), by event and rule; each is also logged at error.",
     ),
+    (
+        "svamlgate_signature_explanations_total",
+        "counter",
+        "Signature failures explained, by cause (path_prefix, path_rewritten, trailing_slash, percent_encoding, query_string, content_type, other_key, secret_not_decoded, body_changed, clock_skew, unknown_key, unexplained).",
+    ),
+    (
+        "svamlgate_signature_reported_total",
+        "counter",
+        "Callbacks whose signature failed and that report mode answered anyway, by reason.",
+    ),
+    (
+        "svamlgate_refusals_summarized_total",
+        "counter",
+        "Refusals past the per-window limit of their peer and reason: counted into a summary row instead of recorded one by one, by reason.",
+    ),
+    (
+        "svamlgate_refusal_summaries_total",
+        "counter",
+        "Summary rows recorded for refusals past the per-window limit.",
+    ),
+    (
+        "svamlgate_canary_callbacks_total",
+        "counter",
+        "The canary's own callbacks (call id prefix svamlgate-canary-), counted apart from svamlgate_callbacks_total.",
+    ),
+    (
+        "svamlgate_canary_runs_total",
+        "counter",
+        "Canary runs through SVAMLGATE_PUBLIC_URL, by result (ok, or the failed stage).",
+    ),
+    (
+        "svamlgate_canary_duration_seconds",
+        "histogram",
+        "Canary stage durations (dns, connect, tls, answer, total).",
+    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {

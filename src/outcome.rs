@@ -89,6 +89,8 @@ vocabulary! {
         Verified => "verified",
         /// Signature checking is disabled by configuration.
         Unverified => "unverified",
+        /// The signature failed and report mode answered anyway (the failure is in `refusals`).
+        Reported => "reported",
     }
 }
 

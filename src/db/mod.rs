@@ -94,3 +94,4 @@ pub async fn pool_for(url: &str, max_connections: u32) -> anyhow::Result<PgPool>
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with(options))
 }
+pub mod refusals;

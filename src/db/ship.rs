@@ -171,7 +171,8 @@ async fn insert_errors(
     }
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, method, \
-         path, headers, body_sha256, body_bytes) ",
+         path, headers, body_sha256, body_bytes, explanation, cause, answered, summary_count, first_at, last_at, \
+         peer) ",
     );
     q.push_values(refusals, |mut b, e| {
         let r = e.refusal.as_ref();
@@ -185,7 +186,21 @@ async fn insert_errors(
             .push_bind(e.path.clone().unwrap_or_default())
             .push_bind(r.map(|r| r.headers.clone()).unwrap_or(Value::Null))
             .push_bind(r.map(|r| r.body_sha256.clone()))
-            .push_bind(r.map_or(0, |r| i32::try_from(r.body_bytes).unwrap_or(i32::MAX)));
+            .push_bind(r.map_or(0, |r| i32::try_from(r.body_bytes).unwrap_or(i32::MAX)))
+            .push_bind(
+                r.and_then(|r| r.explanation.as_ref())
+                    .and_then(|e| serde_json::to_value(e).ok()),
+            )
+            .push_bind(
+                r.and_then(|r| r.explanation.as_ref())
+                    .map(|e| e.cause.as_str()),
+            )
+            .push_bind(r.is_some_and(|r| r.answered));
+        let summary = r.and_then(|r| r.summary.as_ref());
+        b.push_bind(summary.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)))
+            .push_bind(summary.map(|s| s.first_at))
+            .push_bind(summary.map(|s| s.last_at))
+            .push_bind(summary.map(|s| s.peer.clone()));
     });
     q.push(" ON CONFLICT (reference) DO NOTHING");
     q.build().persistent(false).execute(&mut **tx).await?;

@@ -171,6 +171,15 @@ pub struct Refusal {
     pub body_sha256: String,
     /// Body length.
     pub body_bytes: i32,
+    /// Why, in words (see `crate::signature::Explanation`), when the reason has an explanation.
+    #[schema(required = true, value_type = Option<crate::signature::Explanation>)]
+    pub explanation: Option<Value>,
+    /// Report mode: the callback was answered normally despite the failure.
+    pub answered: bool,
+    /// Set on a summary row: the refusals of one peer and reason in one window past the ones
+    /// recorded one by one.
+    #[schema(required = true, value_type = Option<crate::db::refusals::SummaryDoc>)]
+    pub summary: Option<Value>,
 }
 
 /// A reply the gate stopped (the fallback went out instead): the object
@@ -349,7 +358,10 @@ impl Store {
              e.remote_addr, e.callback_id, e.detail, \
              CASE WHEN r.reference IS NULL THEN NULL ELSE jsonb_build_object('reason', r.reason, \
                'applicationKey', r.application_key, 'headers', r.headers, 'bodySha256', r.body_sha256, \
-               'bodyBytes', r.body_bytes) END AS refusal \
+               'bodyBytes', r.body_bytes, 'explanation', r.explanation, 'answered', r.answered, \
+               'summary', CASE WHEN r.summary_count IS NULL THEN NULL ELSE jsonb_build_object( \
+                 'count', r.summary_count, 'firstAt', r.first_at, 'lastAt', r.last_at, 'peer', r.peer) END) \
+               END AS refusal \
              FROM errors e LEFT JOIN refusals r ON r.reference = e.reference WHERE e.reference = $1",
         )
         .bind(reference)

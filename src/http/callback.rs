@@ -11,6 +11,8 @@ use crate::app::AppState;
 use crate::callback::{handle, InboundCallback};
 use crate::catalog::code;
 use crate::error::{ApiError, Envelope};
+use crate::refusals::Refused;
+use crate::signature::settings::SignatureMode;
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -41,12 +43,18 @@ pub async fn receive(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let headers = req.headers();
+    if let Some(err) = refuse_unread(&state, &req).await {
+        return Err(err);
+    }
     let body =
         super::extract::read_body(&req, payload.into_inner(), state.config.max_body_bytes).await?;
-    let headers = req.headers();
     let inbound = InboundCallback {
         method: req.method().to_string(),
         path: req.path().to_owned(),
+        query: Some(req.query_string())
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned),
         content_type: header(headers, "content-type"),
         x_timestamp: header(headers, "x-timestamp"),
         authorization: header(headers, "authorization"),
@@ -65,6 +73,43 @@ pub async fn receive(
         Some(body) => res.content_type("application/json").body(body),
         None => res.finish(),
     })
+}
+
+/// A request with no usable authorization, or naming a key that is not configured, is refused
+/// from its headers alone: its body is never read (unless that key's mode, or the default mode
+/// for unknown keys, is report: then the callback is processed as any other).
+async fn refuse_unread(state: &AppState, req: &HttpRequest) -> Option<ApiError> {
+    if !state.config.verify_signatures {
+        return None;
+    }
+    let headers = req.headers();
+    let authorization = header(headers, "authorization");
+    let refusal =
+        crate::signature::precheck(&state.keys, authorization.as_deref(), &state.verify_policy)
+            .err()?;
+    if state.verification.mode_for(None) == SignatureMode::Report {
+        return None;
+    }
+    let remote = req.peer_addr().map(|a| a.to_string());
+    let method = req.method().to_string();
+    let refused = Refused {
+        method: &method,
+        path: req.path(),
+        headers,
+        remote_addr: remote.as_deref(),
+        body: None,
+    };
+    // Only an unknown key has something to explain before the body is read: the configured keys.
+    let explain = || {
+        (refusal.reason == crate::signature::RefusalReason::UnknownKey).then(|| {
+            crate::signature::explain::unknown_key(
+                &state.keys,
+                refusal.key.as_deref().unwrap_or(""),
+                req.path(),
+            )
+        })
+    };
+    Some(crate::refusals::refuse(state, &refused, &refusal, explain).await)
 }
 
 /// Anything but POST on the callback path.

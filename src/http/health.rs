@@ -41,6 +41,11 @@ pub struct Checks {
     embedded_cluster: Option<&'static str>,
     /// The journal against its disk limit: `ok`, `near_limit` (above 90%) or `over_limit`.
     journal: &'static str,
+    /// Signature mode and what report mode let through since start.
+    signature: crate::verification::SignatureReadiness,
+    /// The canary through SVAMLGATE_PUBLIC_URL: its last run (null when it is off or has not run).
+    /// A failed or slow run makes the status `degraded`.
+    canary: Option<crate::canary::CanaryRun>,
 }
 
 /// How far PostgreSQL is behind the journal.
@@ -104,10 +109,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let canary = state.verification.canary.last();
+    let canary_failing = canary.as_ref().is_some_and(|c| !c.ok);
     let body = Readiness {
         status: if journal == "over_limit" {
             "unavailable"
-        } else if database != "ok" || journal != "ok" {
+        } else if database != "ok" || journal != "ok" || canary_failing {
             "degraded"
         } else {
             "ready"
@@ -116,6 +123,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             database,
             embedded_cluster: cluster,
             journal,
+            signature: state.verification.readiness(),
+            canary,
         },
         shipping: Shipping {
             lag_records: status.lag_records(),
@@ -186,6 +195,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
         );
     }
+    text.push_str(&state.verification.canary.gauges());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

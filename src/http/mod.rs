@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod admin_flows;
 pub mod admin_gate;
+pub mod admin_refusals;
 pub mod admin_sinch;
 pub mod callback;
 pub mod extract;
@@ -127,6 +128,7 @@ pub async fn build(
     let mut state = AppState::build(config, store, validator).await?;
     state.cluster = cluster;
     let state = web::Data::new(state);
+    crate::canary::spawn(&state);
     let addr = listener.local_addr()?;
     let server = serve(state.clone(), listener)?;
     Ok(Application {

@@ -62,6 +62,9 @@ pub struct AppCredential {
     key: String,
     mac: HmacSha256,
     basic_digest: [u8; 32],
+    /// HMAC keyed with the secret's base64 *text* (not decoded): only to explain a refusal signed
+    /// that way (the SDK trap), never to accept one.
+    text_mac: Box<HmacSha256>,
 }
 
 impl fmt::Debug for AppCredential {
@@ -121,10 +124,16 @@ impl AppCredential {
             HmacSha256::new_from_slice(&decoded).map_err(|_| CredentialError::SecretNotBase64 {
                 key: key.to_owned(),
             })?;
+        let text_mac = HmacSha256::new_from_slice(secret_b64.as_bytes()).map_err(|_| {
+            CredentialError::SecretNotBase64 {
+                key: key.to_owned(),
+            }
+        })?;
         Ok(Self {
             key: key.to_owned(),
             mac,
             basic_digest: sha256(secret_b64.as_bytes()),
+            text_mac: Box::new(text_mac),
         })
     }
 
@@ -142,6 +151,18 @@ impl AppCredential {
 
     pub(super) fn verify_signature(&self, string_to_sign: &str, signature: &[u8]) -> bool {
         let mut mac = self.mac.clone();
+        mac.update(string_to_sign.as_bytes());
+        mac.verify_slice(signature).is_ok()
+    }
+
+    /// Like `verify_signature`, but with the secret's text used as the HMAC key without decoding
+    /// it (only to explain a refusal).
+    pub(super) fn verify_signature_undecoded(
+        &self,
+        string_to_sign: &str,
+        signature: &[u8],
+    ) -> bool {
+        let mut mac = (*self.text_mac).clone();
         mac.update(string_to_sign.as_bytes());
         mac.verify_slice(signature).is_ok()
     }
@@ -241,6 +262,33 @@ impl KeyRing {
             }
         }
         keys
+    }
+
+    /// The credential svamlgate signs its own requests with (the canary): the first configured.
+    pub fn signing_credential(&self) -> Option<&AppCredential> {
+        self.creds.first()
+    }
+
+    /// Every credential, in configuration order.
+    pub(super) fn all(&self) -> impl Iterator<Item = &AppCredential> {
+        self.creds.iter()
+    }
+
+    /// Keys configured more than once with different secrets: a rotation in progress, or a
+    /// mistake (`svamlgate doctor` warns).
+    pub fn repeated_keys(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut repeated: Vec<&str> = Vec::new();
+        for c in &self.creds {
+            if seen.iter().any(|k| k.eq_ignore_ascii_case(&c.key)) {
+                if !repeated.iter().any(|k| k.eq_ignore_ascii_case(&c.key)) {
+                    repeated.push(&c.key);
+                }
+            } else {
+                seen.push(&c.key);
+            }
+        }
+        repeated
     }
 
     /// The credentials for `key` (ASCII-case-insensitive): one, or several while it is rotated.

@@ -44,11 +44,14 @@ use base64::Engine as _;
 use std::fmt;
 use time::OffsetDateTime;
 
+pub mod explain;
 mod keys;
+pub mod settings;
 mod signing;
 
 /// The form of `x-timestamp` that [`sign`] expects (see [`crate::timestamp::format`]).
 pub use crate::timestamp::format as format_timestamp;
+pub use explain::{explain, Cause, Certain, Explanation, Surroundings};
 pub use keys::{AppCredential, CredentialError, KeyRing};
 pub use signing::{body_digest, content_md5, sign, signed_path, string_to_sign};
 
@@ -472,6 +475,50 @@ pub fn verify(
         timestamp,
         scheme,
     })
+}
+
+/// Steps 1–3 of [`verify`] (keys configured, header well-formed, key known), which need neither
+/// the body nor the timestamp: a request that fails them is refused before its body is read.
+pub fn precheck(
+    ring: &KeyRing,
+    authorization: Option<&str>,
+    policy: &VerifyPolicy,
+) -> Result<(), Refusal> {
+    use RefusalReason as R;
+    if ring.is_empty() {
+        return Err(Refusal::new(R::NoKeysConfigured, None));
+    }
+    let auth = authorization.ok_or_else(|| Refusal::new(R::AuthorizationMissing, None))?;
+    let auth = parse_authorization(auth, policy.allow_basic).map_err(|r| Refusal::new(r, None))?;
+    let key: &str = match &auth {
+        AuthHeader::Application { key, .. } => key,
+        AuthHeader::Basic { key, .. } => key,
+    };
+    if ring.matching(key).next().is_none() {
+        return Err(Refusal::new(R::UnknownKey, Some(key)));
+    }
+    Ok(())
+}
+
+/// Step 6 of [`verify`] alone: `Some` when `x-timestamp` parses and is outside the window. Report
+/// mode applies it to requests whose signature failed, so a stale replay is still refused.
+pub fn freshness(
+    x_timestamp: Option<&str>,
+    now: OffsetDateTime,
+    policy: &VerifyPolicy,
+) -> Option<RefusalReason> {
+    let timestamp = crate::timestamp::parse(x_timestamp?)?;
+    let skew = now - timestamp;
+    (skew.unsigned_abs() > policy.window).then_some(if skew.is_negative() {
+        RefusalReason::TimestampInFuture
+    } else {
+        RefusalReason::TimestampTooOld
+    })
+}
+
+/// Builds a refusal (for callers outside this module, e.g. a freshness refusal in report mode).
+pub fn refusal(reason: RefusalReason, key: Option<&str>) -> Refusal {
+    Refusal::new(reason, key)
 }
 
 #[cfg(test)]

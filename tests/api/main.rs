@@ -10,6 +10,7 @@ mod gate_feedback;
 mod helpers;
 mod logging;
 mod openapi;
+mod rollout;
 mod signatures;
 mod sinch_api;
 mod svaml_corpus;
