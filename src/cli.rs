@@ -44,7 +44,12 @@ enum Command {
     /// Walk Sinch's troubleshooting checklist for a call id (or a callout's reference) through a running
     /// svamlgate; exit 0 no failing step, 1 a step failed, 2 not found or svamlgate unreachable.
     Diagnose(DiagnoseArgs),
+    /// Flows: `check` walks every path of a flow file (coverage, for CI); `replay` re-drives stored
+    /// calls against a version through a running svamlgate.
+    Flow(flow::FlowArgs),
 }
+
+mod flow;
 
 /// How the CLI reaches a running svamlgate's admin API.
 #[derive(Debug, Args)]
@@ -168,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => report(run_async(sign(args))),
         Command::Callout(args) => exit_with(run_async_code(callout(args))),
         Command::Diagnose(args) => exit_with(run_async_code(diagnose(args))),
+        Command::Flow(args) => flow::run(args),
     }
 }
 

@@ -4,6 +4,7 @@ mod admin;
 mod callbacks;
 mod cli;
 mod faults;
+mod flow_changes;
 mod flows;
 mod gate_feedback;
 mod helpers;
