@@ -24,8 +24,8 @@ enum FlowCommand {
     /// file cannot be read or is not a flow document.
     Check(CheckArgs),
     /// Replay stored calls of a flow against one of its versions through a running svamlgate
-    /// (POST /admin/flows/{id}/versions/{version}/replay). Exit 0 when every call goes the same
-    /// way, 1 when one differs, 2 on an error.
+    /// (POST /admin/flows/{id}/versions/{version}/replay). Exit 0 when every call takes the same
+    /// path and no reply would be refused, 1 otherwise, 2 on an error.
     Replay(ReplayArgs),
 }
 
@@ -143,7 +143,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     let (status, answer) = admin_request(
         &args.admin,
         awc::http::Method::POST,
-        &format!("/admin/flows/{}/versions/{}/replay", args.flow, args.version),
+        &format!(
+            "/admin/flows/{}/versions/{}/replay",
+            args.flow, args.version
+        ),
         Some(&body),
         None,
     )
@@ -161,8 +164,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         print!("{}", render_replay(&answer));
     }
-    let all_same = answer["same"] == answer["calls"];
-    Ok(if all_same { 0 } else { 1 })
+    let same_paths = answer["pathDifferent"] == 0 && answer["refused"] == 0;
+    Ok(if same_paths { 0 } else { 1 })
 }
 
 fn short(v: &serde_json::Value) -> String {
@@ -185,8 +188,8 @@ pub fn render_replay(r: &serde_json::Value) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Flow {} version {}: {} call(s) replayed, {} the same, {} different, {} with an input that has no meaning, {} with a reply the gate would refuse",
-        r["flowId"], r["version"], r["calls"], r["same"], r["different"], r["meaningless"], r["refused"]
+        "Flow {} version {}: {} call(s) replayed: {} the same, {} on another path, {} on the same path with other replies, {} with an input that has no meaning, {} with a reply the gate would refuse",
+        r["flowId"], r["version"], r["calls"], r["same"], r["pathDifferent"], r["repliesDifferent"], r["meaningless"], r["refused"]
     );
     if r["shippingLagRecords"].as_u64().unwrap_or(0) > 0 {
         let _ = writeln!(
@@ -201,7 +204,17 @@ pub fn render_replay(r: &serde_json::Value) -> String {
             let _ = writeln!(out, "  same       {callid} ({} events)", c["events"]);
             continue;
         }
-        if let Some(d) = c["firstDifference"].as_object() {
+        let d = if c["firstPathDifference"].is_object() {
+            c["firstPathDifference"].as_object()
+        } else {
+            c["firstDifference"].as_object()
+        };
+        if let Some(d) = d {
+            let what = if d.get("pathDiffers") == Some(&serde_json::Value::Bool(true)) {
+                "other path"
+            } else {
+                "other reply"
+            };
             let input = d
                 .get("input")
                 .map(|i| {
@@ -215,7 +228,7 @@ pub fn render_replay(r: &serde_json::Value) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  different  {callid}: event {} ({}){input}",
+                "  {what:11}{callid}: event {} ({}){input}",
                 d["index"],
                 d["event"].as_str().unwrap_or("")
             );

@@ -347,9 +347,7 @@ impl Store {
             }
         }
         // Latest calls first, as selected.
-        calls.sort_by_key(|c| {
-            std::cmp::Reverse(c.events.first().map(|e| e.received_at.clone()))
-        });
+        calls.sort_by_key(|c| std::cmp::Reverse(c.events.first().map(|e| e.received_at.clone())));
         Ok(calls)
     }
 

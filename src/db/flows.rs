@@ -192,10 +192,12 @@ impl Store {
             .bind(document)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO flow_publications (flow_id, version, via) VALUES ($1, 1, 'create')")
-            .bind(s.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO flow_publications (flow_id, version, via) VALUES ($1, 1, 'create')",
+        )
+        .bind(s.id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(s)
     }

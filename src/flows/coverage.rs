@@ -238,7 +238,11 @@ const SAMPLE_TIMESTAMP: &str = "2026-01-01T12:00:00Z";
 const KEYS: [&str; 12] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#"];
 
 fn digits(n: u64) -> String {
-    "1234567890".chars().cycle().take(n.clamp(1, 20) as usize).collect()
+    "1234567890"
+        .chars()
+        .cycle()
+        .take(n.clamp(1, 20) as usize)
+        .collect()
 }
 
 /// The ICE that starts the walk (values of [`EventContext::sample`]).
@@ -501,10 +505,11 @@ impl<'a> Walker<'a> {
             return;
         }
         for w in report.warnings() {
-            if self
-                .warned
-                .insert((d.node.clone(), "gate-warning", format!("{label}:{}", w.code)))
-            {
+            if self.warned.insert((
+                d.node.clone(),
+                "gate-warning",
+                format!("{label}:{}", w.code),
+            )) {
                 self.findings.push(Finding {
                     severity: Severity::Warning,
                     code: "gate-warning",
@@ -604,15 +609,21 @@ impl<'a> Walker<'a> {
             _ => "the digits entered".to_owned(),
         };
         let from_name = from.as_deref().unwrap_or("?");
-        let nowhere =
-            d.via.starts_with("no-transition") || d.via.starts_with("missing-node");
+        let nowhere = d.via.starts_with("no-transition") || d.via.starts_with("missing-node");
         let by_default = d.key.as_deref() == Some("default") || d.via.starts_with("fallback:");
         let value_key = match kind {
-            "return" => format!("/next/{}", pointer_token(input.value.as_deref().unwrap_or(""))),
+            "return" => format!(
+                "/next/{}",
+                pointer_token(input.value.as_deref().unwrap_or(""))
+            ),
             _ => "/next/sequence".to_owned(),
         };
         let tag = format!("{kind}:{}", input.value.as_deref().unwrap_or(""));
-        if nowhere && self.warned.insert((from.clone(), "option-leads-nowhere", tag.clone())) {
+        if nowhere
+            && self
+                .warned
+                .insert((from.clone(), "option-leads-nowhere", tag.clone()))
+        {
             self.findings.push(Finding {
                 severity: Severity::Error,
                 code: "option-leads-nowhere",
@@ -629,7 +640,9 @@ impl<'a> Walker<'a> {
             });
         } else if by_default
             && kind == "return"
-            && self.warned.insert((from.clone(), "option-caught-by-default", tag))
+            && self
+                .warned
+                .insert((from.clone(), "option-caught-by-default", tag))
         {
             self.findings.push(Finding {
                 severity: Severity::Warning,
@@ -778,7 +791,14 @@ impl<'a> Walker<'a> {
         for r in roots {
             let mut on_path: Vec<usize> = Vec::new();
             let mut visiting: BTreeSet<usize> = BTreeSet::new();
-            self.dfs(r, &mut on_path, &mut visiting, &mut best, &mut budget, &mut exact);
+            self.dfs(
+                r,
+                &mut on_path,
+                &mut visiting,
+                &mut best,
+                &mut budget,
+                &mut exact,
+            );
         }
         if !exact {
             if let Some(deepest) = self.steps.iter().max_by_key(|s| s.depth) {
@@ -866,9 +886,7 @@ pub fn coverage(validator: &Validator, mode: Mode, flow: &FlowDoc) -> CoverageRe
     }
     for s in w.trapped() {
         let node = w.position_of(s).node;
-        if w.warned
-            .insert((node.clone(), "trap-loop", String::new()))
-        {
+        if w.warned.insert((node.clone(), "trap-loop", String::new())) {
             w.findings.push(Finding {
                 severity: Severity::Error,
                 code: "trap-loop",
@@ -970,7 +988,11 @@ pub fn render_text(r: &CoverageReport) -> String {
         r.reached_nodes.len(),
         r.reached_nodes.len() + r.unreached_nodes.len(),
         r.longest_path.steps,
-        if r.longest_path.exact { "" } else { " (at least)" },
+        if r.longest_path.exact {
+            ""
+        } else {
+            " (at least)"
+        },
         if r.truncated { " (walk truncated)" } else { "" }
     );
     if !r.problems.is_empty() {
@@ -1054,7 +1076,10 @@ mod tests {
     }
 
     fn codes(r: &CoverageReport) -> Vec<(&'static str, Option<&str>)> {
-        r.findings.iter().map(|f| (f.code, f.node.as_deref())).collect()
+        r.findings
+            .iter()
+            .map(|f| (f.code, f.node.as_deref()))
+            .collect()
     }
 
     #[test]
@@ -1074,9 +1099,15 @@ mod tests {
             .find(|s| s.node.as_deref() == Some("pinEntered"))
             .unwrap();
         assert_eq!(pin.pie.as_ref().unwrap()["menuResult"]["type"], "sequence");
-        assert_eq!(pin.hears[0], "You entered 1234. Connecting you to your account manager.");
+        assert_eq!(
+            pin.hears[0],
+            "You entered 1234. Connecting you to your account manager."
+        );
         let text = render_text(&r);
-        assert!(text.contains("press 1 (sales) → sales: \"Connecting you to sales.\""), "{text}");
+        assert!(
+            text.contains("press 1 (sales) → sales: \"Connecting you to sales.\""),
+            "{text}"
+        );
         assert!(text.contains("[back to step 0]"), "{text}");
     }
 
@@ -1095,7 +1126,11 @@ mod tests {
         ] {
             assert!(found.contains(&expected), "{expected:?} not in {found:?}");
         }
-        let refused = r.findings.iter().find(|f| f.code == "gate-refused").unwrap();
+        let refused = r
+            .findings
+            .iter()
+            .find(|f| f.code == "gate-refused")
+            .unwrap();
         assert_eq!(refused.violations[0].code, "SVAML040");
         assert_eq!(
             refused.path,

@@ -367,7 +367,10 @@ mod tests {
         );
         let (heard, then) = hears(&reply);
         assert_eq!(heard, ["Hi", "Press 1", "(plays http://x/a.wav)"]);
-        assert_eq!(then, "waits for input (1=sales, 2=menu more, 3=menu nowhere)");
+        assert_eq!(
+            then,
+            "waits for input (1=sales, 2=menu more, 3=menu nowhere)"
+        );
         assert!(expects_pie(&reply));
         assert!(is_audible(&reply));
         let hang = json!({"action": {"name": "hangup"}});

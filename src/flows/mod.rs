@@ -24,4 +24,6 @@ pub mod live;
 pub mod menu;
 pub mod model;
 pub mod render;
+pub mod replay;
 pub mod routes;
+pub mod shadow;

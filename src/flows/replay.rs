@@ -32,7 +32,7 @@ pub struct Judge<'a> {
     /// Normal or strict.
     pub mode: Mode,
     /// The pre-validated fallback of each event.
-    pub fallback: &'a dyn Fn(Target) -> Value,
+    pub fallback: &'a (dyn Fn(Target) -> Value + Sync),
 }
 
 /// One stored event of a call.
@@ -262,7 +262,11 @@ fn translate(pie: &Value, live_prev: Option<&Value>, cand_prev: Option<&Value>) 
                 .as_deref()
                 .and_then(|id| cand.menu(id))
                 .filter(|m| m.max_digits.is_some())
-                .or_else(|| cand.reachable().into_iter().find(|m| m.max_digits.is_some()));
+                .or_else(|| {
+                    cand.reachable()
+                        .into_iter()
+                        .find(|m| m.max_digits.is_some())
+                });
             if let Some(m) = collecting {
                 let to = MenuInput {
                     menu_id: Some(m.id.clone()),
@@ -455,13 +459,21 @@ pub struct CallReplay {
     pub recorded_version: Option<i32>,
     /// Events answered by the candidate.
     pub events: usize,
-    /// Whether every node and reply is the same (and every input has a meaning).
+    /// Whether the path is the same: every event answered by the same node, every input with a
+    /// meaning in the candidate.
+    pub same_path: bool,
+    /// Whether every reply is the same, byte for byte as JSON (a reworded prompt or a reordered
+    /// menu changes replies without changing the path).
+    pub same_replies: bool,
+    /// Both.
     pub same: bool,
-    /// The first event answered differently.
+    /// The first event answered differently (node or reply), both replies side by side.
     pub first_difference: Option<Difference>,
+    /// The first event answered by another node (the caller's path changes there).
+    pub first_path_difference: Option<Difference>,
     /// The recorded input that has no meaning in the candidate (the replay of the call stops there).
     pub meaningless_input: Option<MeaninglessInput>,
-    /// Inputs the candidate reads differently (moved keys), by event index.
+    /// Inputs the candidate reads differently (moved keys).
     pub moved_keys: Vec<InputMapping>,
     /// Replies the gate would now refuse.
     pub refused: Vec<RefusedReply>,
@@ -475,8 +487,11 @@ pub fn replay_call(flow: &FlowDoc, judge: &Judge<'_>, call: &RecordedCall) -> Ca
         started_at: call.events.first().map(|e| e.received_at.clone()),
         recorded_version: call.events.iter().find_map(|e| e.flow_version),
         events: 0,
+        same_path: true,
+        same_replies: true,
         same: true,
         first_difference: None,
+        first_path_difference: None,
         meaningless_input: None,
         moved_keys: Vec::new(),
         refused: Vec::new(),
@@ -486,7 +501,7 @@ pub fn replay_call(flow: &FlowDoc, judge: &Judge<'_>, call: &RecordedCall) -> Ca
             continue;
         };
         if let Some(reason) = step.meaningless {
-            out.same = false;
+            out.same_path = false;
             out.meaningless_input = step.input.map(|input| MeaninglessInput {
                 index,
                 reference: ev.reference.clone(),
@@ -510,26 +525,37 @@ pub fn replay_call(flow: &FlowDoc, judge: &Judge<'_>, call: &RecordedCall) -> Ca
         }
         let path_differs = step.node != ev.node;
         let reply_differs = Some(&step.reply) != ev.reply.as_ref();
-        if (path_differs || reply_differs) && out.first_difference.is_none() {
-            out.same = false;
-            out.first_difference = Some(Difference {
-                index,
-                event: ev.event_type.clone(),
-                reference: ev.reference.clone(),
-                input: step.input.clone(),
-                recorded: Side {
-                    node: ev.node.clone(),
-                    reply: ev.reply.clone().unwrap_or(Value::Null),
-                },
-                candidate: Side {
-                    node: step.node.clone(),
-                    reply: step.reply.clone(),
-                },
-                via: step.via.clone(),
-                path_differs,
-            });
+        if !path_differs && !reply_differs {
+            continue;
+        }
+        let diff = Difference {
+            index,
+            event: ev.event_type.clone(),
+            reference: ev.reference.clone(),
+            input: step.input.clone(),
+            recorded: Side {
+                node: ev.node.clone(),
+                reply: ev.reply.clone().unwrap_or(Value::Null),
+            },
+            candidate: Side {
+                node: step.node.clone(),
+                reply: step.reply.clone(),
+            },
+            via: step.via.clone(),
+            path_differs,
+        };
+        out.same_replies &= !reply_differs;
+        if path_differs {
+            out.same_path = false;
+            if out.first_path_difference.is_none() {
+                out.first_path_difference = Some(diff.clone());
+            }
+        }
+        if out.first_difference.is_none() {
+            out.first_difference = Some(diff);
         }
     }
+    out.same = out.same_path && out.same_replies;
     out
 }
 
@@ -551,8 +577,10 @@ mod tests {
 
     /// Records a call as the live flow answers it (the same engine, as the reply path runs it).
     fn record(flow: &FlowDoc, callid: &str, pies: &[(&str, &str)]) -> RecordedCall {
-        let mut events = vec![json!({"event": "ice", "callid": callid, "timestamp": "2026-11-25T10:00:00Z",
-            "cli": "46708168731", "to": {"type": "did", "endpoint": "+15550100"}})];
+        let mut events = vec![
+            json!({"event": "ice", "callid": callid, "timestamp": "2026-11-25T10:00:00Z",
+            "cli": "46708168731", "to": {"type": "did", "endpoint": "+15550100"}}),
+        ];
         for (kind, value) in pies {
             events.push(json!({"event": "pie", "callid": callid, "timestamp": "2026-11-25T10:00:05Z",
                 "menuResult": {"menuId": "main", "type": kind, "value": value, "inputMethod": "dtmf"}}));
@@ -603,18 +631,26 @@ mod tests {
             }
             let cand = swapped_ivr();
             let r = replay_call(&cand, judge, &sales);
-            assert!(!r.same);
-            let d = r.first_difference.as_ref().unwrap();
+            assert!(!r.same && !r.same_path && !r.same_replies);
+            // The menu itself changed (the ICE reply), and the path changes at the first key.
+            assert_eq!(r.first_difference.as_ref().unwrap().index, 0);
+            let d = r.first_path_difference.as_ref().unwrap();
             assert_eq!(d.index, 1);
             assert!(d.path_differs);
             assert_eq!(d.recorded.node.as_deref(), Some("sales"));
             assert_eq!(d.candidate.node.as_deref(), Some("support"));
             let input = d.input.as_ref().unwrap();
             assert_eq!(input.key.as_deref(), Some("1"));
-            assert_eq!(input.candidate.as_ref().unwrap().value.as_deref(), Some("support"));
+            assert_eq!(
+                input.candidate.as_ref().unwrap().value.as_deref(),
+                Some("support")
+            );
             assert_eq!(r.moved_keys.len(), 1);
-            assert!(replay_call(&cand, judge, &pin).same);
-            assert!(replay_call(&cand, judge, &silent).same);
+            for call in [&pin, &silent] {
+                let r = replay_call(&cand, judge, call);
+                assert!(r.same_path && !r.same_replies, "{r:#?}");
+                assert!(!r.first_difference.as_ref().unwrap().path_differs);
+            }
         });
     }
 
@@ -630,11 +666,15 @@ mod tests {
         cand.nodes.get_mut("welcome").unwrap().next.remove("pin");
         judge_and(|judge| {
             let r = replay_call(&cand, judge, &pin);
-            assert!(!r.same);
+            assert!(!r.same_path);
             let m = r.meaningless_input.unwrap();
             assert_eq!(m.index, 1);
             assert_eq!(m.input.key.as_deref(), Some("3"));
-            assert!(m.reason.contains("key 3 is no longer an option"), "{}", m.reason);
+            assert!(
+                m.reason.contains("key 3 is no longer an option"),
+                "{}",
+                m.reason
+            );
         });
     }
 
@@ -649,7 +689,10 @@ mod tests {
             assert_eq!(r.refused.len(), 1, "{r:#?}");
             assert_eq!(r.refused[0].node.as_deref(), Some("sales"));
             let d = r.first_difference.unwrap();
-            assert_eq!(d.candidate.reply, crate::gate::builtin_fallback(Target::Pie));
+            assert_eq!(
+                d.candidate.reply,
+                crate::gate::builtin_fallback(Target::Pie)
+            );
             assert!(!d.path_differs);
         });
     }

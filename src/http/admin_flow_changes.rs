@@ -130,8 +130,7 @@ struct CoverageQuery {
     tag = "flows",
     params(FlowVersionPath, CoverageQuery),
     responses(
-        (status = 200, description = "The coverage report (JSON), or its text form with `format=text`.", body = CoverageReport,
-         content(("application/json" = CoverageReport), ("text/plain" = String))),
+        (status = 200, description = "The coverage report (JSON); with `format=text`, its readable form as `text/plain`.", body = CoverageReport),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 503, response = DatabaseUnavailable)
@@ -213,7 +212,7 @@ struct PublishResult {
     operation_id = "publishFlowVersion",
     tag = "flows",
     params(FlowVersionPath),
-    request_body(content = Option<PublishRequest>, description = "Optional: `force` and `reason`."),
+    request_body(content = PublishRequest, description = "Optional (an empty body is `{}`): `force` and `reason`."),
     responses(
         (status = 200, description = "Published.", body = PublishResult),
         (status = 400, response = PublishRefused),
@@ -295,7 +294,12 @@ async fn publish(
         )));
     };
     if forced {
-        tracing::warn!(flow = id, version, errors = report.errors, "flow version published with force over coverage errors");
+        tracing::warn!(
+            flow = id,
+            version,
+            errors = report.errors,
+            "flow version published with force over coverage errors"
+        );
     }
     if let Err(e) = state.live.refresh(&state.store).await {
         tracing::warn!(error = %e, "could not reload routes and flows after a publish; retried every second");
@@ -336,10 +340,13 @@ struct ReplayReport {
     version: i32,
     /// Calls replayed.
     calls: usize,
-    /// Calls the candidate answers the same way, event for event.
+    /// Calls the candidate answers the same way, event for event (same nodes, same replies).
     same: usize,
-    /// Calls with a difference (their first one is shown).
-    different: usize,
+    /// Calls whose path differs: an event answered by another node, or an input without meaning
+    /// (the calls that pressed a moved key).
+    path_different: usize,
+    /// Calls on the same path whose replies differ (a reworded prompt, a reordered menu).
+    replies_different: usize,
     /// Calls whose recorded input has no meaning in the candidate.
     meaningless: usize,
     /// Calls in which the gate would refuse a reply of the candidate.
@@ -353,12 +360,12 @@ struct ReplayReport {
 
 /// Replay stored calls against a flow version
 ///
-/// Takes stored calls that went through this flow (by `callids`, a time range `since`/`until`, or the `last` N; default the last 100, at most 500) and re-drives each one's recorded events through the version: the ICE, then the PIE answers the caller actually gave, with the same timing facts. The key a caller pressed is read from the menu that was sent and the value Sinch reported, so a moved key is replayed as the key. For each call: whether nodes and replies are the same, else the first difference with both replies side by side; inputs that have no meaning in the version; replies the gate would now refuse. Nothing is sent to Sinch and nothing is recorded as a callback.
+/// Takes stored calls that went through this flow (by `callids`, a time range `since`/`until`, or the `last` N; default the last 100, at most 500) and re-drives each one's recorded events through the version: the ICE, then the PIE answers the caller actually gave, with the same timing facts. The key a caller pressed is read from the menu that was sent and the value Sinch reported, so a moved key is replayed as the key. For each call: whether the path (the node answering each event) and the replies are the same, else the first difference (and the first difference of path) with both replies side by side; inputs that have no meaning in the version; replies the gate would now refuse. Nothing is sent to Sinch and nothing is recorded as a callback.
 #[utoipa::path(
     operation_id = "replayFlowVersion",
     tag = "flows",
     params(FlowVersionPath),
-    request_body(content = Option<ReplayRequest>, description = "Which calls; empty: the last 100."),
+    request_body(content = ReplayRequest, description = "Which calls (an empty body is `{}`: the last 100)."),
     responses(
         (status = 200, description = "The replay report.", body = ReplayReport),
         (status = 400, response = BadRequest),
@@ -425,15 +432,19 @@ async fn replay(
         mode: state.gate.mode(),
         fallback: &fallback,
     };
-    let items: Vec<CallReplay> = calls.iter().map(|c| replay_call(&flow, &judge, c)).collect();
+    let items: Vec<CallReplay> = calls
+        .iter()
+        .map(|c| replay_call(&flow, &judge, c))
+        .collect();
     Ok(HttpResponse::Ok().json(ReplayReport {
         flow_id: id,
         version,
         calls: items.len(),
         same: items.iter().filter(|c| c.same).count(),
-        different: items
+        path_different: items.iter().filter(|c| !c.same_path).count(),
+        replies_different: items
             .iter()
-            .filter(|c| c.first_difference.is_some())
+            .filter(|c| c.same_path && !c.same_replies)
             .count(),
         meaningless: items
             .iter()

@@ -232,7 +232,8 @@ fn split_status(bytes: &[u8]) -> Result<(Option<String>, Option<Vec<u8>>), ApiEr
     };
     match status.as_str() {
         Some(s @ ("draft" | "published")) => {
-            let rest = serde_json::to_vec(&Value::Object(map)).map_err(|e| ApiError::internal(&e))?;
+            let rest =
+                serde_json::to_vec(&Value::Object(map)).map_err(|e| ApiError::internal(&e))?;
             Ok((Some(s.to_owned()), Some(rest)))
         }
         _ => Err(ApiError::new(

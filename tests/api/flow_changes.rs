@@ -67,7 +67,7 @@ async fn versions(app: &TestApp, flow_id: i64) -> Value {
     body
 }
 
-fn version<'a>(list: &'a Value, v: i64) -> &'a Value {
+fn version(list: &Value, v: i64) -> &Value {
     list["items"]
         .as_array()
         .unwrap()
@@ -120,8 +120,7 @@ async fn drafts_publish_pinned_calls_and_rollback() {
     assert_eq!(body["forced"], false);
     let r = app.post_signed(&pie("d-1", "timeout", "")).await.json();
     assert_eq!(
-        r["instructions"][0]["text"],
-        "Thank you for calling Example Corp. Goodbye.",
+        r["instructions"][0]["text"], "Thank you for calling Example Corp. Goodbye.",
         "the call in progress stays on its pinned version"
     );
     app.post_signed(&ice("d-2", "+15550111")).await;
@@ -155,16 +154,15 @@ async fn drafts_publish_pinned_calls_and_rollback() {
         "Thank you for calling Example Corp. Goodbye."
     );
     // The history: create, publish v2, publish v1.
-    let via: Vec<(String, i32)> = sqlx::query(
-        "SELECT via, version FROM flow_publications WHERE flow_id = $1 ORDER BY id",
-    )
-    .bind(flow_id)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get("via"), r.get("version")))
-    .collect();
+    let via: Vec<(String, i32)> =
+        sqlx::query("SELECT via, version FROM flow_publications WHERE flow_id = $1 ORDER BY id")
+            .bind(flow_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("via"), r.get("version")))
+            .collect();
     assert_eq!(
         via,
         [
@@ -298,7 +296,10 @@ async fn coverage_of_a_version_as_json_and_text() {
         ))
         .await;
     let text = String::from_utf8(res.body.clone()).unwrap();
-    assert!(text.contains("#0 ICE → welcome: \"Welcome to Example Corp."), "{text}");
+    assert!(
+        text.contains("#0 ICE → welcome: \"Welcome to Example Corp."),
+        "{text}"
+    );
     app.admin_get(&format!(
         "/admin/flows/{flow_id}/versions/1/coverage?format=xml"
     ))
@@ -362,8 +363,10 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
     );
     assert_eq!(same["calls"], 4);
     assert_eq!(same["same"], 4, "{same:#}");
+    assert_eq!(same["pathDifferent"], 0);
 
-    // Keys 1 and 2 swapped: exactly the calls that pressed them differ, at their first key.
+    // Keys 1 and 2 swapped: exactly the calls that pressed them take another path, from their
+    // first key; the others hear another menu (its options changed) but go the same way.
     let res = app
         .admin_send(
             "POST",
@@ -372,12 +375,13 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
         )
         .await;
     let moved = res.json();
-    assert_eq!(moved["different"], 2, "{moved:#}");
+    assert_eq!(moved["pathDifferent"], 2, "{moved:#}");
+    assert_eq!(moved["repliesDifferent"], 2, "{moved:#}");
     let mut differing: Vec<&str> = moved["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["same"] == false)
+        .filter(|c| c["samePath"] == false)
         .map(|c| c["callid"].as_str().unwrap())
         .collect();
     differing.sort_unstable();
@@ -388,7 +392,7 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
         .iter()
         .find(|c| c["callid"] == "r-0")
         .unwrap();
-    let d = &r0["firstDifference"];
+    let d = &r0["firstPathDifference"];
     assert_eq!(d["index"], 1);
     assert_eq!(d["input"]["key"], "1");
     assert_eq!(d["input"]["recorded"]["value"], "sales");
@@ -405,7 +409,7 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
         .iter()
         .find(|c| c["callid"] == "r-1")
         .unwrap();
-    assert_eq!(r1["firstDifference"]["candidate"]["node"], "sales");
+    assert_eq!(r1["firstPathDifference"]["candidate"]["node"], "sales");
     assert_eq!(r1["meaninglessInput"]["index"], 2, "{r1:#}");
 
     // By call id, and nothing was recorded as a callback.
@@ -417,7 +421,7 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
         )
         .await;
     assert_eq!(res.json()["calls"], 1);
-    assert_eq!(res.json()["same"], 1);
+    assert_eq!(res.json()["items"][0]["samePath"], true);
     assert_eq!(count().await, before);
     app.admin_send(
         "POST",
@@ -445,7 +449,10 @@ async fn shadowing_leaves_the_live_replies_byte_for_byte_the_same() {
     assert_eq!(res.json()["shadowVersion"], v2);
 
     let shadowed = four_calls(&app, "+15550115", "shadowed").await;
-    assert_eq!(plain, shadowed, "the replies went out byte for byte the same");
+    assert_eq!(
+        plain, shadowed,
+        "the replies went out byte for byte the same"
+    );
 
     // 4 ICEs and 6 PIEs were compared; r-0's and r-1's first key differ.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -468,28 +475,32 @@ async fn shadowing_leaves_the_live_replies_byte_for_byte_the_same() {
     );
     assert_eq!(report["totals"]["compared"], 10, "{report:#}");
     assert_eq!(report["routes"], json!([route_id]));
-    let calls: Vec<&str> = report["items"]
+    // Every ICE hears another menu (its options changed); only the calls that pressed a moved
+    // key take another path.
+    let mut other_path: Vec<&str> = report["items"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|d| d["liveNode"] != d["candidateNode"])
         .map(|d| d["callid"].as_str().unwrap())
         .collect();
-    assert!(calls.contains(&"shadowed-0") && calls.contains(&"shadowed-1"), "{report:#}");
-    assert!(!calls.iter().any(|c| c.ends_with("-2") || c.ends_with("-3")));
+    other_path.sort_unstable();
+    assert_eq!(other_path, ["shadowed-0", "shadowed-1"], "{report:#}");
     let first = report["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["callid"] == "shadowed-0")
+        .find(|d| d["callid"] == "shadowed-0" && d["eventType"] == "pie")
         .unwrap();
     assert_eq!(first["liveNode"], "sales");
     assert_eq!(first["candidateNode"], "support");
     assert_eq!(first["input"]["key"], "1");
     // Only live callbacks are recorded: 4 calls of each batch.
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE callid LIKE 'shadowed-%'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE callid LIKE 'shadowed-%'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(n, 10);
     // A shadow version on an upstream route is refused.
     let bad = json!({"name": "u", "called": "+15550116", "shadowVersion": 2,
@@ -514,7 +525,12 @@ fn flow_check_command_exit_codes() {
         c.output().unwrap()
     };
     let ok = run("ivr.json", false);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(text.contains("Flow \"Example Corp IVR\": OK"), "{text}");
     let bad = run("defects.json", true);
