@@ -96,10 +96,11 @@ pub struct ShadowDifference {
     #[schema(value_type = Option<crate::flows::replay::InputMapping>)]
     pub input: Option<Value>,
     /// The reply sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub live_reply: Option<Value>,
-    /// The reply the candidate would have sent (after the gate).
-    #[schema(value_type = Object)]
+    /// The reply the candidate would have sent (after the gate); null when the live input has no
+    /// meaning in the candidate (see `note`).
+    #[schema(value_type = Option<Object>)]
     pub candidate_reply: Option<Value>,
     /// Whether the gate passed the candidate's reply.
     pub candidate_passed: bool,

@@ -1033,7 +1033,7 @@ pub fn render_text(r: &CoverageReport) -> String {
             Some(i) => i.label.clone(),
             None => s.event.to_uppercase(),
         };
-        let to = s.node.as_deref().unwrap_or("-");
+        let to = s.node.as_deref().unwrap_or("(engine)");
         let heard = if s.hears.is_empty() {
             String::new()
         } else {
