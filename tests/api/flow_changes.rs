@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{fixture, ice, pie, spawn_app, Documented, TestApp};
+use crate::helpers::{fixture, ice, pie, spawn_app, Documented, TestApp, ADMIN_TOKEN};
 
 fn flow_doc(name: &str) -> Value {
     serde_json::from_slice(&fixture(&format!("flows/{name}"))).unwrap()
@@ -423,6 +423,34 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
     assert_eq!(res.json()["calls"], 1);
     assert_eq!(res.json()["items"][0]["samePath"], true);
     assert_eq!(count().await, before);
+
+    // The same from the command line, through the running service: exit 1, the moved keys shown.
+    let base = format!("http://{}", app.addr);
+    let (flow, version) = (flow_id.to_string(), v2.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_svamlgate"))
+            .args(["flow", "replay", "--server", &base, "--token", ADMIN_TOKEN])
+            .args(["--flow", &flow, "--version", &version, "--last", "10"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("4 call(s) replayed: 0 the same, 2 on another path"),
+        "{text}"
+    );
+    assert!(
+        text.contains("other path r-0: event 1 (pie) after key 1 (recorded sales, now support)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recorded  sales: \"Connecting you to sales.\" → connects to +12025550143"),
+        "{text}"
+    );
+
     app.admin_send(
         "POST",
         &format!("/admin/flows/{flow_id}/versions/1/replay"),
