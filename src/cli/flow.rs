@@ -201,7 +201,7 @@ pub fn render_replay(r: &serde_json::Value) -> String {
     for c in r["items"].as_array().into_iter().flatten() {
         let callid = c["callid"].as_str().unwrap_or("?");
         if c["same"] == true {
-            let _ = writeln!(out, "  same       {callid} ({} events)", c["events"]);
+            let _ = writeln!(out, "  {:<11} {callid} ({} events)", "same", c["events"]);
             continue;
         }
         let d = if c["firstPathDifference"].is_object() {
@@ -228,19 +228,19 @@ pub fn render_replay(r: &serde_json::Value) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {what:11}{callid}: event {} ({}){input}",
+                "  {what:<11} {callid}: event {} ({}){input}",
                 d["index"],
                 d["event"].as_str().unwrap_or("")
             );
             let _ = writeln!(
                 out,
-                "             recorded  {}: {}",
+                "              recorded  {}: {}",
                 d["recorded"]["node"].as_str().unwrap_or("-"),
                 short(&d["recorded"]["reply"])
             );
             let _ = writeln!(
                 out,
-                "             candidate {}: {}",
+                "              candidate {}: {}",
                 d["candidate"]["node"].as_str().unwrap_or("-"),
                 short(&d["candidate"]["reply"])
             );
@@ -248,7 +248,8 @@ pub fn render_replay(r: &serde_json::Value) -> String {
         if let Some(m) = c["meaninglessInput"].as_object() {
             let _ = writeln!(
                 out,
-                "  no meaning {callid}: event {}: {}",
+                "  {:<11} {callid}: event {}: {}",
+                "no meaning",
                 m["index"],
                 m["reason"].as_str().unwrap_or("")
             );
@@ -256,7 +257,8 @@ pub fn render_replay(r: &serde_json::Value) -> String {
         for f in c["refused"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,
-                "  refused    {callid}: event {} node {}: the gate would refuse the reply",
+                "  {:<11} {callid}: event {} node {}: the gate would refuse the reply",
+                "refused",
                 f["index"],
                 f["node"].as_str().unwrap_or("-")
             );

@@ -443,7 +443,7 @@ async fn replay_finds_exactly_the_calls_that_pressed_moved_keys() {
         "{text}"
     );
     assert!(
-        text.contains("other path r-0: event 1 (pie) after key 1 (recorded sales, now support)"),
+        text.contains("other path  r-0: event 1 (pie) after key 1 (recorded sales, now support)"),
         "{text}"
     );
     assert!(
