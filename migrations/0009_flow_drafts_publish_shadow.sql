@@ -20,6 +20,7 @@ CREATE TABLE flow_publications (
     FOREIGN KEY (flow_id, version) REFERENCES flow_versions (flow_id, version) ON DELETE CASCADE
 );
 COMMENT ON TABLE flow_publications IS 'Every time a version became the live one: by creating the flow, by a PUT without draft (today''s behaviour, no coverage check), or by POST .../publish (coverage checked; a rollback is the publish of an earlier version).';
+COMMENT ON COLUMN flow_publications.id IS 'Row id (in the order of publication).';
 COMMENT ON COLUMN flow_publications.flow_id IS 'The flow.';
 COMMENT ON COLUMN flow_publications.version IS 'The version that became live.';
 COMMENT ON COLUMN flow_publications.previous_version IS 'The version that was live before (NULL for a new flow).';
@@ -55,6 +56,7 @@ CREATE TABLE shadow_differences (
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE shadow_differences IS 'Live events on a shadowed route whose candidate reply differed from the reply sent (the latest 1,000 per flow version are kept).';
+COMMENT ON COLUMN shadow_differences.id IS 'Row id (in the order of comparison).';
 COMMENT ON COLUMN shadow_differences.flow_id IS 'The flow.';
 COMMENT ON COLUMN shadow_differences.version IS 'The candidate version that was shadowed.';
 COMMENT ON COLUMN shadow_differences.route_id IS 'The route the event came in on.';

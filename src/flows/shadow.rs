@@ -221,3 +221,63 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn a_job(n: usize) -> ShadowJob {
+        ShadowJob {
+            route_id: 1,
+            flow_id: 1,
+            version: 2,
+            callid: format!("c-{n}"),
+            event_type: "ice".into(),
+            event: json!({"event": "ice"}),
+            reference: format!("r-{n}"),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            live_reply: json!({"action": {"name": "hangup"}}),
+            live_version: Some(1),
+            live_node: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        // Nobody reads the queue: offering never blocks the reply path, the excess is counted.
+        let (tx, _rx) = tokio::sync::mpsc::channel(QUEUE);
+        let shadow = Shadow {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        let started = Instant::now();
+        for n in 0..QUEUE + 25 {
+            shadow.offer(a_job(n));
+        }
+        assert_eq!(shadow.dropped(), 25);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_a_shadowed_flow_route_makes_a_job() {
+        let mut route: crate::flows::routes::Route = serde_json::from_value(
+            json!({"id": 7, "name": "r", "target": {"kind": "flow", "flowId": 3}}),
+        )
+        .unwrap();
+        let event = crate::events::parse_value(json!({"event": "ice", "callid": "c"})).unwrap();
+        let mut outcome =
+            crate::recording::CallbackOutcome::answered(crate::outcome::ReplySource::Flow);
+        outcome.route_id = Some(7);
+        let reply = json!({"action": {"name": "hangup"}});
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let job_for = |routes: &[crate::flows::routes::Route]| {
+            job(routes, &event, &outcome, "ref", at, &reply)
+        };
+        assert!(job_for(std::slice::from_ref(&route)).is_none());
+        route.shadow_version = Some(2);
+        let j = job_for(std::slice::from_ref(&route)).unwrap();
+        assert_eq!((j.flow_id, j.version, j.callid.as_str()), (3, 2, "c"));
+        assert!(job_for(&[]).is_none());
+    }
+}
