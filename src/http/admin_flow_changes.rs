@@ -48,6 +48,18 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(shadow);
 }
 
+/// Runs the coverage walk on the blocking pool: a large flow must not hold up the worker that also
+/// answers callbacks.
+async fn walk(
+    state: &web::Data<AppState>,
+    flow: std::sync::Arc<FlowDoc>,
+) -> Result<CoverageReport, ApiError> {
+    let st = state.clone();
+    web::block(move || coverage::coverage(st.gate.validator(), st.gate.mode(), &flow))
+        .await
+        .map_err(|e| ApiError::internal(&e))
+}
+
 fn shipping_lag(state: &AppState) -> u64 {
     state.recorder.status.lag_records()
 }
@@ -154,7 +166,7 @@ async fn get_coverage(
         }
     };
     let (flow, _) = load_version(&state, id, version).await?;
-    let report = coverage::coverage(state.gate.validator(), state.gate.mode(), &flow);
+    let report = walk(&state, std::sync::Arc::new(flow)).await?;
     if text {
         Ok(HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
@@ -252,7 +264,8 @@ async fn publish(
         )
         .with_details(json!({"check": check})));
     }
-    let report = coverage::coverage(state.gate.validator(), state.gate.mode(), &flow);
+    let flow = std::sync::Arc::new(flow);
+    let report = walk(&state, flow.clone()).await?;
     let summary = coverage_summary(&report);
     if !report.valid && !req.force {
         return Err(ApiError::new(
