@@ -64,6 +64,25 @@ fn shipping_lag(state: &AppState) -> u64 {
     state.recorder.status.lag_records()
 }
 
+/// Longest an admin read waits for the callbacks answered before it to reach PostgreSQL.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (at most [`CATCH_UP`], not at all while PostgreSQL is failing) until every record
+/// journaled before this read is in PostgreSQL, so that the read reflects every callback answered
+/// before it; what is still missing after that is reported as `shippingLagRecords`.
+async fn catch_up(state: &AppState) {
+    use std::sync::atomic::Ordering;
+    let status = &state.recorder.status;
+    let target = *state.recorder.journal().durable().borrow();
+    let until = std::time::Instant::now() + CATCH_UP;
+    while status.shipped.load(Ordering::Acquire) < target
+        && status.db_ok.load(Ordering::Acquire)
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The answer of `GET /admin/flows/{id}/versions`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -101,6 +120,7 @@ async fn list_versions(
     let Some(summary) = state.store.get_flow(id).await? else {
         return Err(ApiError::not_found(format!("No flow {id}")));
     };
+    catch_up(&state).await;
     let local = state.calls.pinned_to_flow(id);
     let items = state.store.version_infos(id, &local).await?;
     Ok(HttpResponse::Ok().json(VersionList {
@@ -438,6 +458,7 @@ async fn replay(
         callids: req.callids,
     };
     let (flow, _) = load_version(&state, id, version).await?;
+    catch_up(&state).await;
     let calls = state.store.recorded_calls(id, &sel).await?;
     let fallback = |t: crate::svaml::Target| state.gate.fallback(t).clone();
     let judge = Judge {
