@@ -26,7 +26,11 @@ use crate::gate::Gate;
 pub const QUEUE: usize = 4_096;
 
 /// Calls followed at once; an ICE beyond it is not shadowed.
-const MAX_CALLS: usize = 100_000;
+const MAX_CALLS: usize = 20_000;
+
+/// A call not heard of for this long is no longer followed (an IVR's menus are over long before;
+/// a later PIE of it is then not shadowed).
+const FOLLOW_FOR: Duration = Duration::from_secs(2 * 3600);
 
 /// A live event to shadow, with the reply that went out.
 #[derive(Debug, Clone)]
@@ -125,9 +129,11 @@ async fn run(
 ) {
     let mut calls: HashMap<String, (Session, Instant)> = HashMap::new();
     let mut failing = false;
+    let mut handled: u64 = 0;
     while let Some(job) = rx.recv().await {
-        if calls.len() >= MAX_CALLS {
-            calls.retain(|_, (_, t)| t.elapsed() < crate::calls::IDLE_LIMIT);
+        handled += 1;
+        if calls.len() >= MAX_CALLS || handled.is_multiple_of(1024) {
+            calls.retain(|_, (_, t)| t.elapsed() < FOLLOW_FOR);
         }
         let flow = match live
             .flow_or_load(&store, job.flow_id, Some(job.version))
