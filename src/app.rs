@@ -54,6 +54,8 @@ pub struct AppState {
     pub sinch: crate::sinch_api::SinchApi,
     /// Signature mode, refusal limiter, explanations, canary status.
     pub verification: Arc<crate::verification::Verification>,
+    /// Shadow evaluation of candidate flow versions (off the reply path).
+    pub shadow: crate::flows::shadow::Shadow,
 }
 
 /// How long past the freshness window a dedup key (and the journal segment holding it) is kept.
@@ -187,7 +189,9 @@ impl AppState {
         if admin_token_digest.is_none() {
             tracing::info!("SVAMLGATE_ADMIN_TOKEN not set: the admin API is disabled");
         }
+        let shadow = crate::flows::shadow::Shadow::spawn(live.clone(), store.clone(), gate.clone());
         Ok(AppState {
+            shadow,
             config,
             store,
             gate,

@@ -359,8 +359,19 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         record.errors.push(*error);
     }
     let mut body = None;
+    let mut shadow = None;
     if let Some(target) = event.kind.reply_target() {
         let reply = decide_and_gate(state, &event, target, &mut record, &req).await;
+        if record.outcome.route_id.is_some() {
+            shadow = crate::flows::shadow::job(
+                &state.live.routes(),
+                &event,
+                &record.outcome,
+                &reference,
+                received_at,
+                &reply,
+            );
+        }
         // Serialized once: the record keeps the text, the answer and the replay index its bytes.
         let text = serde_json::value::to_raw_value(&reply).ok();
         body = text
@@ -402,6 +413,10 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         .record(Record::Callback(Box::new(record)))
         .await;
     original.answered(200, body.clone());
+    // A shadowed route: the candidate is evaluated off the reply path, after the reply is released.
+    if let Some(job) = shadow {
+        state.shadow.offer(job);
+    }
     // The canary is counted apart from real calls (and recorded with a reserved call id).
     state.metrics.inc(
         if canary {

@@ -194,6 +194,22 @@ impl Calls {
             .and_then(|e| e.reply.clone())
     }
 
+    /// The calls held here that are pinned to a version of `flow_id`: `(callid, version)`.
+    pub fn pinned_to_flow(&self, flow_id: i64) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        self.map.retain(|callid, e| {
+            if let Some((s, _)) = &e.state {
+                if let (Some(f), Some(v)) = (s.flow_id, s.flow_version) {
+                    if f == flow_id {
+                        out.push((callid.clone(), v));
+                    }
+                }
+            }
+            true
+        });
+        out
+    }
+
     /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
     pub fn prune(&self) -> usize {
         self.map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT)

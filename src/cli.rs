@@ -48,7 +48,12 @@ enum Command {
     /// warning or error, with the fix); exit 1 on any error. `--online` also asks Sinch whether it
     /// accepts the credentials.
     Doctor(crate::doctor::DoctorArgs),
+    /// Flows: `check` walks every path of a flow file (coverage, for CI); `replay` re-drives stored
+    /// calls against a version through a running svamlgate.
+    Flow(flow::FlowArgs),
 }
+
+mod flow;
 
 /// How the CLI reaches a running svamlgate's admin API.
 #[derive(Debug, Args)]
@@ -176,6 +181,7 @@ pub fn main() -> ExitCode {
         Command::Callout(args) => exit_with(run_async_code(callout(args))),
         Command::Diagnose(args) => exit_with(run_async_code(diagnose(args))),
         Command::Doctor(args) => exit_with(run_async_code(crate::doctor::main(args))),
+        Command::Flow(args) => flow::run(args),
     }
 }
 

@@ -56,7 +56,7 @@ pub enum SaveError {
     Db(#[from] sqlx::Error),
 }
 
-fn classify(e: sqlx::Error) -> SaveError {
+pub(crate) fn classify(e: sqlx::Error) -> SaveError {
     if let sqlx::Error::Database(db) = &e {
         match db.code().as_deref() {
             Some("23505") => return SaveError::NameTaken,
@@ -114,6 +114,7 @@ fn route_from_row(r: &sqlx::postgres::PgRow) -> Result<Route, sqlx::Error> {
         gate_mode: r
             .try_get::<Option<String>, _>("gate_mode")?
             .map(|m| GateMode::parse(&m)),
+        shadow_version: r.try_get("shadow_version")?,
     })
 }
 
@@ -191,11 +192,19 @@ impl Store {
             .bind(document)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "INSERT INTO flow_publications (flow_id, version, via) VALUES ($1, 1, 'create')",
+        )
+        .bind(s.id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(s)
     }
 
-    /// Saves a new version of a flow; None when the flow does not exist.
+    /// Saves a new version of a flow and makes it the live one (a `PUT` without draft: today's
+    /// behaviour); None when the flow does not exist. The new version is one more than the highest
+    /// one (drafts included).
     pub async fn update_flow(
         &self,
         id: i64,
@@ -203,16 +212,24 @@ impl Store {
         document: &Value,
     ) -> Result<Option<FlowSummary>, SaveError> {
         let mut tx = self.pool().begin().await?;
+        let previous: Option<i32> =
+            sqlx::query_scalar("SELECT current_version FROM flows WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(previous) = previous else {
+            return Ok(None);
+        };
         let row = sqlx::query(
-            "UPDATE flows SET name = $2, current_version = current_version + 1, updated_at = now() WHERE id = $1 \
+            "UPDATE flows SET name = $2, updated_at = now(), current_version = \
+             (SELECT max(version) + 1 FROM flow_versions WHERE flow_id = $1) WHERE id = $1 \
              RETURNING id, name, current_version, created_at, updated_at",
         )
         .bind(id)
         .bind(name)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let Some(row) = row else { return Ok(None) };
         let s = summary(&row)?;
         sqlx::query("INSERT INTO flow_versions (flow_id, version, document) VALUES ($1, $2, $3)")
             .bind(s.id)
@@ -220,6 +237,14 @@ impl Store {
             .bind(document)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "INSERT INTO flow_publications (flow_id, version, previous_version, via) VALUES ($1, $2, $3, 'put')",
+        )
+        .bind(s.id)
+        .bind(s.current_version)
+        .bind(previous)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(s))
     }
@@ -286,12 +311,13 @@ impl Store {
         let row = bind_route(
             sqlx::query(
                 "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, \
-                 upstream_key, upstream_secret, upstream_timeout_ms, gate_mode) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING *",
+                 upstream_key, upstream_secret, upstream_timeout_ms, gate_mode, shadow_version) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING *",
             ),
             route,
         )
         .bind(route.gate_mode.map(GateMode::as_str))
+        .bind(route.shadow_version)
         .fetch_one(self.pool())
         .await
         .map_err(classify)?;
@@ -304,12 +330,13 @@ impl Store {
             sqlx::query(
                 "UPDATE routes SET name = $1, called = $2, caller_prefix = $3, priority = $4, target_kind = $5, \
                  flow_id = $6, upstream_url = $7, upstream_key = $8, upstream_secret = $9, upstream_timeout_ms = $10, \
-                 gate_mode = $12, updated_at = now() WHERE id = $11 RETURNING *",
+                 gate_mode = $12, shadow_version = $13, updated_at = now() WHERE id = $11 RETURNING *",
             ),
             route,
         )
         .bind(id)
         .bind(route.gate_mode.map(GateMode::as_str))
+        .bind(route.shadow_version)
         .fetch_optional(self.pool())
         .await
         .map_err(classify)?;

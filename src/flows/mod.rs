@@ -8,13 +8,22 @@
 //! - [`render`]: `${placeholder}` substitution from event data ([`render::EventContext`]);
 //! - [`engine`]: which node answers an ICE/ACE/PIE ([`engine::decide`]) and every SVAML a flow can
 //!   emit ([`engine::emissions`]) so it can be validated before the flow is saved;
-//! - [`routes`]: which flow or upstream app handles a call ([`routes::select`]).
+//! - [`routes`]: which flow or upstream app handles a call ([`routes::select`]);
+//! - [`menu`]: what a reply asks of the caller (menus, keys) and what the caller hears;
+//! - [`coverage`]: every path a caller can take, walked and gated ([`coverage::coverage`]);
+//! - [`replay`]: stored calls re-driven through a candidate version, and the per-event comparison
+//!   that shadowing uses ([`replay::replay_call`]);
+//! - [`shadow`]: a candidate version evaluated beside the live one on a route, off the reply path.
 //!
 //! Example flows live in `tests/fixtures/flows/`.
 
 pub mod check;
+pub mod coverage;
 pub mod engine;
 pub mod live;
+pub mod menu;
 pub mod model;
 pub mod render;
+pub mod replay;
 pub mod routes;
+pub mod shadow;

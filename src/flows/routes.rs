@@ -52,6 +52,12 @@ pub struct Route {
     /// What the gate does with an invalid reply on this route; absent: `SVAMLGATE_GATE_MODE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_mode: Option<GateMode>,
+    /// A version of the route's flow to evaluate in the shadow of every live event on this route:
+    /// its reply is computed off the reply path, never sent, and compared with the reply sent
+    /// (differences at `GET /admin/flows/{id}/versions/{version}/shadow`). Flow targets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub shadow_version: Option<i32>,
 }
 
 /// What the gate does with an invalid reply.
@@ -375,6 +381,13 @@ impl Route {
                         "`flowId` must be a positive flow id",
                     ));
                 }
+                if self.shadow_version.is_some_and(|v| v < 1) {
+                    p.push(error(
+                        "/shadowVersion",
+                        "route-shadow-version-invalid",
+                        "`shadowVersion` must be a version number of the route's flow (1, 2, …)",
+                    ));
+                }
             }
             RouteTarget::Upstream {
                 url,
@@ -382,6 +395,13 @@ impl Route {
                 secret_b64,
                 timeout_ms,
             } => {
+                if self.shadow_version.is_some() {
+                    p.push(error(
+                        "/shadowVersion",
+                        "route-shadow-without-flow",
+                        "only a route to a flow can shadow a flow version",
+                    ));
+                }
                 check_url(url, &mut p);
                 if key.trim().is_empty() {
                     p.push(error(
@@ -442,6 +462,7 @@ mod tests {
             priority,
             target: RouteTarget::Flow { flow_id: id },
             gate_mode: None,
+            shadow_version: None,
         }
     }
 
@@ -506,6 +527,7 @@ mod tests {
                 timeout_ms,
             },
             gate_mode: None,
+            shadow_version: None,
         }
     }
 
@@ -677,6 +699,7 @@ mod tests {
                 priority: 0,
                 target: RouteTarget::Flow { flow_id: 7 },
                 gate_mode: None,
+                shadow_version: None,
             }
         );
         let err = serde_json::from_value::<Route>(json!({

@@ -35,6 +35,11 @@ struct FlowSaved {
     flow: FlowSummary,
     #[schema(value_type = FlowCheck)]
     check: Value,
+    /// The version saved.
+    version: i32,
+    /// `published` (live now) or `draft` (saved, not live: publish it with `POST /admin/flows/{id}/versions/{version}/publish`).
+    #[schema(example = "draft")]
+    status: &'static str,
 }
 
 /// The answer of `GET /admin/flows/{id}`.
@@ -114,7 +119,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(create_route)
         .service(get_route)
         .service(update_route)
-        .service(delete_route);
+        .service(delete_route)
+        .configure(super::admin_flow_changes::routes);
 }
 
 fn save_err(e: SaveError, what: &str) -> ApiError {
@@ -201,21 +207,52 @@ async fn create_flow(
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/flows/{}", saved.id)))
         .json(FlowSaved {
+            version: saved.current_version,
             flow: saved,
             check: report,
+            status: "published",
         }))
+}
+
+/// Draft or not.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DraftQuery {
+    /// `true`: save the version as a draft, without making it live. Not a boolean: 400 40001.
+    draft: Option<bool>,
+}
+
+/// Takes the optional top-level `status` (`draft` or `published`) out of a flow body.
+fn split_status(bytes: &[u8]) -> Result<(Option<String>, Option<Vec<u8>>), ApiError> {
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok((None, None));
+    };
+    let Some(status) = map.remove("status") else {
+        return Ok((None, None));
+    };
+    match status.as_str() {
+        Some(s @ ("draft" | "published")) => {
+            let rest =
+                serde_json::to_vec(&Value::Object(map)).map_err(|e| ApiError::internal(&e))?;
+            Ok((Some(s.to_owned()), Some(rest)))
+        }
+        _ => Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            "status must be \"draft\" or \"published\"",
+        )),
+    }
 }
 
 /// Save a new version of a call flow
 ///
-/// Checks the document like `createFlow` and saves it as the flow's new current version (the name may change). Calls in progress keep the version they started with.
+/// Checks the document like `createFlow` and saves it as a new version (one more than the highest one). Without a draft it becomes the live version at once, as it always did (the name may change). With `?draft=true`, or a top-level `"status": "draft"` next to the document's fields, it is saved as a draft: nothing changes for callers until it is published (`publishFlowVersion`, which runs the coverage check). Calls in progress keep the version they started with.
 #[utoipa::path(
     operation_id = "updateFlow",
     tag = "flows",
-    params(IdPath),
-    request_body(content = FlowDoc, description = "A flow document (at most 1 MiB)."),
+    params(IdPath, DraftQuery),
+    request_body(content = FlowDoc, description = "A flow document (at most 1 MiB), optionally with a top-level `status`: `draft` or `published`."),
     responses(
-        (status = 200, description = "Saved; the summary shows the new current version.", body = FlowSaved),
+        (status = 200, description = "Saved; the summary shows the live version, `version` and `status` the one saved.", body = FlowSaved),
         (status = 400, response = FlowRefused),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -226,10 +263,38 @@ async fn create_flow(
 async fn update_flow(
     state: web::Data<AppState>,
     path: web::Path<IdPath>,
+    q: web::Query<DraftQuery>,
     body: Body<FLOW_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner().id;
-    let (flow, doc, report) = checked_flow(&state, &body.0)?;
+    let (status, stripped) = split_status(&body.0)?;
+    let draft = match (q.draft, status.as_deref()) {
+        (Some(true), Some("published")) | (Some(false), Some("draft")) => {
+            return Err(ApiError::new(
+                code::PARAMETER_VALIDATION,
+                "draft and status disagree",
+            ))
+        }
+        (Some(d), _) => d,
+        (None, s) => s == Some("draft"),
+    };
+    let (flow, doc, report) = checked_flow(&state, stripped.as_deref().unwrap_or(&body.0))?;
+    if draft {
+        let saved = state
+            .store
+            .save_draft(id, &doc)
+            .await
+            .map_err(|e| save_err(e, "flow"))?;
+        return match saved {
+            Some((summary, version)) => Ok(HttpResponse::Ok().json(FlowSaved {
+                flow: summary,
+                check: report,
+                version,
+                status: "draft",
+            })),
+            None => Err(ApiError::not_found(format!("No flow {id}"))),
+        };
+    }
     let saved = state
         .store
         .update_flow(id, &flow.name, &doc)
@@ -238,8 +303,10 @@ async fn update_flow(
     refresh_live(&state).await;
     match saved {
         Some(saved) => Ok(HttpResponse::Ok().json(FlowSaved {
+            version: saved.current_version,
             flow: saved,
             check: report,
+            status: "published",
         })),
         None => Err(ApiError::not_found(format!("No flow {id}"))),
     }

@@ -114,6 +114,13 @@ shared_responses! {
             Some(json!({"valid": false, "problems": [{"pointer": "/nodes/welcome/next/sales", "code": "next-target-missing", "severity": "error", "message": "there is no node `sales`"}], "emissions": []})),
         ),
     }
+    PublishRefused: "The body is not `{force?, reason?}` (40003); the version has structural errors or a reply the gate refuses (40001, `details.check`, never overridden); or whole-call coverage found errors and `force` was not given (40001, `details.coverage`: the findings with their paths)." {
+        "coverage" => envelope(
+            40001,
+            "The version was not published: coverage found 1 error(s); fix them, or publish with \"force\": true (recorded); see details",
+            Some(json!({"coverage": {"valid": false, "errors": 1, "warnings": 0, "problems": [], "findings": [{"severity": "error", "code": "trap-loop", "node": "maze", "pointer": "/nodes/maze/next", "message": "once at node `maze`, no key, digits or silence leads out of the menus: the caller can only hang up", "path": ["ICE → welcome", "press 5 (maze) → maze"], "step": 5}], "unreachedNodes": [], "longestPath": {"steps": 3, "path": [], "exact": true}}})),
+        ),
+    }
     RouteRefused: "The body is not a route document (40003), the route has problems (40001, `details.problems`), or a flow target names a missing flow (40001, create only)." {
         "refused" => envelope(
             40001,

@@ -4,6 +4,7 @@ mod admin;
 mod callbacks;
 mod cli;
 mod faults;
+mod flow_changes;
 mod flows;
 mod gate_evidence;
 mod gate_feedback;
