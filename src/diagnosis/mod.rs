@@ -13,7 +13,7 @@
 //! 6. `credit_capacity`: no 40200, 42900 or 42901 (from Sinch or the local cap).
 //!
 //! [`diagnose`] is pure (tested without a database) over typed [`Facts`]; [`gather`] reads them
-//! ([`facts`] holds the rows and their queries); [`steps`] walks each step.
+//! ([`facts`] holds the rows and their queries); `steps.rs` walks each step.
 
 pub mod facts;
 mod steps;
