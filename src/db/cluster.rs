@@ -219,143 +219,47 @@ impl Cluster {
         Ok(c)
     }
 
+    /// Initialises the cluster on first use, then runs the postmaster under a supervisor thread
+    /// and waits until it accepts connections.
     async fn start(dir: &Path, bin_dir: Option<&Path>, fsync_off: bool) -> anyhow::Result<Cluster> {
         let bins = find_bin_dir(bin_dir)?;
         let account = server_account()?;
-        let public_dir = dir;
         let home = cluster_home(dir, account)?;
-        let dir = home.as_path();
-        let data = dir.join("pg");
-        let pw_file = dir.join("pg-password");
-        chown(dir, account)?;
-
-        if !data.join("PG_VERSION").is_file() {
-            let password = random_password();
-            std::fs::write(&pw_file, &password).context("writing the cluster password file")?;
-            std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600))?;
-            chown(&pw_file, account)?;
-            let out = command(&bins.join("initdb"), account)
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-U",
-                    PG_USER,
-                    "-A",
-                    "scram-sha-256",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ])
-                .arg(format!("--pwfile={}", pw_file.display()))
-                .stdin(Stdio::null())
-                .output()
-                .context("running initdb")?;
-            if !out.status.success() {
-                bail!(
-                    "initdb failed in {}: {}",
-                    data.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
+        chown(&home, account)?;
+        let data = home.join("pg");
+        let password = init_once(&bins, &home, &data, account)?;
+        let port = choose_port(&home)?;
+        if dir != home {
+            publish(dir, &password, port)?;
         }
-        let password = std::fs::read_to_string(&pw_file)
-            .with_context(|| format!("reading {}", pw_file.display()))?
-            .trim()
-            .to_owned();
-
-        // Keep the port stable across starts (handy for psql), unless it is taken now.
-        let port_file = dir.join("pg-port");
-        let port = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u16>().ok())
-            .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .map_or_else(free_port, Ok)?;
-        std::fs::write(&port_file, port.to_string()).context("writing the port file")?;
-        if public_dir != dir {
-            // What the README's psql line reads, beside the service's other files (root only).
-            let copy = public_dir.join("pg-password");
-            std::fs::write(&copy, &password).context("writing the cluster password file")?;
-            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))?;
-            std::fs::write(public_dir.join("pg-port"), port.to_string())?;
-        }
-        let log_path = dir.join("postgres.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
-        chown(&log_path, account)?;
-        let mut cmd = command(&bins.join("postgres"), account);
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string()])
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "unix_socket_directories=",
-            ])
-            .args(["-c", "max_connections=200"]);
-        if fsync_off {
-            cmd.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the server if the
-        // thread that spawned it (the supervisor thread below, alive for the whole process) ends.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                // Callers before records: the embedded server (and every backend it forks) yields
-                // the CPU to the reply path under load. Records wait in the journal meanwhile.
-                libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-                Ok(())
-            });
-        }
-
-        // The supervisor thread owns the child for its whole life, so PDEATHSIG fires only when the
-        // process ends, not when some short-lived thread that happened to start the server ends.
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<u32>>();
+        let log_path = home.join("postgres.log");
+        let cmd = postgres_command(&bins, &data, port, &log_path, account, fsync_off)?;
         let health = Arc::new(Health::default());
-        let supervisor_health = health.clone();
-        std::thread::Builder::new()
-            .name("svamlgate-postgres".into())
-            .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx, &supervisor_health))?;
-        spawned_rx
-            .recv()
-            .map_err(|_| anyhow!("postgres supervisor ended"))?
-            .context("starting postgres")?;
-
-        let url = format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres");
+        let (stop_tx, done_rx) = spawn_supervisor(cmd, health.clone())?;
         let cluster = Cluster {
-            url,
+            url: format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres"),
             health,
             stop_tx: Some(stop_tx),
             done_rx: Some(done_rx),
             temp_dir: None,
         };
+        cluster.wait_until_ready(&log_path).await?;
+        Ok(cluster)
+    }
+
+    /// Waits (up to 60 s) until the server accepts connections; fails at once if it exits.
+    async fn wait_until_ready(&self, log_path: &Path) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if try_connect(&cluster.url).await {
-                break;
+            if try_connect(&self.url).await {
+                return Ok(());
             }
-            if cluster.health.state() != "running" {
-                {
-                    bail!(
-                        "postgres exited during start; see {}: {}",
-                        log_path.display(),
-                        tail(&log_path)
-                    );
-                }
+            if self.health.state() != "running" {
+                bail!(
+                    "postgres exited during start; see {}: {}",
+                    log_path.display(),
+                    tail(log_path)
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -365,7 +269,6 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(cluster)
     }
 
     /// The URL without the password, for logs and humans.
@@ -412,6 +315,147 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs `initdb` (with a new random password, kept in `<home>/pg-password`, mode 0600) unless
+/// `data` already holds a cluster; returns the password.
+fn init_once(
+    bins: &Path,
+    home: &Path,
+    data: &Path,
+    account: Option<(u32, u32)>,
+) -> anyhow::Result<String> {
+    let pw_file = home.join("pg-password");
+    if !data.join("PG_VERSION").is_file() {
+        let password = random_password();
+        std::fs::write(&pw_file, &password).context("writing the cluster password file")?;
+        std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600))?;
+        chown(&pw_file, account)?;
+        let out = command(&bins.join("initdb"), account)
+            .arg("-D")
+            .arg(data)
+            .args([
+                "-U",
+                PG_USER,
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ])
+            .arg(format!("--pwfile={}", pw_file.display()))
+            .stdin(Stdio::null())
+            .output()
+            .context("running initdb")?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed in {}: {}",
+                data.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(std::fs::read_to_string(&pw_file)
+        .with_context(|| format!("reading {}", pw_file.display()))?
+        .trim()
+        .to_owned())
+}
+
+/// The port, kept stable across starts in `<home>/pg-port` (handy for psql) unless it is taken
+/// now.
+fn choose_port(home: &Path) -> anyhow::Result<u16> {
+    let port_file = home.join("pg-port");
+    let port = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .map_or_else(free_port, Ok)?;
+    std::fs::write(&port_file, port.to_string()).context("writing the port file")?;
+    Ok(port)
+}
+
+/// Copies the password and port to the service's own directory when the cluster lives elsewhere
+/// (run as root): what the README's psql line reads.
+fn publish(public_dir: &Path, password: &str, port: u16) -> anyhow::Result<()> {
+    let copy = public_dir.join("pg-password");
+    std::fs::write(&copy, password).context("writing the cluster password file")?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(public_dir.join("pg-port"), port.to_string())?;
+    Ok(())
+}
+
+/// The postmaster's command line: loopback only, no Unix socket, logging to `log_path`, niced,
+/// and killed by the kernel if svamlgate dies.
+fn postgres_command(
+    bins: &Path,
+    data: &Path,
+    port: u16,
+    log_path: &Path,
+    account: Option<(u32, u32)>,
+    fsync_off: bool,
+) -> anyhow::Result<Command> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    chown(log_path, account)?;
+    let mut cmd = command(&bins.join("postgres"), account);
+    cmd.arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+        ])
+        .args(["-c", "max_connections=200"]);
+    if fsync_off {
+        cmd.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the server if the
+    // thread that spawned it (the supervisor thread, alive for the whole process) ends.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // Callers before records: the embedded server (and every backend it forks) yields
+            // the CPU to the reply path under load. Records wait in the journal meanwhile.
+            libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Starts the supervisor thread and waits until it has spawned the postmaster. The thread owns
+/// the child for its whole life, so PDEATHSIG fires only when the process ends, not when some
+/// short-lived thread that happened to start the server ends. Returns the stop request sender
+/// and the "stopped" receiver.
+fn spawn_supervisor(
+    cmd: Command,
+    health: Arc<Health>,
+) -> anyhow::Result<(mpsc::Sender<()>, mpsc::Receiver<()>)> {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<u32>>();
+    std::thread::Builder::new()
+        .name("svamlgate-postgres".into())
+        .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx, &health))?;
+    spawned_rx
+        .recv()
+        .map_err(|_| anyhow!("postgres supervisor ended"))?
+        .context("starting postgres")?;
+    Ok((stop_tx, done_rx))
 }
 
 /// Removes throwaway clusters of earlier runs whose server is gone (no postmaster.pid left).

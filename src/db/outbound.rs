@@ -1,5 +1,6 @@
 //! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
-//! migration 0005), the calls-in-progress count, and the reads the diagnosis needs.
+//! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
+//! diagnosis reads its own typed rows, in `crate::diagnosis::facts`).
 
 use std::time::Duration;
 
@@ -170,31 +171,6 @@ pub struct SinchErrorFilter {
     pub reference: Option<String>,
     /// Page size.
     pub limit: i64,
-}
-
-/// A callback row, as the diagnosis reads it.
-#[derive(Debug, Clone)]
-pub struct CallbackFacts {
-    /// Reference of the callback.
-    pub reference: String,
-    /// Arrival.
-    pub received_at: OffsetDateTime,
-    /// Event type.
-    pub event_type: String,
-    /// verified / unverified.
-    pub signature: String,
-    /// Replay of an earlier callback.
-    pub duplicate: bool,
-    /// HTTP status answered.
-    pub http_status: Option<i16>,
-    /// Reply source.
-    pub reply_source: Option<String>,
-    /// Fallback reason.
-    pub fallback_reason: Option<String>,
-    /// Gate report of the reply sent.
-    pub validation: Option<Value>,
-    /// Parsed body.
-    pub body: Option<Value>,
 }
 
 const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, method, path, body, callid, \
@@ -630,65 +606,5 @@ impl OutboundStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
-    }
-
-    /// Callbacks of one call, in arrival order.
-    pub async fn callbacks_for_call(
-        &self,
-        callid: &str,
-    ) -> Result<Vec<CallbackFacts>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT reference, received_at, event_type, signature, duplicate_of IS NOT NULL AS duplicate, \
-             http_status, reply_source, fallback_reason, validation, body \
-             FROM callbacks WHERE callid = $1 ORDER BY received_at, id",
-        )
-        .bind(callid)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CallbackFacts {
-                    reference: r.try_get("reference")?,
-                    received_at: r.try_get("received_at")?,
-                    event_type: r.try_get("event_type")?,
-                    signature: r.try_get("signature")?,
-                    duplicate: r.try_get("duplicate")?,
-                    http_status: r.try_get("http_status")?,
-                    reply_source: r.try_get("reply_source")?,
-                    fallback_reason: r.try_get("fallback_reason")?,
-                    validation: r.try_get("validation")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Replies of the call the gate stopped.
-    pub async fn rejected_replies_for_call(&self, callid: &str) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT count(*) AS n FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id WHERE c.callid = $1",
-        )
-        .bind(callid)
-        .fetch_one(&self.pool)
-        .await?;
-        row.try_get("n")
-    }
-
-    /// Signature refusals between two instants, per reason.
-    pub async fn refusals_between(
-        &self,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT reason, count(*) AS n FROM refusals WHERE received_at BETWEEN $1 AND $2 GROUP BY reason ORDER BY n DESC",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("reason")?, r.try_get("n")?)))
-            .collect()
     }
 }

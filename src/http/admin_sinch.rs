@@ -436,7 +436,7 @@ async fn diagnosis(
     path: web::Path<CallPath>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner().callid;
-    let facts = crate::diagnosis::gather(&store(&state), &id, state.sinch.limits())
+    let facts = crate::diagnosis::gather(state.store.pool(), &id, state.sinch.limits())
         .await?
         .ok_or_else(|| {
             ApiError::not_found(format!(

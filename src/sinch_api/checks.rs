@@ -104,12 +104,48 @@ fn string_field<'a>(
     }
 }
 
-/// Checks a callout body (the Calling API's `POST /calling/v1/callouts` body, unchanged).
+/// Checks a callout body (the Calling API's `POST /calling/v1/callouts` body, unchanged), in
+/// this order: the method and its object, the destination, the cli, what the method itself
+/// needs, the inline SVAML of a customCallout; then whether a DICE will come.
 pub fn check_callout(
     doc: &Value,
     validator: &Validator,
     mode: Mode,
 ) -> Result<CheckedCallout, LocalRefusal> {
+    let (method, c) = callout_object(doc)?;
+    let destination = callout_destination(method, c)?;
+    if let Some(cli) = string_field(c, method, "cli")? {
+        check_number(&format!("{method}.cli"), cli)?;
+    }
+    let mut warnings = Vec::new();
+    let mut conference_id = None;
+    match method {
+        "conferenceCallout" => conference_id = Some(conference_id_of(c, &mut warnings)?),
+        "ttsCallout" => tts_warnings(c, validator, &mut warnings)?,
+        "customCallout" => check_inline_svaml(c, validator, mode)?,
+        _ => {}
+    }
+    let dice_expected = dice_expected(method, c);
+    if !dice_expected {
+        warnings.push(
+            "enableDice is not set: svamlgate will not learn when this call ends, and counts it as in \
+             progress for SINCH_UNTRACKED_CALL_SECS"
+                .to_owned(),
+        );
+    }
+    Ok(CheckedCallout {
+        method,
+        destination,
+        conference_id,
+        dice_expected,
+        warnings,
+    })
+}
+
+/// The callout method (one of [`CALLOUT_METHODS`]) and its object.
+fn callout_object(
+    doc: &Value,
+) -> Result<(&'static str, &serde_json::Map<String, Value>), LocalRefusal> {
     let Some(root) = doc.as_object() else {
         return Err(LocalRefusal::body(
             code::INVALID_REQUEST,
@@ -137,17 +173,20 @@ pub fn check_callout(
             format!("The `{method}` object is missing: the body must be {{\"method\": \"{method}\", \"{method}\": {{...}}}}"),
         ));
     };
-    let mut warnings = Vec::new();
+    Ok((method, c))
+}
 
-    // destination
-    let destination = match c.get("destination") {
-        None | Some(Value::Null) if method == "customCallout" => None,
-        None | Some(Value::Null) => {
-            return Err(LocalRefusal::body(
-                code::MISSING_PARAMETER,
-                format!("{method}.destination is missing: {{\"type\": \"number\", \"endpoint\": \"+14045005000\"}}"),
-            ))
-        }
+/// `destination.endpoint`, checked (E.164 for a number); a customCallout may have none.
+fn callout_destination(
+    method: &str,
+    c: &serde_json::Map<String, Value>,
+) -> Result<Option<String>, LocalRefusal> {
+    match c.get("destination") {
+        None | Some(Value::Null) if method == "customCallout" => Ok(None),
+        None | Some(Value::Null) => Err(LocalRefusal::body(
+            code::MISSING_PARAMETER,
+            format!("{method}.destination is missing: {{\"type\": \"number\", \"endpoint\": \"+14045005000\"}}"),
+        )),
         Some(Value::Object(d)) => {
             let at = format!("{method}.destination");
             let kind = string_field(d, &at, "type")?.ok_or_else(|| {
@@ -166,126 +205,131 @@ pub fn check_callout(
                     ))
                 }
             }
-            Some(endpoint.to_owned())
+            Ok(Some(endpoint.to_owned()))
         }
-        Some(_) => {
-            return Err(LocalRefusal::body(
-                code::PARAMETER_VALIDATION,
-                format!("{method}.destination must be an object {{\"type\", \"endpoint\"}}"),
-            ))
-        }
-    };
-
-    if let Some(cli) = string_field(c, method, "cli")? {
-        check_number(&format!("{method}.cli"), cli)?;
+        Some(_) => Err(LocalRefusal::body(
+            code::PARAMETER_VALIDATION,
+            format!("{method}.destination must be an object {{\"type\", \"endpoint\"}}"),
+        )),
     }
+}
 
-    let mut conference_id = None;
-    match method {
-        "conferenceCallout" => {
-            let id = string_field(c, method, "conferenceId")?
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| {
-                    LocalRefusal::body(
-                        code::MISSING_PARAMETER,
-                        "conferenceCallout.conferenceId is missing",
-                    )
-                })?;
-            if id.chars().count() > 64 {
-                warnings.push(
-                    "conferenceId is longer than 64 characters, the limit Sinch documents for connectConf"
-                        .to_owned(),
-                );
-            }
-            conference_id = Some(id.to_owned());
-        }
-        "ttsCallout" => {
-            let text = string_field(c, method, "text")?;
-            let prompts = string_field(c, method, "prompts")?;
-            if text.is_none() && prompts.is_none() {
-                warnings.push(
-                    "ttsCallout has neither text nor prompts: the call will be silent".to_owned(),
-                );
-            }
-            let limit = validator.limits().max_say_chars;
-            if text.is_some_and(|t| t.chars().count() > limit) {
-                warnings.push(format!(
-                    "text is longer than {limit} characters, the account's TTS limit \
-                     (SVAMLGATE_MAX_SAY_CHARS; Sinch's default is 600, support can raise it)"
-                ));
-            }
-        }
-        _ => {}
-    }
-
-    // Inline SVAML of a customCallout: each passes the gate for its event.
-    if method == "customCallout" {
-        let mut reports = serde_json::Map::new();
-        for (key, target) in [
-            ("ice", Target::Ice),
-            ("ace", Target::Ace),
-            ("pie", Target::Pie),
-        ] {
-            let Some(text) = string_field(c, method, key)? else {
-                continue;
-            };
-            let t = text.trim();
-            let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
-            if t.is_empty() || lower.starts_with("http://") || lower.starts_with("https://") {
-                continue;
-            }
-            let svaml: Value = serde_json::from_str(t).map_err(|e| {
-                LocalRefusal::new(
-                    code::PARAMETER_VALIDATION,
-                    "invalid_svaml",
-                    format!("customCallout.{key} must be a callback URL or SVAML as JSON text; it is neither ({e})"),
-                )
-                .with_details(json!({"field": format!("customCallout.{key}")}))
-            })?;
-            let report = validator.check(target, &svaml, mode);
-            if !report.valid {
-                reports.insert(key.to_owned(), json!(report.masked()));
-            }
-        }
-        if !reports.is_empty() {
-            let fields: Vec<String> = reports
-                .keys()
-                .map(|k| format!("customCallout.{k}"))
-                .collect();
-            return Err(LocalRefusal::new(
-                code::PARAMETER_VALIDATION,
-                "invalid_svaml",
-                format!(
-                    "Inline SVAML refused by the gate in {}: see details for every violation",
-                    fields.join(", ")
-                ),
+/// A conferenceCallout's `conferenceId` (required, warned about past 64 characters).
+fn conference_id_of(
+    c: &serde_json::Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Result<String, LocalRefusal> {
+    let id = string_field(c, "conferenceCallout", "conferenceId")?
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            LocalRefusal::body(
+                code::MISSING_PARAMETER,
+                "conferenceCallout.conferenceId is missing",
             )
-            .with_details(json!({"reports": reports})));
+        })?;
+    if id.chars().count() > 64 {
+        warnings.push(
+            "conferenceId is longer than 64 characters, the limit Sinch documents for connectConf"
+                .to_owned(),
+        );
+    }
+    Ok(id.to_owned())
+}
+
+/// A ttsCallout's `text` and `prompts`: typed, and warned about when silent or too long.
+fn tts_warnings(
+    c: &serde_json::Map<String, Value>,
+    validator: &Validator,
+    warnings: &mut Vec<String>,
+) -> Result<(), LocalRefusal> {
+    let text = string_field(c, "ttsCallout", "text")?;
+    let prompts = string_field(c, "ttsCallout", "prompts")?;
+    if text.is_none() && prompts.is_none() {
+        warnings
+            .push("ttsCallout has neither text nor prompts: the call will be silent".to_owned());
+    }
+    let limit = validator.limits().max_say_chars;
+    if text.is_some_and(|t| t.chars().count() > limit) {
+        warnings.push(format!(
+            "text is longer than {limit} characters, the account's TTS limit \
+             (SVAMLGATE_MAX_SAY_CHARS; Sinch's default is 600, support can raise it)"
+        ));
+    }
+    Ok(())
+}
+
+/// Inline SVAML of a customCallout: each of `ice`, `ace`, `pie` given as JSON text passes the
+/// gate for its event; every refusal is reported at once.
+fn check_inline_svaml(
+    c: &serde_json::Map<String, Value>,
+    validator: &Validator,
+    mode: Mode,
+) -> Result<(), LocalRefusal> {
+    let mut reports = serde_json::Map::new();
+    for (key, target) in [
+        ("ice", Target::Ice),
+        ("ace", Target::Ace),
+        ("pie", Target::Pie),
+    ] {
+        let Some(svaml) = inline_svaml(c, key)? else {
+            continue;
+        };
+        let report = validator.check(target, &svaml, mode);
+        if !report.valid {
+            reports.insert(key.to_owned(), json!(report.masked()));
         }
     }
+    if reports.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = reports
+        .keys()
+        .map(|k| format!("customCallout.{k}"))
+        .collect();
+    Err(LocalRefusal::new(
+        code::PARAMETER_VALIDATION,
+        "invalid_svaml",
+        format!(
+            "Inline SVAML refused by the gate in {}: see details for every violation",
+            fields.join(", ")
+        ),
+    )
+    .with_details(json!({"reports": reports})))
+}
 
-    let dice_expected = match method {
-        // A custom callout's DICE goes to the application's callback URL.
+/// `customCallout.<key>` read as SVAML: `None` when absent, empty or a callback URL.
+fn inline_svaml(
+    c: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<Value>, LocalRefusal> {
+    let Some(text) = string_field(c, "customCallout", key)? else {
+        return Ok(None);
+    };
+    let t = text.trim();
+    let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+    if t.is_empty() || lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(None);
+    }
+    serde_json::from_str(t).map(Some).map_err(|e| {
+        LocalRefusal::new(
+            code::PARAMETER_VALIDATION,
+            "invalid_svaml",
+            format!("customCallout.{key} must be a callback URL or SVAML as JSON text; it is neither ({e})"),
+        )
+        .with_details(json!({"field": format!("customCallout.{key}")}))
+    })
+}
+
+/// Whether Sinch will send a DICE: a custom callout's DICE goes to the application's callback
+/// URL; the others send one only with `enableDice`.
+fn dice_expected(method: &str, c: &serde_json::Map<String, Value>) -> bool {
+    match method {
         "customCallout" => true,
         _ => c
             .get("enableDice")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-    };
-    if !dice_expected {
-        warnings.push(
-            "enableDice is not set: svamlgate will not learn when this call ends, and counts it as in \
-             progress for SINCH_UNTRACKED_CALL_SECS"
-                .to_owned(),
-        );
     }
-    Ok(CheckedCallout {
-        method,
-        destination,
-        conference_id,
-        dice_expected,
-        warnings,
-    })
 }
 
 /// Checks a manage-call body (`PATCH /calling/v1/calls/id/{callId}[/leg/{callLeg}]`) against the

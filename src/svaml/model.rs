@@ -697,3 +697,138 @@ mod tests {
         assert!(debug.contains("[redacted]"));
     }
 }
+
+/// The model against the schemas: every action and instruction that has a schema file under
+/// `schemas/svaml/{actions,instructions}/` (the names [`crate::svaml::action_names`] and
+/// [`crate::svaml::instruction_names`] read from the embedded files, as the gate does) is a
+/// variant here, and every variant here has a schema file. Adding `schemas/svaml/actions/x.json`
+/// without `Action::X` (or the reverse) fails `schema_actions_and_instructions_are_all_modelled`.
+#[cfg(test)]
+mod schema_coverage {
+    use std::collections::BTreeSet;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::svaml::{action_names, instruction_names};
+
+    /// One value of every [`Action`] variant. The `match` has no wildcard, so a variant added to
+    /// the model does not compile until it is listed here too.
+    fn every_action() -> Vec<Action> {
+        let all = vec![
+            Action::Hangup,
+            Action::Continue,
+            Action::ConnectPstn(ConnectPstn::default()),
+            Action::ConnectMxp(ConnectMxp::default()),
+            Action::ConnectConf(ConnectConf::default()),
+            Action::ConnectSip(ConnectSip::default()),
+            Action::ConnectStream(ConnectStream::default()),
+            Action::RunMenu(RunMenu::default()),
+            Action::Park(Park::default()),
+        ];
+        for a in &all {
+            match a {
+                Action::Hangup
+                | Action::Continue
+                | Action::ConnectPstn(_)
+                | Action::ConnectMxp(_)
+                | Action::ConnectConf(_)
+                | Action::ConnectSip(_)
+                | Action::ConnectStream(_)
+                | Action::RunMenu(_)
+                | Action::Park(_) => {}
+            }
+        }
+        all
+    }
+
+    /// One value of every [`Instruction`] variant (same guard as [`every_action`]).
+    fn every_instruction() -> Vec<Instruction> {
+        let all = vec![
+            Instruction::PlayFiles(PlayFiles::default()),
+            Instruction::Say(Say::default()),
+            Instruction::SendDtmf(SendDtmf::default()),
+            Instruction::SetCookie(SetCookie::default()),
+            Instruction::Answer,
+            Instruction::StartRecording(StartRecording::default()),
+            Instruction::StopRecording,
+        ];
+        for i in &all {
+            match i {
+                Instruction::PlayFiles(_)
+                | Instruction::Say(_)
+                | Instruction::SendDtmf(_)
+                | Instruction::SetCookie(_)
+                | Instruction::Answer
+                | Instruction::StartRecording(_)
+                | Instruction::StopRecording => {}
+            }
+        }
+        all
+    }
+
+    /// The wire names of the values, as they serialize (`name` tag).
+    fn wire_names<T: Serialize>(values: &[T]) -> BTreeSet<String> {
+        values
+            .iter()
+            .map(|v| {
+                let v = serde_json::to_value(v).expect("model values serialize");
+                v["name"].as_str().expect("tagged by name").to_owned()
+            })
+            .collect()
+    }
+
+    /// `{"name": name}` reads as the variant of that name (a missing required field is fine
+    /// here; an unknown variant is not), and writes back under the same name.
+    fn reads_as_variant<T: Serialize + serde::de::DeserializeOwned>(
+        name: &str,
+    ) -> Result<(), String> {
+        match serde_json::from_value::<T>(json!({ "name": name })) {
+            Ok(v) => {
+                let back = serde_json::to_value(&v).map_err(|e| e.to_string())?;
+                if back["name"] == name {
+                    Ok(())
+                } else {
+                    Err(format!("{name} reads back as {}", back["name"]))
+                }
+            }
+            Err(e) if e.to_string().contains("unknown variant") => Err(e.to_string()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    #[test]
+    fn schema_actions_and_instructions_are_all_modelled() {
+        let schema_actions: BTreeSet<String> =
+            action_names().iter().map(|s| (*s).to_owned()).collect();
+        let schema_instructions: BTreeSet<String> = instruction_names()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        // The schema side is read from the files, not empty by accident.
+        assert!(schema_actions.contains("hangup") && schema_actions.len() >= 9);
+        assert!(schema_instructions.contains("say") && schema_instructions.len() >= 7);
+
+        assert_eq!(
+            wire_names(&every_action()),
+            schema_actions,
+            "Action variants vs schemas/svaml/actions/*.json"
+        );
+        assert_eq!(
+            wire_names(&every_instruction()),
+            schema_instructions,
+            "Instruction variants vs schemas/svaml/instructions/*.json"
+        );
+        for name in &schema_actions {
+            reads_as_variant::<Action>(name)
+                .unwrap_or_else(|e| panic!("action {name} is not in the model: {e}"));
+        }
+        for name in &schema_instructions {
+            reads_as_variant::<Instruction>(name)
+                .unwrap_or_else(|e| panic!("instruction {name} is not in the model: {e}"));
+        }
+        // The check can fail: a name only a schema could add is refused by the model.
+        assert!(reads_as_variant::<Action>("connectCarrierPigeon").is_err());
+        assert!(reads_as_variant::<Instruction>("hum").is_err());
+    }
+}

@@ -1,0 +1,488 @@
+//! The records the diagnosis reads, as typed rows: the outbound requests of a call with their
+//! attempts (`outbound_requests`, `outbound_attempts`), its callbacks (`callbacks`), the replies the
+//! gate stopped (`rejected_replies`) and the signature refusals (`refusals`). Each table is read
+//! with `query_as` into a row struct of its columns, and each row is turned into the diagnosis's
+//! own type by one conversion, where stored text becomes its vocabulary ([`EventKind`],
+//! [`SignatureState`], [`FallbackReason`], [`RequestOutcome`], [`LocalCheck`]).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::events::EventKind;
+use crate::outcome::{FallbackReason, SignatureState};
+
+/// A stored vocabulary value: one the code knows, or text it does not (written by another
+/// version), kept so that it can still be shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored<T> {
+    /// A value of the vocabulary.
+    Known(T),
+    /// Text outside the vocabulary, as stored.
+    Other(String),
+}
+
+impl<T> Stored<T> {
+    /// Reads stored text with the vocabulary's own parser.
+    pub fn read(text: String, parse: impl FnOnce(&str) -> Option<T>) -> Self {
+        match parse(&text) {
+            Some(v) => Stored::Known(v),
+            None => Stored::Other(text),
+        }
+    }
+
+    /// Whether this is `v`.
+    pub fn is(&self, v: T) -> bool
+    where
+        T: PartialEq,
+    {
+        matches!(self, Stored::Known(k) if *k == v)
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Stored<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stored::Known(v) => v.fmt(f),
+            Stored::Other(t) => f.write_str(t),
+        }
+    }
+}
+
+macro_rules! stored_vocabulary {
+    (
+        $(#[doc = $doc:literal])*
+        $name:ident { $( $(#[doc = $vdoc:literal])* $variant:ident => $text:literal ),+ $(,)? }
+    ) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[doc = $vdoc])* $variant ),+
+        }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as stored.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text ),+
+                }
+            }
+
+            /// Reads [`Self::as_str`] back.
+            pub fn parse(text: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_vocabulary! {
+    /// How an outbound request ended (`outbound_requests.outcome`).
+    RequestOutcome {
+        /// Not finished yet.
+        Pending => "pending",
+        /// Sinch accepted it.
+        Success => "success",
+        /// Sinch answered with an error.
+        SinchError => "sinch_error",
+        /// Sinch never answered (connection failures).
+        NoAnswer => "no_answer",
+        /// Sinch may or may not have acted (timeouts after sending).
+        Unknown => "unknown",
+        /// svamlgate's own checks refused it before sending.
+        RefusedLocally => "refused_locally",
+    }
+}
+
+stored_vocabulary! {
+    /// What svamlgate's checks said before sending (`outbound_requests.local_check`).
+    LocalCheck {
+        /// Every check passed.
+        Passed => "passed",
+        /// A number is not E.164.
+        InvalidNumber => "invalid_number",
+        /// The body is not what the operation takes.
+        InvalidBody => "invalid_body",
+        /// The SVAML did not pass the gate.
+        InvalidSvaml => "invalid_svaml",
+        /// Too many calls in progress.
+        CapReached => "cap_reached",
+        /// No Sinch credentials configured.
+        NotConfigured => "not_configured",
+        /// The cap could not be counted.
+        CapUnchecked => "cap_unchecked",
+    }
+}
+
+/// Reads a JSON member as text when it is a string, and as absent otherwise (so that one member
+/// of an unexpected type does not hide the others).
+fn lenient_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// Reads a JSON member as an integer when it is one, and as absent otherwise.
+fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Value::deserialize(d)?.as_i64())
+}
+
+/// What a local check reported (`outbound_requests.local_report`), as far as the diagnosis reads it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalReport {
+    /// The field that is not E.164 (`invalid_number`).
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub field: Option<String>,
+    /// Calls in progress when the cap refused the callout (`cap_reached`).
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub in_progress: Option<i64>,
+}
+
+/// One HTTP exchange with Sinch (`outbound_attempts`).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Attempt {
+    /// The request it belongs to.
+    pub request_id: Uuid,
+    /// 1, 2, 3, …
+    pub attempt: i16,
+    /// `signed` or `basic`.
+    pub auth_scheme: String,
+    /// HTTP status Sinch answered; none when it did not answer.
+    pub http_status: Option<i16>,
+    /// Sinch's errorCode.
+    pub error_code: Option<i32>,
+    /// The catalog's reading of the answer.
+    pub classified_code: Option<i32>,
+    /// Sinch's message.
+    pub error_message: Option<String>,
+    /// Sinch's reference.
+    pub error_reference: Option<String>,
+}
+
+/// The columns of `outbound_requests` the diagnosis reads.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RequestRow {
+    id: Uuid,
+    reference: String,
+    created_at: OffsetDateTime,
+    operation: String,
+    method: String,
+    body: Option<Value>,
+    callid: Option<String>,
+    callout_method: Option<String>,
+    destination: Option<String>,
+    dice_expected: Option<bool>,
+    local_check: String,
+    local_report: Option<Value>,
+    outcome: String,
+    failure: Option<String>,
+}
+
+/// A request svamlgate sent (or refused to send) to Sinch, with its attempts.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Row id.
+    pub id: Uuid,
+    /// svamlgate's reference.
+    pub reference: String,
+    /// When it was recorded.
+    pub created_at: OffsetDateTime,
+    /// The Calling API operation (`callout`, `manage_call`, …).
+    pub operation: String,
+    /// HTTP method.
+    pub method: String,
+    /// JSON body sent.
+    pub body: Option<Value>,
+    /// Call id, when known.
+    pub callid: Option<String>,
+    /// Callout method (`ttsCallout`, `customCallout`, …).
+    pub callout_method: Option<String>,
+    /// Callout destination.
+    pub destination: Option<String>,
+    /// Whether a DICE will come.
+    pub dice_expected: Option<bool>,
+    /// What the local checks said.
+    pub local_check: Stored<LocalCheck>,
+    /// Details of a failed check.
+    pub local_report: LocalReport,
+    /// How the request ended.
+    pub outcome: Stored<RequestOutcome>,
+    /// Last failure (`connect`, `timeout`, …).
+    pub failure: Option<String>,
+    /// Every HTTP exchange, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+impl Request {
+    /// Whether this is a callout.
+    pub fn is_callout(&self) -> bool {
+        self.operation == crate::sinch_api::Operation::Callout.as_str()
+    }
+
+    /// Whether the callout body sets `flag` (`enableAce`, …) to true under its method's member.
+    pub fn callout_flag(&self, flag: &str) -> bool {
+        let method = self.callout_method.as_deref().unwrap_or("-");
+        self.body
+            .as_ref()
+            .and_then(|b| b.get(method))
+            .and_then(|m| m.get(flag))
+            .and_then(Value::as_bool)
+            == Some(true)
+    }
+}
+
+impl From<RequestRow> for Request {
+    fn from(r: RequestRow) -> Self {
+        Request {
+            id: r.id,
+            reference: r.reference,
+            created_at: r.created_at,
+            operation: r.operation,
+            method: r.method,
+            body: r.body,
+            callid: r.callid,
+            callout_method: r.callout_method,
+            destination: r.destination,
+            dice_expected: r.dice_expected,
+            local_check: Stored::read(r.local_check, LocalCheck::parse),
+            local_report: r
+                .local_report
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            outcome: Stored::read(r.outcome, RequestOutcome::parse),
+            failure: r.failure,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// The members of a callback body the diagnosis reads (ICE `cli` and `to`, DICE `reason` and
+/// `result`, Notify `type` and `errorMsg`); any member may be absent.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BodyFields {
+    /// Caller (ICE).
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub cli: Option<String>,
+    /// Callee (ICE).
+    #[serde(default, deserialize_with = "to_endpoint")]
+    pub to: Option<String>,
+    /// Why the call ended (DICE).
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub reason: Option<String>,
+    /// How the call ended (DICE).
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub result: Option<String>,
+    /// Notify type.
+    #[serde(default, rename = "type", deserialize_with = "lenient_str")]
+    pub kind: Option<String>,
+    /// Notify errorCode, as sent (`null` included).
+    #[serde(default, deserialize_with = "any_value")]
+    pub error_code: Option<Value>,
+    /// Notify errorMsg.
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub error_msg: Option<String>,
+}
+
+/// Any JSON value, `null` included, as present.
+fn any_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// `to.endpoint`, when it is text.
+fn to_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Value::deserialize(d)?
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
+/// The columns of `callbacks` the diagnosis reads.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct CallbackRow {
+    received_at: OffsetDateTime,
+    event_type: String,
+    signature: String,
+    duplicate: bool,
+    fallback_reason: Option<String>,
+    body: Option<Value>,
+}
+
+/// A callback of the call.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    /// Arrival.
+    pub received_at: OffsetDateTime,
+    /// The event.
+    pub kind: EventKind,
+    /// Whether its signature was checked.
+    pub signature: Stored<SignatureState>,
+    /// Replay of an earlier callback.
+    pub duplicate: bool,
+    /// Why the fallback went out, if it did.
+    pub fallback_reason: Option<Stored<FallbackReason>>,
+    /// The body as received, when it was read.
+    pub body: Option<Value>,
+    /// The members of the body the steps read.
+    pub fields: BodyFields,
+}
+
+impl Callback {
+    /// A callback read from its parts (the body's members are read here).
+    pub fn new(
+        received_at: OffsetDateTime,
+        kind: EventKind,
+        signature: Stored<SignatureState>,
+        duplicate: bool,
+        fallback_reason: Option<Stored<FallbackReason>>,
+        body: Option<Value>,
+    ) -> Self {
+        let fields = body
+            .as_ref()
+            .and_then(|b| BodyFields::deserialize(b).ok())
+            .unwrap_or_default();
+        Callback {
+            received_at,
+            kind,
+            signature,
+            duplicate,
+            fallback_reason,
+            body,
+            fields,
+        }
+    }
+}
+
+impl From<CallbackRow> for Callback {
+    fn from(r: CallbackRow) -> Self {
+        Callback::new(
+            r.received_at,
+            EventKind::parse(&r.event_type),
+            Stored::read(r.signature, SignatureState::parse),
+            r.duplicate,
+            r.fallback_reason
+                .map(|t| Stored::read(t, FallbackReason::parse)),
+            r.body,
+        )
+    }
+}
+
+/// Signature refusals of one reason.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefusalCount {
+    /// Why they were refused.
+    pub reason: String,
+    /// How many.
+    pub n: i64,
+}
+
+const REQUEST_COLUMNS: &str = "id, reference, created_at, operation, method, body, callid, \
+     callout_method, destination, dice_expected, local_check, local_report, outcome, failure";
+
+/// The requests of a call, oldest first, with their attempts.
+pub async fn requests_for_call(pool: &PgPool, callid: &str) -> Result<Vec<Request>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM outbound_requests WHERE callid = $1 ORDER BY created_at, id"
+    );
+    let rows: Vec<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(callid)
+        .fetch_all(pool)
+        .await?;
+    with_attempts(pool, rows).await
+}
+
+/// One request by svamlgate's reference, with its attempts.
+pub async fn request_by_reference(
+    pool: &PgPool,
+    reference: &str,
+) -> Result<Option<Request>, sqlx::Error> {
+    let sql = format!("SELECT {REQUEST_COLUMNS} FROM outbound_requests WHERE reference = $1");
+    let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(reference)
+        .fetch_optional(pool)
+        .await?;
+    Ok(with_attempts(pool, row.into_iter().collect()).await?.pop())
+}
+
+/// The requests with their attempts, in attempt order.
+async fn with_attempts(pool: &PgPool, rows: Vec<RequestRow>) -> Result<Vec<Request>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let attempts: Vec<Attempt> = sqlx::query_as(
+        "SELECT request_id, attempt, auth_scheme, http_status, error_code, classified_code, \
+         error_message, error_reference FROM outbound_attempts WHERE request_id = ANY($1) \
+         ORDER BY request_id, attempt",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut by_request: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
+    for a in attempts {
+        by_request.entry(a.request_id).or_default().push(a);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mut r = Request::from(row);
+            r.attempts = by_request.remove(&r.id).unwrap_or_default();
+            r
+        })
+        .collect())
+}
+
+/// The callbacks of a call, in arrival order.
+pub async fn callbacks_for_call(pool: &PgPool, callid: &str) -> Result<Vec<Callback>, sqlx::Error> {
+    let rows: Vec<CallbackRow> = sqlx::query_as(
+        "SELECT received_at, event_type, signature, duplicate_of IS NOT NULL AS duplicate, \
+         fallback_reason, body FROM callbacks WHERE callid = $1 ORDER BY received_at, id",
+    )
+    .bind(callid)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Callback::from).collect())
+}
+
+/// How many replies of the call the gate stopped.
+pub async fn rejected_replies_for_call(pool: &PgPool, callid: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id \
+         WHERE c.callid = $1",
+    )
+    .bind(callid)
+    .fetch_one(pool)
+    .await
+}
+
+/// Signature refusals between two instants, per reason, most frequent first.
+pub async fn refusals_between(
+    pool: &PgPool,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<RefusalCount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT reason, count(*) AS n FROM refusals WHERE received_at BETWEEN $1 AND $2 \
+         GROUP BY reason ORDER BY n DESC",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}
