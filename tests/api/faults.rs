@@ -306,14 +306,14 @@ async fn embedded_postgres_killed_under_load_costs_no_call_and_no_record() {
 }
 
 /// A TCP proxy in front of PostgreSQL that can be cut: "PostgreSQL unreachable" on demand.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
 }
 
 impl Proxy {
-    fn start(target: u16) -> Proxy {
+    pub(crate) fn start(target: u16) -> Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -363,19 +363,19 @@ impl Proxy {
         }
     }
 
-    fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
-fn port_of(url: &str) -> u16 {
+pub(crate) fn port_of(url: &str) -> u16 {
     let after_at = url.rsplit_once('@').map_or(url, |(_, r)| r);
     let host_port = after_at.split('/').next().unwrap();
     host_port.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
-fn through(url: &str, port: u16) -> String {
+pub(crate) fn through(url: &str, port: u16) -> String {
     url.replacen(&format!(":{}/", port_of(url)), &format!(":{port}/"), 1)
 }
 

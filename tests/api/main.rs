@@ -7,6 +7,7 @@ mod faults;
 mod flows;
 mod gate_feedback;
 mod helpers;
+mod journal_faults;
 mod logging;
 mod openapi;
 mod signatures;
