@@ -180,7 +180,7 @@ pub fn journal_check(recorder: &crate::recording::Recorder) -> &'static str {
         _ if at_limit && stuck => "over_limit",
         WriteState::Failing => "failing",
         _ if at_limit && status.lag_records() > 0 => "at_limit",
-        _ if level == "near_limit" => "near_limit",
+        _ if level == "near_limit" && status.lag_records() > 0 => "near_limit",
         _ => "ok",
     }
 }

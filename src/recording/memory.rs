@@ -77,7 +77,7 @@ impl Memory {
             }
             q.bytes += size;
             q.records.push_back(held);
-            self.len.store(q.records.len() as u64, Ordering::Release);
+            self.len.fetch_add(1, Ordering::AcqRel);
         }
         self.held_total.fetch_add(1, Ordering::AcqRel);
         self.notify.notify_one();
@@ -89,31 +89,39 @@ impl Memory {
         self.dropped.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Takes up to `max` records from the front (oldest first).
+    /// Takes up to `max` records from the front (oldest first) to ship them. They still count as
+    /// held (in [`Memory::len`] and against the bound) until [`Memory::settle`] or
+    /// [`Memory::put_back`].
     pub fn take(&self, max: usize) -> Vec<Held> {
         let mut q = self.lock();
         let n = max.min(q.records.len());
-        let out: Vec<Held> = q.records.drain(..n).collect();
-        q.bytes -= out.iter().map(|h| h.payload.len() as u64).sum::<u64>();
-        self.len.store(q.records.len() as u64, Ordering::Release);
-        out
+        q.records.drain(..n).collect()
     }
 
-    /// Puts records taken with [`Memory::take`] back at the front, in their order. They were
-    /// accounted for before: the bound does not apply.
+    /// Puts records taken with [`Memory::take`] and not shipped back at the front, in their order.
     pub fn put_back(&self, records: Vec<Held>) {
         if records.is_empty() {
             return;
         }
         let mut q = self.lock();
-        q.bytes += records.iter().map(|h| h.payload.len() as u64).sum::<u64>();
         for h in records.into_iter().rev() {
             q.records.push_front(h);
         }
-        self.len.store(q.records.len() as u64, Ordering::Release);
     }
 
-    /// Records held now.
+    /// Records taken with [`Memory::take`] are now in PostgreSQL or the journal: they no longer
+    /// count.
+    pub fn settle(&self, records: usize, bytes: u64) {
+        let mut q = self.lock();
+        q.bytes = q.bytes.saturating_sub(bytes);
+        let len = self
+            .len
+            .load(Ordering::Acquire)
+            .saturating_sub(records as u64);
+        self.len.store(len, Ordering::Release);
+    }
+
+    /// Records held now (waiting, or being shipped).
     pub fn len(&self) -> u64 {
         self.len.load(Ordering::Acquire)
     }
@@ -168,11 +176,19 @@ mod tests {
         );
         let taken = m.take(2);
         assert_eq!(taken.len(), 2);
-        assert_eq!((m.len(), m.bytes()), (1, 50));
+        assert_eq!(
+            (m.len(), m.bytes()),
+            (3, 250),
+            "still held while being shipped"
+        );
+        assert!(!m.push(held(1)), "and still counted against the bound");
         m.put_back(taken);
         assert_eq!((m.len(), m.bytes()), (3, 250));
-        let order: Vec<usize> = m.take(10).iter().map(|h| h.payload.len()).collect();
+        let all = m.take(10);
+        let order: Vec<usize> = all.iter().map(|h| h.payload.len()).collect();
         assert_eq!(order, [100, 100, 50], "oldest first, put back in place");
+        m.settle(3, 250);
+        assert_eq!(m.dropped(), 2);
         assert!(m.is_empty());
     }
 }

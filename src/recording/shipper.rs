@@ -325,6 +325,10 @@ async fn drain_memory(
     if held.is_empty() {
         return true;
     }
+    let taken = (
+        held.len(),
+        held.iter().map(|h| h.payload.len() as u64).sum::<u64>(),
+    );
     let mut decoded: Vec<(Held, Record)> = Vec::with_capacity(held.len());
     let mut left: Vec<Held> = Vec::new();
     for h in held {
@@ -347,6 +351,12 @@ async fn drain_memory(
     let shipped = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    if let Err(e) = &shipped {
+        if !refuses_records(e) {
+            status.db_ok.store(false, Ordering::Release);
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
     let ok = match shipped {
         Ok(()) => true,
         Err(e) if refuses_records(&e) => {
@@ -376,10 +386,17 @@ async fn drain_memory(
         }
         Err(_) => false,
     };
+    let settle = |left: Vec<Held>| {
+        let left_bytes: u64 = left.iter().map(|h| h.payload.len() as u64).sum();
+        status
+            .memory
+            .settle(taken.0 - left.len(), taken.1 - left_bytes);
+        status.memory.put_back(left);
+    };
     if ok {
         metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
         status.db_ok.store(true, Ordering::Release);
-        status.memory.put_back(left);
+        settle(left);
         return true;
     }
     // PostgreSQL did not take them: back into the journal (one group commit for all), once it works.
@@ -404,7 +421,7 @@ async fn drain_memory(
             }
         }
     }
-    status.memory.put_back(left);
+    settle(left);
     journaled > 0
 }
 
@@ -521,7 +538,7 @@ async fn ship_one_by_one(
 }
 
 fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, config: &ShipperConfig) {
-    let over = journal.bytes() > config.disk_limit_bytes;
+    let over = super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok";
     let keep_after = if over {
         None
     } else {
