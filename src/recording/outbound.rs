@@ -18,8 +18,10 @@ use uuid::Uuid;
 use super::{OutboundRecord, Record, Recorder};
 use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
 
-/// Longest an ended request waits for its records to reach PostgreSQL.
-pub const READ_YOUR_WRITES: Duration = Duration::from_secs(2);
+/// Longest an ended request waits for its records to reach PostgreSQL (while PostgreSQL takes
+/// records: a few hundred ms at most unless the machine is overloaded; the wait ends at once when
+/// shipping fails).
+pub const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
 
 /// The journal side of one [`crate::db::outbound::OutboundStore`]: remembers each request it
 /// recorded, so that its attempts and outcome carry it.
@@ -110,8 +112,8 @@ impl OutboundJournal {
         self.recorder.record_at(Record::Outbound(Box::new(r))).await
     }
 
-    /// Waits until the journal is shipped up to `seq`, while PostgreSQL answers, for at most
-    /// [`READ_YOUR_WRITES`].
+    /// Waits until the journal is shipped up to `seq`, for at most [`READ_YOUR_WRITES`], unless
+    /// shipping is failing (PostgreSQL away).
     async fn wait_shipped(&self, seq: Option<u64>) {
         let Some(seq) = seq else { return };
         let status = &self.recorder.status;
@@ -120,9 +122,13 @@ impl OutboundJournal {
             let shipped = status.shipped_changed.notified();
             tokio::pin!(shipped);
             shipped.as_mut().enable();
-            if status.shipped.load(Ordering::Acquire) >= seq
-                || !status.db_ok.load(Ordering::Acquire)
-            {
+            let failing = !status.db_ok.load(Ordering::Acquire)
+                && status
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some();
+            if status.shipped.load(Ordering::Acquire) >= seq || failing {
                 return;
             }
             if tokio::time::timeout_at(until, shipped).await.is_err() {

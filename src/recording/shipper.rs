@@ -284,6 +284,8 @@ pub async fn run(
                     tracing::debug!(error = %e, "shipping still failing");
                 }
                 *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                // Whoever waits for shipping learns that it fails.
+                status.shipped_changed.notify_waiters();
                 if let Some(deadline) = stopping {
                     if std::time::Instant::now() >= deadline {
                         let in_memory = status.memory.len();
