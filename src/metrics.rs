@@ -177,7 +177,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "svamlgate_unshippable_records_total",
         "counter",
-        "Records PostgreSQL refused on their own, kept in journal/unshippable/ instead, by kind.",
+        "Records set aside in journal/unshippable/ instead of shipped, by kind: refused by PostgreSQL on their own (callback, error, outbound), or undecodable (kept byte for byte).",
     ),
     (
         "svamlgate_records_dropped_total",
@@ -187,7 +187,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "svamlgate_journal_cut_records_total",
         "counter",
-        "Records lost to corrupt journal bytes found at start (their bytes are kept in journal/quarantine/).",
+        "Records lost to unreadable journal bytes, found at start or by the shipper in a written segment (their bytes are kept in journal/quarantine/).",
     ),
     (
         "svamlgate_sinch_api_requests_total",

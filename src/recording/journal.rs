@@ -1010,12 +1010,72 @@ pub struct Cursor {
     /// Last seq returned.
     pub after: u64,
     open: Option<(u64, BufReader<File>)>,
+    /// Damage met since the last [`Cursor::take_cuts`].
+    cuts: Vec<Cut>,
 }
 
 impl Cursor {
     /// A cursor that returns records with seq > `after`.
     pub fn new(after: u64) -> Cursor {
-        Cursor { after, open: None }
+        Cursor {
+            after,
+            open: None,
+            cuts: Vec::new(),
+        }
+    }
+
+    /// Unreadable stretches met while reading closed segments (bytes damaged after they were
+    /// written): each was skipped, its bytes kept in the quarantine, its records reported lost.
+    pub fn take_cuts(&mut self) -> Vec<Cut> {
+        std::mem::take(&mut self.cuts)
+    }
+
+    /// A closed segment is damaged at `at`: resynchronise on its next intact frame, or go to the
+    /// next segment (whose first seq is `next_first`).
+    fn skip_damage(
+        &mut self,
+        journal: &Journal,
+        path: &Path,
+        first: u64,
+        at: u64,
+        next_first: u64,
+    ) -> io::Result<()> {
+        let data = std::fs::read(path)?;
+        let start = (at as usize).min(data.len());
+        let prev = self.after.max(first.saturating_sub(1));
+        let next = resync(&data, start + 1, prev);
+        let to = next.unwrap_or(data.len());
+        let resumes = next.and_then(|n| match parse_at(&data, n) {
+            Parsed::Record { seq, .. } => Some(seq),
+            _ => None,
+        });
+        let last_lost = resumes.unwrap_or(next_first) - 1;
+        let seg = Segment {
+            first_seq: first,
+            path: path.to_path_buf(),
+        };
+        let cut = Cut {
+            segment: path.to_path_buf(),
+            from: at,
+            to: to as u64,
+            kept_in: quarantine(journal.dir(), &seg, at, &data[start..to]),
+            lost: (last_lost > prev).then_some((prev + 1, last_lost)),
+            torn_tail: false,
+        };
+        self.cuts.push(cut);
+        match next {
+            Some(n) => {
+                if let Some((_, reader)) = self.open.as_mut() {
+                    reader.seek(SeekFrom::Start(n as u64))?;
+                }
+                self.after = prev;
+            }
+            None => {
+                self.after = self.after.max(next_first - 1);
+                self.open = None;
+            }
+        }
+        Ok(())
     }
 
     /// Up to `max` records with seq in (`after`, `durable`], in order.
@@ -1061,13 +1121,19 @@ impl Cursor {
                         out.push((seq, payload));
                     }
                 }
-                Frame::End | Frame::Torn | Frame::Corrupt => {
-                    // Not written yet (or cut): move to the next segment if there is one past it.
+                frame => {
+                    // Not written yet: move to the next segment if there is one past it. In a
+                    // closed segment, damage found after it was written costs only its stretch.
                     reader.seek(SeekFrom::Start(before))?;
                     match segments.get(idx + 1) {
                         Some((next_first, _)) if *next_first <= durable => {
-                            self.after = self.after.max(next_first - 1);
-                            self.open = None;
+                            if frame == Frame::End {
+                                self.after = self.after.max(next_first - 1);
+                                self.open = None;
+                            } else {
+                                let (first, path) = (*first, path.clone());
+                                self.skip_damage(journal, &path, first, before, *next_first)?;
+                            }
                         }
                         _ => break,
                     }
@@ -1353,6 +1419,36 @@ mod tests {
             assert_eq!(j.append(vec![9; 100]).await.unwrap(), 11);
             assert_eq!(j.write_state(), WriteState::Ok);
             assert_eq!(j.bytes(), HEADER as u64 + 100);
+            j.release();
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_cursor_skips_damage_in_a_closed_segment_and_reports_it() {
+        let dir = temp();
+        rt().block_on(async {
+            let (j, _) = Journal::open(&dir).unwrap();
+            for i in 0..10u32 {
+                j.append(vec![i as u8; 40]).await.unwrap();
+            }
+            j.request_roll();
+            for i in 10..12u32 {
+                j.append(vec![i as u8; 40]).await.unwrap();
+            }
+            let (first, path) = j.segments().remove(0);
+            assert_eq!(first, 1);
+            // Damage after the write: record 4 of the closed segment.
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[3 * (HEADER + 40) + HEADER + 7] ^= 1;
+            std::fs::write(&path, &bytes).unwrap();
+            let mut c = Cursor::new(0);
+            let got: Vec<u64> = c.read(&j, 12, 100).unwrap().iter().map(|r| r.0).collect();
+            assert_eq!(got, [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12]);
+            let cuts = c.take_cuts();
+            assert_eq!(cuts.len(), 1);
+            assert_eq!(cuts[0].lost, Some((4, 4)));
+            assert!(cuts[0].kept_in.as_ref().unwrap().exists());
             j.release();
         });
         std::fs::remove_dir_all(dir).unwrap();

@@ -179,7 +179,22 @@ pub async fn run(
             continue;
         }
         if pending.is_empty() {
-            match cursor.read(&journal, durable_now, BATCH) {
+            let read = cursor.read(&journal, durable_now, BATCH);
+            for cut in cursor.take_cuts() {
+                metrics.add("svamlgate_journal_cut_bytes_total", &[], cut.bytes());
+                metrics.add("svamlgate_journal_cut_records_total", &[], cut.records());
+                tracing::error!(
+                    segment = %cut.segment.display(),
+                    from_offset = cut.from,
+                    to_offset = cut.to,
+                    records_lost = cut.records(),
+                    first_lost_seq = cut.lost.map(|l| l.0),
+                    last_lost_seq = cut.lost.map(|l| l.1),
+                    kept_in = ?cut.kept_in,
+                    "journal: unreadable bytes in a written segment were skipped; reading went on at the next intact record"
+                );
+            }
+            match read {
                 Ok(raw) => {
                     for (seq, payload) in raw {
                         match super::decode(&payload) {
