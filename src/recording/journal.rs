@@ -246,8 +246,8 @@ struct Shared {
     failed_writes: AtomicU64,
     /// The last write error.
     last_error: Mutex<Option<String>>,
-    /// What opening found (for readiness: a cut since start).
-    cuts: Vec<Cut>,
+    /// What opening found, and what the shipper found since (for readiness: a cut since start).
+    cuts: Mutex<Vec<Cut>>,
     /// Test hook: fail the next fdatasync calls.
     fail_syncs: AtomicU64,
     /// The open `LOCK` file holding an exclusive `flock`: one process per journal.
@@ -572,7 +572,7 @@ impl Journal {
             state: AtomicU8::new(STATE_OK),
             failed_writes: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            cuts: recovery.cuts.clone(),
+            cuts: Mutex::new(recovery.cuts.clone()),
             fail_syncs: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
         });
@@ -669,9 +669,13 @@ impl Journal {
         )
     }
 
-    /// What opening the journal cut (empty when nothing was damaged).
-    pub fn cuts(&self) -> &[Cut] {
-        &self.inner.cuts
+    /// Every unreadable stretch cut since start (empty when nothing was damaged).
+    pub fn cuts(&self) -> Vec<Cut> {
+        self.inner
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The journal directory.
@@ -1062,6 +1066,12 @@ impl Cursor {
             lost: (last_lost > prev).then_some((prev + 1, last_lost)),
             torn_tail: false,
         };
+        journal
+            .inner
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cut.clone());
         self.cuts.push(cut);
         match next {
             Some(n) => {
