@@ -484,7 +484,10 @@ impl OutboundStore {
     /// Records requests, attempts and outcomes through the journal (as callbacks are).
     pub fn journaled(mut self, recorder: crate::recording::Recorder) -> Self {
         self.journal = Some(std::sync::Arc::new(
-            crate::recording::outbound::OutboundJournal::new(recorder),
+            crate::recording::outbound::OutboundJournal::new(
+                recorder,
+                crate::db::store::Store::new(self.pool.clone()),
+            ),
         ));
         self
     }

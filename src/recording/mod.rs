@@ -390,7 +390,7 @@ pub struct ShipStatus {
     pub in_flight: AtomicU64,
     /// Records the journal could not take, waiting for the shipper.
     pub memory: Memory,
-    /// Notified whenever `shipped` moves.
+    /// Notified whenever `shipped` moves, and when a batch fails.
     pub shipped_changed: tokio::sync::Notify,
     /// Rate limits of the recorder's error logs.
     logs: Mutex<RecorderLogs>,

@@ -3,9 +3,10 @@
 //! ([`super::OutboundRecord`]), shipped to `outbound_requests` and `outbound_attempts`. While
 //! PostgreSQL is away they wait in the journal (or in memory) instead of being only logged.
 //!
-//! Admin reads follow their writes: once a request has ended (or was refused before sending), the
-//! caller waits, while PostgreSQL answers and for at most [`READ_YOUR_WRITES`], until its records
-//! are shipped, so that the admin API and `psql` show it as soon as the answer is back.
+//! Admin reads follow their writes: once a stage is in the journal, it is also applied to
+//! PostgreSQL at once (for at most [`APPLY_TIMEOUT`], and not while shipping is known to fail), so
+//! that the admin API and `psql` show a request as it happens, whatever the shipper's lag. Applying
+//! is idempotent (the shipper applies the same record again later, changing nothing).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,25 +18,26 @@ use uuid::Uuid;
 
 use super::{OutboundRecord, Record, Recorder};
 use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
+use crate::db::store::Store;
 
-/// Longest an ended request waits for its records to reach PostgreSQL (while PostgreSQL takes
-/// records: a few hundred ms at most unless the machine is overloaded; the wait ends at once when
-/// shipping fails).
-pub const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
+/// Longest a stage waits for PostgreSQL to apply it directly (it is in the journal already).
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The journal side of one [`crate::db::outbound::OutboundStore`]: remembers each request it
 /// recorded, so that its attempts and outcome carry it.
 #[derive(Debug)]
 pub struct OutboundJournal {
     recorder: Recorder,
+    store: Store,
     requests: Mutex<HashMap<Uuid, (OffsetDateTime, NewOutbound)>>,
 }
 
 impl OutboundJournal {
-    /// Records through `recorder`.
-    pub fn new(recorder: Recorder) -> OutboundJournal {
+    /// Records through `recorder`, and applies to `store` at once.
+    pub fn new(recorder: Recorder, store: Store) -> OutboundJournal {
         OutboundJournal {
             recorder,
+            store,
             requests: Mutex::new(HashMap::new()),
         }
     }
@@ -50,26 +52,19 @@ impl OutboundJournal {
             .insert(request.id, (OffsetDateTime::now_utc(), request.clone()));
     }
 
-    /// Records a request. One that will not be sent (refused locally) is waited for.
+    /// Records a request.
     pub async fn request(&self, request: &NewOutbound) {
         let now = OffsetDateTime::now_utc();
-        let ended = request.outcome != "pending";
-        if !ended {
-            self.requests().insert(request.id, (now, request.clone()));
-        }
-        let seq = self
-            .record(OutboundRecord {
-                created_at: now,
-                at: now,
-                request: request.clone(),
-                attempt_id: None,
-                attempt: None,
-                finish: None,
-            })
-            .await;
-        if ended {
-            self.wait_shipped(seq).await;
-        }
+        self.requests().insert(request.id, (now, request.clone()));
+        self.record(OutboundRecord {
+            created_at: now,
+            at: now,
+            request: request.clone(),
+            attempt_id: None,
+            attempt: None,
+            finish: None,
+        })
+        .await;
     }
 
     /// Records one attempt.
@@ -89,51 +84,44 @@ impl OutboundJournal {
         .await;
     }
 
-    /// Records how a request ended, and waits until its records are in PostgreSQL.
+    /// Records how a request ended.
     pub async fn finish(&self, id: Uuid, fin: &FinalRecord) {
         let Some((created_at, request)) = self.requests().remove(&id) else {
             tracing::warn!(request = %id, "the outcome of a request this store did not record");
             return;
         };
-        let seq = self
-            .record(OutboundRecord {
-                created_at,
-                at: OffsetDateTime::now_utc(),
-                request,
-                attempt_id: None,
-                attempt: None,
-                finish: Some(fin.clone()),
-            })
-            .await;
-        self.wait_shipped(seq).await;
+        self.record(OutboundRecord {
+            created_at,
+            at: OffsetDateTime::now_utc(),
+            request,
+            attempt_id: None,
+            attempt: None,
+            finish: Some(fin.clone()),
+        })
+        .await;
     }
 
-    async fn record(&self, r: OutboundRecord) -> Option<u64> {
-        self.recorder.record_at(Record::Outbound(Box::new(r))).await
-    }
-
-    /// Waits until the journal is shipped up to `seq`, for at most [`READ_YOUR_WRITES`], unless
-    /// shipping is failing (PostgreSQL away).
-    async fn wait_shipped(&self, seq: Option<u64>) {
-        let Some(seq) = seq else { return };
+    /// Journals the stage, then applies it to PostgreSQL unless shipping is known to fail.
+    async fn record(&self, r: OutboundRecord) {
+        let record = Record::Outbound(Box::new(r));
+        let direct = record.clone();
+        self.recorder.record(record).await;
         let status = &self.recorder.status;
-        let until = tokio::time::Instant::now() + READ_YOUR_WRITES;
-        loop {
-            let shipped = status.shipped_changed.notified();
-            tokio::pin!(shipped);
-            shipped.as_mut().enable();
-            let failing = !status.db_ok.load(Ordering::Acquire)
-                && status
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_some();
-            if status.shipped.load(Ordering::Acquire) >= seq || failing {
-                return;
+        let failing = !status.db_ok.load(Ordering::Acquire)
+            && status
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+        if failing {
+            return;
+        }
+        match tokio::time::timeout(APPLY_TIMEOUT, self.store.ship(&[&direct])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "an outbound record waits for the shipper")
             }
-            if tokio::time::timeout_at(until, shipped).await.is_err() {
-                return;
-            }
+            Err(_) => tracing::debug!("an outbound record waits for the shipper (slow PostgreSQL)"),
         }
     }
 }
