@@ -352,15 +352,16 @@ async fn drain_memory(
         match super::decode(&h.payload) {
             Ok(r) => decoded.push((h, r)),
             Err(e) => {
-                let name = format!("memory-{}", uuid::Uuid::now_v7());
+                let name = format!("memory-{}.record", uuid::Uuid::now_v7());
                 if !set_aside(journal, &name, &h.payload) {
                     left.push(h);
+                    continue;
                 }
                 metrics.inc(
                     "svamlgate_unshippable_records_total",
                     &[("kind", "undecodable")],
                 );
-                tracing::error!(error = %e, file = %name, "a record held in memory cannot be decoded; it is kept in journal/unshippable/");
+                tracing::error!(error = %e, file = %name, "a record held in memory cannot be decoded; it is kept byte for byte in journal/unshippable/");
             }
         }
     }
@@ -413,6 +414,7 @@ async fn drain_memory(
     if ok {
         metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
         status.db_ok.store(true, Ordering::Release);
+        *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         settle(left);
         return true;
     }
