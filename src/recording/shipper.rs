@@ -384,7 +384,7 @@ async fn drain_memory(
                 match store.ship(&[r]).await {
                     Ok(()) => {}
                     Err(e) if refuses_records(&e) => {
-                        let name = format!("memory-{}", uuid::Uuid::now_v7());
+                        let name = format!("memory-{}.json", uuid::Uuid::now_v7());
                         let kept = super::encode(r)
                             .map(|p| set_aside(journal, &name, &p))
                             .unwrap_or(false);
