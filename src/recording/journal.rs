@@ -894,6 +894,11 @@ impl Writer {
                     } else {
                         self.next_seq
                     };
+                    if e.kind() == io::ErrorKind::StorageFull {
+                        // A full disk: what is shipped goes now, not at the end of the replay
+                        // window, so that the next write may fit.
+                        self.make_room(first_seq);
+                    }
                     self.give_up(&mut group, next, e, STATE_FAILING);
                 }
             }
@@ -907,12 +912,17 @@ impl Writer {
         if fits(&self.shared) {
             return true;
         }
+        self.make_room(first_seq);
+        fits(&self.shared)
+    }
+
+    /// Deletes every shipped segment, closing the active one first when all of it is shipped.
+    fn make_room(&mut self, first_seq: u64) {
         let all_shipped = self.shared.shipped.load(Ordering::Acquire) + 1 >= first_seq;
         if all_shipped && self.file_len > 0 {
             self.roll_or_log(first_seq);
         }
         self.shared.delete_shipped(None);
-        fits(&self.shared)
     }
 
     /// Fails a group: its records are handed back to their callers.
@@ -1097,6 +1107,12 @@ impl Cursor {
     ) -> io::Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
         let segments = journal.segments();
+        // A deleted segment's space is freed only once nothing holds it open.
+        if let Some((first, _)) = &self.open {
+            if !segments.iter().any(|(f, _)| f == first) {
+                self.open = None;
+            }
+        }
         while out.len() < max && self.after < durable {
             // The segment holding after+1: the last one whose first seq <= after+1.
             let want = self.after + 1;
