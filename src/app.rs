@@ -107,10 +107,15 @@ impl AppState {
             )
         })?;
         let journal_dir = config.db.data_dir.join("journal");
-        let (journal, recovery) = Journal::open(&journal_dir)
+        let (journal, recovery) = Journal::open_with_limit(&journal_dir, config.journal_max_bytes)
             .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
         if recovery.cut_segments > 0 {
             metrics.add("svamlgate_journal_cut_bytes_total", &[], recovery.cut_bytes);
+            metrics.add(
+                "svamlgate_journal_cut_records_total",
+                &[],
+                recovery.cut_records,
+            );
         }
         let window = Duration::from_secs(config.timestamp_window_secs) + REPLAY_MARGIN;
         let replays = Arc::new(ReplayIndex::new(window));
@@ -129,6 +134,7 @@ impl AppState {
             "journal opened"
         );
         let status = Arc::new(ShipStatus::new(&journal));
+        status.memory.set_capacity(config.journal_memory_bytes);
         let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
         let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
         let shipper = shipper::spawn(
@@ -256,7 +262,7 @@ fn spawn_pruning(replays: &Arc<ReplayIndex>, calls: &Arc<Calls>) {
 fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
     let now = time::OffsetDateTime::now_utc();
     for (_, payload) in records {
-        let Ok(Record::Callback(r)) = serde_json::from_slice::<Record>(payload) else {
+        let Ok(Record::Callback(r)) = crate::recording::decode(payload) else {
             continue;
         };
         let key = r

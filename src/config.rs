@@ -207,8 +207,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_GATE_MODE", value_enum, default_value_t = crate::flows::routes::GateMode::Enforce)]
     pub gate_mode: crate::flows::routes::GateMode,
 
-    /// Disk the local journal may use, in bytes. Near it readiness warns; past it shipped segments
-    /// are deleted before the replay window ends.
+    /// Disk the local journal may use, in bytes: segments are sized from it (an eighth, at most
+    /// 32 MiB) and an append that would pass it is refused (the record is held in memory). Near it
+    /// readiness warns and shipped segments are deleted before the replay window ends.
     #[arg(long, env = "SVAMLGATE_JOURNAL_MAX_BYTES", default_value_t = 1 << 30)]
     pub journal_max_bytes: u64,
 
@@ -224,6 +225,13 @@ pub struct ServeArgs {
     /// from PostgreSQL.
     #[arg(long, env = "SVAMLGATE_SHIP_DEFER_MAX_SECS", default_value_t = 10)]
     pub ship_defer_max_secs: u64,
+
+    /// Memory for records the journal cannot take (disk full or failing, or at
+    /// SVAMLGATE_JOURNAL_MAX_BYTES), in bytes. The shipper empties it into PostgreSQL, or back into
+    /// the journal once it works; past it (journal and PostgreSQL both failing) records are dropped,
+    /// counted in svamlgate_records_dropped_total.
+    #[arg(long, env = "SVAMLGATE_JOURNAL_MEMORY_BYTES", default_value_t = crate::recording::memory::DEFAULT_MEMORY_BYTES)]
+    pub journal_memory_bytes: u64,
 
     #[command(flatten)]
     pub sinch_api: SinchApiArgs,

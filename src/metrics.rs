@@ -132,7 +132,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "svamlgate_record_failures_total",
         "counter",
-        "Records that could not be made durable in the journal before the reply went out, by kind (journal: write failed; journal_slow: not durable within the budget; encode).",
+        "Records that could not be made durable in the journal before the reply went out, by kind (journal: write failed; journal_limit: at SVAMLGATE_JOURNAL_MAX_BYTES; journal_slow: not durable within the budget; encode). Such records are held in memory and shipped from there.",
     ),
     (
         "svamlgate_journal_append_seconds",
@@ -142,12 +142,12 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "svamlgate_journal_cut_bytes_total",
         "counter",
-        "Bytes of torn or corrupt records cut from the journal at start.",
+        "Bytes of torn or corrupt records cut from the journal at start (kept in journal/quarantine/).",
     ),
     (
         "svamlgate_journal_unreadable_records_total",
         "counter",
-        "Journal records with a good checksum that could not be decoded (skipped).",
+        "Journal records with a good checksum that could not be decoded (kept in journal/unshippable/, not shipped).",
     ),
     (
         "svamlgate_journal_segments_deleted_total",
@@ -177,7 +177,17 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "svamlgate_unshippable_records_total",
         "counter",
-        "Records PostgreSQL refused on their own, kept in journal/unshippable/ instead, by kind.",
+        "Records set aside in journal/unshippable/ instead of shipped, by kind: refused by PostgreSQL on their own (callback, error, outbound), or undecodable (kept byte for byte).",
+    ),
+    (
+        "svamlgate_records_dropped_total",
+        "counter",
+        "Answered records lost: the journal could not take them, PostgreSQL did not either, and the memory queue (SVAMLGATE_JOURNAL_MEMORY_BYTES) was full (or held at shutdown), by kind. Alert on any increase.",
+    ),
+    (
+        "svamlgate_journal_cut_records_total",
+        "counter",
+        "Records lost to unreadable journal bytes, found at start or by the shipper in a written segment (their bytes are kept in journal/quarantine/).",
     ),
     (
         "svamlgate_sinch_api_requests_total",

@@ -13,18 +13,23 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct OutboundStore {
     pool: PgPool,
+    /// When set, requests, attempts and outcomes go through the journal instead of being written
+    /// here directly.
+    journal: Option<std::sync::Arc<crate::recording::outbound::OutboundJournal>>,
 }
 
 /// A request as first recorded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewOutbound {
     /// Row id (UUIDv7).
     pub id: Uuid,
     /// svamlgate's reference.
     pub reference: String,
     /// Operation name.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub operation: &'static str,
     /// HTTP method.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub method: &'static str,
     /// API path.
     pub path: String,
@@ -37,33 +42,38 @@ pub struct NewOutbound {
     /// Call leg.
     pub call_leg: Option<String>,
     /// Callout method.
+    #[serde(deserialize_with = "crate::recording::static_str::option")]
     pub callout_method: Option<&'static str>,
     /// Callout destination.
     pub destination: Option<String>,
     /// Whether a DICE will come.
     pub dice_expected: Option<bool>,
     /// Result of the local checks.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub local_check: &'static str,
     /// Details of a failed check.
     pub local_report: Option<Value>,
     /// Initial outcome: `pending` or `refused_locally`.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub outcome: &'static str,
     /// Idempotency-Key of a callout.
     pub idempotency_key: Option<String>,
 }
 
 /// One attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttemptRecord {
     /// The request row.
     pub request_id: Uuid,
     /// 1, 2, 3, …
     pub attempt: i16,
     /// Start of the attempt.
+    #[serde(with = "time::serde::rfc3339")]
     pub sent_at: OffsetDateTime,
     /// Duration in µs.
     pub latency_us: i64,
     /// signed or basic.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub auth_scheme: &'static str,
     /// x-timestamp sent.
     pub x_timestamp: Option<String>,
@@ -74,6 +84,7 @@ pub struct AttemptRecord {
     /// Retry-After in ms.
     pub retry_after_ms: Option<i64>,
     /// connect, timeout, io, too_large.
+    #[serde(deserialize_with = "crate::recording::static_str::option")]
     pub failure: Option<&'static str>,
     /// Library message.
     pub failure_detail: Option<String>,
@@ -90,13 +101,15 @@ pub struct AttemptRecord {
     /// Disagreement flag.
     pub code_mismatch: Option<bool>,
     /// done, retry, give_up.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub decision: &'static str,
 }
 
 /// How a request ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FinalRecord {
     /// success, sinch_error, no_answer, unknown.
+    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
     pub outcome: &'static str,
     /// Last HTTP status.
     pub http_status: Option<i16>,
@@ -117,6 +130,7 @@ pub struct FinalRecord {
     /// reference.
     pub error_reference: Option<String>,
     /// Last failure.
+    #[serde(deserialize_with = "crate::recording::static_str::option")]
     pub failure: Option<&'static str>,
 }
 
@@ -437,11 +451,29 @@ const ADMISSION_LOCK: i64 = 0x7376_616d_6c67_6174;
 impl OutboundStore {
     /// Wraps a pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            journal: None,
+        }
+    }
+
+    /// Records requests, attempts and outcomes through the journal (as callbacks are).
+    pub fn journaled(mut self, recorder: crate::recording::Recorder) -> Self {
+        self.journal = Some(std::sync::Arc::new(
+            crate::recording::outbound::OutboundJournal::new(
+                recorder,
+                crate::db::store::Store::new(self.pool.clone()),
+            ),
+        ));
+        self
     }
 
     /// Records a request (pending, or refused locally).
     pub async fn insert_request(&self, r: &NewOutbound) -> Result<(), sqlx::Error> {
+        if let Some(j) = &self.journal {
+            j.request(r).await;
+            return Ok(());
+        }
         insert(&self.pool, r).await
     }
 
@@ -494,6 +526,9 @@ impl OutboundStore {
             Admission::Admitted(n)
         };
         tx.commit().await?;
+        if let (Some(j), Admission::Admitted(_)) = (&self.journal, &admission) {
+            j.remember(r);
+        }
         Ok(admission)
     }
 
@@ -504,6 +539,10 @@ impl OutboundStore {
 
     /// Records one attempt.
     pub async fn insert_attempt(&self, a: &AttemptRecord) -> Result<(), sqlx::Error> {
+        if let Some(j) = &self.journal {
+            j.attempt(a).await;
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, x_timestamp, \
              http_status, response_body, retry_after_ms, failure, failure_detail, error_code, error_status, \
@@ -536,6 +575,10 @@ impl OutboundStore {
 
     /// Records how a request ended.
     pub async fn finish_request(&self, id: Uuid, f: &FinalRecord) -> Result<(), sqlx::Error> {
+        if let Some(j) = &self.journal {
+            j.finish(id, f).await;
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE outbound_requests SET finished_at = now(), outcome = $2, http_status = $3, attempts = $4, \
              latency_us = $5, response_body = $6, callid = coalesce($7, callid), error_code = $8, error_status = $9, \

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::store::Store;
 use crate::error::ErrorRecord;
-use crate::recording::{CallStateChange, CallbackRecord, Record};
+use crate::recording::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 
 /// Rows per INSERT statement (PostgreSQL allows 65,535 parameters; callbacks bind 27 each).
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -21,6 +21,7 @@ impl Store {
     pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
         let mut callbacks: Vec<&CallbackRecord> = Vec::new();
         let mut errors: Vec<&ErrorRecord> = Vec::new();
+        let mut outbound: Vec<&OutboundRecord> = Vec::new();
         for r in records {
             match r {
                 Record::Callback(c) => {
@@ -28,6 +29,7 @@ impl Store {
                     errors.extend(c.errors.iter());
                 }
                 Record::Error(e) => errors.push(e),
+                Record::Outbound(o) => outbound.push(o),
             }
         }
         let mut tx = self.pool().begin().await?;
@@ -76,8 +78,118 @@ impl Store {
                 mark_rejected_by_sinch(&mut tx, c, report).await?;
             }
         }
+        for o in outbound {
+            ship_outbound(&mut tx, o).await?;
+        }
         tx.commit().await
     }
+}
+
+/// Whether PostgreSQL refused the records themselves (bad data, a constraint, a statement it will
+/// never take), as opposed to failing to take them now (a lost or refused connection, shutdown,
+/// a full disk, a conflict between transactions): only then are records set aside. A connection
+/// lost mid-batch is retried, never shipped record by record.
+pub fn refuses_records(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    // SQLSTATE classes: 22 data exception, 23 integrity constraint violation, 42 syntax error or
+    // access rule violation, 54 program limit exceeded. Everything else (08 connection exception,
+    // 53 insufficient resources, 57 operator intervention, 58 system error, 40 rollback, XX
+    // internal) says nothing about the records.
+    db.code().is_some_and(|c| {
+        ["22", "23", "42", "54"]
+            .iter()
+            .any(|class| c.starts_with(class))
+    })
+}
+
+/// Ships one stage of a request to Sinch: the request row is created by whichever stage arrives
+/// first (so that the order of stages does not matter), an attempt is keyed by its id, and the
+/// outcome is set (idempotent).
+async fn ship_outbound(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    o: &OutboundRecord,
+) -> Result<(), sqlx::Error> {
+    let r = &o.request;
+    sqlx::query(
+        "INSERT INTO outbound_requests (id, reference, operation, method, path, body, callid, \
+         conference_id, call_leg, callout_method, destination, dice_expected, local_check, local_report, outcome, \
+         finished_at, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, CASE WHEN $15 = 'refused_locally' THEN $17 END, $16, $17) ON CONFLICT DO NOTHING",
+    )
+    .bind(r.id)
+    .bind(&r.reference)
+    .bind(r.operation)
+    .bind(r.method)
+    .bind(&r.path)
+    .bind(&r.body)
+    .bind(&r.callid)
+    .bind(&r.conference_id)
+    .bind(&r.call_leg)
+    .bind(r.callout_method)
+    .bind(&r.destination)
+    .bind(r.dice_expected)
+    .bind(r.local_check)
+    .bind(&r.local_report)
+    .bind(r.outcome)
+    .bind(&r.idempotency_key)
+    .bind(o.created_at)
+    .execute(&mut **tx)
+    .await?;
+    if let (Some(id), Some(a)) = (o.attempt_id, &o.attempt) {
+        sqlx::query(
+            "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, x_timestamp, \
+             http_status, response_body, retry_after_ms, failure, failure_detail, error_code, error_status, \
+             error_message, error_reference, classified_code, code_mismatch, decision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(a.request_id)
+        .bind(a.attempt)
+        .bind(a.sent_at)
+        .bind(a.latency_us)
+        .bind(a.auth_scheme)
+        .bind(&a.x_timestamp)
+        .bind(a.http_status)
+        .bind(&a.response_body)
+        .bind(a.retry_after_ms)
+        .bind(a.failure)
+        .bind(&a.failure_detail)
+        .bind(a.error_code)
+        .bind(&a.error_status)
+        .bind(&a.error_message)
+        .bind(&a.error_reference)
+        .bind(a.classified_code)
+        .bind(a.code_mismatch)
+        .bind(a.decision)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(f) = &o.finish {
+        sqlx::query(
+            "UPDATE outbound_requests SET finished_at = $13, outcome = $2, http_status = $3, attempts = $4, \
+             latency_us = $5, response_body = $6, callid = coalesce($7, callid), error_code = $8, error_status = $9, \
+             error_message = $10, error_reference = $11, failure = $12 WHERE id = $1",
+        )
+        .bind(r.id)
+        .bind(f.outcome)
+        .bind(f.http_status)
+        .bind(f.attempts)
+        .bind(f.latency_us)
+        .bind(&f.response_body)
+        .bind(&f.callid)
+        .bind(f.error_code)
+        .bind(&f.error_status)
+        .bind(&f.error_message)
+        .bind(&f.error_reference)
+        .bind(f.failure)
+        .bind(o.at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn insert_callbacks(

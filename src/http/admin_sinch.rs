@@ -46,7 +46,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 }
 
 fn store(state: &AppState) -> OutboundStore {
-    OutboundStore::new(state.store.pool().clone())
+    OutboundStore::new(state.store.pool().clone()).journaled(state.recorder.clone())
 }
 
 /// The body, parsed, and its bytes (sent to Sinch as they are).

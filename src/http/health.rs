@@ -21,9 +21,9 @@ pub struct Health {
 /// The answer of `GET /readyz`.
 #[derive(Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`; `degraded` while PostgreSQL is away or restarting, or the journal is near its limit
-    /// (callers are still answered and nothing is lost); `unavailable` (503) when the journal is
-    /// over its disk limit.
+    /// `ready`; `degraded` while PostgreSQL is away or restarting, or the journal is failing, at or
+    /// near its limit (callers are still answered); `unavailable` (503) when the journal is at its
+    /// disk limit and PostgreSQL does not take records.
     #[schema(example = "ready")]
     status: &'static str,
     checks: Checks,
@@ -39,13 +39,33 @@ pub struct Checks {
     /// The embedded PostgreSQL cluster: `running` or `restarting`; null when svamlgate uses an
     /// external database (DATABASE_URL).
     embedded_cluster: Option<&'static str>,
-    /// The journal against its disk limit: `ok`, `near_limit` (above 90%) or `over_limit`.
+    /// The journal: `ok`; `near_limit` (above 90% of its disk limit); `failing` (writes fail: disk
+    /// full, I/O error, read-only; records are held in memory and shipped from there); `at_limit`
+    /// (appends refused at the disk limit, records held in memory while PostgreSQL takes them);
+    /// `over_limit` (at the limit with records PostgreSQL does not take: 503).
     journal: &'static str,
     /// Signature mode and what report mode let through since start.
     signature: crate::verification::SignatureReadiness,
     /// The canary through SVAMLGATE_PUBLIC_URL: its last run (null when it is off or has not run).
     /// A failed or slow run makes the status `degraded`.
     canary: Option<crate::canary::CanaryRun>,
+    /// What opening the journal cut as unreadable, when anything was (null otherwise): it stays
+    /// here until the next start.
+    journal_cut: Option<JournalCut>,
+}
+
+/// Unreadable journal bytes found at start.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalCut {
+    /// Records lost (their sequence numbers are in `seqRanges`).
+    records: u64,
+    /// Bytes cut, all kept in `quarantine`.
+    bytes: u64,
+    /// Sequence numbers lost, as inclusive `[first, last]` ranges.
+    seq_ranges: Vec<[u64; 2]>,
+    /// Where the cut bytes are kept.
+    quarantine: String,
 }
 
 /// How far PostgreSQL is behind the journal.
@@ -62,6 +82,13 @@ pub struct Shipping {
     journal_max_bytes: u64,
     /// The shipper's last error, if its last attempt failed.
     last_error: Option<String>,
+    /// Records the journal could not take, held in memory (included in `lagRecords`).
+    memory_records: u64,
+    /// Records dropped since start: journal failing, PostgreSQL away and memory full. Any is an
+    /// alert (`svamlgate_records_dropped_total`).
+    dropped_records: u64,
+    /// The journal's last write error, while it is failing or at its limit.
+    journal_error: Option<String>,
 }
 
 /// Liveness
@@ -82,13 +109,13 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness
 ///
-/// svamlgate answers callbacks whenever its journal works, so readiness fails (503) only when the journal is over its disk limit. PostgreSQL being slow, away or restarting is reported in the details (`checks.database`, `shipping`) with `"status": "degraded"`, because callers are still answered and nothing is lost.
+/// svamlgate answers callbacks whatever its journal and PostgreSQL do, so readiness fails (503) only when the journal is at its disk limit while PostgreSQL does not take records (records then wait in memory, and are dropped, counted, once it is full). PostgreSQL being slow, away or restarting, or the journal failing (`checks.journal` = `failing`: records are held in memory and shipped from there), is reported with `"status": "degraded"`: callers are still answered.
 #[utoipa::path(
     operation_id = "readyz",
     tag = "service",
     responses(
-        (status = 200, description = "Ready, or degraded (PostgreSQL away, restarting, or the journal near its limit).", body = Readiness),
-        (status = 503, description = "Not ready: the journal is over its disk limit.", body = Readiness)
+        (status = 200, description = "Ready, or degraded (PostgreSQL away, restarting, the journal failing, at or near its limit).", body = Readiness),
+        (status = 503, description = "Not ready: the journal is at its disk limit and PostgreSQL does not take records.", body = Readiness)
     ),
     security(())
 )]
@@ -103,7 +130,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let cluster = state.cluster.as_ref().map(|c| c.state());
     let journal_bytes = state.recorder.journal().bytes();
     let limit = state.config.journal_max_bytes;
-    let journal = crate::recording::journal::level(journal_bytes, limit);
+    let journal = journal_check(&state.recorder);
     let last_error = status
         .last_error
         .lock()
@@ -111,6 +138,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .clone();
     let canary = state.verification.canary.last();
     let canary_failing = canary.as_ref().is_some_and(|c| !c.ok);
+    let journal_state = state.recorder.journal().write_state();
+    let journal_error = (journal_state != crate::recording::journal::WriteState::Ok)
+        .then(|| state.recorder.journal().failures().1)
+        .flatten();
     let body = Readiness {
         status: if journal == "over_limit" {
             "unavailable"
@@ -125,6 +156,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             journal,
             signature: state.verification.readiness(),
             canary,
+            journal_cut: journal_cut(state.recorder.journal()),
         },
         shipping: Shipping {
             lag_records: status.lag_records(),
@@ -132,6 +164,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             journal_bytes,
             journal_max_bytes: limit,
             last_error,
+            memory_records: status.memory.len(),
+            dropped_records: status.memory.dropped(),
+            journal_error,
         },
     };
     if journal == "over_limit" {
@@ -139,6 +174,41 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::Ok().json(body)
     }
+}
+
+/// The journal's readiness check (see [`Checks::journal`]).
+pub fn journal_check(recorder: &crate::recording::Recorder) -> &'static str {
+    use crate::recording::journal::WriteState;
+    use std::sync::atomic::Ordering;
+    let journal = recorder.journal();
+    let status = &recorder.status;
+    let level = crate::recording::journal::level(journal.bytes(), journal.max_bytes());
+    let at_limit = journal.write_state() == WriteState::AtLimit || level == "over_limit";
+    let stuck = status.lag_records() > 0 && !status.db_ok.load(Ordering::Acquire);
+    match journal.write_state() {
+        _ if at_limit && stuck => "over_limit",
+        WriteState::Failing => "failing",
+        _ if at_limit && status.lag_records() > 0 => "at_limit",
+        _ if level == "near_limit" && status.lag_records() > 0 => "near_limit",
+        _ => "ok",
+    }
+}
+
+fn journal_cut(journal: &crate::recording::Journal) -> Option<JournalCut> {
+    let cuts = journal.cuts();
+    if cuts.is_empty() {
+        return None;
+    }
+    Some(JournalCut {
+        records: cuts.iter().map(|c| c.records()).sum(),
+        bytes: cuts.iter().map(|c| c.bytes()).sum(),
+        seq_ranges: cuts
+            .iter()
+            .filter_map(|c| c.lost)
+            .map(|(a, b)| [a, b])
+            .collect(),
+        quarantine: journal.dir().join("quarantine").display().to_string(),
+    })
 }
 
 /// Prometheus metrics
@@ -177,6 +247,38 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "svamlgate_journal_max_bytes",
             "The journal's disk limit (SVAMLGATE_JOURNAL_MAX_BYTES).",
             state.config.journal_max_bytes as f64,
+        ),
+        (
+            "svamlgate_journal_memory_records",
+            "Records the journal could not take, held in memory for the shipper.",
+            status.memory.len() as f64,
+        ),
+        (
+            "svamlgate_journal_failing",
+            "1 while journal writes fail (disk full, I/O error, read-only): records are held in memory.",
+            f64::from(u8::from(
+                state.recorder.journal().write_state()
+                    == crate::recording::journal::WriteState::Failing,
+            )),
+        ),
+        (
+            "svamlgate_journal_at_limit",
+            "1 while the journal refuses appends at SVAMLGATE_JOURNAL_MAX_BYTES: records are held in memory.",
+            f64::from(u8::from(
+                state.recorder.journal().write_state()
+                    == crate::recording::journal::WriteState::AtLimit,
+            )),
+        ),
+        (
+            "svamlgate_journal_cut_since_start",
+            "Records lost to unreadable journal bytes found at this start.",
+            state
+                .recorder
+                .journal()
+                .cuts()
+                .iter()
+                .map(|c| c.records())
+                .sum::<u64>() as f64,
         ),
         (
             "svamlgate_replay_keys",

@@ -18,7 +18,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -124,15 +124,49 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Frame> {
     Ok(Frame::Record { seq, payload })
 }
 
+/// One stretch of unreadable bytes found at open: what was cut, where it is kept, and which
+/// records it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The segment it was found in.
+    pub segment: PathBuf,
+    /// Byte offsets in that segment: `[from, to)`.
+    pub from: u64,
+    /// End offset (exclusive).
+    pub to: u64,
+    /// Where the bytes are kept (`journal/quarantine/...`); None if they could not be saved.
+    pub kept_in: Option<PathBuf>,
+    /// Sequence numbers of the records lost with it (inclusive), when any.
+    pub lost: Option<(u64, u64)>,
+    /// Whether it is the unfinished last write of a crash (never acknowledged, so no record lost).
+    pub torn_tail: bool,
+}
+
+impl Cut {
+    /// Bytes cut.
+    pub fn bytes(&self) -> u64 {
+        self.to - self.from
+    }
+
+    /// Records lost.
+    pub fn records(&self) -> u64 {
+        self.lost.map_or(0, |(a, b)| b + 1 - a)
+    }
+}
+
 /// What opening the journal found.
 #[derive(Debug, Default, Clone)]
 pub struct Recovery {
     /// Intact records found, in order (those not yet shipped and those kept for the replay window).
     pub records: Vec<(u64, Vec<u8>)>,
-    /// Frames cut off because they were torn or corrupt (one per damaged segment).
+    /// Segments with torn or corrupt bytes.
     pub cut_segments: u64,
-    /// Bytes cut off.
+    /// Bytes cut off (kept in `journal/quarantine/`).
     pub cut_bytes: u64,
+    /// Records lost to corruption (sequence numbers skipped by a cut).
+    pub cut_records: u64,
+    /// Every cut, in journal order.
+    pub cuts: Vec<Cut>,
     /// Highest sequence number shipped, from the checkpoint.
     pub shipped: u64,
 }
@@ -148,13 +182,43 @@ pub type Durable = watch::Receiver<u64>;
 
 struct Append {
     payload: Vec<u8>,
-    done: oneshot::Sender<io::Result<u64>>,
+    done: oneshot::Sender<Result<u64, Rejected>>,
 }
+
+enum Msg {
+    Append(Append),
+    /// Close the active segment (if it holds anything) so that it can be deleted once shipped.
+    Roll,
+}
+
+/// A record the journal could not make durable, handed back with the reason.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Why.
+    pub error: io::Error,
+    /// The record, as given.
+    pub payload: Vec<u8>,
+}
+
+/// How the journal's writer is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteState {
+    /// The last write worked.
+    Ok,
+    /// The last write failed (disk full, I/O error, read-only filesystem).
+    Failing,
+    /// The last write did not fit under the disk limit (`SVAMLGATE_JOURNAL_MAX_BYTES`).
+    AtLimit,
+}
+
+const STATE_OK: u8 = 0;
+const STATE_FAILING: u8 = 1;
+const STATE_AT_LIMIT: u8 = 2;
 
 /// Appends records; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Msg>,
     inner: Arc<Shared>,
 }
 
@@ -172,6 +236,18 @@ struct Shared {
     durable: watch::Receiver<u64>,
     shipped: AtomicU64,
     bytes: AtomicU64,
+    /// SVAMLGATE_JOURNAL_MAX_BYTES: appends that would take the journal past it are refused.
+    max_bytes: u64,
+    /// A segment is closed once it holds this many bytes (sized from `max_bytes`).
+    segment_bytes: u64,
+    /// [`WriteState`], as one of the `STATE_` values.
+    state: AtomicU8,
+    /// Groups (one `fdatasync` each) that failed since start.
+    failed_writes: AtomicU64,
+    /// The last write error.
+    last_error: Mutex<Option<String>>,
+    /// What opening found, and what the shipper found since (for readiness: a cut since start).
+    cuts: Mutex<Vec<Cut>>,
     /// Test hook: fail the next fdatasync calls.
     fail_syncs: AtomicU64,
     /// The open `LOCK` file holding an exclusive `flock`: one process per journal.
@@ -232,35 +308,191 @@ fn read_checkpoint(dir: &Path) -> u64 {
 /// Records as read back: (seq, payload).
 pub type Records = Vec<(u64, Vec<u8>)>;
 
-/// Scans one segment; cuts it at the first torn or corrupt frame. Returns (records, bytes cut).
-fn scan_segment(seg: &Segment) -> io::Result<(Records, u64)> {
-    let mut file = OpenOptions::new().read(true).write(true).open(&seg.path)?;
-    let len = file.metadata()?.len();
-    let mut reader = BufReader::new(&mut file);
-    let mut records = Vec::new();
-    let mut good_end = 0u64;
-    loop {
-        match read_frame(&mut reader)? {
-            Frame::Record { seq, payload } => {
-                good_end += (HEADER + payload.len()) as u64;
-                records.push((seq, payload));
-            }
-            Frame::End => break,
-            Frame::Torn | Frame::Corrupt => break,
+/// A frame read from memory: its seq and where its payload is.
+enum Parsed {
+    Record { seq: u64, end: usize },
+    End,
+    Torn,
+    Corrupt,
+}
+
+fn parse_at(data: &[u8], off: usize) -> Parsed {
+    let rest = &data[off.min(data.len())..];
+    if rest.is_empty() {
+        return Parsed::End;
+    }
+    match read_frame(&mut &rest[..]) {
+        Ok(Frame::Record { seq, payload }) => Parsed::Record {
+            seq,
+            end: off + HEADER + payload.len(),
+        },
+        Ok(Frame::End) => Parsed::End,
+        Ok(Frame::Torn) | Err(_) => Parsed::Torn,
+        Ok(Frame::Corrupt) => Parsed::Corrupt,
+    }
+}
+
+/// The cheap part of [`parse_at`]: whether the header at `off` could start a frame after `prev`
+/// (length possible, seq in the range the bytes left could hold). Only such offsets get a checksum.
+fn plausible(data: &[u8], off: usize, prev: u64) -> bool {
+    let Some(h) = data.get(off..off + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&h[8..16]);
+    let seq = u64::from_le_bytes(seq);
+    let most = ((data.len() - off) / HEADER) as u64 + 1;
+    len <= MAX_PAYLOAD && off + HEADER + len <= data.len() && seq > prev && seq - prev <= most
+}
+
+/// The next offset at or after `from` where an intact frame with a seq after `prev` starts.
+fn resync(data: &[u8], from: usize, prev: u64) -> Option<usize> {
+    (from..data.len().saturating_sub(HEADER - 1)).find(|&off| {
+        plausible(data, off, prev)
+            && matches!(parse_at(data, off), Parsed::Record { seq, .. } if seq > prev)
+    })
+}
+
+/// How many whole-looking frames (length fits, checksum aside) a damaged tail holds: those were
+/// written completely and may have been acknowledged; a frame cut short never was.
+fn whole_frames(data: &[u8], mut off: usize) -> u64 {
+    let mut n = 0;
+    while let Some(h) = data.get(off..off + HEADER) {
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len > MAX_PAYLOAD || off + HEADER + len > data.len() {
+            break;
+        }
+        n += 1;
+        off += HEADER + len;
+    }
+    n
+}
+
+/// Keeps unreadable bytes in `journal/quarantine/<segment>.<from>-<to>.bad`.
+fn quarantine(dir: &Path, seg: &Segment, from: u64, bytes: &[u8]) -> Option<PathBuf> {
+    let qdir = dir.join("quarantine");
+    let name = seg.path.file_name()?.to_string_lossy().into_owned();
+    let path = qdir.join(format!("{name}.{from}-{}.bad", from + bytes.len() as u64));
+    let saved = std::fs::create_dir_all(&qdir)
+        .and_then(|()| {
+            let mut f = File::create(&path)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| sync_dir(&qdir));
+    match saved {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "journal: could not keep unreadable bytes in quarantine");
+            None
         }
     }
-    drop(reader);
-    let cut = len - good_end;
-    if cut > 0 {
-        file.set_len(good_end)?;
-        file.sync_all()?;
+}
+
+/// Scans one segment. A damaged stretch (bad checksum, impossible length, torn frame) costs only
+/// itself: the scan resynchronises on the next intact frame. Damaged bytes are copied to the
+/// quarantine, then the segment is rewritten with its intact frames only (cut, when the damage is
+/// at the end). `next_first` is the first seq of the following segment, if any (it bounds what a
+/// damaged end lost).
+fn scan_segment(
+    dir: &Path,
+    seg: &Segment,
+    next_first: Option<u64>,
+) -> io::Result<(Records, Vec<Cut>)> {
+    let data = std::fs::read(&seg.path)?;
+    let mut records = Vec::new();
+    let mut cuts = Vec::new();
+    let mut good: Vec<(usize, usize)> = Vec::new();
+    let mut prev = seg.first_seq.saturating_sub(1);
+    let mut off = 0usize;
+    loop {
+        match parse_at(&data, off) {
+            Parsed::End => break,
+            Parsed::Record { seq, end } if seq > prev => {
+                records.push((seq, data[off + HEADER..end].to_vec()));
+                good.push((off, end));
+                prev = seq;
+                off = end;
+            }
+            // A frame with a good checksum but a seq that does not follow: only corruption that a
+            // checksum happened to pass makes one; treat it as damage.
+            Parsed::Record { .. } | Parsed::Torn | Parsed::Corrupt => {
+                let next = resync(&data, off + 1, prev);
+                let to = next.unwrap_or(data.len());
+                let (lost, torn_tail) = match next {
+                    Some(n) => {
+                        let Parsed::Record { seq, .. } = parse_at(&data, n) else {
+                            unreachable!("resync returns intact frames only")
+                        };
+                        ((seq > prev + 1).then(|| (prev + 1, seq - 1)), false)
+                    }
+                    None => match next_first {
+                        Some(nf) => ((nf > prev + 1).then(|| (prev + 1, nf - 1)), false),
+                        None => {
+                            let whole = whole_frames(&data, off);
+                            ((whole > 0).then(|| (prev + 1, prev + whole)), whole == 0)
+                        }
+                    },
+                };
+                let kept_in = quarantine(dir, seg, off as u64, &data[off..to]);
+                cuts.push(Cut {
+                    segment: seg.path.clone(),
+                    from: off as u64,
+                    to: to as u64,
+                    kept_in,
+                    lost,
+                    torn_tail,
+                });
+                if let Some((_, last)) = lost {
+                    prev = last;
+                }
+                off = to;
+            }
+        }
     }
-    Ok((records, cut))
+    if cuts.is_empty() {
+        return Ok((records, cuts));
+    }
+    let good_end = good.last().map_or(0, |g| g.1);
+    let contiguous = good
+        .iter()
+        .try_fold(0usize, |at, &(from, to)| (from == at).then_some(to))
+        .is_some();
+    if contiguous {
+        // Damage at the end only: cut it off.
+        let file = OpenOptions::new().write(true).open(&seg.path)?;
+        file.set_len(good_end as u64)?;
+        file.sync_all()?;
+    } else {
+        // Damage in the middle: rewrite the segment with its intact frames.
+        let tmp = seg.path.with_extension("seg.tmp");
+        let mut f = File::create(&tmp)?;
+        for &(from, to) in &good {
+            f.write_all(&data[from..to])?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &seg.path)?;
+        sync_dir(dir)?;
+    }
+    Ok((records, cuts))
+}
+
+/// Segment size for a disk limit: an eighth of it, between 64 KiB and [`SEGMENT_BYTES`], so that
+/// shipped segments can be deleted well before the limit is reached.
+pub fn segment_bytes_for(max_bytes: u64) -> u64 {
+    (max_bytes / 8).clamp(64 * 1024, SEGMENT_BYTES)
 }
 
 impl Journal {
-    /// Opens (creating) the journal in `dir`, recovers what it holds and starts the writer thread.
+    /// Opens (creating) the journal in `dir` without a disk limit.
     pub fn open(dir: &Path) -> io::Result<(Journal, Recovery)> {
+        Journal::open_with_limit(dir, u64::MAX)
+    }
+
+    /// Opens (creating) the journal in `dir`, recovers what it holds and starts the writer thread.
+    /// Appends that would take the segments past `max_bytes` are refused ([`Rejected`]).
+    pub fn open_with_limit(dir: &Path, max_bytes: u64) -> io::Result<(Journal, Recovery)> {
         std::fs::create_dir_all(dir)?;
         let lock = lock(dir)?;
         let mut recovery = Recovery {
@@ -271,16 +503,40 @@ impl Journal {
         let mut bytes = 0u64;
         let mut last_seq = recovery.shipped;
         let mut prev = 0u64;
-        for seg in &segments {
-            let (records, cut) = scan_segment(seg)?;
-            if cut > 0 {
+        for (i, seg) in segments.iter().enumerate() {
+            let next_first = segments.get(i + 1).map(|s| s.first_seq);
+            let (records, cuts) = scan_segment(dir, seg, next_first)?;
+            if !cuts.is_empty() {
                 recovery.cut_segments += 1;
-                recovery.cut_bytes += cut;
-                tracing::error!(
-                    segment = %seg.path.display(),
-                    bytes = cut,
-                    "journal: torn or corrupt records cut from the end of a segment"
-                );
+            }
+            for cut in cuts {
+                recovery.cut_bytes += cut.bytes();
+                recovery.cut_records += cut.records();
+                if cut.torn_tail {
+                    tracing::warn!(
+                        segment = %seg.path.display(),
+                        offset = cut.from,
+                        bytes = cut.bytes(),
+                        kept_in = ?cut.kept_in,
+                        "journal: the unfinished last write of a crash was cut (never acknowledged: no record lost)"
+                    );
+                } else {
+                    tracing::error!(
+                        segment = %seg.path.display(),
+                        from_offset = cut.from,
+                        to_offset = cut.to,
+                        bytes = cut.bytes(),
+                        records_lost = cut.records(),
+                        first_lost_seq = cut.lost.map(|l| l.0),
+                        last_lost_seq = cut.lost.map(|l| l.1),
+                        kept_in = ?cut.kept_in,
+                        "journal: unreadable bytes cut; reading went on at the next intact record"
+                    );
+                }
+                if let Some((_, last)) = cut.lost {
+                    last_seq = last_seq.max(last);
+                }
+                recovery.cuts.push(cut);
             }
             bytes += std::fs::metadata(&seg.path).map(|m| m.len()).unwrap_or(0);
             for (seq, payload) in records {
@@ -311,10 +567,16 @@ impl Journal {
             durable: durable_rx,
             shipped: AtomicU64::new(recovery.shipped),
             bytes: AtomicU64::new(bytes),
+            max_bytes,
+            segment_bytes: segment_bytes_for(max_bytes),
+            state: AtomicU8::new(STATE_OK),
+            failed_writes: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            cuts: Mutex::new(recovery.cuts.clone()),
             fail_syncs: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
         });
-        let (tx, rx) = mpsc::channel::<Append>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let writer = Writer {
             shared: shared.clone(),
             file,
@@ -323,6 +585,7 @@ impl Journal {
             durable_tx,
             slow_flushes: 0,
             last_slow_log: None,
+            failures: Throttle::new(FAILURE_LOG_EVERY),
         };
         std::thread::Builder::new()
             .name("svamlgate-journal".into())
@@ -332,12 +595,32 @@ impl Journal {
 
     /// Appends a record and waits until it is durable; returns its sequence number.
     pub async fn append(&self, payload: Vec<u8>) -> io::Result<u64> {
+        self.append_or_return(payload).await.map_err(|r| r.error)
+    }
+
+    /// As [`Journal::append`], but a record that could not be made durable is handed back.
+    pub async fn append_or_return(&self, payload: Vec<u8>) -> Result<u64, Rejected> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Append { payload, done })
-            .map_err(|_| io::Error::other("journal writer stopped"))?;
-        rx.await
-            .map_err(|_| io::Error::other("journal writer stopped"))?
+        if let Err(mpsc::SendError(Msg::Append(a))) =
+            self.tx.send(Msg::Append(Append { payload, done }))
+        {
+            return Err(Rejected {
+                error: io::Error::other("journal writer stopped"),
+                payload: a.payload,
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Rejected {
+                error: io::Error::other("journal writer stopped"),
+                payload: Vec::new(),
+            })
+        })
+    }
+
+    /// Asks the writer to close the active segment (if it holds anything), so that it can be
+    /// deleted once shipped.
+    pub fn request_roll(&self) {
+        let _ = self.tx.send(Msg::Roll);
     }
 
     /// The highest durable sequence number, and a way to wait for it to change.
@@ -353,6 +636,46 @@ impl Journal {
     /// Bytes held in segment files.
     pub fn bytes(&self) -> u64 {
         self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The disk limit the journal was opened with.
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.max_bytes
+    }
+
+    /// Size at which a segment is closed.
+    pub fn segment_bytes(&self) -> u64 {
+        self.inner.segment_bytes
+    }
+
+    /// How the last write went.
+    pub fn write_state(&self) -> WriteState {
+        match self.inner.state.load(Ordering::Acquire) {
+            STATE_FAILING => WriteState::Failing,
+            STATE_AT_LIMIT => WriteState::AtLimit,
+            _ => WriteState::Ok,
+        }
+    }
+
+    /// Groups of appends that failed since start, and the last error.
+    pub fn failures(&self) -> (u64, Option<String>) {
+        (
+            self.inner.failed_writes.load(Ordering::Acquire),
+            self.inner
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+
+    /// Every unreadable stretch cut since start (empty when nothing was damaged).
+    pub fn cuts(&self) -> Vec<Cut> {
+        self.inner
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The journal directory.
@@ -372,45 +695,7 @@ impl Journal {
     /// `keep_after` (or any fully shipped segment when `keep_after` is None). The segment being
     /// written is never deleted. Returns the number of segments deleted.
     pub fn delete_shipped(&self, keep_after: Option<SystemTime>) -> usize {
-        let shipped = self.shipped();
-        let mut segments = self
-            .inner
-            .segments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut deleted = 0;
-        // Segment i holds seqs [first_i, first_{i+1}); it is fully shipped when first_{i+1} - 1 <= shipped.
-        while segments.len() > 1 {
-            let next_first = segments[1].first_seq;
-            if next_first.saturating_sub(1) > shipped {
-                break;
-            }
-            let seg = &segments[0];
-            let old_enough = match keep_after {
-                None => true,
-                Some(t) => std::fs::metadata(&seg.path)
-                    .and_then(|m| m.modified())
-                    .map(|m| m < t)
-                    .unwrap_or(true),
-            };
-            if !old_enough {
-                break;
-            }
-            let len = std::fs::metadata(&seg.path).map(|m| m.len()).unwrap_or(0);
-            if let Err(e) = std::fs::remove_file(&seg.path) {
-                tracing::warn!(error = %e, segment = %seg.path.display(), "journal: could not delete a shipped segment");
-                break;
-            }
-            self.inner
-                .bytes
-                .fetch_sub(len.min(self.bytes()), Ordering::Relaxed);
-            segments.remove(0);
-            deleted += 1;
-        }
-        if deleted > 0 {
-            let _ = sync_dir(&self.inner.dir);
-        }
-        deleted
+        self.inner.delete_shipped(keep_after)
     }
 
     /// Paths of the segments, oldest first, with the first seq of each.
@@ -441,11 +726,91 @@ impl Journal {
     }
 }
 
+impl Shared {
+    fn delete_shipped(&self, keep_after: Option<SystemTime>) -> usize {
+        let shipped = self.shipped.load(Ordering::Acquire);
+        let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let mut deleted = 0;
+        // Segment i holds seqs [first_i, first_{i+1}); it is fully shipped when first_{i+1} - 1 <= shipped.
+        while segments.len() > 1 {
+            let next_first = segments[1].first_seq;
+            if next_first.saturating_sub(1) > shipped {
+                break;
+            }
+            let seg = &segments[0];
+            let old_enough = match keep_after {
+                None => true,
+                Some(t) => std::fs::metadata(&seg.path)
+                    .and_then(|m| m.modified())
+                    .map(|m| m < t)
+                    .unwrap_or(true),
+            };
+            if !old_enough {
+                break;
+            }
+            let len = std::fs::metadata(&seg.path).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = std::fs::remove_file(&seg.path) {
+                tracing::warn!(error = %e, segment = %seg.path.display(), "journal: could not delete a shipped segment");
+                break;
+            }
+            let _ = self
+                .bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                    Some(b.saturating_sub(len))
+                });
+            segments.remove(0);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let _ = sync_dir(&self.dir);
+        }
+        deleted
+    }
+}
+
 /// A flush slower than this is worth telling the operator about.
 const SLOW_FLUSH: Duration = Duration::from_millis(100);
 
 /// At most one slow-flush warning per this long.
 const SLOW_FLUSH_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// At most one write-failure error per this long (with the count since the last one).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits a log line: says whether to log now, and how many occurrences the line covers.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    pending: u64,
+}
+
+impl Throttle {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            last: None,
+            pending: 0,
+        }
+    }
+
+    /// Counts `n` occurrences; returns how many to report if a line is due now.
+    pub fn hit(&mut self, n: u64) -> Option<u64> {
+        self.pending += n;
+        if self.last.is_none_or(|at| at.elapsed() >= self.every) {
+            self.last = Some(Instant::now());
+            Some(std::mem::take(&mut self.pending))
+        } else {
+            None
+        }
+    }
+
+    /// Occurrences not yet reported (and forgets them).
+    pub fn take(&mut self) -> u64 {
+        std::mem::take(&mut self.pending)
+    }
+}
 
 struct Writer {
     shared: Arc<Shared>,
@@ -455,29 +820,48 @@ struct Writer {
     durable_tx: watch::Sender<u64>,
     slow_flushes: u64,
     last_slow_log: Option<Instant>,
+    failures: Throttle,
 }
 
+type Waiting = Vec<(u64, Vec<u8>, oneshot::Sender<Result<u64, Rejected>>)>;
+
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Append>) {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut buf = Vec::with_capacity(1 << 20);
-        let mut group: Vec<(u64, oneshot::Sender<io::Result<u64>>)> = Vec::with_capacity(256);
+        let mut group: Waiting = Vec::with_capacity(256);
         while let Ok(first) = rx.recv() {
             buf.clear();
             group.clear();
-            let push = |a: Append, buf: &mut Vec<u8>, seq: u64| {
-                encode_frame(seq, &a.payload, buf);
-                (seq, a.done)
-            };
-            group.push(push(first, &mut buf, self.next_seq));
-            self.next_seq += 1;
+            let mut roll = false;
+            let first_seq = self.next_seq;
+            let mut take =
+                |msg: Msg, buf: &mut Vec<u8>, group: &mut Waiting, next: &mut u64| match msg {
+                    Msg::Append(a) => {
+                        encode_frame(*next, &a.payload, buf);
+                        group.push((*next, a.payload, a.done));
+                        *next += 1;
+                    }
+                    Msg::Roll => roll = true,
+                };
+            take(first, &mut buf, &mut group, &mut self.next_seq);
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(a) => {
-                        group.push(push(a, &mut buf, self.next_seq));
-                        self.next_seq += 1;
-                    }
+                    Ok(m) => take(m, &mut buf, &mut group, &mut self.next_seq),
                     Err(_) => break,
                 }
+            }
+            if roll && self.file_len > 0 {
+                self.roll_or_log(first_seq);
+            }
+            if group.is_empty() {
+                continue;
+            }
+            if !self.fits(buf.len() as u64, first_seq) {
+                self.give_up(&mut group, first_seq, io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("the journal is at its disk limit ({} bytes, SVAMLGATE_JOURNAL_MAX_BYTES)", self.shared.max_bytes),
+                ), STATE_AT_LIMIT);
+                continue;
             }
             let flush_started = Instant::now();
             let result = self.write_and_sync(&buf);
@@ -486,27 +870,92 @@ impl Writer {
                 Ok(()) => {
                     let last = self.next_seq - 1;
                     self.durable_tx.send_replace(last);
-                    for (seq, done) in group.drain(..) {
+                    let was = self.shared.state.swap(STATE_OK, Ordering::AcqRel);
+                    if was != STATE_OK {
+                        let missed = self.failures.take();
+                        tracing::info!(
+                            failed_writes_not_logged = missed,
+                            "journal: writing works again; records held in memory go back through it"
+                        );
+                    }
+                    for (seq, _, done) in group.drain(..) {
                         let _ = done.send(Ok(seq));
                     }
-                    if self.file_len >= SEGMENT_BYTES {
-                        if let Err(e) = self.roll() {
-                            tracing::error!(error = %e, "journal: could not start a new segment");
-                        }
+                    if self.file_len >= self.shared.segment_bytes {
+                        self.roll_or_log(self.next_seq);
                     }
                 }
                 Err(e) => {
-                    // The frames may be partly on disk: start a new segment so that the next
-                    // writes do not follow a torn frame, and give the failed seqs up.
-                    tracing::error!(error = %e, records = group.len(), "journal: write or sync failed");
-                    for (_, done) in group.drain(..) {
-                        let _ = done.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    // The frames may be partly on disk: cut them off, so that the next write
+                    // follows the last good frame in the same file (no new file per failure).
+                    // Their seqs are used again, unless the cut failed too.
+                    let next = if self.file.set_len(self.file_len).is_ok() {
+                        first_seq
+                    } else {
+                        self.next_seq
+                    };
+                    if e.kind() == io::ErrorKind::StorageFull {
+                        // A full disk: what is shipped goes now, not at the end of the replay
+                        // window, so that the next write may fit.
+                        self.make_room(first_seq);
                     }
-                    let _ = self.file.set_len(self.file_len);
-                    if let Err(e) = self.roll() {
-                        tracing::error!(error = %e, "journal: could not start a new segment");
-                    }
+                    self.give_up(&mut group, next, e, STATE_FAILING);
                 }
+            }
+        }
+    }
+
+    /// Whether `len` more bytes fit under the disk limit, after deleting what is shipped (and
+    /// closing the active segment when everything in it is shipped).
+    fn fits(&mut self, len: u64, first_seq: u64) -> bool {
+        let fits = |s: &Shared| s.bytes.load(Ordering::Acquire).saturating_add(len) <= s.max_bytes;
+        if fits(&self.shared) {
+            return true;
+        }
+        self.make_room(first_seq);
+        fits(&self.shared)
+    }
+
+    /// Deletes every shipped segment, closing the active one first when all of it is shipped.
+    fn make_room(&mut self, first_seq: u64) {
+        let all_shipped = self.shared.shipped.load(Ordering::Acquire) + 1 >= first_seq;
+        if all_shipped && self.file_len > 0 {
+            self.roll_or_log(first_seq);
+        }
+        self.shared.delete_shipped(None);
+    }
+
+    /// Fails a group: its records are handed back to their callers.
+    fn give_up(&mut self, group: &mut Waiting, next_seq: u64, e: io::Error, state: u8) {
+        self.next_seq = next_seq;
+        self.shared.state.store(state, Ordering::Release);
+        self.shared.failed_writes.fetch_add(1, Ordering::AcqRel);
+        *self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        if let Some(n) = self.failures.hit(1) {
+            if state == STATE_AT_LIMIT {
+                tracing::warn!(error = %e, failed_writes = n, records = group.len(),
+                    "journal: at its disk limit; records are held in memory and shipped from there");
+            } else {
+                tracing::error!(error = %e, failed_writes = n, records = group.len(),
+                    "journal: write or sync failed; records are held in memory and the journal is retried");
+            }
+        }
+        for (_, payload, done) in group.drain(..) {
+            let _ = done.send(Err(Rejected {
+                error: io::Error::new(e.kind(), e.to_string()),
+                payload,
+            }));
+        }
+    }
+
+    fn roll_or_log(&mut self, first_seq: u64) {
+        if let Err(e) = self.roll(first_seq) {
+            if let Some(n) = self.failures.hit(1) {
+                tracing::error!(error = %e, failures = n, "journal: could not start a new segment; writing on in the current one");
             }
         }
     }
@@ -550,8 +999,9 @@ impl Writer {
         Ok(())
     }
 
-    fn roll(&mut self) -> io::Result<()> {
-        let path = self.shared.dir.join(segment_name(self.next_seq));
+    /// Starts a new segment whose first record will be `first_seq`.
+    fn roll(&mut self, first_seq: u64) -> io::Result<()> {
+        let path = self.shared.dir.join(segment_name(first_seq));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&self.shared.dir)?;
         self.file = file;
@@ -561,11 +1011,8 @@ impl Writer {
             .segments
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        segments.retain(|s| s.first_seq != self.next_seq);
-        segments.push(Segment {
-            first_seq: self.next_seq,
-            path,
-        });
+        segments.retain(|s| s.first_seq != first_seq);
+        segments.push(Segment { first_seq, path });
         Ok(())
     }
 }
@@ -577,12 +1024,78 @@ pub struct Cursor {
     /// Last seq returned.
     pub after: u64,
     open: Option<(u64, BufReader<File>)>,
+    /// Damage met since the last [`Cursor::take_cuts`].
+    cuts: Vec<Cut>,
 }
 
 impl Cursor {
     /// A cursor that returns records with seq > `after`.
     pub fn new(after: u64) -> Cursor {
-        Cursor { after, open: None }
+        Cursor {
+            after,
+            open: None,
+            cuts: Vec::new(),
+        }
+    }
+
+    /// Unreadable stretches met while reading closed segments (bytes damaged after they were
+    /// written): each was skipped, its bytes kept in the quarantine, its records reported lost.
+    pub fn take_cuts(&mut self) -> Vec<Cut> {
+        std::mem::take(&mut self.cuts)
+    }
+
+    /// A closed segment is damaged at `at`: resynchronise on its next intact frame, or go to the
+    /// next segment (whose first seq is `next_first`).
+    fn skip_damage(
+        &mut self,
+        journal: &Journal,
+        path: &Path,
+        first: u64,
+        at: u64,
+        next_first: u64,
+    ) -> io::Result<()> {
+        let data = std::fs::read(path)?;
+        let start = (at as usize).min(data.len());
+        let prev = self.after.max(first.saturating_sub(1));
+        let next = resync(&data, start + 1, prev);
+        let to = next.unwrap_or(data.len());
+        let resumes = next.and_then(|n| match parse_at(&data, n) {
+            Parsed::Record { seq, .. } => Some(seq),
+            _ => None,
+        });
+        let last_lost = resumes.unwrap_or(next_first) - 1;
+        let seg = Segment {
+            first_seq: first,
+            path: path.to_path_buf(),
+        };
+        let cut = Cut {
+            segment: path.to_path_buf(),
+            from: at,
+            to: to as u64,
+            kept_in: quarantine(journal.dir(), &seg, at, &data[start..to]),
+            lost: (last_lost > prev).then_some((prev + 1, last_lost)),
+            torn_tail: false,
+        };
+        journal
+            .inner
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cut.clone());
+        self.cuts.push(cut);
+        match next {
+            Some(n) => {
+                if let Some((_, reader)) = self.open.as_mut() {
+                    reader.seek(SeekFrom::Start(n as u64))?;
+                }
+                self.after = prev;
+            }
+            None => {
+                self.after = self.after.max(next_first - 1);
+                self.open = None;
+            }
+        }
+        Ok(())
     }
 
     /// Up to `max` records with seq in (`after`, `durable`], in order.
@@ -594,6 +1107,12 @@ impl Cursor {
     ) -> io::Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
         let segments = journal.segments();
+        // A deleted segment's space is freed only once nothing holds it open.
+        if let Some((first, _)) = &self.open {
+            if !segments.iter().any(|(f, _)| f == first) {
+                self.open = None;
+            }
+        }
         while out.len() < max && self.after < durable {
             // The segment holding after+1: the last one whose first seq <= after+1.
             let want = self.after + 1;
@@ -628,13 +1147,19 @@ impl Cursor {
                         out.push((seq, payload));
                     }
                 }
-                Frame::End | Frame::Torn | Frame::Corrupt => {
-                    // Not written yet (or cut): move to the next segment if there is one past it.
+                frame => {
+                    // Not written yet: move to the next segment if there is one past it. In a
+                    // closed segment, damage found after it was written costs only its stretch.
                     reader.seek(SeekFrom::Start(before))?;
                     match segments.get(idx + 1) {
                         Some((next_first, _)) if *next_first <= durable => {
-                            self.after = self.after.max(next_first - 1);
-                            self.open = None;
+                            if frame == Frame::End {
+                                self.after = self.after.max(next_first - 1);
+                                self.open = None;
+                            } else {
+                                let (first, path) = (*first, path.clone());
+                                self.skip_damage(journal, &path, first, before, *next_first)?;
+                            }
                         }
                         _ => break,
                     }
@@ -745,15 +1270,25 @@ mod tests {
             std::fs::write(&seg, &bytes).unwrap();
             let rec = rt().block_on(async {
                 let (j, rec) = Journal::open(&dir).unwrap();
-                // Appending after the cut continues the sequence.
+                // Appending after the cut continues the sequence (after the seq of a whole
+                // frame lost to corruption: it may have been acknowledged; never after a torn
+                // one, which was not).
                 let seq = j.append(b"after".to_vec()).await.unwrap();
                 j.release();
-                let expected_last = if damage == "garbage" { 10 } else { 9 };
-                assert_eq!(seq, expected_last + 1, "{damage}");
+                let expected = if damage == "torn" { 10 } else { 11 };
+                assert_eq!(seq, expected, "{damage}");
                 rec
             });
             assert_eq!(rec.cut_segments, 1, "{damage}");
             assert!(rec.cut_bytes > 0);
+            let (lost, torn) = match damage {
+                "torn" => (0, true),
+                "corrupt" => (1, false),
+                _ => (0, true),
+            };
+            assert_eq!(rec.cut_records, lost, "{damage}");
+            assert_eq!(rec.cuts[0].torn_tail, torn, "{damage}");
+            assert!(rec.cuts[0].kept_in.as_ref().unwrap().exists(), "{damage}");
             let kept = if damage == "garbage" { 10 } else { 9 };
             assert_eq!(rec.records.len(), kept, "{damage}");
             let (_j, again) = rt().block_on(async { Journal::open(&dir).unwrap() });
@@ -771,8 +1306,9 @@ mod tests {
             j.append(b"one".to_vec()).await.unwrap();
             j.fail_next_syncs(1);
             assert!(j.append(b"two".to_vec()).await.is_err());
+            // The failed frame was cut off; its seq is used again.
             let seq = j.append(b"three".to_vec()).await.unwrap();
-            assert_eq!(seq, 3);
+            assert_eq!(seq, 2);
             j.release();
         });
         let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
@@ -780,6 +1316,167 @@ mod tests {
         // "two" may or may not be on disk (its write happened, its sync "failed"); "one" and
         // "three" are.
         assert!(payloads.contains(&&b"one"[..]) && payloads.contains(&&b"three"[..]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn seg_files(dir: &Path) -> usize {
+        list_segments(dir).unwrap().len()
+    }
+
+    #[test]
+    fn a_flipped_byte_costs_only_its_record_which_is_quarantined_and_reported() {
+        let dir = temp();
+        rt().block_on(async {
+            let (j, _) = Journal::open(&dir).unwrap();
+            for i in 0..50u32 {
+                j.append(format!("record {i:04}").into_bytes())
+                    .await
+                    .unwrap();
+            }
+            j.release();
+        });
+        let seg = list_segments(&dir).unwrap().remove(0).path;
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let frame = HEADER + "record 0000".len();
+        // A byte in the payload of record 21 (seq 21, the 21st frame).
+        let at = 20 * frame + HEADER + 3;
+        bytes[at] ^= 0x40;
+        std::fs::write(&seg, &bytes).unwrap();
+        let (j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
+        let seqs: Vec<u64> = rec.records.iter().map(|r| r.0).collect();
+        assert_eq!(seqs.len(), 49, "every other record is read");
+        assert!(!seqs.contains(&21));
+        assert_eq!((rec.cut_records, rec.cut_bytes), (1, frame as u64));
+        let cut = &rec.cuts[0];
+        assert_eq!(cut.lost, Some((21, 21)));
+        assert_eq!(
+            (cut.from, cut.to),
+            ((20 * frame) as u64, (21 * frame) as u64)
+        );
+        assert!(!cut.torn_tail);
+        let kept = std::fs::read(cut.kept_in.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            kept,
+            bytes[20 * frame..21 * frame],
+            "the unreadable bytes are kept as they were"
+        );
+        assert_eq!(j.cuts().len(), 1, "reported until the next start");
+        j.release();
+        drop(j);
+        // The segment was rewritten without them: the next start finds nothing to cut.
+        let (_j, again) = rt().block_on(async { Journal::open(&dir).unwrap() });
+        assert_eq!((again.records.len(), again.cuts.len()), (49, 0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_length_or_header_resynchronises_too() {
+        for (what, offset) in [("length", 0usize), ("checksum", 5), ("seq", 9)] {
+            let dir = temp();
+            rt().block_on(async {
+                let (j, _) = Journal::open(&dir).unwrap();
+                for i in 0..10u32 {
+                    j.append(vec![i as u8; 40]).await.unwrap();
+                }
+                j.release();
+            });
+            let seg = list_segments(&dir).unwrap().remove(0).path;
+            let mut bytes = std::fs::read(&seg).unwrap();
+            bytes[4 * (HEADER + 40) + offset] ^= 0x10;
+            std::fs::write(&seg, &bytes).unwrap();
+            let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
+            assert_eq!(rec.records.len(), 9, "{what}");
+            assert_eq!(rec.cuts[0].lost, Some((5, 5)), "{what}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failed_flush_creates_no_file_and_hands_its_records_back() {
+        let dir = temp();
+        rt().block_on(async {
+            let (j, _) = Journal::open(&dir).unwrap();
+            j.append(b"one".to_vec()).await.unwrap();
+            let files = seg_files(&dir);
+            j.fail_next_syncs(100);
+            for _ in 0..100 {
+                let back = j.append_or_return(b"lost?".to_vec()).await.unwrap_err();
+                assert_eq!(back.payload, b"lost?", "handed back whole");
+            }
+            assert_eq!(j.write_state(), WriteState::Failing);
+            assert_eq!(j.failures().0, 100);
+            assert_eq!(seg_files(&dir), files, "no new segment per failure");
+            // Writing works again, in the same file, with the next seq after the last good one.
+            assert_eq!(j.append(b"two".to_vec()).await.unwrap(), 2);
+            assert_eq!(j.write_state(), WriteState::Ok);
+            j.release();
+        });
+        let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
+        let payloads: Vec<&[u8]> = rec.records.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(payloads, [&b"one"[..], &b"two"[..]]);
+        assert!(
+            rec.cuts.is_empty(),
+            "the failed writes were cut off at once"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_disk_limit_bounds_the_journal_and_shipped_records_make_room() {
+        let dir = temp();
+        rt().block_on(async {
+            let limit = 10 * (HEADER as u64 + 100);
+            let (j, _) = Journal::open_with_limit(&dir, limit).unwrap();
+            assert_eq!(
+                j.segment_bytes(),
+                64 * 1024,
+                "segments are sized from the limit"
+            );
+            for _ in 0..10 {
+                j.append(vec![7; 100]).await.unwrap();
+            }
+            let back = j.append_or_return(vec![8; 100]).await.unwrap_err();
+            assert_eq!(back.error.kind(), io::ErrorKind::StorageFull);
+            assert_eq!(back.payload, vec![8; 100]);
+            assert_eq!(j.write_state(), WriteState::AtLimit);
+            assert!(j.bytes() <= limit);
+            // Everything shipped: the active segment is closed and deleted to make room.
+            j.mark_shipped(10).unwrap();
+            assert_eq!(j.append(vec![9; 100]).await.unwrap(), 11);
+            assert_eq!(j.write_state(), WriteState::Ok);
+            assert_eq!(j.bytes(), HEADER as u64 + 100);
+            j.release();
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_cursor_skips_damage_in_a_closed_segment_and_reports_it() {
+        let dir = temp();
+        rt().block_on(async {
+            let (j, _) = Journal::open(&dir).unwrap();
+            for i in 0..10u32 {
+                j.append(vec![i as u8; 40]).await.unwrap();
+            }
+            j.request_roll();
+            for i in 10..12u32 {
+                j.append(vec![i as u8; 40]).await.unwrap();
+            }
+            let (first, path) = j.segments().remove(0);
+            assert_eq!(first, 1);
+            // Damage after the write: record 4 of the closed segment.
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[3 * (HEADER + 40) + HEADER + 7] ^= 1;
+            std::fs::write(&path, &bytes).unwrap();
+            let mut c = Cursor::new(0);
+            let got: Vec<u64> = c.read(&j, 12, 100).unwrap().iter().map(|r| r.0).collect();
+            assert_eq!(got, [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12]);
+            let cuts = c.take_cuts();
+            assert_eq!(cuts.len(), 1);
+            assert_eq!(cuts[0].lost, Some((4, 4)));
+            assert!(cuts[0].kept_in.as_ref().unwrap().exists());
+            j.release();
+        });
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -9,10 +9,17 @@
 //! (rebuilt from the journal at start), so replays are answered with the stored reply through a
 //! restart and through a database outage.
 //!
-//! Should the journal itself fail or stall (a full or broken disk), the caller is still answered: the
-//! wait is capped at [`JOURNAL_BUDGET`], and the failure is counted and logged at error.
+//! Should the journal itself fail or stall (a full or broken disk, or its disk limit reached), the
+//! caller is still answered: the wait is capped at [`JOURNAL_BUDGET`], and the record is held in a
+//! bounded [`memory`] queue that the shipper empties into PostgreSQL (or back into the journal once it
+//! works). Only when that queue is full too is a record dropped, and every drop is counted.
+//!
+//! Records are written in a versioned envelope ([`encode`], [`decode`]): `{"v":1,"record":{…}}`. The
+//! previous release wrote the bare record (`{"callback":{…}}`); that is format 0, still read.
 
 pub mod journal;
+pub mod memory;
+pub mod outbound;
 pub mod replay;
 pub mod shipper;
 
@@ -27,10 +34,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::flows::CallState;
+use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
 use crate::error::ErrorRecord;
 use crate::metrics::Metrics;
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 pub use journal::Journal;
+use journal::{Rejected, Throttle};
+use memory::{Held, Memory};
 
 /// Longest the reply path waits for its record to be durable. Past it the reply goes out anyway (the
 /// record is still written when the disk catches up) and the delay is counted.
@@ -241,6 +251,39 @@ impl CallbackRecord {
     }
 }
 
+/// A request to Sinch's Calling API at one of its stages: recorded, one attempt made, or ended.
+/// Each stage carries the request itself, so that whichever reaches PostgreSQL first creates its row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundRecord {
+    /// When the request was first recorded (`outbound_requests.created_at`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the stage was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The request.
+    #[serde(deserialize_with = "owned")]
+    pub request: NewOutbound,
+    /// Row id of the attempt (fixed when recorded, so that shipping it twice is harmless).
+    pub attempt_id: Option<Uuid>,
+    /// One attempt and Sinch's answer to it.
+    #[serde(deserialize_with = "owned")]
+    pub attempt: Option<AttemptRecord>,
+    /// How the request ended.
+    #[serde(deserialize_with = "owned")]
+    pub finish: Option<FinalRecord>,
+}
+
+/// Reads a value whose type holds `&'static str` fields (interned by [`static_str`]) through an
+/// owned JSON value, so that it borrows nothing from the input.
+fn owned<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'static>,
+{
+    T::deserialize(Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
 /// One journal record. Externally tagged (`{"callback": {…}}`), so that reading one back needs no
 /// buffering of the whole record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +293,8 @@ pub enum Record {
     Callback(Box<CallbackRecord>),
     /// An error that belongs to no callback (a refused or malformed request).
     Error(Box<ErrorRecord>),
+    /// A request to Sinch's Calling API (format 1 on).
+    Outbound(Box<OutboundRecord>),
 }
 
 impl Record {
@@ -258,7 +303,71 @@ impl Record {
         match self {
             Record::Callback(_) => "callback",
             Record::Error(_) => "error",
+            Record::Outbound(_) => "outbound",
         }
+    }
+}
+
+/// The record format written by this release. Format 0 (the release before) wrote the bare record.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a journal record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum Undecodable {
+    /// A later release wrote it.
+    #[error("written in record format {0}, newer than this release's {FORMAT_VERSION}")]
+    Newer(u32),
+    /// Not a record of its format.
+    #[error("not a record: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// A JSON object with no record in it.
+    #[error("no record in it")]
+    Empty,
+}
+
+/// Encodes a record for the journal, in its versioned envelope.
+pub fn encode(record: &Record) -> serde_json::Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        v: u32,
+        record: &'a Record,
+    }
+    serde_json::to_vec(&Envelope {
+        v: FORMAT_VERSION,
+        record,
+    })
+}
+
+/// Decodes a journal record of this format or the previous one (format 0: `{"callback":{…}}` or
+/// `{"error":{…}}`, without envelope).
+pub fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        v: u32,
+        record: Option<Record>,
+        callback: Option<Box<CallbackRecord>>,
+        error: Option<Box<ErrorRecord>>,
+    }
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default)]
+        v: u32,
+    }
+    match serde_json::from_slice::<Envelope>(payload) {
+        Ok(e) if e.v > FORMAT_VERSION => Err(Undecodable::Newer(e.v)),
+        Ok(Envelope {
+            record: Some(r), ..
+        }) => Ok(r),
+        Ok(Envelope {
+            callback: Some(c), ..
+        }) => Ok(Record::Callback(c)),
+        Ok(Envelope { error: Some(e), .. }) => Ok(Record::Error(e)),
+        Ok(_) => Err(Undecodable::Empty),
+        Err(e) => match serde_json::from_slice::<Version>(payload) {
+            Ok(v) if v.v > FORMAT_VERSION => Err(Undecodable::Newer(v.v)),
+            _ => Err(Undecodable::Invalid(e)),
+        },
     }
 }
 
@@ -279,6 +388,31 @@ pub struct ShipStatus {
     pub near_limit: AtomicBool,
     /// Callbacks being handled right now (the shipper's measure of how busy the reply path is).
     pub in_flight: AtomicU64,
+    /// Records the journal could not take, waiting for the shipper.
+    pub memory: Memory,
+    /// Notified whenever `shipped` moves, and when a batch fails.
+    pub shipped_changed: tokio::sync::Notify,
+    /// Rate limits of the recorder's error logs.
+    logs: Mutex<RecorderLogs>,
+}
+
+/// The recorder's error logs, each at most once per 10 s, with counts.
+#[derive(Debug)]
+struct RecorderLogs {
+    held: Throttle,
+    dropped: Throttle,
+    slow: Throttle,
+}
+
+impl Default for RecorderLogs {
+    fn default() -> Self {
+        let every = Duration::from_secs(10);
+        RecorderLogs {
+            held: Throttle::new(every),
+            dropped: Throttle::new(every),
+            slow: Throttle::new(every),
+        }
+    }
 }
 
 /// Counts one callback as in flight for as long as it lives ([`ShipStatus::in_flight`]).
@@ -304,17 +438,22 @@ impl ShipStatus {
         status
     }
 
+    fn logs(&self) -> std::sync::MutexGuard<'_, RecorderLogs> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Marks a callback in flight until the guard is dropped.
     pub fn enter(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self)
     }
 
-    /// Records not yet in PostgreSQL.
+    /// Records not yet in PostgreSQL: in the journal, and held in memory.
     pub fn lag_records(&self) -> u64 {
         self.durable
             .load(Ordering::Acquire)
             .saturating_sub(self.shipped.load(Ordering::Acquire))
+            + self.memory.len()
     }
 
     /// Seconds since the shipper was last caught up (0 when it is).
@@ -359,45 +498,95 @@ impl Recorder {
     }
 
     /// Appends a record and waits (at most [`JOURNAL_BUDGET`]) until it is durable. Returns whether
-    /// it is; a failure is counted and logged here, and the caller answers anyway.
+    /// it is. When the journal cannot take it, the record is held in memory for the shipper (and
+    /// dropped, counted, only when that is full too); the caller answers anyway.
     pub async fn record(&self, record: Record) -> bool {
+        self.record_at(record).await.is_some()
+    }
+
+    /// As [`Recorder::record`], returning the record's journal sequence number when it is durable.
+    pub async fn record_at(&self, record: Record) -> Option<u64> {
         let kind = record.kind();
-        let payload = match serde_json::to_vec(&record) {
+        let payload = match encode(&record) {
             Ok(p) => p,
             Err(e) => {
                 self.metrics
                     .inc("svamlgate_record_failures_total", &[("kind", "encode")]);
                 tracing::error!(error = %e, kind, "could not encode a record; it is lost");
-                return false;
+                return None;
             }
         };
         let started = std::time::Instant::now();
-        let append = self.journal.append(payload);
-        let result = tokio::time::timeout(JOURNAL_BUDGET, append).await;
+        let journal = self.journal.clone();
+        let mut append = Box::pin(async move { journal.append_or_return(payload).await });
+        let result = tokio::time::timeout(JOURNAL_BUDGET, &mut append).await;
         self.metrics
             .observe("svamlgate_journal_append_seconds", &[], started.elapsed());
         match result {
             Ok(Ok(seq)) => {
                 self.status.durable.fetch_max(seq, Ordering::AcqRel);
-                true
+                Some(seq)
             }
-            Ok(Err(e)) => {
-                self.metrics
-                    .inc("svamlgate_record_failures_total", &[("kind", "journal")]);
-                tracing::error!(error = %e, kind, "could not write the record to the journal; answering anyway");
-                false
+            Ok(Err(rejected)) => {
+                self.hold(rejected, kind);
+                None
             }
             Err(_) => {
                 self.metrics.inc(
                     "svamlgate_record_failures_total",
                     &[("kind", "journal_slow")],
                 );
-                tracing::error!(
-                    kind,
-                    "the journal did not make the record durable within {} ms; answering anyway",
-                    JOURNAL_BUDGET.as_millis()
-                );
-                false
+                if let Some(n) = self.status.logs().slow.hit(1) {
+                    tracing::error!(
+                        kind,
+                        records = n,
+                        "the journal did not make records durable within {} ms; answered anyway (each is held in memory if the write then fails)",
+                        JOURNAL_BUDGET.as_millis()
+                    );
+                }
+                // The write goes on: should it fail, the record is held in memory all the same.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    match append.await {
+                        Ok(seq) => {
+                            me.status.durable.fetch_max(seq, Ordering::AcqRel);
+                        }
+                        Err(rejected) => me.hold(rejected, kind),
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    /// A record the journal handed back: held in memory, or dropped (counted) when memory is full.
+    fn hold(&self, rejected: Rejected, kind: &'static str) {
+        let Rejected { error, payload } = rejected;
+        let label = if error.kind() == std::io::ErrorKind::StorageFull {
+            "journal_limit"
+        } else {
+            "journal"
+        };
+        self.metrics
+            .inc("svamlgate_record_failures_total", &[("kind", label)]);
+        let held = if payload.is_empty() {
+            // The writer is gone and took the record with it.
+            self.status.memory.note_dropped();
+            false
+        } else {
+            self.status.memory.push(Held { payload, kind })
+        };
+        if held {
+            if let Some(n) = self.status.logs().held.hit(1) {
+                tracing::error!(error = %error, records = n, in_memory = self.status.memory.len(),
+                    "the journal cannot take records; they are held in memory and shipped from there");
+            }
+        } else {
+            self.metrics
+                .inc("svamlgate_records_dropped_total", &[("kind", kind)]);
+            if let Some(n) = self.status.logs().dropped.hit(1) {
+                tracing::error!(error = %error, dropped = n, dropped_since_start = self.status.memory.dropped(),
+                    "RECORDS DROPPED: the journal cannot take them and memory is full (PostgreSQL away too); answered callbacks will be missing from PostgreSQL");
             }
         }
     }
@@ -408,6 +597,39 @@ impl Recorder {
         tokio::spawn(async move {
             me.record(Record::Error(Box::new(error))).await;
         });
+    }
+}
+
+/// Serde for the `&'static str` fields of outbound records (values of small fixed vocabularies):
+/// a value read back is interned, so each distinct text is allocated once for the process.
+pub mod static_str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use serde::{Deserialize, Deserializer};
+
+    fn intern(text: &str) -> &'static str {
+        static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+        let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+        let set = seen.get_or_insert_with(HashSet::new);
+        if let Some(s) = set.get(text) {
+            return s;
+        }
+        let s: &'static str = Box::leak(text.to_owned().into_boxed_str());
+        set.insert(s);
+        s
+    }
+
+    /// Reads a text into an interned `&'static str`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(intern(&text))
+    }
+
+    /// The same for an optional text.
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+        let text = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(text.map(|t| intern(&t)))
     }
 }
 
@@ -475,5 +697,36 @@ mod tests {
         assert_eq!(back.callback.signature, SignatureState::Verified);
         assert_eq!(back.outcome.reply_source, ReplySource::Fallback);
         assert!(serde_json::from_str::<Record>(r#"{"nonsense":{}}"#).is_err());
+        // The journal's envelope carries the format version; the previous format (the bare
+        // record) is still read.
+        let encoded = encode(&r).unwrap();
+        assert!(encoded.starts_with(br#"{"v":1,"record":{"callback":"#));
+        assert!(matches!(decode(&encoded), Ok(Record::Callback(_))));
+        let bare = serde_json::to_vec(&r).unwrap();
+        let Ok(Record::Callback(old)) = decode(&bare) else {
+            panic!("format 0 not read")
+        };
+        assert_eq!(old.callback.raw_body, c.raw_body);
+    }
+
+    #[test]
+    fn records_that_cannot_be_decoded_say_why() {
+        assert!(matches!(
+            decode(br#"{"v":2,"record":{"callback":{"new":true}}}"#),
+            Err(Undecodable::Newer(2))
+        ));
+        assert!(matches!(
+            decode(br#"{"v":7,"record":{"telepathy":{}}}"#),
+            Err(Undecodable::Newer(7))
+        ));
+        assert!(matches!(
+            decode(br#"{"nonsense":{}}"#),
+            Err(Undecodable::Empty)
+        ));
+        assert!(matches!(
+            decode(br#"{"v":1,"record":{"telepathy":{}}}"#),
+            Err(Undecodable::Invalid(_))
+        ));
+        assert!(matches!(decode(b"\xff\x00"), Err(Undecodable::Invalid(_))));
     }
 }

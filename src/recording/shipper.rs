@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::journal::{Cursor, Journal};
+use super::memory::Held;
 use super::{now_ms, Record, ShipStatus};
+use crate::db::ship::refuses_records;
 use crate::db::store::Store;
 use crate::metrics::Metrics;
 
@@ -151,11 +153,22 @@ pub async fn run(
     let mut backoff = Duration::from_millis(50);
     let mut pending: Vec<(u64, Record)> = Vec::new();
     let mut last_housekeeping = std::time::Instant::now();
+    let mut memory_backoff = Duration::from_millis(50);
+    let mut memory_retry_at = tokio::time::Instant::now();
     let pacer = Pacer::new(config.defer_max);
     loop {
         let durable_now = *durable.borrow_and_update();
         status.durable.store(durable_now, Ordering::Release);
         let stopping = *stop.borrow();
+        // Records the journal could not take come first: they are durable nowhere yet.
+        if !status.memory.is_empty() && tokio::time::Instant::now() >= memory_retry_at {
+            if drain_memory(&journal, &store, &metrics, &status).await {
+                memory_backoff = Duration::from_millis(50);
+            } else {
+                memory_retry_at = tokio::time::Instant::now() + memory_backoff;
+                memory_backoff = (memory_backoff * 2).min(Duration::from_secs(2));
+            }
+        }
         if pending.is_empty()
             && cursor.after < durable_now
             && stopping.is_none()
@@ -166,14 +179,32 @@ pub async fn run(
             continue;
         }
         if pending.is_empty() {
-            match cursor.read(&journal, durable_now, BATCH) {
+            let read = cursor.read(&journal, durable_now, BATCH);
+            for cut in cursor.take_cuts() {
+                metrics.add("svamlgate_journal_cut_bytes_total", &[], cut.bytes());
+                metrics.add("svamlgate_journal_cut_records_total", &[], cut.records());
+                tracing::error!(
+                    segment = %cut.segment.display(),
+                    from_offset = cut.from,
+                    to_offset = cut.to,
+                    records_lost = cut.records(),
+                    first_lost_seq = cut.lost.map(|l| l.0),
+                    last_lost_seq = cut.lost.map(|l| l.1),
+                    kept_in = ?cut.kept_in,
+                    "journal: unreadable bytes in a written segment were skipped; reading went on at the next intact record"
+                );
+            }
+            match read {
                 Ok(raw) => {
                     for (seq, payload) in raw {
-                        match serde_json::from_slice::<Record>(&payload) {
+                        match super::decode(&payload) {
                             Ok(r) => pending.push((seq, r)),
                             Err(e) => {
-                                metrics.inc("svamlgate_journal_unreadable_records_total", &[]);
-                                tracing::error!(seq, error = %e, "journal record that cannot be decoded skipped");
+                                if !set_aside_undecodable(&journal, &metrics, seq, &payload, &e) {
+                                    // Not kept anywhere yet: read it again later, never skip it.
+                                    cursor = Cursor::new(seq - 1);
+                                    break;
+                                }
                             }
                         }
                     }
@@ -186,17 +217,35 @@ pub async fn run(
         if pending.is_empty() {
             if cursor.after >= durable_now {
                 if cursor.after > journal.shipped() {
-                    // Only undecodable records were read: they count as shipped.
+                    // Only undecodable records were read, and they are set aside: move on.
                     let _ = journal.mark_shipped(cursor.after);
                     status.shipped.store(cursor.after, Ordering::Release);
+                    status.shipped_changed.notify_waiters();
                 }
-                status.caught_up_at_ms.store(now_ms(), Ordering::Release);
+                if status.memory.is_empty() {
+                    status.caught_up_at_ms.store(now_ms(), Ordering::Release);
+                }
             }
             housekeeping(&journal, &metrics, &status, &config);
             last_housekeeping = std::time::Instant::now();
             if let Some(deadline) = stopping {
-                let _ = deadline;
-                return;
+                if status.memory.is_empty() || std::time::Instant::now() >= deadline {
+                    let left = status.memory.len();
+                    if left > 0 {
+                        metrics.add(
+                            "svamlgate_records_dropped_total",
+                            &[("kind", "shutdown")],
+                            left,
+                        );
+                        tracing::error!(
+                            records = left,
+                            "shutdown: records held in memory (the journal could not take them, PostgreSQL did not) are lost"
+                        );
+                    }
+                    return;
+                }
+                pause(memory_backoff, &mut stop).await;
+                continue;
             }
             tokio::select! {
                 _ = durable.changed() => {
@@ -205,6 +254,7 @@ pub async fn run(
                     pause(LINGER, &mut stop).await;
                 }
                 _ = stop.changed() => {}
+                _ = status.memory.pushed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             continue;
@@ -213,10 +263,12 @@ pub async fn run(
         let mut result = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut));
-        if let Err(sqlx::Error::Database(e)) = &result {
+        if result.as_ref().is_err_and(refuses_records) {
             // PostgreSQL refused the batch itself (not a lost connection): find the record it
             // refuses, ship the others, and set that one aside rather than block the journal.
-            tracing::warn!(error = %e, "a batch was refused; shipping its records one by one");
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "a batch was refused; shipping its records one by one");
+            }
             result = ship_one_by_one(&store, &journal, &metrics, &pending).await;
         }
         match result {
@@ -228,6 +280,7 @@ pub async fn run(
                     tracing::warn!(error = %e, "could not write the journal checkpoint (the batch may be shipped again, harmlessly)");
                 }
                 status.shipped.store(last, Ordering::Release);
+                status.shipped_changed.notify_waiters();
                 if !status.db_ok.swap(true, Ordering::AcqRel) {
                     tracing::info!("PostgreSQL accepts records again; shipping the journal");
                 }
@@ -246,8 +299,22 @@ pub async fn run(
                     tracing::debug!(error = %e, "shipping still failing");
                 }
                 *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                // Whoever waits for shipping learns that it fails.
+                status.shipped_changed.notify_waiters();
                 if let Some(deadline) = stopping {
                     if std::time::Instant::now() >= deadline {
+                        let in_memory = status.memory.len();
+                        if in_memory > 0 {
+                            metrics.add(
+                                "svamlgate_records_dropped_total",
+                                &[("kind", "shutdown")],
+                                in_memory,
+                            );
+                            tracing::error!(
+                                records = in_memory,
+                                "shutdown: records held in memory are lost"
+                            );
+                        }
                         tracing::warn!(
                             left = status.lag_records(),
                             "shutdown: records not shipped stay in the journal and are shipped at the next start"
@@ -261,6 +328,166 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Empties the memory queue as far as it can: into PostgreSQL when it takes the records, else back
+/// into the journal. Returns false when neither took anything (retry later).
+async fn drain_memory(
+    journal: &Journal,
+    store: &Store,
+    metrics: &Metrics,
+    status: &ShipStatus,
+) -> bool {
+    let held = status.memory.take(BATCH);
+    if held.is_empty() {
+        return true;
+    }
+    let taken = (
+        held.len(),
+        held.iter().map(|h| h.payload.len() as u64).sum::<u64>(),
+    );
+    let mut decoded: Vec<(Held, Record)> = Vec::with_capacity(held.len());
+    let mut left: Vec<Held> = Vec::new();
+    for h in held {
+        match super::decode(&h.payload) {
+            Ok(r) => decoded.push((h, r)),
+            Err(e) => {
+                let name = format!("memory-{}.record", uuid::Uuid::now_v7());
+                if !set_aside(journal, &name, &h.payload) {
+                    left.push(h);
+                    continue;
+                }
+                metrics.inc(
+                    "svamlgate_unshippable_records_total",
+                    &[("kind", "undecodable")],
+                );
+                tracing::error!(error = %e, file = %name, "a record held in memory cannot be decoded; it is kept byte for byte in journal/unshippable/");
+            }
+        }
+    }
+    let records: Vec<&Record> = decoded.iter().map(|(_, r)| r).collect();
+    let shipped = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    if let Err(e) = &shipped {
+        if !refuses_records(e) {
+            status.db_ok.store(false, Ordering::Release);
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+    let ok = match shipped {
+        Ok(()) => true,
+        Err(e) if refuses_records(&e) => {
+            // Find the ones it refuses, one by one; the rest go in.
+            let mut all = true;
+            for (h, r) in &decoded {
+                match store.ship(&[r]).await {
+                    Ok(()) => {}
+                    Err(e) if refuses_records(&e) => {
+                        let name = format!("memory-{}.json", uuid::Uuid::now_v7());
+                        let kept = super::encode(r)
+                            .map(|p| set_aside(journal, &name, &p))
+                            .unwrap_or(false);
+                        metrics.inc("svamlgate_unshippable_records_total", &[("kind", r.kind())]);
+                        tracing::error!(error = %e, file = %name, kept, "PostgreSQL refuses a record held in memory; it is kept in journal/unshippable/");
+                        if !kept {
+                            left.push(h.clone());
+                        }
+                    }
+                    Err(_) => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            all
+        }
+        Err(_) => false,
+    };
+    let settle = |left: Vec<Held>| {
+        let left_bytes: u64 = left.iter().map(|h| h.payload.len() as u64).sum();
+        status
+            .memory
+            .settle(taken.0 - left.len(), taken.1 - left_bytes);
+        status.memory.put_back(left);
+    };
+    if ok {
+        metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
+        status.db_ok.store(true, Ordering::Release);
+        *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        settle(left);
+        return true;
+    }
+    // PostgreSQL did not take them: back into the journal (one group commit for all), once it works.
+    let appends = decoded.into_iter().map(|(h, _)| {
+        let kind = h.kind;
+        async move { (kind, journal.append_or_return(h.payload).await) }
+    });
+    let mut journaled = 0;
+    for (kind, result) in futures_util::future::join_all(appends).await {
+        match result {
+            Ok(seq) => {
+                journaled += 1;
+                status.durable.fetch_max(seq, Ordering::AcqRel);
+            }
+            Err(rejected) if !rejected.payload.is_empty() => left.push(Held {
+                payload: rejected.payload,
+                kind,
+            }),
+            Err(_) => {
+                status.memory.note_dropped();
+                metrics.inc("svamlgate_records_dropped_total", &[("kind", kind)]);
+            }
+        }
+    }
+    settle(left);
+    journaled > 0
+}
+
+/// Keeps bytes in `journal/unshippable/<name>`, durably; false when they could not be kept.
+fn set_aside(journal: &Journal, name: &str, bytes: &[u8]) -> bool {
+    use std::io::Write as _;
+    let dir = journal.dir().join("unshippable");
+    let path = dir.join(name);
+    let saved = std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::File::open(&dir)?.sync_all());
+    match saved {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            tracing::error!(error = %e, path = %path.display(), "could not keep a record in journal/unshippable/; it is retried");
+            false
+        }
+    }
+}
+
+/// A journal record with a good checksum that this release cannot decode (a newer release wrote
+/// it, or its JSON is not a record): kept byte for byte as `journal/unshippable/<seq>.record`,
+/// counted and logged with its seq. False when it could not be kept (it is read again later).
+fn set_aside_undecodable(
+    journal: &Journal,
+    metrics: &Metrics,
+    seq: u64,
+    payload: &[u8],
+    e: &super::Undecodable,
+) -> bool {
+    let name = format!("{seq:020}.record");
+    if !set_aside(journal, &name, payload) {
+        return false;
+    }
+    metrics.inc(
+        "svamlgate_unshippable_records_total",
+        &[("kind", "undecodable")],
+    );
+    metrics.inc("svamlgate_journal_unreadable_records_total", &[]);
+    tracing::error!(seq, error = %e, file = %journal.dir().join("unshippable").join(&name).display(),
+        "a journal record cannot be decoded; it is kept byte for byte in journal/unshippable/ and not shipped");
+    true
 }
 
 /// Applies the migrations, retrying until PostgreSQL takes them; false when asked to stop first.
@@ -308,17 +535,20 @@ async fn ship_one_by_one(
     for (seq, record) in pending {
         match store.ship(&[record]).await {
             Ok(()) => {}
-            Err(sqlx::Error::Database(e)) => {
+            Err(e) if refuses_records(&e) => {
+                let name = format!("{seq:020}.json");
+                let saved = super::encode(record)
+                    .map(|bytes| set_aside(journal, &name, &bytes))
+                    .unwrap_or(false);
+                if !saved {
+                    // Kept nowhere: do not move past it; the batch is retried.
+                    return Err(e);
+                }
                 metrics.inc(
                     "svamlgate_unshippable_records_total",
                     &[("kind", record.kind())],
                 );
-                let dir = journal.dir().join("unshippable");
-                let path = dir.join(format!("{seq:020}.json"));
-                let saved = std::fs::create_dir_all(&dir)
-                    .and_then(|()| serde_json::to_vec(record).map_err(std::io::Error::other))
-                    .and_then(|bytes| std::fs::write(&path, bytes));
-                tracing::error!(seq, error = %e, saved = saved.is_ok(), path = %path.display(), "PostgreSQL refuses a journal record; it is kept in a file instead");
+                tracing::error!(seq, error = %e, path = %journal.dir().join("unshippable").join(&name).display(), "PostgreSQL refuses a journal record; it is kept in a file instead");
             }
             Err(e) => return Err(e),
         }
@@ -327,7 +557,7 @@ async fn ship_one_by_one(
 }
 
 fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, config: &ShipperConfig) {
-    let over = journal.bytes() > config.disk_limit_bytes;
+    let over = super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok";
     let keep_after = if over {
         None
     } else {
@@ -342,6 +572,10 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
         );
     }
     let near = super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok";
+    if near && journal.shipped() >= *journal.durable().borrow() {
+        // Everything is shipped: close the active segment so that it can go at the next round.
+        journal.request_roll();
+    }
     if near {
         metrics.inc("svamlgate_journal_near_limit_total", &[]);
     }

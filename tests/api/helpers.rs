@@ -108,7 +108,7 @@ impl TestApp {
         let status = &self.state.recorder.status;
         for _ in 0..250 {
             let durable = *self.state.recorder.journal().durable().borrow();
-            if status.shipped.load(Ordering::Acquire) >= durable {
+            if status.shipped.load(Ordering::Acquire) >= durable && status.memory.is_empty() {
                 return;
             }
             if status.last_error.lock().unwrap().is_some() {

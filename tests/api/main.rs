@@ -9,6 +9,7 @@ mod flows;
 mod gate_evidence;
 mod gate_feedback;
 mod helpers;
+mod journal_faults;
 mod logging;
 mod openapi;
 mod rollout;
