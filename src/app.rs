@@ -52,6 +52,8 @@ pub struct AppState {
     shipper: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// Client settings for Sinch's Calling API (callouts, call and conference control).
     pub sinch: crate::sinch_api::SinchApi,
+    /// Alerts: what the reply path notes, the rules, the webhooks.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// How long past the freshness window a dedup key (and the journal segment holding it) is kept.
@@ -125,6 +127,20 @@ impl AppState {
         );
         let status = Arc::new(ShipStatus::new(&journal));
         let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
+        let alerts = {
+            let journal = journal.clone();
+            Arc::new(
+                crate::alerts::Alerts::new(
+                    &config.ops,
+                    metrics.clone(),
+                    status.clone(),
+                    Box::new(move || journal.bytes()),
+                    config.journal_max_bytes,
+                )
+                .context("alert settings")?,
+            )
+        };
+        alerts.start().context("starting the alerts thread")?;
         let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
         let shipper = shipper::spawn(
             journal,
@@ -152,6 +168,7 @@ impl AppState {
             ),
         }
         live.clone().spawn_refresher(store.clone());
+        crate::retention::spawn_hourly(&config, store.clone(), metrics.clone());
         spawn_pruning(&replays, &calls);
         let verify_policy = VerifyPolicy {
             window: Duration::from_secs(config.timestamp_window_secs),
@@ -194,6 +211,7 @@ impl AppState {
             ship_stop,
             shipper: Mutex::new(Some(shipper)),
             sinch,
+            alerts,
         })
     }
 

@@ -1,6 +1,7 @@
 //! One callback, end to end, independent of HTTP: verify the signature, parse the event, detect replays,
 //! decide the reply under the deadline, pass it through the gate, record everything.
 
+use crate::alerts::RuleKind;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
@@ -170,6 +171,13 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
                     .inc("svamlgate_signature_refusals_total", &[("reason", reason)]);
                 let err = ApiError::new(refusal.reason.error_code(), refusal.reason.message());
                 tracing::warn!(reference = %err.reference, reason, "callback refused");
+                state.alerts.note(
+                    RuleKind::SignatureFailures,
+                    "",
+                    None,
+                    Some(&err.reference),
+                    Some(reason),
+                );
                 let mut record = request_error(&err, &req);
                 record.refusal = Some(RefusalRecord {
                     reason: reason.to_owned(),
@@ -419,6 +427,22 @@ async fn decide_and_gate(
         state.metrics.inc(
             "svamlgate_fallbacks_total",
             &[("event", label), ("reason", reason.as_str())],
+        );
+        state.alerts.note(
+            RuleKind::Fallback,
+            reason.as_str(),
+            event.callid.as_deref(),
+            Some(&record.callback.reference),
+            Some(label),
+        );
+    }
+    if let Some(failure) = record.upstream.as_ref().and_then(|u| u.failure.as_deref()) {
+        state.alerts.note(
+            RuleKind::Upstream,
+            "",
+            event.callid.as_deref(),
+            Some(&record.callback.reference),
+            Some(failure),
         );
     }
     state.metrics.observe(

@@ -227,6 +227,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sinch_api: SinchApiArgs,
+
+    /// Operations: read-your-writes, alerts, retention and redaction (docs/operations.md).
+    #[command(flatten)]
+    pub ops: crate::ops::OpsArgs,
 }
 
 /// How svamlgate talks to Sinch's Calling API (callouts, call and conference control). The

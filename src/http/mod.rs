@@ -10,11 +10,13 @@
 //!   metrics, and the recording of every error envelope in the errors table.
 
 pub mod admin;
+pub mod admin_alerts;
 pub mod admin_flows;
 pub mod admin_gate;
 pub mod admin_sinch;
 pub mod callback;
 pub mod extract;
+pub mod fresh;
 pub mod health;
 pub mod openapi;
 
@@ -59,6 +61,7 @@ where
     .service(health::metrics)
     .service(
         scope::scope("/admin")
+            .wrap(from_fn(fresh::read_your_writes))
             .wrap(from_fn(admin::require_admin))
             .configure(admin::routes),
     )
@@ -125,6 +128,9 @@ pub async fn build(
     listener: TcpListener,
 ) -> anyhow::Result<Application> {
     let mut state = AppState::build(config, store, validator).await?;
+    if let Some(c) = &cluster {
+        state.alerts.watch_cluster(c.clone());
+    }
     state.cluster = cluster;
     let state = web::Data::new(state);
     let addr = listener.local_addr()?;

@@ -229,6 +229,7 @@ impl utoipa::IntoResponses for SinchFailures {
         (name = "service", description = "Health, metrics and the Sinch callback endpoint (no admin token)."),
         (name = "sinch", description = "Talking to Sinch's Calling API: callouts, call and conference control (checked before they leave, retried, recorded), Sinch's errors, calls in progress."),
         (name = "gate", description = "What the gate did, and what Sinch said about it."),
+        (name = "alerts", description = "Alerts firing and recent (also delivered to SVAMLGATE_ALERT_WEBHOOKS)."),
     ),
     security(("adminToken" = [])),
     components(schemas(
@@ -253,6 +254,7 @@ impl utoipa::IntoResponses for SinchFailures {
         crate::sinch_api::bodies::ParticipantCommand,
         crate::sinch_api::bodies::CallInformation,
         crate::sinch_api::bodies::ConferenceInfo,
+        super::fresh::RecordingLag,
     )),
     paths(super::callback::receive),
     modifiers(&AdminDefaults)

@@ -13,6 +13,7 @@
 //! wait is capped at [`JOURNAL_BUDGET`], and the failure is counted and logged at error.
 
 pub mod journal;
+pub mod position;
 pub mod replay;
 pub mod shipper;
 
@@ -279,6 +280,12 @@ pub struct ShipStatus {
     pub near_limit: AtomicBool,
     /// Callbacks being handled right now (the shipper's measure of how busy the reply path is).
     pub in_flight: AtomicU64,
+    /// Readers waiting for the shipper ([`position`]): woken at every shipped batch.
+    pub shipped_moved: tokio::sync::Notify,
+    /// A reader waits: the shipper ships at once (no linger, no holding back) up to [`ShipStatus::wanted`].
+    pub urge: tokio::sync::Notify,
+    /// Highest journal position a reader waits for.
+    pub wanted: AtomicU64,
 }
 
 /// Counts one callback as in flight for as long as it lives ([`ShipStatus::in_flight`]).

@@ -159,6 +159,7 @@ pub async fn run(
         if pending.is_empty()
             && cursor.after < durable_now
             && stopping.is_none()
+            && !status.urged()
             && pacer.saturated(&status).await
         {
             metrics.inc("svamlgate_ship_deferrals_total", &[]);
@@ -188,7 +189,7 @@ pub async fn run(
                 if cursor.after > journal.shipped() {
                     // Only undecodable records were read: they count as shipped.
                     let _ = journal.mark_shipped(cursor.after);
-                    status.shipped.store(cursor.after, Ordering::Release);
+                    status.set_shipped(cursor.after);
                 }
                 status.caught_up_at_ms.store(now_ms(), Ordering::Release);
             }
@@ -201,9 +202,16 @@ pub async fn run(
             tokio::select! {
                 _ = durable.changed() => {
                     // Let a batch gather: one transaction (and one commit flush on the disk the
-                    // journal shares) per LINGER at a steady trickle, not one per callback.
-                    pause(LINGER, &mut stop).await;
+                    // journal shares) per LINGER at a steady trickle, not one per callback; a
+                    // reader waiting for its writes cuts it short.
+                    if !status.urged() {
+                        tokio::select! {
+                            _ = pause(LINGER, &mut stop) => {}
+                            _ = status.urge.notified() => {}
+                        }
+                    }
                 }
+                _ = status.urge.notified() => {}
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
@@ -227,7 +235,7 @@ pub async fn run(
                 if let Err(e) = journal.mark_shipped(last) {
                     tracing::warn!(error = %e, "could not write the journal checkpoint (the batch may be shipped again, harmlessly)");
                 }
-                status.shipped.store(last, Ordering::Release);
+                status.set_shipped(last);
                 if !status.db_ok.swap(true, Ordering::AcqRel) {
                     tracing::info!("PostgreSQL accepts records again; shipping the journal");
                 }

@@ -9,6 +9,7 @@ mod gate_feedback;
 mod helpers;
 mod logging;
 mod openapi;
+mod ops;
 mod signatures;
 mod sinch_api;
 mod svaml_corpus;

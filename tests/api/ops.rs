@@ -1,0 +1,474 @@
+//! Operations against a real PostgreSQL: admin reads see every callback answered before them (no
+//! sleeps, no settling), the calls-in-progress cap counts calls still in the journal, alerts reach
+//! a local receiver that checks their signature (and a receiver that is down slows no callback),
+//! and retention and redaction touch exactly what is older than the given time.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+use svamlgate::config::Secret;
+
+use crate::helpers::{ice, spawn_app_with, TestApp, ADMIN_TOKEN, KEY};
+
+const ALERT_SECRET: &str = "alert-signing-secret";
+
+/// GET without waiting for the shipper first (the helpers' `admin_get` settles).
+async fn get_now(app: &TestApp, path: &str) -> (u16, Option<String>, Value) {
+    let mut res = app
+        .client
+        .get(app.url(path))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .send()
+        .await
+        .expect("request failed");
+    let body = res.body().limit(10 << 20).await.unwrap();
+    let lag = res
+        .headers()
+        .get("x-svamlgate-recording-lag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (res.status().as_u16(), lag, json)
+}
+
+/// POSTs a signed callback and returns at once (no settling).
+async fn send(app: &TestApp, body: &[u8]) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let ts = svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc());
+    let res = app.send_signed_at(body, &ts).await;
+    let took = started.elapsed();
+    let json = serde_json::from_slice(&res.body).unwrap_or(Value::Null);
+    (res.status, json, took)
+}
+
+/// POSTs a callback with a signature made with the wrong secret; returns the refusal's reference.
+async fn send_badly_signed(app: &TestApp, body: &[u8]) -> String {
+    let cred = svamlgate::signature::AppCredential::new(KEY, "d3Jvbmctc2VjcmV0").unwrap();
+    let ts = svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc());
+    let ct = "application/json; charset=utf-8";
+    let auth = svamlgate::signature::sign(
+        &cred,
+        "POST",
+        &app.config.callback_path,
+        Some(ct),
+        &ts,
+        body,
+    );
+    let mut res = app
+        .client
+        .post(app.url(&app.config.callback_path))
+        .insert_header(("authorization", auth))
+        .insert_header(("x-timestamp", ts))
+        .insert_header(("content-type", ct))
+        .send_body(body.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let j: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    j["reference"].as_str().unwrap().to_owned()
+}
+
+fn dice(callid: &str) -> Vec<u8> {
+    json!({"event": "dice", "callid": callid, "timestamp": "2026-11-25T10:01:00Z", "version": 1,
+           "reason": "CALLERHANGUP", "result": "ANSWERED", "duration": 12})
+    .to_string()
+    .into_bytes()
+}
+
+/// A superuser connection URL to the server of `db_url` (its `postgres` database).
+fn server_of(db_url: &str) -> String {
+    let i = db_url.rfind('/').unwrap();
+    let query = db_url[i..]
+        .find('?')
+        .map(|q| &db_url[i + q..])
+        .unwrap_or("");
+    format!("{}/postgres{query}", &db_url[..i])
+}
+
+/// Makes the app's database refuse every connection (PostgreSQL "away"), or accept them again.
+async fn database_reachable(app: &TestApp, up: bool) {
+    use sqlx::Connection;
+    let name = app
+        .db_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut conn = sqlx::PgConnection::connect(&server_of(&app.db_url))
+        .await
+        .unwrap();
+    let sql = format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {up}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    if !up {
+        let sql = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.ok();
+}
+
+fn patient(c: &mut svamlgate::config::ServeArgs) {
+    // A loaded test machine: the bound is far above what a read waits in practice.
+    c.ops.admin_read_wait_ms = 20_000;
+}
+
+#[actix_web::test]
+async fn every_admin_read_sees_what_was_answered_before_it_100_times_out_of_100() {
+    let app = spawn_app_with(patient).await;
+    for i in 0..100 {
+        let callid = format!("ryw-{i}");
+        let (status, _, _) = send(&app, &ice(&callid, "+15550100")).await;
+        assert_eq!(status, 200);
+        let (status, lag, timeline) = get_now(&app, &format!("/admin/calls/{callid}")).await;
+        assert_eq!(status, 200, "lookup {i}: {timeline}");
+        assert_eq!(lag, None);
+        assert_eq!(
+            timeline["events"][0]["callid"],
+            callid.as_str(),
+            "{timeline}"
+        );
+        assert!(timeline.get("recordingLag").is_none());
+
+        let (status, _, page) = get_now(&app, &format!("/admin/events?callid={callid}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            page["items"].as_array().unwrap().len(),
+            1,
+            "events {i}: {page}"
+        );
+
+        let (status, _, inprogress) = get_now(&app, "/admin/calls-in-progress").await;
+        assert_eq!(status, 200);
+        assert_eq!(inprogress["inProgress"], i + 1, "calls in progress {i}");
+
+        if i % 10 == 0 {
+            let reference = send_badly_signed(&app, &ice(&format!("bad-{i}"), "+15550100")).await;
+            let (status, _, error) = get_now(&app, &format!("/admin/errors/{reference}")).await;
+            assert_eq!(status, 200, "error {i}: {error}");
+            assert_eq!(error["reference"], reference.as_str());
+
+            let notify = json!({"event": "notify", "callid": callid, "version": 1, "type": "callingerror",
+                                "errorCode": 40001, "errorMsg": "Illegal SVAML"});
+            assert_eq!(send(&app, notify.to_string().as_bytes()).await.0, 200);
+            let (status, _, misses) = get_now(&app, "/admin/gate/misses").await;
+            assert_eq!(status, 200);
+            assert!(
+                misses.to_string().contains(&callid),
+                "gate misses {i}: {misses}"
+            );
+
+            let (status, _, diagnosis) =
+                get_now(&app, &format!("/admin/calls/{callid}/diagnosis")).await;
+            assert_eq!(status, 200, "diagnosis {i}: {diagnosis}");
+            let arrived = diagnosis["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == "callback_arrived")
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(arrived["status"], "pass", "diagnosis {i}: {diagnosis}");
+        }
+    }
+}
+
+fn callout_body() -> Value {
+    json!({"method": "ttsCallout", "ttsCallout": {"destination": {"type": "number", "endpoint": "+14045005000"},
+           "cli": "+14045001000", "locale": "en-US", "text": "Hello", "enableDice": true}})
+}
+
+#[actix_web::test]
+async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
+    let app = spawn_app_with(patient).await;
+    for i in 0..10 {
+        assert_eq!(
+            send(&app, &ice(&format!("cap-{i}"), "+15550100")).await.0,
+            200
+        );
+    }
+    let res = app
+        .admin_send("POST", "/admin/callouts", Some(&callout_body()))
+        .await;
+    res.assert_envelope(429, 42900);
+    assert_eq!(res.json()["details"]["inProgress"], 10);
+
+    // One call ends: a place is free (the DICE is counted at once too).
+    assert_eq!(send(&app, &dice("cap-0")).await.0, 200);
+    let (_, _, n) = get_now(&app, "/admin/calls-in-progress").await;
+    assert_eq!(n["inProgress"], 9);
+
+    // PostgreSQL away: this instance's own calls still count.
+    database_reachable(&app, false).await;
+    for i in 10..12 {
+        assert_eq!(
+            send(&app, &ice(&format!("cap-{i}"), "+15550100")).await.0,
+            200
+        );
+    }
+    let started = Instant::now();
+    let res = app
+        .admin_send("POST", "/admin/callouts", Some(&callout_body()))
+        .await;
+    res.assert_envelope(429, 42900);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, lag, n) = get_now(&app, "/admin/calls-in-progress").await;
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(n["inProgress"], 11);
+    assert!(lag.unwrap().contains("reason=database_unavailable"));
+    assert_eq!(n["recordingLag"]["reason"], "database_unavailable");
+    database_reachable(&app, true).await;
+}
+
+#[actix_web::test]
+async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
+    let app = spawn_app_with(patient).await;
+    assert_eq!(send(&app, &ice("away-0", "+15550100")).await.0, 200);
+    let (status, lag, _) = get_now(&app, "/admin/calls/away-0").await;
+    assert_eq!((status, lag), (200, None));
+
+    database_reachable(&app, false).await;
+    assert_eq!(send(&app, &ice("away-1", "+15550100")).await.0, 200);
+    let started = Instant::now();
+    let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(status == 404 || status == 503, "{status} {body}");
+    let lag = lag.expect("the lag header");
+    assert!(lag.starts_with("records="), "{lag}");
+    assert_eq!(
+        body["recordingLag"]["reason"], "database_unavailable",
+        "{body}"
+    );
+    assert!(body["recordingLag"]["records"].as_u64().unwrap() >= 1);
+    assert!(
+        body["reference"].is_string(),
+        "still an error envelope: {body}"
+    );
+
+    // Back: the shipper catches up and the same read finds the call, without a lag.
+    database_reachable(&app, true).await;
+    let mut found = None;
+    for _ in 0..200 {
+        let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
+        if status == 200 && lag.is_none() {
+            found = Some(body);
+            break;
+        }
+        // The shipper backs off while PostgreSQL is away; the read's own wait is bounded.
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        found.expect("found after PostgreSQL came back")["callid"],
+        "away-1"
+    );
+}
+
+/// A webhook receiver that checks each delivery's signature; the alerts it accepted arrive on
+/// the channel (a delivery with a bad signature is answered 401 and reported as `null`).
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = HttpServer::new(move || {
+        let tx = tx.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let header = req
+                    .headers()
+                    .get(svamlgate::alerts::deliver::SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                if !svamlgate::alerts::deliver::verify(ALERT_SECRET, header, &body, now, 300) {
+                    let _ = tx.send(Value::Null);
+                    return HttpResponse::Unauthorized().finish();
+                }
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let _ = tx.send(v);
+                HttpResponse::Ok().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    (format!("http://{addr}/hook"), rx)
+}
+
+/// Waits (at most 30 s) for the alert of `rule` in `state`; every delivery on the way must be
+/// signed right and carry a Slack `text`.
+async fn expect_alert(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    rule: &str,
+    state: &str,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = tokio::time::timeout(left, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {state} alert for {rule}"))
+            .unwrap();
+        assert!(!got.is_null(), "a delivery with a bad signature");
+        assert!(got["text"].as_str().unwrap().contains("svamlgate"), "{got}");
+        if got["alert"]["rule"] == rule && got["alert"]["state"] == state {
+            return got;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn each_alert_rule_reaches_a_signed_webhook_fires_and_resolves() {
+    let (hook, mut rx) = receiver().await;
+    let app = spawn_app_with(|c| {
+        patient(c);
+        c.ops.alert_webhooks = Some(Secret::new(hook.clone()));
+        c.ops.alert_secret = Some(Secret::new(ALERT_SECRET));
+        c.ops.alert_rules = Some(
+            "fallback=3/2s/0s,upstream=3/2s/0s,gate_miss=1/2s/0s,signature_failures=5/2s/0s,journal_lag=1/1s/0s"
+                .into(),
+        );
+    })
+    .await;
+
+    // A fallback storm (a proxy-mode app that is down): fallbacks by reason, and the upstream rule.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let route = json!({"name": "down app", "called": "+15550300",
+        "target": {"kind": "upstream", "url": format!("http://127.0.0.1:{closed}/cb"), "key": "k", "secretB64": "c2VjcmV0"}});
+    assert_eq!(
+        app.admin_send("POST", "/admin/routes", Some(&route))
+            .await
+            .status,
+        201
+    );
+    for i in 0..3 {
+        let (status, reply, _) = send(&app, &ice(&format!("storm-{i}"), "+15550300")).await;
+        assert_eq!(status, 200);
+        assert_eq!(reply["action"]["name"], "hangup");
+    }
+    let fired = expect_alert(&mut rx, "fallback", "firing").await;
+    assert_eq!(fired["alert"]["key"], "upstream_error");
+    assert_eq!(fired["alert"]["count"], 3.0);
+    let text = fired["text"].as_str().unwrap();
+    assert!(
+        text.contains("storm-0") && text.contains("/admin/events"),
+        "{text}"
+    );
+    assert!(fired["alert"]["examples"][0]["reference"].is_string());
+    let (_, _, listed) = get_now(&app, "/admin/alerts").await;
+    assert!(
+        listed["firing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "fallback"),
+        "{listed}"
+    );
+    expect_alert(&mut rx, "fallback", "resolved").await;
+
+    // A gate miss: Sinch says it could not use a reply the gate passed.
+    assert_eq!(send(&app, &ice("miss-1", "+15550100")).await.0, 200);
+    let notify = json!({"event": "notify", "callid": "miss-1", "version": 1, "type": "callingerror",
+                        "errorCode": 40001, "errorMsg": "Illegal SVAML"});
+    assert_eq!(send(&app, notify.to_string().as_bytes()).await.0, 200);
+    let miss = expect_alert(&mut rx, "gate_miss", "firing").await;
+    assert!(miss["text"].as_str().unwrap().contains("miss-1"));
+    assert_eq!(miss["alert"]["adminPath"], "/admin/gate/misses");
+    expect_alert(&mut rx, "gate_miss", "resolved").await;
+
+    // A signature storm.
+    let mut refs = Vec::new();
+    for i in 0..5 {
+        refs.push(send_badly_signed(&app, &ice(&format!("sig-{i}"), "+15550100")).await);
+    }
+    let sig = expect_alert(&mut rx, "signature_failures", "firing").await;
+    assert!(sig["text"].as_str().unwrap().contains(refs.last().unwrap()));
+    assert!(sig["text"].as_str().unwrap().contains("signature_mismatch"));
+    expect_alert(&mut rx, "signature_failures", "resolved").await;
+
+    // A stuck journal: PostgreSQL away while callbacks keep coming.
+    database_reachable(&app, false).await;
+    assert_eq!(send(&app, &ice("stuck-1", "+15550100")).await.0, 200);
+    let stuck = expect_alert(&mut rx, "journal_lag", "firing").await;
+    assert_eq!(stuck["alert"]["adminPath"], "/readyz");
+    database_reachable(&app, true).await;
+    expect_alert(&mut rx, "journal_lag", "resolved").await;
+
+    let (_, _, listed) = get_now(&app, "/admin/alerts").await;
+    assert!(listed["firing"].as_array().unwrap().is_empty(), "{listed}");
+    assert!(listed["recent"].as_array().unwrap().len() >= 8);
+    assert_eq!(listed["webhooks"], 1);
+    crate::helpers::Documented::fetch(&app)
+        .await
+        .check("GET", "/admin/alerts", 200, &listed);
+}
+
+#[actix_web::test]
+async fn a_webhook_that_hangs_or_is_down_slows_no_callback() {
+    // One receiver accepts connections and never answers; another refuses them.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hang.incoming() {
+            held.push(s);
+        }
+    });
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hooks = format!("http://{hang_addr}/hook,http://127.0.0.1:{closed}/hook");
+    let app = spawn_app_with(|c| {
+        c.ops.alert_webhooks = Some(Secret::new(hooks));
+        c.ops.alert_rules = Some("signature_failures=1/100ms/0s,fallback=1/100ms/0s".into());
+    })
+    .await;
+    let route = json!({"name": "down app", "called": "+15550301",
+        "target": {"kind": "upstream", "url": format!("http://127.0.0.1:{closed}/cb"), "key": "k", "secretB64": "c2VjcmV0"}});
+    assert_eq!(
+        app.admin_send("POST", "/admin/routes", Some(&route))
+            .await
+            .status,
+        201
+    );
+    let mut slowest = Duration::ZERO;
+    for i in 0..40 {
+        // Each one fires (and resolves) alerts: the delivery queue fills with hanging deliveries.
+        let (status, _, took) = send(&app, &ice(&format!("slow-{i}"), "+15550301")).await;
+        assert_eq!(status, 200);
+        slowest = slowest.max(took);
+        send_badly_signed(&app, &ice(&format!("slow-sig-{i}"), "+15550301")).await;
+        let (status, _, took) = send(&app, &ice(&format!("plain-{i}"), "+15550100")).await;
+        assert_eq!(status, 200);
+        slowest = slowest.max(took);
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a callback took {slowest:?} while deliveries hung"
+    );
+    let (_, _, listed) = get_now(&app, "/admin/alerts").await;
+    assert!(!listed["recent"].as_array().unwrap().is_empty());
+}
