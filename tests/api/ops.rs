@@ -472,3 +472,312 @@ async fn a_webhook_that_hangs_or_is_down_slows_no_callback() {
     let (_, _, listed) = get_now(&app, "/admin/alerts").await;
     assert!(!listed["recent"].as_array().unwrap().is_empty());
 }
+
+/// Moves every row of a call (callbacks, their errors, rejected replies and exchanges) `ago`
+/// into the past.
+async fn age_call(app: &TestApp, callid: &str, ago: &str) {
+    for sql in [
+        "UPDATE errors SET occurred_at = now() - $2::interval WHERE callback_id IN (SELECT id FROM callbacks WHERE callid = $1)",
+        "UPDATE rejected_replies SET created_at = now() - $2::interval WHERE callback_id IN (SELECT id FROM callbacks WHERE callid = $1)",
+        "UPDATE callbacks SET received_at = now() - $2::interval WHERE callid = $1",
+        "UPDATE call_state SET updated_at = now() - $2::interval WHERE callid = $1",
+    ] {
+        sqlx::query(sql).bind(callid).bind(ago).execute(&app.pool).await.unwrap();
+    }
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
+}
+
+async fn outbound(app: &TestApp, reference: &str, ago: &str, callid: Option<&str>, outcome: &str) {
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO outbound_requests (id, reference, created_at, operation, method, path, body, callid, destination, \
+         local_check, outcome) VALUES ($1, $2, now() - $3::interval, 'callout', 'POST', '/calling/v1/callouts', \
+         '{\"method\":\"ttsCallout\",\"ttsCallout\":{\"destination\":{\"type\":\"number\",\"endpoint\":\"+14045005000\"}}}', \
+         $4, '+14045005000', 'passed', $5)",
+    )
+    .bind(id)
+    .bind(reference)
+    .bind(ago)
+    .bind(callid)
+    .bind(outcome)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, x_timestamp, http_status, \
+         response_body, decision) VALUES ($1, $2, 1, now() - $3::interval, 1000, 'signed', 'x', 200, \
+         '{\"callId\":\"abc\",\"to\":\"+14045005000\"}', 'done')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(id)
+    .bind(ago)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// Old and new calls, an old call still in progress, an old refusal, old and new outbound
+/// requests, a flow and a route.
+async fn history(app: &TestApp) {
+    let flow: Value = serde_json::from_slice(&crate::helpers::fixture("flows/ivr.json")).unwrap();
+    let res = app.admin_send("POST", "/admin/flows", Some(&flow)).await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let route = json!({"name": "keep", "called": "+15550999", "target": {"kind": "flow", "flowId": res.json()["flow"]["id"]}});
+    assert_eq!(
+        app.admin_send("POST", "/admin/routes", Some(&route))
+            .await
+            .status,
+        201
+    );
+    for callid in ["old-ended", "old-open", "new-ended"] {
+        app.post_signed(&ice(callid, "+15550100")).await;
+    }
+    app.post_signed(&dice("old-ended")).await;
+    app.post_signed(&dice("new-ended")).await;
+    let refused = send_badly_signed(app, &ice("old-refused", "+15550100")).await;
+    app.settle().await;
+    // The refusal's records reach PostgreSQL through the journal too.
+    app.wait_error(&refused).await;
+    sqlx::query("UPDATE errors SET occurred_at = now() - interval '2 hours' WHERE reference = $1")
+        .bind(&refused)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    age_call(app, "old-ended", "2 hours").await;
+    age_call(app, "old-open", "2 hours").await;
+    outbound(
+        app,
+        "out-old",
+        "2 hours",
+        Some("old-callout"),
+        "sinch_error",
+    )
+    .await;
+    outbound(app, "out-old-open", "2 hours", Some("old-open"), "success").await;
+    outbound(app, "out-new", "1 minute", None, "success").await;
+}
+
+#[actix_web::test]
+async fn prune_removes_exactly_what_is_older_and_keeps_calls_in_progress_flows_and_routes() {
+    let app = spawn_app_with(|_| {}).await;
+    history(&app).await;
+    let callbacks_before = count(&app, "SELECT count(*) FROM callbacks").await;
+    let before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let metrics = svamlgate::metrics::Metrics::new();
+    let (deleted, _) = svamlgate::retention::run_once(
+        &app.pool,
+        Some(before),
+        None,
+        Duration::from_secs(4 * 3600),
+        &metrics,
+    )
+    .await
+    .unwrap();
+    // old-ended: its ICE and DICE; the refusal: its error and refusal rows; out-old with its attempt.
+    assert_eq!(deleted.get("callbacks"), Some(&2), "{deleted:?}");
+    assert_eq!(deleted.get("refusals"), Some(&1), "{deleted:?}");
+    assert_eq!(deleted.get("errors"), Some(&1), "{deleted:?}");
+    assert_eq!(deleted.get("outbound_requests"), Some(&1), "{deleted:?}");
+    assert_eq!(deleted.get("outbound_attempts"), Some(&1), "{deleted:?}");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM callbacks").await,
+        callbacks_before - 2
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM callbacks WHERE callid = 'old-ended'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM callbacks WHERE callid = 'old-open'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM callbacks WHERE callid = 'new-ended'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM refusals").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM outbound_requests WHERE reference IN ('out-old-open', 'out-new')"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM outbound_requests").await,
+        2
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM outbound_attempts").await,
+        2
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM flows").await, 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM flow_versions").await, 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM routes").await, 1);
+    assert!(metrics.counter("svamlgate_pruned_rows_total", &[("table", "callbacks")]) == 2);
+    // Nothing older left: a second run deletes nothing.
+    let (again, _) = svamlgate::retention::run_once(
+        &app.pool,
+        Some(before),
+        None,
+        Duration::from_secs(4 * 3600),
+        &metrics,
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // The admin API still answers for what is left.
+    assert_eq!(app.admin_get("/admin/calls/old-ended").await.status, 404);
+    assert_eq!(app.admin_get("/admin/calls/new-ended").await.status, 200);
+}
+
+#[actix_web::test]
+async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows() {
+    let app = spawn_app_with(|_| {}).await;
+    history(&app).await;
+    let before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let metrics = svamlgate::metrics::Metrics::new();
+    let (_, masked) = svamlgate::retention::run_once(
+        &app.pool,
+        None,
+        Some(before),
+        Duration::from_secs(4 * 3600),
+        &metrics,
+    )
+    .await
+    .unwrap();
+    assert_eq!(masked.get("callbacks"), Some(&2), "{masked:?}");
+    assert_eq!(masked.get("errors"), Some(&1), "{masked:?}");
+    assert_eq!(masked.get("outbound_requests"), Some(&1), "{masked:?}");
+    assert_eq!(masked.get("outbound_attempts"), Some(&1), "{masked:?}");
+    let cli = |callid: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            let row: (Option<String>, Vec<u8>, Option<time::OffsetDateTime>) = sqlx::query_as(
+                "SELECT body->>'cli', raw_body, redacted_at FROM callbacks WHERE callid = $1 AND event_type = 'ice'",
+            )
+            .bind(callid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            row
+        }
+    };
+    let (old_cli, old_raw, old_at) = cli("old-ended").await;
+    assert_eq!(
+        old_cli.as_deref(),
+        Some(svamlgate::redact::mask_number("46708168731").as_str())
+    );
+    assert_eq!(old_cli.as_deref(), Some("467******31"));
+    assert!(!String::from_utf8_lossy(&old_raw).contains("46708168731"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&old_raw).unwrap()["callid"],
+        "old-ended"
+    );
+    assert!(old_at.is_some());
+    // Newer rows, and the call still in progress, keep their numbers.
+    let (new_cli, new_raw, new_at) = cli("new-ended").await;
+    assert_eq!(new_cli.as_deref(), Some("46708168731"));
+    assert!(String::from_utf8_lossy(&new_raw).contains("46708168731"));
+    assert!(new_at.is_none());
+    assert_eq!(cli("old-open").await.0.as_deref(), Some("46708168731"));
+    let dest: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT reference, destination FROM outbound_requests ORDER BY reference")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        dest,
+        vec![
+            ("out-new".to_owned(), Some("+14045005000".to_owned())),
+            ("out-old".to_owned(), Some("+140******00".to_owned())),
+            ("out-old-open".to_owned(), Some("+14045005000".to_owned())),
+        ]
+    );
+    let attempt: String = sqlx::query_scalar(
+        "SELECT a.response_body FROM outbound_attempts a JOIN outbound_requests r ON r.id = a.request_id WHERE r.reference = 'out-old'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        attempt.contains("+140******00") && attempt.contains("abc"),
+        "{attempt}"
+    );
+    // Rows are kept; a second run masks nothing more.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM callbacks WHERE callid = 'old-ended'"
+        )
+        .await,
+        2
+    );
+    let (_, again) = svamlgate::retention::run_once(
+        &app.pool,
+        None,
+        Some(before),
+        Duration::from_secs(4 * 3600),
+        &metrics,
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[actix_web::test]
+async fn svamlgate_prune_runs_both_once_from_the_command_line() {
+    let app = spawn_app_with(|_| {}).await;
+    history(&app).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svamlgate"))
+        .args(["prune", "--before", "1h", "--redact-before", "30m"])
+        .env("DATABASE_URL", &app.db_url)
+        .env_remove("SVAMLGATE_RETENTION_DAYS")
+        .env_remove("SVAMLGATE_REDACT_AFTER_DAYS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("deleted before") && stdout.contains("callbacks 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("masked before"), "{stdout}");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM callbacks WHERE callid = 'old-ended'"
+        )
+        .await,
+        0
+    );
+    let nothing = std::process::Command::new(env!("CARGO_BIN_EXE_svamlgate"))
+        .args(["prune"])
+        .env("DATABASE_URL", &app.db_url)
+        .env_remove("SVAMLGATE_RETENTION_DAYS")
+        .env_remove("SVAMLGATE_REDACT_AFTER_DAYS")
+        .output()
+        .unwrap();
+    assert!(!nothing.status.success());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to do"));
+}
