@@ -4,6 +4,8 @@
 //! and retention and redaction touch exactly what is older than the given time.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -76,46 +78,81 @@ fn dice(callid: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A superuser connection URL to the server of `db_url` (its `postgres` database).
-fn server_of(db_url: &str) -> String {
-    let i = db_url.rfind('/').unwrap();
-    let query = db_url[i..]
-        .find('?')
-        .map(|q| &db_url[i + q..])
-        .unwrap_or("");
-    format!("{}/postgres{query}", &db_url[..i])
+/// A TCP proxy in front of PostgreSQL that can be cut: "PostgreSQL away" on demand (every
+/// connection closed, new ones refused), as a network partition or a stopped server looks.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
 }
 
-/// Makes the app's database refuse every connection (PostgreSQL "away"), or accept them again.
-async fn database_reachable(app: &TestApp, up: bool) {
-    use sqlx::Connection;
-    let name = app
-        .db_url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut conn = sqlx::PgConnection::connect(&server_of(&app.db_url))
-        .await
-        .unwrap();
-    let sql = format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {up}");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    if !up {
-        let sql = format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (up2, gen2) = (up.clone(), generation.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !up2.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    let (up3, gen3) = (up2.clone(), gen2.clone());
+                    let born = gen3.load(Ordering::Acquire);
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        else {
+                            return;
+                        };
+                        let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        let cut = async {
+                            while up3.load(Ordering::Acquire)
+                                && gen3.load(Ordering::Acquire) == born
+                            {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        };
+                        tokio::select! { _ = copy => {}, _ = cut => {} }
+                    });
+                }
+            });
+        });
+        Proxy {
+            port,
+            up,
+            generation,
+        }
     }
-    conn.close().await.ok();
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// An app whose PostgreSQL is behind a [`Proxy`].
+async fn app_behind_proxy(
+    configure: impl FnOnce(&mut svamlgate::config::ServeArgs),
+) -> (TestApp, Proxy) {
+    let url = crate::helpers::fresh_database().await;
+    let after_at = url.rsplit_once('@').map_or(url.as_str(), |(_, r)| r);
+    let host_port = after_at.split('/').next().unwrap();
+    let port: u16 = host_port.rsplit_once(':').unwrap().1.parse().unwrap();
+    let proxy = Proxy::start(port);
+    let via = url.replacen(&format!(":{port}/"), &format!(":{}/", proxy.port), 1);
+    (crate::helpers::spawn_app_on(via, configure).await, proxy)
 }
 
 fn patient(c: &mut svamlgate::config::ServeArgs) {
@@ -190,7 +227,7 @@ fn callout_body() -> Value {
 
 #[actix_web::test]
 async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
-    let app = spawn_app_with(patient).await;
+    let (app, db) = app_behind_proxy(patient).await;
     for i in 0..10 {
         assert_eq!(
             send(&app, &ice(&format!("cap-{i}"), "+15550100")).await.0,
@@ -209,7 +246,7 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert_eq!(n["inProgress"], 9);
 
     // PostgreSQL away: this instance's own calls still count.
-    database_reachable(&app, false).await;
+    db.set_up(false);
     for i in 10..12 {
         assert_eq!(
             send(&app, &ice(&format!("cap-{i}"), "+15550100")).await.0,
@@ -231,17 +268,17 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert_eq!(n["inProgress"], 11);
     assert!(lag.unwrap().contains("reason=database_unavailable"));
     assert_eq!(n["recordingLag"]["reason"], "database_unavailable");
-    database_reachable(&app, true).await;
+    db.set_up(true);
 }
 
 #[actix_web::test]
 async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
-    let app = spawn_app_with(patient).await;
+    let (app, db) = app_behind_proxy(patient).await;
     assert_eq!(send(&app, &ice("away-0", "+15550100")).await.0, 200);
     let (status, lag, _) = get_now(&app, "/admin/calls/away-0").await;
     assert_eq!((status, lag), (200, None));
 
-    database_reachable(&app, false).await;
+    db.set_up(false);
     assert_eq!(send(&app, &ice("away-1", "+15550100")).await.0, 200);
     let started = Instant::now();
     let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
@@ -260,7 +297,7 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
     );
 
     // Back: the shipper catches up and the same read finds the call, without a lag.
-    database_reachable(&app, true).await;
+    db.set_up(true);
     let mut found = None;
     for _ in 0..200 {
         let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
@@ -337,7 +374,7 @@ async fn expect_alert(
 #[actix_web::test]
 async fn each_alert_rule_reaches_a_signed_webhook_fires_and_resolves() {
     let (hook, mut rx) = receiver().await;
-    let app = spawn_app_with(|c| {
+    let (app, db) = app_behind_proxy(|c| {
         patient(c);
         c.ops.alert_webhooks = Some(Secret::new(hook.clone()));
         c.ops.alert_secret = Some(Secret::new(ALERT_SECRET));
@@ -408,11 +445,11 @@ async fn each_alert_rule_reaches_a_signed_webhook_fires_and_resolves() {
     expect_alert(&mut rx, "signature_failures", "resolved").await;
 
     // A stuck journal: PostgreSQL away while callbacks keep coming.
-    database_reachable(&app, false).await;
+    db.set_up(false);
     assert_eq!(send(&app, &ice("stuck-1", "+15550100")).await.0, 200);
     let stuck = expect_alert(&mut rx, "journal_lag", "firing").await;
     assert_eq!(stuck["alert"]["adminPath"], "/readyz");
-    database_reachable(&app, true).await;
+    db.set_up(true);
     expect_alert(&mut rx, "journal_lag", "resolved").await;
 
     let (_, _, listed) = get_now(&app, "/admin/alerts").await;
