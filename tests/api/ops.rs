@@ -818,3 +818,114 @@ async fn svamlgate_prune_runs_both_once_from_the_command_line() {
     assert!(!nothing.status.success());
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to do"));
 }
+
+/// The figure in docs/operations.md: deleting a day of a million callbacks (with an error row for
+/// one in a hundred) in batches, while a writer keeps inserting callbacks as the shipper would.
+/// Run on purpose: `cargo test --test api -- --ignored a_day_of_a_million_rows --nocapture`.
+#[actix_web::test]
+#[ignore]
+async fn a_day_of_a_million_rows_is_pruned_in_batches_without_blocking_inserts() {
+    let app = spawn_app_with(|_| {}).await;
+    let started = Instant::now();
+    let body = String::from_utf8(ice("X", "+15550100")).unwrap();
+    sqlx::query(
+        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, raw_body, body, signature, \
+         path, http_status, reply_source, latency_us) \
+         SELECT gen_random_uuid(), 'bulk-' || g, now() - interval '2 days' + (g * interval '86 milliseconds'), \
+                'ice', true, 'bulk-call-' || g, convert_to($1, 'UTF8'), $1::jsonb, 'verified', '/sinch/callback', 200, 'default', 900 \
+         FROM generate_series(1, 1000000) g",
+    )
+    .bind(&body)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, raw_body, body, signature, path) \
+         SELECT gen_random_uuid(), 'bulk-dice-' || g, now() - interval '2 days' + (g * interval '86 milliseconds') + interval '1 second', \
+                'dice', true, 'bulk-call-' || g, convert_to('{}', 'UTF8'), '{}'::jsonb, 'verified', '/sinch/callback' \
+         FROM generate_series(1, 1000000, 100) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message, callback_id) \
+         SELECT 'bulk-err-' || c.reference, c.received_at, 42202, 422, '422 Unprocessable', 'rejected', c.id \
+         FROM callbacks c WHERE c.reference LIKE 'bulk-%' AND right(c.reference, 2) = '00'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("VACUUM ANALYZE callbacks")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM ANALYZE errors")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let rows = count(&app, "SELECT count(*) FROM callbacks").await;
+    let size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_total_relation_size('callbacks'))")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    println!(
+        "loaded {rows} callbacks ({size}) in {:?}",
+        started.elapsed()
+    );
+
+    // A writer inserting one callback every 10 ms, as the shipper would, measuring each insert.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (pool, stop, body) = (app.pool.clone(), stop.clone(), body.clone());
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Acquire) {
+                let t = Instant::now();
+                sqlx::query(
+                    "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, raw_body, body, \
+                     signature, path) VALUES ($1, $2, now(), 'ice', true, $2, convert_to($3, 'UTF8'), $3::jsonb, 'verified', '/sinch/callback')",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(format!("live-{n}"))
+                .bind(&body)
+                .execute(&pool)
+                .await
+                .unwrap();
+                worst = worst.max(t.elapsed());
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (n, worst)
+        })
+    };
+    let t = Instant::now();
+    let metrics = svamlgate::metrics::Metrics::new();
+    let (deleted, _) = svamlgate::retention::run_once(
+        &app.pool,
+        Some(time::OffsetDateTime::now_utc() - time::Duration::hours(24)),
+        None,
+        Duration::from_secs(4 * 3600),
+        &metrics,
+    )
+    .await
+    .unwrap();
+    let took = t.elapsed();
+    stop.store(true, Ordering::Release);
+    let (inserts, worst) = writer.await.unwrap();
+    println!(
+        "pruned {deleted:?} in {took:?}; meanwhile {inserts} inserts, the slowest {worst:?}; load {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    assert_eq!(deleted.get("callbacks"), Some(&1_010_000));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM callbacks WHERE reference LIKE 'bulk-%'"
+        )
+        .await,
+        0
+    );
+}
