@@ -62,7 +62,7 @@ impl From<Lag> for RecordingLag {
 }
 
 /// Whether a request is a read that must see every record written before it.
-fn waits(method: &Method, path: &str) -> bool {
+pub(crate) fn waits(method: &Method, path: &str) -> bool {
     method == Method::GET
         && path.starts_with("/admin/")
         && !NO_WAIT

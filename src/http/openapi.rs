@@ -305,6 +305,27 @@ pub fn document(collected: Document) -> serde_json::Result<serde_json::Value> {
             operations_mut(item).for_each(|op| op.security = Some(Vec::new()));
             continue;
         }
+        if super::fresh::waits(&actix_web::http::Method::GET, path) {
+            // Read your writes: say how an answer tells that records are missing from it.
+            if let Some(op) = item.get.as_mut() {
+                for response in op.responses.responses.values_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = response {
+                        r.headers.insert(
+                            super::fresh::LAG_HEADER.to_owned(),
+                            utoipa::openapi::header::HeaderBuilder::new()
+                                .description(Some(
+                                    "Present when records written before the read are not in this answer yet \
+                                     (PostgreSQL away, or SVAMLGATE_ADMIN_READ_WAIT_MS ran out): \
+                                     `records=N, seconds=S, reason=wait_expired|database_unavailable`. \
+                                     A JSON object body then also has `recordingLag` (schema RecordingLag).",
+                                ))
+                                .build()
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
         for op in operations_mut(item) {
             for (status, name) in [
                 ("401", "Unauthorized"),

@@ -55,6 +55,17 @@ impl ShipStatus {
         self.shipped_moved.notify_waiters();
     }
 
+    /// Whether PostgreSQL is known not to take records: the last attempt (a batch, or the
+    /// migrations at start) failed. Before the first attempt it is not known, and readers wait.
+    pub fn known_down(&self) -> bool {
+        !self.db_ok.load(Ordering::Acquire)
+            && self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+    }
+
     /// Whether a reader waits for a position not yet shipped.
     pub fn urged(&self) -> bool {
         self.wanted.load(Ordering::Acquire) > self.shipped.load(Ordering::Acquire)
@@ -77,7 +88,7 @@ impl ShipStatus {
                 seconds: self.lag_seconds(),
                 reason,
             };
-            if !self.db_ok.load(Ordering::Acquire) {
+            if self.known_down() {
                 return Some(lag(LagReason::DatabaseUnavailable));
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -119,7 +130,12 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), None);
         assert!(!status.urged());
 
+        // Not known yet (the shipper has not tried): a reader waits.
         status.db_ok.store(false, Ordering::Release);
+        let lag = status.wait_shipped(9, Duration::ZERO).await.unwrap();
+        assert_eq!(lag.reason, LagReason::WaitExpired);
+        // Known down: no wait at all.
+        *status.last_error.lock().unwrap() = Some("connection refused".into());
         let lag = status
             .wait_shipped(9, Duration::from_secs(30))
             .await

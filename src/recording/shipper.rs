@@ -143,7 +143,7 @@ pub async fn run(
     config: ShipperConfig,
     mut stop: watch::Receiver<Option<std::time::Instant>>,
 ) {
-    if migrate_when_possible(&store, &mut stop).await {
+    if migrate_when_possible(&store, &status, &mut stop).await {
         status.db_ok.store(true, Ordering::Release);
     }
     let mut durable = journal.durable();
@@ -274,6 +274,7 @@ pub async fn run(
 /// Applies the migrations, retrying until PostgreSQL takes them; false when asked to stop first.
 async fn migrate_when_possible(
     store: &Store,
+    status: &ShipStatus,
     stop: &mut watch::Receiver<Option<std::time::Instant>>,
 ) -> bool {
     let mut backoff = Duration::from_millis(200);
@@ -289,6 +290,7 @@ async fn migrate_when_possible(
             Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "migrations not applied yet; records wait in the journal");
+                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 if stop.borrow().is_some() {
                     return false;
                 }

@@ -84,6 +84,7 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
+    live: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -92,7 +93,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(AtomicU64::new(0));
-        let (up2, gen2) = (up.clone(), generation.clone());
+        let live = Arc::new(AtomicU64::new(0));
+        let (up2, gen2, live2) = (up.clone(), generation.clone(), live.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -108,9 +110,11 @@ impl Proxy {
                     if !up2.load(Ordering::Acquire) {
                         continue;
                     }
-                    let (up3, gen3) = (up2.clone(), gen2.clone());
+                    let (up3, gen3, live3) = (up2.clone(), gen2.clone(), live2.clone());
                     let born = gen3.load(Ordering::Acquire);
+                    live3.fetch_add(1, Ordering::AcqRel);
                     tokio::spawn(async move {
+                        let _live = Live(live3);
                         let Ok(mut outbound) =
                             tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                         else {
@@ -133,12 +137,30 @@ impl Proxy {
             port,
             up,
             generation,
+            live,
         }
     }
 
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Release);
+    /// Cuts PostgreSQL off and waits until every connection through the proxy is closed.
+    async fn cut(&self) {
+        self.up.store(false, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
+        while self.live.load(Ordering::Acquire) > 0 {
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::Release);
+    }
+}
+
+/// Counts a piped connection while it lives.
+struct Live(Arc<AtomicU64>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -246,7 +268,7 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert_eq!(n["inProgress"], 9);
 
     // PostgreSQL away: this instance's own calls still count.
-    db.set_up(false);
+    db.cut().await;
     for i in 10..12 {
         assert_eq!(
             send(&app, &ice(&format!("cap-{i}"), "+15550100")).await.0,
@@ -268,7 +290,7 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert_eq!(n["inProgress"], 11);
     assert!(lag.unwrap().contains("reason=database_unavailable"));
     assert_eq!(n["recordingLag"]["reason"], "database_unavailable");
-    db.set_up(true);
+    db.restore();
 }
 
 #[actix_web::test]
@@ -278,7 +300,7 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
     let (status, lag, _) = get_now(&app, "/admin/calls/away-0").await;
     assert_eq!((status, lag), (200, None));
 
-    db.set_up(false);
+    db.cut().await;
     assert_eq!(send(&app, &ice("away-1", "+15550100")).await.0, 200);
     let started = Instant::now();
     let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
@@ -295,9 +317,18 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
         body["reference"].is_string(),
         "still an error envelope: {body}"
     );
+    // The document says so (the document itself does not wait).
+    let (status, lag, doc) = get_now(&app, "/admin/openapi.json").await;
+    assert_eq!((status, lag), (200, None));
+    let op = &doc["paths"]["/admin/calls/{callid}"]["get"]["responses"];
+    assert!(
+        op["200"]["headers"]["x-svamlgate-recording-lag"].is_object(),
+        "{op}"
+    );
+    assert!(doc["components"]["schemas"]["RecordingLag"].is_object());
 
     // Back: the shipper catches up and the same read finds the call, without a lag.
-    db.set_up(true);
+    db.restore();
     let mut found = None;
     for _ in 0..200 {
         let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
@@ -445,11 +476,11 @@ async fn each_alert_rule_reaches_a_signed_webhook_fires_and_resolves() {
     expect_alert(&mut rx, "signature_failures", "resolved").await;
 
     // A stuck journal: PostgreSQL away while callbacks keep coming.
-    db.set_up(false);
+    db.cut().await;
     assert_eq!(send(&app, &ice("stuck-1", "+15550100")).await.0, 200);
     let stuck = expect_alert(&mut rx, "journal_lag", "firing").await;
     assert_eq!(stuck["alert"]["adminPath"], "/readyz");
-    db.set_up(true);
+    db.restore();
     expect_alert(&mut rx, "journal_lag", "resolved").await;
 
     let (_, _, listed) = get_now(&app, "/admin/alerts").await;
