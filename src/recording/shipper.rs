@@ -287,7 +287,10 @@ async fn migrate_when_possible(
                 ))
             });
         match migrated {
-            Ok(()) => return true,
+            Ok(()) => {
+                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                return true;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "migrations not applied yet; records wait in the journal");
                 *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
