@@ -240,6 +240,8 @@ async fn every_admin_read_sees_what_was_answered_before_it_100_times_out_of_100(
             assert_eq!(arrived["status"], "pass", "diagnosis {i}: {diagnosis}");
         }
     }
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 fn callout_body() -> Value {
@@ -291,6 +293,8 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert!(lag.unwrap().contains("reason=database_unavailable"));
     assert_eq!(n["recordingLag"]["reason"], "database_unavailable");
     db.restore();
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 #[actix_web::test]
@@ -343,6 +347,8 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
         found.expect("found after PostgreSQL came back")["callid"],
         "away-1"
     );
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 /// A webhook receiver that checks each delivery's signature; the alerts it accepted arrive on
@@ -490,6 +496,8 @@ async fn each_alert_rule_reaches_a_signed_webhook_fires_and_resolves() {
     crate::helpers::Documented::fetch(&app)
         .await
         .check("GET", "/admin/alerts", 200, &listed);
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 #[actix_web::test]
@@ -539,6 +547,8 @@ async fn a_webhook_that_hangs_or_is_down_slows_no_callback() {
     );
     let (_, _, listed) = get_now(&app, "/admin/alerts").await;
     assert!(!listed["recent"].as_array().unwrap().is_empty());
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 /// Moves every row of a call (callbacks, their errors, rejected replies and exchanges) `ago`
@@ -713,6 +723,8 @@ async fn prune_removes_exactly_what_is_older_and_keeps_calls_in_progress_flows_a
     // The admin API still answers for what is left.
     assert_eq!(app.admin_get("/admin/calls/old-ended").await.status, 404);
     assert_eq!(app.admin_get("/admin/calls/new-ended").await.status, 200);
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 #[actix_web::test]
@@ -807,6 +819,8 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
     .await
     .unwrap();
     assert!(again.is_empty(), "{again:?}");
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 #[actix_web::test]
@@ -848,6 +862,8 @@ async fn svamlgate_prune_runs_both_once_from_the_command_line() {
         .unwrap();
     assert!(!nothing.status.success());
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to do"));
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
 
 /// The figure in docs/operations.md: deleting a day of a million callbacks (with an error row for
@@ -959,4 +975,6 @@ async fn a_day_of_a_million_rows_is_pruned_in_batches_without_blocking_inserts()
         .await,
         0
     );
+    // Ends the shipper and its connections now, not when the test binary exits.
+    app.stop().await;
 }
