@@ -56,6 +56,8 @@ pub struct AppState {
     pub verification: Arc<crate::verification::Verification>,
     /// Shadow evaluation of candidate flow versions (off the reply path).
     pub shadow: crate::flows::shadow::Shadow,
+    /// Alerts: what the reply path notes, the rules, the webhooks.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// How long past the freshness window a dedup key (and the journal segment holding it) is kept.
@@ -136,6 +138,20 @@ impl AppState {
         let status = Arc::new(ShipStatus::new(&journal));
         status.memory.set_capacity(config.journal_memory_bytes);
         let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
+        let alerts = {
+            let journal = journal.clone();
+            Arc::new(
+                crate::alerts::Alerts::new(
+                    &config.ops,
+                    metrics.clone(),
+                    status.clone(),
+                    Box::new(move || journal.bytes()),
+                    config.journal_max_bytes,
+                )
+                .context("alert settings")?,
+            )
+        };
+        alerts.start().context("starting the alerts thread")?;
         let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
         let shipper = shipper::spawn(
             journal,
@@ -163,6 +179,7 @@ impl AppState {
             ),
         }
         live.clone().spawn_refresher(store.clone());
+        crate::retention::spawn_hourly(&config, store.clone(), metrics.clone());
         spawn_pruning(&replays, &calls);
         let verify_policy = VerifyPolicy {
             window: Duration::from_secs(config.timestamp_window_secs),
@@ -214,6 +231,7 @@ impl AppState {
             shipper: Mutex::new(Some(shipper)),
             sinch,
             verification,
+            alerts,
         })
     }
 

@@ -1,6 +1,7 @@
 //! One callback, end to end, independent of HTTP: verify the signature, parse the event, detect replays,
 //! decide the reply under the deadline, pass it through the gate, record everything.
 
+use crate::alerts::RuleKind;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
@@ -251,6 +252,14 @@ async fn check_signature(
     state.metrics.inc(
         "svamlgate_signature_reported_total",
         &[("reason", reason.as_str())],
+    );
+    // A failure report mode lets through is still a signature failure for the alert.
+    state.alerts.note(
+        RuleKind::SignatureFailures,
+        "",
+        None,
+        Some(&err.reference),
+        Some(reason.as_str()),
     );
     if let Some(e) = &explanation {
         state.metrics.inc(
@@ -569,6 +578,22 @@ async fn decide_and_gate(
         state.metrics.inc(
             "svamlgate_fallbacks_total",
             &[("event", label), ("reason", reason.as_str())],
+        );
+        state.alerts.note(
+            RuleKind::Fallback,
+            reason.as_str(),
+            event.callid.as_deref(),
+            Some(&record.callback.reference),
+            Some(label),
+        );
+    }
+    if let Some(failure) = record.upstream.as_ref().and_then(|u| u.failure.as_deref()) {
+        state.alerts.note(
+            RuleKind::Upstream,
+            "",
+            event.callid.as_deref(),
+            Some(&record.callback.reference),
+            Some(failure),
         );
     }
     state.metrics.observe(

@@ -215,6 +215,16 @@ impl Calls {
         self.map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT)
     }
 
+    /// The call ids held: this instance's calls in progress (a DICE removes its call).
+    pub fn open_callids(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.map.retain(|k, _| {
+            out.push(k.clone());
+            true
+        });
+        out
+    }
+
     /// Calls held.
     pub fn len(&self) -> usize {
         self.map.len()

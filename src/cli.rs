@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `validate`, `sign`, and the admin API clients
+//! The command line: `serve` (the default), `migrate`, `prune`, `validate`, `sign`, and the admin API clients
 //! `callout` (a TTS call through a running svamlgate) and `diagnose` (Sinch's troubleshooting
 //! checklist for one call).
 
@@ -51,6 +51,31 @@ enum Command {
     /// Flows: `check` walks every path of a flow file (coverage, for CI); `replay` re-drives stored
     /// calls against a version through a running svamlgate.
     Flow(flow::FlowArgs),
+    /// Delete and mask old records once (retention and redaction; the service does it hourly when
+    /// SVAMLGATE_RETENTION_DAYS or SVAMLGATE_REDACT_AFTER_DAYS is set). Without --before or
+    /// --redact-before, those settings give the times.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// Delete records older than this: RFC 3339 (2026-11-01T00:00:00Z) or an age (30d, 12h).
+    #[arg(long)]
+    before: Option<String>,
+    /// Mask phone numbers in records older than this: RFC 3339 or an age (7d).
+    #[arg(long)]
+    redact_before: Option<String>,
+    /// Days records are kept (used when --before is not given).
+    #[arg(long, env = "SVAMLGATE_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    retention_days: Option<u32>,
+    /// Days after which phone numbers are masked (used when --redact-before is not given).
+    #[arg(long, env = "SVAMLGATE_REDACT_AFTER_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    redact_after_days: Option<u32>,
+    /// A call counts as in progress (and is kept) this long after its ICE or ACE without a DICE.
+    #[arg(long, env = "SINCH_CALL_MAX_AGE_SECS", default_value_t = 14_400)]
+    call_max_age_secs: u64,
 }
 
 mod flow;
@@ -182,6 +207,7 @@ pub fn main() -> ExitCode {
         Command::Diagnose(args) => exit_with(run_async_code(diagnose(args))),
         Command::Doctor(args) => exit_with(run_async_code(crate::doctor::main(args))),
         Command::Flow(args) => flow::run(args),
+        Command::Prune(args) => report(run_async(prune(args))),
     }
 }
 
@@ -415,6 +441,55 @@ async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     db.shutdown().await;
     result?;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(LogFormat::Text);
+    let now = time::OffsetDateTime::now_utc();
+    let at = |given: &Option<String>, days: Option<u32>| -> anyhow::Result<_> {
+        Ok(match (given, days) {
+            (Some(t), _) => Some(crate::retention::parse_time(t, now)?),
+            (None, Some(d)) => Some(now - time::Duration::days(i64::from(d))),
+            (None, None) => None,
+        })
+    };
+    let delete_before = at(&args.before, args.retention_days)?;
+    let redact_before = at(&args.redact_before, args.redact_after_days)?;
+    if delete_before.is_none() && redact_before.is_none() {
+        anyhow::bail!(
+            "nothing to do: give --before and/or --redact-before (or set SVAMLGATE_RETENTION_DAYS / SVAMLGATE_REDACT_AFTER_DAYS)"
+        );
+    }
+    let db = Database::connect(&args.db).await?;
+    let result = async {
+        db.migrate().await?;
+        let metrics = crate::metrics::Metrics::new();
+        let max_age = Duration::from_secs(args.call_max_age_secs);
+        crate::retention::run_once(&db.pool, delete_before, redact_before, max_age, &metrics)
+            .await
+            .context("pruning")
+    }
+    .await;
+    db.shutdown().await;
+    let (deleted, redacted) = result?;
+    let line =
+        |what: &str, before: Option<time::OffsetDateTime>, counts: &crate::retention::Counts| {
+            if let Some(b) = before {
+                let total: u64 = counts.values().sum();
+                let parts: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                println!(
+                    "{what} before {b}: {total} rows ({})",
+                    if parts.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        parts.join(", ")
+                    }
+                );
+            }
+        };
+    line("deleted", delete_before, &deleted);
+    line("masked", redact_before, &redacted);
     Ok(())
 }
 

@@ -239,6 +239,9 @@ pub struct ServeArgs {
     /// Signature mode (enforce or report), the canary, and the refusal limit.
     #[command(flatten)]
     pub verification: crate::signature::settings::VerificationArgs,
+    /// Operations: read-your-writes, alerts, retention and redaction (docs/operations.md).
+    #[command(flatten)]
+    pub ops: crate::ops::OpsArgs,
 }
 
 /// How svamlgate talks to Sinch's Calling API (callouts, call and conference control). The

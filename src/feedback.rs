@@ -61,6 +61,15 @@ pub fn observe(state: &AppState, report: &SinchReport) {
         "svamlgate_sinch_rejected_replies_total",
         &[("event", event), ("source", source)],
     );
+    if passed {
+        state.alerts.note(
+            crate::alerts::RuleKind::GateMiss,
+            "",
+            Some(&report.callid),
+            last.as_ref().map(|l| l.reference.as_str()),
+            Some(&report.kind),
+        );
+    }
     tracing::error!(
         kind = %report.kind,
         error_code = report.error_code,

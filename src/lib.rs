@@ -13,6 +13,7 @@
 //! Outbound: [`sinch_api`] places and controls calls through Sinch's Calling API (checked, capped,
 //! retried, recorded by [`db::outbound`]); [`diagnosis`] walks Sinch's troubleshooting steps per call.
 
+pub mod alerts;
 pub mod app;
 pub mod callback;
 pub mod calls;
@@ -30,10 +31,12 @@ pub mod flows;
 pub mod gate;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod outcome;
 pub mod recording;
 pub mod redact;
 pub mod refusals;
+pub mod retention;
 pub mod shards;
 pub mod signature;
 pub mod sinch_api;

@@ -244,6 +244,31 @@ const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "Canary stage durations (dns, connect, tls, answer, total).",
     ),
+    (
+        "svamlgate_alerts_total",
+        "counter",
+        "Alerts by rule and state (firing, resolved).",
+    ),
+    (
+        "svamlgate_alert_deliveries_total",
+        "counter",
+        "Alert deliveries to webhooks by outcome (delivered, failed after retries, dropped from a full queue).",
+    ),
+    (
+        "svamlgate_alert_notes_dropped_total",
+        "counter",
+        "Events the reply path could not hand to the alert rules (their queue was full).",
+    ),
+    (
+        "svamlgate_pruned_rows_total",
+        "counter",
+        "Rows deleted by retention (SVAMLGATE_RETENTION_DAYS, svamlgate prune), by table.",
+    ),
+    (
+        "svamlgate_redacted_rows_total",
+        "counter",
+        "Rows whose phone numbers were masked by redaction (SVAMLGATE_REDACT_AFTER_DAYS, svamlgate prune), by table.",
+    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {

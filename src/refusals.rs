@@ -264,6 +264,14 @@ pub async fn refuse(
         &[("reason", reason.as_str())],
     );
     let err = ApiError::new(reason.error_code(), reason.message());
+    // Every refusal feeds the signature-failure alert, also those only counted into a summary.
+    state.alerts.note(
+        crate::alerts::RuleKind::SignatureFailures,
+        "",
+        None,
+        Some(&err.reference),
+        Some(reason.as_str()),
+    );
     let peer = peer_of(req.remote_addr);
     let now = OffsetDateTime::now_utc();
     let (admission, closed) = state.verification.limiter.admit(&peer, reason, now, || {

@@ -445,6 +445,25 @@ async fn count_open<'e>(exec: impl PgExecutor<'e>, l: &CallLimits) -> Result<i64
     row.try_get("n")
 }
 
+/// How many of `callids` (calls in progress known to this instance) have no ICE or ACE in
+/// PostgreSQL yet (their records are still in the journal).
+pub async fn count_unrecorded<'e>(
+    exec: impl PgExecutor<'e>,
+    callids: &[String],
+) -> Result<i64, sqlx::Error> {
+    if callids.is_empty() {
+        return Ok(0);
+    }
+    let row = sqlx::query(
+        "SELECT count(*) AS n FROM unnest($1::text[]) AS l(callid) WHERE NOT EXISTS \
+         (SELECT 1 FROM callbacks c WHERE c.callid = l.callid AND c.event_type IN ('ice', 'ace'))",
+    )
+    .bind(callids)
+    .fetch_one(exec)
+    .await?;
+    row.try_get("n")
+}
+
 /// Advisory-lock key serialising callout admission (any constant; "svamlgat" in ASCII).
 const ADMISSION_LOCK: i64 = 0x7376_616d_6c67_6174;
 
@@ -485,6 +504,17 @@ impl OutboundStore {
         r: &NewOutbound,
         limits: &CallLimits,
     ) -> Result<Admission, sqlx::Error> {
+        self.admit_callout_with(r, limits, &[]).await
+    }
+
+    /// [`OutboundStore::admit_callout`], counting also those of `local_open` (this instance's
+    /// calls in progress) that PostgreSQL has no record of yet.
+    pub async fn admit_callout_with(
+        &self,
+        r: &NewOutbound,
+        limits: &CallLimits,
+        local_open: &[String],
+    ) -> Result<Admission, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(ADMISSION_LOCK)
@@ -511,7 +541,8 @@ impl OutboundStore {
                 return Ok(Admission::Duplicate(found));
             }
         }
-        let n = count_open(&mut *tx, limits).await?;
+        let n =
+            count_open(&mut *tx, limits).await? + count_unrecorded(&mut *tx, local_open).await?;
         let admission = if n >= i64::from(limits.max_in_progress) {
             let mut refused = r.clone();
             refused.outcome = "refused_locally";
@@ -535,6 +566,18 @@ impl OutboundStore {
     /// Calls in progress now.
     pub async fn count_in_progress(&self, limits: &CallLimits) -> Result<i64, sqlx::Error> {
         count_open(&self.pool, limits).await
+    }
+
+    /// Calls in progress now, with those of `local_open` PostgreSQL has no record of yet.
+    pub async fn count_in_progress_with(
+        &self,
+        limits: &CallLimits,
+        local_open: &[String],
+    ) -> Result<i64, sqlx::Error> {
+        Ok(
+            count_open(&self.pool, limits).await?
+                + count_unrecorded(&self.pool, local_open).await?,
+        )
     }
 
     /// Records one attempt.

@@ -116,7 +116,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .configure(super::admin_flows::routes)
         .configure(super::admin_gate::routes)
         .configure(super::admin_sinch::routes)
-        .configure(super::admin_refusals::routes);
+        .configure(super::admin_refusals::routes)
+        .configure(super::admin_alerts::routes);
 }
 
 /// Checks `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`.

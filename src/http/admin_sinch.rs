@@ -2,7 +2,7 @@
 //! Sinch errors received, calls in progress, and the per-call troubleshooting checklist.
 //! The work is done by [`crate::sinch_api`]; this module only translates HTTP.
 
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -74,6 +74,18 @@ async fn run(
         return Err(sinch_api::refuse(&store, &state.metrics, &draft, &refusal).await);
     }
     let performed = state.sinch.send(&store, &state.metrics, draft).await?;
+    if let sinch_api::Outcome::SinchError(e) = &performed.outcome {
+        if performed.operation == sinch_api::Operation::Callout && e.http_status >= 400 {
+            let status = e.http_status.to_string();
+            state.alerts.note(
+                crate::alerts::RuleKind::SinchApi,
+                "",
+                None,
+                Some(&performed.reference),
+                Some(&status),
+            );
+        }
+    }
     Ok(HttpResponse::Ok().json(performed.into_result()?))
 }
 
@@ -122,9 +134,11 @@ async fn callout(
     let key = idempotency_key(&req)?;
     let (doc, raw) = json_body(body)?;
     let checked = checks::check_callout(&doc, state.gate.validator(), state.gate.mode());
+    let local_open = super::fresh::unshipped_calls(&state).await;
     let draft = Draft::callout(doc, checked.as_ref().ok().cloned())
         .with_raw_body(raw)
-        .with_idempotency_key(key);
+        .with_idempotency_key(key)
+        .with_local_open(local_open);
     run(&state, draft, checked.map(|_| ())).await
 }
 
@@ -406,9 +420,26 @@ async fn sinch_errors(
     )
 )]
 #[get("/calls-in-progress")]
-async fn calls_in_progress(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn calls_in_progress(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let limits = state.sinch.limits();
-    let n = store(&state).count_in_progress(&limits).await?;
+    // Read your writes: while records are still on their way, this instance's own calls count too.
+    let lagging = req
+        .extensions()
+        .get::<crate::recording::position::Lag>()
+        .is_some();
+    let local = if lagging {
+        state.calls.open_callids()
+    } else {
+        Vec::new()
+    };
+    let n = match store(&state).count_in_progress_with(&limits, &local).await {
+        Ok(n) => n,
+        Err(_) if lagging => i64::try_from(local.len()).unwrap_or(i64::MAX),
+        Err(e) => return Err(e.into()),
+    };
     Ok(HttpResponse::Ok().json(CallsInProgress {
         in_progress: n,
         limit: limits.max_in_progress,

@@ -298,6 +298,17 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         );
     }
     text.push_str(&state.verification.canary.gauges());
+    if let Some(cluster) = &state.cluster {
+        let up = u8::from(cluster.state() == "running");
+        let _ = write!(
+            text,
+            "# HELP svamlgate_embedded_cluster_up 1 while the embedded PostgreSQL cluster runs, 0 while it restarts.\n\
+             # TYPE svamlgate_embedded_cluster_up gauge\nsvamlgate_embedded_cluster_up {up}\n\
+             # HELP svamlgate_embedded_cluster_restarts Restarts of the embedded PostgreSQL cluster since start.\n\
+             # TYPE svamlgate_embedded_cluster_restarts gauge\nsvamlgate_embedded_cluster_restarts {}\n",
+            cluster.restarts()
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

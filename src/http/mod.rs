@@ -11,12 +11,14 @@
 
 pub mod admin;
 pub mod admin_flow_changes;
+pub mod admin_alerts;
 pub mod admin_flows;
 pub mod admin_gate;
 pub mod admin_refusals;
 pub mod admin_sinch;
 pub mod callback;
 pub mod extract;
+pub mod fresh;
 pub mod health;
 pub mod openapi;
 
@@ -61,6 +63,7 @@ where
     .service(health::metrics)
     .service(
         scope::scope("/admin")
+            .wrap(from_fn(fresh::read_your_writes))
             .wrap(from_fn(admin::require_admin))
             .configure(admin::routes),
     )
@@ -127,6 +130,9 @@ pub async fn build(
     listener: TcpListener,
 ) -> anyhow::Result<Application> {
     let mut state = AppState::build(config, store, validator).await?;
+    if let Some(c) = &cluster {
+        state.alerts.watch_cluster(c.clone());
+    }
     state.cluster = cluster;
     let state = web::Data::new(state);
     crate::canary::spawn(&state);

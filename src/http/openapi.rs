@@ -236,6 +236,7 @@ impl utoipa::IntoResponses for SinchFailures {
         (name = "service", description = "Health, metrics and the Sinch callback endpoint (no admin token)."),
         (name = "sinch", description = "Talking to Sinch's Calling API: callouts, call and conference control (checked before they leave, retried, recorded), Sinch's errors, calls in progress."),
         (name = "gate", description = "What the gate did, and what Sinch said about it."),
+        (name = "alerts", description = "Alerts firing and recent (also delivered to SVAMLGATE_ALERT_WEBHOOKS)."),
     ),
     security(("adminToken" = [])),
     components(schemas(
@@ -260,6 +261,7 @@ impl utoipa::IntoResponses for SinchFailures {
         crate::sinch_api::bodies::ParticipantCommand,
         crate::sinch_api::bodies::CallInformation,
         crate::sinch_api::bodies::ConferenceInfo,
+        super::fresh::RecordingLag,
     )),
     paths(super::callback::receive),
     modifiers(&AdminDefaults)
@@ -309,6 +311,27 @@ pub fn document(collected: Document) -> serde_json::Result<serde_json::Value> {
             // Service endpoints need no admin token: no security requirement at all.
             operations_mut(item).for_each(|op| op.security = Some(Vec::new()));
             continue;
+        }
+        if super::fresh::waits(&actix_web::http::Method::GET, path) {
+            // Read your writes: say how an answer tells that records are missing from it.
+            if let Some(op) = item.get.as_mut() {
+                for response in op.responses.responses.values_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = response {
+                        r.headers.insert(
+                            super::fresh::LAG_HEADER.to_owned(),
+                            utoipa::openapi::header::HeaderBuilder::new()
+                                .description(Some(
+                                    "Present when records written before the read are not in this answer yet \
+                                     (PostgreSQL away, or SVAMLGATE_ADMIN_READ_WAIT_MS ran out): \
+                                     `records=N, seconds=S, reason=wait_expired|database_unavailable`. \
+                                     A JSON object body then also has `recordingLag` (schema RecordingLag).",
+                                ))
+                                .build()
+                                .into(),
+                        );
+                    }
+                }
+            }
         }
         for op in operations_mut(item) {
             for (status, name) in [

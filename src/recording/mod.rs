@@ -20,6 +20,7 @@
 pub mod journal;
 pub mod memory;
 pub mod outbound;
+pub mod position;
 pub mod replay;
 pub mod shipper;
 
@@ -390,10 +391,14 @@ pub struct ShipStatus {
     pub in_flight: AtomicU64,
     /// Records the journal could not take, waiting for the shipper.
     pub memory: Memory,
-    /// Notified whenever `shipped` moves, and when a batch fails.
-    pub shipped_changed: tokio::sync::Notify,
     /// Rate limits of the recorder's error logs.
     logs: Mutex<RecorderLogs>,
+    /// Readers waiting for the shipper ([`position`]): woken at every shipped batch.
+    pub shipped_moved: tokio::sync::Notify,
+    /// A reader waits: the shipper ships at once (no linger, no holding back) up to [`ShipStatus::wanted`].
+    pub urge: tokio::sync::Notify,
+    /// Highest journal position a reader waits for.
+    pub wanted: AtomicU64,
 }
 
 /// The recorder's error logs, each at most once per 10 s, with counts.

@@ -145,7 +145,7 @@ pub async fn run(
     config: ShipperConfig,
     mut stop: watch::Receiver<Option<std::time::Instant>>,
 ) {
-    if migrate_when_possible(&store, &mut stop).await {
+    if migrate_when_possible(&store, &status, &mut stop).await {
         status.db_ok.store(true, Ordering::Release);
     }
     let mut durable = journal.durable();
@@ -172,6 +172,7 @@ pub async fn run(
         if pending.is_empty()
             && cursor.after < durable_now
             && stopping.is_none()
+            && !status.urged()
             && pacer.saturated(&status).await
         {
             metrics.inc("svamlgate_ship_deferrals_total", &[]);
@@ -219,8 +220,7 @@ pub async fn run(
                 if cursor.after > journal.shipped() {
                     // Only undecodable records were read, and they are set aside: move on.
                     let _ = journal.mark_shipped(cursor.after);
-                    status.shipped.store(cursor.after, Ordering::Release);
-                    status.shipped_changed.notify_waiters();
+                    status.set_shipped(cursor.after);
                 }
                 if status.memory.is_empty() {
                     status.caught_up_at_ms.store(now_ms(), Ordering::Release);
@@ -250,9 +250,16 @@ pub async fn run(
             tokio::select! {
                 _ = durable.changed() => {
                     // Let a batch gather: one transaction (and one commit flush on the disk the
-                    // journal shares) per LINGER at a steady trickle, not one per callback.
-                    pause(LINGER, &mut stop).await;
+                    // journal shares) per LINGER at a steady trickle, not one per callback; a
+                    // reader waiting for its writes cuts it short.
+                    if !status.urged() {
+                        tokio::select! {
+                            _ = pause(LINGER, &mut stop) => {}
+                            _ = status.urge.notified() => {}
+                        }
+                    }
                 }
+                _ = status.urge.notified() => {}
                 _ = stop.changed() => {}
                 _ = status.memory.pushed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -279,8 +286,7 @@ pub async fn run(
                 if let Err(e) = journal.mark_shipped(last) {
                     tracing::warn!(error = %e, "could not write the journal checkpoint (the batch may be shipped again, harmlessly)");
                 }
-                status.shipped.store(last, Ordering::Release);
-                status.shipped_changed.notify_waiters();
+                status.set_shipped(last);
                 if !status.db_ok.swap(true, Ordering::AcqRel) {
                     tracing::info!("PostgreSQL accepts records again; shipping the journal");
                 }
@@ -300,7 +306,7 @@ pub async fn run(
                 }
                 *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 // Whoever waits for shipping learns that it fails.
-                status.shipped_changed.notify_waiters();
+                status.shipped_moved.notify_waiters();
                 if let Some(deadline) = stopping {
                     if std::time::Instant::now() >= deadline {
                         let in_memory = status.memory.len();
@@ -493,6 +499,7 @@ fn set_aside_undecodable(
 /// Applies the migrations, retrying until PostgreSQL takes them; false when asked to stop first.
 async fn migrate_when_possible(
     store: &Store,
+    status: &ShipStatus,
     stop: &mut watch::Receiver<Option<std::time::Instant>>,
 ) -> bool {
     let mut backoff = Duration::from_millis(200);
@@ -505,9 +512,13 @@ async fn migrate_when_possible(
                 ))
             });
         match migrated {
-            Ok(()) => return true,
+            Ok(()) => {
+                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                return true;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "migrations not applied yet; records wait in the journal");
+                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 if stop.borrow().is_some() {
                     return false;
                 }

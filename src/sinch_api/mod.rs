@@ -136,6 +136,9 @@ pub struct Draft {
     pub callout: Option<CheckedCallout>,
     /// Idempotency-Key of a callout.
     pub idempotency_key: Option<String>,
+    /// This instance's calls in progress whose records may not be in PostgreSQL yet: counted
+    /// against the cap unless PostgreSQL has them ([`Draft::with_local_open`]).
+    pub local_open: Vec<String>,
 }
 
 impl Draft {
@@ -151,6 +154,7 @@ impl Draft {
             call_leg: None,
             callout: None,
             idempotency_key: None,
+            local_open: Vec::new(),
         }
     }
     /// A callout (`checked` is `None` when the checks refused it).
@@ -169,6 +173,12 @@ impl Draft {
     /// Names the callout with the client's Idempotency-Key.
     pub fn with_idempotency_key(mut self, key: Option<String>) -> Draft {
         self.idempotency_key = key;
+        self
+    }
+    /// Counts these calls of this instance against the cap, those PostgreSQL does not have yet
+    /// (all of them when PostgreSQL cannot be asked).
+    pub fn with_local_open(mut self, callids: Vec<String>) -> Draft {
+        self.local_open = callids;
         self
     }
     /// Call information.
@@ -653,7 +663,10 @@ impl SinchApi {
         };
         let mut row = draft.record(id, "passed", "pending");
         if callout {
-            match store.admit_callout(&row, &self.limits).await {
+            match store
+                .admit_callout_with(&row, &self.limits, &draft.local_open)
+                .await
+            {
                 Ok(Admission::Admitted(_)) => {}
                 Ok(Admission::Duplicate(earlier)) => return replay(earlier),
                 Ok(Admission::Full(n)) => {
@@ -662,6 +675,17 @@ impl SinchApi {
                         &[("operation", "callout"), ("outcome", "refused_locally")],
                     );
                     tracing::warn!(reference = %draft.reference, in_progress = n, "callout refused: calls-in-progress cap reached");
+                    return Err(self.cap_error(&draft.reference, n));
+                }
+                Err(_) if draft.local_open.len() >= self.limits.max_in_progress as usize => {
+                    // PostgreSQL cannot count, but this instance alone has the cap's worth of
+                    // calls in progress.
+                    let n = i64::try_from(draft.local_open.len()).unwrap_or(i64::MAX);
+                    metrics.inc(
+                        "svamlgate_sinch_api_requests_total",
+                        &[("operation", "callout"), ("outcome", "refused_locally")],
+                    );
+                    tracing::warn!(reference = %draft.reference, in_progress = n, "callout refused: calls-in-progress cap reached (counted here; PostgreSQL unreachable)");
                     return Err(self.cap_error(&draft.reference, n));
                 }
                 Err(e) => {

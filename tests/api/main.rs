@@ -13,6 +13,7 @@ mod journal_faults;
 mod logging;
 mod openapi;
 mod rollout;
+mod ops;
 mod signatures;
 mod sinch_api;
 mod svaml_corpus;

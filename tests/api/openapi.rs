@@ -223,7 +223,7 @@ async fn every_documented_operation_is_routed() {
 
     let param_re = regex::Regex::new(r"\{([^}]+)\}").unwrap();
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 40);
+    assert_eq!(ops.len(), 41);
     for (method, _, path, op) in ops {
         let concrete = param_re
             .replace_all(&path, |c: &regex::Captures| sample(&doc, &op, &c[1]))
@@ -279,7 +279,7 @@ async fn every_registered_route_is_documented() {
     );
     assert!(registered_set.contains(&("GET".into(), "/admin/events".into())));
     assert!(registered_set.contains(&("DELETE".into(), "/admin/routes/{}".into())));
-    assert_eq!(registered_set.len(), 36, "{registered_set:?}");
+    assert_eq!(registered_set.len(), 37, "{registered_set:?}");
     let documented_admin: BTreeSet<Op> = documented
         .iter()
         .filter(|(_, p)| p.starts_with("/admin/"))
