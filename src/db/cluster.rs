@@ -214,6 +214,9 @@ impl Cluster {
         let dir =
             std::env::temp_dir().join(format!("svamlgate-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
+        // The owner's pid: another process's clean-up leaves this cluster alone while it lives,
+        // also between initdb and the postmaster's start, when no postmaster.pid exists yet.
+        std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())?;
         let mut c = Self::start(&dir, bin_dir, true).await?;
         c.temp_dir = Some(dir);
         Ok(c)
@@ -458,7 +461,25 @@ fn spawn_supervisor(
     Ok((stop_tx, done_rx))
 }
 
-/// Removes throwaway clusters of earlier runs whose server is gone (no postmaster.pid left).
+/// The file in a throwaway cluster's directory that names the process that made it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Whether the process that made a throwaway cluster still runs (unknown owner: assume it does
+/// not, as before owner files existed).
+fn owner_alive(dir: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(dir.join(OWNER_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Removes throwaway clusters of earlier runs whose server is gone (no postmaster.pid left) and
+/// whose owner process has ended.
 fn remove_stale_temporary_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -472,6 +493,7 @@ fn remove_stale_temporary_clusters() {
         if is_ours
             && path.join("pg/PG_VERSION").exists()
             && !path.join("pg/postmaster.pid").exists()
+            && !owner_alive(&path)
         {
             let _ = std::fs::remove_dir_all(path);
         }
