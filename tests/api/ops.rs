@@ -180,6 +180,8 @@ async fn app_behind_proxy(
 fn patient(c: &mut svamlgate::config::ServeArgs) {
     // A loaded test machine: the bound is far above what a read waits in practice.
     c.ops.admin_read_wait_ms = 20_000;
+    // Every refusal below is looked up by its reference: record each in full (not summarised).
+    c.verification.refusals_per_window = 1_000;
 }
 
 #[actix_web::test]
