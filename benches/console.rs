@@ -184,18 +184,26 @@ async fn run() -> anyhow::Result<()> {
     let mut config = ServeArgs::for_tests();
     config.admin_token = Some(Secret::new(TOKEN));
     config.workers = Some(1);
-    config.db.data_dir = std::env::temp_dir().join(format!("svamlgate-bench-console-{}", std::process::id()));
+    config.db.data_dir =
+        std::env::temp_dir().join(format!("svamlgate-bench-console-{}", std::process::id()));
     let validator = Arc::new(Validator::new()?);
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let app = svamlgate::http::build(config, Store::new(pool.clone()), validator, None, listener).await?;
+    let app =
+        svamlgate::http::build(config, Store::new(pool.clone()), validator, None, listener).await?;
     let addr = app.addr;
     let handle = app.server.handle();
     tokio::task::spawn_local(app.server);
 
-    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
     let base = format!("http://{addr}");
     // Log in.
-    let mut form = client.get(format!("{base}/console/login")).send().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut form = client
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = String::from_utf8_lossy(&form.body().await?).into_owned();
     let login_cookie = form
         .headers()
@@ -230,9 +238,10 @@ async fn run() -> anyhow::Result<()> {
     )
     .fetch_one(&pool)
     .await?;
-    let reference: String = sqlx::query_scalar("SELECT reference FROM errors ORDER BY occurred_at DESC LIMIT 1")
-        .fetch_one(&pool)
-        .await?;
+    let reference: String =
+        sqlx::query_scalar("SELECT reference FROM errors ORDER BY occurred_at DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await?;
     let pages = [
         "/console".to_owned(),
         "/console?window=day".to_owned(),
@@ -252,7 +261,10 @@ async fn run() -> anyhow::Result<()> {
         "/console/flows".to_owned(),
     ];
     println!("console pages, {rows} callbacks, {rounds} rounds each (server time from Server-Timing; round trip)");
-    println!("{:<58} {:>10} {:>10} {:>10}", "page", "p50 ms", "max ms", "rtt p50");
+    println!(
+        "{:<58} {:>10} {:>10} {:>10}",
+        "page", "p50 ms", "max ms", "rtt p50"
+    );
     let mut worst: f64 = 0.0;
     for page in &pages {
         let (mut server, mut rtt) = (Vec::new(), Vec::new());

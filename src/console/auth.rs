@@ -203,7 +203,10 @@ mod tests {
         }
         assert_eq!(t.fail_at(ip, now), Duration::from_secs(1));
         assert!(t.check_at(ip, now).is_err());
-        assert!(t.check_at(other, now).is_ok(), "other peers are not blocked");
+        assert!(
+            t.check_at(other, now).is_ok(),
+            "other peers are not blocked"
+        );
         assert_eq!(t.fail_at(ip, now), Duration::from_secs(2));
         assert_eq!(t.fail_at(ip, now), Duration::from_secs(4));
         assert!(t.check_at(ip, now + Duration::from_secs(5)).is_ok());

@@ -75,7 +75,13 @@ mod tests {
         let l = Listeners::new(Some(admin), "/sinch/callback");
         assert!(l.allows(public, "/sinch/callback"));
         assert!(l.allows(public, "/healthz"));
-        for p in ["/admin/events", "/console", "/metrics", "/readyz", "/sinch/callback/x"] {
+        for p in [
+            "/admin/events",
+            "/console",
+            "/metrics",
+            "/readyz",
+            "/sinch/callback/x",
+        ] {
             assert!(!l.allows(public, p), "{p}");
             assert!(l.allows(admin, p), "{p}");
         }

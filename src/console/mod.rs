@@ -121,7 +121,10 @@ async fn security_headers(
     let started = Instant::now();
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -174,7 +177,7 @@ impl ResponseError for PageError {
             "Something went wrong",
             html! {
                 p { (e.message) }
-                p { "Error " code { (e.code) } ", reference " code#ref { (e.reference) } }
+                p { "Error " code { (e.code) } ", reference " code #ref { (e.reference) } }
                 p { a href="/console" { "Back to the overview" } " · " a href=(format!("/console/errors?reference={}", e.reference)) { "Look up this reference" } }
             },
         )
@@ -302,7 +305,7 @@ fn login_page(csrf: &str, message: Option<&str>) -> Markup {
     view::bare_page(
         "Log in",
         html! {
-            @if let Some(m) = message { p.bad#login-error { (m) } }
+            @if let Some(m) = message { p.bad #login-error { (m) } }
             form.login method="post" action="/console/login" {
                 input type="hidden" name="csrf" value=(csrf);
                 label for="token" { "Admin token (SVAMLGATE_ADMIN_TOKEN)" }

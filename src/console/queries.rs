@@ -3,7 +3,6 @@
 //! the partial indexes of the call search); `benches/console.rs` times every page over a million
 //! callbacks.
 
-use serde_json::Value;
 use sqlx::{PgPool, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -106,7 +106,14 @@ fn write_json(
         } else {
             out.push_str("<mark class=\"violation\" title=\"");
         }
-        esc(if pointer.is_empty() { "(root)" } else { pointer }, out);
+        esc(
+            if pointer.is_empty() {
+                "(root)"
+            } else {
+                pointer
+            },
+            out,
+        );
         out.push_str("\">");
     }
     let pad = "  ".repeat(depth + 1);
@@ -362,13 +369,17 @@ mod tests {
         let html = json(&doc, &marked).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
-        assert!(html.contains("id=\"violation\" title=\"/action/name\""), "{html}");
+        assert!(
+            html.contains("id=\"violation\" title=\"/action/name\""),
+            "{html}"
+        );
     }
 
     #[test]
     fn missing_members_are_marked_at_the_parent() {
         let doc = json!({"action": {}});
-        let report = json!({"violations": [{"pointer": "/action/name"}, {"pointer": "/instructions/3"}]});
+        let report =
+            json!({"violations": [{"pointer": "/action/name"}, {"pointer": "/instructions/3"}]});
         let set = violation_pointers(&report, &doc);
         assert_eq!(set, ["".to_owned(), "/action".to_owned()].into());
     }

@@ -203,8 +203,8 @@ fn serve(
         server = server.listen(admin)?;
     }
     let mut server = server
-    .shutdown_timeout(shutdown)
-    .client_request_timeout(Duration::from_secs(10));
+        .shutdown_timeout(shutdown)
+        .client_request_timeout(Duration::from_secs(10));
     if let Some(w) = workers {
         server = server.workers(w);
     }

@@ -129,7 +129,10 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
     let form = fetch(&app, &base, "GET", "/console/login", None, None, &[]).await;
     assert_eq!(form.status, 200);
     let csp = form.header("content-security-policy").unwrap();
-    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(form.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(form.header("referrer-policy"), Some("no-referrer"));
@@ -138,21 +141,56 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
     let csrf = form.csrf();
 
     // A wrong token: the form again, 401.
-    let wrong = fetch(&app, &base, "POST", "/console/login", Some(&login_cookie),
-        Some(&[("token", "nope"), ("csrf", &csrf)]), &[]).await;
+    let wrong = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/login",
+        Some(&login_cookie),
+        Some(&[("token", "nope"), ("csrf", &csrf)]),
+        &[],
+    )
+    .await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("Wrong token"));
     // The right token without the form's CSRF token: refused.
-    let forged = fetch(&app, &base, "POST", "/console/login", None,
-        Some(&[("token", ADMIN_TOKEN), ("csrf", &csrf)]), &[]).await;
+    let forged = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/login",
+        None,
+        Some(&[("token", ADMIN_TOKEN), ("csrf", &csrf)]),
+        &[],
+    )
+    .await;
     assert_eq!(forged.status, 403);
 
     // Behind a proxy that says https, the cookie is Secure.
-    let res = fetch(&app, &base, "POST", "/console/login", Some(&login_cookie),
-        Some(&[("token", ADMIN_TOKEN), ("csrf", &csrf)]), &[("x-forwarded-proto", "https")]).await;
+    let res = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/login",
+        Some(&login_cookie),
+        Some(&[("token", ADMIN_TOKEN), ("csrf", &csrf)]),
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
     assert_eq!(res.status, 303, "{}", res.body);
-    let set = res.cookies().into_iter().find(|c| c.starts_with("svamlgate_console=")).unwrap().to_owned();
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Secure", "Max-Age=28800"] {
+    let set = res
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("svamlgate_console="))
+        .unwrap()
+        .to_owned();
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Secure",
+        "Max-Age=28800",
+    ] {
         assert!(set.contains(attr), "{attr} missing: {set}");
     }
     // Over plain http, it is not.
@@ -163,9 +201,27 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
 
     // Logout needs the session's CSRF token.
     let csrf = overview.csrf();
-    let res = fetch(&app, &base, "POST", "/console/logout", Some(&session), Some(&[("csrf", "x")]), &[]).await;
+    let res = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/logout",
+        Some(&session),
+        Some(&[("csrf", "x")]),
+        &[],
+    )
+    .await;
     assert_eq!(res.status, 403);
-    let res = fetch(&app, &base, "POST", "/console/logout", Some(&session), Some(&[("csrf", &csrf)]), &[]).await;
+    let res = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/logout",
+        Some(&session),
+        Some(&[("csrf", &csrf)]),
+        &[],
+    )
+    .await;
     assert_eq!(res.status, 303);
     assert!(res.cookies()[0].contains("Max-Age=0"));
     let res = fetch(&app, &base, "GET", "/console", Some(&session), None, &[]).await;
@@ -179,7 +235,9 @@ async fn sessions_expire() {
     let (session, _) = login(&app, &base).await;
     let mut status = 200;
     for _ in 0..40 {
-        status = fetch(&app, &base, "GET", "/console", Some(&session), None, &[]).await.status;
+        status = fetch(&app, &base, "GET", "/console", Some(&session), None, &[])
+            .await
+            .status;
         if status == 303 {
             break;
         }
@@ -203,8 +261,16 @@ async fn wrong_tokens_are_throttled_on_the_admin_api_and_the_login_form() {
     // The console's login from the same address is blocked too.
     let form = fetch(&app, &base, "GET", "/console/login", None, None, &[]).await;
     let login_cookie = cookie_pair(form.cookies()[0]);
-    let res = fetch(&app, &base, "POST", "/console/login", Some(&login_cookie),
-        Some(&[("token", ADMIN_TOKEN), ("csrf", &form.csrf())]), &[]).await;
+    let res = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/login",
+        Some(&login_cookie),
+        Some(&[("token", ADMIN_TOKEN), ("csrf", &form.csrf())]),
+        &[],
+    )
+    .await;
     assert_eq!(res.status, 429, "{}", res.body);
     assert!(res.header("retry-after").is_some());
     assert!(res.body.contains("Too many wrong tokens"));
@@ -215,20 +281,52 @@ async fn the_public_listener_answers_only_callbacks_and_healthz_when_an_operator
     let app = spawn_app_with(|c| c.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
     let admin = app.admin_addr.clone().expect("operator listener");
     assert_ne!(admin, app.addr);
-    assert_eq!(app.post_signed(&ice("pub-1", "+15550001")).await.status, 200);
+    assert_eq!(
+        app.post_signed(&ice("pub-1", "+15550001")).await.status,
+        200
+    );
     assert_eq!(app.get("/healthz", None).await.status, 200);
-    for path in ["/admin/events", "/metrics", "/readyz", "/console", "/console/login", "/admin/openapi.json"] {
+    for path in [
+        "/admin/events",
+        "/metrics",
+        "/readyz",
+        "/console",
+        "/console/login",
+        "/admin/openapi.json",
+    ] {
         let r = app.get(path, Some(ADMIN_TOKEN)).await;
         r.assert_envelope(404, 40400);
     }
     // The operator listener answers the rest.
-    let r = fetch(&app, &admin, "GET", "/admin/events", None, None,
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))]).await;
+    let r = fetch(
+        &app,
+        &admin,
+        "GET",
+        "/admin/events",
+        None,
+        None,
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("pub-1"));
-    assert_eq!(fetch(&app, &admin, "GET", "/metrics", None, None, &[]).await.status, 200);
+    assert_eq!(
+        fetch(&app, &admin, "GET", "/metrics", None, None, &[])
+            .await
+            .status,
+        200
+    );
     let (session, _) = login(&app, &admin).await;
-    let call = fetch(&app, &admin, "GET", "/console/calls/pub-1", Some(&session), None, &[]).await;
+    let call = fetch(
+        &app,
+        &admin,
+        "GET",
+        "/console/calls/pub-1",
+        Some(&session),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(call.status, 200, "{}", call.body);
 }
 
@@ -239,31 +337,83 @@ async fn event_values_are_escaped_and_numbers_masked_until_revealed() {
     let mut event: Value = serde_json::from_slice(&ice("xss-1", "+46700000000")).unwrap();
     event["custom"] = json!("<script>alert('custom')</script><img src=x onerror=alert(1)>");
     event["cli"] = json!("\"><script>alert(2)</script>46708168731");
-    assert_eq!(app.post_signed(event.to_string().as_bytes()).await.status, 200);
+    assert_eq!(
+        app.post_signed(event.to_string().as_bytes()).await.status,
+        200
+    );
     let (session, _) = login(&app, &base).await;
-    let page = fetch(&app, &base, "GET", "/console/calls/xss-1", Some(&session), None, &[]).await;
+    let page = fetch(
+        &app,
+        &base,
+        "GET",
+        "/console/calls/xss-1",
+        Some(&session),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert!(!page.body.contains("<script>alert"), "unescaped script: {}", page.body);
+    assert!(
+        !page.body.contains("<script>alert"),
+        "unescaped script: {}",
+        page.body
+    );
     assert!(!page.body.contains("<img src=x"), "unescaped tag");
     assert!(page.body.contains("&lt;script&gt;alert("), "shown as text");
     assert!(!page.body.contains("46700000000"), "called number masked");
     assert!(page.body.contains("+467******00"), "masked as in logs");
     // The search finds the call by its full number, and shows it masked.
-    let found = fetch(&app, &base, "GET", "/console/calls?called=%2B46700000000", Some(&session), None, &[]).await;
+    let found = fetch(
+        &app,
+        &base,
+        "GET",
+        "/console/calls?called=%2B46700000000",
+        Some(&session),
+        None,
+        &[],
+    )
+    .await;
     assert!(found.body.contains("xss-1"), "{}", found.body);
     assert!(!found.body.contains("46700000000"));
     // Revealing needs the CSRF token; then the numbers are in clear.
     let csrf = page.csrf();
-    let res = fetch(&app, &base, "POST", "/console/calls/xss-1/reveal", Some(&session), Some(&[("csrf", "forged")]), &[]).await;
+    let res = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/calls/xss-1/reveal",
+        Some(&session),
+        Some(&[("csrf", "forged")]),
+        &[],
+    )
+    .await;
     assert_eq!(res.status, 403);
-    let res = fetch(&app, &base, "POST", "/console/calls/xss-1/reveal", Some(&session), Some(&[("csrf", &csrf)]), &[]).await;
+    let res = fetch(
+        &app,
+        &base,
+        "POST",
+        "/console/calls/xss-1/reveal",
+        Some(&session),
+        Some(&[("csrf", &csrf)]),
+        &[],
+    )
+    .await;
     assert_eq!(res.status, 200);
     assert!(res.body.contains("+46700000000"));
     assert!(res.body.contains("numbers revealed (logged)"));
     assert!(!res.body.contains("<script>alert"));
     // State-changing forms refuse a missing token.
     for path in ["/console/gate/validate", "/console/flows/1/simulate"] {
-        let res = fetch(&app, &base, "POST", path, Some(&session), Some(&[("reply", "{}")]), &[]).await;
+        let res = fetch(
+            &app,
+            &base,
+            "POST",
+            path,
+            Some(&session),
+            Some(&[("reply", "{}")]),
+            &[],
+        )
+        .await;
         assert_eq!(res.status, 403, "{path}");
     }
 }
@@ -273,17 +423,46 @@ async fn every_page_answers_within_the_session_and_errors_are_pages() {
     let app = spawn_app().await;
     let base = app.addr.clone();
     let (session, _) = login(&app, &base).await;
-    for path in ["/console", "/console?window=day", "/console/calls", "/console/errors", "/console/gate?window=day", "/console/flows"] {
+    for path in [
+        "/console",
+        "/console?window=day",
+        "/console/calls",
+        "/console/errors",
+        "/console/gate?window=day",
+        "/console/flows",
+    ] {
         let p = fetch(&app, &base, "GET", path, Some(&session), None, &[]).await;
         assert_eq!(p.status, 200, "{path}: {}", p.body);
         assert_eq!(p.header("content-type"), Some("text/html; charset=utf-8"));
-        assert!(p.header("server-timing").is_some_and(|t| t.starts_with("app;dur=")));
+        assert!(p
+            .header("server-timing")
+            .is_some_and(|t| t.starts_with("app;dur=")));
     }
-    let missing = fetch(&app, &base, "GET", "/console/calls/nope", Some(&session), None, &[]).await;
+    let missing = fetch(
+        &app,
+        &base,
+        "GET",
+        "/console/calls/nope",
+        Some(&session),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(missing.status, 404);
-    assert!(missing.body.contains("No events or outbound requests recorded for call nope"));
+    assert!(missing
+        .body
+        .contains("No events or outbound requests recorded for call nope"));
     assert!(missing.header("content-security-policy").is_some());
-    let bad_time = fetch(&app, &base, "GET", "/console/calls?from=yesterday", Some(&session), None, &[]).await;
+    let bad_time = fetch(
+        &app,
+        &base,
+        "GET",
+        "/console/calls?from=yesterday",
+        Some(&session),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(bad_time.status, 400);
 }
 
@@ -328,21 +507,35 @@ impl Drop for Driver {
 }
 
 async fn start_driver(driver: &Path) -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting chromedriver");
-    let profile = std::env::temp_dir().join(format!("svamlgate-chromium-{}", uuid::Uuid::new_v4().simple()));
+    let profile = std::env::temp_dir().join(format!(
+        "svamlgate-chromium-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Driver { child, port, profile }
+    Driver {
+        child,
+        port,
+        profile,
+    }
 }
 
 /// Chrome's console messages (chromedriver's log endpoint).
@@ -350,7 +543,11 @@ async fn start_driver(driver: &Path) -> Driver {
 struct BrowserLog;
 
 impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
@@ -359,7 +556,10 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
 }
 
 async fn console_errors(c: &fantoccini::Client) -> Vec<String> {
-    let log = c.issue_cmd(BrowserLog).await.expect("reading the browser log");
+    let log = c
+        .issue_cmd(BrowserLog)
+        .await
+        .expect("reading the browser log");
     log.as_array()
         .into_iter()
         .flatten()
@@ -395,35 +595,78 @@ async fn seed(app: &TestApp) -> String {
     let url = broken_app().await;
     let route = json!({"name": "support line", "called": "+46700000001",
                        "target": {"kind": "upstream", "url": url, "key": "k", "secretB64": "c2VjcmV0"}});
-    assert_eq!(app.admin_send("POST", "/admin/routes", Some(&route)).await.status, 201);
+    assert_eq!(
+        app.admin_send("POST", "/admin/routes", Some(&route))
+            .await
+            .status,
+        201
+    );
     let flow: Value = serde_json::from_slice(&fixture("flows/ivr.json")).unwrap();
     let created = app.admin_send("POST", "/admin/flows", Some(&flow)).await;
-    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
     let id = created.json()["flow"]["id"].as_i64().unwrap();
     let mut v2 = flow.clone();
     v2["description"] = json!("Version 2: a friendlier goodbye.");
-    assert_eq!(app.admin_send("PUT", &format!("/admin/flows/{id}"), Some(&v2)).await.status, 200);
+    assert_eq!(
+        app.admin_send("PUT", &format!("/admin/flows/{id}"), Some(&v2))
+            .await
+            .status,
+        200
+    );
     let route = json!({"name": "main IVR", "called": "+46700000002", "target": {"kind": "flow", "flowId": id}});
-    assert_eq!(app.admin_send("POST", "/admin/routes", Some(&route)).await.status, 201);
+    assert_eq!(
+        app.admin_send("POST", "/admin/routes", Some(&route))
+            .await
+            .status,
+        201
+    );
 
     // The refused reply: the app's connectPstn has no valid number; the fallback goes out.
-    let reply = app.post_signed(&ice("call-refused", "+46700000001")).await.json();
+    let reply = app
+        .post_signed(&ice("call-refused", "+46700000001"))
+        .await
+        .json();
     assert_eq!(reply["action"]["name"], "hangup", "the fallback: {reply}");
     // A call answered by the flow, with a script in custom.
     let mut event: Value = serde_json::from_slice(&ice("call-script", "+46700000002")).unwrap();
     event["custom"] = json!("<script>window.__xss = 1</script>");
-    assert_eq!(app.post_signed(event.to_string().as_bytes()).await.status, 200);
+    assert_eq!(
+        app.post_signed(event.to_string().as_bytes()).await.status,
+        200
+    );
     // A gate miss: the default reply passed, Sinch says it was illegal.
-    assert_eq!(app.post_signed(&ice("call-miss", "+15559999")).await.status, 200);
+    assert_eq!(
+        app.post_signed(&ice("call-miss", "+15559999")).await.status,
+        200
+    );
     let notify = json!({"event": "notify", "callid": "call-miss", "version": 1, "type": "callingerror",
                         "errorCode": 40001, "errorMsg": "Illegal SVAML: unknown action"});
-    assert_eq!(app.post_signed(notify.to_string().as_bytes()).await.status, 200);
+    assert_eq!(
+        app.post_signed(notify.to_string().as_bytes()).await.status,
+        200
+    );
     // A signature refusal.
     let bad = app
-        .post_raw(&app.config.callback_path.clone(), &ice("call-forged", "+46700000001"),
-            &[("authorization", "Application 669E367E-6BBA-48AB-AF15-266871C28135:AAAA"),
-              ("x-timestamp", &svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc())),
-              ("content-type", "application/json; charset=utf-8")])
+        .post_raw(
+            &app.config.callback_path.clone(),
+            &ice("call-forged", "+46700000001"),
+            &[
+                (
+                    "authorization",
+                    "Application 669E367E-6BBA-48AB-AF15-266871C28135:AAAA",
+                ),
+                (
+                    "x-timestamp",
+                    &svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc()),
+                ),
+                ("content-type", "application/json; charset=utf-8"),
+            ],
+        )
         .await;
     let reference = bad.assert_envelope(401, 40102);
     app.wait_error(&reference).await;
@@ -433,7 +676,11 @@ async fn seed(app: &TestApp) -> String {
 #[actix_web::test]
 async fn the_console_in_chromium() {
     let (Some(chromium), Some(chromedriver)) = (
-        find_binary(&["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]),
+        find_binary(&[
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ]),
         find_binary(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]),
     ) else {
         eprintln!("SKIPPED the_console_in_chromium: no chromium and chromedriver found (apt-get install -y chromium chromium-driver)");
@@ -451,16 +698,20 @@ async fn the_console_in_chromium() {
                  format!("--user-data-dir={}", driver.profile.display())],
     }));
     caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-    let c = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("a Chromium session");
+    let c =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a Chromium session");
     let base = format!("http://{}", app.addr);
     tour(&c, &base, &refusal).await;
     let errors = console_errors(&c).await;
     c.close().await.ok();
-    assert!(errors.is_empty(), "errors in the browser console: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "errors in the browser console: {errors:#?}"
+    );
 }
 
 async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
@@ -468,11 +719,21 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
     // Not logged in: the login form.
     c.goto(&format!("{base}/console/calls")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/console/login");
-    c.find(Id("token")).await.unwrap().send_keys("wrong").await.unwrap();
+    c.find(Id("token"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
     c.find(Id("login")).await.unwrap().click().await.unwrap();
     assert_eq!(text(c, "#login-error").await, "Wrong token");
     shot(c, "login").await;
-    c.find(Id("token")).await.unwrap().send_keys(ADMIN_TOKEN).await.unwrap();
+    c.find(Id("token"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap();
     c.find(Id("login")).await.unwrap().click().await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/console");
 
@@ -484,72 +745,171 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
     assert_eq!(text(c, "#t-misses .value").await, "1");
     assert_eq!(text(c, "#t-signature .value").await, "1");
     assert!(text(c, "#by-reason").await.contains("invalid"));
-    c.find(Css("figure.chart svg polyline")).await.expect("a chart");
+    c.find(Css("figure.chart svg polyline"))
+        .await
+        .expect("a chart");
     shot(c, "overview").await;
 
     // Calls: find the refused call by its called number.
-    c.find(LinkText("Calls")).await.unwrap().click().await.unwrap();
-    c.find(Css("input[name=called]")).await.unwrap().send_keys("+46700000001").await.unwrap();
+    c.find(LinkText("Calls"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Css("input[name=called]"))
+        .await
+        .unwrap()
+        .send_keys("+46700000001")
+        .await
+        .unwrap();
     c.find(Id("search")).await.unwrap().click().await.unwrap();
     let results = text(c, "#results").await;
-    assert!(results.contains("call-refused") && results.contains("+467******01"), "{results}");
+    assert!(
+        results.contains("call-refused") && results.contains("+467******01"),
+        "{results}"
+    );
     assert!(!results.contains("call-script"));
     shot(c, "calls").await;
-    c.find(LinkText("call-refused")).await.unwrap().click().await.unwrap();
+    c.find(LinkText("call-refused"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     // Its timeline: the refused reply (the violating pointer marked) and the fallback.
     let refused = text(c, "#timeline .refused").await;
-    assert!(refused.contains("Refused reply (from upstream)"), "{refused}");
-    let marked = c.find(Css("#timeline .refused mark.violation")).await.expect("the violating pointer marked");
-    assert_eq!(marked.attr("title").await.unwrap().as_deref(), Some("/action/number"));
-    assert!(text(c, "#timeline .reply h3").await.contains("Fallback sent instead"));
+    assert!(
+        refused.contains("Refused reply (from upstream)"),
+        "{refused}"
+    );
+    let marked = c
+        .find(Css("#timeline .refused mark.violation"))
+        .await
+        .expect("the violating pointer marked");
+    assert_eq!(
+        marked.attr("title").await.unwrap().as_deref(),
+        Some("/action/number")
+    );
+    assert!(text(c, "#timeline .reply h3")
+        .await
+        .contains("Fallback sent instead"));
     assert!(text(c, "#timeline").await.contains("fallback: invalid"));
-    assert!(text(c, "#diagnosis").await.contains("svaml_valid") || text(c, "#diagnosis").await.contains("SVAML"));
-    c.find(Css("#timeline details.replay summary")).await.unwrap().click().await.unwrap();
-    assert!(text(c, "#replay-0").await.contains("svamlgate sign --path /sinch/callback --send"));
+    assert!(
+        text(c, "#diagnosis").await.contains("svaml_valid")
+            || text(c, "#diagnosis").await.contains("SVAML")
+    );
+    c.find(Css("#timeline details.replay summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text(c, "#replay-0")
+        .await
+        .contains("svamlgate sign --path /sinch/callback --send"));
     shot(c, "call").await;
 
     // The script in custom is text, and did not run.
-    c.goto(&format!("{base}/console/calls/call-script")).await.unwrap();
-    c.find(Css("#timeline details.body summary")).await.unwrap().click().await.unwrap();
-    assert!(text(c, "#timeline details.body").await.contains("<script>window.__xss = 1</script>"));
-    let ran = c.execute("return typeof window.__xss", vec![]).await.unwrap();
+    c.goto(&format!("{base}/console/calls/call-script"))
+        .await
+        .unwrap();
+    c.find(Css("#timeline details.body summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text(c, "#timeline details.body")
+        .await
+        .contains("<script>window.__xss = 1</script>"));
+    let ran = c
+        .execute("return typeof window.__xss", vec![])
+        .await
+        .unwrap();
     assert_eq!(ran, json!("undefined"));
 
     // Errors: paste the refusal's reference.
-    c.find(LinkText("Errors")).await.unwrap().click().await.unwrap();
-    c.find(Id("reference")).await.unwrap().send_keys(refusal).await.unwrap();
+    c.find(LinkText("Errors"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Id("reference"))
+        .await
+        .unwrap()
+        .send_keys(refusal)
+        .await
+        .unwrap();
     c.find(Id("lookup")).await.unwrap().click().await.unwrap();
     let record = text(c, "#record").await;
-    assert!(record.contains("40102") && record.contains("signature_mismatch"), "{record}");
+    assert!(
+        record.contains("40102") && record.contains("signature_mismatch"),
+        "{record}"
+    );
     assert!(text(c, "#by-code").await.contains("42202"));
     shot(c, "errors").await;
 
     // Gate: the rule that refused, the miss, and a pasted reply.
-    c.find(LinkText("Gate")).await.unwrap().click().await.unwrap();
+    c.find(LinkText("Gate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(text(c, "#misses").await.contains("call-miss"));
     let reply = c.find(Id("reply")).await.unwrap();
     reply.clear().await.unwrap();
-    reply.send_keys(r#"{"action": {"name": "runMenu"}}"#).await.unwrap();
+    reply
+        .send_keys(r#"{"action": {"name": "runMenu"}}"#)
+        .await
+        .unwrap();
     c.find(Id("validate")).await.unwrap().click().await.unwrap();
     assert!(text(c, "#validation").await.contains("invalid"));
-    c.find(Css("#validation mark.violation")).await.expect("the pointer marked");
+    c.find(Css("#validation mark.violation"))
+        .await
+        .expect("the pointer marked");
     shot(c, "gate").await;
 
     // Flows and routes: the tree, the diff, the simulator.
-    c.find(LinkText("Flows & routes")).await.unwrap().click().await.unwrap();
+    c.find(LinkText("Flows & routes"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let routes = text(c, "#routes").await;
-    assert!(routes.contains("support line") && routes.contains("main IVR"), "{routes}");
+    assert!(
+        routes.contains("support line") && routes.contains("main IVR"),
+        "{routes}"
+    );
     shot(c, "flows").await;
-    c.find(LinkText("Example Corp IVR")).await.unwrap().click().await.unwrap();
+    c.find(LinkText("Example Corp IVR"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(text(c, "#tree").await.contains("welcome"));
     c.find(Id("simulate")).await.unwrap().click().await.unwrap();
     assert!(text(c, "#sim-result").await.contains("passes the gate"));
     shot(c, "flow").await;
-    c.find(Id("diff-link")).await.unwrap().click().await.unwrap();
+    c.find(Id("diff-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(text(c, "#diff tr.ins").await.contains("friendlier goodbye"));
 
     // Log out: back to the login form, and the pages are closed.
-    c.find(Css("form.logout button")).await.unwrap().click().await.unwrap();
+    c.find(Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/console/login");
     c.goto(&format!("{base}/console")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/console/login");

@@ -80,7 +80,7 @@ async fn render_search(ctx: &Ctx, q: &SearchQuery) -> Result<Markup, PageError> 
         caller: some(&q.caller),
         from: parse_time(&q.from)?,
         until: parse_time(&q.until)?,
-        outcome: some(&q.outcome).filter(|o| OUTCOMES.iter().any(|(k, _)| k == o)),
+        outcome: some(&q.outcome).filter(|o| OUTCOMES.iter().any(|(k, _)| *k == o.as_str())),
     };
     let found = queries::search(ctx.state.store.pool(), &s, SEARCH_LIMIT).await?;
     let filtered = s.callid.is_some()
@@ -98,14 +98,14 @@ async fn render_search(ctx: &Ctx, q: &SearchQuery) -> Result<Markup, PageError> 
             label { "Until (UTC)" input type="datetime-local" name="until" value=(q.until); }
             label { "Outcome" select name="outcome" {
                 option value="" { "any" }
-                @for (k, label) in OUTCOMES { option value=(k) selected[q.outcome == *k] { (label) } }
+                @for (k, label) in OUTCOMES { option value=(k) selected[q.outcome == k] { (label) } }
             } }
             button type="submit" id="search" { "Search" }
         }
         p.muted { @if filtered { (found.len()) " callback(s) found" @if found.len() as i64 == SEARCH_LIMIT { " (the newest " (SEARCH_LIMIT) ")" } "." }
                   @else { "The newest callbacks. Numbers are masked as in the logs; search with the full number." } }
         @if !found.is_empty() {
-            table#results {
+            table #results {
                 thead { tr { th { "received" } th { "event" } th { "call" } th { "caller" } th { "called" } th { "reply" } th { "gate" } } }
                 tbody {
                     @for f in &found {
@@ -125,7 +125,13 @@ async fn render_search(ctx: &Ctx, q: &SearchQuery) -> Result<Markup, PageError> 
             }
         }
     };
-    Ok(view::page("Calls", "/console/calls", &ctx.session.csrf, false, body))
+    Ok(view::page(
+        "Calls",
+        "/console/calls",
+        &ctx.session.csrf,
+        false,
+        body,
+    ))
 }
 
 /// Percent-encodes a path segment.
@@ -164,7 +170,10 @@ pub async fn reveal(
         return e.error_response();
     }
     let callid = path.into_inner();
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     tracing::info!(callid = %callid, peer = %peer, "console: an operator revealed the numbers of a call");
     respond(render_call(&ctx, &callid, true).await)
 }
@@ -202,7 +211,9 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
     let pool = state.store.pool();
     let events = state.store.call_timeline(callid).await?;
     let rejected = state.store.rejected_replies_for_call(callid).await?;
-    let outbound = OutboundStore::new(pool.clone()).requests_for_call(callid).await?;
+    let outbound = OutboundStore::new(pool.clone())
+        .requests_for_call(callid)
+        .await?;
     if events.is_empty() && outbound.is_empty() {
         return Err(PageError(crate::error::ApiError::not_found(format!(
             "No events or outbound requests recorded for call {callid}"
@@ -244,8 +255,8 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
         .collect();
     let body = html! {
         section.callhead {
-            p { "Call " code#callid { (callid) } " · " (events.len()) " callback(s) · " (outbound.len()) " outbound request(s)"
-                @if reveal { " · " span.warn#revealed { "numbers revealed (logged)" } } }
+            p { "Call " code #callid { (callid) } " · " (events.len()) " callback(s) · " (outbound.len()) " outbound request(s)"
+                @if reveal { " · " span.warn #revealed { "numbers revealed (logged)" } } }
             @if !reveal {
                 form method="post" action=(format!("/console/calls/{}/reveal", urlencode(callid))) {
                     input type="hidden" name="csrf" value=(ctx.session.csrf);
@@ -253,14 +264,14 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                     span.muted { " Numbers are masked as in the logs; revealing them is logged." }
                 }
             }
-            @if let Some(d) = &diagnosis { p.summary#summary class=(if d.failing_step.is_some() { "bad" } else { "ok" }) { (d.summary) } }
+            @if let Some(d) = &diagnosis { p #summary class=(if d.failing_step.is_some() { "summary bad" } else { "summary ok" }) { (d.summary) } }
         }
         section {
             h2 { "Timeline" }
-            ol.timeline#timeline {
+            ol.timeline #timeline {
                 @for (i, e) in events.iter().enumerate() {
                     @let refused: Vec<&Value> = rejected.iter().filter(|r| str_of(r, "callbackId") == Some(e.id.to_string().as_str())).collect();
-                    li.event id=(format!("ev-{i}")) class=[e.fallback_reason.as_ref().map(|_| "fallback")] {
+                    li id=(format!("ev-{i}")) class=(if e.fallback_reason.is_some() { "ev fallback" } else { "ev" }) {
                         div.when { (view::time(e.received_at)) }
                         div.what {
                             span.event { (e.event_type) }
@@ -316,13 +327,13 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                 }
             }
         }
-        section#verdicts {
+        section #verdicts {
             h2 { "Sinch's verdicts" }
             @if sinch_verdicts.is_empty() { p.muted { "Sinch reported no problem with a reply of this call." } }
             @else { ul { @for e in &sinch_verdicts { li { (e.event_type) " reply of " (view::time(e.received_at)) ": "
                 (e.rejected_by_sinch.as_ref().map(|v| show(v).to_string()).unwrap_or_default()) } } } }
         }
-        section#outbound {
+        section #outbound {
             h2 { "Outbound requests to Sinch" }
             @if outbound.is_empty() { p.muted { "svamlgate sent no request to Sinch about this call." } }
             @else {
@@ -340,7 +351,7 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                 details { summary { "Requests as recorded" } (view::json(&show(&Value::Array(outbound.clone())), &BTreeSet::new())) }
             }
         }
-        section#diagnosis {
+        section #diagnosis {
             h2 { "Troubleshooting checklist" }
             @if let Some(d) = &diagnosis {
                 ol.checklist { @for s in &d.steps {
@@ -368,7 +379,11 @@ mod tests {
 
     #[test]
     fn the_replay_command_quotes_the_body_for_sh() {
-        let cmd = replay_command(r#"{"custom":"it's $(rm -rf /)"}"#, "/sinch/callback", "127.0.0.1:8080");
+        let cmd = replay_command(
+            r#"{"custom":"it's $(rm -rf /)"}"#,
+            "/sinch/callback",
+            "127.0.0.1:8080",
+        );
         assert_eq!(
             cmd,
             r#"printf '%s' '{"custom":"it'\''s $(rm -rf /)"}' | svamlgate sign --path /sinch/callback --send http://127.0.0.1:8080 -"#
@@ -379,7 +394,9 @@ mod tests {
     fn times_from_the_form() {
         assert!(parse_time("").unwrap().is_none());
         assert_eq!(
-            parse_time("2026-11-25T10:00").unwrap().map(|t| t.unix_timestamp()),
+            parse_time("2026-11-25T10:00")
+                .unwrap()
+                .map(|t| t.unix_timestamp()),
             Some(1795600800)
         );
         assert!(parse_time("yesterday").is_err());

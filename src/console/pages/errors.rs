@@ -56,9 +56,9 @@ async fn lookup(ctx: &Ctx, reference: &str) -> Result<Markup, PageError> {
     };
     let found = error.is_some() || callback.is_some() || outbound.is_some();
     Ok(html! {
-        section#record {
+        section #record {
             @if !found {
-                p.bad#not-found { "Nothing is recorded under " code { (reference) } ". A reference is the "
+                p.bad #not-found { "Nothing is recorded under " code { (reference) } ". A reference is the "
                     code { "reference" } " of an error envelope, the " code { "x-svamlgate-reference" }
                     " header of a callback's answer, or the reference of a request to Sinch." }
             }
@@ -66,7 +66,7 @@ async fn lookup(ctx: &Ctx, reference: &str) -> Result<Markup, PageError> {
                 h2 { "Error " (e.error_code) " · " (e.status) }
                 dl {
                     dt { "When" } dd { (view::time(e.occurred_at)) }
-                    dt { "Message sent" } dd#error-message { (e.message) }
+                    dt { "Message sent" } dd #error-message { (e.message) }
                     dt { "Meaning" } dd { (catalog_line(e.error_code.max(0) as u32)) }
                     dt { "Request" } dd { (e.method.as_deref().unwrap_or("")) " " (e.path.as_deref().unwrap_or("")) }
                     dt { "Peer" } dd { (e.remote_addr.as_deref().unwrap_or("–")) }
@@ -78,7 +78,7 @@ async fn lookup(ctx: &Ctx, reference: &str) -> Result<Markup, PageError> {
             @if let Some((_, callid, event, at)) = &callback {
                 h2 { "Callback" }
                 p { (event) " received " (view::time(*at))
-                    @if let Some(c) = callid { " · call " a#callback-call href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
+                    @if let Some(c) = callid { " · call " a #callback-call href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
             }
             @if let Some(r) = &outbound {
                 h2 { "Request to Sinch" }
@@ -114,7 +114,7 @@ async fn render(ctx: &Ctx, q: &ErrorsQuery) -> Result<Markup, PageError> {
         section {
             h2 { "Errors of the last day by code" }
             @if by_code.is_empty() { p.muted { "No errors in the last day." } } @else {
-                table#by-code { thead { tr { th { "code" } th.num { "count" } th { "latest" } th { "meaning" } } }
+                table #by-code { thead { tr { th { "code" } th.num { "count" } th { "latest" } th { "meaning" } } }
                     tbody { @for (c, n, last) in &by_code { tr {
                         td { a href=(format!("/console/errors?code={c}")) { (c) } " " (catalog::lookup(*c as u32).map(|i| i.status_name).unwrap_or("")) }
                         td.num { (n) } td { (view::time(*last)) } td { (catalog_line(*c as u32)) }
@@ -124,7 +124,7 @@ async fn render(ctx: &Ctx, q: &ErrorsQuery) -> Result<Markup, PageError> {
         section {
             h2 { "Latest errors" @if let Some(c) = code { " with code " (c) } }
             @if recent.is_empty() { p.muted { "None." } } @else {
-                table#recent { thead { tr { th { "when" } th { "code" } th { "message" } th { "request" } th { "reference" } } }
+                table #recent { thead { tr { th { "when" } th { "code" } th { "message" } th { "request" } th { "reference" } } }
                     tbody { @for e in &recent { tr {
                         td { (view::time(e.occurred_at)) } td { (e.error_code) } td { (e.message) }
                         td { (e.path.as_deref().unwrap_or(""))
@@ -134,5 +134,11 @@ async fn render(ctx: &Ctx, q: &ErrorsQuery) -> Result<Markup, PageError> {
             }
         }
     };
-    Ok(view::page("Errors", "/console/errors", &ctx.session.csrf, false, body))
+    Ok(view::page(
+        "Errors",
+        "/console/errors",
+        &ctx.session.csrf,
+        false,
+        body,
+    ))
 }

@@ -34,7 +34,7 @@ async fn render_list(ctx: &Ctx) -> Result<Markup, PageError> {
         section {
             h2 { "Flows" }
             @if flows.is_empty() { p.muted { "No flows. Create one with POST /admin/flows." } } @else {
-                table#flows { thead { tr { th { "id" } th { "name" } th.num { "current version" } th { "updated" } } }
+                table #flows { thead { tr { th { "id" } th { "name" } th.num { "current version" } th { "updated" } } }
                     tbody { @for f in &flows { tr {
                         td { (f.id) } td { a href=(format!("/console/flows/{}", f.id)) { (f.name) } }
                         td.num { (f.current_version) } td { (view::time(f.updated_at)) }
@@ -45,7 +45,7 @@ async fn render_list(ctx: &Ctx) -> Result<Markup, PageError> {
             h2 { "Routes" }
             p.muted { "The first matching route wins: a called number before the default route, a longer caller prefix, then a higher priority." }
             @if routes.is_empty() { p.muted { "No routes: every call gets the default replies." } } @else {
-                table#routes { thead { tr { th { "id" } th { "name" } th { "called" } th { "caller prefix" } th.num { "priority" } th { "target" } th { "gate" } } }
+                table #routes { thead { tr { th { "id" } th { "name" } th { "called" } th { "caller prefix" } th.num { "priority" } th { "target" } th { "gate" } } }
                     tbody { @for r in &routes { tr {
                         td { (r.id) } td { (r.name) }
                         td { (r.called.as_deref().unwrap_or("any (default route)")) }
@@ -62,7 +62,13 @@ async fn render_list(ctx: &Ctx) -> Result<Markup, PageError> {
             }
         }
     };
-    Ok(view::page("Flows and routes", "/console/flows", &ctx.session.csrf, false, body))
+    Ok(view::page(
+        "Flows and routes",
+        "/console/flows",
+        &ctx.session.csrf,
+        false,
+        body,
+    ))
 }
 
 /// `?version=N`.
@@ -72,7 +78,11 @@ pub struct VersionQuery {
 }
 
 /// GET /console/flows/{id}
-pub async fn flow(req: HttpRequest, path: web::Path<String>, q: web::Query<VersionQuery>) -> HttpResponse {
+pub async fn flow(
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<VersionQuery>,
+) -> HttpResponse {
     let ctx = match session(&req) {
         Ok(c) => c,
         Err(d) => return d.into(),
@@ -141,7 +151,7 @@ fn tree(flow: &FlowDoc) -> Markup {
         .filter(|k| !reachable.contains(k.as_str()))
         .collect();
     html! {
-        ul.tree#tree {
+        ul.tree #tree {
             @for (label, id) in &roots { li { span.on { (label) } " → " (walk(flow, id, &mut seen)) } }
         }
         @if !unreachable.is_empty() { p.warn { "Unreachable nodes: " @for u in &unreachable { code { (u) } " " } } }
@@ -174,7 +184,7 @@ async fn render_flow(
     let body = html! {
         p { "Flow " (id) " · current version " (summary.current_version) " · versions: "
             @for v in &versions { a href=(format!("/console/flows/{id}?version={v}")) class=[(*v == version).then_some("active")] { "v" (v) } " " } }
-        @if let Some(p) = previous { p { a#diff-link href=(format!("/console/flows/{id}/diff?a={p}&b={version}")) { "Diff v" (p) " → v" (version) } } }
+        @if let Some(p) = previous { p { a #diff-link href=(format!("/console/flows/{id}/diff?a={p}&b={version}")) { "Diff v" (p) " → v" (version) } } }
         form.diff method="get" action=(format!("/console/flows/{id}/diff")) {
             "Diff " select name="a" { @for v in &versions { option value=(v) selected[Some(*v) == previous] { "v" (v) } } }
             " → " select name="b" { @for v in &versions { option value=(v) selected[*v == version] { "v" (v) } } }
@@ -214,7 +224,11 @@ pub struct DiffQuery {
 }
 
 /// GET /console/flows/{id}/diff
-pub async fn diff(req: HttpRequest, path: web::Path<String>, q: web::Query<DiffQuery>) -> HttpResponse {
+pub async fn diff(
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<DiffQuery>,
+) -> HttpResponse {
     let ctx = match session(&req) {
         Ok(c) => c,
         Err(d) => return d.into(),
@@ -245,7 +259,7 @@ async fn render_diff(ctx: &Ctx, id: &str, q: &DiffQuery) -> Result<Markup, PageE
     let body = html! {
         p { a href=(format!("/console/flows/{id}?version={b}")) { "Back to the flow" } }
         @if ta == tb { p.muted { "The two versions are identical." } }
-        table.diff#diff { tbody {
+        table.diff #diff { tbody {
             @for change in diff.iter_all_changes() {
                 @let (class, sign) = match change.tag() {
                     similar::ChangeTag::Delete => ("del", "-"),
@@ -301,7 +315,7 @@ pub async fn simulate(
         Ok(id) => simulation(&ctx, id, version, &form).await,
         Err(e) => return e.error_response(),
     };
-    respond(render_flow(&ctx, &path, version, Some((&form, result))).await)
+    respond(render_flow(&ctx, &path, version, Some((&*form, result))).await)
 }
 
 async fn simulation(ctx: &Ctx, id: i64, version: Option<i32>, form: &SimulateForm) -> Markup {
@@ -310,7 +324,7 @@ async fn simulation(ctx: &Ctx, id: i64, version: Option<i32>, form: &SimulateFor
         .ok()
         .and_then(|v| crate::events::parse_value(v).ok());
     let Some(stage) = event.as_ref().and_then(Stage::of) else {
-        return html! { p.bad#sim-error { "The event must be JSON with \"event\": ice, ace or pie." } };
+        return html! { p.bad #sim-error { "The event must be JSON with \"event\": ice, ace or pie." } };
     };
     let target = match stage {
         Stage::Ice => Target::Ice,
@@ -319,8 +333,8 @@ async fn simulation(ctx: &Ctx, id: i64, version: Option<i32>, form: &SimulateFor
     };
     let (version, flow) = match state.live.flow_or_load(&state.store, id, version).await {
         Ok(Some(f)) => f,
-        Ok(None) => return html! { p.bad#sim-error { "No such flow version." } },
-        Err(e) => return html! { p.bad#sim-error { "Could not load the flow: " (e) } },
+        Ok(None) => return html! { p.bad #sim-error { "No such flow version." } },
+        Err(e) => return html! { p.bad #sim-error { "Could not load the flow: " (e.to_string()) } },
     };
     let ctx_vars = event.as_ref().map(EventContext::of).unwrap_or_default();
     let node = Some(form.node.trim()).filter(|n| !n.is_empty());
@@ -329,7 +343,7 @@ async fn simulation(ctx: &Ctx, id: i64, version: Option<i32>, form: &SimulateFor
     let report = serde_json::to_value(verdict.report.masked()).unwrap_or(Value::Null);
     let candidate = mask_json(&d.svaml);
     html! {
-        div#sim-result {
+        div #sim-result {
             p { "v" (version) " answers with node " code { (d.node.as_deref().unwrap_or("(default)")) } " (" (d.via) ") · "
                 @if verdict.passed { span.ok { "passes the gate" } } @else { span.bad { "refused by the gate: the fallback would go out" } } }
             (view::json(&candidate, &view::violation_pointers(&report, &candidate)))

@@ -48,7 +48,7 @@ pub async fn validate(req: HttpRequest, form: web::Form<ValidateForm>) -> HttpRe
     if let Err(e) = check_csrf(&ctx, &form.csrf) {
         return e.error_response();
     }
-    respond(render(&ctx, Window::Hour, Some(&form)).await)
+    respond(render(&ctx, Window::Hour, Some(&*form)).await)
 }
 
 const EXAMPLE: &str = r#"{
@@ -60,11 +60,11 @@ fn validation(ctx: &Ctx, form: &ValidateForm) -> Markup {
     let target: Result<Target, _> = form.event.parse();
     let parsed: Result<Value, _> = serde_json::from_str(&form.reply);
     html! {
-        section#validation {
+        section #validation {
             h2 { "Result" }
             @match (target, parsed) {
                 (Err(_), _) => { p.bad { "Choose the event the reply answers: ice, ace, pie or manage." } }
-                (_, Err(e)) => { p.bad#not-json { "Not JSON: " (e) } }
+                (_, Err(e)) => { p.bad #not-json { "Not JSON: " (e.to_string()) } }
                 (Ok(t), Ok(doc)) => {
                     @let mode = if form.strict.is_some() { Mode::Strict } else { Mode::Normal };
                     @let report = ctx.state.gate.validator().check(t, &doc, mode).masked();
@@ -88,8 +88,8 @@ async fn render(ctx: &Ctx, w: Window, form: Option<&ValidateForm>) -> Result<Mar
         (window_switch("/console/gate", w))
         section {
             h2 { "Findings by rule" }
-            @if rules.is_empty() { p.muted#no-findings { "The gate found nothing in this window." } } @else {
-                table#rules { thead { tr { th { "rule" } th { "severity" } th { "reply" } th.num { "findings" } th { "source" } } }
+            @if rules.is_empty() { p.muted #no-findings { "The gate found nothing in this window." } } @else {
+                table #rules { thead { tr { th { "rule" } th { "severity" } th { "reply" } th.num { "findings" } th { "source" } } }
                     tbody { @for r in &rules { tr {
                         td { code { (r.code) } } td { span class=(format!("sev-{}", r.severity)) { (r.severity) } }
                         td { (match r.gate_verdict.as_str() { "rejected" => "refused (fallback sent)", "observed" => "sent anyway (observe)", "passed" => "passed", other => other }) }
@@ -99,8 +99,8 @@ async fn render(ctx: &Ctx, w: Window, form: Option<&ValidateForm>) -> Result<Mar
         }
         section {
             h2 { "Gate misses: replies the gate passed and Sinch rejected" }
-            @if misses.is_empty() { p.muted#no-misses { "None: Sinch has rejected no reply the gate passed." } } @else {
-                table#misses { thead { tr { th { "received" } th { "call" } th { "event" } th { "source" } th { "Sinch said" } } }
+            @if misses.is_empty() { p.muted #no-misses { "None: Sinch has rejected no reply the gate passed." } } @else {
+                table #misses { thead { tr { th { "received" } th { "call" } th { "event" } th { "source" } th { "Sinch said" } } }
                     tbody { @for m in &misses { tr {
                         td { (view::time(m.received_at)) }
                         td { @if let Some(c) = &m.callid { a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
@@ -129,5 +129,11 @@ async fn render(ctx: &Ctx, w: Window, form: Option<&ValidateForm>) -> Result<Mar
             @if let Some(f) = form { (validation(ctx, f)) }
         }
     };
-    Ok(view::page("Gate", "/console/gate", &ctx.session.csrf, false, body))
+    Ok(view::page(
+        "Gate",
+        "/console/gate",
+        &ctx.session.csrf,
+        false,
+        body,
+    ))
 }

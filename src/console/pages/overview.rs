@@ -16,7 +16,8 @@ use crate::db::outbound::OutboundStore;
 /// `?window=hour|day`.
 #[derive(Deserialize)]
 pub struct WindowQuery {
-    window: Option<String>,
+    /// hour or day.
+    pub window: Option<String>,
 }
 
 /// GET /console
@@ -29,7 +30,7 @@ pub async fn page(req: HttpRequest, q: web::Query<WindowQuery>) -> HttpResponse 
 }
 
 fn tile(id: &str, label: &str, value: String, class: &str) -> Markup {
-    html! { div.tile id=(id) class=(class) { span.value { (value) } span.label { (label) } } }
+    html! { div id=(id) class=(format!("tile {class}")) { span.value { (value) } span.label { (label) } } }
 }
 
 fn table(id: &str, head: [&str; 2], rows: &[(String, i64)], empty: &str) -> Markup {
@@ -109,8 +110,20 @@ async fn render(ctx: &Ctx, w: Window) -> Result<Markup, PageError> {
         Window::Day => time::Duration::hours(1),
     };
     let first = match w {
-        Window::Hour => now.replace_second(0).unwrap_or(now).replace_nanosecond(0).unwrap_or(now) - time::Duration::minutes(buckets - 1),
-        Window::Day => now.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now) - time::Duration::hours(buckets - 1),
+        Window::Hour => {
+            now.replace_second(0)
+                .unwrap_or(now)
+                .replace_nanosecond(0)
+                .unwrap_or(now)
+                - time::Duration::minutes(buckets - 1)
+        }
+        Window::Day => {
+            now.replace_minute(0)
+                .and_then(|t| t.replace_second(0))
+                .and_then(|t| t.replace_nanosecond(0))
+                .unwrap_or(now)
+                - time::Duration::hours(buckets - 1)
+        }
     };
     let mut cb = vec![0.0; buckets as usize];
     let mut fb = vec![0.0; buckets as usize];
@@ -163,7 +176,7 @@ async fn render(ctx: &Ctx, w: Window) -> Result<Markup, PageError> {
         @if let Some(e) = &last_error { p.bad { "Shipping to PostgreSQL fails: " (e) } }
         // Firing alerts: GET /admin/alerts (the ops work) is not part of this build yet; this
         // section shows them once it is.
-        section#alerts {
+        section #alerts {
             h2 { "Alerts" }
             p.muted { "alerts: not configured" }
         }
