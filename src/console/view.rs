@@ -22,8 +22,8 @@ const NUMBER_KEYS: [&str; 9] = [
     "identity",
     "userId",
 ];
-/// Members whose digits are ids, never numbers.
-const ID_KEYS: [&str; 7] = [
+/// Members whose digits are ids, keys or digests, never numbers.
+const ID_KEYS: [&str; 17] = [
     "callid",
     "callId",
     "reference",
@@ -31,6 +31,16 @@ const ID_KEYS: [&str; 7] = [
     "reportId",
     "reportReference",
     "conferenceId",
+    "applicationKey",
+    "authorization",
+    "bodySha256",
+    "dedupKey",
+    "errorReference",
+    "x-timestamp",
+    "date",
+    "createdAt",
+    "finishedAt",
+    "sentAt",
 ];
 
 /// `value` with phone numbers masked as in logs: number members by [`mask_number`], any other

@@ -62,7 +62,13 @@ async fn fetch(
     extra: &[(&str, &str)],
 ) -> Page {
     let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = app.client.request(m, format!("http://{base}{path}"));
+    let _ = app;
+    // Redirects are what is tested: not followed.
+    let client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut req = client.request(m, format!("http://{base}{path}"));
     if let Some(c) = cookie {
         req = req.insert_header(("cookie", c.to_owned()));
     }
@@ -373,8 +379,9 @@ async fn event_values_are_escaped_and_numbers_masked_until_revealed() {
         &[],
     )
     .await;
-    assert!(found.body.contains("xss-1"), "{}", found.body);
-    assert!(!found.body.contains("46700000000"));
+    let results = &found.body[found.body.find("id=\"results\"").expect("results")..];
+    assert!(results.contains("xss-1"), "{}", found.body);
+    assert!(!results.contains("46700000000"), "masked in the results");
     // Revealing needs the CSRF token; then the numbers are in clear.
     let csrf = page.csrf();
     let res = fetch(
@@ -469,14 +476,15 @@ async fn every_page_answers_within_the_session_and_errors_are_pages() {
 // ---------------------------------------------------------------------------------------------
 // In Chromium.
 
-/// A customer app that answers every callback with a reply no Sinch source allows.
+/// A customer app that answers every callback with a reply no Sinch source allows
+/// (`instructions` must be an array).
 async fn broken_app() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = HttpServer::new(|| {
         App::new().default_service(web::to(|| async {
-            HttpResponse::Ok().json(json!({"instructions": [{"name": "say", "text": "Hi", "locale": "en-US"}],
-                                           "action": {"name": "connectPstn", "number": "not a number"}}))
+            HttpResponse::Ok()
+                .json(json!({"instructions": "say hello", "action": {"name": "hangup"}}))
         }))
     })
     .workers(1)
@@ -631,7 +639,7 @@ async fn seed(app: &TestApp) -> String {
         .post_signed(&ice("call-refused", "+46700000001"))
         .await
         .json();
-    assert_eq!(reply["action"]["name"], "hangup", "the fallback: {reply}");
+    assert!(reply["instructions"].is_array(), "the fallback: {reply}");
     // A call answered by the flow, with a script in custom.
     let mut event: Value = serde_json::from_slice(&ice("call-script", "+46700000002")).unwrap();
     event["custom"] = json!("<script>window.__xss = 1</script>");
@@ -727,6 +735,15 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
         .unwrap();
     c.find(Id("login")).await.unwrap().click().await.unwrap();
     assert_eq!(text(c, "#login-error").await, "Wrong token");
+    // The wrong token's answer is a 401, which Chrome logs; nothing else may be there (the log
+    // endpoint hands each entry out once).
+    let expected = console_errors(c).await;
+    assert!(
+        expected.len() == 1
+            && expected[0].contains("/console/login")
+            && expected[0].contains("401"),
+        "{expected:#?}"
+    );
     shot(c, "login").await;
     c.find(Id("token"))
         .await
@@ -789,7 +806,7 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
         .expect("the violating pointer marked");
     assert_eq!(
         marked.attr("title").await.unwrap().as_deref(),
-        Some("/action/number")
+        Some("/instructions")
     );
     assert!(text(c, "#timeline .reply h3")
         .await
@@ -808,6 +825,7 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
     assert!(text(c, "#replay-0")
         .await
         .contains("svamlgate sign --path /sinch/callback --send"));
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     shot(c, "call").await;
 
     // The script in custom is text, and did not run.
@@ -862,7 +880,7 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
     let reply = c.find(Id("reply")).await.unwrap();
     reply.clear().await.unwrap();
     reply
-        .send_keys(r#"{"action": {"name": "runMenu"}}"#)
+        .send_keys(r#"{"instructions": "say hello", "action": {"name": "hangup"}}"#)
         .await
         .unwrap();
     c.find(Id("validate")).await.unwrap().click().await.unwrap();
