@@ -83,7 +83,7 @@ FROM (
 const ERRORS: &str = r#"
 INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message, method, path, callback_id, detail)
 SELECT 'bench-err-' || c.reference, c.received_at, 42202, 422, '422 InvalidCallbackResponse',
-       'The reply was invalid; the fallback was sent', 'POST', '/sinch/callback', c.id, c.validation
+       'The reply was invalid, the fallback was sent', 'POST', '/sinch/callback', c.id, c.validation
 FROM callbacks c WHERE c.fallback_reason IS NOT NULL AND c.received_at >= $1 AND c.received_at < $2;
 INSERT INTO rejected_replies (id, callback_id, reference, created_at, event_type, source, reply, report)
 SELECT gen_random_uuid(), c.id, 'bench-err-' || c.reference, c.received_at, c.event_type, 'upstream',
@@ -158,17 +158,18 @@ async fn run() -> anyhow::Result<()> {
             .await?;
     }
     tx.commit().await?;
+    // Signature refusals: an errors row first, then its refusal.
     sqlx::query(
-        "INSERT INTO refusals (reference, received_at, reason, error_code, method, path, headers, body_sha256, body_bytes) \
-         SELECT 'bench-ref-' || i, now() - make_interval(secs => i * 60), 'signature_mismatch', 40102, 'POST', \
-         '/sinch/callback', '{}'::jsonb, md5(i::text), 100 FROM generate_series(1, 5000) i",
+        "INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message) \
+         SELECT 'bench-ref-' || i, now() - make_interval(secs => i * 60), 40102, 401, '401 InvalidSignature', \
+         'Invalid signature' FROM generate_series(1, 5000) i",
     )
     .execute(&pool)
     .await?;
     sqlx::query(
-        "INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message) \
-         SELECT reference, received_at, 40102, 401, '401 InvalidSignature', 'Invalid signature' FROM refusals \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO refusals (reference, received_at, reason, error_code, method, path, headers, body_sha256, body_bytes) \
+         SELECT 'bench-ref-' || i, now() - make_interval(secs => i * 60), 'signature_mismatch', 40102, 'POST', \
+         '/sinch/callback', '{}'::jsonb, md5(i::text), 100 FROM generate_series(1, 5000) i",
     )
     .execute(&pool)
     .await?;
@@ -195,6 +196,7 @@ async fn run() -> anyhow::Result<()> {
     tokio::task::spawn_local(app.server);
 
     let client = awc::Client::builder()
+        .disable_redirects()
         .timeout(Duration::from_secs(30))
         .finish();
     let base = format!("http://{addr}");
@@ -242,6 +244,18 @@ async fn run() -> anyhow::Result<()> {
         sqlx::query_scalar("SELECT reference FROM errors ORDER BY occurred_at DESC LIMIT 1")
             .fetch_one(&pool)
             .await?;
+    if std::env::var_os("EXPLAIN").is_some() {
+        // The plans of one spelling of a number in the call search (EXPLAIN=1).
+        for (what, sql) in [
+            ("called", "EXPLAIN ANALYZE SELECT reference FROM callbacks WHERE true AND event_type = 'ice' AND body->'to'->>'endpoint' = '+46700000123' ORDER BY received_at DESC LIMIT 50"),
+            ("caller", "EXPLAIN ANALYZE SELECT reference FROM callbacks WHERE true AND event_type = 'ice' AND body->>'cli' = '46708012345' ORDER BY received_at DESC LIMIT 50"),
+        ] {
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_all(&pool)
+                .await?;
+            println!("{what}:\n{}", rows.join("\n"));
+        }
+    }
     let pages = [
         "/console".to_owned(),
         "/console?window=day".to_owned(),

@@ -799,6 +799,17 @@ pub async fn gather(
     id: &str,
     limits: CallLimits,
 ) -> Result<Option<Facts>, sqlx::Error> {
+    gather_counting(store, id, limits, true).await
+}
+
+/// [`gather`], counting the calls in progress only when `count_in_progress` (the count scans the
+/// last hours of callbacks; the console passes a recent count of its own instead).
+pub async fn gather_counting(
+    store: &OutboundStore,
+    id: &str,
+    limits: CallLimits,
+    count_in_progress: bool,
+) -> Result<Option<Facts>, sqlx::Error> {
     let mut requests = store.requests_for_call(id).await?;
     let mut callbacks = store.callbacks_for_call(id).await?;
     let mut callid = Some(id.to_owned());
@@ -831,7 +842,11 @@ pub async fn gather(
         Some(from) if callbacks.is_empty() => store.refusals_between(from, now).await?,
         _ => Vec::new(),
     };
-    let in_progress = store.count_in_progress(&limits).await.ok();
+    let in_progress = if count_in_progress {
+        store.count_in_progress(&limits).await.ok()
+    } else {
+        None
+    };
     Ok(Some(Facts {
         callid,
         reference,

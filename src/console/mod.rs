@@ -50,6 +50,62 @@ pub struct Console {
     pub throttle: Throttle,
     /// How long a session lasts.
     pub session_ttl: Duration,
+    /// The last count of calls in progress.
+    pub in_progress: InProgress,
+}
+
+/// How old the count of calls in progress may be before a page starts a recount.
+pub const IN_PROGRESS_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The count of calls in progress (against `SINCH_MAX_CALLS_IN_PROGRESS`), kept for the pages:
+/// counting scans the last hours of callbacks, so a page shows the last count with its age and a
+/// stale count is recounted in the background, off the page's time.
+#[derive(Debug, Default)]
+pub struct InProgress {
+    last: std::sync::Mutex<Option<(Instant, i64)>>,
+    counting: std::sync::atomic::AtomicBool,
+}
+
+impl InProgress {
+    fn last(&self) -> Option<(Instant, i64)> {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, n: i64) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), n));
+    }
+}
+
+/// The count of calls in progress and its age: counted now when there is none yet, else the last
+/// count (recounted in the background when older than [`IN_PROGRESS_MAX_AGE`]).
+pub async fn calls_in_progress(
+    state: &web::Data<AppState>,
+    console: &web::Data<Console>,
+) -> Option<(i64, Duration)> {
+    use std::sync::atomic::Ordering;
+    let limits = state.sinch.limits();
+    let store = crate::db::outbound::OutboundStore::new(state.store.pool().clone());
+    match console.in_progress.last() {
+        None => {
+            let n = store.count_in_progress(&limits).await.ok()?;
+            console.in_progress.set(n);
+            Some((n, Duration::ZERO))
+        }
+        Some((at, n)) => {
+            if at.elapsed() > IN_PROGRESS_MAX_AGE
+                && !console.in_progress.counting.swap(true, Ordering::AcqRel)
+            {
+                let console = console.clone();
+                tokio::spawn(async move {
+                    if let Ok(n) = store.count_in_progress(&limits).await {
+                        console.in_progress.set(n);
+                    }
+                    console.in_progress.counting.store(false, Ordering::Release);
+                });
+            }
+            Some((n, at.elapsed()))
+        }
+    }
 }
 
 impl Console {
@@ -59,6 +115,7 @@ impl Console {
             sessions: Sessions::default(),
             throttle: Throttle::default(),
             session_ttl,
+            in_progress: InProgress::default(),
         }
     }
 }

@@ -306,25 +306,27 @@ fn variants(number: &str) -> Vec<String> {
         .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
         .collect();
     let digits = bare.trim_start_matches('+').to_owned();
-    vec![format!("+{digits}"), digits, bare]
+    let mut v = vec![format!("+{digits}"), digits, bare];
+    v.sort();
+    v.dedup();
+    v
 }
 
-/// Callbacks matching `s`, newest first (at most `limit`).
-pub async fn search(pool: &PgPool, s: &Search, limit: i64) -> Result<Vec<Found>, sqlx::Error> {
-    let mut q = QueryBuilder::new(
-        "SELECT reference, received_at, event_type, callid, body->>'cli' AS caller, \
-         body->'to'->>'endpoint' AS called, reply_source, fallback_reason, gate_verdict, \
-         rejected_by_sinch IS NOT NULL AS sinch FROM callbacks WHERE true",
-    );
+const FOUND_COLUMNS: &str = "SELECT reference, received_at, event_type, callid, body->>'cli' AS caller, \
+     body->'to'->>'endpoint' AS called, reply_source, fallback_reason, gate_verdict, \
+     rejected_by_sinch IS NOT NULL AS sinch FROM callbacks WHERE true";
+
+/// The filters of `s` other than the number looked up by index (`skip`: `called` or `caller`).
+fn push_filters(q: &mut QueryBuilder<sqlx::Postgres>, s: &Search, skip: Option<&str>) {
     if let Some(c) = &s.callid {
         q.push(" AND callid = ").push_bind(c.trim().to_owned());
     }
-    if let Some(n) = &s.called {
+    if let (Some(n), false) = (&s.called, skip == Some("called")) {
         q.push(" AND event_type = 'ice' AND body->'to'->>'endpoint' = ANY(")
             .push_bind(variants(n))
             .push(")");
     }
-    if let Some(n) = &s.caller {
+    if let (Some(n), false) = (&s.caller, skip == Some("caller")) {
         q.push(" AND event_type = 'ice' AND body->>'cli' = ANY(")
             .push_bind(variants(n))
             .push(")");
@@ -352,6 +354,45 @@ pub async fn search(pool: &PgPool, s: &Search, limit: i64) -> Result<Vec<Found>,
             q.push(" AND gate_verdict = 'passed'");
         }
         _ => {}
+    }
+}
+
+/// Callbacks matching `s`, newest first (at most `limit`).
+///
+/// A number is looked up as one equality per spelling (with and without `+`), each read newest
+/// first from its index (`callbacks_ice_called`, `callbacks_ice_cli`) and merged: an `= ANY(…)`
+/// cannot be read in time order from the index, and the planner then prefers to walk every
+/// callback by time.
+pub async fn search(pool: &PgPool, s: &Search, limit: i64) -> Result<Vec<Found>, sqlx::Error> {
+    let keyed = match (&s.called, &s.caller) {
+        (Some(n), _) => Some(("called", "body->'to'->>'endpoint'", variants(n))),
+        (None, Some(n)) => Some(("caller", "body->>'cli'", variants(n))),
+        (None, None) => None,
+    };
+    let mut q = QueryBuilder::new("");
+    match keyed {
+        None => {
+            q.push(FOUND_COLUMNS);
+            push_filters(&mut q, s, None);
+        }
+        Some((skip, expr, values)) => {
+            q.push("SELECT * FROM (");
+            for (i, v) in values.into_iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("(").push(FOUND_COLUMNS);
+                q.push(" AND event_type = 'ice' AND ")
+                    .push(expr)
+                    .push(" = ")
+                    .push_bind(v);
+                push_filters(&mut q, s, Some(skip));
+                q.push(" ORDER BY received_at DESC LIMIT ")
+                    .push_bind(limit)
+                    .push(")");
+            }
+            q.push(") found");
+        }
     }
     q.push(" ORDER BY received_at DESC LIMIT ").push_bind(limit);
     let rows = q.build().fetch_all(pool).await?;

@@ -219,13 +219,19 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
             "No events or outbound requests recorded for call {callid}"
         ))));
     }
-    let diagnosis = crate::diagnosis::gather(
+    let mut facts = crate::diagnosis::gather_counting(
         &OutboundStore::new(pool.clone()),
         callid,
         state.sinch.limits(),
+        false,
     )
-    .await?
-    .map(|f| crate::diagnosis::diagnose(&f));
+    .await?;
+    if let Some(f) = &mut facts {
+        f.in_progress = crate::console::calls_in_progress(&ctx.state, &ctx.console)
+            .await
+            .map(|(n, _)| n);
+    }
+    let diagnosis = facts.map(|f| crate::diagnosis::diagnose(&f));
     let show = |v: &Value| if reveal { v.clone() } else { mask_json(v) };
     let listen = state.config.listen.to_string();
     let mut replays = Vec::with_capacity(events.len());

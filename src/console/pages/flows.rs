@@ -43,7 +43,7 @@ async fn render_list(ctx: &Ctx) -> Result<Markup, PageError> {
         }
         section {
             h2 { "Routes" }
-            p.muted { "The first matching route wins: a called number before the default route, a longer caller prefix, then a higher priority." }
+            p.muted { "Among the routes that match a call, one for its called number wins over one for any number, then the longer caller prefix, then the higher priority, then the older route." }
             @if routes.is_empty() { p.muted { "No routes: every call gets the default replies." } } @else {
                 table #routes { thead { tr { th { "id" } th { "name" } th { "called" } th { "caller prefix" } th.num { "priority" } th { "target" } th { "gate" } } }
                     tbody { @for r in &routes { tr {

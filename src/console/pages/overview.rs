@@ -10,8 +10,7 @@ use time::OffsetDateTime;
 
 use super::{respond, window_switch, Window};
 use crate::console::view::{self, Series};
-use crate::console::{queries, session, Ctx, PageError};
-use crate::db::outbound::OutboundStore;
+use crate::console::{calls_in_progress, queries, session, Ctx, PageError};
 
 /// `?window=hour|day`.
 #[derive(Deserialize)]
@@ -61,10 +60,7 @@ async fn render(ctx: &Ctx, w: Window) -> Result<Markup, PageError> {
     let misses = queries::gate_misses_since(pool, since).await?;
     let sinch = queries::sinch_rejections_since(pool, since).await?;
     let limits = state.sinch.limits();
-    let in_progress = OutboundStore::new(pool.clone())
-        .count_in_progress(&limits)
-        .await
-        .ok();
+    let in_progress = calls_in_progress(&ctx.state, &ctx.console).await;
 
     let mut by_event: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_reason: BTreeMap<String, i64> = BTreeMap::new();
@@ -169,7 +165,10 @@ async fn render(ctx: &Ctx, w: Window) -> Result<Markup, PageError> {
             (tile("t-misses", "gate misses", misses.to_string(), if misses > 0 { "bad" } else { "" }))
             (tile("t-signature", "signature failures", signature_failures.to_string(), if signature_failures > 0 { "warn" } else { "" }))
             (tile("t-replays", "replays", replays.to_string(), ""))
-            (tile("t-calls", "calls in progress / cap", format!("{} / {}", in_progress.map(|n| n.to_string()).unwrap_or_else(|| "?".into()), limits.max_in_progress), ""))
+            (tile("t-calls", &match in_progress {
+                Some((_, age)) if age.as_secs() >= 1 => format!("calls in progress / cap (counted {} s ago)", age.as_secs()),
+                _ => "calls in progress / cap".to_owned(),
+            }, format!("{} / {}", in_progress.map(|(n, _)| n.to_string()).unwrap_or_else(|| "?".into()), limits.max_in_progress), ""))
             (tile("t-lag", "journal lag", format!("{lag_records} records, {lag_seconds:.1} s"), if lag_records > 0 && lag_seconds > 5.0 { "warn" } else { "" }))
             (tile("t-db", "database / embedded cluster", format!("{database} / {cluster}"), if database == "ok" { "" } else { "bad" }))
         }
