@@ -312,7 +312,8 @@ fn variants(number: &str) -> Vec<String> {
     v
 }
 
-const FOUND_COLUMNS: &str = "SELECT reference, received_at, event_type, callid, body->>'cli' AS caller, \
+const FOUND_COLUMNS: &str =
+    "SELECT reference, received_at, event_type, callid, body->>'cli' AS caller, \
      body->'to'->>'endpoint' AS called, reply_source, fallback_reason, gate_verdict, \
      rejected_by_sinch IS NOT NULL AS sinch FROM callbacks WHERE true";
 

@@ -304,7 +304,8 @@ async fn the_public_listener_answers_only_callbacks_and_healthz_when_an_operator
         r.assert_envelope(404, 40400);
     }
     // The operator listener answers the rest.
-    let r = fetch(
+    // The record reaches PostgreSQL a moment after the answer.
+    let mut r = fetch(
         &app,
         &admin,
         "GET",
@@ -314,8 +315,24 @@ async fn the_public_listener_answers_only_callbacks_and_healthz_when_an_operator
         &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
     )
     .await;
+    for _ in 0..100 {
+        if r.body.contains("pub-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r = fetch(
+            &app,
+            &admin,
+            "GET",
+            "/admin/events",
+            None,
+            None,
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        )
+        .await;
+    }
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("pub-1"));
+    assert!(r.body.contains("pub-1"), "{}", r.body);
     assert_eq!(
         fetch(&app, &admin, "GET", "/metrics", None, None, &[])
             .await
@@ -678,6 +695,22 @@ async fn seed(app: &TestApp) -> String {
         .await;
     let reference = bad.assert_envelope(401, 40102);
     app.wait_error(&reference).await;
+    // Every record is in PostgreSQL before the browser looks (a loaded machine ships late).
+    for callid in ["call-refused", "call-script", "call-miss"] {
+        let path = format!("/admin/calls/{callid}");
+        let mut ok = false;
+        for _ in 0..100 {
+            let r = app.admin_get(&path).await;
+            if r.status == 200
+                && (callid != "call-miss" || r.json()["events"].as_array().map_or(0, Vec::len) == 2)
+            {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "{callid} never recorded");
+    }
     reference
 }
 
