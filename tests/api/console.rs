@@ -605,7 +605,8 @@ async fn shot(c: &fantoccini::Client, name: &str) {
 }
 
 async fn text(c: &fantoccini::Client, css: &str) -> String {
-    c.find(fantoccini::Locator::Css(css))
+    c.wait()
+        .for_element(fantoccini::Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
         .text()
@@ -785,6 +786,10 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
         .await
         .unwrap();
     c.find(Id("login")).await.unwrap().click().await.unwrap();
+    c.wait()
+        .for_element(Id("alerts"))
+        .await
+        .expect("the overview after login");
     assert_eq!(c.current_url().await.unwrap().path(), "/console");
 
     // Overview.
@@ -961,6 +966,10 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
         .click()
         .await
         .unwrap();
+    c.wait()
+        .for_element(Id("token"))
+        .await
+        .expect("the login form after logout");
     assert_eq!(c.current_url().await.unwrap().path(), "/console/login");
     c.goto(&format!("{base}/console")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/console/login");
