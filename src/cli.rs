@@ -425,6 +425,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (addr, state, server) = (app.addr, app.state, app.server);
     tracing::info!(%addr, callback = %callback_path, "svamlgate listening");
+    if let Some(admin) = app.admin_addr {
+        tracing::info!(%admin, "operator listener (admin API, console, metrics); the public listener answers only the callback path and /healthz");
+    }
     // Stops accepting on SIGINT/SIGTERM and lets in-flight callbacks finish (actix-web), then ships
     // what PostgreSQL takes within the grace period.
     let result = server.await;

@@ -242,6 +242,14 @@ pub struct ServeArgs {
     /// Operations: read-your-writes, alerts, retention and redaction (docs/operations.md).
     #[command(flatten)]
     pub ops: crate::ops::OpsArgs,
+    /// Operator listener for the admin API, the console and the metrics (e.g. 127.0.0.1:9090).
+    /// When set, SVAMLGATE_LISTEN answers only the callback path and /healthz.
+    #[arg(long, env = "SVAMLGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// How long a console login lasts, in seconds.
+    #[arg(long, env = "SVAMLGATE_CONSOLE_SESSION_SECS", default_value_t = crate::console::DEFAULT_SESSION_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub console_session_secs: u64,
 }
 
 /// How svamlgate talks to Sinch's Calling API (callouts, call and conference control). The
@@ -343,6 +351,7 @@ impl ServeArgs {
         serve.application_secret = None;
         serve.applications = None;
         serve.admin_token = None;
+        serve.admin_listen = None;
         serve.verify_signatures = true;
         // Nothing listens on port 9 locally: a test that does not start a Sinch stand-in never
         // reaches the real Sinch, and fails fast.

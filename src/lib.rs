@@ -12,6 +12,9 @@
 //!
 //! Outbound: [`sinch_api`] places and controls calls through Sinch's Calling API (checked, capped,
 //! retried, recorded by [`db::outbound`]); [`diagnosis`] walks Sinch's troubleshooting steps per call.
+//!
+//! Operators: [`console`] serves the operator console (HTML pages over the same records) and the
+//! operator listener (`SVAMLGATE_ADMIN_LISTEN`).
 
 pub mod alerts;
 pub mod app;
@@ -21,6 +24,7 @@ pub mod canary;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod diagnosis;
 pub mod doctor;

@@ -235,6 +235,17 @@ pub async fn gather(
     id: &str,
     limits: CallLimits,
 ) -> Result<Option<Facts>, sqlx::Error> {
+    gather_counting(pool, id, limits, true).await
+}
+
+/// [`gather`], counting the calls in progress only when `count_in_progress` (the count scans the
+/// last hours of callbacks; the console passes a recent count of its own instead).
+pub async fn gather_counting(
+    pool: &PgPool,
+    id: &str,
+    limits: CallLimits,
+    count_in_progress: bool,
+) -> Result<Option<Facts>, sqlx::Error> {
     let mut requests = facts::requests_for_call(pool, id).await?;
     let mut callbacks = facts::callbacks_for_call(pool, id).await?;
     let mut callid = Some(id.to_owned());
@@ -265,10 +276,14 @@ pub async fn gather(
         Some(r) if callbacks.is_empty() => facts::refusals_between(pool, r.created_at, now).await?,
         _ => Vec::new(),
     };
-    let in_progress = OutboundStore::new(pool.clone())
-        .count_in_progress(&limits)
-        .await
-        .ok();
+    let in_progress = if count_in_progress {
+        OutboundStore::new(pool.clone())
+            .count_in_progress(&limits)
+            .await
+            .ok()
+    } else {
+        None
+    };
     Ok(Some(Facts {
         callid,
         reference,

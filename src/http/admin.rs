@@ -148,12 +148,17 @@ pub async fn require_admin(
                     "Missing admin credentials: send Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>",
                 )),
                 Some(token) => {
-                    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-                    if bool::from(digest.ct_eq(&expected)) {
-                        Ok(())
-                    } else {
-                        Err(ApiError::new(code::INVALID_CREDENTIALS, "Admin token is invalid"))
-                    }
+                    // Wrong tokens are throttled per peer, like wrong console logins.
+                    crate::console::admin_throttled(&req).and_then(|()| {
+                        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                        let right = bool::from(digest.ct_eq(&expected));
+                        crate::console::admin_token_seen(&req, right);
+                        if right {
+                            Ok(())
+                        } else {
+                            Err(ApiError::new(code::INVALID_CREDENTIALS, "Admin token is invalid"))
+                        }
+                    })
                 }
             }
             }

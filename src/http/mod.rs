@@ -68,6 +68,19 @@ where
             .configure(admin::routes),
     )
     .split_for_parts()
+    // The operator console: HTML pages, not part of the OpenAPI document.
+    .map_first(|app| app.configure(crate::console::routes))
+}
+
+/// `(a, b)` with `f` applied to `a`.
+trait MapFirst<A, B> {
+    fn map_first<C>(self, f: impl FnOnce(A) -> C) -> (C, B);
+}
+
+impl<A, B> MapFirst<A, B> for (A, B) {
+    fn map_first<C>(self, f: impl FnOnce(A) -> C) -> (C, B) {
+        (f(self.0), self.1)
+    }
 }
 
 /// The OpenAPI document of the routes [`routes`] registers.
@@ -117,6 +130,8 @@ pub struct Application {
     pub server: Server,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where the operator listener listens (SVAMLGATE_ADMIN_LISTEN), if there is one.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// The one startup path (`svamlgate serve`, the tests, the benchmarks through the binary): builds
@@ -137,17 +152,43 @@ pub async fn build(
     let state = web::Data::new(state);
     crate::canary::spawn(&state);
     let addr = listener.local_addr()?;
-    let server = serve(state.clone(), listener)?;
+    let admin_listener = match state.config.admin_listen {
+        Some(a) => Some(TcpListener::bind(a).map_err(|e| {
+            anyhow::anyhow!("binding the operator listener SVAMLGATE_ADMIN_LISTEN={a}: {e}")
+        })?),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let server = serve(state.clone(), listener, admin_listener)?;
     Ok(Application {
         state,
         server,
         addr,
+        admin_addr,
     })
 }
 
 /// Starts the server for `state` on `listener`.
-fn serve(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+fn serve(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+) -> anyhow::Result<Server> {
     let callback_path = state.config.callback_path.clone();
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let listeners = web::Data::new(crate::console::listeners::Listeners::new(
+        admin_addr,
+        &callback_path,
+    ));
+    let console = web::Data::new(crate::console::Console::new(Duration::from_secs(
+        state.config.console_session_secs,
+    )));
     let workers = state.config.workers;
     let shutdown = state.config.shutdown_timeout_secs;
     let document = serde_json::to_string(&openapi_document()?)?;
@@ -159,13 +200,20 @@ fn serve(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Se
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .app_data(extract::json_config())
+            .app_data(listeners.clone())
+            .app_data(console.clone())
+            .wrap(from_fn(crate::console::listeners::only_public_paths))
             .wrap(from_fn(observe));
         let (app, _) = routes(app, &callback_path);
         app.default_service(web::to(not_found))
     })
-    .listen(listener)?
-    .shutdown_timeout(shutdown)
-    .client_request_timeout(Duration::from_secs(10));
+    .listen(listener)?;
+    if let Some(admin) = admin_listener {
+        server = server.listen(admin)?;
+    }
+    let mut server = server
+        .shutdown_timeout(shutdown)
+        .client_request_timeout(Duration::from_secs(10));
     if let Some(w) = workers {
         server = server.workers(w);
     }

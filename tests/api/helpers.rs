@@ -82,6 +82,9 @@ fn with_database(url: &str, name: &str) -> String {
 
 pub struct TestApp {
     pub addr: String,
+    /// The operator listener (SVAMLGATE_ADMIN_LISTEN), when the test set one.
+    #[allow(dead_code)]
+    pub admin_addr: Option<String>,
     pub pool: PgPool,
     pub db_url: String,
     pub client: awc::Client,
@@ -344,6 +347,7 @@ pub async fn spawn_app_on(db_url: String, configure: impl FnOnce(&mut ServeArgs)
         .finish();
     TestApp {
         addr: app.addr.to_string(),
+        admin_addr: app.admin_addr.map(|a| a.to_string()),
         pool,
         db_url,
         client,

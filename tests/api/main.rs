@@ -3,6 +3,7 @@
 mod admin;
 mod callbacks;
 mod cli;
+mod console;
 mod faults;
 mod flow_changes;
 mod flows;
