@@ -10,8 +10,8 @@
 //!   metrics, and the recording of every error envelope in the errors table.
 
 pub mod admin;
-pub mod admin_flow_changes;
 pub mod admin_alerts;
+pub mod admin_flow_changes;
 pub mod admin_flows;
 pub mod admin_gate;
 pub mod admin_refusals;

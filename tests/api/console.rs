@@ -201,7 +201,7 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
     }
     // Over plain http, it is not.
     let (session, overview) = login(&app, &base).await;
-    assert!(overview.body.contains("alerts: not configured"));
+    assert!(overview.body.contains("<section id=\"alerts\">"));
     let res = fetch(&app, &base, "GET", "/console/login", None, None, &[]).await;
     assert!(!res.cookies()[0].contains("Secure"));
 
@@ -755,6 +755,22 @@ async fn the_console_in_chromium() {
     };
     let app = spawn_app().await;
     let refusal = seed(&app).await;
+    // The seeded gate miss fires its alert (on the alerts thread): the overview lists it.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !app
+        .state
+        .alerts
+        .list()
+        .firing
+        .iter()
+        .any(|a| a.rule.as_str() == "gate_miss")
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the gate miss alert never fired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let driver = start_driver(&chromedriver).await;
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), json!({
@@ -818,7 +834,8 @@ async fn tour(c: &fantoccini::Client, base: &str, refusal: &str) {
     assert_eq!(c.current_url().await.unwrap().path(), "/console");
 
     // Overview.
-    assert_eq!(text(c, "#alerts p").await, "alerts: not configured");
+    let firing = text(c, "#firing-alerts").await;
+    assert!(firing.contains("gate_miss"), "{firing}");
     let callbacks = text(c, "#t-callbacks .value").await;
     assert!(callbacks.parse::<u64>().unwrap() >= 4, "{callbacks}");
     assert_eq!(text(c, "#t-refused .value").await, "1");

@@ -43,7 +43,10 @@ fn declared_admin_routes() -> BTreeSet<Op> {
             out.insert((c[1].to_uppercase(), normalise(&format!("/admin{}", &c[2]))));
         }
     }
-    assert!(!out.is_empty(), "no admin route attributes found in {dir:?}");
+    assert!(
+        !out.is_empty(),
+        "no admin route attributes found in {dir:?}"
+    );
     out
 }
 

@@ -219,13 +219,8 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
             "No events or outbound requests recorded for call {callid}"
         ))));
     }
-    let mut facts = crate::diagnosis::gather_counting(
-        pool,
-        callid,
-        state.sinch.limits(),
-        false,
-    )
-    .await?;
+    let mut facts =
+        crate::diagnosis::gather_counting(pool, callid, state.sinch.limits(), false).await?;
     if let Some(f) = &mut facts {
         f.in_progress = crate::console::calls_in_progress(&ctx.state, &ctx.console)
             .await

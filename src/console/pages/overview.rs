@@ -134,6 +134,7 @@ async fn render(ctx: &Ctx, w: Window) -> Result<Markup, PageError> {
     let status = &state.recorder.status;
     let lag_records = status.lag_records();
     let lag_seconds = status.lag_seconds();
+    let alerts = state.alerts.list();
     let last_error = status
         .last_error
         .lock()
@@ -173,11 +174,29 @@ async fn render(ctx: &Ctx, w: Window) -> Result<Markup, PageError> {
             (tile("t-db", "database / embedded cluster", format!("{database} / {cluster}"), if database == "ok" { "" } else { "bad" }))
         }
         @if let Some(e) = &last_error { p.bad { "Shipping to PostgreSQL fails: " (e) } }
-        // Firing alerts: GET /admin/alerts (the ops work) is not part of this build yet; this
-        // section shows them once it is.
+        // Firing alerts: the same list as GET /admin/alerts.
         section #alerts {
             h2 { "Alerts" }
-            p.muted { "alerts: not configured" }
+            @if alerts.firing.is_empty() {
+                p.muted { "No alert is firing." @if alerts.webhooks == 0 { " (No webhook is configured: SVAMLGATE_ALERT_WEBHOOKS.)" } }
+            } @else {
+                table #firing-alerts { thead { tr { th { "rule" } th { "what" } th.num { "count" } th { "since" } th { "examples" } } }
+                    tbody { @for a in &alerts.firing { tr.bad {
+                        td { (a.rule.as_str()) @if !a.key.is_empty() { " (" (a.key) ")" } }
+                        td { (a.summary) }
+                        td.num { (a.count) }
+                        td { (view::time(a.fired_at)) }
+                        td { @for e in &a.examples { @if let Some(c) = &e.callid {
+                            a href=(format!("/console/calls/{}", super::calls::urlencode(c))) { (c) } " "
+                        } @else if let Some(r) = &e.reference {
+                            a href=(format!("/console/errors?reference={}", super::calls::urlencode(r))) { (r) } " "
+                        } } }
+                    } } }
+                }
+            }
+            @if let Some(last) = alerts.recent.first() {
+                p.muted { "Latest: " (last.text) }
+            }
         }
         section {
             h2 { "Rates" }
