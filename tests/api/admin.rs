@@ -109,6 +109,20 @@ async fn database_unavailable_on_admin_is_503() {
         .assert_envelope(503, 50300);
 }
 
+/// The app is built as `svamlgate serve` builds it: the account's say limit reaches the gate.
+#[actix_web::test]
+async fn the_say_limit_setting_reaches_the_gate() {
+    let app = spawn_app_with(|c| c.max_say_chars = 5).await;
+    let reply = json!({"instructions": [{"name": "say", "text": "Hello there", "locale": "en-US"}],
+                       "action": {"name": "hangup"}});
+    let report = app
+        .admin_send("POST", "/admin/svaml/validate?event=ice", Some(&reply))
+        .await
+        .json();
+    assert_eq!(report["valid"], false, "{report}");
+    assert!(report.to_string().contains("SVAML080"), "{report}");
+}
+
 #[actix_web::test]
 async fn error_catalog_and_validation_endpoints() {
     let app = spawn_app().await;

@@ -44,10 +44,22 @@ fn server_url() -> &'static str {
     })
 }
 
-fn validator() -> std::sync::Arc<Validator> {
-    static V: OnceLock<std::sync::Arc<Validator>> = OnceLock::new();
-    V.get_or_init(|| std::sync::Arc::new(Validator::new().expect("schemas compile")))
-        .clone()
+/// The validator `svamlgate serve` builds for these settings (`Validator::with_limits`), compiled
+/// once per distinct limits.
+fn validator(limits: svamlgate::svaml::Limits) -> std::sync::Arc<Validator> {
+    use std::sync::{Arc, Mutex};
+    static CACHE: OnceLock<Mutex<Vec<(svamlgate::svaml::Limits, Arc<Validator>)>>> =
+        OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some((_, v)) = cache.iter().find(|(l, _)| *l == limits) {
+        return v.clone();
+    }
+    let v = Arc::new(Validator::with_limits(limits).expect("schemas compile"));
+    cache.push((limits, v.clone()));
+    v
 }
 
 /// A fresh, migrated database; returns its URL.
@@ -105,19 +117,32 @@ impl TestApp {
         self.state.shutdown(Duration::from_secs(2)).await;
     }
 
-    /// Waits (at most 5 s) until every journaled record is in PostgreSQL, unless shipping is failing.
+    /// Waits until every record written so far is in PostgreSQL, the way an admin read waits (on
+    /// the shipped position, woken by the shipper), and also for records held in memory. Returns
+    /// at once while PostgreSQL does not take records (tests of outages read what is there).
+    /// Fails the test, loudly, when shipping has not caught up within 60 s.
     pub async fn settle(&self) {
-        use std::sync::atomic::Ordering;
+        use svamlgate::recording::position::LagReason;
         let status = &self.state.recorder.status;
-        for _ in 0..250 {
-            let durable = *self.state.recorder.journal().durable().borrow();
-            if status.shipped.load(Ordering::Acquire) >= durable && status.memory.is_empty() {
+        let position = status.position(self.state.recorder.journal());
+        let budget = Duration::from_secs(60);
+        match status.wait_shipped(position, budget).await {
+            None => {}
+            Some(lag) if lag.reason == LagReason::DatabaseUnavailable => return,
+            Some(lag) => panic!("settle: records up to {position} not shipped within {budget:?}: {lag:?}"),
+        }
+        let until = std::time::Instant::now() + budget;
+        while !status.memory.is_empty() {
+            if status.known_down() {
                 return;
             }
-            if status.last_error.lock().unwrap().is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(
+                std::time::Instant::now() < until,
+                "settle: {} records still held in memory after {budget:?}",
+                status.memory.len()
+            );
+            let moved = status.shipped_moved.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(50), moved).await;
         }
     }
 
@@ -334,7 +359,7 @@ pub async fn spawn_app_on(db_url: String, configure: impl FnOnce(&mut ServeArgs)
     let app = svamlgate::http::build(
         config.clone(),
         Store::new(pool.clone()),
-        validator(),
+        validator(config.limits()),
         None,
         listener,
     )
