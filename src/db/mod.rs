@@ -2,6 +2,7 @@
 //! [`cluster`]), the migrations, and the narrow interface the rest of svamlgate uses ([`store::Store`]).
 
 pub mod cluster;
+pub mod copy;
 pub mod flows;
 pub mod outbound;
 pub mod ship;

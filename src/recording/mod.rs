@@ -13,6 +13,7 @@
 //! wait is capped at [`JOURNAL_BUDGET`], and the failure is counted and logged at error.
 
 pub mod journal;
+pub mod pacer;
 pub mod replay;
 pub mod shipper;
 
