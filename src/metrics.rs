@@ -105,7 +105,7 @@ impl<T: Default> Table<T> {
             if let Some(v) = table.probe(key, name, pairs) {
                 return v;
             }
-            table = table.next.get_or_init(Box::default);
+            table = &**table.next.get_or_init(Box::default);
         }
     }
 
@@ -140,7 +140,7 @@ impl<T> Table<T> {
                     return Some(&entry.value);
                 }
             }
-            table = table.next.get()?;
+            table = &**table.next.get()?;
         }
     }
 
@@ -380,7 +380,9 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
-        self.counters.get(name, pairs).fetch_add(n, Ordering::Relaxed);
+        self.counters
+            .get(name, pairs)
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records one observation in a histogram.
@@ -522,7 +524,10 @@ mod tests {
                 std::thread::spawn(move || {
                     let event = ["ice", "ace"][t % 2];
                     for i in 0..10_000u64 {
-                        m.inc("svamlgate_callbacks_total", &[("event", event), ("outcome", "replied")]);
+                        m.inc(
+                            "svamlgate_callbacks_total",
+                            &[("event", event), ("outcome", "replied")],
+                        );
                         m.observe(
                             "svamlgate_reply_duration_seconds",
                             &[("event", event), ("source", "flow")],
@@ -537,7 +542,10 @@ mod tests {
         }
         for event in ["ice", "ace"] {
             assert_eq!(
-                m.counter("svamlgate_callbacks_total", &[("event", event), ("outcome", "replied")]),
+                m.counter(
+                    "svamlgate_callbacks_total",
+                    &[("event", event), ("outcome", "replied")]
+                ),
                 20_000
             );
             let h = m.histogram(
@@ -564,7 +572,10 @@ mod tests {
         }
         for (i, v) in values.iter().enumerate() {
             assert_eq!(
-                m.counter("svamlgate_gate_violations_total", &[("event", "ice"), ("rule", v)]),
+                m.counter(
+                    "svamlgate_gate_violations_total",
+                    &[("event", "ice"), ("rule", v)]
+                ),
                 i as u64 + 1
             );
         }
@@ -575,7 +586,10 @@ mod tests {
                 .count(),
             3 * SLOTS
         );
-        assert_eq!(m.counter("svamlgate_gate_violations_total", &[("event", "x")]), 0);
+        assert_eq!(
+            m.counter("svamlgate_gate_violations_total", &[("event", "x")]),
+            0
+        );
     }
 
     #[test]
@@ -591,11 +605,24 @@ mod tests {
         let window = m.histogram(name, &[]).since(&before);
         assert_eq!(window.count, 5);
         assert_eq!(window.above(Duration::from_micros(2500)), 3);
-        assert_eq!(window.above(Duration::from_millis(2)), 3, "rounded up to the 2.5 ms bound");
+        assert_eq!(
+            window.above(Duration::from_millis(2)),
+            3,
+            "rounded up to the 2.5 ms bound"
+        );
         assert_eq!(window.above(Duration::from_secs(10)), 0);
         let text = m.render();
-        assert!(text.contains("svamlgate_journal_append_seconds_count 6"), "{text}");
-        assert!(text.contains("svamlgate_journal_append_seconds_sum 0.06"), "{text}");
-        assert!(text.contains("svamlgate_journal_append_seconds_bucket{le=\"+Inf\"} 6"), "{text}");
+        assert!(
+            text.contains("svamlgate_journal_append_seconds_count 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("svamlgate_journal_append_seconds_sum 0.06"),
+            "{text}"
+        );
+        assert!(
+            text.contains("svamlgate_journal_append_seconds_bucket{le=\"+Inf\"} 6"),
+            "{text}"
+        );
     }
 }

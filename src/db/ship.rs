@@ -82,10 +82,10 @@ impl Staged {
             .execute(&mut **tx)
             .await?;
         let mut copy = tx
-            .copy_in_raw(AssertSqlSafe(format!(
+            .copy_in_raw(&format!(
                 "COPY {} ({}) FROM STDIN",
                 self.staging, self.columns
-            )))
+            ))
             .await?;
         copy.send(rows.bytes()).await?;
         copy.finish().await?;
@@ -173,7 +173,10 @@ fn body_json(c: &crate::recording::NewCallback) -> Option<&str> {
     if !c.body_is_json {
         return None;
     }
-    let raw = c.raw_body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&c.raw_body);
+    let raw = c
+        .raw_body
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(&c.raw_body);
     let text = std::str::from_utf8(raw).ok()?;
     (!text.contains("\\u0000")).then_some(text)
 }
@@ -290,7 +293,10 @@ async fn mark_rejected_by_sinch(
 
 /// Applies the batch's call-state changes: the last change of each call wins, and a stored state
 /// written later (by another instance) than the change is kept.
-async fn apply_call_states(tx: &mut Tx<'_>, callbacks: &[&CallbackRecord]) -> Result<(), sqlx::Error> {
+async fn apply_call_states(
+    tx: &mut Tx<'_>,
+    callbacks: &[&CallbackRecord],
+) -> Result<(), sqlx::Error> {
     let mut last: HashMap<&str, (&CallStateChange, OffsetDateTime)> = HashMap::new();
     for c in callbacks {
         if let Some(change) = &c.call_state {

@@ -125,7 +125,11 @@ impl Pacer {
             self.gap = (self.gap * 2.0).clamp(1.0, Self::MAX_GAP);
         } else {
             self.batch = (self.batch + Self::MIN_BATCH).min(BATCH);
-            self.gap = if self.gap <= 0.25 { 0.0 } else { self.gap / 2.0 };
+            self.gap = if self.gap <= 0.25 {
+                0.0
+            } else {
+                self.gap / 2.0
+            };
         }
     }
 

@@ -9,6 +9,7 @@ mod gate_feedback;
 mod helpers;
 mod logging;
 mod openapi;
+mod ship;
 mod signatures;
 mod sinch_api;
 mod svaml_corpus;
