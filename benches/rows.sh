@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # What one shipped callback row costs PostgreSQL, and what each index of `callbacks` adds to it.
 #
-#   benches/rows.sh              # 40,000 rows per variant
-#   ROWS=100000 benches/rows.sh
+#   benches/rows.sh                      # 40,000 rows per variant, three rounds
+#   ROWS=100000 REPEAT=5 benches/rows.sh
 #
 # Starts a throwaway cluster (as the postgres user when run as root), applies migrations/*.sql,
 # then ships generated callback rows the way the shipper does (batches of 500: COPY into a staging
 # table, one INSERT ... SELECT ... ON CONFLICT DO NOTHING, commit), once with the schema as the
-# migrations leave it and once per variant below. It reads the CPU time of every process of the
-# cluster (the backend, the WAL writer, the checkpointer, ...) from /proc before and after, and
-# prints microseconds of PostgreSQL CPU per row. CPU time, not wall time: the figure holds on a
+# migrations leave it and once per variant below, in REPEAT interleaved rounds (the median is
+# printed). It reads the CPU time of every process of the cluster (the backends, the WAL writer, the
+# checkpointer, ...) from /proc before and after, and prints microseconds of PostgreSQL CPU per row. CPU time, not wall time: the figure holds on a
 # machine busy with other work. Needs initdb/postgres/psql and python3; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,32 +101,39 @@ cluster_cpu() { # clock ticks of every process of the cluster, the exited backen
 }
 TICK=$(getconf CLK_TCK)
 
-measure() { # label, SQL applied first, batches (body or nobody)
+measure() { # SQL applied first, batches (body, nobody or insert), SQL applied after; prints us/row
   "${PSQL[@]}" -c "SET client_min_messages = warning" -c "TRUNCATE callbacks CASCADE" -c "CHECKPOINT" >/dev/null
-  if [ -n "$2" ]; then "${PSQL[@]}" -c "$2" >/dev/null; fi
+  if [ -n "$1" ]; then "${PSQL[@]}" -c "$1" >/dev/null; fi
   local before after
   before=$(cluster_cpu)
-  "${PSQL[@]}" -f "$WORK/batches-${3:-body}.sql" >/dev/null
+  "${PSQL[@]}" -f "$WORK/batches-$2.sql" >/dev/null
   "${PSQL[@]}" -c "CHECKPOINT" >/dev/null
   after=$(cluster_cpu)
-  python3 -c "print(f'%-52s %8.1f us/row' % ('$1', ($after - $before) * 1e6 / $TICK / $ROWS))"
+  if [ -n "$3" ]; then "${PSQL[@]}" -c "$3" >/dev/null; fi
+  python3 -c "print(f'{($after - $before) * 1e6 / $TICK / $ROWS:.1f}')"
 }
 
-echo "PostgreSQL CPU per shipped callback row ($ROWS rows, batches of 500, checkpoint included):"
-# Once to warm up (catalogs, the page cache), not printed.
-measure warm "" >/dev/null
-measure "schema as migrated" ""
-measure "  without callbacks_received" "DROP INDEX callbacks_received"
-"${PSQL[@]}" -c "CREATE INDEX callbacks_received ON callbacks (received_at DESC)" >/dev/null
-measure "  without callbacks_callid_received" "DROP INDEX callbacks_callid_received"
-"${PSQL[@]}" -c "CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)" >/dev/null
-measure "  without the unique reference" "ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key"
-"${PSQL[@]}" -c "ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)" >/dev/null
-if ! "${PSQL[@]}" -c "SELECT 1 FROM pg_indexes WHERE indexname = 'callbacks_type_received'" | grep -q 1; then
-  measure "  with callbacks_type_received (dropped by 0010)" \
-    "CREATE INDEX callbacks_type_received ON callbacks (event_type, received_at DESC)"
-  "${PSQL[@]}" -c "DROP INDEX callbacks_type_received" >/dev/null
-fi
-measure "  body column left NULL (raw_body only)" "" nobody
-measure "multi-row INSERT, indexes as before 0010" \
-  "CREATE INDEX IF NOT EXISTS callbacks_type_received ON callbacks (event_type, received_at DESC)" insert
+# label | SQL before | batches | SQL after
+VARIANTS=(
+  "schema as migrated||body|"
+  "  without callbacks_received|DROP INDEX callbacks_received|body|CREATE INDEX callbacks_received ON callbacks (received_at DESC)"
+  "  without callbacks_callid_received|DROP INDEX callbacks_callid_received|body|CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)"
+  "  without the unique reference|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key|body|ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)"
+  "  with callbacks_type_received (0010 drops it)|CREATE INDEX IF NOT EXISTS callbacks_type_received ON callbacks (event_type, received_at DESC)|body|DROP INDEX callbacks_type_received"
+  "  body column left NULL (raw_body only)||nobody|"
+  "multi-row INSERT, indexes as before 0010|CREATE INDEX IF NOT EXISTS callbacks_type_received ON callbacks (event_type, received_at DESC)|insert|DROP INDEX callbacks_type_received"
+)
+REPEAT=${REPEAT:-3}
+measure "" body "" >/dev/null # warms up (catalogs, the page cache); not counted
+declare -A FIG
+for round in $(seq 1 "$REPEAT"); do
+  for v in "${VARIANTS[@]}"; do
+    IFS='|' read -r label before batches after <<<"$v"
+    FIG[$label]+="$(measure "$before" "$batches" "$after") "
+  done
+done
+echo "PostgreSQL CPU per shipped callback row: median of $REPEAT rounds of $ROWS rows (batches of 500, checkpoint included)"
+for v in "${VARIANTS[@]}"; do
+  IFS='|' read -r label _ <<<"$v"
+  python3 -c "import statistics,sys; f=[float(x) for x in sys.argv[2].split()]; print(f'%-50s %6.1f us/row   (%s)' % (sys.argv[1], statistics.median(f), ' '.join(sys.argv[2].split())))" "$label" "${FIG[$label]}"
+done
