@@ -316,7 +316,6 @@ impl Cluster {
                 // Callers before records: the embedded server (and every backend it forks) yields
                 // the CPU to the reply path under load. Records wait in the journal meanwhile.
                 libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-                background_io();
                 Ok(())
             });
         }
@@ -542,27 +541,6 @@ fn stop_child(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Callers before records, on the disk too: the embedded server's I/O (its commit flushes, its
-/// checkpoints, the writes of crash recovery) goes in the idle I/O class, so that the journal's
-/// flush, which every reply waits for, is served first on a disk they share. I/O schedulers that
-/// know priorities (mq-deadline, BFQ) honour it, with their own aging so that idle I/O is never
-/// starved for long (mq-deadline: 10 s); others ignore it. Inherited by every backend the server
-/// forks. Async-signal-safe (one system call), so it may run between fork and exec.
-pub fn background_io() {
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
-    // SAFETY: ioprio_set has no memory-safety preconditions; 0 names the calling process.
-    unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0 as libc::c_long,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        );
-    }
 }
 
 #[cfg(test)]
