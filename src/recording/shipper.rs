@@ -192,7 +192,10 @@ pub async fn run(
                     housekeeping(&journal, &metrics, &status, &config);
                     last_housekeeping = std::time::Instant::now();
                 }
-                if let Some(gap) = pacer.pause_after(started.elapsed()) {
+                // Between the batches of a catch-up only: once caught up, the shipper goes back to
+                // waiting for records at once (and knows it is caught up).
+                let more = last < status.durable.load(Ordering::Acquire);
+                if let Some(gap) = pacer.pause_after(started.elapsed()).filter(|_| more) {
                     if stopping.is_none() {
                         metrics.inc("svamlgate_ship_pauses_total", &[]);
                         pause(gap, &mut stop).await;
