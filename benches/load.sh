@@ -1,29 +1,30 @@
 #!/usr/bin/env bash
-# The whole reply path, side by side with its ceiling, in one run on one machine.
+# The whole reply path, side by side with its ceiling, in one run on one machine; prints the table
+# of issue #20 (docs/benchmarks.md explains each row).
 #
-#   benches/load.sh            # 10 s per measurement
-#   SECS=20 benches/load.sh    # longer
+#   benches/load.sh                         # 10 s per measurement
+#   SECS=5 benches/load.sh                  # a quick pass
+#   SVAMLGATE_BIN=/path/to/svamlgate benches/load.sh   # another build of svamlgate (e.g. an older one)
 #
 # Builds (release) svamlgate, a bare actix-web handler from the same dependency versions
-# (examples/bare.rs) and a load generator that signs every request as Sinch does
-# (examples/loadgen.rs). Then, on this machine, with the load generator sharing its cores:
-#   1. the bare handler: requests/s with 32 connections; p50/p99 at a fixed 1,000 requests/s;
-#   2. svamlgate as shipped (durable journal, embedded PostgreSQL, an IVR flow route for the
-#      called number): the same two figures;
-#   3. svamlgate at 1,000 requests/s while its PostgreSQL is stopped (SIGSTOP of the postmaster and
-#      its backends: it neither answers nor refuses), then resumed;
-#   4. svamlgate's resident memory, and the rows in PostgreSQL against the callbacks answered once
-#      the shipper has drained the journal;
-#   5. how long the shipper needed to catch up after the 32-connection run (it holds back while
-#      callers queue, for at most SVAMLGATE_SHIP_DEFER_MAX_SECS), and the sustained figure: the
-#      callbacks of that run over the run plus the catch-up.
-# Each fixed-rate run starts once the shipper has drained what the run before it left in the
-# journal, PostgreSQL has checkpointed it (CHECKPOINT) and the page cache is written back (`sync`):
-# otherwise the writes of the rows PostgreSQL took a moment ago (its checkpoint after 200,000 rows,
-# the kernel's writeback) land in the middle of the run and delay the journal's fdatasync, which
-# measures the previous run, not this one. Only 127.0.0.1 is contacted; every run is bounded in time. Targets (2 cores, load generator on
-# the same cores): >= 25% of the bare handler's throughput, p99 <= 5 ms at 1,000/s with the flow
-# route, p99 <= 10 ms at 1,000/s while PostgreSQL is stopped, rows = callbacks answered.
+# (examples/bare.rs) and a load generator that signs every request as Sinch does and sends distinct
+# ICEs (examples/loadgen.rs). Then, on this machine, with the load generator sharing its cores:
+#   1. the bare handler: requests/s with 32 connections; latency at a fixed 1,000/s and 300/s;
+#   2. svamlgate as shipped (durable journal, embedded PostgreSQL, an IVR flow route for the called
+#      number), in this order:
+#      a. burst: 32 connections for SECS; then the time the shipper needs to catch up, which gives
+#         the sustained figure (that run's callbacks over the run plus the catch-up), and
+#         PostgreSQL's CPU per row (every process of the cluster, from /proc, over the run and the
+#         catch-up, divided by the rows shipped meanwhile);
+#      b. 1,000/s after a drain, a CHECKPOINT and `sync` (the quiet case);
+#      c. 1,000/s right after a second burst of SECS, no drain, no checkpoint: the shipper catches
+#         up during the run, as it does in production;
+#      d. 300/s while the embedded postgres is SIGKILLed (a third into the run) and restarted by
+#         svamlgate's supervisor;
+#   3. svamlgate's RSS, and the rows in PostgreSQL against the callbacks answered once the shipper
+#      has drained the journal.
+# Only 127.0.0.1 is contacted; every run is bounded in time. Needs curl, psql and python3 besides
+# the PostgreSQL server binaries; takes about four minutes after the build with SECS=10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,15 +34,18 @@ SECRET=YmVuY2gtc2VjcmV0
 TOKEN=bench-admin
 
 echo "== building (release)" >&2
-cargo build --release --locked --bin svamlgate --example bare --example loadgen >&2
-BIN=target/release
+if [ -n "${SVAMLGATE_BIN:-}" ]; then
+  cargo build --release --locked --example bare --example loadgen >&2
+else
+  cargo build --release --locked --bin svamlgate --example bare --example loadgen >&2
+fi
+BIN=${CARGO_TARGET_DIR:-target}/release
+SG_BIN=${SVAMLGATE_BIN:-$BIN/svamlgate}
 
 WORK=$(mktemp -d /tmp/svamlgate-bench-XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
-STOPPED=()
 cleanup() {
-  for p in "${STOPPED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -60,22 +64,39 @@ load() { # url prefix rate [seconds]
   "$BIN/examples/loadgen" --url "$1" --key "$KEY" --secret "$SECRET" --connections 32 \
     --seconds "${4:-$SECS}" --rate "$3" --prefix "$2" --called +15550100
 }
+ready() { curl -s "$BASE/readyz" || true; }
+lag() { ready | python3 -c 'import json,sys; print(json.load(sys.stdin)["shipping"]["lagRecords"])' 2>/dev/null || echo x; }
 drain() { # waits until the shipper has moved every journal record into PostgreSQL
-  for _ in $(seq 1 1200); do
-    LAG=$(curl -sf "$BASE/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["shipping"]["lagRecords"])' || echo x)
-    [ "$LAG" = 0 ] && return 0
-    sleep 0.5
+  for _ in $(seq 1 2400); do
+    [ "$(lag)" = 0 ] && return 0
+    sleep 0.25
   done
   echo "the journal did not drain" >&2
 }
-checkpoint() { # PostgreSQL writes out what the run before left in its buffers, then the kernel its cache
+pg_home() { cat "$WORK/data/pg-location" 2>/dev/null || echo "$WORK/data"; }
+pg_psql() {
   PGPASSWORD=$(cat "$WORK/data/pg-password") psql -h 127.0.0.1 -p "$(cat "$WORK/data/pg-port")" \
-    -U svamlgate -d postgres -qAtc "CHECKPOINT" >/dev/null
+    -U svamlgate -d postgres -qAt "$@"
+}
+checkpoint() { # PostgreSQL writes out what the run before left in its buffers, then the kernel its cache
+  pg_psql -c "CHECKPOINT" >/dev/null
   sync
 }
+pg_cpu_ticks() { # CPU time of every process of the cluster (exited backends included), in ticks
+  local pm total pid
+  pm=$(head -1 "$(pg_home)/pg/postmaster.pid")
+  total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+  for pid in $(pgrep -P "$pm"); do
+    [ -r "/proc/$pid/stat" ] && total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+  done
+  echo "$total"
+}
+shipped() { curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_shipped_records_total /{print $2}'; }
 field() { # line name
   sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"
 }
+now() { date +%s.%N; }
+since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
 echo "== bare actix-web handler" >&2
 BP=$(free_port)
@@ -84,14 +105,15 @@ wait_port "$BP"
 BARE_URL="http://127.0.0.1:$BP/sinch/callback"
 load "$BARE_URL" warm 0 3 >/dev/null
 BARE_MAX=$(load "$BARE_URL" bare-max 0)
-BARE_FIXED=$(load "$BARE_URL" bare-fixed 1000)
+BARE_1000=$(load "$BARE_URL" bare-1000 1000)
+BARE_300=$(load "$BARE_URL" bare-300 300)
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 
 echo "== svamlgate (journal + embedded PostgreSQL + IVR flow route)" >&2
 SP=$(free_port)
 SVAMLGATE_DATA_DIR="$WORK/data" SVAMLGATE_LISTEN="127.0.0.1:$SP" \
 SINCH_APPLICATION_KEY="$KEY" SINCH_APPLICATION_SECRET="$SECRET" SVAMLGATE_ADMIN_TOKEN="$TOKEN" \
-RUST_LOG=warn "$BIN/svamlgate" serve >"$WORK/svamlgate.log" 2>&1 & SG=$!
+RUST_LOG=warn "$SG_BIN" serve >"$WORK/svamlgate.log" 2>&1 & SG=$!
 PIDS+=("$SG")
 wait_port "$SP"
 BASE="http://127.0.0.1:$SP"
@@ -104,47 +126,87 @@ curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
 SG_URL="$BASE/sinch/callback"
 WARM=$(load "$SG_URL" sg-warm 0 3)
 drain
-SG_MAX=$(load "$SG_URL" sg-max 0)
-# Each fixed-rate run starts from a drained journal: it measures 1,000/s, not the backlog of the
-# run before it. The time the shipper needs to catch up after the 32-connection run gives the
-# sustained figure: callbacks answered over the run plus the drain (PostgreSQL's work included).
-echo "== waiting for the shipper to drain the journal" >&2
-DRAIN_START=$(date +%s.%N)
-drain
-DRAIN_SECS=$(python3 -c "import time; print(f'{time.time() - $DRAIN_START:.1f}')")
-checkpoint
-SG_FIXED=$(load "$SG_URL" sg-fixed 1000)
-drain
 checkpoint
 
-echo "== svamlgate while PostgreSQL is stopped" >&2
-PM=$(head -1 "$WORK/data/pg/postmaster.pid")
-STOPPED=("$PM" $(pgrep -P "$PM" || true))
-kill -STOP "${STOPPED[@]}"
-SG_DOWN=$(load "$SG_URL" sg-down 1000)
-kill -CONT "${STOPPED[@]}"
-STOPPED=()
+echo "== a. burst, then the shipper's catch-up" >&2
+CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped)
+SG_MAX=$(load "$SG_URL" sg-max 0)
+DRAIN_START=$(now)
+drain
+DRAIN_SECS=$(since "$DRAIN_START")
+CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped)
+PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(getconf CLK_TCK)/d:.0f}' if d else 'n/a')")
+
+echo "== b. 1,000/s after a drain and a checkpoint" >&2
+checkpoint
+SG_1000=$(load "$SG_URL" sg-1000 1000)
+
+echo "== c. 1,000/s right after a burst" >&2
+drain
+SG_BURST2=$(load "$SG_URL" sg-burst2 0)
+LAG_AT_START=$(lag)
+CATCH_START=$(now)
+SG_AFTER=$(load "$SG_URL" sg-after 1000)
+LAG_AT_END=$(lag)
+drain
+CATCHUP_SECS=$(since "$CATCH_START")
+
+echo "== d. 300/s while postgres is SIGKILLed and restarted" >&2
+PM=$(head -1 "$(pg_home)/pg/postmaster.pid")
+( sleep "$(python3 -c "print($SECS/3)")"; kill -KILL "$PM" ) &
+KILLER=$!
+SG_KILL=$(load "$SG_URL" sg-kill 300)
+wait "$KILLER" || true
 RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SG/status")
 HWM_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SG/status")
-
-echo "== waiting for the shipper to drain the journal" >&2
+RESTART_START=$(now)
 drain
-ROWS=$(PGPASSWORD=$(cat "$WORK/data/pg-password") psql -h 127.0.0.1 -p "$(cat "$WORK/data/pg-port")" \
-  -U svamlgate -d postgres -Atc "SELECT count(*) FROM callbacks WHERE callid LIKE 'sg-%'")
-ANSWERED=$(( $(field "$WARM" ok) + $(field "$SG_MAX" ok) + $(field "$SG_FIXED" ok) + $(field "$SG_DOWN" ok) ))
+RECOVERY_SECS=$(since "$RESTART_START")
+CLUSTER=$(ready | python3 -c 'import json,sys; print(json.load(sys.stdin)["checks"]["embeddedCluster"])' 2>/dev/null || echo "?")
 
-ratio() { python3 -c "print(f'{100*$1/$2:.0f}%' if $2 else 'n/a')"; }
-printf '\n%-44s %12s %10s %10s %10s\n' "run (${SECS}s each, 2 cores shared with the load)" "requests/s" "p50 ms" "p99 ms" "fallbacks"
-printf '%-44s %12s %10s %10s %10s\n' "bare handler, 32 connections" "$(field "$BARE_MAX" rps)" "$(field "$BARE_MAX" p50_ms)" "$(field "$BARE_MAX" p99_ms)" "-"
-printf '%-44s %12s %10s %10s %10s\n' "svamlgate, 32 connections" "$(field "$SG_MAX" rps)" "$(field "$SG_MAX" p50_ms)" "$(field "$SG_MAX" p99_ms)" "$(field "$SG_MAX" fallback)"
-printf '%-44s %12s %10s %10s %10s\n' "bare handler, fixed 1,000/s" "$(field "$BARE_FIXED" rps)" "$(field "$BARE_FIXED" p50_ms)" "$(field "$BARE_FIXED" p99_ms)" "-"
-printf '%-44s %12s %10s %10s %10s\n' "svamlgate, fixed 1,000/s" "$(field "$SG_FIXED" rps)" "$(field "$SG_FIXED" p50_ms)" "$(field "$SG_FIXED" p99_ms)" "$(field "$SG_FIXED" fallback)"
-printf '%-44s %12s %10s %10s %10s\n' "svamlgate, fixed 1,000/s, PostgreSQL stopped" "$(field "$SG_DOWN" rps)" "$(field "$SG_DOWN" p50_ms)" "$(field "$SG_DOWN" p99_ms)" "$(field "$SG_DOWN" fallback)"
-echo
+ROWS=$(pg_psql -c "SELECT count(*) FROM callbacks WHERE callid LIKE 'sg-%'")
+ANSWERED=0
+for r in "$WARM" "$SG_MAX" "$SG_1000" "$SG_BURST2" "$SG_AFTER" "$SG_KILL"; do
+  ANSWERED=$(( ANSWERED + $(field "$r" ok) ))
+done
+ERRORS=0
+for r in "$SG_MAX" "$SG_1000" "$SG_BURST2" "$SG_AFTER" "$SG_KILL"; do
+  ERRORS=$(( ERRORS + $(field "$r" errors) ))
+done
+
+pct() { python3 -c "print(f'{100*$1/$2:.0f}%' if $2 else 'n/a')"; }
+verdict() { python3 -c "print('met' if $1 else 'NOT MET')"; }
+lat() { echo "p99 $(field "$1" p99_ms) (p999 $(field "$1" p999_ms), max $(field "$1" max_ms))"; }
 SUSTAINED=$(python3 -c "print(round($(field "$SG_MAX" ok) / ($SECS + $DRAIN_SECS)))")
-echo "throughput, svamlgate / bare:     $(ratio "$(field "$SG_MAX" rps)" "$(field "$BARE_MAX" rps)")   (target >= 25%)"
-echo "shipper caught up after the run:  ${DRAIN_SECS} s; sustained (run + drain): ${SUSTAINED}/s = $(ratio "$SUSTAINED" "$(field "$BARE_MAX" rps)") of bare"
-echo "errors (no answer or not 200):    bare $(( $(field "$BARE_MAX" errors) + $(field "$BARE_FIXED" errors) )), svamlgate $(( $(field "$SG_MAX" errors) + $(field "$SG_FIXED" errors) + $(field "$SG_DOWN" errors) ))"
-echo "svamlgate memory:                 RSS $((RSS_KB / 1024)) MiB, peak $((HWM_KB / 1024)) MiB"
-echo "callbacks answered 200:           $ANSWERED"
-echo "rows in PostgreSQL after drain:   $ROWS   ($([ "$ROWS" = "$ANSWERED" ] && echo equal || echo DIFFERENT))"
+BARE_RPS=$(field "$BARE_MAX" rps)
+
+echo
+echo "svamlgate against a bare actix-web handler, same run, ${SECS} s per measurement, $(nproc) cores shared with the load generator"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "Figure" "bare handler" "svamlgate" "target" ""
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "---" "---" "---" "---" "---"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "burst: 32 connections, requests/s" \
+  "$BARE_RPS" "$(field "$SG_MAX" rps) = $(pct "$(field "$SG_MAX" rps)" "$BARE_RPS")" ">= 30%" \
+  "$(verdict "$(field "$SG_MAX" rps) * 100 >= 30 * $BARE_RPS")"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "sustained: burst callbacks / (run + catch-up ${DRAIN_SECS} s)" \
+  "$BARE_RPS" "$SUSTAINED/s = $(pct "$SUSTAINED" "$BARE_RPS")" ">= 25%" \
+  "$(verdict "$SUSTAINED * 100 >= 25 * $BARE_RPS")"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "1,000/s after a drain and a checkpoint, ms" \
+  "$(lat "$BARE_1000")" "$(lat "$SG_1000")" "p99 <= 5" "$(verdict "$(field "$SG_1000" p99_ms) <= 5")"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "1,000/s right after a ${SECS} s burst (lag $LAG_AT_START -> $LAG_AT_END), ms" \
+  "$(lat "$BARE_1000")" "$(lat "$SG_AFTER")" "p99 <= 5" "$(verdict "$(field "$SG_AFTER" p99_ms) <= 5")"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "300/s through a SIGKILL of postgres, ms" \
+  "$(lat "$BARE_300")" "$(lat "$SG_KILL")" "p99 <= 5" "$(verdict "$(field "$SG_KILL" p99_ms) <= 5")"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "rows in PostgreSQL / callbacks answered 200" \
+  "-" "$ROWS / $ANSWERED" "equal" "$(verdict "$ROWS == $ANSWERED")"
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "PostgreSQL CPU per shipped row (burst + catch-up)" \
+  "-" "$PG_US_PER_ROW us ($((SHIPPED1 - SHIPPED0)) rows)" "-" ""
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "svamlgate memory" \
+  "-" "RSS $((RSS_KB / 1024)) MiB, peak $((HWM_KB / 1024)) MiB" "-" ""
+echo
+echo "fallbacks: burst $(field "$SG_MAX" fallback), 1,000/s $(field "$SG_1000" fallback), after burst $(field "$SG_AFTER" fallback), SIGKILL $(field "$SG_KILL" fallback); errors (no answer or not 200): bare $(( $(field "$BARE_MAX" errors) + $(field "$BARE_1000" errors) + $(field "$BARE_300" errors) )), svamlgate $ERRORS"
+echo "second burst: $(field "$SG_BURST2" rps) requests/s; the shipper caught up ${CATCHUP_SECS} s after the 1,000/s run began"
+echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; embedded cluster: $CLUSTER; restarts seen in the log: $(grep -c 'starting it again' "$WORK/svamlgate.log" || true)"
+echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"
+echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
+PAUSES=$(curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_ship_pauses_total /{print $2}')
+echo "shipper pauses for slow journal flushes: ${PAUSES:-0}"

@@ -232,13 +232,14 @@ fn main() {
     let mut t = tally.borrow_mut();
     t.latencies_us.sort_unstable();
     println!(
-        "rps={:.0} ok={} fallback={} errors={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        "rps={:.0} ok={} fallback={} errors={} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} max_ms={:.2}",
         t.ok as f64 / elapsed,
         t.ok,
         t.fallback,
         t.errors,
         percentile(&t.latencies_us, 0.50),
         percentile(&t.latencies_us, 0.99),
+        percentile(&t.latencies_us, 0.999),
         percentile(&t.latencies_us, 1.0),
     );
 }

@@ -3,11 +3,17 @@
 //! A deliberately small registry (counters and fixed-bucket histograms keyed by a bounded label set):
 //! labels are only ever route patterns, event types, outcomes, sources and rule codes — never call ids
 //! or phone numbers, so cardinality stays bounded.
+//!
+//! Nothing on the reply path takes a lock here. A series lives in a slot of a fixed table, found by
+//! a hash of its name and labels; its values are atomics. A slot is claimed once, when its series is
+//! first used (the only moment two threads may briefly wait for each other, on that one slot), and
+//! never emptied, so a lookup is a few loads and an update one atomic add. A table that has no room
+//! left chains to another one.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Latency buckets in seconds (0.1 ms … 5 s).
@@ -17,19 +23,28 @@ const BUCKETS: [f64; 14] = [
 
 type Labels = Vec<(&'static str, String)>;
 
+/// One histogram: a count per bucket (not cumulative: one add per observation; the last slot holds
+/// observations above the largest bucket) and the sum in nanoseconds (exact, unlike a float sum).
 #[derive(Default)]
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
 }
 
-/// Series are found by a hash of name and label pairs, so an update allocates nothing once its
-/// series exists (the reply path updates several per callback).
-#[derive(Default)]
-struct Inner {
-    counters: Series<u64>,
-    histograms: Series<Histogram>,
+impl Histogram {
+    /// Cumulative counts per bucket and the total, read once each (a scrape may race an update by
+    /// one observation; the figures it prints stay consistent with each other).
+    fn cumulative(&self) -> ([u64; BUCKETS.len()], u64) {
+        let mut out = [0u64; BUCKETS.len()];
+        let mut total = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            total += c.load(Ordering::Relaxed);
+            if let Some(o) = out.get_mut(i) {
+                *o = total;
+            }
+        }
+        (out, total)
+    }
 }
 
 fn series_key(name: &str, pairs: &[(&'static str, &str)]) -> u64 {
@@ -51,10 +66,102 @@ fn same(name: &str, labels: &Labels, other: &str, pairs: &[(&'static str, &str)]
             .all(|((k1, v1), (k2, v2))| k1 == k2 && v1 == v2)
 }
 
-/// The registry. Cheap to share (`Arc<Metrics>`); every update takes one short lock.
+/// Slots per table. The label sets are bounded, so one table is the rule; a full one chains.
+const SLOTS: usize = 1024;
+/// Slots looked at in one table before moving on to the next.
+const PROBES: usize = 64;
+
+struct Entry<T> {
+    name: &'static str,
+    labels: Labels,
+    value: T,
+}
+
+/// Series of one kind (counters or histograms): open addressing over slots that are claimed once
+/// and never emptied. Where a series lands depends only on its hash and on the slots claimed before
+/// it, so every lookup follows the path its insertion took and finds it, or the first free slot
+/// (then the series is new and claims it; if another series wins that slot meanwhile, the lookup
+/// goes on).
+struct Table<T> {
+    slots: Box<[OnceLock<Box<Entry<T>>>]>,
+    next: OnceLock<Box<Table<T>>>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
+            next: OnceLock::new(),
+        }
+    }
+}
+
+impl<T: Default> Table<T> {
+    /// The series `name` with these labels, created (zero) when new.
+    fn get(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> &T {
+        let key = series_key(name, pairs);
+        let mut table = self;
+        loop {
+            if let Some(v) = table.probe(key, name, pairs) {
+                return v;
+            }
+            table = &**table.next.get_or_init(Box::default);
+        }
+    }
+
+    fn probe(&self, key: u64, name: &'static str, pairs: &[(&'static str, &str)]) -> Option<&T> {
+        let start = (key % SLOTS as u64) as usize;
+        for i in 0..PROBES {
+            let slot = &self.slots[(start + i) % SLOTS];
+            let entry = slot.get_or_init(|| {
+                Box::new(Entry {
+                    name,
+                    labels: labels(pairs),
+                    value: T::default(),
+                })
+            });
+            if same(entry.name, &entry.labels, name, pairs) {
+                return Some(&entry.value);
+            }
+        }
+        None
+    }
+}
+
+impl<T> Table<T> {
+    /// The series `name` with these labels, if it exists (never creates one).
+    fn find(&self, name: &str, pairs: &[(&'static str, &str)]) -> Option<&T> {
+        let start = (series_key(name, pairs) % SLOTS as u64) as usize;
+        let mut table = self;
+        loop {
+            for i in 0..PROBES {
+                let entry = table.slots[(start + i) % SLOTS].get()?;
+                if same(entry.name, &entry.labels, name, pairs) {
+                    return Some(&entry.value);
+                }
+            }
+            table = &**table.next.get()?;
+        }
+    }
+
+    /// Every series, sorted by name and labels (for rendering).
+    fn all(&self) -> Vec<&Entry<T>> {
+        let mut out = Vec::new();
+        let mut table = Some(self);
+        while let Some(t) = table {
+            out.extend(t.slots.iter().filter_map(|s| s.get().map(|b| &**b)));
+            table = t.next.get().map(|b| &**b);
+        }
+        out.sort_by(|a, b| (a.name, &a.labels).cmp(&(b.name, &b.labels)));
+        out
+    }
+}
+
+/// The registry. Cheap to share (`Arc<Metrics>`); updates take no lock (see the module comment).
 #[derive(Default)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    counters: Table<AtomicU64>,
+    histograms: Table<Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -269,38 +376,15 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Rows whose phone numbers were masked by redaction (SVAMLGATE_REDACT_AFTER_DAYS, svamlgate prune), by table.",
     ),
+    (
+        "svamlgate_ship_pauses_total",
+        "counter",
+        "Pauses the shipper made after a batch because the journal's flushes had got slow (its disk is shared with PostgreSQL).",
+    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
-}
-
-/// Series of one kind (counters or histograms), bucketed by [`series_key`].
-type Series<T> = HashMap<u64, Vec<(&'static str, Labels, T)>>;
-
-/// The series `name` with these labels, if it exists.
-fn find<'a, T>(all: &'a Series<T>, name: &str, pairs: &[(&'static str, &str)]) -> Option<&'a T> {
-    all.get(&series_key(name, pairs))?
-        .iter()
-        .find(|(n, l, _)| same(n, l, name, pairs))
-        .map(|s| &s.2)
-}
-
-/// The series `name` with these labels, created empty when new.
-fn find_or_new<'a, T: Default>(
-    all: &'a mut Series<T>,
-    name: &'static str,
-    pairs: &[(&'static str, &str)],
-) -> &'a mut T {
-    let bucket = all.entry(series_key(name, pairs)).or_default();
-    let i = match bucket.iter().position(|(n, l, _)| same(n, l, name, pairs)) {
-        Some(i) => i,
-        None => {
-            bucket.push((name, labels(pairs), T::default()));
-            bucket.len() - 1
-        }
-    };
-    &mut bucket[i].2
 }
 
 fn escape(v: &str) -> String {
@@ -324,16 +408,44 @@ fn render_labels(l: &Labels, extra: Option<(&str, &str)>) -> String {
     }
 }
 
+/// A histogram's figures at one moment ([`Metrics::histogram`]): for a component that watches a
+/// latency without scraping (the shipper's pacing watches the journal's flushes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramCounts {
+    /// Observations.
+    pub count: u64,
+    /// Observations at most each bound of the bucket list, cumulative.
+    le: [u64; BUCKETS.len()],
+}
+
+impl HistogramCounts {
+    /// Observations above `bound`, counted at the smallest bucket bound that is at least `bound`
+    /// (so never more than the true figure); all of them past the largest bucket.
+    pub fn above(&self, bound: Duration) -> u64 {
+        let secs = bound.as_secs_f64();
+        match BUCKETS.iter().position(|b| *b >= secs) {
+            Some(i) => self.count.saturating_sub(self.le[i]),
+            None => 0,
+        }
+    }
+
+    /// What was observed between `earlier` and this one.
+    pub fn since(&self, earlier: &HistogramCounts) -> HistogramCounts {
+        let mut le = [0u64; BUCKETS.len()];
+        for (i, v) in le.iter_mut().enumerate() {
+            *v = self.le[i].saturating_sub(earlier.le[i]);
+        }
+        HistogramCounts {
+            count: self.count.saturating_sub(earlier.count),
+            le,
+        }
+    }
+}
+
 impl Metrics {
     /// A new, empty registry.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds one to a counter.
@@ -343,61 +455,80 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
-        *find_or_new(&mut self.lock().counters, name, pairs) += n;
+        self.counters
+            .get(name, pairs)
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records one observation in a histogram.
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
         let secs = value.as_secs_f64();
-        let mut inner = self.lock();
-        let h = find_or_new(&mut inner.histograms, name, pairs);
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
+        let h = self.histograms.get(name, pairs);
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        if let Some(c) = h.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
-        h.count += 1;
-        h.sum += secs;
+        let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        h.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Current value of a counter (tests and the admin API).
     pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> u64 {
-        find(&self.lock().counters, name, pairs).map_or(0, |n| *n)
+        self.counters
+            .find(name, pairs)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// Current figures of a histogram (all zero when it has no observation yet).
+    pub fn histogram(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> HistogramCounts {
+        self.histograms
+            .find(name, pairs)
+            .map_or_else(HistogramCounts::default, |h| {
+                let (le, count) = h.cumulative();
+                HistogramCounts { count, le }
+            })
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let inner = self.lock();
-        let mut counters: Vec<&(&'static str, Labels, u64)> =
-            inner.counters.values().flatten().collect();
-        counters.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut histograms: Vec<&(&'static str, Labels, Histogram)> =
-            inner.histograms.values().flatten().collect();
-        histograms.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let counters = self.counters.all();
+        let histograms = self.histograms.all();
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (n, l, v) in counters.iter().filter(|(n, _, _)| n == name) {
-                let _ = writeln!(out, "{n}{} {v}", render_labels(l, None));
+            for e in counters.iter().filter(|e| e.name == *name) {
+                let _ = writeln!(
+                    out,
+                    "{}{} {}",
+                    e.name,
+                    render_labels(&e.labels, None),
+                    e.value.load(Ordering::Relaxed)
+                );
             }
-            for (n, l, h) in histograms.iter().filter(|(n, _, _)| n == name) {
+            for e in histograms.iter().filter(|e| e.name == *name) {
+                let (n, l) = (e.name, &e.labels);
+                let (le, count) = e.value.cumulative();
                 for (i, b) in BUCKETS.iter().enumerate() {
-                    let le = b.to_string();
+                    let bound = b.to_string();
                     let _ = writeln!(
                         out,
                         "{n}_bucket{} {}",
-                        render_labels(l, Some(("le", &le))),
-                        h.counts[i]
+                        render_labels(l, Some(("le", &bound))),
+                        le[i]
                     );
                 }
                 let _ = writeln!(
                     out,
                     "{n}_bucket{} {}",
                     render_labels(l, Some(("le", "+Inf"))),
-                    h.count
+                    count
                 );
-                let _ = writeln!(out, "{n}_sum{} {}", render_labels(l, None), h.sum);
-                let _ = writeln!(out, "{n}_count{} {}", render_labels(l, None), h.count);
+                let sum = e.value.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+                let _ = writeln!(out, "{n}_sum{} {}", render_labels(l, None), sum);
+                let _ = writeln!(out, "{n}_count{} {}", render_labels(l, None), count);
             }
         }
         let _ = writeln!(
@@ -457,5 +588,116 @@ mod tests {
             &[("event", "we\"ird\\"), ("outcome", "x")],
         );
         assert!(m.render().contains("event=\"we\\\"ird\\\\\""));
+    }
+
+    #[test]
+    fn concurrent_updates_are_all_counted() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let event = ["ice", "ace"][t % 2];
+                    for i in 0..10_000u64 {
+                        m.inc(
+                            "svamlgate_callbacks_total",
+                            &[("event", event), ("outcome", "replied")],
+                        );
+                        m.observe(
+                            "svamlgate_reply_duration_seconds",
+                            &[("event", event), ("source", "flow")],
+                            Duration::from_micros(i % 3000),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        for event in ["ice", "ace"] {
+            assert_eq!(
+                m.counter(
+                    "svamlgate_callbacks_total",
+                    &[("event", event), ("outcome", "replied")]
+                ),
+                20_000
+            );
+            let h = m.histogram(
+                "svamlgate_reply_duration_seconds",
+                &[("event", event), ("source", "flow")],
+            );
+            assert_eq!(h.count, 20_000);
+            // Each thread observes 0..3000 µs three times and 0..1000 µs once: 3 × 2,499 + 499
+            // values above 0.5 ms; two threads per event.
+            assert_eq!(h.above(Duration::from_micros(500)), 2 * (3 * 2499 + 499));
+        }
+    }
+
+    #[test]
+    fn more_series_than_one_table_holds_are_all_kept() {
+        let m = Metrics::new();
+        let values: Vec<String> = (0..3 * SLOTS).map(|i| format!("rule{i}")).collect();
+        for (i, v) in values.iter().enumerate() {
+            m.add(
+                "svamlgate_gate_violations_total",
+                &[("event", "ice"), ("rule", v)],
+                i as u64 + 1,
+            );
+        }
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(
+                m.counter(
+                    "svamlgate_gate_violations_total",
+                    &[("event", "ice"), ("rule", v)]
+                ),
+                i as u64 + 1
+            );
+        }
+        let text = m.render();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("svamlgate_gate_violations_total{"))
+                .count(),
+            3 * SLOTS
+        );
+        assert_eq!(
+            m.counter("svamlgate_gate_violations_total", &[("event", "x")]),
+            0
+        );
+    }
+
+    #[test]
+    fn a_histogram_window_counts_what_was_slow_in_it() {
+        let m = Metrics::new();
+        let name = "svamlgate_journal_append_seconds";
+        assert_eq!(m.histogram(name, &[]).count, 0);
+        m.observe(name, &[], Duration::from_millis(20));
+        let before = m.histogram(name, &[]);
+        for ms in [1, 2, 3, 4, 30] {
+            m.observe(name, &[], Duration::from_millis(ms));
+        }
+        let window = m.histogram(name, &[]).since(&before);
+        assert_eq!(window.count, 5);
+        assert_eq!(window.above(Duration::from_micros(2500)), 3);
+        assert_eq!(
+            window.above(Duration::from_millis(2)),
+            3,
+            "rounded up to the 2.5 ms bound"
+        );
+        assert_eq!(window.above(Duration::from_secs(10)), 0);
+        let text = m.render();
+        assert!(
+            text.contains("svamlgate_journal_append_seconds_count 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("svamlgate_journal_append_seconds_sum 0.06"),
+            "{text}"
+        );
+        assert!(
+            text.contains("svamlgate_journal_append_seconds_bucket{le=\"+Inf\"} 6"),
+            "{text}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod flow_changes;
+pub mod copy;
 pub mod flows;
 pub mod outbound;
 pub mod ship;

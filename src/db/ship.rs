@@ -1,20 +1,107 @@
-//! The shipper's SQL: a batch of journal records written in one transaction with multi-row inserts.
+//! The shipper's SQL: a batch of journal records written in one transaction. Callbacks, errors,
+//! refusals and call states go through `COPY` into session-local staging tables, then into their
+//! tables with one `INSERT … SELECT` each: no statement to parse and plan per batch, no parameter
+//! per value (PostgreSQL's CPU per row is what bounds sustained throughput).
+//!
 //! Every statement is idempotent: callbacks are keyed by id, errors and refusals by reference, rejected
-//! replies by id, upstream exchanges by callback id; call-state changes apply in journal order and never
-//! overwrite a newer state. Re-shipping a batch after a crash changes nothing.
+//! replies by id, upstream exchanges by callback id (`ON CONFLICT DO NOTHING`); call-state changes
+//! apply in journal order and never overwrite a newer state. Re-shipping a batch after a crash changes
+//! nothing.
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 
+use super::copy::CopyText;
 use super::store::Store;
 use crate::error::ErrorRecord;
 use crate::recording::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 
-/// Rows per INSERT statement (PostgreSQL allows 65,535 parameters; callbacks bind 27 each).
-const ROWS_PER_STATEMENT: usize = 1000;
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
+
+/// A target table and its staging twin: a temporary table (one per connection, created on first use,
+/// emptied at every commit; no WAL) with the target's columns.
+struct Staged {
+    table: &'static str,
+    staging: &'static str,
+    /// The columns COPY fills, in the order the rows are written.
+    columns: &'static str,
+    /// What follows `INSERT INTO table (columns) SELECT columns FROM staging`.
+    conflict: &'static str,
+}
+
+const CALLBACKS: Staged = Staged {
+    table: "callbacks",
+    staging: "ship_callbacks",
+    columns: "id, reference, received_at, event_type, event_known, callid, application_key, \
+        event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
+        http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, \
+        flow_node, route_id, gate_verdict",
+    conflict: "ON CONFLICT (id) DO NOTHING",
+};
+
+const ERRORS: Staged = Staged {
+    table: "errors",
+    staging: "ship_errors",
+    columns: "reference, occurred_at, error_code, http_status, status, message, method, path, remote_addr, \
+        callback_id, detail",
+    conflict: "ON CONFLICT (reference) DO NOTHING",
+};
+
+const REFUSALS: Staged = Staged {
+    table: "refusals",
+    staging: "ship_refusals",
+    columns: "reference, received_at, reason, error_code, application_key, remote_addr, method, path, headers, \
+        body_sha256, body_bytes, explanation, cause, answered, summary_count, first_at, last_at, peer",
+    conflict: "ON CONFLICT (reference) DO NOTHING",
+};
+
+const CALL_STATES: Staged = Staged {
+    table: "call_state",
+    staging: "ship_call_state",
+    columns: "callid, route_id, flow_id, flow_version, node, context, updated_at",
+    conflict: "ON CONFLICT (callid) DO UPDATE SET route_id = EXCLUDED.route_id, flow_id = EXCLUDED.flow_id, \
+        flow_version = EXCLUDED.flow_version, node = EXCLUDED.node, context = EXCLUDED.context, \
+        updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
+};
+
+impl Staged {
+    /// COPYs `rows` into the staging table, then moves them into the table.
+    async fn ship(&self, tx: &mut Tx<'_>, rows: &CopyText) -> Result<(), sqlx::Error> {
+        if rows.rows() == 0 {
+            return Ok(());
+        }
+        // Quietly: IF NOT EXISTS would send a notice for every batch after the first.
+        let create = format!(
+            "SET LOCAL client_min_messages = warning; \
+             CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS",
+            self.staging, self.table
+        );
+        sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(&mut **tx)
+            .await?;
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN",
+                self.staging, self.columns
+            ))
+            .await?;
+        copy.send(rows.bytes()).await?;
+        copy.finish().await?;
+        let insert = format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} {conflict}",
+            table = self.table,
+            columns = self.columns,
+            staging = self.staging,
+            conflict = self.conflict
+        );
+        sqlx::query(AssertSqlSafe(insert))
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
 
 impl Store {
     /// Writes a batch of journal records in one transaction.
@@ -33,12 +120,10 @@ impl Store {
             }
         }
         let mut tx = self.pool().begin().await?;
-        for chunk in callbacks.chunks(ROWS_PER_STATEMENT) {
-            insert_callbacks(&mut tx, chunk).await?;
-        }
-        for chunk in errors.chunks(ROWS_PER_STATEMENT) {
-            insert_errors(&mut tx, chunk).await?;
-        }
+        CALLBACKS.ship(&mut tx, &callback_rows(&callbacks)).await?;
+        let (error_rows, refusal_rows) = error_rows(&errors);
+        ERRORS.ship(&mut tx, &error_rows).await?;
+        REFUSALS.ship(&mut tx, &refusal_rows).await?;
         for c in &callbacks {
             if let Some(r) = &c.rejected {
                 sqlx::query(
@@ -192,131 +277,112 @@ async fn ship_outbound(
     Ok(())
 }
 
-async fn insert_callbacks(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    rows: &[&CallbackRecord],
-) -> Result<(), sqlx::Error> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key, \
-         event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
-         http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, \
-         flow_node, route_id, gate_verdict) ",
-    );
-    // The journal keeps the raw body only; parse it again for the jsonb column.
-    let bodies: Vec<Option<Value>> = rows
-        .iter()
-        .map(|r| {
-            let raw = &r.callback.raw_body;
-            let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
-            r.callback
-                .body_is_json
-                .then(|| serde_json::from_slice(raw).ok())
-                .flatten()
-        })
-        .collect();
-    q.push_values(rows.iter().zip(&bodies), |mut b, (r, body)| {
-        let c = &r.callback;
-        let o = &r.outcome;
-        b.push_bind(c.id)
-            .push_bind(&c.reference)
-            .push_bind(c.received_at)
-            .push_bind(&c.event_type)
-            .push_bind(c.event_known)
-            .push_bind(&c.callid)
-            .push_bind(&c.application_key)
-            .push_bind(c.event_timestamp)
-            .push_bind(&c.raw_body)
-            .push_bind(body)
-            .push_bind(&c.parse_warnings)
-            .push_bind(c.signature.as_str())
-            .push_bind(&c.dedup_key)
-            .push_bind(&c.remote_addr)
-            .push_bind(&c.path)
-            .push_bind(r.duplicate_of)
-            .push_bind(i16::try_from(o.http_status).unwrap_or(i16::MAX))
-            .push_bind(o.reply.as_deref().map(sqlx::types::Json))
-            .push_bind(o.reply_source.as_str())
-            .push_bind(o.fallback_reason.map(|r| r.as_str()))
-            .push_bind(o.validation.as_deref().map(sqlx::types::Json))
-            .push_bind(o.latency_us)
-            .push_bind(o.flow_id)
-            .push_bind(o.flow_version)
-            .push_bind(&o.flow_node)
-            .push_bind(o.route_id)
-            .push_bind(o.gate_verdict.map(|v| v.as_str()));
-    });
-    q.push(" ON CONFLICT (id) DO NOTHING");
-    q.build().persistent(false).execute(&mut **tx).await?;
-    Ok(())
+/// The JSON text of a body that parsed as an event, for the `body` column: the raw bytes themselves
+/// (without a byte-order mark), which PostgreSQL reads as `jsonb`. NULL for a body that did not
+/// parse, and for one that PostgreSQL's `jsonb` cannot hold (a `\u0000` escape): the row is kept
+/// either way, with the bytes in `raw_body`.
+fn body_json(c: &crate::recording::NewCallback) -> Option<&str> {
+    if !c.body_is_json {
+        return None;
+    }
+    let raw = c
+        .raw_body
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(&c.raw_body);
+    let text = std::str::from_utf8(raw).ok()?;
+    (!text.contains("\\u0000")).then_some(text)
 }
 
-async fn insert_errors(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    rows: &[&ErrorRecord],
-) -> Result<(), sqlx::Error> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message, method, path, \
-         remote_addr, callback_id, detail) ",
-    );
-    q.push_values(rows, |mut b, e| {
-        b.push_bind(e.reference.clone())
-            .push_bind(e.occurred_at.unwrap_or_else(OffsetDateTime::now_utc))
-            .push_bind(i32::try_from(e.error_code).unwrap_or(i32::MAX))
-            .push_bind(i16::try_from(e.http_status).unwrap_or(i16::MAX))
-            .push_bind(e.status.clone())
-            .push_bind(e.message.clone())
-            .push_bind(e.method.clone())
-            .push_bind(e.path.clone())
-            .push_bind(e.remote_addr.clone())
-            .push_bind(e.callback_id)
-            .push_bind(e.detail.clone());
-    });
-    q.push(" ON CONFLICT (reference) DO NOTHING");
-    q.build().persistent(false).execute(&mut **tx).await?;
-    let refusals: Vec<&ErrorRecord> = rows
-        .iter()
-        .copied()
-        .filter(|e| e.refusal.is_some())
-        .collect();
-    if refusals.is_empty() {
-        return Ok(());
+fn callback_rows(rows: &[&CallbackRecord]) -> CopyText {
+    let mut out = CopyText::new();
+    for r in rows {
+        let c = &r.callback;
+        let o = &r.outcome;
+        let warnings = c.parse_warnings.as_ref().map(|w| w.to_string());
+        out.uuid(c.id)
+            .text(&c.reference)
+            .timestamp(c.received_at)
+            .text(&c.event_type)
+            .bool(c.event_known)
+            .opt_text(c.callid.as_deref())
+            .opt_text(c.application_key.as_deref())
+            .opt_timestamp(c.event_timestamp)
+            .bytea(&c.raw_body)
+            .opt_text(body_json(c))
+            .opt_text(warnings.as_deref())
+            .text(c.signature.as_str())
+            .opt_text(c.dedup_key.as_deref())
+            .opt_text(c.remote_addr.as_deref())
+            .text(&c.path)
+            .opt_uuid(r.duplicate_of)
+            .int(i64::from(i16::try_from(o.http_status).unwrap_or(i16::MAX)))
+            .opt_text(o.reply.as_deref().map(|v| v.get()))
+            .text(o.reply_source.as_str())
+            .opt_text(o.fallback_reason.map(|r| r.as_str()))
+            .opt_text(o.validation.as_deref().map(|v| v.get()))
+            .int(o.latency_us)
+            .opt_int(o.flow_id)
+            .opt_int(o.flow_version.map(i64::from))
+            .opt_text(o.flow_node.as_deref())
+            .opt_int(o.route_id)
+            .opt_text(o.gate_verdict.map(|v| v.as_str()));
+        out.end_row();
     }
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, method, \
-         path, headers, body_sha256, body_bytes, explanation, cause, answered, summary_count, first_at, last_at, \
-         peer) ",
-    );
-    q.push_values(refusals, |mut b, e| {
-        let r = e.refusal.as_ref();
-        b.push_bind(e.reference.clone())
-            .push_bind(e.occurred_at.unwrap_or_else(OffsetDateTime::now_utc))
-            .push_bind(r.map(|r| r.reason.clone()))
-            .push_bind(i32::try_from(e.error_code).unwrap_or(i32::MAX))
-            .push_bind(r.and_then(|r| r.application_key.clone()))
-            .push_bind(e.remote_addr.clone())
-            .push_bind(e.method.clone().unwrap_or_else(|| "POST".into()))
-            .push_bind(e.path.clone().unwrap_or_default())
-            .push_bind(r.map(|r| r.headers.clone()).unwrap_or(Value::Null))
-            .push_bind(r.map(|r| r.body_sha256.clone()))
-            .push_bind(r.map_or(0, |r| i32::try_from(r.body_bytes).unwrap_or(i32::MAX)))
-            .push_bind(
-                r.and_then(|r| r.explanation.as_ref())
-                    .and_then(|e| serde_json::to_value(e).ok()),
-            )
-            .push_bind(
-                r.and_then(|r| r.explanation.as_ref())
-                    .map(|e| e.cause.as_str()),
-            )
-            .push_bind(r.is_some_and(|r| r.answered));
-        let summary = r.and_then(|r| r.summary.as_ref());
-        b.push_bind(summary.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)))
-            .push_bind(summary.map(|s| s.first_at))
-            .push_bind(summary.map(|s| s.last_at))
-            .push_bind(summary.map(|s| s.peer.clone()));
-    });
-    q.push(" ON CONFLICT (reference) DO NOTHING");
-    q.build().persistent(false).execute(&mut **tx).await?;
-    Ok(())
+    out
+}
+
+/// Rows of `errors`, and of `refusals` for the errors that are signature refusals.
+fn error_rows(rows: &[&ErrorRecord]) -> (CopyText, CopyText) {
+    let mut errors = CopyText::new();
+    let mut refusals = CopyText::new();
+    for e in rows {
+        let at = e.occurred_at.unwrap_or_else(OffsetDateTime::now_utc);
+        let code = i64::from(i32::try_from(e.error_code).unwrap_or(i32::MAX));
+        let detail = e.detail.as_ref().map(|d| d.to_string());
+        errors
+            .text(&e.reference)
+            .timestamp(at)
+            .int(code)
+            .int(i64::from(i16::try_from(e.http_status).unwrap_or(i16::MAX)))
+            .text(&e.status)
+            .text(&e.message)
+            .opt_text(e.method.as_deref())
+            .opt_text(e.path.as_deref())
+            .opt_text(e.remote_addr.as_deref())
+            .opt_uuid(e.callback_id)
+            .opt_text(detail.as_deref());
+        errors.end_row();
+        if let Some(r) = &e.refusal {
+            let headers = r.headers.to_string();
+            refusals
+                .text(&e.reference)
+                .timestamp(at)
+                .text(&r.reason)
+                .int(code)
+                .opt_text(r.application_key.as_deref())
+                .opt_text(e.remote_addr.as_deref())
+                .text(e.method.as_deref().unwrap_or("POST"))
+                .text(e.path.as_deref().unwrap_or_default())
+                .text(&headers)
+                .text(&r.body_sha256)
+                .int(i64::from(i32::try_from(r.body_bytes).unwrap_or(i32::MAX)));
+            let explanation = r
+                .explanation
+                .as_ref()
+                .and_then(|x| serde_json::to_string(x).ok());
+            let summary = r.summary.as_ref();
+            refusals
+                .opt_text(explanation.as_deref())
+                .opt_text(r.explanation.as_ref().map(|x| x.cause.as_str()))
+                .bool(r.answered)
+                .opt_int(summary.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)))
+                .opt_timestamp(summary.map(|s| s.first_at))
+                .opt_timestamp(summary.map(|s| s.last_at))
+                .opt_text(summary.map(|s| s.peer.as_str()));
+            refusals.end_row();
+        }
+    }
+    (errors, refusals)
 }
 
 /// Marks the reply svamlgate last sent on the call (before the report arrived) as rejected by Sinch.
@@ -353,7 +419,7 @@ async fn mark_rejected_by_sinch(
 /// Applies the batch's call-state changes: the last change of each call wins, and a stored state
 /// written later (by another instance) than the change is kept.
 async fn apply_call_states(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
+    tx: &mut Tx<'_>,
     callbacks: &[&CallbackRecord],
 ) -> Result<(), sqlx::Error> {
     let mut last: HashMap<&str, (&CallStateChange, OffsetDateTime)> = HashMap::new();
@@ -365,39 +431,37 @@ async fn apply_call_states(
             last.insert(callid.as_str(), (change, c.callback.received_at));
         }
     }
-    let mut sets = Vec::new();
+    let mut sets = CopyText::new();
+    let mut ended: Vec<&str> = Vec::new();
+    let mut ended_at: Vec<OffsetDateTime> = Vec::new();
     for (callid, (change, at)) in last {
         match change {
-            CallStateChange::Set { state, .. } => sets.push((callid, state, at)),
+            CallStateChange::Set { state: s, .. } => {
+                let context = serde_json::to_string(&s.context).ok();
+                sets.text(callid)
+                    .opt_int(s.route_id)
+                    .opt_int(s.flow_id)
+                    .opt_int(s.flow_version.map(i64::from))
+                    .opt_text(s.node.as_deref())
+                    .text(context.as_deref().unwrap_or("null"))
+                    .timestamp(at);
+                sets.end_row();
+            }
             CallStateChange::Ended { .. } => {
-                sqlx::query("DELETE FROM call_state WHERE callid = $1 AND updated_at <= $2")
-                    .bind(callid)
-                    .bind(at)
-                    .execute(&mut **tx)
-                    .await?;
+                ended.push(callid);
+                ended_at.push(at);
             }
         }
     }
-    if sets.is_empty() {
-        return Ok(());
+    if !ended.is_empty() {
+        sqlx::query(
+            "DELETE FROM call_state c USING unnest($1::text[], $2::timestamptz[]) AS e (callid, at) \
+             WHERE c.callid = e.callid AND c.updated_at <= e.at",
+        )
+        .bind(&ended)
+        .bind(&ended_at)
+        .execute(&mut **tx)
+        .await?;
     }
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) ",
-    );
-    q.push_values(sets, |mut b, (callid, s, at)| {
-        b.push_bind(callid.to_owned())
-            .push_bind(s.route_id)
-            .push_bind(s.flow_id)
-            .push_bind(s.flow_version)
-            .push_bind(s.node.clone())
-            .push_bind(serde_json::to_value(&s.context).unwrap_or(Value::Null))
-            .push_bind(at);
-    });
-    q.push(
-        " ON CONFLICT (callid) DO UPDATE SET route_id = EXCLUDED.route_id, flow_id = EXCLUDED.flow_id, \
-         flow_version = EXCLUDED.flow_version, node = EXCLUDED.node, context = EXCLUDED.context, \
-         updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
-    );
-    q.build().persistent(false).execute(&mut **tx).await?;
-    Ok(())
+    CALL_STATES.ship(tx, &sets).await
 }

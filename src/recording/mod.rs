@@ -21,6 +21,7 @@ pub mod journal;
 pub mod memory;
 pub mod outbound;
 pub mod position;
+pub mod pacer;
 pub mod replay;
 pub mod shipper;
 

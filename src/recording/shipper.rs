@@ -1,5 +1,5 @@
 //! The shipper: moves journal records into PostgreSQL in batches (one transaction of up to
-//! [`BATCH`] records, multi-row inserts), in journal order. Every insert is idempotent (rows are keyed
+//! [`BATCH`] records, COPY through staging tables), in journal order. Every insert is idempotent (rows are keyed
 //! by ids fixed when the record was written), so a crash between a commit and the checkpoint that
 //! follows it re-ships a batch without duplicating a row. While PostgreSQL is slow or gone, records
 //! wait in the journal and the shipper retries with backoff; the reply path never notices.
@@ -45,55 +45,8 @@ pub struct ShipperConfig {
     pub defer_max: Duration,
 }
 
-/// Callers before records: while the reply path is saturated, the shipper holds its batches back,
-/// so that PostgreSQL's CPU and disk work does not slow the callbacks being answered. Records wait
-/// in the journal (durable already) and are shipped as soon as the load eases, or once the oldest
-/// of them has waited [`ShipperConfig::defer_max`]: then the shipper ships until it has caught up,
-/// whatever the load. The lag is bounded, and visible in `/readyz` and the metrics meanwhile.
-///
-/// Saturated means: at least as many callbacks in flight as the machine has CPUs, at each of
-/// [`Pacer::SAMPLES`] looks spread over [`Pacer::WINDOW`] (callers are queueing, not passing by).
-#[derive(Debug, Clone)]
-pub struct Pacer {
-    cpus: u64,
-    defer_max: Duration,
-}
-
-impl Pacer {
-    /// Looks at the in-flight count before deciding.
-    pub const SAMPLES: u32 = 5;
-    /// Over this long.
-    pub const WINDOW: Duration = Duration::from_millis(50);
-
-    /// A pacer for this machine.
-    pub fn new(defer_max: Duration) -> Pacer {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-        Pacer { cpus, defer_max }
-    }
-
-    /// Whether to hold the next batch back, given the lowest in-flight count seen over the window
-    /// and how long the shipper has been behind.
-    pub fn holds_back(&self, lowest_in_flight: u64, behind: Duration) -> bool {
-        !self.defer_max.is_zero() && lowest_in_flight >= self.cpus && behind < self.defer_max
-    }
-
-    /// Watches the reply path for [`Pacer::WINDOW`] and says whether to hold back now.
-    async fn saturated(&self, status: &ShipStatus) -> bool {
-        let behind = Duration::from_secs_f64(status.lag_seconds());
-        if !self.holds_back(self.cpus, behind) {
-            return false;
-        }
-        let mut lowest = u64::MAX;
-        for _ in 0..Self::SAMPLES {
-            lowest = lowest.min(status.in_flight.load(Ordering::Acquire));
-            if lowest < self.cpus {
-                return false;
-            }
-            tokio::time::sleep(Self::WINDOW / Self::SAMPLES).await;
-        }
-        self.holds_back(lowest, behind)
-    }
-}
+/// How fast to ship while callbacks are answered: [`super::pacer`].
+pub use super::pacer::Pacer;
 
 /// Starts the shipper on a thread of its own, at a lower CPU priority than the reply path
 /// (nice [`crate::db::cluster::BACKGROUND_NICE`]): under load callers are answered first and records
@@ -155,7 +108,7 @@ pub async fn run(
     let mut last_housekeeping = std::time::Instant::now();
     let mut memory_backoff = Duration::from_millis(50);
     let mut memory_retry_at = tokio::time::Instant::now();
-    let pacer = Pacer::new(config.defer_max);
+    let mut pacer = Pacer::new(config.defer_max);
     loop {
         let durable_now = *durable.borrow_and_update();
         status.durable.store(durable_now, Ordering::Release);
@@ -180,7 +133,8 @@ pub async fn run(
             continue;
         }
         if pending.is_empty() {
-            let read = cursor.read(&journal, durable_now, BATCH);
+            pacer.look(&metrics);
+            let read = cursor.read(&journal, durable_now, pacer.batch());
             for cut in cursor.take_cuts() {
                 metrics.add("svamlgate_journal_cut_bytes_total", &[], cut.bytes());
                 metrics.add("svamlgate_journal_cut_records_total", &[], cut.records());
@@ -267,6 +221,7 @@ pub async fn run(
             continue;
         }
         let records: Vec<&Record> = pending.iter().map(|(_, r)| r).collect();
+        let started = std::time::Instant::now();
         let mut result = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut));
@@ -295,6 +250,15 @@ pub async fn run(
                 if last_housekeeping.elapsed() > Duration::from_secs(1) {
                     housekeeping(&journal, &metrics, &status, &config);
                     last_housekeeping = std::time::Instant::now();
+                }
+                // Between the batches of a catch-up only: once caught up, the shipper goes back to
+                // waiting for records at once (and knows it is caught up).
+                let more = last < status.durable.load(Ordering::Acquire);
+                if let Some(gap) = pacer.pause_after(started.elapsed()).filter(|_| more) {
+                    if stopping.is_none() {
+                        metrics.inc("svamlgate_ship_pauses_total", &[]);
+                        pause(gap, &mut stop).await;
+                    }
                 }
             }
             Err(e) => {
@@ -603,31 +567,5 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
                 "the journal is below its disk limit again"
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pacer_holds_back_only_while_callers_queue_and_only_for_a_while() {
-        let pacer = Pacer {
-            cpus: 2,
-            defer_max: Duration::from_secs(10),
-        };
-        // Callers queueing (as many in flight as CPUs, or more), shipper recently caught up.
-        assert!(pacer.holds_back(2, Duration::ZERO));
-        assert!(pacer.holds_back(32, Duration::from_secs(9)));
-        // Fewer in flight than CPUs: there is room, ship.
-        assert!(!pacer.holds_back(1, Duration::ZERO));
-        // Behind for the whole bound: ship until caught up, whatever the load.
-        assert!(!pacer.holds_back(32, Duration::from_secs(10)));
-        // Zero turns pacing off.
-        let off = Pacer {
-            cpus: 2,
-            defer_max: Duration::ZERO,
-        };
-        assert!(!off.holds_back(32, Duration::ZERO));
     }
 }

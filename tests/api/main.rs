@@ -15,6 +15,7 @@ mod logging;
 mod openapi;
 mod ops;
 mod rollout;
+mod ship;
 mod signatures;
 mod sinch_api;
 mod svaml_corpus;

@@ -1,0 +1,14 @@
+-- svamlgate: cheaper rows for the shipper (docs/benchmarks.md). Forward-only.
+--
+-- Every index on callbacks costs each shipped row (PostgreSQL's CPU per row bounds the sustained
+-- throughput). The indexes kept, and what needs each:
+--   callbacks_pkey (id)                        ON CONFLICT of the shipper; GET /admin/events pages by id
+--   callbacks_reference_key (reference)        uniqueness of references; lookups by reference
+--   callbacks_callid_received (callid, ...)    a call's timeline, the diagnosis, Sinch's verdicts
+--                                              (rejected_by_sinch), the open-calls count (no DICE yet)
+--   callbacks_received (received_at DESC)      the open-calls window, `since` filters, retention
+--   callbacks_rejected_by_sinch (partial)      gate_misses; empty for nearly every row (no cost)
+-- Dropped: callbacks_type_received (event_type, received_at DESC). No query or view filters on the
+-- event type without a call id or a time bound that the indexes above serve, and GET /admin/events
+-- orders by id, which this index cannot give.
+DROP INDEX IF EXISTS callbacks_type_received;

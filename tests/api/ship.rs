@@ -1,0 +1,268 @@
+//! The shipper's SQL against real PostgreSQL: what COPY writes is what the journal held, byte for
+//! byte, and a batch shipped again changes nothing.
+
+use serde_json::{json, value::RawValue, Value};
+use sqlx::Row;
+use svamlgate::db::flows::CallState;
+use svamlgate::db::store::Store;
+use svamlgate::error::{ErrorRecord, RefusalRecord};
+use svamlgate::flows::render::EventContext;
+use svamlgate::outcome::{GateVerdict, ReplySource, SignatureState};
+use svamlgate::recording::{CallStateChange, CallbackOutcome, CallbackRecord, NewCallback, Record};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::helpers::fresh_database;
+
+fn callback(raw: &[u8], is_json: bool, callid: &str, at: OffsetDateTime) -> CallbackRecord {
+    let c = NewCallback {
+        id: Uuid::now_v7(),
+        reference: Uuid::now_v7().to_string(),
+        received_at: at,
+        event_type: "ice".into(),
+        event_known: true,
+        callid: Some(callid.into()),
+        application_key: Some("key\\with\tescapes".into()),
+        event_timestamp: Some(at),
+        raw_body: raw.to_vec(),
+        body_is_json: is_json,
+        parse_warnings: Some(json!([{"pointer": "/custom", "message": "line\nbreak"}])),
+        signature: SignatureState::Verified,
+        dedup_key: Some("k".repeat(64)),
+        remote_addr: Some("127.0.0.1:5000".into()),
+        path: "/sinch/callback".into(),
+    };
+    let reply: Box<RawValue> =
+        RawValue::from_string(r#"{"action":{"name":"say","text":"a\tb \\ c"}}"#.into()).unwrap();
+    let outcome = CallbackOutcome {
+        reply: Some(reply),
+        validation: Some(RawValue::from_string(r#"{"valid":true}"#.into()).unwrap()),
+        latency_us: 850,
+        flow_id: Some(1),
+        flow_version: Some(2),
+        flow_node: Some("welcome".into()),
+        route_id: Some(3),
+        gate_verdict: Some(GateVerdict::Passed),
+        ..CallbackOutcome::answered(ReplySource::Flow)
+    };
+    CallbackRecord::new(c, outcome)
+}
+
+fn state(node: &str) -> Box<CallState> {
+    Box::new(CallState {
+        route_id: Some(3),
+        flow_id: Some(1),
+        flow_version: Some(2),
+        node: Some(node.into()),
+        context: EventContext {
+            caller: Some("+46708168731".into()),
+            ..EventContext::default()
+        },
+    })
+}
+
+fn error(reference: &str, callback_id: Option<Uuid>, refusal: bool) -> ErrorRecord {
+    ErrorRecord {
+        reference: reference.into(),
+        error_code: 40108,
+        http_status: 401,
+        status: "401 Unauthorized".into(),
+        message: "tab\there, newline\nthere, backslash \\ too".into(),
+        detail: Some(json!({"why": "a\tb"})),
+        method: Some("POST".into()),
+        path: Some("/sinch/callback".into()),
+        remote_addr: None,
+        callback_id,
+        refusal: refusal.then(|| RefusalRecord {
+            reason: "signature_mismatch".into(),
+            application_key: Some("key".into()),
+            headers: json!({"x-timestamp": "2026-01-01T00:00:00Z"}),
+            body_sha256: "0".repeat(64),
+            body_bytes: 12,
+            explanation: None,
+            answered: true,
+            summary: Some(svamlgate::error::RefusalSummary {
+                peer: "127.0.0.1".into(),
+                count: 7,
+                first_at: OffsetDateTime::UNIX_EPOCH,
+                last_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(59),
+                window_secs: 60,
+            }),
+        }),
+        occurred_at: Some(OffsetDateTime::now_utc()),
+    }
+}
+
+#[actix_web::test]
+async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = time::macros::datetime!(2026-03-04 05:06:07.123456789 UTC);
+    let later = t0 + time::Duration::seconds(1);
+
+    // A call that ended, shipped in an earlier batch.
+    let mut earlier = callback(br#"{"event":"ice"}"#, true, "ended-call", t0);
+    earlier.call_state = Some(CallStateChange::Set {
+        callid: "ended-call".into(),
+        state: state("welcome"),
+    });
+    store
+        .ship(&[&Record::Callback(Box::new(earlier))])
+        .await
+        .expect("first batch");
+
+    // JSON with a byte-order mark, non-ASCII text and a tab in the call id.
+    let json_body =
+        "\u{feff}{\"event\":\"ice\",\"callid\":\"c\\t1\",\"custom\":\"Grüße \\\\ \\\"q\\\"\"}";
+    let mut a = callback(json_body.as_bytes(), true, "c\t1", t0);
+    a.call_state = Some(CallStateChange::Set {
+        callid: "c\t1".into(),
+        state: state("welcome"),
+    });
+    a.errors.push(error(
+        &Uuid::now_v7().to_string(),
+        Some(a.callback.id),
+        false,
+    ));
+    // Bytes that are not JSON (nor UTF-8): kept as they came, body NULL.
+    let raw_b: &[u8] = b"\x00\xff\t\n\\N\r\xc3(";
+    let mut b = callback(raw_b, false, "c\t1", later);
+    b.call_state = Some(CallStateChange::Set {
+        callid: "c\t1".into(),
+        state: state("menu"),
+    });
+    // JSON PostgreSQL's jsonb cannot hold: the row is kept, body NULL.
+    let mut c = callback(
+        br#"{"event":"ice","custom":"nul\u0000"}"#,
+        true,
+        "c3",
+        later,
+    );
+    c.call_state = Some(CallStateChange::Ended {
+        callid: "ended-call".into(),
+    });
+    let refusal_ref = Uuid::now_v7().to_string();
+    let (a_id, b_id, c_id) = (a.callback.id, b.callback.id, c.callback.id);
+    let batch = [
+        Record::Callback(Box::new(a)),
+        Record::Callback(Box::new(b)),
+        Record::Callback(Box::new(c)),
+        Record::Error(Box::new(error(&refusal_ref, None, true))),
+    ];
+    let refs: Vec<&Record> = batch.iter().collect();
+    store.ship(&refs).await.expect("batch");
+    store.ship(&refs).await.expect("the same batch again");
+
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM callbacks").await, 4);
+    assert_eq!(count("SELECT count(*) FROM errors").await, 2);
+    assert_eq!(count("SELECT count(*) FROM refusals").await, 1);
+
+    let row = sqlx::query(
+        "SELECT raw_body, body, callid, application_key, received_at, reply, parse_warnings, validation, \
+         flow_version, gate_verdict, http_status, latency_us FROM callbacks WHERE id = $1",
+    )
+    .bind(a_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<Vec<u8>, _>("raw_body"), json_body.as_bytes());
+    let body: Value = row.get("body");
+    assert_eq!(body["custom"], "Grüße \\ \"q\"");
+    assert_eq!(body["callid"], "c\t1");
+    assert_eq!(row.get::<String, _>("callid"), "c\t1");
+    assert_eq!(
+        row.get::<String, _>("application_key"),
+        "key\\with\tescapes"
+    );
+    assert_eq!(
+        row.get::<OffsetDateTime, _>("received_at"),
+        time::macros::datetime!(2026-03-04 05:06:07.123456 UTC),
+        "microseconds, truncated as a bound parameter is"
+    );
+    assert_eq!(
+        row.get::<Value, _>("reply"),
+        json!({"action": {"name": "say", "text": "a\tb \\ c"}})
+    );
+    assert_eq!(
+        row.get::<Value, _>("parse_warnings"),
+        json!([{"pointer": "/custom", "message": "line\nbreak"}])
+    );
+    assert_eq!(row.get::<Value, _>("validation"), json!({"valid": true}));
+    assert_eq!(row.get::<i32, _>("flow_version"), 2);
+    assert_eq!(row.get::<String, _>("gate_verdict"), "passed");
+    assert_eq!(row.get::<i16, _>("http_status"), 200);
+    assert_eq!(row.get::<i64, _>("latency_us"), 850);
+
+    for (id, raw) in [
+        (b_id, raw_b.to_vec()),
+        (c_id, br#"{"event":"ice","custom":"nul\u0000"}"#.to_vec()),
+    ] {
+        let row = sqlx::query("SELECT raw_body, body FROM callbacks WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<Vec<u8>, _>("raw_body"), raw);
+        assert!(row.get::<Option<Value>, _>("body").is_none());
+    }
+
+    let e = sqlx::query("SELECT message, detail, callback_id FROM errors WHERE callback_id = $1")
+        .bind(a_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.get::<String, _>("message"),
+        "tab\there, newline\nthere, backslash \\ too"
+    );
+    assert_eq!(e.get::<Value, _>("detail"), json!({"why": "a\tb"}));
+    let r = sqlx::query("SELECT reason, headers, body_bytes FROM refusals WHERE reference = $1")
+        .bind(&refusal_ref)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(r.get::<String, _>("reason"), "signature_mismatch");
+    assert_eq!(
+        r.get::<Value, _>("headers"),
+        json!({"x-timestamp": "2026-01-01T00:00:00Z"})
+    );
+    assert_eq!(r.get::<i32, _>("body_bytes"), 12);
+    let summary: (bool, Option<i64>, Option<String>, Option<OffsetDateTime>) = sqlx::query_as(
+        "SELECT answered, summary_count, peer, last_at FROM refusals WHERE reference = $1",
+    )
+    .bind(&refusal_ref)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        summary,
+        (
+            true,
+            Some(7),
+            Some("127.0.0.1".to_owned()),
+            Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(59))
+        )
+    );
+
+    // The last change of the batch wins; the ended call is gone.
+    let states: Vec<(String, Option<String>, Value)> =
+        sqlx::query_as("SELECT callid, node, context FROM call_state ORDER BY callid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0].0, "c\t1");
+    assert_eq!(states[0].1.as_deref(), Some("menu"));
+    assert_eq!(states[0].2["caller"], "+46708168731");
+}
