@@ -2,8 +2,8 @@
 //! [`cluster`]), the migrations, and the narrow interface the rest of svamlgate uses ([`store::Store`]).
 
 pub mod cluster;
-pub mod flow_changes;
 pub mod copy;
+pub mod flow_changes;
 pub mod flows;
 pub mod outbound;
 pub mod ship;

@@ -20,8 +20,8 @@
 pub mod journal;
 pub mod memory;
 pub mod outbound;
-pub mod position;
 pub mod pacer;
+pub mod position;
 pub mod replay;
 pub mod shipper;
 

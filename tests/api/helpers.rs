@@ -129,7 +129,9 @@ impl TestApp {
         match status.wait_shipped(position, budget).await {
             None => {}
             Some(lag) if lag.reason == LagReason::DatabaseUnavailable => return,
-            Some(lag) => panic!("settle: records up to {position} not shipped within {budget:?}: {lag:?}"),
+            Some(lag) => {
+                panic!("settle: records up to {position} not shipped within {budget:?}: {lag:?}")
+            }
         }
         let until = std::time::Instant::now() + budget;
         while !status.memory.is_empty() {
