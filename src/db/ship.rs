@@ -31,13 +31,20 @@ struct Staged {
     conflict: &'static str,
 }
 
+/// The columns of `callbacks` the shipper writes, in the order `callback_rows` writes their values.
+pub const CALLBACK_COLUMNS: &str = "id, reference, received_at, event_type, event_known, callid, \
+    application_key, event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, \
+    path, duplicate_of, http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, \
+    flow_version, flow_node, route_id, gate_verdict";
+
+/// The columns of `callbacks` other steps write after the row is in: Sinch's verdict on the reply
+/// (`feedback`, shipped as an update) and the time its numbers were masked (retention).
+pub const CALLBACK_COLUMNS_SET_LATER: [&str; 2] = ["rejected_by_sinch", "redacted_at"];
+
 const CALLBACKS: Staged = Staged {
     table: "callbacks",
     staging: "ship_callbacks",
-    columns: "id, reference, received_at, event_type, event_known, callid, application_key, \
-        event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, \
-        http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, \
-        flow_node, route_id, gate_verdict",
+    columns: CALLBACK_COLUMNS,
     conflict: "ON CONFLICT (id) DO NOTHING",
 };
 

@@ -112,8 +112,9 @@ async fn database_unavailable_on_admin_is_503() {
 /// The app is built as `svamlgate serve` builds it: the account's say limit reaches the gate.
 #[actix_web::test]
 async fn the_say_limit_setting_reaches_the_gate() {
-    let app = spawn_app_with(|c| c.max_say_chars = 5).await;
-    let reply = json!({"instructions": [{"name": "say", "text": "Hello there", "locale": "en-US"}],
+    // 80 characters: the built-in fallback's prompt (73) still fits, so the app starts.
+    let app = spawn_app_with(|c| c.max_say_chars = 80).await;
+    let reply = json!({"instructions": [{"name": "say", "text": "Hello there. ".repeat(8), "locale": "en-US"}],
                        "action": {"name": "hangup"}});
     let report = app
         .admin_send("POST", "/admin/svaml/validate?event=ice", Some(&reply))

@@ -48,8 +48,8 @@ fn server_url() -> &'static str {
 /// once per distinct limits.
 fn validator(limits: svamlgate::svaml::Limits) -> std::sync::Arc<Validator> {
     use std::sync::{Arc, Mutex};
-    static CACHE: OnceLock<Mutex<Vec<(svamlgate::svaml::Limits, Arc<Validator>)>>> =
-        OnceLock::new();
+    type Compiled = Vec<(svamlgate::svaml::Limits, Arc<Validator>)>;
+    static CACHE: OnceLock<Mutex<Compiled>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
