@@ -414,7 +414,11 @@ fn postgres_command(
         ])
         .args(["-c", "max_connections=200"]);
     if fsync_off {
+        // A throwaway cluster (the tests'): many short-lived apps, each with its own pools and
+        // shipper, share it within one test binary.
         cmd.args([
+            "-c",
+            "max_connections=1000",
             "-c",
             "fsync=off",
             "-c",

@@ -1161,6 +1161,14 @@ impl Cursor {
                                 self.skip_damage(journal, &path, first, before, *next_first)?;
                             }
                         }
+                        // A closed segment that ends before the next one begins, with the
+                        // durable position in between: the seqs left were cut at start (counted
+                        // and reported then) and will never be read. Pass them, so that the
+                        // shipped position reaches the durable one and readers stop waiting.
+                        Some((next_first, _)) if frame == Frame::End => {
+                            self.after = self.after.max((next_first - 1).min(durable));
+                            self.open = None;
+                        }
                         _ => break,
                     }
                 }
