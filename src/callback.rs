@@ -254,22 +254,8 @@ async fn check_signature(
         &[("reason", reason.as_str())],
     );
     // A failure report mode lets through is still a signature failure for the alert.
-    state.alerts.note(
-        RuleKind::SignatureFailures,
-        "",
-        None,
-        Some(&err.reference),
-        Some(reason.as_str()),
-    );
-    if let Some(e) = &explanation {
-        state.metrics.inc(
-            "svamlgate_signature_explanations_total",
-            &[("cause", e.cause.as_str())],
-        );
-        state
-            .verification
-            .note_explanation(&err.reference, e.clone());
-    }
+    refusals::note_failure(state, &err.reference, reason);
+    refusals::note_explanation(state, &err.reference, explanation.as_ref());
     state
         .verification
         .note_reported(&err.reference, reason, explanation.as_ref());

@@ -252,6 +252,29 @@ pub fn refusal_record(
 /// Records a refusal (in full, or into its window's summary), logs and counts it, and returns the
 /// envelope to answer (always the plain catalog message: the explanation never goes back to the
 /// requester). `explain` is called only for a refusal recorded in full.
+/// A signature failure, refused or let through by report mode: it feeds the signature-failure
+/// alert.
+pub fn note_failure(state: &AppState, reference: &str, reason: RefusalReason) {
+    state.alerts.note(
+        crate::alerts::RuleKind::SignatureFailures,
+        "",
+        None,
+        Some(reference),
+        Some(reason.as_str()),
+    );
+}
+
+/// An explained failure: counted by cause and kept for the admin API.
+pub fn note_explanation(state: &AppState, reference: &str, explanation: Option<&Explanation>) {
+    if let Some(e) = explanation {
+        state.metrics.inc(
+            "svamlgate_signature_explanations_total",
+            &[("cause", e.cause.as_str())],
+        );
+        state.verification.note_explanation(reference, e.clone());
+    }
+}
+
 pub async fn refuse(
     state: &AppState,
     req: &Refused<'_>,
@@ -265,13 +288,7 @@ pub async fn refuse(
     );
     let err = ApiError::new(reason.error_code(), reason.message());
     // Every refusal feeds the signature-failure alert, also those only counted into a summary.
-    state.alerts.note(
-        crate::alerts::RuleKind::SignatureFailures,
-        "",
-        None,
-        Some(&err.reference),
-        Some(reason.as_str()),
-    );
+    note_failure(state, &err.reference, reason);
     let peer = peer_of(req.remote_addr);
     let now = OffsetDateTime::now_utc();
     let (admission, closed) = state.verification.limiter.admit(&peer, reason, now, || {
@@ -281,15 +298,7 @@ pub async fn refuse(
     match admission {
         Admission::Full => {
             let explanation = explain();
-            if let Some(e) = &explanation {
-                state.metrics.inc(
-                    "svamlgate_signature_explanations_total",
-                    &[("cause", e.cause.as_str())],
-                );
-                state
-                    .verification
-                    .note_explanation(&err.reference, e.clone());
-            }
+            note_explanation(state, &err.reference, explanation.as_ref());
             let line = explanation.as_ref().map(Explanation::line);
             tracing::warn!(
                 reference = %err.reference,
