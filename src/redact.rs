@@ -162,6 +162,93 @@ impl fmt::Debug for Masked<'_> {
     }
 }
 
+/// JSON keys whose string values are ids or vocabulary: kept as they are (compared lower-case).
+const JSON_KEEP: [&str; 34] = [
+    "callid",
+    "conferenceid",
+    "applicationkey",
+    "event",
+    "type",
+    "version",
+    "timestamp",
+    "domain",
+    "reference",
+    "id",
+    "status",
+    "code",
+    "errorcode",
+    "method",
+    "name",
+    "locale",
+    "result",
+    "reason",
+    "originationtype",
+    "menuid",
+    "severity",
+    "pointer",
+    "path",
+    "dedupkey",
+    "reportid",
+    "reportreference",
+    "authorization",
+    "bodysha256",
+    "errorreference",
+    "x-timestamp",
+    "date",
+    "createdat",
+    "finishedat",
+    "sentat",
+];
+
+/// JSON keys whose string values are phone numbers or user identities: masked whole by
+/// [`mask_number`] (compared lower-case). Any other string goes through [`mask_numbers_in`].
+const JSON_NUMBERS: [&str; 14] = [
+    "cli",
+    "endpoint",
+    "number",
+    "destination",
+    "caller",
+    "called",
+    "from",
+    "to",
+    "identity",
+    "user",
+    "userid",
+    "username",
+    "callerid",
+    "msisdn",
+];
+
+/// Masks phone numbers and identities in a JSON document, in place, with the rule the logs use:
+/// the one walk behind stored-record redaction (retention) and the operator console.
+pub fn mask_json(v: &mut serde_json::Value) {
+    mask_json_under(v, None);
+}
+
+fn mask_json_under(v: &mut serde_json::Value, key: Option<&str>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                mask_json_under(child, Some(&k.to_ascii_lowercase()));
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                mask_json_under(child, key);
+            }
+        }
+        Value::String(s) => {
+            *s = match key {
+                Some(k) if JSON_KEEP.contains(&k) => return,
+                Some(k) if JSON_NUMBERS.contains(&k) => mask_number(s),
+                _ => mask_numbers_in(s),
+            };
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,61 +8,15 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::redact::{mask_number, mask_numbers_in};
+use crate::redact::mask_number;
 
 /// Members that hold a phone number or a user identity in events and replies.
-const NUMBER_KEYS: [&str; 9] = [
-    "cli",
-    "endpoint",
-    "number",
-    "destination",
-    "from",
-    "to",
-    "callerId",
-    "identity",
-    "userId",
-];
-/// Members whose digits are ids, keys or digests, never numbers.
-const ID_KEYS: [&str; 17] = [
-    "callid",
-    "callId",
-    "reference",
-    "id",
-    "reportId",
-    "reportReference",
-    "conferenceId",
-    "applicationKey",
-    "authorization",
-    "bodySha256",
-    "dedupKey",
-    "errorReference",
-    "x-timestamp",
-    "date",
-    "createdAt",
-    "finishedAt",
-    "sentAt",
-];
-
-/// `value` with phone numbers masked as in logs: number members by [`mask_number`], any other
-/// string by [`mask_numbers_in`] (ids are kept).
+/// `value` with phone numbers masked as in logs ([`crate::redact::mask_json`]); the original is
+/// kept for an operator who reveals it.
 pub fn mask_json(value: &Value) -> Value {
-    fn walk(v: &Value, key: Option<&str>) -> Value {
-        match v {
-            Value::String(s) => match key {
-                Some(k) if NUMBER_KEYS.contains(&k) => Value::String(mask_number(s)),
-                Some(k) if ID_KEYS.contains(&k) => Value::String(s.clone()),
-                _ => Value::String(mask_numbers_in(s)),
-            },
-            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, key)).collect()),
-            Value::Object(o) => Value::Object(
-                o.iter()
-                    .map(|(k, x)| (k.clone(), walk(x, Some(k.as_str()))))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-    walk(value, None)
+    let mut masked = value.clone();
+    crate::redact::mask_json(&mut masked);
+    masked
 }
 
 /// A number for display: masked unless `reveal`.
