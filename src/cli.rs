@@ -79,6 +79,9 @@ struct PruneArgs {
 }
 
 mod flow;
+mod stdout;
+
+use stdout::{out, outln};
 
 /// How the CLI reaches a running svamlgate's admin API.
 #[derive(Debug, Args)]
@@ -195,9 +198,6 @@ pub fn main() -> ExitCode {
             Err(e) => e.exit(),
         }
     });
-    if !matches!(command, Command::Serve(_)) {
-        quit_quietly_on_closed_pipe();
-    }
     match command {
         Command::Serve(args) => report(run_async(serve(*args))),
         Command::Migrate(args) => report(run_async(migrate(args))),
@@ -208,17 +208,6 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => exit_with(run_async_code(crate::doctor::main(args))),
         Command::Flow(args) => flow::run(args),
         Command::Prune(args) => report(run_async(prune(args))),
-    }
-}
-
-/// A command-line tool piped into `head` ends quietly when the reader goes away, as `cat` does,
-/// instead of panicking in `println!` ("failed printing to stdout: Broken pipe"). The Rust runtime
-/// ignores SIGPIPE; restoring the default is the conventional fix. Not for `serve`: a server must
-/// see a closed socket as an error on that socket, never as a signal that ends the process.
-fn quit_quietly_on_closed_pipe() {
-    // SAFETY: called once at start, before any other thread exists; SIG_DFL is a valid handler.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -289,7 +278,7 @@ async fn admin_request(
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
@@ -323,7 +312,7 @@ async fn callout(args: CalloutArgs) -> anyhow::Result<u8> {
     if args.json {
         print_json(&answer);
     } else if (200..300).contains(&status) {
-        println!(
+        outln!(
             "{}: callId {} (reference {})",
             if answer["replayed"] == true {
                 "already placed with this idempotency key"
@@ -334,7 +323,7 @@ async fn callout(args: CalloutArgs) -> anyhow::Result<u8> {
             answer["reference"].as_str().unwrap_or("?")
         );
         for w in answer["warnings"].as_array().into_iter().flatten() {
-            println!("warning: {}", w.as_str().unwrap_or_default());
+            outln!("warning: {}", w.as_str().unwrap_or_default());
         }
     } else {
         eprintln!(
@@ -374,7 +363,7 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<u8> {
     if args.json {
         print_json(&answer);
     } else {
-        print!("{}", crate::diagnosis::render_text(&answer));
+        out!("{}", crate::diagnosis::render_text(&answer));
     }
     Ok(if answer["failingStep"].is_string() {
         1
@@ -443,7 +432,7 @@ async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     let result = db.migrate().await;
     db.shutdown().await;
     result?;
-    println!("migrations applied");
+    outln!("migrations applied");
     Ok(())
 }
 
@@ -481,7 +470,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
             if let Some(b) = before {
                 let total: u64 = counts.values().sum();
                 let parts: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
-                println!(
+                outln!(
                     "{what} before {b}: {total} rows ({})",
                     if parts.is_empty() {
                         "none".to_owned()
@@ -565,7 +554,7 @@ fn print_report(report: &crate::svaml::Report, text: serde_json::Result<String>)
             return ExitCode::from(2);
         }
     };
-    println!("{text}");
+    outln!("{text}");
     if report.error_count == 0 {
         ExitCode::SUCCESS
     } else {
@@ -626,10 +615,10 @@ async fn sign(args: SignArgs) -> anyhow::Result<()> {
         &body,
     );
     let Some(base) = args.send else {
-        println!("authorization: {authorization}");
-        println!("x-timestamp: {timestamp}");
-        println!("content-type: {}", args.content_type);
-        println!("content-md5: {}", signature::content_md5(&body));
+        outln!("authorization: {authorization}");
+        outln!("x-timestamp: {timestamp}");
+        outln!("content-type: {}", args.content_type);
+        outln!("content-md5: {}", signature::content_md5(&body));
         return Ok(());
     };
     let url = format!("{}{}", base.trim_end_matches('/'), args.path);
@@ -649,11 +638,11 @@ async fn sign(args: SignArgs) -> anyhow::Result<()> {
         .limit(1 << 20)
         .await
         .map_err(|e| anyhow::anyhow!("reading the reply: {e}"))?;
-    println!("HTTP {}", res.status());
+    outln!("HTTP {}", res.status());
     for (k, v) in res.headers() {
-        println!("{k}: {}", v.to_str().unwrap_or("?"));
+        outln!("{k}: {}", v.to_str().unwrap_or("?"));
     }
-    println!();
-    println!("{}", String::from_utf8_lossy(&text));
+    outln!();
+    outln!("{}", String::from_utf8_lossy(&text));
     Ok(())
 }

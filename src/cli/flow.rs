@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::stdout::{out, outln};
 use super::{admin_request, print_json, read_input, AdminClientArgs};
 use crate::flows::coverage;
 use crate::flows::model::FlowDoc;
@@ -110,14 +111,14 @@ fn check(args: CheckArgs) -> ExitCode {
     let report = coverage::coverage(&validator, mode, &flow);
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(t) => println!("{t}"),
+            Ok(t) => outln!("{t}"),
             Err(e) => {
                 eprintln!("svamlgate: {e}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        print!("{}", coverage::render_text(&report));
+        out!("{}", coverage::render_text(&report));
     }
     if report.valid {
         ExitCode::SUCCESS
@@ -162,7 +163,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     if args.json {
         print_json(&answer);
     } else {
-        print!("{}", render_replay(&answer));
+        out!("{}", render_replay(&answer));
     }
     let same_paths = answer["pathDifferent"] == 0 && answer["refused"] == 0;
     Ok(if same_paths { 0 } else { 1 })

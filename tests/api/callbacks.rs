@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{fixture, spawn_app, spawn_app_with};
+use crate::helpers::{fixture, spawn_app, spawn_app_with, wait_until};
 
 const EVENT_FIXTURES: &[(&str, &str, bool)] = &[
     ("sinch/ice-java-sdk-1.json", "ice", true),
@@ -256,18 +256,18 @@ async fn records_made_while_the_database_was_gone_are_written_when_it_is_back() 
     // The service comes back with a working database: the journal is shipped.
     let dir = data_dir.clone();
     let back = crate::helpers::spawn_app_on(app.db_url.clone(), move |c| c.db.data_dir = dir).await;
-    let mut rows = 0i64;
-    for _ in 0..100 {
-        rows = sqlx::query_scalar("SELECT count(*) FROM callbacks")
-            .fetch_one(&back.pool)
-            .await
-            .unwrap();
-        if rows == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(rows, 2);
+    wait_until(
+        "both records are shipped after the restart",
+        std::time::Duration::from_secs(10),
+        async || {
+            let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+                .fetch_one(&back.pool)
+                .await
+                .unwrap();
+            rows == 2
+        },
+    )
+    .await;
     let row =
         sqlx::query("SELECT http_status, reply_source, raw_body FROM callbacks WHERE callid = $1")
             .bind("241b8ab35e0e83814c4e775a66cf50db@193.45.63.102")
@@ -398,22 +398,37 @@ async fn the_shipper_yields_to_a_saturated_reply_path_for_a_bounded_time() {
     // Callers queueing: the reply path is saturated from the shipper's point of view.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let queue: Vec<_> = (0..cpus).map(|_| status.enter()).collect();
+    // The shipper says each time it holds records back: that is what the test waits for.
+    let deferrals = || {
+        app.state
+            .metrics
+            .counter("svamlgate_ship_deferrals_total", &[])
+    };
     let held_since = Instant::now();
     post(0).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = deferrals();
+    wait_until("the shipper defers", Duration::from_secs(5), async || {
+        deferrals() > before
+    })
+    .await;
     assert!(shipped() < durable(), "shipped while callers queued");
     // The bound: it ships anyway, within the 2 s (plus a batch), while the queue stays.
-    while shipped() < durable() {
-        assert!(
-            held_since.elapsed() < Duration::from_secs(6),
-            "held back past its bound"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the held records are shipped within the bound",
+        Duration::from_secs(6).saturating_sub(held_since.elapsed()),
+        async || shipped() >= durable(),
+    )
+    .await;
     assert!(held_since.elapsed() >= Duration::from_millis(1500));
     // Caught up: the next records wait again, until the queue goes.
+    let caught_up = deferrals();
     post(20).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(
+        "the shipper defers again",
+        Duration::from_secs(5),
+        async || deferrals() > caught_up,
+    )
+    .await;
     assert!(shipped() < durable(), "shipped while callers queued");
     drop(queue);
     let freed = Instant::now();

@@ -21,30 +21,98 @@ fn write_temp(name: &str, content: &str) -> std::path::PathBuf {
     p
 }
 
-/// `svamlgate validate --json FILE | head -c 300` ends quietly when the reader has gone: no panic and
-/// no backtrace on stderr. The read end is closed before the command writes, so the write always
-/// meets a closed pipe.
+/// Runs the binary with its standard output on a pipe whose read end is already closed, so every
+/// write meets a closed pipe (`svamlgate validate --json FILE | head -c 300` once the reader has
+/// gone); returns the exit status and standard error.
+fn run_into_closed_pipe(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = bin()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("running svamlgate");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A closed pipe on standard output ends each printing command quietly: no panic, nothing on
+/// stderr, and the command's own exit code (an invalid document still exits 1).
 #[test]
 fn a_closed_pipe_ends_the_command_quietly() {
-    use std::process::Stdio;
-    let reply = write_temp(
+    use std::ffi::OsStr;
+    let valid = write_temp(
         "pipe.json",
         r#"{"instructions":[{"name":"say","text":"Hi","locale":"en-US"}],"action":{"name":"hangup"}}"#,
     );
-    let mut child = bin()
-        .args(["validate", "--event", "ice", "--json"])
-        .arg(&reply)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
-        "stderr: {stderr}"
+    let invalid = write_temp("pipe-bad.json", r#"{"action":{"name":"park"}}"#);
+    let ace = write_temp(
+        "pipe-ace.json",
+        &String::from_utf8(fixture("sinch/ace-sinch-docs-signing-1.json")).unwrap(),
     );
+    let os = OsStr::new;
+    let cases: [(Vec<&OsStr>, i32); 5] = [
+        (
+            vec![
+                os("validate"),
+                os("--event"),
+                os("ice"),
+                os("--json"),
+                valid.as_os_str(),
+            ],
+            0,
+        ),
+        (
+            vec![os("validate"), os("--event"), os("ice"), valid.as_os_str()],
+            0,
+        ),
+        (
+            vec![
+                os("validate"),
+                os("--event"),
+                os("ace"),
+                os("--json"),
+                invalid.as_os_str(),
+            ],
+            1,
+        ),
+        (
+            vec![
+                os("validate"),
+                os("--event"),
+                os("ace"),
+                os("--callback"),
+                ace.as_os_str(),
+            ],
+            0,
+        ),
+        (
+            vec![
+                os("sign"),
+                os("--key"),
+                os(KEY),
+                os("--secret"),
+                os(SECRET),
+                ace.as_os_str(),
+            ],
+            0,
+        ),
+    ];
+    for (args, code) in cases {
+        let (status, stderr) = run_into_closed_pipe(&args);
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{args:?}: {status}, stderr: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: stderr: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
-use crate::helpers::{fixture, ice, spawn_app, spawn_app_with, TestApp, ADMIN_TOKEN};
+use crate::helpers::{
+    fixture, ice, spawn_app, spawn_app_with, wait_for, wait_until, TestApp, ADMIN_TOKEN,
+};
 
 // ---------------------------------------------------------------------------------------------
 // A console client over plain HTTP (cookies by hand).
@@ -239,17 +241,18 @@ async fn sessions_expire() {
     let app = spawn_app_with(|c| c.console_session_secs = 1).await;
     let base = app.addr.clone();
     let (session, _) = login(&app, &base).await;
-    let mut status = 200;
-    for _ in 0..40 {
-        status = fetch(&app, &base, "GET", "/console", Some(&session), None, &[])
-            .await
-            .status;
-        if status == 303 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 303, "an expired session sends to the login form");
+    // Time itself must pass (the session lasts 1 s): the page is asked again until it expires.
+    wait_until(
+        "an expired session sends to the login form",
+        Duration::from_secs(4),
+        async || {
+            fetch(&app, &base, "GET", "/console", Some(&session), None, &[])
+                .await
+                .status
+                == 303
+        },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -305,22 +308,8 @@ async fn the_public_listener_answers_only_callbacks_and_healthz_when_an_operator
     }
     // The operator listener answers the rest.
     // The record reaches PostgreSQL a moment after the answer.
-    let mut r = fetch(
-        &app,
-        &admin,
-        "GET",
-        "/admin/events",
-        None,
-        None,
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-    )
-    .await;
-    for _ in 0..100 {
-        if r.body.contains("pub-1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        r = fetch(
+    wait_for(Duration::from_secs(10), async || {
+        let r = fetch(
             &app,
             &admin,
             "GET",
@@ -330,9 +319,13 @@ async fn the_public_listener_answers_only_callbacks_and_healthz_when_an_operator
             &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
         )
         .await;
-    }
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("pub-1"), "{}", r.body);
+        if r.status == 200 && r.body.contains("pub-1") {
+            Ok(())
+        } else {
+            Err(format!("pub-1 not listed: HTTP {} {}", r.status, r.body))
+        }
+    })
+    .await;
     assert_eq!(
         fetch(&app, &admin, "GET", "/metrics", None, None, &[])
             .await
@@ -562,15 +555,16 @@ async fn start_driver(driver: &Path) -> Driver {
         "svamlgate-chromium-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "chromedriver listens",
+        Duration::from_secs(10),
+        async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
     Driver {
         child,
         port,
@@ -623,20 +617,15 @@ async fn shot(c: &fantoccini::Client, name: &str) {
 /// meanwhile (a form's answer arriving, the Overview's auto-refresh) makes the element stale: it
 /// is then looked up again.
 async fn text(c: &fantoccini::Client, css: &str) -> String {
-    let mut last = None;
-    for _ in 0..50 {
+    wait_for(Duration::from_secs(5), async || {
         let element = c
             .wait()
             .for_element(fantoccini::Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"));
-        match element.text().await {
-            Ok(t) => return t,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{css}: {last:?}")
+        element.text().await.map_err(|e| format!("{css}: {e}"))
+    })
+    .await
 }
 
 /// Records what the pages show: a call whose reply the gate refused (fallback sent), a call with a
@@ -724,18 +713,17 @@ async fn seed(app: &TestApp) -> String {
     // Every record is in PostgreSQL before the browser looks (a loaded machine ships late).
     for callid in ["call-refused", "call-script", "call-miss"] {
         let path = format!("/admin/calls/{callid}");
-        let mut ok = false;
-        for _ in 0..100 {
-            let r = app.admin_get(&path).await;
-            if r.status == 200
-                && (callid != "call-miss" || r.json()["events"].as_array().map_or(0, Vec::len) == 2)
-            {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ok, "{callid} never recorded");
+        wait_until(
+            &format!("{callid} is recorded"),
+            Duration::from_secs(10),
+            async || {
+                let r = app.admin_get(&path).await;
+                r.status == 200
+                    && (callid != "call-miss"
+                        || r.json()["events"].as_array().map_or(0, Vec::len) == 2)
+            },
+        )
+        .await;
     }
     reference
 }
@@ -756,21 +744,19 @@ async fn the_console_in_chromium() {
     let app = spawn_app().await;
     let refusal = seed(&app).await;
     // The seeded gate miss fires its alert (on the alerts thread): the overview lists it.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !app
-        .state
-        .alerts
-        .list()
-        .firing
-        .iter()
-        .any(|a| a.rule.as_str() == "gate_miss")
-    {
-        assert!(
-            std::time::Instant::now() < until,
-            "the gate miss alert never fired"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the gate miss alert fires",
+        Duration::from_secs(30),
+        async || {
+            app.state
+                .alerts
+                .list()
+                .firing
+                .iter()
+                .any(|a| a.rule.as_str() == "gate_miss")
+        },
+    )
+    .await;
     let driver = start_driver(&chromedriver).await;
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), json!({

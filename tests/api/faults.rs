@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use svamlgate::signature::{self, AppCredential};
 
-use crate::helpers::{fixture, fresh_database, ice, pie, ADMIN_TOKEN, KEY, SECRET};
+use crate::helpers::{
+    fixture, fresh_database, ice, pie, wait_for, wait_serving, wait_until, ADMIN_TOKEN, KEY, SECRET,
+};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -55,16 +57,9 @@ impl Service {
             base: format!("http://127.0.0.1:{port}"),
             data_dir: data_dir.to_path_buf(),
         };
-        let client = awc::Client::default();
-        for _ in 0..600 {
-            if let Ok(r) = client.get(format!("{}/healthz", svc.base)).send().await {
-                if r.status().is_success() {
-                    return svc;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("svamlgate did not start");
+        // The embedded cluster's first start (initdb) can take a while on a loaded machine.
+        wait_serving(&svc.base, Duration::from_secs(60)).await;
+        svc
     }
 
     fn kill9(&mut self) {
@@ -96,15 +91,15 @@ impl Service {
 
     /// Waits until PostgreSQL answers and the journal is shipped.
     async fn drained(&self, within: Duration) -> Value {
-        let until = Instant::now() + within;
-        loop {
+        wait_for(within, async || {
             let r = self.ready().await;
             if r["checks"]["database"] == "ok" && r["shipping"]["lagRecords"] == 0 {
-                return r;
+                Ok(r)
+            } else {
+                Err(format!("journal not drained: {r}"))
             }
-            assert!(Instant::now() < until, "journal not drained: {r}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -182,11 +177,13 @@ async fn load(
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                // Pacing, not waiting: each worker's rate of callbacks.
                 tokio::time::sleep(pause).await;
             }
         }
     };
     let fault = async {
+        // Time itself must pass: the fault strikes `at` into the load.
         tokio::time::sleep(at).await;
         during();
     };
@@ -344,6 +341,7 @@ impl Proxy {
                             return;
                         };
                         let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        // Watches the switch for as long as the connection lives (no deadline).
                         let cut = async {
                             while up3.load(Ordering::Acquire)
                                 && gen3.load(Ordering::Acquire) == born
@@ -533,13 +531,12 @@ async fn two_instances_on_one_database_follow_one_call() {
             .status,
         201
     );
-    while b.state.live.routes().is_empty() {
-        assert!(
-            made.elapsed() < Duration::from_secs(2),
-            "route reached B within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the route reaches B within 2 s",
+        Duration::from_secs(2).saturating_sub(made.elapsed()),
+        async || !b.state.live.routes().is_empty(),
+    )
+    .await;
 
     // ICE on A, PIE on B, PIE on A, DICE on B.
     let r1 = a.post_signed(&ice("two-1", "+15550100")).await.json();
@@ -580,13 +577,12 @@ async fn two_instances_on_one_database_follow_one_call() {
             .status,
         204
     );
-    while !a.state.live.routes().is_empty() {
-        assert!(
-            removed.elapsed() < Duration::from_secs(2),
-            "removal reached A within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the removal reaches A within 2 s",
+        Duration::from_secs(2).saturating_sub(removed.elapsed()),
+        async || a.state.live.routes().is_empty(),
+    )
+    .await;
 }
 
 /// As root, from a directory the `postgres` account cannot enter (a clone in root's 0700 home):
@@ -618,8 +614,15 @@ async fn the_embedded_cluster_runs_from_a_home_only_root_can_enter() {
     let n = count_rows(&svc.embedded_url(), "SELECT count(*) FROM callbacks").await;
     assert_eq!(n, 0);
     drop(svc);
-    // The cluster's files are removed (the postmaster dies with its parent).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The postmaster dies with its parent (it removes its pid file as it stops); then its files
+    // are removed.
+    let pid_file = Path::new(location.trim()).join("pg/postmaster.pid");
+    wait_until(
+        "the postmaster stops with svamlgate",
+        Duration::from_secs(30),
+        async || !pid_file.exists(),
+    )
+    .await;
     let _ = std::fs::remove_dir_all(location.trim());
 }
 

@@ -3,7 +3,7 @@
 //! coverage, replay of recorded calls, and shadow evaluation.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -483,18 +483,19 @@ async fn shadowing_leaves_the_live_replies_byte_for_byte_the_same() {
     );
 
     // 4 ICEs and 6 PIEs were compared; r-0's and r-1's first key differ.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let report = loop {
+    let report = crate::helpers::wait_for(Duration::from_secs(10), async || {
         let res = app
             .admin_get(&format!("/admin/flows/{flow_id}/versions/{v2}/shadow"))
             .await;
         assert_eq!(res.status, 200);
         let body = res.json();
-        if body["totals"]["compared"] == 10 || Instant::now() > deadline {
-            break body;
+        if body["totals"]["compared"] == 10 {
+            Ok(body)
+        } else {
+            Err(format!("not 10 compared: {body:#}"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     Documented::fetch(&app).await.check(
         "GET",
         "/admin/flows/{id}/versions/{version}/shadow",

@@ -8,7 +8,9 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{fixture, ice, pie, spawn_app, spawn_app_with, Documented, TestApp};
+use crate::helpers::{
+    fixture, ice, pie, spawn_app, spawn_app_with, wait_until, Documented, TestApp,
+};
 
 fn flow_doc(name: &str) -> Value {
     serde_json::from_slice(&fixture(&format!("flows/{name}"))).unwrap()
@@ -339,6 +341,7 @@ async fn upstream() -> String {
             .route(
                 "/late",
                 web::post().to(|| async {
+                    // Time itself must pass: this upstream answers after the 400 ms deadline.
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     HttpResponse::Ok().json(json!({"action": {"name": "hangup"}}))
                 }),
@@ -405,8 +408,19 @@ async fn proxy_mode_valid_invalid_late_and_down() {
         assert_eq!(row.get::<String, _>("reply_source"), "fallback");
         assert_eq!(row.get::<String, _>("fallback_reason"), reason, "{callid}");
     }
-    // The upstream exchanges and the rejected reply are on record.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The upstream exchanges and the rejected reply are on record: one exchange per call.
+    wait_until(
+        "six upstream exchanges are recorded",
+        Duration::from_secs(10),
+        async || {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM upstream_exchanges")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+            n >= 6
+        },
+    )
+    .await;
     let ex = sqlx::query("SELECT c.callid, u.status, u.failure FROM upstream_exchanges u JOIN callbacks c ON c.id = u.callback_id ORDER BY c.callid")
         .fetch_all(&app.pool)
         .await

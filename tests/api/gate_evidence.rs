@@ -533,20 +533,17 @@ fn upstream(replies: Vec<(&'static str, Value)>) -> String {
 /// The stored callback of `callid`, once the shipper has written it (the reply does not wait for
 /// PostgreSQL; under load the record can take a while).
 async fn stored_callback(app: &crate::helpers::TestApp, callid: &str) -> sqlx::postgres::PgRow {
-    for _ in 0..300 {
-        let row = sqlx::query(
+    crate::helpers::wait_for(std::time::Duration::from_secs(15), async || {
+        sqlx::query(
             "SELECT reply_source, fallback_reason, gate_verdict, validation FROM callbacks WHERE callid = $1",
         )
         .bind(callid)
         .fetch_optional(&app.pool)
         .await
-        .unwrap();
-        if let Some(row) = row {
-            return row;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("callback {callid} never reached PostgreSQL");
+        .unwrap()
+        .ok_or_else(|| format!("callback {callid} never reached PostgreSQL"))
+    })
+    .await
 }
 
 #[actix_web::test]
@@ -665,15 +662,7 @@ async fn a_dead_menu_branch_is_logged_at_error_and_the_reply_goes_out() {
         .unwrap();
     let client = awc::Client::default();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "service did not start");
+    crate::helpers::wait_serving(&base, Duration::from_secs(10)).await;
     let body = ice("dead-1", "+15550399999");
     let ts = svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc());
     let cred = svamlgate::signature::AppCredential::new(KEY, SECRET).unwrap();

@@ -233,14 +233,14 @@ impl TestApp {
 
     /// Waits until an error row with this reference exists and returns it via the admin API.
     pub async fn wait_error(&self, reference: &str) -> Value {
-        for _ in 0..100 {
+        wait_for(Duration::from_secs(10), async || {
             let r = self.admin_get(&format!("/admin/errors/{reference}")).await;
-            if r.status == 200 {
-                return r.json();
+            match r.status {
+                200 => Ok(r.json()),
+                s => Err(format!("error {reference} never recorded (last HTTP {s})")),
             }
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        panic!("error {reference} never recorded");
+        })
+        .await
     }
 }
 
@@ -446,4 +446,52 @@ impl Documented {
             "{method} {template} {status}: {problems:#?}\n{body:#}"
         );
     }
+}
+
+/// The one way a test waits for something to happen: tries `attempt` until it gives `Ok`, every
+/// 20 ms, and returns that value. Fails the test with the last `Err` (say what was awaited and
+/// what was seen) when nothing came within `within`, so a wait for a thing that never happens
+/// fails instead of hanging or passing.
+pub async fn wait_for<T, E: std::fmt::Display>(
+    within: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let last = match attempt().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            std::time::Instant::now() < until,
+            "waited {within:?} in vain: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `condition` holds (see [`wait_for`]); `what` names it when it never does.
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    wait_for(within, async || {
+        if condition().await {
+            Ok(())
+        } else {
+            Err(format!("until {what}"))
+        }
+    })
+    .await
+}
+
+/// Waits until a service started as a process answers `GET {base}/healthz` with success; fails the
+/// test when it does not within `within`.
+pub async fn wait_serving(base: &str, within: Duration) {
+    let client = awc::Client::default();
+    wait_until("the service answers /healthz", within, async || {
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
 }

@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use svamlgate::config::ServeArgs;
 use svamlgate::recording::journal::WriteState;
 
 use crate::faults::{port_of, through, Proxy};
-use crate::helpers::{fresh_database, ice, spawn_app_on, TestApp};
+use crate::helpers::{fresh_database, ice, spawn_app_on, wait_for, TestApp};
 
 /// A tmpfs of `bytes` mounted for one test; unmounted when dropped.
 struct Tmpfs {
@@ -40,14 +40,18 @@ impl Tmpfs {
             Ok(o) if o.status.success() => Some(Tmpfs { dir }),
             Ok(o) => {
                 eprintln!(
-                    "SKIPPED: cannot mount a tmpfs here ({}); run as root to test a full disk",
+                    "SKIPPED {}: cannot mount a tmpfs here ({}); run as root to test a full disk",
+                    this_test(),
                     String::from_utf8_lossy(&o.stderr).trim()
                 );
                 let _ = std::fs::remove_dir(&dir);
                 None
             }
             Err(e) => {
-                eprintln!("SKIPPED: cannot run mount ({e}); run as root to test a full disk");
+                eprintln!(
+                    "SKIPPED {}: cannot run mount ({e}); run as root to test a full disk",
+                    this_test()
+                );
                 let _ = std::fs::remove_dir(&dir);
                 None
             }
@@ -99,6 +103,14 @@ async fn burst(app: &TestApp, prefix: &str, n: usize, concurrency: usize) -> Vec
     answered.into_iter().flatten().collect()
 }
 
+/// The running test's name (libtest names its thread after it), for SKIPPED lines.
+fn this_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a full-disk test")
+        .to_owned()
+}
+
 async fn ready(app: &TestApp) -> (u16, Value) {
     let r = app.get("/readyz", None).await;
     (r.status, r.json())
@@ -107,22 +119,18 @@ async fn ready(app: &TestApp) -> (u16, Value) {
 /// Waits until nothing is left to ship (journal and memory) and PostgreSQL takes records.
 async fn drained(app: &TestApp, within: Duration) {
     let status = &app.state.recorder.status;
-    let until = Instant::now() + within;
-    loop {
+    wait_for(within, async || {
         let durable = *app.state.recorder.journal().durable().borrow();
         if status.shipped.load(Ordering::Acquire) >= durable
             && status.memory.is_empty()
             && status.db_ok.load(Ordering::Acquire)
         {
-            return;
+            Ok(())
+        } else {
+            Err(format!("not drained: {:?}", ready(app).await))
         }
-        assert!(
-            Instant::now() < until,
-            "not drained: {:?}",
-            ready(app).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn rows(app: &TestApp, prefix: &str) -> i64 {
@@ -350,15 +358,15 @@ async fn a_limit_smaller_than_a_segment_bounds_the_journal_with_postgres_up_and_
     // Back: readiness recovers by itself, and every record not reported dropped is there.
     proxy.set_up(true);
     drained(&app, Duration::from_secs(30)).await;
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), async || {
         let (status, body) = ready(&app).await;
         if status == 200 && body["checks"]["journal"] == "ok" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("readiness did not recover: {body}"))
         }
-        assert!(Instant::now() < until, "readiness did not recover: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let stored_up = rows(&app, "lim-up").await;
     assert!(up.iter().all(|c| c.starts_with("lim-up")));
     let stored_away = rows(&app, "lim-away").await;

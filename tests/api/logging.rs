@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{fixture, fresh_database, ADMIN_TOKEN, KEY, SECRET};
+use crate::helpers::{fixture, fresh_database, wait_serving, ADMIN_TOKEN, KEY, SECRET};
 
 #[actix_web::test]
 async fn json_logs_mask_numbers_and_never_print_secrets() {
@@ -34,15 +34,7 @@ async fn json_logs_mask_numbers_and_never_print_secrets() {
         .unwrap();
     let client = awc::Client::default();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "service did not start");
+    wait_serving(&base, Duration::from_secs(10)).await;
     let body = fixture("sinch/ice-nuget-serversdk-1.json");
     let ts = svamlgate::signature::format_timestamp(time::OffsetDateTime::now_utc());
     let cred = svamlgate::signature::AppCredential::new(KEY, SECRET).unwrap();

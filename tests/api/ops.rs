@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use svamlgate::config::Secret;
 
-use crate::helpers::{ice, spawn_app_with, TestApp, ADMIN_TOKEN, KEY};
+use crate::helpers::{ice, spawn_app_with, wait_for, wait_until, TestApp, ADMIN_TOKEN, KEY};
 
 const ALERT_SECRET: &str = "alert-signing-secret";
 
@@ -121,6 +121,7 @@ impl Proxy {
                             return;
                         };
                         let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        // Watches the switch for as long as the connection lives (no deadline).
                         let cut = async {
                             while up3.load(Ordering::Acquire)
                                 && gen3.load(Ordering::Acquire) == born
@@ -145,9 +146,12 @@ impl Proxy {
     async fn cut(&self) {
         self.up.store(false, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
-        while self.live.load(Ordering::Acquire) > 0 {
-            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_until(
+            "every connection through the proxy is closed",
+            Duration::from_secs(10),
+            async || self.live.load(Ordering::Acquire) == 0,
+        )
+        .await;
     }
 
     fn restore(&self) {
@@ -335,20 +339,19 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
 
     // Back: the shipper catches up and the same read finds the call, without a lag.
     db.restore();
-    let mut found = None;
-    for _ in 0..200 {
+    // The shipper backs off while PostgreSQL is away; the read's own wait is bounded.
+    let found = wait_for(Duration::from_secs(30), async || {
         let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
         if status == 200 && lag.is_none() {
-            found = Some(body);
-            break;
+            Ok(body)
+        } else {
+            Err(format!(
+                "the call is not found without a lag after PostgreSQL came back: HTTP {status}, lag {lag:?}"
+            ))
         }
-        // The shipper backs off while PostgreSQL is away; the read's own wait is bounded.
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        found.expect("found after PostgreSQL came back")["callid"],
-        "away-1"
-    );
+    })
+    .await;
+    assert_eq!(found["callid"], "away-1");
     // Ends the shipper and its connections now, not when the test binary exits.
     app.stop().await;
 }
@@ -945,6 +948,7 @@ async fn a_day_of_a_million_rows_is_pruned_in_batches_without_blocking_inserts()
                 .unwrap();
                 worst = worst.max(t.elapsed());
                 n += 1;
+                // Pacing, not waiting: one insert every 10 ms.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             (n, worst)

@@ -400,16 +400,7 @@ where
     Fut: std::future::Future<Output = T>,
 {
     let base = format!("http://127.0.0.1:{port}");
-    let client = awc::Client::default();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "service did not start");
+    crate::helpers::wait_serving(&base, Duration::from_secs(10)).await;
     let out = f(base).await;
     // SAFETY: the pid is our own child's.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -495,6 +486,7 @@ async fn a_refusal_flood_is_bounded_and_legitimate_callbacks_keep_answering() {
         assert_eq!(r.status, 200, "a legitimate callback during the flood");
         during.lock().unwrap().push(t.elapsed());
         i += 1;
+        // Pacing, not waiting: legitimate callbacks every 20 ms for the flood's 4 s.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -665,19 +657,20 @@ async fn the_canary_through_a_path_rewriting_proxy_fails_with_the_path_and_recov
     let ready = app.get("/readyz", None).await.json();
     assert_eq!(ready["checks"]["canary"]["ok"], true, "{ready}");
     // Recorded apart: the canary_callbacks view (records reach PostgreSQL a moment later).
-    let mut canaries = 0i64;
-    for _ in 0..200 {
+    let canaries: i64 = crate::helpers::wait_for(Duration::from_secs(10), async || {
         app.settle().await;
-        canaries =
+        let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM canary_callbacks WHERE http_status = 200")
                 .fetch_one(&app.pool)
                 .await
                 .unwrap();
-        if canaries > 0 {
-            break;
+        if n > 0 {
+            Ok(n)
+        } else {
+            Err("the canary's callback never reached canary_callbacks")
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert_eq!(canaries, 1);
     let metrics = String::from_utf8_lossy(&app.get("/metrics", None).await.body).into_owned();
     assert!(
