@@ -124,6 +124,68 @@ async fn the_say_limit_setting_reaches_the_gate() {
     assert!(report.to_string().contains("SVAML080"), "{report}");
 }
 
+/// The say limit reaches the reply path too: the same upstream reply goes out under the built-in
+/// limit and is refused (the fallback goes out instead) under a limit it exceeds.
+#[actix_web::test]
+async fn the_say_limit_setting_gates_callback_replies() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let reply = json!({"instructions": [{"name": "say", "text": "Hello there. ".repeat(8), "locale": "en-US"}],
+                       "action": {"name": "hangup"}});
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}/cb", listener.local_addr().unwrap());
+    let body = reply.clone();
+    let server = HttpServer::new(move || {
+        let body = body.clone();
+        App::new().route(
+            "/cb",
+            web::post().to(move || {
+                let body = body.clone();
+                async move { HttpResponse::Ok().json(body) }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    let route = json!({"name": "long say", "called": "+15550008080",
+        "target": {"kind": "upstream", "url": upstream, "key": "up-key", "secretB64": "c2VjcmV0"}});
+
+    let under_default = spawn_app().await;
+    let made = under_default
+        .admin_send("POST", "/admin/routes", Some(&route))
+        .await;
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let res = under_default
+        .post_signed(&crate::helpers::ice("say-1", "+15550008080"))
+        .await;
+    assert_eq!(res.json(), reply, "the reply fits the built-in limit");
+
+    let limited = spawn_app_with(|c| c.max_say_chars = 80).await;
+    let made = limited
+        .admin_send("POST", "/admin/routes", Some(&route))
+        .await;
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let res = limited
+        .post_signed(&crate::helpers::ice("say-2", "+15550008080"))
+        .await;
+    assert_eq!(
+        res.json(),
+        svamlgate::gate::builtin_fallback(svamlgate::svaml::Target::Ice)
+    );
+    let (source, reason): (String, Option<String>) = sqlx::query_as(
+        "SELECT reply_source, fallback_reason FROM callbacks WHERE callid = 'say-2'",
+    )
+    .fetch_one(&limited.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (source.as_str(), reason.as_deref()),
+        ("fallback", Some("invalid"))
+    );
+}
+
 #[actix_web::test]
 async fn error_catalog_and_validation_endpoints() {
     let app = spawn_app().await;

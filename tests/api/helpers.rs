@@ -128,7 +128,12 @@ impl TestApp {
         let budget = Duration::from_secs(60);
         match status.wait_shipped(position, budget).await {
             None => {}
-            Some(lag) if lag.reason == LagReason::DatabaseUnavailable => return,
+            Some(lag) if lag.reason == LagReason::DatabaseUnavailable => {
+                // Said, not silent: a test that did not cut PostgreSQL and then misses a row
+                // shows why (e.g. a pool timeout on an overloaded machine).
+                eprintln!("settle: PostgreSQL does not take records now, not waiting: {lag:?}");
+                return;
+            }
             Some(lag) => {
                 panic!("settle: records up to {position} not shipped within {budget:?}: {lag:?}")
             }
@@ -136,6 +141,10 @@ impl TestApp {
         let until = std::time::Instant::now() + budget;
         while !status.memory.is_empty() {
             if status.known_down() {
+                eprintln!(
+                    "settle: PostgreSQL does not take records now, not waiting for {} held in memory",
+                    status.memory.len()
+                );
                 return;
             }
             assert!(

@@ -22,7 +22,8 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// None (after saying why) where mounting is impossible (not root, no CAP_SYS_ADMIN).
+    /// None (after saying SKIPPED and the test's name) where mounting is impossible (not root);
+    /// as root, a mount that fails fails the test.
     fn mount(bytes: u64) -> Option<Tmpfs> {
         let dir = std::env::temp_dir().join(format!("svamlgate-tmpfs-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -38,6 +39,13 @@ impl Tmpfs {
             .output();
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            // Root can mount: a failure there is a failure of the test, not a reason to skip it.
+            // SAFETY: geteuid has no preconditions.
+            Ok(o) if unsafe { libc::geteuid() } == 0 => panic!(
+                "{}: running as root but cannot mount a tmpfs ({}); a container needs CAP_SYS_ADMIN",
+                this_test(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
             Ok(o) => {
                 eprintln!(
                     "SKIPPED {}: cannot mount a tmpfs here ({}); run as root to test a full disk",

@@ -655,3 +655,126 @@ async fn bodies_match_the_documented_schemas() {
     let (status, _) = c.send("DELETE", "/admin/flows/{id}", &one, None).await;
     assert_eq!(status, 204);
 }
+
+/// Every route string the source registers, however it is registered: handler attributes
+/// (`#[get("…")]`), `web::resource("…")`, `.route("…", …)`, and scopes (`scope("…")`). Scopes
+/// are returned apart, to be put in front of the others. Read from all of `src/`, so a route
+/// registered anywhere, documented or not, is a candidate for [`answering_routes`].
+fn route_strings_in_source() -> (BTreeSet<String>, BTreeSet<String>) {
+    let route = regex::Regex::new(
+        r#"(?:#\[(?:get|post|put|delete|patch)\(|resource\(|\.route\()\s*"(/[^"]*)""#,
+    )
+    .unwrap();
+    let scope = regex::Regex::new(r#"scope\(\s*"(/[^"]*)""#).unwrap();
+    let (mut paths, mut scopes) = (BTreeSet::new(), BTreeSet::new());
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("reading src/") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("reading a source file");
+                paths.extend(route.captures_iter(&text).map(|c| c[1].to_owned()));
+                scopes.extend(scope.captures_iter(&text).map(|c| c[1].to_owned()));
+            }
+        }
+    }
+    (paths, scopes)
+}
+
+/// Whether the answer refuses the method on a path that exists: 405, or the callback path's own
+/// refusal of anything but POST (a Sinch envelope, "Method … is not allowed on the callback path").
+fn refused_method(res: &crate::helpers::Response) -> bool {
+    res.status == 405
+        || serde_json::from_slice::<Value>(&res.body)
+            .ok()
+            .and_then(|j| {
+                j["message"]
+                    .as_str()
+                    .map(|m| m.starts_with("Method ") && m.contains(" is not allowed"))
+            })
+            .unwrap_or(false)
+}
+
+/// The routes that answer on the running app, `(METHOD, normalised path)`: every candidate path
+/// (the document's, and every route string of the source, alone and under every scope) asked
+/// with every method; a route answers when the answer is neither the default service's "No route
+/// for" nor a refused method ([`refused_method`]). The console's HTML pages (`/console…`) are
+/// left out: they are not part of the document by design.
+async fn answering_routes(app: &TestApp, doc: &Value) -> BTreeSet<Op> {
+    let (paths, scopes) = route_strings_in_source();
+    assert!(
+        scopes.contains("/admin") && paths.len() >= 10,
+        "the source scan finds the routes: {scopes:?} {paths:?}"
+    );
+    let mut candidates: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(|p| normalise(p))
+        .collect();
+    for p in &paths {
+        candidates.insert(normalise(p));
+        for s in &scopes {
+            candidates.insert(normalise(&format!("{s}{p}")));
+        }
+    }
+    let mut answering = BTreeSet::new();
+    for template in candidates {
+        if template.starts_with("/console") {
+            continue;
+        }
+        let concrete = if template == DOCUMENTED_CALLBACK_PATH {
+            app.config.callback_path.clone()
+        } else {
+            template.replace("{}", "1")
+        };
+        for method in METHODS {
+            let m = actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let req = app.client.request(m, app.url(&concrete)).insert_header((
+                "authorization",
+                format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
+            ));
+            let mut res = match method {
+                "get" | "delete" => req.send().await,
+                _ => req.send_json(&json!({})).await,
+            }
+            .expect("request failed");
+            let body = res.body().limit(10 << 20).await.expect("reading body");
+            let res = crate::helpers::Response {
+                status: res.status().as_u16(),
+                headers: Vec::new(),
+                body: body.to_vec(),
+            };
+            if !unrouted(&res) && !refused_method(&res) {
+                answering.insert((method.to_uppercase(), template.clone()));
+            }
+        }
+    }
+    answering
+}
+
+/// The document against what answers: every (method, path) the running app answers is in the
+/// document, and every documented operation answers. No count: a route added anywhere without
+/// documentation (a `.route(…)` in a `configure`, a handler in a new file) makes it fail.
+#[actix_web::test]
+async fn the_document_lists_exactly_the_routes_that_answer() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let documented: BTreeSet<Op> = operations(&doc)
+        .into_iter()
+        .map(|(m, p, _, _)| (m, p))
+        .collect();
+    let answering = answering_routes(&app, &doc).await;
+    let undocumented: Vec<&Op> = answering.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes that answer but are not in the OpenAPI document: {undocumented:?}"
+    );
+    let silent: Vec<&Op> = documented.difference(&answering).collect();
+    assert!(
+        silent.is_empty(),
+        "documented operations that do not answer: {silent:?}"
+    );
+}
