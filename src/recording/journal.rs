@@ -1742,6 +1742,217 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A journal with 128 KiB segments (limit 1 MiB): spares are wanted after 32 KiB.
+    fn small(dir: &Path) -> (Journal, Recovery) {
+        Journal::open_with(
+            dir,
+            Options {
+                max_bytes: 1 << 20,
+                preallocate: true,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Appends records of 1,000 bytes until the writer is in a preallocated segment; returns
+    /// how many were appended.
+    async fn into_a_spare(j: &Journal) -> u64 {
+        let mut n = 0u64;
+        while n < 40 {
+            j.append(vec![b'a' + (n % 26) as u8; 1000]).await.unwrap();
+            n += 1;
+        }
+        assert!(
+            j.inner.spares.wait_ready(Duration::from_secs(20)),
+            "a spare is prepared once 32 KiB are written"
+        );
+        assert!(j.dir().join("spare").exists());
+        // The next write that would grow the file goes to the spare.
+        j.append(vec![b'z'; 1000]).await.unwrap();
+        n + 1
+    }
+
+    fn last_segment(dir: &Path) -> (PathBuf, u64) {
+        let p = list_segments(dir).unwrap().pop().unwrap().path;
+        let len = std::fs::metadata(&p).unwrap().len();
+        (p, len)
+    }
+
+    #[test]
+    fn a_preallocated_segment_ends_cleanly_at_its_zeros_and_is_written_on_after_reopen() {
+        let dir = temp();
+        let written = rt().block_on(async {
+            let (j, _) = small(&dir);
+            let n = into_a_spare(&j).await;
+            let (seg, len) = last_segment(&dir);
+            assert_eq!(len, 128 * 1024, "the spare became the segment, full size");
+            let data = std::fs::read(&seg).unwrap();
+            let end = *frame_offsets(&data).last().unwrap();
+            assert!(
+                end > 0 && data[end..].iter().all(|&b| b == 0),
+                "frames, then zeros"
+            );
+            // The cursor reads across the plain segment and the preallocated one.
+            let mut c = Cursor::new(0);
+            let got = c.read(&j, n, 1000).unwrap();
+            assert_eq!(got.len() as u64, n);
+            assert!(c.read(&j, n, 1000).unwrap().is_empty());
+            assert_eq!(j.bytes(), list_bytes(&dir), "bytes are what the files hold");
+            j.release();
+            n
+        });
+        let segments_before = list_segments(&dir).unwrap().len();
+        let (seg, _) = last_segment(&dir);
+        let end = *frame_offsets(&std::fs::read(&seg).unwrap()).last().unwrap();
+        rt().block_on(async {
+            let (j, rec) = small(&dir);
+            assert_eq!(rec.records.len() as u64, written);
+            assert!(
+                rec.cuts.is_empty(),
+                "zeros are the clean end: {:?}",
+                rec.cuts
+            );
+            assert_eq!(rec.cut_records, 0);
+            // Written on in place, after the last frame.
+            assert_eq!(j.append(b"after".to_vec()).await.unwrap(), written + 1);
+            assert_eq!(list_segments(&dir).unwrap().len(), segments_before);
+            let data = std::fs::read(&seg).unwrap();
+            assert_eq!(data.len(), 128 * 1024);
+            assert!(
+                matches!(parse_at(&data, end), Parsed::Record { seq, .. } if seq == written + 1)
+            );
+            j.release();
+        });
+        let (_j, rec) = rt().block_on(async { small(&dir) });
+        assert_eq!(rec.records.len() as u64, written + 1);
+        assert!(rec.records.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+        assert!(rec.cuts.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Offsets of the frames of a segment, and the end of the last one.
+    fn frame_offsets(data: &[u8]) -> Vec<usize> {
+        let mut at = vec![0];
+        while let Parsed::Record { end, .. } = parse_at(data, *at.last().unwrap()) {
+            at.push(end);
+        }
+        at
+    }
+
+    fn list_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".seg") || n == "spare"
+            })
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_frame_in_a_preallocated_segment_is_cut_and_kept() {
+        // (damage, records lost, torn)
+        for damage in ["torn", "flipped", "zero-header"] {
+            let dir = temp();
+            let written = rt().block_on(async {
+                let (j, _) = small(&dir);
+                let n = into_a_spare(&j).await;
+                // Two more frames of 1,500 bytes in the preallocated segment.
+                j.append(vec![b'x'; 1500]).await.unwrap();
+                j.append(vec![b'y'; 1500]).await.unwrap();
+                j.release();
+                n + 2
+            });
+            let (seg, _) = last_segment(&dir);
+            let mut data = std::fs::read(&seg).unwrap();
+            let offsets = frame_offsets(&data);
+            let last = offsets[offsets.len() - 2]; // the last frame's offset
+            assert_eq!(offsets[offsets.len() - 1], last + 1516);
+            match damage {
+                // Its last sectors never reached the disk: zeros from a sector boundary on.
+                "torn" => data[(last / 512 + 1) * 512..last + 1516].fill(0),
+                "flipped" => data[last + 700] ^= 0x20,
+                // Its header's sector never reached the disk, a later one did.
+                _ => data[last..last + HEADER].fill(0),
+            }
+            std::fs::write(&seg, &data).unwrap();
+            let (_j, rec) = rt().block_on(async { small(&dir) });
+            assert_eq!(rec.records.len() as u64, written - 1, "{damage}");
+            assert_eq!(rec.cut_segments, 1, "{damage}");
+            let cut = &rec.cuts[0];
+            assert_eq!(cut.from, last as u64, "{damage}");
+            assert!(
+                cut.to <= (last + 1516) as u64,
+                "{damage}: the zeros after it are not cut"
+            );
+            let (lost, torn) = if damage == "flipped" {
+                (Some((written, written)), false)
+            } else {
+                (None, true)
+            };
+            assert_eq!((cut.lost, cut.torn_tail), (lost, torn), "{damage}");
+            assert_eq!(
+                std::fs::read(cut.kept_in.as_ref().unwrap()).unwrap(),
+                data[cut.from as usize..cut.to as usize],
+                "{damage}"
+            );
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn without_room_for_a_spare_the_journal_appends_to_a_growing_file() {
+        let dir = temp();
+        rt().block_on(async {
+            // Segments of 64 KiB under a limit of 70 KiB: a spare never fits beside them.
+            let (j, _) = Journal::open_with(
+                &dir,
+                Options {
+                    max_bytes: 70 * 1024,
+                    preallocate: true,
+                },
+            )
+            .unwrap();
+            let mut n = 0;
+            while j.bytes() + 1016 <= 70 * 1024 {
+                j.append(vec![b'p'; 1000]).await.unwrap();
+                n += 1;
+                assert_eq!(j.bytes(), list_bytes(&dir));
+                assert!(!dir.join("spare").exists(), "no spare beyond the limit");
+            }
+            assert_eq!(n, 70, "every record up to the limit was written");
+            let back = j.append_or_return(vec![b'p'; 1000]).await.unwrap_err();
+            assert_eq!(back.error.kind(), io::ErrorKind::StorageFull);
+            j.release();
+        });
+        let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
+        assert_eq!((rec.records.len(), rec.cuts.len()), (70, 0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn records_in_a_spare_whose_rename_was_lost_are_read_as_their_segment() {
+        let dir = temp();
+        let written = rt().block_on(async {
+            let (j, _) = small(&dir);
+            let n = into_a_spare(&j).await;
+            j.release();
+            n
+        });
+        // A crash before the directory was synced: the segment is back under the spare's name.
+        let (seg, _) = last_segment(&dir);
+        let _ = std::fs::remove_file(dir.join("spare"));
+        std::fs::rename(&seg, dir.join("spare")).unwrap();
+        let (_j, rec) = rt().block_on(async { small(&dir) });
+        assert_eq!(rec.records.len() as u64, written);
+        assert!(rec.cuts.is_empty());
+        assert!(seg.exists(), "renamed back to its segment name");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn cursor_reads_across_segments_and_shipped_segments_are_deleted() {
         let dir = temp();
