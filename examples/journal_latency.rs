@@ -2,7 +2,8 @@
 //! disk or beside a writer that keeps the disk busy. Records of `--size` bytes are appended through
 //! the real `Journal` API on a fixed schedule of `--rate` per second (open loop: each latency is
 //! measured from the moment its append was due, so a stall is counted in full), for `--seconds`;
-//! prints p50/p99/p999/max of append-to-durable, and how many segments were started.
+//! prints p50/p99/p999/max of append-to-durable, how many segments were started, and the p99 of
+//! each second.
 //!
 //! `--noise` puts a disk-heavy writer beside it, on the filesystem of `--dir`:
 //! * `none`: a quiet disk (other processes aside).
@@ -14,6 +15,9 @@
 //!   `TRUNCATE`, in a loop.
 //! * `kill`: as `postgres`, and a third into the run the postmaster is killed with SIGKILL; the
 //!   supervisor starts it again (crash recovery) and the load goes on.
+//!
+//! The first `--warmup` seconds (3) run at the same rate and are not counted: the journal starts
+//! the way a busy one runs.
 //!
 //! `--plain` opens the journal without preallocated segments (plain appending: every `fdatasync`
 //! also commits the file's new size), to compare both in the same conditions.
@@ -38,6 +42,7 @@ struct Args {
     noise: String,
     dir: PathBuf,
     plain: bool,
+    warmup: u64,
 }
 
 fn args() -> Args {
@@ -48,6 +53,7 @@ fn args() -> Args {
         noise: "none".into(),
         dir: std::env::temp_dir().join("svamlgate-journal-latency"),
         plain: false,
+        warmup: 3,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
@@ -65,6 +71,7 @@ fn args() -> Args {
             "--size" => a.size = value.parse().unwrap_or(a.size),
             "--noise" => a.noise = value,
             "--dir" => a.dir = PathBuf::from(value),
+            "--warmup" => a.warmup = value.parse().unwrap_or(a.warmup),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -200,8 +207,9 @@ async fn run(a: Args) -> anyhow::Result<()> {
     )));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let period = Duration::from_secs_f64(1.0 / a.rate as f64);
-    let total = a.rate * a.seconds;
-    let kill_at = (a.noise == "kill").then_some(total / 3);
+    let counted_from = a.rate * a.warmup;
+    let total = a.rate * (a.seconds + a.warmup);
+    let kill_at = (a.noise == "kill").then_some(counted_from + a.rate * a.seconds / 3);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
@@ -221,10 +229,11 @@ async fn run(a: Args) -> anyhow::Result<()> {
         payload[..8.min(a.size)].copy_from_slice(&i.to_le_bytes()[..8.min(a.size)]);
         tasks.push(tokio::spawn(async move {
             match j.append(payload).await {
-                Ok(_) => lat
+                Ok(_) if i >= counted_from => lat
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(due.elapsed()),
+                    .push((i - counted_from, due.elapsed())),
+                Ok(_) => {}
                 Err(_) => {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -248,7 +257,18 @@ async fn run(a: Args) -> anyhow::Result<()> {
     if let Some(mut c) = cluster.take() {
         c.stop();
     }
-    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut by_seq = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    by_seq.sort();
+    // p99 of each second, to see when the slow flushes came.
+    let per_second: Vec<String> = by_seq
+        .chunks(a.rate as usize)
+        .map(|c| {
+            let mut s: Vec<Duration> = c.iter().map(|x| x.1).collect();
+            s.sort();
+            format!("{:.0}", percentile(&s, 0.99))
+        })
+        .collect();
+    let mut l: Vec<Duration> = by_seq.iter().map(|x| x.1).collect();
     l.sort();
     println!(
         "journal {} noise {:<8} {} records of {} B at {}/s in {:.1} s: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms; errors {}; segments {}{}",
@@ -266,6 +286,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         segments,
         restarts.map_or(String::new(), |r| format!("; postgres restarts {r}")),
     );
+    println!("  p99 of each second, ms: {}", per_second.join(" "));
     let _ = std::fs::remove_dir_all(&journal_dir);
     Ok(())
 }
