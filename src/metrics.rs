@@ -376,11 +376,6 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Rows whose phone numbers were masked by redaction (SVAMLGATE_REDACT_AFTER_DAYS, svamlgate prune), by table.",
     ),
-    (
-        "svamlgate_ship_pauses_total",
-        "counter",
-        "Pauses the shipper made after a batch because the journal's flushes had got slow (its disk is shared with PostgreSQL).",
-    ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {

@@ -6,7 +6,10 @@
 //! Layout of `<data dir>/journal/`:
 //! * `<first seq, 20 digits>.seg`: frames `len: u32 LE | crc32c: u32 LE | seq: u64 LE | payload`, where
 //!   the checksum covers the seq bytes and the payload. Sequence numbers increase by one per record,
-//!   across segments and restarts.
+//!   across segments and restarts. A segment may end in zeros: it was prepared ahead of time
+//!   ([`spare`]), zero-filled to its full size, and frames are written over the zeros. An all-zero
+//!   header followed by zeros only is the clean end of a segment.
+//! * `spare`: the next segment, zero-filled and durable, waiting to be renamed when a segment starts.
 //! * `shipped`: the highest sequence number known to be in PostgreSQL (written after each shipped
 //!   batch; losing an update only means re-shipping, which is idempotent).
 //!
@@ -22,8 +25,12 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::os::unix::fs::FileExt;
+
 use crc::{Crc, Table, CRC_32_ISCSI};
 use tokio::sync::{oneshot, watch};
+
+mod spare;
 
 /// CRC-32C, slice-by-16 tables (several GB/s, no unsafe, no CPU feature detection).
 const CRC: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
@@ -77,7 +84,7 @@ pub enum Frame {
         /// Payload.
         payload: Vec<u8>,
     },
-    /// Clean end of data.
+    /// Clean end of data (the end of the file, or an all-zero header: space never written).
     End,
     /// A frame cut short (a write that did not finish).
     Torn,
@@ -95,6 +102,10 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Frame> {
             return Ok(if got == 0 { Frame::End } else { Frame::Torn });
         }
         got += n;
+    }
+    if header.iter().all(|&b| b == 0) {
+        // Never written: the preallocated rest of a segment (no frame has seq 0).
+        return Ok(Frame::End);
     }
     let word =
         |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
@@ -252,6 +263,10 @@ struct Shared {
     fail_syncs: AtomicU64,
     /// The open `LOCK` file holding an exclusive `flock`: one process per journal.
     lock: Mutex<Option<File>>,
+    /// Whether segments are prepared ahead of time ([`Options::preallocate`]).
+    preallocate: bool,
+    /// The spare segment and its preparer.
+    spares: spare::Spares,
 }
 
 /// Takes the journal's lock, or says who holds it.
@@ -321,6 +336,15 @@ fn parse_at(data: &[u8], off: usize) -> Parsed {
     if rest.is_empty() {
         return Parsed::End;
     }
+    if rest[..rest.len().min(HEADER)].iter().all(|&b| b == 0) {
+        // Zeros to the end: the preallocated space after the last frame. Anything written after
+        // zeros is damage (a write whose first sectors did not reach the disk, or worse).
+        return if rest.iter().all(|&b| b == 0) {
+            Parsed::End
+        } else {
+            Parsed::Corrupt
+        };
+    }
     match read_frame(&mut &rest[..]) {
         Ok(Frame::Record { seq, payload }) => Parsed::Record {
             seq,
@@ -360,7 +384,11 @@ fn whole_frames(data: &[u8], mut off: usize) -> u64 {
     let mut n = 0;
     while let Some(h) = data.get(off..off + HEADER) {
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len > MAX_PAYLOAD || off + HEADER + len > data.len() {
+        if len > MAX_PAYLOAD
+            || off + HEADER + len > data.len()
+            || h.iter().all(|&b| b == 0)
+            || spare::torn_in_place(data, off, len)
+        {
             break;
         }
         n += 1;
@@ -395,11 +423,7 @@ fn quarantine(dir: &Path, seg: &Segment, from: u64, bytes: &[u8]) -> Option<Path
 /// quarantine, then the segment is rewritten with its intact frames only (cut, when the damage is
 /// at the end). `next_first` is the first seq of the following segment, if any (it bounds what a
 /// damaged end lost).
-fn scan_segment(
-    dir: &Path,
-    seg: &Segment,
-    next_first: Option<u64>,
-) -> io::Result<(Records, Vec<Cut>)> {
+fn scan_segment(dir: &Path, seg: &Segment, next_first: Option<u64>) -> io::Result<Scanned> {
     let data = std::fs::read(&seg.path)?;
     let mut records = Vec::new();
     let mut cuts = Vec::new();
@@ -419,7 +443,9 @@ fn scan_segment(
             // checksum happened to pass makes one; treat it as damage.
             Parsed::Record { .. } | Parsed::Torn | Parsed::Corrupt => {
                 let next = resync(&data, off + 1, prev);
-                let to = next.unwrap_or(data.len());
+                // A damaged end stops at its last written byte: the zeros after it are the
+                // preallocated space of the segment, not damage.
+                let to = next.unwrap_or_else(|| spare::trim_zeros(&data, off));
                 let (lost, torn_tail) = match next {
                     Some(n) => {
                         let Parsed::Record { seq, .. } = parse_at(&data, n) else {
@@ -451,10 +477,15 @@ fn scan_segment(
             }
         }
     }
-    if cuts.is_empty() {
-        return Ok((records, cuts));
-    }
     let good_end = good.last().map_or(0, |g| g.1);
+    if cuts.is_empty() {
+        return Ok(Scanned {
+            records,
+            cuts,
+            end: good_end as u64,
+            len: data.len() as u64,
+        });
+    }
     let contiguous = good
         .iter()
         .try_fold(0usize, |at, &(from, to)| (from == at).then_some(to))
@@ -475,13 +506,48 @@ fn scan_segment(
         std::fs::rename(&tmp, &seg.path)?;
         sync_dir(dir)?;
     }
-    Ok((records, cuts))
+    let len = std::fs::metadata(&seg.path)?.len();
+    Ok(Scanned {
+        records,
+        cuts,
+        end: len,
+        len,
+    })
+}
+
+/// What scanning a segment found.
+struct Scanned {
+    records: Records,
+    cuts: Vec<Cut>,
+    /// Offset after the last intact frame.
+    end: u64,
+    /// The file's size after the scan (beyond `end`: zeros, the preallocated space).
+    len: u64,
 }
 
 /// Segment size for a disk limit: an eighth of it, between 64 KiB and [`SEGMENT_BYTES`], so that
 /// shipped segments can be deleted well before the limit is reached.
 pub fn segment_bytes_for(max_bytes: u64) -> u64 {
     (max_bytes / 8).clamp(64 * 1024, SEGMENT_BYTES)
+}
+
+/// How a journal is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `SVAMLGATE_JOURNAL_MAX_BYTES`: appends that would take the journal past it are refused.
+    pub max_bytes: u64,
+    /// Write into zero-filled segments prepared ahead of time (the default), so that a flush
+    /// changes no file metadata; false appends to growing files.
+    pub preallocate: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_bytes: u64::MAX,
+            preallocate: true,
+        }
+    }
 }
 
 impl Journal {
@@ -493,23 +559,41 @@ impl Journal {
     /// Opens (creating) the journal in `dir`, recovers what it holds and starts the writer thread.
     /// Appends that would take the segments past `max_bytes` are refused ([`Rejected`]).
     pub fn open_with_limit(dir: &Path, max_bytes: u64) -> io::Result<(Journal, Recovery)> {
+        Journal::open_with(
+            dir,
+            Options {
+                max_bytes,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Opens (creating) the journal in `dir` with these options.
+    pub fn open_with(dir: &Path, options: Options) -> io::Result<(Journal, Recovery)> {
+        let max_bytes = options.max_bytes;
+        let segment_bytes = segment_bytes_for(max_bytes);
         std::fs::create_dir_all(dir)?;
         let lock = lock(dir)?;
         let mut recovery = Recovery {
             shipped: read_checkpoint(dir),
             ..Default::default()
         };
+        let spare_ready = spare::recover(dir, options.preallocate, segment_bytes)?;
         let mut segments = list_segments(dir)?;
-        let mut bytes = 0u64;
+        let mut bytes = spare_ready.unwrap_or(0);
         let mut last_seq = recovery.shipped;
         let mut prev = 0u64;
+        // The last segment, when it can be written on in place: (path, end of its frames, size,
+        // seq its next frame must have).
+        let mut reusable: Option<(Segment, u64, u64, u64)> = None;
         for (i, seg) in segments.iter().enumerate() {
             let next_first = segments.get(i + 1).map(|s| s.first_seq);
-            let (records, cuts) = scan_segment(dir, seg, next_first)?;
-            if !cuts.is_empty() {
+            let scanned = scan_segment(dir, seg, next_first)?;
+            let clean = scanned.cuts.is_empty();
+            if !clean {
                 recovery.cut_segments += 1;
             }
-            for cut in cuts {
+            for cut in scanned.cuts {
                 recovery.cut_bytes += cut.bytes();
                 recovery.cut_records += cut.records();
                 if cut.torn_tail {
@@ -538,8 +622,14 @@ impl Journal {
                 }
                 recovery.cuts.push(cut);
             }
-            bytes += std::fs::metadata(&seg.path).map(|m| m.len()).unwrap_or(0);
-            for (seq, payload) in records {
+            bytes += scanned.len;
+            let follows = scanned
+                .records
+                .last()
+                .map_or(seg.first_seq, |(seq, _)| seq + 1);
+            reusable = (clean && scanned.len > scanned.end)
+                .then(|| (seg.clone(), scanned.end, scanned.len, follows));
+            for (seq, payload) in scanned.records {
                 // Sequence numbers only grow; a record that does not is skipped (it can only be
                 // corruption that a checksum happened to pass).
                 if seq <= prev {
@@ -550,16 +640,30 @@ impl Journal {
                 recovery.records.push((seq, payload));
             }
         }
-        // Writes always go to a fresh segment: an existing one may have been cut.
         let next = last_seq + 1;
-        let path = dir.join(segment_name(next));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        sync_dir(dir)?;
-        segments.retain(|s| s.first_seq != next);
-        segments.push(Segment {
-            first_seq: next,
-            path,
-        });
+        // A preallocated last segment, intact, whose frames end where the next one belongs, is
+        // written on in place (its zeros are what preallocation is for). Otherwise writes go to a
+        // fresh segment: an existing one may have been cut.
+        let (first_seq, path, file, file_len, capacity) = match reusable {
+            Some((seg, end, len, follows)) if follows == next => {
+                let file = spare::open_in_place(&seg.path)?;
+                (seg.first_seq, seg.path, file, end, len)
+            }
+            _ => {
+                let path = dir.join(segment_name(next));
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&path)?;
+                sync_dir(dir)?;
+                let len = file.metadata()?.len();
+                (next, path, file, len, len)
+            }
+        };
+        segments.retain(|s| s.first_seq != first_seq);
+        segments.push(Segment { first_seq, path });
         let (durable_tx, durable_rx) = watch::channel(last_seq);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -568,19 +672,31 @@ impl Journal {
             shipped: AtomicU64::new(recovery.shipped),
             bytes: AtomicU64::new(bytes),
             max_bytes,
-            segment_bytes: segment_bytes_for(max_bytes),
+            segment_bytes,
             state: AtomicU8::new(STATE_OK),
             failed_writes: AtomicU64::new(0),
             last_error: Mutex::new(None),
             cuts: Mutex::new(recovery.cuts.clone()),
             fail_syncs: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
+            preallocate: options.preallocate,
+            spares: spare::Spares::default(),
         });
+        {
+            let mut st = shared.spares.lock();
+            st.ready = spare_ready;
+            // Busy before (a preallocated segment in use, or a spare left): go on preparing.
+            st.want = options.preallocate && (capacity > file_len || spare_ready.is_some());
+        }
+        if options.preallocate {
+            spare::Spares::start(shared.clone())?;
+        }
         let (tx, rx) = mpsc::channel::<Msg>();
         let writer = Writer {
             shared: shared.clone(),
             file,
-            file_len: 0,
+            file_len,
+            capacity,
             next_seq: next,
             durable_tx,
             slow_flushes: 0,
@@ -712,6 +828,7 @@ impl Journal {
     /// Lets another process (or a restart in this one) open the journal. Called at shutdown, once
     /// nothing appends any more.
     pub fn release(&self) {
+        self.inner.spares.stop();
         self.inner
             .lock
             .lock()
@@ -727,6 +844,36 @@ impl Journal {
 }
 
 impl Shared {
+    /// Counts `n` more bytes if they fit under the limit.
+    fn reserve_bytes(&self, n: u64) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                b.checked_add(n).filter(|&t| t <= self.max_bytes)
+            })
+            .is_ok()
+    }
+
+    /// Counts `n` bytes less.
+    fn release_bytes(&self, n: u64) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(n))
+            });
+    }
+
+    /// Gives the spare up (deleted, or its preparation cancelled) so that records get its room.
+    fn drop_spare(&self) {
+        let mut st = self.spares.lock();
+        if let Some(size) = st.ready.take() {
+            if std::fs::remove_file(self.dir.join(spare::SPARE)).is_ok() {
+                self.release_bytes(size);
+            }
+        }
+        st.cancel = true;
+        st.retry_at = Some(Instant::now() + Duration::from_secs(10));
+    }
+
     fn delete_shipped(&self, keep_after: Option<SystemTime>) -> usize {
         let shipped = self.shipped.load(Ordering::Acquire);
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -763,6 +910,8 @@ impl Shared {
         }
         if deleted > 0 {
             let _ = sync_dir(&self.dir);
+            // Room for a spare, perhaps.
+            self.spares.nudge();
         }
         deleted
     }
@@ -815,7 +964,11 @@ impl Throttle {
 struct Writer {
     shared: Arc<Shared>,
     file: File,
+    /// Where the next frame goes: the end of the frames written.
     file_len: u64,
+    /// The file's size: beyond `file_len`, zeros written ahead of time (a preallocated segment);
+    /// equal to it for a plain, growing one.
+    capacity: u64,
     next_seq: u64,
     durable_tx: watch::Sender<u64>,
     slow_flushes: u64,
@@ -856,6 +1009,12 @@ impl Writer {
             if group.is_empty() {
                 continue;
             }
+            // A write that would grow the file goes to the spare instead, when one is ready.
+            if self.file_len + buf.len() as u64 > self.capacity
+                && self.shared.spares.lock().ready.is_some()
+            {
+                self.roll_or_log(first_seq);
+            }
             if !self.fits(buf.len() as u64, first_seq) {
                 self.give_up(&mut group, first_seq, io::Error::new(
                     io::ErrorKind::StorageFull,
@@ -881,6 +1040,7 @@ impl Writer {
                     for (seq, _, done) in group.drain(..) {
                         let _ = done.send(Ok(seq));
                     }
+                    self.want_spares();
                     if self.file_len >= self.shared.segment_bytes {
                         self.roll_or_log(self.next_seq);
                     }
@@ -889,7 +1049,7 @@ impl Writer {
                     // The frames may be partly on disk: cut them off, so that the next write
                     // follows the last good frame in the same file (no new file per failure).
                     // Their seqs are used again, unless the cut failed too.
-                    let next = if self.file.set_len(self.file_len).is_ok() {
+                    let next = if self.undo(buf.len() as u64) {
                         first_seq
                     } else {
                         self.next_seq
@@ -903,21 +1063,68 @@ impl Writer {
                 }
             }
         }
+        // Every handle is gone: the preparer ends too.
+        self.shared.spares.stop();
     }
 
     /// Whether `len` more bytes fit under the disk limit, after deleting what is shipped (and
     /// closing the active segment when everything in it is shipped).
     fn fits(&mut self, len: u64, first_seq: u64) -> bool {
-        let fits = |s: &Shared| s.bytes.load(Ordering::Acquire).saturating_add(len) <= s.max_bytes;
-        if fits(&self.shared) {
+        // Only what grows the file counts: frames written over a preallocated segment's zeros
+        // take no more disk.
+        let fits = |w: &Writer| {
+            let growth = (w.file_len + len).saturating_sub(w.capacity);
+            w.shared
+                .bytes
+                .load(Ordering::Acquire)
+                .saturating_add(growth)
+                <= w.shared.max_bytes
+        };
+        if fits(self) {
             return true;
         }
         self.make_room(first_seq);
-        fits(&self.shared)
+        fits(self)
+    }
+
+    /// Asks for spares once the journal is busy enough to be worth them: a plain segment past
+    /// [`Writer::prealloc_after`] bytes (a quiet instance, or a test, never writes a spare).
+    fn want_spares(&mut self) {
+        if !self.shared.preallocate || self.file_len < self.prealloc_after() {
+            return;
+        }
+        let mut st = self.shared.spares.lock();
+        if !st.want {
+            st.want = true;
+            drop(st);
+            self.shared.spares.nudge();
+        }
+    }
+
+    /// A quarter of a segment, at most 1 MiB.
+    fn prealloc_after(&self) -> u64 {
+        (self.shared.segment_bytes / 4).min(1 << 20)
+    }
+
+    /// Undoes a failed write of `len` bytes at the end of the frames: zeros again where the
+    /// segment was preallocated, cut off where the file grew. False when that failed too.
+    fn undo(&mut self, len: u64) -> bool {
+        let in_place = self
+            .capacity
+            .min(self.file_len + len)
+            .saturating_sub(self.file_len);
+        let zeroed = in_place == 0
+            || self
+                .file
+                .write_all_at(&vec![0u8; in_place as usize], self.file_len)
+                .is_ok();
+        zeroed && self.file.set_len(self.capacity.max(self.file_len)).is_ok()
     }
 
     /// Deletes every shipped segment, closing the active one first when all of it is shipped.
+    /// The spare is given up first: records before preallocation.
     fn make_room(&mut self, first_seq: u64) {
+        self.shared.drop_spare();
         let all_shipped = self.shared.shipped.load(Ordering::Acquire) + 1 >= first_seq;
         if all_shipped && self.file_len > 0 {
             self.roll_or_log(first_seq);
@@ -983,7 +1190,7 @@ impl Writer {
     }
 
     fn write_and_sync(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)?;
+        self.file.write_all_at(buf, self.file_len)?;
         let pending_failures = self.shared.fail_syncs.load(Ordering::Acquire);
         if pending_failures > 0 {
             self.shared
@@ -992,20 +1199,34 @@ impl Writer {
             return Err(io::Error::other("injected sync failure"));
         }
         self.file.sync_data()?;
-        self.file_len += buf.len() as u64;
-        self.shared
-            .bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let end = self.file_len + buf.len() as u64;
+        let growth = end.saturating_sub(self.capacity);
+        self.file_len = end;
+        self.capacity = self.capacity.max(end);
+        self.shared.bytes.fetch_add(growth, Ordering::Relaxed);
         Ok(())
     }
 
     /// Starts a new segment whose first record will be `first_seq`.
     fn roll(&mut self, first_seq: u64) -> io::Result<()> {
         let path = self.shared.dir.join(segment_name(first_seq));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        sync_dir(&self.shared.dir)?;
+        let (file, file_len, capacity) = match self.take_spare(&path) {
+            Some(file) => (file, 0, self.shared.segment_bytes),
+            None => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&path)?;
+                sync_dir(&self.shared.dir)?;
+                let len = file.metadata()?.len();
+                (file, len, len)
+            }
+        };
         self.file = file;
-        self.file_len = 0;
+        self.file_len = file_len;
+        self.capacity = capacity;
         let mut segments = self
             .shared
             .segments
@@ -1014,6 +1235,39 @@ impl Writer {
         segments.retain(|s| s.first_seq != first_seq);
         segments.push(Segment { first_seq, path });
         Ok(())
+    }
+}
+
+impl Writer {
+    /// Renames the ready spare to `path` and opens it. The directory is made durable by the
+    /// preparer, off the reply path; until then, a crash leaves the records under the spare's
+    /// name, and the next open reads them from there ([`spare::recover`]).
+    fn take_spare(&mut self, path: &Path) -> Option<File> {
+        let size = self.shared.spares.lock().ready.take()?;
+        let from = self.shared.dir.join(spare::SPARE);
+        let replaced = std::fs::metadata(path).map_or(0, |m| m.len());
+        let failed = match std::fs::rename(&from, path) {
+            Ok(()) => match spare::open_in_place(path) {
+                Ok(file) => {
+                    self.shared.release_bytes(replaced);
+                    self.shared.spares.renamed();
+                    return Some(file);
+                }
+                Err(e) => {
+                    // Zeros under the segment's name: not a place to append to.
+                    let _ = std::fs::remove_file(path);
+                    self.shared.release_bytes(replaced);
+                    e
+                }
+            },
+            Err(e) => {
+                let _ = std::fs::remove_file(&from);
+                e
+            }
+        };
+        tracing::warn!(error = %failed, "journal: could not use the spare segment; starting a plain one");
+        self.shared.release_bytes(size);
+        None
     }
 }
 
@@ -1485,6 +1739,217 @@ mod tests {
             assert!(cuts[0].kept_in.as_ref().unwrap().exists());
             j.release();
         });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A journal with 128 KiB segments (limit 1 MiB): spares are wanted after 32 KiB.
+    fn small(dir: &Path) -> (Journal, Recovery) {
+        Journal::open_with(
+            dir,
+            Options {
+                max_bytes: 1 << 20,
+                preallocate: true,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Appends records of 1,000 bytes until the writer is in a preallocated segment; returns
+    /// how many were appended.
+    async fn into_a_spare(j: &Journal) -> u64 {
+        let mut n = 0u64;
+        while n < 40 {
+            j.append(vec![b'a' + (n % 26) as u8; 1000]).await.unwrap();
+            n += 1;
+        }
+        assert!(
+            j.inner.spares.wait_ready(Duration::from_secs(20)),
+            "a spare is prepared once 32 KiB are written"
+        );
+        assert!(j.dir().join("spare").exists());
+        // The next write that would grow the file goes to the spare.
+        j.append(vec![b'z'; 1000]).await.unwrap();
+        n + 1
+    }
+
+    fn last_segment(dir: &Path) -> (PathBuf, u64) {
+        let p = list_segments(dir).unwrap().pop().unwrap().path;
+        let len = std::fs::metadata(&p).unwrap().len();
+        (p, len)
+    }
+
+    #[test]
+    fn a_preallocated_segment_ends_cleanly_at_its_zeros_and_is_written_on_after_reopen() {
+        let dir = temp();
+        let written = rt().block_on(async {
+            let (j, _) = small(&dir);
+            let n = into_a_spare(&j).await;
+            let (seg, len) = last_segment(&dir);
+            assert_eq!(len, 128 * 1024, "the spare became the segment, full size");
+            let data = std::fs::read(&seg).unwrap();
+            let end = *frame_offsets(&data).last().unwrap();
+            assert!(
+                end > 0 && data[end..].iter().all(|&b| b == 0),
+                "frames, then zeros"
+            );
+            // The cursor reads across the plain segment and the preallocated one.
+            let mut c = Cursor::new(0);
+            let got = c.read(&j, n, 1000).unwrap();
+            assert_eq!(got.len() as u64, n);
+            assert!(c.read(&j, n, 1000).unwrap().is_empty());
+            assert_eq!(j.bytes(), list_bytes(&dir), "bytes are what the files hold");
+            j.release();
+            n
+        });
+        let segments_before = list_segments(&dir).unwrap().len();
+        let (seg, _) = last_segment(&dir);
+        let end = *frame_offsets(&std::fs::read(&seg).unwrap()).last().unwrap();
+        rt().block_on(async {
+            let (j, rec) = small(&dir);
+            assert_eq!(rec.records.len() as u64, written);
+            assert!(
+                rec.cuts.is_empty(),
+                "zeros are the clean end: {:?}",
+                rec.cuts
+            );
+            assert_eq!(rec.cut_records, 0);
+            // Written on in place, after the last frame.
+            assert_eq!(j.append(b"after".to_vec()).await.unwrap(), written + 1);
+            assert_eq!(list_segments(&dir).unwrap().len(), segments_before);
+            let data = std::fs::read(&seg).unwrap();
+            assert_eq!(data.len(), 128 * 1024);
+            assert!(
+                matches!(parse_at(&data, end), Parsed::Record { seq, .. } if seq == written + 1)
+            );
+            j.release();
+        });
+        let (_j, rec) = rt().block_on(async { small(&dir) });
+        assert_eq!(rec.records.len() as u64, written + 1);
+        assert!(rec.records.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+        assert!(rec.cuts.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Offsets of the frames of a segment, and the end of the last one.
+    fn frame_offsets(data: &[u8]) -> Vec<usize> {
+        let mut at = vec![0];
+        while let Parsed::Record { end, .. } = parse_at(data, *at.last().unwrap()) {
+            at.push(end);
+        }
+        at
+    }
+
+    fn list_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".seg") || n == "spare"
+            })
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_frame_in_a_preallocated_segment_is_cut_and_kept() {
+        // (damage, records lost, torn)
+        for damage in ["torn", "flipped", "zero-header"] {
+            let dir = temp();
+            let written = rt().block_on(async {
+                let (j, _) = small(&dir);
+                let n = into_a_spare(&j).await;
+                // Two more frames of 1,500 bytes in the preallocated segment.
+                j.append(vec![b'x'; 1500]).await.unwrap();
+                j.append(vec![b'y'; 1500]).await.unwrap();
+                j.release();
+                n + 2
+            });
+            let (seg, _) = last_segment(&dir);
+            let mut data = std::fs::read(&seg).unwrap();
+            let offsets = frame_offsets(&data);
+            let last = offsets[offsets.len() - 2]; // the last frame's offset
+            assert_eq!(offsets[offsets.len() - 1], last + 1516);
+            match damage {
+                // Its last sectors never reached the disk: zeros from a sector boundary on.
+                "torn" => data[(last / 512 + 1) * 512..last + 1516].fill(0),
+                "flipped" => data[last + 700] ^= 0x20,
+                // Its header's sector never reached the disk, a later one did.
+                _ => data[last..last + HEADER].fill(0),
+            }
+            std::fs::write(&seg, &data).unwrap();
+            let (_j, rec) = rt().block_on(async { small(&dir) });
+            assert_eq!(rec.records.len() as u64, written - 1, "{damage}");
+            assert_eq!(rec.cut_segments, 1, "{damage}");
+            let cut = &rec.cuts[0];
+            assert_eq!(cut.from, last as u64, "{damage}");
+            assert!(
+                cut.to <= (last + 1516) as u64,
+                "{damage}: the zeros after it are not cut"
+            );
+            let (lost, torn) = if damage == "flipped" {
+                (Some((written, written)), false)
+            } else {
+                (None, true)
+            };
+            assert_eq!((cut.lost, cut.torn_tail), (lost, torn), "{damage}");
+            assert_eq!(
+                std::fs::read(cut.kept_in.as_ref().unwrap()).unwrap(),
+                data[cut.from as usize..cut.to as usize],
+                "{damage}"
+            );
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn without_room_for_a_spare_the_journal_appends_to_a_growing_file() {
+        let dir = temp();
+        rt().block_on(async {
+            // Segments of 64 KiB under a limit of 70 KiB: a spare never fits beside them.
+            let (j, _) = Journal::open_with(
+                &dir,
+                Options {
+                    max_bytes: 70 * 1024,
+                    preallocate: true,
+                },
+            )
+            .unwrap();
+            let mut n = 0;
+            while j.bytes() + 1016 <= 70 * 1024 {
+                j.append(vec![b'p'; 1000]).await.unwrap();
+                n += 1;
+                assert_eq!(j.bytes(), list_bytes(&dir));
+                assert!(!dir.join("spare").exists(), "no spare beyond the limit");
+            }
+            assert_eq!(n, 70, "every record up to the limit was written");
+            let back = j.append_or_return(vec![b'p'; 1000]).await.unwrap_err();
+            assert_eq!(back.error.kind(), io::ErrorKind::StorageFull);
+            j.release();
+        });
+        let (_j, rec) = rt().block_on(async { Journal::open(&dir).unwrap() });
+        assert_eq!((rec.records.len(), rec.cuts.len()), (70, 0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn records_in_a_spare_whose_rename_was_lost_are_read_as_their_segment() {
+        let dir = temp();
+        let written = rt().block_on(async {
+            let (j, _) = small(&dir);
+            let n = into_a_spare(&j).await;
+            j.release();
+            n
+        });
+        // A crash before the directory was synced: the segment is back under the spare's name.
+        let (seg, _) = last_segment(&dir);
+        let _ = std::fs::remove_file(dir.join("spare"));
+        std::fs::rename(&seg, dir.join("spare")).unwrap();
+        let (_j, rec) = rt().block_on(async { small(&dir) });
+        assert_eq!(rec.records.len() as u64, written);
+        assert!(rec.cuts.is_empty());
+        assert!(seg.exists(), "renamed back to its segment name");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -108,7 +108,7 @@ pub async fn run(
     let mut last_housekeeping = std::time::Instant::now();
     let mut memory_backoff = Duration::from_millis(50);
     let mut memory_retry_at = tokio::time::Instant::now();
-    let mut pacer = Pacer::new(config.defer_max);
+    let pacer = Pacer::new(config.defer_max);
     loop {
         let durable_now = *durable.borrow_and_update();
         status.durable.store(durable_now, Ordering::Release);
@@ -133,8 +133,7 @@ pub async fn run(
             continue;
         }
         if pending.is_empty() {
-            pacer.look(&metrics);
-            let read = cursor.read(&journal, durable_now, pacer.batch());
+            let read = cursor.read(&journal, durable_now, BATCH);
             for cut in cursor.take_cuts() {
                 metrics.add("svamlgate_journal_cut_bytes_total", &[], cut.bytes());
                 metrics.add("svamlgate_journal_cut_records_total", &[], cut.records());
@@ -221,7 +220,6 @@ pub async fn run(
             continue;
         }
         let records: Vec<&Record> = pending.iter().map(|(_, r)| r).collect();
-        let started = std::time::Instant::now();
         let mut result = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut));
@@ -250,15 +248,6 @@ pub async fn run(
                 if last_housekeeping.elapsed() > Duration::from_secs(1) {
                     housekeeping(&journal, &metrics, &status, &config);
                     last_housekeeping = std::time::Instant::now();
-                }
-                // Between the batches of a catch-up only: once caught up, the shipper goes back to
-                // waiting for records at once (and knows it is caught up).
-                let more = last < status.durable.load(Ordering::Acquire);
-                if let Some(gap) = pacer.pause_after(started.elapsed()).filter(|_| more) {
-                    if stopping.is_none() {
-                        metrics.inc("svamlgate_ship_pauses_total", &[]);
-                        pause(gap, &mut stop).await;
-                    }
                 }
             }
             Err(e) => {

@@ -1,0 +1,326 @@
+//! The next segment, prepared ahead of time: a file of [`super::Shared::segment_bytes`] zeros,
+//! written and made durable by a thread of its own (`svamlgate-journal-spare`), never by the writer.
+//! When the writer starts a new segment it renames the spare to the segment's name and writes its
+//! frames over the zeros: blocks already allocated and already written, so a flush changes no file
+//! metadata (size, extents) and, on ext4, `fdatasync` does not wait for the filesystem's journal
+//! commit (which waits behind every other writer's ordered data on the same disk). PostgreSQL does
+//! the same for its WAL.
+//!
+//! The spare is `journal/spare` (being written: `journal/spare.tmp`). It counts in the journal's
+//! bytes. It is prepared only when it fits: under `SVAMLGATE_JOURNAL_MAX_BYTES` beside what the
+//! journal holds, and with twice its size free on the filesystem. Otherwise the writer appends to
+//! a growing file as before, and a full write is never refused for the sake of a spare: the writer
+//! gives the spare up when a record would not fit ([`super::Shared::drop_spare`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{parse_at, segment_name, sync_dir, Parsed, Shared, HEADER, MAX_PAYLOAD};
+
+/// Name of the prepared spare in the journal directory.
+pub(super) const SPARE: &str = "spare";
+/// Name of the spare while it is written.
+const SPARE_TMP: &str = "spare.tmp";
+/// Pause after each MiB of zeros written (at most about 50 MiB/s: a 32 MiB spare in under a
+/// second, a 64 KiB one at once).
+const CHUNK_PAUSE: Duration = Duration::from_millis(20);
+/// After a preparation failed or a spare was given up for records, wait this long before the next.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// What the preparer knows and is asked to do; under [`Spares::state`].
+#[derive(Debug, Default)]
+pub(super) struct SpareState {
+    /// A spare of this many bytes is ready in `journal/spare`.
+    pub ready: Option<u64>,
+    /// A spare is being written (its bytes reserved in the journal's count).
+    preparing: bool,
+    /// Give the spare being written up.
+    pub cancel: bool,
+    /// The writer wants spares (preallocation is on and the journal is busy enough).
+    pub want: bool,
+    /// A spare was renamed into a segment: make the directory durable.
+    sync_dir: bool,
+    /// No preparation before this.
+    pub retry_at: Option<Instant>,
+    /// The journal is closing.
+    stop: bool,
+}
+
+/// The preparer's state and its wake-up.
+#[derive(Debug, Default)]
+pub(super) struct Spares {
+    state: Mutex<SpareState>,
+    wake: Condvar,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Spares {
+    pub(super) fn lock(&self) -> MutexGuard<'_, SpareState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the preparer (space freed, a spare taken, preallocation wanted).
+    pub(super) fn nudge(&self) {
+        self.wake.notify_all();
+    }
+
+    /// A spare was renamed into a segment: the preparer makes the directory durable, then
+    /// prepares the next one.
+    pub(super) fn renamed(&self) {
+        self.lock().sync_dir = true;
+        self.nudge();
+    }
+
+    /// Starts the preparer thread.
+    pub(super) fn start(shared: std::sync::Arc<Shared>) -> io::Result<()> {
+        let s = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("svamlgate-journal-spare".into())
+            .spawn(move || run(&s))?;
+        *shared
+            .spares
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the preparer (a spare being written is given up) and waits for it.
+    pub(super) fn stop(&self) {
+        {
+            let mut st = self.lock();
+            st.stop = true;
+            st.cancel = true;
+        }
+        self.nudge();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Waits (tests) until a spare is ready, or `within` passed.
+    #[cfg(test)]
+    pub(super) fn wait_ready(&self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        let mut st = self.lock();
+        while st.ready.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .wake
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+fn run(shared: &Shared) {
+    let spares = &shared.spares;
+    loop {
+        let mut st = spares.lock();
+        loop {
+            if st.stop {
+                return;
+            }
+            let due = st.retry_at.is_none_or(|t| Instant::now() >= t);
+            if st.sync_dir || (st.want && st.ready.is_none() && !st.preparing && due) {
+                break;
+            }
+            st = spares
+                .wake
+                .wait_timeout(st, Duration::from_secs(1))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if st.sync_dir {
+            st.sync_dir = false;
+            drop(st);
+            if let Err(e) = sync_dir(&shared.dir) {
+                tracing::warn!(error = %e, "journal: could not sync the directory after starting a segment");
+            }
+            continue;
+        }
+        st.preparing = true;
+        st.cancel = false;
+        drop(st);
+        let result = prepare(shared);
+        let mut st = spares.lock();
+        st.preparing = false;
+        match result {
+            Ok(size) if !st.cancel => st.ready = Some(size),
+            Ok(size) => {
+                let _ = std::fs::remove_file(shared.dir.join(SPARE));
+                shared.release_bytes(size);
+                st.retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "journal: no spare segment prepared; appending to a growing file meanwhile");
+                st.retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+        }
+        drop(st);
+        spares.nudge();
+    }
+}
+
+/// Bytes free for unprivileged writers on the filesystem of `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs fills the zeroed struct we own from a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Writes a spare: reserves its bytes under the limit, fills `spare.tmp` with zeros, makes it
+/// durable and renames it to `spare`. Returns its size.
+fn prepare(shared: &Shared) -> io::Result<u64> {
+    let size = shared.segment_bytes;
+    if free_bytes(&shared.dir)? < size.saturating_mul(2) {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "not enough free space for a spare segment",
+        ));
+    }
+    if !shared.reserve_bytes(size) {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "a spare segment does not fit under SVAMLGATE_JOURNAL_MAX_BYTES",
+        ));
+    }
+    let tmp = shared.dir.join(SPARE_TMP);
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            if shared.spares.lock().cancel {
+                return Err(io::Error::other("cancelled"));
+            }
+            let n = left.min(zeros.len() as u64) as usize;
+            let at = size - left;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+            // Written back chunk by chunk, and paced: never a burst of dirty pages that the
+            // journal's next flush would wait behind on a shared disk.
+            // SAFETY: sync_file_range on a valid descriptor owned by `f`, over bytes just written.
+            let rc = unsafe {
+                libc::sync_file_range(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    at as libc::off64_t,
+                    n as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            std::thread::sleep(CHUNK_PAUSE);
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, shared.dir.join(SPARE))?;
+        sync_dir(&shared.dir)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        shared.release_bytes(size);
+        return Err(e);
+    }
+    Ok(size)
+}
+
+/// At open: deletes a spare left half-written, and deals with `journal/spare`. All zeros: kept as
+/// the ready spare (its size returned) when `keep` and it has `size` bytes, else deleted. With
+/// frames in it (a spare renamed into a segment just before a crash, the rename not yet durable):
+/// renamed to the segment it became, named by its first intact frame; nothing intact in it: moved
+/// to the quarantine.
+pub(super) fn recover(dir: &Path, keep: bool, size: u64) -> io::Result<Option<u64>> {
+    let _ = std::fs::remove_file(dir.join(SPARE_TMP));
+    let path = dir.join(SPARE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if data.iter().all(|&b| b == 0) {
+        if keep && data.len() as u64 == size {
+            return Ok(Some(size));
+        }
+        std::fs::remove_file(&path)?;
+        return Ok(None);
+    }
+    let first = first_intact_seq(&data);
+    let target: PathBuf = match first {
+        Some(seq) if !dir.join(segment_name(seq)).exists() => dir.join(segment_name(seq)),
+        _ => {
+            let qdir = dir.join("quarantine");
+            std::fs::create_dir_all(&qdir)?;
+            qdir.join(format!("spare-{}.bad", uuid::Uuid::now_v7()))
+        }
+    };
+    tracing::warn!(target = %target.display(), "journal: a spare segment held records (a crash right after it was started); it is read as a segment");
+    std::fs::rename(&path, &target)?;
+    if let Some(parent) = target.parent() {
+        sync_dir(parent)?;
+    }
+    sync_dir(dir)?;
+    Ok(None)
+}
+
+/// The seq of the first intact frame in `data`.
+fn first_intact_seq(data: &[u8]) -> Option<u64> {
+    (0..data.len().saturating_sub(HEADER - 1)).find_map(|off| {
+        let h = &data[off..off + HEADER];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len > MAX_PAYLOAD || off + HEADER + len > data.len() || h[8..].iter().all(|&b| b == 0) {
+            return None;
+        }
+        match parse_at(data, off) {
+            Parsed::Record { seq, .. } => Some(seq),
+            _ => None,
+        }
+    })
+}
+
+/// Opens a spare renamed to `path` for writing in place.
+pub(super) fn open_in_place(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// Bytes of `data` from `from` up to its last non-zero byte (the zeros after it were never
+/// written: the preallocated space of a segment).
+pub(super) fn trim_zeros(data: &[u8], from: usize) -> usize {
+    let tail = data[from.min(data.len())..]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == 0)
+        .count();
+    data.len() - tail
+}
+
+/// Whether a frame at `off` with payload length `len` ends in zeros from a sector boundary on:
+/// the end of a write that did not reach the disk (in a preallocated segment, bytes never written
+/// read as zeros).
+pub(super) fn torn_in_place(data: &[u8], off: usize, len: usize) -> bool {
+    const SECTOR: usize = 512;
+    let end = (off + HEADER + len).min(data.len());
+    let zeros_from = trim_zeros(&data[..end], off);
+    let boundary = zeros_from.div_ceil(SECTOR) * SECTOR;
+    boundary > off && boundary < end
+}
