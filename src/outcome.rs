@@ -365,6 +365,79 @@ impl<'de> Deserialize<'de> for EventKind {
 mod tests {
     use super::*;
 
+    /// The latest comment on `table.column` in `migrations/`.
+    fn comment_on(table: &str, column: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let needle = format!("COMMENT ON COLUMN {table}.{column} IS '");
+        let mut last = None;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (i, _) in text.match_indices(&needle) {
+                let rest = &text[i + needle.len()..];
+                last = Some(rest[..rest.find("';").unwrap()].to_owned());
+            }
+        }
+        last.unwrap_or_else(|| panic!("no comment on {table}.{column}"))
+    }
+
+    #[test]
+    fn outbound_column_comments_name_every_value() {
+        let cases = [
+            (
+                "outbound_requests",
+                "outcome",
+                texts(RequestOutcome::ALL, RequestOutcome::as_str),
+            ),
+            (
+                "outbound_requests",
+                "local_check",
+                texts(LocalCheck::ALL, LocalCheck::as_str),
+            ),
+            (
+                "outbound_attempts",
+                "decision",
+                texts(AttemptDecision::ALL, AttemptDecision::as_str),
+            ),
+        ];
+        for (table, column, values) in cases {
+            let comment = comment_on(table, column);
+            let words: Vec<&str> = comment
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            for v in values {
+                assert!(
+                    words.contains(&v.as_str()),
+                    "{table}.{column} does not name {v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stored_values_keep_text_of_other_versions() {
+        let known: Stored<RequestOutcome> = Stored::read("success");
+        assert!(known.is(RequestOutcome::Success));
+        let other: Stored<RequestOutcome> = Stored::read("rerouted");
+        assert_eq!(other, Stored::Other("rerouted".into()));
+        assert_eq!(other.to_string(), "rerouted");
+        assert_eq!(other.known(), None);
+        assert_eq!(serde_json::to_string(&other).unwrap(), "\"rerouted\"");
+        let back: Stored<RequestOutcome> = serde_json::from_str("\"pending\"").unwrap();
+        assert_eq!(back, Stored::Known(RequestOutcome::Pending));
+        assert!(serde_json::from_str::<RequestOutcome>("\"rerouted\"").is_err());
+        // Events: an unknown event keeps its name both ways.
+        let kind: EventKind = serde_json::from_str("\"surprise\"").unwrap();
+        assert_eq!(kind, EventKind::Unknown("surprise".into()));
+        assert_eq!(serde_json::to_string(&kind).unwrap(), "\"surprise\"");
+        let ice: EventKind = serde_json::from_str("\"ice\"").unwrap();
+        assert_eq!(ice, EventKind::Ice);
+    }
+
     /// The values a column comment lists after "One of:" (in its latest migration).
     fn listed_in_migrations(column: &str) -> Vec<String> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
