@@ -8,8 +8,8 @@
 //! Each vocabulary is also a PostgreSQL text column type: it binds as its text and reads back as
 //! itself (a read of a value outside the vocabulary is a decode error naming the value). Where a
 //! column may hold values written by another version, read it as [`Stored<T>`] instead, which
-//! keeps unknown text as [`Stored::Other`]. [`EventKind`] reads and writes the same way (an
-//! unknown event keeps its name, so its read never fails).
+//! keeps unknown text as [`Stored::Other`]. `crate::events::EventKind` reads and writes the same
+//! way, through [`text_column`] (an unknown event keeps its name, so its read never fails).
 
 use std::fmt;
 
@@ -18,8 +18,6 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::Postgres;
-
-use crate::events::EventKind;
 
 /// A fixed vocabulary of text values (what [`vocabulary!`] declares).
 pub trait Vocabulary: Copy + 'static {
@@ -35,30 +33,36 @@ pub trait Vocabulary: Copy + 'static {
 /// returns `Result<Self, String>`.
 macro_rules! text_column {
     ($ty:ty, $to:expr, $from:expr) => {
-        impl sqlx::Type<Postgres> for $ty {
-            fn type_info() -> PgTypeInfo {
-                <&str as sqlx::Type<Postgres>>::type_info()
+        impl sqlx::Type<sqlx::Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
             }
-            fn compatible(ty: &PgTypeInfo) -> bool {
-                <&str as sqlx::Type<Postgres>>::compatible(ty)
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
             }
         }
 
-        impl sqlx::Encode<'_, Postgres> for $ty {
-            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        impl sqlx::Encode<'_, sqlx::Postgres> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
                 let text: &str = $to(self);
-                <&str as sqlx::Encode<Postgres>>::encode(text, buf)
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(text, buf)
             }
         }
 
-        impl<'r> sqlx::Decode<'r, Postgres> for $ty {
-            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-                let text = <&str as sqlx::Decode<Postgres>>::decode(value)?;
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
                 $from(text).map_err(Into::into)
             }
         }
     };
 }
+pub(crate) use text_column;
 
 macro_rules! vocabulary {
     (
@@ -348,19 +352,6 @@ impl<'r, T: Vocabulary> sqlx::Decode<'r, Postgres> for Stored<T> {
     }
 }
 
-// The event vocabulary: five known events and the raw (lower-cased, truncated) name of any other,
-// so a read never fails and gives back what was written.
-text_column!(EventKind, EventKind::as_str, |t: &str| Ok::<_, String>(
-    EventKind::parse(t)
-));
-
-impl<'de> Deserialize<'de> for EventKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Ok(EventKind::parse(&text))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +411,7 @@ mod tests {
 
     #[test]
     fn stored_values_keep_text_of_other_versions() {
+        use crate::events::EventKind;
         let known: Stored<RequestOutcome> = Stored::read("success");
         assert!(known.is(RequestOutcome::Success));
         let other: Stored<RequestOutcome> = Stored::read("rerouted");

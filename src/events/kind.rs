@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::svaml::Target;
 
@@ -113,3 +113,16 @@ impl Serialize for EventKind {
         serializer.serialize_str(self.as_str())
     }
 }
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(EventKind::parse(&text))
+    }
+}
+
+// `callbacks.event_type` and the other event columns: five known events and the name of any
+// other as received, so a read never fails and gives back what was written.
+crate::outcome::text_column!(EventKind, EventKind::as_str, |t: &str| Ok::<_, String>(
+    EventKind::parse(t)
+));

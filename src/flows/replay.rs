@@ -318,13 +318,12 @@ impl Session {
         let parsed = crate::events::parse_value(event.clone()).ok()?;
         let stage = Stage::of(&parsed)?;
         let (target, replayed, input) = match stage {
-            Stage::Ice => (Target::Ice, parsed, None),
-            Stage::Ace => (Target::Ace, parsed, None),
+            Stage::Ice | Stage::Ace => (stage.target(), parsed, None),
             Stage::Pie { .. } => {
                 match translate(event, live_prev.as_ref(), self.candidate_reply.as_ref()) {
                     Translation::Event(e, mapping) => {
                         let parsed = crate::events::parse_value(e).ok()?;
-                        (Target::Pie, parsed, Some(mapping))
+                        (stage.target(), parsed, Some(mapping))
                     }
                     Translation::Meaningless(why, mapping) => {
                         return Some(StepResult {
