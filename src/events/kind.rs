@@ -126,3 +126,19 @@ impl<'de> Deserialize<'de> for EventKind {
 crate::outcome::text_column!(EventKind, EventKind::as_str, |t: &str| Ok::<_, String>(
     EventKind::parse(t)
 ));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_event_keeps_its_name_through_json() {
+        let kind: EventKind = serde_json::from_str("\"surprise\"").unwrap();
+        assert_eq!(kind, EventKind::Unknown("surprise".into()));
+        assert_eq!(serde_json::to_string(&kind).unwrap(), "\"surprise\"");
+        let ice: EventKind = serde_json::from_str("\"ice\"").unwrap();
+        assert_eq!(ice, EventKind::Ice);
+        let empty: EventKind = serde_json::from_str("\"\"").unwrap();
+        assert_eq!(empty.as_str(), "");
+    }
+}
