@@ -312,7 +312,7 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
             .reply
             .as_ref()
             .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok());
-        let target = crate::events::EventKind::parse(&r.callback.event_type).reply_target();
+        let target = r.callback.event_type.reply_target();
         if let (Some(callid), Some(reply), Some(target), None) =
             (&r.callback.callid, &reply, target, r.duplicate_of)
         {

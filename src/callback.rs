@@ -66,7 +66,7 @@ pub struct CallbackReply {
     /// Reference of the recorded callback.
     pub reference: String,
     /// Event type (for logs).
-    pub event_type: String,
+    pub event_type: EventKind,
     /// Call id (for logs).
     pub callid: Option<String>,
 }
@@ -299,7 +299,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
         id,
         reference: reference.clone(),
         received_at,
-        event_type: String::new(),
+        event_type: EventKind::Unknown(String::new()),
         event_known: false,
         callid: None,
         application_key: signed_by,
@@ -319,7 +319,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     };
     // The journal keeps the raw bytes; the shipper parses them again into the `body` column.
     new.body_is_json = true;
-    new.event_type = event.kind.as_str().to_owned();
+    new.event_type = event.kind.clone();
     new.event_known = !matches!(event.kind, EventKind::Unknown(_));
     new.callid = event.callid.clone();
     if event.application_key.is_some() {
@@ -751,7 +751,7 @@ fn attach_rejection(
     record.rejected = Some(RejectedReply {
         id: Uuid::now_v7(),
         reference: err.reference.clone(),
-        event_type: label.to_owned(),
+        event_type: label.into(),
         source,
         reply: rejection.reply,
         raw_reply: rejection.raw,

@@ -2,11 +2,67 @@
 //! its reply, why a fallback went out instead, and what the gate said. Each is an enum here, listed
 //! once; it becomes text only at the edges (SQL columns, journal records, API bodies, metric
 //! labels), always through `as_str`, and the column comments in `migrations/` list the same values
-//! (a test holds them together).
+//! (a test holds them together). The outbound vocabulary (what svamlgate's checks said of a request
+//! to Sinch, how it ended, what followed each attempt) is declared here the same way.
+//!
+//! Each vocabulary is also a PostgreSQL text column type: it binds as its text and reads back as
+//! itself (a read of a value outside the vocabulary is a decode error naming the value). Where a
+//! column may hold values written by another version, read it as [`Stored<T>`] instead, which
+//! keeps unknown text as [`Stored::Other`]. The event kind (`EventKind`) reads and writes the same
+//! way, through [`text_column`] (an unknown event keeps its name, so its read never fails).
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::Postgres;
+
+/// A fixed vocabulary of text values (what [`vocabulary!`] declares).
+pub trait Vocabulary: Copy + 'static {
+    /// The vocabulary's name (in error messages).
+    const NAME: &'static str;
+    /// The value as written.
+    fn text(self) -> &'static str;
+    /// Reads [`Vocabulary::text`] back.
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+/// Makes a type a PostgreSQL text column: bound as `$to(&self)`, read with `$from(&str)`, which
+/// returns `Result<Self, String>`.
+macro_rules! text_column {
+    ($ty:ty, $to:expr, $from:expr) => {
+        impl sqlx::Type<sqlx::Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl sqlx::Encode<'_, sqlx::Postgres> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let text: &str = $to(self);
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(text, buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                $from(text).map_err(Into::into)
+            }
+        }
+    };
+}
+pub(crate) use text_column;
 
 macro_rules! vocabulary {
     (
@@ -35,6 +91,19 @@ macro_rules! vocabulary {
                 Self::ALL.iter().copied().find(|v| v.as_str() == text)
             }
         }
+
+        impl Vocabulary for $name {
+            const NAME: &'static str = stringify!($name);
+            fn text(self) -> &'static str {
+                self.as_str()
+            }
+            fn from_text(text: &str) -> Option<Self> {
+                Self::parse(text)
+            }
+        }
+
+        text_column!($name, |v: &$name| v.as_str(), |t: &str| $name::parse(t)
+            .ok_or_else(|| format!("unknown {} {t:?} in the database", stringify!($name))));
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -141,9 +210,218 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// How a request to Sinch's Calling API ended (`outbound_requests.outcome`, the `outcome` label).
+    RequestOutcome {
+        /// Not finished yet.
+        Pending => "pending",
+        /// Sinch accepted it.
+        Success => "success",
+        /// Sinch answered with an error.
+        SinchError => "sinch_error",
+        /// Sinch never answered (connection failures).
+        NoAnswer => "no_answer",
+        /// Sinch may or may not have acted (timeouts after sending a callout).
+        Unknown => "unknown",
+        /// svamlgate's own checks refused it before sending.
+        RefusedLocally => "refused_locally",
+    }
+}
+
+vocabulary! {
+    /// What svamlgate's checks said of a request before sending it (`outbound_requests.local_check`).
+    LocalCheck {
+        /// Every check passed.
+        Passed => "passed",
+        /// A number is not E.164.
+        InvalidNumber => "invalid_number",
+        /// The body is not what the operation takes.
+        InvalidBody => "invalid_body",
+        /// The SVAML did not pass the gate.
+        InvalidSvaml => "invalid_svaml",
+        /// Too many calls in progress.
+        CapReached => "cap_reached",
+        /// No Sinch credentials configured (or the client is disabled by its settings).
+        NotConfigured => "not_configured",
+        /// The calls in progress could not be counted; the callout went out unchecked.
+        CapUnchecked => "cap_unchecked",
+    }
+}
+
+vocabulary! {
+    /// What followed one attempt of a request to Sinch (`outbound_attempts.decision`).
+    AttemptDecision {
+        /// The request ended with this attempt.
+        Done => "done",
+        /// Another attempt followed.
+        Retry => "retry",
+        /// Retrying stopped early (budget, or a callout that must not be sent twice).
+        GiveUp => "give_up",
+    }
+}
+
+/// A stored vocabulary value: one the code knows, or text it does not (written by another
+/// version), kept so that it can still be shown. Reads as text from PostgreSQL and JSON, never
+/// failing; writes as the text it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored<T> {
+    /// A value of the vocabulary.
+    Known(T),
+    /// Text outside the vocabulary, as stored.
+    Other(String),
+}
+
+impl<T: Vocabulary> Stored<T> {
+    /// Reads stored text.
+    pub fn read(text: &str) -> Self {
+        match T::from_text(text) {
+            Some(v) => Stored::Known(v),
+            None => Stored::Other(text.to_owned()),
+        }
+    }
+
+    /// The text as stored.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Stored::Known(v) => v.text(),
+            Stored::Other(t) => t,
+        }
+    }
+
+    /// The known value, if it is one.
+    pub fn known(&self) -> Option<T> {
+        match self {
+            Stored::Known(v) => Some(*v),
+            Stored::Other(_) => None,
+        }
+    }
+}
+
+impl<T: PartialEq> Stored<T> {
+    /// Whether this is `v`.
+    pub fn is(&self, v: T) -> bool {
+        matches!(self, Stored::Known(k) if *k == v)
+    }
+}
+
+impl<T> From<T> for Stored<T> {
+    fn from(v: T) -> Self {
+        Stored::Known(v)
+    }
+}
+
+impl<T: Vocabulary> fmt::Display for Stored<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<T: Vocabulary> Serialize for Stored<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, T: Vocabulary> Deserialize<'de> for Stored<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Stored::read(&text))
+    }
+}
+
+impl<T: Vocabulary> sqlx::Type<Postgres> for Stored<T> {
+    fn type_info() -> PgTypeInfo {
+        <&str as sqlx::Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <&str as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<T: Vocabulary> sqlx::Encode<'_, Postgres> for Stored<T> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r, T: Vocabulary> sqlx::Decode<'r, Postgres> for Stored<T> {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Stored::read(<&str as sqlx::Decode<Postgres>>::decode(
+            value,
+        )?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The latest comment on `table.column` in `migrations/`.
+    fn comment_on(table: &str, column: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let needle = format!("COMMENT ON COLUMN {table}.{column} IS '");
+        let mut last = None;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (i, _) in text.match_indices(&needle) {
+                let rest = &text[i + needle.len()..];
+                last = Some(rest[..rest.find("';").unwrap()].to_owned());
+            }
+        }
+        last.unwrap_or_else(|| panic!("no comment on {table}.{column}"))
+    }
+
+    #[test]
+    fn outbound_column_comments_name_every_value() {
+        let cases = [
+            (
+                "outbound_requests",
+                "outcome",
+                texts(RequestOutcome::ALL, RequestOutcome::as_str),
+            ),
+            (
+                "outbound_requests",
+                "local_check",
+                texts(LocalCheck::ALL, LocalCheck::as_str),
+            ),
+            (
+                "outbound_attempts",
+                "decision",
+                texts(AttemptDecision::ALL, AttemptDecision::as_str),
+            ),
+        ];
+        for (table, column, values) in cases {
+            let comment = comment_on(table, column);
+            let words: Vec<&str> = comment
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            for v in values {
+                assert!(
+                    words.contains(&v.as_str()),
+                    "{table}.{column} does not name {v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stored_values_keep_text_of_other_versions() {
+        let known: Stored<RequestOutcome> = Stored::read("success");
+        assert!(known.is(RequestOutcome::Success));
+        let other: Stored<RequestOutcome> = Stored::read("rerouted");
+        assert_eq!(other, Stored::Other("rerouted".into()));
+        assert_eq!(other.to_string(), "rerouted");
+        assert_eq!(other.known(), None);
+        assert_eq!(serde_json::to_string(&other).unwrap(), "\"rerouted\"");
+        let back: Stored<RequestOutcome> = serde_json::from_str("\"pending\"").unwrap();
+        assert_eq!(back, Stored::Known(RequestOutcome::Pending));
+        assert!(serde_json::from_str::<RequestOutcome>("\"rerouted\"").is_err());
+    }
 
     /// The values a column comment lists after "One of:" (in its latest migration).
     fn listed_in_migrations(column: &str) -> Vec<String> {

@@ -46,23 +46,7 @@ pub type Counts = BTreeMap<&'static str, u64>;
 /// Call ids of the calls in progress: an ICE or ACE without a DICE within `max_age`, and
 /// callouts pending, placed or of unknown outcome within `max_age` whose DICE has not come.
 async fn calls_in_progress(pool: &PgPool, max_age: Duration) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT callid FROM (
-             SELECT c.callid FROM callbacks c
-             WHERE c.callid IS NOT NULL AND c.event_type IN ('ice', 'ace')
-               AND c.received_at > now() - make_interval(secs => $1)
-             UNION
-             SELECT r.callid FROM outbound_requests r
-             WHERE r.callid IS NOT NULL AND r.operation = 'callout'
-               AND r.outcome IN ('pending', 'success', 'unknown')
-               AND r.created_at > now() - make_interval(secs => $1)
-         ) o
-         WHERE NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.event_type = 'dice' AND d.callid = o.callid)",
-    )
-    .bind(max_age.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(|r| r.try_get("callid")).collect()
+    crate::db::outbound::open_callids(pool, max_age).await
 }
 
 fn add(counts: &mut Counts, table: &'static str, n: u64) {

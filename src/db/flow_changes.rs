@@ -81,7 +81,8 @@ pub struct ShadowDifference {
     /// Reference of the live callback.
     pub callback_reference: Option<String>,
     /// ice, ace or pie.
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_type: crate::events::EventKind,
     /// When the live event arrived.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]

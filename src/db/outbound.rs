@@ -1,21 +1,32 @@
 //! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
 //! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
 //! diagnosis reads its own typed rows, in `crate::diagnosis::facts`).
+//!
+//! [`OutboundStore`] only reads. Writing takes an [`OutboundWriter`] ([`OutboundStore::journaled`]):
+//! every request, attempt and outcome goes through the journal and the shipper
+//! ([`crate::db::ship`] holds the SQL that writes them); the one direct write is a callout's
+//! admission, which must count and insert under one lock ([`OutboundWriter::admit_callout`]).
 
 use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Row};
+
+use crate::outcome::{AttemptDecision, LocalCheck, RequestOutcome};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Handle to the outbound tables.
+/// Reads of the outbound tables.
 #[derive(Clone, Debug)]
 pub struct OutboundStore {
     pool: PgPool,
-    /// When set, requests, attempts and outcomes go through the journal instead of being written
-    /// here directly.
-    journal: Option<std::sync::Arc<crate::recording::outbound::OutboundJournal>>,
+}
+
+/// Writes of the outbound tables: through the journal, as callbacks are.
+#[derive(Clone, Debug)]
+pub struct OutboundWriter {
+    reads: OutboundStore,
+    journal: std::sync::Arc<crate::recording::outbound::OutboundJournal>,
 }
 
 /// A request as first recorded.
@@ -49,13 +60,11 @@ pub struct NewOutbound {
     /// Whether a DICE will come.
     pub dice_expected: Option<bool>,
     /// Result of the local checks.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
-    pub local_check: &'static str,
+    pub local_check: LocalCheck,
     /// Details of a failed check.
     pub local_report: Option<Value>,
     /// Initial outcome: `pending` or `refused_locally`.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
-    pub outcome: &'static str,
+    pub outcome: RequestOutcome,
     /// Idempotency-Key of a callout.
     pub idempotency_key: Option<String>,
 }
@@ -100,17 +109,15 @@ pub struct AttemptRecord {
     pub classified_code: Option<i32>,
     /// Disagreement flag.
     pub code_mismatch: Option<bool>,
-    /// done, retry, give_up.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
-    pub decision: &'static str,
+    /// What followed.
+    pub decision: AttemptDecision,
 }
 
 /// How a request ended.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FinalRecord {
     /// success, sinch_error, no_answer, unknown.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
-    pub outcome: &'static str,
+    pub outcome: RequestOutcome,
     /// Last HTTP status.
     pub http_status: Option<i16>,
     /// Attempts made.
@@ -158,12 +165,12 @@ pub enum Admission {
 }
 
 /// The callout an Idempotency-Key already names.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct EarlierCallout {
     /// Its reference.
     pub reference: String,
     /// pending, success or unknown.
-    pub outcome: String,
+    pub outcome: RequestOutcome,
     /// Its HTTP status from Sinch.
     pub http_status: Option<i16>,
     /// Sinch's answer.
@@ -192,10 +199,14 @@ const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, m
      finished_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      CASE WHEN $15 = 'refused_locally' THEN now() END, $16)";
 
-/// Calls in progress: the rows of the view `open_calls`, with the windows applied inside (so that
-/// only recent callbacks are read; the view itself reads all history, for people).
-/// `$1` = SINCH_CALL_MAX_AGE_SECS, `$2` = SINCH_UNTRACKED_CALL_SECS.
-const COUNT_OPEN: &str = "WITH opened AS (
+/// Calls in progress: the rows of the view `open_calls` (migration 0005), with the window applied
+/// inside (so that only recent callbacks are read; the view itself reads all history, for people):
+/// a CTE `open` of `(callid, opened_at, dice_expected)`, `$1` = SINCH_CALL_MAX_AGE_SECS. The one
+/// definition the code uses: [`count_open`] counts it and [`open_callids`] lists it, and
+/// `sinch_api::calls_in_progress_are_capped` checks that the view counts the same.
+macro_rules! open_calls {
+    () => {
+        "WITH opened AS (
     SELECT c.callid, min(c.received_at) AS opened_at, 'callback' AS source, true AS dice_expected
     FROM callbacks c
     WHERE c.callid IS NOT NULL AND c.event_type IN ('ice', 'ace') AND c.duplicate_of IS NULL
@@ -213,8 +224,23 @@ const COUNT_OPEN: &str = "WITH opened AS (
     WHERE NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.event_type = 'dice' AND d.callid = o.callid)
     ORDER BY o.callid, (o.source = 'callout') DESC, o.opened_at
 )
-SELECT count(*) AS n FROM open
-WHERE opened_at > now() - make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)";
+"
+    };
+}
+
+/// How many calls are in progress; `$2` = SINCH_UNTRACKED_CALL_SECS, the window of calls without
+/// a DICE to come.
+const COUNT_OPEN: &str = concat!(
+    open_calls!(),
+    "SELECT count(*) AS n FROM open
+WHERE opened_at > now() - make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)"
+);
+
+/// The call ids of the calls in progress within `$1` (callouts Sinch gave no call id are left out).
+const OPEN_CALLIDS: &str = concat!(
+    open_calls!(),
+    "SELECT callid FROM open WHERE callid NOT LIKE 'pending:%'"
+);
 
 /// The JSON of one request with its attempts (`r` = outbound_requests).
 const REQUEST_JSON: &str = "jsonb_build_object(
@@ -383,26 +409,11 @@ pub struct SinchErrorItem {
 }
 
 fn local_checks() -> utoipa::openapi::Object {
-    crate::outcome::text_schema([
-        "passed",
-        "invalid_number",
-        "invalid_body",
-        "invalid_svaml",
-        "cap_reached",
-        "not_configured",
-        "cap_unchecked",
-    ])
+    crate::outcome::text_schema(LocalCheck::ALL.iter().map(|v| v.as_str()))
 }
 
 fn outcomes() -> utoipa::openapi::Object {
-    crate::outcome::text_schema([
-        "pending",
-        "success",
-        "sinch_error",
-        "no_answer",
-        "unknown",
-        "refused_locally",
-    ])
+    crate::outcome::text_schema(RequestOutcome::ALL.iter().map(|v| v.as_str()))
 }
 
 fn auth_schemes() -> utoipa::openapi::Object {
@@ -410,7 +421,7 @@ fn auth_schemes() -> utoipa::openapi::Object {
 }
 
 fn decisions() -> utoipa::openapi::Object {
-    crate::outcome::text_schema(["done", "retry", "give_up"])
+    crate::outcome::text_schema(AttemptDecision::ALL.iter().map(|v| v.as_str()))
 }
 
 async fn insert<'e>(exec: impl PgExecutor<'e>, r: &NewOutbound) -> Result<(), sqlx::Error> {
@@ -445,6 +456,18 @@ async fn count_open<'e>(exec: impl PgExecutor<'e>, l: &CallLimits) -> Result<i64
     row.try_get("n")
 }
 
+/// The call ids of the calls in progress within `max_age` (whether a DICE is expected or not):
+/// retention keeps their records whole.
+pub async fn open_callids<'e>(
+    exec: impl PgExecutor<'e>,
+    max_age: Duration,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(OPEN_CALLIDS)
+        .bind(max_age.as_secs_f64())
+        .fetch_all(exec)
+        .await
+}
+
 /// How many of `callids` (calls in progress known to this instance) have no ICE or ACE in
 /// PostgreSQL yet (their records are still in the journal).
 pub async fn count_unrecorded<'e>(
@@ -470,97 +493,19 @@ const ADMISSION_LOCK: i64 = 0x7376_616d_6c67_6174;
 impl OutboundStore {
     /// Wraps a pool.
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            journal: None,
-        }
+        Self { pool }
     }
 
-    /// Records requests, attempts and outcomes through the journal (as callbacks are).
-    pub fn journaled(mut self, recorder: crate::recording::Recorder) -> Self {
-        self.journal = Some(std::sync::Arc::new(
-            crate::recording::outbound::OutboundJournal::new(
-                recorder,
-                crate::db::store::Store::new(self.pool.clone()),
-            ),
-        ));
-        self
-    }
-
-    /// Records a request (pending, or refused locally).
-    pub async fn insert_request(&self, r: &NewOutbound) -> Result<(), sqlx::Error> {
-        if let Some(j) = &self.journal {
-            j.request(r).await;
-            return Ok(());
+    /// A writer recording requests, attempts and outcomes through the journal (as callbacks are).
+    pub fn journaled(self, recorder: crate::recording::Recorder) -> OutboundWriter {
+        let journal = crate::recording::outbound::OutboundJournal::new(
+            recorder,
+            crate::db::store::Store::new(self.pool.clone()),
+        );
+        OutboundWriter {
+            reads: self,
+            journal: std::sync::Arc::new(journal),
         }
-        insert(&self.pool, r).await
-    }
-
-    /// Counts calls in progress and records the callout as pending if one more is allowed, or
-    /// as refused if not, in one transaction serialised with other admissions (so that two
-    /// callouts at once cannot both take the last place).
-    pub async fn admit_callout(
-        &self,
-        r: &NewOutbound,
-        limits: &CallLimits,
-    ) -> Result<Admission, sqlx::Error> {
-        self.admit_callout_with(r, limits, &[]).await
-    }
-
-    /// [`OutboundStore::admit_callout`], counting also those of `local_open` (this instance's
-    /// calls in progress) that PostgreSQL has no record of yet.
-    pub async fn admit_callout_with(
-        &self,
-        r: &NewOutbound,
-        limits: &CallLimits,
-        local_open: &[String],
-    ) -> Result<Admission, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(ADMISSION_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(key) = &r.idempotency_key {
-            let earlier = sqlx::query(
-                "SELECT reference, outcome, http_status, response_body, callid, attempts FROM outbound_requests \
-                 WHERE idempotency_key = $1 AND outcome IN ('pending', 'success', 'unknown')",
-            )
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(e) = earlier {
-                let found = EarlierCallout {
-                    reference: e.try_get("reference")?,
-                    outcome: e.try_get("outcome")?,
-                    http_status: e.try_get("http_status")?,
-                    response_body: e.try_get("response_body")?,
-                    callid: e.try_get("callid")?,
-                    attempts: e.try_get("attempts")?,
-                };
-                tx.commit().await?;
-                return Ok(Admission::Duplicate(found));
-            }
-        }
-        let n =
-            count_open(&mut *tx, limits).await? + count_unrecorded(&mut *tx, local_open).await?;
-        let admission = if n >= i64::from(limits.max_in_progress) {
-            let mut refused = r.clone();
-            refused.outcome = "refused_locally";
-            refused.local_check = "cap_reached";
-            refused.local_report = Some(serde_json::json!({
-                "inProgress": n, "limit": limits.max_in_progress
-            }));
-            insert(&mut *tx, &refused).await?;
-            Admission::Full(n)
-        } else {
-            insert(&mut *tx, r).await?;
-            Admission::Admitted(n)
-        };
-        tx.commit().await?;
-        if let (Some(j), Admission::Admitted(_)) = (&self.journal, &admission) {
-            j.remember(r);
-        }
-        Ok(admission)
     }
 
     /// Calls in progress now.
@@ -578,70 +523,6 @@ impl OutboundStore {
             count_open(&self.pool, limits).await?
                 + count_unrecorded(&self.pool, local_open).await?,
         )
-    }
-
-    /// Records one attempt.
-    pub async fn insert_attempt(&self, a: &AttemptRecord) -> Result<(), sqlx::Error> {
-        if let Some(j) = &self.journal {
-            j.attempt(a).await;
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, x_timestamp, \
-             http_status, response_body, retry_after_ms, failure, failure_detail, error_code, error_status, \
-             error_message, error_reference, classified_code, code_mismatch, decision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(a.request_id)
-        .bind(a.attempt)
-        .bind(a.sent_at)
-        .bind(a.latency_us)
-        .bind(a.auth_scheme)
-        .bind(&a.x_timestamp)
-        .bind(a.http_status)
-        .bind(&a.response_body)
-        .bind(a.retry_after_ms)
-        .bind(a.failure)
-        .bind(&a.failure_detail)
-        .bind(a.error_code)
-        .bind(&a.error_status)
-        .bind(&a.error_message)
-        .bind(&a.error_reference)
-        .bind(a.classified_code)
-        .bind(a.code_mismatch)
-        .bind(a.decision)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-    }
-
-    /// Records how a request ended.
-    pub async fn finish_request(&self, id: Uuid, f: &FinalRecord) -> Result<(), sqlx::Error> {
-        if let Some(j) = &self.journal {
-            j.finish(id, f).await;
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE outbound_requests SET finished_at = now(), outcome = $2, http_status = $3, attempts = $4, \
-             latency_us = $5, response_body = $6, callid = coalesce($7, callid), error_code = $8, error_status = $9, \
-             error_message = $10, error_reference = $11, failure = $12 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(f.outcome)
-        .bind(f.http_status)
-        .bind(f.attempts)
-        .bind(f.latency_us)
-        .bind(&f.response_body)
-        .bind(&f.callid)
-        .bind(f.error_code)
-        .bind(&f.error_status)
-        .bind(&f.error_message)
-        .bind(&f.error_reference)
-        .bind(f.failure)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
     }
 
     /// Requests concerning one call (its callout, its control), oldest first, with attempts.
@@ -692,5 +573,86 @@ impl OutboundStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+    }
+}
+
+impl OutboundWriter {
+    /// The reads of the same tables.
+    pub fn reads(&self) -> &OutboundStore {
+        &self.reads
+    }
+
+    /// Records a request (pending, or refused locally).
+    pub async fn insert_request(&self, r: &NewOutbound) {
+        self.journal.request(r).await;
+    }
+
+    /// Counts calls in progress and records the callout as pending if one more is allowed, or
+    /// as refused if not, in one transaction serialised with other admissions (so that two
+    /// callouts at once cannot both take the last place).
+    pub async fn admit_callout(
+        &self,
+        r: &NewOutbound,
+        limits: &CallLimits,
+    ) -> Result<Admission, sqlx::Error> {
+        self.admit_callout_with(r, limits, &[]).await
+    }
+
+    /// [`OutboundWriter::admit_callout`], counting also those of `local_open` (this instance's
+    /// calls in progress) that PostgreSQL has no record of yet.
+    pub async fn admit_callout_with(
+        &self,
+        r: &NewOutbound,
+        limits: &CallLimits,
+        local_open: &[String],
+    ) -> Result<Admission, sqlx::Error> {
+        let mut tx = self.reads.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ADMISSION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(key) = &r.idempotency_key {
+            let earlier: Option<EarlierCallout> = sqlx::query_as(
+                "SELECT reference, outcome, http_status, response_body, callid, attempts FROM outbound_requests \
+                 WHERE idempotency_key = $1 AND outcome IN ('pending', 'success', 'unknown')",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(found) = earlier {
+                tx.commit().await?;
+                return Ok(Admission::Duplicate(found));
+            }
+        }
+        let n =
+            count_open(&mut *tx, limits).await? + count_unrecorded(&mut *tx, local_open).await?;
+        let admission = if n >= i64::from(limits.max_in_progress) {
+            let mut refused = r.clone();
+            refused.outcome = RequestOutcome::RefusedLocally;
+            refused.local_check = LocalCheck::CapReached;
+            refused.local_report = Some(serde_json::json!({
+                "inProgress": n, "limit": limits.max_in_progress
+            }));
+            insert(&mut *tx, &refused).await?;
+            Admission::Full(n)
+        } else {
+            insert(&mut *tx, r).await?;
+            Admission::Admitted(n)
+        };
+        tx.commit().await?;
+        if let Admission::Admitted(_) = &admission {
+            self.journal.remember(r);
+        }
+        Ok(admission)
+    }
+
+    /// Records one attempt.
+    pub async fn insert_attempt(&self, a: &AttemptRecord) {
+        self.journal.attempt(a).await;
+    }
+
+    /// Records how a request ended.
+    pub async fn finish_request(&self, id: Uuid, f: &FinalRecord) {
+        self.journal.finish(id, f).await;
     }
 }

@@ -309,7 +309,7 @@ fn callback_rows(rows: &[&CallbackRecord]) -> CopyText {
         out.uuid(c.id)
             .text(&c.reference)
             .timestamp(c.received_at)
-            .text(&c.event_type)
+            .text(c.event_type.as_str())
             .bool(c.event_known)
             .opt_text(c.callid.as_deref())
             .opt_text(c.application_key.as_deref())

@@ -7,14 +7,18 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::events::EventKind;
+use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState, Stored};
+
 /// Handle to the database.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
 }
 
-/// A callback row as the admin API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A callback row as the admin API shows it. The vocabulary columns read as their types, text
+/// written by another version kept as [`Stored::Other`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 #[schema(description = "A recorded callback.")]
 pub struct StoredCallback {
@@ -26,7 +30,8 @@ pub struct StoredCallback {
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
     /// ice, ace, dice, pie, notify, or an unknown type as received.
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_type: EventKind,
     /// Whether the event type is one svamlgate knows.
     pub event_known: bool,
     /// Call id.
@@ -37,7 +42,7 @@ pub struct StoredCallback {
     pub application_key: Option<String>,
     /// Whether the signature was verified.
     #[schema(value_type = crate::outcome::SignatureState)]
-    pub signature: String,
+    pub signature: Stored<SignatureState>,
     /// For a replay: the original callback.
     #[schema(required = true)]
     pub duplicate_of: Option<Uuid>,
@@ -49,10 +54,10 @@ pub struct StoredCallback {
     pub reply: Option<Value>,
     /// Where the reply came from.
     #[schema(required = true, value_type = Option<crate::outcome::ReplySource>)]
-    pub reply_source: Option<String>,
+    pub reply_source: Option<Stored<ReplySource>>,
     /// Why a fallback was sent.
     #[schema(required = true, value_type = Option<crate::outcome::FallbackReason>)]
-    pub fallback_reason: Option<String>,
+    pub fallback_reason: Option<Stored<FallbackReason>>,
     /// The gate's report of the candidate reply (a `Report`), or null.
     #[schema(required = true)]
     pub validation: Option<Value>,
@@ -80,14 +85,14 @@ pub struct StoredCallback {
     /// What the gate said of the decided reply: passed, rejected (the fallback went out instead),
     /// observed (invalid, sent anyway in observe mode).
     #[schema(value_type = Option<crate::outcome::GateVerdict>)]
-    pub gate_verdict: Option<String>,
+    pub gate_verdict: Option<Stored<GateVerdict>>,
     /// Set when Sinch reported it could not use this reply: kind, errorCode, message, reason,
     /// result, reportId, reportReference.
     pub rejected_by_sinch: Option<Value>,
 }
 
 /// A reply the gate passed and Sinch rejected (view `gate_misses`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct GateMiss {
     /// Reference of the callback whose reply Sinch rejected.
@@ -98,10 +103,11 @@ pub struct GateMiss {
     /// Call id.
     pub callid: Option<String>,
     /// Event type.
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_type: EventKind,
     /// What produced the reply.
     #[schema(value_type = Option<crate::outcome::ReplySource>)]
-    pub reply_source: Option<String>,
+    pub reply_source: Option<Stored<ReplySource>>,
     /// The reply Sinch rejected.
     pub reply: Option<Value>,
     /// The gate's report on it (valid, with any warnings).
@@ -114,7 +120,7 @@ pub struct GateMiss {
 }
 
 /// An error row (with its refusal, if it was one).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 #[schema(description = "A recorded error.")]
 pub struct StoredError {
@@ -216,7 +222,7 @@ pub struct RejectedReply {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     /// Event type.
-    pub event_type: Option<String>,
+    pub event_type: Option<EventKind>,
     /// Call id.
     pub callid: Option<String>,
     /// Received at or after.
@@ -230,34 +236,6 @@ pub struct EventFilter {
 const CALLBACK_COLUMNS: &str = "id, reference, received_at, event_type, event_known, callid, application_key, \
      signature, duplicate_of, http_status, reply, reply_source, fallback_reason, validation, latency_us, body, \
      parse_warnings, flow_id, flow_version, flow_node, route_id, gate_verdict, rejected_by_sinch";
-
-fn callback_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredCallback, sqlx::Error> {
-    Ok(StoredCallback {
-        id: r.try_get("id")?,
-        reference: r.try_get("reference")?,
-        received_at: r.try_get("received_at")?,
-        event_type: r.try_get("event_type")?,
-        event_known: r.try_get("event_known")?,
-        callid: r.try_get("callid")?,
-        application_key: r.try_get("application_key")?,
-        signature: r.try_get("signature")?,
-        duplicate_of: r.try_get("duplicate_of")?,
-        http_status: r.try_get("http_status")?,
-        reply: r.try_get("reply")?,
-        reply_source: r.try_get("reply_source")?,
-        fallback_reason: r.try_get("fallback_reason")?,
-        validation: r.try_get("validation")?,
-        latency_us: r.try_get("latency_us")?,
-        body: r.try_get("body")?,
-        parse_warnings: r.try_get("parse_warnings")?,
-        flow_id: r.try_get("flow_id")?,
-        flow_version: r.try_get("flow_version")?,
-        flow_node: r.try_get("flow_node")?,
-        route_id: r.try_get("route_id")?,
-        gate_verdict: r.try_get("gate_verdict")?,
-        rejected_by_sinch: r.try_get("rejected_by_sinch")?,
-    })
-}
 
 impl Store {
     /// Wraps a pool.
@@ -280,7 +258,7 @@ impl Store {
 
     /// Replies the gate passed and Sinch rejected, newest first.
     pub async fn gate_misses(&self, limit: i64) -> Result<Vec<GateMiss>, sqlx::Error> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT m.reference, m.received_at, m.callid, m.event_type, m.reply_source, m.reply, m.validation, \
              m.rejected_by_sinch, r.body AS report FROM gate_misses m \
              LEFT JOIN callbacks r ON r.id = (m.rejected_by_sinch->>'reportId')::uuid \
@@ -288,22 +266,7 @@ impl Store {
         )
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(GateMiss {
-                    reference: r.try_get("reference")?,
-                    received_at: r.try_get("received_at")?,
-                    callid: r.try_get("callid")?,
-                    event_type: r.try_get("event_type")?,
-                    reply_source: r.try_get("reply_source")?,
-                    reply: r.try_get("reply")?,
-                    validation: r.try_get("validation")?,
-                    rejected_by_sinch: r.try_get("rejected_by_sinch")?,
-                    report: r.try_get("report")?,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// Every callback of one call, in arrival order.
@@ -311,11 +274,10 @@ impl Store {
         let sql = format!(
             "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE callid = $1 ORDER BY received_at, id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(callid)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(callback_from_row).collect()
+            .await
     }
 
     /// Rejected replies of one call.
@@ -340,20 +302,19 @@ impl Store {
              AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::uuid IS NULL OR id < $4) \
              ORDER BY id DESC LIMIT $5"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&f.event_type)
             .bind(&f.callid)
             .bind(f.since)
             .bind(f.before)
             .bind(f.limit)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(callback_from_row).collect()
+            .await
     }
 
     /// One error by reference.
     pub async fn get_error(&self, reference: &str) -> Result<Option<StoredError>, sqlx::Error> {
-        let row = sqlx::query(
+        sqlx::query_as(
             "SELECT e.reference, e.occurred_at, e.error_code, e.http_status, e.status, e.message, e.method, e.path, \
              e.remote_addr, e.callback_id, e.detail, \
              CASE WHEN r.reference IS NULL THEN NULL ELSE jsonb_build_object('reason', r.reason, \
@@ -366,21 +327,6 @@ impl Store {
         )
         .bind(reference)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(StoredError {
-            reference: r.try_get("reference")?,
-            occurred_at: r.try_get("occurred_at")?,
-            error_code: r.try_get("error_code")?,
-            http_status: r.try_get("http_status")?,
-            status: r.try_get("status")?,
-            message: r.try_get("message")?,
-            method: r.try_get("method")?,
-            path: r.try_get("path")?,
-            remote_addr: r.try_get("remote_addr")?,
-            callback_id: r.try_get("callback_id")?,
-            detail: r.try_get("detail")?,
-            refusal: r.try_get("refusal")?,
-        }))
+        .await
     }
 }

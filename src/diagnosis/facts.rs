@@ -1,12 +1,11 @@
 //! The records the diagnosis reads, as typed rows: the outbound requests of a call with their
 //! attempts (`outbound_requests`, `outbound_attempts`), its callbacks (`callbacks`), the replies the
 //! gate stopped (`rejected_replies`) and the signature refusals (`refusals`). Each table is read
-//! with `query_as` into a row struct of its columns, and each row is turned into the diagnosis's
-//! own type by one conversion, where stored text becomes its vocabulary ([`EventKind`],
-//! [`SignatureState`], [`FallbackReason`], [`RequestOutcome`], [`LocalCheck`]).
+//! with `query_as` into a row struct of its columns, whose vocabulary columns decode as their
+//! types ([`EventKind`], and [`Stored`] [`SignatureState`], [`FallbackReason`], [`RequestOutcome`],
+//! [`LocalCheck`], declared in [`crate::outcome`], which keep text written by another version).
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -16,117 +15,7 @@ use uuid::Uuid;
 
 use crate::events::EventKind;
 use crate::outcome::{FallbackReason, SignatureState};
-
-/// A stored vocabulary value: one the code knows, or text it does not (written by another
-/// version), kept so that it can still be shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored<T> {
-    /// A value of the vocabulary.
-    Known(T),
-    /// Text outside the vocabulary, as stored.
-    Other(String),
-}
-
-impl<T> Stored<T> {
-    /// Reads stored text with the vocabulary's own parser.
-    pub fn read(text: String, parse: impl FnOnce(&str) -> Option<T>) -> Self {
-        match parse(&text) {
-            Some(v) => Stored::Known(v),
-            None => Stored::Other(text),
-        }
-    }
-
-    /// Whether this is `v`.
-    pub fn is(&self, v: T) -> bool
-    where
-        T: PartialEq,
-    {
-        matches!(self, Stored::Known(k) if *k == v)
-    }
-}
-
-impl<T: fmt::Display> fmt::Display for Stored<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Stored::Known(v) => v.fmt(f),
-            Stored::Other(t) => f.write_str(t),
-        }
-    }
-}
-
-macro_rules! stored_vocabulary {
-    (
-        $(#[doc = $doc:literal])*
-        $name:ident { $( $(#[doc = $vdoc:literal])* $variant:ident => $text:literal ),+ $(,)? }
-    ) => {
-        $(#[doc = $doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name {
-            $( $(#[doc = $vdoc])* $variant ),+
-        }
-
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The value as stored.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $text ),+
-                }
-            }
-
-            /// Reads [`Self::as_str`] back.
-            pub fn parse(text: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == text)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-stored_vocabulary! {
-    /// How an outbound request ended (`outbound_requests.outcome`).
-    RequestOutcome {
-        /// Not finished yet.
-        Pending => "pending",
-        /// Sinch accepted it.
-        Success => "success",
-        /// Sinch answered with an error.
-        SinchError => "sinch_error",
-        /// Sinch never answered (connection failures).
-        NoAnswer => "no_answer",
-        /// Sinch may or may not have acted (timeouts after sending).
-        Unknown => "unknown",
-        /// svamlgate's own checks refused it before sending.
-        RefusedLocally => "refused_locally",
-    }
-}
-
-stored_vocabulary! {
-    /// What svamlgate's checks said before sending (`outbound_requests.local_check`).
-    LocalCheck {
-        /// Every check passed.
-        Passed => "passed",
-        /// A number is not E.164.
-        InvalidNumber => "invalid_number",
-        /// The body is not what the operation takes.
-        InvalidBody => "invalid_body",
-        /// The SVAML did not pass the gate.
-        InvalidSvaml => "invalid_svaml",
-        /// Too many calls in progress.
-        CapReached => "cap_reached",
-        /// No Sinch credentials configured.
-        NotConfigured => "not_configured",
-        /// The cap could not be counted.
-        CapUnchecked => "cap_unchecked",
-    }
-}
+pub use crate::outcome::{LocalCheck, RequestOutcome, Stored};
 
 /// Reads a JSON member as text when it is a string, and as absent otherwise (so that one member
 /// of an unexpected type does not hide the others).
@@ -188,9 +77,9 @@ struct RequestRow {
     callout_method: Option<String>,
     destination: Option<String>,
     dice_expected: Option<bool>,
-    local_check: String,
+    local_check: Stored<LocalCheck>,
     local_report: Option<Value>,
-    outcome: String,
+    outcome: Stored<RequestOutcome>,
     failure: Option<String>,
 }
 
@@ -260,12 +149,12 @@ impl From<RequestRow> for Request {
             callout_method: r.callout_method,
             destination: r.destination,
             dice_expected: r.dice_expected,
-            local_check: Stored::read(r.local_check, LocalCheck::parse),
+            local_check: r.local_check,
             local_report: r
                 .local_report
                 .and_then(|v| serde_json::from_value(v).ok())
                 .unwrap_or_default(),
-            outcome: Stored::read(r.outcome, RequestOutcome::parse),
+            outcome: r.outcome,
             failure: r.failure,
             attempts: Vec::new(),
         }
@@ -317,10 +206,10 @@ fn to_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct CallbackRow {
     received_at: OffsetDateTime,
-    event_type: String,
-    signature: String,
+    event_type: EventKind,
+    signature: Stored<SignatureState>,
     duplicate: bool,
-    fallback_reason: Option<String>,
+    fallback_reason: Option<Stored<FallbackReason>>,
     body: Option<Value>,
 }
 
@@ -373,11 +262,10 @@ impl From<CallbackRow> for Callback {
     fn from(r: CallbackRow) -> Self {
         Callback::new(
             r.received_at,
-            EventKind::parse(&r.event_type),
-            Stored::read(r.signature, SignatureState::parse),
+            r.event_type,
+            r.signature,
             r.duplicate,
-            r.fallback_reason
-                .map(|t| Stored::read(t, FallbackReason::parse)),
+            r.fallback_reason,
             r.body,
         )
     }

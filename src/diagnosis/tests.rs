@@ -224,7 +224,7 @@ fn svaml_and_capacity() {
 #[test]
 fn unknown_stored_values_are_shown_as_stored() {
     let mut r = tts_callout(RequestOutcome::Success, vec![]);
-    r.outcome = Stored::read("rerouted".into(), RequestOutcome::parse);
+    r.outcome = Stored::read("rerouted");
     let d = diagnose(&facts(vec![r], vec![]));
     assert_eq!(status_of(&d, StepId::Rang), Status::Unknown);
     assert!(

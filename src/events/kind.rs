@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::svaml::Target;
 
@@ -111,5 +111,34 @@ impl fmt::Display for EventKind {
 impl Serialize for EventKind {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(EventKind::parse(&text))
+    }
+}
+
+// `callbacks.event_type` and the other event columns: five known events and the name of any
+// other as received, so a read never fails and gives back what was written.
+crate::outcome::text_column!(EventKind, EventKind::as_str, |t: &str| Ok::<_, String>(
+    EventKind::parse(t)
+));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_event_keeps_its_name_through_json() {
+        let kind: EventKind = serde_json::from_str("\"surprise\"").unwrap();
+        assert_eq!(kind, EventKind::Unknown("surprise".into()));
+        assert_eq!(serde_json::to_string(&kind).unwrap(), "\"surprise\"");
+        let ice: EventKind = serde_json::from_str("\"ice\"").unwrap();
+        assert_eq!(ice, EventKind::Ice);
+        let empty: EventKind = serde_json::from_str("\"\"").unwrap();
+        assert_eq!(empty.as_str(), "");
     }
 }

@@ -422,11 +422,8 @@ impl<'a> Walker<'a> {
         let Some(stage) = Stage::of(&parsed) else {
             return;
         };
-        let (target, label) = match stage {
-            Stage::Ice => (Target::Ice, "ice"),
-            Stage::Ace => (Target::Ace, "ace"),
-            Stage::Pie { .. } => (Target::Pie, "pie"),
-        };
+        let target = stage.target();
+        let label = target.as_str();
         let mut ctx = EventContext::of(&parsed);
         let (current, cookies_before) = match parent {
             Some(p) => {

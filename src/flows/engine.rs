@@ -26,6 +26,7 @@ use std::fmt;
 use super::model::FlowDoc;
 use super::render::EventContext;
 use crate::events::{EventKind, ParsedEvent};
+use crate::svaml::Target;
 
 /// Which callback is being answered.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,6 +66,16 @@ impl Stage {
                 })
             }
             EventKind::Dice | EventKind::Notify | EventKind::Unknown(_) => None,
+        }
+    }
+
+    /// What the reply to this stage is checked as: the same as [`EventKind::reply_target`] of
+    /// its event.
+    pub fn target(&self) -> Target {
+        match self {
+            Stage::Ice => Target::Ice,
+            Stage::Ace => Target::Ace,
+            Stage::Pie { .. } => Target::Pie,
         }
     }
 }
@@ -412,6 +423,18 @@ mod tests {
             &ctx(),
         );
         assert_eq!(d.via, "fallback:welcome->goodbye");
+    }
+
+    #[test]
+    fn a_stage_is_checked_as_its_events_reply_target() {
+        for name in ["ice", "ace", "pie", "dice", "notify", "other"] {
+            let parsed = crate::events::parse_value(json!({"event": name})).unwrap();
+            assert_eq!(
+                Stage::of(&parsed).map(|s| s.target()),
+                parsed.kind.reply_target(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

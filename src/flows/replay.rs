@@ -21,6 +21,7 @@ use super::engine::{decide, Stage};
 use super::menu::{self, OptionAction, RunMenu};
 use super::model::FlowDoc;
 use super::render::EventContext;
+use crate::events::EventKind;
 use crate::svaml::report::Violation;
 use crate::svaml::{CallContext, Mode, Target, Validator};
 
@@ -41,7 +42,7 @@ pub struct RecordedEvent {
     /// The callback's reference.
     pub reference: String,
     /// ice, ace, pie, dice or notify.
-    pub event_type: String,
+    pub event_type: EventKind,
     /// The event as received.
     pub body: Value,
     /// The reply sent (ICE, ACE, PIE).
@@ -317,13 +318,12 @@ impl Session {
         let parsed = crate::events::parse_value(event.clone()).ok()?;
         let stage = Stage::of(&parsed)?;
         let (target, replayed, input) = match stage {
-            Stage::Ice => (Target::Ice, parsed, None),
-            Stage::Ace => (Target::Ace, parsed, None),
+            Stage::Ice | Stage::Ace => (stage.target(), parsed, None),
             Stage::Pie { .. } => {
                 match translate(event, live_prev.as_ref(), self.candidate_reply.as_ref()) {
                     Translation::Event(e, mapping) => {
                         let parsed = crate::events::parse_value(e).ok()?;
-                        (Target::Pie, parsed, Some(mapping))
+                        (stage.target(), parsed, Some(mapping))
                     }
                     Translation::Meaningless(why, mapping) => {
                         return Some(StepResult {
@@ -400,7 +400,8 @@ pub struct Difference {
     /// Index of the event in the call (0: the ICE).
     pub index: usize,
     /// ice, ace or pie.
-    pub event: String,
+    #[schema(value_type = String)]
+    pub event: EventKind,
     /// The recorded callback's reference.
     pub reference: String,
     /// For a PIE: what the caller did and how the candidate reads it.
@@ -437,7 +438,8 @@ pub struct RefusedReply {
     /// Index of the event in the call.
     pub index: usize,
     /// ice, ace or pie.
-    pub event: String,
+    #[schema(value_type = String)]
+    pub event: EventKind,
     /// The node whose reply it is.
     pub node: Option<String>,
     /// The refused reply.
@@ -594,7 +596,7 @@ mod tests {
                 live.live_reply = Some(step.reply.clone());
                 recorded.push(RecordedEvent {
                     reference: format!("{callid}-{i}"),
-                    event_type: e["event"].as_str().unwrap().to_owned(),
+                    event_type: e["event"].as_str().unwrap().into(),
                     body: e.clone(),
                     reply: Some(step.reply),
                     flow_version: Some(1),

@@ -20,6 +20,7 @@ use super::live::LiveConfig;
 use super::replay::{Judge, Session};
 use crate::db::flow_changes::ShadowDifference;
 use crate::db::store::Store;
+use crate::events::EventKind;
 use crate::gate::Gate;
 
 /// Events waiting to be shadowed; more are dropped (and counted).
@@ -44,7 +45,7 @@ pub struct ShadowJob {
     /// Sinch call id.
     pub callid: String,
     /// ice, ace or pie.
-    pub event_type: String,
+    pub event_type: EventKind,
     /// The event as received.
     pub event: Value,
     /// The live callback's reference.
@@ -111,7 +112,7 @@ pub fn job(
         flow_id,
         version,
         callid: event.callid.clone()?,
-        event_type: event.kind.as_str().to_owned(),
+        event_type: event.kind.clone(),
         event: event.raw.clone(),
         reference: reference.to_owned(),
         received_at,
@@ -146,7 +147,7 @@ async fn run(
                 continue;
             }
         };
-        if job.event_type == "ice" {
+        if job.event_type == EventKind::Ice {
             if calls.len() >= MAX_CALLS {
                 continue;
             }

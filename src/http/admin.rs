@@ -296,7 +296,9 @@ async fn events(
     let q = query.into_inner();
     let limit = extract::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let filter = EventFilter {
-        event_type: q.event_type.map(|t| t.to_ascii_lowercase()),
+        event_type: q
+            .event_type
+            .map(|t| crate::events::EventKind::parse(&t.to_ascii_lowercase())),
         callid: q.callid,
         since: extract::since(q.since.as_deref())?,
         before: q.before,

@@ -18,7 +18,6 @@ use crate::flows::engine::{self, Stage};
 use crate::flows::model::{has_errors, FlowDoc};
 use crate::flows::render::EventContext;
 use crate::flows::routes::{Route, RouteTarget};
-use crate::svaml::Target;
 
 /// Largest flow document accepted.
 pub const FLOW_LIMIT: usize = 1 << 20;
@@ -481,11 +480,7 @@ async fn simulate(
             "event.event must be ice, ace or pie",
         ));
     };
-    let target = match stage {
-        Stage::Ice => Target::Ice,
-        Stage::Ace => Target::Ace,
-        Stage::Pie { .. } => Target::Pie,
-    };
+    let target = stage.target();
     let (version, flow) = match state.live.flow_or_load(&state.store, id, sim.version).await {
         Ok(Some(f)) => f,
         Ok(None) => {

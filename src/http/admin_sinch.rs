@@ -13,7 +13,7 @@ use super::openapi::responses::*;
 use super::openapi::SinchFailures;
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::outbound::{OutboundStore, SinchErrorFilter, SinchErrorItem};
+use crate::db::outbound::{OutboundStore, OutboundWriter, SinchErrorFilter, SinchErrorItem};
 use crate::diagnosis::Diagnosis;
 use crate::error::ApiError;
 use crate::sinch_api::bodies::{
@@ -45,8 +45,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(calls_in_progress);
 }
 
-fn store(state: &AppState) -> OutboundStore {
-    OutboundStore::new(state.store.pool().clone()).journaled(state.recorder.clone())
+fn store(state: &AppState) -> OutboundWriter {
+    reads(state).journaled(state.recorder.clone())
+}
+
+fn reads(state: &AppState) -> OutboundStore {
+    OutboundStore::new(state.store.pool().clone())
 }
 
 /// The body, parsed, and its bytes (sent to Sinch as they are).
@@ -404,7 +408,7 @@ async fn sinch_errors(
         reference: q.reference.map(|r| r.trim().to_owned()),
         limit,
     };
-    let items = store(&state).sinch_errors(&filter).await?;
+    let items = reads(&state).sinch_errors(&filter).await?;
     Ok(HttpResponse::Ok().json(SinchErrorPage { items, limit }))
 }
 
@@ -435,7 +439,7 @@ async fn calls_in_progress(
     } else {
         Vec::new()
     };
-    let n = match store(&state).count_in_progress_with(&limits, &local).await {
+    let n = match reads(&state).count_in_progress_with(&limits, &local).await {
         Ok(n) => n,
         Err(_) if lagging => i64::try_from(local.len()).unwrap_or(i64::MAX),
         Err(e) => return Err(e.into()),
@@ -479,5 +483,5 @@ async fn diagnosis(
 
 /// The outbound requests of a call, for `GET /admin/calls/{callid}`.
 pub async fn outbound_for_call(state: &AppState, callid: &str) -> Result<Vec<Value>, ApiError> {
-    Ok(store(state).requests_for_call(callid).await?)
+    Ok(reads(state).requests_for_call(callid).await?)
 }

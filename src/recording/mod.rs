@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::db::flows::CallState;
 use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
 use crate::error::ErrorRecord;
+use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 pub use journal::Journal;
@@ -59,8 +60,9 @@ pub struct NewCallback {
     /// Arrival time.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
-    /// Event type as sent (lower-case), or "" when unparseable.
-    pub event_type: String,
+    /// The event (an unknown one with its name as sent); `Unknown("")` when the body was not an
+    /// event. Stored as text (`callbacks.event_type`).
+    pub event_type: EventKind,
     /// Whether the event type is one of the five.
     pub event_known: bool,
     /// Call id.
@@ -151,7 +153,7 @@ pub struct RejectedReply {
     /// Reference of its 42202 error row.
     pub reference: String,
     /// Event type.
-    pub event_type: String,
+    pub event_type: EventKind,
     /// Source that produced it.
     pub source: ReplySource,
     /// The reply, when it was JSON.

@@ -12,6 +12,7 @@
 use serde_json::{json, Value};
 
 use crate::catalog::code;
+use crate::outcome::LocalCheck;
 use crate::redact::mask_number;
 use crate::svaml::{Mode, Target, Validator};
 
@@ -24,13 +25,13 @@ pub struct LocalRefusal {
     /// Message for the client.
     pub message: String,
     /// `outbound_requests.local_check` value.
-    pub check: &'static str,
+    pub check: LocalCheck,
     /// Structured details (the gate report, the field).
     pub details: Option<Value>,
 }
 
 impl LocalRefusal {
-    fn new(code: u32, check: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: u32, check: LocalCheck, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -39,7 +40,7 @@ impl LocalRefusal {
         }
     }
     fn body(code: u32, message: impl Into<String>) -> Self {
-        Self::new(code, "invalid_body", message)
+        Self::new(code, LocalCheck::InvalidBody, message)
     }
     fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -63,7 +64,7 @@ pub fn check_number(field: &str, value: &str) -> Result<(), LocalRefusal> {
     };
     Err(LocalRefusal::new(
         code::NUMBER_MISSING_LEADING_PLUS,
-        "invalid_number",
+        LocalCheck::InvalidNumber,
         format!(
             "{field} {why} ({shown}): send numbers in E.164 format, '+', country code and number, e.g. +46701234567"
         ),
@@ -288,7 +289,7 @@ fn check_inline_svaml(
         .collect();
     Err(LocalRefusal::new(
         code::PARAMETER_VALIDATION,
-        "invalid_svaml",
+        LocalCheck::InvalidSvaml,
         format!(
             "Inline SVAML refused by the gate in {}: see details for every violation",
             fields.join(", ")
@@ -313,7 +314,7 @@ fn inline_svaml(
     serde_json::from_str(t).map(Some).map_err(|e| {
         LocalRefusal::new(
             code::PARAMETER_VALIDATION,
-            "invalid_svaml",
+            LocalCheck::InvalidSvaml,
             format!("customCallout.{key} must be a callback URL or SVAML as JSON text; it is neither ({e})"),
         )
         .with_details(json!({"field": format!("customCallout.{key}")}))
@@ -347,7 +348,7 @@ pub fn check_manage(doc: &Value, validator: &Validator, mode: Mode) -> Result<()
     } else {
         Err(LocalRefusal::new(
             code::PARAMETER_VALIDATION,
-            "invalid_svaml",
+            LocalCheck::InvalidSvaml,
             format!(
                 "The manage-call body is not valid ({} error(s)); the action must be hangup, continue or park: see details",
                 report.error_count
@@ -559,7 +560,7 @@ mod tests {
         let mut bad = ok.clone();
         bad["customCallout"]["ace"] = json!(good_ice);
         let e = check_callout(&bad, &v(), Mode::Normal).unwrap_err();
-        assert_eq!((e.code, e.check), (40001, "invalid_svaml"));
+        assert_eq!((e.code, e.check), (40001, LocalCheck::InvalidSvaml));
         let d = e.details.unwrap();
         assert_eq!(d["reports"]["ace"]["valid"], false, "{d}");
         assert!(d["reports"].get("ice").is_none());

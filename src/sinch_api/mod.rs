@@ -10,38 +10,40 @@
 //!    `SINCH_MAX_CALLS_IN_PROGRESS`: 429 42900. If the count cannot be made (database down) the
 //!    callout goes out anyway: Sinch enforces its own limit, and svamlgate must not be the reason
 //!    a call is not placed.
-//! 3. **Sending** ([`SinchApi::send`]): signed ([`signing`]), sent ([`client`]), retried per
-//!    [`retry`], every attempt and Sinch's answer (errors parsed leniently with
-//!    [`crate::catalog::parse_sinch_error`]) recorded.
+//! 3. **Sending** ([`SinchApi::send`], in `send.rs`): signed ([`signing`]), sent ([`client`]) one
+//!    attempt at a time, retried per [`retry`], every attempt and Sinch's answer (errors parsed
+//!    leniently with [`crate::catalog::parse_sinch_error`]) recorded; what an answer comes to
+//!    (the outcome, the double-call rule, the records) is decided in [`classify`], without I/O.
 //!
 //! [`Performed::into_result`] turns the outcome into the admin API's answer: Sinch's JSON plus
 //! svamlgate's `reference`, or the error envelope with Sinch's error in `details`.
 
 pub mod bodies;
 pub mod checks;
+pub mod classify;
 pub mod client;
 pub mod retry;
+mod send;
 pub mod signing;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::catalog::{self, code, SinchError};
+#[cfg(test)]
+use crate::catalog;
+use crate::catalog::{code, SinchError};
 use crate::config::ServeArgs;
-use crate::db::outbound::{
-    Admission, AttemptRecord, CallLimits, FinalRecord, NewOutbound, OutboundStore,
-};
+use crate::db::outbound::{CallLimits, NewOutbound, OutboundWriter};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::redact::Masked;
+use crate::outcome::{LocalCheck, RequestOutcome};
 
 use checks::{CheckedCallout, LocalRefusal};
-use client::{Exchange, Failure};
-use retry::{Next, RetryPolicy};
+use client::Failure;
+use retry::RetryPolicy;
 use signing::Auth;
 
 /// Sinch's global Calling API host (redirected by Sinch to a region).
@@ -248,7 +250,7 @@ impl Draft {
         d
     }
 
-    fn record(&self, id: Uuid, local_check: &'static str, outcome: &'static str) -> NewOutbound {
+    fn record(&self, id: Uuid, local_check: LocalCheck, outcome: RequestOutcome) -> NewOutbound {
         NewOutbound {
             id,
             reference: self.reference.clone(),
@@ -319,17 +321,6 @@ pub enum Outcome {
         /// Why.
         detail: String,
     },
-}
-
-impl Outcome {
-    fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Success { .. } => "success",
-            Outcome::SinchError(_) => "sinch_error",
-            Outcome::NoAnswer { .. } => "no_answer",
-            Outcome::Unknown { .. } => "unknown",
-        }
-    }
 }
 
 /// The result of [`SinchApi::send`].
@@ -439,52 +430,9 @@ impl Performed {
     }
 }
 
-/// The answer to a callout whose Idempotency-Key names an earlier one: the earlier answer when it
-/// placed the call, 409 40900 while it is in flight or when its outcome is unknown.
-fn replay(earlier: crate::db::outbound::EarlierCallout) -> Result<Performed, ApiError> {
-    let conflict = |why: &str| {
-        Err(ApiError::new(
-            code::CONFLICT,
-            format!(
-                "A callout with this Idempotency-Key {why} (reference {}); it is not sent again",
-                earlier.reference
-            ),
-        )
-        .with_details(json!({"earlierReference": earlier.reference, "outcome": earlier.outcome})))
-    };
-    match earlier.outcome.as_str() {
-        "success" => Ok(Performed {
-            reference: earlier.reference.clone(),
-            operation: Operation::Callout,
-            attempts: u32::try_from(earlier.attempts).unwrap_or(1).max(1),
-            outcome: Outcome::Success {
-                status: earlier
-                    .http_status
-                    .and_then(|s| u16::try_from(s).ok())
-                    .unwrap_or(200),
-                body: earlier.response_body.clone(),
-                callid: earlier.callid.clone(),
-            },
-            gave_up: None,
-            warnings: Vec::new(),
-            replayed: true,
-        }),
-        "pending" => conflict("is in flight: wait for its answer"),
-        _ => conflict("was sent and its answer never came: it may have placed the call"),
-    }
-}
-
-fn us(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Records a request refused by the local checks and returns its envelope (same reference).
 pub async fn refuse(
-    store: &OutboundStore,
+    store: &OutboundWriter,
     metrics: &Metrics,
     draft: &Draft,
     refusal: &LocalRefusal,
@@ -493,18 +441,20 @@ pub async fn refuse(
         "svamlgate_sinch_api_requests_total",
         &[
             ("operation", draft.operation.as_str()),
-            ("outcome", "refused_locally"),
+            ("outcome", RequestOutcome::RefusedLocally.as_str()),
         ],
     );
-    let mut row = draft.record(Uuid::now_v7(), refusal.check, "refused_locally");
+    let mut row = draft.record(
+        Uuid::now_v7(),
+        refusal.check,
+        RequestOutcome::RefusedLocally,
+    );
     row.local_report = refusal.details.clone();
-    if let Err(e) = store.insert_request(&row).await {
-        tracing::warn!(reference = %draft.reference, error = %e, "could not record a refused Sinch API request");
-    }
+    store.insert_request(&row).await;
     tracing::info!(
         reference = %draft.reference,
         operation = draft.operation.as_str(),
-        check = refusal.check,
+        check = refusal.check.as_str(),
         code = refusal.code,
         "Sinch API request refused before sending"
     );
@@ -617,295 +567,6 @@ impl SinchApi {
     pub fn configured(&self) -> bool {
         self.auth.is_some()
     }
-
-    fn cap_error(&self, reference: &str, in_progress: i64) -> ApiError {
-        let limit = self.limits.max_in_progress;
-        ApiError::new(
-            code::CAPACITY_EXCEEDED,
-            format!(
-                "Too many calls in progress: {in_progress} of SINCH_MAX_CALLS_IN_PROGRESS={limit} (Sinch's default \
-                 account limit is 10 concurrent calls). Wait for a call to end, or ask your Sinch account manager to \
-                 raise the account's limit and then raise SINCH_MAX_CALLS_IN_PROGRESS to match."
-            ),
-        )
-        .with_reference(reference.to_owned())
-        .with_details(json!({"inProgress": in_progress, "limit": limit}))
-    }
-
-    /// Admits (callouts), sends with retries, and records a checked request.
-    pub async fn send(
-        &self,
-        store: &OutboundStore,
-        metrics: &Metrics,
-        draft: Draft,
-    ) -> Result<Performed, ApiError> {
-        let id = Uuid::now_v7();
-        let callout = draft.operation == Operation::Callout;
-        let auth = match (&self.disabled, &self.auth) {
-            (None, Some(auth)) => Some(auth),
-            _ => None,
-        };
-        let Some(auth) = auth else {
-            let message = match &self.disabled {
-                Some(why) => {
-                    format!("The Sinch API client is disabled by its configuration: {why}")
-                }
-                None => "Calling Sinch needs SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET"
-                    .to_owned(),
-            };
-            let refusal = LocalRefusal {
-                code: code::CONFIGURATION_ERROR,
-                message,
-                check: "not_configured",
-                details: None,
-            };
-            return Err(refuse(store, metrics, &draft, &refusal).await);
-        };
-        let mut row = draft.record(id, "passed", "pending");
-        if callout {
-            match store
-                .admit_callout_with(&row, &self.limits, &draft.local_open)
-                .await
-            {
-                Ok(Admission::Admitted(_)) => {}
-                Ok(Admission::Duplicate(earlier)) => return replay(earlier),
-                Ok(Admission::Full(n)) => {
-                    metrics.inc(
-                        "svamlgate_sinch_api_requests_total",
-                        &[("operation", "callout"), ("outcome", "refused_locally")],
-                    );
-                    tracing::warn!(reference = %draft.reference, in_progress = n, "callout refused: calls-in-progress cap reached");
-                    return Err(self.cap_error(&draft.reference, n));
-                }
-                Err(_) if draft.local_open.len() >= self.limits.max_in_progress as usize => {
-                    // PostgreSQL cannot count, but this instance alone has the cap's worth of
-                    // calls in progress.
-                    let n = i64::try_from(draft.local_open.len()).unwrap_or(i64::MAX);
-                    metrics.inc(
-                        "svamlgate_sinch_api_requests_total",
-                        &[("operation", "callout"), ("outcome", "refused_locally")],
-                    );
-                    tracing::warn!(reference = %draft.reference, in_progress = n, "callout refused: calls-in-progress cap reached (counted here; PostgreSQL unreachable)");
-                    return Err(self.cap_error(&draft.reference, n));
-                }
-                Err(e) => {
-                    tracing::warn!(reference = %draft.reference, error = %e,
-                        "could not count calls in progress; the callout goes out unchecked (Sinch enforces its own limit)");
-                    row.local_check = "cap_unchecked";
-                    if let Err(e) = store.insert_request(&row).await {
-                        tracing::warn!(reference = %draft.reference, error = %e, "could not record a Sinch API request");
-                    }
-                }
-            }
-        } else if let Err(e) = store.insert_request(&row).await {
-            tracing::warn!(reference = %draft.reference, error = %e, "could not record a Sinch API request");
-        }
-
-        let method = draft.operation.method();
-        let url = format!("{}{}", self.base_url, draft.path);
-        let signed_path = format!("{}{}", self.base_path, draft.path);
-        let body = match (&draft.raw_body, &draft.body) {
-            (Some(raw), _) => Some(raw.clone()),
-            (None, Some(b)) => Some(serde_json::to_vec(b).map_err(|e| ApiError::internal(&e))?),
-            (None, None) => None,
-        };
-        let destination = draft
-            .callout
-            .as_ref()
-            .and_then(|c| c.destination.clone())
-            .unwrap_or_default();
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
-        let mut gave_up = None;
-        let last = loop {
-            attempt += 1;
-            let sent_at = OffsetDateTime::now_utc();
-            let headers = auth.headers(method, &signed_path, body.as_deref(), sent_at);
-            let raw = client::exchange(&Exchange {
-                url: &url,
-                method,
-                auth: &headers,
-                body: body.as_deref(),
-                timeout: self.timeout,
-                connect_timeout: self.connect_timeout,
-            })
-            .await;
-            let error = raw
-                .status
-                .filter(|s| *s >= 300)
-                .map(|s| catalog::parse_sinch_error(s, &raw.body));
-            let retry_after = raw
-                .retry_after
-                .as_deref()
-                .and_then(|v| retry::parse_retry_after(v, OffsetDateTime::now_utc()));
-            let next = retry::next(
-                &self.policy,
-                callout,
-                attempt,
-                raw.end(),
-                retry_after,
-                retry::jitter(),
-            );
-            let decision = match &next {
-                Next::Done => "done",
-                Next::RetryAfter(_) => "retry",
-                Next::GiveUp(_) => "give_up",
-            };
-            tracing::info!(
-                reference = %draft.reference,
-                operation = draft.operation.as_str(),
-                path = %draft.path,
-                destination = %Masked(&destination),
-                attempt,
-                status = raw.status,
-                failure = raw.failure.as_ref().map(|f| f.0.as_str()),
-                error_code = error.as_ref().and_then(|e| e.error_code),
-                sinch_reference = error.as_ref().and_then(|e| e.reference.as_deref()),
-                latency_ms = raw.latency.as_millis() as u64,
-                decision,
-                "Sinch API attempt"
-            );
-            let result = match (raw.status, &raw.failure) {
-                (Some(s), _) => s.to_string(),
-                (None, Some((f, _))) => f.as_str().to_owned(),
-                (None, None) => "io".to_owned(),
-            };
-            metrics.inc(
-                "svamlgate_sinch_api_attempts_total",
-                &[
-                    ("operation", draft.operation.as_str()),
-                    ("result", result.as_str()),
-                ],
-            );
-            metrics.observe(
-                "svamlgate_sinch_api_duration_seconds",
-                &[("operation", draft.operation.as_str())],
-                raw.latency,
-            );
-            let record = AttemptRecord {
-                request_id: id,
-                attempt: i16::try_from(attempt).unwrap_or(i16::MAX),
-                sent_at,
-                latency_us: us(raw.latency),
-                auth_scheme: auth.scheme(),
-                x_timestamp: headers.x_timestamp.clone(),
-                http_status: raw.status.and_then(|s| i16::try_from(s).ok()),
-                response_body: (!raw.body.is_empty())
-                    .then(|| String::from_utf8_lossy(&raw.body).into_owned()),
-                retry_after_ms: retry_after.map(ms),
-                failure: raw.failure.as_ref().map(|f| f.0.as_str()),
-                failure_detail: raw.failure.as_ref().map(|f| f.1.clone()),
-                error_code: error
-                    .as_ref()
-                    .and_then(|e| e.error_code)
-                    .and_then(|c| i32::try_from(c).ok()),
-                error_status: error.as_ref().and_then(|e| e.status.clone()),
-                error_message: error.as_ref().and_then(|e| e.message.clone()),
-                error_reference: error.as_ref().and_then(|e| e.reference.clone()),
-                classified_code: error
-                    .as_ref()
-                    .and_then(|e| e.info)
-                    .and_then(|i| i32::try_from(i.code).ok()),
-                code_mismatch: error.as_ref().map(|e| e.code_mismatch),
-                decision,
-            };
-            if let Err(e) = store.insert_attempt(&record).await {
-                tracing::warn!(reference = %draft.reference, error = %e, "could not record a Sinch API attempt");
-            }
-            match next {
-                Next::RetryAfter(wait) => tokio::time::sleep(wait).await,
-                Next::GiveUp(why) => {
-                    gave_up = Some(why);
-                    break (raw, error);
-                }
-                Next::Done => break (raw, error),
-            }
-        };
-        let (raw, error) = last;
-        let last_failure = raw.failure.as_ref().map(|f| f.0.as_str());
-        let outcome = match (raw.status, error, raw.failure) {
-            (Some(s), _, _) if (200..300).contains(&s) => {
-                let body: Option<Value> = serde_json::from_slice(&raw.body).ok();
-                let callid = if callout {
-                    body.as_ref()
-                        .and_then(|b| b.get("callId").or_else(|| b.get("callid")))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                } else {
-                    None
-                };
-                Outcome::Success {
-                    status: s,
-                    body,
-                    callid,
-                }
-            }
-            (Some(_), Some(e), _) => Outcome::SinchError(e),
-            (Some(s), None, _) => Outcome::SinchError(catalog::parse_sinch_error(s, &raw.body)),
-            (None, _, Some((Failure::Connect, detail))) => Outcome::NoAnswer {
-                failure: Failure::Connect,
-                detail,
-            },
-            (None, _, Some((f, detail))) if callout => Outcome::Unknown {
-                detail: format!("{}: {detail}", f.as_str()),
-            },
-            (None, _, Some((failure, detail))) => Outcome::NoAnswer { failure, detail },
-            (None, _, None) => Outcome::NoAnswer {
-                failure: Failure::Io,
-                detail: "no answer".to_owned(),
-            },
-        };
-        let fin = FinalRecord {
-            outcome: outcome.as_str(),
-            http_status: raw.status.and_then(|s| i16::try_from(s).ok()),
-            attempts: i16::try_from(attempt).unwrap_or(i16::MAX),
-            latency_us: us(started.elapsed()),
-            response_body: match &outcome {
-                Outcome::Success { body, .. } => body.clone(),
-                _ => None,
-            },
-            callid: match &outcome {
-                Outcome::Success { callid, .. } => callid.clone(),
-                _ => None,
-            },
-            error_code: match &outcome {
-                Outcome::SinchError(e) => e.error_code.and_then(|c| i32::try_from(c).ok()),
-                _ => None,
-            },
-            error_status: match &outcome {
-                Outcome::SinchError(e) => e.status.clone(),
-                _ => None,
-            },
-            error_message: match &outcome {
-                Outcome::SinchError(e) => e.message.clone(),
-                _ => None,
-            },
-            error_reference: match &outcome {
-                Outcome::SinchError(e) => e.reference.clone(),
-                _ => None,
-            },
-            failure: last_failure,
-        };
-        metrics.inc(
-            "svamlgate_sinch_api_requests_total",
-            &[
-                ("operation", draft.operation.as_str()),
-                ("outcome", outcome.as_str()),
-            ],
-        );
-        if let Err(e) = store.finish_request(id, &fin).await {
-            tracing::warn!(reference = %draft.reference, error = %e, "could not record the outcome of a Sinch API request");
-        }
-        Ok(Performed {
-            reference: draft.reference,
-            operation: draft.operation,
-            attempts: attempt,
-            outcome,
-            gave_up,
-            warnings: draft.callout.map(|c| c.warnings).unwrap_or_default(),
-            replayed: false,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -998,7 +659,11 @@ mod tests {
             json!({"method": "ttsCallout", "ttsCallout": {"destination": {"endpoint": "123"}}}),
             None,
         );
-        let r = d.record(Uuid::nil(), "invalid_number", "refused_locally");
+        let r = d.record(
+            Uuid::nil(),
+            LocalCheck::InvalidNumber,
+            RequestOutcome::RefusedLocally,
+        );
         assert_eq!(r.callout_method, Some("ttsCallout"));
         assert_eq!(r.destination.as_deref(), Some("123"));
     }

@@ -19,3 +19,4 @@ mod ship;
 mod signatures;
 mod sinch_api;
 mod svaml_corpus;
+mod vocabulary;

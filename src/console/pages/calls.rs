@@ -194,7 +194,7 @@ fn replay_command(body: &str, callback_path: &str, listen: &str) -> String {
 fn source_line(e: &StoredCallback) -> Markup {
     html! {
         span.source {
-            (e.reply_source.as_deref().unwrap_or("no reply"))
+            (e.reply_source.as_ref().map(|s| s.as_str()).unwrap_or("no reply"))
             @if let Some(id) = e.flow_id {
                 " · flow " a href=(format!("/console/flows/{id}{}", e.flow_version.map(|v| format!("?version={v}")).unwrap_or_default())) {
                     (id) @if let Some(v) = e.flow_version { " v" (v) } }

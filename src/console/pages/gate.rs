@@ -104,7 +104,7 @@ async fn render(ctx: &Ctx, w: Window, form: Option<&ValidateForm>) -> Result<Mar
                     tbody { @for m in &misses { tr {
                         td { (view::time(m.received_at)) }
                         td { @if let Some(c) = &m.callid { a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
-                        td { (m.event_type) } td { (m.reply_source.as_deref().unwrap_or("")) }
+                        td { (m.event_type) } td { (m.reply_source.as_ref().map(|s| s.as_str()).unwrap_or("")) }
                         td { @if let Some(s) = &m.rejected_by_sinch {
                             (s.get("kind").and_then(Value::as_str).unwrap_or("")) " "
                             (s.get("errorCode").filter(|v| !v.is_null()).map(Value::to_string).unwrap_or_default()) " "
