@@ -14,7 +14,7 @@ use crate::gate::Verdict;
 use crate::outcome::{FallbackReason, ReplySource};
 use crate::recording::build::{Provenance, Rejection};
 use crate::recording::CallbackRecord;
-use crate::sources::{self, Decision};
+use crate::sources::{self, Decision, SourceFailure};
 use crate::svaml::{CallContext, Report, Target};
 
 /// Decides the reply of an ICE, ACE or PIE under its deadline and passes it through the gate;
@@ -51,14 +51,8 @@ pub(super) async fn decide_and_gate(
             send_gated(record, verdict, &ruling, label, source, &req.method)
         }
         Err(failure) => {
-            let rejected = failure.raw_reply.as_deref().map(|raw| {
-                Rejection::unusable(label, source, raw, failure.reason, &failure.message)
-            });
-            if let Some(rejection) = rejected {
-                reject(record, label, source, rejection, &req.method);
-            }
-            tracing::warn!(reason = failure.reason.as_str(), message = %failure.message, "fallback reply sent");
-            state.gate.fallback(target).clone()
+            let fallback = state.gate.fallback(target).clone();
+            send_fallback(record, fallback, &failure, label, source, &req.method)
         }
     };
     observe_reply(state, event, record, req);
@@ -202,6 +196,24 @@ fn send_gated(
             verdict.reply
         }
     }
+}
+
+/// What goes out when the source produced no usable candidate: the fallback, recording what the
+/// source answered (if anything) as rejected.
+fn send_fallback(
+    record: &mut CallbackRecord,
+    fallback: Value,
+    failure: &SourceFailure,
+    label: &str,
+    source: ReplySource,
+    method: &str,
+) -> Value {
+    if let Some(raw) = failure.raw_reply.as_deref() {
+        let rejection = Rejection::unusable(label, source, raw, failure.reason, &failure.message);
+        reject(record, label, source, rejection, method);
+    }
+    tracing::warn!(reason = failure.reason.as_str(), message = %failure.message, "fallback reply sent");
+    fallback
 }
 
 /// Puts a rejected reply and its 42202 error row into the callback's record.
