@@ -247,49 +247,12 @@ async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Dec
     let mut decision = Decision::failed(FallbackReason::UpstreamError, "");
     decision.source = ReplySource::Upstream;
     decision.route_id = Some(route.id);
-    let RouteTarget::Upstream {
-        url,
-        key,
-        secret_b64,
-        timeout_ms,
-    } = &route.target
-    else {
-        return decision;
-    };
-    let cred = match AppCredential::new(key, secret_b64.expose()) {
-        Ok(c) => c,
-        Err(e) => {
-            decision.candidate = Err(failure(
-                FallbackReason::UpstreamError,
-                format!("route {} has an unusable key: {e}", route.id),
-            ));
+    let req = match signed_request(route, &fwd) {
+        Ok(req) => req,
+        Err(failure) => {
+            decision.candidate = Err(failure);
             return decision;
         }
-    };
-    let content_type = fwd.content_type.unwrap_or("application/json");
-    let ts = signature::format_timestamp(time::OffsetDateTime::now_utc());
-    let authorization = signature::sign(
-        &cred,
-        "POST",
-        upstream::request_path(url),
-        Some(content_type),
-        &ts,
-        fwd.body,
-    );
-    let remaining = fwd
-        .deadline_at
-        .saturating_duration_since(Instant::now())
-        .saturating_sub(DEADLINE_MARGIN);
-    let timeout = timeout_ms
-        .map(Duration::from_millis)
-        .map_or(remaining, |t| t.min(remaining));
-    let req = UpstreamRequest {
-        url,
-        authorization: Some(authorization),
-        x_timestamp: ts,
-        content_type,
-        body: fwd.body,
-        timeout,
     };
     let client = UPSTREAM.with(UpstreamClient::clone);
     let outcome = client.forward(&req).await;
@@ -310,22 +273,82 @@ async fn from_upstream(state: &AppState, route: &Route, fwd: Forward<'_>) -> Dec
         .as_ref()
         .map(|b| String::from_utf8_lossy(b).into_owned());
     decision.upstream = Some(UpstreamExchange {
-        url: url.clone(),
+        url: req.url.to_owned(),
         status: outcome.status,
         body: body_text.clone(),
         latency_us: i64::try_from(outcome.latency.as_micros()).unwrap_or(i64::MAX),
         failure: outcome.error.as_ref().map(|e| e.code().to_owned()),
     });
-    decision.candidate = outcome.svaml().map_err(|e| SourceFailure {
+    decision.candidate = outcome
+        .svaml()
+        .map_err(|e| upstream_failure(&route.name, &e, body_text));
+    decision
+}
+
+/// The request that forwards the event to an upstream route, signed with the route's key and
+/// timed to end before the reply deadline.
+fn signed_request<'a>(
+    route: &'a Route,
+    fwd: &Forward<'a>,
+) -> Result<UpstreamRequest<'a>, SourceFailure> {
+    let RouteTarget::Upstream {
+        url,
+        key,
+        secret_b64,
+        timeout_ms,
+    } = &route.target
+    else {
+        return Err(failure(FallbackReason::UpstreamError, String::new()));
+    };
+    let cred = AppCredential::new(key, secret_b64.expose()).map_err(|e| {
+        failure(
+            FallbackReason::UpstreamError,
+            format!("route {} has an unusable key: {e}", route.id),
+        )
+    })?;
+    let content_type = fwd.content_type.unwrap_or("application/json");
+    let ts = signature::format_timestamp(time::OffsetDateTime::now_utc());
+    let authorization = signature::sign(
+        &cred,
+        "POST",
+        upstream::request_path(url),
+        Some(content_type),
+        &ts,
+        fwd.body,
+    );
+    let remaining = fwd
+        .deadline_at
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(DEADLINE_MARGIN);
+    let timeout = timeout_ms
+        .map(Duration::from_millis)
+        .map_or(remaining, |t| t.min(remaining));
+    Ok(UpstreamRequest {
+        url,
+        authorization: Some(authorization),
+        x_timestamp: ts,
+        content_type,
+        body: fwd.body,
+        timeout,
+    })
+}
+
+/// Why an upstream answer is no candidate: its timeout is the deadline's, anything else the
+/// customer's app's.
+fn upstream_failure(
+    route_name: &str,
+    e: &upstream::UpstreamFailure,
+    raw_reply: Option<String>,
+) -> SourceFailure {
+    SourceFailure {
         reason: if matches!(e, upstream::UpstreamFailure::Timeout) {
             FallbackReason::Deadline
         } else {
             FallbackReason::UpstreamError
         },
-        message: format!("upstream {}: {e}", route.name),
-        raw_reply: body_text,
-    });
-    decision
+        message: format!("upstream {route_name}: {e}"),
+        raw_reply,
+    }
 }
 
 /// Events that end a call (DICE) or only inform (Notify): a finished call's state is dropped.
@@ -337,4 +360,33 @@ pub fn observe_final(event: &ParsedEvent) -> Option<CallStateChange> {
     Some(CallStateChange::Ended {
         callid: callid.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::UpstreamFailure;
+
+    #[test]
+    fn an_upstream_timeout_is_the_deadline_anything_else_the_app() {
+        let table = [
+            (UpstreamFailure::Timeout, FallbackReason::Deadline),
+            (
+                UpstreamFailure::BadStatus(500),
+                FallbackReason::UpstreamError,
+            ),
+            (
+                UpstreamFailure::Connect("refused".into()),
+                FallbackReason::UpstreamError,
+            ),
+            (UpstreamFailure::EmptyBody, FallbackReason::UpstreamError),
+            (UpstreamFailure::TooLarge, FallbackReason::UpstreamError),
+        ];
+        for (e, reason) in table {
+            let f = upstream_failure("crm", &e, Some("oops".into()));
+            assert_eq!(f.reason, reason, "{e}");
+            assert_eq!(f.message, format!("upstream crm: {e}"));
+            assert_eq!(f.raw_reply.as_deref(), Some("oops"));
+        }
+    }
 }

@@ -154,46 +154,13 @@ impl UpstreamClient {
     pub async fn forward(&self, req: &UpstreamRequest<'_>) -> UpstreamOutcome {
         let started = Instant::now();
         let status = Cell::new(None);
-        let lower = req.url.get(..8).unwrap_or(req.url).to_ascii_lowercase();
-        let result = if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            Err(UpstreamFailure::Connect(
-                "the upstream URL must start with http:// or https://".to_owned(),
-            ))
-        } else if let Err(e) = req.url.parse::<awc::http::Uri>() {
-            Err(UpstreamFailure::Connect(format!("invalid URL: {e}")))
-        } else {
-            match tokio::time::timeout(req.timeout, self.exchange(req, &status)).await {
-                Ok(r) => r,
-                Err(_) => Err(UpstreamFailure::Timeout),
-            }
+        let result = match usable_url(req.url) {
+            Err(e) => Err(e),
+            Ok(()) => tokio::time::timeout(req.timeout, self.exchange(req, &status))
+                .await
+                .unwrap_or(Err(UpstreamFailure::Timeout)),
         };
-        let latency = started.elapsed();
-        match result {
-            Err(error) => UpstreamOutcome {
-                status: status.get(),
-                body: None,
-                latency,
-                error: Some(error),
-                json: None,
-            },
-            Ok((code, body)) => {
-                let (error, json) = if !(200..300).contains(&code) {
-                    (Some(UpstreamFailure::BadStatus(code)), None)
-                } else {
-                    match parse_object(&body) {
-                        Ok(v) => (None, Some(v)),
-                        Err(e) => (Some(e), None),
-                    }
-                };
-                UpstreamOutcome {
-                    status: Some(code),
-                    body: Some(body),
-                    latency,
-                    error,
-                    json,
-                }
-            }
-        }
+        classify(result, status.get(), started.elapsed())
     }
 
     async fn exchange(
@@ -226,6 +193,57 @@ impl UpstreamClient {
                 "reading the reply body failed: {e}"
             ))),
         }
+    }
+}
+
+/// Whether `url` can be forwarded to: `http://` or `https://`, and a valid URI.
+fn usable_url(url: &str) -> Result<(), UpstreamFailure> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(UpstreamFailure::Connect(
+            "the upstream URL must start with http:// or https://".to_owned(),
+        ));
+    }
+    match url.parse::<awc::http::Uri>() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(UpstreamFailure::Connect(format!("invalid URL: {e}"))),
+    }
+}
+
+/// The outcome of an exchange: its failure, or the status and body it read, which are usable
+/// SVAML only as a 2xx with a JSON object body. `status` is the status of a response head that
+/// arrived before a failure.
+fn classify(
+    result: Result<(u16, Vec<u8>), UpstreamFailure>,
+    status: Option<u16>,
+    latency: Duration,
+) -> UpstreamOutcome {
+    let (code, body) = match result {
+        Ok(read) => read,
+        Err(error) => {
+            return UpstreamOutcome {
+                status,
+                body: None,
+                latency,
+                error: Some(error),
+                json: None,
+            }
+        }
+    };
+    let (error, json) = if !(200..300).contains(&code) {
+        (Some(UpstreamFailure::BadStatus(code)), None)
+    } else {
+        match parse_object(&body) {
+            Ok(v) => (None, Some(v)),
+            Err(e) => (Some(e), None),
+        }
+    };
+    UpstreamOutcome {
+        status: Some(code),
+        body: Some(body),
+        latency,
+        error,
+        json,
     }
 }
 
@@ -322,32 +340,57 @@ mod tests {
         }
     }
 
+    /// A customer's app on a free port, answering by path (see [`handler`]); what it saw is logged.
+    struct CustomerApp {
+        base: String,
+        log: Log,
+        handle: actix_web::dev::ServerHandle,
+    }
+
+    impl CustomerApp {
+        fn start() -> CustomerApp {
+            let log: Log = Arc::default();
+            let data = web::Data::new(log.clone());
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .default_service(web::to(handler))
+            })
+            .workers(1)
+            .shutdown_timeout(0)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            let addr = *server.addrs().first().unwrap();
+            let server = server.run();
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            CustomerApp {
+                base: format!("http://{addr}"),
+                log,
+                handle,
+            }
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.base)
+        }
+
+        fn last_seen(&self) -> Seen {
+            self.log.lock().unwrap().last().cloned().unwrap()
+        }
+    }
+
+    /// Exact bytes, including a trailing newline and non-ASCII, must arrive untouched.
+    const BODY: &[u8] =
+        "{\"event\":\"ice\",\"cli\":\"46708168731\",\"custom\":\"\u{e9}\"}\n".as_bytes();
+
     #[actix_web::test]
-    async fn forward_outcomes() {
-        let log: Log = Arc::default();
-        let data = web::Data::new(log.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(handler))
-        })
-        .workers(1)
-        .shutdown_timeout(0)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let addr = *server.addrs().first().unwrap();
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-
+    async fn forward_sends_the_bytes_and_headers_given_and_reads_svaml() {
+        let app = CustomerApp::start();
         let client = UpstreamClient::new();
-        let base = format!("http://{addr}");
-        // Exact bytes, including a trailing newline and non-ASCII, must arrive untouched.
-        let body = "{\"event\":\"ice\",\"cli\":\"46708168731\",\"custom\":\"\u{e9}\"}\n".as_bytes();
-
-        // valid SVAML
-        let url = format!("{base}/ok?x=1");
-        let out = client.forward(&request(&url, body, 2000)).await;
+        let out = client
+            .forward(&request(&app.url("/ok?x=1"), BODY, 2000))
+            .await;
         assert_eq!(out.error, None);
         assert_eq!(out.status, Some(200));
         assert_eq!(
@@ -359,32 +402,36 @@ mod tests {
             Some(&br#"{"action":{"name":"hangup"}}"#[..])
         );
         assert!(out.latency > Duration::ZERO && out.latency < Duration::from_secs(2));
-        {
-            let seen = log.lock().unwrap();
-            let s = seen.last().unwrap();
-            assert_eq!(
-                s.authorization.as_deref(),
-                Some("application app-key:c2lnbmF0dXJl")
-            );
-            assert_eq!(s.x_timestamp.as_deref(), Some("2014-09-24T10:59:41Z"));
-            assert_eq!(
-                s.content_type.as_deref(),
-                Some("application/json; charset=utf-8")
-            );
-            assert_eq!(s.user_agent.as_deref(), Some(USER_AGENT));
-            assert_eq!(s.path, "/ok");
-            assert_eq!(s.body, body);
-        }
+        let s = app.last_seen();
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some("application app-key:c2lnbmF0dXJl")
+        );
+        assert_eq!(s.x_timestamp.as_deref(), Some("2014-09-24T10:59:41Z"));
+        assert_eq!(
+            s.content_type.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
+        assert_eq!(s.user_agent.as_deref(), Some(USER_AGENT));
+        assert_eq!(s.path, "/ok");
+        assert_eq!(s.body, BODY);
 
         // no authorization header when none is given
+        let url = app.url("/ok");
         let mut unsigned = request(&url, b"{}", 2000);
         unsigned.authorization = None;
         assert_eq!(client.forward(&unsigned).await.error, None);
-        assert_eq!(log.lock().unwrap().last().unwrap().authorization, None);
+        assert_eq!(app.last_seen().authorization, None);
+        app.handle.stop(false).await;
+    }
 
-        // invalid JSON / wrong JSON type / empty body
-        let url = format!("{base}/notjson");
-        let out = client.forward(&request(&url, body, 2000)).await;
+    #[actix_web::test]
+    async fn forward_refuses_bodies_that_are_not_a_json_object() {
+        let app = CustomerApp::start();
+        let client = UpstreamClient::new();
+        let out = client
+            .forward(&request(&app.url("/notjson"), BODY, 2000))
+            .await;
         assert_eq!(out.status, Some(200));
         assert!(
             matches!(&out.error, Some(UpstreamFailure::NotJson(m)) if m.contains("expected value")),
@@ -393,8 +440,9 @@ mod tests {
         assert_eq!(out.body.as_deref(), Some(&b"<html>hello</html>"[..]));
         assert_eq!(out.svaml(), Err(out.error.clone().unwrap()));
 
-        let url = format!("{base}/array");
-        let out = client.forward(&request(&url, body, 2000)).await;
+        let out = client
+            .forward(&request(&app.url("/array"), BODY, 2000))
+            .await;
         assert_eq!(
             out.error,
             Some(UpstreamFailure::NotJson(
@@ -402,25 +450,31 @@ mod tests {
             ))
         );
 
-        let url = format!("{base}/empty");
-        let out = client.forward(&request(&url, body, 2000)).await;
+        let out = client
+            .forward(&request(&app.url("/empty"), BODY, 2000))
+            .await;
         assert_eq!(
             (out.status, out.error.clone()),
             (Some(200), Some(UpstreamFailure::EmptyBody))
         );
         assert_eq!(out.svaml(), Err(UpstreamFailure::EmptyBody));
 
-        // too large
-        let url = format!("{base}/big");
-        let out = client.forward(&request(&url, body, 2000)).await;
+        let out = client.forward(&request(&app.url("/big"), BODY, 2000)).await;
         assert_eq!(
             (out.status, out.error.clone(), out.body.clone()),
             (Some(200), Some(UpstreamFailure::TooLarge), None)
         );
+        app.handle.stop(false).await;
+    }
 
+    #[actix_web::test]
+    async fn forward_refuses_error_statuses_and_redirects() {
+        let app = CustomerApp::start();
+        let client = UpstreamClient::new();
         // 500 keeps the body for diagnostics
-        let url = format!("{base}/fail");
-        let out = client.forward(&request(&url, body, 2000)).await;
+        let out = client
+            .forward(&request(&app.url("/fail"), BODY, 2000))
+            .await;
         assert_eq!(out.status, Some(500));
         assert_eq!(out.error, Some(UpstreamFailure::BadStatus(500)));
         assert_eq!(out.body.as_deref(), Some(&b"oops"[..]));
@@ -428,15 +482,20 @@ mod tests {
             out.error.as_ref().map(UpstreamFailure::code),
             Some("bad_status")
         );
-
         // redirects are not followed
-        let url = format!("{base}/redirect");
-        let out = client.forward(&request(&url, body, 2000)).await;
+        let out = client
+            .forward(&request(&app.url("/redirect"), BODY, 2000))
+            .await;
         assert_eq!(out.error, Some(UpstreamFailure::BadStatus(302)));
+        assert_eq!(app.last_seen().path, "/redirect");
+        app.handle.stop(false).await;
+    }
 
-        // slow reply: the timeout is obeyed strictly
-        let url = format!("{base}/slow");
-        let out = client.forward(&request(&url, body, 200)).await;
+    #[actix_web::test]
+    async fn forward_obeys_the_timeout_strictly() {
+        let app = CustomerApp::start();
+        let client = UpstreamClient::new();
+        let out = client.forward(&request(&app.url("/slow"), BODY, 200)).await;
         assert_eq!(out.error, Some(UpstreamFailure::Timeout));
         assert_eq!((out.status, out.body.clone()), (None, None));
         assert!(
@@ -449,8 +508,70 @@ mod tests {
             "{:?}",
             out.latency
         );
+        app.handle.stop(false).await;
+    }
 
-        handle.stop(false).await;
+    #[test]
+    fn classify_outcomes() {
+        let ms = Duration::from_millis(3);
+        let ok = |code: u16, body: &[u8]| classify(Ok((code, body.to_vec())), Some(code), ms);
+        let out = ok(200, br#"{"action":{"name":"hangup"}}"#);
+        assert_eq!((out.error, out.status), (None, Some(200)));
+        assert_eq!(
+            out.json,
+            Some(serde_json::json!({"action": {"name": "hangup"}}))
+        );
+        // (status, body) → failure
+        let table: [(u16, &[u8], UpstreamFailure); 6] = [
+            (204, b"", UpstreamFailure::EmptyBody),
+            (200, b" \n", UpstreamFailure::EmptyBody),
+            (
+                200,
+                b"7",
+                UpstreamFailure::NotJson("expected an object, got a number".into()),
+            ),
+            (
+                200,
+                b"null",
+                UpstreamFailure::NotJson("expected an object, got null".into()),
+            ),
+            (500, b"{}", UpstreamFailure::BadStatus(500)),
+            (302, b"", UpstreamFailure::BadStatus(302)),
+        ];
+        for (code, body, failure) in table {
+            let out = ok(code, body);
+            assert_eq!(out.error, Some(failure), "{code} {body:?}");
+            assert_eq!((out.status, out.json), (Some(code), None));
+            assert_eq!(out.body.as_deref(), Some(body), "the body is kept");
+            assert_eq!(out.latency, ms);
+        }
+        // A failure after the response head keeps its status, and no body.
+        let out = classify(Err(UpstreamFailure::TooLarge), Some(200), ms);
+        assert_eq!(
+            (out.status, out.body, out.error),
+            (Some(200), None, Some(UpstreamFailure::TooLarge))
+        );
+        let out = classify(Err(UpstreamFailure::Timeout), None, ms);
+        assert_eq!(
+            (out.status, out.error),
+            (None, Some(UpstreamFailure::Timeout))
+        );
+    }
+
+    #[test]
+    fn usable_urls() {
+        assert_eq!(usable_url("http://a.example/cb"), Ok(()));
+        assert_eq!(usable_url("HTTPS://a.example:8443/cb?x=1"), Ok(()));
+        for url in ["ftp://a.example/cb", "a.example/cb", "", "http:/a"] {
+            assert!(
+                matches!(usable_url(url), Err(UpstreamFailure::Connect(m)) if m.contains("http:// or https://")),
+                "{url}"
+            );
+        }
+        assert!(matches!(
+            usable_url("http://exa mple.com/"),
+            Err(UpstreamFailure::Connect(m)) if m.starts_with("invalid URL")
+        ));
     }
 
     #[actix_web::test]

@@ -17,6 +17,7 @@
 //! Records are written in a versioned envelope ([`encode`], [`decode`]): `{"v":1,"record":{…}}`. The
 //! previous release wrote the bare record (`{"callback":{…}}`); that is format 0, still read.
 
+pub mod build;
 pub mod journal;
 pub mod memory;
 pub mod outbound;
