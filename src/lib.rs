@@ -41,6 +41,7 @@ pub mod recording;
 pub mod redact;
 pub mod refusals;
 pub mod retention;
+pub mod secret;
 pub mod shards;
 pub mod signature;
 pub mod sinch_api;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The operations settings of `svamlgate serve`.
 #[derive(Clone, Debug, Args)]

@@ -4,7 +4,7 @@
 //! declaration that is not `#[cfg(test)]`. In each file it drops comments, string literals and
 //! `#[cfg(test)]` items, then notes every path into another top-level module: `crate::a::…`,
 //! grouped imports (`use crate::{a::b, c}`, each entry counted), and `super::…` paths that climb
-//! to the crate root. `super::` and `self::` paths within one top-level module are internal. An
+//! to the crate root, also where a string attribute names them (`#[serde(with = "crate::a::b")]`). `super::` and `self::` paths within one top-level module are internal. An
 //! edge `a -> b` means some non-test code in `a` names something in `b`; when the edges form a
 //! cycle, the test fails and lists it, with the files that make each edge.
 
@@ -39,7 +39,8 @@ fn the_reader_counts_grouped_imports_and_crate_root_super_paths_but_not_test_cod
         use self::inner::Five;
         // crate::commented::Out
         /* crate::blocked::Out /* nested */ crate::still_blocked */
-        const S: &str = "crate::quoted::Out";
+        const S: &str = "crate::quoted::Out is text";
+        #[serde(deserialize_with = "crate::theta::read")]
         const R: &str = r#"crate::raw::Out"#;
         const C: char = '"';
         fn f<'a>(x: &'a str) -> crate::epsilon::Six { crate::zeta::seven(x) }
@@ -58,7 +59,7 @@ fn the_reader_counts_grouped_imports_and_crate_root_super_paths_but_not_test_cod
         &["own".to_string(), "file".to_string()],
     );
     let expected: BTreeSet<String> = [
-        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "own",
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "own",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -346,12 +347,19 @@ fn sanitize(text: &str) -> String {
                 out.push_str("\"\"");
             }
             '"' => {
+                let start = i + 1;
                 i += 1;
                 while i < c.len() && c[i] != '"' {
                     i += if c[i] == '\\' { 2 } else { 1 };
                 }
+                let text: String = c[start..i.min(c.len())].iter().collect();
                 i += 1;
-                out.push_str("\"\"");
+                // A string that is nothing but a path names code (`#[serde(with = "crate::a::b")]`).
+                if is_path(&text) {
+                    out.push_str(&text);
+                } else {
+                    out.push_str("\"\"");
+                }
             }
             '\'' => {
                 // A character literal ('x', '\n', '\u{1F600}') or a lifetime ('a).
@@ -378,6 +386,14 @@ fn sanitize(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether a string literal's text is a path into the crate (`crate::a::b`, `super::x`).
+fn is_path(text: &str) -> bool {
+    let mut parts = text.split("::");
+    matches!(parts.next(), Some("crate" | "super" | "self"))
+        && text.contains("::")
+        && parts.all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_alphanumeric() || ch == '_'))
 }
 
 /// At `c[i]`, a raw string (`r"`, `r#"`, `br#"`) or byte string (`b"`) start: its number of `#`

@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 use super::store::Store;
 use crate::flows::render::EventContext;
-use crate::flows::routes::{GateMode, Route, RouteTarget, Secret};
+use crate::flows::routes::{GateMode, Route, RouteTarget};
+use crate::secret::Secret;
 
 /// A flow as listed by the admin API.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -44,8 +44,7 @@ use client::{Exchange, Failure};
 use retry::{Next, RetryPolicy};
 use signing::Auth;
 
-/// Sinch's global Calling API host (redirected by Sinch to a region).
-pub const DEFAULT_BASE_URL: &str = "https://calling.api.sinch.com";
+use crate::config::DEFAULT_BASE_URL;
 
 /// The client's settings, built once from configuration. `Send + Sync`: the HTTP client itself
 /// lives per thread ([`client`]).
