@@ -34,6 +34,7 @@ pub mod feedback;
 pub mod flows;
 pub mod gate;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod outcome;
