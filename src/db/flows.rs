@@ -28,6 +28,10 @@ pub struct FlowSummary {
     pub updated_at: OffsetDateTime,
 }
 
+/// A call not heard of for this long is forgotten (longer than any call Sinch keeps up): by
+/// [`crate::calls`] in memory, and when counting the calls still on a flow version.
+pub const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// What is remembered about a call in progress.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallState {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Row};
 use time::OffsetDateTime;
@@ -15,7 +16,21 @@ pub struct OutboundStore {
     pool: PgPool,
     /// When set, requests, attempts and outcomes go through the journal instead of being written
     /// here directly.
-    journal: Option<std::sync::Arc<crate::recording::outbound::OutboundJournal>>,
+    journal: Option<std::sync::Arc<dyn Journaling>>,
+}
+
+/// Where a journaled [`OutboundStore`] sends requests, attempts and outcomes instead of writing
+/// them itself: the journal (`crate::recording::outbound::OutboundJournal`, which sits above this
+/// module and sets itself with [`OutboundStore::with_journal`]).
+pub trait Journaling: std::fmt::Debug + Send + Sync {
+    /// Remembers a request already in PostgreSQL (an admitted callout).
+    fn remember(&self, request: &NewOutbound);
+    /// Records a request.
+    fn request<'a>(&'a self, request: &'a NewOutbound) -> BoxFuture<'a, ()>;
+    /// Records one attempt.
+    fn attempt<'a>(&'a self, attempt: &'a AttemptRecord) -> BoxFuture<'a, ()>;
+    /// Records how a request ended.
+    fn finish<'a>(&'a self, id: Uuid, fin: &'a FinalRecord) -> BoxFuture<'a, ()>;
 }
 
 /// A request as first recorded.
@@ -26,10 +41,10 @@ pub struct NewOutbound {
     /// svamlgate's reference.
     pub reference: String,
     /// Operation name.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub operation: &'static str,
     /// HTTP method.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub method: &'static str,
     /// API path.
     pub path: String,
@@ -42,19 +57,19 @@ pub struct NewOutbound {
     /// Call leg.
     pub call_leg: Option<String>,
     /// Callout method.
-    #[serde(deserialize_with = "crate::recording::static_str::option")]
+    #[serde(deserialize_with = "crate::db::static_str::option")]
     pub callout_method: Option<&'static str>,
     /// Callout destination.
     pub destination: Option<String>,
     /// Whether a DICE will come.
     pub dice_expected: Option<bool>,
     /// Result of the local checks.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub local_check: &'static str,
     /// Details of a failed check.
     pub local_report: Option<Value>,
     /// Initial outcome: `pending` or `refused_locally`.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub outcome: &'static str,
     /// Idempotency-Key of a callout.
     pub idempotency_key: Option<String>,
@@ -73,7 +88,7 @@ pub struct AttemptRecord {
     /// Duration in µs.
     pub latency_us: i64,
     /// signed or basic.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub auth_scheme: &'static str,
     /// x-timestamp sent.
     pub x_timestamp: Option<String>,
@@ -84,7 +99,7 @@ pub struct AttemptRecord {
     /// Retry-After in ms.
     pub retry_after_ms: Option<i64>,
     /// connect, timeout, io, too_large.
-    #[serde(deserialize_with = "crate::recording::static_str::option")]
+    #[serde(deserialize_with = "crate::db::static_str::option")]
     pub failure: Option<&'static str>,
     /// Library message.
     pub failure_detail: Option<String>,
@@ -101,7 +116,7 @@ pub struct AttemptRecord {
     /// Disagreement flag.
     pub code_mismatch: Option<bool>,
     /// done, retry, give_up.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub decision: &'static str,
 }
 
@@ -109,7 +124,7 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FinalRecord {
     /// success, sinch_error, no_answer, unknown.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub outcome: &'static str,
     /// Last HTTP status.
     pub http_status: Option<i16>,
@@ -130,7 +145,7 @@ pub struct FinalRecord {
     /// reference.
     pub error_reference: Option<String>,
     /// Last failure.
-    #[serde(deserialize_with = "crate::recording::static_str::option")]
+    #[serde(deserialize_with = "crate::db::static_str::option")]
     pub failure: Option<&'static str>,
 }
 
@@ -249,7 +264,7 @@ pub struct OutboundRequest {
     /// When it ended; null while pending.
     pub finished_at: Option<OffsetDateTime>,
     /// The Calling API operation.
-    #[schema(value_type = crate::sinch_api::Operation)]
+    #[schema(value_type = crate::outcome::Operation)]
     pub operation: String,
     /// HTTP method.
     pub method: String,
@@ -353,7 +368,7 @@ pub struct SinchErrorItem {
     /// svamlgate's reference.
     pub reference: String,
     /// The Calling API operation.
-    #[schema(value_type = crate::sinch_api::Operation)]
+    #[schema(value_type = crate::outcome::Operation)]
     pub operation: String,
     /// HTTP method.
     pub method: String,
@@ -476,15 +491,16 @@ impl OutboundStore {
         }
     }
 
-    /// Records requests, attempts and outcomes through the journal (as callbacks are).
-    pub fn journaled(mut self, recorder: crate::recording::Recorder) -> Self {
-        self.journal = Some(std::sync::Arc::new(
-            crate::recording::outbound::OutboundJournal::new(
-                recorder,
-                crate::db::store::Store::new(self.pool.clone()),
-            ),
-        ));
+    /// Sends requests, attempts and outcomes to `journal` instead of writing them here (see
+    /// `OutboundStore::journaled` in [`crate::recording::outbound`]).
+    pub fn with_journal(mut self, journal: std::sync::Arc<dyn Journaling>) -> Self {
+        self.journal = Some(journal);
         self
+    }
+
+    /// The pool this store writes to.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Records a request (pending, or refused locally).

@@ -1,4 +1,4 @@
-//! Reads for the admin API. Callbacks and errors are written only by the shipper ([`crate::db::ship`]); nothing on the reply path calls this module,
+//! Reads for the admin API. Callbacks and errors are written only by the shipper ([`crate::recording::ship`]); nothing on the reply path calls this module,
 //! except a bounded read of another instance's call state ([`crate::calls`]).
 
 use serde::Serialize;

@@ -75,7 +75,7 @@ async fn run(
     }
     let performed = state.sinch.send(&store, &state.metrics, draft).await?;
     if let sinch_api::Outcome::SinchError(e) = &performed.outcome {
-        if performed.operation == sinch_api::Operation::Callout && e.http_status >= 400 {
+        if performed.operation == crate::outcome::Operation::Callout && e.http_status >= 400 {
             let status = e.http_status.to_string();
             state.alerts.note(
                 crate::alerts::RuleKind::SinchApi,

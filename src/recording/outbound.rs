@@ -10,14 +10,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{OutboundRecord, Record, Recorder};
-use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
+use crate::db::outbound::{AttemptRecord, FinalRecord, Journaling, NewOutbound, OutboundStore};
 use crate::db::store::Store;
 
 /// Longest a stage waits for PostgreSQL to apply it directly (it is in the journal already).
@@ -123,5 +124,33 @@ impl OutboundJournal {
             }
             Err(_) => tracing::debug!("an outbound record waits for the shipper (slow PostgreSQL)"),
         }
+    }
+}
+
+impl Journaling for OutboundJournal {
+    fn remember(&self, request: &NewOutbound) {
+        OutboundJournal::remember(self, request);
+    }
+
+    fn request<'a>(&'a self, request: &'a NewOutbound) -> BoxFuture<'a, ()> {
+        Box::pin(OutboundJournal::request(self, request))
+    }
+
+    fn attempt<'a>(&'a self, attempt: &'a AttemptRecord) -> BoxFuture<'a, ()> {
+        Box::pin(OutboundJournal::attempt(self, attempt))
+    }
+
+    fn finish<'a>(&'a self, id: Uuid, fin: &'a FinalRecord) -> BoxFuture<'a, ()> {
+        Box::pin(OutboundJournal::finish(self, id, fin))
+    }
+}
+
+/// Defined here, beside the journal it sets (the database layer below knows only
+/// [`Journaling`]).
+impl OutboundStore {
+    /// Records requests, attempts and outcomes through the journal (as callbacks are).
+    pub fn journaled(self, recorder: Recorder) -> Self {
+        let store = Store::new(self.pool().clone());
+        self.with_journal(Arc::new(OutboundJournal::new(recorder, store)))
     }
 }
