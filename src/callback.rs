@@ -341,7 +341,7 @@ pub async fn handle(state: &AppState, mut req: InboundCallback) -> Result<Callba
     } else {
         record.sinch_report = feedback::report_of(&event);
         if let Some(report) = &record.sinch_report {
-            feedback::observe(state, report);
+            feedback::observe(&state.calls, &state.metrics, &state.alerts, report);
         }
         record.call_state = sources::observe_final(&event);
     }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::db::flows::{CallState, IDLE_LIMIT};
 use crate::db::store::Store;
+use crate::flows::state::{CallState, IDLE_LIMIT};
 use crate::outcome::ReplySource;
 use crate::shards::ShardedMap;
 use crate::svaml::Target;

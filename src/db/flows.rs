@@ -6,8 +6,8 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::store::Store;
-use crate::flows::render::EventContext;
 use crate::flows::routes::{GateMode, Route, RouteTarget};
+use crate::flows::state::CallState;
 use crate::secret::Secret;
 
 /// A flow as listed by the admin API.
@@ -26,25 +26,6 @@ pub struct FlowSummary {
     /// Last saved.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-}
-
-/// A call not heard of for this long is forgotten (longer than any call Sinch keeps up): by
-/// [`crate::calls`] in memory, and when counting the calls still on a flow version.
-pub const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
-/// What is remembered about a call in progress.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CallState {
-    /// Route chosen at the first event.
-    pub route_id: Option<i64>,
-    /// Flow pinned at the first event.
-    pub flow_id: Option<i64>,
-    /// Version pinned.
-    pub flow_version: Option<i32>,
-    /// Node sent last.
-    pub node: Option<String>,
-    /// Values of the first event.
-    pub context: EventContext,
 }
 
 /// Storage errors that the admin API maps to specific answers.

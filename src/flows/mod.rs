@@ -27,3 +27,4 @@ pub mod model;
 pub mod render;
 pub mod replay;
 pub mod routes;
+pub mod state;

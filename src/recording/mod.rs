@@ -36,9 +36,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::flows::CallState;
 use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
 use crate::error::ErrorRecord;
+use crate::flows::state::CallState;
 use crate::metrics::Metrics;
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 pub use journal::Journal;

@@ -3,10 +3,10 @@
 
 use serde_json::{json, value::RawValue, Value};
 use sqlx::Row;
-use svamlgate::db::flows::CallState;
 use svamlgate::db::store::Store;
 use svamlgate::error::{ErrorRecord, RefusalRecord};
 use svamlgate::flows::render::EventContext;
+use svamlgate::flows::state::CallState;
 use svamlgate::outcome::{GateVerdict, ReplySource, SignatureState};
 use svamlgate::recording::{CallStateChange, CallbackOutcome, CallbackRecord, NewCallback, Record};
 use time::OffsetDateTime;
