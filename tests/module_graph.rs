@@ -1,4 +1,4 @@
-//! The top-level module graph has no cycle (ARCHITECTURE.md, "Layers").
+//! The top-level module graph has no cycle, and every edge goes down ARCHITECTURE.md's "Layers".
 //!
 //! This test reads `src/` the way the compiler finds it: from `src/lib.rs` through every `mod x;`
 //! declaration that is not `#[cfg(test)]`. In each file it drops comments, string literals and
@@ -27,6 +27,23 @@ fn the_top_level_module_graph_has_no_cycle() {
     assert!(
         report.is_empty(),
         "the top-level module graph has cycles:\n{report}"
+    );
+}
+
+#[test]
+fn every_module_sits_in_one_documented_layer_and_uses_none_above_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let graph = crate_graph(&root.join("src"));
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap_or_default();
+    let layers = documented_layers(&doc);
+    assert!(
+        !layers.is_empty(),
+        "ARCHITECTURE.md has no \"## Layers\" list"
+    );
+    let report = layering(&graph, &layers);
+    assert!(
+        report.is_empty(),
+        "the layers in ARCHITECTURE.md and the code disagree:\n{report}"
     );
 }
 
@@ -133,7 +150,7 @@ fn crate_graph(src: &Path) -> Graph {
     graph
 }
 
-/// Every file of the crate with its module path (`["db", "ship"]` for `src/db/ship.rs`), found by
+/// Every file of the crate with its module path (`["db", "store"]` for `src/db/store.rs`), found by
 /// following the non-test `mod x;` declarations from `file`.
 fn collect_modules(
     file: &Path,
@@ -506,6 +523,127 @@ fn item_end(c: &[char], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+// ---- layers -------------------------------------------------------------------------------
+
+/// The layers of ARCHITECTURE.md's "## Layers" section, lowest first: each numbered item's
+/// backticked names before its " — " explanation.
+fn documented_layers(doc: &str) -> Vec<BTreeSet<String>> {
+    let Some(start) = doc.find("\n## Layers\n") else {
+        return Vec::new();
+    };
+    let section = &doc[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut items: Vec<String> = Vec::new();
+    for line in section.lines() {
+        let numbered = line
+            .split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if numbered {
+            items.push(line.to_string());
+        } else if line.starts_with("   ") && !items.is_empty() {
+            if let Some(last) = items.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else if !line.trim().is_empty() && !items.is_empty() {
+            break;
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let names = item.split(" — ").next().unwrap_or_default();
+            names
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+/// Modules in no layer or in two, layers naming no module, and edges that go up a layer.
+fn layering(graph: &Graph, layers: &[BTreeSet<String>]) -> String {
+    let mut report = String::new();
+    let mut layer_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, layer) in layers.iter().enumerate() {
+        for name in layer {
+            if let Some(other) = layer_of.insert(name, i) {
+                let _ = writeln!(
+                    report,
+                    "  `{name}` is in layers {} and {}",
+                    other + 1,
+                    i + 1
+                );
+            }
+            if !graph.contains_key(name) {
+                let _ = writeln!(
+                    report,
+                    "  layer {} names `{name}`, which is no top-level module",
+                    i + 1
+                );
+            }
+        }
+    }
+    for (from, edges) in graph {
+        let Some(&low) = layer_of.get(from.as_str()) else {
+            let _ = writeln!(
+                report,
+                "  `{from}` is in no layer: add it to one in ARCHITECTURE.md"
+            );
+            continue;
+        };
+        for (to, files) in edges {
+            if let Some(&high) = layer_of.get(to.as_str()).filter(|&&h| h > low) {
+                let files: Vec<&str> = files.iter().map(String::as_str).collect();
+                let _ = writeln!(
+                    report,
+                    "  {from} (layer {}) -> {to} (layer {}) goes up ({})",
+                    low + 1,
+                    high + 1,
+                    files.join(", ")
+                );
+            }
+        }
+    }
+    report
+}
+
+#[test]
+fn the_layers_are_read_from_the_list_and_an_upward_edge_is_reported() {
+    let doc = "# A\n\n## Layers\n\nText with `x`.\n\n1. **Low**: `db` — below `app`.\n2. **High**: `app`,\n   `http` — top.\n\nAfter.\n\n## Next\n3. `no`\n";
+    let layers = documented_layers(doc);
+    let names = |l: &BTreeSet<String>| l.iter().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        layers.iter().map(names).collect::<Vec<_>>(),
+        vec![vec!["db"], vec!["app", "http"]]
+    );
+    let mut graph = Graph::new();
+    graph
+        .entry("app".into())
+        .or_default()
+        .entry("db".into())
+        .or_default()
+        .insert("app.rs".into());
+    graph.entry("http".into()).or_default();
+    graph.entry("db".into()).or_default();
+    assert_eq!(layering(&graph, &layers), "");
+    graph
+        .entry("db".into())
+        .or_default()
+        .entry("http".into())
+        .or_default()
+        .insert("db/mod.rs".into());
+    graph.entry("cli".into()).or_default();
+    let report = layering(&graph, &layers);
+    assert!(
+        report.contains("db (layer 1) -> http (layer 2) goes up (db/mod.rs)"),
+        "{report}"
+    );
+    assert!(report.contains("`cli` is in no layer"), "{report}");
 }
 
 // ---- cycles -------------------------------------------------------------------------------
