@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 /// because configuration is where secrets come from.
 pub use crate::secret::Secret;
 
-/// Default bound of the journal's memory queue (SVAMLGATE_JOURNAL_MEMORY_BYTES, `crate::recording::memory`).
+/// Default bound of the journal's memory queue (SVAMLGATE_JOURNAL_MEMORY_BYTES, `recording::memory`).
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How long a console session lasts when SVAMLGATE_CONSOLE_SESSION_SECS is not set.

@@ -1,7 +1,7 @@
 //! Turning verification on without an outage, at run time: the signature mode of each request
 //! (enforce or report, per application key), what report mode let through, the recent explanations
-//! (for the canary and readiness), the refusal limiter ([`crate::refusals`]) and the canary's last
-//! result ([`crate::canary`]).
+//! (for the canary and readiness), the refusal limiter ([`limiter`]) and the canary's last
+//! result ([`canary_status`]).
 
 pub mod canary_status;
 pub mod limiter;

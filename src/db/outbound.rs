@@ -1,6 +1,6 @@
 //! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
 //! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
-//! diagnosis reads its own typed rows, in `crate::diagnosis::facts`).
+//! diagnosis reads its own typed rows, in `diagnosis::facts`).
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ pub struct OutboundStore {
 }
 
 /// Where a journaled [`OutboundStore`] sends requests, attempts and outcomes instead of writing
-/// them itself: the journal (`crate::recording::outbound::OutboundJournal`, which sits above this
+/// them itself: the journal (`recording::outbound::OutboundJournal`, which sits above this
 /// module and sets itself with [`OutboundStore::with_journal`]).
 pub trait Journaling: std::fmt::Debug + Send + Sync {
     /// Remembers a request already in PostgreSQL (an admitted callout).
@@ -492,7 +492,7 @@ impl OutboundStore {
     }
 
     /// Sends requests, attempts and outcomes to `journal` instead of writing them here (see
-    /// `OutboundStore::journaled` in [`crate::recording::outbound`]).
+    /// `OutboundStore::journaled` in `recording::outbound`).
     pub fn with_journal(mut self, journal: std::sync::Arc<dyn Journaling>) -> Self {
         self.journal = Some(journal);
         self

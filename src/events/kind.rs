@@ -1,5 +1,5 @@
 //! Which event a callback is: the one type every other "which event" derives from. What a reply
-//! to each event is checked as (`EventKind::reply_target`) is the SVAML side's: `crate::svaml::event_target`.
+//! to each event is checked as (`EventKind::reply_target`) is the SVAML side's: `svaml::event_target`.
 
 use std::fmt;
 

@@ -15,7 +15,7 @@
 //!   that shadowing uses ([`replay::replay_call`]).
 //!
 //! Loading them from PostgreSQL into memory, and shadowing a candidate version beside the live one
-//! on a route, are [`crate::live`]'s (this module sits below the database layer).
+//! on a route, are `live`'s (this module sits below the database layer).
 //!
 //! Example flows live in `tests/fixtures/flows/`.
 

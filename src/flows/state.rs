@@ -1,13 +1,13 @@
 //! Where a call in progress is in its flow: what svamlgate remembers between one event of a call
-//! and the next (held by [`crate::calls`], journaled as a call-state change by
-//! [`crate::recording`], stored in `call_state` by [`crate::db`]).
+//! and the next (held by `calls`, journaled as a call-state change by
+//! `recording`, stored in `call_state` by `db`).
 
 use std::time::Duration;
 
 use super::render::EventContext;
 
 /// A call not heard of for this long is forgotten (longer than any call Sinch keeps up): by
-/// [`crate::calls`] in memory, and when counting the calls still on a flow version.
+/// `calls` in memory, and when counting the calls still on a flow version.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(6 * 3600);
 
 /// What is remembered about a call in progress.

@@ -1,4 +1,4 @@
-//! The canary's last result ([`crate::canary`] runs it), kept with the verification state that
+//! The canary's last result (`canary` runs it), kept with the verification state that
 //! `/readyz`, `/metrics` and alerting read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
