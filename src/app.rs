@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::calls::Calls;
 use crate::config::ServeArgs;
 use crate::db::store::Store;
-use crate::flows::live::LiveConfig;
 use crate::gate::Gate;
+use crate::live::LiveConfig;
 use crate::metrics::Metrics;
 use crate::recording::replay::ReplayIndex;
 use crate::recording::shipper::{self, ShipperConfig};
@@ -55,7 +55,7 @@ pub struct AppState {
     /// Signature mode, refusal limiter, explanations, canary status.
     pub verification: Arc<crate::verification::Verification>,
     /// Shadow evaluation of candidate flow versions (off the reply path).
-    pub shadow: crate::flows::shadow::Shadow,
+    pub shadow: crate::live::shadow::Shadow,
     /// Alerts: what the reply path notes, the rules, the webhooks.
     pub alerts: Arc<crate::alerts::Alerts>,
 }
@@ -212,7 +212,7 @@ impl AppState {
         if admin_token_digest.is_none() {
             tracing::info!("SVAMLGATE_ADMIN_TOKEN not set: the admin API is disabled");
         }
-        let shadow = crate::flows::shadow::Shadow::spawn(live.clone(), store.clone(), gate.clone());
+        let shadow = crate::live::shadow::Shadow::spawn(live.clone(), store.clone(), gate.clone());
         Ok(AppState {
             shadow,
             config,
@@ -238,7 +238,8 @@ impl AppState {
     /// Ships what PostgreSQL takes within `grace`; the rest stays in the journal for the next start.
     pub async fn shutdown(&self, grace: Duration) {
         let summaries = self.verification.limiter.drain();
-        crate::refusals::record_summaries(&self.recorder, &self.metrics, summaries).await;
+        crate::verification::limiter::record_summaries(&self.recorder, &self.metrics, summaries)
+            .await;
         self.ship_stop.send_replace(Some(Instant::now() + grace));
         let handle = self
             .shipper
@@ -287,7 +288,7 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
             .callback
             .dedup_key
             .as_deref()
-            .and_then(crate::callback::unhex);
+            .and_then(crate::recording::replay::unhex);
         if let (Some(key), None) = (key, r.duplicate_of) {
             let age = (now - r.callback.received_at).max(time::Duration::ZERO);
             let age = Duration::from_secs_f64(age.as_seconds_f64());

@@ -20,9 +20,9 @@ use crate::catalog::code;
 use crate::error::ApiError;
 use crate::events::{parse_event, EventError, EventKind, ParsedEvent};
 use crate::feedback;
-use crate::flows::shadow::ShadowJob;
+use crate::live::shadow::ShadowJob;
 use crate::recording::build::Arrival;
-use crate::recording::replay::{Claim, Original};
+use crate::recording::replay::{hex, Claim, Original};
 use crate::recording::{CallbackRecord, NewCallback, Record};
 use crate::redact::Masked;
 use crate::sources;
@@ -84,51 +84,6 @@ pub fn dedup_key(req: &InboundCallback) -> [u8; 32] {
     }
     h.update(&req.body);
     h.finalize().into()
-}
-
-/// The key as stored: lower-case hex.
-pub fn hex(key: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in key {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
-
-/// Parses [`hex`] back.
-pub fn unhex(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let digit = |c: u8| char::from(c).to_digit(16);
-        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-    }
-    Some(out)
-}
-
-/// Headers as stored with a refusal: the signature part of authorization is removed.
-pub(crate) fn headers_without_signature(headers: &HeaderMap) -> Value {
-    let map: serde_json::Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| {
-            let (k, v) = (k.as_str(), String::from_utf8_lossy(v.as_bytes()));
-            let v = if k.eq_ignore_ascii_case("authorization") {
-                match v.split_once(':') {
-                    Some((before, _)) => format!("{before}:[signature removed]"),
-                    None => "[removed]".to_owned(),
-                }
-            } else {
-                v.into_owned()
-            };
-            (k.to_ascii_lowercase(), Value::String(v))
-        })
-        .collect();
-    Value::Object(map)
 }
 
 /// A reply as the JSON bytes that go out (and that a replay gets again).
@@ -216,7 +171,7 @@ async fn answer(
     } else {
         let report = feedback::report_of(event);
         if let Some(report) = &report {
-            feedback::observe(state, report);
+            feedback::observe(&state.calls, &state.metrics, &state.alerts, report);
         }
         record.observed(report, sources::observe_final(event));
     }
@@ -238,7 +193,7 @@ async fn reply(
     let reply = decide::decide_and_gate(state, event, target, record, req).await;
     let mut shadow = None;
     if record.outcome.route_id.is_some() {
-        shadow = crate::flows::shadow::job(
+        shadow = crate::live::shadow::job(
             &state.live.routes(),
             event,
             &record.outcome,

@@ -16,14 +16,11 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::db::flows::CallState;
 use crate::db::store::Store;
+use crate::flows::state::{CallState, IDLE_LIMIT};
 use crate::outcome::ReplySource;
 use crate::shards::ShardedMap;
 use crate::svaml::Target;
-
-/// A call not heard of for this long is forgotten (longer than any call Sinch keeps up).
-pub const IDLE_LIMIT: Duration = Duration::from_secs(6 * 3600);
 
 /// Longest the check for a newer state of a known call may take.
 const FRESHNESS_BUDGET: Duration = Duration::from_millis(50);

@@ -1,67 +1,24 @@
 //! Configuration: one struct, from command-line flags and environment variables (one name per setting),
 //! validated at start. Secrets live in [`Secret`], which never prints its value.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// A secret string (admin token, application secrets, database password). `Debug` and `Display` print
-/// `[redacted]` and serializing writes [`Secret::REDACTED`], so API responses never carry it; the
-/// value is reachable only through [`Secret::expose`]. Deserializing reads the plain value.
-#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+/// The secret type lives in [`crate::secret`] (below every module that holds one); named here too
+/// because configuration is where secrets come from.
+pub use crate::secret::Secret;
 
-impl serde::Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(Self::REDACTED)
-    }
-}
+/// Default bound of the journal's memory queue (SVAMLGATE_JOURNAL_MEMORY_BYTES, `recording::memory`).
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
-impl Secret {
-    /// What serializing writes instead of the secret.
-    pub const REDACTED: &'static str = "<redacted>";
+/// How long a console session lasts when SVAMLGATE_CONSOLE_SESSION_SECS is not set.
+pub const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
 
-    /// `true` if the value is the redaction marker (a redacted document was sent back as is).
-    pub fn is_redacted(&self) -> bool {
-        self.0 == Self::REDACTED
-    }
-
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret value. Call sites are easy to audit with `grep expose`.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// Whether the secret is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+/// Sinch's global Calling API host (redirected by Sinch to a region; SINCH_API_BASE_URL).
+pub const DEFAULT_BASE_URL: &str = "https://calling.api.sinch.com";
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -230,7 +187,7 @@ pub struct ServeArgs {
     /// SVAMLGATE_JOURNAL_MAX_BYTES), in bytes. The shipper empties it into PostgreSQL, or back into
     /// the journal once it works; past it (journal and PostgreSQL both failing) records are dropped,
     /// counted in svamlgate_records_dropped_total.
-    #[arg(long, env = "SVAMLGATE_JOURNAL_MEMORY_BYTES", default_value_t = crate::recording::memory::DEFAULT_MEMORY_BYTES)]
+    #[arg(long, env = "SVAMLGATE_JOURNAL_MEMORY_BYTES", default_value_t = DEFAULT_MEMORY_BYTES)]
     pub journal_memory_bytes: u64,
 
     #[command(flatten)]
@@ -248,7 +205,7 @@ pub struct ServeArgs {
     pub admin_listen: Option<SocketAddr>,
 
     /// How long a console login lasts, in seconds.
-    #[arg(long, env = "SVAMLGATE_CONSOLE_SESSION_SECS", default_value_t = crate::console::DEFAULT_SESSION_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SVAMLGATE_CONSOLE_SESSION_SECS", default_value_t = DEFAULT_SESSION_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub console_session_secs: u64,
 }
 
@@ -260,7 +217,7 @@ pub struct SinchApiArgs {
     #[arg(
         long,
         env = "SINCH_API_BASE_URL",
-        default_value = crate::sinch_api::DEFAULT_BASE_URL
+        default_value = DEFAULT_BASE_URL
     )]
     pub sinch_api_base_url: String,
 

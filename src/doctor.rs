@@ -668,8 +668,7 @@ pub fn listen(config: &ServeArgs) -> Check {
 
 /// Proxy routes' URLs resolve and answer (from PostgreSQL, else the local snapshot).
 async fn routes(config: &ServeArgs, pool: Option<&sqlx::PgPool>) -> Vec<Check> {
-    let live =
-        crate::flows::live::LiveConfig::new(&config.db.data_dir.join("config-snapshot.json"));
+    let live = crate::live::LiveConfig::new(&config.db.data_dir.join("config-snapshot.json"));
     if let Some(pool) = pool {
         let store = crate::db::store::Store::new(pool.clone());
         let _ = tokio::time::timeout(NET_TIMEOUT, live.refresh(&store)).await;

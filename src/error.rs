@@ -267,14 +267,3 @@ impl From<sqlx::Error> for ApiError {
         Self::from_db(&err)
     }
 }
-
-/// A request refused before it left for Sinch: its catalog code, message and details.
-impl From<crate::sinch_api::checks::LocalRefusal> for ApiError {
-    fn from(r: crate::sinch_api::checks::LocalRefusal) -> Self {
-        let e = Self::new(r.code, r.message);
-        match r.details {
-            Some(d) => e.with_details(d),
-            None => e,
-        }
-    }
-}

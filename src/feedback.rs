@@ -6,8 +6,10 @@
 //! When the gate had passed that reply, it is a gate miss (`GET /admin/gate/misses`, view
 //! `gate_misses`): the most valuable signal the gate can get, because it names a rule to add.
 
-use crate::app::AppState;
+use crate::alerts::Alerts;
+use crate::calls::Calls;
 use crate::events::{DiceReason, Event, NotifyType, ParsedEvent};
+use crate::metrics::Metrics;
 use crate::recording::SinchReport;
 
 /// The Notify `errorCode` of a reply Sinch could not use.
@@ -50,19 +52,20 @@ pub fn report_of(event: &ParsedEvent) -> Option<SinchReport> {
     }
 }
 
-/// Logs and counts a report against the reply this instance last sent on the call.
-pub fn observe(state: &AppState, report: &SinchReport) {
-    let last = state.calls.last_reply(&report.callid);
+/// Logs and counts a report against the reply this instance last sent on the call (found in
+/// `calls`), and notes a gate miss for alerting.
+pub fn observe(calls: &Calls, metrics: &Metrics, alerts: &Alerts, report: &SinchReport) {
+    let last = calls.last_reply(&report.callid);
     let (event, source, passed) = match &last {
         Some(l) => (l.event.as_str(), l.source.as_str(), l.gate_passed),
         None => ("unknown", "unknown", false),
     };
-    state.metrics.inc(
+    metrics.inc(
         "svamlgate_sinch_rejected_replies_total",
         &[("event", event), ("source", source)],
     );
     if passed {
-        state.alerts.note(
+        alerts.note(
             crate::alerts::RuleKind::GateMiss,
             "",
             Some(&report.callid),

@@ -1,12 +1,12 @@
 //! Settings of the operations features (docs/operations.md): how long an admin read waits for its
-//! own writes ([`crate::recording::position`]), where alerts go ([`crate::alerts`]), and how long
-//! records are kept in full and at all ([`crate::retention`]).
+//! own writes (`recording::position`), where alerts go (`alerts`), and how long
+//! records are kept in full and at all (`retention`).
 
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The operations settings of `svamlgate serve`.
 #[derive(Clone, Debug, Args)]

@@ -352,6 +352,56 @@ impl<'r, T: Vocabulary> sqlx::Decode<'r, Postgres> for Stored<T> {
     }
 }
 
+/// Operations of the Calling API svamlgate performs (`outbound_requests.operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = SinchOperation, rename_all = "snake_case")]
+pub enum Operation {
+    /// `POST /calling/v1/callouts`.
+    Callout,
+    /// `GET /calling/v1/calls/id/{callId}`.
+    GetCall,
+    /// `PATCH /calling/v1/calls/id/{callId}`.
+    ManageCall,
+    /// `PATCH /calling/v1/calls/id/{callId}/leg/{callLeg}`.
+    ManageCallLeg,
+    /// `GET /calling/v1/conferences/id/{conferenceId}`.
+    GetConference,
+    /// `DELETE /calling/v1/conferences/id/{conferenceId}`.
+    KickAll,
+    /// `PATCH /calling/v1/conferences/id/{conferenceId}/{callId}`.
+    ManageParticipant,
+    /// `DELETE /calling/v1/conferences/id/{conferenceId}/{callId}`.
+    KickParticipant,
+}
+
+impl Operation {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Callout => "callout",
+            Operation::GetCall => "get_call",
+            Operation::ManageCall => "manage_call",
+            Operation::ManageCallLeg => "manage_call_leg",
+            Operation::GetConference => "get_conference",
+            Operation::KickAll => "kick_all",
+            Operation::ManageParticipant => "manage_participant",
+            Operation::KickParticipant => "kick_participant",
+        }
+    }
+
+    /// HTTP method.
+    pub fn method(self) -> &'static str {
+        match self {
+            Operation::Callout => "POST",
+            Operation::GetCall | Operation::GetConference => "GET",
+            Operation::ManageCall | Operation::ManageCallLeg | Operation::ManageParticipant => {
+                "PATCH"
+            }
+            Operation::KickAll | Operation::KickParticipant => "DELETE",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

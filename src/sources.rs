@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::db::flows::CallState;
 use crate::events::{EventKind, ParsedEvent};
 use crate::flows::engine::{self, Stage};
 use crate::flows::render::EventContext;
 use crate::flows::routes::{self, GateMode, Route, RouteTarget};
+use crate::flows::state::CallState;
 use crate::outcome::{FallbackReason, ReplySource};
 use crate::recording::{CallStateChange, UpstreamExchange};
 use crate::signature::{self, AppCredential};

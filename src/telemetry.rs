@@ -1,6 +1,6 @@
 //! Logging: tracing with `RUST_LOG`-style filtering (default `info`), human text or JSON lines
 //! (`SVAMLGATE_LOG_FORMAT=json`). Request spans are created by the HTTP layer; phone numbers are masked
-//! with [`crate::redact`] before they reach a log field, and secrets are [`crate::config::Secret`]s.
+//! with [`crate::redact`] before they reach a log field, and secrets are [`crate::secret::Secret`]s.
 
 use tracing_subscriber::EnvFilter;
 

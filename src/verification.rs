@@ -1,7 +1,10 @@
 //! Turning verification on without an outage, at run time: the signature mode of each request
 //! (enforce or report, per application key), what report mode let through, the recent explanations
-//! (for the canary and readiness), the refusal limiter ([`crate::refusals`]) and the canary's last
-//! result ([`crate::canary`]).
+//! (for the canary and readiness), the refusal limiter ([`limiter`]) and the canary's last
+//! result ([`canary_status`]).
+
+pub mod canary_status;
+pub mod limiter;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +14,10 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::canary::CanaryStatus;
+use canary_status::CanaryStatus;
+use limiter::RefusalLimiter;
+
 use crate::config::ServeArgs;
-use crate::refusals::RefusalLimiter;
 use crate::signature::settings::{ModePolicy, SignatureMode};
 use crate::signature::{Explanation, RefusalReason};
 
@@ -198,7 +202,7 @@ pub fn spawn(
     window: Duration,
 ) {
     spawn_report_warning(Arc::downgrade(v), REPORT_WARNING_EVERY);
-    crate::refusals::spawn_sweeper(Arc::downgrade(v), recorder, metrics, window);
+    limiter::spawn_sweeper(Arc::downgrade(v), recorder, metrics, window);
 }
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ use hmac::{KeyInit, Mac};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::ops::OpsArgs;
+use crate::secret::Secret;
 use crate::sinch_api::retry::{self, RetryPolicy};
 
 /// Header of the signature.

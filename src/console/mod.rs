@@ -37,9 +37,6 @@ use crate::catalog::code;
 use crate::error::ApiError;
 use auth::{Session, Sessions, Throttle, LOGIN_COOKIE, SESSION_COOKIE};
 
-/// How long a console session lasts when SVAMLGATE_CONSOLE_SESSION_SECS is not set.
-pub const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
-
 /// The console's shared state: sessions and the wrong-token throttle (one per process, shared by
 /// every worker; the admin API's bearer check uses the same throttle).
 #[derive(Debug)]

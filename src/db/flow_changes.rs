@@ -240,14 +240,15 @@ impl Store {
 
     /// Every version of a flow with its status and the calls in progress pinned to it, as
     /// PostgreSQL knows them (`call_state`; calls idle for longer than
-    /// [`crate::calls::IDLE_LIMIT`] are not counted). `local` adds the calls this instance holds
+    /// [`crate::flows::state::IDLE_LIMIT`] are not counted). `local` adds the calls this instance holds
     /// in memory, by call id, that the journal has not shipped yet.
     pub async fn version_infos(
         &self,
         id: i64,
         local: &[(String, i32)],
     ) -> Result<Vec<VersionInfo>, sqlx::Error> {
-        let idle_secs = i64::try_from(crate::calls::IDLE_LIMIT.as_secs()).unwrap_or(i64::MAX);
+        let idle_secs =
+            i64::try_from(crate::flows::state::IDLE_LIMIT.as_secs()).unwrap_or(i64::MAX);
         let (callids, versions): (Vec<String>, Vec<i32>) = local.iter().cloned().unzip();
         let rows = sqlx::query(
             "WITH stored AS ( \

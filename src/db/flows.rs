@@ -6,8 +6,9 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::store::Store;
-use crate::flows::render::EventContext;
-use crate::flows::routes::{GateMode, Route, RouteTarget, Secret};
+use crate::flows::routes::{GateMode, Route, RouteTarget};
+use crate::flows::state::CallState;
+use crate::secret::Secret;
 
 /// A flow as listed by the admin API.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -25,21 +26,6 @@ pub struct FlowSummary {
     /// Last saved.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-}
-
-/// What is remembered about a call in progress.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CallState {
-    /// Route chosen at the first event.
-    pub route_id: Option<i64>,
-    /// Flow pinned at the first event.
-    pub flow_id: Option<i64>,
-    /// Version pinned.
-    pub flow_version: Option<i32>,
-    /// Node sent last.
-    pub node: Option<String>,
-    /// Values of the first event.
-    pub context: EventContext,
 }
 
 /// Storage errors that the admin API maps to specific answers.

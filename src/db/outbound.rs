@@ -2,10 +2,10 @@
 //! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
 //! diagnosis reads its own typed rows, in `crate::diagnosis::facts`).
 //!
-//! [`OutboundStore`] only reads. Writing takes an [`OutboundWriter`] ([`OutboundStore::journaled`]):
+//! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`) (`OutboundStore::journaled` in `recording::outbound`):
 //! every request, attempt and outcome goes through the journal and the shipper
-//! ([`crate::db::ship`] holds the SQL that writes them); the one direct write is a callout's
-//! admission, which must count and insert under one lock ([`OutboundWriter::admit_callout`]).
+//! (`recording::ship` holds the SQL that writes them); the one direct write is a callout's
+//! admission, which must count and insert under one lock ([`OutboundStore::admit_callout`]).
 
 use std::time::Duration;
 
@@ -22,13 +22,6 @@ pub struct OutboundStore {
     pool: PgPool,
 }
 
-/// Writes of the outbound tables: through the journal, as callbacks are.
-#[derive(Clone, Debug)]
-pub struct OutboundWriter {
-    reads: OutboundStore,
-    journal: std::sync::Arc<crate::recording::outbound::OutboundJournal>,
-}
-
 /// A request as first recorded.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewOutbound {
@@ -37,10 +30,10 @@ pub struct NewOutbound {
     /// svamlgate's reference.
     pub reference: String,
     /// Operation name.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub operation: &'static str,
     /// HTTP method.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub method: &'static str,
     /// API path.
     pub path: String,
@@ -53,7 +46,7 @@ pub struct NewOutbound {
     /// Call leg.
     pub call_leg: Option<String>,
     /// Callout method.
-    #[serde(deserialize_with = "crate::recording::static_str::option")]
+    #[serde(deserialize_with = "crate::db::static_str::option")]
     pub callout_method: Option<&'static str>,
     /// Callout destination.
     pub destination: Option<String>,
@@ -82,7 +75,7 @@ pub struct AttemptRecord {
     /// Duration in µs.
     pub latency_us: i64,
     /// signed or basic.
-    #[serde(deserialize_with = "crate::recording::static_str::deserialize")]
+    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
     pub auth_scheme: &'static str,
     /// x-timestamp sent.
     pub x_timestamp: Option<String>,
@@ -93,7 +86,7 @@ pub struct AttemptRecord {
     /// Retry-After in ms.
     pub retry_after_ms: Option<i64>,
     /// connect, timeout, io, too_large.
-    #[serde(deserialize_with = "crate::recording::static_str::option")]
+    #[serde(deserialize_with = "crate::db::static_str::option")]
     pub failure: Option<&'static str>,
     /// Library message.
     pub failure_detail: Option<String>,
@@ -137,7 +130,7 @@ pub struct FinalRecord {
     /// reference.
     pub error_reference: Option<String>,
     /// Last failure.
-    #[serde(deserialize_with = "crate::recording::static_str::option")]
+    #[serde(deserialize_with = "crate::db::static_str::option")]
     pub failure: Option<&'static str>,
 }
 
@@ -275,7 +268,7 @@ pub struct OutboundRequest {
     /// When it ended; null while pending.
     pub finished_at: Option<OffsetDateTime>,
     /// The Calling API operation.
-    #[schema(value_type = crate::sinch_api::Operation)]
+    #[schema(value_type = crate::outcome::Operation)]
     pub operation: String,
     /// HTTP method.
     pub method: String,
@@ -379,7 +372,7 @@ pub struct SinchErrorItem {
     /// svamlgate's reference.
     pub reference: String,
     /// The Calling API operation.
-    #[schema(value_type = crate::sinch_api::Operation)]
+    #[schema(value_type = crate::outcome::Operation)]
     pub operation: String,
     /// HTTP method.
     pub method: String,
@@ -496,16 +489,9 @@ impl OutboundStore {
         Self { pool }
     }
 
-    /// A writer recording requests, attempts and outcomes through the journal (as callbacks are).
-    pub fn journaled(self, recorder: crate::recording::Recorder) -> OutboundWriter {
-        let journal = crate::recording::outbound::OutboundJournal::new(
-            recorder,
-            crate::db::store::Store::new(self.pool.clone()),
-        );
-        OutboundWriter {
-            reads: self,
-            journal: std::sync::Arc::new(journal),
-        }
+    /// The pool these reads use.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Calls in progress now.
@@ -576,17 +562,9 @@ impl OutboundStore {
     }
 }
 
-impl OutboundWriter {
-    /// The reads of the same tables.
-    pub fn reads(&self) -> &OutboundStore {
-        &self.reads
-    }
-
-    /// Records a request (pending, or refused locally).
-    pub async fn insert_request(&self, r: &NewOutbound) {
-        self.journal.request(r).await;
-    }
-
+/// The one direct write of the outbound tables (the rest goes through the journal:
+/// `recording::outbound::OutboundWriter`): a callout's admission.
+impl OutboundStore {
     /// Counts calls in progress and records the callout as pending if one more is allowed, or
     /// as refused if not, in one transaction serialised with other admissions (so that two
     /// callouts at once cannot both take the last place).
@@ -598,7 +576,7 @@ impl OutboundWriter {
         self.admit_callout_with(r, limits, &[]).await
     }
 
-    /// [`OutboundWriter::admit_callout`], counting also those of `local_open` (this instance's
+    /// [`OutboundStore::admit_callout`], counting also those of `local_open` (this instance's
     /// calls in progress) that PostgreSQL has no record of yet.
     pub async fn admit_callout_with(
         &self,
@@ -606,7 +584,7 @@ impl OutboundWriter {
         limits: &CallLimits,
         local_open: &[String],
     ) -> Result<Admission, sqlx::Error> {
-        let mut tx = self.reads.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(ADMISSION_LOCK)
             .execute(&mut *tx)
@@ -640,19 +618,6 @@ impl OutboundWriter {
             Admission::Admitted(n)
         };
         tx.commit().await?;
-        if let Admission::Admitted(_) = &admission {
-            self.journal.remember(r);
-        }
         Ok(admission)
-    }
-
-    /// Records one attempt.
-    pub async fn insert_attempt(&self, a: &AttemptRecord) {
-        self.journal.attempt(a).await;
-    }
-
-    /// Records how a request ended.
-    pub async fn finish_request(&self, id: Uuid, f: &FinalRecord) {
-        self.journal.finish(id, f).await;
     }
 }

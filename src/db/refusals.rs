@@ -1,5 +1,5 @@
 //! Reading `refusals` for the admin API: refusals recorded one by one and the summary rows of the
-//! refusal limit ([`crate::refusals`]), with their explanations.
+//! refusal limit (`verification::limiter`), with their explanations.
 
 use serde::Serialize;
 use serde_json::Value;

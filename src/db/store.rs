@@ -1,5 +1,5 @@
-//! Reads for the admin API. Callbacks and errors are written only by the shipper ([`crate::db::ship`]); nothing on the reply path calls this module,
-//! except a bounded read of another instance's call state ([`crate::calls`]).
+//! Reads for the admin API. Callbacks and errors are written only by the shipper (`recording::ship`); nothing on the reply path calls this module,
+//! except a bounded read of another instance's call state (`calls`).
 
 use serde::Serialize;
 use serde_json::Value;

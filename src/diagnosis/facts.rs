@@ -121,7 +121,7 @@ pub struct Request {
 impl Request {
     /// Whether this is a callout.
     pub fn is_callout(&self) -> bool {
-        self.operation == crate::sinch_api::Operation::Callout.as_str()
+        self.operation == crate::outcome::Operation::Callout.as_str()
     }
 
     /// Whether the callout body sets `flag` (`enableAce`, …) to true under its method's member.

@@ -1,10 +1,9 @@
-//! Which event a callback is: the one type every other "which event" derives from.
+//! Which event a callback is: the one type every other "which event" derives from. What a reply
+//! to each event is checked as (`EventKind::reply_target`) is the SVAML side's: `svaml::event_target`.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::svaml::Target;
 
 /// Longest event name kept verbatim in [`EventKind::Unknown`] (in characters).
 pub const MAX_UNKNOWN_EVENT_LEN: usize = 64;
@@ -63,22 +62,6 @@ impl EventKind {
         match self {
             Self::Unknown(s) => s,
             known => known.label(),
-        }
-    }
-
-    /// Whether Sinch interprets a SVAML reply to this event (ICE, ACE, PIE).
-    pub fn expects_svaml(&self) -> bool {
-        self.reply_target().is_some()
-    }
-
-    /// What a reply to this event is checked as (its schema, lint rules, deadline, default and
-    /// fallback replies); `None` for events whose reply Sinch ignores (DICE, Notify, unknown).
-    pub fn reply_target(&self) -> Option<Target> {
-        match self {
-            Self::Ice => Some(Target::Ice),
-            Self::Ace => Some(Target::Ace),
-            Self::Pie => Some(Target::Pie),
-            Self::Dice | Self::Notify | Self::Unknown(_) => None,
         }
     }
 

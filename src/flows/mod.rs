@@ -12,18 +12,19 @@
 //! - [`menu`]: what a reply asks of the caller (menus, keys) and what the caller hears;
 //! - [`coverage`]: every path a caller can take, walked and gated ([`coverage::coverage`]);
 //! - [`replay`]: stored calls re-driven through a candidate version, and the per-event comparison
-//!   that shadowing uses ([`replay::replay_call`]);
-//! - [`shadow`]: a candidate version evaluated beside the live one on a route, off the reply path.
+//!   that shadowing uses ([`replay::replay_call`]).
+//!
+//! Loading them from PostgreSQL into memory, and shadowing a candidate version beside the live one
+//! on a route, are `live`'s (this module sits below the database layer).
 //!
 //! Example flows live in `tests/fixtures/flows/`.
 
 pub mod check;
 pub mod coverage;
 pub mod engine;
-pub mod live;
 pub mod menu;
 pub mod model;
 pub mod render;
 pub mod replay;
 pub mod routes;
-pub mod shadow;
+pub mod state;

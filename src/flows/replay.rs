@@ -10,7 +10,7 @@
 //! replay and is reported.
 //!
 //! Nothing here does I/O: nothing is sent to Sinch, nothing is recorded. [`Session`] is also what
-//! shadow evaluation ([`crate::flows::shadow`]) steps event by event.
+//! shadow evaluation (`live::shadow`) steps event by event.
 
 use std::collections::BTreeMap;
 

@@ -137,7 +137,7 @@ pub enum RouteTarget {
     },
 }
 
-pub use crate::config::Secret;
+use crate::secret::Secret;
 
 impl std::fmt::Debug for RouteTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

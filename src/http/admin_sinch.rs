@@ -13,9 +13,10 @@ use super::openapi::responses::*;
 use super::openapi::SinchFailures;
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::outbound::{OutboundStore, OutboundWriter, SinchErrorFilter, SinchErrorItem};
+use crate::db::outbound::{OutboundStore, SinchErrorFilter, SinchErrorItem};
 use crate::diagnosis::Diagnosis;
 use crate::error::ApiError;
+use crate::recording::outbound::OutboundWriter;
 use crate::sinch_api::bodies::{
     CallInformation, CalloutAnswer, CalloutRequest, ConferenceInfo, ManageCallBody,
     ParticipantCommand, SinchAnswer,
@@ -79,7 +80,7 @@ async fn run(
     }
     let performed = state.sinch.send(&store, &state.metrics, draft).await?;
     if let sinch_api::Outcome::SinchError(e) = &performed.outcome {
-        if performed.operation == sinch_api::Operation::Callout && e.http_status >= 400 {
+        if performed.operation == crate::outcome::Operation::Callout && e.http_status >= 400 {
             let status = e.http_status.to_string();
             state.alerts.note(
                 crate::alerts::RuleKind::SinchApi,

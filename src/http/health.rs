@@ -48,7 +48,7 @@ pub struct Checks {
     signature: crate::verification::SignatureReadiness,
     /// The canary through SVAMLGATE_PUBLIC_URL: its last run (null when it is off or has not run).
     /// A failed or slow run makes the status `degraded`.
-    canary: Option<crate::canary::CanaryRun>,
+    canary: Option<crate::verification::canary_status::CanaryRun>,
     /// What opening the journal cut as unreadable, when anything was (null otherwise): it stays
     /// here until the next start.
     journal_cut: Option<JournalCut>,

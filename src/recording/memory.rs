@@ -8,8 +8,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Default bound of the queue (SVAMLGATE_JOURNAL_MEMORY_BYTES).
-pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+use crate::config::DEFAULT_MEMORY_BYTES;
 
 /// One record waiting in memory: its encoded form (as the journal would hold it) and its kind.
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ pub mod outbound;
 pub mod pacer;
 pub mod position;
 pub mod replay;
+pub mod ship;
 pub mod shipper;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,10 +37,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::flows::CallState;
 use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
+use crate::flows::state::CallState;
 use crate::metrics::Metrics;
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 pub use journal::Journal;
@@ -279,7 +280,7 @@ pub struct OutboundRecord {
     pub finish: Option<FinalRecord>,
 }
 
-/// Reads a value whose type holds `&'static str` fields (interned by [`static_str`]) through an
+/// Reads a value whose type holds `&'static str` fields (interned by [`crate::db::static_str`]) through an
 /// owned JSON value, so that it borrows nothing from the input.
 fn owned<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -606,39 +607,6 @@ impl Recorder {
         tokio::spawn(async move {
             me.record(Record::Error(Box::new(error))).await;
         });
-    }
-}
-
-/// Serde for the `&'static str` fields of outbound records (values of small fixed vocabularies):
-/// a value read back is interned, so each distinct text is allocated once for the process.
-pub mod static_str {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-
-    use serde::{Deserialize, Deserializer};
-
-    fn intern(text: &str) -> &'static str {
-        static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-        let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-        let set = seen.get_or_insert_with(HashSet::new);
-        if let Some(s) = set.get(text) {
-            return s;
-        }
-        let s: &'static str = Box::leak(text.to_owned().into_boxed_str());
-        set.insert(s);
-        s
-    }
-
-    /// Reads a text into an interned `&'static str`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Ok(intern(&text))
-    }
-
-    /// The same for an optional text.
-    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
-        let text = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(text.map(|t| intern(&t)))
     }
 }
 

@@ -10,14 +10,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{OutboundRecord, Record, Recorder};
-use crate::db::outbound::{AttemptRecord, FinalRecord, NewOutbound};
+use crate::db::outbound::{
+    Admission, AttemptRecord, CallLimits, FinalRecord, NewOutbound, OutboundStore,
+};
 use crate::db::store::Store;
 
 /// Longest a stage waits for PostgreSQL to apply it directly (it is in the journal already).
@@ -123,5 +125,73 @@ impl OutboundJournal {
             }
             Err(_) => tracing::debug!("an outbound record waits for the shipper (slow PostgreSQL)"),
         }
+    }
+}
+
+/// Writes of the outbound tables: through the journal, as callbacks are; reads through
+/// [`OutboundStore`].
+#[derive(Clone, Debug)]
+pub struct OutboundWriter {
+    reads: OutboundStore,
+    journal: Arc<OutboundJournal>,
+}
+
+/// Defined here, beside the journal it writes through (the database layer below only reads,
+/// and admits callouts).
+impl OutboundStore {
+    /// A writer recording requests, attempts and outcomes through the journal (as callbacks are).
+    pub fn journaled(self, recorder: Recorder) -> OutboundWriter {
+        let store = Store::new(self.pool().clone());
+        OutboundWriter {
+            journal: Arc::new(OutboundJournal::new(recorder, store)),
+            reads: self,
+        }
+    }
+}
+
+impl OutboundWriter {
+    /// The reads of the same tables.
+    pub fn reads(&self) -> &OutboundStore {
+        &self.reads
+    }
+
+    /// Records a request (pending, or refused locally).
+    pub async fn insert_request(&self, r: &NewOutbound) {
+        self.journal.request(r).await;
+    }
+
+    /// Admits a callout ([`OutboundStore::admit_callout`]) and remembers it when admitted, so
+    /// that its attempts and outcome carry it.
+    pub async fn admit_callout(
+        &self,
+        r: &NewOutbound,
+        limits: &CallLimits,
+    ) -> Result<Admission, sqlx::Error> {
+        self.admit_callout_with(r, limits, &[]).await
+    }
+
+    /// [`OutboundWriter::admit_callout`], counting also those of `local_open` (this instance's
+    /// calls in progress) that PostgreSQL has no record of yet.
+    pub async fn admit_callout_with(
+        &self,
+        r: &NewOutbound,
+        limits: &CallLimits,
+        local_open: &[String],
+    ) -> Result<Admission, sqlx::Error> {
+        let admission = self.reads.admit_callout_with(r, limits, local_open).await?;
+        if let Admission::Admitted(_) = &admission {
+            self.journal.remember(r);
+        }
+        Ok(admission)
+    }
+
+    /// Records one attempt.
+    pub async fn insert_attempt(&self, a: &AttemptRecord) {
+        self.journal.attempt(a).await;
+    }
+
+    /// Records how a request ended.
+    pub async fn finish_request(&self, id: Uuid, f: &FinalRecord) {
+        self.journal.finish(id, f).await;
     }
 }

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use super::journal::{Cursor, Journal};
 use super::memory::Held;
+use super::ship::refuses_records;
 use super::{now_ms, Record, ShipStatus};
-use crate::db::ship::refuses_records;
 use crate::db::store::Store;
 use crate::metrics::Metrics;
 

@@ -440,6 +440,17 @@ pub fn check_id(name: &str, value: &str) -> Result<(), LocalRefusal> {
     }
 }
 
+/// A request refused before it left for Sinch: its catalog code, message and details.
+impl From<LocalRefusal> for crate::error::ApiError {
+    fn from(r: LocalRefusal) -> Self {
+        let e = Self::new(r.code, r.message);
+        match r.details {
+            Some(d) => e.with_details(d),
+            None => e,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

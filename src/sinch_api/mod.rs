@@ -36,18 +36,19 @@ use uuid::Uuid;
 use crate::catalog;
 use crate::catalog::{code, SinchError};
 use crate::config::ServeArgs;
-use crate::db::outbound::{CallLimits, NewOutbound, OutboundWriter};
+use crate::db::outbound::{CallLimits, NewOutbound};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::outcome::{LocalCheck, RequestOutcome};
+use crate::recording::outbound::OutboundWriter;
 
 use checks::{CheckedCallout, LocalRefusal};
 use client::Failure;
 use retry::RetryPolicy;
 use signing::Auth;
 
-/// Sinch's global Calling API host (redirected by Sinch to a region).
-pub const DEFAULT_BASE_URL: &str = "https://calling.api.sinch.com";
+use crate::config::DEFAULT_BASE_URL;
+use crate::outcome::Operation;
 
 /// The client's settings, built once from configuration. `Send + Sync`: the HTTP client itself
 /// lives per thread ([`client`]).
@@ -62,56 +63,6 @@ pub struct SinchApi {
     timeout: Duration,
     connect_timeout: Duration,
     limits: CallLimits,
-}
-
-/// Operations of the Calling API svamlgate performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
-#[schema(as = SinchOperation, rename_all = "snake_case")]
-pub enum Operation {
-    /// `POST /calling/v1/callouts`.
-    Callout,
-    /// `GET /calling/v1/calls/id/{callId}`.
-    GetCall,
-    /// `PATCH /calling/v1/calls/id/{callId}`.
-    ManageCall,
-    /// `PATCH /calling/v1/calls/id/{callId}/leg/{callLeg}`.
-    ManageCallLeg,
-    /// `GET /calling/v1/conferences/id/{conferenceId}`.
-    GetConference,
-    /// `DELETE /calling/v1/conferences/id/{conferenceId}`.
-    KickAll,
-    /// `PATCH /calling/v1/conferences/id/{conferenceId}/{callId}`.
-    ManageParticipant,
-    /// `DELETE /calling/v1/conferences/id/{conferenceId}/{callId}`.
-    KickParticipant,
-}
-
-impl Operation {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Callout => "callout",
-            Operation::GetCall => "get_call",
-            Operation::ManageCall => "manage_call",
-            Operation::ManageCallLeg => "manage_call_leg",
-            Operation::GetConference => "get_conference",
-            Operation::KickAll => "kick_all",
-            Operation::ManageParticipant => "manage_participant",
-            Operation::KickParticipant => "kick_participant",
-        }
-    }
-
-    /// HTTP method.
-    pub fn method(self) -> &'static str {
-        match self {
-            Operation::Callout => "POST",
-            Operation::GetCall | Operation::GetConference => "GET",
-            Operation::ManageCall | Operation::ManageCallLeg | Operation::ManageParticipant => {
-                "PATCH"
-            }
-            Operation::KickAll | Operation::KickParticipant => "DELETE",
-        }
-    }
 }
 
 /// A request about to be checked, admitted and sent.

@@ -15,10 +15,11 @@ use super::retry::{self, Next};
 use super::signing::Auth;
 use super::{refuse, Draft, Operation, Outcome, Performed, SinchApi};
 use crate::catalog::{code, SinchError};
-use crate::db::outbound::{Admission, AttemptRecord, EarlierCallout, NewOutbound, OutboundWriter};
+use crate::db::outbound::{Admission, AttemptRecord, EarlierCallout, NewOutbound};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::outcome::{LocalCheck, RequestOutcome};
+use crate::recording::outbound::OutboundWriter;
 use crate::redact::Masked;
 
 /// Where and how a request goes.

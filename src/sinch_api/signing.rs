@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use time::OffsetDateTime;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::signature::{self, AppCredential, CredentialError};
 
 /// Content type of every request body svamlgate sends to Sinch.

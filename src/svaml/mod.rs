@@ -14,6 +14,7 @@
 //! * [`Validator::check_in_call`] checks a reply with what the call did before (its cookies);
 //!   [`cookies_set`] extracts the cookies a reply sets.
 
+pub mod event_target;
 pub mod lint;
 pub mod model;
 pub mod policy;

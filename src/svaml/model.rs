@@ -1,8 +1,8 @@
 //! The typed SVAML model: a document ([`Svaml`]) of instructions and one action, every instruction
 //! and action Sinch documents with its options. It serializes to the canonical wire form
 //! (lowerCamel names, `name` tag, absent options omitted) and deserializes it back. svamlgate's
-//! built-in replies are written with it ([`crate::gate::builtin_default`],
-//! [`crate::gate::builtin_fallback`]); the property tests generate replies of every shape with it.
+//! built-in replies are written with it (`gate::builtin_default`,
+//! `gate::builtin_fallback`); the property tests generate replies of every shape with it.
 //!
 //! ```
 //! use svamlgate::svaml::model::{Action, Svaml};

@@ -615,7 +615,7 @@ async fn a_connection_lost_mid_batch_is_not_a_refused_batch() {
         .unwrap();
     let lost = sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap_err();
     assert!(
-        !svamlgate::db::ship::refuses_records(&lost),
+        !svamlgate::recording::ship::refuses_records(&lost),
         "a lost connection taken for a refusal: {lost:?}"
     );
     // A record PostgreSQL does refuse is one.
@@ -624,7 +624,7 @@ async fn a_connection_lost_mid_batch_is_not_a_refused_batch() {
         .await
         .unwrap_err();
     assert!(
-        svamlgate::db::ship::refuses_records(&refused),
+        svamlgate::recording::ship::refuses_records(&refused),
         "{refused:?}"
     );
 }

@@ -3,10 +3,10 @@
 
 use serde_json::{json, value::RawValue, Value};
 use sqlx::Row;
-use svamlgate::db::flows::CallState;
 use svamlgate::db::store::Store;
 use svamlgate::error::{ErrorRecord, RefusalRecord};
 use svamlgate::flows::render::EventContext;
+use svamlgate::flows::state::CallState;
 use svamlgate::outcome::{GateVerdict, ReplySource, SignatureState};
 use svamlgate::recording::{CallStateChange, CallbackOutcome, CallbackRecord, NewCallback, Record};
 use time::OffsetDateTime;
@@ -98,7 +98,7 @@ fn error(reference: &str, callback_id: Option<Uuid>, refusal: bool) -> ErrorReco
 #[actix_web::test]
 async fn every_column_of_callbacks_is_shipped_or_set_later() {
     use std::collections::BTreeSet;
-    use svamlgate::db::ship::{CALLBACK_COLUMNS, CALLBACK_COLUMNS_SET_LATER};
+    use svamlgate::recording::ship::{CALLBACK_COLUMNS, CALLBACK_COLUMNS_SET_LATER};
     let url = fresh_database().await;
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
     let table: BTreeSet<String> = sqlx::query_scalar(

@@ -1,4 +1,6 @@
-//! Routes and flows held in memory, so that deciding a reply never waits for PostgreSQL.
+//! The flows in service: routes and flows held in memory, so that deciding a reply never waits for
+//! PostgreSQL, and candidate versions shadowed beside them ([`shadow`]). [`crate::flows`] is the
+//! pure model these load and run; this module is its I/O (PostgreSQL, the snapshot file).
 //!
 //! The routing table and each flow's current version are loaded at start and refreshed every
 //! [`REFRESH_EVERY`] (and at once after a change made through this instance's admin API), so a change
@@ -6,6 +8,8 @@
 //! loaded set is also written to `<data dir>/config-snapshot.json` (mode 0600: it holds upstream
 //! secrets), which is read at start: a restart while PostgreSQL is down still routes calls.
 //! Older versions pinned by calls in progress are loaded on demand and kept.
+
+pub mod shadow;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

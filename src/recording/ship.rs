@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 
-use super::copy::CopyText;
-use super::store::Store;
+use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
+use crate::db::copy::CopyText;
+use crate::db::store::Store;
 use crate::error::ErrorRecord;
-use crate::recording::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
@@ -288,7 +288,7 @@ async fn ship_outbound(
 /// (without a byte-order mark), which PostgreSQL reads as `jsonb`. NULL for a body that did not
 /// parse, and for one that PostgreSQL's `jsonb` cannot hold (a `\u0000` escape): the row is kept
 /// either way, with the bytes in `raw_body`.
-fn body_json(c: &crate::recording::NewCallback) -> Option<&str> {
+fn body_json(c: &super::NewCallback) -> Option<&str> {
     if !c.body_is_json {
         return None;
     }
@@ -397,7 +397,7 @@ fn error_rows(rows: &[&ErrorRecord]) -> (CopyText, CopyText) {
 async fn mark_rejected_by_sinch(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     c: &CallbackRecord,
-    report: &crate::recording::SinchReport,
+    report: &super::SinchReport,
 ) -> Result<(), sqlx::Error> {
     let mark = serde_json::json!({
         "reportId": c.callback.id,

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::live::LiveConfig;
-use super::replay::{Judge, Session};
+use super::LiveConfig;
 use crate::db::flow_changes::ShadowDifference;
 use crate::db::store::Store;
 use crate::events::EventKind;
+use crate::flows::replay::{Judge, Session};
 use crate::gate::Gate;
 
 /// Events waiting to be shadowed; more are dropped (and counted).
