@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
@@ -445,22 +446,115 @@ pub const CALL_STATES: Staged<CallbackRecord> = Staged {
         updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
 };
 
-impl Store {
-    /// Writes a batch of journal records in one transaction.
-    pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
-        let mut callbacks: Vec<&CallbackRecord> = Vec::new();
-        let mut errors: Vec<&ErrorRecord> = Vec::new();
-        let mut outbound: Vec<&OutboundRecord> = Vec::new();
+/// Batches with at least this many callbacks are shipped over two connections at once (a
+/// catch-up); smaller ones in one transaction.
+pub const PARALLEL_AT: usize = 200;
+
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(2);
+
+/// How many connections a large batch is shipped over: 2 (the default) or 1 (everything in one
+/// transaction, as before; for measurements: `tests/api/catchup.rs`).
+pub fn set_connections(n: usize) {
+    CONNECTIONS.store(n.clamp(1, 2), Ordering::Relaxed);
+}
+
+/// A part of a batch, shipped in one transaction.
+#[derive(Default, Clone)]
+struct Part<'a> {
+    /// Callback rows, with their errors, rejected replies and upstream exchanges.
+    callbacks: Vec<&'a CallbackRecord>,
+    /// Errors recorded on their own.
+    errors: Vec<&'a ErrorRecord>,
+    /// Callbacks whose call-state changes are applied here (the last of each call wins).
+    states: Vec<&'a CallbackRecord>,
+    /// Callbacks whose Sinch report marks an earlier reply (after that reply's row is in).
+    reports: Vec<&'a CallbackRecord>,
+    /// Stages of requests to Sinch, in journal order.
+    outbound: Vec<&'a OutboundRecord>,
+}
+
+impl<'a> Part<'a> {
+    fn of(records: &[&'a Record]) -> Part<'a> {
+        let mut p = Part::default();
         for r in records {
             match r {
-                Record::Callback(c) => {
-                    callbacks.push(c);
-                    errors.extend(c.errors.iter());
-                }
-                Record::Error(e) => errors.push(e),
-                Record::Outbound(o) => outbound.push(o),
+                Record::Callback(c) => p.callbacks.push(c),
+                Record::Error(e) => p.errors.push(e),
+                Record::Outbound(o) => p.outbound.push(o),
             }
         }
+        p.states = p.callbacks.clone();
+        p.reports = p
+            .callbacks
+            .iter()
+            .copied()
+            .filter(|c| c.sinch_report.is_some())
+            .collect();
+        p
+    }
+
+    fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+            && self.errors.is_empty()
+            && self.reports.is_empty()
+            && self.outbound.is_empty()
+    }
+}
+
+impl Store {
+    /// Writes a batch of journal records. A batch of fewer than [`PARALLEL_AT`] callbacks goes in
+    /// one transaction. A larger one (a catch-up) is split so that PostgreSQL works on two
+    /// connections at once: the two halves of its callbacks (each with its errors, rejected replies
+    /// and exchanges; the call states with the second), then, once both are committed, what refers
+    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Every
+    /// statement is idempotent, so a part committed before another failed is harmless: on any
+    /// failure of the split, the whole batch is shipped again in one transaction, whose result
+    /// (a refusal, a lost connection) is the one returned.
+    pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
+        let all = Part::of(records);
+        let n = all.callbacks.len();
+        if n < PARALLEL_AT || CONNECTIONS.load(Ordering::Relaxed) < 2 {
+            return self.ship_part(&all).await;
+        }
+        let (first, second) = all.callbacks.split_at(n / 2);
+        let a = Part {
+            callbacks: first.to_vec(),
+            ..Part::default()
+        };
+        let b = Part {
+            callbacks: second.to_vec(),
+            states: all.states.clone(),
+            ..Part::default()
+        };
+        let rest = Part {
+            errors: all.errors.clone(),
+            reports: all.reports.clone(),
+            outbound: all.outbound.clone(),
+            ..Part::default()
+        };
+        let split = async {
+            futures_util::future::try_join(self.ship_part(&a), self.ship_part(&b)).await?;
+            if !rest.is_empty() {
+                self.ship_part(&rest).await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        match split {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch shipped over two connections failed; shipping it in one transaction");
+                self.ship_part(&all).await
+            }
+        }
+    }
+
+    /// Writes one part of a batch in one transaction.
+    async fn ship_part(&self, p: &Part<'_>) -> Result<(), sqlx::Error> {
+        let callbacks = &p.callbacks;
+        let mut errors: Vec<&ErrorRecord> =
+            callbacks.iter().flat_map(|c| c.errors.iter()).collect();
+        errors.extend(p.errors.iter().copied());
         // An error recorded without its time (a journal of an older release) gets one, the same
         // in errors and refusals.
         let now = OffsetDateTime::now_utc();
@@ -488,7 +582,7 @@ impl Store {
                     .filter(|e| e.refusal.is_some()),
             )
             .await?;
-        for c in &callbacks {
+        for c in callbacks {
             if let Some(r) = &c.rejected {
                 sqlx::query(
                     "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
@@ -521,13 +615,13 @@ impl Store {
                 .await?;
             }
         }
-        apply_call_states(&mut tx, &callbacks).await?;
-        for c in &callbacks {
+        apply_call_states(&mut tx, &p.states).await?;
+        for c in &p.reports {
             if let Some(report) = &c.sinch_report {
                 mark_rejected_by_sinch(&mut tx, c, report).await?;
             }
         }
-        for o in outbound {
+        for o in &p.outbound {
             ship_outbound(&mut tx, o).await?;
         }
         tx.commit().await

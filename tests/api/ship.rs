@@ -343,3 +343,103 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
     assert_eq!(states[0].1.as_deref(), Some("menu"));
     assert_eq!(states[0].2["caller"], "+46708168731");
 }
+
+/// A catch-up of `CATCHUP_ROWS` (150,000 by default) journaled IVR callbacks (each with a
+/// call-state change), shipped by the real shipper from a real journal into a fresh database:
+/// once with every batch in one transaction, once over two connections (`db::ship::PARALLEL_AT`).
+/// Prints rows/s of each; asserts only that every row arrived once. A measurement, not a check:
+/// `cargo test --test api catch_up -- --ignored --nocapture` (docs/benchmarks.md).
+#[actix_web::test]
+#[ignore = "a measurement: about a minute per mode"]
+async fn catch_up_rows_per_second() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use svamlgate::recording::journal::Journal;
+    use svamlgate::recording::shipper::{self, ShipperConfig};
+    use svamlgate::recording::ShipStatus;
+
+    let rows: usize = std::env::var("CATCHUP_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000);
+    let reply = r##"{"instructions":[],"action":{"name":"runMenu","barge":true,"locale":"en-US","mainMenu":"main","menus":[{"id":"main","mainPrompt":"#tts[Welcome to Example Corp. For sales, press 1. For support, press 2. To enter your PIN, press 3.]","repeatPrompt":"#tts[Sorry, I did not get that. For sales, press 1. For support, press 2.]","repeats":2,"timeoutMills":5000,"options":[{"dtmf":"1","action":"return(sales)"},{"dtmf":"2","action":"return(support)"},{"dtmf":"3","action":"return(pin)"}]}]}}"##;
+    let mut figures = Vec::new();
+    for connections in [1, 2] {
+        svamlgate::db::ship::set_connections(connections);
+        let url = fresh_database().await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .expect("pool");
+        let dir = crate::helpers::base_config().db.data_dir.join("journal");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (journal, _) = Journal::open(&dir).unwrap();
+        let t0 = OffsetDateTime::now_utc();
+        let mut seq = 0;
+        for chunk in (0..rows).collect::<Vec<_>>().chunks(2000) {
+            let appends = chunk.iter().map(|i| {
+                let callid = format!("catchup-{i}");
+                let at = t0 + time::Duration::microseconds(*i as i64);
+                let body = format!(
+                    r#"{{"event":"ice","callid":"{callid}","timestamp":"2026-12-02T08:00:00Z","version":1,"cli":"46708168731","to":{{"type":"number","endpoint":"+15550100"}},"domain":"pstn","originationType":"PSTN","applicationKey":"bench-key"}}"#
+                );
+                let mut r = callback(body.as_bytes(), true, &callid, at);
+                r.outcome.reply = Some(RawValue::from_string(reply.into()).unwrap());
+                r.call_state = Some(CallStateChange::Set {
+                    callid,
+                    state: state("main"),
+                });
+                let payload = svamlgate::recording::encode(&Record::Callback(Box::new(r))).unwrap();
+                journal.append(payload)
+            });
+            for s in futures_util::future::join_all(appends).await {
+                seq = seq.max(s.unwrap());
+            }
+        }
+        let status = Arc::new(ShipStatus::new(&journal));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+        let started = std::time::Instant::now();
+        let done = shipper::spawn(
+            journal,
+            Store::new(pool.clone()),
+            Arc::new(svamlgate::metrics::Metrics::new()),
+            status.clone(),
+            ShipperConfig {
+                retention: std::time::Duration::from_secs(3600),
+                disk_limit_bytes: u64::MAX,
+                defer_max: std::time::Duration::ZERO,
+            },
+            stop_rx,
+        )
+        .unwrap();
+        loop {
+            let moved = status.shipped_moved.notified();
+            if status.shipped.load(Ordering::Acquire) >= seq {
+                break;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), moved).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let _ = stop_tx.send(Some(std::time::Instant::now()));
+        let _ = done.await;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, rows as i64);
+        let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(states, rows as i64);
+        figures.push(format!(
+            "{connections} connection(s): {rows} rows in {secs:.1} s = {:.0} rows/s",
+            rows as f64 / secs
+        ));
+    }
+    svamlgate::db::ship::set_connections(2);
+    for f in figures {
+        println!("catch-up: {f}");
+    }
+}
