@@ -364,7 +364,11 @@ async fn catch_up_rows_per_second() {
         .unwrap_or(150_000);
     let reply = r##"{"instructions":[],"action":{"name":"runMenu","barge":true,"locale":"en-US","mainMenu":"main","menus":[{"id":"main","mainPrompt":"#tts[Welcome to Example Corp. For sales, press 1. For support, press 2. To enter your PIN, press 3.]","repeatPrompt":"#tts[Sorry, I did not get that. For sales, press 1. For support, press 2.]","repeats":2,"timeoutMills":5000,"options":[{"dtmf":"1","action":"return(sales)"},{"dtmf":"2","action":"return(support)"},{"dtmf":"3","action":"return(pin)"}]}]}}"##;
     let mut figures = Vec::new();
-    for connections in [1, 2] {
+    let rounds: usize = std::env::var("CATCHUP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for connections in [1, 2].repeat(rounds) {
         svamlgate::db::ship::set_connections(connections);
         let url = fresh_database().await;
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -377,7 +381,10 @@ async fn catch_up_rows_per_second() {
         let (journal, _) = Journal::open(&dir).unwrap();
         let t0 = OffsetDateTime::now_utc();
         let mut seq = 0;
-        for chunk in (0..rows).collect::<Vec<_>>().chunks(2000) {
+        // CATCHUP_JOURNAL=0 measures PostgreSQL's side only (below).
+        let from_journal = std::env::var("CATCHUP_JOURNAL").map_or(true, |v| v != "0");
+        let journaled = if from_journal { rows } else { 0 };
+        for chunk in (0..journaled).collect::<Vec<_>>().chunks(2000) {
             let appends = chunk.iter().map(|i| {
                 let callid = format!("catchup-{i}");
                 let at = t0 + time::Duration::microseconds(*i as i64);
@@ -415,7 +422,7 @@ async fn catch_up_rows_per_second() {
         .unwrap();
         loop {
             let moved = status.shipped_moved.notified();
-            if status.shipped.load(Ordering::Acquire) >= seq {
+            if !from_journal || status.shipped.load(Ordering::Acquire) >= seq {
                 break;
             }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), moved).await;
@@ -423,23 +430,233 @@ async fn catch_up_rows_per_second() {
         let secs = started.elapsed().as_secs_f64();
         let _ = stop_tx.send(Some(std::time::Instant::now()));
         let _ = done.await;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(n, rows as i64);
-        let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(states, rows as i64);
+        // The shipper's connections lived on its runtime, now gone.
+        let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+        if from_journal {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(n, rows as i64);
+            let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(states, rows as i64);
+        }
+        // PostgreSQL's side alone: the same records, decoded already, shipped in batches of 500
+        // into a second database (what the journal read and the decoding cost is left out).
+        let url2 = fresh_database().await;
+        let store2 = Store::new(sqlx::PgPool::connect(&url2).await.expect("pool"));
+        let records: Vec<Record> = (0..rows)
+            .map(|i| {
+                let callid = format!("catchup-{i}");
+                let mut r = callback(
+                    b"{}",
+                    true,
+                    &callid,
+                    t0 + time::Duration::microseconds(i as i64),
+                );
+                r.outcome.reply = Some(RawValue::from_string(reply.into()).unwrap());
+                r.call_state = Some(CallStateChange::Set {
+                    callid,
+                    state: state("main"),
+                });
+                Record::Callback(Box::new(r))
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        for batch in records.chunks(500) {
+            let refs: Vec<&Record> = batch.iter().collect();
+            store2.ship(&refs).await.unwrap();
+        }
+        let db_secs = started.elapsed().as_secs_f64();
         figures.push(format!(
-            "{connections} connection(s): {rows} rows in {secs:.1} s = {:.0} rows/s",
-            rows as f64 / secs
+            "{connections} connection(s): {rows} rows in {secs:.1} s = {:.0} rows/s by the shipper from the journal; \
+             {:.0} rows/s from decoded records",
+            rows as f64 / secs,
+            rows as f64 / db_secs
         ));
     }
     svamlgate::db::ship::set_connections(2);
     for f in figures {
         println!("catch-up: {f}");
     }
+}
+
+/// Migration 0013 on rows stored before it: each row's body is read from `raw_body` (a byte-order
+/// mark skipped), `body_json`, `called` and `caller` are set from the stored body, and a row whose
+/// `raw_body` jsonb refuses (stored by an early shipper from a re-serialised body) reads as NULL
+/// instead of breaking every read.
+#[actix_web::test]
+async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let url = fresh_database().await;
+    let name = format!("m_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let opts: PgConnectOptions = url.parse().unwrap();
+    let mut db = opts.database(&name).connect().await.unwrap();
+    let migrations: Vec<_> = svamlgate::db::MIGRATOR.iter().collect();
+    for m in migrations.iter().filter(|m| m.version < 13) {
+        sqlx::raw_sql(m.sql.clone())
+            .execute(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("migration {}: {e}", m.version));
+    }
+    sqlx::raw_sql(
+        r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, body, signature, path) VALUES
+        ('00000000-0000-0000-0000-000000000001', 'ice', now(), 'ice', true,
+         convert_to('{"event":"ice","cli":"46708168731","to":{"type":"number","endpoint":"+15550100"}}', 'UTF8'),
+         '{"event":"ice","cli":"46708168731","to":{"type":"number","endpoint":"+15550100"}}', 'verified', '/'),
+        ('00000000-0000-0000-0000-000000000002', 'bom', now(), 'ace', true,
+         '\xefbbbf7b226576656e74223a22616365227d', '{"event":"ace"}', 'verified', '/'),
+        ('00000000-0000-0000-0000-000000000003', 'legacy', now(), 'ice', true,
+         convert_to('{"event":"ice","x":1e-400000}', 'UTF8'), '{"event":"ice","x":0}', 'verified', '/'),
+        ('00000000-0000-0000-0000-000000000004', 'not-json', now(), '', false,
+         '\x00ff', NULL, 'verified', '/')"#,
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let m13 = migrations.iter().find(|m| m.version == 13).expect("0013");
+    sqlx::raw_sql(m13.sql.clone())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    type Migrated = (String, bool, Option<String>, Option<String>, Option<Value>);
+    let rows: Vec<Migrated> = sqlx::query_as(
+        "SELECT reference, body_json, called, caller, c.body FROM callbacks c ORDER BY id",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "ice".into(),
+                true,
+                Some("+15550100".into()),
+                Some("46708168731".into()),
+                Some(
+                    json!({"event": "ice", "cli": "46708168731", "to": {"type": "number", "endpoint": "+15550100"}})
+                )
+            ),
+            (
+                "bom".into(),
+                true,
+                None,
+                None,
+                Some(json!({"event": "ace"}))
+            ),
+            ("legacy".into(), false, None, None, None),
+            ("not-json".into(), false, None, None, None),
+        ]
+    );
+    let unqualified = sqlx::query("SELECT body FROM callbacks")
+        .fetch_all(&mut db)
+        .await
+        .expect_err("an unqualified body is no column");
+    assert!(unqualified.to_string().contains("body"), "{unqualified}");
+}
+
+/// A batch large enough to be shipped over two connections (`db::ship::PARALLEL_AT`) lands as one
+/// in one transaction would: a replay in the second half of an original in the first, a call set
+/// in the first half and ended in the second, Sinch's report in the second half marking a reply in
+/// the first, an error recorded on its own for a callback of the first half; shipped twice.
+#[actix_web::test]
+async fn a_catch_up_batch_over_two_connections_lands_whole_and_once() {
+    use svamlgate::db::ship::PARALLEL_AT;
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let n = PARALLEL_AT + 50;
+    let mut records: Vec<CallbackRecord> = (0..n)
+        .map(|i| {
+            let callid = format!("two-{i}");
+            let mut r = callback(
+                br#"{"event":"ice"}"#,
+                true,
+                &callid,
+                t0 + time::Duration::milliseconds(i as i64),
+            );
+            r.call_state = Some(CallStateChange::Set {
+                callid,
+                state: state("main"),
+            });
+            r
+        })
+        .collect();
+    let original = records[0].callback.id;
+    let last = n - 1;
+    // The last record replays the first, ends the call of the first, and reports Sinch's verdict
+    // on the first's reply.
+    records[last].duplicate_of = Some(original);
+    records[last].callback.callid = Some("two-0".into());
+    records[last].call_state = Some(CallStateChange::Ended {
+        callid: "two-0".into(),
+    });
+    records[last].sinch_report = Some(svamlgate::recording::SinchReport {
+        kind: "callingerror".into(),
+        callid: "two-0".into(),
+        error_code: Some(40001),
+        message: Some("bad svaml".into()),
+        reason: None,
+        result: None,
+    });
+    let own_error = Uuid::now_v7().to_string();
+    let mut batch: Vec<Record> = records
+        .into_iter()
+        .map(|r| Record::Callback(Box::new(r)))
+        .collect();
+    batch.push(Record::Error(Box::new(error(
+        &own_error,
+        Some(original),
+        false,
+    ))));
+    let refs: Vec<&Record> = batch.iter().collect();
+    store.ship(&refs).await.expect("batch");
+    store.ship(&refs).await.expect("the same batch again");
+
+    let one = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(one("SELECT count(*) FROM callbacks").await, n as i64);
+    assert_eq!(
+        one("SELECT count(*) FROM callbacks WHERE duplicate_of IS NOT NULL").await,
+        1
+    );
+    assert_eq!(one("SELECT count(*) FROM call_state").await, n as i64 - 2);
+    assert_eq!(
+        one("SELECT count(*) FROM call_state WHERE callid = 'two-0'").await,
+        0,
+        "the call ended in the second half"
+    );
+    let marked: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM callbacks WHERE rejected_by_sinch IS NOT NULL")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        marked,
+        Some(original),
+        "Sinch's report marks the first reply"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM errors").await,
+        1,
+        "the error recorded on its own"
+    );
 }
