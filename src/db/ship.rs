@@ -450,10 +450,10 @@ pub const CALL_STATES: Staged<CallbackRecord> = Staged {
 /// catch-up); smaller ones in one transaction.
 pub const PARALLEL_AT: usize = 200;
 
-static CONNECTIONS: AtomicUsize = AtomicUsize::new(2);
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(1);
 
-/// How many connections a large batch is shipped over: 2 (the default) or 1 (everything in one
-/// transaction, as before; for measurements: `tests/api/catchup.rs`).
+/// How many connections a large batch is shipped over: 1 (the default: every batch in one
+/// transaction) or 2 (SVAMLGATE_SHIP_CONNECTIONS; not shown to pay yet, docs/benchmarks.md).
 pub fn set_connections(n: usize) {
     CONNECTIONS.store(n.clamp(1, 2), Ordering::Relaxed);
 }
@@ -502,8 +502,9 @@ impl<'a> Part<'a> {
 }
 
 impl Store {
-    /// Writes a batch of journal records. A batch of fewer than [`PARALLEL_AT`] callbacks goes in
-    /// one transaction. A larger one (a catch-up) is split so that PostgreSQL works on two
+    /// Writes a batch of journal records, over the connections set by [`set_connections`]. A batch
+    /// of fewer than [`PARALLEL_AT`] callbacks, or any batch over one connection, goes in one
+    /// transaction. A larger one (a catch-up) over two connections is split so that PostgreSQL works on two
     /// connections at once: the two halves of its callbacks (each with its errors, rejected replies
     /// and exchanges; the call states with the second), then, once both are committed, what refers
     /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Every
@@ -511,9 +512,19 @@ impl Store {
     /// failure of the split, the whole batch is shipped again in one transaction, whose result
     /// (a refusal, a lost connection) is the one returned.
     pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
+        self.ship_over(records, CONNECTIONS.load(Ordering::Relaxed))
+            .await
+    }
+
+    /// [`Store::ship`] over `connections` (1 or 2) for a large batch.
+    pub async fn ship_over(
+        &self,
+        records: &[&Record],
+        connections: usize,
+    ) -> Result<(), sqlx::Error> {
         let all = Part::of(records);
         let n = all.callbacks.len();
-        if n < PARALLEL_AT || CONNECTIONS.load(Ordering::Relaxed) < 2 {
+        if n < PARALLEL_AT || connections < 2 {
             return self.ship_part(&all).await;
         }
         let (first, second) = all.callbacks.split_at(n / 2);

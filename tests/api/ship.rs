@@ -478,7 +478,7 @@ async fn catch_up_rows_per_second() {
             rows as f64 / db_secs
         ));
     }
-    svamlgate::db::ship::set_connections(2);
+    svamlgate::db::ship::set_connections(1);
     for f in figures {
         println!("catch-up: {f}");
     }
@@ -621,8 +621,11 @@ async fn a_catch_up_batch_over_two_connections_lands_whole_and_once() {
         false,
     ))));
     let refs: Vec<&Record> = batch.iter().collect();
-    store.ship(&refs).await.expect("batch");
-    store.ship(&refs).await.expect("the same batch again");
+    store.ship_over(&refs, 2).await.expect("batch");
+    store
+        .ship_over(&refs, 2)
+        .await
+        .expect("the same batch again");
 
     let one = |sql: &'static str| {
         let pool = pool.clone();
