@@ -3,6 +3,11 @@
 //! tables with one `INSERT … SELECT` each: no statement to parse and plan per batch, no parameter
 //! per value (PostgreSQL's CPU per row is what bounds sustained throughput).
 //!
+//! Each staged table is one declaration ([`Staged`]): every column the shipper COPYs sits beside
+//! the function that writes its value, and columns PostgreSQL computes from the staging row are
+//! named with their expression, so the column list and the values cannot drift apart; a test
+//! compares them with the table's columns in PostgreSQL.
+//!
 //! Every statement is idempotent: callbacks are keyed by id, errors and refusals by reference, rejected
 //! replies by id, upstream exchanges by callback id (`ON CONFLICT DO NOTHING`); call-state changes
 //! apply in journal order and never overwrite a newer state. Re-shipping a batch after a crash changes
