@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What one shipped callback row costs PostgreSQL, and what each index of `callbacks` adds to it.
+# What one shipped callback row costs PostgreSQL, and what each index of `callbacks`, the body stored
+# twice, `reply` as jsonb and the call_state upsert add to it.
 #
 #   benches/rows.sh                      # 40,000 rows per variant, three rounds
 #   ROWS=100000 REPEAT=5 benches/rows.sh
@@ -30,44 +31,75 @@ trap cleanup EXIT
 "${RUN[@]}" "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
 "${RUN[@]}" "$BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
   -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=" start >/dev/null
-PSQL=(psql -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt)
-for m in migrations/*.sql; do "${PSQL[@]}" -f "$m" >/dev/null; done
+PSQL=(psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+# Two databases: "now" with every migration, "before" without 0013 (the body stored twice).
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE now" -c "CREATE DATABASE before"
+for m in migrations/*.sql; do
+  "${PSQL[@]}" -d now -f "$m" >/dev/null
+  case "$m" in migrations/0013_*) ;; *) "${PSQL[@]}" -d before -f "$m" >/dev/null ;; esac
+done
 
-# The batches, as the shipper sends them (src/db/ship.rs), generated once.
-for variant in body nobody insert; do
+# The batches, as the shipper sends them (src/recording/ship.rs), generated once per style:
+#   before   the shipper before 0013: body as jsonb in COPY and stored
+#   now      body parsed as jsonb in the staging table only; body_json, called, caller derived by the INSERT
+#   noparse  body_json, called and caller sent by svamlgate, no jsonb parse in PostgreSQL at all
+#   state    now, plus one call_state upsert per callback (the IVR route's)
+#   insert   the shipper before COPY: one multi-row INSERT per batch (schema before 0013)
+for variant in before now noparse state insert; do
 python3 - "$ROWS" "$WORK/batches-$variant.sql" "$variant" <<'PY'
 import sys, uuid, json, datetime, hashlib
 rows, out, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-cols = ("id, reference, received_at, event_type, event_known, callid, application_key, event_timestamp, "
-        "raw_body, body, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, http_status, "
-        "reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, flow_node, "
-        "route_id, gate_verdict")
+common = ("id, reference, received_at, event_type, event_known, callid, application_key, event_timestamp, "
+          "raw_body, {body}parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, http_status, "
+          "reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, flow_node, "
+          "route_id, gate_verdict")
+old = variant in ("before", "insert")
+cols = common.format(body="body, " if variant != "noparse" else "body_json, called, caller, ")
+target = common.format(body="body, " if old else "body_json, called, caller, ")
+select = cols if variant in ("before", "insert", "noparse") else common.format(
+    body="body IS NOT NULL, CASE WHEN event_type = 'ice' THEN body->'to'->>'endpoint' END, "
+         "CASE WHEN event_type = 'ice' THEN body->>'cli' END, ")
+staging = "(LIKE callbacks)" if variant in ("before", "insert", "noparse") else "(LIKE callbacks INCLUDING DEFAULTS, body jsonb)"
 reply = json.dumps({"instructions": [], "action": {"name": "runMenu", "barge": True, "locale": "en-US",
   "mainMenu": "main", "menus": [{"id": "main", "mainPrompt": "#tts[Welcome to Example Corp. For sales, press 1. For support, press 2. To enter your PIN, press 3.]",
   "repeatPrompt": "#tts[Sorry, I did not get that. For sales, press 1. For support, press 2. To enter your PIN, press 3.]",
   "repeats": 2, "timeoutMills": 5000, "options": [{"dtmf": "1", "action": "return(sales)"},
   {"dtmf": "2", "action": "return(support)"}, {"dtmf": "3", "action": "return(pin)"}]}]}}, separators=(",", ":"))
 validation = json.dumps({"valid": True, "event": "ice", "violations": [], "warnings": []}, separators=(",", ":"))
+context = json.dumps({"digits": "", "attempts": 0, "vars": {"lang": "en"}}, separators=(",", ":"))
 t0 = datetime.datetime.now(datetime.timezone.utc)
 def esc(s): return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 with open(out, "w") as f:
     for b in range(0, rows, 500):
         f.write("BEGIN;\nSET LOCAL client_min_messages = warning;\n"
-                "CREATE TEMPORARY TABLE IF NOT EXISTS ship_callbacks (LIKE callbacks) ON COMMIT DELETE ROWS;\n"
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS ship_callbacks {staging} ON COMMIT DELETE ROWS;\n"
                 f"COPY ship_callbacks ({cols}) FROM STDIN;\n")
+        states = []
         for i in range(b, min(b + 500, rows)):
             at = (t0 + datetime.timedelta(microseconds=100 * i)).strftime("%Y-%m-%d %H:%M:%S.%f+00")
             callid = f"rows-{i}"
             body = ('{"event":"ice","callid":"%s","timestamp":"%sZ","version":1,"cli":"46708168731",'
                     '"to":{"type":"number","endpoint":"+15550100"},"domain":"pstn","originationType":"PSTN",'
                     '"applicationKey":"bench-key"}' % (callid, at[:23].replace(" ", "T")))
+            fields = ["t", "+15550100", "46708168731"] if variant == "noparse" else [esc(body)]
             row = [str(uuid.uuid1()), str(uuid.uuid1()), at, "ice", "t", callid, "bench-key", at,
-                   "\\\\x" + body.encode().hex(), esc(body) if variant == "body" else "\\N", "\\N", "verified",
+                   "\\\\x" + body.encode().hex()] + fields + ["\\N", "verified",
                    hashlib.sha256(body.encode()).hexdigest(), "127.0.0.1:5000", "/sinch/callback", "\\N",
                    "200", esc(reply), "flow", "\\N", esc(validation), "850", "1", "1", "welcome", "1", "passed"]
             f.write("\t".join(row) + "\n")
+            states.append("\t".join([callid, "1", "1", "1", "welcome", esc(context), at]))
         f.write("\\.\n")
-        f.write(f"INSERT INTO callbacks ({cols}) SELECT {cols} FROM ship_callbacks ON CONFLICT (id) DO NOTHING;\nCOMMIT;\n")
+        f.write(f"INSERT INTO callbacks ({target}) SELECT {select} FROM ship_callbacks ON CONFLICT (id) DO NOTHING;\n")
+        if variant == "state":
+            f.write("CREATE TEMPORARY TABLE IF NOT EXISTS ship_call_state (LIKE call_state) ON COMMIT DELETE ROWS;\n"
+                    "COPY ship_call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) FROM STDIN;\n"
+                    + "\n".join(states) + "\n\\.\n"
+                    "INSERT INTO call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) "
+                    "SELECT callid, route_id, flow_id, flow_version, node, context, updated_at FROM ship_call_state "
+                    "ON CONFLICT (callid) DO UPDATE SET route_id = EXCLUDED.route_id, flow_id = EXCLUDED.flow_id, "
+                    "flow_version = EXCLUDED.flow_version, node = EXCLUDED.node, context = EXCLUDED.context, "
+                    "updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at;\n")
+        f.write("COMMIT;\n")
 if variant != "insert":
     sys.exit(0)
 # The shipper before COPY: one multi-row INSERT per batch, parsed and planned every time.
@@ -101,39 +133,43 @@ cluster_cpu() { # clock ticks of every process of the cluster, the exited backen
 }
 TICK=$(getconf CLK_TCK)
 
-measure() { # SQL applied first, batches (body, nobody or insert), SQL applied after; prints us/row
-  "${PSQL[@]}" -c "SET client_min_messages = warning" -c "TRUNCATE callbacks CASCADE" -c "CHECKPOINT" >/dev/null
-  if [ -n "$1" ]; then "${PSQL[@]}" -c "$1" >/dev/null; fi
-  local before after
+measure() { # database, SQL applied first, batches (a style above), SQL applied after; prints us/row
+  local db=$1 before after
+  "${PSQL[@]}" -d "$db" -c "SET client_min_messages = warning" -c "TRUNCATE callbacks, call_state CASCADE" -c "CHECKPOINT" >/dev/null
+  if [ -n "$2" ]; then "${PSQL[@]}" -d "$db" -c "$2" >/dev/null; fi
   before=$(cluster_cpu)
-  "${PSQL[@]}" -f "$WORK/batches-$2.sql" >/dev/null
-  "${PSQL[@]}" -c "CHECKPOINT" >/dev/null
+  "${PSQL[@]}" -d "$db" -f "$WORK/batches-$3.sql" >/dev/null
+  "${PSQL[@]}" -d "$db" -c "CHECKPOINT" >/dev/null
   after=$(cluster_cpu)
-  if [ -n "$3" ]; then "${PSQL[@]}" -c "$3" >/dev/null; fi
+  if [ -n "$4" ]; then "${PSQL[@]}" -d "$db" -c "$4" >/dev/null; fi
   python3 -c "print(f'{($after - $before) * 1e6 / $TICK / $ROWS:.1f}')"
 }
 
-# label | SQL before | batches | SQL after
+# label | database | SQL before | batches | SQL after
 VARIANTS=(
-  "schema as migrated||body|"
-  "  without callbacks_received|DROP INDEX callbacks_received|body|CREATE INDEX callbacks_received ON callbacks (received_at DESC)"
-  "  without callbacks_callid_received|DROP INDEX callbacks_callid_received|body|CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)"
-  "  without the unique reference|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key|body|ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)"
-  "  with callbacks_type_received (0010 drops it)|CREATE INDEX IF NOT EXISTS callbacks_type_received ON callbacks (event_type, received_at DESC)|body|DROP INDEX callbacks_type_received"
-  "  body column left NULL (raw_body only)||nobody|"
-  "multi-row INSERT, indexes as before 0010|CREATE INDEX IF NOT EXISTS callbacks_type_received ON callbacks (event_type, received_at DESC)|insert|DROP INDEX callbacks_type_received"
+  "body stored twice (before 0013)|before||before|"
+  "body stored once (0013, as migrated)|now||now|"
+  "  without callbacks_received|now|DROP INDEX callbacks_received|now|CREATE INDEX callbacks_received ON callbacks (received_at DESC)"
+  "  without callbacks_callid_received|now|DROP INDEX callbacks_callid_received|now|CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)"
+  "  without the unique reference|now|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key|now|ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)"
+  "  without callbacks_ice_called and _cli|now|DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli|now|CREATE INDEX callbacks_ice_called ON callbacks (called, received_at DESC) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at DESC) WHERE event_type = 'ice'"
+  "  reply as json, not jsonb|now|CREATE TABLE saved AS SELECT v, pg_get_viewdef(v) AS d FROM unnest(ARRAY['gate_misses', 'call_timeline']) v; DROP VIEW gate_misses, call_timeline; ALTER TABLE callbacks ALTER reply TYPE json|now|ALTER TABLE callbacks ALTER reply TYPE jsonb; DO \$\$ DECLARE s record; BEGIN FOR s IN SELECT * FROM saved LOOP EXECUTE format('CREATE VIEW %I AS %s', s.v, s.d); END LOOP; END \$\$; DROP TABLE saved"
+  "  no jsonb parse at all (flags from svamlgate)|now||noparse|"
+  "  plus a call_state upsert per callback|now||state|"
+  "multi-row INSERT, body twice (the shipper before COPY)|before||insert|"
 )
 REPEAT=${REPEAT:-3}
-measure "" body "" >/dev/null # warms up (catalogs, the page cache); not counted
+measure now "" now "" >/dev/null # warms up (catalogs, the page cache); not counted
+measure before "" before "" >/dev/null
 declare -A FIG
 for round in $(seq 1 "$REPEAT"); do
   for v in "${VARIANTS[@]}"; do
-    IFS='|' read -r label before batches after <<<"$v"
-    FIG[$label]+="$(measure "$before" "$batches" "$after") "
+    IFS='|' read -r label db before batches after <<<"$v"
+    FIG[$label]+="$(measure "$db" "$before" "$batches" "$after") "
   done
 done
 echo "PostgreSQL CPU per shipped callback row: median of $REPEAT rounds of $ROWS rows (batches of 500, checkpoint included)"
 for v in "${VARIANTS[@]}"; do
   IFS='|' read -r label _ <<<"$v"
-  python3 -c "import statistics,sys; f=[float(x) for x in sys.argv[2].split()]; print(f'%-50s %6.1f us/row   (%s)' % (sys.argv[1], statistics.median(f), ' '.join(sys.argv[2].split())))" "$label" "${FIG[$label]}"
+  python3 -c "import statistics,sys; f=[float(x) for x in sys.argv[2].split()]; print(f'%-55s %6.1f us/row   (%s)' % (sys.argv[1], statistics.median(f), ' '.join(sys.argv[2].split())))" "$label" "${FIG[$label]}"
 done

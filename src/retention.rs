@@ -216,7 +216,7 @@ pub async fn redact(
     loop {
         let mut tx = pool.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, body, raw_body, reply, validation FROM callbacks
+            "SELECT id, callbacks.body AS body, raw_body, reply, validation FROM callbacks
              WHERE received_at < $1 AND redacted_at IS NULL
                AND (callid IS NULL OR NOT (callid = ANY($2)))
              ORDER BY received_at LIMIT $3",
@@ -239,7 +239,9 @@ pub async fn redact(
                 None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
             };
             sqlx::query(
-                "UPDATE callbacks SET body = $2, raw_body = $3, reply = $4, validation = $5, redacted_at = now() WHERE id = $1",
+                "UPDATE callbacks SET raw_body = $3, reply = $4, validation = $5, redacted_at = now(), \
+                 called = CASE WHEN event_type = 'ice' THEN $2::jsonb->'to'->>'endpoint' END, \
+                 caller = CASE WHEN event_type = 'ice' THEN $2::jsonb->>'cli' END WHERE id = $1",
             )
             .bind(id)
             .bind(&body)

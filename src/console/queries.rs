@@ -313,8 +313,7 @@ fn variants(number: &str) -> Vec<String> {
 }
 
 const FOUND_COLUMNS: &str =
-    "SELECT reference, received_at, event_type, callid, body->>'cli' AS caller, \
-     body->'to'->>'endpoint' AS called, reply_source, fallback_reason, gate_verdict, \
+    "SELECT reference, received_at, event_type, callid, caller, called, reply_source, fallback_reason, gate_verdict, \
      rejected_by_sinch IS NOT NULL AS sinch FROM callbacks WHERE true";
 
 /// The filters of `s` other than the number looked up by index (`skip`: `called` or `caller`).
@@ -323,12 +322,12 @@ fn push_filters(q: &mut QueryBuilder<sqlx::Postgres>, s: &Search, skip: Option<&
         q.push(" AND callid = ").push_bind(c.trim().to_owned());
     }
     if let (Some(n), false) = (&s.called, skip == Some("called")) {
-        q.push(" AND event_type = 'ice' AND body->'to'->>'endpoint' = ANY(")
+        q.push(" AND event_type = 'ice' AND called = ANY(")
             .push_bind(variants(n))
             .push(")");
     }
     if let (Some(n), false) = (&s.caller, skip == Some("caller")) {
-        q.push(" AND event_type = 'ice' AND body->>'cli' = ANY(")
+        q.push(" AND event_type = 'ice' AND caller = ANY(")
             .push_bind(variants(n))
             .push(")");
     }
@@ -366,8 +365,8 @@ fn push_filters(q: &mut QueryBuilder<sqlx::Postgres>, s: &Search, skip: Option<&
 /// callback by time.
 pub async fn search(pool: &PgPool, s: &Search, limit: i64) -> Result<Vec<Found>, sqlx::Error> {
     let keyed = match (&s.called, &s.caller) {
-        (Some(n), _) => Some(("called", "body->'to'->>'endpoint'", variants(n))),
-        (None, Some(n)) => Some(("caller", "body->>'cli'", variants(n))),
+        (Some(n), _) => Some(("called", "called", variants(n))),
+        (None, Some(n)) => Some(("caller", "caller", variants(n))),
         (None, None) => None,
     };
     let mut q = QueryBuilder::new("");

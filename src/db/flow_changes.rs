@@ -321,8 +321,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(
-            "SELECT callid, reference, event_type, body, reply, flow_version, flow_node, received_at \
-             FROM callbacks WHERE callid = ANY($1) AND duplicate_of IS NULL AND body IS NOT NULL \
+            "SELECT callid, reference, event_type, callbacks.body AS body, reply, flow_version, flow_node, received_at \
+             FROM callbacks WHERE callid = ANY($1) AND duplicate_of IS NULL AND body_json \
              ORDER BY callid, received_at, id",
         )
         .bind(&ids)

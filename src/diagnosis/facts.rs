@@ -340,7 +340,7 @@ async fn with_attempts(pool: &PgPool, rows: Vec<RequestRow>) -> Result<Vec<Reque
 pub async fn callbacks_for_call(pool: &PgPool, callid: &str) -> Result<Vec<Callback>, sqlx::Error> {
     let rows: Vec<CallbackRow> = sqlx::query_as(
         "SELECT received_at, event_type, signature, duplicate_of IS NOT NULL AS duplicate, \
-         fallback_reason, body FROM callbacks WHERE callid = $1 ORDER BY received_at, id",
+         fallback_reason, callbacks.body AS body FROM callbacks WHERE callid = $1 ORDER BY received_at, id",
     )
     .bind(callid)
     .fetch_all(pool)

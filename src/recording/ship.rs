@@ -3,12 +3,19 @@
 //! tables with one `INSERT … SELECT` each: no statement to parse and plan per batch, no parameter
 //! per value (PostgreSQL's CPU per row is what bounds sustained throughput).
 //!
+//! Each staged table is one declaration ([`Staged`]): every column the shipper COPYs sits beside
+//! the function that writes its value, and columns PostgreSQL computes from the staging row are
+//! named with their expression, so the column list and the values cannot drift apart; a test
+//! compares them with the table's columns in PostgreSQL.
+//!
 //! Every statement is idempotent: callbacks are keyed by id, errors and refusals by reference, rejected
 //! replies by id, upstream exchanges by callback id (`ON CONFLICT DO NOTHING`); call-state changes
 //! apply in journal order and never overwrite a newer state. Re-shipping a batch after a crash changes
 //! nothing.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
@@ -17,121 +24,581 @@ use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 use crate::db::copy::CopyText;
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
+use crate::flows::state::CallState;
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
+/// One column the shipper `COPY`s into a staging table: its name there, and how a row's value is
+/// written. The column list and the values come from the same declaration, so they cannot drift
+/// apart (issue #22: bind by name, not by position).
+pub struct Column<R> {
+    /// Name of the column in the staging table (and, unless the table lists it as staging-only, in
+    /// the target table).
+    pub name: &'static str,
+    write: fn(&R, &mut CopyText),
+}
+
+const fn col<R>(name: &'static str, write: fn(&R, &mut CopyText)) -> Column<R> {
+    Column { name, write }
+}
+
+/// A column of the target table that `INSERT … SELECT` computes from the staging row.
+pub struct Derived {
+    /// Name of the column in the target table.
+    pub name: &'static str,
+    /// SQL expression over the staging table's columns.
+    pub expr: &'static str,
+}
+
 /// A target table and its staging twin: a temporary table (one per connection, created on first use,
-/// emptied at every commit; no WAL) with the target's columns.
-struct Staged {
-    table: &'static str,
+/// emptied at every commit; no WAL) with the target's columns and `staging_only` ones.
+pub struct Staged<R: 'static> {
+    /// Target table.
+    pub table: &'static str,
     staging: &'static str,
-    /// The columns COPY fills, in the order the rows are written.
-    columns: &'static str,
-    /// What follows `INSERT INTO table (columns) SELECT columns FROM staging`.
+    /// Columns only the staging table has (name, type): COPYed, read by `derived`, not stored.
+    pub staging_only: &'static [(&'static str, &'static str)],
+    /// The columns COPY fills, each with its value.
+    pub columns: &'static [Column<R>],
+    /// Target columns computed from the staging row.
+    pub derived: &'static [Derived],
+    /// What follows `INSERT INTO table (…) SELECT … FROM staging`.
     conflict: &'static str,
 }
 
-/// The columns of `callbacks` the shipper writes, in the order `callback_rows` writes their values.
-pub const CALLBACK_COLUMNS: &str = "id, reference, received_at, event_type, event_known, callid, \
-    application_key, event_timestamp, raw_body, body, parse_warnings, signature, dedup_key, remote_addr, \
-    path, duplicate_of, http_status, reply, reply_source, fallback_reason, validation, latency_us, flow_id, \
-    flow_version, flow_node, route_id, gate_verdict";
+impl<R> Staged<R> {
+    /// The target table's columns this table writes: the COPYed ones (but the staging-only) and the
+    /// derived ones.
+    pub fn target_columns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.columns
+            .iter()
+            .map(|c| c.name)
+            .filter(|n| !self.staging_only.iter().any(|(s, _)| s == n))
+            .chain(self.derived.iter().map(|d| d.name))
+    }
 
-/// The columns of `callbacks` other steps write after the row is in: Sinch's verdict on the reply
-/// (`feedback`, shipped as an update) and the time its numbers were masked (retention).
-pub const CALLBACK_COLUMNS_SET_LATER: [&str; 2] = ["rejected_by_sinch", "redacted_at"];
+    /// The COPY payload of `rows`: one line per row, the values in the order of `columns`.
+    fn copy_text<'r>(&self, rows: impl IntoIterator<Item = &'r R>) -> CopyText
+    where
+        R: 'r,
+    {
+        let mut out = CopyText::new();
+        for r in rows {
+            for c in self.columns {
+                (c.write)(r, &mut out);
+            }
+            out.end_row();
+        }
+        out
+    }
 
-const CALLBACKS: Staged = Staged {
-    table: "callbacks",
-    staging: "ship_callbacks",
-    columns: CALLBACK_COLUMNS,
-    conflict: "ON CONFLICT (id) DO NOTHING",
-};
+    fn create_sql(&self) -> String {
+        let extra: String = self
+            .staging_only
+            .iter()
+            .map(|(n, t)| format!(", {n} {t}"))
+            .collect();
+        // Quietly: IF NOT EXISTS would send a notice for every batch after the first.
+        format!(
+            "SET LOCAL client_min_messages = warning; \
+             CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS{extra}) ON COMMIT DELETE ROWS",
+            self.staging, self.table
+        )
+    }
 
-const ERRORS: Staged = Staged {
-    table: "errors",
-    staging: "ship_errors",
-    columns: "reference, occurred_at, error_code, http_status, status, message, method, path, remote_addr, \
-        callback_id, detail",
-    conflict: "ON CONFLICT (reference) DO NOTHING",
-};
+    fn copy_sql(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
+        format!("COPY {} ({}) FROM STDIN", self.staging, names.join(", "))
+    }
 
-const REFUSALS: Staged = Staged {
-    table: "refusals",
-    staging: "ship_refusals",
-    columns: "reference, received_at, reason, error_code, application_key, remote_addr, method, path, headers, \
-        body_sha256, body_bytes, explanation, cause, answered, summary_count, first_at, last_at, peer",
-    conflict: "ON CONFLICT (reference) DO NOTHING",
-};
+    fn insert_sql(&self) -> String {
+        let targets: Vec<&str> = self.target_columns().collect();
+        let values: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|c| c.name)
+            .filter(|n| !self.staging_only.iter().any(|(s, _)| s == n))
+            .chain(self.derived.iter().map(|d| d.expr))
+            .collect();
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} {}",
+            self.table,
+            targets.join(", "),
+            values.join(", "),
+            self.staging,
+            self.conflict
+        )
+    }
 
-const CALL_STATES: Staged = Staged {
-    table: "call_state",
-    staging: "ship_call_state",
-    columns: "callid, route_id, flow_id, flow_version, node, context, updated_at",
-    conflict: "ON CONFLICT (callid) DO UPDATE SET route_id = EXCLUDED.route_id, flow_id = EXCLUDED.flow_id, \
-        flow_version = EXCLUDED.flow_version, node = EXCLUDED.node, context = EXCLUDED.context, \
-        updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
-};
-
-impl Staged {
     /// COPYs `rows` into the staging table, then moves them into the table.
-    async fn ship(&self, tx: &mut Tx<'_>, rows: &CopyText) -> Result<(), sqlx::Error> {
+    async fn ship<'r>(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: impl IntoIterator<Item = &'r R>,
+    ) -> Result<(), sqlx::Error>
+    where
+        R: 'r,
+    {
+        let rows = self.copy_text(rows);
         if rows.rows() == 0 {
             return Ok(());
         }
-        // Quietly: IF NOT EXISTS would send a notice for every batch after the first.
-        let create = format!(
-            "SET LOCAL client_min_messages = warning; \
-             CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS",
-            self.staging, self.table
-        );
-        sqlx::raw_sql(AssertSqlSafe(create))
+        sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
             .execute(&mut **tx)
             .await?;
-        let mut copy = tx
-            .copy_in_raw(&format!(
-                "COPY {} ({}) FROM STDIN",
-                self.staging, self.columns
-            ))
-            .await?;
+        let mut copy = tx.copy_in_raw(&self.copy_sql()).await?;
         copy.send(rows.bytes()).await?;
         copy.finish().await?;
-        let insert = format!(
-            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} {conflict}",
-            table = self.table,
-            columns = self.columns,
-            staging = self.staging,
-            conflict = self.conflict
-        );
-        sqlx::query(AssertSqlSafe(insert))
+        sqlx::query(AssertSqlSafe(self.insert_sql()))
             .execute(&mut **tx)
             .await?;
         Ok(())
     }
 }
 
-impl Store {
-    /// Writes a batch of journal records in one transaction.
-    pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
-        let mut callbacks: Vec<&CallbackRecord> = Vec::new();
-        let mut errors: Vec<&ErrorRecord> = Vec::new();
-        let mut outbound: Vec<&OutboundRecord> = Vec::new();
+/// The columns of `callbacks` other steps write after the row is in: Sinch's verdict on the reply
+/// (`feedback`, shipped as an update) and the time its numbers were masked (retention).
+pub const CALLBACK_COLUMNS_SET_LATER: [&str; 2] = ["rejected_by_sinch", "redacted_at"];
+
+/// The columns of `errors` set after the row is in: the time its numbers were masked (retention).
+pub const ERROR_COLUMNS_SET_LATER: [&str; 1] = ["redacted_at"];
+
+/// What the shipper writes into `callbacks`. The body goes into the staging table only, where
+/// PostgreSQL parses it as `jsonb` once: `body_json` says whether it took it, and the ICE's called
+/// and calling numbers are read from it for the console's search. The row keeps the bytes once, in
+/// `raw_body`; `c.body` parses them again when read (`migrations/0013_body_stored_once.sql`).
+pub const CALLBACKS: Staged<CallbackRecord> = Staged {
+    table: "callbacks",
+    staging: "ship_callbacks",
+    staging_only: &[("body", "jsonb")],
+    columns: &[
+        col("id", |r, o| {
+            o.uuid(r.callback.id);
+        }),
+        col("reference", |r, o| {
+            o.text(&r.callback.reference);
+        }),
+        col("received_at", |r, o| {
+            o.timestamp(r.callback.received_at);
+        }),
+        col("event_type", |r, o| {
+            o.text(r.callback.event_type.as_str());
+        }),
+        col("event_known", |r, o| {
+            o.bool(r.callback.event_known);
+        }),
+        col("callid", |r, o| {
+            o.opt_text(r.callback.callid.as_deref());
+        }),
+        col("application_key", |r, o| {
+            o.opt_text(r.callback.application_key.as_deref());
+        }),
+        col("event_timestamp", |r, o| {
+            o.opt_timestamp(r.callback.event_timestamp);
+        }),
+        col("raw_body", |r, o| {
+            o.bytea(&r.callback.raw_body);
+        }),
+        col("body", |r, o| {
+            o.opt_text(body_json(&r.callback));
+        }),
+        col("parse_warnings", |r, o| {
+            let warnings = r.callback.parse_warnings.as_ref().map(|w| w.to_string());
+            o.opt_text(warnings.as_deref());
+        }),
+        col("signature", |r, o| {
+            o.text(r.callback.signature.as_str());
+        }),
+        col("dedup_key", |r, o| {
+            o.opt_text(r.callback.dedup_key.as_deref());
+        }),
+        col("remote_addr", |r, o| {
+            o.opt_text(r.callback.remote_addr.as_deref());
+        }),
+        col("path", |r, o| {
+            o.text(&r.callback.path);
+        }),
+        col("duplicate_of", |r, o| {
+            o.opt_uuid(r.duplicate_of);
+        }),
+        col("http_status", |r, o| {
+            o.int(i64::from(
+                i16::try_from(r.outcome.http_status).unwrap_or(i16::MAX),
+            ));
+        }),
+        col("reply", |r, o| {
+            o.opt_text(r.outcome.reply.as_deref().map(|v| v.get()));
+        }),
+        col("reply_source", |r, o| {
+            o.text(r.outcome.reply_source.as_str());
+        }),
+        col("fallback_reason", |r, o| {
+            o.opt_text(r.outcome.fallback_reason.map(|r| r.as_str()));
+        }),
+        col("validation", |r, o| {
+            o.opt_text(r.outcome.validation.as_deref().map(|v| v.get()));
+        }),
+        col("latency_us", |r, o| {
+            o.int(r.outcome.latency_us);
+        }),
+        col("flow_id", |r, o| {
+            o.opt_int(r.outcome.flow_id);
+        }),
+        col("flow_version", |r, o| {
+            o.opt_int(r.outcome.flow_version.map(i64::from));
+        }),
+        col("flow_node", |r, o| {
+            o.opt_text(r.outcome.flow_node.as_deref());
+        }),
+        col("route_id", |r, o| {
+            o.opt_int(r.outcome.route_id);
+        }),
+        col("gate_verdict", |r, o| {
+            o.opt_text(r.outcome.gate_verdict.map(|v| v.as_str()));
+        }),
+    ],
+    derived: &[
+        Derived {
+            name: "body_json",
+            expr: "body IS NOT NULL",
+        },
+        Derived {
+            name: "called",
+            expr: "CASE WHEN event_type = 'ice' THEN body->'to'->>'endpoint' END",
+        },
+        Derived {
+            name: "caller",
+            expr: "CASE WHEN event_type = 'ice' THEN body->>'cli' END",
+        },
+    ],
+    conflict: "ON CONFLICT (id) DO NOTHING",
+};
+
+/// What the shipper writes into `errors`.
+pub const ERRORS: Staged<ErrorRecord> = Staged {
+    table: "errors",
+    staging: "ship_errors",
+    staging_only: &[],
+    columns: &[
+        col("reference", |r, o| {
+            o.text(&r.reference);
+        }),
+        col("occurred_at", |r, o| {
+            o.opt_timestamp(r.occurred_at);
+        }),
+        col("error_code", |r, o| {
+            o.int(error_code(r));
+        }),
+        col("http_status", |r, o| {
+            o.int(i64::from(i16::try_from(r.http_status).unwrap_or(i16::MAX)));
+        }),
+        col("status", |r, o| {
+            o.text(&r.status);
+        }),
+        col("message", |r, o| {
+            o.text(&r.message);
+        }),
+        col("method", |r, o| {
+            o.opt_text(r.method.as_deref());
+        }),
+        col("path", |r, o| {
+            o.opt_text(r.path.as_deref());
+        }),
+        col("remote_addr", |r, o| {
+            o.opt_text(r.remote_addr.as_deref());
+        }),
+        col("callback_id", |r, o| {
+            o.opt_uuid(r.callback_id);
+        }),
+        col("detail", |r, o| {
+            let detail = r.detail.as_ref().map(|d| d.to_string());
+            o.opt_text(detail.as_deref());
+        }),
+    ],
+    derived: &[],
+    conflict: "ON CONFLICT (reference) DO NOTHING",
+};
+
+/// What the shipper writes into `refusals` (only for errors that carry a refusal).
+pub const REFUSALS: Staged<ErrorRecord> = Staged {
+    table: "refusals",
+    staging: "ship_refusals",
+    staging_only: &[],
+    columns: &[
+        col("reference", |r, o| {
+            o.text(&r.reference);
+        }),
+        col("received_at", |r, o| {
+            o.opt_timestamp(r.occurred_at);
+        }),
+        col("reason", |r, o| {
+            o.opt_text(r.refusal.as_ref().map(|x| x.reason.as_str()));
+        }),
+        col("error_code", |r, o| {
+            o.int(error_code(r));
+        }),
+        col("application_key", |r, o| {
+            o.opt_text(
+                r.refusal
+                    .as_ref()
+                    .and_then(|x| x.application_key.as_deref()),
+            );
+        }),
+        col("remote_addr", |r, o| {
+            o.opt_text(r.remote_addr.as_deref());
+        }),
+        col("method", |r, o| {
+            o.text(r.method.as_deref().unwrap_or("POST"));
+        }),
+        col("path", |r, o| {
+            o.text(r.path.as_deref().unwrap_or_default());
+        }),
+        col("headers", |r, o| {
+            let headers = r.refusal.as_ref().map(|x| x.headers.to_string());
+            o.opt_text(headers.as_deref());
+        }),
+        col("body_sha256", |r, o| {
+            o.opt_text(r.refusal.as_ref().map(|x| x.body_sha256.as_str()));
+        }),
+        col("body_bytes", |r, o| {
+            o.opt_int(
+                r.refusal
+                    .as_ref()
+                    .map(|x| i64::from(i32::try_from(x.body_bytes).unwrap_or(i32::MAX))),
+            );
+        }),
+        col("explanation", |r, o| {
+            let explanation = r
+                .refusal
+                .as_ref()
+                .and_then(|x| x.explanation.as_ref())
+                .and_then(|x| serde_json::to_string(x).ok());
+            o.opt_text(explanation.as_deref());
+        }),
+        col("cause", |r, o| {
+            let cause = r.refusal.as_ref().and_then(|x| x.explanation.as_ref());
+            o.opt_text(cause.map(|x| x.cause.as_str()));
+        }),
+        col("answered", |r, o| {
+            o.bool(r.refusal.as_ref().is_some_and(|x| x.answered));
+        }),
+        col("summary_count", |r, o| {
+            let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
+            o.opt_int(s.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)));
+        }),
+        col("first_at", |r, o| {
+            let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
+            o.opt_timestamp(s.map(|s| s.first_at));
+        }),
+        col("last_at", |r, o| {
+            let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
+            o.opt_timestamp(s.map(|s| s.last_at));
+        }),
+        col("peer", |r, o| {
+            let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
+            o.opt_text(s.map(|s| s.peer.as_str()));
+        }),
+    ],
+    derived: &[],
+    conflict: "ON CONFLICT (reference) DO NOTHING",
+};
+
+fn error_code(e: &ErrorRecord) -> i64 {
+    i64::from(i32::try_from(e.error_code).unwrap_or(i32::MAX))
+}
+
+/// The state a callback set on its call (`None` for an ended call or no change).
+fn set_state(r: &CallbackRecord) -> Option<(&str, &CallState)> {
+    match &r.call_state {
+        Some(CallStateChange::Set { callid, state }) => Some((callid.as_str(), state)),
+        _ => None,
+    }
+}
+
+/// What the shipper writes into `call_state`: one row per call, from the callback whose change was the
+/// call's last of the batch (its arrival time is the state's time).
+pub const CALL_STATES: Staged<CallbackRecord> = Staged {
+    table: "call_state",
+    staging: "ship_call_state",
+    staging_only: &[],
+    columns: &[
+        col("callid", |r, o| {
+            o.opt_text(set_state(r).map(|(c, _)| c));
+        }),
+        col("route_id", |r, o| {
+            o.opt_int(set_state(r).and_then(|(_, s)| s.route_id));
+        }),
+        col("flow_id", |r, o| {
+            o.opt_int(set_state(r).and_then(|(_, s)| s.flow_id));
+        }),
+        col("flow_version", |r, o| {
+            o.opt_int(set_state(r).and_then(|(_, s)| s.flow_version).map(i64::from));
+        }),
+        col("node", |r, o| {
+            o.opt_text(set_state(r).and_then(|(_, s)| s.node.as_deref()));
+        }),
+        col("context", |r, o| {
+            let context = set_state(r).and_then(|(_, s)| serde_json::to_string(&s.context).ok());
+            o.text(context.as_deref().unwrap_or("null"));
+        }),
+        col("updated_at", |r, o| {
+            o.timestamp(r.callback.received_at);
+        }),
+    ],
+    derived: &[],
+    conflict: "ON CONFLICT (callid) DO UPDATE SET route_id = EXCLUDED.route_id, flow_id = EXCLUDED.flow_id, \
+        flow_version = EXCLUDED.flow_version, node = EXCLUDED.node, context = EXCLUDED.context, \
+        updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
+};
+
+/// Batches with at least this many callbacks are shipped over two connections at once (a
+/// catch-up); smaller ones in one transaction.
+pub const PARALLEL_AT: usize = 200;
+
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(1);
+
+/// How many connections a large batch is shipped over: 1 (the default: every batch in one
+/// transaction) or 2 (SVAMLGATE_SHIP_CONNECTIONS; not shown to pay yet, docs/benchmarks.md).
+pub fn set_connections(n: usize) {
+    CONNECTIONS.store(n.clamp(1, 2), Ordering::Relaxed);
+}
+
+/// A part of a batch, shipped in one transaction.
+#[derive(Default, Clone)]
+struct Part<'a> {
+    /// Callback rows, with their errors, rejected replies and upstream exchanges.
+    callbacks: Vec<&'a CallbackRecord>,
+    /// Errors recorded on their own.
+    errors: Vec<&'a ErrorRecord>,
+    /// Callbacks whose call-state changes are applied here (the last of each call wins).
+    states: Vec<&'a CallbackRecord>,
+    /// Callbacks whose Sinch report marks an earlier reply (after that reply's row is in).
+    reports: Vec<&'a CallbackRecord>,
+    /// Stages of requests to Sinch, in journal order.
+    outbound: Vec<&'a OutboundRecord>,
+}
+
+impl<'a> Part<'a> {
+    fn of(records: &[&'a Record]) -> Part<'a> {
+        let mut p = Part::default();
         for r in records {
             match r {
-                Record::Callback(c) => {
-                    callbacks.push(c);
-                    errors.extend(c.errors.iter());
-                }
-                Record::Error(e) => errors.push(e),
-                Record::Outbound(o) => outbound.push(o),
+                Record::Callback(c) => p.callbacks.push(c),
+                Record::Error(e) => p.errors.push(e),
+                Record::Outbound(o) => p.outbound.push(o),
             }
         }
+        p.states = p.callbacks.clone();
+        p.reports = p
+            .callbacks
+            .iter()
+            .copied()
+            .filter(|c| c.sinch_report.is_some())
+            .collect();
+        p
+    }
+
+    fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+            && self.errors.is_empty()
+            && self.reports.is_empty()
+            && self.outbound.is_empty()
+    }
+}
+
+impl Store {
+    /// Writes a batch of journal records, over the connections set by [`set_connections`]. A batch
+    /// of fewer than [`PARALLEL_AT`] callbacks, or any batch over one connection, goes in one
+    /// transaction. A larger one (a catch-up) over two connections is split so that PostgreSQL works on two
+    /// connections at once: the two halves of its callbacks (each with its errors, rejected replies
+    /// and exchanges; the call states with the second), then, once both are committed, what refers
+    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Every
+    /// statement is idempotent, so a part committed before another failed is harmless: on any
+    /// failure of the split, the whole batch is shipped again in one transaction, whose result
+    /// (a refusal, a lost connection) is the one returned.
+    pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
+        self.ship_over(records, CONNECTIONS.load(Ordering::Relaxed))
+            .await
+    }
+
+    /// [`Store::ship`] over `connections` (1 or 2) for a large batch.
+    pub async fn ship_over(
+        &self,
+        records: &[&Record],
+        connections: usize,
+    ) -> Result<(), sqlx::Error> {
+        let all = Part::of(records);
+        let n = all.callbacks.len();
+        if n < PARALLEL_AT || connections < 2 {
+            return self.ship_part(&all).await;
+        }
+        let (first, second) = all.callbacks.split_at(n / 2);
+        let a = Part {
+            callbacks: first.to_vec(),
+            ..Part::default()
+        };
+        let b = Part {
+            callbacks: second.to_vec(),
+            states: all.states.clone(),
+            ..Part::default()
+        };
+        let rest = Part {
+            errors: all.errors.clone(),
+            reports: all.reports.clone(),
+            outbound: all.outbound.clone(),
+            ..Part::default()
+        };
+        let split = async {
+            futures_util::future::try_join(self.ship_part(&a), self.ship_part(&b)).await?;
+            if !rest.is_empty() {
+                self.ship_part(&rest).await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        match split {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch shipped over two connections failed; shipping it in one transaction");
+                self.ship_part(&all).await
+            }
+        }
+    }
+
+    /// Writes one part of a batch in one transaction.
+    async fn ship_part(&self, p: &Part<'_>) -> Result<(), sqlx::Error> {
+        let callbacks = &p.callbacks;
+        let mut errors: Vec<&ErrorRecord> =
+            callbacks.iter().flat_map(|c| c.errors.iter()).collect();
+        errors.extend(p.errors.iter().copied());
+        // An error recorded without its time (a journal of an older release) gets one, the same
+        // in errors and refusals.
+        let now = OffsetDateTime::now_utc();
+        let errors: Vec<Cow<'_, ErrorRecord>> = errors
+            .into_iter()
+            .map(|e| match e.occurred_at {
+                Some(_) => Cow::Borrowed(e),
+                None => Cow::Owned(ErrorRecord {
+                    occurred_at: Some(now),
+                    ..e.clone()
+                }),
+            })
+            .collect();
         let mut tx = self.pool().begin().await?;
-        CALLBACKS.ship(&mut tx, &callback_rows(&callbacks)).await?;
-        let (error_rows, refusal_rows) = error_rows(&errors);
-        ERRORS.ship(&mut tx, &error_rows).await?;
-        REFUSALS.ship(&mut tx, &refusal_rows).await?;
-        for c in &callbacks {
+        CALLBACKS.ship(&mut tx, callbacks.iter().copied()).await?;
+        ERRORS
+            .ship(&mut tx, errors.iter().map(|e| e.as_ref()))
+            .await?;
+        REFUSALS
+            .ship(
+                &mut tx,
+                errors
+                    .iter()
+                    .map(|e| e.as_ref())
+                    .filter(|e| e.refusal.is_some()),
+            )
+            .await?;
+        for c in callbacks {
             if let Some(r) = &c.rejected {
                 sqlx::query(
                     "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
@@ -164,13 +631,13 @@ impl Store {
                 .await?;
             }
         }
-        apply_call_states(&mut tx, &callbacks).await?;
-        for c in &callbacks {
+        apply_call_states(&mut tx, &p.states).await?;
+        for c in &p.reports {
             if let Some(report) = &c.sinch_report {
                 mark_rejected_by_sinch(&mut tx, c, report).await?;
             }
         }
-        for o in outbound {
+        for o in &p.outbound {
             ship_outbound(&mut tx, o).await?;
         }
         tx.commit().await
@@ -300,98 +767,6 @@ fn body_json(c: &super::NewCallback) -> Option<&str> {
     (!text.contains("\\u0000")).then_some(text)
 }
 
-fn callback_rows(rows: &[&CallbackRecord]) -> CopyText {
-    let mut out = CopyText::new();
-    for r in rows {
-        let c = &r.callback;
-        let o = &r.outcome;
-        let warnings = c.parse_warnings.as_ref().map(|w| w.to_string());
-        out.uuid(c.id)
-            .text(&c.reference)
-            .timestamp(c.received_at)
-            .text(c.event_type.as_str())
-            .bool(c.event_known)
-            .opt_text(c.callid.as_deref())
-            .opt_text(c.application_key.as_deref())
-            .opt_timestamp(c.event_timestamp)
-            .bytea(&c.raw_body)
-            .opt_text(body_json(c))
-            .opt_text(warnings.as_deref())
-            .text(c.signature.as_str())
-            .opt_text(c.dedup_key.as_deref())
-            .opt_text(c.remote_addr.as_deref())
-            .text(&c.path)
-            .opt_uuid(r.duplicate_of)
-            .int(i64::from(i16::try_from(o.http_status).unwrap_or(i16::MAX)))
-            .opt_text(o.reply.as_deref().map(|v| v.get()))
-            .text(o.reply_source.as_str())
-            .opt_text(o.fallback_reason.map(|r| r.as_str()))
-            .opt_text(o.validation.as_deref().map(|v| v.get()))
-            .int(o.latency_us)
-            .opt_int(o.flow_id)
-            .opt_int(o.flow_version.map(i64::from))
-            .opt_text(o.flow_node.as_deref())
-            .opt_int(o.route_id)
-            .opt_text(o.gate_verdict.map(|v| v.as_str()));
-        out.end_row();
-    }
-    out
-}
-
-/// Rows of `errors`, and of `refusals` for the errors that are signature refusals.
-fn error_rows(rows: &[&ErrorRecord]) -> (CopyText, CopyText) {
-    let mut errors = CopyText::new();
-    let mut refusals = CopyText::new();
-    for e in rows {
-        let at = e.occurred_at.unwrap_or_else(OffsetDateTime::now_utc);
-        let code = i64::from(i32::try_from(e.error_code).unwrap_or(i32::MAX));
-        let detail = e.detail.as_ref().map(|d| d.to_string());
-        errors
-            .text(&e.reference)
-            .timestamp(at)
-            .int(code)
-            .int(i64::from(i16::try_from(e.http_status).unwrap_or(i16::MAX)))
-            .text(&e.status)
-            .text(&e.message)
-            .opt_text(e.method.as_deref())
-            .opt_text(e.path.as_deref())
-            .opt_text(e.remote_addr.as_deref())
-            .opt_uuid(e.callback_id)
-            .opt_text(detail.as_deref());
-        errors.end_row();
-        if let Some(r) = &e.refusal {
-            let headers = r.headers.to_string();
-            refusals
-                .text(&e.reference)
-                .timestamp(at)
-                .text(&r.reason)
-                .int(code)
-                .opt_text(r.application_key.as_deref())
-                .opt_text(e.remote_addr.as_deref())
-                .text(e.method.as_deref().unwrap_or("POST"))
-                .text(e.path.as_deref().unwrap_or_default())
-                .text(&headers)
-                .text(&r.body_sha256)
-                .int(i64::from(i32::try_from(r.body_bytes).unwrap_or(i32::MAX)));
-            let explanation = r
-                .explanation
-                .as_ref()
-                .and_then(|x| serde_json::to_string(x).ok());
-            let summary = r.summary.as_ref();
-            refusals
-                .opt_text(explanation.as_deref())
-                .opt_text(r.explanation.as_ref().map(|x| x.cause.as_str()))
-                .bool(r.answered)
-                .opt_int(summary.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)))
-                .opt_timestamp(summary.map(|s| s.first_at))
-                .opt_timestamp(summary.map(|s| s.last_at))
-                .opt_text(summary.map(|s| s.peer.as_str()));
-            refusals.end_row();
-        }
-    }
-    (errors, refusals)
-}
-
 /// Marks the reply svamlgate last sent on the call (before the report arrived) as rejected by Sinch.
 /// Idempotent: the same mark is set again when a batch is re-shipped.
 async fn mark_rejected_by_sinch(
@@ -429,35 +804,24 @@ async fn apply_call_states(
     tx: &mut Tx<'_>,
     callbacks: &[&CallbackRecord],
 ) -> Result<(), sqlx::Error> {
-    let mut last: HashMap<&str, (&CallStateChange, OffsetDateTime)> = HashMap::new();
+    let mut last: HashMap<&str, &CallbackRecord> = HashMap::new();
     for c in callbacks {
         if let Some(change) = &c.call_state {
             let callid = match change {
                 CallStateChange::Set { callid, .. } | CallStateChange::Ended { callid } => callid,
             };
-            last.insert(callid.as_str(), (change, c.callback.received_at));
+            last.insert(callid.as_str(), c);
         }
     }
-    let mut sets = CopyText::new();
+    let mut sets: Vec<&CallbackRecord> = Vec::new();
     let mut ended: Vec<&str> = Vec::new();
     let mut ended_at: Vec<OffsetDateTime> = Vec::new();
-    for (callid, (change, at)) in last {
-        match change {
-            CallStateChange::Set { state: s, .. } => {
-                let context = serde_json::to_string(&s.context).ok();
-                sets.text(callid)
-                    .opt_int(s.route_id)
-                    .opt_int(s.flow_id)
-                    .opt_int(s.flow_version.map(i64::from))
-                    .opt_text(s.node.as_deref())
-                    .text(context.as_deref().unwrap_or("null"))
-                    .timestamp(at);
-                sets.end_row();
-            }
-            CallStateChange::Ended { .. } => {
-                ended.push(callid);
-                ended_at.push(at);
-            }
+    for (callid, c) in last {
+        if set_state(c).is_some() {
+            sets.push(c);
+        } else {
+            ended.push(callid);
+            ended_at.push(c.callback.received_at);
         }
     }
     if !ended.is_empty() {
@@ -470,5 +834,5 @@ async fn apply_call_states(
         .execute(&mut **tx)
         .await?;
     }
-    CALL_STATES.ship(tx, &sets).await
+    CALL_STATES.ship(tx, sets).await
 }

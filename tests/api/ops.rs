@@ -755,7 +755,7 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
         let pool = app.pool.clone();
         async move {
             let row: (Option<String>, Vec<u8>, Option<time::OffsetDateTime>) = sqlx::query_as(
-                "SELECT body->>'cli', raw_body, redacted_at FROM callbacks WHERE callid = $1 AND event_type = 'ice'",
+                "SELECT c.body->>'cli', raw_body, redacted_at FROM callbacks c WHERE callid = $1 AND event_type = 'ice'",
             )
             .bind(callid)
             .fetch_one(&pool)
@@ -782,6 +782,19 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
     assert!(String::from_utf8_lossy(&new_raw).contains("46708168731"));
     assert!(new_at.is_none());
     assert_eq!(cli("old-open").await.0.as_deref(), Some("46708168731"));
+    // The console's search columns hold what the body holds, masked or not.
+    let searched: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT callid, caller IS NOT DISTINCT FROM c.body->>'cli' \
+                AND called IS NOT DISTINCT FROM c.body->'to'->>'endpoint' AND caller IS NOT NULL \
+         FROM callbacks c WHERE event_type = 'ice' ORDER BY callid",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        searched.len() >= 3 && searched.iter().all(|(_, same)| *same),
+        "{searched:?}"
+    );
     let dest: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT reference, destination FROM outbound_requests ORDER BY reference")
             .fetch_all(&app.pool)
