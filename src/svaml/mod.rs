@@ -15,6 +15,7 @@
 //!   [`cookies_set`] extracts the cookies a reply sets.
 
 pub mod lint;
+pub mod memo;
 pub mod model;
 pub mod policy;
 pub mod report;
