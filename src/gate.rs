@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::config::{read_inline_or_file, ServeArgs};
+use crate::svaml::memo::Memo;
 use crate::svaml::model::{Action, Svaml};
 use crate::svaml::{CallContext, Mode, Report, Target, Validator};
 
@@ -86,6 +87,8 @@ pub struct Gate {
     defaults: [Value; 4],
     /// By [`Target::index`].
     fallbacks: [Value; 4],
+    /// Reports of the documents checked before (a flow's reply is checked once, not per call).
+    memo: Arc<Memo>,
 }
 
 impl Gate {
@@ -151,6 +154,7 @@ impl Gate {
             mode,
             defaults,
             fallbacks,
+            memo: Arc::new(Memo::new()),
         };
         for t in REPLY_TARGETS {
             for (kind, doc) in [
@@ -174,6 +178,11 @@ impl Gate {
     /// The shared validator.
     pub fn validator(&self) -> &Validator {
         &self.validator
+    }
+
+    /// Reports remembered by [`Gate::pass_in_call`] (hits and misses, for tests and figures).
+    pub fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// The mode replies are checked in.
@@ -201,9 +210,9 @@ impl Gate {
     /// key over the cookies the call set earlier (`context`) and this reply's. After the reply went
     /// out, [`crate::svaml::cookies_set`] gives the cookies it set, to add to the call's context.
     pub fn pass_in_call(&self, target: Target, candidate: Value, context: &CallContext) -> Verdict {
-        let report = self
-            .validator
-            .check_in_call(target, &candidate, self.mode, context);
+        let report =
+            self.memo
+                .check_in_call(&self.validator, target, &candidate, self.mode, context);
         if report.valid {
             Verdict {
                 reply: candidate,
@@ -301,6 +310,50 @@ mod tests {
         let verdict = gate.pass_in_call(Target::Pie, reply.clone(), &context);
         assert!(!verdict.passed && verdict.report.has_code("SVAML040"));
         assert_eq!(verdict.rejected, Some(reply));
+        Ok(())
+    }
+
+    #[test]
+    fn a_remembered_verdict_is_the_fresh_one() -> anyhow::Result<()> {
+        let validator = Arc::new(Validator::new()?);
+        let normal = Gate::new(validator.clone(), &ServeArgs::for_tests())?;
+        let mut config = ServeArgs::for_tests();
+        config.strict_replies = true;
+        let strict = Gate::new(validator.clone(), &config)?;
+        let raised = Arc::new(Validator::with_limits(crate::svaml::Limits {
+            max_say_chars: 1000,
+        })?);
+        let roomy = Gate::new(raised, &ServeArgs::for_tests())?;
+        // Passes in normal mode with a warning, fails strict mode (legacy casing).
+        let casing =
+            json!({"instructions": [{"name": "Say", "text": "Hi"}], "action": {"name": "hangup"}});
+        // Fails Sinch's default say limit, passes a raised one.
+        let long = json!({"instructions": [{"name": "say", "text": "a".repeat(700)}], "action": {"name": "hangup"}});
+        for _ in 0..3 {
+            for doc in [&casing, &long] {
+                for gate in [&normal, &strict, &roomy] {
+                    let fresh = gate.validator().check(Target::Ice, doc, gate.mode());
+                    let verdict = gate.pass(Target::Ice, doc.clone());
+                    assert_eq!(verdict.report, fresh);
+                    assert_eq!(verdict.passed, fresh.valid);
+                    if fresh.valid {
+                        assert_eq!(&verdict.reply, doc);
+                        assert!(verdict.rejected.is_none());
+                    } else {
+                        assert_eq!(&verdict.reply, gate.fallback(Target::Ice));
+                        assert_eq!(verdict.rejected.as_ref(), Some(doc));
+                    }
+                }
+            }
+        }
+        // Each gate checked each document once; every other verdict was remembered.
+        for gate in [&normal, &strict, &roomy] {
+            assert_eq!((gate.memo().misses(), gate.memo().hits()), (2, 4));
+        }
+        assert!(normal.pass(Target::Ice, casing.clone()).passed);
+        assert!(!strict.pass(Target::Ice, casing).passed);
+        assert!(!normal.pass(Target::Ice, long.clone()).passed);
+        assert!(roomy.pass(Target::Ice, long).passed);
         Ok(())
     }
 

@@ -16,6 +16,7 @@
 
 pub mod event_target;
 pub mod lint;
+pub mod memo;
 pub mod model;
 pub mod policy;
 pub mod report;
