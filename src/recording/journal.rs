@@ -749,7 +749,7 @@ impl Journal {
         self.inner.shipped.load(Ordering::Acquire)
     }
 
-    /// Bytes held in segment files.
+    /// Bytes held in segment files and the spare (a preallocated segment counts in full).
     pub fn bytes(&self) -> u64 {
         self.inner.bytes.load(Ordering::Relaxed)
     }
