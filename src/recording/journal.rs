@@ -749,7 +749,7 @@ impl Journal {
         self.inner.shipped.load(Ordering::Acquire)
     }
 
-    /// Bytes held in segment files.
+    /// Bytes held in segment files and the spare (a preallocated segment counts in full).
     pub fn bytes(&self) -> u64 {
         self.inner.bytes.load(Ordering::Relaxed)
     }
@@ -1797,6 +1797,8 @@ mod tests {
             let got = c.read(&j, n, 1000).unwrap();
             assert_eq!(got.len() as u64, n);
             assert!(c.read(&j, n, 1000).unwrap().is_empty());
+            // The next spare is prepared at once (its bytes count from the start: reserved).
+            assert!(j.inner.spares.wait_ready(Duration::from_secs(20)));
             assert_eq!(j.bytes(), list_bytes(&dir), "bytes are what the files hold");
             j.release();
             n
@@ -1823,7 +1825,9 @@ mod tests {
             );
             j.release();
         });
-        let (_j, rec) = rt().block_on(async { small(&dir) });
+        let (j, rec) = rt().block_on(async { small(&dir) });
+        // Stops its spare thread before the directory goes.
+        j.release();
         assert_eq!(rec.records.len() as u64, written + 1);
         assert!(rec.records.windows(2).all(|w| w[0].0 + 1 == w[1].0));
         assert!(rec.cuts.is_empty());
@@ -1879,7 +1883,9 @@ mod tests {
                 _ => data[last..last + HEADER].fill(0),
             }
             std::fs::write(&seg, &data).unwrap();
-            let (_j, rec) = rt().block_on(async { small(&dir) });
+            let (j, rec) = rt().block_on(async { small(&dir) });
+            // Stops its spare thread before the directory goes.
+            j.release();
             assert_eq!(rec.records.len() as u64, written - 1, "{damage}");
             assert_eq!(rec.cut_segments, 1, "{damage}");
             let cut = &rec.cuts[0];
@@ -1946,7 +1952,9 @@ mod tests {
         let (seg, _) = last_segment(&dir);
         let _ = std::fs::remove_file(dir.join("spare"));
         std::fs::rename(&seg, dir.join("spare")).unwrap();
-        let (_j, rec) = rt().block_on(async { small(&dir) });
+        let (j, rec) = rt().block_on(async { small(&dir) });
+        // Stops its spare thread before the directory goes.
+        j.release();
         assert_eq!(rec.records.len() as u64, written);
         assert!(rec.cuts.is_empty());
         assert!(seg.exists(), "renamed back to its segment name");
