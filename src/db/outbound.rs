@@ -1,6 +1,6 @@
 //! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
 //! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
-//! diagnosis reads its own typed rows, in `crate::diagnosis::facts`).
+//! diagnosis reads its own typed rows, in `diagnosis::facts`).
 //!
 //! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`) (`OutboundStore::journaled` in `recording::outbound`):
 //! every request, attempt and outcome goes through the journal and the shipper
