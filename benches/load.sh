@@ -208,5 +208,5 @@ echo "second burst: $(field "$SG_BURST2" rps) requests/s; the shipper caught up 
 echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; embedded cluster: $CLUSTER; restarts seen in the log: $(grep -c 'starting it again' "$WORK/svamlgate.log" || true)"
 echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
-PAUSES=$(curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_ship_pauses_total /{print $2}')
-echo "shipper pauses for slow journal flushes: ${PAUSES:-0}"
+DEFERRALS=$(curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_ship_deferrals_total /{print $2}')
+echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
