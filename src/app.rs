@@ -109,7 +109,11 @@ impl AppState {
             )
         })?;
         let journal_dir = config.db.data_dir.join("journal");
-        let (journal, recovery) = Journal::open_with_limit(&journal_dir, config.journal_max_bytes)
+        let options = crate::recording::journal::Options {
+            max_bytes: config.journal_max_bytes,
+            preallocate: config.journal_preallocate,
+        };
+        let (journal, recovery) = Journal::open_with(&journal_dir, options)
             .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
         if recovery.cut_segments > 0 {
             metrics.add("svamlgate_journal_cut_bytes_total", &[], recovery.cut_bytes);

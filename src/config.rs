@@ -170,6 +170,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_JOURNAL_MAX_BYTES", default_value_t = 1 << 30)]
     pub journal_max_bytes: u64,
 
+    /// Write the journal into segments zero-filled ahead of time (true, the default), so that a
+    /// flush changes no file metadata; false appends to growing files (less disk written, for
+    /// copy-on-write filesystems where zero-filling buys nothing).
+    #[arg(long, env = "SVAMLGATE_JOURNAL_PREALLOCATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub journal_preallocate: bool,
+
     /// Several instances on one database: how long an event of a call this instance does not know
     /// waits for another instance's record of it to reach PostgreSQL, in ms. 0 (one instance):
     /// calls are known from memory alone, and no event ever reads PostgreSQL.
