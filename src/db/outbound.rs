@@ -192,48 +192,17 @@ const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, m
      finished_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      CASE WHEN $15 = 'refused_locally' THEN now() END, $16)";
 
-/// Calls in progress: the rows of the view `open_calls` (migration 0005), with the window applied
-/// inside (so that only recent callbacks are read; the view itself reads all history, for people):
-/// a CTE `open` of `(callid, opened_at, dice_expected)`, `$1` = SINCH_CALL_MAX_AGE_SECS. The one
-/// definition the code uses: [`count_open`] counts it and [`open_callids`] lists it, and
-/// `sinch_api::calls_in_progress_are_capped` checks that the view counts the same.
-macro_rules! open_calls {
-    () => {
-        "WITH opened AS (
-    SELECT c.callid, min(c.received_at) AS opened_at, 'callback' AS source, true AS dice_expected
-    FROM callbacks c
-    WHERE c.callid IS NOT NULL AND c.event_type IN ('ice', 'ace') AND c.duplicate_of IS NULL
-      AND c.received_at > now() - make_interval(secs => $1)
-    GROUP BY c.callid
-    UNION ALL
-    SELECT coalesce(r.callid, 'pending:' || r.reference), r.created_at, 'callout',
-           r.outcome = 'success' AND coalesce(r.dice_expected, true)
-    FROM outbound_requests r
-    WHERE r.operation = 'callout' AND r.outcome IN ('pending', 'success', 'unknown')
-      AND r.created_at > now() - make_interval(secs => $1)
-), open AS (
-    SELECT DISTINCT ON (o.callid) o.callid, o.opened_at, o.dice_expected
-    FROM opened o
-    WHERE NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.event_type = 'dice' AND d.callid = o.callid)
-    ORDER BY o.callid, (o.source = 'callout') DESC, o.opened_at
-)
-"
-    };
-}
+/// How many calls are in progress: the rows of `open_calls_within` (migration 0014, the one
+/// definition; the view `open_calls` is the same function without windows), `$1` =
+/// SINCH_CALL_MAX_AGE_SECS, `$2` = SINCH_UNTRACKED_CALL_SECS (the window of calls without a DICE
+/// to come). The function is inlined by PostgreSQL, so the windows use the time indexes.
+const COUNT_OPEN: &str = "SELECT count(*) AS n \
+     FROM open_calls_within(make_interval(secs => $1), make_interval(secs => $2))";
 
-/// How many calls are in progress; `$2` = SINCH_UNTRACKED_CALL_SECS, the window of calls without
-/// a DICE to come.
-const COUNT_OPEN: &str = concat!(
-    open_calls!(),
-    "SELECT count(*) AS n FROM open
-WHERE opened_at > now() - make_interval(secs => CASE WHEN dice_expected THEN $1 ELSE $2 END)"
-);
-
-/// The call ids of the calls in progress within `$1` (callouts Sinch gave no call id are left out).
-const OPEN_CALLIDS: &str = concat!(
-    open_calls!(),
-    "SELECT callid FROM open WHERE callid NOT LIKE 'pending:%'"
-);
+/// The call ids of the calls in progress within `$1` (whether a DICE is expected or not);
+/// callouts Sinch gave no call id appear as `pending:` and their reference.
+const OPEN_CALLIDS: &str = "SELECT callid \
+     FROM open_calls_within(make_interval(secs => $1), make_interval(secs => $1))";
 
 /// The JSON of one request with its attempts (`r` = outbound_requests).
 const REQUEST_JSON: &str = "jsonb_build_object(
@@ -449,8 +418,9 @@ async fn count_open<'e>(exec: impl PgExecutor<'e>, l: &CallLimits) -> Result<i64
     row.try_get("n")
 }
 
-/// The call ids of the calls in progress within `max_age` (whether a DICE is expected or not):
-/// retention keeps their records whole.
+/// The call ids of the calls in progress within `max_age` (whether a DICE is expected or not),
+/// callouts Sinch gave no call id as `pending:` and their reference: retention keeps their
+/// records whole.
 pub async fn open_callids<'e>(
     exec: impl PgExecutor<'e>,
     max_age: Duration,
