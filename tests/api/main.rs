@@ -12,6 +12,7 @@ mod gate_feedback;
 mod helpers;
 mod journal_faults;
 mod logging;
+mod open_calls;
 mod openapi;
 mod ops;
 mod rollout;
