@@ -178,5 +178,25 @@ async fn open_calls_view_and_function_give_the_same_rows() {
             "pending:o-flight"
         ]
     );
+
+    // Retention keeps the records of exactly those calls, a callout without a call id included.
+    svamlgate::retention::prune(&pool, time::OffsetDateTime::now_utc(), limits.max_age)
+        .await
+        .unwrap();
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT reference FROM outbound_requests ORDER BY reference")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        ["o-flight", "o-nodice", "o-placed", "o-untracked-old"]
+    );
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT callid FROM callbacks ORDER BY callid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, ["ace-open", "in-open", "out-open"]);
     pool.close().await;
 }
