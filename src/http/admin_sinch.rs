@@ -340,7 +340,7 @@ struct SinchErrorPage {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CallsInProgress {
-    /// Calls counted as in progress (the rows of the view open_calls).
+    /// Calls counted as in progress (`open_calls_within` with the cap's windows; the view open_calls lists all history).
     in_progress: i64,
     /// SINCH_MAX_CALLS_IN_PROGRESS.
     limit: u32,
@@ -415,7 +415,7 @@ async fn sinch_errors(
 
 /// Calls in progress and the cap
 ///
-/// Calls svamlgate counts as in progress (an ICE or ACE without DICE, callouts not yet ended) against SINCH_MAX_CALLS_IN_PROGRESS; the rows are in the view open_calls.
+/// Calls svamlgate counts as in progress (an ICE or ACE without DICE, callouts not yet ended) against SINCH_MAX_CALLS_IN_PROGRESS; counted by the SQL function open_calls_within with SINCH_CALL_MAX_AGE_SECS and SINCH_UNTRACKED_CALL_SECS (the view open_calls lists the same calls over all history).
 #[utoipa::path(
     operation_id = "getCallsInProgress",
     tag = "sinch",
