@@ -426,9 +426,7 @@ fn lint_instructions(
     ctx: &LintContext<'_>,
     out: &mut Vec<Violation>,
 ) {
-    let mut cookies = ctx.earlier_cookies.clone();
-    let mut keys_here: Vec<&str> = Vec::new();
-    let mut last_cookie: Option<usize> = None;
+    let mut cookies = CookieTally::new(ctx.earlier_cookies);
     let mut answered = false;
     for (i, instruction) in instructions.iter().enumerate() {
         let Some(obj) = instruction.as_object() else {
@@ -437,105 +435,18 @@ fn lint_instructions(
         let base = format!("/instructions/{i}");
         let name = str_of(obj, "name");
         if target == Target::Manage {
-            if let Some(name) = name.filter(|n| !matches!(*n, "playFiles" | "say")) {
-                out.push(
-                    R004.at(
-                        format!("{base}/name"),
-                        format!("instruction {name} in a manage-call body; Sinch documents playFiles and say for these endpoints"),
-                    )
-                    .found(name)
-                    .hint("check that Sinch carries this instruction out on a manage-call request"),
-                );
-            }
+            lint_manage_instruction(name, &base, out);
         }
         match name {
             Some("answer") => answered = true,
             Some("playFiles") => {
                 if target == Target::Ice && !answered {
-                    out.push(
-                        R091.at(
-                            format!("{base}/name"),
-                            "playFiles on an incoming call with no answer instruction before it",
-                        )
-                        .expected("an {\"name\": \"answer\"} instruction before playFiles")
-                        .hint("the call is not answered yet: the caller may hear ringing or nothing instead of the files; put an answer instruction first"),
-                    );
+                    out.push(play_files_unanswered(&base));
                 }
-                let mut uses_tts = false;
-                if let Some(Value::Array(ids)) = obj.get("ids") {
-                    for (j, id) in ids.iter().enumerate() {
-                        if let Some(prompt) = id.as_str() {
-                            uses_tts |= check_prompt(prompt, &format!("{base}/ids/{j}"), out);
-                        }
-                    }
-                }
-                match obj.get("locale") {
-                    Some(Value::String(locale)) => {
-                        check_tts_locale(locale, format!("{base}/locale"), out)
-                    }
-                    None if uses_tts => out.push(
-                        R032.at(
-                            format!("{base}/locale"),
-                            "playFiles plays #tts/#ssml prompts but has no locale",
-                        )
-                        .expected("a TTS locale such as en-US")
-                        .hint("add \"locale\"; Sinch's API description calls it required with TTS or SSML, the Java SDK dropped that requirement in 1.4.0"),
-                    ),
-                    _ => {}
-                }
+                lint_play_files(obj, &base, out);
             }
-            Some("say") => {
-                if let Some(locale) = str_of(obj, "locale") {
-                    check_tts_locale(locale, format!("{base}/locale"), out);
-                }
-                match obj.get("text") {
-                    None => out.push(
-                        R090.at(format!("{base}/text"), "say without text: nothing to speak")
-                            .expected("text")
-                            .hint("a connected caller hears silence here; add the words to speak"),
-                    ),
-                    Some(Value::String(text)) if is_silent(text, false) => {
-                        out.push(silent_text(format!("{base}/text"), text));
-                    }
-                    _ => {}
-                }
-                if let Some(text) = str_of(obj, "text") {
-                    let chars = text.chars().count();
-                    if chars > ctx.max_say_chars {
-                        out.push(
-                            R080.at(
-                                format!("{base}/text"),
-                                format!(
-                                    "say text has {chars} characters; the limit is {}",
-                                    ctx.max_say_chars
-                                ),
-                            )
-                            .expected(format!("at most {} characters", ctx.max_say_chars))
-                            .found(format!("{chars} characters"))
-                            .hint("shorten the text or split it over several say instructions; Sinch's default limit is 600 and support can raise it per account (then set SVAMLGATE_MAX_SAY_CHARS)"),
-                        );
-                    }
-                }
-            }
-            Some("setCookie") => {
-                let Some(key) = str_of(obj, "key") else {
-                    continue;
-                };
-                let value = str_of(obj, "value").unwrap_or_default();
-                if keys_here.contains(&key) {
-                    out.push(
-                        R041.at(
-                            format!("{base}/key"),
-                            format!("cookie `{key}` is set more than once in this reply"),
-                        )
-                        .hint("set each cookie once; svamlgate counts only the last value against the 1024-byte budget"),
-                    );
-                } else {
-                    keys_here.push(key);
-                }
-                cookies.insert(key.to_owned(), value.to_owned());
-                last_cookie = Some(i);
-            }
+            Some("say") => lint_say(obj, &base, ctx, out),
+            Some("setCookie") => cookies.set(obj, i, &base, out),
             Some("startRecording") => {
                 if let Some(options) = obj.get("options").and_then(Value::as_object) {
                     check_recording_destination(options, &format!("{base}/options"), out);
@@ -544,27 +455,158 @@ fn lint_instructions(
             _ => {}
         }
     }
-    if let Some(i) = last_cookie {
-        let total = cookie_bytes(&cookies);
-        if total > COOKIE_BUDGET_BYTES {
-            let earlier: usize = ctx
-                .earlier_cookies
-                .iter()
-                .filter(|(k, _)| !keys_here.contains(&k.as_str()))
-                .map(|(k, v)| k.len() + v.len())
-                .sum();
-            let message = if earlier > 0 {
-                format!("cookie data of this call would be {total} bytes ({earlier} of them from cookies set by earlier replies), over {COOKIE_BUDGET_BYTES}")
-            } else {
-                format!("cookie data (setCookie keys and values) would be {total} bytes, over {COOKIE_BUDGET_BYTES}")
-            };
-            out.push(
-                R040.at(format!("/instructions/{i}"), message)
-                    .expected(format!("at most {COOKIE_BUDGET_BYTES} bytes"))
-                    .found(format!("{total} bytes"))
-                    .hint("store less in cookies; keep large state on your server keyed by callid"),
-            );
+    cookies.check_budget(out);
+}
+
+/// SVAML004: a manage-call body with an instruction other than playFiles or say.
+fn lint_manage_instruction(name: Option<&str>, base: &str, out: &mut Vec<Violation>) {
+    if let Some(name) = name.filter(|n| !matches!(*n, "playFiles" | "say")) {
+        out.push(
+            R004.at(
+                format!("{base}/name"),
+                format!("instruction {name} in a manage-call body; Sinch documents playFiles and say for these endpoints"),
+            )
+            .found(name)
+            .hint("check that Sinch carries this instruction out on a manage-call request"),
+        );
+    }
+}
+
+/// SVAML091: playFiles on an incoming call before any answer instruction.
+fn play_files_unanswered(base: &str) -> Violation {
+    R091.at(
+        format!("{base}/name"),
+        "playFiles on an incoming call with no answer instruction before it",
+    )
+    .expected("an {\"name\": \"answer\"} instruction before playFiles")
+    .hint("the call is not answered yet: the caller may hear ringing or nothing instead of the files; put an answer instruction first")
+}
+
+/// The prompts of a playFiles and its locale (SVAML032 when TTS prompts have none).
+fn lint_play_files(obj: &Map<String, Value>, base: &str, out: &mut Vec<Violation>) {
+    let mut uses_tts = false;
+    if let Some(Value::Array(ids)) = obj.get("ids") {
+        for (j, id) in ids.iter().enumerate() {
+            if let Some(prompt) = id.as_str() {
+                uses_tts |= check_prompt(prompt, &format!("{base}/ids/{j}"), out);
+            }
         }
+    }
+    match obj.get("locale") {
+        Some(Value::String(locale)) => check_tts_locale(locale, format!("{base}/locale"), out),
+        None if uses_tts => out.push(
+            R032.at(
+                format!("{base}/locale"),
+                "playFiles plays #tts/#ssml prompts but has no locale",
+            )
+            .expected("a TTS locale such as en-US")
+            .hint("add \"locale\"; Sinch's API description calls it required with TTS or SSML, the Java SDK dropped that requirement in 1.4.0"),
+        ),
+        _ => {}
+    }
+}
+
+/// A say's locale, missing or silent text (SVAML090) and text length (SVAML080).
+fn lint_say(obj: &Map<String, Value>, base: &str, ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
+    if let Some(locale) = str_of(obj, "locale") {
+        check_tts_locale(locale, format!("{base}/locale"), out);
+    }
+    match obj.get("text") {
+        None => out.push(
+            R090.at(format!("{base}/text"), "say without text: nothing to speak")
+                .expected("text")
+                .hint("a connected caller hears silence here; add the words to speak"),
+        ),
+        Some(Value::String(text)) if is_silent(text, false) => {
+            out.push(silent_text(format!("{base}/text"), text));
+        }
+        _ => {}
+    }
+    let Some(text) = str_of(obj, "text") else {
+        return;
+    };
+    let chars = text.chars().count();
+    if chars > ctx.max_say_chars {
+        out.push(
+            R080.at(
+                format!("{base}/text"),
+                format!(
+                    "say text has {chars} characters; the limit is {}",
+                    ctx.max_say_chars
+                ),
+            )
+            .expected(format!("at most {} characters", ctx.max_say_chars))
+            .found(format!("{chars} characters"))
+            .hint("shorten the text or split it over several say instructions; Sinch's default limit is 600 and support can raise it per account (then set SVAMLGATE_MAX_SAY_CHARS)"),
+        );
+    }
+}
+
+/// The call's cookies as the reply's setCookie instructions change them (SVAML041, SVAML040).
+struct CookieTally<'a> {
+    earlier: &'a BTreeMap<String, String>,
+    cookies: BTreeMap<String, String>,
+    keys_here: Vec<&'a str>,
+    last_cookie: Option<usize>,
+}
+
+impl<'a> CookieTally<'a> {
+    fn new(earlier: &'a BTreeMap<String, String>) -> Self {
+        CookieTally {
+            earlier,
+            cookies: earlier.clone(),
+            keys_here: Vec::new(),
+            last_cookie: None,
+        }
+    }
+
+    /// The setCookie instruction `i`: a key set twice in this reply gives SVAML041.
+    fn set(&mut self, obj: &'a Map<String, Value>, i: usize, base: &str, out: &mut Vec<Violation>) {
+        let Some(key) = str_of(obj, "key") else {
+            return;
+        };
+        let value = str_of(obj, "value").unwrap_or_default();
+        if self.keys_here.contains(&key) {
+            out.push(
+                R041.at(
+                    format!("{base}/key"),
+                    format!("cookie `{key}` is set more than once in this reply"),
+                )
+                .hint("set each cookie once; svamlgate counts only the last value against the 1024-byte budget"),
+            );
+        } else {
+            self.keys_here.push(key);
+        }
+        self.cookies.insert(key.to_owned(), value.to_owned());
+        self.last_cookie = Some(i);
+    }
+
+    /// SVAML040 at the last setCookie when the call's cookie data exceeds the budget.
+    fn check_budget(&self, out: &mut Vec<Violation>) {
+        let Some(i) = self.last_cookie else {
+            return;
+        };
+        let total = cookie_bytes(&self.cookies);
+        if total <= COOKIE_BUDGET_BYTES {
+            return;
+        }
+        let earlier: usize = self
+            .earlier
+            .iter()
+            .filter(|(k, _)| !self.keys_here.contains(&k.as_str()))
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        let message = if earlier > 0 {
+            format!("cookie data of this call would be {total} bytes ({earlier} of them from cookies set by earlier replies), over {COOKIE_BUDGET_BYTES}")
+        } else {
+            format!("cookie data (setCookie keys and values) would be {total} bytes, over {COOKIE_BUDGET_BYTES}")
+        };
+        out.push(
+            R040.at(format!("/instructions/{i}"), message)
+                .expected(format!("at most {COOKIE_BUDGET_BYTES} bytes"))
+                .found(format!("{total} bytes"))
+                .hint("store less in cookies; keep large state on your server keyed by callid"),
+        );
     }
 }
 
