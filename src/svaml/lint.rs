@@ -642,127 +642,147 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
         check_recording_destination(options, "/action/recordingOptions", out);
     }
     match str_of(action, "name") {
-        Some("connectPstn") => {
-            if let Some(number) = str_of(action, "number") {
-                check_number(number, "/action/number", false, out);
-            }
-            if let Some(cli) = str_of(action, "cli") {
-                check_number(cli, "/action/cli", true, out);
-            }
-            if let Some(locale) = str_of(action, "locale") {
-                if !LOCALE.is_match(locale) {
-                    out.push(
-                        R030.at(
-                            "/action/locale",
-                            "locale is not an ISO 639 language code, '-', and an ISO 3166-1 alpha-2 country code",
-                        )
-                        .expected("ll-CC, e.g. en-US")
-                        .found(render_found("", &Value::from(locale)))
-                        .hint(locale_hint(locale)),
-                    );
-                }
-            }
-            if str_of(action, "indications") == Some("false") {
-                out.push(
-                    R033.at("/action/indications", "indications \"false\" is in the Java SDK's enum only")
-                        .found("false")
-                        .hint("\"false\" looks like a YAML reading of Norway's code; for Norway use \"no\", or omit indications"),
-                );
-            }
-        }
-        Some("connectMxp") => {
-            let upper = action.get("callHeaders");
-            let lower = action.get("callheaders");
-            if lower.is_some() {
-                if upper.is_some() {
-                    out.push(
-                        R062.at(
-                            "/action/callheaders",
-                            "both callHeaders and callheaders are present",
-                        )
-                        .hint("keep only one; which one Sinch reads is not documented"),
-                    );
-                } else {
-                    out.push(
-                        R060.at(
-                            "/action/callheaders",
-                            "callheaders (Java/.NET SDK spelling) used instead of callHeaders",
-                        )
-                        .expected("callHeaders")
-                        .hint("callHeaders is the spelling of Sinch's docs and Node SDK; the Java and .NET SDKs send callheaders"),
-                    );
-                }
-            }
-            check_headers(action, "callHeaders", out);
-            check_headers(action, "callheaders", out);
-        }
+        Some("connectPstn") => lint_connect_pstn(action, out),
+        Some("connectMxp") => lint_connect_mxp(action, out),
         Some("connectSip") => {
-            if let Some(transport) = str_of(action, "transport") {
-                if transport.bytes().any(|b| b.is_ascii_lowercase()) {
-                    out.push(
-                        R070.at(
-                            "/action/transport",
-                            "transport in lower case; the Java SDK's enum is upper case",
-                        )
-                        .expected(transport.to_ascii_uppercase())
-                        .found(transport)
-                        .hint("UDP, TCP or TLS (Sinch's Node SDK and docs also use lower case)"),
-                    );
-                }
-            }
-            if let Some(endpoint) = action
-                .get("destination")
-                .and_then(Value::as_object)
-                .and_then(|d| str_of(d, "endpoint"))
-            {
-                if !endpoint.contains('@') && !endpoint.starts_with("sip:") {
-                    out.push(
-                        R072.at(
-                            "/action/destination/endpoint",
-                            "SIP endpoint does not look like a SIP address",
-                        )
-                        .expected("user@host, e.g. 46708000000@sip.example.com")
-                        .found(render_found("", &Value::from(endpoint))),
-                    );
-                }
-            }
+            lint_connect_sip(action, out);
             check_headers(action, "callHeaders", out);
         }
         Some("connectStream") => {
-            if let Some(endpoint) = action
-                .get("destination")
-                .and_then(Value::as_object)
-                .and_then(|d| str_of(d, "endpoint"))
-            {
-                let lower = endpoint.to_ascii_lowercase();
-                let ok = (lower.starts_with("wss://") && endpoint.len() > 6)
-                    || (lower.starts_with("ws://") && endpoint.len() > 5);
-                if !ok || endpoint.contains(char::is_whitespace) {
-                    out.push(
-                        R071.at(
-                            "/action/destination/endpoint",
-                            "stream endpoint is not a WebSocket URL",
-                        )
-                        .expected("wss://host/path")
-                        .found(render_found("", &Value::from(endpoint)))
-                        .hint("use the wss:// URL of your WebSocket server"),
-                    );
-                }
-            }
+            lint_connect_stream(action, out);
             check_headers(action, "callHeaders", out);
         }
         Some("runMenu") => lint_run_menu(action, out),
-        Some("park") => {
-            for key in ["introPrompt", "holdPrompt"] {
-                if let Some(prompt) = str_of(action, key) {
-                    check_prompt(prompt, &format!("/action/{key}"), out);
-                }
-            }
-            if let Some(locale) = str_of(action, "locale") {
-                check_tts_locale(locale, "/action/locale".to_owned(), out);
-            }
-        }
+        Some("park") => lint_park(action, out),
         _ => {}
+    }
+}
+
+/// connectPstn: number and cli (SVAML010/011), locale (SVAML030), indications (SVAML033).
+fn lint_connect_pstn(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if let Some(number) = str_of(action, "number") {
+        check_number(number, "/action/number", false, out);
+    }
+    if let Some(cli) = str_of(action, "cli") {
+        check_number(cli, "/action/cli", true, out);
+    }
+    if let Some(locale) = str_of(action, "locale") {
+        if !LOCALE.is_match(locale) {
+            out.push(
+                R030.at(
+                    "/action/locale",
+                    "locale is not an ISO 639 language code, '-', and an ISO 3166-1 alpha-2 country code",
+                )
+                .expected("ll-CC, e.g. en-US")
+                .found(render_found("", &Value::from(locale)))
+                .hint(locale_hint(locale)),
+            );
+        }
+    }
+    if str_of(action, "indications") == Some("false") {
+        out.push(
+            R033.at("/action/indications", "indications \"false\" is in the Java SDK's enum only")
+                .found("false")
+                .hint("\"false\" looks like a YAML reading of Norway's code; for Norway use \"no\", or omit indications"),
+        );
+    }
+}
+
+/// connectMxp: the header spellings (SVAML060/062) and both header lists.
+fn lint_connect_mxp(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let upper = action.get("callHeaders");
+    let lower = action.get("callheaders");
+    if lower.is_some() {
+        if upper.is_some() {
+            out.push(
+                R062.at(
+                    "/action/callheaders",
+                    "both callHeaders and callheaders are present",
+                )
+                .hint("keep only one; which one Sinch reads is not documented"),
+            );
+        } else {
+            out.push(
+                R060.at(
+                    "/action/callheaders",
+                    "callheaders (Java/.NET SDK spelling) used instead of callHeaders",
+                )
+                .expected("callHeaders")
+                .hint("callHeaders is the spelling of Sinch's docs and Node SDK; the Java and .NET SDKs send callheaders"),
+            );
+        }
+    }
+    check_headers(action, "callHeaders", out);
+    check_headers(action, "callheaders", out);
+}
+
+/// `destination.endpoint` of a connect action.
+fn destination_endpoint(action: &Map<String, Value>) -> Option<&str> {
+    action
+        .get("destination")
+        .and_then(Value::as_object)
+        .and_then(|d| str_of(d, "endpoint"))
+}
+
+/// connectSip: transport casing (SVAML070) and the SIP endpoint (SVAML072).
+fn lint_connect_sip(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if let Some(transport) = str_of(action, "transport") {
+        if transport.bytes().any(|b| b.is_ascii_lowercase()) {
+            out.push(
+                R070.at(
+                    "/action/transport",
+                    "transport in lower case; the Java SDK's enum is upper case",
+                )
+                .expected(transport.to_ascii_uppercase())
+                .found(transport)
+                .hint("UDP, TCP or TLS (Sinch's Node SDK and docs also use lower case)"),
+            );
+        }
+    }
+    if let Some(endpoint) = destination_endpoint(action) {
+        if !endpoint.contains('@') && !endpoint.starts_with("sip:") {
+            out.push(
+                R072.at(
+                    "/action/destination/endpoint",
+                    "SIP endpoint does not look like a SIP address",
+                )
+                .expected("user@host, e.g. 46708000000@sip.example.com")
+                .found(render_found("", &Value::from(endpoint))),
+            );
+        }
+    }
+}
+
+/// connectStream: the endpoint is a ws:// or wss:// URL (SVAML071).
+fn lint_connect_stream(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let Some(endpoint) = destination_endpoint(action) else {
+        return;
+    };
+    let lower = endpoint.to_ascii_lowercase();
+    let ok = (lower.starts_with("wss://") && endpoint.len() > 6)
+        || (lower.starts_with("ws://") && endpoint.len() > 5);
+    if !ok || endpoint.contains(char::is_whitespace) {
+        out.push(
+            R071.at(
+                "/action/destination/endpoint",
+                "stream endpoint is not a WebSocket URL",
+            )
+            .expected("wss://host/path")
+            .found(render_found("", &Value::from(endpoint)))
+            .hint("use the wss:// URL of your WebSocket server"),
+        );
+    }
+}
+
+/// park: its prompts and TTS locale.
+fn lint_park(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    for key in ["introPrompt", "holdPrompt"] {
+        if let Some(prompt) = str_of(action, key) {
+            check_prompt(prompt, &format!("/action/{key}"), out);
+        }
+    }
+    if let Some(locale) = str_of(action, "locale") {
+        check_tts_locale(locale, "/action/locale".to_owned(), out);
     }
 }
 
