@@ -793,6 +793,34 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
     let Some(Value::Array(menus)) = action.get("menus") else {
         return;
     };
+    let ids = menu_ids(menus, out);
+    let main_menu = str_of(action, "mainMenu");
+    if !menus.is_empty() && !ids.contains(&"main") {
+        out.push(no_main_menu(main_menu, &ids));
+    }
+    check_first_prompt(menus, &ids, main_menu, out);
+    if let Some(first) = main_menu {
+        if !ids.contains(&first) {
+            out.push(
+                R021.at(
+                    "/action/mainMenu",
+                    "mainMenu does not name an existing menu",
+                )
+                .expected(ids.join("|"))
+                .found(first)
+                .hint("set mainMenu to the id of one of the menus, or remove it"),
+            );
+        }
+    }
+    for (i, menu) in menus.iter().enumerate() {
+        if let Some(menu) = menu.as_object() {
+            lint_menu(menu, i, &ids, out);
+        }
+    }
+}
+
+/// The menus' ids in order, each once; a repeated id gives SVAML025.
+fn menu_ids<'a>(menus: &'a [Value], out: &mut Vec<Violation>) -> Vec<&'a str> {
     let mut ids: Vec<&str> = Vec::with_capacity(menus.len());
     for (i, menu) in menus.iter().enumerate() {
         if let Some(id) = menu.get("id").and_then(Value::as_str) {
@@ -810,30 +838,36 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             }
         }
     }
-    let main_menu = str_of(action, "mainMenu");
-    if !menus.is_empty() && !ids.contains(&"main") {
-        match main_menu {
-            Some(first) if ids.contains(&first) => out.push(
-                R026.at(
-                    "/action/menus",
-                    format!("no menu has id `main` (mainMenu selects `{first}`)"),
-                )
-                .expected("a menu with \"id\": \"main\"")
-                .found(ids.join(", "))
-                .hint("name the first menu main: Sinch's description says an error is returned without one, although mainMenu selects the first menu"),
-            ),
-            _ => out.push(
-                R020.at(
-                    "/action/menus",
-                    "runMenu has no menu with id `main`, and no mainMenu naming one of its menus",
-                )
-                .expected("a menu with \"id\": \"main\"")
-                .found(ids.join(", "))
-                .hint("name the first menu main: Sinch returns an error for a runMenu without one, and the caller hears an error instead of the menu"),
-            ),
-        }
+    ids
+}
+
+/// No menu has id `main`: SVAML026 when mainMenu names one of the menus, else SVAML020.
+fn no_main_menu(main_menu: Option<&str>, ids: &[&str]) -> Violation {
+    match main_menu {
+        Some(first) if ids.contains(&first) => R026.at(
+            "/action/menus",
+            format!("no menu has id `main` (mainMenu selects `{first}`)"),
+        )
+        .expected("a menu with \"id\": \"main\"")
+        .found(ids.join(", "))
+        .hint("name the first menu main: Sinch's description says an error is returned without one, although mainMenu selects the first menu"),
+        _ => R020.at(
+            "/action/menus",
+            "runMenu has no menu with id `main`, and no mainMenu naming one of its menus",
+        )
+        .expected("a menu with \"id\": \"main\"")
+        .found(ids.join(", "))
+        .hint("name the first menu main: Sinch returns an error for a runMenu without one, and the caller hears an error instead of the menu"),
     }
-    // The menu played first: `main`, else the one mainMenu names.
+}
+
+/// SVAML093: the menu played first (`main`, else the one mainMenu names) has no main prompt.
+fn check_first_prompt(
+    menus: &[Value],
+    ids: &[&str],
+    main_menu: Option<&str>,
+    out: &mut Vec<Violation>,
+) {
     let first = ids
         .iter()
         .position(|id| *id == "main")
@@ -844,113 +878,114 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
                 .iter()
                 .position(|m| m.get("id").and_then(Value::as_str) == Some(id))
         });
-    if let Some(i) = first {
-        let prompt = menus[i].get("mainPrompt");
-        let blank = match prompt {
-            None => true,
-            Some(Value::String(p)) => p.trim().is_empty(),
-            Some(_) => false,
-        };
-        if blank {
-            out.push(
-                R093.at(
-                    format!("/action/menus/{i}/mainPrompt"),
-                    "the menu played first has no main prompt",
-                )
-                .expected("a mainPrompt such as #tts[Press 1 for sales]")
-                .hint("the caller hears silence and does not know which keys to press; add a mainPrompt"),
-            );
+    let Some(i) = first else {
+        return;
+    };
+    let blank = match menus[i].get("mainPrompt") {
+        None => true,
+        Some(Value::String(p)) => p.trim().is_empty(),
+        Some(_) => false,
+    };
+    if blank {
+        out.push(
+            R093.at(
+                format!("/action/menus/{i}/mainPrompt"),
+                "the menu played first has no main prompt",
+            )
+            .expected("a mainPrompt such as #tts[Press 1 for sales]")
+            .hint(
+                "the caller hears silence and does not know which keys to press; add a mainPrompt",
+            ),
+        );
+    }
+}
+
+/// One menu `i`: its prompts, then its options.
+fn lint_menu(menu: &Map<String, Value>, i: usize, ids: &[&str], out: &mut Vec<Violation>) {
+    for key in ["mainPrompt", "repeatPrompt"] {
+        if let Some(prompt) = str_of(menu, key) {
+            check_prompt(prompt, &format!("/action/menus/{i}/{key}"), out);
         }
     }
-    if let Some(first) = main_menu {
-        if !ids.contains(&first) {
-            out.push(
-                R021.at(
-                    "/action/mainMenu",
-                    "mainMenu does not name an existing menu",
-                )
-                .expected(ids.join("|"))
-                .found(first)
-                .hint("set mainMenu to the id of one of the menus, or remove it"),
-            );
+    let Some(Value::Array(options)) = menu.get("options") else {
+        return;
+    };
+    let mut seen: Vec<&str> = Vec::with_capacity(options.len());
+    for (j, option) in options.iter().enumerate() {
+        let Some(option) = option.as_object() else {
+            continue;
+        };
+        let base = format!("/action/menus/{i}/options/{j}");
+        if let Some(dtmf) = str_of(option, "dtmf") {
+            check_option_dtmf(dtmf, &base, &mut seen, out);
+        }
+        if let Some(option_action) = str_of(option, "action") {
+            check_option_action(option_action, &base, ids, out);
         }
     }
-    for (i, menu) in menus.iter().enumerate() {
-        let Some(menu) = menu.as_object() else {
-            continue;
-        };
-        for key in ["mainPrompt", "repeatPrompt"] {
-            if let Some(prompt) = str_of(menu, key) {
-                check_prompt(prompt, &format!("/action/menus/{i}/{key}"), out);
-            }
-        }
-        let Some(Value::Array(options)) = menu.get("options") else {
-            continue;
-        };
-        let mut seen: Vec<&str> = Vec::with_capacity(options.len());
-        for (j, option) in options.iter().enumerate() {
-            let Some(option) = option.as_object() else {
-                continue;
-            };
-            let base = format!("/action/menus/{i}/options/{j}");
-            if let Some(dtmf) = str_of(option, "dtmf") {
-                if seen.contains(&dtmf) {
-                    out.push(
-                        R023.at(
-                            format!("{base}/dtmf"),
-                            format!("DTMF `{dtmf}` selects more than one option of this menu"),
-                        )
-                        .found(dtmf)
-                        .hint("give every option of a menu different keys"),
-                    );
+}
+
+/// A menu option's DTMF: used by an earlier option (SVAML023), or with a pause `w` (SVAML027).
+fn check_option_dtmf<'a>(
+    dtmf: &'a str,
+    base: &str,
+    seen: &mut Vec<&'a str>,
+    out: &mut Vec<Violation>,
+) {
+    if seen.contains(&dtmf) {
+        out.push(
+            R023.at(
+                format!("{base}/dtmf"),
+                format!("DTMF `{dtmf}` selects more than one option of this menu"),
+            )
+            .found(dtmf)
+            .hint("give every option of a menu different keys"),
+        );
+    } else {
+        seen.push(dtmf);
+    }
+    if dtmf.contains('w') {
+        out.push(
+            R027.at(
+                format!("{base}/dtmf"),
+                "menu option DTMF contains w, a 500 ms pause that a caller cannot press",
+            )
+            .found(dtmf)
+            .hint("use the keys the caller presses: 0-9 and #"),
+        );
+    }
+}
+
+/// A menu option's action: menu(<id>) of an existing menu (SVAML022) or return(<value>) (SVAML024).
+fn check_option_action(option_action: &str, base: &str, ids: &[&str], out: &mut Vec<Violation>) {
+    let Some(caps) = MENU_ACTION.captures(option_action.trim()) else {
+        out.push(
+            R024.at(
+                format!("{base}/action"),
+                "option action is neither menu(<menuId>) nor return(<value>)",
+            )
+            .expected("menu(<menuId>) or return(<value>)")
+            .found(render_found("", &Value::from(option_action)))
+            .hint("e.g. \"menu(sub)\" or \"return(sales)\""),
+        );
+        return;
+    };
+    let verb = caps.get(1).map_or("", |m| m.as_str());
+    let arg = caps.get(2).map_or("", |m| m.as_str()).trim();
+    if verb.eq_ignore_ascii_case("menu") && !ids.contains(&arg) {
+        out.push(
+            R022.at(
+                format!("{base}/action"),
+                if arg.is_empty() {
+                    "menu() names no menu".to_owned()
                 } else {
-                    seen.push(dtmf);
-                }
-                if dtmf.contains('w') {
-                    out.push(
-                        R027.at(
-                            format!("{base}/dtmf"),
-                            "menu option DTMF contains w, a 500 ms pause that a caller cannot press",
-                        )
-                        .found(dtmf)
-                        .hint("use the keys the caller presses: 0-9 and #"),
-                    );
-                }
-            }
-            let Some(option_action) = str_of(option, "action") else {
-                continue;
-            };
-            match MENU_ACTION.captures(option_action.trim()) {
-                Some(caps) => {
-                    let verb = caps.get(1).map_or("", |m| m.as_str());
-                    let arg = caps.get(2).map_or("", |m| m.as_str()).trim();
-                    if verb.eq_ignore_ascii_case("menu") && !ids.contains(&arg) {
-                        out.push(
-                            R022.at(
-                                format!("{base}/action"),
-                                if arg.is_empty() {
-                                    "menu() names no menu".to_owned()
-                                } else {
-                                    format!("option goes to menu `{arg}`, which does not exist")
-                                },
-                            )
-                            .expected(ids.join("|"))
-                            .found(option_action)
-                            .hint("point menu(...) at the id of a menu in this runMenu"),
-                        );
-                    }
-                }
-                None => out.push(
-                    R024.at(
-                        format!("{base}/action"),
-                        "option action is neither menu(<menuId>) nor return(<value>)",
-                    )
-                    .expected("menu(<menuId>) or return(<value>)")
-                    .found(render_found("", &Value::from(option_action)))
-                    .hint("e.g. \"menu(sub)\" or \"return(sales)\""),
-                ),
-            }
-        }
+                    format!("option goes to menu `{arg}`, which does not exist")
+                },
+            )
+            .expected(ids.join("|"))
+            .found(option_action)
+            .hint("point menu(...) at the id of a menu in this runMenu"),
+        );
     }
 }
 
