@@ -1066,6 +1066,20 @@ fn check_tts_locale(locale: &str, pointer: String, out: &mut Vec<Violation>) {
 
 /// Checks prompt grammar (menus, park, playFiles ids); returns whether a #tts/#ssml part was seen.
 fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
+    let Some(parts) = split_prompt(prompt) else {
+        out.push(unbalanced(pointer, prompt));
+        return false;
+    };
+    let mut uses_tts = false;
+    for part in parts {
+        uses_tts |= check_prompt_part(prompt, part.trim(), pointer, out);
+    }
+    uses_tts
+}
+
+/// The `;`-separated parts of a prompt (separators inside brackets do not count), or `None`
+/// when its brackets are unbalanced.
+fn split_prompt(prompt: &str) -> Option<Vec<&str>> {
     let mut parts: Vec<&str> = Vec::new();
     let mut depth: i32 = 0;
     let mut start = 0;
@@ -1075,8 +1089,7 @@ fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
             ']' => {
                 depth -= 1;
                 if depth < 0 {
-                    out.push(unbalanced(pointer, prompt));
-                    return false;
+                    return None;
                 }
             }
             ';' if depth == 0 => {
@@ -1087,67 +1100,69 @@ fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
         }
     }
     if depth != 0 {
-        out.push(unbalanced(pointer, prompt));
-        return false;
+        return None;
     }
     parts.push(&prompt[start..]);
-    let mut uses_tts = false;
-    for part in parts {
-        let part = part.trim();
-        if part.is_empty() {
-            out.push(
-                R050.at(pointer, "empty prompt part")
-                    .found(render_found("", &Value::from(prompt)))
-                    .hint("remove the stray ';'"),
-            );
-            continue;
-        }
-        if let Some(rest) = part.strip_prefix('#') {
-            let Some((directive, body)) = rest.split_once('[') else {
-                out.push(malformed(pointer, part, "directive without [...]"));
-                continue;
-            };
-            let Some(body) = body.strip_suffix(']') else {
-                out.push(malformed(pointer, part, "text after the closing ]"));
-                continue;
-            };
-            match directive {
-                "tts" | "ssml" => {
-                    uses_tts = true;
-                    if is_silent(body, directive == "ssml") {
-                        out.push(silent_text(pointer.to_owned(), part));
-                    } else if directive == "ssml" && !body.trim_start().starts_with("<speak") {
-                        out.push(
-                            R053.at(pointer, "#ssml[...] content does not start with <speak>")
-                                .found(render_found("", &Value::from(part)))
-                                .hint("Sinch's examples show both forms; <speak>…</speak> is the SSML root element"),
-                        );
-                    }
-                }
-                "href" => check_url(body.trim(), pointer, out),
-                other => out.push(
-                    R050.at(pointer, format!("unknown prompt directive #{other}"))
-                        .expected("#tts[...], #ssml[...] or #href[...]")
-                        .found(render_found("", &Value::from(part)))
-                        .hint(
-                            "Sinch documents the directives #tts, #ssml and #href, in lower case",
-                        ),
-                ),
-            }
-        } else if part.contains("://") {
-            check_url(part, pointer, out);
-        } else if FILE_ID.is_match(part) {
-            // A pre-recorded message name or file id such as "welcome".
-        } else {
-            out.push(
-                R052.at(pointer, "plain text is not a prompt")
-                    .expected("#tts[...], #ssml[...], #href[url], an http(s) URL or a pre-recorded message name")
-                    .found(render_found("", &Value::from(part)))
-                    .hint(format!("to speak it, write #tts[{part}]")),
-            );
-        }
+    Some(parts)
+}
+
+/// One trimmed part of `prompt`; whether it is a #tts/#ssml prompt.
+fn check_prompt_part(prompt: &str, part: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
+    if part.is_empty() {
+        out.push(
+            R050.at(pointer, "empty prompt part")
+                .found(render_found("", &Value::from(prompt)))
+                .hint("remove the stray ';'"),
+        );
+    } else if let Some(rest) = part.strip_prefix('#') {
+        return check_directive(part, rest, pointer, out);
+    } else if part.contains("://") {
+        check_url(part, pointer, out);
+    } else if FILE_ID.is_match(part) {
+        // A pre-recorded message name or file id such as "welcome".
+    } else {
+        out.push(
+            R052.at(pointer, "plain text is not a prompt")
+                .expected("#tts[...], #ssml[...], #href[url], an http(s) URL or a pre-recorded message name")
+                .found(render_found("", &Value::from(part)))
+                .hint(format!("to speak it, write #tts[{part}]")),
+        );
     }
-    uses_tts
+    false
+}
+
+/// A `#directive[body]` part (`rest` is the part without its `#`); whether it is #tts/#ssml.
+fn check_directive(part: &str, rest: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
+    let Some((directive, body)) = rest.split_once('[') else {
+        out.push(malformed(pointer, part, "directive without [...]"));
+        return false;
+    };
+    let Some(body) = body.strip_suffix(']') else {
+        out.push(malformed(pointer, part, "text after the closing ]"));
+        return false;
+    };
+    match directive {
+        "tts" | "ssml" => {
+            if is_silent(body, directive == "ssml") {
+                out.push(silent_text(pointer.to_owned(), part));
+            } else if directive == "ssml" && !body.trim_start().starts_with("<speak") {
+                out.push(
+                    R053.at(pointer, "#ssml[...] content does not start with <speak>")
+                        .found(render_found("", &Value::from(part)))
+                        .hint("Sinch's examples show both forms; <speak>…</speak> is the SSML root element"),
+                );
+            }
+            return true;
+        }
+        "href" => check_url(body.trim(), pointer, out),
+        other => out.push(
+            R050.at(pointer, format!("unknown prompt directive #{other}"))
+                .expected("#tts[...], #ssml[...] or #href[...]")
+                .found(render_found("", &Value::from(part)))
+                .hint("Sinch documents the directives #tts, #ssml and #href, in lower case"),
+        ),
+    }
+    false
 }
 
 fn check_url(url: &str, pointer: &str, out: &mut Vec<Violation>) {
