@@ -53,45 +53,86 @@ pub fn parse(s: &str) -> Option<OffsetDateTime> {
     if p.b.len() > 64 {
         return None;
     }
+    let date = parse_date(&mut p)?;
+    match p.next()? {
+        b'T' | b't' | b' ' => {}
+        _ => return None,
+    }
+    let time = parse_time(&mut p)?;
+    let offset = parse_offset(&mut p)?;
+    if p.peek().is_some() {
+        return None;
+    }
+    PrimitiveDateTime::new(date, time)
+        .assume_offset(offset)
+        .checked_to_offset(UtcOffset::UTC)
+}
+
+/// `YYYY-MM-DD`, a valid calendar date.
+fn parse_date(p: &mut Cursor<'_>) -> Option<Date> {
     let year = p.digits(4)?;
     p.eat(b'-')?;
     let month = p.digits(2)?;
     p.eat(b'-')?;
     let day = p.digits(2)?;
-    match p.next()? {
-        b'T' | b't' | b' ' => {}
-        _ => return None,
-    }
+    Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        Month::try_from(u8::try_from(month).ok()?).ok()?,
+        u8::try_from(day).ok()?,
+    )
+    .ok()
+}
+
+/// `hh:mm:ss` with an optional fraction; a leap second reads as `:59.999999999`.
+fn parse_time(p: &mut Cursor<'_>) -> Option<Time> {
     let hour = p.digits(2)?;
     p.eat(b':')?;
     let minute = p.digits(2)?;
     p.eat(b':')?;
     let mut second = p.digits(2)?;
-    let mut nanos: u32 = 0;
-    if matches!(p.peek(), Some(b'.' | b',')) {
-        p.i += 1;
-        let mut n = 0usize;
-        while let Some(d) = p.peek().filter(u8::is_ascii_digit) {
-            if n < 9 {
-                nanos = nanos * 10 + u32::from(d - b'0');
-            }
-            n += 1;
-            p.i += 1;
-        }
-        if n == 0 {
-            return None;
-        }
-        for _ in n..9 {
-            nanos *= 10;
-        }
-    }
+    let mut nanos = parse_fraction(p)?;
     if second == 60 {
         second = 59;
         nanos = 999_999_999;
     }
-    let offset = match p.next() {
-        None => UtcOffset::UTC,
-        Some(b'Z' | b'z') => UtcOffset::UTC,
+    Time::from_hms_nano(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+        nanos,
+    )
+    .ok()
+}
+
+/// An optional `.`/`,` fraction of any number of digits (at least one), in nanoseconds;
+/// digits beyond nanoseconds are truncated. No fraction gives 0.
+fn parse_fraction(p: &mut Cursor<'_>) -> Option<u32> {
+    let mut nanos: u32 = 0;
+    if !matches!(p.peek(), Some(b'.' | b',')) {
+        return Some(nanos);
+    }
+    p.i += 1;
+    let mut n = 0usize;
+    while let Some(d) = p.peek().filter(u8::is_ascii_digit) {
+        if n < 9 {
+            nanos = nanos * 10 + u32::from(d - b'0');
+        }
+        n += 1;
+        p.i += 1;
+    }
+    if n == 0 {
+        return None;
+    }
+    for _ in n..9 {
+        nanos *= 10;
+    }
+    Some(nanos)
+}
+
+/// Nothing (UTC), `Z`/`z`, or `±hh:mm`/`±hhmm`/`±hh`.
+fn parse_offset(p: &mut Cursor<'_>) -> Option<UtcOffset> {
+    match p.next() {
+        None | Some(b'Z' | b'z') => Some(UtcOffset::UTC),
         Some(sign @ (b'+' | b'-')) => {
             let oh = p.digits(2)?;
             let om = match p.peek() {
@@ -107,32 +148,13 @@ pub fn parse(s: &str) -> Option<OffsetDateTime> {
             }
             let (oh, om) = (i8::try_from(oh).ok()?, i8::try_from(om).ok()?);
             if sign == b'-' {
-                UtcOffset::from_hms(-oh, -om, 0).ok()?
+                UtcOffset::from_hms(-oh, -om, 0).ok()
             } else {
-                UtcOffset::from_hms(oh, om, 0).ok()?
+                UtcOffset::from_hms(oh, om, 0).ok()
             }
         }
-        Some(_) => return None,
-    };
-    if p.peek().is_some() {
-        return None;
+        Some(_) => None,
     }
-    let date = Date::from_calendar_date(
-        i32::try_from(year).ok()?,
-        Month::try_from(u8::try_from(month).ok()?).ok()?,
-        u8::try_from(day).ok()?,
-    )
-    .ok()?;
-    let time = Time::from_hms_nano(
-        u8::try_from(hour).ok()?,
-        u8::try_from(minute).ok()?,
-        u8::try_from(second).ok()?,
-        nanos,
-    )
-    .ok()?;
-    PrimitiveDateTime::new(date, time)
-        .assume_offset(offset)
-        .checked_to_offset(UtcOffset::UTC)
 }
 
 struct Cursor<'a> {

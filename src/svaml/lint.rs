@@ -426,9 +426,7 @@ fn lint_instructions(
     ctx: &LintContext<'_>,
     out: &mut Vec<Violation>,
 ) {
-    let mut cookies = ctx.earlier_cookies.clone();
-    let mut keys_here: Vec<&str> = Vec::new();
-    let mut last_cookie: Option<usize> = None;
+    let mut cookies = CookieTally::new(ctx.earlier_cookies);
     let mut answered = false;
     for (i, instruction) in instructions.iter().enumerate() {
         let Some(obj) = instruction.as_object() else {
@@ -437,105 +435,18 @@ fn lint_instructions(
         let base = format!("/instructions/{i}");
         let name = str_of(obj, "name");
         if target == Target::Manage {
-            if let Some(name) = name.filter(|n| !matches!(*n, "playFiles" | "say")) {
-                out.push(
-                    R004.at(
-                        format!("{base}/name"),
-                        format!("instruction {name} in a manage-call body; Sinch documents playFiles and say for these endpoints"),
-                    )
-                    .found(name)
-                    .hint("check that Sinch carries this instruction out on a manage-call request"),
-                );
-            }
+            lint_manage_instruction(name, &base, out);
         }
         match name {
             Some("answer") => answered = true,
             Some("playFiles") => {
                 if target == Target::Ice && !answered {
-                    out.push(
-                        R091.at(
-                            format!("{base}/name"),
-                            "playFiles on an incoming call with no answer instruction before it",
-                        )
-                        .expected("an {\"name\": \"answer\"} instruction before playFiles")
-                        .hint("the call is not answered yet: the caller may hear ringing or nothing instead of the files; put an answer instruction first"),
-                    );
+                    out.push(play_files_unanswered(&base));
                 }
-                let mut uses_tts = false;
-                if let Some(Value::Array(ids)) = obj.get("ids") {
-                    for (j, id) in ids.iter().enumerate() {
-                        if let Some(prompt) = id.as_str() {
-                            uses_tts |= check_prompt(prompt, &format!("{base}/ids/{j}"), out);
-                        }
-                    }
-                }
-                match obj.get("locale") {
-                    Some(Value::String(locale)) => {
-                        check_tts_locale(locale, format!("{base}/locale"), out)
-                    }
-                    None if uses_tts => out.push(
-                        R032.at(
-                            format!("{base}/locale"),
-                            "playFiles plays #tts/#ssml prompts but has no locale",
-                        )
-                        .expected("a TTS locale such as en-US")
-                        .hint("add \"locale\"; Sinch's API description calls it required with TTS or SSML, the Java SDK dropped that requirement in 1.4.0"),
-                    ),
-                    _ => {}
-                }
+                lint_play_files(obj, &base, out);
             }
-            Some("say") => {
-                if let Some(locale) = str_of(obj, "locale") {
-                    check_tts_locale(locale, format!("{base}/locale"), out);
-                }
-                match obj.get("text") {
-                    None => out.push(
-                        R090.at(format!("{base}/text"), "say without text: nothing to speak")
-                            .expected("text")
-                            .hint("a connected caller hears silence here; add the words to speak"),
-                    ),
-                    Some(Value::String(text)) if is_silent(text, false) => {
-                        out.push(silent_text(format!("{base}/text"), text));
-                    }
-                    _ => {}
-                }
-                if let Some(text) = str_of(obj, "text") {
-                    let chars = text.chars().count();
-                    if chars > ctx.max_say_chars {
-                        out.push(
-                            R080.at(
-                                format!("{base}/text"),
-                                format!(
-                                    "say text has {chars} characters; the limit is {}",
-                                    ctx.max_say_chars
-                                ),
-                            )
-                            .expected(format!("at most {} characters", ctx.max_say_chars))
-                            .found(format!("{chars} characters"))
-                            .hint("shorten the text or split it over several say instructions; Sinch's default limit is 600 and support can raise it per account (then set SVAMLGATE_MAX_SAY_CHARS)"),
-                        );
-                    }
-                }
-            }
-            Some("setCookie") => {
-                let Some(key) = str_of(obj, "key") else {
-                    continue;
-                };
-                let value = str_of(obj, "value").unwrap_or_default();
-                if keys_here.contains(&key) {
-                    out.push(
-                        R041.at(
-                            format!("{base}/key"),
-                            format!("cookie `{key}` is set more than once in this reply"),
-                        )
-                        .hint("set each cookie once; svamlgate counts only the last value against the 1024-byte budget"),
-                    );
-                } else {
-                    keys_here.push(key);
-                }
-                cookies.insert(key.to_owned(), value.to_owned());
-                last_cookie = Some(i);
-            }
+            Some("say") => lint_say(obj, &base, ctx, out),
+            Some("setCookie") => cookies.set(obj, i, &base, out),
             Some("startRecording") => {
                 if let Some(options) = obj.get("options").and_then(Value::as_object) {
                     check_recording_destination(options, &format!("{base}/options"), out);
@@ -544,27 +455,158 @@ fn lint_instructions(
             _ => {}
         }
     }
-    if let Some(i) = last_cookie {
-        let total = cookie_bytes(&cookies);
-        if total > COOKIE_BUDGET_BYTES {
-            let earlier: usize = ctx
-                .earlier_cookies
-                .iter()
-                .filter(|(k, _)| !keys_here.contains(&k.as_str()))
-                .map(|(k, v)| k.len() + v.len())
-                .sum();
-            let message = if earlier > 0 {
-                format!("cookie data of this call would be {total} bytes ({earlier} of them from cookies set by earlier replies), over {COOKIE_BUDGET_BYTES}")
-            } else {
-                format!("cookie data (setCookie keys and values) would be {total} bytes, over {COOKIE_BUDGET_BYTES}")
-            };
-            out.push(
-                R040.at(format!("/instructions/{i}"), message)
-                    .expected(format!("at most {COOKIE_BUDGET_BYTES} bytes"))
-                    .found(format!("{total} bytes"))
-                    .hint("store less in cookies; keep large state on your server keyed by callid"),
-            );
+    cookies.check_budget(out);
+}
+
+/// SVAML004: a manage-call body with an instruction other than playFiles or say.
+fn lint_manage_instruction(name: Option<&str>, base: &str, out: &mut Vec<Violation>) {
+    if let Some(name) = name.filter(|n| !matches!(*n, "playFiles" | "say")) {
+        out.push(
+            R004.at(
+                format!("{base}/name"),
+                format!("instruction {name} in a manage-call body; Sinch documents playFiles and say for these endpoints"),
+            )
+            .found(name)
+            .hint("check that Sinch carries this instruction out on a manage-call request"),
+        );
+    }
+}
+
+/// SVAML091: playFiles on an incoming call before any answer instruction.
+fn play_files_unanswered(base: &str) -> Violation {
+    R091.at(
+        format!("{base}/name"),
+        "playFiles on an incoming call with no answer instruction before it",
+    )
+    .expected("an {\"name\": \"answer\"} instruction before playFiles")
+    .hint("the call is not answered yet: the caller may hear ringing or nothing instead of the files; put an answer instruction first")
+}
+
+/// The prompts of a playFiles and its locale (SVAML032 when TTS prompts have none).
+fn lint_play_files(obj: &Map<String, Value>, base: &str, out: &mut Vec<Violation>) {
+    let mut uses_tts = false;
+    if let Some(Value::Array(ids)) = obj.get("ids") {
+        for (j, id) in ids.iter().enumerate() {
+            if let Some(prompt) = id.as_str() {
+                uses_tts |= check_prompt(prompt, &format!("{base}/ids/{j}"), out);
+            }
         }
+    }
+    match obj.get("locale") {
+        Some(Value::String(locale)) => check_tts_locale(locale, format!("{base}/locale"), out),
+        None if uses_tts => out.push(
+            R032.at(
+                format!("{base}/locale"),
+                "playFiles plays #tts/#ssml prompts but has no locale",
+            )
+            .expected("a TTS locale such as en-US")
+            .hint("add \"locale\"; Sinch's API description calls it required with TTS or SSML, the Java SDK dropped that requirement in 1.4.0"),
+        ),
+        _ => {}
+    }
+}
+
+/// A say's locale, missing or silent text (SVAML090) and text length (SVAML080).
+fn lint_say(obj: &Map<String, Value>, base: &str, ctx: &LintContext<'_>, out: &mut Vec<Violation>) {
+    if let Some(locale) = str_of(obj, "locale") {
+        check_tts_locale(locale, format!("{base}/locale"), out);
+    }
+    match obj.get("text") {
+        None => out.push(
+            R090.at(format!("{base}/text"), "say without text: nothing to speak")
+                .expected("text")
+                .hint("a connected caller hears silence here; add the words to speak"),
+        ),
+        Some(Value::String(text)) if is_silent(text, false) => {
+            out.push(silent_text(format!("{base}/text"), text));
+        }
+        _ => {}
+    }
+    let Some(text) = str_of(obj, "text") else {
+        return;
+    };
+    let chars = text.chars().count();
+    if chars > ctx.max_say_chars {
+        out.push(
+            R080.at(
+                format!("{base}/text"),
+                format!(
+                    "say text has {chars} characters; the limit is {}",
+                    ctx.max_say_chars
+                ),
+            )
+            .expected(format!("at most {} characters", ctx.max_say_chars))
+            .found(format!("{chars} characters"))
+            .hint("shorten the text or split it over several say instructions; Sinch's default limit is 600 and support can raise it per account (then set SVAMLGATE_MAX_SAY_CHARS)"),
+        );
+    }
+}
+
+/// The call's cookies as the reply's setCookie instructions change them (SVAML041, SVAML040).
+struct CookieTally<'a> {
+    earlier: &'a BTreeMap<String, String>,
+    cookies: BTreeMap<String, String>,
+    keys_here: Vec<&'a str>,
+    last_cookie: Option<usize>,
+}
+
+impl<'a> CookieTally<'a> {
+    fn new(earlier: &'a BTreeMap<String, String>) -> Self {
+        CookieTally {
+            earlier,
+            cookies: earlier.clone(),
+            keys_here: Vec::new(),
+            last_cookie: None,
+        }
+    }
+
+    /// The setCookie instruction `i`: a key set twice in this reply gives SVAML041.
+    fn set(&mut self, obj: &'a Map<String, Value>, i: usize, base: &str, out: &mut Vec<Violation>) {
+        let Some(key) = str_of(obj, "key") else {
+            return;
+        };
+        let value = str_of(obj, "value").unwrap_or_default();
+        if self.keys_here.contains(&key) {
+            out.push(
+                R041.at(
+                    format!("{base}/key"),
+                    format!("cookie `{key}` is set more than once in this reply"),
+                )
+                .hint("set each cookie once; svamlgate counts only the last value against the 1024-byte budget"),
+            );
+        } else {
+            self.keys_here.push(key);
+        }
+        self.cookies.insert(key.to_owned(), value.to_owned());
+        self.last_cookie = Some(i);
+    }
+
+    /// SVAML040 at the last setCookie when the call's cookie data exceeds the budget.
+    fn check_budget(&self, out: &mut Vec<Violation>) {
+        let Some(i) = self.last_cookie else {
+            return;
+        };
+        let total = cookie_bytes(&self.cookies);
+        if total <= COOKIE_BUDGET_BYTES {
+            return;
+        }
+        let earlier: usize = self
+            .earlier
+            .iter()
+            .filter(|(k, _)| !self.keys_here.contains(&k.as_str()))
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        let message = if earlier > 0 {
+            format!("cookie data of this call would be {total} bytes ({earlier} of them from cookies set by earlier replies), over {COOKIE_BUDGET_BYTES}")
+        } else {
+            format!("cookie data (setCookie keys and values) would be {total} bytes, over {COOKIE_BUDGET_BYTES}")
+        };
+        out.push(
+            R040.at(format!("/instructions/{i}"), message)
+                .expected(format!("at most {COOKIE_BUDGET_BYTES} bytes"))
+                .found(format!("{total} bytes"))
+                .hint("store less in cookies; keep large state on your server keyed by callid"),
+        );
     }
 }
 
@@ -600,127 +642,147 @@ fn lint_action(action: &Map<String, Value>, out: &mut Vec<Violation>) {
         check_recording_destination(options, "/action/recordingOptions", out);
     }
     match str_of(action, "name") {
-        Some("connectPstn") => {
-            if let Some(number) = str_of(action, "number") {
-                check_number(number, "/action/number", false, out);
-            }
-            if let Some(cli) = str_of(action, "cli") {
-                check_number(cli, "/action/cli", true, out);
-            }
-            if let Some(locale) = str_of(action, "locale") {
-                if !LOCALE.is_match(locale) {
-                    out.push(
-                        R030.at(
-                            "/action/locale",
-                            "locale is not an ISO 639 language code, '-', and an ISO 3166-1 alpha-2 country code",
-                        )
-                        .expected("ll-CC, e.g. en-US")
-                        .found(render_found("", &Value::from(locale)))
-                        .hint(locale_hint(locale)),
-                    );
-                }
-            }
-            if str_of(action, "indications") == Some("false") {
-                out.push(
-                    R033.at("/action/indications", "indications \"false\" is in the Java SDK's enum only")
-                        .found("false")
-                        .hint("\"false\" looks like a YAML reading of Norway's code; for Norway use \"no\", or omit indications"),
-                );
-            }
-        }
-        Some("connectMxp") => {
-            let upper = action.get("callHeaders");
-            let lower = action.get("callheaders");
-            if lower.is_some() {
-                if upper.is_some() {
-                    out.push(
-                        R062.at(
-                            "/action/callheaders",
-                            "both callHeaders and callheaders are present",
-                        )
-                        .hint("keep only one; which one Sinch reads is not documented"),
-                    );
-                } else {
-                    out.push(
-                        R060.at(
-                            "/action/callheaders",
-                            "callheaders (Java/.NET SDK spelling) used instead of callHeaders",
-                        )
-                        .expected("callHeaders")
-                        .hint("callHeaders is the spelling of Sinch's docs and Node SDK; the Java and .NET SDKs send callheaders"),
-                    );
-                }
-            }
-            check_headers(action, "callHeaders", out);
-            check_headers(action, "callheaders", out);
-        }
+        Some("connectPstn") => lint_connect_pstn(action, out),
+        Some("connectMxp") => lint_connect_mxp(action, out),
         Some("connectSip") => {
-            if let Some(transport) = str_of(action, "transport") {
-                if transport.bytes().any(|b| b.is_ascii_lowercase()) {
-                    out.push(
-                        R070.at(
-                            "/action/transport",
-                            "transport in lower case; the Java SDK's enum is upper case",
-                        )
-                        .expected(transport.to_ascii_uppercase())
-                        .found(transport)
-                        .hint("UDP, TCP or TLS (Sinch's Node SDK and docs also use lower case)"),
-                    );
-                }
-            }
-            if let Some(endpoint) = action
-                .get("destination")
-                .and_then(Value::as_object)
-                .and_then(|d| str_of(d, "endpoint"))
-            {
-                if !endpoint.contains('@') && !endpoint.starts_with("sip:") {
-                    out.push(
-                        R072.at(
-                            "/action/destination/endpoint",
-                            "SIP endpoint does not look like a SIP address",
-                        )
-                        .expected("user@host, e.g. 46708000000@sip.example.com")
-                        .found(render_found("", &Value::from(endpoint))),
-                    );
-                }
-            }
+            lint_connect_sip(action, out);
             check_headers(action, "callHeaders", out);
         }
         Some("connectStream") => {
-            if let Some(endpoint) = action
-                .get("destination")
-                .and_then(Value::as_object)
-                .and_then(|d| str_of(d, "endpoint"))
-            {
-                let lower = endpoint.to_ascii_lowercase();
-                let ok = (lower.starts_with("wss://") && endpoint.len() > 6)
-                    || (lower.starts_with("ws://") && endpoint.len() > 5);
-                if !ok || endpoint.contains(char::is_whitespace) {
-                    out.push(
-                        R071.at(
-                            "/action/destination/endpoint",
-                            "stream endpoint is not a WebSocket URL",
-                        )
-                        .expected("wss://host/path")
-                        .found(render_found("", &Value::from(endpoint)))
-                        .hint("use the wss:// URL of your WebSocket server"),
-                    );
-                }
-            }
+            lint_connect_stream(action, out);
             check_headers(action, "callHeaders", out);
         }
         Some("runMenu") => lint_run_menu(action, out),
-        Some("park") => {
-            for key in ["introPrompt", "holdPrompt"] {
-                if let Some(prompt) = str_of(action, key) {
-                    check_prompt(prompt, &format!("/action/{key}"), out);
-                }
-            }
-            if let Some(locale) = str_of(action, "locale") {
-                check_tts_locale(locale, "/action/locale".to_owned(), out);
-            }
-        }
+        Some("park") => lint_park(action, out),
         _ => {}
+    }
+}
+
+/// connectPstn: number and cli (SVAML010/011), locale (SVAML030), indications (SVAML033).
+fn lint_connect_pstn(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if let Some(number) = str_of(action, "number") {
+        check_number(number, "/action/number", false, out);
+    }
+    if let Some(cli) = str_of(action, "cli") {
+        check_number(cli, "/action/cli", true, out);
+    }
+    if let Some(locale) = str_of(action, "locale") {
+        if !LOCALE.is_match(locale) {
+            out.push(
+                R030.at(
+                    "/action/locale",
+                    "locale is not an ISO 639 language code, '-', and an ISO 3166-1 alpha-2 country code",
+                )
+                .expected("ll-CC, e.g. en-US")
+                .found(render_found("", &Value::from(locale)))
+                .hint(locale_hint(locale)),
+            );
+        }
+    }
+    if str_of(action, "indications") == Some("false") {
+        out.push(
+            R033.at("/action/indications", "indications \"false\" is in the Java SDK's enum only")
+                .found("false")
+                .hint("\"false\" looks like a YAML reading of Norway's code; for Norway use \"no\", or omit indications"),
+        );
+    }
+}
+
+/// connectMxp: the header spellings (SVAML060/062) and both header lists.
+fn lint_connect_mxp(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let upper = action.get("callHeaders");
+    let lower = action.get("callheaders");
+    if lower.is_some() {
+        if upper.is_some() {
+            out.push(
+                R062.at(
+                    "/action/callheaders",
+                    "both callHeaders and callheaders are present",
+                )
+                .hint("keep only one; which one Sinch reads is not documented"),
+            );
+        } else {
+            out.push(
+                R060.at(
+                    "/action/callheaders",
+                    "callheaders (Java/.NET SDK spelling) used instead of callHeaders",
+                )
+                .expected("callHeaders")
+                .hint("callHeaders is the spelling of Sinch's docs and Node SDK; the Java and .NET SDKs send callheaders"),
+            );
+        }
+    }
+    check_headers(action, "callHeaders", out);
+    check_headers(action, "callheaders", out);
+}
+
+/// `destination.endpoint` of a connect action.
+fn destination_endpoint(action: &Map<String, Value>) -> Option<&str> {
+    action
+        .get("destination")
+        .and_then(Value::as_object)
+        .and_then(|d| str_of(d, "endpoint"))
+}
+
+/// connectSip: transport casing (SVAML070) and the SIP endpoint (SVAML072).
+fn lint_connect_sip(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if let Some(transport) = str_of(action, "transport") {
+        if transport.bytes().any(|b| b.is_ascii_lowercase()) {
+            out.push(
+                R070.at(
+                    "/action/transport",
+                    "transport in lower case; the Java SDK's enum is upper case",
+                )
+                .expected(transport.to_ascii_uppercase())
+                .found(transport)
+                .hint("UDP, TCP or TLS (Sinch's Node SDK and docs also use lower case)"),
+            );
+        }
+    }
+    if let Some(endpoint) = destination_endpoint(action) {
+        if !endpoint.contains('@') && !endpoint.starts_with("sip:") {
+            out.push(
+                R072.at(
+                    "/action/destination/endpoint",
+                    "SIP endpoint does not look like a SIP address",
+                )
+                .expected("user@host, e.g. 46708000000@sip.example.com")
+                .found(render_found("", &Value::from(endpoint))),
+            );
+        }
+    }
+}
+
+/// connectStream: the endpoint is a ws:// or wss:// URL (SVAML071).
+fn lint_connect_stream(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let Some(endpoint) = destination_endpoint(action) else {
+        return;
+    };
+    let lower = endpoint.to_ascii_lowercase();
+    let ok = (lower.starts_with("wss://") && endpoint.len() > 6)
+        || (lower.starts_with("ws://") && endpoint.len() > 5);
+    if !ok || endpoint.contains(char::is_whitespace) {
+        out.push(
+            R071.at(
+                "/action/destination/endpoint",
+                "stream endpoint is not a WebSocket URL",
+            )
+            .expected("wss://host/path")
+            .found(render_found("", &Value::from(endpoint)))
+            .hint("use the wss:// URL of your WebSocket server"),
+        );
+    }
+}
+
+/// park: its prompts and TTS locale.
+fn lint_park(action: &Map<String, Value>, out: &mut Vec<Violation>) {
+    for key in ["introPrompt", "holdPrompt"] {
+        if let Some(prompt) = str_of(action, key) {
+            check_prompt(prompt, &format!("/action/{key}"), out);
+        }
+    }
+    if let Some(locale) = str_of(action, "locale") {
+        check_tts_locale(locale, "/action/locale".to_owned(), out);
     }
 }
 
@@ -731,6 +793,34 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
     let Some(Value::Array(menus)) = action.get("menus") else {
         return;
     };
+    let ids = menu_ids(menus, out);
+    let main_menu = str_of(action, "mainMenu");
+    if !menus.is_empty() && !ids.contains(&"main") {
+        out.push(no_main_menu(main_menu, &ids));
+    }
+    check_first_prompt(menus, &ids, main_menu, out);
+    if let Some(first) = main_menu {
+        if !ids.contains(&first) {
+            out.push(
+                R021.at(
+                    "/action/mainMenu",
+                    "mainMenu does not name an existing menu",
+                )
+                .expected(ids.join("|"))
+                .found(first)
+                .hint("set mainMenu to the id of one of the menus, or remove it"),
+            );
+        }
+    }
+    for (i, menu) in menus.iter().enumerate() {
+        if let Some(menu) = menu.as_object() {
+            lint_menu(menu, i, &ids, out);
+        }
+    }
+}
+
+/// The menus' ids in order, each once; a repeated id gives SVAML025.
+fn menu_ids<'a>(menus: &'a [Value], out: &mut Vec<Violation>) -> Vec<&'a str> {
     let mut ids: Vec<&str> = Vec::with_capacity(menus.len());
     for (i, menu) in menus.iter().enumerate() {
         if let Some(id) = menu.get("id").and_then(Value::as_str) {
@@ -748,30 +838,36 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
             }
         }
     }
-    let main_menu = str_of(action, "mainMenu");
-    if !menus.is_empty() && !ids.contains(&"main") {
-        match main_menu {
-            Some(first) if ids.contains(&first) => out.push(
-                R026.at(
-                    "/action/menus",
-                    format!("no menu has id `main` (mainMenu selects `{first}`)"),
-                )
-                .expected("a menu with \"id\": \"main\"")
-                .found(ids.join(", "))
-                .hint("name the first menu main: Sinch's description says an error is returned without one, although mainMenu selects the first menu"),
-            ),
-            _ => out.push(
-                R020.at(
-                    "/action/menus",
-                    "runMenu has no menu with id `main`, and no mainMenu naming one of its menus",
-                )
-                .expected("a menu with \"id\": \"main\"")
-                .found(ids.join(", "))
-                .hint("name the first menu main: Sinch returns an error for a runMenu without one, and the caller hears an error instead of the menu"),
-            ),
-        }
+    ids
+}
+
+/// No menu has id `main`: SVAML026 when mainMenu names one of the menus, else SVAML020.
+fn no_main_menu(main_menu: Option<&str>, ids: &[&str]) -> Violation {
+    match main_menu {
+        Some(first) if ids.contains(&first) => R026.at(
+            "/action/menus",
+            format!("no menu has id `main` (mainMenu selects `{first}`)"),
+        )
+        .expected("a menu with \"id\": \"main\"")
+        .found(ids.join(", "))
+        .hint("name the first menu main: Sinch's description says an error is returned without one, although mainMenu selects the first menu"),
+        _ => R020.at(
+            "/action/menus",
+            "runMenu has no menu with id `main`, and no mainMenu naming one of its menus",
+        )
+        .expected("a menu with \"id\": \"main\"")
+        .found(ids.join(", "))
+        .hint("name the first menu main: Sinch returns an error for a runMenu without one, and the caller hears an error instead of the menu"),
     }
-    // The menu played first: `main`, else the one mainMenu names.
+}
+
+/// SVAML093: the menu played first (`main`, else the one mainMenu names) has no main prompt.
+fn check_first_prompt(
+    menus: &[Value],
+    ids: &[&str],
+    main_menu: Option<&str>,
+    out: &mut Vec<Violation>,
+) {
     let first = ids
         .iter()
         .position(|id| *id == "main")
@@ -782,113 +878,114 @@ fn lint_run_menu(action: &Map<String, Value>, out: &mut Vec<Violation>) {
                 .iter()
                 .position(|m| m.get("id").and_then(Value::as_str) == Some(id))
         });
-    if let Some(i) = first {
-        let prompt = menus[i].get("mainPrompt");
-        let blank = match prompt {
-            None => true,
-            Some(Value::String(p)) => p.trim().is_empty(),
-            Some(_) => false,
-        };
-        if blank {
-            out.push(
-                R093.at(
-                    format!("/action/menus/{i}/mainPrompt"),
-                    "the menu played first has no main prompt",
-                )
-                .expected("a mainPrompt such as #tts[Press 1 for sales]")
-                .hint("the caller hears silence and does not know which keys to press; add a mainPrompt"),
-            );
+    let Some(i) = first else {
+        return;
+    };
+    let blank = match menus[i].get("mainPrompt") {
+        None => true,
+        Some(Value::String(p)) => p.trim().is_empty(),
+        Some(_) => false,
+    };
+    if blank {
+        out.push(
+            R093.at(
+                format!("/action/menus/{i}/mainPrompt"),
+                "the menu played first has no main prompt",
+            )
+            .expected("a mainPrompt such as #tts[Press 1 for sales]")
+            .hint(
+                "the caller hears silence and does not know which keys to press; add a mainPrompt",
+            ),
+        );
+    }
+}
+
+/// One menu `i`: its prompts, then its options.
+fn lint_menu(menu: &Map<String, Value>, i: usize, ids: &[&str], out: &mut Vec<Violation>) {
+    for key in ["mainPrompt", "repeatPrompt"] {
+        if let Some(prompt) = str_of(menu, key) {
+            check_prompt(prompt, &format!("/action/menus/{i}/{key}"), out);
         }
     }
-    if let Some(first) = main_menu {
-        if !ids.contains(&first) {
-            out.push(
-                R021.at(
-                    "/action/mainMenu",
-                    "mainMenu does not name an existing menu",
-                )
-                .expected(ids.join("|"))
-                .found(first)
-                .hint("set mainMenu to the id of one of the menus, or remove it"),
-            );
+    let Some(Value::Array(options)) = menu.get("options") else {
+        return;
+    };
+    let mut seen: Vec<&str> = Vec::with_capacity(options.len());
+    for (j, option) in options.iter().enumerate() {
+        let Some(option) = option.as_object() else {
+            continue;
+        };
+        let base = format!("/action/menus/{i}/options/{j}");
+        if let Some(dtmf) = str_of(option, "dtmf") {
+            check_option_dtmf(dtmf, &base, &mut seen, out);
+        }
+        if let Some(option_action) = str_of(option, "action") {
+            check_option_action(option_action, &base, ids, out);
         }
     }
-    for (i, menu) in menus.iter().enumerate() {
-        let Some(menu) = menu.as_object() else {
-            continue;
-        };
-        for key in ["mainPrompt", "repeatPrompt"] {
-            if let Some(prompt) = str_of(menu, key) {
-                check_prompt(prompt, &format!("/action/menus/{i}/{key}"), out);
-            }
-        }
-        let Some(Value::Array(options)) = menu.get("options") else {
-            continue;
-        };
-        let mut seen: Vec<&str> = Vec::with_capacity(options.len());
-        for (j, option) in options.iter().enumerate() {
-            let Some(option) = option.as_object() else {
-                continue;
-            };
-            let base = format!("/action/menus/{i}/options/{j}");
-            if let Some(dtmf) = str_of(option, "dtmf") {
-                if seen.contains(&dtmf) {
-                    out.push(
-                        R023.at(
-                            format!("{base}/dtmf"),
-                            format!("DTMF `{dtmf}` selects more than one option of this menu"),
-                        )
-                        .found(dtmf)
-                        .hint("give every option of a menu different keys"),
-                    );
+}
+
+/// A menu option's DTMF: used by an earlier option (SVAML023), or with a pause `w` (SVAML027).
+fn check_option_dtmf<'a>(
+    dtmf: &'a str,
+    base: &str,
+    seen: &mut Vec<&'a str>,
+    out: &mut Vec<Violation>,
+) {
+    if seen.contains(&dtmf) {
+        out.push(
+            R023.at(
+                format!("{base}/dtmf"),
+                format!("DTMF `{dtmf}` selects more than one option of this menu"),
+            )
+            .found(dtmf)
+            .hint("give every option of a menu different keys"),
+        );
+    } else {
+        seen.push(dtmf);
+    }
+    if dtmf.contains('w') {
+        out.push(
+            R027.at(
+                format!("{base}/dtmf"),
+                "menu option DTMF contains w, a 500 ms pause that a caller cannot press",
+            )
+            .found(dtmf)
+            .hint("use the keys the caller presses: 0-9 and #"),
+        );
+    }
+}
+
+/// A menu option's action: menu(<id>) of an existing menu (SVAML022) or return(<value>) (SVAML024).
+fn check_option_action(option_action: &str, base: &str, ids: &[&str], out: &mut Vec<Violation>) {
+    let Some(caps) = MENU_ACTION.captures(option_action.trim()) else {
+        out.push(
+            R024.at(
+                format!("{base}/action"),
+                "option action is neither menu(<menuId>) nor return(<value>)",
+            )
+            .expected("menu(<menuId>) or return(<value>)")
+            .found(render_found("", &Value::from(option_action)))
+            .hint("e.g. \"menu(sub)\" or \"return(sales)\""),
+        );
+        return;
+    };
+    let verb = caps.get(1).map_or("", |m| m.as_str());
+    let arg = caps.get(2).map_or("", |m| m.as_str()).trim();
+    if verb.eq_ignore_ascii_case("menu") && !ids.contains(&arg) {
+        out.push(
+            R022.at(
+                format!("{base}/action"),
+                if arg.is_empty() {
+                    "menu() names no menu".to_owned()
                 } else {
-                    seen.push(dtmf);
-                }
-                if dtmf.contains('w') {
-                    out.push(
-                        R027.at(
-                            format!("{base}/dtmf"),
-                            "menu option DTMF contains w, a 500 ms pause that a caller cannot press",
-                        )
-                        .found(dtmf)
-                        .hint("use the keys the caller presses: 0-9 and #"),
-                    );
-                }
-            }
-            let Some(option_action) = str_of(option, "action") else {
-                continue;
-            };
-            match MENU_ACTION.captures(option_action.trim()) {
-                Some(caps) => {
-                    let verb = caps.get(1).map_or("", |m| m.as_str());
-                    let arg = caps.get(2).map_or("", |m| m.as_str()).trim();
-                    if verb.eq_ignore_ascii_case("menu") && !ids.contains(&arg) {
-                        out.push(
-                            R022.at(
-                                format!("{base}/action"),
-                                if arg.is_empty() {
-                                    "menu() names no menu".to_owned()
-                                } else {
-                                    format!("option goes to menu `{arg}`, which does not exist")
-                                },
-                            )
-                            .expected(ids.join("|"))
-                            .found(option_action)
-                            .hint("point menu(...) at the id of a menu in this runMenu"),
-                        );
-                    }
-                }
-                None => out.push(
-                    R024.at(
-                        format!("{base}/action"),
-                        "option action is neither menu(<menuId>) nor return(<value>)",
-                    )
-                    .expected("menu(<menuId>) or return(<value>)")
-                    .found(render_found("", &Value::from(option_action)))
-                    .hint("e.g. \"menu(sub)\" or \"return(sales)\""),
-                ),
-            }
-        }
+                    format!("option goes to menu `{arg}`, which does not exist")
+                },
+            )
+            .expected(ids.join("|"))
+            .found(option_action)
+            .hint("point menu(...) at the id of a menu in this runMenu"),
+        );
     }
 }
 
@@ -969,6 +1066,20 @@ fn check_tts_locale(locale: &str, pointer: String, out: &mut Vec<Violation>) {
 
 /// Checks prompt grammar (menus, park, playFiles ids); returns whether a #tts/#ssml part was seen.
 fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
+    let Some(parts) = split_prompt(prompt) else {
+        out.push(unbalanced(pointer, prompt));
+        return false;
+    };
+    let mut uses_tts = false;
+    for part in parts {
+        uses_tts |= check_prompt_part(prompt, part.trim(), pointer, out);
+    }
+    uses_tts
+}
+
+/// The `;`-separated parts of a prompt (separators inside brackets do not count), or `None`
+/// when its brackets are unbalanced.
+fn split_prompt(prompt: &str) -> Option<Vec<&str>> {
     let mut parts: Vec<&str> = Vec::new();
     let mut depth: i32 = 0;
     let mut start = 0;
@@ -978,8 +1089,7 @@ fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
             ']' => {
                 depth -= 1;
                 if depth < 0 {
-                    out.push(unbalanced(pointer, prompt));
-                    return false;
+                    return None;
                 }
             }
             ';' if depth == 0 => {
@@ -990,67 +1100,69 @@ fn check_prompt(prompt: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
         }
     }
     if depth != 0 {
-        out.push(unbalanced(pointer, prompt));
-        return false;
+        return None;
     }
     parts.push(&prompt[start..]);
-    let mut uses_tts = false;
-    for part in parts {
-        let part = part.trim();
-        if part.is_empty() {
-            out.push(
-                R050.at(pointer, "empty prompt part")
-                    .found(render_found("", &Value::from(prompt)))
-                    .hint("remove the stray ';'"),
-            );
-            continue;
-        }
-        if let Some(rest) = part.strip_prefix('#') {
-            let Some((directive, body)) = rest.split_once('[') else {
-                out.push(malformed(pointer, part, "directive without [...]"));
-                continue;
-            };
-            let Some(body) = body.strip_suffix(']') else {
-                out.push(malformed(pointer, part, "text after the closing ]"));
-                continue;
-            };
-            match directive {
-                "tts" | "ssml" => {
-                    uses_tts = true;
-                    if is_silent(body, directive == "ssml") {
-                        out.push(silent_text(pointer.to_owned(), part));
-                    } else if directive == "ssml" && !body.trim_start().starts_with("<speak") {
-                        out.push(
-                            R053.at(pointer, "#ssml[...] content does not start with <speak>")
-                                .found(render_found("", &Value::from(part)))
-                                .hint("Sinch's examples show both forms; <speak>…</speak> is the SSML root element"),
-                        );
-                    }
-                }
-                "href" => check_url(body.trim(), pointer, out),
-                other => out.push(
-                    R050.at(pointer, format!("unknown prompt directive #{other}"))
-                        .expected("#tts[...], #ssml[...] or #href[...]")
-                        .found(render_found("", &Value::from(part)))
-                        .hint(
-                            "Sinch documents the directives #tts, #ssml and #href, in lower case",
-                        ),
-                ),
-            }
-        } else if part.contains("://") {
-            check_url(part, pointer, out);
-        } else if FILE_ID.is_match(part) {
-            // A pre-recorded message name or file id such as "welcome".
-        } else {
-            out.push(
-                R052.at(pointer, "plain text is not a prompt")
-                    .expected("#tts[...], #ssml[...], #href[url], an http(s) URL or a pre-recorded message name")
-                    .found(render_found("", &Value::from(part)))
-                    .hint(format!("to speak it, write #tts[{part}]")),
-            );
-        }
+    Some(parts)
+}
+
+/// One trimmed part of `prompt`; whether it is a #tts/#ssml prompt.
+fn check_prompt_part(prompt: &str, part: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
+    if part.is_empty() {
+        out.push(
+            R050.at(pointer, "empty prompt part")
+                .found(render_found("", &Value::from(prompt)))
+                .hint("remove the stray ';'"),
+        );
+    } else if let Some(rest) = part.strip_prefix('#') {
+        return check_directive(part, rest, pointer, out);
+    } else if part.contains("://") {
+        check_url(part, pointer, out);
+    } else if FILE_ID.is_match(part) {
+        // A pre-recorded message name or file id such as "welcome".
+    } else {
+        out.push(
+            R052.at(pointer, "plain text is not a prompt")
+                .expected("#tts[...], #ssml[...], #href[url], an http(s) URL or a pre-recorded message name")
+                .found(render_found("", &Value::from(part)))
+                .hint(format!("to speak it, write #tts[{part}]")),
+        );
     }
-    uses_tts
+    false
+}
+
+/// A `#directive[body]` part (`rest` is the part without its `#`); whether it is #tts/#ssml.
+fn check_directive(part: &str, rest: &str, pointer: &str, out: &mut Vec<Violation>) -> bool {
+    let Some((directive, body)) = rest.split_once('[') else {
+        out.push(malformed(pointer, part, "directive without [...]"));
+        return false;
+    };
+    let Some(body) = body.strip_suffix(']') else {
+        out.push(malformed(pointer, part, "text after the closing ]"));
+        return false;
+    };
+    match directive {
+        "tts" | "ssml" => {
+            if is_silent(body, directive == "ssml") {
+                out.push(silent_text(pointer.to_owned(), part));
+            } else if directive == "ssml" && !body.trim_start().starts_with("<speak") {
+                out.push(
+                    R053.at(pointer, "#ssml[...] content does not start with <speak>")
+                        .found(render_found("", &Value::from(part)))
+                        .hint("Sinch's examples show both forms; <speak>…</speak> is the SSML root element"),
+                );
+            }
+            return true;
+        }
+        "href" => check_url(body.trim(), pointer, out),
+        other => out.push(
+            R050.at(pointer, format!("unknown prompt directive #{other}"))
+                .expected("#tts[...], #ssml[...] or #href[...]")
+                .found(render_found("", &Value::from(part)))
+                .hint("Sinch documents the directives #tts, #ssml and #href, in lower case"),
+        ),
+    }
+    false
 }
 
 fn check_url(url: &str, pointer: &str, out: &mut Vec<Violation>) {

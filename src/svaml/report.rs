@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::lint::{self, Rule};
-use super::policy::SchemaPolicies;
 pub use super::policy::NO_SINCH_SOURCE;
+use super::policy::{Policy, SchemaPolicies};
 use super::{action_names, instruction_names, Mode, Target, SCHEMA_BUNDLE_VERSION};
 
 /// Severity of a violation.
@@ -389,7 +389,6 @@ fn name_violation(pointer: &str, found: &str, target: Target, is_action: bool) -
     .source(UNKNOWN_NAME_SOURCE)
 }
 
-/// Converts one jsonschema error into violations (several for multiple unknown properties).
 /// Sinch's name enums of actions and instructions.
 const UNKNOWN_NAME_SOURCE: &str = "developers.sinch.com/docs/voice/api-reference/svaml (actions and instructions); sinch-sdk-java voice/models/v1/svaml/{action,instruction}/*.java (name enums)";
 
@@ -404,165 +403,42 @@ pub(crate) fn push_schema_error(
     let pointer = error.instance_path().as_str();
     let instance: &Value = error.instance();
     let keyword = error.kind().keyword();
-    let code = format!("schema:{keyword}");
     let location = error.absolute_keyword_location().map(|u| u.as_str());
     let required = match error.kind() {
         ValidationErrorKind::Required { property } => property.as_str(),
         _ => None,
     };
     let policy = policies.lookup(location, keyword, required);
-    let severity = policy.severity;
-    let violation = match error.kind() {
+    let site = Site {
+        severity: policy.severity,
+        pointer,
+        code: format!("schema:{keyword}"),
+        instance,
+    };
+    match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected }
         | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-            for key in unexpected {
-                out.push(
-                    Violation::new(
-                        severity,
-                        join_pointer(pointer, key),
-                        code.clone(),
-                        format!("unknown property `{key}`"),
-                    )
-                    .found(key.clone())
-                    .hint(unknown_property_hint(key))
-                    .source(policy.source.clone())
-                    .strict_error(policy.strict_error),
-                );
-            }
+            push_unknown_properties(&site, unexpected, &policy, out);
             return;
         }
-        ValidationErrorKind::Required { property } => {
-            let name = property.as_str().unwrap_or_default();
-            Violation::new(
-                severity,
-                join_pointer(pointer, name),
-                code,
-                format!("required property `{name}` is missing"),
-            )
-            .expected(name)
-            .hint(format!("add `{name}`"))
-        }
-        ValidationErrorKind::Enum { options } => {
+        ValidationErrorKind::Enum { .. } => {
             if let (Some(target), Value::String(found)) = (target, instance) {
                 if let Some(v) = name_enum(pointer, found, target) {
                     out.push(v);
                     return;
                 }
             }
-            let expected = options
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned))
-                        .collect::<Vec<_>>()
-                        .join("|")
-                })
-                .unwrap_or_default();
-            Violation::new(
-                severity,
-                pointer,
-                code,
-                "value is not one of the allowed values",
-            )
-            .expected(expected)
-            .found(render_found(pointer, instance))
-            .hint("use one of the expected values (values are case-sensitive)")
         }
-        ValidationErrorKind::Constant { expected_value } => Violation::new(
-            severity,
+        _ => {}
+    }
+    let violation = describe_schema_error(&site, error.kind()).unwrap_or_else(|| {
+        Violation::new(
+            site.severity,
             pointer,
-            code,
-            "value does not match the required constant",
+            site.code,
+            error.masked().to_string(),
         )
-        .expected(
-            expected_value
-                .as_str()
-                .map_or_else(|| expected_value.to_string(), str::to_owned),
-        )
-        .found(render_found(pointer, instance)),
-        ValidationErrorKind::Type { kind } => {
-            let expected = match kind {
-                jsonschema::error::TypeKind::Single(t) => t.to_string(),
-                jsonschema::error::TypeKind::Multiple(set) => set
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            };
-            let hint = if expected == "string" && instance.is_number() {
-                "quote the value: this member is a JSON string".to_owned()
-            } else {
-                format!("use a JSON {expected}")
-            };
-            Violation::new(
-                severity,
-                pointer,
-                code,
-                format!(
-                    "wrong type: {} instead of {expected}",
-                    json_type_name(instance)
-                ),
-            )
-            .expected(expected)
-            .found(json_type_name(instance))
-            .hint(hint)
-        }
-        ValidationErrorKind::MaxLength { limit } => {
-            let len = instance.as_str().map_or(0, |s| s.chars().count());
-            Violation::new(
-                severity,
-                pointer,
-                code,
-                format!("string is too long ({len} characters, at most {limit} allowed)"),
-            )
-            .expected(format!("at most {limit} characters"))
-            .found(format!("{len} characters"))
-            .hint(format!("shorten it to {limit} characters or fewer"))
-        }
-        ValidationErrorKind::MinLength { limit } => {
-            Violation::new(severity, pointer, code, "string is too short")
-                .expected(format!("at least {limit} character(s)"))
-                .found(render_found(pointer, instance))
-                .hint("provide a non-empty value or remove the member")
-        }
-        ValidationErrorKind::Maximum { limit }
-        | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            Violation::new(severity, pointer, code, "number is too large")
-                .expected(format!("≤ {limit}"))
-                .found(render_found(pointer, instance))
-                .hint(format!("use a value of at most {limit}"))
-        }
-        ValidationErrorKind::Minimum { limit }
-        | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            Violation::new(severity, pointer, code, "number is too small")
-                .expected(format!("≥ {limit}"))
-                .found(render_found(pointer, instance))
-                .hint(format!("use a value of at least {limit}"))
-        }
-        ValidationErrorKind::MinItems { limit } => {
-            Violation::new(severity, pointer, code, "array has too few items")
-                .expected(format!("at least {limit} item(s)"))
-                .found(render_found(pointer, instance))
-        }
-        ValidationErrorKind::Pattern { pattern } => {
-            let hint = if pattern == "^[0-9#w]*$" {
-                "Sinch's DTMF strings contain only 0-9, # and w (a 500 ms pause)"
-            } else {
-                "make the value match the expected pattern"
-            };
-            Violation::new(
-                severity,
-                pointer,
-                code,
-                "value does not match the required format",
-            )
-            .expected(pattern.clone())
-            .found(render_found(pointer, instance))
-            .hint(hint)
-        }
-        _ => Violation::new(severity, pointer, code, error.masked().to_string()),
-    };
+    });
     let violation = violation
         .source(policy.source)
         .strict_error(policy.strict_error);
@@ -570,6 +446,164 @@ pub(crate) fn push_schema_error(
         (Some(quote), Some(read)) => violation.evidence(quote, read),
         _ => violation,
     });
+}
+
+/// Where a schema error happened: what every violation built from it starts with.
+struct Site<'a> {
+    severity: Severity,
+    pointer: &'a str,
+    code: String,
+    instance: &'a Value,
+}
+
+impl Site<'_> {
+    /// A violation at the error's pointer with its severity and code.
+    fn violation(&self, message: impl Into<String>) -> Violation {
+        Violation::new(self.severity, self.pointer, self.code.clone(), message)
+    }
+
+    /// The failing value as shown in `found` (credentials redacted).
+    fn found(&self) -> String {
+        render_found(self.pointer, self.instance)
+    }
+}
+
+/// One violation per unknown property of an `additionalProperties`/`unevaluatedProperties` error.
+fn push_unknown_properties(
+    site: &Site<'_>,
+    unexpected: &[String],
+    policy: &Policy,
+    out: &mut Vec<Violation>,
+) {
+    for key in unexpected {
+        out.push(
+            Violation::new(
+                site.severity,
+                join_pointer(site.pointer, key),
+                site.code.clone(),
+                format!("unknown property `{key}`"),
+            )
+            .found(key.clone())
+            .hint(unknown_property_hint(key))
+            .source(policy.source.clone())
+            .strict_error(policy.strict_error),
+        );
+    }
+}
+
+/// The violation of one failed keyword (without source and evidence), or `None` for a keyword
+/// without a dedicated message.
+fn describe_schema_error(site: &Site<'_>, kind: &ValidationErrorKind) -> Option<Violation> {
+    use ValidationErrorKind as K;
+    Some(match kind {
+        K::Required { property } => required_violation(site, property.as_str().unwrap_or_default()),
+        K::Enum { options } => enum_violation(site, options),
+        K::Constant { expected_value } => constant_violation(site, expected_value),
+        K::Type { kind } => type_violation(site, kind),
+        K::MaxLength { limit } => max_length_violation(site, limit),
+        K::MinLength { limit } => site
+            .violation("string is too short")
+            .expected(format!("at least {limit} character(s)"))
+            .found(site.found())
+            .hint("provide a non-empty value or remove the member"),
+        K::Maximum { limit } | K::ExclusiveMaximum { limit } => site
+            .violation("number is too large")
+            .expected(format!("≤ {limit}"))
+            .found(site.found())
+            .hint(format!("use a value of at most {limit}")),
+        K::Minimum { limit } | K::ExclusiveMinimum { limit } => site
+            .violation("number is too small")
+            .expected(format!("≥ {limit}"))
+            .found(site.found())
+            .hint(format!("use a value of at least {limit}")),
+        K::MinItems { limit } => site
+            .violation("array has too few items")
+            .expected(format!("at least {limit} item(s)"))
+            .found(site.found()),
+        K::Pattern { pattern } => pattern_violation(site, pattern),
+        _ => return None,
+    })
+}
+
+fn required_violation(site: &Site<'_>, name: &str) -> Violation {
+    Violation::new(
+        site.severity,
+        join_pointer(site.pointer, name),
+        site.code.clone(),
+        format!("required property `{name}` is missing"),
+    )
+    .expected(name)
+    .hint(format!("add `{name}`"))
+}
+
+fn enum_violation(site: &Site<'_>, options: &Value) -> Violation {
+    let expected = options
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .unwrap_or_default();
+    site.violation("value is not one of the allowed values")
+        .expected(expected)
+        .found(site.found())
+        .hint("use one of the expected values (values are case-sensitive)")
+}
+
+fn constant_violation(site: &Site<'_>, expected_value: &Value) -> Violation {
+    site.violation("value does not match the required constant")
+        .expected(
+            expected_value
+                .as_str()
+                .map_or_else(|| expected_value.to_string(), str::to_owned),
+        )
+        .found(site.found())
+}
+
+fn type_violation(site: &Site<'_>, kind: &jsonschema::error::TypeKind) -> Violation {
+    let expected = match kind {
+        jsonschema::error::TypeKind::Single(t) => t.to_string(),
+        jsonschema::error::TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join("|"),
+    };
+    let hint = if expected == "string" && site.instance.is_number() {
+        "quote the value: this member is a JSON string".to_owned()
+    } else {
+        format!("use a JSON {expected}")
+    };
+    let found = json_type_name(site.instance);
+    site.violation(format!("wrong type: {found} instead of {expected}"))
+        .expected(expected)
+        .found(found)
+        .hint(hint)
+}
+
+fn max_length_violation(site: &Site<'_>, limit: &u64) -> Violation {
+    let len = site.instance.as_str().map_or(0, |s| s.chars().count());
+    site.violation(format!(
+        "string is too long ({len} characters, at most {limit} allowed)"
+    ))
+    .expected(format!("at most {limit} characters"))
+    .found(format!("{len} characters"))
+    .hint(format!("shorten it to {limit} characters or fewer"))
+}
+
+fn pattern_violation(site: &Site<'_>, pattern: &str) -> Violation {
+    let hint = if pattern == "^[0-9#w]*$" {
+        "Sinch's DTMF strings contain only 0-9, # and w (a 500 ms pause)"
+    } else {
+        "make the value match the expected pattern"
+    };
+    site.violation("value does not match the required format")
+        .expected(pattern)
+        .found(site.found())
+        .hint(hint)
 }
 
 /// Recognises an enum failure of an action/instruction `name`.
