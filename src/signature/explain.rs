@@ -301,121 +301,192 @@ pub fn explain(
     now: OffsetDateTime,
     policy: &VerifyPolicy,
 ) -> Option<Explanation> {
-    let timestamp = req.x_timestamp.and_then(crate::timestamp::parse);
-    let difference = timestamp.map(|t| (now - t).as_seconds_f64());
+    let difference = req
+        .x_timestamp
+        .and_then(crate::timestamp::parse)
+        .map(|t| (now - t).as_seconds_f64());
     let window = policy.window.as_secs_f64();
+    let named = refusal.key.as_deref();
+    let certain = certain_of(ring, req, around, named, difference, window);
+    match refusal.reason {
+        RefusalReason::TimestampTooOld | RefusalReason::TimestampInFuture => {
+            Some(clock_skew(req, difference?, window, certain))
+        }
+        RefusalReason::UnknownKey => Some(unknown_key_searched(
+            ring,
+            req,
+            around,
+            named.unwrap_or(""),
+            certain,
+        )),
+        RefusalReason::SignatureMismatch => {
+            Some(mismatch(ring, req, around, named, window, certain))
+        }
+        _ => None,
+    }
+}
+
+/// What is certainly right about the request: `difference` is this host's clock minus
+/// `x-timestamp` in seconds, `window` the accepted distance.
+fn certain_of(
+    ring: &KeyRing,
+    req: &CallbackRequest<'_>,
+    around: &Surroundings<'_>,
+    named: Option<&str>,
+    difference: Option<f64>,
+    window: f64,
+) -> Certain {
     let md5 = content_md5(req.body);
     let content_md5 = match around.content_md5.map(str::trim) {
         None | Some("") => "no_header",
         Some(h) if h == md5 => "matches_header",
         Some(_) => "differs_from_header",
     };
-    let named = refusal.key.as_deref();
-    let certain = Certain {
+    Certain {
         key_known: named.is_some_and(|k| ring.matching(k).next().is_some()),
         content_md5: content_md5.to_owned(),
         body_bytes: req.body.len(),
         timestamp_in_window: difference.map(|d| d.abs() <= window),
         clock_difference_secs: difference.map(|d| (d * 1000.0).round() / 1000.0),
         checked_path: quote(req.path),
+    }
+}
+
+/// A right signature with a timestamp `d` seconds from this host's clock, outside the window.
+fn clock_skew(req: &CallbackRequest<'_>, d: f64, window: f64, certain: Certain) -> Explanation {
+    let (how, hint) = if d > 0.0 {
+        (
+            "behind",
+            "the request is late or replayed, or this host's clock is ahead",
+        )
+    } else {
+        (
+            "ahead of",
+            "this host's clock is behind, or the sender's is ahead",
+        )
     };
-    match refusal.reason {
-        RefusalReason::TimestampTooOld | RefusalReason::TimestampInFuture => {
-            let d = difference?;
-            let (how, hint) = if d > 0.0 {
-                (
-                    "behind",
-                    "the request is late or replayed, or this host's clock is ahead",
-                )
-            } else {
-                (
-                    "ahead of",
-                    "this host's clock is behind, or the sender's is ahead",
-                )
-            };
-            Some(Explanation {
-                cause: Cause::ClockSkew,
-                message: format!(
-                    "the signature is right, but x-timestamp `{}` is {:.1} s {how} this host's \
-                     clock (the window is ±{window:.0} s): {hint}",
-                    quote(req.x_timestamp.unwrap_or("")),
-                    d.abs()
-                ),
-                fix: Some(
-                    "check time synchronisation (NTP) on this host; a replayed request stays \
-                     refused"
-                        .to_owned(),
-                ),
-                certain,
-            })
+    Explanation {
+        cause: Cause::ClockSkew,
+        message: format!(
+            "the signature is right, but x-timestamp `{}` is {:.1} s {how} this host's \
+             clock (the window is ±{window:.0} s): {hint}",
+            quote(req.x_timestamp.unwrap_or("")),
+            d.abs()
+        ),
+        fix: Some(
+            "check time synchronisation (NTP) on this host; a replayed request stays \
+             refused"
+                .to_owned(),
+        ),
+        certain,
+    }
+}
+
+/// A key that is not configured, the body read: the configured keys, and a configured secret
+/// the request was signed with under the wrong key name, if any.
+fn unknown_key_searched(
+    ring: &KeyRing,
+    req: &CallbackRequest<'_>,
+    around: &Surroundings<'_>,
+    named: &str,
+    certain: Certain,
+) -> Explanation {
+    let mut e = unknown_key(ring, named, req.path);
+    e.certain = Certain {
+        key_known: false,
+        ..certain
+    };
+    if let Some(changes) = search(ring, req, around, Some(named), true) {
+        for c in changes {
+            let (m, _) = c.describe(named, req.content_type);
+            let _ = write!(e.message, "; {m}");
         }
-        RefusalReason::UnknownKey => {
-            let named = named.unwrap_or("");
-            let mut e = unknown_key(ring, named, req.path);
-            e.certain = Certain {
-                key_known: false,
-                ..certain
-            };
-            // Signed with a configured secret under the wrong key name?
-            if let Some(changes) = search(ring, req, around, Some(named), true) {
-                for c in changes {
-                    let (m, _) = c.describe(named, req.content_type);
-                    let _ = write!(e.message, "; {m}");
-                }
-            }
-            Some(e)
-        }
-        RefusalReason::SignatureMismatch => {
-            if let Some(changes) = search(ring, req, around, named, false) {
-                let cause = changes.first().map_or(Cause::Unexplained, Change::cause);
-                let mut messages = Vec::new();
-                let mut fixes = Vec::new();
-                for c in &changes {
-                    let (m, f) = c.describe(named.unwrap_or(""), req.content_type);
-                    messages.push(m);
-                    fixes.extend(f);
-                }
-                return Some(Explanation {
-                    cause,
-                    message: messages.join(", and "),
-                    fix: Some(fixes.join("; ")),
-                    certain,
-                });
-            }
-            if content_md5 == "differs_from_header" {
-                return Some(Explanation {
-                    cause: Cause::BodyChanged,
-                    message: "the body's MD5 differs from the Content-MD5 header: the body was \
-                              changed on the way (re-serialized, re-encoded or truncated)"
-                        .to_owned(),
-                    fix: Some("make every proxy pass the body through byte for byte".to_owned()),
-                    certain,
-                });
-            }
-            let mut message = unexplained(&certain, named.unwrap_or(""), window);
-            if around.forwarded_prefix.is_none()
-                && around.forwarded_uri.is_none()
-                && around.original_uri.is_none()
-                && around.public_url_path.is_none()
-            {
-                message.push_str(
-                    ". If a proxy strips a path prefix, set SVAMLGATE_PUBLIC_URL to the callback \
-                     URL registered at Sinch (or have the proxy send X-Forwarded-Prefix) and the \
-                     prefix will be named",
-                );
-            }
-            Some(Explanation {
-                cause: Cause::Unexplained,
-                message,
-                fix: Some(
-                    "check that the configured secret is the one the Sinch dashboard shows for \
-                     this key, and that nothing changes the body, path or headers in transit"
-                        .to_owned(),
-                ),
-                certain,
-            })
-        }
-        _ => None,
+    }
+    e
+}
+
+/// A signature that does not match: the changes under which it does, else a body changed on
+/// the way, else what is certainly right.
+fn mismatch(
+    ring: &KeyRing,
+    req: &CallbackRequest<'_>,
+    around: &Surroundings<'_>,
+    named: Option<&str>,
+    window: f64,
+    certain: Certain,
+) -> Explanation {
+    if let Some(changes) = search(ring, req, around, named, false) {
+        return matched(&changes, named.unwrap_or(""), req.content_type, certain);
+    }
+    if certain.content_md5 == "differs_from_header" {
+        return body_changed(certain);
+    }
+    nothing_matched(around, named.unwrap_or(""), window, certain)
+}
+
+/// The changes under which the signature matches, each described, the first one the cause.
+fn matched(
+    changes: &[Change],
+    named: &str,
+    sent_ct: Option<&str>,
+    certain: Certain,
+) -> Explanation {
+    let cause = changes.first().map_or(Cause::Unexplained, Change::cause);
+    let mut messages = Vec::new();
+    let mut fixes = Vec::new();
+    for c in changes {
+        let (m, f) = c.describe(named, sent_ct);
+        messages.push(m);
+        fixes.extend(f);
+    }
+    Explanation {
+        cause,
+        message: messages.join(", and "),
+        fix: Some(fixes.join("; ")),
+        certain,
+    }
+}
+
+/// The body's MD5 differs from its Content-MD5 header.
+fn body_changed(certain: Certain) -> Explanation {
+    Explanation {
+        cause: Cause::BodyChanged,
+        message: "the body's MD5 differs from the Content-MD5 header: the body was \
+                  changed on the way (re-serialized, re-encoded or truncated)"
+            .to_owned(),
+        fix: Some("make every proxy pass the body through byte for byte".to_owned()),
+        certain,
+    }
+}
+
+/// No likely variant matches: what is certainly right, and how to have a stripped prefix named.
+fn nothing_matched(
+    around: &Surroundings<'_>,
+    named: &str,
+    window: f64,
+    certain: Certain,
+) -> Explanation {
+    let mut message = unexplained(&certain, named, window);
+    if around.forwarded_prefix.is_none()
+        && around.forwarded_uri.is_none()
+        && around.original_uri.is_none()
+        && around.public_url_path.is_none()
+    {
+        message.push_str(
+            ". If a proxy strips a path prefix, set SVAMLGATE_PUBLIC_URL to the callback \
+             URL registered at Sinch (or have the proxy send X-Forwarded-Prefix) and the \
+             prefix will be named",
+        );
+    }
+    Explanation {
+        cause: Cause::Unexplained,
+        message,
+        fix: Some(
+            "check that the configured secret is the one the Sinch dashboard shows for \
+             this key, and that nothing changes the body, path or headers in transit"
+                .to_owned(),
+        ),
+        certain,
     }
 }
 
