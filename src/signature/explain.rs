@@ -557,104 +557,141 @@ fn unexplained(certain: &Certain, key: &str, window: f64) -> String {
     out
 }
 
-/// The variants of the path, each with the changes it stands for (none for the path checked).
-fn path_variants(checked: &str, around: &Surroundings<'_>) -> Vec<(String, Vec<Change>)> {
-    let mut bases: Vec<(String, Vec<Change>)> = vec![(checked.to_owned(), Vec::new())];
+/// A path the sender may have signed, with the changes it stands for.
+type PathVariant = (String, Vec<Change>);
+
+/// The variants of the path, each with the changes it stands for (none for the path checked):
+/// first the base paths, then each one's trailing slash, percent-encoding and query string.
+fn path_variants(checked: &str, around: &Surroundings<'_>) -> Vec<PathVariant> {
+    let bases = base_paths(checked, around);
+    let mut out: Vec<PathVariant> = Vec::new();
+    for (base, changes) in &bases {
+        push_new(&mut out, base.clone(), changes.clone());
+    }
+    for (base, changes) in &bases {
+        push_neighbours(&mut out, base, changes, around.query);
+    }
+    out
+}
+
+/// The path checked, then the paths a public prefix or a proxy's header points to.
+fn base_paths(checked: &str, around: &Surroundings<'_>) -> Vec<PathVariant> {
+    let mut bases: Vec<PathVariant> = vec![(checked.to_owned(), Vec::new())];
     let bare = signed_path(around.received_path, None);
-    if around
-        .public_prefix
-        .is_some_and(|p| !p.trim().trim_matches('/').is_empty())
-    {
-        bases.push((
-            bare.clone(),
-            vec![Change::Prefix {
-                path: bare.clone(),
-                fix: "unset SVAMLGATE_PUBLIC_PATH_PREFIX (the proxy does not strip it)".to_owned(),
-            }],
-        ));
-    }
-    if let Some(prefix) = around
-        .forwarded_prefix
-        .map(str::trim)
-        .filter(|p| !p.trim_matches('/').is_empty())
-    {
-        let path = signed_path(around.received_path, Some(prefix));
-        let prefix = format!("/{}", prefix.trim_matches('/'));
-        bases.push((
-            path.clone(),
-            vec![Change::Prefix {
-                path,
-                fix: format!(
-                    "set SVAMLGATE_PUBLIC_PATH_PREFIX={} (sent as X-Forwarded-Prefix)",
-                    quote(&prefix)
-                ),
-            }],
-        ));
-    }
+    bases.extend(without_configured_prefix(around, &bare));
+    bases.extend(with_forwarded_prefix(around));
     for (source, uri) in [
         ("X-Forwarded-Uri", around.forwarded_uri),
         ("X-Original-URI", around.original_uri),
         ("SVAMLGATE_PUBLIC_URL", around.public_url_path),
     ] {
-        let Some(uri) = uri.map(str::trim).filter(|u| !u.is_empty()) else {
-            continue;
-        };
-        let path = signed_path(uri, None);
-        let change = match path.strip_suffix(bare.as_str()) {
-            Some(prefix) if !prefix.is_empty() && bare != "/" => Change::Prefix {
-                path: path.clone(),
-                fix: format!(
-                    "set SVAMLGATE_PUBLIC_PATH_PREFIX={} (from {source})",
-                    quote(prefix)
-                ),
-            },
-            _ => Change::Rewritten {
-                path: path.clone(),
-                source,
-            },
-        };
-        bases.push((path, vec![change]));
-    }
-    let mut out: Vec<(String, Vec<Change>)> = Vec::new();
-    let push = |path: String, changes: Vec<Change>, out: &mut Vec<(String, Vec<Change>)>| {
-        if !out.iter().any(|(p, _)| *p == path) {
-            out.push((path, changes));
+        if let Some(uri) = uri.map(str::trim).filter(|u| !u.is_empty()) {
+            bases.push(original_path(source, uri, &bare));
         }
+    }
+    bases
+}
+
+/// The received path without the configured public prefix (when one is set).
+fn without_configured_prefix(around: &Surroundings<'_>, bare: &str) -> Option<PathVariant> {
+    around
+        .public_prefix
+        .is_some_and(|p| !p.trim().trim_matches('/').is_empty())
+        .then(|| {
+            (
+                bare.to_owned(),
+                vec![Change::Prefix {
+                    path: bare.to_owned(),
+                    fix: "unset SVAMLGATE_PUBLIC_PATH_PREFIX (the proxy does not strip it)"
+                        .to_owned(),
+                }],
+            )
+        })
+}
+
+/// The received path under the prefix named by `X-Forwarded-Prefix` (when one is sent).
+fn with_forwarded_prefix(around: &Surroundings<'_>) -> Option<PathVariant> {
+    let prefix = around
+        .forwarded_prefix
+        .map(str::trim)
+        .filter(|p| !p.trim_matches('/').is_empty())?;
+    let path = signed_path(around.received_path, Some(prefix));
+    let prefix = format!("/{}", prefix.trim_matches('/'));
+    Some((
+        path.clone(),
+        vec![Change::Prefix {
+            path,
+            fix: format!(
+                "set SVAMLGATE_PUBLIC_PATH_PREFIX={} (sent as X-Forwarded-Prefix)",
+                quote(&prefix)
+            ),
+        }],
+    ))
+}
+
+/// The path of an original URI named by `source`: a prefix of the `bare` received path, or a
+/// rewritten path.
+fn original_path(source: &'static str, uri: &str, bare: &str) -> PathVariant {
+    let path = signed_path(uri, None);
+    let change = match path.strip_suffix(bare) {
+        Some(prefix) if !prefix.is_empty() && bare != "/" => Change::Prefix {
+            path: path.clone(),
+            fix: format!(
+                "set SVAMLGATE_PUBLIC_PATH_PREFIX={} (from {source})",
+                quote(prefix)
+            ),
+        },
+        _ => Change::Rewritten {
+            path: path.clone(),
+            source,
+        },
     };
-    for (base, changes) in &bases {
-        push(base.clone(), changes.clone(), &mut out);
+    (path, vec![change])
+}
+
+/// Adds `path` unless it is already there (the first, fewest-changes variant wins).
+fn push_new(out: &mut Vec<PathVariant>, path: String, changes: Vec<Change>) {
+    if !out.iter().any(|(p, _)| *p == path) {
+        out.push((path, changes));
     }
-    for (base, changes) in &bases {
-        let with = |c: Change| {
-            let mut v = changes.clone();
-            v.push(c);
-            v
-        };
-        let toggled = match base.strip_suffix('/') {
-            Some(stripped) if !stripped.is_empty() => stripped.to_owned(),
-            Some(_) => base.clone(),
-            None => format!("{base}/"),
-        };
-        if toggled != *base {
-            push(
-                toggled.clone(),
-                with(Change::TrailingSlash { path: toggled }),
-                &mut out,
-            );
-        }
-        for variant in percent_variants(base) {
-            push(
-                variant.clone(),
-                with(Change::Percent { path: variant }),
-                &mut out,
-            );
-        }
-        if let Some(q) = around.query.filter(|q| !q.is_empty()) {
-            let path = format!("{base}?{q}");
-            push(path.clone(), with(Change::Query { path }), &mut out);
-        }
+}
+
+/// Adds the variants of `base` (which stands for `changes`): the trailing slash toggled, each
+/// percent-encoding variant, and the query string appended.
+fn push_neighbours(
+    out: &mut Vec<PathVariant>,
+    base: &str,
+    changes: &[Change],
+    query: Option<&str>,
+) {
+    let with = |c: Change| {
+        let mut v = changes.to_vec();
+        v.push(c);
+        v
+    };
+    let toggled = match base.strip_suffix('/') {
+        Some(stripped) if !stripped.is_empty() => stripped.to_owned(),
+        Some(_) => base.to_owned(),
+        None => format!("{base}/"),
+    };
+    if toggled != base {
+        push_new(
+            out,
+            toggled.clone(),
+            with(Change::TrailingSlash { path: toggled }),
+        );
     }
-    out
+    for variant in percent_variants(base) {
+        push_new(
+            out,
+            variant.clone(),
+            with(Change::Percent { path: variant }),
+        );
+    }
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        let path = format!("{base}?{q}");
+        push_new(out, path.clone(), with(Change::Query { path }));
+    }
 }
 
 /// The path percent-decoded, fully percent-encoded, and with its escapes' hex in the other case.
