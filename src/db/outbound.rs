@@ -189,8 +189,8 @@ pub struct SinchErrorFilter {
 
 const INSERT: &str = "INSERT INTO outbound_requests (id, reference, operation, method, path, body, callid, \
      conference_id, call_leg, callout_method, destination, dice_expected, local_check, local_report, outcome, \
-     finished_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     CASE WHEN $15 = 'refused_locally' THEN now() END, $16)";
+     finished_at, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+     $14, $15, CASE WHEN $15 = 'refused_locally' THEN $17 END, $16, $17) ON CONFLICT DO NOTHING";
 
 /// How many calls are in progress: the rows of `open_calls_within` (migration 0014, the one
 /// definition; the view `open_calls` is the same function without windows), `$1` =
@@ -386,7 +386,14 @@ fn decisions() -> utoipa::openapi::Object {
     crate::outcome::text_schema(AttemptDecision::ALL.iter().map(|v| v.as_str()))
 }
 
-async fn insert<'e>(exec: impl PgExecutor<'e>, r: &NewOutbound) -> Result<(), sqlx::Error> {
+/// Writes a request row as first recorded (refused locally: finished when created), once: a
+/// request already there is left as it is. The one statement for it, used by the callout
+/// admission and by the shipper.
+pub async fn insert_request<'e>(
+    exec: impl PgExecutor<'e>,
+    r: &NewOutbound,
+    created_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(r.id)
         .bind(&r.reference)
@@ -404,6 +411,7 @@ async fn insert<'e>(exec: impl PgExecutor<'e>, r: &NewOutbound) -> Result<(), sq
         .bind(&r.local_report)
         .bind(r.outcome)
         .bind(&r.idempotency_key)
+        .bind(created_at)
         .execute(exec)
         .await
         .map(|_| ())
@@ -581,10 +589,10 @@ impl OutboundStore {
             refused.local_report = Some(serde_json::json!({
                 "inProgress": n, "limit": limits.max_in_progress
             }));
-            insert(&mut *tx, &refused).await?;
+            insert_request(&mut *tx, &refused, OffsetDateTime::now_utc()).await?;
             Admission::Full(n)
         } else {
-            insert(&mut *tx, r).await?;
+            insert_request(&mut *tx, r, OffsetDateTime::now_utc()).await?;
             Admission::Admitted(n)
         };
         tx.commit().await?;

@@ -670,32 +670,7 @@ async fn ship_outbound(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     o: &OutboundRecord,
 ) -> Result<(), sqlx::Error> {
-    let r = &o.request;
-    sqlx::query(
-        "INSERT INTO outbound_requests (id, reference, operation, method, path, body, callid, \
-         conference_id, call_leg, callout_method, destination, dice_expected, local_check, local_report, outcome, \
-         finished_at, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15, CASE WHEN $15 = 'refused_locally' THEN $17 END, $16, $17) ON CONFLICT DO NOTHING",
-    )
-    .bind(r.id)
-    .bind(&r.reference)
-    .bind(r.operation)
-    .bind(r.method)
-    .bind(&r.path)
-    .bind(&r.body)
-    .bind(&r.callid)
-    .bind(&r.conference_id)
-    .bind(&r.call_leg)
-    .bind(r.callout_method)
-    .bind(&r.destination)
-    .bind(r.dice_expected)
-    .bind(r.local_check)
-    .bind(&r.local_report)
-    .bind(r.outcome)
-    .bind(&r.idempotency_key)
-    .bind(o.created_at)
-    .execute(&mut **tx)
-    .await?;
+    crate::db::outbound::insert_request(&mut **tx, &o.request, o.created_at).await?;
     if let (Some(id), Some(a)) = (o.attempt_id, &o.attempt) {
         sqlx::query(
             "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, x_timestamp, \
@@ -732,7 +707,7 @@ async fn ship_outbound(
              latency_us = $5, response_body = $6, callid = coalesce($7, callid), error_code = $8, error_status = $9, \
              error_message = $10, error_reference = $11, failure = $12 WHERE id = $1",
         )
-        .bind(r.id)
+        .bind(o.request.id)
         .bind(f.outcome)
         .bind(f.http_status)
         .bind(f.attempts)
