@@ -5,7 +5,7 @@
 //! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`) (`OutboundStore::journaled` in `recording::outbound`):
 //! every request, attempt and outcome goes through the journal and the shipper
 //! (`recording::ship` holds the SQL that writes them); the one direct write is a callout's
-//! admission, which must count and insert under one lock ([`OutboundStore::admit_callout`]).
+//! admission, which must count and insert under one lock ([`OutboundStore::admit_callout_with`]).
 
 use std::time::Duration;
 
@@ -543,19 +543,10 @@ impl OutboundStore {
 /// The one direct write of the outbound tables (the rest goes through the journal:
 /// `recording::outbound::OutboundWriter`): a callout's admission.
 impl OutboundStore {
-    /// Counts calls in progress and records the callout as pending if one more is allowed, or
-    /// as refused if not, in one transaction serialised with other admissions (so that two
-    /// callouts at once cannot both take the last place).
-    pub async fn admit_callout(
-        &self,
-        r: &NewOutbound,
-        limits: &CallLimits,
-    ) -> Result<Admission, sqlx::Error> {
-        self.admit_callout_with(r, limits, &[]).await
-    }
-
-    /// [`OutboundStore::admit_callout`], counting also those of `local_open` (this instance's
-    /// calls in progress) that PostgreSQL has no record of yet.
+    /// Counts calls in progress (with those of `local_open`, this instance's calls PostgreSQL has
+    /// no record of yet) and records the callout as pending if one more is allowed, or as refused
+    /// if not, in one transaction serialised with other admissions (so that two callouts at once
+    /// cannot both take the last place).
     pub async fn admit_callout_with(
         &self,
         r: &NewOutbound,

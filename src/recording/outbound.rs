@@ -160,18 +160,8 @@ impl OutboundWriter {
         self.journal.request(r).await;
     }
 
-    /// Admits a callout ([`OutboundStore::admit_callout`]) and remembers it when admitted, so
-    /// that its attempts and outcome carry it.
-    pub async fn admit_callout(
-        &self,
-        r: &NewOutbound,
-        limits: &CallLimits,
-    ) -> Result<Admission, sqlx::Error> {
-        self.admit_callout_with(r, limits, &[]).await
-    }
-
-    /// [`OutboundWriter::admit_callout`], counting also those of `local_open` (this instance's
-    /// calls in progress) that PostgreSQL has no record of yet.
+    /// Admits a callout ([`OutboundStore::admit_callout_with`]) and remembers it when admitted,
+    /// so that its attempts and outcome carry it.
     pub async fn admit_callout_with(
         &self,
         r: &NewOutbound,
