@@ -96,6 +96,15 @@ field() { # line name
   sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"
 }
 now() { date +%s.%N; }
+appends() { # "<appends within 5 ms> <all appends>" from the journal's append histogram
+  curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '
+    /^svamlgate_journal_append_seconds_bucket\{le="0.005"\}/ {fast=$2}
+    /^svamlgate_journal_append_seconds_count / {all=$2}
+    END {print fast+0, all+0}'
+}
+slow_appends() { # before after: "N of M" appends over 5 ms between the two readings
+  python3 -c "b='$1'.split(); a='$2'.split(); n=int(a[1])-int(b[1]); f=int(a[0])-int(b[0]); print(f'{n-f} of {n}')"
+}
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
 echo "== bare actix-web handler" >&2
@@ -139,14 +148,18 @@ PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(
 
 echo "== b. 1,000/s after a drain and a checkpoint" >&2
 checkpoint
+AP0=$(appends)
 SG_1000=$(load "$SG_URL" sg-1000 1000)
+AP1=$(appends)
 
 echo "== c. 1,000/s right after a burst" >&2
 drain
 SG_BURST2=$(load "$SG_URL" sg-burst2 0)
 LAG_AT_START=$(lag)
 CATCH_START=$(now)
+AP2=$(appends)
 SG_AFTER=$(load "$SG_URL" sg-after 1000)
+AP3=$(appends)
 LAG_AT_END=$(lag)
 drain
 CATCHUP_SECS=$(since "$CATCH_START")
@@ -155,8 +168,10 @@ echo "== d. 300/s while postgres is SIGKILLed and restarted" >&2
 PM=$(head -1 "$(pg_home)/pg/postmaster.pid")
 ( sleep "$(python3 -c "print($SECS/3)")"; kill -KILL "$PM" ) &
 KILLER=$!
+AP4=$(appends)
 SG_KILL=$(load "$SG_URL" sg-kill 300)
 wait "$KILLER" || true
+AP5=$(appends)
 RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SG/status")
 HWM_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SG/status")
 RESTART_START=$(now)
@@ -207,6 +222,7 @@ echo "fallbacks: burst $(field "$SG_MAX" fallback), 1,000/s $(field "$SG_1000" f
 echo "second burst: $(field "$SG_BURST2" rps) requests/s; the shipper caught up ${CATCHUP_SECS} s after the 1,000/s run began"
 echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; embedded cluster: $CLUSTER; restarts seen in the log: $(grep -c 'starting it again' "$WORK/svamlgate.log" || true)"
 echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"
+echo "journal appends (record handed over to durable) over 5 ms, which a reply waits for: 1,000/s after a drain $(slow_appends "$AP0" "$AP1"); right after a burst $(slow_appends "$AP2" "$AP3"); through the SIGKILL $(slow_appends "$AP4" "$AP5")"
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
 DEFERRALS=$(curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_ship_deferrals_total /{print $2}')
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
