@@ -1691,6 +1691,89 @@ mod tests {
         assert_eq!(read_frame(&mut &[][..]).unwrap(), Frame::End);
     }
 
+    /// Frames of `seqs` and the offset each starts at.
+    fn frames_of(seqs: &[u64]) -> (Vec<u8>, Vec<usize>) {
+        let mut data = Vec::new();
+        let mut offsets = Vec::new();
+        for &seq in seqs {
+            offsets.push(data.len());
+            encode_frame(seq, format!("record number {seq}").as_bytes(), &mut data);
+        }
+        (data, offsets)
+    }
+
+    #[test]
+    fn damage_at_measures_each_kind_of_damage() {
+        let (whole, at) = frames_of(&[1, 2, 3]);
+        let mut flipped_middle = whole.clone();
+        flipped_middle[at[1] + HEADER + 2] ^= 0x40;
+        let torn_last = whole[..at[2] + HEADER + 5].to_vec();
+        let mut flipped_last = whole.clone();
+        flipped_last[at[2] + HEADER + 2] ^= 0x40;
+        // Garbage where frame 3 would start, then the preallocated zeros.
+        let mut garbage_then_zeros = whole[..at[2]].to_vec();
+        garbage_then_zeros.extend_from_slice(&[0xff; 8]);
+        garbage_then_zeros.extend_from_slice(&[0; 100]);
+        let damage = |to: usize, lost: Option<(u64, u64)>, torn_tail: bool| Damage {
+            to,
+            lost,
+            torn_tail,
+        };
+        let cases: [(&str, &[u8], usize, u64, Option<u64>, Damage); 6] = [
+            (
+                "middle frame flipped: ends at the next intact frame",
+                &flipped_middle,
+                at[1],
+                1,
+                None,
+                damage(at[2], Some((2, 2)), false),
+            ),
+            (
+                "last frame cut short in the last segment: a torn tail",
+                &torn_last,
+                at[2],
+                2,
+                None,
+                damage(torn_last.len(), None, true),
+            ),
+            (
+                "cut short before a following segment: bounded by its first seq",
+                &torn_last,
+                at[2],
+                2,
+                Some(7),
+                damage(torn_last.len(), Some((3, 6)), false),
+            ),
+            (
+                "last frame whole but flipped: written, perhaps acknowledged, lost",
+                &flipped_last,
+                at[2],
+                2,
+                None,
+                damage(whole.len(), Some((3, 3)), false),
+            ),
+            (
+                "garbage before zeros: ends at its last written byte",
+                &garbage_then_zeros,
+                at[2],
+                2,
+                None,
+                damage(at[2] + 8, None, true),
+            ),
+            (
+                "next segment follows on: nothing lost",
+                &torn_last,
+                at[2],
+                2,
+                Some(3),
+                damage(torn_last.len(), None, false),
+            ),
+        ];
+        for (what, data, off, prev, next_first, want) in cases {
+            assert_eq!(damage_at(data, off, prev, next_first), want, "{what}");
+        }
+    }
+
     #[test]
     fn appends_survive_reopen_in_order() {
         let dir = temp();
