@@ -1719,7 +1719,9 @@ mod tests {
             lost,
             torn_tail,
         };
-        let cases: [(&str, &[u8], usize, u64, Option<u64>, Damage); 6] = [
+        // (what, data, offset of the damage, seq before it, next segment's first seq, measured)
+        type Case<'a> = (&'a str, &'a [u8], usize, u64, Option<u64>, Damage);
+        let cases: [Case<'_>; 6] = [
             (
                 "middle frame flipped: ends at the next intact frame",
                 &flipped_middle,

@@ -120,7 +120,7 @@ pub enum Action {
     /// `startRecording`, as the action of a Calls API manage-call body only (Sinch's Calling API
     /// page, "Manage Call"); in callback replies it is an instruction
     /// ([`Instruction::StartRecording`]). The gate refuses it as the action of an ICE, ACE or PIE
-    /// reply (SVAML001).
+    /// reply (`schema:enum`: no action name of callback replies).
     StartRecording(StartRecordingAction),
     /// `stopRecording`, as the action of a manage-call body only (see [`Action::StartRecording`]).
     StopRecording,
