@@ -102,90 +102,11 @@ impl AppState {
         let sinch = crate::sinch_api::SinchApi::from_config_or_disabled(&config);
         let gate = Gate::new(validator, &config)?;
         let metrics = Arc::new(Metrics::new());
-        std::fs::create_dir_all(&config.db.data_dir).with_context(|| {
-            format!(
-                "creating the data directory {}",
-                config.db.data_dir.display()
-            )
-        })?;
-        let journal_dir = config.db.data_dir.join("journal");
-        let options = crate::recording::journal::Options {
-            max_bytes: config.journal_max_bytes,
-            preallocate: config.journal_preallocate,
-        };
-        let (journal, recovery) = Journal::open_with(&journal_dir, options)
-            .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
-        if recovery.cut_segments > 0 {
-            metrics.add("svamlgate_journal_cut_bytes_total", &[], recovery.cut_bytes);
-            metrics.add(
-                "svamlgate_journal_cut_records_total",
-                &[],
-                recovery.cut_records,
-            );
-        }
+        let (journal, recovery) = open_journal(&config, &metrics)?;
         let window = Duration::from_secs(config.timestamp_window_secs) + REPLAY_MARGIN;
-        let replays = Arc::new(ReplayIndex::new(window));
-        let calls = Arc::new(Calls::default());
-        restore(&recovery.records, &replays, &calls);
-        let unshipped = recovery
-            .records
-            .iter()
-            .filter(|(seq, _)| *seq > recovery.shipped)
-            .count();
-        tracing::info!(
-            records = recovery.records.len(),
-            unshipped,
-            replay_keys = replays.len(),
-            calls = calls.len(),
-            "journal opened"
-        );
-        let status = Arc::new(ShipStatus::new(&journal));
-        status.memory.set_capacity(config.journal_memory_bytes);
-        let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
-        let alerts = {
-            let journal = journal.clone();
-            Arc::new(
-                crate::alerts::Alerts::new(
-                    &config.ops,
-                    metrics.clone(),
-                    status.clone(),
-                    Box::new(move || journal.bytes()),
-                    config.journal_max_bytes,
-                )
-                .context("alert settings")?,
-            )
-        };
-        alerts.start().context("starting the alerts thread")?;
-        let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
-        crate::recording::ship::set_connections(
-            usize::try_from(config.ship_connections).unwrap_or(1),
-        );
-        let shipper = shipper::spawn(
-            journal,
-            store.clone(),
-            metrics.clone(),
-            status,
-            ShipperConfig {
-                retention: window,
-                disk_limit_bytes: config.journal_max_bytes,
-                defer_max: config.ship_defer_max(),
-            },
-            stop_rx,
-        )
-        .context("starting the shipper thread")?;
-        let live = Arc::new(LiveConfig::new(
-            &config.db.data_dir.join("config-snapshot.json"),
-        ));
-        match tokio::time::timeout(Duration::from_secs(3), live.refresh(&store)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not load routes and flows from PostgreSQL; using the local snapshot")
-            }
-            Err(_) => tracing::warn!(
-                "PostgreSQL did not answer within 3 s; routes and flows come from the local snapshot"
-            ),
-        }
-        live.clone().spawn_refresher(store.clone());
+        let (replays, calls) = restore_journaled(&recovery, window);
+        let recording = start_recording(&config, journal, &store, &metrics, window)?;
+        let live = load_live(&config, &store).await;
         crate::retention::spawn_hourly(&config, store.clone(), metrics.clone());
         spawn_pruning(&replays, &calls);
         let verify_policy = VerifyPolicy {
@@ -197,22 +118,10 @@ impl AppState {
             .as_ref()
             .filter(|t| !t.is_empty())
             .map(|t| Sha256::digest(t.expose().as_bytes()).into());
-        if !config.verify_signatures {
-            tracing::warn!(
-                "SVAMLGATE_VERIFY_SIGNATURES=false: callback signatures are NOT checked; every stored event is \
-                 marked unverified. Never run like this in production."
-            );
-        } else if keys.is_empty() {
-            tracing::warn!(
-                "no Sinch application key configured (SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET, or \
-                 SINCH_APPLICATIONS): every callback will be refused with 40108 until one is set"
-            );
-        } else {
-            tracing::info!(keys = keys.len(), "callback signature verification on");
-        }
+        log_verification_mode(&config, &keys);
         crate::verification::spawn(
             &verification,
-            recorder.clone(),
+            recording.recorder.clone(),
             metrics.clone(),
             config.verification.refusal_window(),
         );
@@ -228,17 +137,17 @@ impl AppState {
             keys,
             verify_policy,
             metrics,
-            recorder,
+            recorder: recording.recorder,
             replays,
             calls,
             live,
             admin_token_digest,
             cluster: None,
-            ship_stop,
-            shipper: Mutex::new(Some(shipper)),
+            ship_stop: recording.ship_stop,
+            shipper: Mutex::new(Some(recording.shipper)),
             sinch,
             verification,
-            alerts,
+            alerts: recording.alerts,
         })
     }
 
@@ -266,6 +175,151 @@ impl AppState {
         } else {
             tracing::info!("shutdown: every record is in PostgreSQL");
         }
+    }
+}
+
+/// Opens the journal in `<data dir>/journal` (creating the data directory), counting what
+/// opening had to cut.
+fn open_journal(
+    config: &ServeArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<(Journal, crate::recording::journal::Recovery)> {
+    std::fs::create_dir_all(&config.db.data_dir).with_context(|| {
+        format!(
+            "creating the data directory {}",
+            config.db.data_dir.display()
+        )
+    })?;
+    let journal_dir = config.db.data_dir.join("journal");
+    let options = crate::recording::journal::Options {
+        max_bytes: config.journal_max_bytes,
+        preallocate: config.journal_preallocate,
+    };
+    let (journal, recovery) = Journal::open_with(&journal_dir, options)
+        .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;
+    if recovery.cut_segments > 0 {
+        metrics.add("svamlgate_journal_cut_bytes_total", &[], recovery.cut_bytes);
+        metrics.add(
+            "svamlgate_journal_cut_records_total",
+            &[],
+            recovery.cut_records,
+        );
+    }
+    Ok((journal, recovery))
+}
+
+/// The replay index (keys kept for `window`) and the calls in progress, rebuilt from the
+/// journaled records.
+fn restore_journaled(
+    recovery: &crate::recording::journal::Recovery,
+    window: Duration,
+) -> (Arc<ReplayIndex>, Arc<Calls>) {
+    let replays = Arc::new(ReplayIndex::new(window));
+    let calls = Arc::new(Calls::default());
+    restore(&recovery.records, &replays, &calls);
+    let unshipped = recovery
+        .records
+        .iter()
+        .filter(|(seq, _)| *seq > recovery.shipped)
+        .count();
+    tracing::info!(
+        records = recovery.records.len(),
+        unshipped,
+        replay_keys = replays.len(),
+        calls = calls.len(),
+        "journal opened"
+    );
+    (replays, calls)
+}
+
+/// What records: the recorder, the alerts watching it, and the shipper with its stop signal.
+struct Recording {
+    recorder: Recorder,
+    alerts: Arc<crate::alerts::Alerts>,
+    ship_stop: tokio::sync::watch::Sender<Option<Instant>>,
+    shipper: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Starts recording: the recorder over `journal`, the alerts thread and the shipper (which keeps
+/// shipped segments for `retention`).
+fn start_recording(
+    config: &ServeArgs,
+    journal: Journal,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    retention: Duration,
+) -> anyhow::Result<Recording> {
+    let status = Arc::new(ShipStatus::new(&journal));
+    status.memory.set_capacity(config.journal_memory_bytes);
+    let recorder = Recorder::new(journal.clone(), metrics.clone(), status.clone());
+    let bytes_of = journal.clone();
+    let alerts = Arc::new(
+        crate::alerts::Alerts::new(
+            &config.ops,
+            metrics.clone(),
+            status.clone(),
+            Box::new(move || bytes_of.bytes()),
+            config.journal_max_bytes,
+        )
+        .context("alert settings")?,
+    );
+    alerts.start().context("starting the alerts thread")?;
+    let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
+    crate::recording::ship::set_connections(usize::try_from(config.ship_connections).unwrap_or(1));
+    let shipper = shipper::spawn(
+        journal,
+        store.clone(),
+        metrics.clone(),
+        status,
+        ShipperConfig {
+            retention,
+            disk_limit_bytes: config.journal_max_bytes,
+            defer_max: config.ship_defer_max(),
+        },
+        stop_rx,
+    )
+    .context("starting the shipper thread")?;
+    Ok(Recording {
+        recorder,
+        alerts,
+        ship_stop,
+        shipper,
+    })
+}
+
+/// Routes and flows: from PostgreSQL when it answers within 3 s, else from the local snapshot;
+/// then kept fresh by the refresher.
+async fn load_live(config: &ServeArgs, store: &Store) -> Arc<LiveConfig> {
+    let live = Arc::new(LiveConfig::new(
+        &config.db.data_dir.join("config-snapshot.json"),
+    ));
+    match tokio::time::timeout(Duration::from_secs(3), live.refresh(store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not load routes and flows from PostgreSQL; using the local snapshot")
+        }
+        Err(_) => tracing::warn!(
+            "PostgreSQL did not answer within 3 s; routes and flows come from the local snapshot"
+        ),
+    }
+    live.clone().spawn_refresher(store.clone());
+    live
+}
+
+/// Says at start how callbacks are verified: not at all, refused for want of keys, or with keys.
+fn log_verification_mode(config: &ServeArgs, keys: &KeyRing) {
+    if !config.verify_signatures {
+        tracing::warn!(
+            "SVAMLGATE_VERIFY_SIGNATURES=false: callback signatures are NOT checked; every stored event is \
+             marked unverified. Never run like this in production."
+        );
+    } else if keys.is_empty() {
+        tracing::warn!(
+            "no Sinch application key configured (SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET, or \
+             SINCH_APPLICATIONS): every callback will be refused with 40108 until one is set"
+        );
+    } else {
+        tracing::info!(keys = keys.len(), "callback signature verification on");
     }
 }
 

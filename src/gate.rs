@@ -57,6 +57,18 @@ pub struct Verdict {
     pub rejected: Option<Value>,
 }
 
+/// A reply set by `name` (SVAML inline, or `@path` to a file: [`read_inline_or_file`]), else the
+/// built-in one.
+fn configured_reply(setting: &Option<String>, name: &str, builtin: Value) -> anyhow::Result<Value> {
+    match setting {
+        None => Ok(builtin),
+        Some(v) => {
+            let text = read_inline_or_file(v).with_context(|| format!("reading {name}"))?;
+            serde_json::from_str(&text).with_context(|| format!("{name} is not valid JSON"))
+        }
+    }
+}
+
 /// Checks a configured default or fallback: an error when it fails normal mode (Sinch would reject
 /// it), else the strict-mode report when that has any finding (to log as a warning).
 fn check_configured(
@@ -101,52 +113,22 @@ impl Gate {
         } else {
             Mode::Normal
         };
-        let load = |setting: &Option<String>,
-                    name: &str,
-                    builtin: Value|
-         -> anyhow::Result<Value> {
-            match setting {
-                None => Ok(builtin),
-                Some(v) => {
-                    let text = read_inline_or_file(v).with_context(|| format!("reading {name}"))?;
-                    serde_json::from_str(&text).with_context(|| format!("{name} is not valid JSON"))
-                }
-            }
+        let default = |setting: &Option<String>, name: &str, t: Target| {
+            configured_reply(setting, name, builtin_default(t))
+        };
+        let fallback = |setting: &Option<String>, name: &str, t: Target| {
+            configured_reply(setting, name, builtin_fallback(t))
         };
         let defaults = [
-            load(
-                &config.default_ice,
-                "SVAMLGATE_DEFAULT_ICE",
-                builtin_default(Target::Ice),
-            )?,
-            load(
-                &config.default_ace,
-                "SVAMLGATE_DEFAULT_ACE",
-                builtin_default(Target::Ace),
-            )?,
-            load(
-                &config.default_pie,
-                "SVAMLGATE_DEFAULT_PIE",
-                builtin_default(Target::Pie),
-            )?,
+            default(&config.default_ice, "SVAMLGATE_DEFAULT_ICE", Target::Ice)?,
+            default(&config.default_ace, "SVAMLGATE_DEFAULT_ACE", Target::Ace)?,
+            default(&config.default_pie, "SVAMLGATE_DEFAULT_PIE", Target::Pie)?,
             builtin_default(Target::Manage),
         ];
         let fallbacks = [
-            load(
-                &config.fallback_ice,
-                "SVAMLGATE_FALLBACK_ICE",
-                builtin_fallback(Target::Ice),
-            )?,
-            load(
-                &config.fallback_ace,
-                "SVAMLGATE_FALLBACK_ACE",
-                builtin_fallback(Target::Ace),
-            )?,
-            load(
-                &config.fallback_pie,
-                "SVAMLGATE_FALLBACK_PIE",
-                builtin_fallback(Target::Pie),
-            )?,
+            fallback(&config.fallback_ice, "SVAMLGATE_FALLBACK_ICE", Target::Ice)?,
+            fallback(&config.fallback_ace, "SVAMLGATE_FALLBACK_ACE", Target::Ace)?,
+            fallback(&config.fallback_pie, "SVAMLGATE_FALLBACK_PIE", Target::Pie)?,
             builtin_fallback(Target::Manage),
         ];
         let gate = Gate {
@@ -156,12 +138,19 @@ impl Gate {
             fallbacks,
             memo: Arc::new(Memo::new()),
         };
+        gate.check_configured_replies()?;
+        Ok(gate)
+    }
+
+    /// Refuses a default or fallback reply that is not valid for its event in normal mode; logs
+    /// the findings of strict mode of one that passes.
+    fn check_configured_replies(&self) -> anyhow::Result<()> {
         for t in REPLY_TARGETS {
             for (kind, doc) in [
-                ("fallback", gate.fallback(t)),
-                ("default", gate.default_reply(t)),
+                ("fallback", self.fallback(t)),
+                ("default", self.default_reply(t)),
             ] {
-                if let Some(report) = check_configured(&gate.validator, t, kind, doc)? {
+                if let Some(report) = check_configured(&self.validator, t, kind, doc)? {
                     tracing::warn!(
                         event = t.as_str(),
                         reply = kind,
@@ -172,7 +161,7 @@ impl Gate {
                 }
             }
         }
-        Ok(gate)
+        Ok(())
     }
 
     /// The shared validator.

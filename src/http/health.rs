@@ -224,10 +224,69 @@ fn journal_cut(journal: &crate::recording::Journal) -> Option<JournalCut> {
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    use std::fmt::Write as _;
-    let status = &state.recorder.status;
     let mut text = state.metrics.render();
-    let gauges = [
+    write_gauges(&mut text, &journal_gauges(&state));
+    write_gauges(
+        &mut text,
+        &[
+            (
+                "svamlgate_replay_keys",
+                "Dedup keys held for replay detection.",
+                state.replays.len() as f64,
+            ),
+            (
+                "svamlgate_calls_in_memory",
+                "Calls in progress held in memory.",
+                state.calls.len() as f64,
+            ),
+        ],
+    );
+    text.push_str(&state.verification.canary.gauges());
+    if let Some(cluster) = &state.cluster {
+        let up = u8::from(cluster.state() == "running");
+        write_gauges(
+            &mut text,
+            &[
+                (
+                    "svamlgate_embedded_cluster_up",
+                    "1 while the embedded PostgreSQL cluster runs, 0 while it restarts.",
+                    f64::from(up),
+                ),
+                (
+                    "svamlgate_embedded_cluster_restarts",
+                    "Restarts of the embedded PostgreSQL cluster since start.",
+                    cluster.restarts() as f64,
+                ),
+            ],
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+/// A gauge: its name, its help text and its value.
+type Gauge = (&'static str, &'static str, f64);
+
+/// Appends gauges in the Prometheus text format: `# HELP`, `# TYPE` and the value of each.
+fn write_gauges(text: &mut String, gauges: &[Gauge]) {
+    use std::fmt::Write as _;
+    for (name, help, value) in gauges {
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        );
+    }
+}
+
+/// The journal's and the shipper's gauges: lag, bytes and limit, records held in memory, write
+/// state, records cut at start.
+fn journal_gauges(state: &AppState) -> [Gauge; 8] {
+    let status = &state.recorder.status;
+    let journal = state.recorder.journal();
+    let write_state = journal.write_state();
+    let flag = |w: crate::recording::journal::WriteState| f64::from(u8::from(write_state == w));
+    [
         (
             "svamlgate_journal_lag_records",
             "Records in the journal not yet in PostgreSQL.",
@@ -241,7 +300,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         (
             "svamlgate_journal_bytes",
             "Bytes held in journal segments.",
-            state.recorder.journal().bytes() as f64,
+            journal.bytes() as f64,
         ),
         (
             "svamlgate_journal_max_bytes",
@@ -256,60 +315,36 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         (
             "svamlgate_journal_failing",
             "1 while journal writes fail (disk full, I/O error, read-only): records are held in memory.",
-            f64::from(u8::from(
-                state.recorder.journal().write_state()
-                    == crate::recording::journal::WriteState::Failing,
-            )),
+            flag(crate::recording::journal::WriteState::Failing),
         ),
         (
             "svamlgate_journal_at_limit",
             "1 while the journal refuses appends at SVAMLGATE_JOURNAL_MAX_BYTES: records are held in memory.",
-            f64::from(u8::from(
-                state.recorder.journal().write_state()
-                    == crate::recording::journal::WriteState::AtLimit,
-            )),
+            flag(crate::recording::journal::WriteState::AtLimit),
         ),
         (
             "svamlgate_journal_cut_since_start",
             "Records lost to unreadable journal bytes found at this start.",
-            state
-                .recorder
-                .journal()
-                .cuts()
-                .iter()
-                .map(|c| c.records())
-                .sum::<u64>() as f64,
+            journal.cuts().iter().map(|c| c.records()).sum::<u64>() as f64,
         ),
-        (
-            "svamlgate_replay_keys",
-            "Dedup keys held for replay detection.",
-            state.replays.len() as f64,
-        ),
-        (
-            "svamlgate_calls_in_memory",
-            "Calls in progress held in memory.",
-            state.calls.len() as f64,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        let _ = write!(
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_are_written_in_the_prometheus_text_format() {
+        let mut text = "before\n".to_owned();
+        write_gauges(
+            &mut text,
+            &[("a_total", "What a is.", 3.0), ("b_seconds", "B.", 0.25)],
+        );
+        assert_eq!(
             text,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            "before\n# HELP a_total What a is.\n# TYPE a_total gauge\na_total 3\n\
+             # HELP b_seconds B.\n# TYPE b_seconds gauge\nb_seconds 0.25\n"
         );
     }
-    text.push_str(&state.verification.canary.gauges());
-    if let Some(cluster) = &state.cluster {
-        let up = u8::from(cluster.state() == "running");
-        let _ = write!(
-            text,
-            "# HELP svamlgate_embedded_cluster_up 1 while the embedded PostgreSQL cluster runs, 0 while it restarts.\n\
-             # TYPE svamlgate_embedded_cluster_up gauge\nsvamlgate_embedded_cluster_up {up}\n\
-             # HELP svamlgate_embedded_cluster_restarts Restarts of the embedded PostgreSQL cluster since start.\n\
-             # TYPE svamlgate_embedded_cluster_restarts gauge\nsvamlgate_embedded_cluster_restarts {}\n",
-            cluster.restarts()
-        );
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
 }

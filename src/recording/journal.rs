@@ -425,94 +425,149 @@ fn quarantine(dir: &Path, seg: &Segment, from: u64, bytes: &[u8]) -> Option<Path
 /// damaged end lost).
 fn scan_segment(dir: &Path, seg: &Segment, next_first: Option<u64>) -> io::Result<Scanned> {
     let data = std::fs::read(&seg.path)?;
-    let mut records = Vec::new();
-    let mut cuts = Vec::new();
-    let mut good: Vec<(usize, usize)> = Vec::new();
+    let found = scan_frames(dir, seg, &data, next_first);
+    if found.cuts.is_empty() {
+        return Ok(Scanned {
+            records: found.records,
+            cuts: found.cuts,
+            end: found.good.last().map_or(0, |g| g.1) as u64,
+            len: data.len() as u64,
+        });
+    }
+    keep_intact(dir, seg, &data, &found.good)?;
+    let len = std::fs::metadata(&seg.path)?.len();
+    Ok(Scanned {
+        records: found.records,
+        cuts: found.cuts,
+        end: len,
+        len,
+    })
+}
+
+/// What reading a segment's bytes found.
+struct Frames {
+    records: Records,
+    cuts: Vec<Cut>,
+    /// Byte ranges of the intact frames, in order.
+    good: Vec<(usize, usize)>,
+}
+
+/// Reads a segment's frames in order; each damaged stretch becomes a [`Cut`] (its bytes kept in
+/// the quarantine) and reading goes on after it.
+fn scan_frames(dir: &Path, seg: &Segment, data: &[u8], next_first: Option<u64>) -> Frames {
+    let mut found = Frames {
+        records: Vec::new(),
+        cuts: Vec::new(),
+        good: Vec::new(),
+    };
     let mut prev = seg.first_seq.saturating_sub(1);
     let mut off = 0usize;
     loop {
-        match parse_at(&data, off) {
+        match parse_at(data, off) {
             Parsed::End => break,
             Parsed::Record { seq, end } if seq > prev => {
-                records.push((seq, data[off + HEADER..end].to_vec()));
-                good.push((off, end));
+                found.records.push((seq, data[off + HEADER..end].to_vec()));
+                found.good.push((off, end));
                 prev = seq;
                 off = end;
             }
             // A frame with a good checksum but a seq that does not follow: only corruption that a
             // checksum happened to pass makes one; treat it as damage.
             Parsed::Record { .. } | Parsed::Torn | Parsed::Corrupt => {
-                let next = resync(&data, off + 1, prev);
-                // A damaged end stops at its last written byte: the zeros after it are the
-                // preallocated space of the segment, not damage.
-                let to = next.unwrap_or_else(|| spare::trim_zeros(&data, off));
-                let (lost, torn_tail) = match next {
-                    Some(n) => {
-                        let Parsed::Record { seq, .. } = parse_at(&data, n) else {
-                            unreachable!("resync returns intact frames only")
-                        };
-                        ((seq > prev + 1).then(|| (prev + 1, seq - 1)), false)
-                    }
-                    None => match next_first {
-                        Some(nf) => ((nf > prev + 1).then(|| (prev + 1, nf - 1)), false),
-                        None => {
-                            let whole = whole_frames(&data, off);
-                            ((whole > 0).then(|| (prev + 1, prev + whole)), whole == 0)
-                        }
-                    },
-                };
-                let kept_in = quarantine(dir, seg, off as u64, &data[off..to]);
-                cuts.push(Cut {
+                let damage = damage_at(data, off, prev, next_first);
+                found.cuts.push(Cut {
                     segment: seg.path.clone(),
                     from: off as u64,
-                    to: to as u64,
-                    kept_in,
-                    lost,
-                    torn_tail,
+                    to: damage.to as u64,
+                    kept_in: quarantine(dir, seg, off as u64, &data[off..damage.to]),
+                    lost: damage.lost,
+                    torn_tail: damage.torn_tail,
                 });
-                if let Some((_, last)) = lost {
+                if let Some((_, last)) = damage.lost {
                     prev = last;
                 }
-                off = to;
+                off = damage.to;
             }
         }
     }
-    let good_end = good.last().map_or(0, |g| g.1);
-    if cuts.is_empty() {
-        return Ok(Scanned {
-            records,
-            cuts,
-            end: good_end as u64,
-            len: data.len() as u64,
-        });
+    found
+}
+
+/// A damaged stretch of a segment, as [`damage_at`] measures it.
+#[derive(Debug, PartialEq, Eq)]
+struct Damage {
+    /// Where it ends (exclusive): the next intact frame, or the last written byte.
+    to: usize,
+    /// The seqs it cost (inclusive), when any.
+    lost: Option<(u64, u64)>,
+    /// The unfinished last write of a crash (never acknowledged).
+    torn_tail: bool,
+}
+
+/// Measures the damage starting at `off`, after the intact record `prev`: it ends at the next
+/// intact frame, whose seq bounds what was lost; a damaged end is bounded by the next segment's
+/// first seq (`next_first`), or, in the last segment, costs the whole frames it holds (written
+/// completely, so perhaps acknowledged) and nothing when it holds none (a torn tail).
+fn damage_at(data: &[u8], off: usize, prev: u64, next_first: Option<u64>) -> Damage {
+    let lost_before = |seq: u64| (seq > prev + 1).then(|| (prev + 1, seq - 1));
+    match resync(data, off + 1, prev) {
+        Some(to) => {
+            let Parsed::Record { seq, .. } = parse_at(data, to) else {
+                unreachable!("resync returns intact frames only")
+            };
+            Damage {
+                to,
+                lost: lost_before(seq),
+                torn_tail: false,
+            }
+        }
+        None => {
+            // A damaged end stops at its last written byte: the zeros after it are the
+            // preallocated space of the segment, not damage.
+            let to = spare::trim_zeros(data, off);
+            match next_first {
+                Some(nf) => Damage {
+                    to,
+                    lost: lost_before(nf),
+                    torn_tail: false,
+                },
+                None => {
+                    let whole = whole_frames(data, off);
+                    Damage {
+                        to,
+                        lost: (whole > 0).then(|| (prev + 1, prev + whole)),
+                        torn_tail: whole == 0,
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Leaves only the intact frames (`good`) in a damaged segment: cut off when the damage is at the
+/// end only, else the segment is rewritten (through a temporary file and a rename).
+fn keep_intact(dir: &Path, seg: &Segment, data: &[u8], good: &[(usize, usize)]) -> io::Result<()> {
     let contiguous = good
         .iter()
         .try_fold(0usize, |at, &(from, to)| (from == at).then_some(to))
         .is_some();
     if contiguous {
         // Damage at the end only: cut it off.
+        let good_end = good.last().map_or(0, |g| g.1);
         let file = OpenOptions::new().write(true).open(&seg.path)?;
         file.set_len(good_end as u64)?;
         file.sync_all()?;
-    } else {
-        // Damage in the middle: rewrite the segment with its intact frames.
-        let tmp = seg.path.with_extension("seg.tmp");
-        let mut f = File::create(&tmp)?;
-        for &(from, to) in &good {
-            f.write_all(&data[from..to])?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, &seg.path)?;
-        sync_dir(dir)?;
+        return Ok(());
     }
-    let len = std::fs::metadata(&seg.path)?.len();
-    Ok(Scanned {
-        records,
-        cuts,
-        end: len,
-        len,
-    })
+    // Damage in the middle: rewrite the segment with its intact frames.
+    let tmp = seg.path.with_extension("seg.tmp");
+    let mut f = File::create(&tmp)?;
+    for &(from, to) in good {
+        f.write_all(&data[from..to])?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, &seg.path)?;
+    sync_dir(dir)
 }
 
 /// What scanning a segment found.
@@ -550,6 +605,173 @@ impl Default for Options {
     }
 }
 
+/// What scanning every segment at open found, beside the records and cuts put in [`Recovery`].
+struct Recovered {
+    /// Bytes held in the segment files.
+    bytes: u64,
+    /// The highest seq found (or lost to a cut), at least the shipped checkpoint.
+    last_seq: u64,
+    /// The last segment, when it can be written on in place: (segment, end of its frames, size,
+    /// seq its next frame must have).
+    reusable: Option<(Segment, u64, u64, u64)>,
+}
+
+/// Scans every segment in order: intact records and cuts go to `recovery` (each cut logged).
+fn recover_segments(
+    dir: &Path,
+    segments: &[Segment],
+    recovery: &mut Recovery,
+) -> io::Result<Recovered> {
+    let mut found = Recovered {
+        bytes: 0,
+        last_seq: recovery.shipped,
+        reusable: None,
+    };
+    let mut prev = 0u64;
+    for (i, seg) in segments.iter().enumerate() {
+        let next_first = segments.get(i + 1).map(|s| s.first_seq);
+        let scanned = scan_segment(dir, seg, next_first)?;
+        let clean = scanned.cuts.is_empty();
+        if !clean {
+            recovery.cut_segments += 1;
+        }
+        for cut in scanned.cuts {
+            log_cut(seg, &cut);
+            recovery.cut_bytes += cut.bytes();
+            recovery.cut_records += cut.records();
+            if let Some((_, last)) = cut.lost {
+                found.last_seq = found.last_seq.max(last);
+            }
+            recovery.cuts.push(cut);
+        }
+        found.bytes += scanned.len;
+        let follows = scanned
+            .records
+            .last()
+            .map_or(seg.first_seq, |(seq, _)| seq + 1);
+        found.reusable = (clean && scanned.len > scanned.end)
+            .then(|| (seg.clone(), scanned.end, scanned.len, follows));
+        for (seq, payload) in scanned.records {
+            // Sequence numbers only grow; a record that does not is skipped (it can only be
+            // corruption that a checksum happened to pass).
+            if seq <= prev {
+                continue;
+            }
+            prev = seq;
+            found.last_seq = found.last_seq.max(seq);
+            recovery.records.push((seq, payload));
+        }
+    }
+    Ok(found)
+}
+
+/// Logs a cut found at open: a warning for the torn tail of a crash, an error for lost records.
+fn log_cut(seg: &Segment, cut: &Cut) {
+    if cut.torn_tail {
+        tracing::warn!(
+            segment = %seg.path.display(),
+            offset = cut.from,
+            bytes = cut.bytes(),
+            kept_in = ?cut.kept_in,
+            "journal: the unfinished last write of a crash was cut (never acknowledged: no record lost)"
+        );
+    } else {
+        tracing::error!(
+            segment = %seg.path.display(),
+            from_offset = cut.from,
+            to_offset = cut.to,
+            bytes = cut.bytes(),
+            records_lost = cut.records(),
+            first_lost_seq = cut.lost.map(|l| l.0),
+            last_lost_seq = cut.lost.map(|l| l.1),
+            kept_in = ?cut.kept_in,
+            "journal: unreadable bytes cut; reading went on at the next intact record"
+        );
+    }
+}
+
+/// The segment the writer starts in.
+struct Active {
+    first_seq: u64,
+    path: PathBuf,
+    file: File,
+    /// End of the frames written.
+    file_len: u64,
+    /// The file's size (beyond `file_len`: preallocated zeros).
+    capacity: u64,
+}
+
+impl Active {
+    /// A preallocated last segment, intact, whose frames end where the next one belongs, is
+    /// written on in place (its zeros are what preallocation is for). Otherwise writes go to a
+    /// fresh segment: an existing one may have been cut.
+    fn open(
+        dir: &Path,
+        reusable: Option<(Segment, u64, u64, u64)>,
+        next: u64,
+    ) -> io::Result<Active> {
+        if let Some((seg, end, len, follows)) = reusable {
+            if follows == next {
+                let file = spare::open_in_place(&seg.path)?;
+                return Ok(Active {
+                    first_seq: seg.first_seq,
+                    path: seg.path,
+                    file,
+                    file_len: end,
+                    capacity: len,
+                });
+            }
+        }
+        let path = dir.join(segment_name(next));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        sync_dir(dir)?;
+        let len = file.metadata()?.len();
+        Ok(Active {
+            first_seq: next,
+            path,
+            file,
+            file_len: len,
+            capacity: len,
+        })
+    }
+}
+
+impl Shared {
+    /// The state shared by the handles, the writer and the spare's preparer, as opening found it.
+    fn new(
+        dir: &Path,
+        options: Options,
+        segments: Vec<Segment>,
+        durable: watch::Receiver<u64>,
+        bytes: u64,
+        recovery: &Recovery,
+        lock: File,
+    ) -> Shared {
+        Shared {
+            dir: dir.to_path_buf(),
+            segments: Mutex::new(segments),
+            durable,
+            shipped: AtomicU64::new(recovery.shipped),
+            bytes: AtomicU64::new(bytes),
+            max_bytes: options.max_bytes,
+            segment_bytes: segment_bytes_for(options.max_bytes),
+            state: AtomicU8::new(STATE_OK),
+            failed_writes: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            cuts: Mutex::new(recovery.cuts.clone()),
+            fail_syncs: AtomicU64::new(0),
+            lock: Mutex::new(Some(lock)),
+            preallocate: options.preallocate,
+            spares: spare::Spares::default(),
+        }
+    }
+}
+
 impl Journal {
     /// Opens (creating) the journal in `dir` without a disk limit.
     pub fn open(dir: &Path) -> io::Result<(Journal, Recovery)> {
@@ -570,8 +792,7 @@ impl Journal {
 
     /// Opens (creating) the journal in `dir` with these options.
     pub fn open_with(dir: &Path, options: Options) -> io::Result<(Journal, Recovery)> {
-        let max_bytes = options.max_bytes;
-        let segment_bytes = segment_bytes_for(max_bytes);
+        let segment_bytes = segment_bytes_for(options.max_bytes);
         std::fs::create_dir_all(dir)?;
         let lock = lock(dir)?;
         let mut recovery = Recovery {
@@ -580,129 +801,36 @@ impl Journal {
         };
         let spare_ready = spare::recover(dir, options.preallocate, segment_bytes)?;
         let mut segments = list_segments(dir)?;
-        let mut bytes = spare_ready.unwrap_or(0);
-        let mut last_seq = recovery.shipped;
-        let mut prev = 0u64;
-        // The last segment, when it can be written on in place: (path, end of its frames, size,
-        // seq its next frame must have).
-        let mut reusable: Option<(Segment, u64, u64, u64)> = None;
-        for (i, seg) in segments.iter().enumerate() {
-            let next_first = segments.get(i + 1).map(|s| s.first_seq);
-            let scanned = scan_segment(dir, seg, next_first)?;
-            let clean = scanned.cuts.is_empty();
-            if !clean {
-                recovery.cut_segments += 1;
-            }
-            for cut in scanned.cuts {
-                recovery.cut_bytes += cut.bytes();
-                recovery.cut_records += cut.records();
-                if cut.torn_tail {
-                    tracing::warn!(
-                        segment = %seg.path.display(),
-                        offset = cut.from,
-                        bytes = cut.bytes(),
-                        kept_in = ?cut.kept_in,
-                        "journal: the unfinished last write of a crash was cut (never acknowledged: no record lost)"
-                    );
-                } else {
-                    tracing::error!(
-                        segment = %seg.path.display(),
-                        from_offset = cut.from,
-                        to_offset = cut.to,
-                        bytes = cut.bytes(),
-                        records_lost = cut.records(),
-                        first_lost_seq = cut.lost.map(|l| l.0),
-                        last_lost_seq = cut.lost.map(|l| l.1),
-                        kept_in = ?cut.kept_in,
-                        "journal: unreadable bytes cut; reading went on at the next intact record"
-                    );
-                }
-                if let Some((_, last)) = cut.lost {
-                    last_seq = last_seq.max(last);
-                }
-                recovery.cuts.push(cut);
-            }
-            bytes += scanned.len;
-            let follows = scanned
-                .records
-                .last()
-                .map_or(seg.first_seq, |(seq, _)| seq + 1);
-            reusable = (clean && scanned.len > scanned.end)
-                .then(|| (seg.clone(), scanned.end, scanned.len, follows));
-            for (seq, payload) in scanned.records {
-                // Sequence numbers only grow; a record that does not is skipped (it can only be
-                // corruption that a checksum happened to pass).
-                if seq <= prev {
-                    continue;
-                }
-                prev = seq;
-                last_seq = last_seq.max(seq);
-                recovery.records.push((seq, payload));
-            }
-        }
-        let next = last_seq + 1;
-        // A preallocated last segment, intact, whose frames end where the next one belongs, is
-        // written on in place (its zeros are what preallocation is for). Otherwise writes go to a
-        // fresh segment: an existing one may have been cut.
-        let (first_seq, path, file, file_len, capacity) = match reusable {
-            Some((seg, end, len, follows)) if follows == next => {
-                let file = spare::open_in_place(&seg.path)?;
-                (seg.first_seq, seg.path, file, end, len)
-            }
-            _ => {
-                let path = dir.join(segment_name(next));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&path)?;
-                sync_dir(dir)?;
-                let len = file.metadata()?.len();
-                (next, path, file, len, len)
-            }
-        };
-        segments.retain(|s| s.first_seq != first_seq);
-        segments.push(Segment { first_seq, path });
-        let (durable_tx, durable_rx) = watch::channel(last_seq);
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            segments: Mutex::new(segments),
-            durable: durable_rx,
-            shipped: AtomicU64::new(recovery.shipped),
-            bytes: AtomicU64::new(bytes),
-            max_bytes,
-            segment_bytes,
-            state: AtomicU8::new(STATE_OK),
-            failed_writes: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-            cuts: Mutex::new(recovery.cuts.clone()),
-            fail_syncs: AtomicU64::new(0),
-            lock: Mutex::new(Some(lock)),
-            preallocate: options.preallocate,
-            spares: spare::Spares::default(),
+        let found = recover_segments(dir, &segments, &mut recovery)?;
+        let next = found.last_seq + 1;
+        let active = Active::open(dir, found.reusable, next)?;
+        segments.retain(|s| s.first_seq != active.first_seq);
+        segments.push(Segment {
+            first_seq: active.first_seq,
+            path: active.path.clone(),
         });
+        let (durable_tx, durable_rx) = watch::channel(found.last_seq);
+        let shared = Arc::new(Shared::new(
+            dir,
+            options,
+            segments,
+            durable_rx,
+            spare_ready.unwrap_or(0) + found.bytes,
+            &recovery,
+            lock,
+        ));
         {
             let mut st = shared.spares.lock();
             st.ready = spare_ready;
             // Busy before (a preallocated segment in use, or a spare left): go on preparing.
-            st.want = options.preallocate && (capacity > file_len || spare_ready.is_some());
+            st.want =
+                options.preallocate && (active.capacity > active.file_len || spare_ready.is_some());
         }
         if options.preallocate {
             spare::Spares::start(shared.clone())?;
         }
         let (tx, rx) = mpsc::channel::<Msg>();
-        let writer = Writer {
-            shared: shared.clone(),
-            file,
-            file_len,
-            capacity,
-            next_seq: next,
-            durable_tx,
-            slow_flushes: 0,
-            last_slow_log: None,
-            failures: Throttle::new(FAILURE_LOG_EVERY),
-        };
+        let writer = Writer::new(shared.clone(), active, next, durable_tx);
         std::thread::Builder::new()
             .name("svamlgate-journal".into())
             .spawn(move || writer.run(rx))?;
@@ -979,92 +1107,141 @@ struct Writer {
 type Waiting = Vec<(u64, Vec<u8>, oneshot::Sender<Result<u64, Rejected>>)>;
 
 impl Writer {
+    fn new(
+        shared: Arc<Shared>,
+        active: Active,
+        next_seq: u64,
+        durable_tx: watch::Sender<u64>,
+    ) -> Writer {
+        Writer {
+            shared,
+            file: active.file,
+            file_len: active.file_len,
+            capacity: active.capacity,
+            next_seq,
+            durable_tx,
+            slow_flushes: 0,
+            last_slow_log: None,
+            failures: Throttle::new(FAILURE_LOG_EVERY),
+        }
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut buf = Vec::with_capacity(1 << 20);
         let mut group: Waiting = Vec::with_capacity(256);
         while let Ok(first) = rx.recv() {
-            buf.clear();
-            group.clear();
-            let mut roll = false;
             let first_seq = self.next_seq;
-            let mut take =
-                |msg: Msg, buf: &mut Vec<u8>, group: &mut Waiting, next: &mut u64| match msg {
-                    Msg::Append(a) => {
-                        encode_frame(*next, &a.payload, buf);
-                        group.push((*next, a.payload, a.done));
-                        *next += 1;
-                    }
-                    Msg::Roll => roll = true,
-                };
-            take(first, &mut buf, &mut group, &mut self.next_seq);
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(m) => take(m, &mut buf, &mut group, &mut self.next_seq),
-                    Err(_) => break,
-                }
-            }
+            let roll = self.gather(first, &rx, &mut buf, &mut group);
             if roll && self.file_len > 0 {
                 self.roll_or_log(first_seq);
             }
-            if group.is_empty() {
-                continue;
-            }
-            // A write that would grow the file goes to the spare instead, when one is ready.
-            if self.file_len + buf.len() as u64 > self.capacity
-                && self.shared.spares.lock().ready.is_some()
-            {
-                self.roll_or_log(first_seq);
-            }
-            if !self.fits(buf.len() as u64, first_seq) {
-                self.give_up(&mut group, first_seq, io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    format!("the journal is at its disk limit ({} bytes, SVAMLGATE_JOURNAL_MAX_BYTES)", self.shared.max_bytes),
-                ), STATE_AT_LIMIT);
-                continue;
-            }
-            let flush_started = Instant::now();
-            let result = self.write_and_sync(&buf);
-            self.note_slow_flush(flush_started.elapsed(), group.len());
-            match result {
-                Ok(()) => {
-                    let last = self.next_seq - 1;
-                    self.durable_tx.send_replace(last);
-                    let was = self.shared.state.swap(STATE_OK, Ordering::AcqRel);
-                    if was != STATE_OK {
-                        let missed = self.failures.take();
-                        tracing::info!(
-                            failed_writes_not_logged = missed,
-                            "journal: writing works again; records held in memory go back through it"
-                        );
-                    }
-                    for (seq, _, done) in group.drain(..) {
-                        let _ = done.send(Ok(seq));
-                    }
-                    self.want_spares();
-                    if self.file_len >= self.shared.segment_bytes {
-                        self.roll_or_log(self.next_seq);
-                    }
-                }
-                Err(e) => {
-                    // The frames may be partly on disk: cut them off, so that the next write
-                    // follows the last good frame in the same file (no new file per failure).
-                    // Their seqs are used again, unless the cut failed too.
-                    let next = if self.undo(buf.len() as u64) {
-                        first_seq
-                    } else {
-                        self.next_seq
-                    };
-                    if e.kind() == io::ErrorKind::StorageFull {
-                        // A full disk: what is shipped goes now, not at the end of the replay
-                        // window, so that the next write may fit.
-                        self.make_room(first_seq);
-                    }
-                    self.give_up(&mut group, next, e, STATE_FAILING);
-                }
+            if !group.is_empty() {
+                self.flush(&buf, &mut group, first_seq);
             }
         }
         // Every handle is gone: the preparer ends too.
         self.shared.spares.stop();
+    }
+
+    /// Takes `first` and what else is waiting (up to [`MAX_GROUP`] appends) as one group: their
+    /// frames into `buf`, numbered from `next_seq` on, their callers into `group`. Returns whether
+    /// a roll was asked for.
+    fn gather(
+        &mut self,
+        first: Msg,
+        rx: &mpsc::Receiver<Msg>,
+        buf: &mut Vec<u8>,
+        group: &mut Waiting,
+    ) -> bool {
+        buf.clear();
+        group.clear();
+        let mut roll = false;
+        let mut msg = Some(first);
+        while let Some(m) = msg {
+            match m {
+                Msg::Append(a) => {
+                    encode_frame(self.next_seq, &a.payload, buf);
+                    group.push((self.next_seq, a.payload, a.done));
+                    self.next_seq += 1;
+                }
+                Msg::Roll => roll = true,
+            }
+            msg = if group.len() < MAX_GROUP {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        roll
+    }
+
+    /// Writes a group's frames and makes them durable (one `fdatasync`), then answers its
+    /// callers; a group that does not fit under the disk limit, or whose write fails, is handed
+    /// back to them.
+    fn flush(&mut self, buf: &[u8], group: &mut Waiting, first_seq: u64) {
+        // A write that would grow the file goes to the spare instead, when one is ready.
+        if self.file_len + buf.len() as u64 > self.capacity
+            && self.shared.spares.lock().ready.is_some()
+        {
+            self.roll_or_log(first_seq);
+        }
+        if !self.fits(buf.len() as u64, first_seq) {
+            let e = io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the journal is at its disk limit ({} bytes, SVAMLGATE_JOURNAL_MAX_BYTES)",
+                    self.shared.max_bytes
+                ),
+            );
+            self.give_up(group, first_seq, e, STATE_AT_LIMIT);
+            return;
+        }
+        let flush_started = Instant::now();
+        let result = self.write_and_sync(buf);
+        self.note_slow_flush(flush_started.elapsed(), group.len());
+        match result {
+            Ok(()) => self.written(group),
+            Err(e) => self.failed(e, buf.len() as u64, group, first_seq),
+        }
+    }
+
+    /// The group is durable: the durable position moves, its callers get their seqs.
+    fn written(&mut self, group: &mut Waiting) {
+        let last = self.next_seq - 1;
+        self.durable_tx.send_replace(last);
+        let was = self.shared.state.swap(STATE_OK, Ordering::AcqRel);
+        if was != STATE_OK {
+            let missed = self.failures.take();
+            tracing::info!(
+                failed_writes_not_logged = missed,
+                "journal: writing works again; records held in memory go back through it"
+            );
+        }
+        for (seq, _, done) in group.drain(..) {
+            let _ = done.send(Ok(seq));
+        }
+        self.want_spares();
+        if self.file_len >= self.shared.segment_bytes {
+            self.roll_or_log(self.next_seq);
+        }
+    }
+
+    /// The group's write of `len` bytes failed: undo it and hand its records back.
+    fn failed(&mut self, e: io::Error, len: u64, group: &mut Waiting, first_seq: u64) {
+        // The frames may be partly on disk: cut them off, so that the next write follows the
+        // last good frame in the same file (no new file per failure). Their seqs are used again,
+        // unless the cut failed too.
+        let next = if self.undo(len) {
+            first_seq
+        } else {
+            self.next_seq
+        };
+        if e.kind() == io::ErrorKind::StorageFull {
+            // A full disk: what is shipped goes now, not at the end of the replay window, so
+            // that the next write may fit.
+            self.make_room(first_seq);
+        }
+        self.give_up(group, next, e, STATE_FAILING);
     }
 
     /// Whether `len` more bytes fit under the disk limit, after deleting what is shipped (and
@@ -1381,62 +1558,95 @@ impl Cursor {
                 }
             };
             let (first, path) = &segments[idx];
-            let reopen = !matches!(&self.open, Some((f, _)) if f == first);
-            if reopen {
-                let file = File::open(path)?;
-                self.open = Some((*first, BufReader::new(file)));
-            }
-            let Some((_, reader)) = self.open.as_mut() else {
+            let Some((before, frame)) = self.next_frame(*first, path)? else {
                 break;
             };
-            let before = reader.stream_position()?;
-            let mut frame = read_frame(reader)?;
-            if !matches!(frame, Frame::Record { .. }) {
-                // The reader's buffer may hold bytes read before the writer wrote over them (a
-                // preallocated segment's zeros look like its end): read them again from the file
-                // (seeking empties the buffer) before believing that nothing is there.
-                reader.seek(SeekFrom::Start(before))?;
-                frame = read_frame(reader)?;
-            }
             match frame {
+                Frame::Record { seq, .. } if seq > durable => {
+                    self.seek_back(before)?;
+                    break;
+                }
                 Frame::Record { seq, payload } => {
-                    if seq > durable {
-                        reader.seek(SeekFrom::Start(before))?;
-                        break;
-                    }
                     if seq > self.after {
                         self.after = seq;
                         out.push((seq, payload));
                     }
                 }
                 frame => {
-                    // Not written yet: move to the next segment if there is one past it. In a
-                    // closed segment, damage found after it was written costs only its stretch.
-                    reader.seek(SeekFrom::Start(before))?;
-                    match segments.get(idx + 1) {
-                        Some((next_first, _)) if *next_first <= durable => {
-                            if frame == Frame::End {
-                                self.after = self.after.max(next_first - 1);
-                                self.open = None;
-                            } else {
-                                let (first, path) = (*first, path.clone());
-                                self.skip_damage(journal, &path, first, before, *next_first)?;
-                            }
-                        }
-                        // A closed segment that ends before the next one begins, with the
-                        // durable position in between: the seqs left were cut at start (counted
-                        // and reported then) and will never be read. Pass them, so that the
-                        // shipped position reaches the durable one and readers stop waiting.
-                        Some((next_first, _)) if frame == Frame::End => {
-                            self.after = self.after.max((next_first - 1).min(durable));
-                            self.open = None;
-                        }
-                        _ => break,
+                    self.seek_back(before)?;
+                    if !self.pass(journal, &segments, idx, &frame, before, durable)? {
+                        break;
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Reads the next frame of the segment starting at `first` (opening it when the cursor is in
+    /// another one); returns it with the offset it starts at.
+    fn next_frame(&mut self, first: u64, path: &Path) -> io::Result<Option<(u64, Frame)>> {
+        if !matches!(&self.open, Some((f, _)) if *f == first) {
+            let file = File::open(path)?;
+            self.open = Some((first, BufReader::new(file)));
+        }
+        let Some((_, reader)) = self.open.as_mut() else {
+            return Ok(None);
+        };
+        let before = reader.stream_position()?;
+        let mut frame = read_frame(reader)?;
+        if !matches!(frame, Frame::Record { .. }) {
+            // The reader's buffer may hold bytes read before the writer wrote over them (a
+            // preallocated segment's zeros look like its end): read them again from the file
+            // (seeking empties the buffer) before believing that nothing is there.
+            reader.seek(SeekFrom::Start(before))?;
+            frame = read_frame(reader)?;
+        }
+        Ok(Some((before, frame)))
+    }
+
+    /// Puts the open segment's reader back at `offset`.
+    fn seek_back(&mut self, offset: u64) -> io::Result<()> {
+        if let Some((_, reader)) = self.open.as_mut() {
+            reader.seek(SeekFrom::Start(offset))?;
+        }
+        Ok(())
+    }
+
+    /// At `before` in segment `idx` there is no record (`frame`: its end, or damage). Not written
+    /// yet: move to the next segment if there is one past it. In a closed segment, damage found
+    /// after it was written costs only its stretch. False when there is nothing more to read yet.
+    fn pass(
+        &mut self,
+        journal: &Journal,
+        segments: &[(u64, PathBuf)],
+        idx: usize,
+        frame: &Frame,
+        before: u64,
+        durable: u64,
+    ) -> io::Result<bool> {
+        let (first, path) = &segments[idx];
+        match segments.get(idx + 1) {
+            Some((next_first, _)) if *next_first <= durable => {
+                if *frame == Frame::End {
+                    self.after = self.after.max(next_first - 1);
+                    self.open = None;
+                } else {
+                    self.skip_damage(journal, path, *first, before, *next_first)?;
+                }
+                Ok(true)
+            }
+            // A closed segment that ends before the next one begins, with the durable position in
+            // between: the seqs left were cut at start (counted and reported then) and will never
+            // be read. Pass them, so that the shipped position reaches the durable one and readers
+            // stop waiting.
+            Some((next_first, _)) if *frame == Frame::End => {
+                self.after = self.after.max((next_first - 1).min(durable));
+                self.open = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -1479,6 +1689,91 @@ mod tests {
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(read_frame(&mut &huge[..]).unwrap(), Frame::Corrupt);
         assert_eq!(read_frame(&mut &[][..]).unwrap(), Frame::End);
+    }
+
+    /// Frames of `seqs` and the offset each starts at.
+    fn frames_of(seqs: &[u64]) -> (Vec<u8>, Vec<usize>) {
+        let mut data = Vec::new();
+        let mut offsets = Vec::new();
+        for &seq in seqs {
+            offsets.push(data.len());
+            encode_frame(seq, format!("record number {seq}").as_bytes(), &mut data);
+        }
+        (data, offsets)
+    }
+
+    #[test]
+    fn damage_at_measures_each_kind_of_damage() {
+        let (whole, at) = frames_of(&[1, 2, 3]);
+        let mut flipped_middle = whole.clone();
+        flipped_middle[at[1] + HEADER + 2] ^= 0x40;
+        let torn_last = whole[..at[2] + HEADER + 5].to_vec();
+        let mut flipped_last = whole.clone();
+        flipped_last[at[2] + HEADER + 2] ^= 0x40;
+        // Garbage where frame 3 would start, then the preallocated zeros.
+        let mut garbage_then_zeros = whole[..at[2]].to_vec();
+        garbage_then_zeros.extend_from_slice(&[0xff; 8]);
+        garbage_then_zeros.extend_from_slice(&[0; 100]);
+        let damage = |to: usize, lost: Option<(u64, u64)>, torn_tail: bool| Damage {
+            to,
+            lost,
+            torn_tail,
+        };
+        // (what, data, offset of the damage, seq before it, next segment's first seq, measured)
+        type Case<'a> = (&'a str, &'a [u8], usize, u64, Option<u64>, Damage);
+        let cases: [Case<'_>; 6] = [
+            (
+                "middle frame flipped: ends at the next intact frame",
+                &flipped_middle,
+                at[1],
+                1,
+                None,
+                damage(at[2], Some((2, 2)), false),
+            ),
+            (
+                "last frame cut short in the last segment: a torn tail",
+                &torn_last,
+                at[2],
+                2,
+                None,
+                damage(torn_last.len(), None, true),
+            ),
+            (
+                "cut short before a following segment: bounded by its first seq",
+                &torn_last,
+                at[2],
+                2,
+                Some(7),
+                damage(torn_last.len(), Some((3, 6)), false),
+            ),
+            (
+                "last frame whole but flipped: written, perhaps acknowledged, lost",
+                &flipped_last,
+                at[2],
+                2,
+                None,
+                damage(whole.len(), Some((3, 3)), false),
+            ),
+            (
+                "garbage before zeros: ends at its last written byte",
+                &garbage_then_zeros,
+                at[2],
+                2,
+                None,
+                damage(at[2] + 8, None, true),
+            ),
+            (
+                "next segment follows on: nothing lost",
+                &torn_last,
+                at[2],
+                2,
+                Some(3),
+                damage(torn_last.len(), None, false),
+            ),
+        ];
+        for (what, data, off, prev, next_first, want) in cases {
+            assert_eq!(damage_at(data, off, prev, next_first), want, "{what}");
+        }
     }
 
     #[test]

@@ -194,87 +194,77 @@ impl Change {
         }
     }
 
-    fn describe(&self, named_key: &str, sent_ct: Option<&str>) -> (String, Option<String>) {
+    /// What matches under this change. `named_key` is the key the request named; `sent_ct` its
+    /// `content-type`.
+    fn message(&self, named_key: &str, sent_ct: Option<&str>) -> String {
         match self {
-            Change::Prefix { path, fix } => (
-                format!("matches if the path is `{}`", quote(path)),
-                Some(fix.clone()),
+            Change::Prefix { path, .. } => format!("matches if the path is `{}`", quote(path)),
+            Change::Rewritten { path, source } => format!(
+                "matches if the path is `{}` (the path in {source})",
+                quote(path)
             ),
-            Change::Rewritten { path, source } => (
-                format!(
-                    "matches if the path is `{}` (the path in {source})",
-                    quote(path)
-                ),
-                Some(
-                    "a proxy rewrites the path: make it forward the public path unchanged, or \
-                     serve svamlgate at it with SVAMLGATE_CALLBACK_PATH"
-                        .to_owned(),
-                ),
+            Change::TrailingSlash { path } => format!(
+                "matches if the path is `{}` (a trailing slash differs)",
+                quote(path)
             ),
-            Change::TrailingSlash { path } => (
-                format!(
-                    "matches if the path is `{}` (a trailing slash differs)",
-                    quote(path)
-                ),
-                Some(
-                    "register the callback URL at Sinch exactly as svamlgate serves it \
-                     (SVAMLGATE_CALLBACK_PATH), without or with the same trailing slash"
-                        .to_owned(),
-                ),
+            Change::Percent { path } => format!(
+                "matches if the path is `{}` (percent-encoding differs)",
+                quote(path)
             ),
-            Change::Percent { path } => (
-                format!(
-                    "matches if the path is `{}` (percent-encoding differs)",
-                    quote(path)
-                ),
-                Some(
-                    "a proxy re-encodes the path: make it forward the path unchanged, or use a \
-                     callback path without characters that need encoding"
-                        .to_owned(),
-                ),
+            Change::Query { path } => format!(
+                "matches if the query string is signed too (`{}`)",
+                quote(path)
             ),
-            Change::Query { path } => (
-                format!(
-                    "matches if the query string is signed too (`{}`)",
-                    quote(path)
-                ),
-                Some(
-                    "remove the query string from the callback URL registered at Sinch".to_owned(),
-                ),
+            Change::ContentType { signed } => format!(
+                "matches if content-type is {} (the request has {})",
+                shown_ct(Some(signed)),
+                shown_ct(sent_ct)
             ),
-            Change::ContentType { signed } => (
-                format!(
-                    "matches if content-type is {} (the request has {})",
-                    shown_ct(Some(signed)),
-                    shown_ct(sent_ct)
-                ),
-                Some("make the proxy pass the content-type header through unchanged".to_owned()),
+            Change::OtherKey { key } => format!(
+                "matches with the secret configured for key `{}`, not the one for `{}`",
+                quote(key),
+                quote(named_key)
             ),
-            Change::OtherKey { key } => (
-                format!(
-                    "matches with the secret configured for key `{}`, not the one for `{}`",
-                    quote(key),
-                    quote(named_key)
-                ),
-                Some(
-                    "pair each application key with its own secret (SINCH_APPLICATION_KEY and \
-                     SINCH_APPLICATION_SECRET, or SINCH_APPLICATIONS)"
-                        .to_owned(),
-                ),
-            ),
-            Change::SecretNotDecoded { key } => (
-                format!(
-                    "matches if the secret of key `{}` is used as text, without base64-decoding it \
-                     (a known SDK mistake)",
-                    quote(key)
-                ),
-                Some(
-                    "the signer must base64-decode the application secret before using it as the \
-                     HMAC key"
-                        .to_owned(),
-                ),
+            Change::SecretNotDecoded { key } => format!(
+                "matches if the secret of key `{}` is used as text, without base64-decoding it \
+                 (a known SDK mistake)",
+                quote(key)
             ),
         }
+    }
+
+    /// What to change so that the signature matches.
+    fn fix(&self) -> String {
+        let fix = match self {
+            Change::Prefix { fix, .. } => return fix.clone(),
+            Change::Rewritten { .. } => {
+                "a proxy rewrites the path: make it forward the public path unchanged, or serve \
+                 svamlgate at it with SVAMLGATE_CALLBACK_PATH"
+            }
+            Change::TrailingSlash { .. } => {
+                "register the callback URL at Sinch exactly as svamlgate serves it \
+                 (SVAMLGATE_CALLBACK_PATH), without or with the same trailing slash"
+            }
+            Change::Percent { .. } => {
+                "a proxy re-encodes the path: make it forward the path unchanged, or use a \
+                 callback path without characters that need encoding"
+            }
+            Change::Query { .. } => {
+                "remove the query string from the callback URL registered at Sinch"
+            }
+            Change::ContentType { .. } => {
+                "make the proxy pass the content-type header through unchanged"
+            }
+            Change::OtherKey { .. } => {
+                "pair each application key with its own secret (SINCH_APPLICATION_KEY and \
+                 SINCH_APPLICATION_SECRET, or SINCH_APPLICATIONS)"
+            }
+            Change::SecretNotDecoded { .. } => {
+                "the signer must base64-decode the application secret before using it as the \
+                 HMAC key"
+            }
+        };
+        fix.to_owned()
     }
 }
 
@@ -398,8 +388,7 @@ fn unknown_key_searched(
     };
     if let Some(changes) = search(ring, req, around, Some(named), true) {
         for c in changes {
-            let (m, _) = c.describe(named, req.content_type);
-            let _ = write!(e.message, "; {m}");
+            let _ = write!(e.message, "; {}", c.message(named, req.content_type));
         }
     }
     e
@@ -435,9 +424,8 @@ fn matched(
     let mut messages = Vec::new();
     let mut fixes = Vec::new();
     for c in changes {
-        let (m, f) = c.describe(named, sent_ct);
-        messages.push(m);
-        fixes.extend(f);
+        messages.push(c.message(named, sent_ct));
+        fixes.push(c.fix());
     }
     Explanation {
         cause,

@@ -342,6 +342,16 @@ enum AuthHeader<'a> {
     Basic { key: String, secret: String },
 }
 
+impl AuthHeader<'_> {
+    /// The application key it names.
+    fn key(&self) -> &str {
+        match self {
+            AuthHeader::Application { key, .. } => key,
+            AuthHeader::Basic { key, .. } => key,
+        }
+    }
+}
+
 fn parse_authorization(value: &str, allow_basic: bool) -> Result<AuthHeader<'_>, RefusalReason> {
     let value = value.trim();
     if value.is_empty() {
@@ -401,75 +411,12 @@ pub fn verify(
     policy: &VerifyPolicy,
 ) -> Result<Verified, Refusal> {
     use RefusalReason as R;
-
-    if ring.is_empty() {
-        return Err(Refusal::new(R::NoKeysConfigured, None));
-    }
-    let auth = req
-        .authorization
-        .ok_or_else(|| Refusal::new(R::AuthorizationMissing, None))?;
-    let auth = parse_authorization(auth, policy.allow_basic).map_err(|r| Refusal::new(r, None))?;
-    let key: &str = match &auth {
-        AuthHeader::Application { key, .. } => key,
-        AuthHeader::Basic { key, .. } => key,
-    };
-    let refuse = |reason| Refusal::new(reason, Some(key));
-
-    if ring.matching(key).next().is_none() {
-        return Err(refuse(R::UnknownKey));
-    }
-
+    let auth = known_authorization(ring, req.authorization, policy)?;
+    let refuse = |reason| Refusal::new(reason, Some(auth.key()));
     let raw_ts = req.x_timestamp.ok_or_else(|| refuse(R::TimestampMissing))?;
     let timestamp = crate::timestamp::parse(raw_ts).ok_or_else(|| refuse(R::TimestampInvalid))?;
-
-    let (matched, scheme) = match &auth {
-        AuthHeader::Application { signature, .. } => {
-            let presented = STANDARD
-                .decode(signature)
-                .map_err(|_| refuse(R::SignatureNotBase64))?;
-            let sts = string_to_sign(
-                req.method,
-                &content_md5(req.body),
-                req.content_type.unwrap_or(""),
-                raw_ts,
-                req.path,
-            );
-            // Every candidate secret is tried (no early exit), so timing does not depend on
-            // which of a rotated key's secrets matched.
-            let mut matched = None;
-            for cred in ring.matching(key) {
-                if cred.verify_signature(&sts, &presented) && matched.is_none() {
-                    matched = Some(cred);
-                }
-            }
-            (
-                matched.ok_or_else(|| refuse(R::SignatureMismatch))?,
-                Scheme::Application,
-            )
-        }
-        AuthHeader::Basic { secret, .. } => {
-            let mut matched = None;
-            for cred in ring.matching(key) {
-                if cred.basic_secret_matches(secret) && matched.is_none() {
-                    matched = Some(cred);
-                }
-            }
-            (
-                matched.ok_or_else(|| refuse(R::BasicSecretMismatch))?,
-                Scheme::Basic,
-            )
-        }
-    };
-
-    let skew = now - timestamp;
-    if skew.unsigned_abs() > policy.window {
-        return Err(refuse(if skew.is_negative() {
-            R::TimestampInFuture
-        } else {
-            R::TimestampTooOld
-        }));
-    }
-
+    let (matched, scheme) = match_credential(ring, &auth, req, raw_ts).map_err(refuse)?;
+    check_freshness(now - timestamp, policy.window).map_err(refuse)?;
     Ok(Verified {
         key: matched.key().to_owned(),
         timestamp,
@@ -484,20 +431,83 @@ pub fn precheck(
     authorization: Option<&str>,
     policy: &VerifyPolicy,
 ) -> Result<(), Refusal> {
+    known_authorization(ring, authorization, policy).map(|_| ())
+}
+
+/// Steps 1–3: credentials configured, `authorization` present and well-formed, its key known.
+fn known_authorization<'h>(
+    ring: &KeyRing,
+    authorization: Option<&'h str>,
+    policy: &VerifyPolicy,
+) -> Result<AuthHeader<'h>, Refusal> {
     use RefusalReason as R;
     if ring.is_empty() {
         return Err(Refusal::new(R::NoKeysConfigured, None));
     }
     let auth = authorization.ok_or_else(|| Refusal::new(R::AuthorizationMissing, None))?;
     let auth = parse_authorization(auth, policy.allow_basic).map_err(|r| Refusal::new(r, None))?;
-    let key: &str = match &auth {
-        AuthHeader::Application { key, .. } => key,
-        AuthHeader::Basic { key, .. } => key,
-    };
-    if ring.matching(key).next().is_none() {
-        return Err(Refusal::new(R::UnknownKey, Some(key)));
+    if ring.matching(auth.key()).next().is_none() {
+        return Err(Refusal::new(R::UnknownKey, Some(auth.key())));
     }
-    Ok(())
+    Ok(auth)
+}
+
+/// Step 5: the credential of the header's key whose secret the signature (or the Basic secret)
+/// matches, over the string to sign of `req` with its raw `x-timestamp`.
+fn match_credential<'a>(
+    ring: &'a KeyRing,
+    auth: &'a AuthHeader<'_>,
+    req: &CallbackRequest<'_>,
+    raw_ts: &str,
+) -> Result<(&'a AppCredential, Scheme), RefusalReason> {
+    match auth {
+        AuthHeader::Application { key, signature } => {
+            let presented = STANDARD
+                .decode(signature)
+                .map_err(|_| RefusalReason::SignatureNotBase64)?;
+            let sts = string_to_sign(
+                req.method,
+                &content_md5(req.body),
+                req.content_type.unwrap_or(""),
+                raw_ts,
+                req.path,
+            );
+            first_match(ring.matching(key), |c| c.verify_signature(&sts, &presented))
+                .map(|c| (c, Scheme::Application))
+                .ok_or(RefusalReason::SignatureMismatch)
+        }
+        AuthHeader::Basic { key, secret } => {
+            first_match(ring.matching(key), |c| c.basic_secret_matches(secret))
+                .map(|c| (c, Scheme::Basic))
+                .ok_or(RefusalReason::BasicSecretMismatch)
+        }
+    }
+}
+
+/// The first credential that `matches`. Every candidate is tried (no early exit), so timing does
+/// not depend on which of a rotated key's secrets matched.
+fn first_match<'a>(
+    creds: impl Iterator<Item = &'a AppCredential>,
+    mut matches: impl FnMut(&AppCredential) -> bool,
+) -> Option<&'a AppCredential> {
+    let mut matched = None;
+    for cred in creds {
+        if matches(cred) && matched.is_none() {
+            matched = Some(cred);
+        }
+    }
+    matched
+}
+
+/// Step 6: `skew` (now minus `x-timestamp`) within `window` either way, the bound included.
+fn check_freshness(skew: time::Duration, window: std::time::Duration) -> Result<(), RefusalReason> {
+    if skew.unsigned_abs() <= window {
+        Ok(())
+    } else if skew.is_negative() {
+        Err(RefusalReason::TimestampInFuture)
+    } else {
+        Err(RefusalReason::TimestampTooOld)
+    }
 }
 
 /// Step 6 of [`verify`] alone: `Some` when `x-timestamp` parses and is outside the window. Report
@@ -540,6 +550,34 @@ pub(crate) mod tests {
 
     pub(super) fn v1_auth() -> String {
         format!("application {V1_KEY}:{V1_SIG}")
+    }
+
+    #[test]
+    fn freshness_is_a_window_either_way_with_its_bounds_included() {
+        use time::Duration as D;
+        let window = std::time::Duration::from_secs(300);
+        let cases = [
+            (D::ZERO, Ok(())),
+            (D::seconds(300), Ok(())),
+            (D::seconds(-300), Ok(())),
+            (
+                D::seconds(300) + D::nanoseconds(1),
+                Err(RefusalReason::TimestampTooOld),
+            ),
+            (
+                D::seconds(-300) - D::nanoseconds(1),
+                Err(RefusalReason::TimestampInFuture),
+            ),
+            (D::days(365 * 12), Err(RefusalReason::TimestampTooOld)),
+            (D::days(-1), Err(RefusalReason::TimestampInFuture)),
+        ];
+        for (skew, want) in cases {
+            assert_eq!(check_freshness(skew, window), want, "skew {skew}");
+        }
+        assert_eq!(
+            check_freshness(D::seconds(1), std::time::Duration::ZERO),
+            Err(RefusalReason::TimestampTooOld)
+        );
     }
 
     fn v1_req(auth: &str) -> CallbackRequest<'_> {

@@ -298,76 +298,39 @@ impl Performed {
     /// (and `warnings` when there are any); or the error envelope, Sinch's own error under
     /// `details.sinch`.
     pub fn into_result(self) -> Result<Value, ApiError> {
-        let attempts = self.attempts;
-        let gave_up = self.gave_up.clone();
-        match self.outcome {
+        let Performed {
+            reference,
+            attempts,
+            outcome,
+            gave_up,
+            warnings,
+            replayed,
+            ..
+        } = self;
+        let error = match outcome {
             Outcome::Success { status, body, .. } => {
-                let mut out = match body {
-                    Some(Value::Object(m)) => m,
-                    Some(other) => {
-                        let mut m = serde_json::Map::new();
-                        m.insert("answer".into(), other);
-                        m
-                    }
-                    None => serde_json::Map::new(),
-                };
-                out.insert("reference".into(), json!(self.reference));
+                let mut out = answer_object(body);
+                out.insert("reference".into(), json!(reference));
                 out.insert("sinchStatus".into(), json!(status));
                 out.insert("attempts".into(), json!(attempts));
-                if !self.warnings.is_empty() {
-                    out.insert("warnings".into(), json!(self.warnings));
+                if !warnings.is_empty() {
+                    out.insert("warnings".into(), json!(warnings));
                 }
-                if self.replayed {
+                if replayed {
                     out.insert("replayed".into(), json!(true));
                 }
-                Ok(Value::Object(out))
+                return Ok(Value::Object(out));
             }
-            Outcome::SinchError(e) => {
-                let code = e.info.map(|i| i.code).unwrap_or(code::INTERNAL_ERROR);
-                let what = e
-                    .info
-                    .map(|i| i.status_line())
-                    .unwrap_or_else(|| format!("{} (not in Sinch's error catalog)", e.http_status));
-                let mut message = format!("Sinch refused the request: HTTP {}", e.http_status);
-                if e.info.is_some() {
-                    message.push_str(&format!(", read as {what}"));
-                }
-                if let Some(m) = &e.message {
-                    message.push_str(&format!(": {m}"));
-                }
-                if let Some(r) = &e.reference {
-                    message.push_str(&format!(" (Sinch reference {r})"));
-                }
-                if let Some(g) = &gave_up {
-                    message.push_str(&format!("; {g}"));
-                }
-                let details = json!({
-                    "sinch": {
-                        "httpStatus": e.http_status,
-                        "errorCode": e.error_code,
-                        "status": e.status,
-                        "message": e.message,
-                        "reference": e.reference,
-                        "classifiedCode": e.info.map(|i| i.code),
-                        "codeMismatch": e.code_mismatch,
-                        "remedy": e.info.map(|i| i.remedy),
-                    },
-                    "attempts": attempts,
-                });
-                Err(ApiError::new(code, message)
-                    .with_reference(self.reference)
-                    .with_details(details))
-            }
-            Outcome::NoAnswer { failure, detail } => Err(ApiError::new(
+            Outcome::SinchError(e) => sinch_refusal(&e, gave_up.as_deref(), attempts),
+            Outcome::NoAnswer { failure, detail } => ApiError::new(
                 code::TEMPORARY_DOWN,
                 format!(
                     "No answer from Sinch ({}: {detail}) after {attempts} attempt(s); try again later",
                     failure.as_str()
                 ),
             )
-            .with_reference(self.reference)
-            .with_details(json!({"failure": failure.as_str(), "attempts": attempts}))),
-            Outcome::Unknown { detail } => Err(ApiError::new(
+            .with_details(json!({"failure": failure.as_str(), "attempts": attempts})),
+            Outcome::Unknown { detail } => ApiError::new(
                 code::TEMPORARY_DOWN,
                 format!(
                     "Sinch did not answer the callout ({detail}). It may or may not have placed the call, \
@@ -375,10 +338,63 @@ impl Performed {
                      Watch for the call's callbacks before placing it again."
                 ),
             )
-            .with_reference(self.reference)
-            .with_details(json!({"failure": "unknown_outcome", "attempts": attempts}))),
-        }
+            .with_details(json!({"failure": "unknown_outcome", "attempts": attempts})),
+        };
+        Err(error.with_reference(reference))
     }
+}
+
+/// Sinch's JSON answer as an object: an object as it is, another value under `answer`, nothing
+/// as an empty object.
+fn answer_object(body: Option<Value>) -> serde_json::Map<String, Value> {
+    match body {
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            let mut m = serde_json::Map::new();
+            m.insert("answer".into(), other);
+            m
+        }
+        None => serde_json::Map::new(),
+    }
+}
+
+/// The envelope of an error answer from Sinch: the catalog code it reads as (50000 when none), a
+/// message, and Sinch's own error under `details.sinch`.
+fn sinch_refusal(e: &SinchError, gave_up: Option<&str>, attempts: u32) -> ApiError {
+    let code = e.info.map(|i| i.code).unwrap_or(code::INTERNAL_ERROR);
+    let details = json!({
+        "sinch": {
+            "httpStatus": e.http_status,
+            "errorCode": e.error_code,
+            "status": e.status,
+            "message": e.message,
+            "reference": e.reference,
+            "classifiedCode": e.info.map(|i| i.code),
+            "codeMismatch": e.code_mismatch,
+            "remedy": e.info.map(|i| i.remedy),
+        },
+        "attempts": attempts,
+    });
+    ApiError::new(code, sinch_refusal_message(e, gave_up)).with_details(details)
+}
+
+/// "Sinch refused the request: HTTP <status>", then what it reads as in the catalog, Sinch's
+/// message and reference, and why retrying stopped, each when known.
+fn sinch_refusal_message(e: &SinchError, gave_up: Option<&str>) -> String {
+    let mut message = format!("Sinch refused the request: HTTP {}", e.http_status);
+    if let Some(info) = e.info {
+        message.push_str(&format!(", read as {}", info.status_line()));
+    }
+    if let Some(m) = &e.message {
+        message.push_str(&format!(": {m}"));
+    }
+    if let Some(r) = &e.reference {
+        message.push_str(&format!(" (Sinch reference {r})"));
+    }
+    if let Some(g) = gave_up {
+        message.push_str(&format!("; {g}"));
+    }
+    message
 }
 
 /// Records a request refused by the local checks and returns its envelope (same reference).
@@ -593,6 +609,45 @@ mod tests {
         .envelope();
         assert_eq!(env.error_code, 50300);
         assert!(env.message.contains("second call"));
+    }
+
+    #[test]
+    fn sinch_refusal_messages_say_what_is_known() {
+        let classified = catalog::parse_sinch_error(
+            400,
+            br#"{"errorCode":40001,"message":"Invalid number","reference":"s-1"}"#,
+        );
+        let line = classified.info.map(|i| i.status_line()).unwrap_or_default();
+        let bare = SinchError {
+            message: None,
+            reference: None,
+            info: None,
+            ..catalog::parse_sinch_error(418, b"")
+        };
+        let cases = [
+            (
+                &bare,
+                None,
+                "Sinch refused the request: HTTP 418".to_owned(),
+            ),
+            (
+                &bare,
+                Some("retry budget spent"),
+                "Sinch refused the request: HTTP 418; retry budget spent".to_owned(),
+            ),
+            (
+                &classified,
+                None,
+                format!(
+                    "Sinch refused the request: HTTP 400, read as {line}: Invalid number \
+                     (Sinch reference s-1)"
+                ),
+            ),
+        ];
+        for (e, gave_up, want) in cases {
+            assert_eq!(sinch_refusal_message(e, gave_up), want);
+        }
+        assert!(!line.is_empty());
     }
 
     #[test]

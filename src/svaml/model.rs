@@ -117,6 +117,20 @@ pub enum Action {
     RunMenu(RunMenu),
     /// `park`.
     Park(Park),
+    /// `startRecording`, as the action of a Calls API manage-call body only (Sinch's Calling API
+    /// page, "Manage Call"); in callback replies it is an instruction
+    /// ([`Instruction::StartRecording`]). The gate refuses it as the action of an ICE, ACE or PIE
+    /// reply (`schema:enum`: no action name of callback replies).
+    StartRecording(StartRecordingAction),
+    /// `stopRecording`, as the action of a manage-call body only (see [`Action::StartRecording`]).
+    StopRecording,
+}
+
+impl Action {
+    /// Whether only a Calls API manage-call body may carry this action (never a callback reply).
+    pub fn manage_only(&self) -> bool {
+        matches!(self, Action::StartRecording(_) | Action::StopRecording)
+    }
 }
 
 /// `playFiles` properties.
@@ -170,6 +184,16 @@ pub struct StartRecording {
     /// Recording options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<StartRecordingOptions>,
+}
+
+/// `startRecording` as a manage-call action: its options are under `recordingOptions` (the
+/// instruction's are under `options`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartRecordingAction {
+    /// Recording options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_options: Option<StartRecordingOptions>,
 }
 
 /// Recording options. `credentials` is secret and never printed by `Debug`.
@@ -696,13 +720,50 @@ mod tests {
         assert!(!debug.contains("SECRET"));
         assert!(debug.contains("[redacted]"));
     }
+
+    #[test]
+    fn manage_call_recording_actions_read_and_write_sinch_examples() {
+        // Sinch's Calling API page, Manage Call: "Example Start Recording", "Example Stop Recording".
+        let start = json!({"action": {"name": "startRecording", "recordingOptions": {
+            "destinationUrl": "s3://my-s3-bucket", "credentials": "k:s:eu-central-1",
+            "format": "mp3", "notificationEvents": true}}});
+        let svaml: Svaml = serde_json::from_value(start.clone()).unwrap();
+        let Action::StartRecording(StartRecordingAction {
+            recording_options: Some(options),
+        }) = &svaml.action
+        else {
+            panic!("read as {:?}", svaml.action);
+        };
+        assert_eq!(
+            options.destination_url.as_deref(),
+            Some("s3://my-s3-bucket")
+        );
+        assert_eq!(options.notification_events, Some(true));
+        assert!(svaml.action.manage_only());
+        assert_eq!(svaml.to_value(), start);
+        let stop = json!({"action": {"name": "stopRecording"}});
+        let svaml: Svaml = serde_json::from_value(stop.clone()).unwrap();
+        assert_eq!(svaml.action, Action::StopRecording);
+        assert_eq!(svaml.to_value(), stop);
+        assert!(!Action::Park(Park::default()).manage_only());
+        // The instruction keeps its own member name (`options`).
+        let instruction: Instruction =
+            serde_json::from_value(json!({"name": "startRecording", "options": {"format": "wav"}}))
+                .unwrap();
+        assert!(matches!(
+            instruction,
+            Instruction::StartRecording(StartRecording { options: Some(_) })
+        ));
+    }
 }
 
 /// The model against the schemas: every action and instruction that has a schema file under
 /// `schemas/svaml/{actions,instructions}/` (the names [`crate::svaml::action_names`] and
 /// [`crate::svaml::instruction_names`] read from the embedded files, as the gate does) is a
-/// variant here, and every variant here has a schema file. Adding `schemas/svaml/actions/x.json`
-/// without `Action::X` (or the reverse) fails `schema_actions_and_instructions_are_all_modelled`.
+/// variant here, and every variant here has a schema file, except the manage-only actions
+/// ([`Action::manage_only`]), which only the manage-call response schema names. Adding
+/// `schemas/svaml/actions/x.json` without `Action::X` (or the reverse) fails
+/// `schema_actions_and_instructions_are_all_modelled`.
 #[cfg(test)]
 mod schema_coverage {
     use std::collections::BTreeSet;
@@ -710,7 +771,7 @@ mod schema_coverage {
     use serde_json::json;
 
     use super::*;
-    use crate::svaml::{action_names, instruction_names};
+    use crate::svaml::{action_names, instruction_names, Target};
 
     /// One value of every [`Action`] variant. The `match` has no wildcard, so a variant added to
     /// the model does not compile until it is listed here too.
@@ -725,6 +786,8 @@ mod schema_coverage {
             Action::ConnectStream(ConnectStream::default()),
             Action::RunMenu(RunMenu::default()),
             Action::Park(Park::default()),
+            Action::StartRecording(StartRecordingAction::default()),
+            Action::StopRecording,
         ];
         for a in &all {
             match a {
@@ -736,7 +799,9 @@ mod schema_coverage {
                 | Action::ConnectSip(_)
                 | Action::ConnectStream(_)
                 | Action::RunMenu(_)
-                | Action::Park(_) => {}
+                | Action::Park(_)
+                | Action::StartRecording(_)
+                | Action::StopRecording => {}
             }
         }
         all
@@ -809,11 +874,34 @@ mod schema_coverage {
         assert!(schema_actions.contains("hangup") && schema_actions.len() >= 9);
         assert!(schema_instructions.contains("say") && schema_instructions.len() >= 7);
 
+        let (manage_only, actions): (Vec<Action>, Vec<Action>) =
+            every_action().into_iter().partition(Action::manage_only);
         assert_eq!(
-            wire_names(&every_action()),
+            wire_names(&actions),
             schema_actions,
             "Action variants vs schemas/svaml/actions/*.json"
         );
+        // The manage-only actions are those the manage-call body allows beyond the action files,
+        // and no callback reply allows them.
+        let manage_extra: BTreeSet<String> = Target::Manage
+            .allowed_actions()
+            .iter()
+            .filter(|n| !schema_actions.contains(**n))
+            .map(|n| (*n).to_owned())
+            .collect();
+        assert_eq!(
+            wire_names(&manage_only),
+            manage_extra,
+            "manage-only actions"
+        );
+        for target in [Target::Ice, Target::Ace, Target::Pie] {
+            for name in wire_names(&manage_only) {
+                assert!(
+                    !target.allowed_actions().contains(&name.as_str()),
+                    "{target} allows {name}"
+                );
+            }
+        }
         assert_eq!(
             wire_names(&every_instruction()),
             schema_instructions,

@@ -10,7 +10,7 @@ use svamlgate::svaml::model::{
     Action, Amd, CallHeader, ConferenceDtmfOptions, ConnectConf, ConnectMxp, ConnectPstn,
     ConnectSip, ConnectStream, Destination, DtmfMode, Indications, Instruction, Menu, MenuAction,
     MenuOption, Moh, Park, PlayFiles, RunMenu, Say, SendDtmf, SetCookie, StartRecording,
-    StartRecordingOptions, StreamingOptions, Svaml, Transport,
+    StartRecordingAction, StartRecordingOptions, StreamingOptions, Svaml, Transport,
 };
 use svamlgate::svaml::{Mode, Report, Severity, Target, Validator};
 
@@ -783,6 +783,21 @@ fn action() -> impl Strategy<Value = Action> {
                 max_duration: Some(d)
             }
         )),
+        // Manage-call only: every callback reply must refuse them.
+        (
+            prop::option::of(any::<bool>()),
+            prop::option::of(Just("wav".to_owned()))
+        )
+            .prop_map(|(n, format)| Action::StartRecording(StartRecordingAction {
+                recording_options: Some(StartRecordingOptions {
+                    destination_url: Some("s3://bucket/calls/".into()),
+                    credentials: Some("KEY:SECRET:eu-central-1".into()),
+                    notification_events: n,
+                    format,
+                    ..Default::default()
+                })
+            })),
+        Just(Action::StopRecording),
     ]
 }
 
@@ -821,7 +836,14 @@ proptest! {
                 prop_assert!(report.violations.iter().all(|v| audible(&v)), "{}\n{}", doc, report);
             } else {
                 prop_assert!(!report.valid);
-                prop_assert!(report.violations.iter().filter(|v| !audible(v)).all(|v| ["SVAML001", "SVAML002", "SVAML004"].contains(&v.code.as_str())), "{}", report);
+                // A manage-only action is no action name of a callback reply: its schema's enum
+                // refuses it.
+                let refusals: &[&str] = if svaml.action.manage_only() {
+                    &["SVAML001", "SVAML002", "SVAML004", "schema:enum"]
+                } else {
+                    &["SVAML001", "SVAML002", "SVAML004"]
+                };
+                prop_assert!(report.violations.iter().filter(|v| !audible(v)).all(|v| refusals.contains(&v.code.as_str())), "{}", report);
             }
             if allowed {
                 prop_assert!(VALIDATOR.check(target, &doc, Mode::Normal).valid);
@@ -844,8 +866,7 @@ fn models_name<T: serde::de::DeserializeOwned + serde::Serialize>(name: &str) ->
 /// The typed model (`svamlgate::svaml::model`) against the files under `schemas/svaml/`, read from
 /// disk: every action and instruction that has a schema file, and every name a reply schema
 /// (`responses/*.json`, `$defs.action` / `$defs.instruction`) allows, is a variant of `Action` or
-/// `Instruction`. The one known gap is listed: the manage-call body allows `startRecording` and
-/// `stopRecording` as its action, which the model has only as instructions.
+/// `Instruction`. No gap is known: a name a schema adds without a model variant fails here.
 #[test]
 fn the_typed_model_covers_every_name_the_schema_files_define() {
     let root = format!("{}/schemas/svaml", env!("CARGO_MANIFEST_DIR"));
@@ -907,10 +928,48 @@ fn the_typed_model_covers_every_name_the_schema_files_define() {
     // The check can fail: a name only a schema could add is refused by the model.
     assert!(!models_name::<Action>("connectCarrierPigeon"));
     assert!(!models_name::<Instruction>("hum"));
-    // Known gap (see the doc comment): remove from here once the model has them as actions.
-    let known = [
-        "manage action startRecording",
-        "manage action stopRecording",
-    ];
-    assert_eq!(gaps, known, "schema names the typed model does not cover");
+    assert_eq!(
+        gaps,
+        Vec::<String>::new(),
+        "schema names the typed model does not cover"
+    );
+}
+
+/// The manage-only actions of the typed model cannot reach a caller through a flow: a flow node
+/// answers ICE, ACE or PIE, and the flow check (the gate's validator for that event) refuses
+/// `startRecording` / `stopRecording` as its action (`schema:enum`: no action name of a callback
+/// reply), so the flow is not saved.
+#[test]
+fn a_flow_cannot_answer_a_callback_with_a_manage_only_action() {
+    use svamlgate::flows::check::check_flow;
+    use svamlgate::flows::model::FlowDoc;
+    for action in [
+        Action::StartRecording(StartRecordingAction::default()),
+        Action::StopRecording,
+    ] {
+        assert!(action.manage_only());
+        let flow = json!({"name": "rec", "start": "a", "ace": "a", "nodes": {"a": {
+            "action": Svaml::new(action.clone()).to_value()["action"]}}});
+        let flow = FlowDoc::from_json(flow.to_string().as_bytes()).unwrap();
+        let check = check_flow(&VALIDATOR, Mode::Normal, &flow);
+        assert!(!check.valid, "{action:?}");
+        let events: Vec<&str> = check
+            .emissions
+            .iter()
+            .filter(|e| {
+                e.report
+                    .violations
+                    .iter()
+                    .any(|v| v.severity == Severity::Error && v.pointer == "/action/name")
+            })
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(events, ["ice", "ace"], "{action:?}");
+        // The same document is a valid manage-call body.
+        let body = Svaml::new(action.clone()).to_value();
+        assert!(
+            VALIDATOR.check(Target::Manage, &body, Mode::Strict).valid,
+            "{body}"
+        );
+    }
 }
