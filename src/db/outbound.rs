@@ -640,3 +640,62 @@ impl OutboundStore {
         Ok(admission)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{decode, encode, Record};
+
+    /// Three journal records of one request as the release before this one wrote them (the
+    /// outbound vocabulary then was `&'static str`): they decode into the typed record, and the
+    /// typed record writes the same texts again.
+    const WRITTEN_BEFORE: [&str; 3] = [
+        r#"{"v":1,"record":{"outbound":{"created_at":"2026-01-31T12:00:00.5Z","at":"2026-01-31T12:00:00.5Z","request":{"id":"018f0000-0000-7000-8000-000000000001","reference":"ref-1","operation":"callout","method":"POST","path":"/calling/v1/callouts","body":{"method":"customCallout"},"callid":null,"conference_id":null,"call_leg":null,"callout_method":"customCallout","destination":"+14045005000","dice_expected":true,"local_check":"passed","local_report":null,"outcome":"pending","idempotency_key":null},"attempt_id":null,"attempt":null,"finish":null}}}"#,
+        r#"{"v":1,"record":{"outbound":{"created_at":"2026-01-31T12:00:00.5Z","at":"2026-01-31T12:00:01Z","request":{"id":"018f0000-0000-7000-8000-000000000001","reference":"ref-1","operation":"callout","method":"POST","path":"/calling/v1/callouts","body":{"method":"customCallout"},"callid":null,"conference_id":null,"call_leg":null,"callout_method":"customCallout","destination":"+14045005000","dice_expected":true,"local_check":"passed","local_report":null,"outcome":"pending","idempotency_key":null},"attempt_id":"018f0000-0000-7000-8000-000000000002","attempt":{"request_id":"018f0000-0000-7000-8000-000000000001","attempt":1,"sent_at":"2026-01-31T12:00:00.6Z","latency_us":400000,"auth_scheme":"basic","x_timestamp":null,"http_status":null,"response_body":null,"retry_after_ms":null,"failure":"too_large","failure_detail":"answer over 64 KiB","error_code":null,"error_status":null,"error_message":null,"error_reference":null,"classified_code":null,"code_mismatch":null,"decision":"give_up"},"finish":null}}}"#,
+        r#"{"v":1,"record":{"outbound":{"created_at":"2026-01-31T12:00:00.5Z","at":"2026-01-31T12:00:01Z","request":{"id":"018f0000-0000-7000-8000-000000000003","reference":"ref-2","operation":"manage_call_leg","method":"PATCH","path":"/calling/v1/calls/id/c1/leg/callee","body":{},"callid":"c1","conference_id":null,"call_leg":"callee","callout_method":null,"destination":null,"dice_expected":null,"local_check":"passed","local_report":null,"outcome":"pending","idempotency_key":null},"attempt_id":null,"attempt":null,"finish":{"outcome":"no_answer","http_status":null,"attempts":3,"latency_us":1200000,"response_body":null,"callid":null,"error_code":null,"error_status":null,"error_message":null,"error_reference":null,"failure":"timeout"}}}}"#,
+    ];
+
+    fn outbound(payload: &str) -> crate::recording::OutboundRecord {
+        match decode(payload.as_bytes()) {
+            Ok(Record::Outbound(o)) => *o,
+            other => panic!("not an outbound record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_written_before_the_typed_vocabulary_still_decode() {
+        let first = outbound(WRITTEN_BEFORE[0]);
+        assert_eq!(first.request.operation, Operation::Callout);
+        assert_eq!(first.request.method, HttpMethod::Post);
+        assert_eq!(first.request.callout_method, Some(CalloutMethod::Custom));
+        let second = outbound(WRITTEN_BEFORE[1]);
+        let attempt = second.attempt.expect("the attempt");
+        assert_eq!(attempt.auth_scheme, AuthScheme::Basic);
+        assert_eq!(attempt.failure, Some(AttemptFailure::TooLarge));
+        assert_eq!(attempt.decision, AttemptDecision::GiveUp);
+        let third = outbound(WRITTEN_BEFORE[2]);
+        assert_eq!(third.request.operation, Operation::ManageCallLeg);
+        assert_eq!(third.request.method, HttpMethod::Patch);
+        assert_eq!(third.request.callout_method, None);
+        let finish = third.finish.expect("the end");
+        assert_eq!(finish.failure, Some(AttemptFailure::Timeout));
+        assert_eq!(finish.outcome, RequestOutcome::NoAnswer);
+        for payload in WRITTEN_BEFORE {
+            let again = encode(&decode(payload.as_bytes()).unwrap()).unwrap();
+            let again: Value = serde_json::from_slice(&again).unwrap();
+            let before: Value = serde_json::from_str(payload).unwrap();
+            assert_eq!(again, before, "written again as before");
+        }
+    }
+
+    #[test]
+    fn a_record_with_a_text_outside_the_vocabulary_is_undecodable_not_misread() {
+        let unknown =
+            WRITTEN_BEFORE[0].replace(r#""operation":"callout""#, r#""operation":"teleport""#);
+        let err = decode(unknown.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown Operation \"teleport\""),
+            "{err}"
+        );
+    }
+}

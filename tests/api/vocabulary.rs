@@ -183,7 +183,9 @@ async fn admin_reads_show_the_stored_values_with_utc_times() {
         "{call:#}"
     );
 
-    let r = app.admin_get("/admin/sinch-errors?reference=sref-reads").await;
+    let r = app
+        .admin_get("/admin/sinch-errors?reference=sref-reads")
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let page = r.json();
     doc.check("GET", "/admin/sinch-errors", 200, &page);
