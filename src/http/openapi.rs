@@ -9,8 +9,8 @@
 //! it is defined (storage rows in `db`, flows and routes in `flows`, the SVAML report in `svaml`,
 //! the diagnosis, the catalog, the vocabulary of `outcome`), with `#[schema(...)]` where the serde
 //! output needs saying (RFC 3339 times, texts of enums, `&'static str` fields). JSON that svamlgate
-//! builds in SQL (`db::store::RejectedReply`, `db::outbound::OutboundRequest`, ...) or passes on
-//! from Sinch (`sinch_api::bodies`) is described by types that are never built. A handler names a
+//! passes on from Sinch (`sinch_api::bodies`) is described by types that are never built; every
+//! read of the database is a typed row, so its type describes it. A handler names a
 //! type in its `#[utoipa::path]` and the type's schema, and those it refers to, become components;
 //! [`ApiDoc`] lists them as well.
 //!
