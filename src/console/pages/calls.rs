@@ -16,6 +16,7 @@ use crate::console::view::{self, copy_button, mask_json, number};
 use crate::console::{check_csrf, session, CsrfForm, Ctx, PageError};
 use crate::db::outbound::OutboundStore;
 use crate::db::store::{RejectedReply, StoredCallback};
+use crate::outcome::Stored;
 
 /// Rows a search shows.
 pub const SEARCH_LIMIT: i64 = 50;
@@ -115,9 +116,9 @@ async fn render_search(ctx: &Ctx, q: &SearchQuery) -> Result<Markup, PageError> 
                             td { @if let Some(c) = &f.callid { a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
                             td { (f.caller.as_deref().map(|n| number(n, false)).unwrap_or_default()) }
                             td { (f.called.as_deref().map(|n| number(n, false)).unwrap_or_default()) }
-                            td { (f.reply_source.as_deref().unwrap_or("–"))
+                            td { (f.reply_source.as_ref().map_or("–", Stored::as_str))
                                  @if let Some(r) = &f.fallback_reason { " (" (r) ")" } }
-                            td { (f.gate_verdict.as_deref().unwrap_or("–"))
+                            td { (f.gate_verdict.as_ref().map_or("–", Stored::as_str))
                                  @if f.rejected_by_sinch { " · " span.bad { "rejected by Sinch" } } }
                         }
                     }
