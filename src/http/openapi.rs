@@ -223,7 +223,7 @@ impl utoipa::IntoResponses for SinchFailures {
 #[openapi(
     info(
         title = "svamlgate admin API",
-        description = "Administration of svamlgate, the validating gate for Sinch Voice callbacks: recorded callbacks and errors, the error catalog, SVAML validation, call flows and routes, and calls placed and controlled through Sinch's Calling API (callouts, call and conference control, Sinch's errors, the troubleshooting checklist per call). Every /admin operation needs `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`; without that variable the admin API answers 403. Errors are Sinch error envelopes (`Envelope`). The `service` operations (health, metrics, the callback endpoint) need no admin token."
+        description = "Administration of svamlgate, the validating gate for Sinch Voice callbacks: recorded callbacks and errors, the error catalog, SVAML validation, call flows and routes, and calls placed and controlled through Sinch's Calling API (callouts, call and conference control, Sinch's errors, the troubleshooting checklist per call). Every /admin operation needs `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`; without that variable the admin API answers 403. Errors are Sinch error envelopes (`Envelope`). Every time in a body is RFC 3339 in UTC, with `Z` and the stored precision (e.g. `2026-01-31T12:00:01.5Z`). The `service` operations (health, metrics, the callback endpoint) need no admin token."
     ),
     tags(
         (name = "calls", description = "Call timelines."),
