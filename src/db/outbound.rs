@@ -1,15 +1,16 @@
 //! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
-//! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
-//! diagnosis reads its own typed rows, in `diagnosis::facts`).
+//! migration 0005), the calls-in-progress count, and the reads of them: typed rows
+//! ([`OutboundRequest`] with its [`OutboundAttempt`]s, [`SinchErrorItem`]) that the admin API, the
+//! console and the diagnosis (`diagnosis::facts`) share. The vocabulary columns read as their
+//! types from [`crate::outcome`] (text another version wrote kept as [`Stored::Other`]).
 //!
-//! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`) (`OutboundStore::journaled` in `recording::outbound`):
+//! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`):
 //! every request, attempt and outcome goes through the journal and the shipper
 //! (`recording::ship` holds the SQL that writes them); the one direct write is a callout's
 //! admission, which must count and insert under one lock ([`OutboundStore::admit_callout_with`]).
 
-use std::time::Duration;
-
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
