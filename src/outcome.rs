@@ -546,6 +546,17 @@ mod tests {
     }
 
     #[test]
+    fn the_operation_keeps_its_schema_name() {
+        use utoipa::ToSchema;
+        assert_eq!(Operation::name(), "SinchOperation");
+        assert_eq!(HttpMethod::name(), "HttpMethod");
+        assert_eq!(
+            serde_json::to_string(&CalloutMethod::Custom).unwrap(),
+            "\"customCallout\""
+        );
+    }
+
+    #[test]
     fn stored_values_keep_text_of_other_versions() {
         let known: Stored<RequestOutcome> = Stored::read("success");
         assert!(known.is(RequestOutcome::Success));
