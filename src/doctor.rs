@@ -18,7 +18,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use clap::Args;
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::config::ServeArgs;
 use crate::signature::settings::{ModePolicy, SignatureMode};
@@ -475,10 +474,11 @@ fn embedded(config: &ServeArgs, out: &mut Vec<Check>) -> Option<String> {
 
 async fn migrations(pool: &sqlx::PgPool) -> Check {
     let known: Vec<i64> = crate::db::MIGRATOR.iter().map(|m| m.version).collect();
-    let rows = sqlx::query("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(pool)
-        .await;
-    let rows = match rows {
+    let rows: Result<Vec<(i64, bool)>, _> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await;
+    let applied = match rows {
         Ok(r) => r,
         Err(_) => {
             return check(
@@ -492,10 +492,6 @@ async fn migrations(pool: &sqlx::PgPool) -> Check {
             )
         }
     };
-    let applied: Vec<(i64, bool)> = rows
-        .iter()
-        .filter_map(|r| Some((r.try_get("version").ok()?, r.try_get("success").ok()?)))
-        .collect();
     if let Some((v, _)) = applied.iter().find(|(_, ok)| !ok) {
         return check(
             "database",

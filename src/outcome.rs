@@ -2,8 +2,11 @@
 //! its reply, why a fallback went out instead, and what the gate said. Each is an enum here, listed
 //! once; it becomes text only at the edges (SQL columns, journal records, API bodies, metric
 //! labels), always through `as_str`, and the column comments in `migrations/` list the same values
-//! (a test holds them together). The outbound vocabulary (what svamlgate's checks said of a request
-//! to Sinch, how it ended, what followed each attempt) is declared here the same way.
+//! (a test holds them together). The outbound vocabulary is declared here the same way: of a
+//! request to Sinch, its operation and HTTP method, a callout's method, what svamlgate's checks
+//! said, how it ended; of each attempt, how it was authenticated, why no answer came, what
+//! followed. They stay typed from the journal record to the row and back (their serde names are
+//! the texts the records and columns have always held).
 //!
 //! Each vocabulary is also a PostgreSQL text column type: it binds as its text and reads back as
 //! itself (a read of a value outside the vocabulary is a decode error naming the value). Where a
@@ -65,9 +68,11 @@ macro_rules! text_column {
 pub(crate) use text_column;
 
 macro_rules! vocabulary {
+    (@schema_name $name:ident $schema:literal) => { $schema };
+    (@schema_name $name:ident) => { stringify!($name) };
     (
         $(#[doc = $doc:literal])*
-        $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
+        $name:ident $(as $schema:literal)? { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
     ) => {
         $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +119,11 @@ macro_rules! vocabulary {
             }
         }
 
-        impl utoipa::ToSchema for $name {}
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(vocabulary!(@schema_name $name $($schema)?))
+            }
+        }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -352,53 +361,91 @@ impl<'r, T: Vocabulary> sqlx::Decode<'r, Postgres> for Stored<T> {
     }
 }
 
-/// Operations of the Calling API svamlgate performs (`outbound_requests.operation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
-#[schema(as = SinchOperation, rename_all = "snake_case")]
-pub enum Operation {
-    /// `POST /calling/v1/callouts`.
-    Callout,
-    /// `GET /calling/v1/calls/id/{callId}`.
-    GetCall,
-    /// `PATCH /calling/v1/calls/id/{callId}`.
-    ManageCall,
-    /// `PATCH /calling/v1/calls/id/{callId}/leg/{callLeg}`.
-    ManageCallLeg,
-    /// `GET /calling/v1/conferences/id/{conferenceId}`.
-    GetConference,
-    /// `DELETE /calling/v1/conferences/id/{conferenceId}`.
-    KickAll,
-    /// `PATCH /calling/v1/conferences/id/{conferenceId}/{callId}`.
-    ManageParticipant,
-    /// `DELETE /calling/v1/conferences/id/{conferenceId}/{callId}`.
-    KickParticipant,
+vocabulary! {
+    /// Operations of the Calling API svamlgate performs (`outbound_requests.operation`).
+    Operation as "SinchOperation" {
+        /// `POST /calling/v1/callouts`.
+        Callout => "callout",
+        /// `GET /calling/v1/calls/id/{callId}`.
+        GetCall => "get_call",
+        /// `PATCH /calling/v1/calls/id/{callId}`.
+        ManageCall => "manage_call",
+        /// `PATCH /calling/v1/calls/id/{callId}/leg/{callLeg}`.
+        ManageCallLeg => "manage_call_leg",
+        /// `GET /calling/v1/conferences/id/{conferenceId}`.
+        GetConference => "get_conference",
+        /// `DELETE /calling/v1/conferences/id/{conferenceId}`.
+        KickAll => "kick_all",
+        /// `PATCH /calling/v1/conferences/id/{conferenceId}/{callId}`.
+        ManageParticipant => "manage_participant",
+        /// `DELETE /calling/v1/conferences/id/{conferenceId}/{callId}`.
+        KickParticipant => "kick_participant",
+    }
 }
 
 impl Operation {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
+    /// The HTTP method of the operation (`outbound_requests.method`).
+    pub fn method(self) -> HttpMethod {
         match self {
-            Operation::Callout => "callout",
-            Operation::GetCall => "get_call",
-            Operation::ManageCall => "manage_call",
-            Operation::ManageCallLeg => "manage_call_leg",
-            Operation::GetConference => "get_conference",
-            Operation::KickAll => "kick_all",
-            Operation::ManageParticipant => "manage_participant",
-            Operation::KickParticipant => "kick_participant",
+            Operation::Callout => HttpMethod::Post,
+            Operation::GetCall | Operation::GetConference => HttpMethod::Get,
+            Operation::ManageCall | Operation::ManageCallLeg | Operation::ManageParticipant => {
+                HttpMethod::Patch
+            }
+            Operation::KickAll | Operation::KickParticipant => HttpMethod::Delete,
         }
     }
+}
 
-    /// HTTP method.
-    pub fn method(self) -> &'static str {
-        match self {
-            Operation::Callout => "POST",
-            Operation::GetCall | Operation::GetConference => "GET",
-            Operation::ManageCall | Operation::ManageCallLeg | Operation::ManageParticipant => {
-                "PATCH"
-            }
-            Operation::KickAll | Operation::KickParticipant => "DELETE",
-        }
+vocabulary! {
+    /// The HTTP method of a request to Sinch (`outbound_requests.method`): always the method of
+    /// its operation ([`Operation::method`]).
+    HttpMethod {
+        /// Reads.
+        Get => "GET",
+        /// Callouts.
+        Post => "POST",
+        /// Call, leg and participant control.
+        Patch => "PATCH",
+        /// Kicks.
+        Delete => "DELETE",
+    }
+}
+
+vocabulary! {
+    /// The method of a callout (`outbound_requests.callout_method`, the body's `method`).
+    CalloutMethod {
+        /// A text-to-speech call.
+        Tts => "ttsCallout",
+        /// A call into a conference.
+        Conference => "conferenceCallout",
+        /// A call whose ICE and ACE answers are given inline (or by the application's callback URL).
+        Custom => "customCallout",
+    }
+}
+
+vocabulary! {
+    /// How a request to Sinch was authenticated (`outbound_attempts.auth_scheme`).
+    AuthScheme {
+        /// The application key and an HMAC signature with `x-timestamp`.
+        Signed => "signed",
+        /// Basic authentication (SINCH_API_BASIC_AUTH).
+        Basic => "basic",
+    }
+}
+
+vocabulary! {
+    /// Why an attempt of a request to Sinch got no (usable) answer (`outbound_attempts.failure`,
+    /// `outbound_requests.failure`).
+    AttemptFailure {
+        /// No connection was made: nothing was sent.
+        Connect => "connect",
+        /// No complete answer in time.
+        Timeout => "timeout",
+        /// The exchange broke after connecting.
+        Io => "io",
+        /// The answer body was over the limit (the status is known).
+        TooLarge => "too_large",
     }
 }
 
@@ -444,6 +491,31 @@ mod tests {
                 "decision",
                 texts(AttemptDecision::ALL, AttemptDecision::as_str),
             ),
+            (
+                "outbound_requests",
+                "operation",
+                texts(Operation::ALL, Operation::as_str),
+            ),
+            (
+                "outbound_requests",
+                "callout_method",
+                texts(CalloutMethod::ALL, CalloutMethod::as_str),
+            ),
+            (
+                "outbound_requests",
+                "failure",
+                texts(AttemptFailure::ALL, AttemptFailure::as_str),
+            ),
+            (
+                "outbound_attempts",
+                "auth_scheme",
+                texts(AuthScheme::ALL, AuthScheme::as_str),
+            ),
+            (
+                "outbound_attempts",
+                "failure",
+                texts(AttemptFailure::ALL, AttemptFailure::as_str),
+            ),
         ];
         for (table, column, values) in cases {
             let comment = comment_on(table, column);
@@ -457,6 +529,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `outbound_requests.method` holds the HTTP method of the operation (its comment says so and
+    /// lists no values): every method is one an operation uses, so a new method comes with a new
+    /// operation, which the test above holds to the `operation` comment.
+    #[test]
+    fn every_http_method_is_the_method_of_an_operation() {
+        for m in HttpMethod::ALL {
+            assert!(
+                Operation::ALL.iter().any(|o| o.method() == *m),
+                "no operation is sent with {m}"
+            );
+        }
+        assert!(comment_on("outbound_requests", "method").contains("HTTP method"));
+    }
+
+    #[test]
+    fn the_operation_keeps_its_schema_name() {
+        use utoipa::ToSchema;
+        assert_eq!(Operation::name(), "SinchOperation");
+        assert_eq!(HttpMethod::name(), "HttpMethod");
+        assert_eq!(
+            serde_json::to_string(&CalloutMethod::Custom).unwrap(),
+            "\"customCallout\""
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -202,6 +202,18 @@ fn masked(v: Option<Value>) -> Option<Value> {
     })
 }
 
+/// A callback to mask: id, body (as `jsonb`), raw body, reply, validation.
+type CallbackToMask = (Uuid, Option<Value>, Vec<u8>, Option<Value>, Option<Value>);
+
+/// An outbound request to mask: id, body, destination, response body, local report.
+type OutboundToMask = (
+    Uuid,
+    Option<Value>,
+    Option<String>,
+    Option<Value>,
+    Option<Value>,
+);
+
 /// Masks what is older than `before` (see the module documentation); returns the rows masked per
 /// table.
 pub async fn redact(
@@ -213,7 +225,7 @@ pub async fn redact(
     let mut counts = Counts::new();
     loop {
         let mut tx = pool.begin().await?;
-        let rows = sqlx::query(
+        let rows: Vec<CallbackToMask> = sqlx::query_as(
             "SELECT id, callbacks.body AS body, raw_body, reply, validation FROM callbacks
              WHERE received_at < $1 AND redacted_at IS NULL
                AND (callid IS NULL OR NOT (callid = ANY($2)))
@@ -228,10 +240,8 @@ pub async fn redact(
             break;
         }
         let mut ids = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: Uuid = r.try_get("id")?;
-            let body = masked(r.try_get("body")?);
-            let raw: Vec<u8> = r.try_get("raw_body")?;
+        for (id, body, raw, reply, validation) in rows {
+            let body = masked(body);
             let raw = match &body {
                 Some(b) => serde_json::to_vec(b).unwrap_or_default(),
                 None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
@@ -244,43 +254,42 @@ pub async fn redact(
             .bind(id)
             .bind(&body)
             .bind(&raw)
-            .bind(masked(r.try_get("reply")?))
-            .bind(masked(r.try_get("validation")?))
+            .bind(masked(reply))
+            .bind(masked(validation))
             .execute(&mut *tx)
             .await?;
             ids.push(id);
         }
         add(&mut counts, "callbacks", ids.len() as u64);
-        let rejected = sqlx::query(
+        let rejected: Vec<(Uuid, Option<Value>, Option<String>, Value)> = sqlx::query_as(
             "SELECT id, reply, raw_reply, report FROM rejected_replies WHERE callback_id = ANY($1)",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        for r in &rejected {
-            let raw: Option<String> = r.try_get("raw_reply")?;
+        let n = rejected.len() as u64;
+        for (id, reply, raw, report) in rejected {
             sqlx::query(
                 "UPDATE rejected_replies SET reply = $2, raw_reply = $3, report = $4 WHERE id = $1",
             )
-            .bind(r.try_get::<Uuid, _>("id")?)
-            .bind(masked(r.try_get("reply")?))
+            .bind(id)
+            .bind(masked(reply))
             .bind(raw.as_deref().map(mask_text))
-            .bind(masked(r.try_get("report")?))
+            .bind(masked(Some(report)))
             .execute(&mut *tx)
             .await?;
         }
-        add(&mut counts, "rejected_replies", rejected.len() as u64);
-        let upstream = sqlx::query(
+        add(&mut counts, "rejected_replies", n);
+        let upstream: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT callback_id, body FROM upstream_exchanges WHERE callback_id = ANY($1) AND body IS NOT NULL",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        for r in &upstream {
-            let body: String = r.try_get("body")?;
+        for (callback_id, body) in &upstream {
             sqlx::query("UPDATE upstream_exchanges SET body = $2 WHERE callback_id = $1")
-                .bind(r.try_get::<Uuid, _>("callback_id")?)
-                .bind(mask_text(&body))
+                .bind(callback_id)
+                .bind(mask_text(body))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -289,7 +298,7 @@ pub async fn redact(
     }
     loop {
         let mut tx = pool.begin().await?;
-        let rows = sqlx::query(
+        let rows: Vec<(String, String, Option<Value>)> = sqlx::query_as(
             "SELECT reference, message, detail FROM errors
              WHERE occurred_at < $1 AND redacted_at IS NULL
              ORDER BY occurred_at LIMIT $2",
@@ -301,21 +310,21 @@ pub async fn redact(
         if rows.is_empty() {
             break;
         }
-        for r in &rows {
-            let message: String = r.try_get("message")?;
+        let n = rows.len() as u64;
+        for (reference, message, detail) in rows {
             sqlx::query("UPDATE errors SET message = $2, detail = $3, redacted_at = now() WHERE reference = $1")
-                .bind(r.try_get::<String, _>("reference")?)
+                .bind(reference)
                 .bind(mask_numbers_in(&message))
-                .bind(masked(r.try_get("detail")?))
+                .bind(masked(detail))
                 .execute(&mut *tx)
                 .await?;
         }
-        add(&mut counts, "errors", rows.len() as u64);
+        add(&mut counts, "errors", n);
         tx.commit().await?;
     }
     loop {
         let mut tx = pool.begin().await?;
-        let rows = sqlx::query(
+        let rows: Vec<OutboundToMask> = sqlx::query_as(
             "SELECT id, body, destination, response_body, local_report FROM outbound_requests r
              WHERE r.created_at < $1 AND r.redacted_at IS NULL
                AND (r.callid IS NULL OR NOT (r.callid = ANY($2)))
@@ -331,34 +340,31 @@ pub async fn redact(
             break;
         }
         let mut ids = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: Uuid = r.try_get("id")?;
-            let destination: Option<String> = r.try_get("destination")?;
+        for (id, body, destination, response_body, local_report) in rows {
             sqlx::query(
                 "UPDATE outbound_requests SET body = $2, destination = $3, response_body = $4, local_report = $5, \
                  redacted_at = now() WHERE id = $1",
             )
             .bind(id)
-            .bind(masked(r.try_get("body")?))
+            .bind(masked(body))
             .bind(destination.as_deref().map(mask_number))
-            .bind(masked(r.try_get("response_body")?))
-            .bind(masked(r.try_get("local_report")?))
+            .bind(masked(response_body))
+            .bind(masked(local_report))
             .execute(&mut *tx)
             .await?;
             ids.push(id);
         }
         add(&mut counts, "outbound_requests", ids.len() as u64);
-        let attempts = sqlx::query(
+        let attempts: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT id, response_body FROM outbound_attempts WHERE request_id = ANY($1) AND response_body IS NOT NULL",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        for r in &attempts {
-            let body: String = r.try_get("response_body")?;
+        for (id, body) in &attempts {
             sqlx::query("UPDATE outbound_attempts SET response_body = $2 WHERE id = $1")
-                .bind(r.try_get::<Uuid, _>("id")?)
-                .bind(mask_text(&body))
+                .bind(id)
+                .bind(mask_text(body))
                 .execute(&mut *tx)
                 .await?;
         }

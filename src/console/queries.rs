@@ -3,12 +3,15 @@
 //! the partial indexes of the call search); `benches/console.rs` times every page over a million
 //! callbacks.
 
-use sqlx::{PgPool, QueryBuilder, Row};
+use sqlx::{PgPool, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::events::EventKind;
+use crate::outcome::{FallbackReason, GateVerdict, ReplySource, Stored};
+
 /// Callbacks of a window by what happened to them (from `console_minutes`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Count {
     /// Event type.
     pub event_type: String,
@@ -24,25 +27,14 @@ pub struct Count {
 
 /// The counts of callbacks since `since`.
 pub async fn counts(pool: &PgPool, since: OffsetDateTime) -> Result<Vec<Count>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT event_type, reply_source, fallback_reason, gate_verdict, sum(callbacks)::bigint AS n \
          FROM console_minutes WHERE minute >= date_trunc('minute', $1::timestamptz) \
          GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC",
     )
     .bind(since)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Count {
-                event_type: r.try_get("event_type")?,
-                reply_source: r.try_get("reply_source")?,
-                fallback_reason: r.try_get("fallback_reason")?,
-                gate_verdict: r.try_get("gate_verdict")?,
-                n: r.try_get("n")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// Callbacks and fallbacks per bucket (`minute` or `hour`) since `since`, oldest first:
@@ -52,7 +44,7 @@ pub async fn series(
     since: OffsetDateTime,
     bucket: &'static str,
 ) -> Result<Vec<(OffsetDateTime, i64, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<(OffsetDateTime, i64, Option<i64>)> = sqlx::query_as(
         "SELECT date_trunc($2, minute) AS t, sum(callbacks)::bigint AS n, \
          (sum(callbacks) FILTER (WHERE fallback_reason <> ''))::bigint AS f \
          FROM console_minutes WHERE minute >= date_trunc('minute', $1::timestamptz) GROUP BY 1 ORDER BY 1",
@@ -61,19 +53,14 @@ pub async fn series(
     .bind(bucket)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("t")?,
-                r.try_get("n")?,
-                r.try_get::<Option<i64>, _>("f")?.unwrap_or(0),
-            ))
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(t, n, f)| (t, n, f.unwrap_or(0)))
+        .collect())
 }
 
 /// Findings of the gate by rule since `since` (from `console_rule_minutes`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RuleCount {
     /// Rule code.
     pub code: String,
@@ -89,24 +76,13 @@ pub struct RuleCount {
 
 /// Findings by rule since `since`, most frequent first.
 pub async fn rules(pool: &PgPool, since: OffsetDateTime) -> Result<Vec<RuleCount>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT code, severity, source, gate_verdict, sum(findings)::bigint AS n FROM console_rule_minutes \
          WHERE minute >= date_trunc('minute', $1::timestamptz) GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1 LIMIT 200",
     )
     .bind(since)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RuleCount {
-                code: r.try_get("code")?,
-                severity: r.try_get("severity")?,
-                source: r.try_get("source")?,
-                gate_verdict: r.try_get("gate_verdict")?,
-                n: r.try_get("n")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// Signature refusals since `since` by reason.
@@ -114,15 +90,12 @@ pub async fn refusals(
     pool: &PgPool,
     since: OffsetDateTime,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT reason, count(*) AS n FROM refusals WHERE received_at >= $1 GROUP BY 1 ORDER BY 2 DESC",
     )
     .bind(since)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("reason")?, r.try_get("n")?)))
-        .collect()
+    .await
 }
 
 /// Replies the gate passed that Sinch rejected (gate misses), since `since`.
@@ -151,26 +124,17 @@ pub async fn errors_by_code(
     pool: &PgPool,
     since: OffsetDateTime,
 ) -> Result<Vec<(i32, i64, OffsetDateTime)>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT error_code, count(*) AS n, max(occurred_at) AS last FROM errors WHERE occurred_at >= $1 \
          GROUP BY 1 ORDER BY 2 DESC",
     )
     .bind(since)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("error_code")?,
-                r.try_get("n")?,
-                r.try_get("last")?,
-            ))
-        })
-        .collect()
+    .await
 }
 
 /// One recent error.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ErrorRow {
     /// Reference.
     pub reference: String,
@@ -192,7 +156,7 @@ pub async fn recent_errors(
     code: Option<i32>,
     limit: i64,
 ) -> Result<Vec<ErrorRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT e.reference, e.occurred_at, e.error_code, e.message, e.path, c.callid FROM errors e \
          LEFT JOIN callbacks c ON c.id = e.callback_id \
          WHERE ($1::int IS NULL OR e.error_code = $1) ORDER BY e.occurred_at DESC LIMIT $2",
@@ -200,19 +164,7 @@ pub async fn recent_errors(
     .bind(code)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ErrorRow {
-                reference: r.try_get("reference")?,
-                occurred_at: r.try_get("occurred_at")?,
-                error_code: r.try_get("error_code")?,
-                message: r.try_get("message")?,
-                path: r.try_get("path")?,
-                callid: r.try_get("callid")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// A callback found by its reference: (id, callid, event type, received at).
@@ -220,21 +172,10 @@ pub async fn callback_by_reference(
     pool: &PgPool,
     reference: &str,
 ) -> Result<Option<(Uuid, Option<String>, String, OffsetDateTime)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, callid, event_type, received_at FROM callbacks WHERE reference = $1",
-    )
-    .bind(reference)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|r| {
-        Ok((
-            r.try_get("id")?,
-            r.try_get("callid")?,
-            r.try_get("event_type")?,
-            r.try_get("received_at")?,
-        ))
-    })
-    .transpose()
+    sqlx::query_as("SELECT id, callid, event_type, received_at FROM callbacks WHERE reference = $1")
+        .bind(reference)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The call of a callback row.
@@ -275,14 +216,14 @@ pub const OUTCOMES: [(&str, &str); 5] = [
 ];
 
 /// One callback found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Found {
     /// Reference.
     pub reference: String,
     /// When.
     pub received_at: OffsetDateTime,
     /// Event type.
-    pub event_type: String,
+    pub event_type: EventKind,
     /// Call id.
     pub callid: Option<String>,
     /// Caller (ICE `cli`).
@@ -290,11 +231,11 @@ pub struct Found {
     /// Called (ICE `to.endpoint`).
     pub called: Option<String>,
     /// Reply source.
-    pub reply_source: Option<String>,
+    pub reply_source: Option<Stored<ReplySource>>,
     /// Fallback reason.
-    pub fallback_reason: Option<String>,
+    pub fallback_reason: Option<Stored<FallbackReason>>,
     /// Gate verdict.
-    pub gate_verdict: Option<String>,
+    pub gate_verdict: Option<Stored<GateVerdict>>,
     /// Whether Sinch rejected the reply.
     pub rejected_by_sinch: bool,
 }
@@ -314,7 +255,7 @@ fn variants(number: &str) -> Vec<String> {
 
 const FOUND_COLUMNS: &str =
     "SELECT reference, received_at, event_type, callid, caller, called, reply_source, fallback_reason, gate_verdict, \
-     rejected_by_sinch IS NOT NULL AS sinch FROM callbacks WHERE true";
+     rejected_by_sinch IS NOT NULL AS rejected_by_sinch FROM callbacks WHERE true";
 
 /// The filters of `s` other than the number looked up by index (`skip`: `called` or `caller`).
 fn push_filters(q: &mut QueryBuilder<sqlx::Postgres>, s: &Search, skip: Option<&str>) {
@@ -395,23 +336,7 @@ pub async fn search(pool: &PgPool, s: &Search, limit: i64) -> Result<Vec<Found>,
         }
     }
     q.push(" ORDER BY received_at DESC LIMIT ").push_bind(limit);
-    let rows = q.build().fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Found {
-                reference: r.try_get("reference")?,
-                received_at: r.try_get("received_at")?,
-                event_type: r.try_get("event_type")?,
-                callid: r.try_get("callid")?,
-                caller: r.try_get("caller")?,
-                called: r.try_get("called")?,
-                reply_source: r.try_get("reply_source")?,
-                fallback_reason: r.try_get("fallback_reason")?,
-                gate_verdict: r.try_get("gate_verdict")?,
-                rejected_by_sinch: r.try_get("sinch")?,
-            })
-        })
-        .collect()
+    q.build_query_as().fetch_all(pool).await
 }
 
 /// The raw body of a callback (for the replay command), by id.

@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::flows::{FlowSummary, SaveError};
@@ -18,7 +17,7 @@ pub const SHADOW_KEEP: i64 = 1_000;
 pub const MAX_REPLAY_CALLS: i64 = 500;
 
 /// One version of a flow, as the admin API lists it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
     /// Version number.
@@ -69,7 +68,7 @@ pub struct CallSelection {
 }
 
 /// A difference found by shadow evaluation.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ShadowDifference {
     /// Row id.
@@ -110,7 +109,7 @@ pub struct ShadowDifference {
 }
 
 /// Totals of a shadowed version.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ShadowTotals {
     /// Live events compared.
@@ -121,14 +120,17 @@ pub struct ShadowTotals {
     pub refused: i64,
 }
 
-fn summary(r: &sqlx::postgres::PgRow) -> Result<FlowSummary, sqlx::Error> {
-    Ok(FlowSummary {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        current_version: r.try_get("current_version")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
+/// A stored event of a call a replay re-drives (`callbacks`).
+#[derive(sqlx::FromRow)]
+struct RecordedRow {
+    callid: String,
+    reference: String,
+    event_type: crate::events::EventKind,
+    body: Value,
+    reply: Option<Value>,
+    flow_version: Option<i32>,
+    flow_node: Option<String>,
+    received_at: OffsetDateTime,
 }
 
 impl Store {
@@ -140,14 +142,13 @@ impl Store {
         document: &Value,
     ) -> Result<Option<(FlowSummary, i32)>, SaveError> {
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
+        let row: Option<FlowSummary> = sqlx::query_as(
             "SELECT id, name, current_version, created_at, updated_at FROM flows WHERE id = $1 FOR UPDATE",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let s = summary(&row)?;
+        let Some(s) = row else { return Ok(None) };
         let version: i32 = sqlx::query_scalar(
             "INSERT INTO flow_versions (flow_id, version, document, status) \
              SELECT $1, max(version) + 1, $2, 'draft' FROM flow_versions WHERE flow_id = $1 \
@@ -207,7 +208,7 @@ impl Store {
         if marked.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(
+        let flow: FlowSummary = sqlx::query_as(
             "UPDATE flows SET current_version = $2, name = $3, updated_at = now() WHERE id = $1 \
              RETURNING id, name, current_version, created_at, updated_at",
         )
@@ -233,7 +234,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(Published {
-            flow: summary(&row)?,
+            flow,
             previous_version: previous,
         }))
     }
@@ -250,7 +251,7 @@ impl Store {
         let idle_secs =
             i64::try_from(crate::flows::state::IDLE_LIMIT.as_secs()).unwrap_or(i64::MAX);
         let (callids, versions): (Vec<String>, Vec<i32>) = local.iter().cloned().unzip();
-        let rows = sqlx::query(
+        sqlx::query_as(
             "WITH stored AS ( \
                  SELECT callid, flow_version FROM call_state \
                  WHERE flow_id = $1 AND updated_at > now() - make_interval(secs => $2) \
@@ -262,11 +263,13 @@ impl Store {
              ) \
              SELECT v.version, v.status, v.created_at, (f.current_version = v.version) AS live, \
                     p.published_at, COALESCE(p.forced, false) AS forced, \
-                    (SELECT count(*) FROM calls c WHERE c.flow_version = v.version) AS in_progress \
+                    n.in_progress AS calls_in_progress, n.in_progress = 0 AS drained \
              FROM flow_versions v JOIN flows f ON f.id = v.flow_id \
              LEFT JOIN LATERAL (SELECT published_at, forced FROM flow_publications p \
                                 WHERE p.flow_id = v.flow_id AND p.version = v.version \
                                 ORDER BY published_at DESC, id DESC LIMIT 1) p ON true \
+             CROSS JOIN LATERAL (SELECT count(*) AS in_progress FROM calls c \
+                                 WHERE c.flow_version = v.version) n \
              WHERE v.flow_id = $1 ORDER BY v.version",
         )
         .bind(id)
@@ -274,22 +277,7 @@ impl Store {
         .bind(&callids)
         .bind(&versions)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let n: i64 = r.try_get("in_progress")?;
-                Ok(VersionInfo {
-                    version: r.try_get("version")?,
-                    status: r.try_get("status")?,
-                    live: r.try_get("live")?,
-                    created_at: r.try_get("created_at")?,
-                    published_at: r.try_get("published_at")?,
-                    forced: r.try_get("forced")?,
-                    calls_in_progress: n,
-                    drained: n == 0,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// Stored calls that went through a flow (their ICE was answered by it), with every original
@@ -320,7 +308,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
+        let rows: Vec<RecordedRow> = sqlx::query_as(
             "SELECT callid, reference, event_type, callbacks.body AS body, reply, flow_version, flow_node, received_at \
              FROM callbacks WHERE callid = ANY($1) AND duplicate_of IS NULL AND body_json \
              ORDER BY callid, received_at, id",
@@ -329,28 +317,26 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let mut calls: Vec<RecordedCall> = Vec::new();
-        for r in &rows {
-            let callid: String = r.try_get("callid")?;
-            let at: OffsetDateTime = r.try_get("received_at")?;
+        for r in rows {
             let event = RecordedEvent {
-                reference: r.try_get("reference")?,
-                event_type: r.try_get("event_type")?,
-                body: r.try_get("body")?,
-                reply: r.try_get("reply")?,
-                flow_version: r.try_get("flow_version")?,
-                node: r.try_get("flow_node")?,
-                received_at: crate::timestamp::format(at),
+                reference: r.reference,
+                event_type: r.event_type,
+                body: r.body,
+                reply: r.reply,
+                flow_version: r.flow_version,
+                node: r.flow_node,
+                received_at: r.received_at,
             };
             match calls.last_mut() {
-                Some(c) if c.callid == callid => c.events.push(event),
+                Some(c) if c.callid == r.callid => c.events.push(event),
                 _ => calls.push(RecordedCall {
-                    callid,
+                    callid: r.callid,
                     events: vec![event],
                 }),
             }
         }
         // Latest calls first, as selected.
-        calls.sort_by_key(|c| std::cmp::Reverse(c.events.first().map(|e| e.received_at.clone())));
+        calls.sort_by_key(|c| std::cmp::Reverse(c.events.first().map(|e| e.received_at)));
         Ok(calls)
     }
 
@@ -420,51 +406,23 @@ impl Store {
         version: i32,
         limit: i64,
     ) -> Result<(ShadowTotals, Vec<ShadowDifference>), sqlx::Error> {
-        let totals = sqlx::query(
+        let totals: Option<ShadowTotals> = sqlx::query_as(
             "SELECT compared, differing, refused FROM shadow_totals WHERE flow_id = $1 AND version = $2",
         )
         .bind(flow_id)
         .bind(version)
         .fetch_optional(self.pool())
-        .await?
-        .map(|r| -> Result<ShadowTotals, sqlx::Error> {
-            Ok(ShadowTotals {
-                compared: r.try_get("compared")?,
-                differing: r.try_get("differing")?,
-                refused: r.try_get("refused")?,
-            })
-        })
-        .transpose()?
-        .unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT * FROM shadow_differences WHERE flow_id = $1 AND version = $2 ORDER BY id DESC LIMIT $3",
+        .await?;
+        let items = sqlx::query_as(
+            "SELECT id, route_id, callid, callback_reference, event_type, received_at, live_version, live_node, \
+             candidate_node, input, live_reply, candidate_reply, candidate_passed, note \
+             FROM shadow_differences WHERE flow_id = $1 AND version = $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(flow_id)
         .bind(version)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(ShadowDifference {
-                    id: r.try_get("id")?,
-                    route_id: r.try_get("route_id")?,
-                    callid: r.try_get("callid")?,
-                    callback_reference: r.try_get("callback_reference")?,
-                    event_type: r.try_get("event_type")?,
-                    received_at: r.try_get("received_at")?,
-                    live_version: r.try_get("live_version")?,
-                    live_node: r.try_get("live_node")?,
-                    candidate_node: r.try_get("candidate_node")?,
-                    input: r.try_get("input")?,
-                    live_reply: r.try_get("live_reply")?,
-                    candidate_reply: r.try_get("candidate_reply")?,
-                    candidate_passed: r.try_get("candidate_passed")?,
-                    note: r.try_get("note")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok((totals, items))
+        Ok((totals.unwrap_or_default(), items))
     }
 }

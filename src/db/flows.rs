@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::store::Store;
@@ -11,7 +10,7 @@ use crate::flows::state::CallState;
 use crate::secret::Secret;
 
 /// A flow as listed by the admin API.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowSummary {
     /// Flow id.
@@ -57,51 +56,65 @@ pub(crate) fn classify(e: sqlx::Error) -> SaveError {
     SaveError::Db(e)
 }
 
-fn summary(r: &sqlx::postgres::PgRow) -> Result<FlowSummary, sqlx::Error> {
-    Ok(FlowSummary {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        current_version: r.try_get("current_version")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
+/// The columns of `routes` a [`Route`] is read from.
+const ROUTE_COLUMNS: &str =
+    "id, name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, \
+     upstream_key, upstream_secret, upstream_timeout_ms, gate_mode, shadow_version";
+
+/// A `routes` row.
+#[derive(sqlx::FromRow)]
+struct RouteRow {
+    id: i64,
+    name: String,
+    called: Option<String>,
+    caller_prefix: Option<String>,
+    priority: i32,
+    target_kind: String,
+    flow_id: Option<i64>,
+    upstream_url: Option<String>,
+    upstream_key: Option<String>,
+    upstream_secret: Option<String>,
+    upstream_timeout_ms: Option<i32>,
+    gate_mode: Option<String>,
+    shadow_version: Option<i32>,
 }
 
-fn route_from_row(r: &sqlx::postgres::PgRow) -> Result<Route, sqlx::Error> {
-    let kind: String = r.try_get("target_kind")?;
-    let target = if kind == "flow" {
-        RouteTarget::Flow {
-            flow_id: r.try_get::<Option<i64>, _>("flow_id")?.unwrap_or_default(),
+impl From<RouteRow> for Route {
+    fn from(r: RouteRow) -> Self {
+        let target = if r.target_kind == "flow" {
+            RouteTarget::Flow {
+                flow_id: r.flow_id.unwrap_or_default(),
+            }
+        } else {
+            RouteTarget::Upstream {
+                url: r.upstream_url.unwrap_or_default(),
+                key: r.upstream_key.unwrap_or_default(),
+                secret_b64: Secret::new(r.upstream_secret.unwrap_or_default()),
+                timeout_ms: r.upstream_timeout_ms.and_then(|t| u64::try_from(t).ok()),
+            }
+        };
+        Route {
+            id: r.id,
+            name: r.name,
+            called: r.called,
+            caller_prefix: r.caller_prefix,
+            priority: r.priority,
+            target,
+            gate_mode: r.gate_mode.map(|m| GateMode::parse(&m)),
+            shadow_version: r.shadow_version,
         }
-    } else {
-        RouteTarget::Upstream {
-            url: r
-                .try_get::<Option<String>, _>("upstream_url")?
-                .unwrap_or_default(),
-            key: r
-                .try_get::<Option<String>, _>("upstream_key")?
-                .unwrap_or_default(),
-            secret_b64: Secret::new(
-                r.try_get::<Option<String>, _>("upstream_secret")?
-                    .unwrap_or_default(),
-            ),
-            timeout_ms: r
-                .try_get::<Option<i32>, _>("upstream_timeout_ms")?
-                .and_then(|t| u64::try_from(t).ok()),
-        }
-    };
-    Ok(Route {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        called: r.try_get("called")?,
-        caller_prefix: r.try_get("caller_prefix")?,
-        priority: r.try_get("priority")?,
-        target,
-        gate_mode: r
-            .try_get::<Option<String>, _>("gate_mode")?
-            .map(|m| GateMode::parse(&m)),
-        shadow_version: r.try_get("shadow_version")?,
-    })
+    }
+}
+
+/// A `call_state` row.
+#[derive(sqlx::FromRow)]
+struct CallStateRow {
+    route_id: Option<i64>,
+    flow_id: Option<i64>,
+    flow_version: Option<i32>,
+    node: Option<String>,
+    context: Value,
+    updated_at: OffsetDateTime,
 }
 
 struct TargetColumns<'a> {
@@ -139,10 +152,11 @@ fn target_columns(t: &RouteTarget) -> TargetColumns<'_> {
     }
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+type RouteQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, RouteRow, sqlx::postgres::PgArguments>;
 
 /// Binds a route's 10 columns as `$1`…`$10`, in table order.
-fn bind_route<'q>(q: PgQuery<'q>, route: &'q Route) -> PgQuery<'q> {
+fn bind_route<'q>(q: RouteQuery<'q>, route: &'q Route) -> RouteQuery<'q> {
     let t = target_columns(&route.target);
     q.bind(&route.name)
         .bind(&route.called)
@@ -164,7 +178,7 @@ impl Store {
         document: &Value,
     ) -> Result<FlowSummary, SaveError> {
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
+        let s: FlowSummary = sqlx::query_as(
             "INSERT INTO flows (name, current_version) VALUES ($1, 1) \
              RETURNING id, name, current_version, created_at, updated_at",
         )
@@ -172,7 +186,6 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let s = summary(&row)?;
         sqlx::query("INSERT INTO flow_versions (flow_id, version, document) VALUES ($1, 1, $2)")
             .bind(s.id)
             .bind(document)
@@ -206,7 +219,7 @@ impl Store {
         let Some(previous) = previous else {
             return Ok(None);
         };
-        let row = sqlx::query(
+        let s: FlowSummary = sqlx::query_as(
             "UPDATE flows SET name = $2, updated_at = now(), current_version = \
              (SELECT max(version) + 1 FROM flow_versions WHERE flow_id = $1) WHERE id = $1 \
              RETURNING id, name, current_version, created_at, updated_at",
@@ -216,7 +229,6 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let s = summary(&row)?;
         sqlx::query("INSERT INTO flow_versions (flow_id, version, document) VALUES ($1, $2, $3)")
             .bind(s.id)
             .bind(s.current_version)
@@ -237,23 +249,21 @@ impl Store {
 
     /// All flows.
     pub async fn list_flows(&self) -> Result<Vec<FlowSummary>, sqlx::Error> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT id, name, current_version, created_at, updated_at FROM flows ORDER BY id",
         )
         .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(summary).collect()
+        .await
     }
 
     /// One flow.
     pub async fn get_flow(&self, id: i64) -> Result<Option<FlowSummary>, sqlx::Error> {
-        let row = sqlx::query(
+        sqlx::query_as(
             "SELECT id, name, current_version, created_at, updated_at FROM flows WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(summary).transpose()
+        .await
     }
 
     /// The document of a flow version (the current one when `version` is None).
@@ -262,16 +272,14 @@ impl Store {
         id: i64,
         version: Option<i32>,
     ) -> Result<Option<(i32, Value)>, sqlx::Error> {
-        let row = sqlx::query(
+        sqlx::query_as(
             "SELECT v.version, v.document FROM flow_versions v JOIN flows f ON f.id = v.flow_id \
              WHERE v.flow_id = $1 AND v.version = COALESCE($2, f.current_version)",
         )
         .bind(id)
         .bind(version)
         .fetch_optional(self.pool())
-        .await?;
-        row.map(|r| Ok((r.try_get("version")?, r.try_get("document")?)))
-            .transpose()
+        .await
     }
 
     /// Version numbers of a flow.
@@ -294,56 +302,54 @@ impl Store {
 
     /// Creates a route.
     pub async fn create_route(&self, route: &Route) -> Result<Route, SaveError> {
-        let row = bind_route(
-            sqlx::query(
-                "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, \
-                 upstream_key, upstream_secret, upstream_timeout_ms, gate_mode, shadow_version) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING *",
-            ),
-            route,
-        )
-        .bind(route.gate_mode.map(GateMode::as_str))
-        .bind(route.shadow_version)
-        .fetch_one(self.pool())
-        .await
-        .map_err(classify)?;
-        Ok(route_from_row(&row)?)
+        let sql = format!(
+            "INSERT INTO routes (name, called, caller_prefix, priority, target_kind, flow_id, upstream_url, \
+             upstream_key, upstream_secret, upstream_timeout_ms, gate_mode, shadow_version) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING {ROUTE_COLUMNS}"
+        );
+        let row = bind_route(sqlx::query_as(sqlx::AssertSqlSafe(sql)), route)
+            .bind(route.gate_mode.map(GateMode::as_str))
+            .bind(route.shadow_version)
+            .fetch_one(self.pool())
+            .await
+            .map_err(classify)?;
+        Ok(Route::from(row))
     }
 
     /// Replaces a route; None when it does not exist.
     pub async fn update_route(&self, id: i64, route: &Route) -> Result<Option<Route>, SaveError> {
-        let row = bind_route(
-            sqlx::query(
-                "UPDATE routes SET name = $1, called = $2, caller_prefix = $3, priority = $4, target_kind = $5, \
-                 flow_id = $6, upstream_url = $7, upstream_key = $8, upstream_secret = $9, upstream_timeout_ms = $10, \
-                 gate_mode = $12, shadow_version = $13, updated_at = now() WHERE id = $11 RETURNING *",
-            ),
-            route,
-        )
-        .bind(id)
-        .bind(route.gate_mode.map(GateMode::as_str))
-        .bind(route.shadow_version)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(classify)?;
-        Ok(row.as_ref().map(route_from_row).transpose()?)
+        let sql = format!(
+            "UPDATE routes SET name = $1, called = $2, caller_prefix = $3, priority = $4, target_kind = $5, \
+             flow_id = $6, upstream_url = $7, upstream_key = $8, upstream_secret = $9, upstream_timeout_ms = $10, \
+             gate_mode = $12, shadow_version = $13, updated_at = now() WHERE id = $11 RETURNING {ROUTE_COLUMNS}"
+        );
+        let row = bind_route(sqlx::query_as(sqlx::AssertSqlSafe(sql)), route)
+            .bind(id)
+            .bind(route.gate_mode.map(GateMode::as_str))
+            .bind(route.shadow_version)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(classify)?;
+        Ok(row.map(Route::from))
     }
 
     /// All routes.
     pub async fn list_routes(&self) -> Result<Vec<Route>, sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM routes ORDER BY id")
+        let sql = format!("SELECT {ROUTE_COLUMNS} FROM routes ORDER BY id");
+        let rows: Vec<RouteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(route_from_row).collect()
+        Ok(rows.into_iter().map(Route::from).collect())
     }
 
     /// One route.
     pub async fn get_route(&self, id: i64) -> Result<Option<Route>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM routes WHERE id = $1")
+        let sql = format!("SELECT {ROUTE_COLUMNS} FROM routes WHERE id = $1");
+        let row: Option<RouteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(route_from_row).transpose()
+        Ok(row.map(Route::from))
     }
 
     /// Deletes a route. Returns whether it existed.
@@ -360,21 +366,21 @@ impl Store {
         &self,
         callid: &str,
     ) -> Result<Option<(CallState, OffsetDateTime)>, sqlx::Error> {
-        let row = sqlx::query("SELECT route_id, flow_id, flow_version, node, context, updated_at FROM call_state WHERE callid = $1")
-            .bind(callid)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some(r) = row else { return Ok(None) };
-        let context: Value = r.try_get("context")?;
-        Ok(Some((
-            CallState {
-                route_id: r.try_get("route_id")?,
-                flow_id: r.try_get("flow_id")?,
-                flow_version: r.try_get("flow_version")?,
-                node: r.try_get("node")?,
-                context: serde_json::from_value(context).unwrap_or_default(),
-            },
-            r.try_get("updated_at")?,
-        )))
+        let row: Option<CallStateRow> = sqlx::query_as(
+            "SELECT route_id, flow_id, flow_version, node, context, updated_at FROM call_state WHERE callid = $1",
+        )
+        .bind(callid)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| {
+            let state = CallState {
+                route_id: r.route_id,
+                flow_id: r.flow_id,
+                flow_version: r.flow_version,
+                node: r.node,
+                context: serde_json::from_value(r.context).unwrap_or_default(),
+            };
+            (state, r.updated_at)
+        }))
     }
 }

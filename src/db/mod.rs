@@ -6,7 +6,6 @@ pub mod copy;
 pub mod flow_changes;
 pub mod flows;
 pub mod outbound;
-pub mod static_str;
 pub mod store;
 
 use std::time::Duration;

@@ -1,20 +1,27 @@
 //! Storage of requests to Sinch's Calling API (`outbound_requests`, `outbound_attempts`, see
-//! migration 0005), the calls-in-progress count, and the reads the admin API lists (the
-//! diagnosis reads its own typed rows, in `diagnosis::facts`).
+//! migration 0005), the calls-in-progress count, and the reads of them: typed rows
+//! ([`OutboundRequest`] with its [`OutboundAttempt`]s, [`SinchErrorItem`]) that the admin API, the
+//! console and the diagnosis (`diagnosis::facts`) share. The vocabulary columns read as their
+//! types from [`crate::outcome`] (text another version wrote kept as [`Stored::Other`]).
 //!
-//! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`) (`OutboundStore::journaled` in `recording::outbound`):
+//! [`OutboundStore`] only reads. Writing takes an `OutboundWriter` (`recording::outbound`):
 //! every request, attempt and outcome goes through the journal and the shipper
 //! (`recording::ship` holds the SQL that writes them); the one direct write is a callout's
 //! admission, which must count and insert under one lock ([`OutboundStore::admit_callout_with`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool, Row};
-
-use crate::outcome::{AttemptDecision, LocalCheck, RequestOutcome};
+use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::outcome::{
+    AttemptDecision, AttemptFailure, AuthScheme, CalloutMethod, HttpMethod, LocalCheck, Operation,
+    RequestOutcome, Stored,
+};
 
 /// Reads of the outbound tables.
 #[derive(Clone, Debug)]
@@ -29,12 +36,10 @@ pub struct NewOutbound {
     pub id: Uuid,
     /// svamlgate's reference.
     pub reference: String,
-    /// Operation name.
-    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
-    pub operation: &'static str,
-    /// HTTP method.
-    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
-    pub method: &'static str,
+    /// The Calling API operation.
+    pub operation: Operation,
+    /// HTTP method (the operation's).
+    pub method: HttpMethod,
     /// API path.
     pub path: String,
     /// JSON body.
@@ -46,8 +51,7 @@ pub struct NewOutbound {
     /// Call leg.
     pub call_leg: Option<String>,
     /// Callout method.
-    #[serde(deserialize_with = "crate::db::static_str::option")]
-    pub callout_method: Option<&'static str>,
+    pub callout_method: Option<CalloutMethod>,
     /// Callout destination.
     pub destination: Option<String>,
     /// Whether a DICE will come.
@@ -75,8 +79,7 @@ pub struct AttemptRecord {
     /// Duration in µs.
     pub latency_us: i64,
     /// signed or basic.
-    #[serde(deserialize_with = "crate::db::static_str::deserialize")]
-    pub auth_scheme: &'static str,
+    pub auth_scheme: AuthScheme,
     /// x-timestamp sent.
     pub x_timestamp: Option<String>,
     /// HTTP status.
@@ -86,8 +89,7 @@ pub struct AttemptRecord {
     /// Retry-After in ms.
     pub retry_after_ms: Option<i64>,
     /// connect, timeout, io, too_large.
-    #[serde(deserialize_with = "crate::db::static_str::option")]
-    pub failure: Option<&'static str>,
+    pub failure: Option<AttemptFailure>,
     /// Library message.
     pub failure_detail: Option<String>,
     /// errorCode.
@@ -130,8 +132,7 @@ pub struct FinalRecord {
     /// reference.
     pub error_reference: Option<String>,
     /// Last failure.
-    #[serde(deserialize_with = "crate::db::static_str::option")]
-    pub failure: Option<&'static str>,
+    pub failure: Option<AttemptFailure>,
 }
 
 /// The calls-in-progress cap and how long a call counts.
@@ -204,186 +205,234 @@ const COUNT_OPEN: &str = "SELECT count(*) AS n \
 const OPEN_CALLIDS: &str = "SELECT callid \
      FROM open_calls_within(make_interval(secs => $1), make_interval(secs => $1))";
 
-/// The JSON of one request with its attempts (`r` = outbound_requests).
-const REQUEST_JSON: &str = "jsonb_build_object(
-    'reference', r.reference, 'createdAt', r.created_at, 'finishedAt', r.finished_at,
-    'operation', r.operation, 'method', r.method, 'path', r.path, 'body', r.body, 'callid', r.callid,
-    'conferenceId', r.conference_id, 'callLeg', r.call_leg, 'calloutMethod', r.callout_method,
-    'destination', r.destination, 'diceExpected', r.dice_expected, 'localCheck', r.local_check,
-    'localReport', r.local_report, 'outcome', r.outcome, 'httpStatus', r.http_status,
-    'attemptCount', r.attempts, 'latencyUs', r.latency_us, 'response', r.response_body,
-    'errorCode', r.error_code, 'errorStatus', r.error_status, 'errorMessage', r.error_message,
-    'errorReference', r.error_reference, 'failure', r.failure,
-    'attempts', coalesce((SELECT jsonb_agg(jsonb_build_object(
-        'attempt', a.attempt, 'sentAt', a.sent_at, 'latencyUs', a.latency_us, 'authScheme', a.auth_scheme,
-        'httpStatus', a.http_status, 'retryAfterMs', a.retry_after_ms, 'failure', a.failure,
-        'failureDetail', a.failure_detail, 'errorCode', a.error_code, 'errorStatus', a.error_status,
-        'errorMessage', a.error_message, 'errorReference', a.error_reference,
-        'classifiedCode', a.classified_code, 'codeMismatch', a.code_mismatch, 'decision', a.decision,
-        'responseBody', a.response_body) ORDER BY a.attempt)
-      FROM outbound_attempts a WHERE a.request_id = r.id), '[]'::jsonb))";
+/// The columns of `outbound_requests` an [`OutboundRequest`] reads (`attempts` is its count,
+/// `attemptCount` in the JSON; `response_body` is `response`).
+const REQUEST_COLUMNS: &str = "id, reference, created_at, finished_at, operation, method, path, body, \
+     callid, conference_id, call_leg, callout_method, destination, dice_expected, local_check, \
+     local_report, outcome, http_status, attempts AS attempt_count, latency_us, response_body AS response, \
+     error_code, error_status, error_message, error_reference, failure";
 
-/// The JSON of a request, as `REQUEST_JSON` builds it (described here for the OpenAPI document).
-#[derive(utoipa::ToSchema)]
+/// A request svamlgate sent (or refused to send) to Sinch's Calling API, with every attempt: a row
+/// of `outbound_requests`, its attempts read by a second query. The vocabulary columns read as
+/// their types, text written by another version kept as [`Stored::Other`]; times are RFC 3339 in
+/// UTC (`Z`), as every admin read writes them.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 #[schema(
-    rename_all = "camelCase",
     description = "A request svamlgate sent (or refused to send) to Sinch's Calling API, with every attempt."
 )]
 pub struct OutboundRequest {
+    /// Row id (not shown).
+    #[serde(skip)]
+    pub id: Uuid,
     /// svamlgate's reference (`GET /admin/calls/{callid}/diagnosis` accepts it).
     pub reference: String,
     /// When it was recorded.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When it ended; null while pending.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub finished_at: Option<OffsetDateTime>,
     /// The Calling API operation.
-    #[schema(value_type = crate::outcome::Operation)]
-    pub operation: String,
+    #[schema(value_type = Operation)]
+    pub operation: Stored<Operation>,
     /// HTTP method.
-    pub method: String,
+    #[schema(value_type = HttpMethod)]
+    pub method: Stored<HttpMethod>,
     /// API path.
     pub path: String,
     /// JSON body sent.
+    #[schema(required = true)]
     pub body: Option<Value>,
     /// Call id, when known.
+    #[schema(required = true)]
     pub callid: Option<String>,
     /// Conference id.
+    #[schema(required = true)]
     pub conference_id: Option<String>,
     /// Call leg.
+    #[schema(required = true)]
     pub call_leg: Option<String>,
     /// Callout method.
-    pub callout_method: Option<String>,
+    #[schema(required = true, value_type = Option<CalloutMethod>)]
+    pub callout_method: Option<Stored<CalloutMethod>>,
     /// Callout destination (masked).
+    #[schema(required = true)]
     pub destination: Option<String>,
     /// Whether a DICE will come.
+    #[schema(required = true)]
     pub dice_expected: Option<bool>,
     /// Result of the local checks.
-    #[schema(schema_with = local_checks)]
-    pub local_check: String,
+    #[schema(value_type = LocalCheck)]
+    pub local_check: Stored<LocalCheck>,
     /// Details of a failed check.
+    #[schema(required = true)]
     pub local_report: Option<Value>,
     /// How the request ended.
-    #[schema(schema_with = outcomes)]
-    pub outcome: String,
+    #[schema(value_type = RequestOutcome)]
+    pub outcome: Stored<RequestOutcome>,
     /// Last HTTP status.
+    #[schema(required = true)]
     pub http_status: Option<i16>,
     /// Attempts made.
     pub attempt_count: i16,
     /// Total time in µs.
+    #[schema(required = true)]
     pub latency_us: Option<i64>,
     /// Sinch's JSON answer.
+    #[schema(required = true)]
     pub response: Option<Value>,
     /// Sinch's errorCode.
+    #[schema(required = true)]
     pub error_code: Option<i32>,
     /// Sinch's status.
+    #[schema(required = true)]
     pub error_status: Option<String>,
     /// Sinch's message.
+    #[schema(required = true)]
     pub error_message: Option<String>,
     /// Sinch's reference.
+    #[schema(required = true)]
     pub error_reference: Option<String>,
     /// Last failure.
-    pub failure: Option<String>,
+    #[schema(required = true, value_type = Option<AttemptFailure>)]
+    pub failure: Option<Stored<AttemptFailure>>,
     /// Every HTTP exchange, in order.
+    #[sqlx(skip)]
     pub attempts: Vec<OutboundAttempt>,
 }
 
-/// One HTTP exchange with Sinch, as `REQUEST_JSON` builds it (described for the OpenAPI
-/// document).
-#[derive(utoipa::ToSchema)]
-#[schema(
-    rename_all = "camelCase",
-    description = "One HTTP exchange with Sinch."
-)]
+/// One HTTP exchange with Sinch: a row of `outbound_attempts`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(description = "One HTTP exchange with Sinch.")]
 pub struct OutboundAttempt {
+    /// The request (not shown).
+    #[serde(skip)]
+    pub request_id: Uuid,
     /// 1, 2, 3, …
     pub attempt: i16,
     /// Start of the attempt.
+    #[serde(with = "time::serde::rfc3339")]
     pub sent_at: OffsetDateTime,
     /// Duration in µs.
     pub latency_us: i64,
     /// How the request was authenticated.
-    #[schema(schema_with = auth_schemes)]
-    pub auth_scheme: String,
+    #[schema(value_type = AuthScheme)]
+    pub auth_scheme: Stored<AuthScheme>,
     /// HTTP status.
+    #[schema(required = true)]
     pub http_status: Option<i16>,
     /// Retry-After in ms.
+    #[schema(required = true)]
     pub retry_after_ms: Option<i64>,
-    /// connect, timeout, io or too_large; null when Sinch answered.
-    pub failure: Option<String>,
+    /// Why no (usable) answer came; null when Sinch answered.
+    #[schema(required = true, value_type = Option<AttemptFailure>)]
+    pub failure: Option<Stored<AttemptFailure>>,
     /// Library message.
+    #[schema(required = true)]
     pub failure_detail: Option<String>,
     /// Sinch's errorCode.
+    #[schema(required = true)]
     pub error_code: Option<i32>,
     /// Sinch's status.
+    #[schema(required = true)]
     pub error_status: Option<String>,
     /// Sinch's message.
+    #[schema(required = true)]
     pub error_message: Option<String>,
     /// Sinch's reference.
+    #[schema(required = true)]
     pub error_reference: Option<String>,
     /// The catalog's reading of the answer.
+    #[schema(required = true)]
     pub classified_code: Option<i32>,
     /// Whether Sinch's code and the catalog's reading disagree.
+    #[schema(required = true)]
     pub code_mismatch: Option<bool>,
     /// What followed the attempt.
-    #[schema(schema_with = decisions)]
-    pub decision: String,
+    #[schema(value_type = AttemptDecision)]
+    pub decision: Stored<AttemptDecision>,
     /// Answer text.
+    #[schema(required = true)]
     pub response_body: Option<String>,
 }
 
-/// An error answer from Sinch, as [`OutboundStore::sinch_errors`] builds it (described for the
-/// OpenAPI document).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase", description = "An error answer from Sinch.")]
+/// An error answer from Sinch: an attempt answered with HTTP 400 or more, with its request.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(description = "An error answer from Sinch.")]
 pub struct SinchErrorItem {
     /// When the attempt was sent.
+    #[serde(with = "time::serde::rfc3339")]
     pub sent_at: OffsetDateTime,
     /// svamlgate's reference.
     pub reference: String,
     /// The Calling API operation.
-    #[schema(value_type = crate::outcome::Operation)]
-    pub operation: String,
+    #[schema(value_type = Operation)]
+    pub operation: Stored<Operation>,
     /// HTTP method.
-    pub method: String,
+    #[schema(value_type = HttpMethod)]
+    pub method: Stored<HttpMethod>,
     /// API path.
     pub path: String,
     /// Call id, when known.
+    #[schema(required = true)]
     pub callid: Option<String>,
     /// Which attempt.
     pub attempt: i16,
     /// HTTP status Sinch answered.
     pub http_status: i16,
     /// Sinch's errorCode.
+    #[schema(required = true)]
     pub error_code: Option<i32>,
     /// The catalog's reading of the answer.
+    #[schema(required = true)]
     pub classified_code: Option<i32>,
     /// Sinch's status.
+    #[schema(required = true)]
     pub status: Option<String>,
     /// Sinch's message.
+    #[schema(required = true)]
     pub message: Option<String>,
     /// Sinch's reference (for Sinch support).
+    #[schema(required = true)]
     pub sinch_reference: Option<String>,
     /// Whether Sinch's code and the catalog's reading disagree.
+    #[schema(required = true)]
     pub code_mismatch: Option<bool>,
     /// What followed the attempt.
-    #[schema(schema_with = decisions)]
-    pub decision: String,
+    #[schema(value_type = AttemptDecision)]
+    pub decision: Stored<AttemptDecision>,
 }
 
-fn local_checks() -> utoipa::openapi::Object {
-    crate::outcome::text_schema(LocalCheck::ALL.iter().map(|v| v.as_str()))
-}
-
-fn outcomes() -> utoipa::openapi::Object {
-    crate::outcome::text_schema(RequestOutcome::ALL.iter().map(|v| v.as_str()))
-}
-
-fn auth_schemes() -> utoipa::openapi::Object {
-    crate::outcome::text_schema(["signed", "basic"])
-}
-
-fn decisions() -> utoipa::openapi::Object {
-    crate::outcome::text_schema(AttemptDecision::ALL.iter().map(|v| v.as_str()))
+/// The requests with their attempts (read by one more query), in attempt order.
+async fn with_attempts(
+    pool: &PgPool,
+    mut requests: Vec<OutboundRequest>,
+) -> Result<Vec<OutboundRequest>, sqlx::Error> {
+    if requests.is_empty() {
+        return Ok(requests);
+    }
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.id).collect();
+    let attempts: Vec<OutboundAttempt> = sqlx::query_as(
+        "SELECT request_id, attempt, sent_at, latency_us, auth_scheme, http_status, retry_after_ms, \
+         failure, failure_detail, error_code, error_status, error_message, error_reference, \
+         classified_code, code_mismatch, decision, response_body \
+         FROM outbound_attempts WHERE request_id = ANY($1) ORDER BY request_id, attempt",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut by_request: HashMap<Uuid, Vec<OutboundAttempt>> = HashMap::new();
+    for a in attempts {
+        by_request.entry(a.request_id).or_default().push(a);
+    }
+    for r in &mut requests {
+        r.attempts = by_request.remove(&r.id).unwrap_or_default();
+    }
+    Ok(requests)
 }
 
 /// Writes a request row as first recorded (refused locally: finished when created), once: a
@@ -418,12 +467,11 @@ pub async fn insert_request<'e>(
 }
 
 async fn count_open<'e>(exec: impl PgExecutor<'e>, l: &CallLimits) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(COUNT_OPEN)
+    sqlx::query_scalar(COUNT_OPEN)
         .bind(l.max_age.as_secs_f64())
         .bind(l.untracked.min(l.max_age).as_secs_f64())
         .fetch_one(exec)
-        .await?;
-    row.try_get("n")
+        .await
 }
 
 /// The call ids of the calls in progress within `max_age` (whether a DICE is expected or not),
@@ -448,14 +496,13 @@ pub async fn count_unrecorded<'e>(
     if callids.is_empty() {
         return Ok(0);
     }
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "SELECT count(*) AS n FROM unnest($1::text[]) AS l(callid) WHERE NOT EXISTS \
          (SELECT 1 FROM callbacks c WHERE c.callid = l.callid AND c.event_type IN ('ice', 'ace'))",
     )
     .bind(callids)
     .fetch_one(exec)
-    .await?;
-    row.try_get("n")
+    .await
 }
 
 /// Advisory-lock key serialising callout admission (any constant; "svamlgat" in ASCII).
@@ -490,39 +537,44 @@ impl OutboundStore {
     }
 
     /// Requests concerning one call (its callout, its control), oldest first, with attempts.
-    pub async fn requests_for_call(&self, callid: &str) -> Result<Vec<Value>, sqlx::Error> {
+    pub async fn requests_for_call(
+        &self,
+        callid: &str,
+    ) -> Result<Vec<OutboundRequest>, sqlx::Error> {
         let sql = format!(
-            "SELECT {REQUEST_JSON} AS j FROM outbound_requests r WHERE r.callid = $1 ORDER BY r.created_at, r.id"
+            "SELECT {REQUEST_COLUMNS} FROM outbound_requests WHERE callid = $1 ORDER BY created_at, id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(callid)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+        with_attempts(&self.pool, rows).await
     }
 
     /// One request by svamlgate's reference, with attempts.
     pub async fn request_by_reference(
         &self,
         reference: &str,
-    ) -> Result<Option<Value>, sqlx::Error> {
-        let sql =
-            format!("SELECT {REQUEST_JSON} AS j FROM outbound_requests r WHERE r.reference = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    ) -> Result<Option<OutboundRequest>, sqlx::Error> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM outbound_requests WHERE reference = $1");
+        let row: Option<OutboundRequest> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(reference)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| r.try_get::<Value, _>("j")).transpose()
+        Ok(with_attempts(&self.pool, row.into_iter().collect())
+            .await?
+            .pop())
     }
 
     /// Error answers from Sinch, newest first.
-    pub async fn sinch_errors(&self, f: &SinchErrorFilter) -> Result<Vec<Value>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT jsonb_build_object('sentAt', a.sent_at, 'reference', r.reference, 'operation', r.operation, \
-             'method', r.method, 'path', r.path, 'callid', r.callid, 'attempt', a.attempt, \
-             'httpStatus', a.http_status, 'errorCode', a.error_code, 'classifiedCode', a.classified_code, \
-             'status', a.error_status, 'message', a.error_message, 'sinchReference', a.error_reference, \
-             'codeMismatch', a.code_mismatch, 'decision', a.decision) AS j \
+    pub async fn sinch_errors(
+        &self,
+        f: &SinchErrorFilter,
+    ) -> Result<Vec<SinchErrorItem>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT a.sent_at, r.reference, r.operation, r.method, r.path, r.callid, a.attempt, \
+             a.http_status, a.error_code, a.classified_code, a.error_status AS status, \
+             a.error_message AS message, a.error_reference AS sinch_reference, a.code_mismatch, a.decision \
              FROM outbound_attempts a JOIN outbound_requests r ON r.id = a.request_id \
              WHERE a.http_status >= 400 \
              AND ($1::int IS NULL OR a.error_code = $1 OR a.classified_code = $1) \
@@ -535,8 +587,7 @@ impl OutboundStore {
         .bind(&f.reference)
         .bind(f.limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+        .await
     }
 }
 
@@ -588,5 +639,64 @@ impl OutboundStore {
         };
         tx.commit().await?;
         Ok(admission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{decode, encode, Record};
+
+    /// Three journal records of one request as the release before this one wrote them (the
+    /// outbound vocabulary then was `&'static str`): they decode into the typed record, and the
+    /// typed record writes the same texts again.
+    const WRITTEN_BEFORE: [&str; 3] = [
+        r#"{"v":1,"record":{"outbound":{"created_at":"2026-01-31T12:00:00.5Z","at":"2026-01-31T12:00:00.5Z","request":{"id":"018f0000-0000-7000-8000-000000000001","reference":"ref-1","operation":"callout","method":"POST","path":"/calling/v1/callouts","body":{"method":"customCallout"},"callid":null,"conference_id":null,"call_leg":null,"callout_method":"customCallout","destination":"+14045005000","dice_expected":true,"local_check":"passed","local_report":null,"outcome":"pending","idempotency_key":null},"attempt_id":null,"attempt":null,"finish":null}}}"#,
+        r#"{"v":1,"record":{"outbound":{"created_at":"2026-01-31T12:00:00.5Z","at":"2026-01-31T12:00:01Z","request":{"id":"018f0000-0000-7000-8000-000000000001","reference":"ref-1","operation":"callout","method":"POST","path":"/calling/v1/callouts","body":{"method":"customCallout"},"callid":null,"conference_id":null,"call_leg":null,"callout_method":"customCallout","destination":"+14045005000","dice_expected":true,"local_check":"passed","local_report":null,"outcome":"pending","idempotency_key":null},"attempt_id":"018f0000-0000-7000-8000-000000000002","attempt":{"request_id":"018f0000-0000-7000-8000-000000000001","attempt":1,"sent_at":"2026-01-31T12:00:00.6Z","latency_us":400000,"auth_scheme":"basic","x_timestamp":null,"http_status":null,"response_body":null,"retry_after_ms":null,"failure":"too_large","failure_detail":"answer over 64 KiB","error_code":null,"error_status":null,"error_message":null,"error_reference":null,"classified_code":null,"code_mismatch":null,"decision":"give_up"},"finish":null}}}"#,
+        r#"{"v":1,"record":{"outbound":{"created_at":"2026-01-31T12:00:00.5Z","at":"2026-01-31T12:00:01Z","request":{"id":"018f0000-0000-7000-8000-000000000003","reference":"ref-2","operation":"manage_call_leg","method":"PATCH","path":"/calling/v1/calls/id/c1/leg/callee","body":{},"callid":"c1","conference_id":null,"call_leg":"callee","callout_method":null,"destination":null,"dice_expected":null,"local_check":"passed","local_report":null,"outcome":"pending","idempotency_key":null},"attempt_id":null,"attempt":null,"finish":{"outcome":"no_answer","http_status":null,"attempts":3,"latency_us":1200000,"response_body":null,"callid":null,"error_code":null,"error_status":null,"error_message":null,"error_reference":null,"failure":"timeout"}}}}"#,
+    ];
+
+    fn outbound(payload: &str) -> crate::recording::OutboundRecord {
+        match decode(payload.as_bytes()) {
+            Ok(Record::Outbound(o)) => *o,
+            other => panic!("not an outbound record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_written_before_the_typed_vocabulary_still_decode() {
+        let first = outbound(WRITTEN_BEFORE[0]);
+        assert_eq!(first.request.operation, Operation::Callout);
+        assert_eq!(first.request.method, HttpMethod::Post);
+        assert_eq!(first.request.callout_method, Some(CalloutMethod::Custom));
+        let second = outbound(WRITTEN_BEFORE[1]);
+        let attempt = second.attempt.expect("the attempt");
+        assert_eq!(attempt.auth_scheme, AuthScheme::Basic);
+        assert_eq!(attempt.failure, Some(AttemptFailure::TooLarge));
+        assert_eq!(attempt.decision, AttemptDecision::GiveUp);
+        let third = outbound(WRITTEN_BEFORE[2]);
+        assert_eq!(third.request.operation, Operation::ManageCallLeg);
+        assert_eq!(third.request.method, HttpMethod::Patch);
+        assert_eq!(third.request.callout_method, None);
+        let finish = third.finish.expect("the end");
+        assert_eq!(finish.failure, Some(AttemptFailure::Timeout));
+        assert_eq!(finish.outcome, RequestOutcome::NoAnswer);
+        for payload in WRITTEN_BEFORE {
+            let again = encode(&decode(payload.as_bytes()).unwrap()).unwrap();
+            let again: Value = serde_json::from_slice(&again).unwrap();
+            let before: Value = serde_json::from_str(payload).unwrap();
+            assert_eq!(again, before, "written again as before");
+        }
+    }
+
+    #[test]
+    fn a_record_with_a_text_outside_the_vocabulary_is_undecodable_not_misread() {
+        let unknown =
+            WRITTEN_BEFORE[0].replace(r#""operation":"callout""#, r#""operation":"teleport""#);
+        let err = decode(unknown.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown Operation \"teleport\""),
+            "{err}"
+        );
     }
 }

@@ -1,29 +1,66 @@
 //! Reading `refusals` for the admin API: refusals recorded one by one and the summary rows of the
 //! refusal limit (`verification::limiter`), with their explanations.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::store::Store;
 
 /// Refusals recorded past the per-window limit, counted in one row.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SummaryDoc {
     /// How many refusals (this row's sample included).
     pub count: i64,
     /// The first of them.
-    pub first_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_at: OffsetDateTime,
     /// The last of them.
-    pub last_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_at: OffsetDateTime,
     /// The peer address (`*`: peers past the tracked number).
     pub peer: String,
 }
 
+/// The summary columns of a `refusals` row (`summary_count`, `first_at`, `last_at`, `peer`): set
+/// on a summary row, null on a refusal recorded one by one. Serialized as its [`SummaryDoc`], or
+/// null.
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+pub struct SummaryColumns {
+    /// How many refusals.
+    pub summary_count: Option<i64>,
+    /// The first of them.
+    pub first_at: Option<OffsetDateTime>,
+    /// The last of them.
+    pub last_at: Option<OffsetDateTime>,
+    /// The peer address.
+    pub peer: Option<String>,
+}
+
+impl SummaryColumns {
+    /// The summary, on a summary row.
+    pub fn doc(&self) -> Option<SummaryDoc> {
+        match (self.summary_count, self.first_at, self.last_at) {
+            (Some(count), Some(first_at), Some(last_at)) => Some(SummaryDoc {
+                count,
+                first_at,
+                last_at,
+                peer: self.peer.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for SummaryColumns {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.doc().serialize(s)
+    }
+}
+
 /// One `refusals` row.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct RefusalRow {
     /// Reference (also an error row, `GET /admin/errors/{reference}`).
@@ -54,8 +91,9 @@ pub struct RefusalRow {
     /// Report mode answered the callback anyway.
     pub answered: bool,
     /// Set on a summary row.
-    #[schema(required = true)]
-    pub summary: Option<SummaryDoc>,
+    #[schema(required = true, value_type = Option<SummaryDoc>)]
+    #[sqlx(flatten)]
+    pub summary: SummaryColumns,
 }
 
 /// Which refusals to list.
@@ -76,7 +114,7 @@ pub struct RefusalFilter {
 impl Store {
     /// Refusals, newest first.
     pub async fn refusals(&self, f: &RefusalFilter) -> Result<Vec<RefusalRow>, sqlx::Error> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT reference, received_at, reason, error_code, application_key, remote_addr, path, \
              body_sha256, body_bytes, explanation, answered, summary_count, first_at, last_at, peer \
              FROM refusals WHERE ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR cause = $2) \
@@ -90,37 +128,6 @@ impl Store {
         .bind(f.summaries)
         .bind(f.limit)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let count: Option<i64> = r.try_get("summary_count")?;
-                let first: Option<OffsetDateTime> = r.try_get("first_at")?;
-                let last: Option<OffsetDateTime> = r.try_get("last_at")?;
-                let peer: Option<String> = r.try_get("peer")?;
-                let summary = match (count, first, last) {
-                    (Some(count), Some(first), Some(last)) => Some(SummaryDoc {
-                        count,
-                        first_at: crate::timestamp::format(first),
-                        last_at: crate::timestamp::format(last),
-                        peer: peer.unwrap_or_default(),
-                    }),
-                    _ => None,
-                };
-                Ok(RefusalRow {
-                    reference: r.try_get("reference")?,
-                    received_at: r.try_get("received_at")?,
-                    reason: r.try_get("reason")?,
-                    error_code: r.try_get("error_code")?,
-                    application_key: r.try_get("application_key")?,
-                    remote_addr: r.try_get("remote_addr")?,
-                    path: r.try_get("path")?,
-                    body_sha256: r.try_get("body_sha256")?,
-                    body_bytes: r.try_get("body_bytes")?,
-                    explanation: r.try_get("explanation")?,
-                    answered: r.try_get("answered")?,
-                    summary,
-                })
-            })
-            .collect()
+        .await
     }
 }

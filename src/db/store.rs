@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::db::refusals::SummaryColumns;
 use crate::events::EventKind;
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState, Stored};
 
@@ -152,18 +153,16 @@ pub struct StoredError {
     /// Internal detail (never sent with the envelope itself).
     #[schema(required = true)]
     pub detail: Option<Value>,
-    /// Refusal details, for signature refusals.
-    #[schema(required = true, value_type = Option<Refusal>)]
-    pub refusal: Option<Value>,
+    /// Refusal details, for signature refusals (read from `refusals` by a second query).
+    #[schema(required = true)]
+    #[sqlx(skip)]
+    pub refusal: Option<Refusal>,
 }
 
-/// A refused callback signature: the object [`Store::get_error`] builds in SQL from a `refusals`
-/// row (described here for the OpenAPI document).
-#[derive(utoipa::ToSchema)]
-#[schema(
-    rename_all = "camelCase",
-    description = "A refused callback signature."
-)]
+/// A refused callback signature: the `refusals` row of an error.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+#[schema(description = "A refused callback signature.")]
 pub struct Refusal {
     /// Why the signature was refused, e.g. `signature_mismatch`.
     pub reason: String,
@@ -185,26 +184,25 @@ pub struct Refusal {
     /// Set on a summary row: the refusals of one peer and reason in one window past the ones
     /// recorded one by one.
     #[schema(required = true, value_type = Option<crate::db::refusals::SummaryDoc>)]
-    pub summary: Option<Value>,
+    #[sqlx(flatten)]
+    pub summary: SummaryColumns,
 }
 
-/// A reply the gate stopped (the fallback went out instead): the object
-/// [`Store::rejected_replies_for_call`] builds in SQL (described here for the OpenAPI document).
-#[derive(utoipa::ToSchema)]
-#[schema(
-    rename_all = "camelCase",
-    description = "A reply the gate stopped (the fallback went out instead)."
-)]
+/// A reply the gate stopped (the fallback went out instead): a row of `rejected_replies`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+#[schema(description = "A reply the gate stopped (the fallback went out instead).")]
 pub struct RejectedReply {
     /// The callback the reply answered.
     pub callback_id: Uuid,
     /// Reference of the error recorded for the rejection.
     pub reference: String,
     /// Event type.
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_type: EventKind,
     /// Reply source that produced the rejected reply.
     #[schema(value_type = crate::outcome::ReplySource)]
-    pub source: String,
+    pub source: Stored<ReplySource>,
     /// The rejected reply as JSON, if it was JSON.
     #[schema(required = true)]
     pub reply: Option<Value>,
@@ -215,6 +213,7 @@ pub struct RejectedReply {
     #[schema(value_type = crate::svaml::Report)]
     pub report: Value,
     /// When it was stopped.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
@@ -280,18 +279,19 @@ impl Store {
             .await
     }
 
-    /// Rejected replies of one call.
-    pub async fn rejected_replies_for_call(&self, callid: &str) -> Result<Vec<Value>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT jsonb_build_object('callbackId', r.callback_id, 'reference', r.reference, 'eventType', r.event_type, \
-             'source', r.source, 'reply', r.reply, 'rawReply', r.raw_reply, 'report', r.report, \
-             'createdAt', r.created_at) AS j \
-             FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id WHERE c.callid = $1 ORDER BY r.created_at",
+    /// Rejected replies of one call, in the order they were stopped.
+    pub async fn rejected_replies_for_call(
+        &self,
+        callid: &str,
+    ) -> Result<Vec<RejectedReply>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT r.callback_id, r.reference, r.event_type, r.source, r.reply, r.raw_reply, r.report, \
+             r.created_at FROM rejected_replies r JOIN callbacks c ON c.id = r.callback_id \
+             WHERE c.callid = $1 ORDER BY r.created_at",
         )
         .bind(callid)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| r.try_get::<Value, _>("j")).collect()
+        .await
     }
 
     /// Callbacks, newest first.
@@ -312,21 +312,25 @@ impl Store {
             .await
     }
 
-    /// One error by reference.
+    /// One error by reference, with its refusal when it was one (a second query).
     pub async fn get_error(&self, reference: &str) -> Result<Option<StoredError>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT e.reference, e.occurred_at, e.error_code, e.http_status, e.status, e.message, e.method, e.path, \
-             e.remote_addr, e.callback_id, e.detail, \
-             CASE WHEN r.reference IS NULL THEN NULL ELSE jsonb_build_object('reason', r.reason, \
-               'applicationKey', r.application_key, 'headers', r.headers, 'bodySha256', r.body_sha256, \
-               'bodyBytes', r.body_bytes, 'explanation', r.explanation, 'answered', r.answered, \
-               'summary', CASE WHEN r.summary_count IS NULL THEN NULL ELSE jsonb_build_object( \
-                 'count', r.summary_count, 'firstAt', r.first_at, 'lastAt', r.last_at, 'peer', r.peer) END) \
-               END AS refusal \
-             FROM errors e LEFT JOIN refusals r ON r.reference = e.reference WHERE e.reference = $1",
+        let error: Option<StoredError> = sqlx::query_as(
+            "SELECT reference, occurred_at, error_code, http_status, status, message, method, path, \
+             remote_addr, callback_id, detail FROM errors WHERE reference = $1",
         )
         .bind(reference)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        let Some(mut error) = error else {
+            return Ok(None);
+        };
+        error.refusal = sqlx::query_as(
+            "SELECT reason, application_key, headers, body_sha256, body_bytes, explanation, answered, \
+             summary_count, first_at, last_at, peer FROM refusals WHERE reference = $1",
+        )
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(Some(error))
     }
 }

@@ -1,11 +1,10 @@
 //! The records the diagnosis reads, as typed rows: the outbound requests of a call with their
-//! attempts (`outbound_requests`, `outbound_attempts`), its callbacks (`callbacks`), the replies the
-//! gate stopped (`rejected_replies`) and the signature refusals (`refusals`). Each table is read
-//! with `query_as` into a row struct of its columns, whose vocabulary columns decode as their
-//! types ([`EventKind`], and [`Stored`] [`SignatureState`], [`FallbackReason`], [`RequestOutcome`],
-//! [`LocalCheck`], declared in [`crate::outcome`], which keep text written by another version).
-
-use std::collections::HashMap;
+//! attempts (`outbound_requests`, `outbound_attempts`, read by [`OutboundStore`], the admin API's
+//! read of them), its callbacks (`callbacks`), the replies the gate stopped (`rejected_replies`)
+//! and the signature refusals (`refusals`). Each table is read with `query_as` into a row struct
+//! of its columns, whose vocabulary columns decode as their types ([`EventKind`], and [`Stored`]
+//! [`SignatureState`], [`FallbackReason`], [`RequestOutcome`], [`LocalCheck`], [`Operation`], …,
+//! declared in [`crate::outcome`], which keep text written by another version).
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -13,9 +12,13 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::db::outbound::{OutboundAttempt, OutboundRequest, OutboundStore};
 use crate::events::EventKind;
+pub use crate::outcome::{
+    AttemptFailure, AuthScheme, CalloutMethod, HttpMethod, LocalCheck, Operation, RequestOutcome,
+    Stored,
+};
 use crate::outcome::{FallbackReason, SignatureState};
-pub use crate::outcome::{LocalCheck, RequestOutcome, Stored};
 
 /// Reads a JSON member as text when it is a string, and as absent otherwise (so that one member
 /// of an unexpected type does not hide the others).
@@ -43,15 +46,15 @@ pub struct LocalReport {
     pub in_progress: Option<i64>,
 }
 
-/// One HTTP exchange with Sinch (`outbound_attempts`).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// One HTTP exchange with Sinch (`outbound_attempts`), as far as the diagnosis reads it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     /// The request it belongs to.
     pub request_id: Uuid,
     /// 1, 2, 3, …
     pub attempt: i16,
-    /// `signed` or `basic`.
-    pub auth_scheme: String,
+    /// How it was authenticated.
+    pub auth_scheme: Stored<AuthScheme>,
     /// HTTP status Sinch answered; none when it did not answer.
     pub http_status: Option<i16>,
     /// Sinch's errorCode.
@@ -64,23 +67,19 @@ pub struct Attempt {
     pub error_reference: Option<String>,
 }
 
-/// The columns of `outbound_requests` the diagnosis reads.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct RequestRow {
-    id: Uuid,
-    reference: String,
-    created_at: OffsetDateTime,
-    operation: String,
-    method: String,
-    body: Option<Value>,
-    callid: Option<String>,
-    callout_method: Option<String>,
-    destination: Option<String>,
-    dice_expected: Option<bool>,
-    local_check: Stored<LocalCheck>,
-    local_report: Option<Value>,
-    outcome: Stored<RequestOutcome>,
-    failure: Option<String>,
+impl From<OutboundAttempt> for Attempt {
+    fn from(a: OutboundAttempt) -> Self {
+        Attempt {
+            request_id: a.request_id,
+            attempt: a.attempt,
+            auth_scheme: a.auth_scheme,
+            http_status: a.http_status,
+            error_code: a.error_code,
+            classified_code: a.classified_code,
+            error_message: a.error_message,
+            error_reference: a.error_reference,
+        }
+    }
 }
 
 /// A request svamlgate sent (or refused to send) to Sinch, with its attempts.
@@ -93,15 +92,15 @@ pub struct Request {
     /// When it was recorded.
     pub created_at: OffsetDateTime,
     /// The Calling API operation (`callout`, `manage_call`, …).
-    pub operation: String,
+    pub operation: Stored<Operation>,
     /// HTTP method.
-    pub method: String,
+    pub method: Stored<HttpMethod>,
     /// JSON body sent.
     pub body: Option<Value>,
     /// Call id, when known.
     pub callid: Option<String>,
     /// Callout method (`ttsCallout`, `customCallout`, …).
-    pub callout_method: Option<String>,
+    pub callout_method: Option<Stored<CalloutMethod>>,
     /// Callout destination.
     pub destination: Option<String>,
     /// Whether a DICE will come.
@@ -113,7 +112,7 @@ pub struct Request {
     /// How the request ended.
     pub outcome: Stored<RequestOutcome>,
     /// Last failure (`connect`, `timeout`, …).
-    pub failure: Option<String>,
+    pub failure: Option<Stored<AttemptFailure>>,
     /// Every HTTP exchange, in order.
     pub attempts: Vec<Attempt>,
 }
@@ -121,12 +120,12 @@ pub struct Request {
 impl Request {
     /// Whether this is a callout.
     pub fn is_callout(&self) -> bool {
-        self.operation == crate::outcome::Operation::Callout.as_str()
+        self.operation.is(Operation::Callout)
     }
 
     /// Whether the callout body sets `flag` (`enableAce`, …) to true under its method's member.
     pub fn callout_flag(&self, flag: &str) -> bool {
-        let method = self.callout_method.as_deref().unwrap_or("-");
+        let method = self.callout_method.as_ref().map_or("-", Stored::as_str);
         self.body
             .as_ref()
             .and_then(|b| b.get(method))
@@ -136,8 +135,8 @@ impl Request {
     }
 }
 
-impl From<RequestRow> for Request {
-    fn from(r: RequestRow) -> Self {
+impl From<OutboundRequest> for Request {
+    fn from(r: OutboundRequest) -> Self {
         Request {
             id: r.id,
             reference: r.reference,
@@ -156,7 +155,7 @@ impl From<RequestRow> for Request {
                 .unwrap_or_default(),
             outcome: r.outcome,
             failure: r.failure,
-            attempts: Vec::new(),
+            attempts: r.attempts.into_iter().map(Attempt::from).collect(),
         }
     }
 }
@@ -280,19 +279,12 @@ pub struct RefusalCount {
     pub n: i64,
 }
 
-const REQUEST_COLUMNS: &str = "id, reference, created_at, operation, method, body, callid, \
-     callout_method, destination, dice_expected, local_check, local_report, outcome, failure";
-
 /// The requests of a call, oldest first, with their attempts.
 pub async fn requests_for_call(pool: &PgPool, callid: &str) -> Result<Vec<Request>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM outbound_requests WHERE callid = $1 ORDER BY created_at, id"
-    );
-    let rows: Vec<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(callid)
-        .fetch_all(pool)
+    let rows = OutboundStore::new(pool.clone())
+        .requests_for_call(callid)
         .await?;
-    with_attempts(pool, rows).await
+    Ok(rows.into_iter().map(Request::from).collect())
 }
 
 /// One request by svamlgate's reference, with its attempts.
@@ -300,40 +292,10 @@ pub async fn request_by_reference(
     pool: &PgPool,
     reference: &str,
 ) -> Result<Option<Request>, sqlx::Error> {
-    let sql = format!("SELECT {REQUEST_COLUMNS} FROM outbound_requests WHERE reference = $1");
-    let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(reference)
-        .fetch_optional(pool)
+    let row = OutboundStore::new(pool.clone())
+        .request_by_reference(reference)
         .await?;
-    Ok(with_attempts(pool, row.into_iter().collect()).await?.pop())
-}
-
-/// The requests with their attempts, in attempt order.
-async fn with_attempts(pool: &PgPool, rows: Vec<RequestRow>) -> Result<Vec<Request>, sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let attempts: Vec<Attempt> = sqlx::query_as(
-        "SELECT request_id, attempt, auth_scheme, http_status, error_code, classified_code, \
-         error_message, error_reference FROM outbound_attempts WHERE request_id = ANY($1) \
-         ORDER BY request_id, attempt",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    let mut by_request: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
-    for a in attempts {
-        by_request.entry(a.request_id).or_default().push(a);
-    }
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let mut r = Request::from(row);
-            r.attempts = by_request.remove(&r.id).unwrap_or_default();
-            r
-        })
-        .collect())
+    Ok(row.map(Request::from))
 }
 
 /// The callbacks of a call, in arrival order.

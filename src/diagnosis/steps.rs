@@ -3,7 +3,9 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::facts::{Attempt, Callback, LocalCheck, Request, RequestOutcome, Stored};
+use super::facts::{
+    Attempt, Callback, CalloutMethod, HttpMethod, LocalCheck, Request, RequestOutcome, Stored,
+};
 use super::{Facts, Status, Step, StepId, CALLBACK_GRACE_SECS};
 use crate::events::EventKind;
 use crate::outcome::{FallbackReason, SignatureState};
@@ -26,7 +28,7 @@ fn what(r: &Request) -> String {
     if r.is_callout() {
         format!(
             "the {} ({})",
-            r.callout_method.as_deref().unwrap_or("callout"),
+            r.callout_method.as_ref().map_or("callout", Stored::as_str),
             r.reference
         )
     } else {
@@ -256,7 +258,7 @@ fn rang_unsent(c: &Request) -> Option<Step> {
             vec![format!(
                 "{} never reached Sinch ({})",
                 what(c),
-                c.failure.as_deref().unwrap_or("?")
+                c.failure.as_ref().map_or("?", Stored::as_str)
             )],
             "Check that SINCH_API_BASE_URL is reachable, then place the call again.",
         ),
@@ -389,7 +391,10 @@ fn callback_arrived(f: &Facts) -> Step {
             "Nothing to check until Sinch has accepted a call.",
         );
     };
-    let expects = c.callout_method.as_deref() == Some("customCallout")
+    let expects = c
+        .callout_method
+        .as_ref()
+        .is_some_and(|m| m.is(CalloutMethod::Custom))
         || c.callout_flag("enableAce")
         || c.callout_flag("enableDice")
         || c.callout_flag("enablePie");
@@ -545,7 +550,7 @@ fn svaml_valid(f: &Facts) -> Step {
     let managed = f
         .requests
         .iter()
-        .any(|r| r.method == "PATCH" && r.outcome.is(RequestOutcome::Success));
+        .any(|r| r.method.is(HttpMethod::Patch) && r.outcome.is(RequestOutcome::Success));
     if replies.is_empty() && !managed {
         return Step::new(
             id,

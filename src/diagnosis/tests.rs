@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::events::EventKind;
-use crate::outcome::SignatureState;
+use crate::outcome::{AuthScheme, CalloutMethod, HttpMethod, Operation, SignatureState};
 
 fn facts(requests: Vec<Request>, callbacks: Vec<Callback>) -> Facts {
     Facts {
@@ -42,7 +42,7 @@ fn answered(status: i16, code: Option<i32>) -> Attempt {
     Attempt {
         request_id: Uuid::nil(),
         attempt: 1,
-        auth_scheme: "signed".into(),
+        auth_scheme: Stored::Known(AuthScheme::Signed),
         http_status: Some(status),
         error_code: code,
         classified_code: code,
@@ -56,11 +56,11 @@ fn tts_callout(outcome: RequestOutcome, attempts: Vec<Attempt>) -> Request {
         id: Uuid::nil(),
         reference: "ref-1".into(),
         created_at: OffsetDateTime::from_unix_timestamp(1_577_836_800).unwrap(),
-        operation: "callout".into(),
-        method: "POST".into(),
+        operation: Stored::Known(Operation::Callout),
+        method: Stored::Known(HttpMethod::Post),
         body: Some(json!({"method": "ttsCallout", "ttsCallout": {"enableDice": true}})),
         callid: Some("c-1".into()),
-        callout_method: Some("ttsCallout".into()),
+        callout_method: Some(Stored::Known(CalloutMethod::Tts)),
         destination: Some("+14045005000".into()),
         dice_expected: Some(true),
         local_check: Stored::Known(LocalCheck::Passed),

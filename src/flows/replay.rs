@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 use super::engine::{decide, Stage};
 use super::menu::{self, OptionAction, RunMenu};
@@ -51,8 +52,8 @@ pub struct RecordedEvent {
     pub flow_version: Option<i32>,
     /// The node that answered.
     pub node: Option<String>,
-    /// When it arrived (RFC 3339).
-    pub received_at: String,
+    /// When it arrived.
+    pub received_at: OffsetDateTime,
 }
 
 /// A stored call: its events in arrival order (replays of an event excluded).
@@ -456,7 +457,8 @@ pub struct CallReplay {
     /// Sinch call id.
     pub callid: String,
     /// When its first event arrived.
-    pub started_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
     /// The version that answered it live.
     pub recorded_version: Option<i32>,
     /// Events answered by the candidate.
@@ -486,7 +488,7 @@ pub fn replay_call(flow: &FlowDoc, judge: &Judge<'_>, call: &RecordedCall) -> Ca
     let mut session = Session::default();
     let mut out = CallReplay {
         callid: call.callid.clone(),
-        started_at: call.events.first().map(|e| e.received_at.clone()),
+        started_at: call.events.first().map(|e| e.received_at),
         recorded_version: call.events.iter().find_map(|e| e.flow_version),
         events: 0,
         same_path: true,
@@ -601,7 +603,7 @@ mod tests {
                     reply: Some(step.reply),
                     flow_version: Some(1),
                     node: step.node,
-                    received_at: "2026-11-25T10:00:00Z".into(),
+                    received_at: time::macros::datetime!(2026-11-25 10:00:00 UTC),
                 });
             }
         });

@@ -41,11 +41,9 @@ struct CallTimeline {
     /// How many replays the call's events received in total.
     duplicates: usize,
     /// Replies the gate stopped (the fallback went out instead), with their reports.
-    #[schema(value_type = Vec<RejectedReply>)]
-    rejected_replies: Vec<serde_json::Value>,
+    rejected_replies: Vec<RejectedReply>,
     /// Requests svamlgate sent to Sinch about this call (its callout, call control, conference control of it as a participant), oldest first.
-    #[schema(value_type = Vec<OutboundRequest>)]
-    outbound_requests: Vec<serde_json::Value>,
+    outbound_requests: Vec<OutboundRequest>,
 }
 
 /// One event of a call's timeline, with its replays.

@@ -13,7 +13,7 @@ use super::openapi::responses::*;
 use super::openapi::SinchFailures;
 use crate::app::AppState;
 use crate::catalog::code;
-use crate::db::outbound::{OutboundStore, SinchErrorFilter, SinchErrorItem};
+use crate::db::outbound::{OutboundRequest, OutboundStore, SinchErrorFilter, SinchErrorItem};
 use crate::diagnosis::Diagnosis;
 use crate::error::ApiError;
 use crate::recording::outbound::OutboundWriter;
@@ -330,8 +330,7 @@ async fn kick_participant(
 /// A page of `GET /admin/sinch-errors`, newest first.
 #[derive(Serialize, ToSchema)]
 struct SinchErrorPage {
-    #[schema(value_type = Vec<SinchErrorItem>)]
-    items: Vec<Value>,
+    items: Vec<SinchErrorItem>,
     /// The page size used.
     limit: i64,
 }
@@ -483,6 +482,9 @@ async fn diagnosis(
 }
 
 /// The outbound requests of a call, for `GET /admin/calls/{callid}`.
-pub async fn outbound_for_call(state: &AppState, callid: &str) -> Result<Vec<Value>, ApiError> {
+pub async fn outbound_for_call(
+    state: &AppState,
+    callid: &str,
+) -> Result<Vec<OutboundRequest>, ApiError> {
     Ok(reads(state).requests_for_call(callid).await?)
 }

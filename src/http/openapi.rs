@@ -9,8 +9,8 @@
 //! it is defined (storage rows in `db`, flows and routes in `flows`, the SVAML report in `svaml`,
 //! the diagnosis, the catalog, the vocabulary of `outcome`), with `#[schema(...)]` where the serde
 //! output needs saying (RFC 3339 times, texts of enums, `&'static str` fields). JSON that svamlgate
-//! builds in SQL (`db::store::RejectedReply`, `db::outbound::OutboundRequest`, ...) or passes on
-//! from Sinch (`sinch_api::bodies`) is described by types that are never built. A handler names a
+//! passes on from Sinch (`sinch_api::bodies`) is described by types that are never built; every
+//! read of the database is a typed row, so its type describes it. A handler names a
 //! type in its `#[utoipa::path]` and the type's schema, and those it refers to, become components;
 //! [`ApiDoc`] lists them as well.
 //!
@@ -223,7 +223,7 @@ impl utoipa::IntoResponses for SinchFailures {
 #[openapi(
     info(
         title = "svamlgate admin API",
-        description = "Administration of svamlgate, the validating gate for Sinch Voice callbacks: recorded callbacks and errors, the error catalog, SVAML validation, call flows and routes, and calls placed and controlled through Sinch's Calling API (callouts, call and conference control, Sinch's errors, the troubleshooting checklist per call). Every /admin operation needs `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`; without that variable the admin API answers 403. Errors are Sinch error envelopes (`Envelope`). The `service` operations (health, metrics, the callback endpoint) need no admin token."
+        description = "Administration of svamlgate, the validating gate for Sinch Voice callbacks: recorded callbacks and errors, the error catalog, SVAML validation, call flows and routes, and calls placed and controlled through Sinch's Calling API (callouts, call and conference control, Sinch's errors, the troubleshooting checklist per call). Every /admin operation needs `Authorization: Bearer <SVAMLGATE_ADMIN_TOKEN>`; without that variable the admin API answers 403. Errors are Sinch error envelopes (`Envelope`). Every time in a body is RFC 3339 in UTC, with `Z` and the stored precision (e.g. `2026-01-31T12:00:01.5Z`). The `service` operations (health, metrics, the callback endpoint) need no admin token."
     ),
     tags(
         (name = "calls", description = "Call timelines."),

@@ -268,26 +268,13 @@ pub struct OutboundRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// The request.
-    #[serde(deserialize_with = "owned")]
     pub request: NewOutbound,
     /// Row id of the attempt (fixed when recorded, so that shipping it twice is harmless).
     pub attempt_id: Option<Uuid>,
     /// One attempt and Sinch's answer to it.
-    #[serde(deserialize_with = "owned")]
     pub attempt: Option<AttemptRecord>,
     /// How the request ended.
-    #[serde(deserialize_with = "owned")]
     pub finish: Option<FinalRecord>,
-}
-
-/// Reads a value whose type holds `&'static str` fields (interned by [`crate::db::static_str`]) through an
-/// owned JSON value, so that it borrows nothing from the input.
-fn owned<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'static>,
-{
-    T::deserialize(Value::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// One journal record. Externally tagged (`{"callback": {…}}`), so that reading one back needs no

@@ -8,8 +8,8 @@
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::checks::{CALLOUT_METHODS, MOH_CLASSES, PARTICIPANT_COMMANDS};
-use crate::outcome::text_schema;
+use super::checks::{MOH_CLASSES, PARTICIPANT_COMMANDS};
+use crate::outcome::{text_schema, CalloutMethod};
 
 /// The Calling API's callout body exactly as Sinch documents it (`POST /calling/v1/callouts`),
 /// sent unchanged after the checks: numbers (cli, destination.endpoint of type number) in E.164,
@@ -143,7 +143,7 @@ pub struct ConferenceParticipant {
 }
 
 fn callout_methods() -> utoipa::openapi::Object {
-    text_schema(CALLOUT_METHODS)
+    text_schema(CalloutMethod::ALL.iter().map(|m| m.as_str()))
 }
 
 fn participant_commands() -> utoipa::openapi::Object {

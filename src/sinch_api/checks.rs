@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 
 use crate::catalog::code;
-use crate::outcome::LocalCheck;
+use crate::outcome::{CalloutMethod, LocalCheck};
 use crate::redact::mask_number;
 use crate::svaml::{Mode, Target, Validator};
 
@@ -72,14 +72,11 @@ pub fn check_number(field: &str, value: &str) -> Result<(), LocalRefusal> {
     .with_details(json!({"field": field})))
 }
 
-/// The three callout methods.
-pub const CALLOUT_METHODS: [&str; 3] = ["ttsCallout", "conferenceCallout", "customCallout"];
-
 /// What the checks learnt about a callout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedCallout {
     /// ttsCallout, conferenceCallout or customCallout.
-    pub method: &'static str,
+    pub method: CalloutMethod,
     /// destination.endpoint, when given.
     pub destination: Option<String>,
     /// conferenceId of a conference callout.
@@ -115,16 +112,15 @@ pub fn check_callout(
 ) -> Result<CheckedCallout, LocalRefusal> {
     let (method, c) = callout_object(doc)?;
     let destination = callout_destination(method, c)?;
-    if let Some(cli) = string_field(c, method, "cli")? {
+    if let Some(cli) = string_field(c, method.as_str(), "cli")? {
         check_number(&format!("{method}.cli"), cli)?;
     }
     let mut warnings = Vec::new();
     let mut conference_id = None;
     match method {
-        "conferenceCallout" => conference_id = Some(conference_id_of(c, &mut warnings)?),
-        "ttsCallout" => tts_warnings(c, validator, &mut warnings)?,
-        "customCallout" => check_inline_svaml(c, validator, mode)?,
-        _ => {}
+        CalloutMethod::Conference => conference_id = Some(conference_id_of(c, &mut warnings)?),
+        CalloutMethod::Tts => tts_warnings(c, validator, &mut warnings)?,
+        CalloutMethod::Custom => check_inline_svaml(c, validator, mode)?,
     }
     let dice_expected = dice_expected(method, c);
     if !dice_expected {
@@ -143,10 +139,10 @@ pub fn check_callout(
     })
 }
 
-/// The callout method (one of [`CALLOUT_METHODS`]) and its object.
+/// The callout method and its object.
 fn callout_object(
     doc: &Value,
-) -> Result<(&'static str, &serde_json::Map<String, Value>), LocalRefusal> {
+) -> Result<(CalloutMethod, &serde_json::Map<String, Value>), LocalRefusal> {
     let Some(root) = doc.as_object() else {
         return Err(LocalRefusal::body(
             code::INVALID_REQUEST,
@@ -158,17 +154,14 @@ fn callout_object(
             code::MISSING_PARAMETER,
             "method is missing: it must be `ttsCallout`, `conferenceCallout`, or `customCallout`",
         )),
-        Some(m) => m
-            .as_str()
-            .and_then(|m| CALLOUT_METHODS.iter().copied().find(|k| *k == m))
-            .ok_or_else(|| {
-                LocalRefusal::body(
-                    code::PARAMETER_VALIDATION,
-                    "Method needs to be `ttsCallout`, `conferenceCallout`, or `customCallout`",
-                )
-            })?,
+        Some(m) => m.as_str().and_then(CalloutMethod::parse).ok_or_else(|| {
+            LocalRefusal::body(
+                code::PARAMETER_VALIDATION,
+                "Method needs to be `ttsCallout`, `conferenceCallout`, or `customCallout`",
+            )
+        })?,
     };
-    let Some(c) = root.get(method).and_then(Value::as_object) else {
+    let Some(c) = root.get(method.as_str()).and_then(Value::as_object) else {
         return Err(LocalRefusal::body(
             code::MISSING_PARAMETER,
             format!("The `{method}` object is missing: the body must be {{\"method\": \"{method}\", \"{method}\": {{...}}}}"),
@@ -179,11 +172,11 @@ fn callout_object(
 
 /// `destination.endpoint`, checked (E.164 for a number); a customCallout may have none.
 fn callout_destination(
-    method: &str,
+    method: CalloutMethod,
     c: &serde_json::Map<String, Value>,
 ) -> Result<Option<String>, LocalRefusal> {
     match c.get("destination") {
-        None | Some(Value::Null) if method == "customCallout" => Ok(None),
+        None | Some(Value::Null) if method == CalloutMethod::Custom => Ok(None),
         None | Some(Value::Null) => Err(LocalRefusal::body(
             code::MISSING_PARAMETER,
             format!("{method}.destination is missing: {{\"type\": \"number\", \"endpoint\": \"+14045005000\"}}"),
@@ -323,9 +316,9 @@ fn inline_svaml(
 
 /// Whether Sinch will send a DICE: a custom callout's DICE goes to the application's callback
 /// URL; the others send one only with `enableDice`.
-fn dice_expected(method: &str, c: &serde_json::Map<String, Value>) -> bool {
+fn dice_expected(method: CalloutMethod, c: &serde_json::Map<String, Value>) -> bool {
     match method {
-        "customCallout" => true,
+        CalloutMethod::Custom => true,
         _ => c
             .get("enableDice")
             .and_then(Value::as_bool)
@@ -493,7 +486,7 @@ mod tests {
     #[test]
     fn tts_callout() {
         let c = check_callout(&tts("+14045005000"), &v(), Mode::Normal).unwrap();
-        assert_eq!(c.method, "ttsCallout");
+        assert_eq!(c.method, CalloutMethod::Tts);
         assert_eq!(c.destination.as_deref(), Some("+14045005000"));
         assert!(c.dice_expected);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

@@ -99,7 +99,7 @@ pub fn final_record(outcome: &Outcome, end: Ending) -> FinalRecord {
         error_status: None,
         error_message: None,
         error_reference: None,
-        failure: end.failure.map(Failure::as_str),
+        failure: end.failure,
     };
     match outcome {
         Outcome::Success { body, callid, .. } => {
@@ -280,7 +280,7 @@ mod tests {
             },
         );
         assert_eq!(fin.outcome, RequestOutcome::Unknown);
-        assert_eq!(fin.failure, Some("timeout"));
+        assert_eq!(fin.failure, Some(Failure::Timeout));
         assert_eq!(fin.http_status, None);
     }
 }

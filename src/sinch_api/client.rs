@@ -20,30 +20,9 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// `user-agent` sent to Sinch.
 pub use crate::upstream::USER_AGENT;
 
-/// Why an attempt got no (usable) answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// No connection was made: nothing was sent.
-    Connect,
-    /// No complete answer in time.
-    Timeout,
-    /// The exchange broke after connecting.
-    Io,
-    /// The answer body exceeded [`MAX_ANSWER_BYTES`] (the status is known).
-    TooLarge,
-}
-
-impl Failure {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::Connect => "connect",
-            Failure::Timeout => "timeout",
-            Failure::Io => "io",
-            Failure::TooLarge => "too_large",
-        }
-    }
-}
+/// Why an attempt got no (usable) answer (a too-large answer is one over [`MAX_ANSWER_BYTES`]);
+/// part of the outbound vocabulary.
+pub use crate::outcome::AttemptFailure as Failure;
 
 /// What one attempt produced.
 #[derive(Debug, Clone)]

@@ -48,7 +48,7 @@ use retry::RetryPolicy;
 use signing::Auth;
 
 use crate::config::DEFAULT_BASE_URL;
-use crate::outcome::Operation;
+use crate::outcome::{CalloutMethod, Operation};
 
 /// The client's settings, built once from configuration. `Send + Sync`: the HTTP client itself
 /// lives per thread ([`client`]).
@@ -205,7 +205,7 @@ impl Draft {
         NewOutbound {
             id,
             reference: self.reference.clone(),
-            operation: self.operation.as_str(),
+            operation: self.operation,
             method: self.operation.method(),
             path: self.path.clone(),
             body: self.body.clone(),
@@ -230,9 +230,8 @@ impl Draft {
         }
     }
 
-    fn callout_method_from_body(&self) -> Option<&'static str> {
-        let m = self.body.as_ref()?.get("method")?.as_str()?;
-        checks::CALLOUT_METHODS.iter().copied().find(|k| *k == m)
+    fn callout_method_from_body(&self) -> Option<CalloutMethod> {
+        CalloutMethod::parse(self.body.as_ref()?.get("method")?.as_str()?)
     }
 
     fn destination_from_body(&self) -> Option<String> {
@@ -659,8 +658,11 @@ mod tests {
         );
         let d = Draft::manage_participant("room", "c2", json!({"command": "mute"}));
         assert_eq!(d.path, "/calling/v1/conferences/id/room/c2");
-        assert_eq!(d.operation.method(), "PATCH");
-        assert_eq!(Draft::kick_all("room").operation.method(), "DELETE");
+        assert_eq!(d.operation.method().as_str(), "PATCH");
+        assert_eq!(
+            Draft::kick_all("room").operation.method().as_str(),
+            "DELETE"
+        );
         let d = Draft::callout(
             json!({"method": "ttsCallout", "ttsCallout": {"destination": {"endpoint": "123"}}}),
             None,
@@ -670,7 +672,7 @@ mod tests {
             LocalCheck::InvalidNumber,
             RequestOutcome::RefusedLocally,
         );
-        assert_eq!(r.callout_method, Some("ttsCallout"));
+        assert_eq!(r.callout_method, Some(CalloutMethod::Tts));
         assert_eq!(r.destination.as_deref(), Some("123"));
     }
 

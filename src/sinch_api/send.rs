@@ -180,7 +180,7 @@ impl SinchApi {
         Ok(Target {
             url: format!("{}{}", self.base_url, draft.path),
             signed_path: format!("{}{}", self.base_path, draft.path),
-            method: draft.operation.method(),
+            method: draft.operation.method().as_str(),
             body,
             auth,
         })
@@ -290,7 +290,7 @@ impl Tried {
             response_body: (!raw.body.is_empty())
                 .then(|| String::from_utf8_lossy(&raw.body).into_owned()),
             retry_after_ms: self.retry_after.map(ms),
-            failure: raw.failure.as_ref().map(|f| f.0.as_str()),
+            failure: raw.failure.as_ref().map(|f| f.0),
             failure_detail: raw.failure.as_ref().map(|f| f.1.clone()),
             error_code: error
                 .and_then(|e| e.error_code)

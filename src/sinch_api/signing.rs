@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use time::OffsetDateTime;
 
+use crate::outcome::AuthScheme;
 use crate::secret::Secret;
 use crate::signature::{self, AppCredential, CredentialError};
 
@@ -66,10 +67,10 @@ impl Auth {
     }
 
     /// `signed` or `basic`, as stored in `outbound_attempts.auth_scheme`.
-    pub fn scheme(&self) -> &'static str {
+    pub fn scheme(&self) -> AuthScheme {
         match self {
-            Auth::Signed(_) => "signed",
-            Auth::Basic(_) => "basic",
+            Auth::Signed(_) => AuthScheme::Signed,
+            Auth::Basic(_) => AuthScheme::Basic,
         }
     }
 
@@ -153,7 +154,7 @@ mod tests {
     #[test]
     fn headers_sign_what_is_sent() {
         let auth = Auth::new(V2_KEY, V2_SECRET, false).unwrap();
-        assert_eq!(auth.scheme(), "signed");
+        assert_eq!(auth.scheme(), AuthScheme::Signed);
         let now = time::macros::datetime!(2014-06-04 13:41:58 UTC);
         let body = br#"{"message":"Hello world"}"#;
         let h = auth.headers("post", "/v1/sms/+46700000000", Some(body), now);
@@ -186,7 +187,7 @@ mod tests {
     #[test]
     fn basic_only_when_asked() {
         let auth = Auth::new(V2_KEY, V2_SECRET, true).unwrap();
-        assert_eq!(auth.scheme(), "basic");
+        assert_eq!(auth.scheme(), AuthScheme::Basic);
         let h = auth.headers("GET", "/x", None, OffsetDateTime::now_utc());
         assert_eq!(
             h.authorization.expose(),

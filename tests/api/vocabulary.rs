@@ -2,7 +2,7 @@
 //! text outside it with an error naming it (never a panic), `Stored<T>` keeps text written by
 //! another version, and an unknown event keeps its name.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use svamlgate::events::EventKind;
 use svamlgate::outcome::{LocalCheck, ReplySource, RequestOutcome, Stored};
 
@@ -69,5 +69,134 @@ async fn vocabulary_columns_read_back_as_their_types() {
         .unwrap_or_else(|| json!({}));
     assert_eq!(item["replySource"], "teleported", "{items:#}");
     assert_eq!(item["eventType"], "ice", "{items:#}");
+    app.stop().await;
+}
+
+/// The admin reads built from typed rows show each column as stored, every time in RFC 3339 UTC
+/// (`Z`) with the stored precision: a refusal with its summary (`GET /admin/errors/{reference}`),
+/// a rejected reply and an outbound request with its attempts (`GET /admin/calls/{callid}`), a
+/// Sinch error (`GET /admin/sinch-errors`). Rows written here as another instance would have
+/// written them, then compared value by value with what the API answers.
+#[actix_web::test]
+async fn admin_reads_show_the_stored_values_with_utc_times() {
+    let app = spawn_app().await;
+    let pool = &app.pool;
+    let ok = app.post_signed(&ice("reads-1", "+15550100")).await;
+    assert_eq!(ok.status, 200);
+    app.settle().await;
+    let callback_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM callbacks WHERE callid = 'reads-1'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let setup = [
+        "INSERT INTO errors (reference, occurred_at, error_code, http_status, status, message, method, path, \
+         remote_addr) VALUES ('reads-err', '2026-01-31 12:00:01.5+00', 40102, 401, '401 Unauthorized', \
+         'signature mismatch', 'POST', '/sinch/callback', '10.0.0.9')",
+        "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, method, \
+         path, headers, body_sha256, body_bytes, answered, summary_count, first_at, last_at, peer) VALUES \
+         ('reads-err', '2026-01-31 12:00:01.5+00', 'signature_mismatch', 40102, 'k', '10.0.0.9', 'POST', \
+         '/sinch/callback', '{\"content-type\": \"application/json\"}', 'ab12', 42, false, 7, \
+         '2026-01-31 11:59:00.25+02', '2026-01-31 12:00:01.123456+00', '10.0.0.9')",
+        "INSERT INTO errors (reference, error_code, http_status, status, message) VALUES \
+         ('reads-rej', 40001, 400, '400 BadRequest', 'refused')",
+        "INSERT INTO outbound_requests (id, reference, created_at, finished_at, operation, method, path, body, \
+         callid, callout_method, destination, dice_expected, local_check, outcome, http_status, attempts, \
+         latency_us, error_code, error_status, error_message, error_reference) VALUES \
+         ('018f0000-0000-7000-8000-000000000001', 'reads-out', '2026-01-31 12:00:02+00', \
+         '2026-01-31 12:00:03.000001+00', 'callout', 'POST', '/calling/v1/callouts', '{\"method\": \"ttsCallout\"}', \
+         'reads-1', 'ttsCallout', '+15550100', true, 'passed', 'sinch_error', 503, 1, 1000001, 50300, \
+         '503 ServiceUnavailable', 'busy', 'sref-reads')",
+        "INSERT INTO outbound_attempts (id, request_id, attempt, sent_at, latency_us, auth_scheme, http_status, \
+         response_body, failure, error_code, error_status, error_message, error_reference, classified_code, \
+         code_mismatch, decision) VALUES ('018f0000-0000-7000-8000-000000000002', \
+         '018f0000-0000-7000-8000-000000000001', 1, '2026-01-31 12:00:02.1+00', 900000, 'basic', 503, \
+         '{\"errorCode\": 50300}', 'too_large', 50300, '503 ServiceUnavailable', 'busy', 'sref-reads', 50300, \
+         false, 'give_up')",
+    ];
+    for sql in setup {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO rejected_replies (id, callback_id, reference, created_at, event_type, source, reply, \
+         raw_reply, report) VALUES ('018f0000-0000-7000-8000-000000000003', $1, 'reads-rej', \
+         '2026-01-31 12:00:00.000123+00', 'ice', 'upstream', '{\"action\": {\"name\": \"hangup\"}}', NULL, \
+         (SELECT validation FROM callbacks WHERE id = $1))",
+    )
+    .bind(callback_id)
+    .execute(pool)
+    .await
+    .unwrap();
+    // The gate's report of the ICE's reply stands for the rejected reply's report.
+    let report: Value = sqlx::query_scalar("SELECT validation FROM callbacks WHERE id = $1")
+        .bind(callback_id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(report.is_object(), "{report}");
+    let doc = Documented::fetch(&app).await;
+
+    let r = app.admin_get("/admin/errors/reads-err").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let error = r.json();
+    doc.check("GET", "/admin/errors/{reference}", 200, &error);
+    assert_eq!(error["occurredAt"], "2026-01-31T12:00:01.5Z", "{error:#}");
+    assert_eq!(
+        error["refusal"],
+        json!({"reason": "signature_mismatch", "applicationKey": "k",
+            "headers": {"content-type": "application/json"}, "bodySha256": "ab12", "bodyBytes": 42,
+            "explanation": null, "answered": false,
+            "summary": {"count": 7, "firstAt": "2026-01-31T09:59:00.25Z",
+                "lastAt": "2026-01-31T12:00:01.123456Z", "peer": "10.0.0.9"}}),
+        "{error:#}"
+    );
+    let r = app.admin_get("/admin/errors/reads-rej").await;
+    assert_eq!(r.json()["refusal"], Value::Null, "not a refusal");
+
+    let r = app.admin_get("/admin/calls/reads-1").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let call = r.json();
+    doc.check("GET", "/admin/calls/{callid}", 200, &call);
+    assert_eq!(
+        call["rejectedReplies"],
+        json!([{"callbackId": callback_id, "reference": "reads-rej", "eventType": "ice",
+            "source": "upstream", "reply": {"action": {"name": "hangup"}}, "rawReply": null,
+            "report": report, "createdAt": "2026-01-31T12:00:00.000123Z"}]),
+        "{call:#}"
+    );
+    let attempt = json!({"attempt": 1, "sentAt": "2026-01-31T12:00:02.1Z", "latencyUs": 900000,
+        "authScheme": "basic", "httpStatus": 503, "retryAfterMs": null, "failure": "too_large",
+        "failureDetail": null, "errorCode": 50300, "errorStatus": "503 ServiceUnavailable",
+        "errorMessage": "busy", "errorReference": "sref-reads", "classifiedCode": 50300,
+        "codeMismatch": false, "decision": "give_up", "responseBody": "{\"errorCode\": 50300}"});
+    assert_eq!(
+        call["outboundRequests"],
+        json!([{"reference": "reads-out", "createdAt": "2026-01-31T12:00:02Z",
+            "finishedAt": "2026-01-31T12:00:03.000001Z", "operation": "callout", "method": "POST",
+            "path": "/calling/v1/callouts", "body": {"method": "ttsCallout"}, "callid": "reads-1",
+            "conferenceId": null, "callLeg": null, "calloutMethod": "ttsCallout",
+            "destination": "+15550100", "diceExpected": true, "localCheck": "passed",
+            "localReport": null, "outcome": "sinch_error", "httpStatus": 503, "attemptCount": 1,
+            "latencyUs": 1000001, "response": null, "errorCode": 50300,
+            "errorStatus": "503 ServiceUnavailable", "errorMessage": "busy",
+            "errorReference": "sref-reads", "failure": null, "attempts": [attempt]}]),
+        "{call:#}"
+    );
+
+    let r = app
+        .admin_get("/admin/sinch-errors?reference=sref-reads")
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let page = r.json();
+    doc.check("GET", "/admin/sinch-errors", 200, &page);
+    assert_eq!(
+        page["items"],
+        json!([{"sentAt": "2026-01-31T12:00:02.1Z", "reference": "reads-out", "operation": "callout",
+            "method": "POST", "path": "/calling/v1/callouts", "callid": "reads-1", "attempt": 1,
+            "httpStatus": 503, "errorCode": 50300, "classifiedCode": 50300,
+            "status": "503 ServiceUnavailable", "message": "busy", "sinchReference": "sref-reads",
+            "codeMismatch": false, "decision": "give_up"}]),
+        "{page:#}"
+    );
     app.stop().await;
 }

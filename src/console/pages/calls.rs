@@ -15,7 +15,8 @@ use crate::console::queries::{self, Search, OUTCOMES};
 use crate::console::view::{self, copy_button, mask_json, number};
 use crate::console::{check_csrf, session, CsrfForm, Ctx, PageError};
 use crate::db::outbound::OutboundStore;
-use crate::db::store::StoredCallback;
+use crate::db::store::{RejectedReply, StoredCallback};
+use crate::outcome::Stored;
 
 /// Rows a search shows.
 pub const SEARCH_LIMIT: i64 = 50;
@@ -115,9 +116,9 @@ async fn render_search(ctx: &Ctx, q: &SearchQuery) -> Result<Markup, PageError> 
                             td { @if let Some(c) = &f.callid { a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
                             td { (f.caller.as_deref().map(|n| number(n, false)).unwrap_or_default()) }
                             td { (f.called.as_deref().map(|n| number(n, false)).unwrap_or_default()) }
-                            td { (f.reply_source.as_deref().unwrap_or("–"))
+                            td { (f.reply_source.as_ref().map_or("–", Stored::as_str))
                                  @if let Some(r) = &f.fallback_reason { " (" (r) ")" } }
-                            td { (f.gate_verdict.as_deref().unwrap_or("–"))
+                            td { (f.gate_verdict.as_ref().map_or("–", Stored::as_str))
                                  @if f.rejected_by_sinch { " · " span.bad { "rejected by Sinch" } } }
                         }
                     }
@@ -271,7 +272,7 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
             h2 { "Timeline" }
             ol.timeline #timeline {
                 @for (i, e) in events.iter().enumerate() {
-                    @let refused: Vec<&Value> = rejected.iter().filter(|r| str_of(r, "callbackId") == Some(e.id.to_string().as_str())).collect();
+                    @let refused: Vec<&RejectedReply> = rejected.iter().filter(|r| r.callback_id == e.id).collect();
                     li id=(format!("ev-{i}")) class=(if e.fallback_reason.is_some() { "ev fallback" } else { "ev" }) {
                         div.when { (view::time(e.received_at)) }
                         div.what {
@@ -292,16 +293,16 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                         }
                         @for r in &refused {
                             div.refused {
-                                h3 { "Refused reply (from " (str_of(r, "source").unwrap_or("?")) "), error reference "
-                                    a href=(format!("/console/errors?reference={}", urlencode(str_of(r, "reference").unwrap_or("")))) { (str_of(r, "reference").unwrap_or("")) } }
-                                @let report = r.get("report").cloned().unwrap_or(Value::Null);
-                                @if let Some(reply) = r.get("reply").filter(|v| !v.is_null()) {
+                                h3 { "Refused reply (from " (r.source) "), error reference "
+                                    a href=(format!("/console/errors?reference={}", urlencode(&r.reference))) { (r.reference) } }
+                                @let report = &r.report;
+                                @if let Some(reply) = r.reply.as_ref().filter(|v| !v.is_null()) {
                                     @let shown = show(reply);
-                                    (view::json(&shown, &view::violation_pointers(&report, &shown)))
-                                } @else if let Some(raw) = str_of(r, "rawReply") {
+                                    (view::json(&shown, &view::violation_pointers(report, &shown)))
+                                } @else if let Some(raw) = &r.raw_reply {
                                     pre.json { (if reveal { raw.to_owned() } else { crate::redact::mask_numbers_in(raw) }) }
                                 }
-                                (view::report(&report))
+                                (view::report(report))
                             }
                         }
                         @if let Some(reply) = &e.reply {
@@ -341,15 +342,15 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                 table {
                     thead { tr { th { "created" } th { "operation" } th { "outcome" } th { "HTTP" } th { "Sinch error" } th { "reference" } } }
                     tbody { @for r in &outbound { tr {
-                        td { (str_of(r, "createdAt").unwrap_or("")) }
-                        td { (str_of(r, "operation").unwrap_or("")) }
-                        td { (str_of(r, "outcome").unwrap_or("pending")) }
-                        td { (r.get("httpStatus").filter(|v| !v.is_null()).map(Value::to_string).unwrap_or_default()) }
-                        td { (r.get("errorCode").filter(|v| !v.is_null()).map(Value::to_string).unwrap_or_default()) " " (str_of(r, "errorMessage").unwrap_or("")) }
-                        td { code { (str_of(r, "reference").unwrap_or("")) } }
+                        td { (view::time(r.created_at)) }
+                        td { (r.operation) }
+                        td { (r.outcome) }
+                        td { (r.http_status.map(|s| s.to_string()).unwrap_or_default()) }
+                        td { (r.error_code.map(|c| c.to_string()).unwrap_or_default()) " " (r.error_message.as_deref().unwrap_or("")) }
+                        td { code { (r.reference) } }
                     } } }
                 }
-                details { summary { "Requests as recorded" } (view::json(&show(&Value::Array(outbound.clone())), &BTreeSet::new())) }
+                details { summary { "Requests as recorded" } (view::json(&show(&serde_json::to_value(&outbound).unwrap_or(Value::Null)), &BTreeSet::new())) }
             }
         }
         section #diagnosis {

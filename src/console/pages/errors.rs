@@ -73,7 +73,7 @@ async fn lookup(ctx: &Ctx, reference: &str) -> Result<Markup, PageError> {
                     @if let Some(c) = &error_call { dt { "Call" } dd { a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
                 }
                 @if let Some(d) = &e.detail { h3 { "Detail (never sent to the client)" } (view::json(&mask_json(d), &BTreeSet::new())) }
-                @if let Some(r) = &e.refusal { h3 { "Refused signature" } (view::json(&mask_json(r), &BTreeSet::new())) }
+                @if let Some(r) = &e.refusal { h3 { "Refused signature" } (view::json(&mask_json(&serde_json::to_value(r).unwrap_or(Value::Null)), &BTreeSet::new())) }
             }
             @if let Some((_, callid, event, at)) = &callback {
                 h2 { "Callback" }
@@ -82,11 +82,10 @@ async fn lookup(ctx: &Ctx, reference: &str) -> Result<Markup, PageError> {
             }
             @if let Some(r) = &outbound {
                 h2 { "Request to Sinch" }
-                p { (r.get("operation").and_then(Value::as_str).unwrap_or("")) " · "
-                    (r.get("outcome").and_then(Value::as_str).unwrap_or("pending"))
-                    @if let Some(c) = r.get("callid").and_then(Value::as_str) { " · call " a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
-                @if let Some(code) = r.get("errorCode").and_then(Value::as_u64) { p { "Sinch error " (code) ": " (catalog_line(code as u32)) } }
-                details { summary { "As recorded" } (view::json(&mask_json(r), &BTreeSet::new())) }
+                p { (r.operation) " · " (r.outcome)
+                    @if let Some(c) = &r.callid { " · call " a href=(format!("/console/calls/{}", urlencode(c))) { (c) } } }
+                @if let Some(code) = r.error_code.and_then(|c| u32::try_from(c).ok()) { p { "Sinch error " (code) ": " (catalog_line(code)) } }
+                details { summary { "As recorded" } (view::json(&mask_json(&serde_json::to_value(r).unwrap_or(Value::Null)), &BTreeSet::new())) }
             }
         }
     })
