@@ -196,6 +196,7 @@ async fn reply(
         shadow = crate::live::shadow::job(
             &state.live.routes(),
             event,
+            &record.callback.raw_body,
             &record.outcome,
             &record.callback.reference,
             record.callback.received_at,

@@ -11,7 +11,7 @@
 //! state from PostgreSQL if one is there within 50 ms. With it 0 (one instance), a known call is
 //! decided from memory alone. When PostgreSQL is known to be unreachable, nothing waits for it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -58,10 +58,23 @@ pub struct LastReply {
     pub cookies: BTreeMap<String, String>,
 }
 
-/// Calls in progress, one entry per call id.
+/// Calls in progress, one entry per call id. Entries are boxed: a table that grows (one entry per
+/// new call) moves and zeroes pointers, not the entries' few hundred bytes each.
 #[derive(Default)]
 pub struct Calls {
-    map: ShardedMap<String, Entry>,
+    map: ShardedMap<String, Box<Entry>>,
+}
+
+/// Updates the entry of a call, created when it is not there yet (the call id is copied only then).
+fn upsert(map: &mut HashMap<String, Box<Entry>>, callid: &str, update: impl FnOnce(&mut Entry)) {
+    match map.get_mut(callid) {
+        Some(entry) => update(entry),
+        None => {
+            let mut entry = Box::new(Entry::new());
+            update(&mut entry);
+            map.insert(callid.to_owned(), entry);
+        }
+    }
 }
 
 impl std::fmt::Debug for Calls {
@@ -128,10 +141,11 @@ impl Calls {
 
     /// Sets a call's state, caused by an event that arrived at `at`.
     pub fn set(&self, callid: &str, state: CallState, at: OffsetDateTime) {
-        let mut map = self.map.shard(callid);
-        let entry = map.entry(callid.to_owned()).or_insert_with(Entry::new);
-        entry.state = Some((state, at));
-        entry.touched = Instant::now();
+        let touched = Instant::now();
+        upsert(&mut self.map.shard(callid), callid, |entry| {
+            entry.state = Some((state, at));
+            entry.touched = touched;
+        });
     }
 
     /// Applies a journaled change.
@@ -159,18 +173,25 @@ impl Calls {
         gate_passed: bool,
         cookies: BTreeMap<String, String>,
     ) {
-        let mut map = self.map.shard(callid);
-        let entry = map.entry(callid.to_owned()).or_insert_with(Entry::new);
-        let mut all = entry.reply.take().map(|r| r.cookies).unwrap_or_default();
-        all.extend(cookies);
-        entry.reply = Some(LastReply {
-            reference: reference.to_owned(),
-            event,
-            source,
-            gate_passed,
-            cookies: all,
+        // Everything that allocates or reads the clock is done before the shard is locked.
+        let reference = reference.to_owned();
+        let touched = Instant::now();
+        upsert(&mut self.map.shard(callid), callid, |entry| {
+            let mut all = entry.reply.take().map(|r| r.cookies).unwrap_or_default();
+            if all.is_empty() {
+                all = cookies;
+            } else {
+                all.extend(cookies);
+            }
+            entry.reply = Some(LastReply {
+                reference,
+                event,
+                source,
+                gate_passed,
+                cookies: all,
+            });
+            entry.touched = touched;
         });
-        entry.touched = Instant::now();
     }
 
     /// The cookies a call's replies have set so far (last value of each key).
@@ -230,5 +251,93 @@ impl Calls {
     /// Whether no call is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::render::EventContext;
+
+    fn state(node: &str) -> CallState {
+        CallState {
+            route_id: Some(1),
+            flow_id: Some(2),
+            flow_version: Some(3),
+            node: Some(node.to_owned()),
+            context: EventContext::default(),
+        }
+    }
+
+    fn cookies(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_call_keeps_its_state_its_last_reply_and_every_cookie_set_on_it() {
+        let calls = Calls::default();
+        let at = OffsetDateTime::UNIX_EPOCH;
+        // A reply noted before any state, then the state: one entry holds both.
+        calls.note_reply(
+            "c1",
+            "ref-1",
+            Target::Ice,
+            ReplySource::Flow,
+            true,
+            cookies(&[("a", "1"), ("b", "1")]),
+        );
+        calls.set("c1", state("welcome"), at);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            calls.get("c1").map(|(s, _)| s.node),
+            Some(Some("welcome".into()))
+        );
+        // A later reply: its cookies win key by key, the others stay; the reply is the last one.
+        calls.note_reply(
+            "c1",
+            "ref-2",
+            Target::Pie,
+            ReplySource::Fallback,
+            false,
+            cookies(&[("b", "2"), ("c", "2")]),
+        );
+        assert_eq!(
+            calls.cookies("c1"),
+            cookies(&[("a", "1"), ("b", "2"), ("c", "2")])
+        );
+        let last = calls.last_reply("c1").expect("a reply");
+        assert_eq!(
+            (
+                last.reference.as_str(),
+                last.event,
+                last.source,
+                last.gate_passed
+            ),
+            ("ref-2", Target::Pie, ReplySource::Fallback, false)
+        );
+        // A reply without cookies keeps the call's.
+        calls.note_reply(
+            "c1",
+            "ref-3",
+            Target::Pie,
+            ReplySource::Flow,
+            true,
+            BTreeMap::new(),
+        );
+        assert_eq!(calls.cookies("c1").len(), 3);
+        assert_eq!(
+            calls.get("c1").map(|(s, _)| s.node),
+            Some(Some("welcome".into()))
+        );
+        // Another call is apart; an ended call is forgotten.
+        calls.set("c2", state("pin"), at);
+        assert_eq!(calls.pinned_to_flow(2).len(), 2);
+        assert!(calls.cookies("c2").is_empty() && calls.last_reply("c2").is_none());
+        calls.end("c1");
+        assert_eq!(calls.open_callids(), vec!["c2".to_owned()]);
+        assert!(calls.cookies("c1").is_empty());
     }
 }

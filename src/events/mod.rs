@@ -12,8 +12,9 @@
 //! * a field of the wrong type becomes `None` (or is coerced where that is harmless, e.g. a number
 //!   where a string is expected) and a [`FieldWarning`] naming its JSON pointer is recorded.
 //!
-//! The body is first parsed into a [`serde_json::Value`] and the fields are extracted with small
-//! typed helpers, so no input can make parsing fail wholesale or panic.
+//! The body is parsed once into a [`serde_json::Value`] and the fields are moved out of it by small
+//! typed helpers (nothing is copied; what no field took is `extra`), so no input can make parsing
+//! fail wholesale or panic. The body itself stays with the callback's record, as it arrived.
 //!
 //! The module's parts: `kind` (which event it is, and what derives from that), `model` (the
 //! typed events), and the lenient reader that fills them in.
@@ -64,7 +65,7 @@ pub struct FieldWarning {
     pub message: String,
 }
 
-/// A parsed callback: envelope fields, typed body, warnings, and the raw JSON.
+/// A parsed callback: envelope fields, typed body and warnings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParsedEvent {
@@ -87,10 +88,6 @@ pub struct ParsedEvent {
     /// Fields that were ignored or coerced.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<FieldWarning>,
-    /// The whole body as received (not serialized; show it separately, masked if needed). svamlgate
-    /// itself reads the event only through the typed fields above.
-    #[serde(skip)]
-    pub raw: Value,
 }
 
 impl ParsedEvent {
@@ -233,10 +230,19 @@ pub fn parse_event(body: &[u8]) -> Result<ParsedEvent, EventError> {
     parse_value(raw)
 }
 
+/// The body of a callback as JSON (a leading byte-order mark skipped, as [`parse_event`] does), for
+/// the rare reader that needs the whole document rather than the typed event.
+pub fn body_json(body: &[u8]) -> Option<Value> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    serde_json::from_slice(body).ok()
+}
+
 /// Reads an event already parsed as JSON (e.g. one inside an admin request), by the same rules as
-/// [`parse_event`].
+/// [`parse_event`]. The values are moved out of `raw`, not copied.
 pub fn parse_value(raw: Value) -> Result<ParsedEvent, EventError> {
-    let obj = raw.as_object().ok_or(EventError::NotAnObject)?;
+    let Value::Object(mut obj) = raw else {
+        return Err(EventError::NotAnObject);
+    };
     let kind = match obj.get("event") {
         None | Some(Value::Null) => return Err(EventError::MissingEvent),
         Some(Value::String(s)) => EventKind::parse(s),
@@ -244,7 +250,7 @@ pub fn parse_value(raw: Value) -> Result<ParsedEvent, EventError> {
     };
 
     let mut warnings = Vec::new();
-    let mut r = Reader::new(obj, String::new(), &mut warnings);
+    let mut r = Reader::new(&mut obj, String::new(), &mut warnings);
     let callid = match r.string("callid") {
         Some(id) => {
             if r.has("callId") {
@@ -275,7 +281,6 @@ pub fn parse_value(raw: Value) -> Result<ParsedEvent, EventError> {
         timestamp,
         body,
         warnings,
-        raw,
     })
 }
 

@@ -142,26 +142,24 @@ pub(super) fn escape_pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Extracts typed fields from one JSON object, recording warnings and which keys were read.
+/// Extracts typed fields from one JSON object, recording warnings. Each value read is moved out of
+/// the object (no copy); what is left at the end is `extra`.
 pub(super) struct Reader<'a, 'w> {
-    obj: &'a Map<String, Value>,
+    obj: &'a mut Map<String, Value>,
     /// JSON pointer of `obj` ("" for the root).
     base: String,
-    /// Keys consumed so far (everything else ends up in `extra`).
-    known: Vec<&'static str>,
     warnings: &'w mut Vec<FieldWarning>,
 }
 
 impl<'a, 'w> Reader<'a, 'w> {
     pub(super) fn new(
-        obj: &'a Map<String, Value>,
+        obj: &'a mut Map<String, Value>,
         base: String,
         warnings: &'w mut Vec<FieldWarning>,
     ) -> Self {
         Self {
             obj,
             base,
-            known: Vec::new(),
             warnings,
         }
     }
@@ -178,20 +176,18 @@ impl<'a, 'w> Reader<'a, 'w> {
         });
     }
 
+    /// Marks `key` as read: it is not `extra`.
     pub(super) fn mark(&mut self, key: &'static str) {
-        if !self.known.contains(&key) {
-            self.known.push(key);
-        }
+        self.obj.remove(key);
     }
 
     pub(super) fn has(&self, key: &str) -> bool {
         !matches!(self.obj.get(key), None | Some(Value::Null))
     }
 
-    /// Marks `key` as known and returns its value; `null` counts as absent.
-    fn take(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.mark(key);
-        match self.obj.get(key) {
+    /// Marks `key` as read and moves its value out; `null` counts as absent.
+    fn take(&mut self, key: &'static str) -> Option<Value> {
+        match self.obj.remove(key) {
             None | Some(Value::Null) => None,
             Some(v) => Some(v),
         }
@@ -200,14 +196,14 @@ impl<'a, 'w> Reader<'a, 'w> {
     /// A string; numbers and booleans are converted (with a warning), others ignored.
     pub(super) fn string(&mut self, key: &'static str) -> Option<String> {
         match self.take(key)? {
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) => Some(s),
             v @ (Value::Number(_) | Value::Bool(_)) => {
-                let msg = format!("expected a string, got {}; converted", type_name(v));
+                let msg = format!("expected a string, got {}; converted", type_name(&v));
                 self.warn(key, msg);
                 Some(v.to_string())
             }
             v => {
-                let msg = format!("expected a string, got {}; ignored", type_name(v));
+                let msg = format!("expected a string, got {}; ignored", type_name(&v));
                 self.warn(key, msg);
                 None
             }
@@ -217,7 +213,7 @@ impl<'a, 'w> Reader<'a, 'w> {
     /// An integer; numeric strings are accepted, fractional numbers truncated (with a warning).
     fn int(&mut self, key: &'static str) -> Option<i64> {
         let v = self.take(key)?;
-        let as_float = match v {
+        let as_float = match &v {
             Value::Number(n) => {
                 if let Some(i) = n.as_i64() {
                     return Some(i);
@@ -268,7 +264,7 @@ impl<'a, 'w> Reader<'a, 'w> {
             Value::Number(n) => n.as_f64(),
             Value::String(s) => s.trim().parse::<f64>().ok(),
             other => {
-                let msg = format!("expected a number, got {}; ignored", type_name(other));
+                let msg = format!("expected a number, got {}; ignored", type_name(&other));
                 self.warn(key, msg);
                 return None;
             }
@@ -285,7 +281,7 @@ impl<'a, 'w> Reader<'a, 'w> {
     pub(super) fn timestamp(&mut self, key: &'static str) -> Option<OffsetDateTime> {
         match self.take(key)? {
             Value::String(s) => {
-                let ts = crate::timestamp::parse(s);
+                let ts = crate::timestamp::parse(&s);
                 if ts.is_none() {
                     self.warn(key, "unrecognised timestamp format; ignored");
                 }
@@ -294,7 +290,7 @@ impl<'a, 'w> Reader<'a, 'w> {
             other => {
                 let msg = format!(
                     "expected a timestamp string, got {}; ignored",
-                    type_name(other)
+                    type_name(&other)
                 );
                 self.warn(key, msg);
                 None
@@ -310,13 +306,13 @@ impl<'a, 'w> Reader<'a, 'w> {
         read: impl FnOnce(&mut Reader<'_, '_>) -> T,
     ) -> Option<T> {
         match self.take(key)? {
-            Value::Object(inner) => {
+            Value::Object(mut inner) => {
                 let base = self.pointer(key);
-                let mut sub = Reader::new(inner, base, self.warnings);
+                let mut sub = Reader::new(&mut inner, base, self.warnings);
                 Some(read(&mut sub))
             }
             other => {
-                let msg = format!("expected {what}, got {}; ignored", type_name(other));
+                let msg = format!("expected {what}, got {}; ignored", type_name(&other));
                 self.warn(key, msg);
                 None
             }
@@ -325,14 +321,15 @@ impl<'a, 'w> Reader<'a, 'w> {
 
     /// A destination object; a bare string is taken as its endpoint (with a warning).
     fn destination(&mut self, key: &'static str) -> Option<Destination> {
-        if let Some(Value::String(s)) = self.obj.get(key) {
+        if let Some(Value::String(s)) = self.obj.get_mut(key) {
+            let endpoint = std::mem::take(s);
             self.mark(key);
             self.warn(
                 key,
                 "expected a destination object, got a string; used as endpoint",
             );
             return Some(Destination {
-                endpoint: Some(s.clone()),
+                endpoint: Some(endpoint),
                 ..Destination::default()
             });
         }
@@ -345,11 +342,11 @@ impl<'a, 'w> Reader<'a, 'w> {
             Value::Array(items) => {
                 let base = self.pointer(key);
                 let mut headers = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in items.into_iter().enumerate() {
                     let item_ptr = format!("{base}/{i}");
                     match item {
-                        Value::Object(inner) => {
-                            let mut sub = Reader::new(inner, item_ptr, self.warnings);
+                        Value::Object(mut inner) => {
+                            let mut sub = Reader::new(&mut inner, item_ptr, self.warnings);
                             headers.push(read_call_header(&mut sub));
                         }
                         other => {
@@ -357,7 +354,7 @@ impl<'a, 'w> Reader<'a, 'w> {
                                 pointer: item_ptr,
                                 message: format!(
                                     "expected a call header object, got {}; skipped",
-                                    type_name(other)
+                                    type_name(&other)
                                 ),
                             });
                         }
@@ -366,21 +363,21 @@ impl<'a, 'w> Reader<'a, 'w> {
                 Some(headers)
             }
             other => {
-                let msg = format!("expected an array, got {}; ignored", type_name(other));
+                let msg = format!("expected an array, got {}; ignored", type_name(&other));
                 self.warn(key, msg);
                 None
             }
         }
     }
 
-    /// All fields not read so far (envelope keys excluded at the root).
-    fn extra(&self) -> Map<String, Value> {
-        let root = self.base.is_empty();
-        self.obj
-            .iter()
-            .filter(|(k, _)| !self.known.contains(&k.as_str()))
-            .filter(|(k, _)| !(root && ENVELOPE_KEYS.contains(&k.as_str())))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    /// All fields not read so far (envelope keys excluded at the root), moved out.
+    fn extra(&mut self) -> Map<String, Value> {
+        let mut rest = std::mem::take(self.obj);
+        if self.base.is_empty() {
+            for key in ENVELOPE_KEYS {
+                rest.remove(key);
+            }
+        }
+        rest
     }
 }

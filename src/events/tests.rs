@@ -784,10 +784,15 @@ fn serializes_camel_case_skipping_none() {
 }
 
 #[test]
-fn raw_is_kept() {
+fn the_body_as_json_skips_a_byte_order_mark() {
     let p = parse(ICE_NUGET);
-    assert_eq!(p.raw["cli"], json!("46708168731"));
-    assert_eq!(p.raw["duration"], json!(0));
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend_from_slice(ICE_NUGET.as_bytes());
+    let whole = body_json(&with_bom).expect("json");
+    assert_eq!(whole["cli"], json!("46708168731"));
+    assert_eq!(whole["duration"], json!(0));
+    assert_eq!(p.caller(), Some("46708168731"));
+    assert_eq!(body_json(b"{not json"), None);
 }
 
 #[test]

@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::events::ParsedEvent;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 
 /// Names accepted inside `${...}`.
@@ -213,17 +213,25 @@ pub fn render_str(s: &str, ctx: &EventContext) -> String {
 }
 
 /// Renders a template: every string value anywhere in `template` goes through [`render_str`];
-/// other values and all object keys are copied unchanged.
+/// other values and all object keys are copied unchanged. The template is copied as it is (maps
+/// node by node, without sorting their keys again), then only the strings with a `$` are rewritten.
 pub fn render(template: &Value, ctx: &EventContext) -> Value {
-    match template {
-        Value::String(s) => Value::String(render_str(s, ctx)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| render(v, ctx)).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), render(v, ctx)))
-                .collect::<Map<String, Value>>(),
-        ),
-        other => other.clone(),
+    let mut out = template.clone();
+    render_in_place(&mut out, ctx);
+    out
+}
+
+/// Substitutes the placeholders of every string in `value`.
+fn render_in_place(value: &mut Value, ctx: &EventContext) {
+    match value {
+        Value::String(s) => {
+            if s.contains('$') {
+                *s = render_str(s, ctx);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| render_in_place(v, ctx)),
+        Value::Object(map) => map.values_mut().for_each(|v| render_in_place(v, ctx)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 

@@ -92,10 +92,11 @@ impl Shadow {
 }
 
 /// The job for a callback just answered, when its route shadows a version (cheap otherwise: one
-/// look-up of the route by id).
+/// look-up of the route by id). `body` is the callback's body, read as JSON only for a job.
 pub fn job(
     routes: &[crate::flows::routes::Route],
     event: &crate::events::ParsedEvent,
+    body: &[u8],
     outcome: &crate::recording::CallbackOutcome,
     reference: &str,
     received_at: OffsetDateTime,
@@ -113,7 +114,7 @@ pub fn job(
         version,
         callid: event.callid.clone()?,
         event_type: event.kind.clone(),
-        event: event.raw.clone(),
+        event: crate::events::body_json(body)?,
         reference: reference.to_owned(),
         received_at,
         live_reply: reply.clone(),
@@ -272,19 +273,21 @@ mod tests {
             json!({"id": 7, "name": "r", "target": {"kind": "flow", "flowId": 3}}),
         )
         .unwrap();
-        let event = crate::events::parse_value(json!({"event": "ice", "callid": "c"})).unwrap();
+        let body = br#"{"event": "ice", "callid": "c"}"#;
+        let event = crate::events::parse_event(body).unwrap();
         let mut outcome =
             crate::recording::CallbackOutcome::answered(crate::outcome::ReplySource::Flow);
         outcome.route_id = Some(7);
         let reply = json!({"action": {"name": "hangup"}});
         let at = OffsetDateTime::UNIX_EPOCH;
         let job_for = |routes: &[crate::flows::routes::Route]| {
-            job(routes, &event, &outcome, "ref", at, &reply)
+            job(routes, &event, body, &outcome, "ref", at, &reply)
         };
         assert!(job_for(std::slice::from_ref(&route)).is_none());
         route.shadow_version = Some(2);
         let j = job_for(std::slice::from_ref(&route)).unwrap();
         assert_eq!((j.flow_id, j.version, j.callid.as_str()), (3, 2, "c"));
+        assert_eq!(j.event, json!({"event": "ice", "callid": "c"}));
         assert!(job_for(&[]).is_none());
     }
 }

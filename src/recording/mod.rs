@@ -14,8 +14,11 @@
 //! bounded [`memory`] queue that the shipper empties into PostgreSQL (or back into the journal once it
 //! works). Only when that queue is full too is a record dropped, and every drop is counted.
 //!
-//! Records are written in a versioned envelope ([`encode`], [`decode`]): `{"v":1,"record":{…}}`. The
-//! previous release wrote the bare record (`{"callback":{…}}`); that is format 0, still read.
+//! Records are written in a versioned format ([`encode`], [`decode`]). Format 2 (this release) is a
+//! tag byte `2`, the length of the record's JSON (u32 LE), the JSON of the record without the
+//! callback's body, then the body's bytes as they arrived. Format 1 was the JSON envelope
+//! `{"v":1,"record":{…}}` with the body in base64 inside; format 0 the bare record
+//! (`{"callback":{…}}`). Both are still read.
 
 pub mod build;
 pub mod journal;
@@ -74,8 +77,13 @@ pub struct NewCallback {
     /// Event timestamp.
     #[serde(with = "time::serde::rfc3339::option")]
     pub event_timestamp: Option<OffsetDateTime>,
-    /// Raw body.
-    #[serde(with = "crate::recording::base64_bytes")]
+    /// Raw body. Not in the record's JSON: format 2 carries it after the JSON as it is (formats 0
+    /// and 1 had it in the JSON, in base64, which is still read).
+    #[serde(
+        skip_serializing,
+        default,
+        deserialize_with = "crate::recording::base64_bytes::deserialize"
+    )]
     pub raw_body: Vec<u8>,
     /// Whether `raw_body` parsed as an event. The journal keeps only the raw bytes; the shipper
     /// parses them again into the `body` column (one parse instead of a serialize and a parse).
@@ -301,8 +309,12 @@ impl Record {
     }
 }
 
-/// The record format written by this release. Format 0 (the release before) wrote the bare record.
-pub const FORMAT_VERSION: u32 = 1;
+/// The record format written by this release (see the module documentation). Formats 0 and 1
+/// (JSON, the body in base64) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Bytes before the JSON of a format-2 record: the tag, then the JSON's length (u32 LE).
+const FRAMED_HEADER: usize = 5;
 
 /// Why a journal record could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -316,24 +328,75 @@ pub enum Undecodable {
     /// A JSON object with no record in it.
     #[error("no record in it")]
     Empty,
+    /// A format-2 record whose framing does not hold (cut short, or a body after a record that
+    /// has none).
+    #[error("not a record: {0}")]
+    Framing(&'static str),
 }
 
-/// Encodes a record for the journal, in its versioned envelope.
+/// Encodes a record for the journal, in this release's format: the tag byte, the length of the
+/// JSON, the JSON of the record (without the callback's body), then the body as it arrived (no
+/// base64, no escaping: the largest field of a callback record is copied once).
 pub fn encode(record: &Record) -> serde_json::Result<Vec<u8>> {
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        v: u32,
-        record: &'a Record,
-    }
-    serde_json::to_vec(&Envelope {
-        v: FORMAT_VERSION,
-        record,
-    })
+    let body: &[u8] = match record {
+        Record::Callback(c) => &c.callback.raw_body,
+        Record::Error(_) | Record::Outbound(_) => &[],
+    };
+    // A callback record's JSON is one to three KB: one allocation in the common case.
+    let mut out = Vec::with_capacity(FRAMED_HEADER + 3072 + body.len());
+    out.push(FORMAT_VERSION as u8);
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut out, record)?;
+    let len = u32::try_from(out.len() - FRAMED_HEADER)
+        .map_err(|_| serde::ser::Error::custom("record larger than 4 GiB"))?;
+    out[1..FRAMED_HEADER].copy_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    Ok(out)
 }
 
-/// Decodes a journal record of this format or the previous one (format 0: `{"callback":{…}}` or
-/// `{"error":{…}}`, without envelope).
+/// Decodes a journal record of this format or an earlier one: format 2 (framed, see [`encode`]),
+/// format 1 (`{"v":1,"record":{…}}`) or format 0 (`{"callback":{…}}` or `{"error":{…}}`, without
+/// envelope). A JSON record starts with `{` (or white space); a framed one with its format number.
 pub fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
+    match payload.first() {
+        Some(&tag) if tag < 0x20 && !matches!(tag, b'\t' | b'\n' | b'\r') => {
+            decode_framed(tag, payload)
+        }
+        _ => decode_json(payload),
+    }
+}
+
+/// A record of format 2 (or a later framed one, which is refused as newer).
+fn decode_framed(tag: u8, payload: &[u8]) -> Result<Record, Undecodable> {
+    match u32::from(tag) {
+        FORMAT_VERSION => {}
+        v if v > FORMAT_VERSION => return Err(Undecodable::Newer(v)),
+        _ => return Err(Undecodable::Framing("no framed record format below 2")),
+    }
+    let len = payload
+        .get(1..FRAMED_HEADER)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
+        .ok_or(Undecodable::Framing("cut short in its header"))?;
+    let json_end = usize::try_from(len)
+        .ok()
+        .and_then(|n| n.checked_add(FRAMED_HEADER))
+        .filter(|&end| end <= payload.len())
+        .ok_or(Undecodable::Framing("cut short in its JSON"))?;
+    let body = &payload[json_end..];
+    let mut record: Record = serde_json::from_slice(&payload[FRAMED_HEADER..json_end])?;
+    match &mut record {
+        Record::Callback(c) => c.callback.raw_body = body.to_vec(),
+        Record::Error(_) | Record::Outbound(_) if !body.is_empty() => {
+            return Err(Undecodable::Framing("a body after a record that has none"))
+        }
+        Record::Error(_) | Record::Outbound(_) => {}
+    }
+    Ok(record)
+}
+
+/// A JSON record: format 1 (`{"v":1,"record":{…}}`) or format 0 (the bare record).
+fn decode_json(payload: &[u8]) -> Result<Record, Undecodable> {
     #[derive(Deserialize)]
     struct Envelope {
         #[serde(default)]
@@ -597,16 +660,11 @@ impl Recorder {
     }
 }
 
-/// Serde for bytes as base64 text (raw bodies in journal records).
+/// Raw bodies in base64 text, as journal records of formats 0 and 1 carry them.
 pub mod base64_bytes {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Serializes bytes as base64.
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
+    use serde::{Deserialize, Deserializer};
 
     /// Reads base64 back into bytes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -619,8 +677,7 @@ pub mod base64_bytes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_round_trip_through_json() {
+    fn callback_record(raw_body: Vec<u8>) -> Record {
         let c = NewCallback {
             id: Uuid::now_v7(),
             reference: "r".into(),
@@ -630,7 +687,7 @@ mod tests {
             callid: Some("c".into()),
             application_key: None,
             event_timestamp: None,
-            raw_body: vec![0, 159, 146, 150, b'{'],
+            raw_body,
             body_is_json: false,
             parse_warnings: None,
             signature: SignatureState::Verified,
@@ -643,41 +700,90 @@ mod tests {
             latency_us: 5,
             ..CallbackOutcome::answered(ReplySource::Fallback)
         };
-        let r = Record::Callback(Box::new(CallbackRecord {
-            callback: c.clone(),
-            outcome: o,
-            duplicate_of: None,
-            errors: vec![],
-            rejected: None,
-            upstream: None,
+        Record::Callback(Box::new(CallbackRecord {
             call_state: Some(CallStateChange::Ended { callid: "c".into() }),
-            sinch_report: None,
-        }));
-        let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+            ..CallbackRecord::new(c, o)
+        }))
+    }
+
+    /// Everything a record holds, comparable: its JSON (without the body) and the body.
+    fn contents(r: &Record) -> (Value, Vec<u8>) {
+        let body = match r {
+            Record::Callback(c) => c.callback.raw_body.clone(),
+            _ => Vec::new(),
+        };
+        (serde_json::to_value(r).expect("json"), body)
+    }
+
+    /// A record written by the release before (format 1), from its journal: an ICE answered by a
+    /// flow (`tests/fixtures/journal/record-format1.json`).
+    const FORMAT1: &[u8] = include_bytes!("../../tests/fixtures/journal/record-format1.json");
+
+    #[test]
+    fn records_round_trip_in_the_framed_format() {
+        let body = vec![0, 159, 146, 150, b'{', b'"', b'\\'];
+        let r = callback_record(body.clone());
+        let encoded = encode(&r).expect("encodes");
+        assert_eq!(encoded[0], 2, "the format tag");
+        let len = u32::from_le_bytes(encoded[1..5].try_into().expect("4 bytes")) as usize;
+        let json: Value = serde_json::from_slice(&encoded[5..5 + len]).expect("json");
+        assert!(json["callback"]["callback"].get("raw_body").is_none());
+        assert_eq!(&encoded[5 + len..], &body[..], "the body as it arrived");
+        let back = decode(&encoded).expect("decodes");
+        assert_eq!(contents(&back), contents(&r));
         let Record::Callback(back) = back else {
             panic!("kind changed")
         };
-        assert_eq!(back.callback.raw_body, c.raw_body);
         assert_eq!(back.callback.signature, SignatureState::Verified);
         assert_eq!(back.outcome.reply_source, ReplySource::Fallback);
         assert!(serde_json::from_str::<Record>(r#"{"nonsense":{}}"#).is_err());
-        // The journal's envelope carries the format version; the previous format (the bare
-        // record) is still read.
-        let encoded = encode(&r).unwrap();
-        assert!(encoded.starts_with(br#"{"v":1,"record":{"callback":"#));
-        assert!(matches!(decode(&encoded), Ok(Record::Callback(_))));
-        let bare = serde_json::to_vec(&r).unwrap();
-        let Ok(Record::Callback(old)) = decode(&bare) else {
-            panic!("format 0 not read")
+
+        // Records without a body, and a callback with an empty one.
+        let e = Record::Error(Box::new(
+            crate::error::ApiError::new(crate::catalog::code::INVALID_REQUEST, "x").record(),
+        ));
+        assert_eq!(
+            contents(&decode(&encode(&e).expect("e")).expect("d")),
+            contents(&e)
+        );
+        let empty = callback_record(Vec::new());
+        let encoded = encode(&empty).expect("encodes");
+        assert_eq!(contents(&decode(&encoded).expect("d")), contents(&empty));
+    }
+
+    #[test]
+    fn records_of_formats_1_and_0_are_still_decoded() {
+        let old = decode(FORMAT1).expect("format 1 is read");
+        let Record::Callback(c) = &old else {
+            panic!("a callback record")
         };
-        assert_eq!(old.callback.raw_body, c.raw_body);
+        assert_eq!(c.callback.callid.as_deref(), Some("fixture-0"));
+        let event: Value = serde_json::from_slice(&c.callback.raw_body).expect("the ICE");
+        assert_eq!(event["callid"], "fixture-0");
+        assert_eq!(c.outcome.flow_node.as_deref(), Some("welcome"));
+        assert!(c
+            .outcome
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.get().contains("runMenu")));
+        assert!(matches!(c.call_state, Some(CallStateChange::Set { .. })));
+        // Written again in this release's format, it reads back the same.
+        let again = decode(&encode(&old).expect("encodes")).expect("decodes");
+        assert_eq!(contents(&again), contents(&old));
+        // Format 0: the same record without the envelope.
+        let envelope: Value = serde_json::from_slice(FORMAT1).expect("json");
+        let bare = serde_json::to_vec(&envelope["record"]).expect("json");
+        assert_eq!(
+            contents(&decode(&bare).expect("format 0 is read")),
+            contents(&old)
+        );
     }
 
     #[test]
     fn records_that_cannot_be_decoded_say_why() {
         assert!(matches!(
-            decode(br#"{"v":2,"record":{"callback":{"new":true}}}"#),
-            Err(Undecodable::Newer(2))
+            decode(br#"{"v":3,"record":{"callback":{"new":true}}}"#),
+            Err(Undecodable::Newer(3))
         ));
         assert!(matches!(
             decode(br#"{"v":7,"record":{"telepathy":{}}}"#),
@@ -692,5 +798,27 @@ mod tests {
             Err(Undecodable::Invalid(_))
         ));
         assert!(matches!(decode(b"\xff\x00"), Err(Undecodable::Invalid(_))));
+        // Framed: a later format, a tag no format had, cut short, a body where none belongs.
+        assert!(matches!(
+            decode(b"\x03anything"),
+            Err(Undecodable::Newer(3))
+        ));
+        assert!(matches!(decode(b"\x01{}"), Err(Undecodable::Framing(_))));
+        let encoded = encode(&callback_record(b"{}".to_vec())).expect("encodes");
+        assert!(matches!(
+            decode(&encoded[..3]),
+            Err(Undecodable::Framing(_))
+        ));
+        let len = u32::from_le_bytes(encoded[1..5].try_into().expect("4 bytes")) as usize;
+        assert!(matches!(
+            decode(&encoded[..5 + len - 1]),
+            Err(Undecodable::Framing(_))
+        ));
+        let e = Record::Error(Box::new(
+            crate::error::ApiError::new(crate::catalog::code::INVALID_REQUEST, "x").record(),
+        ));
+        let mut with_body = encode(&e).expect("encodes");
+        with_body.extend_from_slice(b"stray");
+        assert!(matches!(decode(&with_body), Err(Undecodable::Framing(_))));
     }
 }
