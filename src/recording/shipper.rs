@@ -574,14 +574,17 @@ impl Shipper {
         durable: u64,
         stopping: Option<std::time::Instant>,
     ) -> Round {
-        if through > self.journal.shipped() {
+        let moved = through > self.journal.shipped();
+        if moved {
             // Only undecodable records were read, and they are set aside: move on.
             self.mark_shipped(through);
         }
-        if through < durable {
+        if through < durable && moved {
             return Round::Again;
         }
-        if self.status.memory.is_empty() {
+        // Caught up; or stuck before a record that could not be set aside (read again after
+        // the wait below, never skipped).
+        if through >= durable && self.status.memory.is_empty() {
             self.status
                 .caught_up_at_ms
                 .store(now_ms(), Ordering::Release);
@@ -641,6 +644,27 @@ async fn drain_memory(
         held.len(),
         held.iter().map(|h| h.payload.len() as u64).sum::<u64>(),
     );
+    let (decoded, mut left) = decode_held(journal, metrics, held);
+    if ship_held(store, journal, metrics, status, &decoded, &mut left).await {
+        metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
+        status.db_ok.store(true, Ordering::Release);
+        *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        settle_held(status, taken, left);
+        return true;
+    }
+    // PostgreSQL did not take them: back into the journal (one group commit for all), once it works.
+    let journaled = journal_held(journal, metrics, status, decoded, &mut left).await;
+    settle_held(status, taken, left);
+    journaled > 0
+}
+
+/// Decodes records held in memory; an undecodable one is set aside (or, when it cannot be,
+/// returned in the second list, to be held again).
+fn decode_held(
+    journal: &Journal,
+    metrics: &Metrics,
+    held: Vec<Held>,
+) -> (Vec<(Held, Record)>, Vec<Held>) {
     let mut decoded: Vec<(Held, Record)> = Vec::with_capacity(held.len());
     let mut left: Vec<Held> = Vec::new();
     for h in held {
@@ -660,60 +684,75 @@ async fn drain_memory(
             }
         }
     }
+    (decoded, left)
+}
+
+/// Ships records held in memory in one transaction, or one by one when PostgreSQL refuses the
+/// batch (those it refuses on their own are set aside; kept nowhere, they go to `left`). True when
+/// all are in PostgreSQL or set aside.
+async fn ship_held(
+    store: &Store,
+    journal: &Journal,
+    metrics: &Metrics,
+    status: &ShipStatus,
+    decoded: &[(Held, Record)],
+    left: &mut Vec<Held>,
+) -> bool {
     let records: Vec<&Record> = decoded.iter().map(|(_, r)| r).collect();
     let shipped = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut));
-    if let Err(e) = &shipped {
-        if !refuses_records(e) {
-            status.db_ok.store(false, Ordering::Release);
-            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-        }
-    }
-    let ok = match shipped {
+    match shipped {
         Ok(()) => true,
         Err(e) if refuses_records(&e) => {
-            // Find the ones it refuses, one by one; the rest go in.
-            let mut all = true;
-            for (h, r) in &decoded {
-                match store.ship(&[r]).await {
-                    Ok(()) => {}
-                    Err(e) if refuses_records(&e) => {
-                        let name = format!("memory-{}.json", uuid::Uuid::now_v7());
-                        let kept = super::encode(r)
-                            .map(|p| set_aside(journal, &name, &p))
-                            .unwrap_or(false);
-                        metrics.inc("svamlgate_unshippable_records_total", &[("kind", r.kind())]);
-                        tracing::error!(error = %e, file = %name, kept, "PostgreSQL refuses a record held in memory; it is kept in journal/unshippable/");
-                        if !kept {
-                            left.push(h.clone());
-                        }
-                    }
-                    Err(_) => {
-                        all = false;
-                        break;
-                    }
+            ship_held_one_by_one(store, journal, metrics, decoded, left).await
+        }
+        Err(e) => {
+            status.db_ok.store(false, Ordering::Release);
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            false
+        }
+    }
+}
+
+/// [`ship_held`] record by record: finds the ones PostgreSQL refuses; the rest go in.
+async fn ship_held_one_by_one(
+    store: &Store,
+    journal: &Journal,
+    metrics: &Metrics,
+    decoded: &[(Held, Record)],
+    left: &mut Vec<Held>,
+) -> bool {
+    for (h, r) in decoded {
+        match store.ship(&[r]).await {
+            Ok(()) => {}
+            Err(e) if refuses_records(&e) => {
+                let name = format!("memory-{}.json", uuid::Uuid::now_v7());
+                let kept = super::encode(r)
+                    .map(|p| set_aside(journal, &name, &p))
+                    .unwrap_or(false);
+                metrics.inc("svamlgate_unshippable_records_total", &[("kind", r.kind())]);
+                tracing::error!(error = %e, file = %name, kept, "PostgreSQL refuses a record held in memory; it is kept in journal/unshippable/");
+                if !kept {
+                    left.push(h.clone());
                 }
             }
-            all
+            Err(_) => return false,
         }
-        Err(_) => false,
-    };
-    let settle = |left: Vec<Held>| {
-        let left_bytes: u64 = left.iter().map(|h| h.payload.len() as u64).sum();
-        status
-            .memory
-            .settle(taken.0 - left.len(), taken.1 - left_bytes);
-        status.memory.put_back(left);
-    };
-    if ok {
-        metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
-        status.db_ok.store(true, Ordering::Release);
-        *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        settle(left);
-        return true;
     }
-    // PostgreSQL did not take them: back into the journal (one group commit for all), once it works.
+    true
+}
+
+/// Appends records held in memory to the journal (one group commit for all); those it does not
+/// take go to `left`, or are dropped (counted) when even the memory queue cannot take them back.
+/// Returns how many the journal took.
+async fn journal_held(
+    journal: &Journal,
+    metrics: &Metrics,
+    status: &ShipStatus,
+    decoded: Vec<(Held, Record)>,
+    left: &mut Vec<Held>,
+) -> usize {
     let appends = decoded.into_iter().map(|(h, _)| {
         let kind = h.kind;
         async move { (kind, journal.append_or_return(h.payload).await) }
@@ -735,8 +774,16 @@ async fn drain_memory(
             }
         }
     }
-    settle(left);
-    journaled > 0
+    journaled
+}
+
+/// Settles what [`drain_memory`] took (`taken`: records, bytes) and puts `left` back.
+fn settle_held(status: &ShipStatus, taken: (usize, u64), left: Vec<Held>) {
+    let left_bytes: u64 = left.iter().map(|h| h.payload.len() as u64).sum();
+    status
+        .memory
+        .settle(taken.0 - left.len(), taken.1 - left_bytes);
+    status.memory.put_back(left);
 }
 
 /// Keeps bytes in `journal/unshippable/<name>`, durably; false when they could not be kept.

@@ -478,11 +478,7 @@ async fn catch_up_from_journal(rows: usize) -> (String, f64) {
     use svamlgate::recording::ShipStatus;
 
     let url = fresh_database().await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await
-        .expect("pool");
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
     let dir = crate::helpers::base_config().db.data_dir.join("journal");
     std::fs::create_dir_all(&dir).unwrap();
     let (journal, _) = Journal::open(&dir).unwrap();
@@ -502,9 +498,11 @@ async fn catch_up_from_journal(rows: usize) -> (String, f64) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     let cpu_before = cluster_cpu_ticks(&pool).await;
     let started = std::time::Instant::now();
+    // The shipper's connections live on its own runtime: a pool of its own.
+    let shipper_pool = sqlx::PgPool::connect(&url).await.expect("pool");
     let done = shipper::spawn(
         journal,
-        Store::new(pool.clone()),
+        Store::new(shipper_pool),
         metrics.clone(),
         status.clone(),
         ShipperConfig {
@@ -841,9 +839,11 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
     let status = Arc::new(ShipStatus::new(&journal));
     let metrics = Arc::new(svamlgate::metrics::Metrics::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    // The shipper's connections live on its own runtime: a pool of its own.
+    let shipper_pool = sqlx::PgPool::connect(&url).await.expect("pool");
     let done = shipper::spawn(
         journal,
-        Store::new(pool.clone()),
+        Store::new(shipper_pool),
         metrics.clone(),
         status.clone(),
         ShipperConfig {
