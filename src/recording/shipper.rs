@@ -300,15 +300,18 @@ impl ReadAhead {
         true
     }
 
-    /// The next batch: the one prepared ahead, or one prepared now.
+    /// The next batch: the one prepared ahead, or one prepared now, on this thread (as at a
+    /// trickle: no hand-over between threads on the way of a reader waiting for its writes).
     async fn next(&mut self, durable: u64, max: usize) -> Prepared {
-        if self.ahead.is_none() {
-            self.start(durable, max);
-        }
         let waiting = Instant::now();
-        let joined = match self.ahead.take() {
-            Some(handle) => handle.await,
-            None => return self.empty(),
+        let joined = match (self.ahead.take(), self.reader.as_mut()) {
+            (Some(handle), _) => handle.await,
+            (None, Some(reader)) => {
+                let prepared = reader.prepare(durable, max);
+                self.handed = prepared.through;
+                return prepared;
+            }
+            (None, None) => return self.empty(),
         };
         spent(&self.metrics, "wait", waiting.elapsed());
         match joined {
