@@ -170,7 +170,7 @@ struct Prepared {
 }
 
 /// The journal side of the shipper: a cursor, and what it takes to read, decode and encode a
-/// batch. Runs on a blocking thread ([`ReadAhead`]).
+/// batch. Runs on a blocking thread when it reads ahead ([`ReadAhead`]), else on the shipper's.
 struct Reader {
     journal: Journal,
     metrics: Arc<Metrics>,
@@ -181,13 +181,16 @@ impl Reader {
     /// Up to `max` records after the cursor, not past `durable`.
     fn prepare(&mut self, durable: u64, max: usize) -> Prepared {
         let started = Instant::now();
+        let before = self.cursor.after;
         let read = self.cursor.read(&self.journal, durable, max);
         self.report_cuts();
         let read_at = Instant::now();
         let (seqs, records) = match read {
             Ok(raw) => self.decode(raw),
             Err(e) => {
+                // The cursor may have moved past records it did not return: read them again.
                 tracing::error!(error = %e, "could not read the journal");
+                self.cursor = Cursor::new(before);
                 (Vec::new(), Vec::new())
             }
         };
