@@ -23,6 +23,10 @@ use crate::metrics::Metrics;
 /// Most records shipped in one transaction.
 pub const BATCH: usize = 500;
 
+/// Most records shipped in one transaction while the shipper is behind by more than four such
+/// batches (a catch-up): fewer commits per row (docs/benchmarks.md, "Catch-up pipeline").
+pub const CATCH_UP_BATCH: usize = 2000;
+
 /// How long the shipper lets records gather once the first arrives after it caught up. At 1,000
 /// callbacks/s this is one PostgreSQL transaction per 100 records instead of one per record: fewer
 /// commit flushes competing with the journal's on a shared disk, less CPU per row.
@@ -98,7 +102,7 @@ impl Tuning {
     /// What svamlgate runs with.
     pub const DEFAULT: Tuning = Tuning {
         read_ahead: true,
-        catch_up_batch: BATCH,
+        catch_up_batch: CATCH_UP_BATCH,
     };
 }
 
