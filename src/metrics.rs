@@ -282,6 +282,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Batches PostgreSQL did not take (they are retried).",
     ),
     (
+        "svamlgate_ship_stage_microseconds_total",
+        "counter",
+        "Wall time the shipper spent per stage, in microseconds: read, decode and encode (the journal side, on its reader thread), wait (the writer waiting for the reader), copy, insert and commit (PostgreSQL's side).",
+    ),
+    (
+        "svamlgate_ship_read_ahead_total",
+        "counter",
+        "Batches the shipper read from the journal while PostgreSQL was writing the one before.",
+    ),
+    (
         "svamlgate_unshippable_records_total",
         "counter",
         "Records set aside in journal/unshippable/ instead of shipped, by kind: refused by PostgreSQL on their own (callback, error, outbound), or undecodable (kept byte for byte).",

@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
@@ -130,30 +131,45 @@ impl<R> Staged<R> {
         )
     }
 
-    /// COPYs `rows` into the staging table, then moves them into the table.
-    async fn ship<'r>(
+    /// COPYs `rows` (encoded by [`Staged::copy_text`]) into the staging table, then moves them
+    /// into the table; the wall time of each goes to `steps`.
+    async fn write(
         &self,
         tx: &mut Tx<'_>,
-        rows: impl IntoIterator<Item = &'r R>,
-    ) -> Result<(), sqlx::Error>
-    where
-        R: 'r,
-    {
-        let rows = self.copy_text(rows);
+        rows: &CopyText,
+        steps: &mut Steps,
+    ) -> Result<(), sqlx::Error> {
         if rows.rows() == 0 {
             return Ok(());
         }
+        let started = Instant::now();
         sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
             .execute(&mut **tx)
             .await?;
         let mut copy = tx.copy_in_raw(&self.copy_sql()).await?;
         copy.send(rows.bytes()).await?;
         copy.finish().await?;
+        let copied = Instant::now();
+        steps.copy += copied - started;
         sqlx::query(AssertSqlSafe(self.insert_sql()))
             .execute(&mut **tx)
             .await?;
+        steps.insert += copied.elapsed();
         Ok(())
     }
+}
+
+/// Where a batch's wall time went in PostgreSQL: `COPY` into the staging tables (with their
+/// creation), the statements that move rows into the tables (`INSERT … SELECT`, and the few
+/// statements per record for rare rows), and the commit (its WAL flush).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Steps {
+    /// Staging tables created and filled.
+    pub copy: Duration,
+    /// Rows moved into the tables, call states applied, rare rows written.
+    pub insert: Duration,
+    /// `COMMIT`.
+    pub commit: Duration,
 }
 
 /// The columns of `callbacks` other steps write after the row is in: Sinch's verdict on the reply
@@ -567,9 +583,122 @@ impl Store {
 
     /// Writes one part of a batch in one transaction.
     async fn ship_part(&self, p: &Part<'_>) -> Result<(), sqlx::Error> {
-        let callbacks = &p.callbacks;
+        self.write_part(p, &Encoded::of(p), &mut Steps::default())
+            .await
+    }
+
+    /// Writes a batch encoded ahead of time ([`Batch::new`]) in one transaction, or over two
+    /// connections when [`set_connections`] asks for it and the batch is large (re-encoded then).
+    /// The wall time of its steps is added to `steps`.
+    pub async fn ship_batch(&self, batch: &Batch, steps: &mut Steps) -> Result<(), sqlx::Error> {
+        let records: Vec<&Record> = batch.records.iter().collect();
+        let part = Part::of(&records);
+        if part.callbacks.len() >= PARALLEL_AT && CONNECTIONS.load(Ordering::Relaxed) >= 2 {
+            return self.ship_over(&records, 2).await;
+        }
+        self.write_part(&part, &batch.encoded, steps).await
+    }
+
+    /// Writes `p`, whose COPY payloads are `e`, in one transaction.
+    async fn write_part(
+        &self,
+        p: &Part<'_>,
+        e: &Encoded,
+        steps: &mut Steps,
+    ) -> Result<(), sqlx::Error> {
+        let started = Instant::now();
+        let mut tx = self.pool().begin().await?;
+        steps.copy += started.elapsed();
+        CALLBACKS.write(&mut tx, &e.callbacks, steps).await?;
+        ERRORS.write(&mut tx, &e.errors, steps).await?;
+        REFUSALS.write(&mut tx, &e.refusals, steps).await?;
+        let started = Instant::now();
+        for c in &p.callbacks {
+            write_rare_rows(&mut tx, c).await?;
+        }
+        if !e.ended.is_empty() {
+            sqlx::query(
+                "DELETE FROM call_state c USING unnest($1::text[], $2::timestamptz[]) AS e (callid, at) \
+                 WHERE c.callid = e.callid AND c.updated_at <= e.at",
+            )
+            .bind(&e.ended)
+            .bind(&e.ended_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        steps.insert += started.elapsed();
+        CALL_STATES.write(&mut tx, &e.states, steps).await?;
+        let started = Instant::now();
+        for c in &p.reports {
+            if let Some(report) = &c.sinch_report {
+                mark_rejected_by_sinch(&mut tx, c, report).await?;
+            }
+        }
+        for o in &p.outbound {
+            ship_outbound(&mut tx, o).await?;
+        }
+        let committing = Instant::now();
+        steps.insert += committing - started;
+        tx.commit().await?;
+        steps.commit += committing.elapsed();
+        Ok(())
+    }
+}
+
+/// A callback's rows that are rare (one statement each): its rejected reply and its upstream
+/// exchange.
+async fn write_rare_rows(tx: &mut Tx<'_>, c: &CallbackRecord) -> Result<(), sqlx::Error> {
+    if let Some(r) = &c.rejected {
+        sqlx::query(
+            "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(r.id)
+        .bind(c.callback.id)
+        .bind(&r.reference)
+        .bind(&r.event_type)
+        .bind(r.source.as_str())
+        .bind(&r.reply)
+        .bind(&r.raw_reply)
+        .bind(sqlx::types::Json(&r.report))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(u) = &c.upstream {
+        sqlx::query(
+            "INSERT INTO upstream_exchanges (callback_id, url, status, body, latency_us, failure, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (callback_id) DO NOTHING",
+        )
+        .bind(c.callback.id)
+        .bind(&u.url)
+        .bind(u.status.map(|s| i16::try_from(s).unwrap_or(i16::MAX)))
+        .bind(&u.body)
+        .bind(u.latency_us)
+        .bind(&u.failure)
+        .bind(c.callback.received_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The COPY payloads of a part and its call-state changes, encoded before its transaction begins
+/// (so that the shipper can encode the next batch while PostgreSQL works on this one).
+struct Encoded {
+    callbacks: CopyText,
+    errors: CopyText,
+    refusals: CopyText,
+    /// The last state each call of the part was set to.
+    states: CopyText,
+    /// Calls whose last change ended them, with the time of that change.
+    ended: Vec<String>,
+    ended_at: Vec<OffsetDateTime>,
+}
+
+impl Encoded {
+    fn of(p: &Part<'_>) -> Encoded {
         let mut errors: Vec<&ErrorRecord> =
-            callbacks.iter().flat_map(|c| c.errors.iter()).collect();
+            p.callbacks.iter().flat_map(|c| c.errors.iter()).collect();
         errors.extend(p.errors.iter().copied());
         // An error recorded without its time (a journal of an older release) gets one, the same
         // in errors and refusals.
@@ -584,63 +713,42 @@ impl Store {
                 }),
             })
             .collect();
-        let mut tx = self.pool().begin().await?;
-        CALLBACKS.ship(&mut tx, callbacks.iter().copied()).await?;
-        ERRORS
-            .ship(&mut tx, errors.iter().map(|e| e.as_ref()))
-            .await?;
-        REFUSALS
-            .ship(
-                &mut tx,
+        let (sets, ended, ended_at) = last_call_states(&p.states);
+        Encoded {
+            callbacks: CALLBACKS.copy_text(p.callbacks.iter().copied()),
+            errors: ERRORS.copy_text(errors.iter().map(|e| e.as_ref())),
+            refusals: REFUSALS.copy_text(
                 errors
                     .iter()
                     .map(|e| e.as_ref())
                     .filter(|e| e.refusal.is_some()),
-            )
-            .await?;
-        for c in callbacks {
-            if let Some(r) = &c.rejected {
-                sqlx::query(
-                    "INSERT INTO rejected_replies (id, callback_id, reference, event_type, source, reply, raw_reply, report) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(r.id)
-                .bind(c.callback.id)
-                .bind(&r.reference)
-                .bind(&r.event_type)
-                .bind(r.source.as_str())
-                .bind(&r.reply)
-                .bind(&r.raw_reply)
-                .bind(sqlx::types::Json(&r.report))
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some(u) = &c.upstream {
-                sqlx::query(
-                    "INSERT INTO upstream_exchanges (callback_id, url, status, body, latency_us, failure, created_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (callback_id) DO NOTHING",
-                )
-                .bind(c.callback.id)
-                .bind(&u.url)
-                .bind(u.status.map(|s| i16::try_from(s).unwrap_or(i16::MAX)))
-                .bind(&u.body)
-                .bind(u.latency_us)
-                .bind(&u.failure)
-                .bind(c.callback.received_at)
-                .execute(&mut *tx)
-                .await?;
-            }
+            ),
+            states: CALL_STATES.copy_text(sets),
+            ended,
+            ended_at,
         }
-        apply_call_states(&mut tx, &p.states).await?;
-        for c in &p.reports {
-            if let Some(report) = &c.sinch_report {
-                mark_rejected_by_sinch(&mut tx, c, report).await?;
-            }
-        }
-        for o in &p.outbound {
-            ship_outbound(&mut tx, o).await?;
-        }
-        tx.commit().await
+    }
+}
+
+/// A batch of journal records with its COPY payloads encoded: what [`Store::ship_batch`] writes.
+pub struct Batch {
+    records: Vec<Record>,
+    encoded: Encoded,
+}
+
+impl Batch {
+    /// Encodes `records` for [`Store::ship_batch`].
+    pub fn new(records: Vec<Record>) -> Batch {
+        let encoded = {
+            let refs: Vec<&Record> = records.iter().collect();
+            Encoded::of(&Part::of(&refs))
+        };
+        Batch { records, encoded }
+    }
+
+    /// The records, in journal order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
     }
 }
 
@@ -773,12 +881,12 @@ async fn mark_rejected_by_sinch(
     Ok(())
 }
 
-/// Applies the batch's call-state changes: the last change of each call wins, and a stored state
-/// written later (by another instance) than the change is kept.
-async fn apply_call_states(
-    tx: &mut Tx<'_>,
-    callbacks: &[&CallbackRecord],
-) -> Result<(), sqlx::Error> {
+/// The batch's call-state changes, the last change of each call winning: the callbacks whose
+/// change set a state, and the calls that ended with when. A stored state written later (by
+/// another instance) than the change is kept (the statements' conditions).
+fn last_call_states<'a>(
+    callbacks: &[&'a CallbackRecord],
+) -> (Vec<&'a CallbackRecord>, Vec<String>, Vec<OffsetDateTime>) {
     let mut last: HashMap<&str, &CallbackRecord> = HashMap::new();
     for c in callbacks {
         if let Some(change) = &c.call_state {
@@ -789,25 +897,15 @@ async fn apply_call_states(
         }
     }
     let mut sets: Vec<&CallbackRecord> = Vec::new();
-    let mut ended: Vec<&str> = Vec::new();
+    let mut ended: Vec<String> = Vec::new();
     let mut ended_at: Vec<OffsetDateTime> = Vec::new();
     for (callid, c) in last {
         if set_state(c).is_some() {
             sets.push(c);
         } else {
-            ended.push(callid);
+            ended.push(callid.to_owned());
             ended_at.push(c.callback.received_at);
         }
     }
-    if !ended.is_empty() {
-        sqlx::query(
-            "DELETE FROM call_state c USING unnest($1::text[], $2::timestamptz[]) AS e (callid, at) \
-             WHERE c.callid = e.callid AND c.updated_at <= e.at",
-        )
-        .bind(&ended)
-        .bind(&ended_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    CALL_STATES.ship(tx, sets).await
+    (sets, ended, ended_at)
 }

@@ -9,19 +9,23 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
 use super::journal::{Cursor, Journal};
 use super::memory::Held;
-use super::ship::refuses_records;
+use super::ship::{refuses_records, Batch, Steps};
 use super::{now_ms, Record, ShipStatus};
 use crate::db::store::Store;
 use crate::metrics::Metrics;
 
 /// Most records shipped in one transaction.
 pub const BATCH: usize = 500;
+
+/// Most records shipped in one transaction while the shipper is behind by more than four such
+/// batches (a catch-up): fewer commits per row (docs/benchmarks.md, "Catch-up pipeline").
+pub const CATCH_UP_BATCH: usize = 2000;
 
 /// How long the shipper lets records gather once the first arrives after it caught up. At 1,000
 /// callbacks/s this is one PostgreSQL transaction per 100 records instead of one per record: fewer
@@ -63,18 +67,11 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("svamlgate-shipper".into())
         .spawn(move || {
-            // SAFETY: gettid and setpriority have no memory-safety preconditions; on Linux a
-            // thread id as PRIO_PROCESS target changes this thread only.
-            unsafe {
-                let tid = libc::gettid();
-                libc::setpriority(
-                    libc::PRIO_PROCESS,
-                    u32::try_from(tid).unwrap_or(0),
-                    crate::db::cluster::BACKGROUND_NICE,
-                );
-            }
+            lower_priority();
+            // The journal reader's blocking thread ([`ReadAhead`]) gets the same priority.
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_start(lower_priority)
                 .build()
             {
                 Ok(r) => r,
@@ -89,7 +86,61 @@ pub fn spawn(
     Ok(done_rx)
 }
 
+/// How the shipper is tuned; process-wide, set before it starts ([`set_tuning`]). The defaults
+/// are what svamlgate runs with; the other settings exist to measure against them
+/// (`catch_up_rows_per_second`, docs/benchmarks.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Read, decode and encode the next batch while PostgreSQL writes this one.
+    pub read_ahead: bool,
+    /// Most records in one transaction while the shipper is behind by more than four such
+    /// batches ([`BATCH`] otherwise).
+    pub catch_up_batch: usize,
+}
+
+impl Tuning {
+    /// What svamlgate runs with.
+    pub const DEFAULT: Tuning = Tuning {
+        read_ahead: true,
+        catch_up_batch: CATCH_UP_BATCH,
+    };
+}
+
+static TUNING: std::sync::Mutex<Tuning> = std::sync::Mutex::new(Tuning::DEFAULT);
+
+/// Sets how shippers started from now on are tuned (measurements only; see [`Tuning`]).
+pub fn set_tuning(t: Tuning) {
+    *TUNING.lock().unwrap_or_else(|p| p.into_inner()) = Tuning {
+        catch_up_batch: t.catch_up_batch.max(1),
+        ..t
+    };
+}
+
+fn tuning() -> Tuning {
+    *TUNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Lowers this thread's CPU priority to [`crate::db::cluster::BACKGROUND_NICE`].
+fn lower_priority() {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions; on Linux a thread id as
+    // PRIO_PROCESS target changes this thread only.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            u32::try_from(tid).unwrap_or(0),
+            crate::db::cluster::BACKGROUND_NICE,
+        );
+    }
+}
+
 /// Runs until `stop` turns true and the journal is drained, or the grace period after it ends.
+///
+/// Two stages overlap ([`ReadAhead`]): while PostgreSQL writes batch N (one transaction), a
+/// blocking thread reads batch N+1 from the journal, decodes it and encodes its COPY payloads. At
+/// most one batch waits ahead. Batches are written one at a time, in journal order, and the
+/// journal's checkpoint moves past a batch only once it is committed: a batch that fails is
+/// retried (with backoff) before the one read after it is written.
 pub async fn run(
     journal: Journal,
     store: Store,
@@ -101,190 +152,488 @@ pub async fn run(
     if migrate_when_possible(&store, &status, &mut stop).await {
         status.db_ok.store(true, Ordering::Release);
     }
-    let mut durable = journal.durable();
-    let mut cursor = Cursor::new(journal.shipped());
-    let mut backoff = Duration::from_millis(50);
-    let mut pending: Vec<(u64, Record)> = Vec::new();
-    let mut last_housekeeping = std::time::Instant::now();
-    let mut memory_backoff = Duration::from_millis(50);
-    let mut memory_retry_at = tokio::time::Instant::now();
-    let pacer = Pacer::new(config.defer_max);
-    loop {
-        let durable_now = *durable.borrow_and_update();
-        status.durable.store(durable_now, Ordering::Release);
-        let stopping = *stop.borrow();
-        // Records the journal could not take come first: they are durable nowhere yet.
-        if !status.memory.is_empty() && tokio::time::Instant::now() >= memory_retry_at {
-            if drain_memory(&journal, &store, &metrics, &status).await {
-                memory_backoff = Duration::from_millis(50);
-            } else {
-                memory_retry_at = tokio::time::Instant::now() + memory_backoff;
-                memory_backoff = (memory_backoff * 2).min(Duration::from_secs(2));
+    let mut shipper = Shipper::new(journal, store, metrics, status, config, stop);
+    while shipper.round().await == Round::Again {}
+}
+
+/// Whether the shipper goes on.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    Again,
+    Done,
+}
+
+/// A batch read from the journal, decoded and encoded: ready for PostgreSQL.
+struct Prepared {
+    /// The journal seq of each record of `batch`.
+    seqs: Vec<u64>,
+    batch: Batch,
+    /// Every record up to this seq is in `batch` or set aside (undecodable): once `batch` is
+    /// committed, the journal's checkpoint may move here.
+    through: u64,
+}
+
+/// The journal side of the shipper: a cursor, and what it takes to read, decode and encode a
+/// batch. Runs on a blocking thread when it reads ahead ([`ReadAhead`]), else on the shipper's.
+struct Reader {
+    journal: Journal,
+    metrics: Arc<Metrics>,
+    cursor: Cursor,
+}
+
+impl Reader {
+    /// Up to `max` records after the cursor, not past `durable`.
+    fn prepare(&mut self, durable: u64, max: usize) -> Prepared {
+        let started = Instant::now();
+        let before = self.cursor.after;
+        let read = self.cursor.read(&self.journal, durable, max);
+        self.report_cuts();
+        let read_at = Instant::now();
+        let (seqs, records) = match read {
+            Ok(raw) => self.decode(raw),
+            Err(e) => {
+                // The cursor may have moved past records it did not return: read them again.
+                tracing::error!(error = %e, "could not read the journal");
+                self.cursor = Cursor::new(before);
+                (Vec::new(), Vec::new())
             }
+        };
+        let decoded_at = Instant::now();
+        let batch = Batch::new(records);
+        self.spent("read", read_at - started);
+        self.spent("decode", decoded_at - read_at);
+        self.spent("encode", decoded_at.elapsed());
+        Prepared {
+            seqs,
+            batch,
+            through: self.cursor.after,
         }
-        if pending.is_empty()
-            && cursor.after < durable_now
-            && stopping.is_none()
-            && !status.urged()
-            && pacer.saturated(&status).await
-        {
-            metrics.inc("svamlgate_ship_deferrals_total", &[]);
-            pause(Duration::from_millis(200), &mut stop).await;
-            continue;
-        }
-        if pending.is_empty() {
-            let read = cursor.read(&journal, durable_now, BATCH);
-            for cut in cursor.take_cuts() {
-                metrics.add("svamlgate_journal_cut_bytes_total", &[], cut.bytes());
-                metrics.add("svamlgate_journal_cut_records_total", &[], cut.records());
-                tracing::error!(
-                    segment = %cut.segment.display(),
-                    from_offset = cut.from,
-                    to_offset = cut.to,
-                    records_lost = cut.records(),
-                    first_lost_seq = cut.lost.map(|l| l.0),
-                    last_lost_seq = cut.lost.map(|l| l.1),
-                    kept_in = ?cut.kept_in,
-                    "journal: unreadable bytes in a written segment were skipped; reading went on at the next intact record"
-                );
-            }
-            match read {
-                Ok(raw) => {
-                    for (seq, payload) in raw {
-                        match super::decode(&payload) {
-                            Ok(r) => pending.push((seq, r)),
-                            Err(e) => {
-                                if !set_aside_undecodable(&journal, &metrics, seq, &payload, &e) {
-                                    // Not kept anywhere yet: read it again later, never skip it.
-                                    cursor = Cursor::new(seq - 1);
-                                    break;
-                                }
-                            }
-                        }
-                    }
+    }
+
+    /// Decodes what was read; an undecodable record is set aside, or, when it cannot be, read
+    /// again later (the cursor goes back before it, and nothing after it is taken).
+    fn decode(&mut self, raw: Vec<(u64, Vec<u8>)>) -> (Vec<u64>, Vec<Record>) {
+        let mut seqs = Vec::with_capacity(raw.len());
+        let mut records = Vec::with_capacity(raw.len());
+        for (seq, payload) in raw {
+            match super::decode(&payload) {
+                Ok(r) => {
+                    seqs.push(seq);
+                    records.push(r);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "could not read the journal");
+                    if !set_aside_undecodable(&self.journal, &self.metrics, seq, &payload, &e) {
+                        // Not kept anywhere yet: read it again later, never skip it.
+                        self.cursor = Cursor::new(seq - 1);
+                        break;
+                    }
                 }
             }
         }
-        if pending.is_empty() {
-            if cursor.after >= durable_now {
-                if cursor.after > journal.shipped() {
-                    // Only undecodable records were read, and they are set aside: move on.
-                    let _ = journal.mark_shipped(cursor.after);
-                    status.set_shipped(cursor.after);
-                }
-                if status.memory.is_empty() {
-                    status.caught_up_at_ms.store(now_ms(), Ordering::Release);
-                }
-            }
-            housekeeping(&journal, &metrics, &status, &config);
-            last_housekeeping = std::time::Instant::now();
-            if let Some(deadline) = stopping {
-                if status.memory.is_empty() || std::time::Instant::now() >= deadline {
-                    let left = status.memory.len();
-                    if left > 0 {
-                        metrics.add(
-                            "svamlgate_records_dropped_total",
-                            &[("kind", "shutdown")],
-                            left,
-                        );
-                        tracing::error!(
-                            records = left,
-                            "shutdown: records held in memory (the journal could not take them, PostgreSQL did not) are lost"
-                        );
-                    }
-                    return;
-                }
-                pause(memory_backoff, &mut stop).await;
-                continue;
-            }
-            tokio::select! {
-                _ = durable.changed() => {
-                    // Let a batch gather: one transaction (and one commit flush on the disk the
-                    // journal shares) per LINGER at a steady trickle, not one per callback; a
-                    // reader waiting for its writes cuts it short.
-                    if !status.urged() {
-                        tokio::select! {
-                            _ = pause(LINGER, &mut stop) => {}
-                            _ = status.urge.notified() => {}
-                        }
-                    }
-                }
-                _ = status.urge.notified() => {}
-                _ = stop.changed() => {}
-                _ = status.memory.pushed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            continue;
+        (seqs, records)
+    }
+
+    fn report_cuts(&mut self) {
+        for cut in self.cursor.take_cuts() {
+            self.metrics
+                .add("svamlgate_journal_cut_bytes_total", &[], cut.bytes());
+            self.metrics
+                .add("svamlgate_journal_cut_records_total", &[], cut.records());
+            tracing::error!(
+                segment = %cut.segment.display(),
+                from_offset = cut.from,
+                to_offset = cut.to,
+                records_lost = cut.records(),
+                first_lost_seq = cut.lost.map(|l| l.0),
+                last_lost_seq = cut.lost.map(|l| l.1),
+                kept_in = ?cut.kept_in,
+                "journal: unreadable bytes in a written segment were skipped; reading went on at the next intact record"
+            );
         }
-        let records: Vec<&Record> = pending.iter().map(|(_, r)| r).collect();
-        let mut result = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    }
+
+    fn spent(&self, stage: &str, d: Duration) {
+        spent(&self.metrics, stage, d);
+    }
+}
+
+/// Adds `d` to the wall time the shipper spent in `stage`.
+fn spent(metrics: &Metrics, stage: &str, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    metrics.add(
+        "svamlgate_ship_stage_microseconds_total",
+        &[("stage", stage)],
+        us,
+    );
+}
+
+/// The reader stage and the one batch it may have in preparation.
+struct ReadAhead {
+    /// The reader, when no preparation holds it.
+    reader: Option<Reader>,
+    ahead: Option<tokio::task::JoinHandle<(Reader, Prepared)>>,
+    /// `through` of the last batch handed out: where a lost reader starts again.
+    handed: u64,
+    journal: Journal,
+    metrics: Arc<Metrics>,
+}
+
+impl ReadAhead {
+    fn new(journal: Journal, metrics: Arc<Metrics>) -> ReadAhead {
+        let handed = journal.shipped();
+        let reader = Reader {
+            journal: journal.clone(),
+            metrics: metrics.clone(),
+            cursor: Cursor::new(handed),
+        };
+        ReadAhead {
+            reader: Some(reader),
+            ahead: None,
+            handed,
+            journal,
+            metrics,
+        }
+    }
+
+    /// Starts preparing the next batch on a blocking thread, unless one is being prepared.
+    fn start(&mut self, durable: u64, max: usize) -> bool {
+        let Some(mut reader) = self.reader.take() else {
+            return false;
+        };
+        self.ahead = Some(tokio::task::spawn_blocking(move || {
+            let prepared = reader.prepare(durable, max);
+            (reader, prepared)
+        }));
+        true
+    }
+
+    /// The next batch: the one prepared ahead, or one prepared now, on this thread (as at a
+    /// trickle: no hand-over between threads on the way of a reader waiting for its writes).
+    async fn next(&mut self, durable: u64, max: usize) -> Prepared {
+        let waiting = Instant::now();
+        let joined = match (self.ahead.take(), self.reader.as_mut()) {
+            (Some(handle), _) => handle.await,
+            (None, Some(reader)) => {
+                let prepared = reader.prepare(durable, max);
+                self.handed = prepared.through;
+                return prepared;
+            }
+            (None, None) => return self.empty(),
+        };
+        spent(&self.metrics, "wait", waiting.elapsed());
+        match joined {
+            Ok((reader, prepared)) => {
+                self.reader = Some(reader);
+                self.handed = prepared.through;
+                prepared
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the shipper's journal reader failed; reading again from the last batch");
+                self.reader = Some(Reader {
+                    journal: self.journal.clone(),
+                    metrics: self.metrics.clone(),
+                    cursor: Cursor::new(self.handed),
+                });
+                self.empty()
+            }
+        }
+    }
+
+    fn empty(&self) -> Prepared {
+        Prepared {
+            seqs: Vec::new(),
+            batch: Batch::new(Vec::new()),
+            through: self.handed,
+        }
+    }
+}
+
+/// Retry timing of the memory queue.
+struct MemoryRetry {
+    backoff: Duration,
+    at: tokio::time::Instant,
+}
+
+/// The shipper's state between rounds.
+struct Shipper {
+    journal: Journal,
+    store: Store,
+    metrics: Arc<Metrics>,
+    status: Arc<ShipStatus>,
+    config: ShipperConfig,
+    stop: watch::Receiver<Option<std::time::Instant>>,
+    durable: super::journal::Durable,
+    read_ahead: ReadAhead,
+    tuning: Tuning,
+    /// The batch being written (kept until it is committed).
+    current: Option<Prepared>,
+    backoff: Duration,
+    memory: MemoryRetry,
+    last_housekeeping: Instant,
+    pacer: Pacer,
+}
+
+impl Shipper {
+    fn new(
+        journal: Journal,
+        store: Store,
+        metrics: Arc<Metrics>,
+        status: Arc<ShipStatus>,
+        config: ShipperConfig,
+        stop: watch::Receiver<Option<std::time::Instant>>,
+    ) -> Shipper {
+        Shipper {
+            durable: journal.durable(),
+            read_ahead: ReadAhead::new(journal.clone(), metrics.clone()),
+            tuning: tuning(),
+            current: None,
+            backoff: Duration::from_millis(50),
+            memory: MemoryRetry {
+                backoff: Duration::from_millis(50),
+                at: tokio::time::Instant::now(),
+            },
+            last_housekeeping: Instant::now(),
+            pacer: Pacer::new(config.defer_max),
+            journal,
+            store,
+            metrics,
+            status,
+            config,
+            stop,
+        }
+    }
+
+    /// One round: the memory queue, then one batch of the journal (or a wait for records).
+    async fn round(&mut self) -> Round {
+        let durable = *self.durable.borrow_and_update();
+        self.status.durable.store(durable, Ordering::Release);
+        let stopping = *self.stop.borrow();
+        // Records the journal could not take come first: they are durable nowhere yet.
+        self.drain_memory_when_due().await;
+        if self.current.is_none() {
+            if self.holds_back(durable, stopping).await {
+                return Round::Again;
+            }
+            let prepared = self
+                .read_ahead
+                .next(durable, self.batch_size(durable))
+                .await;
+            if prepared.seqs.is_empty() {
+                return self
+                    .nothing_to_ship(prepared.through, durable, stopping)
+                    .await;
+            }
+            self.current = Some(prepared);
+        }
+        if self.tuning.read_ahead && self.read_ahead.handed < durable {
+            let max = self.batch_size(durable);
+            if self.read_ahead.start(durable, max) {
+                self.metrics.inc("svamlgate_ship_read_ahead_total", &[]);
+            }
+        }
+        match self.write_current().await {
+            Ok(()) => {
+                self.committed();
+                Round::Again
+            }
+            Err(e) => self.failed(e, stopping).await,
+        }
+    }
+
+    /// Records per transaction: more while far behind.
+    fn batch_size(&self, durable: u64) -> usize {
+        let behind = durable.saturating_sub(self.read_ahead.handed);
+        if behind > 4 * self.tuning.catch_up_batch as u64 {
+            self.tuning.catch_up_batch
+        } else {
+            BATCH
+        }
+    }
+
+    /// Holds the next batch back while callers queue for the CPU ([`Pacer`]); true when it did.
+    async fn holds_back(&mut self, durable: u64, stopping: Option<std::time::Instant>) -> bool {
+        let hold = self.read_ahead.handed < durable
+            && stopping.is_none()
+            && !self.status.urged()
+            && self.pacer.saturated(&self.status).await;
+        if hold {
+            self.metrics.inc("svamlgate_ship_deferrals_total", &[]);
+            pause(Duration::from_millis(200), &mut self.stop).await;
+        }
+        hold
+    }
+
+    async fn drain_memory_when_due(&mut self) {
+        if self.status.memory.is_empty() || tokio::time::Instant::now() < self.memory.at {
+            return;
+        }
+        if drain_memory(&self.journal, &self.store, &self.metrics, &self.status).await {
+            self.memory.backoff = Duration::from_millis(50);
+        } else {
+            self.memory.at = tokio::time::Instant::now() + self.memory.backoff;
+            self.memory.backoff = (self.memory.backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Writes the current batch; a batch PostgreSQL refuses is shipped record by record.
+    async fn write_current(&mut self) -> Result<(), sqlx::Error> {
+        let Some(p) = &self.current else {
+            return Ok(());
+        };
+        let mut steps = Steps::default();
+        let mut result =
+            tokio::time::timeout(SHIP_TIMEOUT, self.store.ship_batch(&p.batch, &mut steps))
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+        spent(&self.metrics, "copy", steps.copy);
+        spent(&self.metrics, "insert", steps.insert);
+        spent(&self.metrics, "commit", steps.commit);
         if result.as_ref().is_err_and(refuses_records) {
             // PostgreSQL refused the batch itself (not a lost connection): find the record it
             // refuses, ship the others, and set that one aside rather than block the journal.
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "a batch was refused; shipping its records one by one");
             }
-            result = ship_one_by_one(&store, &journal, &metrics, &pending).await;
+            let pending = p.seqs.iter().copied().zip(p.batch.records());
+            result = ship_one_by_one(&self.store, &self.journal, &self.metrics, pending).await;
         }
-        match result {
-            Ok(()) => {
-                let last = pending.last().map_or(0, |(s, _)| *s);
-                metrics.add("svamlgate_shipped_records_total", &[], pending.len() as u64);
-                pending.clear();
-                if let Err(e) = journal.mark_shipped(last) {
-                    tracing::warn!(error = %e, "could not write the journal checkpoint (the batch may be shipped again, harmlessly)");
-                }
-                status.set_shipped(last);
-                if !status.db_ok.swap(true, Ordering::AcqRel) {
-                    tracing::info!("PostgreSQL accepts records again; shipping the journal");
-                }
-                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                backoff = Duration::from_millis(50);
-                if last_housekeeping.elapsed() > Duration::from_secs(1) {
-                    housekeeping(&journal, &metrics, &status, &config);
-                    last_housekeeping = std::time::Instant::now();
-                }
+        result
+    }
+
+    /// The current batch is committed: move the journal's checkpoint past it.
+    fn committed(&mut self) {
+        let Some(p) = self.current.take() else {
+            return;
+        };
+        self.metrics
+            .add("svamlgate_shipped_records_total", &[], p.seqs.len() as u64);
+        self.mark_shipped(p.through);
+        if !self.status.db_ok.swap(true, Ordering::AcqRel) {
+            tracing::info!("PostgreSQL accepts records again; shipping the journal");
+        }
+        self.set_error(None);
+        self.backoff = Duration::from_millis(50);
+        if self.last_housekeeping.elapsed() > Duration::from_secs(1) {
+            self.housekeeping();
+        }
+    }
+
+    fn mark_shipped(&self, through: u64) {
+        if let Err(e) = self.journal.mark_shipped(through) {
+            tracing::warn!(error = %e, "could not write the journal checkpoint (the batch may be shipped again, harmlessly)");
+        }
+        self.status.set_shipped(through);
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *self
+            .status
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    fn housekeeping(&mut self) {
+        housekeeping(&self.journal, &self.metrics, &self.status, &self.config);
+        self.last_housekeeping = Instant::now();
+    }
+
+    /// The current batch failed (it is kept, and retried after a backoff).
+    async fn failed(&mut self, e: sqlx::Error, stopping: Option<std::time::Instant>) -> Round {
+        self.metrics.inc("svamlgate_ship_failures_total", &[]);
+        if self.status.db_ok.swap(false, Ordering::AcqRel) {
+            tracing::error!(error = %e, lag = self.status.lag_records(), "PostgreSQL does not accept records; they wait in the journal");
+        } else {
+            tracing::debug!(error = %e, "shipping still failing");
+        }
+        self.set_error(Some(e.to_string()));
+        // Whoever waits for shipping learns that it fails.
+        self.status.shipped_moved.notify_waiters();
+        if stopping.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+            self.drop_memory_at_shutdown("shutdown: records held in memory are lost");
+            tracing::warn!(
+                left = self.status.lag_records(),
+                "shutdown: records not shipped stay in the journal and are shipped at the next start"
+            );
+            return Round::Done;
+        }
+        self.housekeeping();
+        pause(self.backoff, &mut self.stop).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+        Round::Again
+    }
+
+    /// Counts and logs the records still in memory at shutdown (lost).
+    fn drop_memory_at_shutdown(&self, message: &'static str) {
+        let left = self.status.memory.len();
+        if left > 0 {
+            self.metrics.add(
+                "svamlgate_records_dropped_total",
+                &[("kind", "shutdown")],
+                left,
+            );
+            tracing::error!(records = left, "{message}");
+        }
+    }
+
+    /// Nothing was read: everything durable is shipped (or set aside). Waits for records, or
+    /// ends at shutdown.
+    async fn nothing_to_ship(
+        &mut self,
+        through: u64,
+        durable: u64,
+        stopping: Option<std::time::Instant>,
+    ) -> Round {
+        let moved = through > self.journal.shipped();
+        if moved {
+            // Only undecodable records were read, and they are set aside: move on.
+            self.mark_shipped(through);
+        }
+        if through < durable && moved {
+            return Round::Again;
+        }
+        // Caught up; or stuck before a record that could not be set aside (read again after
+        // the wait below, never skipped).
+        if through >= durable && self.status.memory.is_empty() {
+            self.status
+                .caught_up_at_ms
+                .store(now_ms(), Ordering::Release);
+        }
+        self.housekeeping();
+        if let Some(deadline) = stopping {
+            if self.status.memory.is_empty() || std::time::Instant::now() >= deadline {
+                self.drop_memory_at_shutdown(
+                    "shutdown: records held in memory (the journal could not take them, PostgreSQL did not) are lost",
+                );
+                return Round::Done;
             }
-            Err(e) => {
-                metrics.inc("svamlgate_ship_failures_total", &[]);
-                if status.db_ok.swap(false, Ordering::AcqRel) {
-                    tracing::error!(error = %e, lag = status.lag_records(), "PostgreSQL does not accept records; they wait in the journal");
-                } else {
-                    tracing::debug!(error = %e, "shipping still failing");
-                }
-                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                // Whoever waits for shipping learns that it fails.
-                status.shipped_moved.notify_waiters();
-                if let Some(deadline) = stopping {
-                    if std::time::Instant::now() >= deadline {
-                        let in_memory = status.memory.len();
-                        if in_memory > 0 {
-                            metrics.add(
-                                "svamlgate_records_dropped_total",
-                                &[("kind", "shutdown")],
-                                in_memory,
-                            );
-                            tracing::error!(
-                                records = in_memory,
-                                "shutdown: records held in memory are lost"
-                            );
-                        }
-                        tracing::warn!(
-                            left = status.lag_records(),
-                            "shutdown: records not shipped stay in the journal and are shipped at the next start"
-                        );
-                        return;
+            pause(self.memory.backoff, &mut self.stop).await;
+            return Round::Again;
+        }
+        self.wait_for_records().await;
+        Round::Again
+    }
+
+    /// Waits for a new durable record (then lets a batch gather), a reader, shutdown, or a
+    /// record held in memory; at most a second.
+    async fn wait_for_records(&mut self) {
+        let status = &self.status;
+        tokio::select! {
+            _ = self.durable.changed() => {
+                // Let a batch gather: one transaction (and one commit flush on the disk the
+                // journal shares) per LINGER at a steady trickle, not one per callback; a
+                // reader waiting for its writes cuts it short.
+                if !status.urged() {
+                    tokio::select! {
+                        _ = pause(LINGER, &mut self.stop) => {}
+                        _ = status.urge.notified() => {}
                     }
                 }
-                housekeeping(&journal, &metrics, &status, &config);
-                pause(backoff, &mut stop).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
+            _ = status.urge.notified() => {}
+            _ = self.stop.changed() => {}
+            _ = status.memory.pushed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }
@@ -305,6 +654,27 @@ async fn drain_memory(
         held.len(),
         held.iter().map(|h| h.payload.len() as u64).sum::<u64>(),
     );
+    let (decoded, mut left) = decode_held(journal, metrics, held);
+    if ship_held(store, journal, metrics, status, &decoded, &mut left).await {
+        metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
+        status.db_ok.store(true, Ordering::Release);
+        *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        settle_held(status, taken, left);
+        return true;
+    }
+    // PostgreSQL did not take them: back into the journal (one group commit for all), once it works.
+    let journaled = journal_held(journal, metrics, status, decoded, &mut left).await;
+    settle_held(status, taken, left);
+    journaled > 0
+}
+
+/// Decodes records held in memory; an undecodable one is set aside (or, when it cannot be,
+/// returned in the second list, to be held again).
+fn decode_held(
+    journal: &Journal,
+    metrics: &Metrics,
+    held: Vec<Held>,
+) -> (Vec<(Held, Record)>, Vec<Held>) {
     let mut decoded: Vec<(Held, Record)> = Vec::with_capacity(held.len());
     let mut left: Vec<Held> = Vec::new();
     for h in held {
@@ -324,60 +694,75 @@ async fn drain_memory(
             }
         }
     }
+    (decoded, left)
+}
+
+/// Ships records held in memory in one transaction, or one by one when PostgreSQL refuses the
+/// batch (those it refuses on their own are set aside; kept nowhere, they go to `left`). True when
+/// all are in PostgreSQL or set aside.
+async fn ship_held(
+    store: &Store,
+    journal: &Journal,
+    metrics: &Metrics,
+    status: &ShipStatus,
+    decoded: &[(Held, Record)],
+    left: &mut Vec<Held>,
+) -> bool {
     let records: Vec<&Record> = decoded.iter().map(|(_, r)| r).collect();
     let shipped = tokio::time::timeout(SHIP_TIMEOUT, store.ship(&records))
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut));
-    if let Err(e) = &shipped {
-        if !refuses_records(e) {
-            status.db_ok.store(false, Ordering::Release);
-            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-        }
-    }
-    let ok = match shipped {
+    match shipped {
         Ok(()) => true,
         Err(e) if refuses_records(&e) => {
-            // Find the ones it refuses, one by one; the rest go in.
-            let mut all = true;
-            for (h, r) in &decoded {
-                match store.ship(&[r]).await {
-                    Ok(()) => {}
-                    Err(e) if refuses_records(&e) => {
-                        let name = format!("memory-{}.json", uuid::Uuid::now_v7());
-                        let kept = super::encode(r)
-                            .map(|p| set_aside(journal, &name, &p))
-                            .unwrap_or(false);
-                        metrics.inc("svamlgate_unshippable_records_total", &[("kind", r.kind())]);
-                        tracing::error!(error = %e, file = %name, kept, "PostgreSQL refuses a record held in memory; it is kept in journal/unshippable/");
-                        if !kept {
-                            left.push(h.clone());
-                        }
-                    }
-                    Err(_) => {
-                        all = false;
-                        break;
-                    }
+            ship_held_one_by_one(store, journal, metrics, decoded, left).await
+        }
+        Err(e) => {
+            status.db_ok.store(false, Ordering::Release);
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            false
+        }
+    }
+}
+
+/// [`ship_held`] record by record: finds the ones PostgreSQL refuses; the rest go in.
+async fn ship_held_one_by_one(
+    store: &Store,
+    journal: &Journal,
+    metrics: &Metrics,
+    decoded: &[(Held, Record)],
+    left: &mut Vec<Held>,
+) -> bool {
+    for (h, r) in decoded {
+        match store.ship(&[r]).await {
+            Ok(()) => {}
+            Err(e) if refuses_records(&e) => {
+                let name = format!("memory-{}.json", uuid::Uuid::now_v7());
+                let kept = super::encode(r)
+                    .map(|p| set_aside(journal, &name, &p))
+                    .unwrap_or(false);
+                metrics.inc("svamlgate_unshippable_records_total", &[("kind", r.kind())]);
+                tracing::error!(error = %e, file = %name, kept, "PostgreSQL refuses a record held in memory; it is kept in journal/unshippable/");
+                if !kept {
+                    left.push(h.clone());
                 }
             }
-            all
+            Err(_) => return false,
         }
-        Err(_) => false,
-    };
-    let settle = |left: Vec<Held>| {
-        let left_bytes: u64 = left.iter().map(|h| h.payload.len() as u64).sum();
-        status
-            .memory
-            .settle(taken.0 - left.len(), taken.1 - left_bytes);
-        status.memory.put_back(left);
-    };
-    if ok {
-        metrics.add("svamlgate_shipped_records_total", &[], decoded.len() as u64);
-        status.db_ok.store(true, Ordering::Release);
-        *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        settle(left);
-        return true;
     }
-    // PostgreSQL did not take them: back into the journal (one group commit for all), once it works.
+    true
+}
+
+/// Appends records held in memory to the journal (one group commit for all); those it does not
+/// take go to `left`, or are dropped (counted) when even the memory queue cannot take them back.
+/// Returns how many the journal took.
+async fn journal_held(
+    journal: &Journal,
+    metrics: &Metrics,
+    status: &ShipStatus,
+    decoded: Vec<(Held, Record)>,
+    left: &mut Vec<Held>,
+) -> usize {
     let appends = decoded.into_iter().map(|(h, _)| {
         let kind = h.kind;
         async move { (kind, journal.append_or_return(h.payload).await) }
@@ -399,8 +784,16 @@ async fn drain_memory(
             }
         }
     }
-    settle(left);
-    journaled > 0
+    journaled
+}
+
+/// Settles what [`drain_memory`] took (`taken`: records, bytes) and puts `left` back.
+fn settle_held(status: &ShipStatus, taken: (usize, u64), left: Vec<Held>) {
+    let left_bytes: u64 = left.iter().map(|h| h.payload.len() as u64).sum();
+    status
+        .memory
+        .settle(taken.0 - left.len(), taken.1 - left_bytes);
+    status.memory.put_back(left);
 }
 
 /// Keeps bytes in `journal/unshippable/<name>`, durably; false when they could not be kept.
@@ -490,11 +883,13 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<Option<std::time::Instant
     }
 }
 
+/// Ships the records of a refused batch one by one; each record PostgreSQL refuses on its own is
+/// set aside (or, when it cannot be kept, the batch fails and is retried).
 async fn ship_one_by_one(
     store: &Store,
     journal: &Journal,
     metrics: &Metrics,
-    pending: &[(u64, Record)],
+    pending: impl Iterator<Item = (u64, &Record)>,
 ) -> Result<(), sqlx::Error> {
     for (seq, record) in pending {
         match store.ship(&[record]).await {

@@ -345,143 +345,248 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
 }
 
 /// A catch-up of `CATCHUP_ROWS` (150,000 by default) journaled IVR callbacks (each with a
-/// call-state change), shipped by the real shipper from a real journal into a fresh database:
-/// once with every batch in one transaction, once over two connections (`recording::ship::PARALLEL_AT`).
-/// Prints rows/s of each; asserts only that every row arrived once. A measurement, not a check:
+/// call-state change), shipped by the real shipper from a real journal into a fresh database, in
+/// three tunings of the shipper ([`svamlgate::recording::shipper::Tuning`]), alternating, round
+/// after round (`CATCHUP_ROUNDS`, 1 by default): `serial` (read, decode, encode, then write, one
+/// batch after the other, 500 per transaction: the shipper before the read-ahead), `ahead` (the
+/// next batch read while PostgreSQL writes this one, 500 per transaction), `ahead+2000` (the
+/// default: the same with 2,000 records per transaction while far behind). Prints rows/s of each round, the median of each tuning, the
+/// shipper's wall time per row in each stage (its `svamlgate_ship_stage_microseconds_total`), and
+/// PostgreSQL's CPU per row (every process of the test cluster, from /proc). Asserts only that
+/// every row arrived once. `CATCHUP_JOURNAL=0` ships the same records, decoded already, straight
+/// into PostgreSQL in batches of 500: PostgreSQL's side alone. A measurement, not a check:
 /// `cargo test --test api catch_up -- --ignored --nocapture` (docs/benchmarks.md).
 #[actix_web::test]
-#[ignore = "a measurement: about a minute per mode"]
+#[ignore = "a measurement: about a minute per round"]
 async fn catch_up_rows_per_second() {
+    use svamlgate::recording::shipper::{Tuning, BATCH};
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rows = env("CATCHUP_ROWS", 150_000);
+    let rounds = env("CATCHUP_ROUNDS", 1);
+    let from_journal = std::env::var("CATCHUP_JOURNAL").map_or(true, |v| v != "0");
+    let tunings = [
+        (
+            "serial",
+            Tuning {
+                read_ahead: false,
+                catch_up_batch: BATCH,
+            },
+        ),
+        (
+            "ahead",
+            Tuning {
+                read_ahead: true,
+                catch_up_batch: BATCH,
+            },
+        ),
+        ("ahead+2000", Tuning::DEFAULT),
+    ];
+    let mut figures: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for (name, tuning) in tunings {
+            svamlgate::recording::shipper::set_tuning(tuning);
+            let line = if from_journal {
+                catch_up_from_journal(rows).await
+            } else {
+                catch_up_from_records(rows).await
+            };
+            println!("catch-up round {round} {name}: {}", line.0);
+            figures.push((name, line.1));
+            if !from_journal {
+                break;
+            }
+        }
+    }
+    svamlgate::recording::shipper::set_tuning(Tuning::DEFAULT);
+    for (name, _) in tunings {
+        let mut of: Vec<f64> = figures
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+            .collect();
+        if of.is_empty() {
+            continue;
+        }
+        of.sort_by(f64::total_cmp);
+        println!(
+            "catch-up median {name}: {:.0} rows/s over {} round(s)",
+            of[of.len() / 2],
+            of.len()
+        );
+    }
+}
+
+/// The reply of the catch-up's IVR callbacks.
+const IVR_REPLY: &str = r##"{"instructions":[],"action":{"name":"runMenu","barge":true,"locale":"en-US","mainMenu":"main","menus":[{"id":"main","mainPrompt":"#tts[Welcome to Example Corp. For sales, press 1. For support, press 2. To enter your PIN, press 3.]","repeatPrompt":"#tts[Sorry, I did not get that. For sales, press 1. For support, press 2.]","repeats":2,"timeoutMills":5000,"options":[{"dtmf":"1","action":"return(sales)"},{"dtmf":"2","action":"return(support)"},{"dtmf":"3","action":"return(pin)"}]}]}}"##;
+
+/// The `i`-th callback of a catch-up: a signed ICE answered with an IVR menu, setting its call's state.
+fn ivr_callback(i: usize, t0: OffsetDateTime) -> Record {
+    let callid = format!("catchup-{i}");
+    let at = t0 + time::Duration::microseconds(i as i64);
+    let body = format!(
+        r#"{{"event":"ice","callid":"{callid}","timestamp":"2026-12-02T08:00:00Z","version":1,"cli":"46708168731","to":{{"type":"number","endpoint":"+15550100"}},"domain":"pstn","originationType":"PSTN","applicationKey":"bench-key"}}"#
+    );
+    let mut r = callback(body.as_bytes(), true, &callid, at);
+    r.outcome.reply = Some(RawValue::from_string(IVR_REPLY.into()).unwrap());
+    r.call_state = Some(CallStateChange::Set {
+        callid,
+        state: state("main"),
+    });
+    Record::Callback(Box::new(r))
+}
+
+/// CPU time (ticks) of every process of the PostgreSQL cluster behind `pool`, exited backends
+/// included (their time is in the postmaster's children's time).
+async fn cluster_cpu_ticks(pool: &sqlx::PgPool) -> u64 {
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let stat = |pid: &str| -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command, which is in parentheses: state is field 3.
+        let rest = text.rsplit_once(')')?.1;
+        Some(rest.split_whitespace().map(str::to_owned).collect())
+    };
+    let field =
+        |f: &[String], n: usize| -> u64 { f.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let postmaster = stat(&backend.to_string()).map_or(String::new(), |f| f[1].clone());
+    let Some(pm) = stat(&postmaster) else {
+        return 0;
+    };
+    let mut ticks = field(&pm, 14) + field(&pm, 15) + field(&pm, 16) + field(&pm, 17);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if let Some(f) = stat(&pid).filter(|f| f[1] == postmaster) {
+            ticks += field(&f, 14) + field(&f, 15);
+        }
+    }
+    ticks
+}
+
+/// Journals `rows` callbacks, lets the shipper ship them, and says how fast (a line, rows/s).
+async fn catch_up_from_journal(rows: usize) -> (String, f64) {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use svamlgate::recording::journal::Journal;
     use svamlgate::recording::shipper::{self, ShipperConfig};
     use svamlgate::recording::ShipStatus;
 
-    let rows: usize = std::env::var("CATCHUP_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150_000);
-    let reply = r##"{"instructions":[],"action":{"name":"runMenu","barge":true,"locale":"en-US","mainMenu":"main","menus":[{"id":"main","mainPrompt":"#tts[Welcome to Example Corp. For sales, press 1. For support, press 2. To enter your PIN, press 3.]","repeatPrompt":"#tts[Sorry, I did not get that. For sales, press 1. For support, press 2.]","repeats":2,"timeoutMills":5000,"options":[{"dtmf":"1","action":"return(sales)"},{"dtmf":"2","action":"return(support)"},{"dtmf":"3","action":"return(pin)"}]}]}}"##;
-    let mut figures = Vec::new();
-    let rounds: usize = std::env::var("CATCHUP_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    for connections in [1, 2].repeat(rounds) {
-        svamlgate::recording::ship::set_connections(connections);
-        let url = fresh_database().await;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await
-            .expect("pool");
-        let dir = crate::helpers::base_config().db.data_dir.join("journal");
-        std::fs::create_dir_all(&dir).unwrap();
-        let (journal, _) = Journal::open(&dir).unwrap();
-        let t0 = OffsetDateTime::now_utc();
-        let mut seq = 0;
-        // CATCHUP_JOURNAL=0 measures PostgreSQL's side only (below).
-        let from_journal = std::env::var("CATCHUP_JOURNAL").map_or(true, |v| v != "0");
-        let journaled = if from_journal { rows } else { 0 };
-        for chunk in (0..journaled).collect::<Vec<_>>().chunks(2000) {
-            let appends = chunk.iter().map(|i| {
-                let callid = format!("catchup-{i}");
-                let at = t0 + time::Duration::microseconds(*i as i64);
-                let body = format!(
-                    r#"{{"event":"ice","callid":"{callid}","timestamp":"2026-12-02T08:00:00Z","version":1,"cli":"46708168731","to":{{"type":"number","endpoint":"+15550100"}},"domain":"pstn","originationType":"PSTN","applicationKey":"bench-key"}}"#
-                );
-                let mut r = callback(body.as_bytes(), true, &callid, at);
-                r.outcome.reply = Some(RawValue::from_string(reply.into()).unwrap());
-                r.call_state = Some(CallStateChange::Set {
-                    callid,
-                    state: state("main"),
-                });
-                let payload = svamlgate::recording::encode(&Record::Callback(Box::new(r))).unwrap();
-                journal.append(payload)
-            });
-            for s in futures_util::future::join_all(appends).await {
-                seq = seq.max(s.unwrap());
-            }
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let dir = crate::helpers::base_config().db.data_dir.join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (journal, _) = Journal::open(&dir).unwrap();
+    let t0 = OffsetDateTime::now_utc();
+    let mut seq = 0;
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(2000) {
+        let appends = chunk.iter().map(|i| {
+            let payload = svamlgate::recording::encode(&ivr_callback(*i, t0)).unwrap();
+            journal.append(payload)
+        });
+        for s in futures_util::future::join_all(appends).await {
+            seq = seq.max(s.unwrap());
         }
-        let status = Arc::new(ShipStatus::new(&journal));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
-        let started = std::time::Instant::now();
-        let done = shipper::spawn(
-            journal,
-            Store::new(pool.clone()),
-            Arc::new(svamlgate::metrics::Metrics::new()),
-            status.clone(),
-            ShipperConfig {
-                retention: std::time::Duration::from_secs(3600),
-                disk_limit_bytes: u64::MAX,
-                defer_max: std::time::Duration::ZERO,
-            },
-            stop_rx,
-        )
+    }
+    let status = Arc::new(ShipStatus::new(&journal));
+    let metrics = Arc::new(svamlgate::metrics::Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    let cpu_before = cluster_cpu_ticks(&pool).await;
+    let started = std::time::Instant::now();
+    // The shipper's connections live on its own runtime: a pool of its own.
+    let shipper_pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let done = shipper::spawn(
+        journal,
+        Store::new(shipper_pool),
+        metrics.clone(),
+        status.clone(),
+        ShipperConfig {
+            retention: std::time::Duration::from_secs(3600),
+            disk_limit_bytes: u64::MAX,
+            defer_max: std::time::Duration::ZERO,
+        },
+        stop_rx,
+    )
+    .unwrap();
+    loop {
+        let moved = status.shipped_moved.notified();
+        if status.shipped.load(Ordering::Acquire) >= seq {
+            break;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), moved).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cluster_cpu_ticks(&pool).await.saturating_sub(cpu_before);
+    let _ = stop_tx.send(Some(std::time::Instant::now()));
+    let _ = done.await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+        .fetch_one(&pool)
+        .await
         .unwrap();
-        loop {
-            let moved = status.shipped_moved.notified();
-            if !from_journal || status.shipped.load(Ordering::Acquire) >= seq {
-                break;
-            }
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), moved).await;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let _ = stop_tx.send(Some(std::time::Instant::now()));
-        let _ = done.await;
-        // The shipper's connections lived on its runtime, now gone.
-        let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-        if from_journal {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(n, rows as i64);
-            let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(states, rows as i64);
-        }
-        // PostgreSQL's side alone: the same records, decoded already, shipped in batches of 500
-        // into a second database (what the journal read and the decoding cost is left out).
-        let url2 = fresh_database().await;
-        let store2 = Store::new(sqlx::PgPool::connect(&url2).await.expect("pool"));
-        let records: Vec<Record> = (0..rows)
-            .map(|i| {
-                let callid = format!("catchup-{i}");
-                let mut r = callback(
-                    b"{}",
-                    true,
-                    &callid,
-                    t0 + time::Duration::microseconds(i as i64),
-                );
-                r.outcome.reply = Some(RawValue::from_string(reply.into()).unwrap());
-                r.call_state = Some(CallStateChange::Set {
-                    callid,
-                    state: state("main"),
-                });
-                Record::Callback(Box::new(r))
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        for batch in records.chunks(500) {
-            let refs: Vec<&Record> = batch.iter().collect();
-            store2.ship(&refs).await.unwrap();
-        }
-        let db_secs = started.elapsed().as_secs_f64();
-        figures.push(format!(
-            "{connections} connection(s): {rows} rows in {secs:.1} s = {:.0} rows/s by the shipper from the journal; \
-             {:.0} rows/s from decoded records",
-            rows as f64 / secs,
-            rows as f64 / db_secs
-        ));
+    assert_eq!(n, rows as i64);
+    let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(states, rows as i64);
+    let stages: Vec<String> = [
+        "read", "decode", "encode", "wait", "copy", "insert", "commit",
+    ]
+    .iter()
+    .map(|stage| {
+        let us = metrics.counter(
+            "svamlgate_ship_stage_microseconds_total",
+            &[("stage", stage)],
+        );
+        format!("{stage} {:.1}", us as f64 / rows as f64)
+    })
+    .collect();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let rate = rows as f64 / secs;
+    (
+        format!(
+            "{rows} rows in {secs:.1} s = {rate:.0} rows/s ({:.1} us of wall time per row; \
+             PostgreSQL CPU {:.1} us per row); shipper's wall time per row, us: {}; batches read ahead: {}",
+            1e6 * secs / rows as f64,
+            1e6 * cpu as f64 / hz / rows as f64,
+            stages.join(", "),
+            metrics.counter("svamlgate_ship_read_ahead_total", &[]),
+        ),
+        rate,
+    )
+}
+
+/// PostgreSQL's side alone: `rows` callbacks, decoded already, shipped in batches of 500.
+async fn catch_up_from_records(rows: usize) -> (String, f64) {
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = OffsetDateTime::now_utc();
+    let records: Vec<Record> = (0..rows).map(|i| ivr_callback(i, t0)).collect();
+    let cpu_before = cluster_cpu_ticks(&pool).await;
+    let started = std::time::Instant::now();
+    for batch in records.chunks(500) {
+        let refs: Vec<&Record> = batch.iter().collect();
+        store.ship(&refs).await.unwrap();
     }
-    svamlgate::recording::ship::set_connections(1);
-    for f in figures {
-        println!("catch-up: {f}");
-    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cluster_cpu_ticks(&pool).await.saturating_sub(cpu_before);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let rate = rows as f64 / secs;
+    (
+        format!(
+            "PostgreSQL's side alone: {rows} rows in {secs:.1} s = {rate:.0} rows/s; PostgreSQL CPU {:.1} us per row",
+            1e6 * cpu as f64 / hz / rows as f64
+        ),
+        rate,
+    )
 }
 
 /// Migration 0013 on rows stored before it: each row's body is read from `raw_body` (a byte-order
@@ -661,5 +766,153 @@ async fn a_catch_up_batch_over_two_connections_lands_whole_and_once() {
         one("SELECT count(*) FROM errors").await,
         1,
         "the error recorded on its own"
+    );
+}
+
+/// Waits (at most two minutes: a loaded test machine) until `done` holds, woken by every move of the shipper (and by its
+/// failures).
+async fn wait_for_shipper(
+    status: &svamlgate::recording::ShipStatus,
+    what: &str,
+    done: impl Fn() -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let moved = status.shipped_moved.notified();
+        if done() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), moved).await;
+    }
+}
+
+/// The read-ahead never moves the journal's checkpoint past a batch that did not commit: while a
+/// batch fails (PostgreSQL says "insufficient resources" for one of its rows, so the whole batch
+/// is retried) and the next one is already read and encoded, the checkpoint stays at the last
+/// committed batch and PostgreSQL holds exactly the rows up to it. Once the failure clears, every
+/// record arrives exactly once; a record PostgreSQL refuses on its own (a constraint) in a later
+/// batch is set aside and the others of its batch go in.
+#[actix_web::test]
+async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use svamlgate::recording::journal::Journal;
+    use svamlgate::recording::shipper::{self, ShipperConfig, BATCH};
+    use svamlgate::recording::ShipStatus;
+
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    sqlx::raw_sql(
+        "CREATE TABLE ship_gate (fail boolean NOT NULL); INSERT INTO ship_gate VALUES (true); \
+         CREATE FUNCTION ship_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.reference = 'transient' AND (SELECT fail FROM ship_gate) THEN \
+             RAISE EXCEPTION 'held back' USING ERRCODE = '53000'; END IF; \
+           IF NEW.reference = 'refused' THEN \
+             RAISE EXCEPTION 'never' USING ERRCODE = '23514'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER ship_gate BEFORE INSERT ON callbacks FOR EACH ROW EXECUTE FUNCTION ship_gate();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let dir = crate::helpers::base_config().db.data_dir.join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (journal, _) = Journal::open(&dir).unwrap();
+    let t0 = OffsetDateTime::now_utc();
+    let n = 2 * BATCH + 20;
+    // The second batch holds the transient failure, the third (20 records, shipped one by one
+    // once refused) the refused record.
+    let (transient, refused) = (BATCH + BATCH / 2, 2 * BATCH + 10);
+    let mut seqs = Vec::new();
+    for i in 0..n {
+        let mut r = ivr_callback(i, t0);
+        if let Record::Callback(c) = &mut r {
+            if i == transient {
+                c.callback.reference = "transient".into();
+            } else if i == refused {
+                c.callback.reference = "refused".into();
+            }
+        }
+        let payload = svamlgate::recording::encode(&r).unwrap();
+        seqs.push(journal.append(payload).await.unwrap());
+    }
+    let status = Arc::new(ShipStatus::new(&journal));
+    let metrics = Arc::new(svamlgate::metrics::Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    // The shipper's connections live on its own runtime: a pool of its own.
+    let shipper_pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let done = shipper::spawn(
+        journal,
+        Store::new(shipper_pool),
+        metrics.clone(),
+        status.clone(),
+        ShipperConfig {
+            retention: std::time::Duration::from_secs(3600),
+            disk_limit_bytes: u64::MAX,
+            defer_max: std::time::Duration::ZERO,
+        },
+        stop_rx,
+    )
+    .unwrap();
+    wait_for_shipper(&status, "two failures of the second batch", || {
+        metrics.counter("svamlgate_ship_failures_total", &[]) >= 2
+    })
+    .await;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM callbacks")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let first_batch_end = seqs[BATCH - 1];
+    assert_eq!(
+        status.shipped.load(Ordering::Acquire),
+        first_batch_end,
+        "the checkpoint stays after the last committed batch"
+    );
+    let checkpoint: u64 = std::fs::read_to_string(dir.join("shipped"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(checkpoint, first_batch_end);
+    assert_eq!(count().await, BATCH as i64);
+    assert!(
+        metrics.counter("svamlgate_ship_read_ahead_total", &[]) >= 2,
+        "the third batch was read while the second was being written"
+    );
+
+    sqlx::query("UPDATE ship_gate SET fail = false")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let last = *seqs.last().unwrap();
+    wait_for_shipper(&status, "everything shipped", || {
+        status.shipped.load(Ordering::Acquire) >= last
+    })
+    .await;
+    let _ = stop_tx.send(Some(std::time::Instant::now()));
+    let _ = done.await;
+    assert_eq!(
+        count().await,
+        n as i64 - 1,
+        "every record once, but the refused one"
+    );
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id) FROM callbacks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(distinct, n as i64 - 1);
+    assert!(
+        dir.join("unshippable")
+            .join(format!("{:020}.json", seqs[refused]))
+            .exists(),
+        "the refused record is set aside"
+    );
+    assert_eq!(
+        metrics.counter("svamlgate_shipped_records_total", &[]),
+        n as u64,
+        "each batch counted once (the refused record with its batch)"
     );
 }
