@@ -24,8 +24,21 @@ use crate::metrics::Metrics;
 pub const BATCH: usize = 500;
 
 /// Most records shipped in one transaction while the shipper is behind by more than four such
-/// batches (a catch-up): fewer commits per row (docs/benchmarks.md, "Catch-up pipeline").
+/// batches (a catch-up) and no record arrived since its last round: fewer commits per row
+/// (docs/benchmarks.md, "Catch-up pipeline"). While callbacks are being answered it ships
+/// [`BATCH`]: a commit of 2,000 rows flushes several MiB of WAL at once, and the journal's flush
+/// (which every reply waits for) waits behind it on a shared disk.
 pub const CATCH_UP_BATCH: usize = 2000;
+
+/// Records per transaction, given how far behind the shipper is, whether records arrived since
+/// its last round, and the catch-up size ([`CATCH_UP_BATCH`] by default).
+fn batch_for(behind: u64, arriving: bool, catch_up_batch: usize) -> usize {
+    if !arriving && behind > 4 * catch_up_batch as u64 {
+        catch_up_batch
+    } else {
+        BATCH
+    }
+}
 
 /// How long the shipper lets records gather once the first arrives after it caught up. At 1,000
 /// callbacks/s this is one PostgreSQL transaction per 100 records instead of one per record: fewer
@@ -371,6 +384,10 @@ struct Shipper {
     memory: MemoryRetry,
     last_housekeeping: Instant,
     pacer: Pacer,
+    /// The durable position at the start of the last round.
+    durable_last_round: u64,
+    /// Whether records were journaled between the last two rounds (callbacks being answered).
+    arriving: bool,
 }
 
 impl Shipper {
@@ -394,6 +411,8 @@ impl Shipper {
             },
             last_housekeeping: Instant::now(),
             pacer: Pacer::new(config.defer_max),
+            durable_last_round: *journal.durable().borrow(),
+            arriving: false,
             journal,
             store,
             metrics,
@@ -407,6 +426,8 @@ impl Shipper {
     async fn round(&mut self) -> Round {
         let durable = *self.durable.borrow_and_update();
         self.status.durable.store(durable, Ordering::Release);
+        self.arriving = durable != self.durable_last_round;
+        self.durable_last_round = durable;
         let stopping = *self.stop.borrow();
         // Records the journal could not take come first: they are durable nowhere yet.
         self.drain_memory_when_due().await;
@@ -440,14 +461,10 @@ impl Shipper {
         }
     }
 
-    /// Records per transaction: more while far behind.
+    /// Records per transaction: more while far behind and no callback is being answered.
     fn batch_size(&self, durable: u64) -> usize {
         let behind = durable.saturating_sub(self.read_ahead.handed);
-        if behind > 4 * self.tuning.catch_up_batch as u64 {
-            self.tuning.catch_up_batch
-        } else {
-            BATCH
-        }
+        batch_for(behind, self.arriving, self.tuning.catch_up_batch)
     }
 
     /// Holds the next batch back while callers queue for the CPU ([`Pacer`]); true when it did.
@@ -949,6 +966,32 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
             tracing::info!(
                 bytes = journal.bytes(),
                 "the journal is below its disk limit again"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_transactions_only_while_far_behind_and_no_callback_arrives() {
+        // (behind, records arrived since the last round, catch-up size) -> records per transaction
+        let table = [
+            (100_000, false, 2000, 2000),
+            (8_001, false, 2000, 2000),
+            (8_000, false, 2000, BATCH),
+            (100_000, true, 2000, BATCH),
+            (0, false, 2000, BATCH),
+            (100_000, false, 500, 500),
+            (100_000, false, 1, 1),
+        ];
+        for (behind, arriving, catch_up, want) in table {
+            assert_eq!(
+                batch_for(behind, arriving, catch_up),
+                want,
+                "behind {behind}, arriving {arriving}, catch-up {catch_up}"
             );
         }
     }
