@@ -269,6 +269,20 @@ struct Shared {
     spares: spare::Spares,
 }
 
+/// Opens (or creates) a segment that grows as it is written (no spare to write into), makes its
+/// name durable, and gives its length.
+fn open_growing(dir: &Path, path: &Path) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    sync_dir(dir)?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}
+
 /// Takes the journal's lock, or says who holds it.
 fn lock(dir: &Path) -> io::Result<File> {
     use std::os::fd::AsRawFd;
@@ -723,14 +737,7 @@ impl Active {
             }
         }
         let path = dir.join(segment_name(next));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        sync_dir(dir)?;
-        let len = file.metadata()?.len();
+        let (file, len) = open_growing(dir, &path)?;
         Ok(Active {
             first_seq: next,
             path,
@@ -1390,14 +1397,7 @@ impl Writer {
         let (file, file_len, capacity) = match self.take_spare(&path) {
             Some(file) => (file, 0, self.shared.segment_bytes),
             None => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&path)?;
-                sync_dir(&self.shared.dir)?;
-                let len = file.metadata()?.len();
+                let (file, len) = open_growing(&self.shared.dir, &path)?;
                 (file, len, len)
             }
         };

@@ -474,7 +474,6 @@ async fn catch_up_from_journal(rows: usize) -> (String, f64) {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use svamlgate::recording::journal::Journal;
-    use svamlgate::recording::shipper::{self, ShipperConfig};
     use svamlgate::recording::ShipStatus;
 
     let url = fresh_database().await;
@@ -498,21 +497,7 @@ async fn catch_up_from_journal(rows: usize) -> (String, f64) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     let cpu_before = cluster_cpu_ticks(&pool).await;
     let started = std::time::Instant::now();
-    // The shipper's connections live on its own runtime: a pool of its own.
-    let shipper_pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    let done = shipper::spawn(
-        journal,
-        Store::new(shipper_pool),
-        metrics.clone(),
-        status.clone(),
-        ShipperConfig {
-            retention: std::time::Duration::from_secs(3600),
-            disk_limit_bytes: u64::MAX,
-            defer_max: std::time::Duration::ZERO,
-        },
-        stop_rx,
-    )
-    .unwrap();
+    let done = spawn_shipper(journal, &url, &metrics, &status, stop_rx).await;
     loop {
         let moved = status.shipped_moved.notified();
         if status.shipped.load(Ordering::Acquire) >= seq {
@@ -798,7 +783,7 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use svamlgate::recording::journal::Journal;
-    use svamlgate::recording::shipper::{self, ShipperConfig, BATCH};
+    use svamlgate::recording::shipper::BATCH;
     use svamlgate::recording::ShipStatus;
 
     let url = fresh_database().await;
@@ -840,21 +825,7 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
     let status = Arc::new(ShipStatus::new(&journal));
     let metrics = Arc::new(svamlgate::metrics::Metrics::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
-    // The shipper's connections live on its own runtime: a pool of its own.
-    let shipper_pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    let done = shipper::spawn(
-        journal,
-        Store::new(shipper_pool),
-        metrics.clone(),
-        status.clone(),
-        ShipperConfig {
-            retention: std::time::Duration::from_secs(3600),
-            disk_limit_bytes: u64::MAX,
-            defer_max: std::time::Duration::ZERO,
-        },
-        stop_rx,
-    )
-    .unwrap();
+    let done = spawn_shipper(journal, &url, &metrics, &status, stop_rx).await;
     wait_for_shipper(&status, "two failures of the second batch", || {
         metrics.counter("svamlgate_ship_failures_total", &[]) >= 2
     })
@@ -915,4 +886,29 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
         n as u64,
         "each batch counted once (the refused record with its batch)"
     );
+}
+
+/// Starts the real shipper over `journal` with its own pool (its connections live on its own
+/// runtime), no pacing, nothing deleted for age or size.
+async fn spawn_shipper(
+    journal: svamlgate::recording::Journal,
+    url: &str,
+    metrics: &std::sync::Arc<svamlgate::metrics::Metrics>,
+    status: &std::sync::Arc<svamlgate::recording::ShipStatus>,
+    stop_rx: tokio::sync::watch::Receiver<Option<std::time::Instant>>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let shipper_pool = sqlx::PgPool::connect(url).await.expect("pool");
+    svamlgate::recording::shipper::spawn(
+        journal,
+        Store::new(shipper_pool),
+        metrics.clone(),
+        status.clone(),
+        svamlgate::recording::shipper::ShipperConfig {
+            retention: std::time::Duration::from_secs(3600),
+            disk_limit_bytes: u64::MAX,
+            defer_max: std::time::Duration::ZERO,
+        },
+        stop_rx,
+    )
+    .expect("the shipper's thread starts")
 }
