@@ -192,8 +192,8 @@ impl ResponseError for ApiError {
 /// A signature refusal, stored in `refusals` beside its `errors` row.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RefusalRecord {
-    /// Stable reason (RefusalReason::as_str).
-    pub reason: String,
+    /// Stable reason (its text is `refusals.reason`).
+    pub reason: crate::outcome::RefusalReason,
     /// Key named in the authorization header.
     pub application_key: Option<String>,
     /// Request headers with the signature removed.

@@ -160,6 +160,39 @@ pub fn text_schema<'a>(values: impl IntoIterator<Item = &'a str>) -> utoipa::ope
 }
 
 vocabulary! {
+    /// Why a callback was refused (`refusals.reason`): each is answered 401 with its catalog code
+    /// (`RefusalReason::error_code`, in `crate::signature`).
+    RefusalReason {
+        /// No credentials configured at all (40108).
+        NoKeysConfigured => "no_keys_configured",
+        /// No `authorization` header, or an empty one (40100).
+        AuthorizationMissing => "authorization_missing",
+        /// `authorization` is not `<scheme> <key>:<credential>` (40100).
+        AuthorizationMalformed => "authorization_malformed",
+        /// Scheme other than `application` (or `Basic`) (40107).
+        UnsupportedScheme => "unsupported_scheme",
+        /// `Basic` scheme while [`VerifyPolicy::allow_basic`] is false (40107).
+        BasicNotAllowed => "basic_not_allowed",
+        /// The application key is not configured (40108).
+        UnknownKey => "unknown_key",
+        /// No `x-timestamp` header (40101).
+        TimestampMissing => "timestamp_missing",
+        /// `x-timestamp` is not a parseable ISO-8601 timestamp (40101).
+        TimestampInvalid => "timestamp_invalid",
+        /// The signature is not valid base64 (40102).
+        SignatureNotBase64 => "signature_not_base64",
+        /// The signature does not match the request (40102).
+        SignatureMismatch => "signature_mismatch",
+        /// Basic scheme with the wrong secret (40107).
+        BasicSecretMismatch => "basic_secret_mismatch",
+        /// `x-timestamp` older than the window (40105).
+        TimestampTooOld => "timestamp_too_old",
+        /// `x-timestamp` further ahead than the window (40105).
+        TimestampInFuture => "timestamp_in_future",
+    }
+}
+
+vocabulary! {
     /// Whether the callback's signature was checked (`callbacks.signature`). Refused requests are
     /// not callbacks: they are in `refusals`.
     SignatureState {
@@ -515,6 +548,11 @@ mod tests {
                 "outbound_attempts",
                 "failure",
                 texts(AttemptFailure::ALL, AttemptFailure::as_str),
+            ),
+            (
+                "refusals",
+                "reason",
+                texts(RefusalReason::ALL, RefusalReason::as_str),
             ),
         ];
         for (table, column, values) in cases {

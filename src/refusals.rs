@@ -66,7 +66,7 @@ pub fn refusal_record(
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     record.refusal = Some(RefusalRecord {
-        reason: refusal.reason.as_str().to_owned(),
+        reason: refusal.reason,
         application_key: refusal.key.clone(),
         headers: headers_without_signature(req.headers),
         // Not read: no digest, and the length the request declared.

@@ -70,7 +70,7 @@ pub struct RefusalRow {
     #[schema(value_type = String)]
     pub received_at: OffsetDateTime,
     /// The refusal reason, e.g. `signature_mismatch`.
-    pub reason: String,
+    pub reason: crate::outcome::RefusalReason,
     /// The Sinch error code answered.
     pub error_code: i32,
     /// The key the request named.

@@ -134,56 +134,10 @@ pub struct Verified {
     pub scheme: Scheme,
 }
 
-/// Why a callback was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RefusalReason {
-    /// No credentials configured at all (40108).
-    NoKeysConfigured,
-    /// No `authorization` header, or an empty one (40100).
-    AuthorizationMissing,
-    /// `authorization` is not `<scheme> <key>:<credential>` (40100).
-    AuthorizationMalformed,
-    /// Scheme other than `application` (or `Basic`) (40107).
-    UnsupportedScheme,
-    /// `Basic` scheme while [`VerifyPolicy::allow_basic`] is false (40107).
-    BasicNotAllowed,
-    /// The application key is not configured (40108).
-    UnknownKey,
-    /// No `x-timestamp` header (40101).
-    TimestampMissing,
-    /// `x-timestamp` is not a parseable ISO-8601 timestamp (40101).
-    TimestampInvalid,
-    /// The signature is not valid base64 (40102).
-    SignatureNotBase64,
-    /// The signature does not match the request (40102).
-    SignatureMismatch,
-    /// Basic scheme with the wrong secret (40107).
-    BasicSecretMismatch,
-    /// `x-timestamp` older than the window (40105).
-    TimestampTooOld,
-    /// `x-timestamp` further ahead than the window (40105).
-    TimestampInFuture,
-}
+/// Why a callback was refused (a vocabulary: `refusals.reason`).
+pub use crate::outcome::RefusalReason;
 
 impl RefusalReason {
-    /// Every reason (the tests check each one's code and message).
-    #[cfg(test)]
-    const ALL: [RefusalReason; 13] = [
-        RefusalReason::NoKeysConfigured,
-        RefusalReason::AuthorizationMissing,
-        RefusalReason::AuthorizationMalformed,
-        RefusalReason::UnsupportedScheme,
-        RefusalReason::BasicNotAllowed,
-        RefusalReason::UnknownKey,
-        RefusalReason::TimestampMissing,
-        RefusalReason::TimestampInvalid,
-        RefusalReason::SignatureNotBase64,
-        RefusalReason::SignatureMismatch,
-        RefusalReason::BasicSecretMismatch,
-        RefusalReason::TimestampTooOld,
-        RefusalReason::TimestampInFuture,
-    ];
-
     /// The Sinch catalog error code for this refusal (all are HTTP 401).
     pub fn error_code(self) -> u32 {
         match self {
@@ -209,25 +163,6 @@ impl RefusalReason {
     /// HTTP status to answer with: always 401 (every code above is a 401xx code).
     pub fn http_status(self) -> u16 {
         401
-    }
-
-    /// Stable snake_case name for metrics labels and database rows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalReason::NoKeysConfigured => "no_keys_configured",
-            RefusalReason::AuthorizationMissing => "authorization_missing",
-            RefusalReason::AuthorizationMalformed => "authorization_malformed",
-            RefusalReason::UnsupportedScheme => "unsupported_scheme",
-            RefusalReason::BasicNotAllowed => "basic_not_allowed",
-            RefusalReason::UnknownKey => "unknown_key",
-            RefusalReason::TimestampMissing => "timestamp_missing",
-            RefusalReason::TimestampInvalid => "timestamp_invalid",
-            RefusalReason::SignatureNotBase64 => "signature_not_base64",
-            RefusalReason::SignatureMismatch => "signature_mismatch",
-            RefusalReason::BasicSecretMismatch => "basic_secret_mismatch",
-            RefusalReason::TimestampTooOld => "timestamp_too_old",
-            RefusalReason::TimestampInFuture => "timestamp_in_future",
-        }
     }
 
     /// What is wrong and what to do, for the response body and logs. Never contains secrets or
@@ -289,12 +224,6 @@ impl RefusalReason {
                  synchronisation (NTP) on this host."
             }
         }
-    }
-}
-
-impl fmt::Display for RefusalReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -172,11 +172,7 @@ impl RefusalLimiter {
 
 fn summary_row(over: Over, peer: &str, window_secs: u64) -> ErrorRecord {
     let mut row = over.sample;
-    let reason = row
-        .refusal
-        .as_ref()
-        .map(|r| r.reason.clone())
-        .unwrap_or_default();
+    let reason = row.refusal.as_ref().map_or("", |r| r.reason.as_str());
     row.message = format!(
         "{} refusals ({reason}) from {peer} between {} and {}, past the ones recorded one by one \
          in this {window_secs} s window; this row keeps the first of them as a sample",

@@ -74,7 +74,7 @@ fn error(reference: &str, callback_id: Option<Uuid>, refusal: bool) -> ErrorReco
         remote_addr: None,
         callback_id,
         refusal: refusal.then(|| RefusalRecord {
-            reason: "signature_mismatch".into(),
+            reason: svamlgate::outcome::RefusalReason::SignatureMismatch,
             application_key: Some("key".into()),
             headers: json!({"x-timestamp": "2026-01-01T00:00:00Z"}),
             body_sha256: "0".repeat(64),
