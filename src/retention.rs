@@ -346,25 +346,37 @@ async fn mask_rejected_replies(
     Ok(n)
 }
 
+/// Masks one text column of the rows `select` finds for `ids` (`SELECT key, text … = ANY($1)`),
+/// each written back through `update` (`… SET text = $2 WHERE key = $1`); returns how many.
+async fn mask_text_column(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+    select: &'static str,
+    update: &'static str,
+) -> Result<u64, sqlx::Error> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(select).bind(ids).fetch_all(&mut *tx).await?;
+    for (key, text) in &rows {
+        sqlx::query(update)
+            .bind(key)
+            .bind(mask_text(text))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
 /// Masks the upstream exchanges of the callbacks `ids`; returns how many.
 async fn mask_upstream_exchanges(
     tx: &mut sqlx::PgConnection,
     ids: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
-    let upstream: Vec<(Uuid, String)> = sqlx::query_as(
+    mask_text_column(
+        tx,
+        ids,
         "SELECT callback_id, body FROM upstream_exchanges WHERE callback_id = ANY($1) AND body IS NOT NULL",
+        "UPDATE upstream_exchanges SET body = $2 WHERE callback_id = $1",
     )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (callback_id, body) in &upstream {
-        sqlx::query("UPDATE upstream_exchanges SET body = $2 WHERE callback_id = $1")
-            .bind(callback_id)
-            .bind(mask_text(body))
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(upstream.len() as u64)
+    .await
 }
 
 /// One batch of errors older than `before`; false when there was none.
@@ -453,20 +465,13 @@ async fn mask_attempt_bodies(
     tx: &mut sqlx::PgConnection,
     ids: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
-    let attempts: Vec<(Uuid, String)> = sqlx::query_as(
+    mask_text_column(
+        tx,
+        ids,
         "SELECT id, response_body FROM outbound_attempts WHERE request_id = ANY($1) AND response_body IS NOT NULL",
+        "UPDATE outbound_attempts SET response_body = $2 WHERE id = $1",
     )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (id, body) in &attempts {
-        sqlx::query("UPDATE outbound_attempts SET response_body = $2 WHERE id = $1")
-            .bind(id)
-            .bind(mask_text(body))
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(attempts.len() as u64)
+    .await
 }
 
 /// A time for `svamlgate prune`: RFC 3339 (`2026-11-01T00:00:00Z`), or an age before now
