@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::app::AppState;
+use crate::signature::AppCredential;
 use crate::svaml::Target;
 use crate::verification::canary_status::CanaryRun;
 
@@ -147,35 +148,7 @@ pub async fn run_once(state: &AppState) -> CanaryRun {
     };
     let outcome = probe(state, &mut run).await;
     run.total_ms = ms(started.elapsed());
-    let v = &state.config.verification;
-    let slow = Duration::from_millis(v.canary_slow_ms);
-    let outcome = outcome.and_then(|()| {
-        if started.elapsed() > slow {
-            return Err((
-                "slow",
-                format!(
-                    "answered in {:.0} ms, more than SVAMLGATE_CANARY_SLOW_MS={}",
-                    run.total_ms, v.canary_slow_ms
-                ),
-            ));
-        }
-        if let Some(expires) = run.cert_expires_at {
-            let left = expires - OffsetDateTime::now_utc();
-            if left < time::Duration::days(i64::try_from(v.canary_cert_days).unwrap_or(14)) {
-                return Err((
-                    "certificate",
-                    format!(
-                        "the certificate of {} expires in {} days ({})",
-                        v.public_url.as_deref().unwrap_or(""),
-                        left.whole_days(),
-                        crate::timestamp::format(expires)
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    });
-    match outcome {
+    match outcome.and_then(|()| in_time_and_certified(state, &run, started.elapsed())) {
         Ok(()) => {
             run.ok = true;
             run.message = format!("answered 200 in {:.0} ms", run.total_ms);
@@ -185,13 +158,60 @@ pub async fn run_once(state: &AppState) -> CanaryRun {
             run.message = message;
         }
     }
-    let result = run.failed_stage.as_deref().unwrap_or("ok");
+    observe(state, &run, started.elapsed());
+    state.verification.canary.record(run.clone());
+    if run.ok {
+        tracing::debug!(total_ms = run.total_ms, "canary ok");
+    } else {
+        tracing::warn!(
+            stage = run.failed_stage.as_deref().unwrap_or("ok"),
+            message = %run.message,
+            explanation = run.explanation.as_deref().unwrap_or(""),
+            "canary through SVAMLGATE_PUBLIC_URL failed"
+        );
+    }
+    state.verification.canary.last().unwrap_or(run)
+}
+
+/// A run that answered is still a failure when it took longer than `SVAMLGATE_CANARY_SLOW_MS`
+/// or the certificate expires within `SVAMLGATE_CANARY_CERT_DAYS`.
+fn in_time_and_certified(state: &AppState, run: &CanaryRun, took: Duration) -> Result<(), Failure> {
+    let v = &state.config.verification;
+    if took > Duration::from_millis(v.canary_slow_ms) {
+        return Err((
+            "slow",
+            format!(
+                "answered in {:.0} ms, more than SVAMLGATE_CANARY_SLOW_MS={}",
+                run.total_ms, v.canary_slow_ms
+            ),
+        ));
+    }
+    if let Some(expires) = run.cert_expires_at {
+        let left = expires - OffsetDateTime::now_utc();
+        if left < time::Duration::days(i64::try_from(v.canary_cert_days).unwrap_or(14)) {
+            return Err((
+                "certificate",
+                format!(
+                    "the certificate of {} expires in {} days ({})",
+                    v.public_url.as_deref().unwrap_or(""),
+                    left.whole_days(),
+                    crate::timestamp::format(expires)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Counts the run by result and times it, in total and per stage reached.
+fn observe(state: &AppState, run: &CanaryRun, took: Duration) {
     let m = &state.metrics;
+    let result = run.failed_stage.as_deref().unwrap_or("ok");
     m.inc("svamlgate_canary_runs_total", &[("result", result)]);
     m.observe(
         "svamlgate_canary_duration_seconds",
         &[("stage", "total")],
-        started.elapsed(),
+        took,
     );
     for (stage, value) in [
         ("dns", run.dns_ms),
@@ -207,22 +227,12 @@ pub async fn run_once(state: &AppState) -> CanaryRun {
             );
         }
     }
-    state.verification.canary.record(run.clone());
-    if run.ok {
-        tracing::debug!(total_ms = run.total_ms, "canary ok");
-    } else {
-        tracing::warn!(
-            stage = result,
-            message = %run.message,
-            explanation = run.explanation.as_deref().unwrap_or(""),
-            "canary through SVAMLGATE_PUBLIC_URL failed"
-        );
-    }
-    state.verification.canary.last().unwrap_or(run)
 }
 
 type Failure = (&'static str, String);
 
+/// One signed ICE through the public URL, stage by stage (DNS, connect, TLS, the answer), each
+/// timed into `run`; then what the answer says.
 async fn probe(state: &AppState, run: &mut CanaryRun) -> Result<(), Failure> {
     let v = &state.config.verification;
     let url = v
@@ -234,7 +244,31 @@ async fn probe(state: &AppState, run: &mut CanaryRun) -> Result<(), Failure> {
         "config",
         "no application key is configured to sign the canary with".to_owned(),
     ))?;
+    let tcp = connect(&url, run).await?;
+    let request = signed_request(&url, cred);
+    let deadline = Duration::from_millis(v.canary_slow_ms.saturating_mul(3)).max(STAGE_TIMEOUT);
+    let answer = if url.tls {
+        let t = Instant::now();
+        let tls = tokio::time::timeout(STAGE_TIMEOUT, tls_connect(&url.host, tcp))
+            .await
+            .map_err(|_| ("tls", "TLS handshake timed out".to_owned()))?
+            .map_err(|e| ("tls", e))?;
+        run.tls_ms = Some(ms(t.elapsed()));
+        run.cert_expires_at = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| certificate_not_after(c.as_ref()));
+        exchange(tls, &request, deadline, run).await?
+    } else {
+        exchange(tcp, &request, deadline, run).await?
+    };
+    judge_answer(state, run, answer)
+}
 
+/// Resolves the public URL's host and connects to it, timing both into `run`.
+async fn connect(url: &PublicUrl, run: &mut CanaryRun) -> Result<tokio::net::TcpStream, Failure> {
     let t = Instant::now();
     let addr = tokio::time::timeout(
         STAGE_TIMEOUT,
@@ -253,7 +287,12 @@ async fn probe(state: &AppState, run: &mut CanaryRun) -> Result<(), Failure> {
         .map_err(|_| ("connect", format!("connecting to {addr} timed out")))?
         .map_err(|e| ("connect", format!("connecting to {addr}: {e}")))?;
     run.connect_ms = Some(ms(t.elapsed()));
+    Ok(tcp)
+}
 
+/// The canary's ICE as Sinch would send it: an HTTP/1.1 request signed with `cred`, asking the
+/// server to close.
+fn signed_request(url: &PublicUrl, cred: &AppCredential) -> Vec<u8> {
     let body = ice_body(cred.key());
     let ts = crate::timestamp::format(OffsetDateTime::now_utc());
     let ct = "application/json; charset=utf-8";
@@ -274,25 +313,12 @@ async fn probe(state: &AppState, run: &mut CanaryRun) -> Result<(), Failure> {
     )
     .into_bytes();
     request.extend_from_slice(&body);
-    let deadline = Duration::from_millis(v.canary_slow_ms.saturating_mul(3)).max(STAGE_TIMEOUT);
+    request
+}
 
-    let answer = if url.tls {
-        let t = Instant::now();
-        let tls = tokio::time::timeout(STAGE_TIMEOUT, tls_connect(&url.host, tcp))
-            .await
-            .map_err(|_| ("tls", "TLS handshake timed out".to_owned()))?
-            .map_err(|e| ("tls", e))?;
-        run.tls_ms = Some(ms(t.elapsed()));
-        run.cert_expires_at = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(|c| certificate_not_after(c.as_ref()));
-        exchange(tls, &request, deadline, run).await?
-    } else {
-        exchange(tcp, &request, deadline, run).await?
-    };
+/// What the answer says: its status and reference into `run` (with the signature explanation
+/// when refused); a 200 whose reply passes the gate is the only success.
+fn judge_answer(state: &AppState, run: &mut CanaryRun, answer: Answer) -> Result<(), Failure> {
     let (status, headers, body) = answer;
     run.status = Some(status);
     run.reference = header(&headers, "x-svamlgate-reference");

@@ -162,7 +162,7 @@ pub fn keys(config: &ServeArgs) -> Vec<Check> {
              SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET (from the Sinch dashboard)",
         ));
     }
-    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    let mut seen: Secrets = HashMap::new();
     let mut good = 0;
     for (i, (key, secret, source)) in pairs.iter().enumerate() {
         if key.is_empty() {
@@ -181,38 +181,7 @@ pub fn keys(config: &ServeArgs) -> Vec<Check> {
             Err(e) => out.push(check("keys", Level::Error, format!("{e}; fix {source}"))),
             Ok(_) => {
                 good += 1;
-                let decoded = STANDARD.decode(secret.trim()).map(|d| d.len()).unwrap_or(0);
-                if decoded != 16 {
-                    out.push(check(
-                        "keys",
-                        Level::Warning,
-                        format!(
-                            "the secret of key `{key}` decodes to {decoded} bytes; Sinch application \
-                             secrets are 16 bytes (24 base64 characters): check it was copied whole"
-                        ),
-                    ));
-                }
-                let secrets = seen.entry(key.to_ascii_lowercase()).or_default();
-                if secrets.iter().any(|s| s == secret.trim()) {
-                    out.push(check(
-                        "keys",
-                        Level::Warning,
-                        format!("key `{key}` is configured twice with the same secret; remove one"),
-                    ));
-                } else if !secrets.is_empty() {
-                    out.push(check(
-                        "keys",
-                        Level::Warning,
-                        format!(
-                            "key `{key}` has {} secrets: fine while rotating; remove the old one \
-                             once Sinch signs with the new",
-                            secrets.len() + 1
-                        ),
-                    ));
-                    secrets.push(secret.trim().to_owned());
-                } else {
-                    secrets.push(secret.trim().to_owned());
-                }
+                secret_checks(key, secret, &mut seen, &mut out);
             }
         }
     }
@@ -226,6 +195,53 @@ pub fn keys(config: &ServeArgs) -> Vec<Check> {
             ),
         ));
     }
+    signature_checks(config, &seen, &mut out);
+    out
+}
+
+/// The secrets seen so far, per key (lower case).
+type Secrets = HashMap<String, Vec<String>>;
+
+/// A valid key's secret: its decoded length, and whether the key came before (the same secret
+/// twice, or several secrets while rotating).
+fn secret_checks(key: &str, secret: &str, seen: &mut Secrets, out: &mut Vec<Check>) {
+    let decoded = STANDARD.decode(secret.trim()).map(|d| d.len()).unwrap_or(0);
+    if decoded != 16 {
+        out.push(check(
+            "keys",
+            Level::Warning,
+            format!(
+                "the secret of key `{key}` decodes to {decoded} bytes; Sinch application \
+                 secrets are 16 bytes (24 base64 characters): check it was copied whole"
+            ),
+        ));
+    }
+    let secrets = seen.entry(key.to_ascii_lowercase()).or_default();
+    if secrets.iter().any(|s| s == secret.trim()) {
+        out.push(check(
+            "keys",
+            Level::Warning,
+            format!("key `{key}` is configured twice with the same secret; remove one"),
+        ));
+        return;
+    }
+    if !secrets.is_empty() {
+        out.push(check(
+            "keys",
+            Level::Warning,
+            format!(
+                "key `{key}` has {} secrets: fine while rotating; remove the old one \
+                 once Sinch signs with the new",
+                secrets.len() + 1
+            ),
+        ));
+    }
+    secrets.push(secret.trim().to_owned());
+}
+
+/// Whether signatures are checked, and the signature mode with the keys it names (`seen`: the
+/// configured keys).
+fn signature_checks(config: &ServeArgs, seen: &Secrets, out: &mut Vec<Check>) {
     if !config.verify_signatures {
         out.push(check(
             "signature",
@@ -234,40 +250,38 @@ pub fn keys(config: &ServeArgs) -> Vec<Check> {
         ));
     }
     let v = &config.verification;
-    match ModePolicy::new(v.signature_mode, v.signature_mode_keys.as_deref()) {
-        Err(e) => out.push(check("signature", Level::Error, e)),
-        Ok(modes) => {
-            if let Some(list) = &v.signature_mode_keys {
-                for entry in list.split([',', ' ']).filter(|e| !e.is_empty()) {
-                    let key = entry.rsplit_once(':').map_or(entry, |(k, _)| k);
-                    if !seen.contains_key(&key.to_ascii_lowercase()) {
-                        out.push(check(
-                            "signature",
-                            Level::Warning,
-                            format!(
-                                "SVAMLGATE_SIGNATURE_MODE_KEYS names `{key}`, which is not a configured key"
-                            ),
-                        ));
-                    }
-                }
-            }
-            if modes.default_mode() == SignatureMode::Report || modes.any_report() {
+    let modes = match ModePolicy::new(v.signature_mode, v.signature_mode_keys.as_deref()) {
+        Err(e) => return out.push(check("signature", Level::Error, e)),
+        Ok(modes) => modes,
+    };
+    if let Some(list) = &v.signature_mode_keys {
+        for entry in list.split([',', ' ']).filter(|e| !e.is_empty()) {
+            let key = entry.rsplit_once(':').map_or(entry, |(k, _)| k);
+            if !seen.contains_key(&key.to_ascii_lowercase()) {
                 out.push(check(
                     "signature",
                     Level::Warning,
                     format!(
-                        "signature mode {}: failures are answered and only recorded; watch GET \
-                         /admin/refusals until no new explanation appears, then set \
-                         SVAMLGATE_SIGNATURE_MODE=enforce",
-                        modes.summary()
+                        "SVAMLGATE_SIGNATURE_MODE_KEYS names `{key}`, which is not a configured key"
                     ),
                 ));
-            } else if config.verify_signatures {
-                out.push(check("signature", Level::Ok, "signature mode enforce"));
             }
         }
     }
-    out
+    if modes.default_mode() == SignatureMode::Report || modes.any_report() {
+        out.push(check(
+            "signature",
+            Level::Warning,
+            format!(
+                "signature mode {}: failures are answered and only recorded; watch GET \
+                 /admin/refusals until no new explanation appears, then set \
+                 SVAMLGATE_SIGNATURE_MODE=enforce",
+                modes.summary()
+            ),
+        ));
+    } else if config.verify_signatures {
+        out.push(check("signature", Level::Ok, "signature mode enforce"));
+    }
 }
 
 /// The admin token's strength.

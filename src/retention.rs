@@ -58,7 +58,7 @@ fn add(counts: &mut Counts, table: &'static str, n: u64) {
 }
 
 /// Deletes what is older than `before` (see the module documentation); returns the rows deleted
-/// per table.
+/// per table. Each step deletes one batch per transaction until it finds nothing more.
 pub async fn prune(
     pool: &PgPool,
     before: OffsetDateTime,
@@ -66,113 +66,9 @@ pub async fn prune(
 ) -> Result<Counts, sqlx::Error> {
     let open = calls_in_progress(pool, max_age).await?;
     let mut counts = Counts::new();
-    loop {
-        let mut tx = pool.begin().await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT c.id FROM callbacks c
-             WHERE c.received_at < $1
-               AND (c.callid IS NULL OR NOT (c.callid = ANY($2)))
-               AND NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.duplicate_of = c.id AND d.received_at >= $1)
-             ORDER BY c.received_at LIMIT $3",
-        )
-        .bind(before)
-        .bind(&open)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if ids.is_empty() {
-            break;
-        }
-        let mut all: Vec<Uuid> =
-            sqlx::query_scalar("SELECT id FROM callbacks WHERE duplicate_of = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
-        let dups = all.clone();
-        all.extend(ids.iter().copied());
-        all.sort_unstable();
-        all.dedup();
-        for (table, sql) in [
-            ("rejected_replies", "DELETE FROM rejected_replies WHERE callback_id = ANY($1)"),
-            ("upstream_exchanges", "DELETE FROM upstream_exchanges WHERE callback_id = ANY($1)"),
-            (
-                "refusals",
-                "DELETE FROM refusals WHERE reference IN (SELECT reference FROM errors WHERE callback_id = ANY($1))",
-            ),
-            ("errors", "DELETE FROM errors WHERE callback_id = ANY($1)"),
-        ] {
-            let n = sqlx::query(sql).bind(&all).execute(&mut *tx).await?;
-            add(&mut counts, table, n.rows_affected());
-        }
-        let mut n =
-            sqlx::query("DELETE FROM callbacks WHERE id = ANY($1) AND duplicate_of IS NOT NULL")
-                .bind(&dups)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        n += sqlx::query("DELETE FROM callbacks WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        add(&mut counts, "callbacks", n);
-        tx.commit().await?;
-    }
-    loop {
-        let mut tx = pool.begin().await?;
-        let refs: Vec<String> = sqlx::query_scalar(
-            "SELECT e.reference FROM errors e
-             WHERE e.callback_id IS NULL AND e.occurred_at < $1
-               AND NOT EXISTS (SELECT 1 FROM rejected_replies r WHERE r.reference = e.reference)
-             ORDER BY e.occurred_at LIMIT $2",
-        )
-        .bind(before)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if refs.is_empty() {
-            break;
-        }
-        let n = sqlx::query("DELETE FROM refusals WHERE reference = ANY($1)")
-            .bind(&refs)
-            .execute(&mut *tx)
-            .await?;
-        add(&mut counts, "refusals", n.rows_affected());
-        let n = sqlx::query("DELETE FROM errors WHERE reference = ANY($1)")
-            .bind(&refs)
-            .execute(&mut *tx)
-            .await?;
-        add(&mut counts, "errors", n.rows_affected());
-        tx.commit().await?;
-    }
-    loop {
-        let mut tx = pool.begin().await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT r.id FROM outbound_requests r
-             WHERE r.created_at < $1
-               AND NOT (coalesce(r.callid, 'pending:' || r.reference) = ANY($2))
-             ORDER BY r.created_at LIMIT $3",
-        )
-        .bind(before)
-        .bind(&open)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if ids.is_empty() {
-            break;
-        }
-        let n = sqlx::query("DELETE FROM outbound_attempts WHERE request_id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        add(&mut counts, "outbound_attempts", n.rows_affected());
-        let n = sqlx::query("DELETE FROM outbound_requests WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        add(&mut counts, "outbound_requests", n.rows_affected());
-        tx.commit().await?;
-    }
+    while prune_callbacks(pool, before, &open, &mut counts).await? {}
+    while prune_errors_of_no_callback(pool, before, &mut counts).await? {}
+    while prune_outbound(pool, before, &open, &mut counts).await? {}
     let n = sqlx::query("DELETE FROM call_state WHERE updated_at < $1 AND NOT (callid = ANY($2))")
         .bind(before)
         .bind(&open)
@@ -180,6 +76,139 @@ pub async fn prune(
         .await?;
     add(&mut counts, "call_state", n.rows_affected());
     Ok(counts)
+}
+
+/// One batch of callbacks older than `before` and of no open call (with their replays, and what
+/// hangs off them); false when there was none. A callback a newer replay points at is kept.
+async fn prune_callbacks(
+    pool: &PgPool,
+    before: OffsetDateTime,
+    open: &[String],
+    counts: &mut Counts,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT c.id FROM callbacks c
+         WHERE c.received_at < $1
+           AND (c.callid IS NULL OR NOT (c.callid = ANY($2)))
+           AND NOT EXISTS (SELECT 1 FROM callbacks d WHERE d.duplicate_of = c.id AND d.received_at >= $1)
+         ORDER BY c.received_at LIMIT $3",
+    )
+    .bind(before)
+    .bind(open)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let mut all: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM callbacks WHERE duplicate_of = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    let dups = all.clone();
+    all.extend(ids.iter().copied());
+    all.sort_unstable();
+    all.dedup();
+    for (table, sql) in [
+        ("rejected_replies", "DELETE FROM rejected_replies WHERE callback_id = ANY($1)"),
+        ("upstream_exchanges", "DELETE FROM upstream_exchanges WHERE callback_id = ANY($1)"),
+        (
+            "refusals",
+            "DELETE FROM refusals WHERE reference IN (SELECT reference FROM errors WHERE callback_id = ANY($1))",
+        ),
+        ("errors", "DELETE FROM errors WHERE callback_id = ANY($1)"),
+    ] {
+        let n = sqlx::query(sql).bind(&all).execute(&mut *tx).await?;
+        add(counts, table, n.rows_affected());
+    }
+    let mut n =
+        sqlx::query("DELETE FROM callbacks WHERE id = ANY($1) AND duplicate_of IS NOT NULL")
+            .bind(&dups)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    n += sqlx::query("DELETE FROM callbacks WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    add(counts, "callbacks", n);
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// One batch of errors of no callback (and their refusals) older than `before`; false when there
+/// was none. An error a rejected reply names is kept.
+async fn prune_errors_of_no_callback(
+    pool: &PgPool,
+    before: OffsetDateTime,
+    counts: &mut Counts,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let refs: Vec<String> = sqlx::query_scalar(
+        "SELECT e.reference FROM errors e
+         WHERE e.callback_id IS NULL AND e.occurred_at < $1
+           AND NOT EXISTS (SELECT 1 FROM rejected_replies r WHERE r.reference = e.reference)
+         ORDER BY e.occurred_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if refs.is_empty() {
+        return Ok(false);
+    }
+    for (table, sql) in [
+        ("refusals", "DELETE FROM refusals WHERE reference = ANY($1)"),
+        ("errors", "DELETE FROM errors WHERE reference = ANY($1)"),
+    ] {
+        let n = sqlx::query(sql).bind(&refs).execute(&mut *tx).await?;
+        add(counts, table, n.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// One batch of outbound requests (with their attempts) older than `before` and of no open call;
+/// false when there was none.
+async fn prune_outbound(
+    pool: &PgPool,
+    before: OffsetDateTime,
+    open: &[String],
+    counts: &mut Counts,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT r.id FROM outbound_requests r
+         WHERE r.created_at < $1
+           AND NOT (coalesce(r.callid, 'pending:' || r.reference) = ANY($2))
+         ORDER BY r.created_at LIMIT $3",
+    )
+    .bind(before)
+    .bind(open)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    for (table, sql) in [
+        (
+            "outbound_attempts",
+            "DELETE FROM outbound_attempts WHERE request_id = ANY($1)",
+        ),
+        (
+            "outbound_requests",
+            "DELETE FROM outbound_requests WHERE id = ANY($1)",
+        ),
+    ] {
+        let n = sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
+        add(counts, table, n.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub use crate::redact::mask_json;
@@ -215,7 +244,7 @@ type OutboundToMask = (
 );
 
 /// Masks what is older than `before` (see the module documentation); returns the rows masked per
-/// table.
+/// table. Each step masks one batch per transaction until it finds nothing more.
 pub async fn redact(
     pool: &PgPool,
     before: OffsetDateTime,
@@ -223,155 +252,226 @@ pub async fn redact(
 ) -> Result<Counts, sqlx::Error> {
     let open = calls_in_progress(pool, max_age).await?;
     let mut counts = Counts::new();
-    loop {
-        let mut tx = pool.begin().await?;
-        let rows: Vec<CallbackToMask> = sqlx::query_as(
-            "SELECT id, callbacks.body AS body, raw_body, reply, validation FROM callbacks
-             WHERE received_at < $1 AND redacted_at IS NULL
-               AND (callid IS NULL OR NOT (callid = ANY($2)))
-             ORDER BY received_at LIMIT $3",
-        )
-        .bind(before)
-        .bind(&open)
-        .bind(REDACT_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut ids = Vec::with_capacity(rows.len());
-        for (id, body, raw, reply, validation) in rows {
-            let body = masked(body);
-            let raw = match &body {
-                Some(b) => serde_json::to_vec(b).unwrap_or_default(),
-                None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
-            };
-            sqlx::query(
-                "UPDATE callbacks SET raw_body = $3, reply = $4, validation = $5, redacted_at = now(), \
-                 called = CASE WHEN event_type = 'ice' THEN $2::jsonb->'to'->>'endpoint' END, \
-                 caller = CASE WHEN event_type = 'ice' THEN $2::jsonb->>'cli' END WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&body)
-            .bind(&raw)
-            .bind(masked(reply))
-            .bind(masked(validation))
-            .execute(&mut *tx)
-            .await?;
-            ids.push(id);
-        }
-        add(&mut counts, "callbacks", ids.len() as u64);
-        let rejected: Vec<(Uuid, Option<Value>, Option<String>, Value)> = sqlx::query_as(
-            "SELECT id, reply, raw_reply, report FROM rejected_replies WHERE callback_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let n = rejected.len() as u64;
-        for (id, reply, raw, report) in rejected {
-            sqlx::query(
-                "UPDATE rejected_replies SET reply = $2, raw_reply = $3, report = $4 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(masked(reply))
-            .bind(raw.as_deref().map(mask_text))
-            .bind(masked(Some(report)))
-            .execute(&mut *tx)
-            .await?;
-        }
-        add(&mut counts, "rejected_replies", n);
-        let upstream: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT callback_id, body FROM upstream_exchanges WHERE callback_id = ANY($1) AND body IS NOT NULL",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (callback_id, body) in &upstream {
-            sqlx::query("UPDATE upstream_exchanges SET body = $2 WHERE callback_id = $1")
-                .bind(callback_id)
-                .bind(mask_text(body))
-                .execute(&mut *tx)
-                .await?;
-        }
-        add(&mut counts, "upstream_exchanges", upstream.len() as u64);
-        tx.commit().await?;
-    }
-    loop {
-        let mut tx = pool.begin().await?;
-        let rows: Vec<(String, String, Option<Value>)> = sqlx::query_as(
-            "SELECT reference, message, detail FROM errors
-             WHERE occurred_at < $1 AND redacted_at IS NULL
-             ORDER BY occurred_at LIMIT $2",
-        )
-        .bind(before)
-        .bind(REDACT_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        let n = rows.len() as u64;
-        for (reference, message, detail) in rows {
-            sqlx::query("UPDATE errors SET message = $2, detail = $3, redacted_at = now() WHERE reference = $1")
-                .bind(reference)
-                .bind(mask_numbers_in(&message))
-                .bind(masked(detail))
-                .execute(&mut *tx)
-                .await?;
-        }
-        add(&mut counts, "errors", n);
-        tx.commit().await?;
-    }
-    loop {
-        let mut tx = pool.begin().await?;
-        let rows: Vec<OutboundToMask> = sqlx::query_as(
-            "SELECT id, body, destination, response_body, local_report FROM outbound_requests r
-             WHERE r.created_at < $1 AND r.redacted_at IS NULL
-               AND (r.callid IS NULL OR NOT (r.callid = ANY($2)))
-               AND r.outcome <> 'pending'
-             ORDER BY r.created_at LIMIT $3",
-        )
-        .bind(before)
-        .bind(&open)
-        .bind(REDACT_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut ids = Vec::with_capacity(rows.len());
-        for (id, body, destination, response_body, local_report) in rows {
-            sqlx::query(
-                "UPDATE outbound_requests SET body = $2, destination = $3, response_body = $4, local_report = $5, \
-                 redacted_at = now() WHERE id = $1",
-            )
-            .bind(id)
-            .bind(masked(body))
-            .bind(destination.as_deref().map(mask_number))
-            .bind(masked(response_body))
-            .bind(masked(local_report))
-            .execute(&mut *tx)
-            .await?;
-            ids.push(id);
-        }
-        add(&mut counts, "outbound_requests", ids.len() as u64);
-        let attempts: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT id, response_body FROM outbound_attempts WHERE request_id = ANY($1) AND response_body IS NOT NULL",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (id, body) in &attempts {
-            sqlx::query("UPDATE outbound_attempts SET response_body = $2 WHERE id = $1")
-                .bind(id)
-                .bind(mask_text(body))
-                .execute(&mut *tx)
-                .await?;
-        }
-        add(&mut counts, "outbound_attempts", attempts.len() as u64);
-        tx.commit().await?;
-    }
+    while redact_callbacks(pool, before, &open, &mut counts).await? {}
+    while redact_errors(pool, before, &mut counts).await? {}
+    while redact_outbound(pool, before, &open, &mut counts).await? {}
     Ok(counts)
+}
+
+/// One batch of callbacks older than `before` and of no open call, with their rejected replies
+/// and upstream exchanges; false when there was none.
+async fn redact_callbacks(
+    pool: &PgPool,
+    before: OffsetDateTime,
+    open: &[String],
+    counts: &mut Counts,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<CallbackToMask> = sqlx::query_as(
+        "SELECT id, callbacks.body AS body, raw_body, reply, validation FROM callbacks
+         WHERE received_at < $1 AND redacted_at IS NULL
+           AND (callid IS NULL OR NOT (callid = ANY($2)))
+         ORDER BY received_at LIMIT $3",
+    )
+    .bind(before)
+    .bind(open)
+    .bind(REDACT_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(mask_callback(&mut tx, row).await?);
+    }
+    add(counts, "callbacks", ids.len() as u64);
+    let n = mask_rejected_replies(&mut tx, &ids).await?;
+    add(counts, "rejected_replies", n);
+    let n = mask_upstream_exchanges(&mut tx, &ids).await?;
+    add(counts, "upstream_exchanges", n);
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Masks one callback and marks it redacted (the call search's `called` and `caller` are taken
+/// again from the masked body); returns its id.
+async fn mask_callback(
+    tx: &mut sqlx::PgConnection,
+    (id, body, raw, reply, validation): CallbackToMask,
+) -> Result<Uuid, sqlx::Error> {
+    let body = masked(body);
+    let raw = match &body {
+        Some(b) => serde_json::to_vec(b).unwrap_or_default(),
+        None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
+    };
+    sqlx::query(
+        "UPDATE callbacks SET raw_body = $3, reply = $4, validation = $5, redacted_at = now(), \
+         called = CASE WHEN event_type = 'ice' THEN $2::jsonb->'to'->>'endpoint' END, \
+         caller = CASE WHEN event_type = 'ice' THEN $2::jsonb->>'cli' END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&body)
+    .bind(&raw)
+    .bind(masked(reply))
+    .bind(masked(validation))
+    .execute(tx)
+    .await?;
+    Ok(id)
+}
+
+/// Masks the rejected replies of the callbacks `ids`; returns how many.
+async fn mask_rejected_replies(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let rejected: Vec<(Uuid, Option<Value>, Option<String>, Value)> = sqlx::query_as(
+        "SELECT id, reply, raw_reply, report FROM rejected_replies WHERE callback_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let n = rejected.len() as u64;
+    for (id, reply, raw, report) in rejected {
+        sqlx::query(
+            "UPDATE rejected_replies SET reply = $2, raw_reply = $3, report = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(masked(reply))
+        .bind(raw.as_deref().map(mask_text))
+        .bind(masked(Some(report)))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(n)
+}
+
+/// Masks one text column of the rows `select` finds for `ids` (`SELECT key, text … = ANY($1)`),
+/// each written back through `update` (`… SET text = $2 WHERE key = $1`); returns how many.
+async fn mask_text_column(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+    select: &'static str,
+    update: &'static str,
+) -> Result<u64, sqlx::Error> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(select).bind(ids).fetch_all(&mut *tx).await?;
+    for (key, text) in &rows {
+        sqlx::query(update)
+            .bind(key)
+            .bind(mask_text(text))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Masks the upstream exchanges of the callbacks `ids`; returns how many.
+async fn mask_upstream_exchanges(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    mask_text_column(
+        tx,
+        ids,
+        "SELECT callback_id, body FROM upstream_exchanges WHERE callback_id = ANY($1) AND body IS NOT NULL",
+        "UPDATE upstream_exchanges SET body = $2 WHERE callback_id = $1",
+    )
+    .await
+}
+
+/// One batch of errors older than `before`; false when there was none.
+async fn redact_errors(
+    pool: &PgPool,
+    before: OffsetDateTime,
+    counts: &mut Counts,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(String, String, Option<Value>)> = sqlx::query_as(
+        "SELECT reference, message, detail FROM errors
+         WHERE occurred_at < $1 AND redacted_at IS NULL
+         ORDER BY occurred_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(REDACT_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let n = rows.len() as u64;
+    for (reference, message, detail) in rows {
+        sqlx::query(
+            "UPDATE errors SET message = $2, detail = $3, redacted_at = now() WHERE reference = $1",
+        )
+        .bind(reference)
+        .bind(mask_numbers_in(&message))
+        .bind(masked(detail))
+        .execute(&mut *tx)
+        .await?;
+    }
+    add(counts, "errors", n);
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// One batch of finished outbound requests older than `before` and of no open call, with their
+/// attempts; false when there was none.
+async fn redact_outbound(
+    pool: &PgPool,
+    before: OffsetDateTime,
+    open: &[String],
+    counts: &mut Counts,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<OutboundToMask> = sqlx::query_as(
+        "SELECT id, body, destination, response_body, local_report FROM outbound_requests r
+         WHERE r.created_at < $1 AND r.redacted_at IS NULL
+           AND (r.callid IS NULL OR NOT (r.callid = ANY($2)))
+           AND r.outcome <> 'pending'
+         ORDER BY r.created_at LIMIT $3",
+    )
+    .bind(before)
+    .bind(open)
+    .bind(REDACT_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for (id, body, destination, response_body, local_report) in rows {
+        sqlx::query(
+            "UPDATE outbound_requests SET body = $2, destination = $3, response_body = $4, local_report = $5, \
+             redacted_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(masked(body))
+        .bind(destination.as_deref().map(mask_number))
+        .bind(masked(response_body))
+        .bind(masked(local_report))
+        .execute(&mut *tx)
+        .await?;
+        ids.push(id);
+    }
+    add(counts, "outbound_requests", ids.len() as u64);
+    let n = mask_attempt_bodies(&mut tx, &ids).await?;
+    add(counts, "outbound_attempts", n);
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Masks Sinch's answers to the attempts of the requests `ids`; returns how many.
+async fn mask_attempt_bodies(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    mask_text_column(
+        tx,
+        ids,
+        "SELECT id, response_body FROM outbound_attempts WHERE request_id = ANY($1) AND response_body IS NOT NULL",
+        "UPDATE outbound_attempts SET response_body = $2 WHERE id = $1",
+    )
+    .await
 }
 
 /// A time for `svamlgate prune`: RFC 3339 (`2026-11-01T00:00:00Z`), or an age before now

@@ -183,6 +183,45 @@ fn short(v: &serde_json::Value) -> String {
     }
 }
 
+/// A call's first difference: the event, the key, and both nodes and replies side by side.
+fn write_difference(
+    out: &mut String,
+    callid: &str,
+    d: &serde_json::Map<String, serde_json::Value>,
+) {
+    use std::fmt::Write as _;
+    let what = if d.get("pathDiffers") == Some(&serde_json::Value::Bool(true)) {
+        "other path"
+    } else {
+        "other reply"
+    };
+    let input = d
+        .get("input")
+        .map(|i| {
+            format!(
+                " after key {} (recorded {}, now {})",
+                i["key"].as_str().unwrap_or("?"),
+                i["recorded"]["value"].as_str().unwrap_or(""),
+                i["candidate"]["value"].as_str().unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {what:<11} {callid}: event {} ({}){input}",
+        d["index"],
+        d["event"].as_str().unwrap_or("")
+    );
+    for side in ["recorded", "candidate"] {
+        let _ = writeln!(
+            out,
+            "              {side:<9} {}: {}",
+            d[side]["node"].as_str().unwrap_or("-"),
+            short(&d[side]["reply"])
+        );
+    }
+}
+
 /// The replay report in words: one line per call, the first difference side by side.
 pub fn render_replay(r: &serde_json::Value) -> String {
     use std::fmt::Write as _;
@@ -211,40 +250,7 @@ pub fn render_replay(r: &serde_json::Value) -> String {
             c["firstDifference"].as_object()
         };
         if let Some(d) = d {
-            let what = if d.get("pathDiffers") == Some(&serde_json::Value::Bool(true)) {
-                "other path"
-            } else {
-                "other reply"
-            };
-            let input = d
-                .get("input")
-                .map(|i| {
-                    format!(
-                        " after key {} (recorded {}, now {})",
-                        i["key"].as_str().unwrap_or("?"),
-                        i["recorded"]["value"].as_str().unwrap_or(""),
-                        i["candidate"]["value"].as_str().unwrap_or("")
-                    )
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {what:<11} {callid}: event {} ({}){input}",
-                d["index"],
-                d["event"].as_str().unwrap_or("")
-            );
-            let _ = writeln!(
-                out,
-                "              recorded  {}: {}",
-                d["recorded"]["node"].as_str().unwrap_or("-"),
-                short(&d["recorded"]["reply"])
-            );
-            let _ = writeln!(
-                out,
-                "              candidate {}: {}",
-                d["candidate"]["node"].as_str().unwrap_or("-"),
-                short(&d["candidate"]["reply"])
-            );
+            write_difference(&mut out, callid, d);
         }
         if let Some(m) = c["meaninglessInput"].as_object() {
             let _ = writeln!(

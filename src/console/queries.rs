@@ -8,19 +8,22 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::events::EventKind;
-use crate::outcome::{FallbackReason, GateVerdict, ReplySource, Stored};
+use crate::outcome::{FallbackReason, GateVerdict, RefusalReason, ReplySource, Stored};
+use crate::svaml::Severity;
 
-/// Callbacks of a window by what happened to them (from `console_minutes`).
+/// Callbacks of a window by what happened to them (from `console_minutes`). The vocabularies are
+/// read as [`Stored`]: a value another version wrote is kept as text (`Stored::Other`), so a page
+/// still renders and each page says what it does with a value it does not know.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Count {
-    /// Event type.
-    pub event_type: String,
-    /// Reply source ("" for none).
-    pub reply_source: String,
-    /// Fallback reason ("" for none).
-    pub fallback_reason: String,
-    /// Gate verdict ("" for none).
-    pub gate_verdict: String,
+    /// Event type (an empty name, for a body that was not an event, reads as `Unknown("")`).
+    pub event_type: EventKind,
+    /// Reply source (the table's empty text reads as `None`).
+    pub reply_source: Option<Stored<ReplySource>>,
+    /// Fallback reason (`None` when no fallback went out).
+    pub fallback_reason: Option<Stored<FallbackReason>>,
+    /// Gate verdict (`None` when nothing was gated).
+    pub gate_verdict: Option<Stored<GateVerdict>>,
     /// How many.
     pub n: i64,
 }
@@ -28,7 +31,9 @@ pub struct Count {
 /// The counts of callbacks since `since`.
 pub async fn counts(pool: &PgPool, since: OffsetDateTime) -> Result<Vec<Count>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT event_type, reply_source, fallback_reason, gate_verdict, sum(callbacks)::bigint AS n \
+        "SELECT event_type, NULLIF(reply_source, '') AS reply_source, \
+         NULLIF(fallback_reason, '') AS fallback_reason, NULLIF(gate_verdict, '') AS gate_verdict, \
+         sum(callbacks)::bigint AS n \
          FROM console_minutes WHERE minute >= date_trunc('minute', $1::timestamptz) \
          GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC",
     )
@@ -65,11 +70,11 @@ pub struct RuleCount {
     /// Rule code.
     pub code: String,
     /// error or warning.
-    pub severity: String,
+    pub severity: Stored<Severity>,
     /// The rule's source.
     pub source: String,
-    /// passed, rejected, observed.
-    pub gate_verdict: String,
+    /// passed, rejected, observed (`None`: the table's empty text, verdict unknown).
+    pub gate_verdict: Option<Stored<GateVerdict>>,
     /// How many.
     pub n: i64,
 }
@@ -77,7 +82,8 @@ pub struct RuleCount {
 /// Findings by rule since `since`, most frequent first.
 pub async fn rules(pool: &PgPool, since: OffsetDateTime) -> Result<Vec<RuleCount>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT code, severity, source, gate_verdict, sum(findings)::bigint AS n FROM console_rule_minutes \
+        "SELECT code, severity, source, NULLIF(gate_verdict, '') AS gate_verdict, \
+         sum(findings)::bigint AS n FROM console_rule_minutes \
          WHERE minute >= date_trunc('minute', $1::timestamptz) GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1 LIMIT 200",
     )
     .bind(since)
@@ -89,7 +95,7 @@ pub async fn rules(pool: &PgPool, since: OffsetDateTime) -> Result<Vec<RuleCount
 pub async fn refusals(
     pool: &PgPool,
     since: OffsetDateTime,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
+) -> Result<Vec<(Stored<RefusalReason>, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT reason, count(*) AS n FROM refusals WHERE received_at >= $1 GROUP BY 1 ORDER BY 2 DESC",
     )
@@ -171,7 +177,7 @@ pub async fn recent_errors(
 pub async fn callback_by_reference(
     pool: &PgPool,
     reference: &str,
-) -> Result<Option<(Uuid, Option<String>, String, OffsetDateTime)>, sqlx::Error> {
+) -> Result<Option<(Uuid, Option<String>, EventKind, OffsetDateTime)>, sqlx::Error> {
     sqlx::query_as("SELECT id, callid, event_type, received_at FROM callbacks WHERE reference = $1")
         .bind(reference)
         .fetch_optional(pool)

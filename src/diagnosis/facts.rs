@@ -18,7 +18,7 @@ pub use crate::outcome::{
     AttemptFailure, AuthScheme, CalloutMethod, HttpMethod, LocalCheck, Operation, RequestOutcome,
     Stored,
 };
-use crate::outcome::{FallbackReason, SignatureState};
+use crate::outcome::{FallbackReason, RefusalReason, SignatureState};
 
 /// Reads a JSON member as text when it is a string, and as absent otherwise (so that one member
 /// of an unexpected type does not hide the others).
@@ -273,8 +273,8 @@ impl From<CallbackRow> for Callback {
 /// Signature refusals of one reason.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefusalCount {
-    /// Why they were refused.
-    pub reason: String,
+    /// Why they were refused (a reason another version wrote is kept as text).
+    pub reason: Stored<RefusalReason>,
     /// How many.
     pub n: i64,
 }

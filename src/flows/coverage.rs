@@ -38,7 +38,7 @@ use super::engine::{decide, Stage};
 use super::menu::{self, OptionAction, RunMenu};
 use super::model::{has_errors, pointer_token, FlowDoc, FlowProblem, Severity};
 use super::render::EventContext;
-use crate::svaml::report::Violation;
+use crate::svaml::report::{Report, Violation};
 use crate::svaml::{CallContext, Mode, Target, Validator};
 
 /// Most positions (node + cookies) the walk expands.
@@ -284,72 +284,13 @@ fn pie_event(input: &Input, cookies: &BTreeMap<String, String>) -> Value {
 
 /// Every input a caller can give after `reply`, with the static findings of its menus.
 fn inputs_after(reply: &Value) -> Vec<Input> {
-    let mut out = Vec::new();
-    let first_menu;
-    if let Some(run) = RunMenu::of_reply(reply) {
-        first_menu = Some(run.first.clone());
-        let reachable = run.reachable();
-        let mut any_options = false;
-        for m in &reachable {
-            let mut seen_keys = BTreeSet::new();
-            for o in &m.options {
-                any_options = true;
-                if !seen_keys.insert(o.dtmf.clone()) {
-                    continue;
-                }
-                if let OptionAction::Return(v) = &o.action {
-                    out.push(Input {
-                        kind: "return".into(),
-                        value: Some(v.clone()),
-                        menu_id: Some(m.id.clone()),
-                        key: Some(o.dtmf.clone()),
-                        label: if m.id == run.first {
-                            format!("press {} ({v})", o.dtmf)
-                        } else {
-                            format!("press {} in menu {} ({v})", o.dtmf, m.id)
-                        },
-                    });
-                }
-            }
-            if let Some(n) = m.max_digits {
-                let d = digits(n);
-                out.push(Input {
-                    kind: "sequence".into(),
-                    value: Some(d.clone()),
-                    menu_id: Some(m.id.clone()),
-                    key: Some(d.clone()),
-                    label: format!("enter {d}"),
-                });
-            }
-        }
-        if any_options {
-            let used: BTreeSet<&str> = reachable
-                .iter()
-                .flat_map(|m| m.options.iter().map(|o| o.dtmf.as_str()))
-                .collect();
-            if let Some(k) = KEYS.iter().find(|k| !used.contains(**k)) {
-                out.push(Input {
-                    kind: "invalidinput".into(),
-                    value: Some((*k).to_owned()),
-                    menu_id: first_menu.clone(),
-                    key: Some((*k).to_owned()),
-                    label: format!("press {k} (no such option)"),
-                });
-            }
-        }
+    let (mut out, first_menu) = if let Some(run) = RunMenu::of_reply(reply) {
+        (menu_inputs(&run), Some(run.first.clone()))
     } else if let Some(n) = menu::conference_digits(reply) {
-        first_menu = None;
-        let d = digits(n);
-        out.push(Input {
-            kind: "sequence".into(),
-            value: Some(d.clone()),
-            menu_id: None,
-            key: Some(d.clone()),
-            label: format!("enter {d}"),
-        });
+        (vec![sequence(n, None)], None)
     } else {
-        return out;
-    }
+        return Vec::new();
+    };
     for (kind, label) in [
         ("timeout", "silence (timeout)"),
         ("error", "Sinch reports an error"),
@@ -361,6 +302,66 @@ fn inputs_after(reply: &Value) -> Vec<Input> {
             menu_id: first_menu.clone(),
             key: None,
             label: label.into(),
+        });
+    }
+    out
+}
+
+/// Digits for a menu (or conference) that collects `n` of them.
+fn sequence(n: u64, menu_id: Option<String>) -> Input {
+    let d = digits(n);
+    Input {
+        kind: "sequence".into(),
+        value: Some(d.clone()),
+        menu_id,
+        key: Some(d.clone()),
+        label: format!("enter {d}"),
+    }
+}
+
+/// The inputs the menus of a runMenu offer: each key of a `return(...)` option (the first option
+/// of a key only), digits where a menu collects them, and a key no option uses.
+fn menu_inputs(run: &RunMenu) -> Vec<Input> {
+    let mut out = Vec::new();
+    let reachable = run.reachable();
+    for m in &reachable {
+        let mut seen_keys = BTreeSet::new();
+        for o in &m.options {
+            if !seen_keys.insert(o.dtmf.clone()) {
+                continue;
+            }
+            if let OptionAction::Return(v) = &o.action {
+                out.push(Input {
+                    kind: "return".into(),
+                    value: Some(v.clone()),
+                    menu_id: Some(m.id.clone()),
+                    key: Some(o.dtmf.clone()),
+                    label: if m.id == run.first {
+                        format!("press {} ({v})", o.dtmf)
+                    } else {
+                        format!("press {} in menu {} ({v})", o.dtmf, m.id)
+                    },
+                });
+            }
+        }
+        if let Some(n) = m.max_digits {
+            out.push(sequence(n, Some(m.id.clone())));
+        }
+    }
+    let used: BTreeSet<&str> = reachable
+        .iter()
+        .flat_map(|m| m.options.iter().map(|o| o.dtmf.as_str()))
+        .collect();
+    if used.is_empty() {
+        return out;
+    }
+    if let Some(k) = KEYS.iter().find(|k| !used.contains(**k)) {
+        out.push(Input {
+            kind: "invalidinput".into(),
+            value: Some((*k).to_owned()),
+            menu_id: Some(run.first.clone()),
+            key: Some((*k).to_owned()),
+            label: format!("press {k} (no such option)"),
         });
     }
     out
@@ -446,21 +447,56 @@ impl<'a> Walker<'a> {
         if report.valid {
             cookies.extend(crate::svaml::cookies_set(&d.svaml));
         }
+        let pie = matches!(target, Target::Pie).then_some(event);
+        let id = self.push_step(parent, label, input, pie, &d, &report, cookies.clone());
+        self.contexts.push(ctx);
+        if !report.valid {
+            self.steps[id].next = Next::Refused;
+            self.refused_finding(id, label, &d, &report);
+            return;
+        }
+        self.warning_findings(id, label, &d, &report);
+        if let Some(n) = &d.node {
+            self.static_menu_findings(n, &d.svaml, id);
+        }
+        let kind = self.steps[id].input.as_ref().map(|i| i.kind.clone());
+        if let Some(kind) = kind.as_deref() {
+            self.transition_findings(id, kind, &d);
+        }
+        if !menu::expects_pie(&d.svaml) {
+            self.silent_hangup_finding(parent, id, kind.as_deref().unwrap_or(label), &d);
+            return;
+        }
+        let node = d.node.clone().or(current);
+        self.queue_position(id, Position { node, cookies }, queue);
+    }
+
+    /// Adds the step of a decided reply (its continuation still `End`) under `parent`; returns
+    /// its id.
+    #[allow(clippy::too_many_arguments)]
+    fn push_step(
+        &mut self,
+        parent: Option<usize>,
+        event: &'static str,
+        input: Option<Input>,
+        pie: Option<Value>,
+        d: &super::engine::Decision,
+        report: &Report,
+        cookies: BTreeMap<String, String>,
+    ) -> usize {
         let (hears, then) = menu::hears(&d.svaml);
         let id = self.steps.len();
         let depth = parent.map_or(1, |p| self.steps[p].depth + 1);
-        let node = d.node.clone().or(current);
         let gate = GateView {
             passed: report.valid,
             errors: report.errors().map(|v| v.code.clone()).collect(),
             warnings: report.warnings().map(|v| v.code.clone()).collect(),
         };
-        let pie = matches!(target, Target::Pie).then_some(event);
         self.steps.push(Step {
             id,
             parent,
             depth,
-            event: label,
+            event,
             input,
             pie,
             node: d.node.clone(),
@@ -469,38 +505,53 @@ impl<'a> Walker<'a> {
             then,
             reply: d.svaml.clone(),
             gate,
-            cookies: cookies.clone(),
+            cookies,
             next: Next::End,
             see: None,
             children: Vec::new(),
         });
-        self.contexts.push(ctx);
         if let Some(p) = parent {
             self.steps[p].children.push(id);
         }
-        // Findings of this reply.
-        if !report.valid {
-            self.steps[id].next = Next::Refused;
-            self.findings.push(Finding {
-                severity: Severity::Error,
-                code: "gate-refused",
-                node: d.node.clone(),
-                pointer: d.node.as_ref().map(|n| format!("/nodes/{}", pointer_token(n))),
-                message: format!(
-                    "the gate refuses the {label} reply of {} on this path, so the caller gets the fallback: {}",
-                    d.node.as_deref().map_or("the engine".to_owned(), |n| format!("node `{n}`")),
-                    report
-                        .errors()
-                        .map(|v| format!("{} {}", v.code, v.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-                path: self.path(id),
-                step: Some(id),
-                violations: report.errors().cloned().collect(),
-            });
-            return;
-        }
+        id
+    }
+
+    /// `gate-refused`: the gate refuses the reply of step `id`.
+    fn refused_finding(
+        &mut self,
+        id: usize,
+        label: &str,
+        d: &super::engine::Decision,
+        report: &Report,
+    ) {
+        self.findings.push(Finding {
+            severity: Severity::Error,
+            code: "gate-refused",
+            node: d.node.clone(),
+            pointer: d.node.as_ref().map(|n| format!("/nodes/{}", pointer_token(n))),
+            message: format!(
+                "the gate refuses the {label} reply of {} on this path, so the caller gets the fallback: {}",
+                d.node.as_deref().map_or("the engine".to_owned(), |n| format!("node `{n}`")),
+                report
+                    .errors()
+                    .map(|v| format!("{} {}", v.code, v.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            path: self.path(id),
+            step: Some(id),
+            violations: report.errors().cloned().collect(),
+        });
+    }
+
+    /// `gate-warning`: each warning of the reply of step `id`, once per node, event and code.
+    fn warning_findings(
+        &mut self,
+        id: usize,
+        label: &str,
+        d: &super::engine::Decision,
+        report: &Report,
+    ) {
         for w in report.warnings() {
             if self.warned.insert((
                 d.node.clone(),
@@ -519,39 +570,46 @@ impl<'a> Walker<'a> {
                 });
             }
         }
-        if let Some(n) = &d.node {
-            self.static_menu_findings(n, &d.svaml, id);
-        }
-        let kind = self.steps[id].input.as_ref().map(|i| i.kind.clone());
-        if let Some(kind) = kind.as_deref() {
-            self.transition_findings(id, kind, &d);
-        }
-        if !menu::expects_pie(&d.svaml) {
-            let silent = !menu::is_audible(&d.svaml) && menu::is_hangup(&d.svaml);
-            let unhandled_choice = matches!(kind.as_deref(), Some("return" | "sequence"))
-                && (d.via.starts_with("no-transition") || d.via.starts_with("missing-node"));
-            if silent && kind.as_deref() != Some("hangup") && !unhandled_choice {
-                let from = parent.and_then(|p| self.position_of(p).node);
-                if self.warned.insert((
-                    from.clone(),
-                    "hangup-without-prompt",
-                    format!("{}:{}", kind.as_deref().unwrap_or(label), d.via),
-                )) {
-                    self.findings.push(Finding {
-                        severity: Severity::Warning,
-                        code: "hangup-without-prompt",
-                        node: d.node.clone().or(from),
-                        pointer: None,
-                        message: "the call is hung up without a word to the caller".into(),
-                        path: self.path(id),
-                        step: Some(id),
-                        violations: Vec::new(),
-                    });
-                }
-            }
+    }
+
+    /// `hangup-without-prompt`: the reply of step `id` ends the call without a word, for an input
+    /// (`kind`, or the event for the first ones) other than the caller hanging up or a choice the
+    /// flow does not handle (that is `option-leads-nowhere`).
+    fn silent_hangup_finding(
+        &mut self,
+        parent: Option<usize>,
+        id: usize,
+        kind: &str,
+        d: &super::engine::Decision,
+    ) {
+        let silent = !menu::is_audible(&d.svaml) && menu::is_hangup(&d.svaml);
+        let unhandled_choice = matches!(kind, "return" | "sequence")
+            && (d.via.starts_with("no-transition") || d.via.starts_with("missing-node"));
+        if !silent || kind == "hangup" || unhandled_choice {
             return;
         }
-        let pos = Position { node, cookies };
+        let from = parent.and_then(|p| self.position_of(p).node);
+        if self.warned.insert((
+            from.clone(),
+            "hangup-without-prompt",
+            format!("{kind}:{}", d.via),
+        )) {
+            self.findings.push(Finding {
+                severity: Severity::Warning,
+                code: "hangup-without-prompt",
+                node: d.node.clone().or(from),
+                pointer: None,
+                message: "the call is hung up without a word to the caller".into(),
+                path: self.path(id),
+                step: Some(id),
+                violations: Vec::new(),
+            });
+        }
+    }
+
+    /// Where step `id` continues when a PIE follows: a position seen before (on this path: a
+    /// loop), the walk's limit, or a new position to expand.
+    fn queue_position(&mut self, id: usize, pos: Position, queue: &mut VecDeque<usize>) {
         match self.positions.get(&pos) {
             Some(&other) => {
                 let looped = self.is_ancestor(other, id);
@@ -881,24 +939,7 @@ pub fn coverage(validator: &Validator, mode: Mode, flow: &FlowDoc) -> CoverageRe
     while let Some(id) = queue.pop_front() {
         w.expand(id, &mut queue);
     }
-    for s in w.trapped() {
-        let node = w.position_of(s).node;
-        if w.warned.insert((node.clone(), "trap-loop", String::new())) {
-            w.findings.push(Finding {
-                severity: Severity::Error,
-                code: "trap-loop",
-                pointer: node.as_ref().map(|n| format!("/nodes/{}/next", pointer_token(n))),
-                message: format!(
-                    "once at {}, no key, digits or silence leads out of the menus: the caller can only hang up",
-                    node.as_deref().map_or("this point".to_owned(), |n| format!("node `{n}`"))
-                ),
-                node,
-                path: w.path(s),
-                step: Some(s),
-                violations: Vec::new(),
-            });
-        }
-    }
+    w.trap_findings();
     let reached: BTreeSet<String> = w.steps.iter().filter_map(|s| s.node.clone()).collect();
     let unreached: Vec<String> = flow
         .nodes
@@ -906,32 +947,7 @@ pub fn coverage(validator: &Validator, mode: Mode, flow: &FlowDoc) -> CoverageRe
         .filter(|n| !reached.contains(*n))
         .cloned()
         .collect();
-    for n in &unreached {
-        w.findings.push(Finding {
-            severity: Severity::Warning,
-            code: "node-unreached",
-            node: Some(n.clone()),
-            pointer: Some(format!("/nodes/{}", pointer_token(n))),
-            message: format!("no path a caller can take reaches node `{n}`"),
-            path: Vec::new(),
-            step: None,
-            violations: Vec::new(),
-        });
-    }
-    if w.truncated {
-        w.findings.push(Finding {
-            severity: Severity::Warning,
-            code: "walk-truncated",
-            node: None,
-            pointer: None,
-            message: format!(
-                "the walk stopped after {MAX_STATES} positions (node and cookies); paths beyond are not covered"
-            ),
-            path: Vec::new(),
-            step: None,
-            violations: Vec::new(),
-        });
-    }
+    w.walk_findings(&unreached);
     let longest_path = w.longest();
     let mut findings = std::mem::take(&mut w.findings);
     findings.sort_by_key(|f| f.severity != Severity::Error);
@@ -957,6 +973,64 @@ pub fn coverage(validator: &Validator, mode: Mode, flow: &FlowDoc) -> CoverageRe
     }
 }
 
+impl Walker<'_> {
+    /// `trap-loop`: once per node, the positions no input of the caller leads out of.
+    fn trap_findings(&mut self) {
+        for s in self.trapped() {
+            let node = self.position_of(s).node;
+            if self
+                .warned
+                .insert((node.clone(), "trap-loop", String::new()))
+            {
+                self.findings.push(Finding {
+                    severity: Severity::Error,
+                    code: "trap-loop",
+                    pointer: node.as_ref().map(|n| format!("/nodes/{}/next", pointer_token(n))),
+                    message: format!(
+                        "once at {}, no key, digits or silence leads out of the menus: the caller can only hang up",
+                        node.as_deref().map_or("this point".to_owned(), |n| format!("node `{n}`"))
+                    ),
+                    node,
+                    path: self.path(s),
+                    step: Some(s),
+                    violations: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// Findings of the walk as a whole: `node-unreached` for each of `unreached`, and
+    /// `walk-truncated` when the walk stopped at its limit.
+    fn walk_findings(&mut self, unreached: &[String]) {
+        for n in unreached {
+            self.findings.push(Finding {
+                severity: Severity::Warning,
+                code: "node-unreached",
+                node: Some(n.clone()),
+                pointer: Some(format!("/nodes/{}", pointer_token(n))),
+                message: format!("no path a caller can take reaches node `{n}`"),
+                path: Vec::new(),
+                step: None,
+                violations: Vec::new(),
+            });
+        }
+        if self.truncated {
+            self.findings.push(Finding {
+                severity: Severity::Warning,
+                code: "walk-truncated",
+                node: None,
+                pointer: None,
+                message: format!(
+                    "the walk stopped after {MAX_STATES} positions (node and cookies); paths beyond are not covered"
+                ),
+                path: Vec::new(),
+                step: None,
+                violations: Vec::new(),
+            });
+        }
+    }
+}
+
 fn quote(texts: &[String]) -> String {
     texts
         .iter()
@@ -969,6 +1043,28 @@ fn quote(texts: &[String]) -> String {
 /// with what the caller hears at each step.
 pub fn render_text(r: &CoverageReport) -> String {
     let mut out = String::new();
+    text_summary(&mut out, r);
+    text_problems(&mut out, r);
+    let _ = writeln!(out, "\nPaths:");
+    let roots: Vec<usize> = r
+        .steps
+        .iter()
+        .filter(|s| s.parent.is_none())
+        .map(|s| s.id)
+        .collect();
+    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|id| (id, 0)).collect();
+    while let Some((id, indent)) = stack.pop() {
+        let s = &r.steps[id];
+        text_step(&mut out, s, indent);
+        for &c in s.children.iter().rev() {
+            stack.push((c, indent + 1));
+        }
+    }
+    out
+}
+
+/// The verdict and the walk's figures.
+fn text_summary(out: &mut String, r: &CoverageReport) {
     let _ = writeln!(
         out,
         "Flow \"{}\": {} ({} error(s), {} warning(s))",
@@ -992,6 +1088,10 @@ pub fn render_text(r: &CoverageReport) -> String {
         },
         if r.truncated { " (walk truncated)" } else { "" }
     );
+}
+
+/// The structure problems and the walk's findings, each with where and how to reach it.
+fn text_problems(out: &mut String, r: &CoverageReport) {
     if !r.problems.is_empty() {
         let _ = writeln!(out, "\nStructure:");
         for p in &r.problems {
@@ -1015,52 +1115,42 @@ pub fn render_text(r: &CoverageReport) -> String {
             }
         }
     }
-    let _ = writeln!(out, "\nPaths:");
-    let roots: Vec<usize> = r
-        .steps
-        .iter()
-        .filter(|s| s.parent.is_none())
-        .map(|s| s.id)
-        .collect();
-    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|id| (id, 0)).collect();
-    while let Some((id, indent)) = stack.pop() {
-        let s = &r.steps[id];
-        let pad = "  ".repeat(indent + 1);
-        let head = match &s.input {
-            Some(i) => i.label.clone(),
-            None => s.event.to_uppercase(),
-        };
-        let to = s.node.as_deref().unwrap_or("(engine)");
-        let heard = if s.hears.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", quote(&s.hears))
-        };
-        let tail = match s.next {
-            Next::Input | Next::End => String::new(),
-            Next::Refused => format!(
-                " [REFUSED by the gate: {}; the fallback goes out]",
-                s.gate.errors.join(", ")
-            ),
-            Next::Loop => format!(" [back to step {}]", s.see.unwrap_or_default()),
-            Next::Seen => format!(" [continues as step {}]", s.see.unwrap_or_default()),
-            Next::Truncated => " [not walked: limit]".to_owned(),
-        };
-        let warn = if s.gate.warnings.is_empty() || !s.gate.passed {
-            String::new()
-        } else {
-            format!(" (gate warnings: {})", s.gate.warnings.join(", "))
-        };
-        let _ = writeln!(
-            out,
-            "{pad}#{id} {head} → {to}:{heard} → {}{tail}{warn}",
-            s.then
-        );
-        for &c in s.children.iter().rev() {
-            stack.push((c, indent + 1));
-        }
-    }
-    out
+}
+
+/// One line of the path tree: the input, the node, what the caller hears and how it goes on.
+fn text_step(out: &mut String, s: &Step, indent: usize) {
+    let id = s.id;
+    let pad = "  ".repeat(indent + 1);
+    let head = match &s.input {
+        Some(i) => i.label.clone(),
+        None => s.event.to_uppercase(),
+    };
+    let to = s.node.as_deref().unwrap_or("(engine)");
+    let heard = if s.hears.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", quote(&s.hears))
+    };
+    let tail = match s.next {
+        Next::Input | Next::End => String::new(),
+        Next::Refused => format!(
+            " [REFUSED by the gate: {}; the fallback goes out]",
+            s.gate.errors.join(", ")
+        ),
+        Next::Loop => format!(" [back to step {}]", s.see.unwrap_or_default()),
+        Next::Seen => format!(" [continues as step {}]", s.see.unwrap_or_default()),
+        Next::Truncated => " [not walked: limit]".to_owned(),
+    };
+    let warn = if s.gate.warnings.is_empty() || !s.gate.passed {
+        String::new()
+    } else {
+        format!(" (gate warnings: {})", s.gate.warnings.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "{pad}#{id} {head} → {to}:{heard} → {}{tail}{warn}",
+        s.then
+    );
 }
 
 #[cfg(test)]

@@ -234,6 +234,13 @@ pub fn prompt_texts(prompt: &str) -> Vec<String> {
 /// What the caller hears from a reply, in order (instructions, then the action's prompt), and what
 /// the action does then, in words.
 pub fn hears(reply: &Value) -> (Vec<String>, String) {
+    let mut out = instruction_texts(reply);
+    let then = action_then(reply, &mut out);
+    (out, then)
+}
+
+/// What the instructions play: `say` texts, `playFiles` prompts, DTMF sent.
+fn instruction_texts(reply: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for i in reply
         .get("instructions")
@@ -265,6 +272,12 @@ pub fn hears(reply: &Value) -> (Vec<String>, String) {
             _ => {}
         }
     }
+    out
+}
+
+/// What the action does, in words (one arm per action: a table); the prompt it plays goes into
+/// `heard`.
+fn action_then(reply: &Value, heard: &mut Vec<String>) -> String {
     let action = reply.get("action").cloned().unwrap_or(Value::Null);
     let field = |k: &str| {
         action
@@ -272,37 +285,8 @@ pub fn hears(reply: &Value) -> (Vec<String>, String) {
             .and_then(|v| v.as_str().map(str::to_owned).or_else(|| scalar_text(v)))
             .unwrap_or_default()
     };
-    let then = match lower_name(&action).as_deref() {
-        Some("runmenu") => {
-            let menu = RunMenu::of_reply(reply);
-            if let Some(p) = menu
-                .as_ref()
-                .and_then(|m| m.menu(&m.first))
-                .and_then(|m| m.prompt.as_deref())
-            {
-                out.extend(prompt_texts(p));
-            }
-            let keys = menu
-                .as_ref()
-                .and_then(|m| m.menu(&m.first))
-                .map(|m| {
-                    let mut parts: Vec<String> = m
-                        .options
-                        .iter()
-                        .map(|o| match &o.action {
-                            OptionAction::Return(v) => format!("{}={v}", o.dtmf),
-                            OptionAction::Menu(v) => format!("{}=menu {v}", o.dtmf),
-                            OptionAction::Other(v) => format!("{}={v}", o.dtmf),
-                        })
-                        .collect();
-                    if let Some(n) = m.max_digits {
-                        parts.push(format!("up to {n} digits"));
-                    }
-                    parts.join(", ")
-                })
-                .unwrap_or_default();
-            format!("waits for input ({keys})")
-        }
+    match lower_name(&action).as_deref() {
+        Some("runmenu") => run_menu_then(reply, heard),
         Some("connectpstn") => format!("connects to {}", field("number")),
         Some("connectsip") => format!(
             "connects to SIP {}",
@@ -316,7 +300,7 @@ pub fn hears(reply: &Value) -> (Vec<String>, String) {
         Some("connectstream") => "connects a media stream".to_owned(),
         Some("park") => {
             if let Some(p) = action.get("introPrompt").and_then(Value::as_str) {
-                out.extend(prompt_texts(p));
+                heard.extend(prompt_texts(p));
             }
             "is parked".to_owned()
         }
@@ -324,8 +308,34 @@ pub fn hears(reply: &Value) -> (Vec<String>, String) {
         Some("continue") => "continues".to_owned(),
         Some(other) => other.to_owned(),
         None => "(no action)".to_owned(),
-    };
-    (out, then)
+    }
+}
+
+/// A runMenu: its first menu's prompt goes into `heard`; the words list the keys it offers.
+fn run_menu_then(reply: &Value, heard: &mut Vec<String>) -> String {
+    let menu = RunMenu::of_reply(reply);
+    let first = menu.as_ref().and_then(|m| m.menu(&m.first));
+    if let Some(p) = first.and_then(|m| m.prompt.as_deref()) {
+        heard.extend(prompt_texts(p));
+    }
+    let keys = first
+        .map(|m| {
+            let mut parts: Vec<String> = m
+                .options
+                .iter()
+                .map(|o| match &o.action {
+                    OptionAction::Return(v) => format!("{}={v}", o.dtmf),
+                    OptionAction::Menu(v) => format!("{}=menu {v}", o.dtmf),
+                    OptionAction::Other(v) => format!("{}={v}", o.dtmf),
+                })
+                .collect();
+            if let Some(n) = m.max_digits {
+                parts.push(format!("up to {n} digits"));
+            }
+            parts.join(", ")
+        })
+        .unwrap_or_default();
+    format!("waits for input ({keys})")
 }
 
 /// Whether a reply plays anything to the caller (a `say`, a `playFiles`, a menu prompt).

@@ -364,57 +364,8 @@ impl FlowDoc {
     /// reachability. Problems come in a deterministic order.
     pub fn check_structure(&self) -> Vec<FlowProblem> {
         let mut p = Vec::new();
-        if self.format_version != FORMAT_VERSION {
-            p.push(FlowProblem::error(
-                "/formatVersion".into(),
-                "format-version-unsupported",
-                format!(
-                    "formatVersion {} is not supported (this build reads version {FORMAT_VERSION})",
-                    self.format_version
-                ),
-            ));
-        }
-        if self.name.trim().is_empty() {
-            p.push(FlowProblem::error(
-                "/name".into(),
-                "name-empty",
-                "the flow needs a non-empty name".into(),
-            ));
-        } else if self.name.chars().count() > MAX_NAME_CHARS {
-            p.push(FlowProblem::error(
-                "/name".into(),
-                "name-too-long",
-                format!("the flow name is longer than {MAX_NAME_CHARS} characters"),
-            ));
-        }
-        if self.nodes.is_empty() {
-            p.push(FlowProblem::error(
-                "/nodes".into(),
-                "nodes-empty",
-                "the flow has no nodes".into(),
-            ));
-        }
-        let refs = [
-            ("/start", Some(&self.start), "start-missing"),
-            ("/ace", self.ace.as_ref(), "ace-missing"),
-            (
-                "/fallbackNode",
-                self.fallback_node.as_ref(),
-                "fallback-missing",
-            ),
-        ];
-        for (pointer, target, code) in refs {
-            if let Some(target) = target {
-                if !self.nodes.contains_key(target) {
-                    p.push(FlowProblem::error(
-                        pointer.into(),
-                        code,
-                        format!("there is no node `{target}`"),
-                    ));
-                }
-            }
-        }
-
+        self.check_header(&mut p);
+        self.check_references(&mut p);
         let reachable = self.reachable();
         let no_input_nodes: BTreeSet<&str> = [Some(self.start.as_str()), self.ace.as_deref()]
             .into_iter()
@@ -451,45 +402,74 @@ impl FlowDoc {
         p
     }
 
+    /// The format version, the name, and that there are nodes.
+    fn check_header(&self, p: &mut Vec<FlowProblem>) {
+        if self.format_version != FORMAT_VERSION {
+            p.push(FlowProblem::error(
+                "/formatVersion".into(),
+                "format-version-unsupported",
+                format!(
+                    "formatVersion {} is not supported (this build reads version {FORMAT_VERSION})",
+                    self.format_version
+                ),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            p.push(FlowProblem::error(
+                "/name".into(),
+                "name-empty",
+                "the flow needs a non-empty name".into(),
+            ));
+        } else if self.name.chars().count() > MAX_NAME_CHARS {
+            p.push(FlowProblem::error(
+                "/name".into(),
+                "name-too-long",
+                format!("the flow name is longer than {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        if self.nodes.is_empty() {
+            p.push(FlowProblem::error(
+                "/nodes".into(),
+                "nodes-empty",
+                "the flow has no nodes".into(),
+            ));
+        }
+    }
+
+    /// `start`, `ace` and `fallbackNode` name nodes that exist.
+    fn check_references(&self, p: &mut Vec<FlowProblem>) {
+        let refs = [
+            ("/start", Some(&self.start), "start-missing"),
+            ("/ace", self.ace.as_ref(), "ace-missing"),
+            (
+                "/fallbackNode",
+                self.fallback_node.as_ref(),
+                "fallback-missing",
+            ),
+        ];
+        for (pointer, target, code) in refs {
+            if let Some(target) = target {
+                if !self.nodes.contains_key(target) {
+                    p.push(FlowProblem::error(
+                        pointer.into(),
+                        code,
+                        format!("there is no node `{target}`"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The node's `next`: each key can occur in a PIE after it and leads to a node; and each
+    /// input its menus offer is handled.
     fn check_next(&self, id: &str, node: &Node, base: &str, p: &mut Vec<FlowProblem>) {
         let source = node.pie_source();
         let returns = node.menu_returns();
         let return_values: BTreeSet<&str> = returns.iter().map(|r| r.value.as_str()).collect();
         for (key, target) in &node.next {
             let pointer = format!("{base}/next/{}", pointer_token(key));
-            if source == PieSource::None {
-                p.push(FlowProblem::error(
-                    pointer.clone(),
-                    "next-without-menu",
-                    format!(
-                        "node `{id}` has `next` but its action is neither runMenu nor connectConf \
-                         with conferenceDtmfOptions, so no PIE follows it"
-                    ),
-                ));
-            } else {
-                let reserved = RESERVED_NEXT_KEYS.contains(&key.as_str());
-                let known = match source {
-                    PieSource::Menu => reserved || return_values.contains(key.as_str()),
-                    _ => reserved && key != "return",
-                };
-                if !known {
-                    let hint = if RESERVED_NEXT_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
-                        format!(" (type keys are lowercase: `{}`)", key.to_ascii_lowercase())
-                    } else if source == PieSource::Menu {
-                        " (not a return(...) value of this node's menus)".to_owned()
-                    } else {
-                        String::new()
-                    };
-                    p.push(FlowProblem::error(
-                        pointer.clone(),
-                        "next-key-unknown",
-                        format!(
-                            "`{key}` never occurs in a PIE after node `{id}`; use a return(...) \
-                             value or one of {}{hint}",
-                            RESERVED_NEXT_KEYS.join(", ")
-                        ),
-                    ));
-                }
+            if let Some(problem) = next_key_problem(id, key, source, &return_values, &pointer) {
+                p.push(problem);
             }
             if !self.nodes.contains_key(target) {
                 p.push(FlowProblem::error(
@@ -502,9 +482,21 @@ impl FlowDoc {
         if source == PieSource::None {
             return;
         }
+        self.check_inputs_handled(node, &returns, base, p);
+    }
+
+    /// Warnings for inputs a menu offers that no `next` entry, `default` or `fallbackNode`
+    /// handles, and for return values that are reserved keys.
+    fn check_inputs_handled(
+        &self,
+        node: &Node,
+        returns: &[MenuReturn],
+        base: &str,
+        p: &mut Vec<FlowProblem>,
+    ) {
         let has = |k: &str| node.next.contains_key(k);
         let caught = has("default") || self.fallback_node.is_some();
-        for r in &returns {
+        for r in returns {
             if RESERVED_NEXT_KEYS.contains(&r.value.as_str()) {
                 p.push(FlowProblem::warning(
                     format!("{base}{}", r.pointer),
@@ -536,6 +528,52 @@ impl FlowDoc {
             ));
         }
     }
+}
+
+/// What is wrong with a `next` key of node `id`, if anything: a node no PIE follows has no
+/// `next`; after a menu a key is a return value or a reserved key, after a conference a reserved
+/// key other than `return`.
+fn next_key_problem(
+    id: &str,
+    key: &str,
+    source: PieSource,
+    return_values: &BTreeSet<&str>,
+    pointer: &str,
+) -> Option<FlowProblem> {
+    if source == PieSource::None {
+        return Some(FlowProblem::error(
+            pointer.to_owned(),
+            "next-without-menu",
+            format!(
+                "node `{id}` has `next` but its action is neither runMenu nor connectConf \
+                 with conferenceDtmfOptions, so no PIE follows it"
+            ),
+        ));
+    }
+    let reserved = RESERVED_NEXT_KEYS.contains(&key);
+    let known = match source {
+        PieSource::Menu => reserved || return_values.contains(key),
+        _ => reserved && key != "return",
+    };
+    if known {
+        return None;
+    }
+    let hint = if RESERVED_NEXT_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+        format!(" (type keys are lowercase: `{}`)", key.to_ascii_lowercase())
+    } else if source == PieSource::Menu {
+        " (not a return(...) value of this node's menus)".to_owned()
+    } else {
+        String::new()
+    };
+    Some(FlowProblem::error(
+        pointer.to_owned(),
+        "next-key-unknown",
+        format!(
+            "`{key}` never occurs in a PIE after node `{id}`; use a return(...) \
+             value or one of {}{hint}",
+            RESERVED_NEXT_KEYS.join(", ")
+        ),
+    ))
 }
 
 /// Collects `(pointer, string)` for every string value inside `v`.

@@ -172,13 +172,12 @@ fn rewrite(pie: &Value, to: &MenuInput) -> Value {
 fn translate(pie: &Value, live_prev: Option<&Value>, cand_prev: Option<&Value>) -> Translation {
     let recorded = MenuInput::of(pie);
     let kind = recorded.r#type.to_ascii_lowercase();
-    let mut mapping = InputMapping {
-        recorded: recorded.clone(),
+    let mapping = InputMapping {
+        recorded,
         key: None,
         candidate: None,
         moved: false,
     };
-    let live_menu = live_prev.and_then(RunMenu::of_reply);
     let cand_menu = cand_prev.and_then(RunMenu::of_reply);
     let cand_conf = cand_prev.and_then(menu::conference_digits);
     if cand_menu.is_none() && cand_conf.is_none() {
@@ -188,120 +187,142 @@ fn translate(pie: &Value, live_prev: Option<&Value>, cand_prev: Option<&Value>) 
             mapping,
         );
     }
-    let same = |mapping: InputMapping| {
-        let mut m = mapping;
-        m.candidate = Some(m.recorded.clone());
-        Translation::Event(pie.clone(), m)
-    };
     match kind.as_str() {
         "return" => {
-            let value = recorded.value.clone().unwrap_or_default();
-            let key = live_menu
-                .as_ref()
-                .and_then(|m| m.key_of_return(recorded.menu_id.as_deref(), &value));
-            mapping.key.clone_from(&key);
-            let Some(cand) = cand_menu else {
-                return Translation::Meaningless(
-                    "the candidate runs a conference here, not a menu".into(),
-                    mapping,
-                );
-            };
-            let Some(key) = key else {
-                // The live menu is unknown (e.g. a fallback went out): keep the value if the
-                // candidate offers it.
-                return if cand.menus.iter().any(|m| m.key_of_return(&value).is_some()) {
-                    same(mapping)
-                } else {
-                    Translation::Meaningless(
-                        format!("return({value}) is not offered by the candidate's menu"),
-                        mapping,
-                    )
-                };
-            };
-            let menu = recorded
-                .menu_id
-                .as_deref()
-                .and_then(|id| cand.menu(id))
-                .or_else(|| cand.menu(&cand.first));
-            match menu.and_then(|m| m.option(&key).map(|o| (m, o))) {
-                Some((m, o)) => match &o.action {
-                    OptionAction::Return(v) => {
-                        let to = MenuInput {
-                            r#type: recorded.r#type.clone(),
-                            value: Some(v.clone()),
-                            menu_id: Some(m.id.clone()),
-                        };
-                        mapping.moved = to.value != recorded.value;
-                        mapping.candidate = Some(to.clone());
-                        Translation::Event(rewrite(pie, &to), mapping)
-                    }
-                    OptionAction::Menu(sub) => Translation::Meaningless(
-                        format!("key {key} now opens menu `{sub}`; what the caller would press there is not recorded"),
-                        mapping,
-                    ),
-                    OptionAction::Other(a) => Translation::Meaningless(
-                        format!("key {key} now does `{a}`"),
-                        mapping,
-                    ),
-                },
-                None => Translation::Meaningless(
-                    format!("key {key} is no longer an option of the candidate's menu"),
-                    mapping,
-                ),
-            }
+            let live_menu = live_prev.and_then(RunMenu::of_reply);
+            translate_return(pie, mapping, live_menu.as_ref(), cand_menu.as_ref())
         }
-        "sequence" => {
-            let digits = recorded.value.clone().unwrap_or_default();
-            mapping.key = Some(digits.clone());
-            if cand_conf.is_some() {
-                return same(mapping);
-            }
-            let Some(cand) = cand_menu else {
-                return same(mapping);
-            };
-            let collecting = recorded
-                .menu_id
-                .as_deref()
-                .and_then(|id| cand.menu(id))
-                .filter(|m| m.max_digits.is_some())
-                .or_else(|| {
-                    cand.reachable()
-                        .into_iter()
-                        .find(|m| m.max_digits.is_some())
-                });
-            if let Some(m) = collecting {
+        "sequence" => translate_sequence(pie, mapping, cand_menu.as_ref(), cand_conf.is_some()),
+        _ => as_recorded(pie, mapping),
+    }
+}
+
+/// The recorded PIE, unchanged: it means the same in the candidate.
+fn as_recorded(pie: &Value, mut mapping: InputMapping) -> Translation {
+    mapping.candidate = Some(mapping.recorded.clone());
+    Translation::Event(pie.clone(), mapping)
+}
+
+/// A `return`: the key the caller pressed in the live menu, and what that key does in the
+/// candidate's menu of the same id (or its first menu).
+fn translate_return(
+    pie: &Value,
+    mut mapping: InputMapping,
+    live_menu: Option<&RunMenu>,
+    cand_menu: Option<&RunMenu>,
+) -> Translation {
+    let recorded = mapping.recorded.clone();
+    let value = recorded.value.clone().unwrap_or_default();
+    let key = live_menu.and_then(|m| m.key_of_return(recorded.menu_id.as_deref(), &value));
+    mapping.key.clone_from(&key);
+    let Some(cand) = cand_menu else {
+        return Translation::Meaningless(
+            "the candidate runs a conference here, not a menu".into(),
+            mapping,
+        );
+    };
+    let Some(key) = key else {
+        // The live menu is unknown (e.g. a fallback went out): keep the value if the
+        // candidate offers it.
+        return if cand.menus.iter().any(|m| m.key_of_return(&value).is_some()) {
+            as_recorded(pie, mapping)
+        } else {
+            Translation::Meaningless(
+                format!("return({value}) is not offered by the candidate's menu"),
+                mapping,
+            )
+        };
+    };
+    let menu = recorded
+        .menu_id
+        .as_deref()
+        .and_then(|id| cand.menu(id))
+        .or_else(|| cand.menu(&cand.first));
+    match menu.and_then(|m| m.option(&key).map(|o| (m, o))) {
+        Some((m, o)) => match &o.action {
+            OptionAction::Return(v) => {
                 let to = MenuInput {
+                    r#type: recorded.r#type.clone(),
+                    value: Some(v.clone()),
                     menu_id: Some(m.id.clone()),
-                    ..recorded.clone()
                 };
+                mapping.moved = to.value != recorded.value;
                 mapping.candidate = Some(to.clone());
-                return Translation::Event(rewrite(pie, &to), mapping);
+                Translation::Event(rewrite(pie, &to), mapping)
             }
-            let first = cand.menu(&cand.first);
-            match first.and_then(|m| m.option(&digits)) {
-                Some(o) => match &o.action {
-                    OptionAction::Return(v) => {
-                        let to = MenuInput {
-                            r#type: "return".into(),
-                            value: Some(v.clone()),
-                            menu_id: first.map(|m| m.id.clone()),
-                        };
-                        mapping.moved = true;
-                        mapping.candidate = Some(to.clone());
-                        Translation::Event(rewrite(pie, &to), mapping)
-                    }
-                    _ => Translation::Meaningless(
-                        format!("the digits {digits} now open a sub-menu"),
-                        mapping,
-                    ),
-                },
-                None => Translation::Meaningless(
-                    "the candidate's menu does not collect digits here".into(),
-                    mapping,
-                ),
+            OptionAction::Menu(sub) => Translation::Meaningless(
+                format!("key {key} now opens menu `{sub}`; what the caller would press there is not recorded"),
+                mapping,
+            ),
+            OptionAction::Other(a) => {
+                Translation::Meaningless(format!("key {key} now does `{a}`"), mapping)
             }
-        }
-        _ => same(mapping),
+        },
+        None => Translation::Meaningless(
+            format!("key {key} is no longer an option of the candidate's menu"),
+            mapping,
+        ),
+    }
+}
+
+/// A `sequence`: the digits go to a conference or to a candidate menu that collects digits as
+/// they are; else, when the candidate's first menu has them as an option, they become that
+/// option's `return`.
+fn translate_sequence(
+    pie: &Value,
+    mut mapping: InputMapping,
+    cand_menu: Option<&RunMenu>,
+    conference: bool,
+) -> Translation {
+    let recorded = mapping.recorded.clone();
+    let digits = recorded.value.clone().unwrap_or_default();
+    mapping.key = Some(digits.clone());
+    if conference {
+        return as_recorded(pie, mapping);
+    }
+    let Some(cand) = cand_menu else {
+        return as_recorded(pie, mapping);
+    };
+    let collecting = recorded
+        .menu_id
+        .as_deref()
+        .and_then(|id| cand.menu(id))
+        .filter(|m| m.max_digits.is_some())
+        .or_else(|| {
+            cand.reachable()
+                .into_iter()
+                .find(|m| m.max_digits.is_some())
+        });
+    if let Some(m) = collecting {
+        let to = MenuInput {
+            menu_id: Some(m.id.clone()),
+            ..recorded
+        };
+        mapping.candidate = Some(to.clone());
+        return Translation::Event(rewrite(pie, &to), mapping);
+    }
+    let first = cand.menu(&cand.first);
+    match first.and_then(|m| m.option(&digits)) {
+        Some(o) => match &o.action {
+            OptionAction::Return(v) => {
+                let to = MenuInput {
+                    r#type: "return".into(),
+                    value: Some(v.clone()),
+                    menu_id: first.map(|m| m.id.clone()),
+                };
+                mapping.moved = true;
+                mapping.candidate = Some(to.clone());
+                Translation::Event(rewrite(pie, &to), mapping)
+            }
+            _ => Translation::Meaningless(
+                format!("the digits {digits} now open a sub-menu"),
+                mapping,
+            ),
+        },
+        None => Translation::Meaningless(
+            "the candidate's menu does not collect digits here".into(),
+            mapping,
+        ),
     }
 }
 

@@ -339,39 +339,8 @@ impl Route {
     /// (e.g. `/target/secretB64`). All problems are errors.
     pub fn validate(&self) -> Vec<FlowProblem> {
         let mut p = Vec::new();
-        if self.name.trim().is_empty() {
-            p.push(error(
-                "/name",
-                "route-name-empty",
-                "the route needs a non-empty name",
-            ));
-        } else if self.name.chars().count() > MAX_ROUTE_NAME_CHARS {
-            p.push(error(
-                "/name",
-                "route-name-too-long",
-                format!("the route name is longer than {MAX_ROUTE_NAME_CHARS} characters"),
-            ));
-        }
-        if let Some(called) = &self.called {
-            if !is_e164ish(called) {
-                p.push(error(
-                    "/called",
-                    "route-called-invalid",
-                    "`called` must be an E.164 number such as +46708168731 (2-15 digits, `+` \
-                     optional, no separators); use null for the default route",
-                ));
-            }
-        }
-        if let Some(prefix) = &self.caller_prefix {
-            let digits = prefix.strip_prefix('+').unwrap_or(prefix);
-            if !(1..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                p.push(error(
-                    "/callerPrefix",
-                    "route-caller-prefix-invalid",
-                    "`callerPrefix` must be 1-15 digits, `+` optional; use null for any caller",
-                ));
-            }
-        }
+        check_name(&self.name, &mut p);
+        self.check_match(&mut p);
         match &self.target {
             RouteTarget::Flow { flow_id } => {
                 if *flow_id <= 0 {
@@ -403,35 +372,7 @@ impl Route {
                     ));
                 }
                 check_url(url, &mut p);
-                if key.trim().is_empty() {
-                    p.push(error(
-                        "/target/key",
-                        "route-key-empty",
-                        "the application key is empty",
-                    ));
-                } else if key
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == ':')
-                {
-                    p.push(error(
-                        "/target/key",
-                        "route-key-invalid",
-                        "the application key must not contain whitespace or `:`",
-                    ));
-                }
-                if secret_b64.is_redacted() {
-                    p.push(error(
-                        "/target/secretB64",
-                        "route-secret-redacted",
-                        "send the application secret itself: stored secrets are never returned",
-                    ));
-                } else if !is_strict_base64(secret_b64.expose()) {
-                    p.push(error(
-                        "/target/secretB64",
-                        "route-secret-invalid",
-                        "the application secret must be non-empty, padded standard base64",
-                    ));
-                }
+                check_credentials(key, secret_b64, &mut p);
                 if let Some(t) = timeout_ms {
                     if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(t) {
                         p.push(error(
@@ -446,6 +387,79 @@ impl Route {
             }
         }
         p
+    }
+
+    /// What the route matches on: the called number and the caller's prefix.
+    fn check_match(&self, p: &mut Vec<FlowProblem>) {
+        if let Some(called) = &self.called {
+            if !is_e164ish(called) {
+                p.push(error(
+                    "/called",
+                    "route-called-invalid",
+                    "`called` must be an E.164 number such as +46708168731 (2-15 digits, `+` \
+                     optional, no separators); use null for the default route",
+                ));
+            }
+        }
+        if let Some(prefix) = &self.caller_prefix {
+            let digits = prefix.strip_prefix('+').unwrap_or(prefix);
+            if !(1..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                p.push(error(
+                    "/callerPrefix",
+                    "route-caller-prefix-invalid",
+                    "`callerPrefix` must be 1-15 digits, `+` optional; use null for any caller",
+                ));
+            }
+        }
+    }
+}
+
+fn check_name(name: &str, p: &mut Vec<FlowProblem>) {
+    if name.trim().is_empty() {
+        p.push(error(
+            "/name",
+            "route-name-empty",
+            "the route needs a non-empty name",
+        ));
+    } else if name.chars().count() > MAX_ROUTE_NAME_CHARS {
+        p.push(error(
+            "/name",
+            "route-name-too-long",
+            format!("the route name is longer than {MAX_ROUTE_NAME_CHARS} characters"),
+        ));
+    }
+}
+
+/// The application key and secret an upstream route signs with.
+fn check_credentials(key: &str, secret_b64: &Secret, p: &mut Vec<FlowProblem>) {
+    if key.trim().is_empty() {
+        p.push(error(
+            "/target/key",
+            "route-key-empty",
+            "the application key is empty",
+        ));
+    } else if key
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+    {
+        p.push(error(
+            "/target/key",
+            "route-key-invalid",
+            "the application key must not contain whitespace or `:`",
+        ));
+    }
+    if secret_b64.is_redacted() {
+        p.push(error(
+            "/target/secretB64",
+            "route-secret-redacted",
+            "send the application secret itself: stored secrets are never returned",
+        ));
+    } else if !is_strict_base64(secret_b64.expose()) {
+        p.push(error(
+            "/target/secretB64",
+            "route-secret-invalid",
+            "the application secret must be non-empty, padded standard base64",
+        ));
     }
 }
 

@@ -237,6 +237,60 @@ struct PublishResult {
     coverage: Value,
 }
 
+/// An optional JSON body: empty (or only white space) is `T::default()`; `shape` says what it
+/// must look like otherwise.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_request(format!("Body must be {shape} or empty: {e}")))
+}
+
+/// The checks a version passes before it is published: the structural check and the gate of
+/// every reply (never overridden), then whole-call coverage (an error refuses it unless
+/// `force`). Returns the coverage report.
+async fn publishable(
+    state: &web::Data<AppState>,
+    flow: std::sync::Arc<FlowDoc>,
+    force: bool,
+) -> Result<CoverageReport, ApiError> {
+    let check = check_flow(state.gate.validator(), state.gate.mode(), &flow);
+    if !check.valid {
+        return Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            "The version was refused: it has structural errors or can emit SVAML that the gate would reject (force does not override this); see details",
+        )
+        .with_details(json!({"check": check})));
+    }
+    let report = walk(state, flow).await?;
+    if !report.valid && !force {
+        return Err(ApiError::new(
+            code::PARAMETER_VALIDATION,
+            format!(
+                "The version was not published: coverage found {} error(s); fix them, or publish with \"force\": true (recorded); see details",
+                report.errors
+            ),
+        )
+        .with_details(json!({"coverage": coverage_summary(&report)})));
+    }
+    Ok(report)
+}
+
+fn publish_error(e: SaveError) -> ApiError {
+    match e {
+        SaveError::NameTaken => ApiError::new(
+            code::CONFLICT,
+            "Another flow already has this version's name",
+        ),
+        SaveError::Reference(m) => ApiError::new(code::CONFLICT, m),
+        SaveError::Db(e) => ApiError::from_db(&e),
+    }
+}
+
 /// Publish a flow version (also: roll back)
 ///
 /// Makes the version the one new calls get. The version is checked first: the structural check and gate of every reply (as on save; never overridden), then whole-call coverage. When coverage finds an error the publish is refused with 400 40001 and the report in `details` (`coverage`), unless `force` is true: then it is published and the publication records `forced`, the reason and the findings. Calls in progress finish on the version they started with. Rolling back is publishing an earlier version. The body is optional.
@@ -260,15 +314,7 @@ async fn publish(
     body: Body<BODY_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let FlowVersionPath { id, version } = path.into_inner();
-    let req: PublishRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
-        PublishRequest::default()
-    } else {
-        serde_json::from_slice(&body.0).map_err(|e| {
-            ApiError::invalid_request(format!(
-                "Body must be {{\"force\"?: true, \"reason\"?: \"…\"}} or empty: {e}"
-            ))
-        })?
-    };
+    let req: PublishRequest = optional_body(&body.0, "{\"force\"?: true, \"reason\"?: \"…\"}")?;
     if req.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::new(
             code::PARAMETER_VALIDATION,
@@ -276,30 +322,10 @@ async fn publish(
         ));
     }
     let (flow, _) = load_version(&state, id, version).await?;
-    let check = check_flow(state.gate.validator(), state.gate.mode(), &flow);
-    if !check.valid {
-        return Err(ApiError::new(
-            code::PARAMETER_VALIDATION,
-            "The version was refused: it has structural errors or can emit SVAML that the gate would reject (force does not override this); see details",
-        )
-        .with_details(json!({"check": check})));
-    }
     let flow = std::sync::Arc::new(flow);
-    let report = walk(&state, flow.clone()).await?;
+    let report = publishable(&state, flow.clone(), req.force).await?;
     let summary = coverage_summary(&report);
-    if !report.valid && !req.force {
-        return Err(ApiError::new(
-            code::PARAMETER_VALIDATION,
-            format!(
-                "The version was not published: coverage found {} error(s); fix them, or publish with \"force\": true (recorded); see details",
-                report.errors
-            ),
-        )
-        .with_details(json!({"coverage": summary})));
-    }
     let forced = !report.valid;
-    let errors = i32::try_from(report.errors).unwrap_or(i32::MAX);
-    let warnings = i32::try_from(report.warnings).unwrap_or(i32::MAX);
     let published = state
         .store
         .publish_version(
@@ -308,19 +334,12 @@ async fn publish(
             &flow.name,
             forced,
             req.reason.as_deref(),
-            errors,
-            warnings,
+            i32::try_from(report.errors).unwrap_or(i32::MAX),
+            i32::try_from(report.warnings).unwrap_or(i32::MAX),
             forced.then_some(&summary),
         )
         .await
-        .map_err(|e| match e {
-            SaveError::NameTaken => ApiError::new(
-                code::CONFLICT,
-                "Another flow already has this version's name",
-            ),
-            SaveError::Reference(m) => ApiError::new(code::CONFLICT, m),
-            SaveError::Db(e) => ApiError::from_db(&e),
-        })?;
+        .map_err(publish_error)?;
     let Some(published) = published else {
         return Err(ApiError::not_found(format!(
             "Flow {id} has no version {version}"
@@ -413,15 +432,29 @@ async fn replay(
     body: Body<BODY_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let FlowVersionPath { id, version } = path.into_inner();
-    let req: ReplayRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest::default()
-    } else {
-        serde_json::from_slice(&body.0).map_err(|e| {
-            ApiError::invalid_request(format!(
-                "Body must be {{\"callids\"?: [..], \"since\"?, \"until\"?, \"last\"?}} or empty: {e}"
-            ))
-        })?
+    let req: ReplayRequest = optional_body(
+        &body.0,
+        "{\"callids\"?: [..], \"since\"?, \"until\"?, \"last\"?}",
+    )?;
+    let sel = selection(req)?;
+    let (flow, _) = load_version(&state, id, version).await?;
+    catch_up(&state).await;
+    let calls = state.store.recorded_calls(id, &sel).await?;
+    let fallback = |t: crate::svaml::Target| state.gate.fallback(t).clone();
+    let judge = Judge {
+        validator: state.gate.validator(),
+        mode: state.gate.mode(),
+        fallback: &fallback,
     };
+    let items: Vec<CallReplay> = calls
+        .iter()
+        .map(|c| replay_call(&flow, &judge, c))
+        .collect();
+    Ok(HttpResponse::Ok().json(ReplayReport::of(id, version, items, shipping_lag(&state))))
+}
+
+/// The calls a replay request selects, checked.
+fn selection(req: ReplayRequest) -> Result<CallSelection, ApiError> {
     let last = match req.last {
         None => 100,
         Some(n) if (1..=MAX_REPLAY_CALLS).contains(&n) => n,
@@ -447,7 +480,7 @@ async fn replay(
             )
         }),
     };
-    let sel = CallSelection {
+    Ok(CallSelection {
         since: time("since", &req.since)?,
         until: time("until", &req.until)?,
         last: if req.callids.is_empty() {
@@ -456,38 +489,31 @@ async fn replay(
             req.callids.len() as i64
         },
         callids: req.callids,
-    };
-    let (flow, _) = load_version(&state, id, version).await?;
-    catch_up(&state).await;
-    let calls = state.store.recorded_calls(id, &sel).await?;
-    let fallback = |t: crate::svaml::Target| state.gate.fallback(t).clone();
-    let judge = Judge {
-        validator: state.gate.validator(),
-        mode: state.gate.mode(),
-        fallback: &fallback,
-    };
-    let items: Vec<CallReplay> = calls
-        .iter()
-        .map(|c| replay_call(&flow, &judge, c))
-        .collect();
-    Ok(HttpResponse::Ok().json(ReplayReport {
-        flow_id: id,
-        version,
-        calls: items.len(),
-        same: items.iter().filter(|c| c.same).count(),
-        path_different: items.iter().filter(|c| !c.same_path).count(),
-        replies_different: items
-            .iter()
-            .filter(|c| c.same_path && !c.same_replies)
-            .count(),
-        meaningless: items
-            .iter()
-            .filter(|c| c.meaningless_input.is_some())
-            .count(),
-        refused: items.iter().filter(|c| !c.refused.is_empty()).count(),
-        shipping_lag_records: shipping_lag(&state),
-        items,
-    }))
+    })
+}
+
+impl ReplayReport {
+    /// The report of the replayed calls, with its counts.
+    fn of(flow_id: i64, version: i32, items: Vec<CallReplay>, shipping_lag_records: u64) -> Self {
+        ReplayReport {
+            flow_id,
+            version,
+            calls: items.len(),
+            same: items.iter().filter(|c| c.same).count(),
+            path_different: items.iter().filter(|c| !c.same_path).count(),
+            replies_different: items
+                .iter()
+                .filter(|c| c.same_path && !c.same_replies)
+                .count(),
+            meaningless: items
+                .iter()
+                .filter(|c| c.meaningless_input.is_some())
+                .count(),
+            refused: items.iter().filter(|c| !c.refused.is_empty()).count(),
+            shipping_lag_records,
+            items,
+        }
+    }
 }
 
 /// How many differences.

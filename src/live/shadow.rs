@@ -20,7 +20,7 @@ use super::LiveConfig;
 use crate::db::flow_changes::ShadowDifference;
 use crate::db::store::Store;
 use crate::events::EventKind;
-use crate::flows::replay::{Judge, Session};
+use crate::flows::replay::{Judge, Session, StepResult};
 use crate::gate::Gate;
 
 /// Events waiting to be shadowed; more are dropped (and counted).
@@ -123,13 +123,16 @@ pub fn job(
     })
 }
 
+/// The calls being followed: the candidate's session of each, and when it last had an event.
+type Calls = HashMap<String, (Session, Instant)>;
+
 async fn run(
     mut rx: tokio::sync::mpsc::Receiver<ShadowJob>,
     live: Arc<LiveConfig>,
     store: Store,
     gate: Gate,
 ) {
-    let mut calls: HashMap<String, (Session, Instant)> = HashMap::new();
+    let mut calls = Calls::new();
     let mut failing = false;
     let mut handled: u64 = 0;
     while let Some(job) = rx.recv().await {
@@ -148,17 +151,9 @@ async fn run(
                 continue;
             }
         };
-        if job.event_type == EventKind::Ice {
-            if calls.len() >= MAX_CALLS {
-                continue;
-            }
-            calls.insert(job.callid.clone(), (Session::default(), Instant::now()));
-        }
-        let Some((session, touched)) = calls.get_mut(&job.callid) else {
-            // The call started before the route shadowed this version.
+        let Some(session) = follow(&mut calls, &job) else {
             continue;
         };
-        *touched = Instant::now();
         let fallback = |t: crate::svaml::Target| gate.fallback(t).clone();
         let judge = Judge {
             validator: gate.validator(),
@@ -168,64 +163,92 @@ async fn run(
         let Some(step) = session.step(&flow, &judge, &job.event, Some(&job.live_reply)) else {
             continue;
         };
-        let meaningless = step.meaningless.is_some();
-        if meaningless {
+        if step.meaningless.is_some() {
             calls.remove(&job.callid);
         }
-        let node_differs = !meaningless && step.node != job.live_node;
-        let differed = meaningless || node_differs || step.reply != job.live_reply;
-        let diff = differed.then(|| ShadowDifference {
-            id: 0,
-            route_id: Some(job.route_id),
-            callid: Some(job.callid.clone()),
-            callback_reference: Some(job.reference.clone()),
-            event_type: job.event_type.clone(),
-            received_at: job.received_at,
-            live_version: job.live_version,
-            live_node: job.live_node.clone(),
-            candidate_node: step.node.clone(),
-            input: step
-                .input
-                .as_ref()
-                .and_then(|i| serde_json::to_value(i).ok()),
-            live_reply: Some(job.live_reply.clone()),
-            candidate_reply: (!meaningless).then(|| step.reply.clone()),
-            candidate_passed: step.passed,
-            note: step.meaningless.clone().or_else(|| {
-                Some(if node_differs {
-                    format!("the candidate answers from another node ({})", step.via)
-                } else if !step.passed {
-                    "the gate refuses the candidate's reply; its fallback would go out".to_owned()
-                } else {
-                    "same node, another reply".to_owned()
-                })
-            }),
-        });
+        let diff = difference(&job, &step);
         let stored = tokio::time::timeout(
             Duration::from_secs(5),
             store.record_shadow(
                 job.flow_id,
                 job.version,
-                differed,
+                diff.is_some(),
                 !step.passed,
                 diff.as_ref(),
             ),
         )
         .await;
-        match stored {
-            Ok(Ok(())) => failing = false,
-            Ok(Err(e)) => {
-                if !failing {
-                    tracing::warn!(error = %e, "could not store a shadow comparison; shadow results are lost while this lasts");
-                }
-                failing = true;
+        failing = note_stored(stored, failing);
+    }
+}
+
+/// The candidate's session of the job's call: a new one for an ICE (unless too many calls are
+/// followed), none for a call that started before the route shadowed this version.
+fn follow<'a>(calls: &'a mut Calls, job: &ShadowJob) -> Option<&'a mut Session> {
+    if job.event_type == EventKind::Ice {
+        if calls.len() >= MAX_CALLS {
+            return None;
+        }
+        calls.insert(job.callid.clone(), (Session::default(), Instant::now()));
+    }
+    let (session, touched) = calls.get_mut(&job.callid)?;
+    *touched = Instant::now();
+    Some(session)
+}
+
+/// How the candidate's step differs from what went out live (`None`: it does not): another node,
+/// another reply, or an input that means nothing in the candidate.
+fn difference(job: &ShadowJob, step: &StepResult) -> Option<ShadowDifference> {
+    let meaningless = step.meaningless.is_some();
+    let node_differs = !meaningless && step.node != job.live_node;
+    let differed = meaningless || node_differs || step.reply != job.live_reply;
+    differed.then(|| ShadowDifference {
+        id: 0,
+        route_id: Some(job.route_id),
+        callid: Some(job.callid.clone()),
+        callback_reference: Some(job.reference.clone()),
+        event_type: job.event_type.clone(),
+        received_at: job.received_at,
+        live_version: job.live_version,
+        live_node: job.live_node.clone(),
+        candidate_node: step.node.clone(),
+        input: step
+            .input
+            .as_ref()
+            .and_then(|i| serde_json::to_value(i).ok()),
+        live_reply: Some(job.live_reply.clone()),
+        candidate_reply: (!meaningless).then(|| step.reply.clone()),
+        candidate_passed: step.passed,
+        note: step.meaningless.clone().or_else(|| {
+            Some(if node_differs {
+                format!("the candidate answers from another node ({})", step.via)
+            } else if !step.passed {
+                "the gate refuses the candidate's reply; its fallback would go out".to_owned()
+            } else {
+                "same node, another reply".to_owned()
+            })
+        }),
+    })
+}
+
+/// Whether storing comparisons fails now (`stored`: the last attempt); warns once when it starts.
+fn note_stored(
+    stored: Result<Result<(), sqlx::Error>, tokio::time::error::Elapsed>,
+    failing: bool,
+) -> bool {
+    match stored {
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => {
+            if !failing {
+                tracing::warn!(error = %e, "could not store a shadow comparison; shadow results are lost while this lasts");
             }
-            Err(_) => {
-                if !failing {
-                    tracing::warn!("storing a shadow comparison took over 5 s; shadow results are lost while this lasts");
-                }
-                failing = true;
+            true
+        }
+        Err(_) => {
+            if !failing {
+                tracing::warn!("storing a shadow comparison took over 5 s; shadow results are lost while this lasts");
             }
+            true
         }
     }
 }

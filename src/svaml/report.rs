@@ -25,12 +25,27 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Both severities.
+    pub const ALL: [Severity; 2] = [Severity::Error, Severity::Warning];
+
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
         }
+    }
+}
+
+/// A severity is stored as its name (`console_rule_minutes.severity`) and read back as
+/// `Stored<Severity>`.
+impl crate::outcome::Vocabulary for Severity {
+    const NAME: &'static str = "Severity";
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -200,3 +200,89 @@ async fn admin_reads_show_the_stored_values_with_utc_times() {
     );
     app.stop().await;
 }
+
+/// The console's per-minute counts read their vocabularies typed: the table's empty text as
+/// `None`, a value another version wrote as `Stored::Other` (never a failed read, so the page
+/// still renders), a known one as itself.
+#[actix_web::test]
+async fn the_console_counts_read_their_vocabularies_typed() {
+    use svamlgate::console::queries;
+    use svamlgate::outcome::{FallbackReason, GateVerdict, RefusalReason};
+    use svamlgate::svaml::Severity;
+
+    let app = spawn_app().await;
+    let pool = &app.pool;
+    let setup = [
+        "INSERT INTO console_minutes (minute, event_type, reply_source, fallback_reason, gate_verdict, callbacks) \
+         VALUES (date_trunc('minute', now()), 'ice', 'fallback', 'invalid', 'rejected', 3), \
+         (date_trunc('minute', now()), 'ace', 'teleported', 'overload', 'held', 2), \
+         (date_trunc('minute', now()), '', 'error', '', '', 1)",
+        "INSERT INTO console_rule_minutes (minute, code, severity, source, gate_verdict, findings) \
+         VALUES (date_trunc('minute', now()), 'SVAML003', 'warning', 'svamlgate', 'passed', 4), \
+         (date_trunc('minute', now()), 'SVAML999', 'info', 'svamlgate', '', 5)",
+        "INSERT INTO errors (reference, error_code, http_status, status, message) VALUES \
+         ('count-1', 40102, 401, '401 Unauthorized', 'refused'), \
+         ('count-2', 40102, 401, '401 Unauthorized', 'refused')",
+        "INSERT INTO refusals (reference, received_at, reason, error_code, application_key, remote_addr, method, \
+         path, headers, body_sha256, body_bytes, answered, summary_count, first_at, last_at, peer) VALUES \
+         ('count-1', now(), 'signature_mismatch', 40102, 'k', '10.0.0.9', 'POST', '/sinch/callback', '{}', \
+         'ab12', 42, false, 1, now(), now(), '10.0.0.9'), \
+         ('count-2', now(), 'moon_phase', 40102, 'k', '10.0.0.9', 'POST', '/sinch/callback', '{}', \
+         'ab12', 42, false, 1, now(), now(), '10.0.0.9')",
+    ];
+    for sql in setup {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+
+    let counts = queries::counts(pool, since).await.unwrap();
+    assert_eq!(counts.len(), 3, "{counts:#?}");
+    let refused = counts.iter().find(|c| c.n == 3).unwrap();
+    assert_eq!(refused.event_type, EventKind::Ice);
+    assert_eq!(
+        refused.reply_source,
+        Some(Stored::Known(ReplySource::Fallback))
+    );
+    assert_eq!(
+        refused.fallback_reason,
+        Some(Stored::Known(FallbackReason::Invalid))
+    );
+    assert_eq!(
+        refused.gate_verdict,
+        Some(Stored::Known(GateVerdict::Rejected))
+    );
+    let other = counts.iter().find(|c| c.n == 2).unwrap();
+    assert_eq!(other.reply_source, Some(Stored::Other("teleported".into())));
+    assert_eq!(
+        other.fallback_reason,
+        Some(Stored::Other("overload".into()))
+    );
+    assert_eq!(other.gate_verdict, Some(Stored::Other("held".into())));
+    let unparsed = counts.iter().find(|c| c.n == 1).unwrap();
+    assert_eq!(unparsed.event_type, EventKind::Unknown(String::new()));
+    assert_eq!(unparsed.fallback_reason, None);
+    assert_eq!(unparsed.gate_verdict, None);
+
+    let rules = queries::rules(pool, since).await.unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    let info = rules.iter().find(|r| r.code == "SVAML999").unwrap();
+    assert_eq!(info.severity, Stored::Other("info".into()));
+    assert_eq!(info.gate_verdict, None);
+    let warning = rules.iter().find(|r| r.code == "SVAML003").unwrap();
+    assert_eq!(warning.severity, Stored::Known(Severity::Warning));
+    assert_eq!(
+        warning.gate_verdict,
+        Some(Stored::Known(GateVerdict::Passed))
+    );
+
+    let mut refusals = queries::refusals(pool, since).await.unwrap();
+    refusals.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    assert_eq!(
+        refusals,
+        vec![
+            (Stored::Other("moon_phase".into()), 1),
+            (Stored::Known(RefusalReason::SignatureMismatch), 1),
+        ]
+    );
+    app.stop().await;
+}

@@ -14,8 +14,9 @@ use super::respond;
 use crate::console::queries::{self, Search, OUTCOMES};
 use crate::console::view::{self, copy_button, mask_json, number};
 use crate::console::{check_csrf, session, CsrfForm, Ctx, PageError};
-use crate::db::outbound::OutboundStore;
+use crate::db::outbound::{OutboundRequest, OutboundStore};
 use crate::db::store::{RejectedReply, StoredCallback};
+use crate::diagnosis::Diagnosis;
 use crate::outcome::Stored;
 
 /// Rows a search shows.
@@ -207,33 +208,42 @@ fn source_line(e: &StoredCallback) -> Markup {
     }
 }
 
-async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, PageError> {
-    let state = &ctx.state;
-    let pool = state.store.pool();
-    let events = state.store.call_timeline(callid).await?;
-    let rejected = state.store.rejected_replies_for_call(callid).await?;
-    let outbound = OutboundStore::new(pool.clone())
-        .requests_for_call(callid)
-        .await?;
-    if events.is_empty() && outbound.is_empty() {
-        return Err(PageError(crate::error::ApiError::not_found(format!(
-            "No events or outbound requests recorded for call {callid}"
-        ))));
+/// A recorded value as the page shows it: masked unless the operator revealed the numbers.
+fn shown(v: &Value, reveal: bool) -> Value {
+    if reveal {
+        v.clone()
+    } else {
+        mask_json(v)
     }
+}
+
+/// The call's troubleshooting checklist, with the calls in progress as the console counted them.
+async fn diagnose_call(ctx: &Ctx, callid: &str) -> Result<Option<Diagnosis>, PageError> {
+    let state = &ctx.state;
     let mut facts =
-        crate::diagnosis::gather_counting(pool, callid, state.sinch.limits(), false).await?;
+        crate::diagnosis::gather_counting(state.store.pool(), callid, state.sinch.limits(), false)
+            .await?;
     if let Some(f) = &mut facts {
         f.in_progress = crate::console::calls_in_progress(&ctx.state, &ctx.console)
             .await
             .map(|(n, _)| n);
     }
-    let diagnosis = facts.map(|f| crate::diagnosis::diagnose(&f));
-    let show = |v: &Value| if reveal { v.clone() } else { mask_json(v) };
+    Ok(facts.map(|f| crate::diagnosis::diagnose(&f)))
+}
+
+/// One replay command per event (none for a replay or an event without a body): the raw body
+/// as received where it is kept, masked unless revealed.
+async fn replay_commands(
+    ctx: &Ctx,
+    events: &[StoredCallback],
+    reveal: bool,
+) -> Result<Vec<Option<String>>, PageError> {
+    let state = &ctx.state;
     let listen = state.config.listen.to_string();
     let mut replays = Vec::with_capacity(events.len());
-    for e in &events {
+    for e in events {
         let raw = if e.duplicate_of.is_none() && e.body.is_some() {
-            queries::raw_body(pool, e.id).await?
+            queries::raw_body(state.store.pool(), e.id).await?
         } else {
             None
         };
@@ -251,13 +261,19 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
             replay_command(&b, &state.config.callback_path, &listen)
         }));
     }
-    let sinch_verdicts: Vec<&StoredCallback> = events
-        .iter()
-        .filter(|e| e.rejected_by_sinch.is_some())
-        .collect();
-    let body = html! {
+    Ok(replays)
+}
+
+fn call_head(
+    ctx: &Ctx,
+    callid: &str,
+    (events, outbound): (usize, usize),
+    reveal: bool,
+    diagnosis: Option<&Diagnosis>,
+) -> Markup {
+    html! {
         section.callhead {
-            p { "Call " code #callid { (callid) } " · " (events.len()) " callback(s) · " (outbound.len()) " outbound request(s)"
+            p { "Call " code #callid { (callid) } " · " (events) " callback(s) · " (outbound) " outbound request(s)"
                 @if reveal { " · " span.warn #revealed { "numbers revealed (logged)" } } }
             @if !reveal {
                 form method="post" action=(format!("/console/calls/{}/reveal", urlencode(callid))) {
@@ -266,82 +282,112 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                     span.muted { " Numbers are masked as in the logs; revealing them is logged." }
                 }
             }
-            @if let Some(d) = &diagnosis { p #summary class=(if d.failing_step.is_some() { "summary bad" } else { "summary ok" }) { (d.summary) } }
+            @if let Some(d) = diagnosis { p #summary class=(if d.failing_step.is_some() { "summary bad" } else { "summary ok" }) { (d.summary) } }
         }
-        section {
-            h2 { "Timeline" }
-            ol.timeline #timeline {
-                @for (i, e) in events.iter().enumerate() {
-                    @let refused: Vec<&RejectedReply> = rejected.iter().filter(|r| r.callback_id == e.id).collect();
-                    li id=(format!("ev-{i}")) class=(if e.fallback_reason.is_some() { "ev fallback" } else { "ev" }) {
-                        div.when { (view::time(e.received_at)) }
-                        div.what {
-                            span.event { (e.event_type) }
-                            " " (source_line(e))
-                            " · " (view::latency(e.latency_us))
-                            " · HTTP " (e.http_status.map(|s| s.to_string()).unwrap_or_else(|| "–".into()))
-                            @if let Some(v) = &e.gate_verdict { " · gate " span class=(format!("verdict-{v}")) { (v) } }
-                            @if e.duplicate_of.is_some() { " · " span.muted { "replay of an earlier event" } }
-                            " · " small.muted { "ref " (e.reference) }
-                        }
-                        @if let Some(s) = &e.rejected_by_sinch {
-                            div.sinch.bad { "Sinch rejected this reply: "
-                                (str_of(s, "kind").unwrap_or("")) " "
-                                (s.get("errorCode").map(Value::to_string).unwrap_or_default()) " "
-                                (str_of(s, "message").unwrap_or("")) " "
-                                (str_of(s, "reason").unwrap_or("")) " " (str_of(s, "result").unwrap_or("")) }
-                        }
-                        @for r in &refused {
-                            div.refused {
-                                h3 { "Refused reply (from " (r.source) "), error reference "
-                                    a href=(format!("/console/errors?reference={}", urlencode(&r.reference))) { (r.reference) } }
-                                @let report = &r.report;
-                                @if let Some(reply) = r.reply.as_ref().filter(|v| !v.is_null()) {
-                                    @let shown = show(reply);
-                                    (view::json(&shown, &view::violation_pointers(report, &shown)))
-                                } @else if let Some(raw) = &r.raw_reply {
-                                    pre.json { (if reveal { raw.to_owned() } else { crate::redact::mask_numbers_in(raw) }) }
-                                }
-                                (view::report(report))
-                            }
-                        }
-                        @if let Some(reply) = &e.reply {
-                            div.reply {
-                                h3 { @if e.fallback_reason.is_some() { "Fallback sent instead" } @else { "Reply sent" } }
-                                @let shown = show(reply);
-                                @let marks = if refused.is_empty() { e.validation.as_ref().map(|v| view::violation_pointers(v, &shown)).unwrap_or_default() } else { BTreeSet::new() };
-                                (view::json(&shown, &marks))
-                                @if refused.is_empty() { @if let Some(v) = &e.validation { details { summary { "Validation report" } (view::report(v)) } } }
-                            }
-                        }
-                        @if let Some(b) = &e.body {
-                            details.body { summary { "Event as received" } (view::json(&show(b), &BTreeSet::new())) }
-                        }
-                        @if let Some(cmd) = &replays[i] {
-                            details.replay { summary { "Replay this event locally" }
-                                pre id=(format!("replay-{i}")) { (cmd) }
-                                (copy_button(&format!("replay-{i}")))
-                                p.muted { "Needs SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET in the environment."
-                                    @if !reveal { " The numbers are masked here: reveal them for an exact replay." } }
-                            }
-                        }
-                    }
+    }
+}
+
+/// A reply the gate refused, with its report.
+fn refused_reply(r: &RejectedReply, reveal: bool) -> Markup {
+    html! {
+        div.refused {
+            h3 { "Refused reply (from " (r.source) "), error reference "
+                a href=(format!("/console/errors?reference={}", urlencode(&r.reference))) { (r.reference) } }
+            @let report = &r.report;
+            @if let Some(reply) = r.reply.as_ref().filter(|v| !v.is_null()) {
+                @let shown = shown(reply, reveal);
+                (view::json(&shown, &view::violation_pointers(report, &shown)))
+            } @else if let Some(raw) = &r.raw_reply {
+                pre.json { (if reveal { raw.to_owned() } else { crate::redact::mask_numbers_in(raw) }) }
+            }
+            (view::report(report))
+        }
+    }
+}
+
+/// The reply that went out, its violations marked unless a refused reply shows them already.
+fn reply_sent(e: &StoredCallback, reply: &Value, any_refused: bool, reveal: bool) -> Markup {
+    html! {
+        div.reply {
+            h3 { @if e.fallback_reason.is_some() { "Fallback sent instead" } @else { "Reply sent" } }
+            @let shown = shown(reply, reveal);
+            @let marks = if any_refused { BTreeSet::new() } else { e.validation.as_ref().map(|v| view::violation_pointers(v, &shown)).unwrap_or_default() };
+            (view::json(&shown, &marks))
+            @if !any_refused { @if let Some(v) = &e.validation { details { summary { "Validation report" } (view::report(v)) } } }
+        }
+    }
+}
+
+/// One event of the timeline: what happened, Sinch's verdict, refused and sent replies, the
+/// event itself and its replay command.
+fn timeline_entry(
+    i: usize,
+    e: &StoredCallback,
+    rejected: &[RejectedReply],
+    replay: Option<&String>,
+    reveal: bool,
+) -> Markup {
+    let refused: Vec<&RejectedReply> = rejected.iter().filter(|r| r.callback_id == e.id).collect();
+    html! {
+        li id=(format!("ev-{i}")) class=(if e.fallback_reason.is_some() { "ev fallback" } else { "ev" }) {
+            div.when { (view::time(e.received_at)) }
+            div.what {
+                span.event { (e.event_type) }
+                " " (source_line(e))
+                " · " (view::latency(e.latency_us))
+                " · HTTP " (e.http_status.map(|s| s.to_string()).unwrap_or_else(|| "–".into()))
+                @if let Some(v) = &e.gate_verdict { " · gate " span class=(format!("verdict-{v}")) { (v) } }
+                @if e.duplicate_of.is_some() { " · " span.muted { "replay of an earlier event" } }
+                " · " small.muted { "ref " (e.reference) }
+            }
+            @if let Some(s) = &e.rejected_by_sinch {
+                div.sinch.bad { "Sinch rejected this reply: "
+                    (str_of(s, "kind").unwrap_or("")) " "
+                    (s.get("errorCode").map(Value::to_string).unwrap_or_default()) " "
+                    (str_of(s, "message").unwrap_or("")) " "
+                    (str_of(s, "reason").unwrap_or("")) " " (str_of(s, "result").unwrap_or("")) }
+            }
+            @for r in &refused { (refused_reply(r, reveal)) }
+            @if let Some(reply) = &e.reply { (reply_sent(e, reply, !refused.is_empty(), reveal)) }
+            @if let Some(b) = &e.body {
+                details.body { summary { "Event as received" } (view::json(&shown(b, reveal), &BTreeSet::new())) }
+            }
+            @if let Some(cmd) = replay {
+                details.replay { summary { "Replay this event locally" }
+                    pre id=(format!("replay-{i}")) { (cmd) }
+                    (copy_button(&format!("replay-{i}")))
+                    p.muted { "Needs SINCH_APPLICATION_KEY and SINCH_APPLICATION_SECRET in the environment."
+                        @if !reveal { " The numbers are masked here: reveal them for an exact replay." } }
                 }
             }
         }
+    }
+}
+
+fn verdicts_section(events: &[StoredCallback], reveal: bool) -> Markup {
+    let sinch_verdicts: Vec<&StoredCallback> = events
+        .iter()
+        .filter(|e| e.rejected_by_sinch.is_some())
+        .collect();
+    html! {
         section #verdicts {
             h2 { "Sinch's verdicts" }
             @if sinch_verdicts.is_empty() { p.muted { "Sinch reported no problem with a reply of this call." } }
             @else { ul { @for e in &sinch_verdicts { li { (e.event_type) " reply of " (view::time(e.received_at)) ": "
-                (e.rejected_by_sinch.as_ref().map(|v| show(v).to_string()).unwrap_or_default()) } } } }
+                (e.rejected_by_sinch.as_ref().map(|v| shown(v, reveal).to_string()).unwrap_or_default()) } } } }
         }
+    }
+}
+
+fn outbound_section(outbound: &[OutboundRequest], reveal: bool) -> Markup {
+    html! {
         section #outbound {
             h2 { "Outbound requests to Sinch" }
             @if outbound.is_empty() { p.muted { "svamlgate sent no request to Sinch about this call." } }
             @else {
                 table {
                     thead { tr { th { "created" } th { "operation" } th { "outcome" } th { "HTTP" } th { "Sinch error" } th { "reference" } } }
-                    tbody { @for r in &outbound { tr {
+                    tbody { @for r in outbound { tr {
                         td { (view::time(r.created_at)) }
                         td { (r.operation) }
                         td { (r.outcome) }
@@ -350,12 +396,17 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                         td { code { (r.reference) } }
                     } } }
                 }
-                details { summary { "Requests as recorded" } (view::json(&show(&serde_json::to_value(&outbound).unwrap_or(Value::Null)), &BTreeSet::new())) }
+                details { summary { "Requests as recorded" } (view::json(&shown(&serde_json::to_value(outbound).unwrap_or(Value::Null), reveal), &BTreeSet::new())) }
             }
         }
+    }
+}
+
+fn checklist_section(diagnosis: Option<&Diagnosis>) -> Markup {
+    html! {
         section #diagnosis {
             h2 { "Troubleshooting checklist" }
-            @if let Some(d) = &diagnosis {
+            @if let Some(d) = diagnosis {
                 ol.checklist { @for s in &d.steps {
                     li class=(format!("step-{}", s.status.as_str())) {
                         span.status { (s.status.as_str()) } " " strong { (s.title) }
@@ -365,6 +416,36 @@ async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, Pa
                 } }
             } @else { p.muted { "Nothing recorded to diagnose." } }
         }
+    }
+}
+
+async fn render_call(ctx: &Ctx, callid: &str, reveal: bool) -> Result<Markup, PageError> {
+    let state = &ctx.state;
+    let events = state.store.call_timeline(callid).await?;
+    let rejected = state.store.rejected_replies_for_call(callid).await?;
+    let outbound = OutboundStore::new(state.store.pool().clone())
+        .requests_for_call(callid)
+        .await?;
+    if events.is_empty() && outbound.is_empty() {
+        return Err(PageError(crate::error::ApiError::not_found(format!(
+            "No events or outbound requests recorded for call {callid}"
+        ))));
+    }
+    let diagnosis = diagnose_call(ctx, callid).await?;
+    let replays = replay_commands(ctx, &events, reveal).await?;
+    let body = html! {
+        (call_head(ctx, callid, (events.len(), outbound.len()), reveal, diagnosis.as_ref()))
+        section {
+            h2 { "Timeline" }
+            ol.timeline #timeline {
+                @for (i, (e, replay)) in events.iter().zip(&replays).enumerate() {
+                    (timeline_entry(i, e, &rejected, replay.as_ref(), reveal))
+                }
+            }
+        }
+        (verdicts_section(&events, reveal))
+        (outbound_section(&outbound, reveal))
+        (checklist_section(diagnosis.as_ref()))
     };
     Ok(view::page(
         &format!("Call {callid}"),

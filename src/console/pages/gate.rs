@@ -14,6 +14,7 @@ use super::overview::WindowQuery;
 use super::{respond, window_switch, Window};
 use crate::console::view::{self, mask_json};
 use crate::console::{check_csrf, queries, session, Ctx, PageError};
+use crate::outcome::{GateVerdict, Stored};
 use crate::svaml::{Mode, Target};
 
 /// GET /console/gate
@@ -78,6 +79,18 @@ fn validation(ctx: &Ctx, form: &ValidateForm) -> Markup {
     }
 }
 
+/// What happened to the replies a rule's findings belong to. A verdict another version wrote is
+/// shown as stored; none (the count table's empty text) as nothing.
+fn verdict_label(verdict: Option<&Stored<GateVerdict>>) -> &str {
+    match verdict {
+        Some(Stored::Known(GateVerdict::Rejected)) => "refused (fallback sent)",
+        Some(Stored::Known(GateVerdict::Observed)) => "sent anyway (observe)",
+        Some(Stored::Known(GateVerdict::Passed)) => "passed",
+        Some(Stored::Other(text)) => text,
+        None => "",
+    }
+}
+
 async fn render(ctx: &Ctx, w: Window, form: Option<&ValidateForm>) -> Result<Markup, PageError> {
     let pool = ctx.state.store.pool();
     let since = w.since(OffsetDateTime::now_utc());
@@ -92,7 +105,7 @@ async fn render(ctx: &Ctx, w: Window, form: Option<&ValidateForm>) -> Result<Mar
                 table #rules { thead { tr { th { "rule" } th { "severity" } th { "reply" } th.num { "findings" } th { "source" } } }
                     tbody { @for r in &rules { tr {
                         td { code { (r.code) } } td { span class=(format!("sev-{}", r.severity)) { (r.severity) } }
-                        td { (match r.gate_verdict.as_str() { "rejected" => "refused (fallback sent)", "observed" => "sent anyway (observe)", "passed" => "passed", other => other }) }
+                        td { (verdict_label(r.gate_verdict.as_ref())) }
                         td.num { (r.n) } td { (view::source(&r.source)) }
                     } } } }
             }
