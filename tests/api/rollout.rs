@@ -512,7 +512,8 @@ async fn a_refusal_flood_is_bounded_and_legitimate_callbacks_keep_answering() {
         .saturating_sub(journal_before);
     // Close the window: the summary row is recorded at shutdown.
     app.stop().await;
-    let pool = &app.pool;
+    // A pool of its own: the app's may hold connections opened on its stopped workers' runtimes.
+    let pool = &svamlgate::db::pool_for(&app.db_url, 1).await.unwrap();
     let rows = sqlx::query(
         "SELECT count(*) AS n, count(*) FILTER (WHERE summary_count IS NOT NULL) AS summaries, \
          coalesce(sum(summary_count), 0)::bigint AS summarized, \
