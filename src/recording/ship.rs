@@ -1,7 +1,18 @@
-//! The shipper's SQL: a batch of journal records written in one transaction. Callbacks, errors,
-//! refusals and call states go through `COPY` into session-local staging tables, then into their
-//! tables with one `INSERT … SELECT` each: no statement to parse and plan per batch, no parameter
-//! per value (PostgreSQL's CPU per row is what bounds sustained throughput).
+//! The shipper's SQL: a batch of journal records written in one transaction, by one of two paths
+//! (PostgreSQL's CPU per row is what bounds sustained throughput; docs/recording.md):
+//!
+//! - **the fast path**, tried first: callbacks, errors and refusals are `COPY`ed straight into their
+//!   tables, with the columns PostgreSQL would derive from the body (`body_json`, `called`,
+//!   `caller`) computed here; no staging table, no `ON CONFLICT`. A row already in PostgreSQL (a
+//!   batch shipped again) makes a unique constraint refuse the batch (`23505`): the transaction is
+//!   rolled back and the batch goes through
+//! - **the staging path**: callbacks, errors and refusals go through `COPY` into session-local
+//!   staging tables, then into their tables with one `INSERT … SELECT … ON CONFLICT DO NOTHING`
+//!   each. A callback whose derived columns svamlgate cannot be sure of (a body `jsonb` might read
+//!   otherwise, [`body_facts`]) takes this way on the fast path too.
+//!
+//! Call states go through a staging table on both paths (an upsert that never overwrites a newer
+//! state).
 //!
 //! Each staged table is one declaration ([`Staged`]): every column the shipper COPYs sits beside
 //! the function that writes its value, and columns PostgreSQL computes from the staging row are
@@ -15,9 +26,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 
@@ -43,12 +55,15 @@ const fn col<R>(name: &'static str, write: fn(&R, &mut CopyText)) -> Column<R> {
     Column { name, write }
 }
 
-/// A column of the target table that `INSERT … SELECT` computes from the staging row.
+/// A column of the target table that `INSERT … SELECT` computes from the staging row, and that
+/// the fast path writes itself.
 pub struct Derived {
     /// Name of the column in the target table.
     pub name: &'static str,
-    /// SQL expression over the staging table's columns.
+    /// SQL expression over the staging table's columns (the staging path).
     pub expr: &'static str,
+    /// The same value, from what svamlgate read of the body (the fast path).
+    value: fn(&BodyFacts, &mut CopyText),
 }
 
 /// A target table and its staging twin: a temporary table (one per connection, created on first use,
@@ -69,13 +84,58 @@ pub struct Staged<R: 'static> {
 
 impl<R> Staged<R> {
     /// The target table's columns this table writes: the COPYed ones (but the staging-only) and the
-    /// derived ones.
+    /// derived ones. The fast path COPYs exactly these, in this order.
     pub fn target_columns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.stored_columns()
+            .map(|c| c.name)
+            .chain(self.derived.iter().map(|d| d.name))
+    }
+
+    /// The COPYed columns that the target table has (all but the staging-only ones).
+    fn stored_columns(&self) -> impl Iterator<Item = &Column<R>> + '_ {
         self.columns
             .iter()
-            .map(|c| c.name)
-            .filter(|n| !self.staging_only.iter().any(|(s, _)| s == n))
-            .chain(self.derived.iter().map(|d| d.name))
+            .filter(|c| !self.staging_only.iter().any(|(s, _)| *s == c.name))
+    }
+
+    /// The fast path's COPY payload of `rows`: the target's columns, the derived ones from each
+    /// row's facts.
+    fn direct_text<'r>(&self, rows: impl IntoIterator<Item = (&'r R, BodyFacts)>) -> CopyText
+    where
+        R: 'r,
+    {
+        let mut out = CopyText::new();
+        for (r, facts) in rows {
+            for c in self.stored_columns() {
+                (c.write)(r, &mut out);
+            }
+            for d in self.derived {
+                (d.value)(&facts, &mut out);
+            }
+            out.end_row();
+        }
+        out
+    }
+
+    /// COPYs `rows` (encoded by [`Staged::direct_text`], or by [`Staged::copy_text`] for a table
+    /// without staging-only or derived columns) straight into the table (the fast path).
+    async fn write_direct(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: &CopyText,
+        steps: &mut Steps,
+    ) -> Result<(), sqlx::Error> {
+        if rows.rows() == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let names: Vec<&str> = self.target_columns().collect();
+        let sql = format!("COPY {} ({}) FROM STDIN", self.table, names.join(", "));
+        let mut copy = tx.copy_in_raw(&sql).await?;
+        copy.send(rows.bytes()).await?;
+        copy.finish().await?;
+        steps.copy += started.elapsed();
+        Ok(())
     }
 
     /// The COPY payload of `rows`: one line per row, the values in the order of `columns`.
@@ -115,10 +175,8 @@ impl<R> Staged<R> {
     fn insert_sql(&self) -> String {
         let targets: Vec<&str> = self.target_columns().collect();
         let values: Vec<&str> = self
-            .columns
-            .iter()
+            .stored_columns()
             .map(|c| c.name)
-            .filter(|n| !self.staging_only.iter().any(|(s, _)| s == n))
             .chain(self.derived.iter().map(|d| d.expr))
             .collect();
         format!(
@@ -179,10 +237,12 @@ pub const CALLBACK_COLUMNS_SET_LATER: [&str; 2] = ["rejected_by_sinch", "redacte
 /// The columns of `errors` set after the row is in: the time its numbers were masked (retention).
 pub const ERROR_COLUMNS_SET_LATER: [&str; 1] = ["redacted_at"];
 
-/// What the shipper writes into `callbacks`. The body goes into the staging table only, where
-/// PostgreSQL parses it as `jsonb` once: `body_json` says whether it took it, and the ICE's called
-/// and calling numbers are read from it for the console's search. The row keeps the bytes once, in
-/// `raw_body`; `c.body` parses them again when read (`migrations/0013_body_stored_once.sql`).
+/// What the shipper writes into `callbacks`. On the staging path the body goes into the staging
+/// table only, where PostgreSQL parses it as `jsonb` once: `body_json` says whether it took it, and
+/// the ICE's called and calling numbers are read from it for the console's search. The fast path
+/// sends those three values instead, as svamlgate read them ([`body_facts`]). The row keeps the
+/// bytes once, in `raw_body`; `c.body` parses them again when read
+/// (`migrations/0013_body_stored_once.sql`).
 pub const CALLBACKS: Staged<CallbackRecord> = Staged {
     table: "callbacks",
     staging: "ship_callbacks",
@@ -277,14 +337,23 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
         Derived {
             name: "body_json",
             expr: "body IS NOT NULL",
+            value: |f, o| {
+                o.bool(f.json);
+            },
         },
         Derived {
             name: "called",
             expr: "CASE WHEN event_type = 'ice' THEN body->'to'->>'endpoint' END",
+            value: |f, o| {
+                o.opt_text(f.called.as_deref());
+            },
         },
         Derived {
             name: "caller",
             expr: "CASE WHEN event_type = 'ice' THEN body->>'cli' END",
+            value: |f, o| {
+                o.opt_text(f.caller.as_deref());
+            },
         },
     ],
     conflict: "ON CONFLICT (id) DO NOTHING",
@@ -599,19 +668,61 @@ impl Store {
         self.write_part(&part, &batch.encoded, steps).await
     }
 
-    /// Writes `p`, whose COPY payloads are `e`, in one transaction.
+    /// Writes `p`, whose COPY payloads are `e`, in one transaction: by the fast path, and when a
+    /// unique constraint refuses it (some of its rows are in PostgreSQL already: a batch shipped
+    /// again), by the staging path, whose statements skip the rows already in.
     async fn write_part(
         &self,
         p: &Part<'_>,
         e: &Encoded,
         steps: &mut Steps,
     ) -> Result<(), sqlx::Error> {
+        if !FAST_PATH.load(Ordering::Relaxed) {
+            return self.write_tx(p, e, Path::Staged, steps).await;
+        }
+        match self.write_tx(p, e, Path::Fast, steps).await {
+            Err(err) if is_unique_violation(&err) => {
+                STAGED_AGAIN.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, "a batch is in PostgreSQL already, in part or whole; shipping it through the staging tables");
+                self.write_tx(p, e, Path::Staged, steps).await
+            }
+            result => result,
+        }
+    }
+
+    /// Writes `p` in one transaction by `path`. A failed transaction is rolled back (the
+    /// connection does it before it is used again).
+    async fn write_tx(
+        &self,
+        p: &Part<'_>,
+        e: &Encoded,
+        path: Path,
+        steps: &mut Steps,
+    ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool().begin().await?;
         steps.copy += started.elapsed();
-        CALLBACKS.write(&mut tx, &e.callbacks, steps).await?;
-        ERRORS.write(&mut tx, &e.errors, steps).await?;
-        REFUSALS.write(&mut tx, &e.refusals, steps).await?;
+        match path {
+            Path::Fast => {
+                CALLBACKS.write_direct(&mut tx, &e.callbacks, steps).await?;
+                CALLBACKS.write(&mut tx, &e.callbacks_unsure, steps).await?;
+                ERRORS.write_direct(&mut tx, &e.errors, steps).await?;
+                REFUSALS.write_direct(&mut tx, &e.refusals, steps).await?;
+            }
+            Path::Staged => {
+                // Encoded for the fast path: its callbacks again, all for the staging table.
+                let again;
+                let all = if e.callbacks.rows() == 0 {
+                    &e.callbacks_unsure
+                } else {
+                    again = CALLBACKS.copy_text(p.callbacks.iter().copied());
+                    &again
+                };
+                CALLBACKS.write(&mut tx, all, steps).await?;
+                ERRORS.write(&mut tx, &e.errors, steps).await?;
+                REFUSALS.write(&mut tx, &e.refusals, steps).await?;
+            }
+        }
         let started = Instant::now();
         for c in &p.callbacks {
             write_rare_rows(&mut tx, c).await?;
@@ -682,10 +793,46 @@ async fn write_rare_rows(tx: &mut Tx<'_>, c: &CallbackRecord) -> Result<(), sqlx
     Ok(())
 }
 
+/// How a part is written: [`Store::write_part`].
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// `COPY` straight into the tables; refused as a whole (`23505`) when a row is in already.
+    Fast,
+    /// Through the staging tables and `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+    Staged,
+}
+
+/// Batches (or parts of one) that the fast path found in PostgreSQL already, in part or whole, and
+/// that went through the staging tables: [`staged_again`].
+static STAGED_AGAIN: AtomicU64 = AtomicU64::new(0);
+
+/// How many batches (or parts of one, over two connections) this process shipped again through the
+/// staging tables because some of their rows were in PostgreSQL already.
+pub fn staged_again() -> u64 {
+    STAGED_AGAIN.load(Ordering::Relaxed)
+}
+
+static FAST_PATH: AtomicBool = AtomicBool::new(true);
+
+/// Whether batches try the fast path first (the default), or go through the staging tables only
+/// (the shipper before it: for measurements, `tests/api/ship.rs`).
+pub fn set_fast_path(on: bool) {
+    FAST_PATH.store(on, Ordering::Relaxed);
+}
+
+/// Whether PostgreSQL refused a statement for a unique constraint (`23505`).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
 /// The COPY payloads of a part and its call-state changes, encoded before its transaction begins
-/// (so that the shipper can encode the next batch while PostgreSQL works on this one).
+/// (so that the shipper can encode the next batch while PostgreSQL works on this one). Errors and
+/// refusals have no staging-only or derived columns: one payload serves both paths.
 struct Encoded {
+    /// The fast path's callbacks ([`Staged::direct_text`]): those whose body facts are sure.
     callbacks: CopyText,
+    /// The fast path's other callbacks, for the staging table (nearly always none).
+    callbacks_unsure: CopyText,
     errors: CopyText,
     refusals: CopyText,
     /// The last state each call of the part was set to.
@@ -714,8 +861,21 @@ impl Encoded {
             })
             .collect();
         let (sets, ended, ended_at) = last_call_states(&p.states);
+        let mut sure = Vec::with_capacity(p.callbacks.len());
+        let mut unsure = Vec::new();
+        for c in &p.callbacks {
+            match FAST_PATH
+                .load(Ordering::Relaxed)
+                .then(|| body_facts(&c.callback))
+                .flatten()
+            {
+                Some(facts) => sure.push((*c, facts)),
+                None => unsure.push(*c),
+            }
+        }
         Encoded {
-            callbacks: CALLBACKS.copy_text(p.callbacks.iter().copied()),
+            callbacks: CALLBACKS.direct_text(sure),
+            callbacks_unsure: CALLBACKS.copy_text(unsure),
             errors: ERRORS.copy_text(errors.iter().map(|e| e.as_ref())),
             refusals: REFUSALS.copy_text(
                 errors
@@ -848,6 +1008,123 @@ fn body_json(c: &super::NewCallback) -> Option<&str> {
         .unwrap_or(&c.raw_body);
     let text = std::str::from_utf8(raw).ok()?;
     (!text.contains("\\u0000")).then_some(text)
+}
+
+/// What the fast path writes of a callback's body instead of having PostgreSQL parse it: the
+/// values of [`CALLBACKS`]' derived columns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyFacts {
+    /// `body_json`: the body is JSON that `jsonb` takes.
+    pub json: bool,
+    /// `called`: an ICE's `to.endpoint`, as `->>` reads it.
+    pub called: Option<String>,
+    /// `caller`: an ICE's `cli`, as `->>` reads it.
+    pub caller: Option<String>,
+}
+
+/// The values PostgreSQL would derive from the body on the staging path ([`CALLBACKS`]' derived
+/// expressions), read by svamlgate; `None` when it cannot be sure they are the same, and the row
+/// goes through the staging table: a body `jsonb` might refuse or read otherwise than serde_json
+/// ([`plain_for_jsonb`]), a duplicated `cli` or `to` key (`jsonb` keeps the last, serde refuses),
+/// or a `cli` or `to.endpoint` that is not a string or null (`->>` writes `jsonb`'s text of it).
+pub fn body_facts(c: &super::NewCallback) -> Option<BodyFacts> {
+    #[derive(serde::Deserialize)]
+    struct Ice<'a> {
+        #[serde(borrow)]
+        cli: Option<&'a RawValue>,
+        #[serde(borrow)]
+        to: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct To<'a> {
+        #[serde(borrow)]
+        endpoint: Option<&'a RawValue>,
+    }
+    /// `->>` of a value: a string unescaped, NULL for JSON null or an absent key.
+    fn text(v: Option<&RawValue>) -> Option<Option<String>> {
+        match v {
+            None => Some(None),
+            Some(v) if v.get().starts_with('"') => serde_json::from_str(v.get()).ok().map(Some),
+            Some(_) => None,
+        }
+    }
+    let Some(body) = body_json(c) else {
+        return Some(BodyFacts::default());
+    };
+    if !plain_for_jsonb(body) {
+        return None;
+    }
+    if c.event_type.as_str() != "ice" {
+        return Some(BodyFacts {
+            json: true,
+            ..BodyFacts::default()
+        });
+    }
+    let ice: Ice<'_> = serde_json::from_str(body).ok()?;
+    let called = match ice.to {
+        // `->` of a key of anything but an object is NULL.
+        Some(to) if to.get().starts_with('{') => {
+            text(serde_json::from_str::<To<'_>>(to.get()).ok()?.endpoint)?
+        }
+        _ => None,
+    };
+    Some(BodyFacts {
+        json: true,
+        called,
+        caller: text(ice.cli)?,
+    })
+}
+
+/// Whether `jsonb` surely takes a JSON text that serde_json took, and reads it the same: no number
+/// with an exponent or a run of more than 1,000 digits (`numeric` has bounds serde's `f64` has not,
+/// and the other way round), and no `\u` escape beyond ASCII (surrogates, which `jsonb` checks
+/// otherwise; code points a database not in UTF-8 cannot hold). Bodies Sinch sends have none.
+fn plain_for_jsonb(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut in_string = false;
+    let mut digits = 0usize;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if in_string {
+            match c {
+                b'"' => in_string = false,
+                b'\\' => {
+                    if b.get(i + 1) == Some(&b'u') {
+                        let ascii = b.get(i + 2..i + 4) == Some(b"00".as_slice())
+                            && b.get(i + 4).is_some_and(|h| (b'0'..=b'7').contains(h));
+                        if !ascii {
+                            return false;
+                        }
+                    }
+                    i += 1;
+                }
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b'0'..=b'9' => {
+                    digits += 1;
+                    if digits > 1000 {
+                        return false;
+                    }
+                    i += 1;
+                    continue;
+                }
+                b'e' | b'E'
+                    if i > 0
+                        && b.get(i - 1)
+                            .is_some_and(|p| p.is_ascii_digit() || *p == b'.') =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+            digits = 0;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Marks the reply svamlgate last sent on the call (before the report arrived) as rejected by Sinch.
