@@ -12,7 +12,9 @@
 //!   otherwise, [`body_facts`]) takes this way on the fast path too.
 //!
 //! Call states go through a staging table on both paths (an upsert that never overwrites a newer
-//! state).
+//! state), but for those of calls whose ICE is in the batch: no row of theirs is expected yet, so
+//! the fast path COPYs them straight into `call_state` (a row there after all refuses the batch,
+//! which then takes the staging path).
 //!
 //! Each staged table is one declaration ([`Staged`]): every column the shipper COPYs sits beside
 //! the function that writes its value, and columns PostgreSQL computes from the staging row are
@@ -25,7 +27,7 @@
 //! nothing.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,7 @@ use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 use crate::db::copy::CopyText;
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
+use crate::events::EventKind;
 use crate::flows::state::CallState;
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
@@ -738,6 +741,14 @@ impl Store {
             .await?;
         }
         steps.insert += started.elapsed();
+        match path {
+            Path::Fast => {
+                CALL_STATES
+                    .write_direct(&mut tx, &e.new_calls, steps)
+                    .await?
+            }
+            Path::Staged => CALL_STATES.write(&mut tx, &e.new_calls, steps).await?,
+        }
         CALL_STATES.write(&mut tx, &e.states, steps).await?;
         let started = Instant::now();
         for c in &p.reports {
@@ -837,6 +848,9 @@ struct Encoded {
     refusals: CopyText,
     /// The last state each call of the part was set to.
     states: CopyText,
+    /// The same for calls whose ICE is in the part: no row of theirs is expected in `call_state`
+    /// yet, so the fast path COPYs them straight into it (a row already there refuses the batch).
+    new_calls: CopyText,
     /// Calls whose last change ended them, with the time of that change.
     ended: Vec<String>,
     ended_at: Vec<OffsetDateTime>,
@@ -860,7 +874,12 @@ impl Encoded {
                 }),
             })
             .collect();
-        let (sets, ended, ended_at) = last_call_states(&p.states);
+        let CallStates {
+            sets,
+            new_calls,
+            ended,
+            ended_at,
+        } = last_call_states(&p.states);
         let mut sure = Vec::with_capacity(p.callbacks.len());
         let mut unsure = Vec::new();
         for c in &p.callbacks {
@@ -884,6 +903,7 @@ impl Encoded {
                     .filter(|e| e.refusal.is_some()),
             ),
             states: CALL_STATES.copy_text(sets),
+            new_calls: CALL_STATES.copy_text(new_calls),
             ended,
             ended_at,
         }
@@ -1158,31 +1178,51 @@ async fn mark_rejected_by_sinch(
     Ok(())
 }
 
+/// A batch's call-state changes, the last change of each call winning ([`last_call_states`]).
+struct CallStates<'a> {
+    /// Callbacks whose change set a state, of calls that began before the batch.
+    sets: Vec<&'a CallbackRecord>,
+    /// The same, of calls whose ICE (not a replay) is in the batch.
+    new_calls: Vec<&'a CallbackRecord>,
+    /// Calls that ended, and when.
+    ended: Vec<String>,
+    ended_at: Vec<OffsetDateTime>,
+}
+
 /// The batch's call-state changes, the last change of each call winning: the callbacks whose
-/// change set a state, and the calls that ended with when. A stored state written later (by
-/// another instance) than the change is kept (the statements' conditions).
-fn last_call_states<'a>(
-    callbacks: &[&'a CallbackRecord],
-) -> (Vec<&'a CallbackRecord>, Vec<String>, Vec<OffsetDateTime>) {
+/// change set a state (apart, those of calls the batch opened), and the calls that ended with when.
+/// A stored state written later (by another instance) than the change is kept (the statements'
+/// conditions; on the fast path, a row of a call the batch opened sends the batch through the
+/// staging path, whose upsert keeps it).
+fn last_call_states<'a>(callbacks: &[&'a CallbackRecord]) -> CallStates<'a> {
     let mut last: HashMap<&str, &CallbackRecord> = HashMap::new();
+    let mut opened: HashSet<&str> = HashSet::new();
     for c in callbacks {
         if let Some(change) = &c.call_state {
             let callid = match change {
                 CallStateChange::Set { callid, .. } | CallStateChange::Ended { callid } => callid,
             };
             last.insert(callid.as_str(), c);
+            if c.callback.event_type == EventKind::Ice && c.duplicate_of.is_none() {
+                opened.insert(callid.as_str());
+            }
         }
     }
-    let mut sets: Vec<&CallbackRecord> = Vec::new();
-    let mut ended: Vec<String> = Vec::new();
-    let mut ended_at: Vec<OffsetDateTime> = Vec::new();
+    let mut states = CallStates {
+        sets: Vec::new(),
+        new_calls: Vec::new(),
+        ended: Vec::new(),
+        ended_at: Vec::new(),
+    };
     for (callid, c) in last {
-        if set_state(c).is_some() {
-            sets.push(c);
+        if set_state(c).is_none() {
+            states.ended.push(callid.to_owned());
+            states.ended_at.push(c.callback.received_at);
+        } else if opened.contains(callid) {
+            states.new_calls.push(c);
         } else {
-            ended.push(callid.to_owned());
-            ended_at.push(c.callback.received_at);
+            states.sets.push(c);
         }
     }
-    (sets, ended, ended_at)
+    states
 }

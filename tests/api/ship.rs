@@ -644,6 +644,15 @@ async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands
     store.ship(&refs).await.expect("first batch");
     assert_eq!(counts().await, (4, 4, 6, 2, 4));
 
+    // Another instance stored a later state of a call whose ICE is in the second batch: the fast
+    // path, which COPYs the states of calls a batch opens, meets it; the staging path keeps it.
+    sqlx::query(
+        "INSERT INTO call_state (callid, node, context, updated_at) \
+         VALUES ('again-5', 'other-instance', '{}', now() + interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     // The second batch begins with the first's last callback and last refusal: in part shipped.
     let again = staged_again();
     let mut overlapping: Vec<&Record> = vec![&first[3], &first[5]];
@@ -681,6 +690,16 @@ async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands
         .await
         .unwrap();
     assert_eq!(states, n);
+    let node: Option<String> =
+        sqlx::query_scalar("SELECT node FROM call_state WHERE callid = 'again-5'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        node.as_deref(),
+        Some("other-instance"),
+        "the later state kept"
+    );
 }
 
 /// The fast path writes the columns the staging path has PostgreSQL derive from the body
