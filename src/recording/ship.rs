@@ -134,9 +134,7 @@ impl<R> Staged<R> {
         let started = Instant::now();
         let names: Vec<&str> = self.target_columns().collect();
         let sql = format!("COPY {} ({}) FROM STDIN", self.table, names.join(", "));
-        let mut copy = tx.copy_in_raw(&sql).await?;
-        copy.send(rows.bytes()).await?;
-        copy.finish().await?;
+        copy_in(tx, &sql, rows).await?;
         steps.copy += started.elapsed();
         Ok(())
     }
@@ -207,9 +205,7 @@ impl<R> Staged<R> {
         sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
             .execute(&mut **tx)
             .await?;
-        let mut copy = tx.copy_in_raw(&self.copy_sql()).await?;
-        copy.send(rows.bytes()).await?;
-        copy.finish().await?;
+        copy_in(tx, &self.copy_sql(), rows).await?;
         let copied = Instant::now();
         steps.copy += copied - started;
         sqlx::query(AssertSqlSafe(self.insert_sql()))
@@ -218,6 +214,14 @@ impl<R> Staged<R> {
         steps.insert += copied.elapsed();
         Ok(())
     }
+}
+
+/// Sends `rows` by `sql` (a `COPY … FROM STDIN`).
+async fn copy_in(tx: &mut Tx<'_>, sql: &str, rows: &CopyText) -> Result<(), sqlx::Error> {
+    let mut copy = tx.copy_in_raw(sql).await?;
+    copy.send(rows.bytes()).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 /// Where a batch's wall time went in PostgreSQL: `COPY` into the staging tables (with their

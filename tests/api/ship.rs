@@ -354,7 +354,10 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
 /// shipper's wall time per row in each stage (its `svamlgate_ship_stage_microseconds_total`), and
 /// PostgreSQL's CPU per row (every process of the test cluster, from /proc). Asserts only that
 /// every row arrived once. `CATCHUP_JOURNAL=0` ships the same records, decoded already, straight
-/// into PostgreSQL in batches of 500: PostgreSQL's side alone. A measurement, not a check:
+/// into PostgreSQL in batches of 500: PostgreSQL's side alone. `CATCHUP_AB=1` compares, instead of
+/// the tunings, the default one through the staging tables only (`staging only`: the shipper
+/// before the fast path, `ship::set_fast_path(false)`) with the fast path, alternating. A
+/// measurement, not a check:
 /// `cargo test --test api catch_up -- --ignored --nocapture` (docs/benchmarks.md).
 #[actix_web::test]
 #[ignore = "a measurement: about a minute per round"]
