@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# What one shipped callback row costs PostgreSQL, and what each index of `callbacks`, the body stored
-# twice, `reply` as jsonb and the call_state upsert add to it.
+# What one shipped callback row costs PostgreSQL (CPU, and WAL bytes), and what each index of
+# `callbacks`, the body stored twice, `reply` as jsonb, the console's trigger and the call_state
+# upsert add to it; the shipper's staging path and its fast path (COPY straight into the tables).
 #
 #   benches/rows.sh                      # 40,000 rows per variant, three rounds
 #   ROWS=100000 REPEAT=5 benches/rows.sh
 #
 # Starts a throwaway cluster (as the postgres user when run as root), applies migrations/*.sql,
 # then ships generated callback rows the way the shipper does (batches of 500: COPY into a staging
-# table, one INSERT ... SELECT ... ON CONFLICT DO NOTHING, commit), once with the schema as the
+# table, one INSERT ... SELECT ... ON CONFLICT DO NOTHING, commit; or COPY straight into callbacks,
+# the fast path), once with the schema as the
 # migrations leave it and once per variant below, in REPEAT interleaved rounds (the median is
 # printed). It reads the CPU time of every process of the cluster (the backends, the WAL writer, the
-# checkpointer, ...) from /proc before and after, and prints microseconds of PostgreSQL CPU per row. CPU time, not wall time: the figure holds on a
-# machine busy with other work. Needs initdb/postgres/psql and python3; only 127.0.0.1 is used.
+# checkpointer, ...) from /proc before and after, and prints microseconds of PostgreSQL CPU per row
+# (CPU time, not wall time: the figure holds on a machine busy with other work), and the WAL bytes
+# per row (pg_current_wal_lsn before and after the batches; full-page writes included, the
+# measurement starting right after a checkpoint). Needs initdb/postgres/psql and python3; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +52,9 @@ done
 #   direct   the shipper's fast path: COPY straight into callbacks (body_json, called, caller sent by
 #            svamlgate), no staging table, no INSERT ... SELECT, no ON CONFLICT
 #   dstate   direct, plus one call_state upsert per callback (the IVR route's)
-for variant in before now noparse state insert direct dstate; do
+#   dnew     direct, plus each call's state COPYed straight into call_state (the fast path's way for
+#            calls whose ICE is in the batch)
+for variant in before now noparse state insert direct dstate dnew; do
 python3 - "$ROWS" "$WORK/batches-$variant.sql" "$variant" <<'PY'
 import sys, uuid, json, datetime, hashlib
 rows, out, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -57,8 +63,8 @@ common = ("id, reference, received_at, event_type, event_known, callid, applicat
           "reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, flow_node, "
           "route_id, gate_verdict")
 old = variant in ("before", "insert")
-direct = variant in ("direct", "dstate")
-flags = variant in ("noparse", "direct", "dstate")
+direct = variant in ("direct", "dstate", "dnew")
+flags = variant in ("noparse", "direct", "dstate", "dnew")
 cols = common.format(body="body_json, called, caller, " if flags else "body, ")
 target = common.format(body="body, " if old else "body_json, called, caller, ")
 select = cols if old or flags else common.format(
@@ -99,6 +105,9 @@ with open(out, "w") as f:
         f.write("\\.\n")
         if not direct:
             f.write(f"INSERT INTO callbacks ({target}) SELECT {select} FROM ship_callbacks ON CONFLICT (id) DO NOTHING;\n")
+        if variant == "dnew":
+            f.write("COPY call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) FROM STDIN;\n"
+                    + "\n".join(states) + "\n\\.\n")
         if variant in ("state", "dstate"):
             f.write("CREATE TEMPORARY TABLE IF NOT EXISTS ship_call_state (LIKE call_state) ON COMMIT DELETE ROWS;\n"
                     "COPY ship_call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) FROM STDIN;\n"
@@ -173,6 +182,7 @@ VARIANTS=(
   "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|direct|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
   "  without the console trigger (fast path)|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|direct|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
   "  plus a call_state upsert per callback (fast path)|now||dstate|"
+  "  plus call_state COPYed straight in (fast path, new calls)|now||dnew|"
   "multi-row INSERT, body twice (the shipper before COPY)|before||insert|"
 )
 REPEAT=${REPEAT:-3}
