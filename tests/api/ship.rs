@@ -647,8 +647,9 @@ async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands
     store.ship(&refs).await.expect("first batch");
     assert_eq!(counts().await, (4, 4, 6, 2, 4));
 
-    // Another instance stored a later state of a call whose ICE is in the second batch: the fast
-    // path, which COPYs the states of calls a batch opens, meets it; the staging path keeps it.
+    // Another instance stored a later state of a call whose ICE is in the next batch, all of
+    // whose rows are new: the fast path, which COPYs the states of calls a batch opens, meets it
+    // (in `call_state` alone); the staging path keeps it.
     sqlx::query(
         "INSERT INTO call_state (callid, node, context, updated_at) \
          VALUES ('again-5', 'other-instance', '{}', now() + interval '1 hour')",
@@ -656,10 +657,16 @@ async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands
     .execute(&pool)
     .await
     .unwrap();
-    // The second batch begins with the first's last callback and last refusal: in part shipped.
+    let again = staged_again();
+    let new_rows: Vec<&Record> = second[..2].iter().collect();
+    store.ship(&new_rows).await.expect("a batch of new rows");
+    assert!(staged_again() > again, "a call state was there already");
+    assert_eq!(counts().await, (6, 6, 8, 2, 6));
+
+    // The next batch begins with the first's last callback and last refusal: in part shipped.
     let again = staged_again();
     let mut overlapping: Vec<&Record> = vec![&first[3], &first[5]];
-    overlapping.extend(second.iter());
+    overlapping.extend(second[2..].iter());
     store
         .ship(&overlapping)
         .await
