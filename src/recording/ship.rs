@@ -5,7 +5,7 @@
 //!   tables, with the columns PostgreSQL would derive from the body (`body_json`, `called`,
 //!   `caller`) computed here; no staging table, no `ON CONFLICT`. A row already in PostgreSQL (a
 //!   batch shipped again) makes a unique constraint refuse the batch (`23505`): the transaction is
-//!   rolled back and the batch goes through
+//!   rolled back and the batch goes through the staging path, in a new one;
 //! - **the staging path**: callbacks, errors and refusals go through `COPY` into session-local
 //!   staging tables, then into their tables with one `INSERT … SELECT … ON CONFLICT DO NOTHING`
 //!   each. A callback whose derived columns svamlgate cannot be sure of (a body `jsonb` might read
@@ -21,10 +21,12 @@
 //! named with their expression, so the column list and the values cannot drift apart; a test
 //! compares them with the table's columns in PostgreSQL.
 //!
-//! Every statement is idempotent: callbacks are keyed by id, errors and refusals by reference, rejected
-//! replies by id, upstream exchanges by callback id (`ON CONFLICT DO NOTHING`); call-state changes
-//! apply in journal order and never overwrite a newer state. Re-shipping a batch after a crash changes
-//! nothing.
+//! Every row is keyed by an id fixed when its record was written: callbacks by id (and reference),
+//! errors and refusals by reference, rejected replies by id, upstream exchanges by callback id. The
+//! staging path's statements are idempotent (`ON CONFLICT DO NOTHING`; call-state changes apply in
+//! journal order and never overwrite a newer state), and the fast path's fail as a whole on a row
+//! already there: re-shipping a batch after a crash changes nothing (docs/recording.md, "How a
+//! batch is written, exactly once").
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -224,12 +226,12 @@ async fn copy_in(tx: &mut Tx<'_>, sql: &str, rows: &CopyText) -> Result<(), sqlx
     Ok(())
 }
 
-/// Where a batch's wall time went in PostgreSQL: `COPY` into the staging tables (with their
-/// creation), the statements that move rows into the tables (`INSERT … SELECT`, and the few
-/// statements per record for rare rows), and the commit (its WAL flush).
+/// Where a batch's wall time went in PostgreSQL: `COPY` (straight into the tables, or into the
+/// staging tables with their creation), the statements that move rows into the tables (`INSERT …
+/// SELECT`, and the few statements per record for rare rows), and the commit (its WAL flush).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Steps {
-    /// Staging tables created and filled.
+    /// Rows COPYed into the tables, or staging tables created and filled.
     pub copy: Duration,
     /// Rows moved into the tables, call states applied, rare rows written.
     pub insert: Duration,
@@ -604,8 +606,9 @@ impl Store {
     /// transaction. A larger one (a catch-up) over two connections is split so that PostgreSQL works on two
     /// connections at once: the two halves of its callbacks (each with its errors, rejected replies
     /// and exchanges; the call states with the second), then, once both are committed, what refers
-    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Every
-    /// statement is idempotent, so a part committed before another failed is harmless: on any
+    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Writing
+    /// a part is idempotent (one that meets its rows already there takes the staging path), so a
+    /// part committed before another failed is harmless: on any
     /// failure of the split, the whole batch is shipped again in one transaction, whose result
     /// (a refusal, a lost connection) is the one returned.
     pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
