@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# What one shipped callback row costs PostgreSQL, and what each index of `callbacks`, the body stored
-# twice, `reply` as jsonb and the call_state upsert add to it.
+# What one shipped callback row costs PostgreSQL (CPU, and WAL bytes), and what each index of
+# `callbacks`, the body stored twice, `reply` as jsonb, the console's trigger and the call_state
+# upsert add to it; the shipper's staging path and its fast path (COPY straight into the tables).
 #
 #   benches/rows.sh                      # 40,000 rows per variant, three rounds
 #   ROWS=100000 REPEAT=5 benches/rows.sh
 #
 # Starts a throwaway cluster (as the postgres user when run as root), applies migrations/*.sql,
 # then ships generated callback rows the way the shipper does (batches of 500: COPY into a staging
-# table, one INSERT ... SELECT ... ON CONFLICT DO NOTHING, commit), once with the schema as the
+# table, one INSERT ... SELECT ... ON CONFLICT DO NOTHING, commit; or COPY straight into callbacks,
+# the fast path), once with the schema as the
 # migrations leave it and once per variant below, in REPEAT interleaved rounds (the median is
 # printed). It reads the CPU time of every process of the cluster (the backends, the WAL writer, the
-# checkpointer, ...) from /proc before and after, and prints microseconds of PostgreSQL CPU per row. CPU time, not wall time: the figure holds on a
-# machine busy with other work. Needs initdb/postgres/psql and python3; only 127.0.0.1 is used.
+# checkpointer, ...) from /proc before and after, and prints microseconds of PostgreSQL CPU per row
+# (CPU time, not wall time: the figure holds on a machine busy with other work), and the WAL bytes
+# per row (pg_current_wal_lsn before and after the batches; full-page writes included, the
+# measurement starting right after a checkpoint). Needs initdb/postgres/psql and python3; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +49,12 @@ done
 #   noparse  body_json, called and caller sent by svamlgate, no jsonb parse in PostgreSQL at all
 #   state    now, plus one call_state upsert per callback (the IVR route's)
 #   insert   the shipper before COPY: one multi-row INSERT per batch (schema before 0013)
-for variant in before now noparse state insert; do
+#   direct   the shipper's fast path: COPY straight into callbacks (body_json, called, caller sent by
+#            svamlgate), no staging table, no INSERT ... SELECT, no ON CONFLICT
+#   dstate   direct, plus one call_state upsert per callback (the IVR route's)
+#   dnew     direct, plus each call's state COPYed straight into call_state (the fast path's way for
+#            calls whose ICE is in the batch)
+for variant in before now noparse state insert direct dstate dnew; do
 python3 - "$ROWS" "$WORK/batches-$variant.sql" "$variant" <<'PY'
 import sys, uuid, json, datetime, hashlib
 rows, out, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -54,9 +63,11 @@ common = ("id, reference, received_at, event_type, event_known, callid, applicat
           "reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, flow_node, "
           "route_id, gate_verdict")
 old = variant in ("before", "insert")
-cols = common.format(body="body, " if variant != "noparse" else "body_json, called, caller, ")
+direct = variant in ("direct", "dstate", "dnew")
+flags = variant in ("noparse", "direct", "dstate", "dnew")
+cols = common.format(body="body_json, called, caller, " if flags else "body, ")
 target = common.format(body="body, " if old else "body_json, called, caller, ")
-select = cols if variant in ("before", "insert", "noparse") else common.format(
+select = cols if old or flags else common.format(
     body="body IS NOT NULL, CASE WHEN event_type = 'ice' THEN body->'to'->>'endpoint' END, "
          "CASE WHEN event_type = 'ice' THEN body->>'cli' END, ")
 staging = "(LIKE callbacks)" if variant in ("before", "insert", "noparse") else "(LIKE callbacks INCLUDING DEFAULTS, body jsonb)"
@@ -71,9 +82,12 @@ t0 = datetime.datetime.now(datetime.timezone.utc)
 def esc(s): return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 with open(out, "w") as f:
     for b in range(0, rows, 500):
-        f.write("BEGIN;\nSET LOCAL client_min_messages = warning;\n"
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS ship_callbacks {staging} ON COMMIT DELETE ROWS;\n"
-                f"COPY ship_callbacks ({cols}) FROM STDIN;\n")
+        if direct:
+            f.write(f"BEGIN;\nSET LOCAL client_min_messages = warning;\nCOPY callbacks ({cols}) FROM STDIN;\n")
+        else:
+            f.write("BEGIN;\nSET LOCAL client_min_messages = warning;\n"
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS ship_callbacks {staging} ON COMMIT DELETE ROWS;\n"
+                    f"COPY ship_callbacks ({cols}) FROM STDIN;\n")
         states = []
         for i in range(b, min(b + 500, rows)):
             at = (t0 + datetime.timedelta(microseconds=100 * i)).strftime("%Y-%m-%d %H:%M:%S.%f+00")
@@ -81,7 +95,7 @@ with open(out, "w") as f:
             body = ('{"event":"ice","callid":"%s","timestamp":"%sZ","version":1,"cli":"46708168731",'
                     '"to":{"type":"number","endpoint":"+15550100"},"domain":"pstn","originationType":"PSTN",'
                     '"applicationKey":"bench-key"}' % (callid, at[:23].replace(" ", "T")))
-            fields = ["t", "+15550100", "46708168731"] if variant == "noparse" else [esc(body)]
+            fields = ["t", "+15550100", "46708168731"] if flags else [esc(body)]
             row = [str(uuid.uuid1()), str(uuid.uuid1()), at, "ice", "t", callid, "bench-key", at,
                    "\\\\x" + body.encode().hex()] + fields + ["\\N", "verified",
                    hashlib.sha256(body.encode()).hexdigest(), "127.0.0.1:5000", "/sinch/callback", "\\N",
@@ -89,8 +103,12 @@ with open(out, "w") as f:
             f.write("\t".join(row) + "\n")
             states.append("\t".join([callid, "1", "1", "1", "welcome", esc(context), at]))
         f.write("\\.\n")
-        f.write(f"INSERT INTO callbacks ({target}) SELECT {select} FROM ship_callbacks ON CONFLICT (id) DO NOTHING;\n")
-        if variant == "state":
+        if not direct:
+            f.write(f"INSERT INTO callbacks ({target}) SELECT {select} FROM ship_callbacks ON CONFLICT (id) DO NOTHING;\n")
+        if variant == "dnew":
+            f.write("COPY call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) FROM STDIN;\n"
+                    + "\n".join(states) + "\n\\.\n")
+        if variant in ("state", "dstate"):
             f.write("CREATE TEMPORARY TABLE IF NOT EXISTS ship_call_state (LIKE call_state) ON COMMIT DELETE ROWS;\n"
                     "COPY ship_call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) FROM STDIN;\n"
                     + "\n".join(states) + "\n\\.\n"
@@ -133,16 +151,19 @@ cluster_cpu() { # clock ticks of every process of the cluster, the exited backen
 }
 TICK=$(getconf CLK_TCK)
 
-measure() { # database, SQL applied first, batches (a style above), SQL applied after; prints us/row
-  local db=$1 before after
+measure() { # database, SQL applied first, batches (a style above), SQL applied after; prints us/row and WAL bytes/row
+  local db=$1 before after lsn0 lsn1
   "${PSQL[@]}" -d "$db" -c "SET client_min_messages = warning" -c "TRUNCATE callbacks, call_state CASCADE" -c "CHECKPOINT" >/dev/null
   if [ -n "$2" ]; then "${PSQL[@]}" -d "$db" -c "$2" >/dev/null; fi
+  lsn0=$("${PSQL[@]}" -d "$db" -c "SELECT pg_current_wal_lsn()")
   before=$(cluster_cpu)
   "${PSQL[@]}" -d "$db" -f "$WORK/batches-$3.sql" >/dev/null
+  lsn1=$("${PSQL[@]}" -d "$db" -c "SELECT pg_current_wal_lsn()")
   "${PSQL[@]}" -d "$db" -c "CHECKPOINT" >/dev/null
   after=$(cluster_cpu)
   if [ -n "$4" ]; then "${PSQL[@]}" -d "$db" -c "$4" >/dev/null; fi
-  python3 -c "print(f'{($after - $before) * 1e6 / $TICK / $ROWS:.1f}')"
+  wal=$("${PSQL[@]}" -d "$db" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')")
+  python3 -c "print(f'{($after - $before) * 1e6 / $TICK / $ROWS:.1f}/{$wal / $ROWS:.0f}')"
 }
 
 # label | database | SQL before | batches | SQL after
@@ -156,6 +177,12 @@ VARIANTS=(
   "  reply as json, not jsonb|now|CREATE TABLE saved AS SELECT v, pg_get_viewdef(v) AS d FROM unnest(ARRAY['gate_misses', 'call_timeline']) v; DROP VIEW gate_misses, call_timeline; ALTER TABLE callbacks ALTER reply TYPE json|now|ALTER TABLE callbacks ALTER reply TYPE jsonb; DO \$\$ DECLARE s record; BEGIN FOR s IN SELECT * FROM saved LOOP EXECUTE format('CREATE VIEW %I AS %s', s.v, s.d); END LOOP; END \$\$; DROP TABLE saved"
   "  no jsonb parse at all (flags from svamlgate)|now||noparse|"
   "  plus a call_state upsert per callback|now||state|"
+  "  without the console trigger|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|now|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
+  "COPY straight into callbacks (the fast path)|now||direct|"
+  "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|direct|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
+  "  without the console trigger (fast path)|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|direct|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
+  "  plus a call_state upsert per callback (fast path)|now||dstate|"
+  "  plus call_state COPYed straight in (fast path, new calls)|now||dnew|"
   "multi-row INSERT, body twice (the shipper before COPY)|before||insert|"
 )
 REPEAT=${REPEAT:-3}
@@ -168,8 +195,8 @@ for round in $(seq 1 "$REPEAT"); do
     FIG[$label]+="$(measure "$db" "$before" "$batches" "$after") "
   done
 done
-echo "PostgreSQL CPU per shipped callback row: median of $REPEAT rounds of $ROWS rows (batches of 500, checkpoint included)"
+echo "PostgreSQL CPU and WAL per shipped callback row: median of $REPEAT rounds of $ROWS rows (batches of 500, checkpoint included in CPU)"
 for v in "${VARIANTS[@]}"; do
   IFS='|' read -r label _ <<<"$v"
-  python3 -c "import statistics,sys; f=[float(x) for x in sys.argv[2].split()]; print(f'%-55s %6.1f us/row   (%s)' % (sys.argv[1], statistics.median(f), ' '.join(sys.argv[2].split())))" "$label" "${FIG[$label]}"
+  python3 -c "import statistics,sys; p=[x.split('/') for x in sys.argv[2].split()]; f=[float(c) for c, _ in p]; w=[float(b) for _, b in p]; print(f'%-55s %6.1f us/row %6.0f WAL bytes/row   (%s)' % (sys.argv[1], statistics.median(f), statistics.median(w), ' '.join(c for c, _ in p)))" "$label" "${FIG[$label]:-}"
 done

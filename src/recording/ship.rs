@@ -1,23 +1,39 @@
-//! The shipper's SQL: a batch of journal records written in one transaction. Callbacks, errors,
-//! refusals and call states go through `COPY` into session-local staging tables, then into their
-//! tables with one `INSERT … SELECT` each: no statement to parse and plan per batch, no parameter
-//! per value (PostgreSQL's CPU per row is what bounds sustained throughput).
+//! The shipper's SQL: a batch of journal records written in one transaction, by one of two paths
+//! (PostgreSQL's CPU per row is what bounds sustained throughput; docs/recording.md):
+//!
+//! - **the fast path**, tried first: callbacks, errors and refusals are `COPY`ed straight into their
+//!   tables, with the columns PostgreSQL would derive from the body (`body_json`, `called`,
+//!   `caller`) computed here; no staging table, no `ON CONFLICT`. A row already in PostgreSQL (a
+//!   batch shipped again) makes a unique constraint refuse the batch (`23505`): the transaction is
+//!   rolled back and the batch goes through the staging path, in a new one;
+//! - **the staging path**: callbacks, errors and refusals go through `COPY` into session-local
+//!   staging tables, then into their tables with one `INSERT … SELECT … ON CONFLICT DO NOTHING`
+//!   each. A callback whose derived columns svamlgate cannot be sure of (a body `jsonb` might read
+//!   otherwise, [`body_facts`]) takes this way on the fast path too.
+//!
+//! Call states go through a staging table on both paths (an upsert that never overwrites a newer
+//! state), but for those of calls whose ICE is in the batch: no row of theirs is expected yet, so
+//! the fast path COPYs them straight into `call_state` (a row there after all refuses the batch,
+//! which then takes the staging path).
 //!
 //! Each staged table is one declaration ([`Staged`]): every column the shipper COPYs sits beside
 //! the function that writes its value, and columns PostgreSQL computes from the staging row are
 //! named with their expression, so the column list and the values cannot drift apart; a test
 //! compares them with the table's columns in PostgreSQL.
 //!
-//! Every statement is idempotent: callbacks are keyed by id, errors and refusals by reference, rejected
-//! replies by id, upstream exchanges by callback id (`ON CONFLICT DO NOTHING`); call-state changes
-//! apply in journal order and never overwrite a newer state. Re-shipping a batch after a crash changes
-//! nothing.
+//! Every row is keyed by an id fixed when its record was written: callbacks by id (and reference),
+//! errors and refusals by reference, rejected replies by id, upstream exchanges by callback id. The
+//! staging path's statements are idempotent (`ON CONFLICT DO NOTHING`; call-state changes apply in
+//! journal order and never overwrite a newer state), and the fast path's fail as a whole on a row
+//! already there: re-shipping a batch after a crash changes nothing (docs/recording.md, "How a
+//! batch is written, exactly once").
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 
@@ -25,6 +41,7 @@ use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 use crate::db::copy::CopyText;
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
+use crate::events::EventKind;
 use crate::flows::state::CallState;
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
@@ -43,12 +60,15 @@ const fn col<R>(name: &'static str, write: fn(&R, &mut CopyText)) -> Column<R> {
     Column { name, write }
 }
 
-/// A column of the target table that `INSERT … SELECT` computes from the staging row.
+/// A column of the target table that `INSERT … SELECT` computes from the staging row, and that
+/// the fast path writes itself.
 pub struct Derived {
     /// Name of the column in the target table.
     pub name: &'static str,
-    /// SQL expression over the staging table's columns.
+    /// SQL expression over the staging table's columns (the staging path).
     pub expr: &'static str,
+    /// The same value, from what svamlgate read of the body (the fast path).
+    value: fn(&BodyFacts, &mut CopyText),
 }
 
 /// A target table and its staging twin: a temporary table (one per connection, created on first use,
@@ -69,13 +89,56 @@ pub struct Staged<R: 'static> {
 
 impl<R> Staged<R> {
     /// The target table's columns this table writes: the COPYed ones (but the staging-only) and the
-    /// derived ones.
+    /// derived ones. The fast path COPYs exactly these, in this order.
     pub fn target_columns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.stored_columns()
+            .map(|c| c.name)
+            .chain(self.derived.iter().map(|d| d.name))
+    }
+
+    /// The COPYed columns that the target table has (all but the staging-only ones).
+    fn stored_columns(&self) -> impl Iterator<Item = &Column<R>> + '_ {
         self.columns
             .iter()
-            .map(|c| c.name)
-            .filter(|n| !self.staging_only.iter().any(|(s, _)| s == n))
-            .chain(self.derived.iter().map(|d| d.name))
+            .filter(|c| !self.staging_only.iter().any(|(s, _)| *s == c.name))
+    }
+
+    /// The fast path's COPY payload of `rows`: the target's columns, the derived ones from each
+    /// row's facts.
+    fn direct_text<'r>(&self, rows: impl IntoIterator<Item = (&'r R, BodyFacts)>) -> CopyText
+    where
+        R: 'r,
+    {
+        let mut out = CopyText::new();
+        for (r, facts) in rows {
+            for c in self.stored_columns() {
+                (c.write)(r, &mut out);
+            }
+            for d in self.derived {
+                (d.value)(&facts, &mut out);
+            }
+            out.end_row();
+        }
+        out
+    }
+
+    /// COPYs `rows` (encoded by [`Staged::direct_text`], or by [`Staged::copy_text`] for a table
+    /// without staging-only or derived columns) straight into the table (the fast path).
+    async fn write_direct(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: &CopyText,
+        steps: &mut Steps,
+    ) -> Result<(), sqlx::Error> {
+        if rows.rows() == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let names: Vec<&str> = self.target_columns().collect();
+        let sql = format!("COPY {} ({}) FROM STDIN", self.table, names.join(", "));
+        copy_in(tx, &sql, rows).await?;
+        steps.copy += started.elapsed();
+        Ok(())
     }
 
     /// The COPY payload of `rows`: one line per row, the values in the order of `columns`.
@@ -115,10 +178,8 @@ impl<R> Staged<R> {
     fn insert_sql(&self) -> String {
         let targets: Vec<&str> = self.target_columns().collect();
         let values: Vec<&str> = self
-            .columns
-            .iter()
+            .stored_columns()
             .map(|c| c.name)
-            .filter(|n| !self.staging_only.iter().any(|(s, _)| s == n))
             .chain(self.derived.iter().map(|d| d.expr))
             .collect();
         format!(
@@ -146,9 +207,7 @@ impl<R> Staged<R> {
         sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
             .execute(&mut **tx)
             .await?;
-        let mut copy = tx.copy_in_raw(&self.copy_sql()).await?;
-        copy.send(rows.bytes()).await?;
-        copy.finish().await?;
+        copy_in(tx, &self.copy_sql(), rows).await?;
         let copied = Instant::now();
         steps.copy += copied - started;
         sqlx::query(AssertSqlSafe(self.insert_sql()))
@@ -159,12 +218,20 @@ impl<R> Staged<R> {
     }
 }
 
-/// Where a batch's wall time went in PostgreSQL: `COPY` into the staging tables (with their
-/// creation), the statements that move rows into the tables (`INSERT … SELECT`, and the few
-/// statements per record for rare rows), and the commit (its WAL flush).
+/// Sends `rows` by `sql` (a `COPY … FROM STDIN`).
+async fn copy_in(tx: &mut Tx<'_>, sql: &str, rows: &CopyText) -> Result<(), sqlx::Error> {
+    let mut copy = tx.copy_in_raw(sql).await?;
+    copy.send(rows.bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Where a batch's wall time went in PostgreSQL: `COPY` (straight into the tables, or into the
+/// staging tables with their creation), the statements that move rows into the tables (`INSERT …
+/// SELECT`, and the few statements per record for rare rows), and the commit (its WAL flush).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Steps {
-    /// Staging tables created and filled.
+    /// Rows COPYed into the tables, or staging tables created and filled.
     pub copy: Duration,
     /// Rows moved into the tables, call states applied, rare rows written.
     pub insert: Duration,
@@ -179,10 +246,12 @@ pub const CALLBACK_COLUMNS_SET_LATER: [&str; 2] = ["rejected_by_sinch", "redacte
 /// The columns of `errors` set after the row is in: the time its numbers were masked (retention).
 pub const ERROR_COLUMNS_SET_LATER: [&str; 1] = ["redacted_at"];
 
-/// What the shipper writes into `callbacks`. The body goes into the staging table only, where
-/// PostgreSQL parses it as `jsonb` once: `body_json` says whether it took it, and the ICE's called
-/// and calling numbers are read from it for the console's search. The row keeps the bytes once, in
-/// `raw_body`; `c.body` parses them again when read (`migrations/0013_body_stored_once.sql`).
+/// What the shipper writes into `callbacks`. On the staging path the body goes into the staging
+/// table only, where PostgreSQL parses it as `jsonb` once: `body_json` says whether it took it, and
+/// the ICE's called and calling numbers are read from it for the console's search. The fast path
+/// sends those three values instead, as svamlgate read them ([`body_facts`]). The row keeps the
+/// bytes once, in `raw_body`; `c.body` parses them again when read
+/// (`migrations/0013_body_stored_once.sql`).
 pub const CALLBACKS: Staged<CallbackRecord> = Staged {
     table: "callbacks",
     staging: "ship_callbacks",
@@ -277,14 +346,23 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
         Derived {
             name: "body_json",
             expr: "body IS NOT NULL",
+            value: |f, o| {
+                o.bool(f.json);
+            },
         },
         Derived {
             name: "called",
             expr: "CASE WHEN event_type = 'ice' THEN body->'to'->>'endpoint' END",
+            value: |f, o| {
+                o.opt_text(f.called.as_deref());
+            },
         },
         Derived {
             name: "caller",
             expr: "CASE WHEN event_type = 'ice' THEN body->>'cli' END",
+            value: |f, o| {
+                o.opt_text(f.caller.as_deref());
+            },
         },
     ],
     conflict: "ON CONFLICT (id) DO NOTHING",
@@ -528,8 +606,9 @@ impl Store {
     /// transaction. A larger one (a catch-up) over two connections is split so that PostgreSQL works on two
     /// connections at once: the two halves of its callbacks (each with its errors, rejected replies
     /// and exchanges; the call states with the second), then, once both are committed, what refers
-    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Every
-    /// statement is idempotent, so a part committed before another failed is harmless: on any
+    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Writing
+    /// a part is idempotent (one that meets its rows already there takes the staging path), so a
+    /// part committed before another failed is harmless: on any
     /// failure of the split, the whole batch is shipped again in one transaction, whose result
     /// (a refusal, a lost connection) is the one returned.
     pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
@@ -599,19 +678,61 @@ impl Store {
         self.write_part(&part, &batch.encoded, steps).await
     }
 
-    /// Writes `p`, whose COPY payloads are `e`, in one transaction.
+    /// Writes `p`, whose COPY payloads are `e`, in one transaction: by the fast path, and when a
+    /// unique constraint refuses it (some of its rows are in PostgreSQL already: a batch shipped
+    /// again), by the staging path, whose statements skip the rows already in.
     async fn write_part(
         &self,
         p: &Part<'_>,
         e: &Encoded,
         steps: &mut Steps,
     ) -> Result<(), sqlx::Error> {
+        if !FAST_PATH.load(Ordering::Relaxed) {
+            return self.write_tx(p, e, Path::Staged, steps).await;
+        }
+        match self.write_tx(p, e, Path::Fast, steps).await {
+            Err(err) if is_unique_violation(&err) => {
+                STAGED_AGAIN.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, "a batch is in PostgreSQL already, in part or whole; shipping it through the staging tables");
+                self.write_tx(p, e, Path::Staged, steps).await
+            }
+            result => result,
+        }
+    }
+
+    /// Writes `p` in one transaction by `path`. A failed transaction is rolled back (the
+    /// connection does it before it is used again).
+    async fn write_tx(
+        &self,
+        p: &Part<'_>,
+        e: &Encoded,
+        path: Path,
+        steps: &mut Steps,
+    ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool().begin().await?;
         steps.copy += started.elapsed();
-        CALLBACKS.write(&mut tx, &e.callbacks, steps).await?;
-        ERRORS.write(&mut tx, &e.errors, steps).await?;
-        REFUSALS.write(&mut tx, &e.refusals, steps).await?;
+        match path {
+            Path::Fast => {
+                CALLBACKS.write_direct(&mut tx, &e.callbacks, steps).await?;
+                CALLBACKS.write(&mut tx, &e.callbacks_unsure, steps).await?;
+                ERRORS.write_direct(&mut tx, &e.errors, steps).await?;
+                REFUSALS.write_direct(&mut tx, &e.refusals, steps).await?;
+            }
+            Path::Staged => {
+                // Encoded for the fast path: its callbacks again, all for the staging table.
+                let again;
+                let all = if e.callbacks.rows() == 0 {
+                    &e.callbacks_unsure
+                } else {
+                    again = CALLBACKS.copy_text(p.callbacks.iter().copied());
+                    &again
+                };
+                CALLBACKS.write(&mut tx, all, steps).await?;
+                ERRORS.write(&mut tx, &e.errors, steps).await?;
+                REFUSALS.write(&mut tx, &e.refusals, steps).await?;
+            }
+        }
         let started = Instant::now();
         for c in &p.callbacks {
             write_rare_rows(&mut tx, c).await?;
@@ -627,6 +748,14 @@ impl Store {
             .await?;
         }
         steps.insert += started.elapsed();
+        match path {
+            Path::Fast => {
+                CALL_STATES
+                    .write_direct(&mut tx, &e.new_calls, steps)
+                    .await?
+            }
+            Path::Staged => CALL_STATES.write(&mut tx, &e.new_calls, steps).await?,
+        }
         CALL_STATES.write(&mut tx, &e.states, steps).await?;
         let started = Instant::now();
         for c in &p.reports {
@@ -682,14 +811,53 @@ async fn write_rare_rows(tx: &mut Tx<'_>, c: &CallbackRecord) -> Result<(), sqlx
     Ok(())
 }
 
+/// How a part is written: [`Store::write_part`].
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// `COPY` straight into the tables; refused as a whole (`23505`) when a row is in already.
+    Fast,
+    /// Through the staging tables and `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+    Staged,
+}
+
+/// Batches (or parts of one) that the fast path found in PostgreSQL already, in part or whole, and
+/// that went through the staging tables: [`staged_again`].
+static STAGED_AGAIN: AtomicU64 = AtomicU64::new(0);
+
+/// How many batches (or parts of one, over two connections) this process shipped again through the
+/// staging tables because some of their rows were in PostgreSQL already.
+pub fn staged_again() -> u64 {
+    STAGED_AGAIN.load(Ordering::Relaxed)
+}
+
+static FAST_PATH: AtomicBool = AtomicBool::new(true);
+
+/// Whether batches try the fast path first (the default), or go through the staging tables only
+/// (the shipper before it: for measurements, `tests/api/ship.rs`).
+pub fn set_fast_path(on: bool) {
+    FAST_PATH.store(on, Ordering::Relaxed);
+}
+
+/// Whether PostgreSQL refused a statement for a unique constraint (`23505`).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
 /// The COPY payloads of a part and its call-state changes, encoded before its transaction begins
-/// (so that the shipper can encode the next batch while PostgreSQL works on this one).
+/// (so that the shipper can encode the next batch while PostgreSQL works on this one). Errors and
+/// refusals have no staging-only or derived columns: one payload serves both paths.
 struct Encoded {
+    /// The fast path's callbacks ([`Staged::direct_text`]): those whose body facts are sure.
     callbacks: CopyText,
+    /// The fast path's other callbacks, for the staging table (nearly always none).
+    callbacks_unsure: CopyText,
     errors: CopyText,
     refusals: CopyText,
     /// The last state each call of the part was set to.
     states: CopyText,
+    /// The same for calls whose ICE is in the part: no row of theirs is expected in `call_state`
+    /// yet, so the fast path COPYs them straight into it (a row already there refuses the batch).
+    new_calls: CopyText,
     /// Calls whose last change ended them, with the time of that change.
     ended: Vec<String>,
     ended_at: Vec<OffsetDateTime>,
@@ -713,9 +881,27 @@ impl Encoded {
                 }),
             })
             .collect();
-        let (sets, ended, ended_at) = last_call_states(&p.states);
+        let CallStates {
+            sets,
+            new_calls,
+            ended,
+            ended_at,
+        } = last_call_states(&p.states);
+        let mut sure = Vec::with_capacity(p.callbacks.len());
+        let mut unsure = Vec::new();
+        for c in &p.callbacks {
+            match FAST_PATH
+                .load(Ordering::Relaxed)
+                .then(|| body_facts(&c.callback))
+                .flatten()
+            {
+                Some(facts) => sure.push((*c, facts)),
+                None => unsure.push(*c),
+            }
+        }
         Encoded {
-            callbacks: CALLBACKS.copy_text(p.callbacks.iter().copied()),
+            callbacks: CALLBACKS.direct_text(sure),
+            callbacks_unsure: CALLBACKS.copy_text(unsure),
             errors: ERRORS.copy_text(errors.iter().map(|e| e.as_ref())),
             refusals: REFUSALS.copy_text(
                 errors
@@ -724,6 +910,7 @@ impl Encoded {
                     .filter(|e| e.refusal.is_some()),
             ),
             states: CALL_STATES.copy_text(sets),
+            new_calls: CALL_STATES.copy_text(new_calls),
             ended,
             ended_at,
         }
@@ -850,6 +1037,123 @@ fn body_json(c: &super::NewCallback) -> Option<&str> {
     (!text.contains("\\u0000")).then_some(text)
 }
 
+/// What the fast path writes of a callback's body instead of having PostgreSQL parse it: the
+/// values of [`CALLBACKS`]' derived columns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyFacts {
+    /// `body_json`: the body is JSON that `jsonb` takes.
+    pub json: bool,
+    /// `called`: an ICE's `to.endpoint`, as `->>` reads it.
+    pub called: Option<String>,
+    /// `caller`: an ICE's `cli`, as `->>` reads it.
+    pub caller: Option<String>,
+}
+
+/// The values PostgreSQL would derive from the body on the staging path ([`CALLBACKS`]' derived
+/// expressions), read by svamlgate; `None` when it cannot be sure they are the same, and the row
+/// goes through the staging table: a body `jsonb` might refuse or read otherwise than serde_json
+/// ([`plain_for_jsonb`]), a duplicated `cli` or `to` key (`jsonb` keeps the last, serde refuses),
+/// or a `cli` or `to.endpoint` that is not a string or null (`->>` writes `jsonb`'s text of it).
+pub fn body_facts(c: &super::NewCallback) -> Option<BodyFacts> {
+    #[derive(serde::Deserialize)]
+    struct Ice<'a> {
+        #[serde(borrow)]
+        cli: Option<&'a RawValue>,
+        #[serde(borrow)]
+        to: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct To<'a> {
+        #[serde(borrow)]
+        endpoint: Option<&'a RawValue>,
+    }
+    /// `->>` of a value: a string unescaped, NULL for JSON null or an absent key.
+    fn text(v: Option<&RawValue>) -> Option<Option<String>> {
+        match v {
+            None => Some(None),
+            Some(v) if v.get().starts_with('"') => serde_json::from_str(v.get()).ok().map(Some),
+            Some(_) => None,
+        }
+    }
+    let Some(body) = body_json(c) else {
+        return Some(BodyFacts::default());
+    };
+    if !plain_for_jsonb(body) {
+        return None;
+    }
+    if c.event_type.as_str() != "ice" {
+        return Some(BodyFacts {
+            json: true,
+            ..BodyFacts::default()
+        });
+    }
+    let ice: Ice<'_> = serde_json::from_str(body).ok()?;
+    let called = match ice.to {
+        // `->` of a key of anything but an object is NULL.
+        Some(to) if to.get().starts_with('{') => {
+            text(serde_json::from_str::<To<'_>>(to.get()).ok()?.endpoint)?
+        }
+        _ => None,
+    };
+    Some(BodyFacts {
+        json: true,
+        called,
+        caller: text(ice.cli)?,
+    })
+}
+
+/// Whether `jsonb` surely takes a JSON text that serde_json took, and reads it the same: no number
+/// with an exponent or a run of more than 1,000 digits (`numeric` has bounds serde's `f64` has not,
+/// and the other way round), and no `\u` escape beyond ASCII (surrogates, which `jsonb` checks
+/// otherwise; code points a database not in UTF-8 cannot hold). Bodies Sinch sends have none.
+fn plain_for_jsonb(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut in_string = false;
+    let mut digits = 0usize;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if in_string {
+            match c {
+                b'"' => in_string = false,
+                b'\\' => {
+                    if b.get(i + 1) == Some(&b'u') {
+                        let ascii = b.get(i + 2..i + 4) == Some(b"00".as_slice())
+                            && b.get(i + 4).is_some_and(|h| (b'0'..=b'7').contains(h));
+                        if !ascii {
+                            return false;
+                        }
+                    }
+                    i += 1;
+                }
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b'0'..=b'9' => {
+                    digits += 1;
+                    if digits > 1000 {
+                        return false;
+                    }
+                    i += 1;
+                    continue;
+                }
+                b'e' | b'E'
+                    if i > 0
+                        && b.get(i - 1)
+                            .is_some_and(|p| p.is_ascii_digit() || *p == b'.') =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+            digits = 0;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Marks the reply svamlgate last sent on the call (before the report arrived) as rejected by Sinch.
 /// Idempotent: the same mark is set again when a batch is re-shipped.
 async fn mark_rejected_by_sinch(
@@ -881,31 +1185,51 @@ async fn mark_rejected_by_sinch(
     Ok(())
 }
 
+/// A batch's call-state changes, the last change of each call winning ([`last_call_states`]).
+struct CallStates<'a> {
+    /// Callbacks whose change set a state, of calls that began before the batch.
+    sets: Vec<&'a CallbackRecord>,
+    /// The same, of calls whose ICE (not a replay) is in the batch.
+    new_calls: Vec<&'a CallbackRecord>,
+    /// Calls that ended, and when.
+    ended: Vec<String>,
+    ended_at: Vec<OffsetDateTime>,
+}
+
 /// The batch's call-state changes, the last change of each call winning: the callbacks whose
-/// change set a state, and the calls that ended with when. A stored state written later (by
-/// another instance) than the change is kept (the statements' conditions).
-fn last_call_states<'a>(
-    callbacks: &[&'a CallbackRecord],
-) -> (Vec<&'a CallbackRecord>, Vec<String>, Vec<OffsetDateTime>) {
+/// change set a state (apart, those of calls the batch opened), and the calls that ended with when.
+/// A stored state written later (by another instance) than the change is kept (the statements'
+/// conditions; on the fast path, a row of a call the batch opened sends the batch through the
+/// staging path, whose upsert keeps it).
+fn last_call_states<'a>(callbacks: &[&'a CallbackRecord]) -> CallStates<'a> {
     let mut last: HashMap<&str, &CallbackRecord> = HashMap::new();
+    let mut opened: HashSet<&str> = HashSet::new();
     for c in callbacks {
         if let Some(change) = &c.call_state {
             let callid = match change {
                 CallStateChange::Set { callid, .. } | CallStateChange::Ended { callid } => callid,
             };
             last.insert(callid.as_str(), c);
+            if c.callback.event_type == EventKind::Ice && c.duplicate_of.is_none() {
+                opened.insert(callid.as_str());
+            }
         }
     }
-    let mut sets: Vec<&CallbackRecord> = Vec::new();
-    let mut ended: Vec<String> = Vec::new();
-    let mut ended_at: Vec<OffsetDateTime> = Vec::new();
+    let mut states = CallStates {
+        sets: Vec::new(),
+        new_calls: Vec::new(),
+        ended: Vec::new(),
+        ended_at: Vec::new(),
+    };
     for (callid, c) in last {
-        if set_state(c).is_some() {
-            sets.push(c);
+        if set_state(c).is_none() {
+            states.ended.push(callid.to_owned());
+            states.ended_at.push(c.callback.received_at);
+        } else if opened.contains(callid) {
+            states.new_calls.push(c);
         } else {
-            ended.push(callid.to_owned());
-            ended_at.push(c.callback.received_at);
+            states.sets.push(c);
         }
     }
-    (sets, ended, ended_at)
+    states
 }

@@ -354,7 +354,10 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
 /// shipper's wall time per row in each stage (its `svamlgate_ship_stage_microseconds_total`), and
 /// PostgreSQL's CPU per row (every process of the test cluster, from /proc). Asserts only that
 /// every row arrived once. `CATCHUP_JOURNAL=0` ships the same records, decoded already, straight
-/// into PostgreSQL in batches of 500: PostgreSQL's side alone. A measurement, not a check:
+/// into PostgreSQL in batches of 500: PostgreSQL's side alone. `CATCHUP_AB=1` compares, instead of
+/// the tunings, the default one through the staging tables only (`staging only`: the shipper
+/// before the fast path, `ship::set_fast_path(false)`) with the fast path, alternating. A
+/// measurement, not a check:
 /// `cargo test --test api catch_up -- --ignored --nocapture` (docs/benchmarks.md).
 #[actix_web::test]
 #[ignore = "a measurement: about a minute per round"]
@@ -369,27 +372,40 @@ async fn catch_up_rows_per_second() {
     let rows = env("CATCHUP_ROWS", 150_000);
     let rounds = env("CATCHUP_ROUNDS", 1);
     let from_journal = std::env::var("CATCHUP_JOURNAL").map_or(true, |v| v != "0");
-    let tunings = [
-        (
-            "serial",
-            Tuning {
-                read_ahead: false,
-                catch_up_batch: BATCH,
-            },
-        ),
-        (
-            "ahead",
-            Tuning {
-                read_ahead: true,
-                catch_up_batch: BATCH,
-            },
-        ),
-        ("ahead+2000", Tuning::DEFAULT),
-    ];
+    // CATCHUP_AB=1: the default tuning through the staging tables only (the shipper before the
+    // fast path) against the fast path, alternating.
+    let ab = std::env::var("CATCHUP_AB").is_ok_and(|v| v == "1");
+    let tunings = if ab {
+        vec![
+            ("staging only", Tuning::DEFAULT, false),
+            ("fast path", Tuning::DEFAULT, true),
+        ]
+    } else {
+        vec![
+            (
+                "serial",
+                Tuning {
+                    read_ahead: false,
+                    catch_up_batch: BATCH,
+                },
+                true,
+            ),
+            (
+                "ahead",
+                Tuning {
+                    read_ahead: true,
+                    catch_up_batch: BATCH,
+                },
+                true,
+            ),
+            ("ahead+2000", Tuning::DEFAULT, true),
+        ]
+    };
     let mut figures: Vec<(&str, f64)> = Vec::new();
     for round in 0..rounds {
-        for (name, tuning) in tunings {
+        for &(name, tuning, fast) in &tunings {
             svamlgate::recording::shipper::set_tuning(tuning);
+            svamlgate::recording::ship::set_fast_path(fast);
             let line = if from_journal {
                 catch_up_from_journal(rows).await
             } else {
@@ -397,13 +413,14 @@ async fn catch_up_rows_per_second() {
             };
             println!("catch-up round {round} {name}: {}", line.0);
             figures.push((name, line.1));
-            if !from_journal {
+            if !from_journal && !ab {
                 break;
             }
         }
     }
     svamlgate::recording::shipper::set_tuning(Tuning::DEFAULT);
-    for (name, _) in tunings {
+    svamlgate::recording::ship::set_fast_path(true);
+    for &(name, _, _) in &tunings {
         let mut of: Vec<f64> = figures
             .iter()
             .filter(|(n, _)| *n == name)
@@ -572,6 +589,207 @@ async fn catch_up_from_records(rows: usize) -> (String, f64) {
         ),
         rate,
     )
+}
+
+/// The fast path (`COPY` straight into the tables) meets rows already in PostgreSQL: a batch
+/// shipped again in part (a crash between a commit and the journal's checkpoint, with other batch
+/// bounds after the restart) and in whole. Each time the batch goes through the staging tables,
+/// and every row is there exactly once: the callbacks, errors and refusals, and the console's counts
+/// (its trigger counts the rows each statement inserted, so a row written twice, or a fast
+/// attempt not rolled back, shows there).
+#[actix_web::test]
+async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands_once() {
+    use svamlgate::recording::ship::{staged_again, PARALLEL_AT};
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let ice = |i: i64| {
+        let callid = format!("again-{i}");
+        let body = format!(
+            r#"{{"event":"ice","callid":"{callid}","cli":"4670000{i}","to":{{"type":"number","endpoint":"+1555{i}"}}}}"#
+        );
+        let mut r = callback(
+            body.as_bytes(),
+            true,
+            &callid,
+            t0 + time::Duration::milliseconds(i),
+        );
+        r.errors.push(error(
+            &Uuid::now_v7().to_string(),
+            Some(r.callback.id),
+            false,
+        ));
+        r.call_state = Some(CallStateChange::Set {
+            callid,
+            state: state("main"),
+        });
+        Record::Callback(Box::new(r))
+    };
+    let refusal = |_| Record::Error(Box::new(error(&Uuid::now_v7().to_string(), None, true)));
+    let first: Vec<Record> = (0..4).map(ice).chain((0..2).map(refusal)).collect();
+    let mut second: Vec<Record> = (4..8).map(ice).chain((2..3).map(refusal)).collect();
+
+    let counts = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
+                "SELECT (SELECT count(*) FROM callbacks), (SELECT count(DISTINCT id) FROM callbacks), \
+                 (SELECT count(*) FROM errors), (SELECT count(*) FROM refusals), \
+                 (SELECT coalesce(sum(callbacks), 0)::bigint FROM console_minutes)",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let refs: Vec<&Record> = first.iter().collect();
+    store.ship(&refs).await.expect("first batch");
+    assert_eq!(counts().await, (4, 4, 6, 2, 4));
+
+    // Another instance stored a later state of a call whose ICE is in the next batch, all of
+    // whose rows are new: the fast path, which COPYs the states of calls a batch opens, meets it
+    // (in `call_state` alone); the staging path keeps it.
+    sqlx::query(
+        "INSERT INTO call_state (callid, node, context, updated_at) \
+         VALUES ('again-5', 'other-instance', '{}', now() + interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let again = staged_again();
+    let new_rows: Vec<&Record> = second[..2].iter().collect();
+    store.ship(&new_rows).await.expect("a batch of new rows");
+    assert!(staged_again() > again, "a call state was there already");
+    assert_eq!(counts().await, (6, 6, 8, 2, 6));
+
+    // The next batch begins with the first's last callback and last refusal: in part shipped.
+    let again = staged_again();
+    let mut overlapping: Vec<&Record> = vec![&first[3], &first[5]];
+    overlapping.extend(second[2..].iter());
+    store
+        .ship(&overlapping)
+        .await
+        .expect("a batch in part shipped");
+    assert!(staged_again() > again, "went through the staging tables");
+    assert_eq!(counts().await, (8, 8, 11, 3, 8));
+
+    // The whole of it again, then one record by one (as records held in memory are), and a large
+    // batch over two connections, twice.
+    let again = staged_again();
+    store
+        .ship(&overlapping)
+        .await
+        .expect("the same batch again");
+    for r in &overlapping {
+        store.ship(&[*r]).await.expect("one record again");
+    }
+    assert!(staged_again() > again + overlapping.len() as u64);
+    let more = PARALLEL_AT as i64;
+    second.extend((8..8 + more).map(ice));
+    let all: Vec<&Record> = first.iter().chain(second.iter()).collect();
+    store
+        .ship_over(&all, 2)
+        .await
+        .expect("over two connections");
+    store.ship_over(&all, 2).await.expect("and again");
+    let n = 8 + more;
+    assert_eq!(counts().await, (n, n, n + 3, 3, n));
+    let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(states, n);
+    let node: Option<String> =
+        sqlx::query_scalar("SELECT node FROM call_state WHERE callid = 'again-5'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        node.as_deref(),
+        Some("other-instance"),
+        "the later state kept"
+    );
+}
+
+/// The fast path writes the columns the staging path has PostgreSQL derive from the body
+/// (`body_json`, `called`, `caller`) itself: for bodies of every shape it must write what
+/// PostgreSQL reads from the stored bytes, and a body it cannot be sure of (numbers `jsonb` bounds
+/// otherwise, escapes beyond ASCII, a duplicated key, a number for a string) goes through the
+/// staging table in the same transaction.
+#[actix_web::test]
+async fn the_fast_path_writes_the_derived_columns_postgresql_would() {
+    use svamlgate::recording::ship::body_facts;
+    type Case = (
+        &'static str,
+        &'static str,
+        bool,
+        bool,
+        bool,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    // (event, body, parsed by svamlgate, svamlgate sure of it, body_json, called, caller)
+    let cases: [Case; 16] = [
+        ("ice", r#"{"event":"ice","cli":"123","to":{"endpoint":"+1 555"}}"#, true, true, true, Some("+1 555"), Some("123")),
+        ("ice", "\u{feff}{\"event\":\"ice\",\"cli\":\"a\\\"b\\\\c\\n\",\"to\":{\"endpoint\":\"\\u0041\"}}", true, true, true, Some("A"), Some("a\"b\\c\n")),
+        ("ice", r#"{"event":"ice","cli":null,"to":"+1555"}"#, true, true, true, None, None),
+        ("ice", r#"{"event":"ice","to":{"endpoint":null,"type":"number"},"n":[1.5,-0,12]}"#, true, true, true, None, None),
+        ("ice", r#"{"event":"ice","to":[{"endpoint":"x"}],"cli":"Grüße"}"#, true, true, true, None, Some("Grüße")),
+        ("ace", r#"{"event":"ace","cli":"123","to":{"endpoint":"+1555"}}"#, true, true, true, None, None),
+        ("ice", r#"{"event":"ice","cli":"x\u0000"}"#, true, true, false, None, None),
+        ("", "not json \t \\ at all", false, true, false, None, None),
+        ("ice", r#"{"event":"ice","cli":123,"to":{"endpoint":"+1555"}}"#, true, false, true, Some("+1555"), Some("123")),
+        ("ice", r#"{"event":"ice","cli":"1","cli":"2"}"#, true, false, true, None, Some("2")),
+        ("ice", r#"{"event":"ice","to":{"endpoint":"1","endpoint":"2"}}"#, true, false, true, Some("2"), None),
+        ("ice", r#"{"event":"ice","to":{"endpoint":{"a":1}}}"#, true, false, true, Some(r#"{"a": 1}"#), None),
+        ("ice", r#"{"event":"ice","cli":"\u00e9","n":1}"#, true, false, true, None, Some("é")),
+        ("ice", r#"{"event":"ice","cli":"\ud83d\ude00"}"#, true, false, true, None, Some("\u{1f600}")),
+        ("ice", r#"{"event":"ice","cli":"1e5","n":1e5}"#, true, false, true, None, Some("1e5")),
+        ("ice", r#"{"event":"ice","cli":"9e9","n":1.5E-3}"#, true, false, true, None, Some("9e9")),
+    ];
+    let mut batch = Vec::new();
+    for (i, (event, body, parsed, sure, ..)) in cases.iter().enumerate() {
+        let mut r = callback(
+            body.as_bytes(),
+            *parsed,
+            &format!("shape-{i}"),
+            t0 + time::Duration::milliseconds(i as i64),
+        );
+        r.callback.event_type = (*event).into();
+        assert_eq!(body_facts(&r.callback).is_some(), *sure, "case {i}: {body}");
+        batch.push(Record::Callback(Box::new(r)));
+    }
+    let refs: Vec<&Record> = batch.iter().collect();
+    store.ship(&refs).await.expect("batch");
+    for (i, (record, case)) in batch.iter().zip(cases.iter()).enumerate() {
+        let Record::Callback(r) = record else {
+            unreachable!()
+        };
+        let row: (bool, Option<String>, Option<String>, bool, bool, bool) = sqlx::query_as(
+            "SELECT body_json, called, caller, body_json = (c.body IS NOT NULL), \
+             called IS NOT DISTINCT FROM CASE WHEN event_type = 'ice' THEN c.body->'to'->>'endpoint' END, \
+             caller IS NOT DISTINCT FROM CASE WHEN event_type = 'ice' THEN c.body->>'cli' END \
+             FROM callbacks c WHERE id = $1",
+        )
+        .bind(r.callback.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let want = (
+            case.4,
+            case.5.map(str::to_owned),
+            case.6.map(str::to_owned),
+            true,
+            true,
+            true,
+        );
+        assert_eq!(row, want, "case {i}: {}", case.1);
+    }
 }
 
 /// Migration 0013 on rows stored before it: each row's body is read from `raw_body` (a byte-order
