@@ -145,7 +145,9 @@ impl TestApp {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Some(lag) => {
-                    panic!("settle: records up to {position} not shipped within {budget:?}: {lag:?}")
+                    panic!(
+                        "settle: records up to {position} not shipped within {budget:?}: {lag:?}"
+                    )
                 }
             }
         }
