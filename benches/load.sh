@@ -5,6 +5,7 @@
 #   benches/load.sh                         # 10 s per measurement
 #   SECS=5 benches/load.sh                  # a quick pass
 #   SVAMLGATE_BIN=/path/to/svamlgate benches/load.sh   # another build of svamlgate (e.g. an older one)
+#   BURST_ONLY=1 benches/load.sh            # the burst and its catch-up alone, with where the time goes
 #
 # Builds (release) svamlgate, a bare actix-web handler from the same dependency versions
 # (examples/bare.rs) and a load generator that signs every request as Sinch does and sends distinct
@@ -65,7 +66,11 @@ load() { # url prefix rate [seconds]
     --seconds "${4:-$SECS}" --rate "$3" --prefix "$2" --called +15550100
 }
 ready() { curl -s "$BASE/readyz" || true; }
-lag() { ready | python3 -c 'import json,sys; print(json.load(sys.stdin)["shipping"]["lagRecords"])' 2>/dev/null || echo x; }
+lag() { # without a python3 start per look: four looks a second must not take the CPU the shipper needs
+  local n
+  n=$(ready | sed -n 's/.*"lagRecords":\([0-9]*\).*/\1/p')
+  echo "${n:-x}"
+}
 drain() { # waits until the shipper has moved every journal record into PostgreSQL
   for _ in $(seq 1 2400); do
     [ "$(lag)" = 0 ] && return 0
@@ -91,6 +96,19 @@ pg_cpu_ticks() { # CPU time of every process of the cluster (exited backends inc
   done
   echo "$total"
 }
+machine_ticks() { # "<idle+iowait ticks> <all ticks>" of the whole machine, from /proc/stat
+  awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+stages() { # the shipper's wall time per stage so far, "stage=µs ..."
+  curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" |
+    sed -n 's/^svamlgate_ship_stage_microseconds_total{stage="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
+}
+stage_delta() { # before after rows: µs per row of each stage between two readings of stages()
+  python3 -c "
+b=dict(x.split('=') for x in '$1'.split()); a=dict(x.split('=') for x in '$2'.split()); n=max($3,1)
+print(', '.join(f'{k} {(int(a[k])-int(b.get(k,0)))/n:.1f}' for k in a))"
+}
+own_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 shipped() { curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_shipped_records_total /{print $2}'; }
 field() { # line name
   sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"
@@ -141,10 +159,30 @@ echo "== a. burst, then the shipper's catch-up" >&2
 CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped)
 SG_MAX=$(load "$SG_URL" sg-max 0)
 DRAIN_START=$(now)
+if [ -n "${BURST_ONLY:-}" ]; then # what the cluster's backends wait on during the catch-up
+  ( for _ in $(seq 1 30); do
+      pg_psql -c "SELECT coalesce(wait_event_type,'cpu')||':'||coalesce(wait_event,'-')||':'||left(query,20) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()" 2>/dev/null
+      sleep 0.05
+    done | sort | uniq -c | sort -rn | head -12 >"$WORK/waits" ) &
+  SAMPLER=$!
+fi
+CPU_MID=$(pg_cpu_ticks); SG_MID=$(own_ticks "$SG"); MT0=$(machine_ticks); ST0=$(stages); SH0=$(shipped)
 drain
 DRAIN_SECS=$(since "$DRAIN_START")
-CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped)
+CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped); SG_END=$(own_ticks "$SG"); MT1=$(machine_ticks); ST1=$(stages)
+CATCHUP_CPU=$(python3 -c "
+i0,a0='$MT0'.split(); i1,a1='$MT1'.split(); t=int(a1)-int(a0); n=$(nproc)
+print(f'machine idle {100*(int(i1)-int(i0))/t:.0f}%, postgres {100*n*($CPU1-$CPU_MID)/t:.0f}% of a core, svamlgate {100*n*($SG_END-$SG_MID)/t:.0f}% of a core' if t else 'n/a')")
 PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(getconf CLK_TCK)/d:.0f}' if d else 'n/a')")
+
+if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up alone
+  echo "burst $(field "$SG_MAX" rps)/s against bare $(field "$BARE_MAX" rps)/s; sustained $(python3 -c "print(round($(field "$SG_MAX" ok) / ($SECS + $DRAIN_SECS)))")/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
+  echo "CPU during the catch-up: $CATCHUP_CPU"
+  wait "$SAMPLER" 2>/dev/null || true
+  echo "what PostgreSQL's active backends were doing, sampled during the catch-up:"; cat "$WORK/waits"
+  echo "the shipper's wall time per row during the catch-up, by stage, µs: $(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")"
+  exit 0
+fi
 
 echo "== b. 1,000/s after a drain and a checkpoint" >&2
 checkpoint
@@ -225,4 +263,6 @@ echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took 
 echo "journal appends (record handed over to durable) over 5 ms, which a reply waits for: 1,000/s after a drain $(slow_appends "$AP0" "$AP1"); right after a burst $(slow_appends "$AP2" "$AP3"); through the SIGKILL $(slow_appends "$AP4" "$AP5")"
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
 DEFERRALS=$(curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_ship_deferrals_total /{print $2}')
+echo "CPU during the burst's catch-up: $CATCHUP_CPU"
+echo "the shipper's wall time per row during that catch-up, by stage, µs: $(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")"
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
