@@ -66,6 +66,7 @@ load() { # url prefix rate [seconds]
     --seconds "${4:-$SECS}" --rate "$3" --prefix "$2" --called +15550100
 }
 ready() { curl -s "$BASE/readyz" || true; }
+metrics() { curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics"; }
 lag() { # without a python3 start per look: four looks a second must not take the CPU the shipper needs
   local n
   n=$(ready | sed -n 's/.*"lagRecords":\([0-9]*\).*/\1/p')
@@ -100,8 +101,7 @@ machine_ticks() { # "<idle+iowait ticks> <all ticks>" of the whole machine, from
   awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 stages() { # the shipper's wall time per stage so far, "stage=µs ..."
-  curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" |
-    sed -n 's/^svamlgate_ship_stage_microseconds_total{stage="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
+  metrics | sed -n 's/^svamlgate_ship_stage_microseconds_total{stage="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
 }
 stage_delta() { # before after rows: µs per row of each stage between two readings of stages()
   python3 -c "
@@ -109,13 +109,13 @@ b=dict(x.split('=') for x in '$1'.split()); a=dict(x.split('=') for x in '$2'.sp
 print(', '.join(f'{k} {(int(a[k])-int(b.get(k,0)))/n:.1f}' for k in a))"
 }
 own_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-shipped() { curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_shipped_records_total /{print $2}'; }
+shipped() { metrics | awk '/^svamlgate_shipped_records_total /{print $2}'; }
 field() { # line name
   sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"
 }
 now() { date +%s.%N; }
 appends() { # "<appends within 5 ms> <all appends>" from the journal's append histogram
-  curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '
+  metrics | awk '
     /^svamlgate_journal_append_seconds_bucket\{le="0.005"\}/ {fast=$2}
     /^svamlgate_journal_append_seconds_count / {all=$2}
     END {print fast+0, all+0}'
@@ -173,14 +173,16 @@ CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped); SG_END=$(own_ticks "$SG"); MT1=$(mach
 CATCHUP_CPU=$(python3 -c "
 i0,a0='$MT0'.split(); i1,a1='$MT1'.split(); t=int(a1)-int(a0); n=$(nproc)
 print(f'machine idle {100*(int(i1)-int(i0))/t:.0f}%, postgres {100*n*($CPU1-$CPU_MID)/t:.0f}% of a core, svamlgate {100*n*($SG_END-$SG_MID)/t:.0f}% of a core' if t else 'n/a')")
+SUSTAINED=$(python3 -c "print(round($(field "$SG_MAX" ok) / ($SECS + $DRAIN_SECS)))")
+CATCHUP_STAGES=$(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")
 PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(getconf CLK_TCK)/d:.0f}' if d else 'n/a')")
 
 if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up alone
-  echo "burst $(field "$SG_MAX" rps)/s against bare $(field "$BARE_MAX" rps)/s; sustained $(python3 -c "print(round($(field "$SG_MAX" ok) / ($SECS + $DRAIN_SECS)))")/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
+  echo "burst $(field "$SG_MAX" rps)/s against bare $(field "$BARE_MAX" rps)/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
   wait "$SAMPLER" 2>/dev/null || true
   echo "what PostgreSQL's active backends were doing, sampled during the catch-up:"; cat "$WORK/waits"
-  echo "the shipper's wall time per row during the catch-up, by stage, µs: $(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")"
+  echo "the shipper's wall time per row during the catch-up, by stage, µs: $CATCHUP_STAGES"
   exit 0
 fi
 
@@ -230,7 +232,6 @@ done
 pct() { python3 -c "print(f'{100*$1/$2:.0f}%' if $2 else 'n/a')"; }
 verdict() { python3 -c "print('met' if $1 else 'NOT MET')"; }
 lat() { echo "p99 $(field "$1" p99_ms) (p999 $(field "$1" p999_ms), max $(field "$1" max_ms))"; }
-SUSTAINED=$(python3 -c "print(round($(field "$SG_MAX" ok) / ($SECS + $DRAIN_SECS)))")
 BARE_RPS=$(field "$BARE_MAX" rps)
 
 echo
@@ -262,7 +263,7 @@ echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; e
 echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"
 echo "journal appends (record handed over to durable) over 5 ms, which a reply waits for: 1,000/s after a drain $(slow_appends "$AP0" "$AP1"); right after a burst $(slow_appends "$AP2" "$AP3"); through the SIGKILL $(slow_appends "$AP4" "$AP5")"
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
-DEFERRALS=$(curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics" | awk '/^svamlgate_ship_deferrals_total /{print $2}')
+DEFERRALS=$(metrics | awk '/^svamlgate_ship_deferrals_total /{print $2}')
 echo "CPU during the burst's catch-up: $CATCHUP_CPU"
-echo "the shipper's wall time per row during that catch-up, by stage, µs: $(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")"
+echo "the shipper's wall time per row during that catch-up, by stage, µs: $CATCHUP_STAGES"
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
