@@ -6,6 +6,8 @@
 #   SECS=5 benches/load.sh                  # a quick pass
 #   SVAMLGATE_BIN=/path/to/svamlgate benches/load.sh   # another build of svamlgate (e.g. an older one)
 #   BURST_ONLY=1 benches/load.sh            # the burst and its catch-up alone, with where the time goes
+#   WAITS=1 BURST_ONLY=1 benches/load.sh    # also samples what PostgreSQL waits on (its psql starts load the machine)
+#   PERF=/tmp/p BURST_ONLY=1 benches/load.sh  # also whole-machine perf profiles: /tmp/p.burst, /tmp/p.catchup
 #
 # Builds (release) svamlgate, a bare actix-web handler from the same dependency versions
 # (examples/bare.rs) and a load generator that signs every request as Sinch does and sends distinct
@@ -157,9 +159,16 @@ checkpoint
 
 echo "== a. burst, then the shipper's catch-up" >&2
 CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped)
+if [ -n "${PERF:-}" ]; then # a whole-machine CPU profile of the burst (cpu-clock samples), then of its catch-up
+  perf record -q -e cpu-clock -a -F 999 -o "$PERF.burst" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!
+fi
 SG_MAX=$(load "$SG_URL" sg-max 0)
 DRAIN_START=$(now)
-if [ -n "${BURST_ONLY:-}" ]; then # what the cluster's backends wait on during the catch-up
+if [ -n "${PERF:-}" ]; then
+  wait "$PERF_PID" || true
+  perf record -q -e cpu-clock -a -F 999 -o "$PERF.catchup" -- sleep 4 >/dev/null 2>&1 &
+fi
+if [ -n "${WAITS:-}" ]; then # what the cluster's backends wait on during the catch-up
   ( for _ in $(seq 1 30); do
       pg_psql -c "SELECT coalesce(wait_event_type,'cpu')||':'||coalesce(wait_event,'-')||':'||left(query,20) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()" 2>/dev/null
       sleep 0.05
@@ -180,8 +189,10 @@ PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(
 if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up alone
   echo "burst $(field "$SG_MAX" rps)/s against bare $(field "$BARE_MAX" rps)/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
-  wait "$SAMPLER" 2>/dev/null || true
-  echo "what PostgreSQL's active backends were doing, sampled during the catch-up:"; cat "$WORK/waits"
+  if [ -n "${WAITS:-}" ]; then
+    wait "$SAMPLER" 2>/dev/null || true
+    echo "what PostgreSQL's active backends were doing, sampled during the catch-up:"; cat "$WORK/waits"
+  fi
   echo "the shipper's wall time per row during the catch-up, by stage, µs: $CATCHUP_STAGES"
   exit 0
 fi
