@@ -54,10 +54,34 @@ done
 #   dstate   direct, plus one call_state upsert per callback (the IVR route's)
 #   dnew     direct, plus each call's state COPYed straight into call_state (the fast path's way for
 #            calls whose ICE is in the batch)
-for variant in before now noparse state insert direct dstate dnew; do
+#   binary   direct in COPY's binary format (what the shipper sends since session 9): each batch a
+#            file of its own, read by psql's \copy
+for variant in before now noparse state insert direct dstate dnew binary; do
 python3 - "$ROWS" "$WORK/batches-$variant.sql" "$variant" <<'PY'
-import sys, uuid, json, datetime, hashlib
+import sys, uuid, json, datetime, hashlib, struct
 rows, out, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+binary = variant == "binary"
+if binary:
+    variant = "direct"
+# Binary COPY: the column types of the fast path's COPY into callbacks, in its order.
+TYPES = ("uuid text ts text bool text text ts bytea bool text text jsonb text text text text uuid int2 "
+         "jsonb text text jsonb int8 int8 int4 text int8 text").split()
+def pg_bin(ty, v):
+    if v == "\\N": return struct.pack(">i", -1)
+    v = v.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
+    if ty == "uuid": b = uuid.UUID(v).bytes
+    elif ty == "ts":
+        t = datetime.datetime.strptime(v[:26], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
+        d = t - datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+        b = struct.pack(">q", (d.days * 86400 + d.seconds) * 1000000 + d.microseconds)
+    elif ty == "bool": b = b"\x01" if v == "t" else b"\x00"
+    elif ty == "bytea": b = bytes.fromhex(v[2:])
+    elif ty == "jsonb": b = b"\x01" + v.encode()
+    elif ty == "int2": b = struct.pack(">h", int(v))
+    elif ty == "int4": b = struct.pack(">i", int(v))
+    elif ty == "int8": b = struct.pack(">q", int(v))
+    else: b = v.encode()
+    return struct.pack(">i", len(b)) + b
 common = ("id, reference, received_at, event_type, event_known, callid, application_key, event_timestamp, "
           "raw_body, {body}parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, http_status, "
           "reply, reply_source, fallback_reason, validation, latency_us, flow_id, flow_version, flow_node, "
@@ -82,7 +106,11 @@ t0 = datetime.datetime.now(datetime.timezone.utc)
 def esc(s): return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 with open(out, "w") as f:
     for b in range(0, rows, 500):
-        if direct:
+        if binary:
+            bfile = open(f"{out}.{b}.bin", "wb")
+            bfile.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+            f.write(f"BEGIN;\nSET LOCAL client_min_messages = warning;\n\\copy callbacks ({cols}) FROM '{out}.{b}.bin' WITH (FORMAT binary)\n")
+        elif direct:
             f.write(f"BEGIN;\nSET LOCAL client_min_messages = warning;\nCOPY callbacks ({cols}) FROM STDIN;\n")
         else:
             f.write("BEGIN;\nSET LOCAL client_min_messages = warning;\n"
@@ -100,9 +128,16 @@ with open(out, "w") as f:
                    "\\\\x" + body.encode().hex()] + fields + ["\\N", "verified",
                    hashlib.sha256(body.encode()).hexdigest(), "127.0.0.1:5000", "/sinch/callback", "\\N",
                    "200", esc(reply), "flow", "\\N", esc(validation), "850", "1", "1", "welcome", "1", "passed"]
-            f.write("\t".join(row) + "\n")
+            if binary:
+                bfile.write(struct.pack(">h", len(row)) + b"".join(pg_bin(t, v) for t, v in zip(TYPES, row)))
+            else:
+                f.write("\t".join(row) + "\n")
             states.append("\t".join([callid, "1", "1", "1", "welcome", esc(context), at]))
-        f.write("\\.\n")
+        if binary:
+            bfile.write(struct.pack(">h", -1))
+            bfile.close()
+        else:
+            f.write("\\.\n")
         if not direct:
             f.write(f"INSERT INTO callbacks ({target}) SELECT {select} FROM ship_callbacks ON CONFLICT (id) DO NOTHING;\n")
         if variant == "dnew":
@@ -178,7 +213,8 @@ VARIANTS=(
   "  no jsonb parse at all (flags from svamlgate)|now||noparse|"
   "  plus a call_state upsert per callback|now||state|"
   "  without the console trigger|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|now|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
-  "COPY straight into callbacks (the fast path)|now||direct|"
+  "COPY straight into callbacks (the fast path, text)|now||direct|"
+  "  the same, binary COPY (the shipper, session 9)|now||binary|"
   "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|direct|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
   "  without the console trigger (fast path)|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|direct|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
   "  plus a call_state upsert per callback (fast path)|now||dstate|"

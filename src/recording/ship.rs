@@ -1,5 +1,6 @@
 //! The shipper's SQL: a batch of journal records written in one transaction, by one of two paths
-//! (PostgreSQL's CPU per row is what bounds sustained throughput; docs/recording.md):
+//! (PostgreSQL's CPU per row is what bounds sustained throughput; docs/recording.md). Every `COPY`
+//! is in PostgreSQL's binary format ([`crate::db::copy`]):
 //!
 //! - **the fast path**, tried first: callbacks, errors and refusals are `COPY`ed straight into their
 //!   tables, with the columns PostgreSQL would derive from the body (`body_json`, `called`,
@@ -38,7 +39,7 @@ use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 
 use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
-use crate::db::copy::CopyText;
+use crate::db::copy::{CopyRows, PgType};
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
@@ -46,18 +47,31 @@ use crate::flows::state::CallState;
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
-/// One column the shipper `COPY`s into a staging table: its name there, and how a row's value is
-/// written. The column list and the values come from the same declaration, so they cannot drift
-/// apart (issue #22: bind by name, not by position).
+/// One column the shipper `COPY`s into a staging table: its name there, its type, and how a row's
+/// value is written (binary COPY: the writer must use the method of that type, checked in debug
+/// builds by [`checked`] and against the tables by the tests). The column list and the values come
+/// from the same declaration, so they cannot drift apart (issue #22: bind by name, not by position).
 pub struct Column<R> {
     /// Name of the column in the staging table (and, unless the table lists it as staging-only, in
     /// the target table).
     pub name: &'static str,
-    write: fn(&R, &mut CopyText),
+    /// Its type in PostgreSQL.
+    pub ty: PgType,
+    write: fn(&R, &mut CopyRows),
 }
 
-const fn col<R>(name: &'static str, write: fn(&R, &mut CopyText)) -> Column<R> {
-    Column { name, write }
+const fn col<R>(name: &'static str, ty: PgType, write: fn(&R, &mut CopyRows)) -> Column<R> {
+    Column { name, ty, write }
+}
+
+/// In debug builds, panics when the value just written is not of the column's declared type (a
+/// NULL written by [`CopyRows::null`] is of any type).
+fn checked(out: &CopyRows, name: &str, ty: PgType) {
+    debug_assert!(
+        out.last_type().is_none_or(|t| t == ty),
+        "column {name} is declared {ty:?} but was written as {:?}",
+        out.last_type()
+    );
 }
 
 /// A column of the target table that `INSERT … SELECT` computes from the staging row, and that
@@ -65,10 +79,12 @@ const fn col<R>(name: &'static str, write: fn(&R, &mut CopyText)) -> Column<R> {
 pub struct Derived {
     /// Name of the column in the target table.
     pub name: &'static str,
+    /// Its type in PostgreSQL.
+    pub ty: PgType,
     /// SQL expression over the staging table's columns (the staging path).
     pub expr: &'static str,
     /// The same value, from what svamlgate read of the body (the fast path).
-    value: fn(&BodyFacts, &mut CopyText),
+    value: fn(&BodyFacts, &mut CopyRows),
 }
 
 /// A target table and its staging twin: a temporary table (one per connection, created on first use,
@@ -105,29 +121,31 @@ impl<R> Staged<R> {
 
     /// The fast path's COPY payload of `rows`: the target's columns, the derived ones from each
     /// row's facts.
-    fn direct_text<'r>(&self, rows: impl IntoIterator<Item = (&'r R, BodyFacts)>) -> CopyText
+    fn direct_rows<'r>(&self, rows: impl IntoIterator<Item = (&'r R, BodyFacts)>) -> CopyRows
     where
         R: 'r,
     {
-        let mut out = CopyText::new();
+        let mut out = CopyRows::new();
         for (r, facts) in rows {
             for c in self.stored_columns() {
                 (c.write)(r, &mut out);
+                checked(&out, c.name, c.ty);
             }
             for d in self.derived {
                 (d.value)(&facts, &mut out);
+                checked(&out, d.name, d.ty);
             }
             out.end_row();
         }
         out
     }
 
-    /// COPYs `rows` (encoded by [`Staged::direct_text`], or by [`Staged::copy_text`] for a table
+    /// COPYs `rows` (encoded by [`Staged::direct_rows`], or by [`Staged::copy_rows`] for a table
     /// without staging-only or derived columns) straight into the table (the fast path).
     async fn write_direct(
         &self,
         tx: &mut Tx<'_>,
-        rows: &CopyText,
+        rows: &CopyRows,
         steps: &mut Steps,
     ) -> Result<(), sqlx::Error> {
         if rows.rows() == 0 {
@@ -135,21 +153,26 @@ impl<R> Staged<R> {
         }
         let started = Instant::now();
         let names: Vec<&str> = self.target_columns().collect();
-        let sql = format!("COPY {} ({}) FROM STDIN", self.table, names.join(", "));
+        let sql = format!(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT binary)",
+            self.table,
+            names.join(", ")
+        );
         copy_in(tx, &sql, rows).await?;
         steps.copy += started.elapsed();
         Ok(())
     }
 
     /// The COPY payload of `rows`: one line per row, the values in the order of `columns`.
-    fn copy_text<'r>(&self, rows: impl IntoIterator<Item = &'r R>) -> CopyText
+    fn copy_rows<'r>(&self, rows: impl IntoIterator<Item = &'r R>) -> CopyRows
     where
         R: 'r,
     {
-        let mut out = CopyText::new();
+        let mut out = CopyRows::new();
         for r in rows {
             for c in self.columns {
                 (c.write)(r, &mut out);
+                checked(&out, c.name, c.ty);
             }
             out.end_row();
         }
@@ -172,7 +195,11 @@ impl<R> Staged<R> {
 
     fn copy_sql(&self) -> String {
         let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
-        format!("COPY {} ({}) FROM STDIN", self.staging, names.join(", "))
+        format!(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT binary)",
+            self.staging,
+            names.join(", ")
+        )
     }
 
     fn insert_sql(&self) -> String {
@@ -192,12 +219,12 @@ impl<R> Staged<R> {
         )
     }
 
-    /// COPYs `rows` (encoded by [`Staged::copy_text`]) into the staging table, then moves them
+    /// COPYs `rows` (encoded by [`Staged::copy_rows`]) into the staging table, then moves them
     /// into the table; the wall time of each goes to `steps`.
     async fn write(
         &self,
         tx: &mut Tx<'_>,
-        rows: &CopyText,
+        rows: &CopyRows,
         steps: &mut Steps,
     ) -> Result<(), sqlx::Error> {
         if rows.rows() == 0 {
@@ -219,7 +246,7 @@ impl<R> Staged<R> {
 }
 
 /// Sends `rows` by `sql` (a `COPY … FROM STDIN`).
-async fn copy_in(tx: &mut Tx<'_>, sql: &str, rows: &CopyText) -> Result<(), sqlx::Error> {
+async fn copy_in(tx: &mut Tx<'_>, sql: &str, rows: &CopyRows) -> Result<(), sqlx::Error> {
     let mut copy = tx.copy_in_raw(sql).await?;
     copy.send(rows.bytes()).await?;
     copy.finish().await?;
@@ -257,94 +284,93 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
     staging: "ship_callbacks",
     staging_only: &[("body", "jsonb")],
     columns: &[
-        col("id", |r, o| {
+        col("id", PgType::Uuid, |r, o| {
             o.uuid(r.callback.id);
         }),
-        col("reference", |r, o| {
+        col("reference", PgType::Text, |r, o| {
             o.text(&r.callback.reference);
         }),
-        col("received_at", |r, o| {
+        col("received_at", PgType::Timestamptz, |r, o| {
             o.timestamp(r.callback.received_at);
         }),
-        col("event_type", |r, o| {
+        col("event_type", PgType::Text, |r, o| {
             o.text(r.callback.event_type.as_str());
         }),
-        col("event_known", |r, o| {
+        col("event_known", PgType::Bool, |r, o| {
             o.bool(r.callback.event_known);
         }),
-        col("callid", |r, o| {
+        col("callid", PgType::Text, |r, o| {
             o.opt_text(r.callback.callid.as_deref());
         }),
-        col("application_key", |r, o| {
+        col("application_key", PgType::Text, |r, o| {
             o.opt_text(r.callback.application_key.as_deref());
         }),
-        col("event_timestamp", |r, o| {
+        col("event_timestamp", PgType::Timestamptz, |r, o| {
             o.opt_timestamp(r.callback.event_timestamp);
         }),
-        col("raw_body", |r, o| {
+        col("raw_body", PgType::Bytea, |r, o| {
             o.bytea(&r.callback.raw_body);
         }),
-        col("body", |r, o| {
-            o.opt_text(body_json(&r.callback));
+        col("body", PgType::Jsonb, |r, o| {
+            o.opt_jsonb(body_json(&r.callback));
         }),
-        col("parse_warnings", |r, o| {
+        col("parse_warnings", PgType::Jsonb, |r, o| {
             let warnings = r.callback.parse_warnings.as_ref().map(|w| w.to_string());
-            o.opt_text(warnings.as_deref());
+            o.opt_jsonb(warnings.as_deref());
         }),
-        col("signature", |r, o| {
+        col("signature", PgType::Text, |r, o| {
             o.text(r.callback.signature.as_str());
         }),
-        col("dedup_key", |r, o| {
+        col("dedup_key", PgType::Text, |r, o| {
             o.opt_text(r.callback.dedup_key.as_deref());
         }),
-        col("remote_addr", |r, o| {
+        col("remote_addr", PgType::Text, |r, o| {
             o.opt_text(r.callback.remote_addr.as_deref());
         }),
-        col("path", |r, o| {
+        col("path", PgType::Text, |r, o| {
             o.text(&r.callback.path);
         }),
-        col("duplicate_of", |r, o| {
+        col("duplicate_of", PgType::Uuid, |r, o| {
             o.opt_uuid(r.duplicate_of);
         }),
-        col("http_status", |r, o| {
-            o.int(i64::from(
-                i16::try_from(r.outcome.http_status).unwrap_or(i16::MAX),
-            ));
+        col("http_status", PgType::Int2, |r, o| {
+            o.int2(i16::try_from(r.outcome.http_status).unwrap_or(i16::MAX));
         }),
-        col("reply", |r, o| {
-            o.opt_text(r.outcome.reply.as_deref().map(|v| v.get()));
+        col("reply", PgType::Jsonb, |r, o| {
+            o.opt_jsonb(r.outcome.reply.as_deref().map(|v| v.get()));
         }),
-        col("reply_source", |r, o| {
+        col("reply_source", PgType::Text, |r, o| {
             o.text(r.outcome.reply_source.as_str());
         }),
-        col("fallback_reason", |r, o| {
+        col("fallback_reason", PgType::Text, |r, o| {
             o.opt_text(r.outcome.fallback_reason.map(|r| r.as_str()));
         }),
-        col("validation", |r, o| {
-            o.opt_text(r.outcome.validation.as_deref().map(|v| v.get()));
+        col("validation", PgType::Jsonb, |r, o| {
+            o.opt_jsonb(r.outcome.validation.as_deref().map(|v| v.get()));
         }),
-        col("latency_us", |r, o| {
-            o.int(r.outcome.latency_us);
+        col("latency_us", PgType::Int8, |r, o| {
+            o.int8(r.outcome.latency_us);
         }),
-        col("flow_id", |r, o| {
-            o.opt_int(r.outcome.flow_id);
+        col("flow_id", PgType::Int8, |r, o| {
+            o.opt_int8(r.outcome.flow_id);
         }),
-        col("flow_version", |r, o| {
-            o.opt_int(r.outcome.flow_version.map(i64::from));
+        col("flow_version", PgType::Int4, |r, o| {
+            o.opt_int4(r.outcome.flow_version);
         }),
-        col("flow_node", |r, o| {
+        col("flow_node", PgType::Text, |r, o| {
             o.opt_text(r.outcome.flow_node.as_deref());
         }),
-        col("route_id", |r, o| {
-            o.opt_int(r.outcome.route_id);
+        col("route_id", PgType::Int8, |r, o| {
+            o.opt_int8(r.outcome.route_id);
         }),
-        col("gate_verdict", |r, o| {
+        col("gate_verdict", PgType::Text, |r, o| {
             o.opt_text(r.outcome.gate_verdict.map(|v| v.as_str()));
         }),
     ],
     derived: &[
         Derived {
             name: "body_json",
+            ty: PgType::Bool,
             expr: "body IS NOT NULL",
             value: |f, o| {
                 o.bool(f.json);
@@ -352,6 +378,7 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
         },
         Derived {
             name: "called",
+            ty: PgType::Text,
             expr: "CASE WHEN event_type = 'ice' THEN body->'to'->>'endpoint' END",
             value: |f, o| {
                 o.opt_text(f.called.as_deref());
@@ -359,6 +386,7 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
         },
         Derived {
             name: "caller",
+            ty: PgType::Text,
             expr: "CASE WHEN event_type = 'ice' THEN body->>'cli' END",
             value: |f, o| {
                 o.opt_text(f.caller.as_deref());
@@ -374,39 +402,39 @@ pub const ERRORS: Staged<ErrorRecord> = Staged {
     staging: "ship_errors",
     staging_only: &[],
     columns: &[
-        col("reference", |r, o| {
+        col("reference", PgType::Text, |r, o| {
             o.text(&r.reference);
         }),
-        col("occurred_at", |r, o| {
+        col("occurred_at", PgType::Timestamptz, |r, o| {
             o.opt_timestamp(r.occurred_at);
         }),
-        col("error_code", |r, o| {
-            o.int(error_code(r));
+        col("error_code", PgType::Int4, |r, o| {
+            o.int4(error_code(r));
         }),
-        col("http_status", |r, o| {
-            o.int(i64::from(i16::try_from(r.http_status).unwrap_or(i16::MAX)));
+        col("http_status", PgType::Int2, |r, o| {
+            o.int2(i16::try_from(r.http_status).unwrap_or(i16::MAX));
         }),
-        col("status", |r, o| {
+        col("status", PgType::Text, |r, o| {
             o.text(&r.status);
         }),
-        col("message", |r, o| {
+        col("message", PgType::Text, |r, o| {
             o.text(&r.message);
         }),
-        col("method", |r, o| {
+        col("method", PgType::Text, |r, o| {
             o.opt_text(r.method.as_deref());
         }),
-        col("path", |r, o| {
+        col("path", PgType::Text, |r, o| {
             o.opt_text(r.path.as_deref());
         }),
-        col("remote_addr", |r, o| {
+        col("remote_addr", PgType::Text, |r, o| {
             o.opt_text(r.remote_addr.as_deref());
         }),
-        col("callback_id", |r, o| {
+        col("callback_id", PgType::Uuid, |r, o| {
             o.opt_uuid(r.callback_id);
         }),
-        col("detail", |r, o| {
+        col("detail", PgType::Jsonb, |r, o| {
             let detail = r.detail.as_ref().map(|d| d.to_string());
-            o.opt_text(detail.as_deref());
+            o.opt_jsonb(detail.as_deref());
         }),
     ],
     derived: &[],
@@ -419,76 +447,76 @@ pub const REFUSALS: Staged<ErrorRecord> = Staged {
     staging: "ship_refusals",
     staging_only: &[],
     columns: &[
-        col("reference", |r, o| {
+        col("reference", PgType::Text, |r, o| {
             o.text(&r.reference);
         }),
-        col("received_at", |r, o| {
+        col("received_at", PgType::Timestamptz, |r, o| {
             o.opt_timestamp(r.occurred_at);
         }),
-        col("reason", |r, o| {
+        col("reason", PgType::Text, |r, o| {
             o.opt_text(r.refusal.as_ref().map(|x| x.reason.as_str()));
         }),
-        col("error_code", |r, o| {
-            o.int(error_code(r));
+        col("error_code", PgType::Int4, |r, o| {
+            o.int4(error_code(r));
         }),
-        col("application_key", |r, o| {
+        col("application_key", PgType::Text, |r, o| {
             o.opt_text(
                 r.refusal
                     .as_ref()
                     .and_then(|x| x.application_key.as_deref()),
             );
         }),
-        col("remote_addr", |r, o| {
+        col("remote_addr", PgType::Text, |r, o| {
             o.opt_text(r.remote_addr.as_deref());
         }),
-        col("method", |r, o| {
+        col("method", PgType::Text, |r, o| {
             o.text(r.method.as_deref().unwrap_or("POST"));
         }),
-        col("path", |r, o| {
+        col("path", PgType::Text, |r, o| {
             o.text(r.path.as_deref().unwrap_or_default());
         }),
-        col("headers", |r, o| {
+        col("headers", PgType::Jsonb, |r, o| {
             let headers = r.refusal.as_ref().map(|x| x.headers.to_string());
-            o.opt_text(headers.as_deref());
+            o.opt_jsonb(headers.as_deref());
         }),
-        col("body_sha256", |r, o| {
+        col("body_sha256", PgType::Text, |r, o| {
             o.opt_text(r.refusal.as_ref().map(|x| x.body_sha256.as_str()));
         }),
-        col("body_bytes", |r, o| {
-            o.opt_int(
+        col("body_bytes", PgType::Int4, |r, o| {
+            o.opt_int4(
                 r.refusal
                     .as_ref()
-                    .map(|x| i64::from(i32::try_from(x.body_bytes).unwrap_or(i32::MAX))),
+                    .map(|x| i32::try_from(x.body_bytes).unwrap_or(i32::MAX)),
             );
         }),
-        col("explanation", |r, o| {
+        col("explanation", PgType::Jsonb, |r, o| {
             let explanation = r
                 .refusal
                 .as_ref()
                 .and_then(|x| x.explanation.as_ref())
                 .and_then(|x| serde_json::to_string(x).ok());
-            o.opt_text(explanation.as_deref());
+            o.opt_jsonb(explanation.as_deref());
         }),
-        col("cause", |r, o| {
+        col("cause", PgType::Text, |r, o| {
             let cause = r.refusal.as_ref().and_then(|x| x.explanation.as_ref());
             o.opt_text(cause.map(|x| x.cause.as_str()));
         }),
-        col("answered", |r, o| {
+        col("answered", PgType::Bool, |r, o| {
             o.bool(r.refusal.as_ref().is_some_and(|x| x.answered));
         }),
-        col("summary_count", |r, o| {
+        col("summary_count", PgType::Int8, |r, o| {
             let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
-            o.opt_int(s.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)));
+            o.opt_int8(s.map(|s| i64::try_from(s.count).unwrap_or(i64::MAX)));
         }),
-        col("first_at", |r, o| {
+        col("first_at", PgType::Timestamptz, |r, o| {
             let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
             o.opt_timestamp(s.map(|s| s.first_at));
         }),
-        col("last_at", |r, o| {
+        col("last_at", PgType::Timestamptz, |r, o| {
             let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
             o.opt_timestamp(s.map(|s| s.last_at));
         }),
-        col("peer", |r, o| {
+        col("peer", PgType::Text, |r, o| {
             let s = r.refusal.as_ref().and_then(|x| x.summary.as_ref());
             o.opt_text(s.map(|s| s.peer.as_str()));
         }),
@@ -497,8 +525,8 @@ pub const REFUSALS: Staged<ErrorRecord> = Staged {
     conflict: "ON CONFLICT (reference) DO NOTHING",
 };
 
-fn error_code(e: &ErrorRecord) -> i64 {
-    i64::from(i32::try_from(e.error_code).unwrap_or(i32::MAX))
+fn error_code(e: &ErrorRecord) -> i32 {
+    i32::try_from(e.error_code).unwrap_or(i32::MAX)
 }
 
 /// The state a callback set on its call (`None` for an ended call or no change).
@@ -516,26 +544,26 @@ pub const CALL_STATES: Staged<CallbackRecord> = Staged {
     staging: "ship_call_state",
     staging_only: &[],
     columns: &[
-        col("callid", |r, o| {
+        col("callid", PgType::Text, |r, o| {
             o.opt_text(set_state(r).map(|(c, _)| c));
         }),
-        col("route_id", |r, o| {
-            o.opt_int(set_state(r).and_then(|(_, s)| s.route_id));
+        col("route_id", PgType::Int8, |r, o| {
+            o.opt_int8(set_state(r).and_then(|(_, s)| s.route_id));
         }),
-        col("flow_id", |r, o| {
-            o.opt_int(set_state(r).and_then(|(_, s)| s.flow_id));
+        col("flow_id", PgType::Int8, |r, o| {
+            o.opt_int8(set_state(r).and_then(|(_, s)| s.flow_id));
         }),
-        col("flow_version", |r, o| {
-            o.opt_int(set_state(r).and_then(|(_, s)| s.flow_version).map(i64::from));
+        col("flow_version", PgType::Int4, |r, o| {
+            o.opt_int4(set_state(r).and_then(|(_, s)| s.flow_version));
         }),
-        col("node", |r, o| {
+        col("node", PgType::Text, |r, o| {
             o.opt_text(set_state(r).and_then(|(_, s)| s.node.as_deref()));
         }),
-        col("context", |r, o| {
+        col("context", PgType::Jsonb, |r, o| {
             let context = set_state(r).and_then(|(_, s)| serde_json::to_string(&s.context).ok());
-            o.text(context.as_deref().unwrap_or("null"));
+            o.jsonb(context.as_deref().unwrap_or("null"));
         }),
-        col("updated_at", |r, o| {
+        col("updated_at", PgType::Timestamptz, |r, o| {
             o.timestamp(r.callback.received_at);
         }),
     ],
@@ -725,7 +753,7 @@ impl Store {
                 let all = if e.callbacks.rows() == 0 {
                     &e.callbacks_unsure
                 } else {
-                    again = CALLBACKS.copy_text(p.callbacks.iter().copied());
+                    again = CALLBACKS.copy_rows(p.callbacks.iter().copied());
                     &again
                 };
                 CALLBACKS.write(&mut tx, all, steps).await?;
@@ -847,17 +875,17 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// (so that the shipper can encode the next batch while PostgreSQL works on this one). Errors and
 /// refusals have no staging-only or derived columns: one payload serves both paths.
 struct Encoded {
-    /// The fast path's callbacks ([`Staged::direct_text`]): those whose body facts are sure.
-    callbacks: CopyText,
+    /// The fast path's callbacks ([`Staged::direct_rows`]): those whose body facts are sure.
+    callbacks: CopyRows,
     /// The fast path's other callbacks, for the staging table (nearly always none).
-    callbacks_unsure: CopyText,
-    errors: CopyText,
-    refusals: CopyText,
+    callbacks_unsure: CopyRows,
+    errors: CopyRows,
+    refusals: CopyRows,
     /// The last state each call of the part was set to.
-    states: CopyText,
+    states: CopyRows,
     /// The same for calls whose ICE is in the part: no row of theirs is expected in `call_state`
     /// yet, so the fast path COPYs them straight into it (a row already there refuses the batch).
-    new_calls: CopyText,
+    new_calls: CopyRows,
     /// Calls whose last change ended them, with the time of that change.
     ended: Vec<String>,
     ended_at: Vec<OffsetDateTime>,
@@ -900,17 +928,17 @@ impl Encoded {
             }
         }
         Encoded {
-            callbacks: CALLBACKS.direct_text(sure),
-            callbacks_unsure: CALLBACKS.copy_text(unsure),
-            errors: ERRORS.copy_text(errors.iter().map(|e| e.as_ref())),
-            refusals: REFUSALS.copy_text(
+            callbacks: CALLBACKS.direct_rows(sure),
+            callbacks_unsure: CALLBACKS.copy_rows(unsure),
+            errors: ERRORS.copy_rows(errors.iter().map(|e| e.as_ref())),
+            refusals: REFUSALS.copy_rows(
                 errors
                     .iter()
                     .map(|e| e.as_ref())
                     .filter(|e| e.refusal.is_some()),
             ),
-            states: CALL_STATES.copy_text(sets),
-            new_calls: CALL_STATES.copy_text(new_calls),
+            states: CALL_STATES.copy_rows(sets),
+            new_calls: CALL_STATES.copy_rows(new_calls),
             ended,
             ended_at,
         }
