@@ -1,9 +1,10 @@
 //! A private PostgreSQL cluster run from the installed server binaries, for when no `DATABASE_URL` is
 //! given: persistent (the service's `.svamlgate/pg`, reused across starts) or throwaway (tests).
 //!
-//! The postmaster is a child process of svamlgate, reachable only on 127.0.0.1 on a port chosen at start,
-//! with password authentication (a random password kept beside the data directory, mode 0600) and no
-//! Unix socket. It is asked to stop (fast shutdown) when the [`Cluster`] is stopped or dropped, and the
+//! The postmaster is a child process of svamlgate, reachable on 127.0.0.1 on a port chosen at start
+//! and, for svamlgate's own connections, on a Unix socket in the cluster's directory (mode 0700,
+//! [`socket_dir`]), with password authentication on both (a random password kept beside the data
+//! directory, mode 0600). It is asked to stop (fast shutdown) when the [`Cluster`] is stopped or dropped, and the
 //! kernel kills it if svamlgate dies without stopping it (`PR_SET_PDEATHSIG`), so no stray server is left.
 
 use std::net::TcpListener;
@@ -236,11 +237,20 @@ impl Cluster {
             publish(dir, &password, port)?;
         }
         let log_path = home.join("postgres.log");
-        let cmd = postgres_command(&bins, &data, port, &log_path, account, fsync_off)?;
+        let mut cmd = postgres_command(&bins, &data, port, &log_path, account, fsync_off)?;
+        let socket_dir = socket_dir(&home, port);
+        if let Some(d) = &socket_dir {
+            cmd.arg("-c")
+                .arg(format!("unix_socket_directories={d}"))
+                .args(["-c", "unix_socket_permissions=0700"]);
+        }
         let health = Arc::new(Health::default());
         let (stop_tx, done_rx) = spawn_supervisor(cmd, health.clone())?;
         let cluster = Cluster {
-            url: format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres"),
+            url: match &socket_dir {
+                Some(d) => format!("postgres://{PG_USER}:{password}@localhost:{port}/postgres?host={d}"),
+                None => format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres"),
+            },
             health,
             stop_tx: Some(stop_tx),
             done_rx: Some(done_rx),
@@ -504,6 +514,21 @@ fn remove_stale_temporary_clusters() {
     }
 }
 
+/// Where the server's Unix socket goes, when svamlgate's own connections can use one: the
+/// cluster's home, if the socket's path fits the kernel's limit (108 bytes with its name) and is
+/// made only of characters that need no quoting in a URL or in `unix_socket_directories`.
+/// svamlgate connects over it (no TCP stack per message, and no wait of a small write behind an
+/// unacknowledged one: the driver does not set `TCP_NODELAY`); the port on 127.0.0.1 stays open
+/// for operators and tools. `None` keeps TCP alone.
+fn socket_dir(home: &Path, port: u16) -> Option<String> {
+    let dir = home.to_str()?;
+    let plain = dir
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'));
+    let path_len = dir.len() + "/.s.PGSQL.".len() + port.to_string().len();
+    (plain && dir.starts_with('/') && path_len < 100).then(|| dir.to_owned())
+}
+
 async fn try_connect(url: &str) -> bool {
     use sqlx::Connection;
     matches!(
@@ -616,6 +641,19 @@ fn stop_child(child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_socket_goes_in_the_home_only_when_its_path_is_short_and_plain() {
+        assert_eq!(
+            socket_dir(Path::new("/var/lib/svamlgate"), 5432).as_deref(),
+            Some("/var/lib/svamlgate")
+        );
+        assert_eq!(socket_dir(Path::new("/var/lib/svaml gate"), 5432), None);
+        assert_eq!(socket_dir(Path::new("/var/lib/a?b=c"), 5432), None);
+        assert_eq!(socket_dir(Path::new("relative/dir"), 5432), None);
+        let long = format!("/{}", "d".repeat(90));
+        assert_eq!(socket_dir(Path::new(&long), 65535), None);
+    }
 
     #[test]
     fn a_configured_bin_dir_without_the_binaries_is_named_in_the_error() {
