@@ -126,12 +126,11 @@ async fn run() -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     drop(db);
-    let db_url = match url.rfind('/') {
-        Some(i) if url[..i].contains('@') => {
-            let q = url[i..].find('?').map(|q| &url[i + q..]).unwrap_or("");
-            format!("{}/{name}{q}", &url[..i])
-        }
-        _ => format!("{url}/{name}"),
+    // The query (the embedded cluster's `?host=` socket directory, a path) is kept as it is.
+    let (base, q) = url.split_at(url.find('?').unwrap_or(url.len()));
+    let db_url = match base.rfind('/') {
+        Some(i) if base[..i].contains('@') => format!("{}/{name}{q}", &base[..i]),
+        _ => format!("{base}/{name}{q}"),
     };
     let pool = pool_for(&db_url, 8).await?;
     Database::from_pool(pool.clone()).migrate().await?;

@@ -248,7 +248,9 @@ impl Cluster {
         let (stop_tx, done_rx) = spawn_supervisor(cmd, health.clone())?;
         let cluster = Cluster {
             url: match &socket_dir {
-                Some(d) => format!("postgres://{PG_USER}:{password}@localhost:{port}/postgres?host={d}"),
+                Some(d) => {
+                    format!("postgres://{PG_USER}:{password}@localhost:{port}/postgres?host={d}")
+                }
                 None => format!("postgres://{PG_USER}:{password}@127.0.0.1:{port}/postgres"),
             },
             health,

@@ -123,7 +123,8 @@ impl CopyRows {
     fn field(&mut self, len: i32, ty: Option<PgType>) {
         if self.row_start.is_none() {
             // The trailer goes; end_row puts it back after the row.
-            self.buf.truncate(self.buf.len().saturating_sub(TRAILER.len()));
+            self.buf
+                .truncate(self.buf.len().saturating_sub(TRAILER.len()));
             self.row_start = Some(self.buf.len());
             self.buf.extend_from_slice(&[0, 0]);
             self.fields = 0;
@@ -155,7 +156,8 @@ impl CopyRows {
             }
             // A row of no field.
             None => {
-                self.buf.truncate(self.buf.len().saturating_sub(TRAILER.len()));
+                self.buf
+                    .truncate(self.buf.len().saturating_sub(TRAILER.len()));
                 self.buf.extend_from_slice(&[0, 0]);
             }
         }
@@ -249,7 +251,9 @@ impl CopyRows {
     /// PostgreSQL keeps microseconds; the text format wrote the same instant).
     pub fn timestamp(&mut self, v: OffsetDateTime) -> &mut Self {
         let us = v.unix_timestamp_nanos().div_euclid(1000);
-        let pg = i64::try_from(us).unwrap_or(i64::MAX).saturating_sub(PG_EPOCH_US);
+        let pg = i64::try_from(us)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(PG_EPOCH_US);
         self.bytes_field(PgType::Timestamptz, &[&pg.to_be_bytes()])
     }
 
@@ -281,10 +285,18 @@ mod tests {
     fn rows_are_counted_fields_and_values_in_network_order() {
         let mut c = CopyRows::new();
         c.text("a\tb").null().int2(-2).int4(7).int8(-42).bool(true);
-        assert_eq!(c.bytes(), HEADER, "an unfinished row is not part of the payload");
+        assert_eq!(
+            c.bytes(),
+            HEADER,
+            "an unfinished row is not part of the payload"
+        );
         let mut empty = HEADER.to_vec();
         empty.extend_from_slice(TRAILER);
-        assert_eq!(CopyRows::new().bytes(), empty.as_slice(), "no row: header and trailer");
+        assert_eq!(
+            CopyRows::new().bytes(),
+            empty.as_slice(),
+            "no row: header and trailer"
+        );
         c.end_row();
         c.opt_int8(None).bytea(&[0, 0xab]);
         c.end_row();
@@ -319,6 +331,10 @@ mod tests {
         let start = HEADER.len() + 2 + 4;
         assert_eq!(f(start), 1_000_001);
         assert_eq!(f(start + 12), -1, "floor, as the text format's fields were");
-        assert_eq!(&b[b.len() - 5..], &[1, b'{', b'}', 0xff, 0xff], "jsonb: version 1, text");
+        assert_eq!(
+            &b[b.len() - 5..],
+            &[1, b'{', b'}', 0xff, 0xff],
+            "jsonb: version 1, text"
+        );
     }
 }

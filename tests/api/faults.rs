@@ -307,6 +307,8 @@ pub(crate) struct Proxy {
     pub(crate) port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
+    /// Connections being piped now.
+    open: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -315,7 +317,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(AtomicU64::new(0));
-        let (up2, gen2) = (up.clone(), generation.clone());
+        let open = Arc::new(AtomicU64::new(0));
+        let (up2, gen2, open2) = (up.clone(), generation.clone(), open.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -332,9 +335,18 @@ impl Proxy {
                         drop(inbound);
                         continue;
                     }
-                    let (up3, gen3) = (up2.clone(), gen2.clone());
+                    let (up3, gen3, open3) = (up2.clone(), gen2.clone(), open2.clone());
                     let born = gen3.load(Ordering::Acquire);
+                    open3.fetch_add(1, Ordering::AcqRel);
                     tokio::spawn(async move {
+                        // Counted until this task ends, however it ends.
+                        struct Open(Arc<AtomicU64>);
+                        impl Drop for Open {
+                            fn drop(&mut self) {
+                                self.0.fetch_sub(1, Ordering::AcqRel);
+                            }
+                        }
+                        let _open = Open(open3);
                         let Ok(mut outbound) =
                             tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                         else {
@@ -358,12 +370,21 @@ impl Proxy {
             port,
             up,
             generation,
+            open,
         }
     }
 
+    /// Opens or cuts the way to PostgreSQL. A cut returns once every connection piped before it
+    /// is closed (each watches the switch every 20 ms), so what the test does next meets the cut.
     pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if !up {
+            let until = Instant::now() + Duration::from_secs(5);
+            while self.open.load(Ordering::Acquire) > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 }
 
@@ -373,8 +394,12 @@ pub(crate) fn port_of(url: &str) -> u16 {
     host_port.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
+/// `url` over TCP to `port` on 127.0.0.1 (a proxy's): the embedded cluster's socket directory
+/// (`?host=`, what svamlgate itself connects over) is dropped.
 pub(crate) fn through(url: &str, port: u16) -> String {
+    let url = url.split_once('?').map_or(url, |(u, _)| u);
     url.replacen(&format!(":{}/", port_of(url)), &format!(":{port}/"), 1)
+        .replacen("@localhost:", "@127.0.0.1:", 1)
 }
 
 #[actix_web::test]

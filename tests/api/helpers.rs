@@ -81,14 +81,15 @@ pub async fn fresh_database() -> String {
     url
 }
 
+/// `url` with its database replaced by `name`; the query (the embedded cluster's `?host=` socket
+/// directory, a path of its own) is kept as it is.
 fn with_database(url: &str, name: &str) -> String {
+    let (url, query) = url.split_at(url.find('?').unwrap_or(url.len()));
     match url.rfind('/') {
         Some(i) if url[..i].contains('@') || url[..i].ends_with(char::is_numeric) => {
-            let (base, rest) = url.split_at(i);
-            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
-            format!("{base}/{name}{query}")
+            format!("{}/{name}{query}", &url[..i])
         }
-        _ => format!("{url}/{name}"),
+        _ => format!("{url}/{name}{query}"),
     }
 }
 

@@ -173,11 +173,8 @@ async fn app_behind_proxy(
     configure: impl FnOnce(&mut svamlgate::config::ServeArgs),
 ) -> (TestApp, Proxy) {
     let url = crate::helpers::fresh_database().await;
-    let after_at = url.rsplit_once('@').map_or(url.as_str(), |(_, r)| r);
-    let host_port = after_at.split('/').next().unwrap();
-    let port: u16 = host_port.rsplit_once(':').unwrap().1.parse().unwrap();
-    let proxy = Proxy::start(port);
-    let via = url.replacen(&format!(":{port}/"), &format!(":{}/", proxy.port), 1);
+    let proxy = Proxy::start(crate::faults::port_of(&url));
+    let via = crate::faults::through(&url, proxy.port);
     (crate::helpers::spawn_app_on(via, configure).await, proxy)
 }
 

@@ -173,9 +173,7 @@ async fn every_column_of_callbacks_is_shipped_or_set_later() {
             .collect::<std::collections::BTreeMap<String, String>>()
         }
     };
-    fn declared<R>(
-        t: &svamlgate::recording::ship::Staged<R>,
-    ) -> Vec<(&'static str, &'static str)> {
+    fn declared<R>(t: &svamlgate::recording::ship::Staged<R>) -> Vec<(&'static str, &'static str)> {
         t.columns
             .iter()
             .filter(|c| !t.staging_only.iter().any(|(s, _)| *s == c.name))
