@@ -107,11 +107,12 @@ async fn every_column_of_callbacks_is_shipped_or_set_later() {
     };
     let url = fresh_database().await;
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    let columns = |table: &'static str| {
+    // Each column of a table with its type.
+    let types = |table: &'static str| {
         let pool = pool.clone();
         async move {
-            sqlx::query_scalar::<_, String>(
-                "SELECT column_name::text FROM information_schema.columns \
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1",
             )
             .bind(table)
@@ -119,8 +120,12 @@ async fn every_column_of_callbacks_is_shipped_or_set_later() {
             .await
             .unwrap()
             .into_iter()
-            .collect::<BTreeSet<String>>()
+            .collect::<std::collections::BTreeMap<String, String>>()
         }
+    };
+    let columns = |table: &'static str| {
+        let types = &types;
+        async move { types(table).await.into_keys().collect::<BTreeSet<String>>() }
     };
     let set = |written: Vec<&str>, later: &[&str]| -> BTreeSet<String> {
         let all: Vec<&str> = written.iter().chain(later).copied().collect();
@@ -158,21 +163,6 @@ async fn every_column_of_callbacks_is_shipped_or_set_later() {
     // The shipper COPYs in PostgreSQL's binary format: each column's value must be written in the
     // column's own type (a bigint into an integer column is refused), so each declared type is
     // compared with the table's.
-    let types = |table: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_as::<_, (String, String)>(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name = $1",
-            )
-            .bind(table)
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect::<std::collections::BTreeMap<String, String>>()
-        }
-    };
     fn declared<R>(t: &svamlgate::recording::ship::Staged<R>) -> Vec<(&'static str, &'static str)> {
         t.columns
             .iter()
