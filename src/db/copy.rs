@@ -67,6 +67,15 @@ impl PgType {
     }
 }
 
+/// `COPY table (columns) FROM STDIN` in the binary format [`CopyRows`] writes.
+pub fn copy_statement<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
+    let columns: Vec<&str> = columns.into_iter().collect();
+    format!(
+        "COPY {table} ({}) FROM STDIN WITH (FORMAT binary)",
+        columns.join(", ")
+    )
+}
+
 /// One COPY payload being written (binary format).
 #[derive(Debug)]
 pub struct CopyRows {

@@ -39,7 +39,7 @@ use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 
 use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
-use crate::db::copy::{CopyRows, PgType};
+use crate::db::copy::{copy_statement, CopyRows, PgType};
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
@@ -62,6 +62,14 @@ pub struct Column<R> {
 
 const fn col<R>(name: &'static str, ty: PgType, write: fn(&R, &mut CopyRows)) -> Column<R> {
     Column { name, ty, write }
+}
+
+impl<R> Column<R> {
+    /// Writes the column's value of `r`.
+    fn put(&self, r: &R, out: &mut CopyRows) {
+        (self.write)(r, out);
+        checked(out, self.name, self.ty);
+    }
 }
 
 /// In debug builds, panics when the value just written is not of the column's declared type (a
@@ -87,14 +95,23 @@ pub struct Derived {
     value: fn(&BodyFacts, &mut CopyRows),
 }
 
+impl Derived {
+    /// Writes the column's value from `facts`.
+    fn put(&self, facts: &BodyFacts, out: &mut CopyRows) {
+        (self.value)(facts, out);
+        checked(out, self.name, self.ty);
+    }
+}
+
 /// A target table and its staging twin: a temporary table (one per connection, created on first use,
 /// emptied at every commit; no WAL) with the target's columns and `staging_only` ones.
 pub struct Staged<R: 'static> {
     /// Target table.
     pub table: &'static str,
     staging: &'static str,
-    /// Columns only the staging table has (name, type): COPYed, read by `derived`, not stored.
-    pub staging_only: &'static [(&'static str, &'static str)],
+    /// Columns only the staging table has (their type is the column's): COPYed, read by
+    /// `derived`, not stored.
+    pub staging_only: &'static [&'static str],
     /// The columns COPY fills, each with its value.
     pub columns: &'static [Column<R>],
     /// Target columns computed from the staging row.
@@ -107,16 +124,21 @@ impl<R> Staged<R> {
     /// The target table's columns this table writes: the COPYed ones (but the staging-only) and the
     /// derived ones. The fast path COPYs exactly these, in this order.
     pub fn target_columns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.target_types().map(|(name, _)| name)
+    }
+
+    /// [`Staged::target_columns`], each with its declared type.
+    pub fn target_types(&self) -> impl Iterator<Item = (&'static str, PgType)> + '_ {
         self.stored_columns()
-            .map(|c| c.name)
-            .chain(self.derived.iter().map(|d| d.name))
+            .map(|c| (c.name, c.ty))
+            .chain(self.derived.iter().map(|d| (d.name, d.ty)))
     }
 
     /// The COPYed columns that the target table has (all but the staging-only ones).
     fn stored_columns(&self) -> impl Iterator<Item = &Column<R>> + '_ {
         self.columns
             .iter()
-            .filter(|c| !self.staging_only.iter().any(|(s, _)| *s == c.name))
+            .filter(|c| !self.staging_only.contains(&c.name))
     }
 
     /// The fast path's COPY payload of `rows`: the target's columns, the derived ones from each
@@ -128,12 +150,10 @@ impl<R> Staged<R> {
         let mut out = CopyRows::new();
         for (r, facts) in rows {
             for c in self.stored_columns() {
-                (c.write)(r, &mut out);
-                checked(&out, c.name, c.ty);
+                c.put(r, &mut out);
             }
             for d in self.derived {
-                (d.value)(&facts, &mut out);
-                checked(&out, d.name, d.ty);
+                d.put(&facts, &mut out);
             }
             out.end_row();
         }
@@ -152,12 +172,7 @@ impl<R> Staged<R> {
             return Ok(());
         }
         let started = Instant::now();
-        let names: Vec<&str> = self.target_columns().collect();
-        let sql = format!(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT binary)",
-            self.table,
-            names.join(", ")
-        );
+        let sql = copy_statement(self.table, self.target_columns());
         copy_in(tx, &sql, rows).await?;
         steps.copy += started.elapsed();
         Ok(())
@@ -171,8 +186,7 @@ impl<R> Staged<R> {
         let mut out = CopyRows::new();
         for r in rows {
             for c in self.columns {
-                (c.write)(r, &mut out);
-                checked(&out, c.name, c.ty);
+                c.put(r, &mut out);
             }
             out.end_row();
         }
@@ -181,9 +195,10 @@ impl<R> Staged<R> {
 
     fn create_sql(&self) -> String {
         let extra: String = self
-            .staging_only
+            .columns
             .iter()
-            .map(|(n, t)| format!(", {n} {t}"))
+            .filter(|c| self.staging_only.contains(&c.name))
+            .map(|c| format!(", {} {}", c.name, c.ty.sql_name()))
             .collect();
         // Quietly: IF NOT EXISTS would send a notice for every batch after the first.
         format!(
@@ -194,12 +209,7 @@ impl<R> Staged<R> {
     }
 
     fn copy_sql(&self) -> String {
-        let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
-        format!(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT binary)",
-            self.staging,
-            names.join(", ")
-        )
+        copy_statement(self.staging, self.columns.iter().map(|c| c.name))
     }
 
     fn insert_sql(&self) -> String {
@@ -282,7 +292,7 @@ pub const ERROR_COLUMNS_SET_LATER: [&str; 1] = ["redacted_at"];
 pub const CALLBACKS: Staged<CallbackRecord> = Staged {
     table: "callbacks",
     staging: "ship_callbacks",
-    staging_only: &[("body", "jsonb")],
+    staging_only: &["body"],
     columns: &[
         col("id", PgType::Uuid, |r, o| {
             o.uuid(r.callback.id);

@@ -375,13 +375,18 @@ impl Proxy {
     }
 
     /// Opens or cuts the way to PostgreSQL. A cut returns once every connection piped before it
-    /// is closed (each watches the switch every 20 ms), so what the test does next meets the cut.
+    /// is closed (each watches the switch every 20 ms), so what the test does next meets the cut;
+    /// it fails the test when one is still open after 10 s.
     pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         if !up {
-            let until = Instant::now() + Duration::from_secs(5);
-            while self.open.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            let until = Instant::now() + Duration::from_secs(10);
+            while self.open.load(Ordering::Acquire) > 0 {
+                assert!(
+                    Instant::now() < until,
+                    "every connection through the proxy is closed"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }

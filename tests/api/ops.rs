@@ -4,7 +4,7 @@
 //! and retention and redaction touch exactly what is older than the given time.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use svamlgate::config::Secret;
 
-use crate::helpers::{ice, spawn_app_with, wait_for, wait_until, TestApp, ADMIN_TOKEN, KEY};
+use crate::faults::Proxy;
+use crate::helpers::{ice, spawn_app_with, wait_for, TestApp, ADMIN_TOKEN, KEY};
 
 const ALERT_SECRET: &str = "alert-signing-secret";
 
@@ -78,97 +79,8 @@ fn dice(callid: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A TCP proxy in front of PostgreSQL that can be cut: "PostgreSQL away" on demand (every
-/// connection closed, new ones refused), as a network partition or a stopped server looks.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    generation: Arc<AtomicU64>,
-    live: Arc<AtomicU64>,
-}
-
-impl Proxy {
-    fn start(target: u16) -> Proxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let generation = Arc::new(AtomicU64::new(0));
-        let live = Arc::new(AtomicU64::new(0));
-        let (up2, gen2, live2) = (up.clone(), generation.clone(), live.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                listener.set_nonblocking(true).unwrap();
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if !up2.load(Ordering::Acquire) {
-                        continue;
-                    }
-                    let (up3, gen3, live3) = (up2.clone(), gen2.clone(), live2.clone());
-                    let born = gen3.load(Ordering::Acquire);
-                    live3.fetch_add(1, Ordering::AcqRel);
-                    tokio::spawn(async move {
-                        let _live = Live(live3);
-                        let Ok(mut outbound) =
-                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                        else {
-                            return;
-                        };
-                        let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                        // Watches the switch for as long as the connection lives (no deadline).
-                        let cut = async {
-                            while up3.load(Ordering::Acquire)
-                                && gen3.load(Ordering::Acquire) == born
-                            {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                        };
-                        tokio::select! { _ = copy => {}, _ = cut => {} }
-                    });
-                }
-            });
-        });
-        Proxy {
-            port,
-            up,
-            generation,
-            live,
-        }
-    }
-
-    /// Cuts PostgreSQL off and waits until every connection through the proxy is closed.
-    async fn cut(&self) {
-        self.up.store(false, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        wait_until(
-            "every connection through the proxy is closed",
-            Duration::from_secs(10),
-            async || self.live.load(Ordering::Acquire) == 0,
-        )
-        .await;
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::Release);
-    }
-}
-
-/// Counts a piped connection while it lives.
-struct Live(Arc<AtomicU64>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// An app whose PostgreSQL is behind a [`Proxy`].
+/// An app whose PostgreSQL is behind a [`Proxy`] (cut: PostgreSQL away, every connection closed and
+/// new ones refused, as a network partition or a stopped server looks).
 async fn app_behind_proxy(
     configure: impl FnOnce(&mut svamlgate::config::ServeArgs),
 ) -> (TestApp, Proxy) {
@@ -273,7 +185,7 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert_eq!(n["inProgress"], 9);
 
     // PostgreSQL away: this instance's own calls still count.
-    db.cut().await;
+    db.set_up(false);
     for i in 10..12 {
         assert_eq!(
             send(&app, &ice(&format!("cap-{i}"), "+15550100")).await.0,
@@ -295,7 +207,7 @@ async fn an_eleventh_call_is_refused_at_once_also_while_postgresql_is_away() {
     assert_eq!(n["inProgress"], 11);
     assert!(lag.unwrap().contains("reason=database_unavailable"));
     assert_eq!(n["recordingLag"]["reason"], "database_unavailable");
-    db.restore();
+    db.set_up(true);
     // Ends the shipper and its connections now, not when the test binary exits.
     app.stop().await;
 }
@@ -307,7 +219,7 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
     let (status, lag, _) = get_now(&app, "/admin/calls/away-0").await;
     assert_eq!((status, lag), (200, None));
 
-    db.cut().await;
+    db.set_up(false);
     assert_eq!(send(&app, &ice("away-1", "+15550100")).await.0, 200);
     let started = Instant::now();
     let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
@@ -335,7 +247,7 @@ async fn while_postgresql_is_away_a_read_answers_at_once_and_says_the_lag() {
     assert!(doc["components"]["schemas"]["RecordingLag"].is_object());
 
     // Back: the shipper catches up and the same read finds the call, without a lag.
-    db.restore();
+    db.set_up(true);
     // The shipper backs off while PostgreSQL is away; the read's own wait is bounded.
     let found = wait_for(Duration::from_secs(30), async || {
         let (status, lag, body) = get_now(&app, "/admin/calls/away-1").await;
@@ -484,11 +396,11 @@ async fn each_alert_rule_reaches_a_signed_webhook_fires_and_resolves() {
     expect_alert(&mut rx, "signature_failures", "resolved").await;
 
     // A stuck journal: PostgreSQL away while callbacks keep coming.
-    db.cut().await;
+    db.set_up(false);
     assert_eq!(send(&app, &ice("stuck-1", "+15550100")).await.0, 200);
     let stuck = expect_alert(&mut rx, "journal_lag", "firing").await;
     assert_eq!(stuck["alert"]["adminPath"], "/readyz");
-    db.restore();
+    db.set_up(true);
     expect_alert(&mut rx, "journal_lag", "resolved").await;
 
     let (_, _, listed) = get_now(&app, "/admin/alerts").await;
