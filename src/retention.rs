@@ -13,7 +13,10 @@
 //!   identity fields (`cli`, `endpoint`, `number`, `destination`, …) through
 //!   [`crate::redact::mask_number`], every other text through [`crate::redact::mask_numbers_in`];
 //!   ids (`callid`, references, keys) are kept. A masked row is marked (`redacted_at`, migration
-//!   0008) and not read again.
+//!   0008) and not read again. Replies are shared between rows (migration 0015): a masked row
+//!   points at a masked copy of its reply.
+//! * Both end by deleting the replies no callback points at any more ([`replies::sweep`]): those
+//!   of deleted rows, and the unmasked documents masked rows no longer point at.
 //! * [`spawn_hourly`] runs both every hour with `SVAMLGATE_RETENTION_DAYS` and
 //!   `SVAMLGATE_REDACT_AFTER_DAYS`, off the reply path; `svamlgate prune` runs them once.
 //!   What was removed or masked is logged and counted (`svamlgate_pruned_rows_total{table}`,
@@ -29,6 +32,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::ServeArgs;
+use crate::db::replies;
 use crate::db::store::Store;
 use crate::metrics::Metrics;
 use crate::redact::{mask_number, mask_numbers_in};
@@ -75,6 +79,7 @@ pub async fn prune(
         .execute(pool)
         .await?;
     add(&mut counts, "call_state", n.rows_affected());
+    add(&mut counts, "replies", replies::sweep(pool).await?);
     Ok(counts)
 }
 
@@ -255,6 +260,8 @@ pub async fn redact(
     while redact_callbacks(pool, before, &open, &mut counts).await? {}
     while redact_errors(pool, before, &mut counts).await? {}
     while redact_outbound(pool, before, &open, &mut counts).await? {}
+    // The unmasked documents no row points at any more.
+    add(&mut counts, "replies", replies::sweep(pool).await?);
     Ok(counts)
 }
 
@@ -268,7 +275,7 @@ async fn redact_callbacks(
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows: Vec<CallbackToMask> = sqlx::query_as(
-        "SELECT id, callbacks.body AS body, raw_body, reply, validation FROM callbacks
+        "SELECT id, callbacks.body AS body, raw_body, callbacks.reply AS reply, validation FROM callbacks
          WHERE received_at < $1 AND redacted_at IS NULL
            AND (callid IS NULL OR NOT (callid = ANY($2)))
          ORDER BY received_at LIMIT $3",
@@ -305,19 +312,43 @@ async fn mask_callback(
         Some(b) => serde_json::to_vec(b).unwrap_or_default(),
         None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
     };
+    let reply_id = masked_reply(tx, reply).await?;
     sqlx::query(
-        "UPDATE callbacks SET raw_body = $3, reply = $4, validation = $5, redacted_at = now(), \
+        "UPDATE callbacks SET raw_body = $3, reply_id = coalesce($4, reply_id), validation = $5, redacted_at = now(), \
          called = CASE WHEN event_type = 'ice' THEN $2::jsonb->'to'->>'endpoint' END, \
          caller = CASE WHEN event_type = 'ice' THEN $2::jsonb->>'cli' END WHERE id = $1",
     )
     .bind(id)
     .bind(&body)
     .bind(&raw)
-    .bind(masked(reply))
+    .bind(reply_id)
     .bind(masked(validation))
     .execute(tx)
     .await?;
     Ok(id)
+}
+
+/// Stores the masked copy of a callback's reply (replies are shared between rows: the unmasked
+/// one stays while another row points at it, [`replies::sweep`] deletes it after); returns its
+/// id, or None when masking changed nothing (the row keeps pointing where it did).
+async fn masked_reply(
+    tx: &mut sqlx::PgConnection,
+    reply: Option<Value>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let Some(reply) = reply else {
+        return Ok(None);
+    };
+    let mut copy = reply.clone();
+    mask_json(&mut copy);
+    if copy == reply {
+        return Ok(None);
+    }
+    let text = copy.to_string();
+    let id = replies::id_of(&text);
+    let mut one = replies::Distinct::default();
+    one.add(id, &text);
+    replies::store(tx, &one).await?;
+    Ok(Some(id))
 }
 
 /// Masks the rejected replies of the callbacks `ids`; returns how many.

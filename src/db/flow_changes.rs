@@ -309,7 +309,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let rows: Vec<RecordedRow> = sqlx::query_as(
-            "SELECT callid, reference, event_type, callbacks.body AS body, reply, flow_version, flow_node, received_at \
+            "SELECT callid, reference, event_type, callbacks.body AS body, callbacks.reply AS reply, flow_version, flow_node, received_at \
              FROM callbacks WHERE callid = ANY($1) AND duplicate_of IS NULL AND body_json \
              ORDER BY callid, received_at, id",
         )

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod flow_changes;
 pub mod flows;
 pub mod outbound;
+pub mod replies;
 pub mod store;
 
 use std::time::Duration;

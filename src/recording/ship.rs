@@ -40,6 +40,7 @@ use time::OffsetDateTime;
 
 use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 use crate::db::copy::{copy_statement, CopyRows, PgType};
+use crate::db::replies;
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
@@ -346,8 +347,8 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
         col("http_status", PgType::Int2, |r, o| {
             o.int2(i16::try_from(r.outcome.http_status).unwrap_or(i16::MAX));
         }),
-        col("reply", PgType::Jsonb, |r, o| {
-            o.opt_jsonb(r.outcome.reply.as_deref().map(|v| v.get()));
+        col("reply_id", PgType::Uuid, |r, o| {
+            o.opt_uuid(r.outcome.reply.as_deref().map(|v| replies::id_of(v.get())));
         }),
         col("reply_source", PgType::Text, |r, o| {
             o.text(r.outcome.reply_source.as_str());
@@ -749,6 +750,8 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool().begin().await?;
+        // The replies before the rows that point at them (a sweep waits for this transaction).
+        replies::store(&mut tx, &e.replies).await?;
         steps.copy += started.elapsed();
         match path {
             Path::Fast => {
@@ -899,6 +902,8 @@ struct Encoded {
     /// Calls whose last change ended them, with the time of that change.
     ended: Vec<String>,
     ended_at: Vec<OffsetDateTime>,
+    /// The distinct replies the callbacks point at (`replies`, stored before them).
+    replies: replies::Distinct,
 }
 
 impl Encoded {
@@ -927,7 +932,11 @@ impl Encoded {
         } = last_call_states(&p.states);
         let mut sure = Vec::with_capacity(p.callbacks.len());
         let mut unsure = Vec::new();
+        let mut distinct = replies::Distinct::default();
         for c in &p.callbacks {
+            if let Some(reply) = c.outcome.reply.as_deref() {
+                distinct.add(replies::id_of(reply.get()), reply.get());
+            }
             match FAST_PATH
                 .load(Ordering::Relaxed)
                 .then(|| body_facts(&c.callback))
@@ -951,6 +960,7 @@ impl Encoded {
             new_calls: CALL_STATES.copy_rows(new_calls),
             ended,
             ended_at,
+            replies: distinct,
         }
     }
 }
@@ -1210,7 +1220,7 @@ async fn mark_rejected_by_sinch(
     });
     sqlx::query(
         "UPDATE callbacks SET rejected_by_sinch = $1 WHERE id = (\
-           SELECT id FROM callbacks WHERE callid = $2 AND id <> $3 AND reply IS NOT NULL \
+           SELECT id FROM callbacks WHERE callid = $2 AND id <> $3 AND reply_id IS NOT NULL \
            AND event_type IN ('ice', 'ace', 'pie') AND duplicate_of IS NULL AND received_at <= $4 \
            ORDER BY received_at DESC, id DESC LIMIT 1)",
     )

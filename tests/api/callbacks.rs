@@ -44,8 +44,8 @@ async fn every_fixture_is_answered_and_recorded() {
             assert!(res.body.is_empty(), "{name}: expected empty body");
         }
         let row = sqlx::query(
-            "SELECT event_type, event_known, raw_body, http_status, reply, reply_source, latency_us, signature \
-             FROM callbacks WHERE reference = $1",
+            "SELECT event_type, event_known, raw_body, http_status, c.reply, reply_source, latency_us, signature \
+             FROM callbacks c WHERE reference = $1",
         )
         .bind(&reference)
         .fetch_one(&app.pool)

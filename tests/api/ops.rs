@@ -645,6 +645,35 @@ async fn prune_removes_exactly_what_is_older_and_keeps_calls_in_progress_flows_a
 async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows() {
     let app = spawn_app_with(|_| {}).await;
     history(&app).await;
+    // Replies are stored once and shared between rows (0015). One with a number only an old row
+    // points at, one an old row and a newer row share.
+    let only = r#"{"action":{"name":"connectPstn","number":"+46700000001"}}"#;
+    let shared = r#"{"action":{"name":"connectPstn","number":"+46708168731"}}"#;
+    let point = |callid: &'static str, event: &'static str, text: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            let id = svamlgate::db::replies::id_of(text);
+            sqlx::query(
+                "INSERT INTO replies (id, reply) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(text)
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query("UPDATE callbacks SET reply_id = $1 WHERE callid = $2 AND event_type = $3")
+                .bind(id)
+                .bind(callid)
+                .bind(event)
+                .execute(&pool)
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let only_id = point("old-ended", "ice", only).await;
+    let shared_id = point("old-ended", "dice", shared).await;
+    point("new-ended", "ice", shared).await;
     let before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     let metrics = svamlgate::metrics::Metrics::new();
     let (_, masked) = svamlgate::retention::run_once(
@@ -727,6 +756,55 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
         attempt.contains("+140******00") && attempt.contains("abc"),
         "{attempt}"
     );
+    // The old rows point at masked copies of their replies; the newer row keeps its own, and the
+    // unmasked reply no row points at any more is gone.
+    let reply = |callid: &'static str, event: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            let v: Value = sqlx::query_scalar(
+                "SELECT c.reply FROM callbacks c WHERE callid = $1 AND event_type = $2",
+            )
+            .bind(callid)
+            .bind(event)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            v["action"]["number"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(
+        reply("old-ended", "ice").await,
+        svamlgate::redact::mask_number("+46700000001")
+    );
+    assert_eq!(
+        reply("old-ended", "dice").await,
+        svamlgate::redact::mask_number("+46708168731")
+    );
+    assert_eq!(reply("new-ended", "ice").await, "+46708168731");
+    let stored = |id: uuid::Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM replies WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stored(only_id).await, 0, "the unmasked reply is deleted");
+    assert_eq!(stored(shared_id).await, 1, "a newer row still points at it");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM replies WHERE reply::text LIKE '%46700000001%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(masked.get("replies"), Some(&1), "{masked:?}");
     // Rows are kept; a second run masks nothing more.
     assert_eq!(
         count(

@@ -255,9 +255,15 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
     assert_eq!(count("SELECT count(*) FROM callbacks").await, 4);
     assert_eq!(count("SELECT count(*) FROM errors").await, 2);
     assert_eq!(count("SELECT count(*) FROM refusals").await, 1);
+    // The four callbacks sent the same reply: one row of replies (0015), shipped twice.
+    assert_eq!(count("SELECT count(*) FROM replies").await, 1);
+    assert_eq!(
+        count("SELECT count(DISTINCT reply_id) FROM callbacks").await,
+        1
+    );
 
     let row = sqlx::query(
-        "SELECT raw_body, c.body, body_json, called, caller, callid, application_key, received_at, reply, \
+        "SELECT raw_body, c.body, body_json, called, caller, callid, application_key, received_at, c.reply, \
          parse_warnings, validation, flow_version, gate_verdict, http_status, latency_us FROM callbacks c WHERE id = $1",
     )
     .bind(a_id)
@@ -895,6 +901,91 @@ async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
         .await
         .expect_err("an unqualified body is no column");
     assert!(unqualified.to_string().contains("body"), "{unqualified}");
+}
+
+/// Migration 0015 on rows stored before it: each distinct reply is stored once, every row reads
+/// its own reply back as `c.reply` (through the views too), a row without one reads NULL, and an
+/// unqualified `reply` fails loudly instead of reading NULL.
+#[actix_web::test]
+async fn migration_0015_stores_each_reply_once_and_every_row_reads_its_own() {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let url = fresh_database().await;
+    let name = format!("m_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let opts: PgConnectOptions = url.parse().unwrap();
+    let mut db = opts.database(&name).connect().await.unwrap();
+    let migrations: Vec<_> = svamlgate::db::MIGRATOR.iter().collect();
+    for m in migrations.iter().filter(|m| m.version < 15) {
+        sqlx::raw_sql(m.sql.clone())
+            .execute(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("migration {}: {e}", m.version));
+    }
+    sqlx::raw_sql(
+        r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, callid, reply, validation, rejected_by_sinch, gate_verdict) VALUES
+        ('00000000-0000-0000-0000-000000000001', 'a', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c1',
+         '{"action":{"name":"hangup"}}', '{"valid":true}', '{"kind":"notify"}', 'passed'),
+        ('00000000-0000-0000-0000-000000000002', 'b', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c2',
+         '{"action": {"name": "hangup"}}', NULL, NULL, NULL),
+        ('00000000-0000-0000-0000-000000000003', 'c', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c3',
+         '{"action":{"name":"connectPstn","number":"+46708168731"}}', NULL, NULL, NULL),
+        ('00000000-0000-0000-0000-000000000004', 'd', now(), 'dice', true, '\x7b7d', 'verified', '/', 'c1',
+         NULL, NULL, NULL, NULL)"#,
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let m15 = migrations.iter().find(|m| m.version == 15).expect("0015");
+    sqlx::raw_sql(m15.sql.clone())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let rows: Vec<(String, Option<Value>)> =
+        sqlx::query_as("SELECT reference, c.reply FROM callbacks c ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    let hangup = json!({"action": {"name": "hangup"}});
+    assert_eq!(
+        rows,
+        vec![
+            ("a".into(), Some(hangup.clone())),
+            ("b".into(), Some(hangup.clone())),
+            (
+                "c".into(),
+                Some(json!({"action": {"name": "connectPstn", "number": "+46708168731"}}))
+            ),
+            ("d".into(), None),
+        ]
+    );
+    // The same document (whitespace aside, as jsonb stored it) is one row.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM replies")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    let timeline: Vec<Option<Value>> = sqlx::query_scalar(
+        "SELECT reply FROM call_timeline WHERE callid = 'c1' ORDER BY reference",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(timeline, vec![Some(hangup.clone()), None]);
+    let missed: Option<Value> = sqlx::query_scalar("SELECT reply FROM gate_misses")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(missed, Some(hangup));
+    let unqualified = sqlx::query("SELECT reply FROM callbacks")
+        .fetch_all(&mut db)
+        .await
+        .expect_err("an unqualified reply is no column");
+    assert!(unqualified.to_string().contains("reply"), "{unqualified}");
 }
 
 /// A batch large enough to be shipped over two connections (`recording::ship::PARALLEL_AT`) lands as one
