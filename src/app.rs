@@ -275,6 +275,7 @@ fn start_recording(
             retention,
             disk_limit_bytes: config.journal_max_bytes,
             defer_max: config.ship_defer_max(),
+            commit: ship_commit(config),
         },
         stop_rx,
     )
@@ -387,5 +388,18 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
                 crate::svaml::cookies_set(reply),
             );
         }
+    }
+}
+
+/// How the shipper commits (`SVAMLGATE_SHIP_COMMIT`), given whether DATABASE_URL is set; a
+/// deferred commit carries this process's mark (`ship_marks`, migration 0016).
+fn ship_commit(config: &ServeArgs) -> crate::recording::ship::Commit {
+    use crate::config::ShipCommit;
+    use crate::recording::ship::Commit;
+    match (config.ship_commit, config.db.database_url.is_some()) {
+        (ShipCommit::Deferred, _) | (ShipCommit::Auto, false) => {
+            Commit::Deferred(uuid::Uuid::new_v4())
+        }
+        (ShipCommit::Flushed, _) | (ShipCommit::Auto, true) => Commit::Flushed,
     }
 }

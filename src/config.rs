@@ -219,6 +219,25 @@ pub struct ServeArgs {
     /// (docs/benchmarks.md, "Catch-up over two connections").
     #[arg(long, env = "SVAMLGATE_SHIP_CONNECTIONS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=2))]
     pub ship_connections: u64,
+
+    /// How the shipper's transactions commit (docs/recording.md): `deferred` does not wait for
+    /// PostgreSQL's disk (the journal keeps each batch until PostgreSQL reports it flushed);
+    /// `flushed` waits, as PostgreSQL's `synchronous_commit` says (use it with synchronous
+    /// replication, so that a failover loses nothing); `auto` is `deferred` with the embedded
+    /// cluster and `flushed` with DATABASE_URL.
+    #[arg(long, env = "SVAMLGATE_SHIP_COMMIT", value_enum, default_value_t = ShipCommit::Auto)]
+    pub ship_commit: ShipCommit,
+}
+
+/// `SVAMLGATE_SHIP_COMMIT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ShipCommit {
+    /// `deferred` with the embedded cluster, `flushed` with DATABASE_URL.
+    Auto,
+    /// Commits do not wait for PostgreSQL's disk; the journal waits for it instead.
+    Deferred,
+    /// Commits wait for PostgreSQL's disk (and its synchronous standbys).
+    Flushed,
 }
 
 /// How svamlgate talks to Sinch's Calling API (callouts, call and conference control). The

@@ -287,6 +287,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Wall time the shipper spent per stage, in microseconds: read, decode and encode (the journal side, on its reader thread), wait (the writer waiting for the reader), copy, insert and commit (PostgreSQL's side).",
     ),
     (
+        "svamlgate_ship_rewinds_total",
+        "counter",
+        "Times PostgreSQL restarted before it confirmed deferred commits on disk, and the shipper shipped again from the journal's checkpoint (SVAMLGATE_SHIP_COMMIT).",
+    ),
+    (
         "svamlgate_ship_read_ahead_total",
         "counter",
         "Batches the shipper read from the journal while PostgreSQL was writing the one before.",

@@ -45,6 +45,7 @@ use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
 use crate::flows::state::CallState;
+use uuid::Uuid;
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
@@ -701,20 +702,55 @@ impl Store {
 
     /// Writes one part of a batch in one transaction.
     async fn ship_part(&self, p: &Part<'_>) -> Result<(), sqlx::Error> {
-        self.write_part(p, &Encoded::of(p), &mut Steps::default())
+        self.write_part(p, &Encoded::of(p), &mut Steps::default(), Commit::Flushed)
             .await
     }
 
     /// Writes a batch encoded ahead of time ([`Batch::new`]) in one transaction, or over two
     /// connections when [`set_connections`] asks for it and the batch is large (re-encoded then).
-    /// The wall time of its steps is added to `steps`.
-    pub async fn ship_batch(&self, batch: &Batch, steps: &mut Steps) -> Result<(), sqlx::Error> {
+    /// The wall time of its steps is added to `steps`. With [`Commit::Deferred`] (one
+    /// transaction only) it returns where its commit is durable ([`Deferred`]).
+    pub async fn ship_batch(
+        &self,
+        batch: &Batch,
+        steps: &mut Steps,
+        commit: Commit,
+    ) -> Result<Option<Deferred>, sqlx::Error> {
         let records: Vec<&Record> = batch.records.iter().collect();
         let part = Part::of(&records);
         if part.callbacks.len() >= PARALLEL_AT && CONNECTIONS.load(Ordering::Relaxed) >= 2 {
-            return self.ship_over(&records, 2).await;
+            return self.ship_over(&records, 2).await.map(|()| None);
         }
-        self.write_part(&part, &batch.encoded, steps).await
+        let Commit::Deferred(mark) = commit else {
+            return self
+                .write_part(&part, &batch.encoded, steps, Commit::Flushed)
+                .await
+                .map(|()| None);
+        };
+        self.write_part(&part, &batch.encoded, steps, Commit::Deferred(mark))
+            .await?;
+        let started = Instant::now();
+        let deferred = self.wal_positions(mark).await?;
+        steps.commit += started.elapsed();
+        Ok(Some(deferred))
+    }
+
+    /// PostgreSQL's WAL positions now: every transaction committed before this call is durable
+    /// once the flushed position reaches the returned `lsn`; and whether the shipper's `mark`
+    /// (`ship_marks`, written by each deferred commit) is still there.
+    pub async fn wal_positions(&self, mark: Uuid) -> Result<Deferred, sqlx::Error> {
+        let (lsn, flushed, intact): (i64, i64, bool) = sqlx::query_as(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint, (pg_current_wal_flush_lsn() - '0/0')::bigint, \
+             EXISTS (SELECT 1 FROM ship_marks WHERE token = $1)",
+        )
+        .bind(mark)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(Deferred {
+            lsn: u64::try_from(lsn).unwrap_or(0),
+            flushed: u64::try_from(flushed).unwrap_or(0),
+            intact,
+        })
     }
 
     /// Writes `p`, whose COPY payloads are `e`, in one transaction: by the fast path, and when a
@@ -725,15 +761,16 @@ impl Store {
         p: &Part<'_>,
         e: &Encoded,
         steps: &mut Steps,
+        commit: Commit,
     ) -> Result<(), sqlx::Error> {
         if !FAST_PATH.load(Ordering::Relaxed) {
-            return self.write_tx(p, e, Path::Staged, steps).await;
+            return self.write_tx(p, e, Path::Staged, steps, commit).await;
         }
-        match self.write_tx(p, e, Path::Fast, steps).await {
+        match self.write_tx(p, e, Path::Fast, steps, commit).await {
             Err(err) if is_unique_violation(&err) => {
                 STAGED_AGAIN.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %err, "a batch is in PostgreSQL already, in part or whole; shipping it through the staging tables");
-                self.write_tx(p, e, Path::Staged, steps).await
+                self.write_tx(p, e, Path::Staged, steps, commit).await
             }
             result => result,
         }
@@ -747,9 +784,19 @@ impl Store {
         e: &Encoded,
         path: Path,
         steps: &mut Steps,
+        commit: Commit,
     ) -> Result<(), sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool().begin().await?;
+        if let Commit::Deferred(mark) = commit {
+            // One round trip; the token is a uuid svamlgate made, not input.
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "SET LOCAL synchronous_commit = off; \
+                 INSERT INTO ship_marks (token) VALUES ('{mark}') ON CONFLICT DO NOTHING"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
         // The replies before the rows that point at them (a sweep waits for this transaction).
         replies::store(&mut tx, &e.replies).await?;
         steps.copy += started.elapsed();
@@ -850,6 +897,35 @@ async fn write_rare_rows(tx: &mut Tx<'_>, c: &CallbackRecord) -> Result<(), sqlx
         .await?;
     }
     Ok(())
+}
+
+/// How a batch's transaction commits ([`Store::ship_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// `COMMIT` returns once PostgreSQL has made it durable (its `synchronous_commit` setting).
+    Flushed,
+    /// `SET LOCAL synchronous_commit = off`: `COMMIT` returns before PostgreSQL flushes it to disk
+    /// (its WAL writer does, within three times `wal_writer_delay`). The rows are visible at once;
+    /// they are durable once the flushed WAL position reaches [`Deferred::lsn`], and a PostgreSQL
+    /// crash before that may lose them, so the caller keeps the batch until then. The shipper's
+    /// mark is written into `ship_marks` (unlogged: emptied by crash recovery) in the same
+    /// transaction ([`Deferred::intact`]).
+    Deferred(Uuid),
+}
+
+/// Where a [`Commit::Deferred`] commit stands: durable once PostgreSQL's flushed WAL position
+/// reaches `lsn`; `flushed` is that position when it was read. Positions compare only while the
+/// server has not crashed since the commit (`intact`): recovery may write WAL again below a
+/// commit it lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferred {
+    /// WAL position (bytes) read after the commit returned.
+    pub lsn: u64,
+    /// WAL position flushed to disk, read at the same time.
+    pub flushed: u64,
+    /// Whether the shipper's mark is still in `ship_marks`: false after a crash of the server
+    /// (a restart, or the postmaster reinitialising after a backend crashed).
+    pub intact: bool,
 }
 
 /// How a part is written: [`Store::write_part`].

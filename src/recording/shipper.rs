@@ -6,7 +6,15 @@
 //!
 //! It also keeps the journal bounded: shipped segments are deleted once they are older than the
 //! replay window, or at once when the journal is over its disk limit.
+//!
+//! With [`Commit::Deferred`] (the embedded cluster's default) a batch's `COMMIT` does not wait for
+//! PostgreSQL's disk: its rows are visible at once (readers who wait for their writes see them),
+//! but the journal's checkpoint moves past it only once PostgreSQL's flushed WAL position has
+//! reached the commit's ([`Unflushed`]). Should PostgreSQL fail before (a crash loses what its WAL
+//! writer had not flushed), the shipper goes back to the checkpoint and ships again from there;
+//! the rows that did survive take the staging path, so none is lost or doubled.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +23,7 @@ use tokio::sync::watch;
 
 use super::journal::{Cursor, Journal};
 use super::memory::Held;
-use super::ship::{refuses_records, Batch, Steps};
+use super::ship::{refuses_records, Batch, Commit, Deferred, Steps};
 use super::{now_ms, Record, ShipStatus};
 use crate::db::store::Store;
 use crate::metrics::Metrics;
@@ -60,6 +68,53 @@ pub struct ShipperConfig {
     /// Longest the shipper holds back while the reply path is saturated ([`Pacer`]); zero ships
     /// whatever the load.
     pub defer_max: Duration,
+    /// How a batch commits (see the module documentation).
+    pub commit: Commit,
+}
+
+/// Batches committed but maybe not yet on PostgreSQL's disk ([`Commit::Deferred`]), oldest first:
+/// the journal's checkpoint moves past each once PostgreSQL has flushed its commit.
+#[derive(Debug, Default)]
+struct Unflushed {
+    /// (WAL position that makes it durable, the batch's `through`); a position of 0 needs no
+    /// flush of its own (a batch committed durably, or records set aside) but waits its turn.
+    pending: VecDeque<(u64, u64)>,
+}
+
+impl Unflushed {
+    fn push(&mut self, lsn: u64, through: u64) {
+        self.pending.push_back((lsn, through));
+    }
+
+    /// Whether PostgreSQL crashed since the pending commits (which it may have lost): the
+    /// shipper's mark is gone ([`Deferred::intact`]).
+    fn restarted(&self, at: &Deferred) -> bool {
+        !self.pending.is_empty() && !at.intact
+    }
+
+    /// Takes the batches durable at `flushed`; returns the last one's `through`.
+    fn settle(&mut self, flushed: u64) -> Option<u64> {
+        let mut through = None;
+        while let Some(&(lsn, t)) = self.pending.front() {
+            if lsn > flushed {
+                break;
+            }
+            through = Some(t);
+            self.pending.pop_front();
+        }
+        through
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Records in batches not known to be durable, for the log.
+    fn clear(&mut self) -> usize {
+        let n = self.pending.len();
+        self.pending.clear();
+        n
+    }
 }
 
 /// How fast to ship while callbacks are answered: [`super::pacer`].
@@ -388,6 +443,8 @@ struct Shipper {
     durable_last_round: u64,
     /// Whether records were journaled between the last two rounds (callbacks being answered).
     arriving: bool,
+    /// Batches committed, not yet known to be on PostgreSQL's disk.
+    unflushed: Unflushed,
 }
 
 impl Shipper {
@@ -413,6 +470,7 @@ impl Shipper {
             pacer: Pacer::new(config.defer_max),
             durable_last_round: *journal.durable().borrow(),
             arriving: false,
+            unflushed: Unflushed::default(),
             journal,
             store,
             metrics,
@@ -453,8 +511,13 @@ impl Shipper {
             }
         }
         match self.write_current().await {
-            Ok(()) => {
-                self.committed();
+            Ok(deferred) => {
+                let waited = deferred.is_none();
+                self.committed(deferred);
+                if waited {
+                    // A commit that waited for the disk flushed every earlier one with it.
+                    self.settle_unflushed().await;
+                }
                 Round::Again
             }
             Err(e) => self.failed(e, stopping).await,
@@ -493,15 +556,28 @@ impl Shipper {
     }
 
     /// Writes the current batch; a batch PostgreSQL refuses is shipped record by record.
-    async fn write_current(&mut self) -> Result<(), sqlx::Error> {
+    async fn write_current(&mut self) -> Result<Option<Deferred>, sqlx::Error> {
         let Some(p) = &self.current else {
-            return Ok(());
+            return Ok(None);
         };
         let mut steps = Steps::default();
-        let mut result =
-            tokio::time::timeout(SHIP_TIMEOUT, self.store.ship_batch(&p.batch, &mut steps))
-                .await
-                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+        // Deferred only while the shipper is behind (full batches). A trickle's batch waits for
+        // the disk (it costs no caller anything, and moves the checkpoint at once), as does any
+        // batch near the journal's limit or with records held in memory: the journal needs its
+        // checkpoint to make room.
+        let pressed = !self.status.memory.is_empty()
+            || super::journal::level(self.journal.bytes(), self.config.disk_limit_bytes) != "ok";
+        let commit = if pressed || p.seqs.len() < BATCH {
+            Commit::Flushed
+        } else {
+            self.config.commit
+        };
+        let mut result = tokio::time::timeout(
+            SHIP_TIMEOUT,
+            self.store.ship_batch(&p.batch, &mut steps, commit),
+        )
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         spent(&self.metrics, "copy", steps.copy);
         spent(&self.metrics, "insert", steps.insert);
         spent(&self.metrics, "commit", steps.commit);
@@ -512,19 +588,30 @@ impl Shipper {
                 tracing::warn!(error = %e, "a batch was refused; shipping its records one by one");
             }
             let pending = p.seqs.iter().copied().zip(p.batch.records());
-            result = ship_one_by_one(&self.store, &self.journal, &self.metrics, pending).await;
+            result = ship_one_by_one(&self.store, &self.journal, &self.metrics, pending)
+                .await
+                .map(|()| None);
         }
         result
     }
 
-    /// The current batch is committed: move the journal's checkpoint past it.
-    fn committed(&mut self) {
+    /// The current batch is committed: its rows are visible, and the journal's checkpoint moves
+    /// past it once it is durable (at once unless its commit was deferred).
+    fn committed(&mut self, deferred: Option<Deferred>) {
         let Some(p) = self.current.take() else {
             return;
         };
         self.metrics
             .add("svamlgate_shipped_records_total", &[], p.seqs.len() as u64);
-        self.mark_shipped(p.through);
+        match deferred {
+            Some(d) if self.unflushed.restarted(&d) => self.ship_again(),
+            Some(d) => {
+                self.unflushed.push(d.lsn, p.through);
+                self.status.set_shipped(p.through);
+                self.settle(d.flushed);
+            }
+            None => self.mark_shipped(p.through),
+        }
         if !self.status.db_ok.swap(true, Ordering::AcqRel) {
             tracing::info!("PostgreSQL accepts records again; shipping the journal");
         }
@@ -535,11 +622,60 @@ impl Shipper {
         }
     }
 
-    fn mark_shipped(&self, through: u64) {
+    /// Everything through `through` is durable in PostgreSQL (or set aside): after the batches
+    /// still waiting for their flush, if any.
+    fn mark_shipped(&mut self, through: u64) {
+        self.status.set_shipped(through);
+        if self.unflushed.is_empty() {
+            self.checkpoint(through);
+        } else {
+            self.unflushed.push(0, through);
+        }
+    }
+
+    /// Moves the journal's checkpoint past the deferred batches durable at `flushed`.
+    fn settle(&mut self, flushed: u64) {
+        if let Some(through) = self.unflushed.settle(flushed) {
+            self.checkpoint(through);
+        }
+    }
+
+    /// Asks PostgreSQL how far its WAL is flushed, when batches wait for it.
+    async fn settle_unflushed(&mut self) {
+        if self.unflushed.is_empty() {
+            return;
+        }
+        let Commit::Deferred(mark) = self.config.commit else {
+            return;
+        };
+        if let Ok(Ok(at)) = tokio::time::timeout(SHIP_TIMEOUT, self.store.wal_positions(mark)).await
+        {
+            if self.unflushed.restarted(&at) {
+                self.ship_again();
+            } else {
+                self.settle(at.flushed);
+            }
+        }
+    }
+
+    /// PostgreSQL restarted before it reported the pending commits flushed, and may have lost
+    /// them: read the journal again from the checkpoint (what survived takes the staging path).
+    fn ship_again(&mut self) {
+        let batches = self.unflushed.clear();
+        tracing::info!(
+            batches,
+            "PostgreSQL restarted before it confirmed the last commits on disk; shipping again from the journal's checkpoint"
+        );
+        self.metrics.inc("svamlgate_ship_rewinds_total", &[]);
+        self.current = None;
+        self.read_ahead = ReadAhead::new(self.journal.clone(), self.metrics.clone());
+        self.status.set_shipped(self.journal.shipped());
+    }
+
+    fn checkpoint(&self, through: u64) {
         if let Err(e) = self.journal.mark_shipped(through) {
             tracing::warn!(error = %e, "could not write the journal checkpoint (the batch may be shipped again, harmlessly)");
         }
-        self.status.set_shipped(through);
     }
 
     fn set_error(&self, e: Option<String>) {
@@ -564,6 +700,12 @@ impl Shipper {
             tracing::debug!(error = %e, "shipping still failing");
         }
         self.set_error(Some(e.to_string()));
+        // Commits waiting for their flush stay pending: whether PostgreSQL lost them is known
+        // once it answers again (a restart sends the shipper back to the checkpoint). While it
+        // answers (and refuses this batch), the earlier ones settle.
+        if !self.unflushed.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.settle_unflushed()).await;
+        }
         // Whoever waits for shipping learns that it fails.
         self.status.shipped_moved.notify_waiters();
         if stopping.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
@@ -601,11 +743,12 @@ impl Shipper {
         durable: u64,
         stopping: Option<std::time::Instant>,
     ) -> Round {
-        let moved = through > self.journal.shipped();
+        let moved = through > self.status.shipped.load(Ordering::Acquire);
         if moved {
             // Only undecodable records were read, and they are set aside: move on.
             self.mark_shipped(through);
         }
+        self.settle_unflushed().await;
         if through < durable && moved {
             return Round::Again;
         }
@@ -618,7 +761,8 @@ impl Shipper {
         }
         self.housekeeping();
         if let Some(deadline) = stopping {
-            if self.status.memory.is_empty() || std::time::Instant::now() >= deadline {
+            let flushed = self.unflushed.is_empty();
+            if (self.status.memory.is_empty() && flushed) || std::time::Instant::now() >= deadline {
                 self.drop_memory_at_shutdown(
                     "shutdown: records held in memory (the journal could not take them, PostgreSQL did not) are lost",
                 );
@@ -650,7 +794,8 @@ impl Shipper {
             _ = status.urge.notified() => {}
             _ = self.stop.changed() => {}
             _ = status.memory.pushed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            // Soon again while commits wait for PostgreSQL's flush (the checkpoint waits too).
+            _ = tokio::time::sleep(if self.unflushed.is_empty() { Duration::from_secs(1) } else { LINGER }) => {}
         }
     }
 }
@@ -974,6 +1119,35 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpoint_moves_past_a_deferred_batch_only_once_it_is_flushed_and_in_order() {
+        let mut u = Unflushed::default();
+        let at = |intact| Deferred {
+            lsn: 0,
+            flushed: 0,
+            intact,
+        };
+        assert!(!u.restarted(&at(false)), "nothing pending");
+        u.push(100, 10);
+        assert!(!u.restarted(&at(true)), "the mark is there");
+        // Records set aside after it need no flush, but wait behind it.
+        u.push(0, 12);
+        u.push(250, 20);
+        assert_eq!(u.settle(99), None);
+        assert_eq!(u.settle(100), Some(12));
+        assert_eq!(u.settle(249), None);
+        assert!(!u.is_empty());
+        assert_eq!(u.settle(300), Some(20));
+        assert!(u.is_empty());
+        u.push(400, 30);
+        assert!(
+            u.restarted(&at(false)),
+            "the mark is gone, a commit pending"
+        );
+        assert_eq!(u.clear(), 1);
+        assert_eq!(u.settle(u64::MAX), None);
+    }
 
     #[test]
     fn large_transactions_only_while_far_behind_and_no_callback_arrives() {

@@ -370,6 +370,9 @@ pub fn base_config() -> ServeArgs {
     c.workers = Some(1);
     // The journal lives in the data directory: one per test, never the repository's .svamlgate.
     c.db.data_dir = test_data_root().join(uuid::Uuid::new_v4().simple().to_string());
+    // The shipper as it runs with the embedded cluster: commits that do not wait for PostgreSQL's
+    // disk, the journal's checkpoint moving once PostgreSQL reports them flushed.
+    c.ship_commit = svamlgate::config::ShipCommit::Deferred;
     c
 }
 

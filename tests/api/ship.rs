@@ -1221,6 +1221,104 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
     );
 }
 
+/// Commits that do not wait for PostgreSQL's disk (`SVAMLGATE_SHIP_COMMIT=deferred`) and that a
+/// crash loses are shipped again. The embedded cluster's WAL writer is stopped (SIGSTOP), so full
+/// batches are committed (visible) but never flushed: the journal's checkpoint stays before them.
+/// Then the WAL writer is killed with SIGKILL: the postmaster reinitialises (its start time does
+/// not change) and what the WAL buffers held is lost. The shipper's mark in the unlogged
+/// `ship_marks` is gone with the crash, so it ships again from the checkpoint, and every record
+/// lands exactly once.
+#[actix_web::test]
+async fn deferred_commits_a_postgres_crash_loses_are_shipped_again_from_the_checkpoint() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use svamlgate::recording::journal::Journal;
+    use svamlgate::recording::shipper::BATCH;
+    use svamlgate::recording::ShipStatus;
+
+    let dir = crate::helpers::base_config().db.data_dir;
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = svamlgate::db::cluster::Cluster::start_persistent(&dir, None)
+        .await
+        .expect("an embedded cluster of its own");
+    let url = cluster.url().to_owned();
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    // Nothing else flushes the WAL meanwhile (an autovacuum's commit would).
+    for sql in [
+        "ALTER SYSTEM SET autovacuum = off",
+        "SELECT pg_reload_conf()",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let walwriter: i32 =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    // SAFETY: plain kill(2)s of a server process this test started.
+    unsafe { libc::kill(walwriter, libc::SIGSTOP) };
+    let jdir = dir.join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let (journal, _) = Journal::open(&jdir).unwrap();
+    // Three full batches, journaled before the shipper starts: each is deferred.
+    let t0 = OffsetDateTime::now_utc();
+    let total = 3 * BATCH;
+    let mut last = 0;
+    for i in 0..total {
+        let payload = svamlgate::recording::encode(&ivr_callback(i, t0)).unwrap();
+        last = journal.append(payload).await.unwrap();
+    }
+    let status = Arc::new(ShipStatus::new(&journal));
+    let metrics = Arc::new(svamlgate::metrics::Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    let done = spawn_shipper(journal, &url, &metrics, &status, stop_rx).await;
+    wait_for_shipper(&status, "every batch committed", || {
+        status.shipped.load(Ordering::Acquire) >= last
+    })
+    .await;
+    let checkpoint = || -> u64 {
+        std::fs::read_to_string(jdir.join("shipped"))
+            .map(|s| s.trim().parse().unwrap())
+            .unwrap_or(0)
+    };
+    // Visible, not yet durable: the journal keeps them.
+    let count = || async {
+        sqlx::query_as::<_, (i64, i64)>("SELECT count(*), count(DISTINCT id) FROM callbacks")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await.0, total as i64);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before_crash = checkpoint();
+    assert!(
+        before_crash < last,
+        "the checkpoint waits for PostgreSQL's flush: {before_crash} of {last}"
+    );
+    unsafe { libc::kill(walwriter, libc::SIGKILL) };
+    wait_for_shipper(&status, "shipped again after the crash", || {
+        metrics.counter("svamlgate_ship_rewinds_total", &[]) >= 1
+            && status.shipped.load(Ordering::Acquire) >= last
+    })
+    .await;
+    wait_for_shipper(&status, "the checkpoint at the end", || {
+        checkpoint() >= last
+    })
+    .await;
+    let (rows, distinct) = count().await;
+    eprintln!(
+        "deferred commits, WAL writer SIGKILLed: {total} records, checkpoint at {before_crash} of {last} at the crash, \
+         {} rewind(s), {rows} rows after ({} batches staged again in this process)",
+        metrics.counter("svamlgate_ship_rewinds_total", &[]),
+        svamlgate::recording::ship::staged_again()
+    );
+    assert_eq!((rows, distinct), (total as i64, total as i64));
+    let _ = stop_tx.send(Some(std::time::Instant::now()));
+    let _ = done.await;
+    pool.close().await;
+    drop(cluster);
+}
+
 /// Starts the real shipper over `journal` with its own pool (its connections live on its own
 /// runtime), no pacing, nothing deleted for age or size.
 async fn spawn_shipper(
@@ -1240,6 +1338,7 @@ async fn spawn_shipper(
             retention: std::time::Duration::from_secs(3600),
             disk_limit_bytes: u64::MAX,
             defer_max: std::time::Duration::ZERO,
+            commit: svamlgate::recording::ship::Commit::Deferred(Uuid::new_v4()),
         },
         stop_rx,
     )
