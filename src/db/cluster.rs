@@ -442,19 +442,14 @@ fn postgres_command(
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let io_idle = std::env::var("SVAMLGATE_EMBEDDED_IO_IDLE").is_ok_and(|v| v == "1");
     // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the server if the
     // thread that spawned it (the supervisor thread, alive for the whole process) ends.
     unsafe {
-        cmd.pre_exec(move || {
+        cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             // Callers before records: the embedded server (and every backend it forks) yields
             // the CPU to the reply path under load. Records wait in the journal meanwhile.
             libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-            if io_idle {
-                // IOPRIO_WHO_PROCESS, this process, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT.
-                libc::syscall(libc::SYS_ioprio_set, 1, 0, 3 << 13);
-            }
             Ok(())
         });
     }

@@ -822,12 +822,9 @@ async fn the_fast_path_writes_the_derived_columns_postgresql_would() {
     }
 }
 
-/// Migration 0013 on rows stored before it: each row's body is read from `raw_body` (a byte-order
-/// mark skipped), `body_json`, `called` and `caller` are set from the stored body, and a row whose
-/// `raw_body` jsonb refuses (stored by an early shipper from a re-serialised body) reads as NULL
-/// instead of breaking every read.
-#[actix_web::test]
-async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
+/// A new database of its own with the migrations before `version` applied (to store rows as an
+/// older release did, then apply `version` with [`apply_migration`]).
+async fn migrated_before(version: i64) -> sqlx::PgConnection {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::{ConnectOptions, Connection};
     let url = fresh_database().await;
@@ -839,13 +836,37 @@ async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
         .unwrap();
     let opts: PgConnectOptions = url.parse().unwrap();
     let mut db = opts.database(&name).connect().await.unwrap();
-    let migrations: Vec<_> = svamlgate::db::MIGRATOR.iter().collect();
-    for m in migrations.iter().filter(|m| m.version < 13) {
+    for m in svamlgate::db::MIGRATOR
+        .iter()
+        .filter(|m| m.version < version)
+    {
         sqlx::raw_sql(m.sql.clone())
             .execute(&mut db)
             .await
             .unwrap_or_else(|e| panic!("migration {}: {e}", m.version));
     }
+    db
+}
+
+/// Applies migration `version` to `db`.
+async fn apply_migration(db: &mut sqlx::PgConnection, version: i64) {
+    let m = svamlgate::db::MIGRATOR
+        .iter()
+        .find(|m| m.version == version)
+        .unwrap_or_else(|| panic!("migration {version}"));
+    sqlx::raw_sql(m.sql.clone())
+        .execute(&mut *db)
+        .await
+        .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+}
+
+/// Migration 0013 on rows stored before it: each row's body is read from `raw_body` (a byte-order
+/// mark skipped), `body_json`, `called` and `caller` are set from the stored body, and a row whose
+/// `raw_body` jsonb refuses (stored by an early shipper from a re-serialised body) reads as NULL
+/// instead of breaking every read.
+#[actix_web::test]
+async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
+    let mut db = migrated_before(13).await;
     sqlx::raw_sql(
         r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, body, signature, path) VALUES
         ('00000000-0000-0000-0000-000000000001', 'ice', now(), 'ice', true,
@@ -861,11 +882,7 @@ async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
     .execute(&mut db)
     .await
     .unwrap();
-    let m13 = migrations.iter().find(|m| m.version == 13).expect("0013");
-    sqlx::raw_sql(m13.sql.clone())
-        .execute(&mut db)
-        .await
-        .unwrap();
+    apply_migration(&mut db, 13).await;
     type Migrated = (String, bool, Option<String>, Option<String>, Option<Value>);
     let rows: Vec<Migrated> = sqlx::query_as(
         "SELECT reference, body_json, called, caller, c.body FROM callbacks c ORDER BY id",
@@ -908,24 +925,7 @@ async fn migration_0013_keeps_the_bodies_of_rows_stored_before_it() {
 /// unqualified `reply` fails loudly instead of reading NULL.
 #[actix_web::test]
 async fn migration_0015_stores_each_reply_once_and_every_row_reads_its_own() {
-    use sqlx::postgres::PgConnectOptions;
-    use sqlx::{ConnectOptions, Connection};
-    let url = fresh_database().await;
-    let name = format!("m_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let opts: PgConnectOptions = url.parse().unwrap();
-    let mut db = opts.database(&name).connect().await.unwrap();
-    let migrations: Vec<_> = svamlgate::db::MIGRATOR.iter().collect();
-    for m in migrations.iter().filter(|m| m.version < 15) {
-        sqlx::raw_sql(m.sql.clone())
-            .execute(&mut db)
-            .await
-            .unwrap_or_else(|e| panic!("migration {}: {e}", m.version));
-    }
+    let mut db = migrated_before(15).await;
     sqlx::raw_sql(
         r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, callid, reply, validation, rejected_by_sinch, gate_verdict) VALUES
         ('00000000-0000-0000-0000-000000000001', 'a', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c1',
@@ -940,11 +940,7 @@ async fn migration_0015_stores_each_reply_once_and_every_row_reads_its_own() {
     .execute(&mut db)
     .await
     .unwrap();
-    let m15 = migrations.iter().find(|m| m.version == 15).expect("0015");
-    sqlx::raw_sql(m15.sql.clone())
-        .execute(&mut db)
-        .await
-        .unwrap();
+    apply_migration(&mut db, 15).await;
     let rows: Vec<(String, Option<Value>)> =
         sqlx::query_as("SELECT reference, c.reply FROM callbacks c ORDER BY id")
             .fetch_all(&mut db)
