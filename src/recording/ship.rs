@@ -704,6 +704,7 @@ impl Store {
     async fn ship_part(&self, p: &Part<'_>) -> Result<(), sqlx::Error> {
         self.write_part(p, &Encoded::of(p), &mut Steps::default(), Commit::Flushed)
             .await
+            .map(|_| ())
     }
 
     /// Writes a batch encoded ahead of time ([`Batch::new`]) in one transaction, or over two
@@ -725,19 +726,23 @@ impl Store {
             return self
                 .write_part(&part, &batch.encoded, steps, Commit::Flushed)
                 .await
-                .map(|()| None);
+                .map(|_| None);
         };
-        self.write_part(&part, &batch.encoded, steps, Commit::Deferred(mark))
+        let marked = self
+            .write_part(&part, &batch.encoded, steps, Commit::Deferred(mark))
             .await?;
         let started = Instant::now();
-        let deferred = self.wal_positions(mark).await?;
+        let mut deferred = self.wal_positions(mark).await?;
         steps.commit += started.elapsed();
+        // The mark was there before this transaction wrote it: no crash since the last one.
+        deferred.intact = marked;
         Ok(Some(deferred))
     }
 
     /// PostgreSQL's WAL positions now: every transaction committed before this call is durable
     /// once the flushed position reaches the returned `lsn`; and whether the shipper's `mark`
-    /// (`ship_marks`, written by each deferred commit) is still there.
+    /// (`ship_marks`, written by each deferred commit) is still there (for a deferred batch,
+    /// [`Store::ship_batch`] says instead whether it was there before the batch wrote it).
     pub async fn wal_positions(&self, mark: Uuid) -> Result<Deferred, sqlx::Error> {
         let (lsn, flushed, intact): (i64, i64, bool) = sqlx::query_as(
             "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint, (pg_current_wal_flush_lsn() - '0/0')::bigint, \
@@ -762,7 +767,7 @@ impl Store {
         e: &Encoded,
         steps: &mut Steps,
         commit: Commit,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         if !FAST_PATH.load(Ordering::Relaxed) {
             return self.write_tx(p, e, Path::Staged, steps, commit).await;
         }
@@ -777,7 +782,8 @@ impl Store {
     }
 
     /// Writes `p` in one transaction by `path`. A failed transaction is rolled back (the
-    /// connection does it before it is used again).
+    /// connection does it before it is used again). Returns whether the shipper's mark was in
+    /// `ship_marks` already ([`Commit::Deferred`]; true otherwise).
     async fn write_tx(
         &self,
         p: &Part<'_>,
@@ -785,17 +791,20 @@ impl Store {
         path: Path,
         steps: &mut Steps,
         commit: Commit,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let started = Instant::now();
         let mut tx = self.pool().begin().await?;
+        let mut marked = true;
         if let Commit::Deferred(mark) = commit {
-            // One round trip; the token is a uuid svamlgate made, not input.
-            sqlx::raw_sql(AssertSqlSafe(format!(
+            // One round trip; the token is a uuid svamlgate made, not input. A row inserted
+            // means the mark was gone.
+            let written = sqlx::raw_sql(AssertSqlSafe(format!(
                 "SET LOCAL synchronous_commit = off; \
                  INSERT INTO ship_marks (token) VALUES ('{mark}') ON CONFLICT DO NOTHING"
             )))
             .execute(&mut *tx)
             .await?;
+            marked = written.rows_affected() == 0;
         }
         // The replies before the rows that point at them (a sweep waits for this transaction).
         replies::store(&mut tx, &e.replies).await?;
@@ -858,7 +867,7 @@ impl Store {
         steps.insert += committing - started;
         tx.commit().await?;
         steps.commit += committing.elapsed();
-        Ok(())
+        Ok(marked)
     }
 }
 
@@ -923,8 +932,9 @@ pub struct Deferred {
     pub lsn: u64,
     /// WAL position flushed to disk, read at the same time.
     pub flushed: u64,
-    /// Whether the shipper's mark is still in `ship_marks`: false after a crash of the server
-    /// (a restart, or the postmaster reinitialising after a backend crashed).
+    /// Whether the shipper's mark was in `ship_marks` (before the batch wrote it again): false
+    /// after a crash of the server (a restart, or the postmaster reinitialising after a backend
+    /// crashed), and before the shipper's first deferred commit.
     pub intact: bool,
 }
 

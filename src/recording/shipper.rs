@@ -601,16 +601,21 @@ impl Shipper {
         let Some(p) = self.current.take() else {
             return;
         };
-        self.metrics
-            .add("svamlgate_shipped_records_total", &[], p.seqs.len() as u64);
-        match deferred {
-            Some(d) if self.unflushed.restarted(&d) => self.ship_again(),
-            Some(d) => {
-                self.unflushed.push(d.lsn, p.through);
-                self.status.set_shipped(p.through);
-                self.settle(d.flushed);
+        let rewound = deferred.is_some_and(|d| self.unflushed.restarted(&d));
+        if rewound {
+            // Shipped again from the checkpoint, this batch with the rest (counted then).
+            self.ship_again();
+        } else {
+            self.metrics
+                .add("svamlgate_shipped_records_total", &[], p.seqs.len() as u64);
+            match deferred {
+                Some(d) => {
+                    self.unflushed.push(d.lsn, p.through);
+                    self.status.set_shipped(p.through);
+                    self.settle(d.flushed);
+                }
+                None => self.mark_shipped(p.through),
             }
-            None => self.mark_shipped(p.through),
         }
         if !self.status.db_ok.swap(true, Ordering::AcqRel) {
             tracing::info!("PostgreSQL accepts records again; shipping the journal");

@@ -1217,6 +1217,57 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
     );
 }
 
+/// The crash check of deferred commits (`SVAMLGATE_SHIP_COMMIT=deferred`): a deferred batch says
+/// whether the shipper's mark was in the unlogged `ship_marks` before the batch wrote it. It is
+/// not before the first batch, it is for the next, and it is not again once the table was emptied
+/// as crash recovery empties it; a batch committed after a crash cannot hide the crash by writing
+/// the mark again.
+#[actix_web::test]
+async fn a_deferred_batch_says_whether_the_mark_survived_since_the_last() {
+    use svamlgate::recording::ship::{Batch, Commit, Steps};
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let mark = Commit::Deferred(Uuid::new_v4());
+    let t0 = OffsetDateTime::now_utc();
+    let ship = |from: usize| {
+        let store = store.clone();
+        async move {
+            let batch = Batch::new((from..from + 3).map(|i| ivr_callback(i, t0)).collect());
+            store
+                .ship_batch(&batch, &mut Steps::default(), mark)
+                .await
+                .expect("a deferred batch")
+                .expect("its WAL positions")
+        }
+    };
+    let first = ship(0).await;
+    assert!(!first.intact, "no mark before the first deferred batch");
+    let second = ship(3).await;
+    assert!(second.intact, "the mark the first wrote");
+    assert!(second.lsn >= first.lsn);
+    sqlx::query("TRUNCATE ship_marks")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(!ship(6).await.intact, "emptied, as crash recovery does");
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(written, 9);
+    let flushed = Commit::Flushed;
+    let none = store
+        .ship_batch(
+            &Batch::new((9..12).map(|i| ivr_callback(i, t0)).collect()),
+            &mut Steps::default(),
+            flushed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, None, "a flushed batch is durable when it returns");
+}
+
 /// Commits that do not wait for PostgreSQL's disk (`SVAMLGATE_SHIP_COMMIT=deferred`) and that a
 /// crash loses are shipped again. The embedded cluster's WAL writer is stopped (SIGSTOP), so full
 /// batches are committed (visible) but never flushed: the journal's checkpoint stays before them.
