@@ -343,12 +343,9 @@ async fn masked_reply(
     if copy == reply {
         return Ok(None);
     }
-    let text = copy.to_string();
-    let id = replies::id_of(&text);
-    let mut one = replies::Distinct::default();
-    one.add(id, &text);
+    let one = replies::Distinct::of([copy.to_string().as_str()]);
     replies::store(tx, &one).await?;
-    Ok(Some(id))
+    Ok(one.ids().first().copied())
 }
 
 /// Masks the rejected replies of the callbacks `ids`; returns how many.

@@ -27,26 +27,31 @@ pub fn id_of(text: &str) -> Uuid {
     Uuid::from_bytes(id)
 }
 
-/// The distinct replies of a batch, in first-seen order, with their ids.
+/// The distinct replies of a batch, in first-seen order, with their ids (each digest computed
+/// once per distinct text).
 #[derive(Debug, Default, Clone)]
 pub struct Distinct {
-    seen: HashSet<Uuid>,
     ids: Vec<Uuid>,
     texts: Vec<String>,
 }
 
 impl Distinct {
-    /// Adds `text` (with its id) unless it is in already.
-    pub fn add(&mut self, id: Uuid, text: &str) {
-        if self.seen.insert(id) {
-            self.ids.push(id);
-            self.texts.push(text.to_owned());
+    /// The distinct texts among `texts`.
+    pub fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Distinct {
+        let mut seen = HashSet::new();
+        let mut d = Distinct::default();
+        for text in texts {
+            if seen.insert(text) {
+                d.ids.push(id_of(text));
+                d.texts.push(text.to_owned());
+            }
         }
+        d
     }
 
-    /// How many distinct replies.
-    pub fn len(&self) -> usize {
-        self.ids.len()
+    /// The replies' ids, in first-seen order.
+    pub fn ids(&self) -> &[Uuid] {
+        &self.ids
     }
 
     /// Whether there is none.
@@ -103,10 +108,7 @@ mod tests {
             id_of("").to_string(),
             "e3b0c442-98fc-1c14-9afb-f4c8996fb924"
         );
-        let mut d = Distinct::default();
-        d.add(a, "x");
-        d.add(a, "x");
-        d.add(id_of("y"), "y");
-        assert_eq!(d.len(), 2);
+        let d = Distinct::of(["x", "x", "y"]);
+        assert_eq!(d.ids(), [id_of("x"), id_of("y")]);
     }
 }

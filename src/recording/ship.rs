@@ -1018,11 +1018,7 @@ impl Encoded {
         } = last_call_states(&p.states);
         let mut sure = Vec::with_capacity(p.callbacks.len());
         let mut unsure = Vec::new();
-        let mut distinct = replies::Distinct::default();
         for c in &p.callbacks {
-            if let Some(reply) = c.outcome.reply.as_deref() {
-                distinct.add(replies::id_of(reply.get()), reply.get());
-            }
             match FAST_PATH
                 .load(Ordering::Relaxed)
                 .then(|| body_facts(&c.callback))
@@ -1046,7 +1042,11 @@ impl Encoded {
             new_calls: CALL_STATES.copy_rows(new_calls),
             ended,
             ended_at,
-            replies: distinct,
+            replies: replies::Distinct::of(
+                p.callbacks
+                    .iter()
+                    .filter_map(|c| c.outcome.reply.as_deref().map(RawValue::get)),
+            ),
         }
     }
 }

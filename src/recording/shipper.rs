@@ -88,7 +88,7 @@ impl Unflushed {
 
     /// Whether PostgreSQL crashed since the pending commits (which it may have lost): the
     /// shipper's mark is gone ([`Deferred::intact`]).
-    fn restarted(&self, at: &Deferred) -> bool {
+    fn crashed(&self, at: &Deferred) -> bool {
         !self.pending.is_empty() && !at.intact
     }
 
@@ -109,7 +109,7 @@ impl Unflushed {
         self.pending.is_empty()
     }
 
-    /// Records in batches not known to be durable, for the log.
+    /// Forgets every pending batch; returns how many there were (for the log).
     fn clear(&mut self) -> usize {
         let n = self.pending.len();
         self.pending.clear();
@@ -565,8 +565,7 @@ impl Shipper {
         // the disk (it costs no caller anything, and moves the checkpoint at once), as does any
         // batch near the journal's limit or with records held in memory: the journal needs its
         // checkpoint to make room.
-        let pressed = !self.status.memory.is_empty()
-            || super::journal::level(self.journal.bytes(), self.config.disk_limit_bytes) != "ok";
+        let pressed = !self.status.memory.is_empty() || near_limit(&self.journal, &self.config);
         let commit = if pressed || p.seqs.len() < BATCH {
             Commit::Flushed
         } else {
@@ -601,7 +600,7 @@ impl Shipper {
         let Some(p) = self.current.take() else {
             return;
         };
-        let rewound = deferred.is_some_and(|d| self.unflushed.restarted(&d));
+        let rewound = deferred.is_some_and(|d| self.unflushed.crashed(&d));
         if rewound {
             // Shipped again from the checkpoint, this batch with the rest (counted then).
             self.ship_again();
@@ -655,7 +654,7 @@ impl Shipper {
         };
         if let Ok(Ok(at)) = tokio::time::timeout(SHIP_TIMEOUT, self.store.wal_positions(mark)).await
         {
-            if self.unflushed.restarted(&at) {
+            if self.unflushed.crashed(&at) {
                 self.ship_again();
             } else {
                 self.settle(at.flushed);
@@ -663,13 +662,13 @@ impl Shipper {
         }
     }
 
-    /// PostgreSQL restarted before it reported the pending commits flushed, and may have lost
+    /// PostgreSQL crashed before it reported the pending commits flushed, and may have lost
     /// them: read the journal again from the checkpoint (what survived takes the staging path).
     fn ship_again(&mut self) {
         let batches = self.unflushed.clear();
         tracing::info!(
             batches,
-            "PostgreSQL restarted before it confirmed the last commits on disk; shipping again from the journal's checkpoint"
+            "PostgreSQL crashed before it confirmed the last commits on disk; shipping again from the journal's checkpoint"
         );
         self.metrics.inc("svamlgate_ship_rewinds_total", &[]);
         self.current = None;
@@ -1082,8 +1081,13 @@ async fn ship_one_by_one(
     Ok(())
 }
 
+/// Whether the journal is near its disk limit or over it ([`super::journal::level`]).
+fn near_limit(journal: &Journal, config: &ShipperConfig) -> bool {
+    super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok"
+}
+
 fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, config: &ShipperConfig) {
-    let over = super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok";
+    let over = near_limit(journal, config);
     let keep_after = if over {
         None
     } else {
@@ -1097,7 +1101,7 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
             deleted as u64,
         );
     }
-    let near = super::journal::level(journal.bytes(), config.disk_limit_bytes) != "ok";
+    let near = near_limit(journal, config);
     if near && journal.shipped() >= *journal.durable().borrow() {
         // Everything is shipped: close the active segment so that it can go at the next round.
         journal.request_roll();
@@ -1133,9 +1137,9 @@ mod tests {
             flushed: 0,
             intact,
         };
-        assert!(!u.restarted(&at(false)), "nothing pending");
+        assert!(!u.crashed(&at(false)), "nothing pending");
         u.push(100, 10);
-        assert!(!u.restarted(&at(true)), "the mark is there");
+        assert!(!u.crashed(&at(true)), "the mark is there");
         // Records set aside after it need no flush, but wait behind it.
         u.push(0, 12);
         u.push(250, 20);
@@ -1146,10 +1150,7 @@ mod tests {
         assert_eq!(u.settle(300), Some(20));
         assert!(u.is_empty());
         u.push(400, 30);
-        assert!(
-            u.restarted(&at(false)),
-            "the mark is gone, a commit pending"
-        );
+        assert!(u.crashed(&at(false)), "the mark is gone, a commit pending");
         assert_eq!(u.clear(), 1);
         assert_eq!(u.settle(u64::MAX), None);
     }

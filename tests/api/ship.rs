@@ -1171,6 +1171,10 @@ async fn a_failing_batch_holds_the_checkpoint_while_the_next_waits_read_ahead() 
         first_batch_end,
         "the checkpoint stays after the last committed batch"
     );
+    // The first batch's commit was deferred: its checkpoint is written once PostgreSQL reports
+    // it flushed (the shipper asks while the second batch fails).
+    let written = || dir.join("shipped").exists();
+    wait_for_shipper(&status, "the first batch's checkpoint", written).await;
     let checkpoint: u64 = std::fs::read_to_string(dir.join("shipped"))
         .unwrap()
         .trim()
