@@ -424,7 +424,12 @@ fn postgres_command(
             "-c",
             "unix_socket_directories=",
         ])
-        .args(["-c", "max_connections=200"]);
+        .args(["-c", "max_connections=200"])
+        // A backend's writes of its evicted buffers (a catch-up's `COPY`) go out to the disk
+        // every 256 kB instead of piling up in the page cache (300 MB in a benchmark's
+        // catch-up) until a checkpoint or crash recovery flushes them all at once, which the
+        // journal's flush then waits behind (docs/benchmarks.md, session 11).
+        .args(["-c", "backend_flush_after=256kB"]);
     if fsync_off {
         // A throwaway cluster (the tests'): many short-lived apps, each with its own pools and
         // shipper, share it within one test binary.
