@@ -116,6 +116,13 @@ field() { # line name
   sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"
 }
 now() { date +%s.%N; }
+# Bytes written to the disk that holds the journal and the embedded cluster (both are in $WORK),
+# from /proc/diskstats; 0 when the device is not found there.
+DISK=$(basename "$(findmnt -no SOURCE --target "$WORK" 2>/dev/null || true)")
+disk_written() { awk -v d="$DISK" '$3 == d {print $10 * 512; found=1} END {if (!found) print 0}' /proc/diskstats | head -1; }
+disk_rate() { # bytes0 bytes1 seconds callbacks: "X MB/s, Y KB per callback"
+  python3 -c "b=$2-$1; print(f'{b/1e6/$3:.0f} MB/s, {b/1e3/max($4,1):.1f} KB per callback' if b > 0 and $3 > 0 else 'n/a')"
+}
 appends() { # "<appends within 5 ms> <all appends>" from the journal's append histogram
   metrics | awk '
     /^svamlgate_journal_append_seconds_bucket\{le="0.005"\}/ {fast=$2}
@@ -158,7 +165,7 @@ drain
 checkpoint
 
 echo "== a. burst, then the shipper's catch-up" >&2
-CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped)
+CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped); DISK0=$(disk_written); DISK_T0=$(now)
 if [ -n "${PERF:-}" ]; then # a whole-machine CPU profile of the burst (cpu-clock samples), then of its catch-up
   perf record -q -e cpu-clock -a -F 999 -o "$PERF.burst" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!
 fi
@@ -179,6 +186,7 @@ CPU_MID=$(pg_cpu_ticks); SG_MID=$(own_ticks "$SG"); MT0=$(machine_ticks); ST0=$(
 drain
 DRAIN_SECS=$(since "$DRAIN_START")
 CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped); SG_END=$(own_ticks "$SG"); MT1=$(machine_ticks); ST1=$(stages)
+DISK_A=$(disk_rate "$DISK0" "$(disk_written)" "$(since "$DISK_T0")" "$(field "$SG_MAX" ok)")
 CATCHUP_CPU=$(python3 -c "
 i0,a0='$MT0'.split(); i1,a1='$MT1'.split(); t=int(a1)-int(a0); n=$(nproc)
 print(f'machine idle {100*(int(i1)-int(i0))/t:.0f}%, postgres {100*n*($CPU1-$CPU_MID)/t:.0f}% of a core, svamlgate {100*n*($SG_END-$SG_MID)/t:.0f}% of a core' if t else 'n/a')")
@@ -189,6 +197,7 @@ PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(
 if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up alone
   echo "burst $(field "$SG_MAX" rps)/s against bare $(field "$BARE_MAX" rps)/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
+  echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A"
   if [ -n "${WAITS:-}" ]; then
     wait "$SAMPLER" 2>/dev/null || true
     echo "what PostgreSQL's active backends were doing, sampled during the catch-up:"; cat "$WORK/waits"
@@ -208,9 +217,9 @@ drain
 SG_BURST2=$(load "$SG_URL" sg-burst2 0)
 LAG_AT_START=$(lag)
 CATCH_START=$(now)
-AP2=$(appends)
+AP2=$(appends); DISK2=$(disk_written)
 SG_AFTER=$(load "$SG_URL" sg-after 1000)
-AP3=$(appends)
+AP3=$(appends); DISK_C=$(disk_rate "$DISK2" "$(disk_written)" "$SECS" "$(field "$SG_BURST2" ok)")
 LAG_AT_END=$(lag)
 drain
 CATCHUP_SECS=$(since "$CATCH_START")
@@ -276,5 +285,6 @@ echo "journal appends (record handed over to durable) over 5 ms, which a reply w
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
 DEFERRALS=$(metrics | awk '/^svamlgate_ship_deferrals_total /{print $2}')
 echo "CPU during the burst's catch-up: $CATCHUP_CPU"
+echo "disk written (journal and PostgreSQL together) during the burst and its catch-up: $DISK_A; during the 1,000/s run right after a burst: $DISK_C of the second burst's"
 echo "the shipper's wall time per row during that catch-up, by stage, µs: $CATCHUP_STAGES"
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
