@@ -335,14 +335,10 @@ async fn masked_reply(
     tx: &mut sqlx::PgConnection,
     reply: Option<Value>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let Some(reply) = reply else {
+    let copy = masked(reply.clone());
+    let Some(copy) = copy.filter(|c| Some(c) != reply.as_ref()) else {
         return Ok(None);
     };
-    let mut copy = reply.clone();
-    mask_json(&mut copy);
-    if copy == reply {
-        return Ok(None);
-    }
     let one = replies::Distinct::of([copy.to_string().as_str()]);
     replies::store(tx, &one).await?;
     Ok(one.ids().first().copied())

@@ -722,15 +722,12 @@ impl Store {
         if part.callbacks.len() >= PARALLEL_AT && CONNECTIONS.load(Ordering::Relaxed) >= 2 {
             return self.ship_over(&records, 2).await.map(|()| None);
         }
-        let Commit::Deferred(mark) = commit else {
-            return self
-                .write_part(&part, &batch.encoded, steps, Commit::Flushed)
-                .await
-                .map(|_| None);
-        };
         let marked = self
-            .write_part(&part, &batch.encoded, steps, Commit::Deferred(mark))
+            .write_part(&part, &batch.encoded, steps, commit)
             .await?;
+        let Commit::Deferred(mark) = commit else {
+            return Ok(None);
+        };
         let started = Instant::now();
         let mut deferred = self.wal_positions(mark).await?;
         steps.commit += started.elapsed();

@@ -608,12 +608,8 @@ impl Shipper {
             self.metrics
                 .add("svamlgate_shipped_records_total", &[], p.seqs.len() as u64);
             match deferred {
-                Some(d) => {
-                    self.unflushed.push(d.lsn, p.through);
-                    self.status.set_shipped(p.through);
-                    self.settle(d.flushed);
-                }
-                None => self.mark_shipped(p.through),
+                Some(d) => self.mark_shipped(p.through, d.lsn, d.flushed),
+                None => self.mark_shipped(p.through, 0, 0),
             }
         }
         if !self.status.db_ok.swap(true, Ordering::AcqRel) {
@@ -626,15 +622,13 @@ impl Shipper {
         }
     }
 
-    /// Everything through `through` is durable in PostgreSQL (or set aside): after the batches
-    /// still waiting for their flush, if any.
-    fn mark_shipped(&mut self, through: u64) {
+    /// Everything through `through` is in PostgreSQL (or set aside). The journal's checkpoint
+    /// moves past it once PostgreSQL's flushed WAL position (`flushed` when last read) reaches
+    /// `lsn` (0: durable already), after the batches still waiting for their flush, if any.
+    fn mark_shipped(&mut self, through: u64, lsn: u64, flushed: u64) {
         self.status.set_shipped(through);
-        if self.unflushed.is_empty() {
-            self.checkpoint(through);
-        } else {
-            self.unflushed.push(0, through);
-        }
+        self.unflushed.push(lsn, through);
+        self.settle(flushed);
     }
 
     /// Moves the journal's checkpoint past the deferred batches durable at `flushed`.
@@ -750,7 +744,7 @@ impl Shipper {
         let moved = through > self.status.shipped.load(Ordering::Acquire);
         if moved {
             // Only undecodable records were read, and they are set aside: move on.
-            self.mark_shipped(through);
+            self.mark_shipped(through, 0, 0);
         }
         self.settle_unflushed().await;
         if through < durable && moved {
