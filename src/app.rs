@@ -324,7 +324,9 @@ fn log_verification_mode(config: &ServeArgs, keys: &KeyRing) {
     }
 }
 
-/// Forgets dedup keys past the window and calls idle for hours, every 10 s.
+/// Forgets dedup keys past the window and calls idle for hours, every 10 s. A sweep goes one
+/// shard at a time and lets the runtime's other tasks run between two: it holds one shard's lock
+/// at once, for a 64th of the entries (docs/benchmarks.md, session 12).
 fn spawn_pruning(replays: &Arc<ReplayIndex>, calls: &Arc<Calls>) {
     let (replays, calls) = (Arc::downgrade(replays), Arc::downgrade(calls));
     tokio::spawn(async move {
@@ -333,8 +335,12 @@ fn spawn_pruning(replays: &Arc<ReplayIndex>, calls: &Arc<Calls>) {
             let (Some(r), Some(c)) = (replays.upgrade(), calls.upgrade()) else {
                 return;
             };
-            r.prune();
-            c.prune();
+            let now = std::time::Instant::now();
+            for i in 0..r.shards().max(c.shards()) {
+                r.prune_shard(i, now);
+                c.prune_shard(i, now);
+                tokio::task::yield_now().await;
+            }
         }
     });
 }

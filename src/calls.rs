@@ -26,20 +26,17 @@ use crate::svaml::Target;
 const FRESHNESS_BUDGET: Duration = Duration::from_millis(50);
 
 /// What is known of one call: its flow state (when it has a route) and the last reply sent on it.
+#[derive(Default)]
 struct Entry {
-    touched: Instant,
     state: Option<(CallState, OffsetDateTime)>,
     reply: Option<LastReply>,
 }
 
-impl Entry {
-    fn new() -> Entry {
-        Entry {
-            touched: Instant::now(),
-            state: None,
-            reply: None,
-        }
-    }
+/// A call's entry in the map, with when it was last touched beside it: a sweep reads the time
+/// from the table itself, without following each entry's pointer into the heap.
+struct Slot {
+    touched: Instant,
+    entry: Box<Entry>,
 }
 
 /// The reply this instance last sent on a call, for linking Sinch's verdicts to it.
@@ -62,17 +59,25 @@ pub struct LastReply {
 /// new call) moves and zeroes pointers, not the entries' few hundred bytes each.
 #[derive(Default)]
 pub struct Calls {
-    map: ShardedMap<String, Box<Entry>>,
+    map: ShardedMap<String, Slot>,
 }
 
 /// Updates the entry of a call, created when it is not there yet (the call id is copied only then).
-fn upsert(map: &mut HashMap<String, Box<Entry>>, callid: &str, update: impl FnOnce(&mut Entry)) {
+fn upsert(
+    map: &mut HashMap<String, Slot>,
+    callid: &str,
+    touched: Instant,
+    update: impl FnOnce(&mut Entry),
+) {
     match map.get_mut(callid) {
-        Some(entry) => update(entry),
+        Some(slot) => {
+            update(&mut slot.entry);
+            slot.touched = touched;
+        }
         None => {
-            let mut entry = Box::new(Entry::new());
+            let mut entry = Box::<Entry>::default();
             update(&mut entry);
-            map.insert(callid.to_owned(), entry);
+            map.insert(callid.to_owned(), Slot { touched, entry });
         }
     }
 }
@@ -89,7 +94,7 @@ impl Calls {
         self.map
             .shard(callid)
             .get(callid)
-            .and_then(|e| e.state.clone())
+            .and_then(|e| e.entry.state.clone())
     }
 
     /// The current state of a call, from memory and, when the database is up, PostgreSQL (see the
@@ -142,9 +147,8 @@ impl Calls {
     /// Sets a call's state, caused by an event that arrived at `at`.
     pub fn set(&self, callid: &str, state: CallState, at: OffsetDateTime) {
         let touched = Instant::now();
-        upsert(&mut self.map.shard(callid), callid, |entry| {
+        upsert(&mut self.map.shard(callid), callid, touched, |entry| {
             entry.state = Some((state, at));
-            entry.touched = touched;
         });
     }
 
@@ -176,7 +180,7 @@ impl Calls {
         // Everything that allocates or reads the clock is done before the shard is locked.
         let reference = reference.to_owned();
         let touched = Instant::now();
-        upsert(&mut self.map.shard(callid), callid, |entry| {
+        upsert(&mut self.map.shard(callid), callid, touched, |entry| {
             let mut all = entry.reply.take().map(|r| r.cookies).unwrap_or_default();
             if all.is_empty() {
                 all = cookies;
@@ -190,7 +194,6 @@ impl Calls {
                 gate_passed,
                 cookies: all,
             });
-            entry.touched = touched;
         });
     }
 
@@ -199,7 +202,7 @@ impl Calls {
         self.map
             .shard(callid)
             .get(callid)
-            .and_then(|e| e.reply.as_ref())
+            .and_then(|e| e.entry.reply.as_ref())
             .map(|r| r.cookies.clone())
             .unwrap_or_default()
     }
@@ -209,14 +212,14 @@ impl Calls {
         self.map
             .shard(callid)
             .get(callid)
-            .and_then(|e| e.reply.clone())
+            .and_then(|e| e.entry.reply.clone())
     }
 
     /// The calls held here that are pinned to a version of `flow_id`: `(callid, version)`.
     pub fn pinned_to_flow(&self, flow_id: i64) -> Vec<(String, i32)> {
         let mut out = Vec::new();
         self.map.retain(|callid, e| {
-            if let Some((s, _)) = &e.state {
+            if let Some((s, _)) = &e.entry.state {
                 if let (Some(f), Some(v)) = (s.flow_id, s.flow_version) {
                     if f == flow_id {
                         out.push((callid.clone(), v));
@@ -230,7 +233,20 @@ impl Calls {
 
     /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
     pub fn prune(&self) -> usize {
-        self.map.retain(|_, e| e.touched.elapsed() < IDLE_LIMIT)
+        let now = Instant::now();
+        (0..self.shards()).map(|i| self.prune_shard(i, now)).sum()
+    }
+
+    /// Shards of the map, for [`Calls::prune_shard`].
+    pub fn shards(&self) -> usize {
+        self.map.shard_count()
+    }
+
+    /// [`Calls::prune`] over shard `i` alone, as of `now`; returns how many calls it holds after.
+    pub fn prune_shard(&self, i: usize, now: Instant) -> usize {
+        self.map.retain_shard(i, |_, e| {
+            now.saturating_duration_since(e.touched) < IDLE_LIMIT
+        })
     }
 
     /// The call ids held: this instance's calls in progress (a DICE removes its call).
@@ -339,5 +355,43 @@ mod tests {
         calls.end("c1");
         assert_eq!(calls.open_callids(), vec!["c2".to_owned()]);
         assert!(calls.cookies("c1").is_empty());
+    }
+
+    #[test]
+    fn a_sweep_forgets_calls_idle_past_the_limit_and_a_touched_call_stays() {
+        let calls = Calls::default();
+        calls.set("old", state("welcome"), OffsetDateTime::UNIX_EPOCH);
+        let sweep =
+            |at: Instant| -> usize { (0..calls.shards()).map(|i| calls.prune_shard(i, at)).sum() };
+        assert_eq!(sweep(Instant::now()), 1);
+        std::thread::sleep(Duration::from_millis(20));
+        calls.note_reply(
+            "new",
+            "ref-9",
+            Target::Ice,
+            ReplySource::Flow,
+            true,
+            cookies(&[]),
+        );
+        // As of a moment when "old" has been idle just past the limit and "new" not yet.
+        let at = Instant::now() + IDLE_LIMIT - Duration::from_millis(10);
+        assert_eq!(sweep(at), 1);
+        assert!(calls.get("old").is_none());
+        assert_eq!(
+            calls.last_reply("new").map(|r| r.reference),
+            Some("ref-9".into())
+        );
+        // Touching a call moves its idle time: a reply noted 20 ms on keeps it past that moment.
+        std::thread::sleep(Duration::from_millis(20));
+        calls.note_reply(
+            "new",
+            "ref-10",
+            Target::Ace,
+            ReplySource::Flow,
+            true,
+            cookies(&[]),
+        );
+        assert_eq!(sweep(at + Duration::from_millis(15)), 1);
+        assert_eq!(calls.prune(), 1);
     }
 }

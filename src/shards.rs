@@ -47,14 +47,27 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
 
     /// Keeps the entries `keep` says yes to, one shard at a time; returns how many are left.
     pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let mut shard = lock(s);
-                shard.retain(|k, v| keep(k, v));
-                shard.len()
-            })
+        (0..self.shards.len())
+            .map(|i| self.retain_shard(i, &mut keep))
             .sum()
+    }
+
+    /// How many shards there are (`0..shard_count()` for [`ShardedMap::retain_shard`]).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// [`ShardedMap::retain`] over shard `i` alone (nothing when there is no such shard); returns
+    /// how many entries that shard holds after. A sweep done shard by shard can let other work run
+    /// between two shards.
+    pub fn retain_shard(&self, i: usize, keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+        let Some(shard) = self.shards.get(i) else {
+            return 0;
+        };
+        let mut shard = lock(shard);
+        let mut keep = keep;
+        shard.retain(|k, v| keep(k, v));
+        shard.len()
     }
 
     /// Entries held (a sum over the shards, each read at a slightly different moment).
@@ -91,5 +104,13 @@ mod tests {
         assert_eq!(map.retain(|_, v| *v % 2 == 0), 500);
         assert_eq!(map.shard("call-7").get("call-7"), None);
         assert_eq!(map.shard("call-8").get("call-8"), Some(&8));
+        // Shard by shard: the same result, one lock at a time; past the last shard, nothing.
+        let left: usize = (0..map.shard_count())
+            .map(|i| map.retain_shard(i, |_, v| *v % 4 == 0))
+            .sum();
+        assert_eq!(left, 250);
+        assert_eq!(map.len(), 250);
+        assert_eq!(map.retain_shard(map.shard_count(), |_, _| false), 0);
+        assert_eq!(map.len(), 250);
     }
 }

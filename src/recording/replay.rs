@@ -28,7 +28,6 @@ pub struct Original {
     pub id: Uuid,
     /// Its reference.
     pub reference: Box<str>,
-    seen: Instant,
     reply: OnceLock<StoredReply>,
     /// Shared by the whole index: woken whenever any original is answered.
     answered: Arc<Notify>,
@@ -68,11 +67,19 @@ pub enum Claim {
     Duplicate(Arc<Original>),
 }
 
+/// An original in the index, with when it arrived beside it: a sweep reads the time from the
+/// table itself, without following each entry's pointer into the heap.
+#[derive(Debug)]
+struct Held {
+    seen: Instant,
+    original: Arc<Original>,
+}
+
 /// The index.
 #[derive(Debug)]
 pub struct ReplayIndex {
     keep: Duration,
-    map: ShardedMap<Key, Arc<Original>>,
+    map: ShardedMap<Key, Held>,
     answered: Arc<Notify>,
 }
 
@@ -88,20 +95,26 @@ impl ReplayIndex {
 
     /// Claims `key` for a callback.
     pub fn claim(&self, key: &Key, id: Uuid, reference: &str) -> Claim {
+        let seen = Instant::now();
         let mut map = self.map.shard(key);
-        if let Some(o) = map.get(key) {
-            if o.seen.elapsed() < self.keep {
-                return Claim::Duplicate(o.clone());
+        if let Some(h) = map.get(key) {
+            if seen.saturating_duration_since(h.seen) < self.keep {
+                return Claim::Duplicate(h.original.clone());
             }
         }
         let original = Arc::new(Original {
             id,
             reference: reference.into(),
-            seen: Instant::now(),
             reply: OnceLock::new(),
             answered: self.answered.clone(),
         });
-        map.insert(*key, original.clone());
+        map.insert(
+            *key,
+            Held {
+                seen,
+                original: original.clone(),
+            },
+        );
         Claim::New(original)
     }
 
@@ -123,16 +136,29 @@ impl ReplayIndex {
         let original = Arc::new(Original {
             id,
             reference: reference.into(),
-            seen,
             reply: OnceLock::from(reply),
             answered: self.answered.clone(),
         });
-        self.map.shard(&key).insert(key, original);
+        self.map.shard(&key).insert(key, Held { seen, original });
     }
 
     /// Forgets keys older than the window. Returns how many are left.
     pub fn prune(&self) -> usize {
-        self.map.retain(|_, o| o.seen.elapsed() < self.keep)
+        let now = Instant::now();
+        (0..self.shards()).map(|i| self.prune_shard(i, now)).sum()
+    }
+
+    /// Shards of the index, for [`ReplayIndex::prune_shard`].
+    pub fn shards(&self) -> usize {
+        self.map.shard_count()
+    }
+
+    /// [`ReplayIndex::prune`] over shard `i` alone, as of `now`; returns how many keys it holds
+    /// after.
+    pub fn prune_shard(&self, i: usize, now: Instant) -> usize {
+        let keep = self.keep;
+        self.map
+            .retain_shard(i, |_, h| now.saturating_duration_since(h.seen) < keep)
     }
 
     /// Keys held.
@@ -219,5 +245,30 @@ mod tests {
             Claim::New(_)
         ));
         assert_eq!(idx.prune(), 2);
+    }
+
+    #[test]
+    fn a_sweep_shard_by_shard_forgets_exactly_the_keys_past_the_window_at_its_moment() {
+        let idx = ReplayIndex::new(Duration::from_secs(60));
+        for i in 0..200u8 {
+            // Keys 0..100 arrived 50 s ago, the others 10 s ago.
+            let age = Duration::from_secs(if i < 100 { 50 } else { 10 });
+            idx.restore([i; 32], Uuid::nil(), "r".into(), age, (200, None));
+        }
+        let sweep =
+            |at: Instant| -> usize { (0..idx.shards()).map(|i| idx.prune_shard(i, at)).sum() };
+        assert_eq!(sweep(Instant::now()), 200);
+        // 20 s on, the first hundred are 70 s old: past the window.
+        assert_eq!(sweep(Instant::now() + Duration::from_secs(20)), 100);
+        assert!(matches!(
+            idx.claim(&[0; 32], Uuid::nil(), "x"),
+            Claim::New(_)
+        ));
+        assert!(matches!(
+            idx.claim(&[150; 32], Uuid::nil(), "x"),
+            Claim::Duplicate(_)
+        ));
+        // A shard that does not exist is nothing.
+        assert_eq!(idx.prune_shard(idx.shards(), Instant::now()), 0);
     }
 }
