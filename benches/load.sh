@@ -120,6 +120,9 @@ now() { date +%s.%N; }
 # from /proc/diskstats; 0 when the device is not found there.
 DISK=$(basename "$(findmnt -no SOURCE --target "$WORK" 2>/dev/null || true)")
 disk_written() { awk -v d="$DISK" '$3 == d {print $10 * 512; found=1} END {if (!found) print 0}' /proc/diskstats | head -1; }
+# What the page cache holds written but not yet on the disk (the kernel writes it back within 30 s,
+# a checkpoint or crash recovery at once), MB.
+dirty_mb() { awk '/^Dirty:/ {print int($2 / 1024)}' /proc/meminfo; }
 disk_rate() { # bytes0 bytes1 seconds callbacks: "X MB/s, Y KB per callback"
   python3 -c "b=$2-$1; print(f'{b/1e6/$3:.0f} MB/s, {b/1e3/max($4,1):.1f} KB per callback' if b > 0 and $3 > 0 else 'n/a')"
 }
@@ -226,6 +229,7 @@ CATCHUP_SECS=$(since "$CATCH_START")
 
 echo "== d. 300/s while postgres is SIGKILLed and restarted" >&2
 PM=$(head -1 "$(pg_home)/pg/postmaster.pid")
+DIRTY_D=$(dirty_mb)
 ( sleep "$(python3 -c "print($SECS/3)")"; kill -KILL "$PM" ) &
 KILLER=$!
 AP4=$(appends)
@@ -285,6 +289,6 @@ echo "journal appends (record handed over to durable) over 5 ms, which a reply w
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
 DEFERRALS=$(metrics | awk '/^svamlgate_ship_deferrals_total /{print $2}')
 echo "CPU during the burst's catch-up: $CATCHUP_CPU"
-echo "disk written (journal and PostgreSQL together) during the burst and its catch-up: $DISK_A; during the 1,000/s run right after a burst: $DISK_C of the second burst's"
+echo "disk written (journal and PostgreSQL together) during the burst and its catch-up: $DISK_A; during the 1,000/s run right after a burst: $DISK_C of the second burst's; left dirty in the page cache when the SIGKILL run began: $DIRTY_D MB"
 echo "the shipper's wall time per row during that catch-up, by stage, µs: $CATCHUP_STAGES"
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
