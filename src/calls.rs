@@ -56,7 +56,7 @@ pub struct LastReply {
 }
 
 /// Calls in progress, one entry per call id. Entries are boxed: a table that grows (one entry per
-/// new call) moves and zeroes pointers, not the entries' few hundred bytes each.
+/// new call) moves and zeroes a pointer and a time per call, not the entries' few hundred bytes.
 #[derive(Default)]
 pub struct Calls {
     map: ShardedMap<String, Slot>,
@@ -365,6 +365,7 @@ mod tests {
             |at: Instant| -> usize { (0..calls.shards()).map(|i| calls.prune_shard(i, at)).sum() };
         assert_eq!(sweep(Instant::now()), 1);
         std::thread::sleep(Duration::from_millis(20));
+        let before_new = Instant::now();
         calls.note_reply(
             "new",
             "ref-9",
@@ -373,8 +374,9 @@ mod tests {
             true,
             cookies(&[]),
         );
-        // As of a moment when "old" has been idle just past the limit and "new" not yet.
-        let at = Instant::now() + IDLE_LIMIT - Duration::from_millis(10);
+        // As of a moment when "old" has been idle past the limit (by 10 ms at least) and "new" not
+        // yet (by 10 ms at least, however slow this machine).
+        let at = before_new + IDLE_LIMIT - Duration::from_millis(10);
         assert_eq!(sweep(at), 1);
         assert!(calls.get("old").is_none());
         assert_eq!(

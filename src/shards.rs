@@ -60,12 +60,11 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     /// [`ShardedMap::retain`] over shard `i` alone (nothing when there is no such shard); returns
     /// how many entries that shard holds after. A sweep done shard by shard can let other work run
     /// between two shards.
-    pub fn retain_shard(&self, i: usize, keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+    pub fn retain_shard(&self, i: usize, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
         let Some(shard) = self.shards.get(i) else {
             return 0;
         };
         let mut shard = lock(shard);
-        let mut keep = keep;
         shard.retain(|k, v| keep(k, v));
         shard.len()
     }
