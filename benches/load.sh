@@ -70,19 +70,25 @@ load() { # url prefix rate [seconds]
     --seconds "${4:-$SECS}" --rate "$3" --prefix "$2" --called +15550100
 }
 ready() { curl -s "$BASE/readyz" || true; }
-# The bare handler's burst once more, with svamlgate and its cluster stopped first: the ceiling is
-# the higher of this and the first measurement, so that a host slow during one of them does not
-# make svamlgate's ratios look better than they are.
+start_bare() { # the bare handler on a free port, warmed up: BARE_URL, BARE_PID
+  local port; port=$(free_port)
+  "$BIN/examples/bare" "127.0.0.1:$port" & BARE_PID=$!
+  PIDS+=("$BARE_PID")
+  wait_port "$port"
+  BARE_URL="http://127.0.0.1:$port/sinch/callback"
+  load "$BARE_URL" warm 0 3 >/dev/null
+}
+stop_bare() { kill "$BARE_PID"; wait "$BARE_PID" 2>/dev/null || true; }
+# The bare handler's burst once more, svamlgate and its cluster stopped first: BARE_MAX2, and
+# BARE_RPS, the ceiling the ratios use: the higher of the two bursts, so that a host slow during
+# one of them does not make svamlgate's ratios look better than they are.
 bare_again() {
   kill "$SG" 2>/dev/null || true; wait "$SG" 2>/dev/null || true
-  local port; port=$(free_port)
-  "$BIN/examples/bare" "127.0.0.1:$port" & local pid=$!
-  wait_port "$port"
-  load "http://127.0.0.1:$port/sinch/callback" warm2 0 3 >/dev/null
-  load "http://127.0.0.1:$port/sinch/callback" bare-max2 0
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  start_bare
+  BARE_MAX2=$(load "$BARE_URL" bare-max2 0)
+  stop_bare
+  BARE_RPS=$(python3 -c "print(max($(field "$BARE_MAX" rps), $(field "$BARE_MAX2" rps)))")
 }
-ceiling() { python3 -c "print(max($1, $2))"; }
 metrics() { curl -s -H "authorization: Bearer $TOKEN" "$BASE/metrics"; }
 lag() { # without a python3 start per look: four looks a second must not take the CPU the shipper needs
   local n
@@ -153,15 +159,11 @@ slow_appends() { # before after: "N of M" appends over 5 ms between the two read
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
 echo "== bare actix-web handler" >&2
-BP=$(free_port)
-"$BIN/examples/bare" "127.0.0.1:$BP" & PIDS+=($!)
-wait_port "$BP"
-BARE_URL="http://127.0.0.1:$BP/sinch/callback"
-load "$BARE_URL" warm 0 3 >/dev/null
+start_bare
 BARE_MAX=$(load "$BARE_URL" bare-max 0)
 BARE_1000=$(load "$BARE_URL" bare-1000 1000)
 BARE_300=$(load "$BARE_URL" bare-300 300)
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+stop_bare
 
 echo "== svamlgate (journal + embedded PostgreSQL + IVR flow route)" >&2
 SP=$(free_port)
@@ -213,9 +215,9 @@ CATCHUP_STAGES=$(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")
 PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(getconf CLK_TCK)/d:.0f}' if d else 'n/a')")
 
 if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up alone
-  BARE_MAX2=$(bare_again)
+  bare_again
   echo "bare handler $(field "$BARE_MAX" rps)/s before svamlgate, $(field "$BARE_MAX2" rps)/s after"
-  echo "burst $(field "$SG_MAX" rps)/s against bare $(ceiling "$(field "$BARE_MAX" rps)" "$(field "$BARE_MAX2" rps)")/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
+  echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
   echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A"
   if [ -n "${WAITS:-}" ]; then
@@ -272,12 +274,11 @@ done
 
 DEFERRALS=$(metrics | awk '/^svamlgate_ship_deferrals_total /{print $2}')
 echo "== the bare handler's burst again, svamlgate stopped" >&2
-BARE_MAX2=$(bare_again)
+bare_again
 
 pct() { python3 -c "print(f'{100*$1/$2:.0f}%' if $2 else 'n/a')"; }
 verdict() { python3 -c "print('met' if $1 else 'NOT MET')"; }
 lat() { echo "p99 $(field "$1" p99_ms) (p999 $(field "$1" p999_ms), max $(field "$1" max_ms))"; }
-BARE_RPS=$(ceiling "$(field "$BARE_MAX" rps)" "$(field "$BARE_MAX2" rps)")
 
 echo
 echo "svamlgate against a bare actix-web handler, same run, ${SECS} s per measurement, $(nproc) cores shared with the load generator"

@@ -231,18 +231,14 @@ impl Calls {
         out
     }
 
-    /// Forgets calls idle for longer than [`IDLE_LIMIT`]; returns how many are left.
-    pub fn prune(&self) -> usize {
-        let now = Instant::now();
-        (0..self.shards()).map(|i| self.prune_shard(i, now)).sum()
-    }
-
     /// Shards of the map, for [`Calls::prune_shard`].
     pub fn shards(&self) -> usize {
         self.map.shard_count()
     }
 
-    /// [`Calls::prune`] over shard `i` alone, as of `now`; returns how many calls it holds after.
+    /// Forgets the calls of shard `i` idle for longer than [`IDLE_LIMIT`] as of `now`; returns
+    /// how many calls that shard holds after. The sweep (`app::spawn_pruning`) calls it for every
+    /// shard in turn.
     pub fn prune_shard(&self, i: usize, now: Instant) -> usize {
         self.map.retain_shard(i, |_, e| {
             now.saturating_duration_since(e.touched) < IDLE_LIMIT
@@ -357,13 +353,16 @@ mod tests {
         assert!(calls.cookies("c1").is_empty());
     }
 
+    /// A sweep of every shard as of `at`, as the service's does; the calls left.
+    fn sweep(calls: &Calls, at: Instant) -> usize {
+        (0..calls.shards()).map(|i| calls.prune_shard(i, at)).sum()
+    }
+
     #[test]
     fn a_sweep_forgets_calls_idle_past_the_limit_and_a_touched_call_stays() {
         let calls = Calls::default();
         calls.set("old", state("welcome"), OffsetDateTime::UNIX_EPOCH);
-        let sweep =
-            |at: Instant| -> usize { (0..calls.shards()).map(|i| calls.prune_shard(i, at)).sum() };
-        assert_eq!(sweep(Instant::now()), 1);
+        assert_eq!(sweep(&calls, Instant::now()), 1);
         std::thread::sleep(Duration::from_millis(20));
         let before_new = Instant::now();
         calls.note_reply(
@@ -377,7 +376,7 @@ mod tests {
         // As of a moment when "old" has been idle past the limit (by 10 ms at least) and "new" not
         // yet (by 10 ms at least, however slow this machine).
         let at = before_new + IDLE_LIMIT - Duration::from_millis(10);
-        assert_eq!(sweep(at), 1);
+        assert_eq!(sweep(&calls, at), 1);
         assert!(calls.get("old").is_none());
         assert_eq!(
             calls.last_reply("new").map(|r| r.reference),
@@ -393,7 +392,7 @@ mod tests {
             true,
             cookies(&[]),
         );
-        assert_eq!(sweep(at + Duration::from_millis(15)), 1);
-        assert_eq!(calls.prune(), 1);
+        assert_eq!(sweep(&calls, at + Duration::from_millis(15)), 1);
+        assert_eq!(sweep(&calls, Instant::now()), 1);
     }
 }

@@ -142,19 +142,13 @@ impl ReplayIndex {
         self.map.shard(&key).insert(key, Held { seen, original });
     }
 
-    /// Forgets keys older than the window. Returns how many are left.
-    pub fn prune(&self) -> usize {
-        let now = Instant::now();
-        (0..self.shards()).map(|i| self.prune_shard(i, now)).sum()
-    }
-
     /// Shards of the index, for [`ReplayIndex::prune_shard`].
     pub fn shards(&self) -> usize {
         self.map.shard_count()
     }
 
-    /// [`ReplayIndex::prune`] over shard `i` alone, as of `now`; returns how many keys it holds
-    /// after.
+    /// Forgets the keys of shard `i` older than the window as of `now`; returns how many keys that
+    /// shard holds after. The sweep (`app::spawn_pruning`) calls it for every shard in turn.
     pub fn prune_shard(&self, i: usize, now: Instant) -> usize {
         let keep = self.keep;
         self.map
@@ -223,6 +217,11 @@ mod tests {
         matches!(idx.claim(&[b; 32], Uuid::nil(), "x"), Claim::New(_))
     }
 
+    /// A sweep of every shard as of `at`, as the service's does; the keys left.
+    fn sweep(idx: &ReplayIndex, at: Instant) -> usize {
+        (0..idx.shards()).map(|i| idx.prune_shard(i, at)).sum()
+    }
+
     #[test]
     fn old_keys_are_forgotten_and_restored_keys_count() {
         let idx = ReplayIndex::new(Duration::from_secs(60));
@@ -243,7 +242,7 @@ mod tests {
         assert_eq!(idx.len(), 1);
         assert!(!claims_new(&idx, 2));
         assert!(claims_new(&idx, 3));
-        assert_eq!(idx.prune(), 2);
+        assert_eq!(sweep(&idx, Instant::now()), 2);
     }
 
     #[test]
@@ -254,11 +253,9 @@ mod tests {
             let age = Duration::from_secs(if i < 100 { 50 } else { 10 });
             idx.restore([i; 32], Uuid::nil(), "r".into(), age, (200, None));
         }
-        let sweep =
-            |at: Instant| -> usize { (0..idx.shards()).map(|i| idx.prune_shard(i, at)).sum() };
-        assert_eq!(sweep(Instant::now()), 200);
+        assert_eq!(sweep(&idx, Instant::now()), 200);
         // 20 s on, the first hundred are 70 s old: past the window.
-        assert_eq!(sweep(Instant::now() + Duration::from_secs(20)), 100);
+        assert_eq!(sweep(&idx, Instant::now() + Duration::from_secs(20)), 100);
         assert!(claims_new(&idx, 0));
         assert!(!claims_new(&idx, 150));
         // A shard that does not exist is nothing.
