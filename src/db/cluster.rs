@@ -28,6 +28,8 @@ pub const BACKGROUND_NICE: libc::c_int = 10;
 pub struct Health {
     state: AtomicU8,
     restarts: AtomicU64,
+    /// The cluster's data directory.
+    data: PathBuf,
 }
 
 impl Health {
@@ -45,6 +47,11 @@ impl Health {
     /// How often postgres was started again after it exited.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Acquire)
+    }
+
+    /// The cluster's data directory (`PGDATA`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 }
 
@@ -244,7 +251,10 @@ impl Cluster {
                 .arg(format!("unix_socket_directories={d}"))
                 .args(["-c", "unix_socket_permissions=0700"]);
         }
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health {
+            data: data.clone(),
+            ..Health::default()
+        });
         let (stop_tx, done_rx) = spawn_supervisor(cmd, health.clone())?;
         let cluster = Cluster {
             url: match &socket_dir {
@@ -400,7 +410,7 @@ fn publish(public_dir: &Path, password: &str, port: u16) -> anyhow::Result<()> {
 }
 
 /// The postmaster's command line: loopback only, no Unix socket, logging to `log_path`, niced,
-/// and killed by the kernel if svamlgate dies.
+/// and killed by the kernel if svamlgate dies (see [`launcher`] for how).
 fn postgres_command(
     bins: &Path,
     data: &Path,
@@ -414,7 +424,11 @@ fn postgres_command(
         .append(true)
         .open(log_path)?;
     chown(log_path, account)?;
-    let mut cmd = command(&bins.join("postgres"), account);
+    let launch = launcher();
+    let mut cmd = match &launch {
+        Some(l) => l.command(&bins.join("postgres"), account),
+        None => command(&bins.join("postgres"), account),
+    };
     cmd.arg("-D")
         .arg(data)
         .args(["-p", &port.to_string()])
@@ -447,18 +461,74 @@ fn postgres_command(
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the server if the
-    // thread that spawned it (the supervisor thread, alive for the whole process) ends.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            // Callers before records: the embedded server (and every backend it forks) yields
-            // the CPU to the reply path under load. Records wait in the journal meanwhile.
-            libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-            Ok(())
-        });
+    if launch.is_none() {
+        // SAFETY: prctl and setpriority are async-signal-safe; prctl only asks the kernel to
+        // SIGTERM the server if the thread that spawned it (the supervisor thread, alive for the
+        // whole process) ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // Callers before records: the embedded server (and every backend it forks) yields
+                // the CPU to the reply path under load. Records wait in the journal meanwhile.
+                libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+                Ok(())
+            });
+        }
     }
     Ok(cmd)
+}
+
+/// `nice` and `setpriv` (coreutils and util-linux), which start the postmaster without a `fork`
+/// of svamlgate.
+///
+/// A `Command` with a `pre_exec` hook, a uid or a gid makes the standard library `fork` the whole
+/// process. When the postmaster is started again after a crash, svamlgate holds hundreds of MB
+/// (the replay index, the calls in progress): `fork` copies its page tables under the memory map's
+/// lock (about 23 ms for 800 MB here, every thread that faults a page waits), and each page the
+/// reply path writes afterwards takes a fault of its own (200 ms of CPU for 800 MB, measured in
+/// docs/benchmarks.md, session 13): replies stall while PostgreSQL recovers. Without those three,
+/// the standard library uses `posix_spawn`, which shares the memory until the `exec`. `nice`
+/// lowers the priority, `setpriv` drops to the server's account and asks for SIGTERM when the
+/// supervisor thread ends, as the `pre_exec` hook does where they are missing.
+#[derive(Debug, Clone, PartialEq)]
+struct Launcher {
+    nice: PathBuf,
+    setpriv: PathBuf,
+}
+
+/// [`Launcher`], when both programs are on PATH.
+fn launcher() -> Option<Launcher> {
+    let find = |name: &str| {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    };
+    Some(Launcher {
+        nice: find("nice")?,
+        setpriv: find("setpriv")?,
+    })
+}
+
+impl Launcher {
+    /// `nice -n 10 setpriv --pdeathsig TERM [--reuid U --regid G --clear-groups] -- bin`, with the
+    /// environment of [`command`].
+    fn command(&self, bin: &Path, account: Option<(u32, u32)>) -> Command {
+        let mut cmd = Command::new(&self.nice);
+        cmd.arg("-n")
+            .arg(BACKGROUND_NICE.to_string())
+            .arg(&self.setpriv)
+            .args(["--pdeathsig", "TERM"]);
+        if let Some((uid, gid)) = account {
+            cmd.arg("--reuid")
+                .arg(uid.to_string())
+                .arg("--regid")
+                .arg(gid.to_string())
+                .arg("--clear-groups");
+        }
+        cmd.arg("--").arg(bin);
+        cmd.env_remove("PGDATA").env("LC_ALL", "C");
+        cmd
+    }
 }
 
 /// Starts the supervisor thread and waits until it has spawned the postmaster. The thread owns
@@ -648,6 +718,83 @@ fn stop_child(child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_launcher_drops_to_the_account_after_nice_and_setpriv() {
+        let l = Launcher {
+            nice: "/usr/bin/nice".into(),
+            setpriv: "/usr/bin/setpriv".into(),
+        };
+        let cmd = l.command(Path::new("/pg/bin/postgres"), Some((101, 102)));
+        assert_eq!(cmd.get_program(), "/usr/bin/nice");
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(
+            args,
+            [
+                "-n",
+                "10",
+                "/usr/bin/setpriv",
+                "--pdeathsig",
+                "TERM",
+                "--reuid",
+                "101",
+                "--regid",
+                "102",
+                "--clear-groups",
+                "--",
+                "/pg/bin/postgres"
+            ]
+        );
+        let own = l.command(Path::new("/pg/bin/postgres"), None);
+        assert!(!own.get_args().any(|a| a == "--reuid"));
+    }
+
+    /// The real programs: the child runs niced, and the kernel ends it when the thread that
+    /// started it ends (as when svamlgate dies), as the `pre_exec` hook did.
+    #[test]
+    fn a_launched_server_is_niced_and_ends_with_the_thread_that_started_it() {
+        use std::os::unix::process::ExitStatusExt;
+        let l = launcher().expect("nice (coreutils) and setpriv (util-linux) on PATH");
+        let (child_tx, child_rx) = mpsc::channel();
+        let (end_tx, end_rx) = mpsc::channel::<()>();
+        let starter = std::thread::spawn(move || {
+            let mut cmd = l.command(Path::new("sleep"), None);
+            cmd.arg("30");
+            child_tx.send(cmd.spawn().expect("spawn")).expect("send");
+            let _ = end_rx.recv();
+        });
+        let mut child = child_rx.recv().expect("child");
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Until `setpriv` has set the death signal and run `sleep`.
+        let fields = loop {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            if text.contains("(sleep)") {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "sleep never ran: {text}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // Field 19 of /proc/<pid>/stat is the nice value; fields after the name are split on
+        // spaces from the closing parenthesis on.
+        let after_name = &fields[fields.rfind(')').expect("name") + 2..];
+        let nice: i32 = after_name
+            .split(' ')
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .expect("nice field");
+        assert_eq!(nice, BACKGROUND_NICE);
+        drop(end_tx);
+        starter.join().expect("starter thread");
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the child outlived its thread");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+    }
 
     #[test]
     fn the_socket_goes_in_the_home_only_when_its_path_is_short_and_plain() {

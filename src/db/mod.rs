@@ -8,6 +8,7 @@ pub mod flows;
 pub mod outbound;
 pub mod replies;
 pub mod store;
+pub mod writeback;
 
 use std::time::Duration;
 

@@ -147,6 +147,14 @@ pub async fn build(
     let mut state = AppState::build(config, store, validator).await?;
     if let Some(c) = &cluster {
         state.alerts.watch_cluster(c.clone());
+        // The embedded cluster's dirty pages go out while the shipper is caught up (at most a
+        // batch behind), and the thread ends with this state.
+        let status = Arc::downgrade(&state.recorder.status);
+        crate::db::writeback::spawn(c.data_dir().to_path_buf(), move || {
+            status
+                .upgrade()
+                .map(|s| s.lag_records() <= crate::recording::shipper::BATCH as u64)
+        })?;
     }
     state.cluster = cluster;
     let state = web::Data::new(state);
