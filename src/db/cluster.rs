@@ -30,6 +30,8 @@ pub struct Health {
     restarts: AtomicU64,
     /// The cluster's data directory.
     data: PathBuf,
+    /// What [`super::writeback`] has written out.
+    writeback: super::writeback::Stats,
 }
 
 impl Health {
@@ -52,6 +54,11 @@ impl Health {
     /// The cluster's data directory (`PGDATA`).
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    /// What has been written out of the cluster's files while the shipper was caught up.
+    pub fn writeback(&self) -> &super::writeback::Stats {
+        &self.writeback
     }
 }
 

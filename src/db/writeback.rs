@@ -18,7 +18,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use super::cluster::Health;
 
 /// Bytes written (and waited for) per call.
 pub const CHUNK: u64 = 1 << 20;
@@ -35,6 +39,17 @@ pub fn pause_after(took: Duration) -> Duration {
     } else {
         Duration::ZERO
     }
+}
+
+/// What the thread has done since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Passes that went over every file written since the one before.
+    pub passes: AtomicU64,
+    /// Ranges that had pages to write.
+    pub ranges_written: AtomicU64,
+    /// Time spent writing them, in microseconds.
+    pub writing_us: AtomicU64,
 }
 
 /// What one pass did.
@@ -140,15 +155,18 @@ pub fn sync_range(file: &File, offset: u64, len: u64) -> Duration {
     started.elapsed()
 }
 
-/// Runs passes over the cluster in `data` whenever `idle` has said `Some(true)` twice in a row
-/// ([`LOOK_EVERY`] apart); ends when it says `None` (its owner is gone).
+/// Runs passes over the cluster of `health` whenever `idle` has said `Some(true)` twice in a row
+/// ([`LOOK_EVERY`] apart), counting them in [`Health::writeback`]; ends when it says `None` (its
+/// owner is gone).
 pub fn spawn(
-    data: PathBuf,
+    health: Arc<Health>,
     idle: impl Fn() -> Option<bool> + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("svamlgate-pg-writeback".into())
         .spawn(move || {
+            let data = health.data_dir();
+            let stats = health.writeback();
             let mut seen = HashMap::new();
             let mut quiet = 0;
             loop {
@@ -162,12 +180,29 @@ pub fn spawn(
                     continue;
                 }
                 let started = Instant::now();
+                let mut writing = Duration::ZERO;
                 let done = pass(
-                    &data,
+                    data,
                     &mut seen,
                     &mut || idle() == Some(true),
-                    &mut sync_range,
+                    &mut |file, offset, len| {
+                        let took = sync_range(file, offset, len);
+                        if !pause_after(took).is_zero() {
+                            writing += took;
+                        }
+                        took
+                    },
                     &mut std::thread::sleep,
+                );
+                stats
+                    .passes
+                    .fetch_add(u64::from(done.complete), Ordering::Relaxed);
+                stats
+                    .ranges_written
+                    .fetch_add(done.ranges_written, Ordering::Relaxed);
+                stats.writing_us.fetch_add(
+                    u64::try_from(writing.as_micros()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
                 );
                 if done.ranges_written > 0 {
                     tracing::debug!(

@@ -2,6 +2,7 @@
 //! shipping state in the details) and
 //! `GET /metrics` (Prometheus text format).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{get, web, HttpResponse};
@@ -244,6 +245,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     text.push_str(&state.verification.canary.gauges());
     if let Some(cluster) = &state.cluster {
         let up = u8::from(cluster.state() == "running");
+        let wb = cluster.writeback();
         write_gauges(
             &mut text,
             &[
@@ -256,6 +258,21 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                     "svamlgate_embedded_cluster_restarts",
                     "Restarts of the embedded PostgreSQL cluster since start.",
                     cluster.restarts() as f64,
+                ),
+                (
+                    "svamlgate_embedded_cluster_writeback_passes",
+                    "Complete passes over the embedded cluster's files written since the last one, made while the shipper was caught up.",
+                    wb.passes.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "svamlgate_embedded_cluster_writeback_ranges",
+                    "1 MiB ranges of the embedded cluster's files that had dirty pages when svamlgate wrote them out.",
+                    wb.ranges_written.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "svamlgate_embedded_cluster_writeback_seconds",
+                    "Time spent writing those ranges out.",
+                    wb.writing_us.load(Ordering::Relaxed) as f64 / 1e6,
                 ),
             ],
         );

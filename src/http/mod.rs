@@ -150,7 +150,7 @@ pub async fn build(
         // The embedded cluster's dirty pages go out while the shipper is caught up (at most a
         // batch behind), and the thread ends with this state.
         let status = Arc::downgrade(&state.recorder.status);
-        crate::db::writeback::spawn(c.data_dir().to_path_buf(), move || {
+        crate::db::writeback::spawn(c.clone(), move || {
             status
                 .upgrade()
                 .map(|s| s.lag_records() <= crate::recording::shipper::BATCH as u64)

@@ -209,6 +209,22 @@ async fn admin(base: &str, method: &str, path: &str, body: &Value) -> Value {
     res.json::<Value>().await.unwrap()
 }
 
+async fn metrics_text(base: &str) -> String {
+    let mut res = awc::Client::default()
+        .get(format!("{base}/metrics"))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    String::from_utf8(res.body().await.unwrap().to_vec()).unwrap()
+}
+
+/// The value of an unlabelled metric in the Prometheus text.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 async fn count_rows(url: &str, sql: &str) -> i64 {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -294,6 +310,32 @@ async fn embedded_postgres_killed_under_load_costs_no_call_and_no_record() {
     )
     .await;
     assert_eq!(distinct, rows);
+    // Caught up, svamlgate passes over the files the catch-up and the recovery wrote and writes
+    // their dirty pages out (src/db/writeback.rs); /metrics counts it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let passes = loop {
+        let text = metrics_text(&svc.base).await;
+        let passes = gauge(&text, "svamlgate_embedded_cluster_writeback_passes");
+        assert!(
+            gauge(&text, "svamlgate_embedded_cluster_writeback_ranges").is_some(),
+            "{text}"
+        );
+        if passes.is_some_and(|p| p >= 1.0) || Instant::now() > deadline {
+            break passes;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        passes.is_some_and(|p| p >= 1.0),
+        "no complete writeback pass while caught up: {passes:?}"
+    );
+    eprintln!(
+        "writeback while caught up: {passes:?} passes, {:?} ranges written",
+        gauge(
+            &metrics_text(&svc.base).await,
+            "svamlgate_embedded_cluster_writeback_ranges"
+        )
+    );
     let fallbacks = count_rows(
         &url,
         "SELECT count(*) FROM callbacks WHERE reply_source <> 'flow' AND callid LIKE 'load-%'",
