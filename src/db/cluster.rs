@@ -202,8 +202,13 @@ fn command(bin: &Path, account: Option<(u32, u32)>) -> Command {
     if let Some((uid, gid)) = account {
         cmd.uid(uid).gid(gid);
     }
-    cmd.env_remove("PGDATA").env("LC_ALL", "C");
+    server_env(&mut cmd);
     cmd
+}
+
+/// The environment of the server's programs: no inherited `PGDATA`, messages in plain C.
+fn server_env(cmd: &mut Command) {
+    cmd.env_remove("PGDATA").env("LC_ALL", "C");
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -503,22 +508,31 @@ struct Launcher {
     setpriv: PathBuf,
 }
 
-/// [`Launcher`], when both programs are on PATH.
+/// [`Launcher`], when both programs are on PATH and `setpriv` knows `--pdeathsig` (util-linux
+/// 2.33 and later). Looked up once, when the cluster starts (svamlgate is small then).
 fn launcher() -> Option<Launcher> {
     let find = |name: &str| {
         std::env::split_paths(&std::env::var_os("PATH")?)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     };
+    let setpriv = find("setpriv")?;
+    let help = Command::new(&setpriv)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--pdeathsig") {
+        return None;
+    }
     Some(Launcher {
         nice: find("nice")?,
-        setpriv: find("setpriv")?,
+        setpriv,
     })
 }
 
 impl Launcher {
-    /// `nice -n 10 setpriv --pdeathsig TERM [--reuid U --regid G --clear-groups] -- bin`, with the
-    /// environment of [`command`].
+    /// `nice -n 10 setpriv --pdeathsig TERM [--reuid U --regid G --clear-groups] -- bin`.
     fn command(&self, bin: &Path, account: Option<(u32, u32)>) -> Command {
         let mut cmd = Command::new(&self.nice);
         cmd.arg("-n")
@@ -533,7 +547,7 @@ impl Launcher {
                 .arg("--clear-groups");
         }
         cmd.arg("--").arg(bin);
-        cmd.env_remove("PGDATA").env("LC_ALL", "C");
+        server_env(&mut cmd);
         cmd
     }
 }
