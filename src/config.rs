@@ -184,8 +184,9 @@ pub struct ServeArgs {
 
     /// Callers before records: while callbacks queue for the CPU, the shipper holds its batches
     /// back for at most this many seconds, then ships until it has caught up. 0 ships whatever the
-    /// load. Ignored (0) when SVAMLGATE_PEER_STATE_WAIT_MS is set: other instances read call state
-    /// from PostgreSQL.
+    /// load. Never while the journal's unshipped segments fill half of SVAMLGATE_JOURNAL_MAX_BYTES
+    /// or records wait in memory. Ignored (0) when SVAMLGATE_PEER_STATE_WAIT_MS is set: other
+    /// instances read call state from PostgreSQL.
     #[arg(long, env = "SVAMLGATE_SHIP_DEFER_MAX_SECS", default_value_t = 10)]
     pub ship_defer_max_secs: u64,
 

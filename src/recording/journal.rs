@@ -942,6 +942,24 @@ impl Journal {
         std::fs::rename(&tmp, self.inner.dir.join("shipped"))
     }
 
+    /// Bytes of the segments not known to be fully shipped: the segment being written and every
+    /// one holding a record past [`Journal::shipped`]. Unlike [`Journal::bytes`], shipped segments
+    /// kept for the replay window do not count: they are deleted at once near the limit.
+    pub fn unshipped_bytes(&self) -> u64 {
+        let shipped = self.inner.shipped.load(Ordering::Acquire);
+        let segments = self
+            .inner
+            .segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        segments
+            .iter()
+            .zip(segments.iter().skip(1).map(Some).chain([None]))
+            .filter(|(_, next)| next.is_none_or(|n| n.first_seq.saturating_sub(1) > shipped))
+            .map(|(seg, _)| std::fs::metadata(&seg.path).map_or(0, |m| m.len()))
+            .sum()
+    }
+
     /// Deletes segments whose records are all shipped and that were last written before
     /// `keep_after` (or any fully shipped segment when `keep_after` is None). The segment being
     /// written is never deleted. Returns the number of segments deleted.
@@ -2321,7 +2339,14 @@ mod tests {
                 (1..=8).collect::<Vec<_>>()
             );
             assert!(c.read(&j, 8, 100).unwrap().is_empty());
+            let second = std::fs::metadata(&j.segments()[1].1).unwrap().len();
+            assert_eq!(j.unshipped_bytes(), j.bytes(), "nothing shipped yet");
             j.mark_shipped(5).unwrap();
+            assert_eq!(
+                j.unshipped_bytes(),
+                second,
+                "the first segment is shipped, the one being written is not"
+            );
             // Not old enough for a retention that keeps everything of the last hour.
             let hour_ago = SystemTime::now() - Duration::from_secs(3600);
             assert_eq!(j.delete_shipped(Some(hour_ago)), 0);

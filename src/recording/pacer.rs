@@ -2,7 +2,10 @@
 //! are being answered. While callbacks queue for the CPU (at least as many in flight as the
 //! machine has CPUs, at each of [`Pacer::SAMPLES`] looks over [`Pacer::WINDOW`]), the shipper holds
 //! its batches back, for at most [`ShipperConfig::defer_max`](super::shipper::ShipperConfig) of lag;
-//! then it ships whatever the load.
+//! then it ships whatever the load. It never holds back while records wait in memory or the
+//! journal's unshipped segments fill half its disk limit ([`room_to_hold_back`]): holding back
+//! only moves work to a quieter moment, and must never be why the journal fills and records are
+//! held in memory or dropped while PostgreSQL takes them.
 //!
 //! The disk is not a signal any more. The shipper used to shrink its batches and pause after each
 //! one when the journal's flushes got slow, on the view that PostgreSQL's writes slowed them. That
@@ -64,9 +67,27 @@ impl Pacer {
     }
 }
 
+/// Whether the journal leaves room to hold batches back: nothing waits in memory, and its
+/// unshipped segments ([`super::journal::Journal::unshipped_bytes`]) fill at most half of
+/// `limit`.
+pub fn room_to_hold_back(unshipped_bytes: u64, limit: u64, memory_empty: bool) -> bool {
+    memory_empty && unshipped_bytes <= limit / 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipper_holds_back_only_while_the_journal_has_room() {
+        assert!(room_to_hold_back(0, 150_000, true));
+        assert!(room_to_hold_back(75_000, 150_000, true));
+        assert!(!room_to_hold_back(75_001, 150_000, true));
+        assert!(
+            !room_to_hold_back(0, 150_000, false),
+            "records wait in memory"
+        );
+    }
 
     #[test]
     fn the_pacer_holds_back_only_while_callers_queue_and_only_for_a_while() {

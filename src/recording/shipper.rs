@@ -530,11 +530,17 @@ impl Shipper {
         batch_for(behind, self.arriving, self.tuning.catch_up_batch)
     }
 
-    /// Holds the next batch back while callers queue for the CPU ([`Pacer`]); true when it did.
+    /// Holds the next batch back while callers queue for the CPU ([`Pacer`]) and the journal has
+    /// room ([`super::pacer::room_to_hold_back`]); true when it did.
     async fn holds_back(&mut self, durable: u64, stopping: Option<std::time::Instant>) -> bool {
         let hold = self.read_ahead.handed < durable
             && stopping.is_none()
             && !self.status.urged()
+            && super::pacer::room_to_hold_back(
+                self.journal.unshipped_bytes(),
+                self.config.disk_limit_bytes,
+                self.status.memory.is_empty(),
+            )
             && self.pacer.saturated(&self.status).await;
         if hold {
             self.metrics.inc("svamlgate_ship_deferrals_total", &[]);
