@@ -31,6 +31,28 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 /// A range that took longer than this wrote something: the thread pauses after it.
 const WROTE_SOMETHING: Duration = Duration::from_micros(200);
 
+/// Below this much dirty in the whole page cache (`Dirty` in `/proc/meminfo`), passes are made
+/// only every [`SELDOM`].
+const LITTLE_DIRTY: u64 = 4 << 20;
+const SELDOM: Duration = Duration::from_secs(10);
+
+/// `Dirty` of `/proc/meminfo`, in bytes; `None` where it cannot be read.
+fn dirty_bytes() -> Option<u64> {
+    parse_dirty(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+fn parse_dirty(meminfo: &str) -> Option<u64> {
+    let kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Dirty:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// The pause after writing a range that took `took`: three times as long once it wrote something
 /// (the disk is ours a quarter of the time at most), none for a clean range.
 pub fn pause_after(took: Duration) -> Duration {
@@ -169,6 +191,7 @@ pub fn spawn(
             let stats = health.writeback();
             let mut seen = HashMap::new();
             let mut quiet = 0;
+            let mut last_pass = Instant::now() - SELDOM;
             loop {
                 std::thread::sleep(LOOK_EVERY);
                 match idle() {
@@ -179,6 +202,13 @@ pub fn spawn(
                 if quiet < 2 {
                     continue;
                 }
+                // Little in the whole page cache to write: one pass in a while is enough, so an
+                // idle service does not stat the cluster's files twice a second.
+                let little = dirty_bytes().is_some_and(|b| b < LITTLE_DIRTY);
+                if little && last_pass.elapsed() < SELDOM {
+                    continue;
+                }
+                last_pass = Instant::now();
                 let started = Instant::now();
                 let mut writing = Duration::ZERO;
                 let done = pass(
@@ -324,6 +354,14 @@ mod tests {
             "an incomplete pass forgets nothing it did not finish"
         );
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn dirty_is_read_from_meminfo() {
+        let meminfo = "MemFree:  22556 kB\nDirty:             1536 kB\nWriteback:  0 kB\n";
+        assert_eq!(parse_dirty(meminfo), Some(1536 * 1024));
+        assert_eq!(parse_dirty("MemFree: 1 kB\n"), None);
+        assert!(dirty_bytes().is_some(), "this is Linux");
     }
 
     #[test]
