@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::cluster::Health;
 
 /// Bytes written (and waited for) per call.
-pub const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = 1 << 20;
 /// How often the thread looks whether the shipper is caught up, and looks again during a pass.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
 /// A range that took longer than this wrote something: the thread pauses after it.
@@ -55,7 +55,7 @@ fn parse_dirty(meminfo: &str) -> Option<u64> {
 
 /// The pause after writing a range that took `took`: three times as long once it wrote something
 /// (the disk is ours a quarter of the time at most), none for a clean range.
-pub fn pause_after(took: Duration) -> Duration {
+fn pause_after(took: Duration) -> Duration {
     if took > WROTE_SOMETHING {
         took * 3
     } else {
@@ -76,13 +76,13 @@ pub struct Stats {
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Pass {
+struct Pass {
     /// Files visited (written since the last complete pass).
-    pub files: u64,
+    files: u64,
     /// Ranges that took long enough to have written something.
-    pub ranges_written: u64,
+    ranges_written: u64,
     /// false when the shipper had records again before the pass ended.
-    pub complete: bool,
+    complete: bool,
 }
 
 /// The relation files of a cluster: everything under `base/` and `global/` (not `pg_wal/`, which
@@ -110,7 +110,7 @@ fn relation_files(data: &Path) -> Vec<PathBuf> {
 /// each range by [`pause_after`] through `pause`, and giving up as soon as `idle` says records are
 /// to be shipped (looked at every [`LOOK_EVERY`]). `seen` (file → modification time at the last
 /// complete pass) is updated when the pass completes.
-pub fn pass(
+fn pass(
     data: &Path,
     seen: &mut HashMap<PathBuf, SystemTime>,
     idle: &mut dyn FnMut() -> bool,
@@ -158,7 +158,7 @@ pub fn pass(
 }
 
 /// Starts writing the range and waits until it is on its way to the disk (no cache flush).
-pub fn sync_range(file: &File, offset: u64, len: u64) -> Duration {
+fn sync_range(file: &File, offset: u64, len: u64) -> Duration {
     let started = Instant::now();
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Duration::ZERO;
