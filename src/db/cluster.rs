@@ -436,10 +436,9 @@ fn postgres_command(
         .append(true)
         .open(log_path)?;
     chown(log_path, account)?;
-    let launch = launcher();
-    let mut cmd = match &launch {
+    let mut cmd = match launcher() {
         Some(l) => l.command(&bins.join("postgres"), account),
-        None => command(&bins.join("postgres"), account),
+        None => forking_command(&bins.join("postgres"), account),
     };
     cmd.arg("-D")
         .arg(data)
@@ -473,21 +472,26 @@ fn postgres_command(
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    if launch.is_none() {
-        // SAFETY: prctl and setpriority are async-signal-safe; prctl only asks the kernel to
-        // SIGTERM the server if the thread that spawned it (the supervisor thread, alive for the
-        // whole process) ends.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                // Callers before records: the embedded server (and every backend it forks) yields
-                // the CPU to the reply path under load. Records wait in the journal meanwhile.
-                libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-                Ok(())
-            });
-        }
-    }
     Ok(cmd)
+}
+
+/// Where [`launcher`] finds no programs: [`command`] with a `pre_exec` hook that does what `nice`
+/// and `setpriv` would (the standard library then forks svamlgate to start the server).
+fn forking_command(bin: &Path, account: Option<(u32, u32)>) -> Command {
+    let mut cmd = command(bin, account);
+    // SAFETY: prctl and setpriority are async-signal-safe; prctl only asks the kernel to SIGTERM
+    // the server if the thread that spawned it (the supervisor thread, alive for the whole
+    // process) ends.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // Callers before records: the embedded server (and every backend it forks) yields
+            // the CPU to the reply path under load. Records wait in the journal meanwhile.
+            libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// `nice` and `setpriv` (coreutils and util-linux), which start the postmaster without a `fork`
@@ -502,7 +506,7 @@ fn postgres_command(
 /// the standard library uses `posix_spawn`, which shares the memory until the `exec`. `nice`
 /// lowers the priority, `setpriv` drops to the server's account and asks for SIGTERM when the
 /// supervisor thread ends, as the `pre_exec` hook does where they are missing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Launcher {
     nice: PathBuf,
     setpriv: PathBuf,

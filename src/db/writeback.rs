@@ -81,6 +81,8 @@ struct Pass {
     files: u64,
     /// Ranges that took long enough to have written something.
     ranges_written: u64,
+    /// Time those ranges took.
+    writing: Duration,
     /// false when the shipper had records again before the pass ended.
     complete: bool,
 }
@@ -147,6 +149,7 @@ fn pass(
             let rest = pause_after(took);
             if !rest.is_zero() {
                 done.ranges_written += 1;
+                done.writing += took;
                 pause(rest);
             }
             offset += CHUNK;
@@ -209,19 +212,11 @@ pub fn spawn(
                     continue;
                 }
                 last_pass = Instant::now();
-                let started = Instant::now();
-                let mut writing = Duration::ZERO;
                 let done = pass(
                     data,
                     &mut seen,
                     &mut || idle() == Some(true),
-                    &mut |file, offset, len| {
-                        let took = sync_range(file, offset, len);
-                        if !pause_after(took).is_zero() {
-                            writing += took;
-                        }
-                        took
-                    },
+                    &mut sync_range,
                     &mut std::thread::sleep,
                 );
                 stats
@@ -231,7 +226,7 @@ pub fn spawn(
                     .ranges_written
                     .fetch_add(done.ranges_written, Ordering::Relaxed);
                 stats.writing_us.fetch_add(
-                    u64::try_from(writing.as_micros()).unwrap_or(u64::MAX),
+                    u64::try_from(done.writing.as_micros()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
                 if done.ranges_written > 0 {
@@ -239,7 +234,7 @@ pub fn spawn(
                         files = done.files,
                         ranges_written = done.ranges_written,
                         complete = done.complete,
-                        ms = started.elapsed().as_millis() as u64,
+                        ms = last_pass.elapsed().as_millis() as u64,
                         "embedded PostgreSQL: dirty pages written out while idle"
                     );
                 }
@@ -316,6 +311,7 @@ mod tests {
             Pass {
                 files: 2,
                 ranges_written: 4,
+                writing: Duration::from_millis(8),
                 complete: true
             }
         );

@@ -188,6 +188,16 @@ struct Segment {
     path: PathBuf,
 }
 
+/// How many segments at the start of `segments` hold only records up to `shipped`: segment i holds
+/// seqs `[first_i, first_{i+1})`, so it is fully shipped when `first_{i+1} - 1 <= shipped`. The
+/// segment being written (the last) is never counted.
+fn fully_shipped(segments: &[Segment], shipped: u64) -> usize {
+    segments
+        .windows(2)
+        .take_while(|w| w[1].first_seq.saturating_sub(1) <= shipped)
+        .count()
+}
+
 /// Position up to which records are durable (the highest durable seq).
 pub type Durable = watch::Receiver<u64>;
 
@@ -952,11 +962,9 @@ impl Journal {
             .segments
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        segments
+        segments[fully_shipped(&segments, shipped)..]
             .iter()
-            .zip(segments.iter().skip(1).map(Some).chain([None]))
-            .filter(|(_, next)| next.is_none_or(|n| n.first_seq.saturating_sub(1) > shipped))
-            .map(|(seg, _)| std::fs::metadata(&seg.path).map_or(0, |m| m.len()))
+            .map(|seg| std::fs::metadata(&seg.path).map_or(0, |m| m.len()))
             .sum()
     }
 
@@ -1031,12 +1039,7 @@ impl Shared {
         let shipped = self.shipped.load(Ordering::Acquire);
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         let mut deleted = 0;
-        // Segment i holds seqs [first_i, first_{i+1}); it is fully shipped when first_{i+1} - 1 <= shipped.
-        while segments.len() > 1 {
-            let next_first = segments[1].first_seq;
-            if next_first.saturating_sub(1) > shipped {
-                break;
-            }
+        for _ in 0..fully_shipped(&segments, shipped) {
             let seg = &segments[0];
             let old_enough = match keep_after {
                 None => true,
