@@ -1301,6 +1301,12 @@ async fn deferred_commits_a_postgres_crash_loses_are_shipped_again_from_the_chec
         .await
         .unwrap();
     assert_eq!(flush_after, "256kB");
+    // Nor does it write 16 MB of zeros into each new WAL segment before its WAL (session 14).
+    let init_zero: String = sqlx::query_scalar("SHOW wal_init_zero")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(init_zero, "off");
     // Nothing else flushes the WAL meanwhile (an autovacuum's commit would).
     for sql in [
         "ALTER SYSTEM SET autovacuum = off",
