@@ -8,6 +8,8 @@
 #   BURST_ONLY=1 benches/load.sh            # the burst and its catch-up alone, with where the time goes
 #   WAITS=1 BURST_ONLY=1 benches/load.sh    # also samples what PostgreSQL waits on (its psql starts load the machine)
 #   PERF=/tmp/p BURST_ONLY=1 benches/load.sh  # also whole-machine perf profiles: /tmp/p.burst, /tmp/p.catchup
+#   TIMELINE=1 benches/load.sh              # also the 1,000/s run right after a burst, half-second by
+#                                           # half-second (its sampler's curl starts add load)
 #
 # Builds (release) svamlgate, a bare actix-web handler from the same dependency versions
 # (examples/bare.rs) and a load generator that signs every request as Sinch does and sends distinct
@@ -156,6 +158,12 @@ appends() { # "<appends within 5 ms> <all appends>" from the journal's append hi
 slow_appends() { # before after: "N of M" appends over 5 ms between the two readings
   python3 -c "b='$1'.split(); a='$2'.split(); n=int(a[1])-int(b[1]); f=int(a[0])-int(b[0]); print(f'{n-f} of {n}')"
 }
+wal_written() { # "<WAL bytes> <WAL syncs>" PostgreSQL has written since its statistics began
+  pg_psql -c "SELECT wal_bytes::bigint, wal_sync FROM pg_stat_wal" 2>/dev/null | tr '|' ' ' || echo "0 0"
+}
+wal_per_row() { # before after rows: "X bytes of WAL per row, Y WAL flushes"
+  python3 -c "b='$1'.split(); a='$2'.split(); n=max($3,1); print(f'{(int(a[0])-int(b[0]))/n:.0f} bytes of WAL per row, {int(a[1])-int(b[1])} WAL flushes')"
+}
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
 echo "== bare actix-web handler" >&2
@@ -185,7 +193,7 @@ drain
 checkpoint
 
 echo "== a. burst, then the shipper's catch-up" >&2
-CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped); DISK0=$(disk_written); DISK_T0=$(now)
+CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped); DISK0=$(disk_written); DISK_T0=$(now); WAL0=$(wal_written)
 if [ -n "${PERF:-}" ]; then # a whole-machine CPU profile of the burst (cpu-clock samples), then of its catch-up
   perf record -q -e cpu-clock -a -F 999 -o "$PERF.burst" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!
 fi
@@ -207,6 +215,7 @@ drain
 DRAIN_SECS=$(since "$DRAIN_START")
 CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped); SG_END=$(own_ticks "$SG"); MT1=$(machine_ticks); ST1=$(stages)
 DISK_A=$(disk_rate "$DISK0" "$(disk_written)" "$(since "$DISK_T0")" "$(field "$SG_MAX" ok)")
+WAL_A=$(wal_per_row "$WAL0" "$(wal_written)" "$((SHIPPED1 - SHIPPED0))")
 CATCHUP_CPU=$(python3 -c "
 i0,a0='$MT0'.split(); i1,a1='$MT1'.split(); t=int(a1)-int(a0); n=$(nproc)
 print(f'machine idle {100*(int(i1)-int(i0))/t:.0f}%, postgres {100*n*($CPU1-$CPU_MID)/t:.0f}% of a core, svamlgate {100*n*($SG_END-$SG_MID)/t:.0f}% of a core' if t else 'n/a')")
@@ -219,7 +228,7 @@ if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up a
   echo "bare handler $(field "$BARE_MAX" rps)/s before svamlgate, $(field "$BARE_MAX2" rps)/s after"
   echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
-  echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A"
+  echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A; PostgreSQL: $WAL_A"
   if [ -n "${WAITS:-}" ]; then
     wait "$SAMPLER" 2>/dev/null || true
     echo "what PostgreSQL's active backends were doing, sampled during the catch-up:"; cat "$WORK/waits"
@@ -240,7 +249,15 @@ SG_BURST2=$(load "$SG_URL" sg-burst2 0)
 LAG_AT_START=$(lag)
 CATCH_START=$(now)
 AP2=$(appends); DISK2=$(disk_written)
+if [ -n "${TIMELINE:-}" ]; then # every 0.1 s: time, appends (fast, all), lag, dirty and writeback MB, disk bytes
+  ( while :; do
+      echo "$(now) $(appends) $(lag) $(awk '/^Dirty:/{d=$2}/^Writeback:/{w=$2}END{print int(d/1024), int(w/1024)}' /proc/meminfo) $(disk_written)"
+      sleep 0.1
+    done >"$WORK/timeline" ) &
+  TIMELINE_PID=$!
+fi
 SG_AFTER=$(load "$SG_URL" sg-after 1000)
+if [ -n "${TIMELINE:-}" ]; then kill "$TIMELINE_PID" 2>/dev/null || true; fi
 AP3=$(appends); DISK_C=$(disk_rate "$DISK2" "$(disk_written)" "$SECS" "$(field "$SG_BURST2" ok)")
 LAG_AT_END=$(lag)
 drain
@@ -304,13 +321,31 @@ printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "svamlgate memory" \
   "-" "RSS $((RSS_KB / 1024)) MiB, peak $((HWM_KB / 1024)) MiB" "-" ""
 echo
 echo "fallbacks: burst $(field "$SG_MAX" fallback), 1,000/s $(field "$SG_1000" fallback), after burst $(field "$SG_AFTER" fallback), SIGKILL $(field "$SG_KILL" fallback); errors (no answer or not 200): bare $(( $(field "$BARE_MAX" errors) + $(field "$BARE_MAX2" errors) + $(field "$BARE_1000" errors) + $(field "$BARE_300" errors) )), svamlgate $ERRORS"
-echo "second burst: $(field "$SG_BURST2" rps) requests/s; the shipper caught up ${CATCHUP_SECS} s after the 1,000/s run began"
+echo "second burst: $(field "$SG_BURST2" rps) requests/s; the journal was drained ${CATCHUP_SECS} s after the 1,000/s run began (looked for once the run ended: an upper bound; TIMELINE=1 shows when the lag fell)"
 echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; embedded cluster: $CLUSTER; restarts seen in the log: $(grep -c 'starting it again' "$WORK/svamlgate.log" || true)"
 echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"
 echo "journal appends (record handed over to durable) over 5 ms, which a reply waits for: 1,000/s after a drain $(slow_appends "$AP0" "$AP1"); right after a burst $(slow_appends "$AP2" "$AP3"); through the SIGKILL $(slow_appends "$AP4" "$AP5")"
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
 echo "bare handler's burst: $(field "$BARE_MAX" rps)/s before svamlgate's runs, $(field "$BARE_MAX2" rps)/s after them; the ratios use the higher"
 echo "CPU during the burst's catch-up: $CATCHUP_CPU"
-echo "disk written (journal and PostgreSQL together) during the burst and its catch-up: $DISK_A; during the 1,000/s run right after a burst: $DISK_C of the second burst's; left dirty in the page cache when the SIGKILL run began: $DIRTY_D MB"
+echo "disk written (journal and PostgreSQL together) during the burst and its catch-up: $DISK_A (PostgreSQL: $WAL_A); during the 1,000/s run right after a burst: $DISK_C of the second burst's; left dirty in the page cache when the SIGKILL run began: $DIRTY_D MB"
 echo "the shipper's wall time per row during that catch-up, by stage, µs: $CATCHUP_STAGES"
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
+if [ -n "${TIMELINE:-}" ]; then
+  echo
+  echo "the 1,000/s run right after a burst, by half-second: appends over 5 ms, the shipper's lag, dirty and under-writeback page cache, disk writes"
+  python3 - "$WORK/timeline" "$CATCH_START" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 7 and l.split()[3] != "x"]
+t0, prev = float(sys.argv[2]), None
+print("|    s | appends > 5 ms | lag (records) | dirty MB | writeback MB | disk MB/s |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    t, fast, every, lag, dirty, wb, disk = float(r[0]), int(r[1]), int(r[2]), r[3], r[4], r[5], float(r[6])
+    if prev is None or t - prev[0] >= 0.5:
+        if prev is not None:
+            n = every - prev[2]
+            print(f"| {t - t0:4.1f} | {n - (fast - prev[1])} of {n} | {lag} | {dirty} | {wb} | {(disk - prev[3]) / 1e6 / (t - prev[0]):.0f} |")
+        prev = (t, fast, every, disk)
+PY
+fi
