@@ -455,11 +455,12 @@ fn postgres_command(
         // catch-up) until a checkpoint or crash recovery flushes them all at once, which the
         // journal's flush then waits behind (docs/benchmarks.md, session 11).
         .args(["-c", "backend_flush_after=256kB"])
-        // A new WAL segment is not filled with 16 MB of zeros before PostgreSQL writes its WAL into
-        // it. A catch-up past the segments the last checkpoint kept for reuse creates new ones all
-        // along, and their zeros were a third of what the disk was given to write meanwhile, which the
-        // journal's flushes wait behind (docs/benchmarks.md, session 14). The WAL's own writes and
-        // `fdatasync` (which carries the blocks' allocation) keep it as durable.
+        // A new WAL segment is not filled with 16 MB of zeros before PostgreSQL writes its WAL
+        // into it. A catch-up past the segments the last checkpoint kept for reuse creates new
+        // ones all along: with the zeros the WAL writer wrote 1.8 times the WAL, without them 1.1
+        // times, and a benchmark's burst and catch-up gave the disk a sixth less, which the
+        // journal's flushes wait behind (docs/benchmarks.md, session 14). The WAL's own writes
+        // and `fdatasync` (which carries the blocks' allocation) keep it as durable.
         .args(["-c", "wal_init_zero=off"]);
     if fsync_off {
         // A throwaway cluster (the tests'): many short-lived apps, each with its own pools and
