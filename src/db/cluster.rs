@@ -454,14 +454,17 @@ fn postgres_command(
         // every 256 kB instead of piling up in the page cache (300 MB in a benchmark's
         // catch-up) until a checkpoint or crash recovery flushes them all at once, which the
         // journal's flush then waits behind (docs/benchmarks.md, session 11).
-        .args(["-c", "backend_flush_after=256kB"])
+        .args(["-c", "backend_flush_after=256kB"]);
+    if major_version(data).is_some_and(|v| v >= 12) {
         // A new WAL segment is not filled with 16 MB of zeros before PostgreSQL writes its WAL
         // into it. A catch-up past the segments the last checkpoint kept for reuse creates new
         // ones all along: with the zeros the WAL writer wrote 1.8 times the WAL, without them 1.1
         // times, and a benchmark's burst and catch-up gave the disk a sixth less, which the
         // journal's flushes wait behind (docs/benchmarks.md, session 14). The WAL's own writes
-        // and `fdatasync` (which carries the blocks' allocation) keep it as durable.
-        .args(["-c", "wal_init_zero=off"]);
+        // and `fdatasync` (which carries the blocks' allocation) keep it as durable. (The setting
+        // came with PostgreSQL 12; an older server refuses to start with it.)
+        cmd.args(["-c", "wal_init_zero=off"]);
+    }
     if fsync_off {
         // A throwaway cluster (the tests'): many short-lived apps, each with its own pools and
         // shipper, share it within one test binary.
@@ -480,6 +483,13 @@ fn postgres_command(
         .stdout(log.try_clone()?)
         .stderr(log);
     Ok(cmd)
+}
+
+/// The major version of the cluster in `data` (its `PG_VERSION` file: `15`, or `9.6` before
+/// PostgreSQL 10, read as 9); `None` when it cannot be read.
+fn major_version(data: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data.join("PG_VERSION")).ok()?;
+    text.trim().split('.').next()?.parse().ok()
 }
 
 /// Where [`launcher`] finds no programs: [`command`] with a `pre_exec` hook that does what `nice`
@@ -750,6 +760,23 @@ fn stop_child(child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clusters_major_version_is_read_from_its_pg_version_file() {
+        let d = std::env::temp_dir().join(format!("svamlgate-pgv-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap();
+        assert_eq!(major_version(&d), None, "no file");
+        for (text, want) in [
+            ("15\n", Some(15)),
+            ("12", Some(12)),
+            ("9.6\n", Some(9)),
+            ("x", None),
+        ] {
+            std::fs::write(d.join("PG_VERSION"), text).unwrap();
+            assert_eq!(major_version(&d), want, "{text:?}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn the_launcher_drops_to_the_account_after_nice_and_setpriv() {
