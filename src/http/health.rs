@@ -336,7 +336,7 @@ fn journal_gauges(state: &AppState) -> [Gauge; 8] {
         ),
         (
             "svamlgate_journal_at_limit",
-            "1 while the journal refuses appends at SVAMLGATE_JOURNAL_MAX_BYTES: records are held in memory.",
+            "1 from when the journal refuses an append at SVAMLGATE_JOURNAL_MAX_BYTES until room is made: records are held in memory.",
             flag(crate::recording::journal::WriteState::AtLimit),
         ),
         (

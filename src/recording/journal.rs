@@ -228,7 +228,8 @@ pub enum WriteState {
     Ok,
     /// The last write failed (disk full, I/O error, read-only filesystem).
     Failing,
-    /// The last write did not fit under the disk limit (`SVAMLGATE_JOURNAL_MAX_BYTES`).
+    /// A write did not fit under the disk limit (`SVAMLGATE_JOURNAL_MAX_BYTES`), and no room was
+    /// made since (records small enough for the last bytes may still be taken).
     AtLimit,
 }
 
@@ -1130,6 +1131,8 @@ struct Writer {
     slow_flushes: u64,
     last_slow_log: Option<Instant>,
     failures: Throttle,
+    /// The journal's bytes when it last refused a group at its limit, until room is made.
+    limit_hit_at: Option<u64>,
 }
 
 type Waiting = Vec<(u64, Vec<u8>, oneshot::Sender<Result<u64, Rejected>>)>;
@@ -1151,6 +1154,7 @@ impl Writer {
             slow_flushes: 0,
             last_slow_log: None,
             failures: Throttle::new(FAILURE_LOG_EVERY),
+            limit_hit_at: None,
         }
     }
 
@@ -1221,6 +1225,7 @@ impl Writer {
                     self.shared.max_bytes
                 ),
             );
+            self.limit_hit_at = Some(self.shared.bytes.load(Ordering::Acquire));
             self.give_up(group, first_seq, e, STATE_AT_LIMIT);
             return;
         }
@@ -1237,8 +1242,19 @@ impl Writer {
     fn written(&mut self, group: &mut Waiting) {
         let last = self.next_seq - 1;
         self.durable_tx.send_replace(last);
-        let was = self.shared.state.swap(STATE_OK, Ordering::AcqRel);
-        if was != STATE_OK {
+        // At its limit, a group small enough for the last bytes left still fits: the journal stays
+        // at its limit (readiness, metrics) until room is made, not until such a group comes.
+        let room_made = self
+            .limit_hit_at
+            .is_none_or(|at| self.shared.bytes.load(Ordering::Acquire) < at);
+        let now = if room_made {
+            self.limit_hit_at = None;
+            STATE_OK
+        } else {
+            STATE_AT_LIMIT
+        };
+        let was = self.shared.state.swap(now, Ordering::AcqRel);
+        if was != STATE_OK && now == STATE_OK {
             let missed = self.failures.take();
             tracing::info!(
                 failed_writes_not_logged = missed,
@@ -2011,7 +2027,7 @@ mod tests {
     fn the_disk_limit_bounds_the_journal_and_shipped_records_make_room() {
         let dir = temp();
         rt().block_on(async {
-            let limit = 10 * (HEADER as u64 + 100);
+            let limit = 10 * (HEADER as u64 + 100) + HEADER as u64 + 4;
             let (j, _) = Journal::open_with_limit(&dir, limit).unwrap();
             assert_eq!(
                 j.segment_bytes(),
@@ -2026,9 +2042,14 @@ mod tests {
             assert_eq!(back.payload, vec![8; 100]);
             assert_eq!(j.write_state(), WriteState::AtLimit);
             assert!(j.bytes() <= limit);
+            // A record small enough for the last bytes is taken, and the journal is still at its
+            // limit: no room was made.
+            assert_eq!(j.append(vec![6; 4]).await.unwrap(), 11);
+            assert_eq!(j.write_state(), WriteState::AtLimit);
+            assert!(j.bytes() <= limit);
             // Everything shipped: the active segment is closed and deleted to make room.
-            j.mark_shipped(10).unwrap();
-            assert_eq!(j.append(vec![9; 100]).await.unwrap(), 11);
+            j.mark_shipped(11).unwrap();
+            assert_eq!(j.append(vec![9; 100]).await.unwrap(), 12);
             assert_eq!(j.write_state(), WriteState::Ok);
             assert_eq!(j.bytes(), HEADER as u64 + 100);
             j.release();
