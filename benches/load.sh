@@ -145,7 +145,8 @@ DISK=$(basename "$(findmnt -no SOURCE --target "$WORK" 2>/dev/null || true)")
 disk_written() { awk -v d="$DISK" '$3 == d {print $10 * 512; found=1} END {if (!found) print 0}' /proc/diskstats | head -1; }
 # What the page cache holds written but not yet on the disk (the kernel writes it back within 30 s,
 # a checkpoint or crash recovery at once), MB.
-dirty_mb() { awk '/^Dirty:/ {print int($2 / 1024)}' /proc/meminfo; }
+meminfo_mb() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' /proc/meminfo; }
+dirty_mb() { meminfo_mb Dirty; }
 disk_rate() { # bytes0 bytes1 seconds callbacks: "X MB/s, Y KB per callback"
   python3 -c "b=$2-$1; print(f'{b/1e6/$3:.0f} MB/s, {b/1e3/max($4,1):.1f} KB per callback' if b > 0 and $3 > 0 else 'n/a')"
 }
@@ -251,7 +252,7 @@ CATCH_START=$(now)
 AP2=$(appends); DISK2=$(disk_written)
 if [ -n "${TIMELINE:-}" ]; then # every 0.1 s: time, appends (fast, all), lag, dirty and writeback MB, disk bytes
   ( while :; do
-      echo "$(now) $(appends) $(lag) $(awk '/^Dirty:/{d=$2}/^Writeback:/{w=$2}END{print int(d/1024), int(w/1024)}' /proc/meminfo) $(disk_written)"
+      echo "$(now) $(appends) $(lag) $(dirty_mb) $(meminfo_mb Writeback) $(disk_written)"
       sleep 0.1
     done >"$WORK/timeline" ) &
   TIMELINE_PID=$!

@@ -194,7 +194,8 @@ pub fn spawn(
             let stats = health.writeback();
             let mut seen = HashMap::new();
             let mut quiet = 0;
-            let mut last_pass = Instant::now() - SELDOM;
+            // None until the first pass (`Instant::now() - SELDOM` panics within 10 s of boot).
+            let mut last_pass: Option<Instant> = None;
             loop {
                 std::thread::sleep(LOOK_EVERY);
                 match idle() {
@@ -208,10 +209,11 @@ pub fn spawn(
                 // Little in the whole page cache to write: one pass in a while is enough, so an
                 // idle service does not stat the cluster's files twice a second.
                 let little = dirty_bytes().is_some_and(|b| b < LITTLE_DIRTY);
-                if little && last_pass.elapsed() < SELDOM {
+                if little && last_pass.is_some_and(|at| at.elapsed() < SELDOM) {
                     continue;
                 }
-                last_pass = Instant::now();
+                let started = Instant::now();
+                last_pass = Some(started);
                 let done = pass(
                     data,
                     &mut seen,
@@ -234,7 +236,7 @@ pub fn spawn(
                         files = done.files,
                         ranges_written = done.ranges_written,
                         complete = done.complete,
-                        ms = last_pass.elapsed().as_millis() as u64,
+                        ms = started.elapsed().as_millis() as u64,
                         "embedded PostgreSQL: dirty pages written out while idle"
                     );
                 }

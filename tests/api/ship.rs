@@ -1296,17 +1296,15 @@ async fn deferred_commits_a_postgres_crash_loses_are_shipped_again_from_the_chec
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
     // The embedded cluster writes a backend's evicted buffers out as it goes (docs/benchmarks.md,
     // session 11), rather than leaving them for a checkpoint or crash recovery to flush at once.
-    let flush_after: String = sqlx::query_scalar("SHOW backend_flush_after")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(flush_after, "256kB");
     // Nor does it write 16 MB of zeros into each new WAL segment before its WAL (session 14).
-    let init_zero: String = sqlx::query_scalar("SHOW wal_init_zero")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(init_zero, "off");
+    for (setting, want) in [("backend_flush_after", "256kB"), ("wal_init_zero", "off")] {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(setting)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(value, want, "{setting}");
+    }
     // Nothing else flushes the WAL meanwhile (an autovacuum's commit would).
     for sql in [
         "ALTER SYSTEM SET autovacuum = off",
