@@ -4,6 +4,7 @@
 #
 #   benches/load.sh                         # 10 s per measurement
 #   SECS=5 benches/load.sh                  # a quick pass
+#   CONNS=128 benches/load.sh               # the load generator's connections (32 by default), every run
 #   SVAMLGATE_BIN=/path/to/svamlgate benches/load.sh   # another build of svamlgate (e.g. an older one)
 #   BURST_ONLY=1 benches/load.sh            # the burst and its catch-up alone, with where the time goes
 #   WAITS=1 BURST_ONLY=1 benches/load.sh    # also samples what PostgreSQL waits on (its psql starts load the machine)
@@ -14,10 +15,10 @@
 # Builds (release) svamlgate, a bare actix-web handler from the same dependency versions
 # (examples/bare.rs) and a load generator that signs every request as Sinch does and sends distinct
 # ICEs (examples/loadgen.rs). Then, on this machine, with the load generator sharing its cores:
-#   1. the bare handler: requests/s with 32 connections; latency at a fixed 1,000/s and 300/s;
+#   1. the bare handler: requests/s with CONNS (32) connections; latency at a fixed 1,000/s and 300/s;
 #   2. svamlgate as shipped (durable journal, embedded PostgreSQL, an IVR flow route for the called
 #      number), in this order:
-#      a. burst: 32 connections for SECS; then the time the shipper needs to catch up, which gives
+#      a. burst: CONNS connections for SECS; then the time the shipper needs to catch up, which gives
 #         the sustained figure (that run's callbacks over the run plus the catch-up), and
 #         PostgreSQL's CPU per row (every process of the cluster, from /proc, over the run and the
 #         catch-up, divided by the rows shipped meanwhile);
@@ -36,6 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${SECS:-10}
+CONNS=${CONNS:-32}
 KEY=bench-key
 SECRET=YmVuY2gtc2VjcmV0
 TOKEN=bench-admin
@@ -68,7 +70,7 @@ wait_port() {
   echo "nothing listens on $1" >&2; exit 1
 }
 load() { # url prefix rate [seconds]
-  "$BIN/examples/loadgen" --url "$1" --key "$KEY" --secret "$SECRET" --connections 32 \
+  "$BIN/examples/loadgen" --url "$1" --key "$KEY" --secret "$SECRET" --connections "$CONNS" \
     --seconds "${4:-$SECS}" --rate "$3" --prefix "$2" --called +15550100
 }
 ready() { curl -s "$BASE/readyz" || true; }
@@ -198,7 +200,9 @@ CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped); DISK0=$(disk_written); DISK_T0=$(now)
 if [ -n "${PERF:-}" ]; then # a whole-machine CPU profile of the burst (cpu-clock samples), then of its catch-up
   perf record -q -e cpu-clock -a -F 999 -o "$PERF.burst" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!
 fi
+BURST_T0=$(machine_ticks)
 SG_MAX=$(load "$SG_URL" sg-max 0)
+BURST_T1=$(machine_ticks)
 DRAIN_START=$(now)
 if [ -n "${PERF:-}" ]; then
   wait "$PERF_PID" || true
@@ -229,6 +233,9 @@ if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up a
   echo "bare handler $(field "$BARE_MAX" rps)/s before svamlgate, $(field "$BARE_MAX2" rps)/s after"
   echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
+  python3 -c "
+i0,a0='$BURST_T0'.split(); i1,a1='$BURST_T1'.split(); t=int(a1)-int(a0)
+print(f'machine idle during the burst: {100*(int(i1)-int(i0))/t:.0f}% (each reply waits for the journal flush: too few connections to cover that wait leave the CPU idle)' if t else 'n/a')"
   echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A; PostgreSQL: $WAL_A"
   if [ -n "${WAITS:-}" ]; then
     wait "$SAMPLER" 2>/dev/null || true
@@ -302,7 +309,7 @@ echo
 echo "svamlgate against a bare actix-web handler, same run, ${SECS} s per measurement, $(nproc) cores shared with the load generator"
 printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "Figure" "bare handler" "svamlgate" "target" ""
 printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "---" "---" "---" "---" "---"
-printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "burst: 32 connections, requests/s" \
+printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "burst: $CONNS connections, requests/s" \
   "$BARE_RPS" "$(field "$SG_MAX" rps) = $(pct "$(field "$SG_MAX" rps)" "$BARE_RPS")" ">= 30%" \
   "$(verdict "$(field "$SG_MAX" rps) * 100 >= 30 * $BARE_RPS")"
 printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "sustained: burst callbacks / (run + catch-up ${DRAIN_SECS} s)" \
