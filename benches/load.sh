@@ -127,6 +127,10 @@ pg_cpu_ticks() { # CPU time of every process of the cluster (exited backends inc
 machine_ticks() { # "<idle+iowait ticks> <all ticks>" of the whole machine, from /proc/stat
   awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
+idle_pct() { # before after (two machine_ticks readings): the machine's idle share between them, %
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[2] - x[2]
+    if (t > 0) printf "%.0f\n", 100 * (y[1] - x[1]) / t; else print "n/a" }'
+}
 stages() { # the shipper's wall time per stage so far, "stage=µs ..."
   metrics | sed -n 's/^svamlgate_ship_stage_microseconds_total{stage="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
 }
@@ -222,8 +226,8 @@ CPU1=$(pg_cpu_ticks); SHIPPED1=$(shipped); SG_END=$(own_ticks "$SG"); MT1=$(mach
 DISK_A=$(disk_rate "$DISK0" "$(disk_written)" "$(since "$DISK_T0")" "$(field "$SG_MAX" ok)")
 WAL_A=$(wal_per_row "$WAL0" "$(wal_written)" "$((SHIPPED1 - SHIPPED0))")
 CATCHUP_CPU=$(python3 -c "
-i0,a0='$MT0'.split(); i1,a1='$MT1'.split(); t=int(a1)-int(a0); n=$(nproc)
-print(f'machine idle {100*(int(i1)-int(i0))/t:.0f}%, postgres {100*n*($CPU1-$CPU_MID)/t:.0f}% of a core, svamlgate {100*n*($SG_END-$SG_MID)/t:.0f}% of a core' if t else 'n/a')")
+t=int('$MT1'.split()[1])-int('$MT0'.split()[1]); n=$(nproc)
+print(f'machine idle $(idle_pct "$MT0" "$MT1")%, postgres {100*n*($CPU1-$CPU_MID)/t:.0f}% of a core, svamlgate {100*n*($SG_END-$SG_MID)/t:.0f}% of a core' if t else 'n/a')")
 SUSTAINED=$(python3 -c "print(round($(field "$SG_MAX" ok) / ($SECS + $DRAIN_SECS)))")
 CATCHUP_STAGES=$(stage_delta "$ST0" "$ST1" "$((SHIPPED1 - SH0))")
 PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(getconf CLK_TCK)/d:.0f}' if d else 'n/a')")
@@ -233,9 +237,7 @@ if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up a
   echo "bare handler $(field "$BARE_MAX" rps)/s before svamlgate, $(field "$BARE_MAX2" rps)/s after"
   echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
-  python3 -c "
-i0,a0='$BURST_T0'.split(); i1,a1='$BURST_T1'.split(); t=int(a1)-int(a0)
-print(f'machine idle during the burst: {100*(int(i1)-int(i0))/t:.0f}% (each reply waits for the journal flush: too few connections to cover that wait leave the CPU idle)' if t else 'n/a')"
+  echo "machine idle during the burst: $(idle_pct "$BURST_T0" "$BURST_T1")% (each reply waits for the journal's flush: too few connections to cover that wait leave the CPU idle)"
   echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A; PostgreSQL: $WAL_A"
   if [ -n "${WAITS:-}" ]; then
     wait "$SAMPLER" 2>/dev/null || true
