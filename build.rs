@@ -1,6 +1,7 @@
 //! Embeds the JSON Schema bundle: every `.json` file under `schemas/` (except the manifest) goes
 //! into the binary through a generated list that `src/svaml/schema.rs` includes. A new schema file
-//! (a new SVAML action, say) needs no second list.
+//! (a new SVAML action, say) needs no second list. It also has Cargo rebuild when `migrations/`
+//! changes (see `main`).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,9 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 
 fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=schemas");
+    // `sqlx::migrate!` embeds migrations/ at compile time but does not tell Cargo: a migration
+    // added or edited would otherwise leave an older list in the binary.
+    println!("cargo:rerun-if-changed=migrations");
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let mut files = Vec::new();
     walk(&base, &base, &mut files)?;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What one shipped callback row costs PostgreSQL (CPU, and WAL bytes) on the shipper's fast path
 # (binary COPY straight into callbacks), with each distinct reply stored once (0015) against the
-# reply in every row (before 0015), and what each index of `callbacks`, the console's trigger and
-# the call_state rows add to it.
+# reply in every row (before 0015), and what each index of `callbacks`, the time indexes in
+# descending order (before 0017), the console's trigger and the call_state rows add to it.
 #
 #   benches/rows.sh                      # 40,000 rows per variant, three rounds
 #   ROWS=100000 REPEAT=5 benches/rows.sh
@@ -154,11 +154,12 @@ VARIANTS=(
   "the reply in every row (before 0015)|before||before|"
   "each distinct reply once (0015, the shipper now)|now||now|"
   "  without callbacks_reply (the sweep's index)|now|DROP INDEX callbacks_reply|now|CREATE INDEX callbacks_reply ON callbacks (reply_id)"
-  "  without callbacks_received|now|DROP INDEX callbacks_received|now|CREATE INDEX callbacks_received ON callbacks (received_at DESC)"
+  "  without callbacks_received|now|DROP INDEX callbacks_received|now|CREATE INDEX callbacks_received ON callbacks (received_at)"
   "  without callbacks_callid_received|now|DROP INDEX callbacks_callid_received|now|CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)"
   "  without the unique reference|now|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key|now|ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)"
-  "  without callbacks_ice_called and _cli|now|DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli|now|CREATE INDEX callbacks_ice_called ON callbacks (called, received_at DESC) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at DESC) WHERE event_type = 'ice'"
+  "  without callbacks_ice_called and _cli|now|DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli|now|CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
   "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|now|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
+  "  received_at descending in callbacks_received, _ice_called, _ice_cli (before 0017)|now|DROP INDEX callbacks_received; DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli; CREATE INDEX callbacks_received ON callbacks (received_at DESC); CREATE INDEX callbacks_ice_called ON callbacks (called, received_at DESC) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at DESC) WHERE event_type = 'ice'|now|DROP INDEX callbacks_received; DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli; CREATE INDEX callbacks_received ON callbacks (received_at); CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
   "  without the console trigger|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|now|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
   "  plus call_state COPYed straight in (new calls)|now||dnew|"
 )

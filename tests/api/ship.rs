@@ -984,6 +984,76 @@ async fn migration_0015_stores_each_reply_once_and_every_row_reads_its_own() {
     assert!(unqualified.to_string().contains("reply"), "{unqualified}");
 }
 
+/// Migration 0017 on rows stored before it: the time indexes are built again in ascending order
+/// under their names, the rows are still found newest first, and the reads that want the newest
+/// first (the console's search by number, the latest callbacks) scan the indexes backwards
+/// instead of sorting.
+#[actix_web::test]
+async fn migration_0017_builds_the_time_indexes_ascending_and_newest_first_reads_use_them() {
+    let mut db = migrated_before(17).await;
+    sqlx::raw_sql(
+        r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, callid, called, caller) VALUES
+        ('00000000-0000-0000-0000-000000000001', 'a', now() - interval '2 minutes', 'ice', true, '\x7b7d', 'verified', '/', 'c1', '+15550100', '+46708168731'),
+        ('00000000-0000-0000-0000-000000000002', 'b', now() - interval '1 minute', 'ice', true, '\x7b7d', 'verified', '/', 'c2', '+15550100', '+46708168731'),
+        ('00000000-0000-0000-0000-000000000003', 'c', now(), 'dice', true, '\x7b7d', 'verified', '/', 'c1', NULL, NULL)"#,
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    apply_migration(&mut db, 17).await;
+    let defs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index \
+         WHERE indrelid = 'callbacks'::regclass AND indexrelid::regclass::text = ANY($1) ORDER BY 1",
+    )
+    .bind(["callbacks_ice_called", "callbacks_ice_cli", "callbacks_received"])
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(defs.len(), 3, "{defs:?}");
+    for (name, def) in &defs {
+        assert!(!def.contains("DESC"), "{name}: {def}");
+    }
+    // The planner would read three rows without an index: make it show what it does with one.
+    sqlx::raw_sql("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for (sql, index) in [
+        (
+            "SELECT reference FROM callbacks WHERE event_type = 'ice' AND called = '+15550100' ORDER BY received_at DESC LIMIT 20",
+            "callbacks_ice_called",
+        ),
+        (
+            "SELECT reference FROM callbacks WHERE event_type = 'ice' AND caller = '+46708168731' ORDER BY received_at DESC LIMIT 20",
+            "callbacks_ice_cli",
+        ),
+        (
+            "SELECT reference FROM callbacks ORDER BY received_at DESC LIMIT 20",
+            "callbacks_received",
+        ),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains(&format!("Index Scan Backward using {index}")) && !plan.contains("Sort"),
+            "{sql}:\n{plan}"
+        );
+        let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        let newest_first: &[&str] = if index == "callbacks_received" {
+            &["c", "b", "a"]
+        } else {
+            &["b", "a"]
+        };
+        assert_eq!(found, newest_first, "{sql}");
+    }
+}
+
 /// A batch large enough to be shipped over two connections (`recording::ship::PARALLEL_AT`) lands as one
 /// in one transaction would: a replay in the second half of an original in the first, a call set
 /// in the first half and ended in the second, Sinch's report in the second half marking a reply in
