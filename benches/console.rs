@@ -27,10 +27,18 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Inserts callbacks `from..to` (of `total`, spread over `days`) in one statement.
+/// The two replies the loaded callbacks point at (`replies`, migration 0015), each stored once
+/// under the digest of its text as the shipper stores it (`db::replies::id_of`).
+const REPLIES: [&str; 2] = [
+    r#"{"instructions":[{"name":"say","text":"Sorry, try again later.","locale":"en-US"}],"action":{"name":"hangup"}}"#,
+    r#"{"instructions":[],"action":{"name":"connectPstn","number":"+46700000000","cli":"+46700000001"}}"#,
+];
+
+/// Inserts callbacks `from..to` (of `total`, spread over `days`) in one statement; `FALLBACK_REPLY`
+/// and `UPSTREAM_REPLY` stand for the two [`REPLIES`].
 const LOAD: &str = r#"
 INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key,
-    raw_body, body_json, called, caller, signature, dedup_key, http_status, reply, reply_source, fallback_reason, validation,
+    raw_body, body_json, called, caller, signature, dedup_key, http_status, reply_id, reply_source, fallback_reason, validation,
     latency_us, remote_addr, path, gate_verdict, rejected_by_sinch, flow_id, flow_version, flow_node)
 SELECT
     gen_random_uuid(),
@@ -48,8 +56,7 @@ SELECT
     md5(i::text),
     200,
     CASE WHEN ev IN ('ice', 'ace', 'pie') THEN
-        CASE WHEN fb THEN '{"instructions":[{"name":"say","text":"Sorry, try again later.","locale":"en-US"}],"action":{"name":"hangup"}}'::jsonb
-             ELSE '{"instructions":[],"action":{"name":"connectPstn","number":"+46700000000","cli":"+46700000001"}}'::jsonb END
+        (SELECT r.id FROM replies r WHERE r.reply = CASE WHEN fb THEN FALLBACK_REPLY ELSE UPSTREAM_REPLY END)
     END,
     CASE WHEN ev IN ('ice', 'ace', 'pie') THEN CASE WHEN fb THEN 'fallback' ELSE 'upstream' END ELSE 'none' END,
     CASE WHEN fb AND ev IN ('ice', 'ace', 'pie') THEN 'invalid' END,
@@ -139,9 +146,21 @@ async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let chunk = 100_000u64;
     let mut from = 0;
+    for text in REPLIES {
+        sqlx::query(
+            "INSERT INTO replies (id, reply) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+        )
+        .bind(svamlgate::db::replies::id_of(text))
+        .bind(text)
+        .execute(&pool)
+        .await?;
+    }
+    let load = LOAD
+        .replace("FALLBACK_REPLY", &format!("'{}'::jsonb", REPLIES[0]))
+        .replace("UPSTREAM_REPLY", &format!("'{}'::jsonb", REPLIES[1]));
     while from < total {
         let to = (from + chunk).min(total);
-        sqlx::query(LOAD)
+        sqlx::query(sqlx::AssertSqlSafe(load.clone()))
             .bind(from as i64)
             .bind(to as i64)
             .bind(total as i64)
