@@ -13,17 +13,20 @@
 -- `ORDER BY received_at DESC` (with `called = …` or `caller = …` for the console's search) is
 -- still one index scan, read from the newest end. The names stay.
 --
--- Each index is built again (the table is locked against writes meanwhile: the shipper's
--- batches wait in the journal, replies do not).
+-- Each index is built again. The builds come first: they lock the table against writes only (the
+-- shipper's batches wait in the journal, replies do not; admin reads go on). The drops and
+-- renames, which lock out reads too until the migration commits, come last and take no time.
+-- The builds take time in proportion to the table (minutes with tens of millions of rows): the
+-- shipper gives migrations an hour (src/recording/shipper.rs, MIGRATION_TIMEOUT), and on a large
+-- database `svamlgate migrate` before the new release starts is better (README).
 
 CREATE INDEX callbacks_received_asc ON callbacks (received_at);
-DROP INDEX callbacks_received;
-ALTER INDEX callbacks_received_asc RENAME TO callbacks_received;
-
 CREATE INDEX callbacks_ice_called_asc ON callbacks (called, received_at) WHERE event_type = 'ice';
-DROP INDEX callbacks_ice_called;
-ALTER INDEX callbacks_ice_called_asc RENAME TO callbacks_ice_called;
-
 CREATE INDEX callbacks_ice_cli_asc ON callbacks (caller, received_at) WHERE event_type = 'ice';
+
+DROP INDEX callbacks_received;
+DROP INDEX callbacks_ice_called;
 DROP INDEX callbacks_ice_cli;
+ALTER INDEX callbacks_received_asc RENAME TO callbacks_received;
+ALTER INDEX callbacks_ice_called_asc RENAME TO callbacks_ice_called;
 ALTER INDEX callbacks_ice_cli_asc RENAME TO callbacks_ice_cli;

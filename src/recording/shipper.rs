@@ -58,6 +58,13 @@ const LINGER: Duration = Duration::from_millis(100);
 /// is back.
 const SHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest the migrations may take before the shipper gives up on the connection and tries again.
+/// Not [`SHIP_TIMEOUT`]: a migration that rebuilds an index of `callbacks` (0017) takes time in
+/// proportion to the table, minutes with tens of millions of rows, and one cut off at 30 s would
+/// be rolled back and started again for ever, shipping nothing. Records wait in the journal
+/// meanwhile, as they do while PostgreSQL is away.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How the shipper runs.
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
@@ -1016,13 +1023,17 @@ async fn migrate_when_possible(
 ) -> bool {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let migrated = tokio::time::timeout(SHIP_TIMEOUT, crate::db::MIGRATOR.run(store.pool()))
-            .await
-            .unwrap_or_else(|_| {
+        let run = tokio::time::timeout(MIGRATION_TIMEOUT, crate::db::MIGRATOR.run(store.pool()));
+        let migrated = tokio::select! {
+            r = run => r.unwrap_or_else(|_| {
                 Err(sqlx::migrate::MigrateError::Execute(
                     sqlx::Error::PoolTimedOut,
                 ))
-            });
+            }),
+            // A long migration does not hold up a shutdown: dropped, it is rolled back and
+            // applied again at the next start.
+            () = stopping(stop) => return false,
+        };
         match migrated {
             Ok(()) => {
                 *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -1037,6 +1048,16 @@ async fn migrate_when_possible(
                 pause(backoff, stop).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+/// Returns once shutdown has begun.
+async fn stopping(stop: &mut watch::Receiver<Option<std::time::Instant>>) {
+    while stop.borrow_and_update().is_none() {
+        if stop.changed().await.is_err() {
+            // No sender any more: no shutdown will be asked for this way.
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -1128,6 +1149,33 @@ fn housekeeping(journal: &Journal, metrics: &Metrics, status: &ShipStatus, confi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What ends a migration that is still running: shutdown asked for (at once, or while it runs),
+    /// never the mere end of the sender.
+    #[tokio::test]
+    async fn a_running_migration_is_given_up_only_for_a_shutdown() {
+        let (tx, mut rx) = watch::channel(None);
+        let short = Duration::from_millis(50);
+        assert!(tokio::time::timeout(short, stopping(&mut rx))
+            .await
+            .is_err());
+        tx.send_replace(Some(std::time::Instant::now()));
+        assert!(tokio::time::timeout(short, stopping(&mut rx)).await.is_ok());
+
+        let (tx, mut rx) = watch::channel(None);
+        let waiting = tokio::spawn(async move { stopping(&mut rx).await });
+        tokio::task::yield_now().await;
+        tx.send_replace(Some(std::time::Instant::now()));
+        assert!(tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .is_ok());
+
+        let (tx, mut rx) = watch::channel::<Option<std::time::Instant>>(None);
+        drop(tx);
+        assert!(tokio::time::timeout(short, stopping(&mut rx))
+            .await
+            .is_err());
+    }
 
     #[test]
     fn the_checkpoint_moves_past_a_deferred_batch_only_once_it_is_flushed_and_in_order() {
