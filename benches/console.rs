@@ -34,8 +34,8 @@ const REPLIES: [&str; 2] = [
     r#"{"instructions":[],"action":{"name":"connectPstn","number":"+46700000000","cli":"+46700000001"}}"#,
 ];
 
-/// Inserts callbacks `from..to` (of `total`, spread over `days`) in one statement; `FALLBACK_REPLY`
-/// and `UPSTREAM_REPLY` stand for the two [`REPLIES`].
+/// Inserts callbacks `from..to` (of `total`, spread over `days`) in one statement, pointing at the
+/// two [`REPLIES`] by their ids (`$5` the fallback's, `$6` the upstream reply's).
 const LOAD: &str = r#"
 INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key,
     raw_body, body_json, called, caller, signature, dedup_key, http_status, reply_id, reply_source, fallback_reason, validation,
@@ -56,7 +56,7 @@ SELECT
     md5(i::text),
     200,
     CASE WHEN ev IN ('ice', 'ace', 'pie') THEN
-        (SELECT r.id FROM replies r WHERE r.reply = CASE WHEN fb THEN FALLBACK_REPLY ELSE UPSTREAM_REPLY END)
+        CASE WHEN fb THEN $5::uuid ELSE $6::uuid END
     END,
     CASE WHEN ev IN ('ice', 'ace', 'pie') THEN CASE WHEN fb THEN 'fallback' ELSE 'upstream' END ELSE 'none' END,
     CASE WHEN fb AND ev IN ('ice', 'ace', 'pie') THEN 'invalid' END,
@@ -146,25 +146,25 @@ async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let chunk = 100_000u64;
     let mut from = 0;
-    for text in REPLIES {
+    let reply_ids = REPLIES.map(svamlgate::db::replies::id_of);
+    for (id, text) in reply_ids.iter().zip(REPLIES) {
         sqlx::query(
             "INSERT INTO replies (id, reply) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
         )
-        .bind(svamlgate::db::replies::id_of(text))
+        .bind(id)
         .bind(text)
         .execute(&pool)
         .await?;
     }
-    let load = LOAD
-        .replace("FALLBACK_REPLY", &format!("'{}'::jsonb", REPLIES[0]))
-        .replace("UPSTREAM_REPLY", &format!("'{}'::jsonb", REPLIES[1]));
     while from < total {
         let to = (from + chunk).min(total);
-        sqlx::query(sqlx::AssertSqlSafe(load.clone()))
+        sqlx::query(LOAD)
             .bind(from as i64)
             .bind(to as i64)
             .bind(total as i64)
             .bind(days as f64)
+            .bind(reply_ids[0])
+            .bind(reply_ids[1])
             .execute(&pool)
             .await?;
         from = to;

@@ -1055,11 +1055,9 @@ async fn migrate_when_possible(
 
 /// Returns once shutdown has begun.
 async fn stopping(stop: &mut watch::Receiver<Option<std::time::Instant>>) {
-    while stop.borrow_and_update().is_none() {
-        if stop.changed().await.is_err() {
-            // No sender any more: no shutdown will be asked for this way.
-            std::future::pending::<()>().await;
-        }
+    if stop.wait_for(Option::is_some).await.is_err() {
+        // No sender any more: no shutdown will be asked for this way.
+        std::future::pending::<()>().await;
     }
 }
 
