@@ -106,6 +106,18 @@ drain() { # waits until the shipper has moved every journal record into PostgreS
   done
   echo "the journal did not drain" >&2
 }
+spares() { metrics | awk '/^svamlgate_journal_spares_ready / {n=$2} END {print n+0}'; }
+wait_spares() { # a burst after a quiet moment: waits until the journal's reserve of zero-filled
+  # segments stops growing (5 s without a new one; at most 60 s; the count is printed)
+  local n last=-1 since=0
+  for _ in $(seq 1 240); do
+    n=$(spares)
+    if [ "$n" != "$last" ]; then last=$n; since=0; else since=$((since + 1)); fi
+    [ "$since" -ge 20 ] && break
+    sleep 0.25
+  done
+  echo "$last"
+}
 pg_home() { cat "$WORK/data/pg-location" 2>/dev/null || echo "$WORK/data"; }
 pg_psql() {
   PGPASSWORD=$(cat "$WORK/data/pg-password") psql -h 127.0.0.1 -p "$(cat "$WORK/data/pg-port")" \
@@ -198,6 +210,7 @@ SG_URL="$BASE/sinch/callback"
 WARM=$(load "$SG_URL" sg-warm 0 3)
 drain
 checkpoint
+SPARES_A=$(wait_spares)
 
 echo "== a. burst, then the shipper's catch-up" >&2
 CPU0=$(pg_cpu_ticks); SHIPPED0=$(shipped); DISK0=$(disk_written); DISK_T0=$(now); WAL0=$(wal_written)
@@ -235,7 +248,7 @@ PG_US_PER_ROW=$(python3 -c "d=$SHIPPED1-$SHIPPED0; print(f'{($CPU1-$CPU0)*1e6/$(
 if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up alone
   bare_again
   echo "bare handler $(field "$BARE_MAX" rps)/s before svamlgate, $(field "$BARE_MAX2" rps)/s after"
-  echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s; sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
+  echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s ($SPARES_A zero-filled journal segments ready when it began); sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
   echo "machine idle during the burst: $(idle_pct "$BURST_T0" "$BURST_T1")% (each reply waits for the journal's flush: too few connections to cover that wait leave the CPU idle)"
   echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A; PostgreSQL: $WAL_A"
@@ -255,6 +268,7 @@ AP1=$(appends)
 
 echo "== c. 1,000/s right after a burst" >&2
 drain
+SPARES_C=$(spares)
 SG_BURST2=$(load "$SG_URL" sg-burst2 0)
 LAG_AT_START=$(lag)
 CATCH_START=$(now)
@@ -331,6 +345,7 @@ printf '| %-58s | %-30s | %-38s | %-7s | %s\n' "svamlgate memory" \
   "-" "RSS $((RSS_KB / 1024)) MiB, peak $((HWM_KB / 1024)) MiB" "-" ""
 echo
 echo "fallbacks: burst $(field "$SG_MAX" fallback), 1,000/s $(field "$SG_1000" fallback), after burst $(field "$SG_AFTER" fallback), SIGKILL $(field "$SG_KILL" fallback); errors (no answer or not 200): bare $(( $(field "$BARE_MAX" errors) + $(field "$BARE_MAX2" errors) + $(field "$BARE_1000" errors) + $(field "$BARE_300" errors) )), svamlgate $ERRORS"
+echo "zero-filled journal segments ready: $SPARES_A when the burst began (after a quiet moment), $SPARES_C when the second burst began"
 echo "second burst: $(field "$SG_BURST2" rps) requests/s; the journal was drained ${CATCHUP_SECS} s after the 1,000/s run began (looked for once the run ended: an upper bound; TIMELINE=1 shows when the lag fell)"
 echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; embedded cluster: $CLUSTER; restarts seen in the log: $(grep -c 'starting it again' "$WORK/svamlgate.log" || true)"
 echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"

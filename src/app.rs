@@ -194,6 +194,9 @@ fn open_journal(
     let options = crate::recording::journal::Options {
         max_bytes: config.journal_max_bytes,
         preallocate: config.journal_preallocate,
+        spares: config
+            .journal_spares
+            .map(|n| usize::try_from(n).unwrap_or(1)),
     };
     let (journal, recovery) = Journal::open_with(&journal_dir, options)
         .with_context(|| format!("opening the journal in {}", journal_dir.display()))?;

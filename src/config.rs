@@ -176,6 +176,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_JOURNAL_PREALLOCATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub journal_preallocate: bool,
 
+    /// Zero-filled segments kept ready for bursts: the next one, and a reserve filled while no
+    /// segment has been started for two seconds (only while the journal stays under three
+    /// quarters of SVAMLGATE_JOURNAL_MAX_BYTES and PostgreSQL keeps up; given up when records need
+    /// the room). Default: a quarter of the limit, from 1 to 8 segments. 1 keeps only the next one.
+    #[arg(long, env = "SVAMLGATE_JOURNAL_SPARES", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub journal_spares: Option<u64>,
+
     /// Several instances on one database: how long an event of a call this instance does not know
     /// waits for another instance's record of it to reach PostgreSQL, in ms. 0 (one instance):
     /// calls are known from memory alone, and no event ever reads PostgreSQL.

@@ -297,8 +297,8 @@ fn write_gauges(text: &mut String, gauges: &[Gauge]) {
 }
 
 /// The journal's and the shipper's gauges: lag, bytes and limit, records held in memory, write
-/// state, records cut at start.
-fn journal_gauges(state: &AppState) -> [Gauge; 8] {
+/// state, records cut at start, spares ready.
+fn journal_gauges(state: &AppState) -> [Gauge; 9] {
     let status = &state.recorder.status;
     let journal = state.recorder.journal();
     let write_state = journal.write_state();
@@ -318,6 +318,11 @@ fn journal_gauges(state: &AppState) -> [Gauge; 8] {
             "svamlgate_journal_bytes",
             "Bytes held in journal segments.",
             journal.bytes() as f64,
+        ),
+        (
+            "svamlgate_journal_spares_ready",
+            "Zero-filled segments ready for the journal to write into (the next one and the reserve for bursts).",
+            journal.spares_ready() as f64,
         ),
         (
             "svamlgate_journal_max_bytes",

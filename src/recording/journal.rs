@@ -10,6 +10,8 @@
 //!   ([`spare`]), zero-filled to its full size, and frames are written over the zeros. An all-zero
 //!   header followed by zeros only is the clean end of a segment.
 //! * `spare`: the next segment, zero-filled and durable, waiting to be renamed when a segment starts.
+//! * `spare.1`, `spare.2`, …: the reserve, more such files filled while the journal is quiet; one
+//!   becomes `spare` when the writer takes it, so that a burst does not wait for zeros.
 //! * `shipped`: the highest sequence number known to be in PostgreSQL (written after each shipped
 //!   batch; losing an update only means re-shipping, which is idempotent).
 //!
@@ -619,6 +621,9 @@ pub struct Options {
     /// Write into zero-filled segments prepared ahead of time (the default), so that a flush
     /// changes no file metadata; false appends to growing files.
     pub preallocate: bool,
+    /// `SVAMLGATE_JOURNAL_SPARES`: zero-filled segments kept ready, the spare and its reserve
+    /// ([`spare`]); `None`: [`spares_for`] the limit.
+    pub spares: Option<usize>,
 }
 
 impl Default for Options {
@@ -626,8 +631,16 @@ impl Default for Options {
         Options {
             max_bytes: u64::MAX,
             preallocate: true,
+            spares: None,
         }
     }
+}
+
+/// Spares kept ready by default for a disk limit: a quarter of it in segments, from 1 to 8 (8
+/// segments of 32 MiB, 256 MiB, for the default limit of 1 GiB).
+pub fn spares_for(max_bytes: u64) -> usize {
+    let n = max_bytes / 4 / segment_bytes_for(max_bytes);
+    usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 8)
 }
 
 /// What scanning every segment at open found, beside the records and cuts put in [`Recovery`].
@@ -818,6 +831,12 @@ impl Journal {
             ..Default::default()
         };
         let spare_ready = spare::recover(dir, options.preallocate, segment_bytes)?;
+        let spares = options
+            .spares
+            .unwrap_or_else(|| spares_for(options.max_bytes));
+        let reserve_target = spares.saturating_sub(1);
+        let reserve =
+            spare::recover_reserve(dir, options.preallocate, segment_bytes, reserve_target)?;
         let mut segments = list_segments(dir)?;
         let found = recover_segments(dir, &segments, &mut recovery)?;
         let next = found.last_seq + 1;
@@ -833,16 +852,18 @@ impl Journal {
             options,
             segments,
             durable_rx,
-            spare_ready.unwrap_or(0) + found.bytes,
+            spare_ready.unwrap_or(0) + reserve as u64 * segment_bytes + found.bytes,
             &recovery,
             lock,
         ));
         {
             let mut st = shared.spares.lock();
             st.ready = spare_ready;
+            st.reserve = reserve;
+            st.reserve_target = reserve_target;
             // Busy before (a preallocated segment in use, or a spare left): go on preparing.
-            st.want =
-                options.preallocate && (active.capacity > active.file_len || spare_ready.is_some());
+            st.want = options.preallocate
+                && (active.capacity > active.file_len || spare_ready.is_some() || reserve > 0);
         }
         if options.preallocate {
             spare::Spares::start(shared.clone())?;
@@ -895,7 +916,7 @@ impl Journal {
         self.inner.shipped.load(Ordering::Acquire)
     }
 
-    /// Bytes held in segment files and the spare (a preallocated segment counts in full).
+    /// Bytes held in segment files, the spare and its reserve (a preallocated segment counts in full).
     pub fn bytes(&self) -> u64 {
         self.inner.bytes.load(Ordering::Relaxed)
     }
@@ -957,16 +978,7 @@ impl Journal {
     /// one holding a record past [`Journal::shipped`]. Unlike [`Journal::bytes`], shipped segments
     /// kept for the replay window do not count: they are deleted at once near the limit.
     pub fn unshipped_bytes(&self) -> u64 {
-        let shipped = self.inner.shipped.load(Ordering::Acquire);
-        let segments = self
-            .inner
-            .segments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        segments[fully_shipped(&segments, shipped)..]
-            .iter()
-            .map(|seg| std::fs::metadata(&seg.path).map_or(0, |m| m.len()))
-            .sum()
+        self.inner.unshipped_bytes()
     }
 
     /// Deletes segments whose records are all shipped and that were last written before
@@ -998,6 +1010,12 @@ impl Journal {
             .take();
     }
 
+    /// Zero-filled segments ready to be written into: the spare and its reserve ([`spare`]).
+    pub fn spares_ready(&self) -> usize {
+        let st = self.inner.spares.lock();
+        usize::from(st.ready.is_some()) + st.reserve
+    }
+
     /// Fault injection for tests: the next `n` syncs fail.
     #[cfg(test)]
     pub fn fail_next_syncs(&self, n: u64) {
@@ -1006,6 +1024,24 @@ impl Journal {
 }
 
 impl Shared {
+    /// [`Journal::unshipped_bytes`].
+    fn unshipped_bytes(&self) -> u64 {
+        let shipped = self.shipped.load(Ordering::Acquire);
+        let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        segments[fully_shipped(&segments, shipped)..]
+            .iter()
+            .map(|seg| std::fs::metadata(&seg.path).map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    /// Whether a spare more fits in the reserve: the journal stays under three quarters of its
+    /// limit (clear of `near_limit`), and PostgreSQL keeps up (unshipped records under a quarter
+    /// of it; in an outage the room is the records').
+    fn room_for_reserve(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) + self.segment_bytes <= self.max_bytes / 4 * 3
+            && self.unshipped_bytes() <= self.max_bytes / 4
+    }
+
     /// Counts `n` more bytes if they fit under the limit.
     fn reserve_bytes(&self, n: u64) -> bool {
         self.bytes
@@ -1024,9 +1060,13 @@ impl Shared {
             });
     }
 
-    /// Gives the spare up (deleted, or its preparation cancelled) so that records get its room.
+    /// Gives the spare and its reserve up (deleted, or a preparation cancelled) so that records
+    /// get their room.
     fn drop_spare(&self) {
         let mut st = self.spares.lock();
+        let reserve = std::mem::take(&mut st.reserve);
+        let deleted = spare::delete_reserve(&self.dir, reserve);
+        self.release_bytes(deleted as u64 * self.segment_bytes);
         if let Some(size) = st.ready.take() {
             if std::fs::remove_file(self.dir.join(spare::SPARE)).is_ok() {
                 self.release_bytes(size);
@@ -1434,6 +1474,9 @@ impl Writer {
         let (file, file_len, capacity) = match self.take_spare(&path) {
             Some(file) => (file, 0, self.shared.segment_bytes),
             None => {
+                if self.shared.preallocate {
+                    self.shared.spares.started_without();
+                }
                 let (file, len) = open_growing(&self.shared.dir, &path)?;
                 (file, len, len)
             }
@@ -2089,14 +2132,175 @@ mod tests {
 
     /// A journal with 128 KiB segments (limit 1 MiB): spares are wanted after 32 KiB.
     fn small(dir: &Path) -> (Journal, Recovery) {
+        small_with_spares(dir, None)
+    }
+
+    /// [`small`] keeping `spares` spares ready (the spare and its reserve).
+    fn small_with_spares(dir: &Path, spares: Option<usize>) -> (Journal, Recovery) {
         Journal::open_with(
             dir,
             Options {
                 max_bytes: 1 << 20,
                 preallocate: true,
+                spares,
             },
         )
         .unwrap()
+    }
+
+    /// Waits until `n` spares are ready (at most `within`).
+    fn wait_spares(j: &Journal, n: usize, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while j.spares_ready() < n {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Appends records of 1,000 bytes `fill` until the writer starts a new segment; returns the
+    /// seq of the last one.
+    async fn until_a_new_segment(j: &Journal, fill: u8) -> u64 {
+        let segments = list_segments(j.dir()).unwrap().len();
+        let mut last = 0;
+        while list_segments(j.dir()).unwrap().len() == segments {
+            last = j.append(vec![fill; 1000]).await.unwrap();
+        }
+        last
+    }
+
+    /// The reserve's files are `reserve`, `ready` spares in all, and the bytes counted are those of
+    /// the files.
+    fn assert_spares(j: &Journal, reserve: &[&str], ready: usize) {
+        assert_eq!(reserve_files(j.dir()), reserve);
+        assert_eq!(j.spares_ready(), ready);
+        assert_eq!(j.bytes(), list_bytes(j.dir()));
+    }
+
+    fn reserve_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("spare.") && n != "spare.tmp")
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_reserve_fills_once_quiet_and_the_next_spare_comes_from_it_at_once() {
+        let dir = temp();
+        rt().block_on(async {
+            // The spare and one in reserve (segments of 128 KiB).
+            let (j, _) = small_with_spares(&dir, Some(2));
+            assert_eq!(j.inner.spares.lock().reserve_target, 1);
+            let started = Instant::now();
+            into_a_spare(&j).await;
+            // A segment was started in a spare; once none has been for two seconds, the
+            // reserve fills.
+            assert!(
+                wait_spares(&j, 2, Duration::from_secs(30)),
+                "the reserve fills once quiet"
+            );
+            assert!(started.elapsed() >= spare::QUIET, "not before it is quiet");
+            assert_eq!(reserve_files(&dir), ["spare.1"]);
+            assert_eq!(
+                j.bytes(),
+                list_bytes(&dir),
+                "the reserve counts in the bytes"
+            );
+            // Fill the segment: the writer takes the spare, and the next one is a reserve file
+            // renamed, not zeros written while records wait.
+            until_a_new_segment(&j, b'r').await;
+            assert!(
+                j.inner.spares.wait_ready(Duration::from_secs(1)),
+                "the next spare is ready at once"
+            );
+            // Taken from the reserve.
+            assert_spares(&j, &[], 1);
+            j.release();
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_reserve_is_kept_across_a_restart_and_given_up_when_records_need_its_room() {
+        let dir = temp();
+        rt().block_on(async {
+            let (j, _) = small_with_spares(&dir, Some(2));
+            into_a_spare(&j).await;
+            assert!(wait_spares(&j, 2, Duration::from_secs(30)));
+            j.release();
+        });
+        rt().block_on(async {
+            // Kept: no zeros written again at a restart.
+            let (j, rec) = small_with_spares(&dir, Some(2));
+            assert!(rec.cuts.is_empty());
+            assert_spares(&j, &["spare.1"], 2);
+            // Records before spares: giving them up deletes the reserve and the spare.
+            j.inner.drop_spare();
+            assert!(!dir.join("spare").exists());
+            // Their bytes are released.
+            assert_spares(&j, &[], 0);
+            j.release();
+        });
+        rt().block_on(async {
+            // Filled again once a segment is started and all is quiet.
+            let (j, _) = small_with_spares(&dir, Some(2));
+            assert!(j.inner.spares.wait_ready(Duration::from_secs(20)));
+            let last = until_a_new_segment(&j, b'q').await;
+            assert!(
+                !wait_spares(&j, 2, spare::QUIET * 2),
+                "not while a quarter of the limit waits for PostgreSQL"
+            );
+            // PostgreSQL took them.
+            j.mark_shipped(last).unwrap();
+            assert!(wait_spares(&j, 2, Duration::from_secs(30)));
+            j.release();
+        });
+        rt().block_on(async {
+            // Fewer spares wanted now: the reserve beyond them is deleted at open.
+            let (j, _) = small_with_spares(&dir, Some(1));
+            assert_spares(&j, &[], 1);
+            j.release();
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn spares_are_a_quarter_of_the_limit_from_one_to_eight() {
+        assert_eq!(
+            spares_for(1 << 30),
+            8,
+            "the default limit: 8 segments of 32 MiB"
+        );
+        assert_eq!(spares_for(1 << 20), 2, "1 MiB: segments of 128 KiB");
+        assert_eq!(spares_for(150_000), 1);
+        assert_eq!(spares_for(u64::MAX), 8);
+    }
+
+    #[test]
+    fn reserve_files_of_another_size_are_deleted_at_open_and_the_rest_renumbered() {
+        let dir = temp();
+        std::fs::create_dir_all(&dir).unwrap();
+        let size = 128 * 1024;
+        std::fs::write(dir.join("spare.2"), vec![0u8; size]).unwrap();
+        std::fs::write(dir.join("spare.5"), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.join("spare.7"), vec![0u8; size]).unwrap();
+        std::fs::write(dir.join("spare.9"), vec![0u8; size]).unwrap();
+        let kept = spare::recover_reserve(&dir, true, size as u64, 2).unwrap();
+        assert_eq!(kept, 2);
+        assert_eq!(reserve_files(&dir), ["spare.1", "spare.2"]);
+        // Preallocation off: none kept.
+        assert_eq!(
+            spare::recover_reserve(&dir, false, size as u64, 2).unwrap(),
+            0
+        );
+        assert!(reserve_files(&dir).is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// Appends records of 1,000 bytes until the writer is in a preallocated segment; returns
@@ -2195,7 +2399,7 @@ mod tests {
             .filter(|e| {
                 let n = e.file_name();
                 let n = n.to_string_lossy();
-                n.ends_with(".seg") || n == "spare"
+                n.ends_with(".seg") || n == "spare" || (n.starts_with("spare.") && n != "spare.tmp")
             })
             .map(|e| e.metadata().unwrap().len())
             .sum()
@@ -2297,6 +2501,7 @@ mod tests {
                 Options {
                     max_bytes: 70 * 1024,
                     preallocate: true,
+                    spares: None,
                 },
             )
             .unwrap();

@@ -11,6 +11,19 @@
 //! journal holds, and with twice its size free on the filesystem. Otherwise the writer appends to
 //! a growing file as before, and a full write is never refused for the sake of a spare: the writer
 //! gives the spare up when a record would not fit ([`super::Shared::drop_spare`]).
+//!
+//! **The reserve.** Zero-filling costs the CPU and the disk about as much as the records written
+//! over the zeros, and a burst of callbacks starts a segment every second or so: filled while the
+//! burst ran, the spares cost it a quarter of its throughput on the benchmark's machine
+//! (docs/benchmarks.md, session 16). So once a segment has been started, and while none has been
+//! for [`QUIET`], the preparer also fills spares for a reserve (`journal/spare.1`, `spare.2`, …; up
+//! to [`super::Options::spares`] in all with the spare, a quarter of the disk limit by default),
+//! only where records do not need the room ([`super::Shared::room_for_reserve`]: the journal under
+//! three quarters of its limit, unshipped records under a quarter). When the writer takes the
+//! spare, the next one is a reserve file renamed (at once), not a file zero-filled while callbacks
+//! wait for the disk. A burst after a quiet moment writes into zeros laid down before it; a load
+//! that lasts uses the reserve up, then spares are filled as it runs, as without a reserve. The
+//! reserve is kept across restarts, and given up with the spare when records need the room.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -24,6 +37,18 @@ use super::{parse_at, segment_name, sync_dir, Parsed, Shared, HEADER, MAX_PAYLOA
 pub(super) const SPARE: &str = "spare";
 /// Name of the spare while it is written.
 const SPARE_TMP: &str = "spare.tmp";
+/// No segment started for this long: the preparer may fill the reserve.
+pub(super) const QUIET: Duration = Duration::from_secs(2);
+
+/// Name of the `n`th spare of the reserve (from 1): `spare.<n>`.
+fn reserve_name(n: usize) -> String {
+    format!("{SPARE}.{n}")
+}
+
+/// `n` when `name` is `spare.<n>`.
+fn parse_reserve_name(name: &str) -> Option<usize> {
+    name.strip_prefix(SPARE)?.strip_prefix('.')?.parse().ok()
+}
 /// Pause after each MiB of zeros written (at most about 50 MiB/s: a 32 MiB spare in under a
 /// second, a 64 KiB one at once).
 const CHUNK_PAUSE: Duration = Duration::from_millis(20);
@@ -47,6 +72,22 @@ pub(super) struct SpareState {
     pub retry_at: Option<Instant>,
     /// The journal is closing.
     stop: bool,
+    /// Spares of the reserve ready (`spare.1` to `spare.<reserve>`), each of the spare's size.
+    pub reserve: usize,
+    /// How many the reserve holds when full (spares wanted in all, less the spare).
+    pub reserve_target: usize,
+    /// When the writer last started a segment in a spare (none yet: no reserve wanted).
+    last_taken: Option<Instant>,
+}
+
+impl SpareState {
+    /// Whether to fill a spare for the reserve now: a segment has been started since the journal
+    /// opened, none for [`QUIET`], the spare is ready and the reserve is not full.
+    fn reserve_due(&self) -> bool {
+        self.ready.is_some()
+            && self.reserve < self.reserve_target
+            && self.last_taken.is_some_and(|t| t.elapsed() >= QUIET)
+    }
 }
 
 /// The preparer's state and its wake-up.
@@ -70,7 +111,17 @@ impl Spares {
     /// A spare was renamed into a segment: the preparer makes the directory durable, then
     /// prepares the next one.
     pub(super) fn renamed(&self) {
-        self.lock().sync_dir = true;
+        let mut st = self.lock();
+        st.sync_dir = true;
+        st.last_taken = Some(Instant::now());
+        drop(st);
+        self.nudge();
+    }
+
+    /// A segment was started without a spare (none was ready): the reserve is wanted as when one
+    /// is taken.
+    pub(super) fn started_without(&self) {
+        self.lock().last_taken = Some(Instant::now());
         self.nudge();
     }
 
@@ -132,8 +183,11 @@ fn run(shared: &Shared) {
             if st.stop {
                 return;
             }
-            let due = st.retry_at.is_none_or(|t| Instant::now() >= t);
-            if st.sync_dir || (st.want && st.ready.is_none() && !st.preparing && due) {
+            let due = st.want && !st.preparing && st.retry_at.is_none_or(|t| Instant::now() >= t);
+            // Records first: the reserve fills only where they do not need the room.
+            if st.sync_dir
+                || (due && (st.ready.is_none() || (st.reserve_due() && shared.room_for_reserve())))
+            {
                 break;
             }
             st = spares
@@ -150,6 +204,28 @@ fn run(shared: &Shared) {
             }
             continue;
         }
+        if st.ready.is_none() && st.reserve > 0 {
+            // The next spare comes from the reserve: a rename, not a file of zeros.
+            let n = st.reserve;
+            st.reserve -= 1;
+            let promoted =
+                std::fs::rename(shared.dir.join(reserve_name(n)), shared.dir.join(SPARE));
+            match promoted {
+                Ok(()) => st.ready = Some(shared.segment_bytes),
+                Err(e) => {
+                    tracing::debug!(error = %e, "journal: a spare of the reserve could not be used");
+                    let _ = std::fs::remove_file(shared.dir.join(reserve_name(n)));
+                    shared.release_bytes(shared.segment_bytes);
+                }
+            }
+            drop(st);
+            if let Err(e) = sync_dir(&shared.dir) {
+                tracing::warn!(error = %e, "journal: could not sync the directory after taking a spare from the reserve");
+            }
+            spares.nudge();
+            continue;
+        }
+        // The next spare, or one for the reserve.
         st.preparing = true;
         st.cancel = false;
         drop(st);
@@ -157,9 +233,32 @@ fn run(shared: &Shared) {
         let mut st = spares.lock();
         st.preparing = false;
         match result {
-            Ok(size) if !st.cancel => st.ready = Some(size),
+            // Whatever it was started for, it becomes the spare if the spare was taken meanwhile.
+            Ok(size) if !st.cancel => {
+                let (name, reserve) = if st.ready.is_none() {
+                    (SPARE.to_string(), false)
+                } else {
+                    (reserve_name(st.reserve + 1), true)
+                };
+                match std::fs::rename(shared.dir.join(SPARE_TMP), shared.dir.join(&name)) {
+                    Ok(()) if reserve => st.reserve += 1,
+                    Ok(()) => st.ready = Some(size),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "journal: a prepared spare could not be renamed");
+                        let _ = std::fs::remove_file(shared.dir.join(SPARE_TMP));
+                        shared.release_bytes(size);
+                        st.retry_at = Some(Instant::now() + RETRY_AFTER);
+                    }
+                }
+                drop(st);
+                if let Err(e) = sync_dir(&shared.dir) {
+                    tracing::warn!(error = %e, "journal: could not sync the directory after preparing a spare");
+                }
+                spares.nudge();
+                continue;
+            }
             Ok(size) => {
-                let _ = std::fs::remove_file(shared.dir.join(SPARE));
+                let _ = std::fs::remove_file(shared.dir.join(SPARE_TMP));
                 shared.release_bytes(size);
                 st.retry_at = Some(Instant::now() + RETRY_AFTER);
             }
@@ -186,8 +285,8 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-/// Writes a spare: reserves its bytes under the limit, fills `spare.tmp` with zeros, makes it
-/// durable and renames it to `spare`. Returns its size.
+/// Writes a spare: reserves its bytes under the limit, fills `spare.tmp` with zeros and makes it
+/// durable (the caller names it). Returns its size.
 fn prepare(shared: &Shared) -> io::Result<u64> {
     let size = shared.segment_bytes;
     if free_bytes(&shared.dir)? < size.saturating_mul(2) {
@@ -233,9 +332,7 @@ fn prepare(shared: &Shared) -> io::Result<u64> {
             }
             std::thread::sleep(CHUNK_PAUSE);
         }
-        f.sync_all()?;
-        std::fs::rename(&tmp, shared.dir.join(SPARE))?;
-        sync_dir(&shared.dir)
+        f.sync_all()
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -281,6 +378,51 @@ pub(super) fn recover(dir: &Path, keep: bool, size: u64) -> io::Result<Option<u6
     }
     sync_dir(dir)?;
     Ok(None)
+}
+
+/// At open: the spares of the reserve that are kept (`keep`, of `size` bytes, at most `target`),
+/// renumbered from 1; the others are deleted. Returns how many are kept. Only the preparer writes
+/// them (zeros, made durable before the rename that names them), so their size is checked and
+/// their bytes are not read.
+pub(super) fn recover_reserve(
+    dir: &Path,
+    keep: bool,
+    size: u64,
+    target: usize,
+) -> io::Result<usize> {
+    let mut found: Vec<(usize, PathBuf, u64)> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let n = parse_reserve_name(e.file_name().to_str()?)?;
+            let len = e.metadata().ok()?.len();
+            Some((n, e.path(), len))
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(0);
+    }
+    found.sort_by_key(|f| f.0);
+    let mut kept = 0;
+    for (_, path, len) in found {
+        if keep && len == size && kept < target {
+            kept += 1;
+            let to = dir.join(reserve_name(kept));
+            if path != to {
+                std::fs::rename(&path, &to)?;
+            }
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    sync_dir(dir)?;
+    Ok(kept)
+}
+
+/// Deletes the reserve's spares `spare.1` to `spare.<n>`; returns how many were deleted.
+pub(super) fn delete_reserve(dir: &Path, n: usize) -> usize {
+    (1..=n)
+        .filter(|&i| std::fs::remove_file(dir.join(reserve_name(i))).is_ok())
+        .count()
 }
 
 /// The seq of the first intact frame in `data`.
