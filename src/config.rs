@@ -179,7 +179,7 @@ pub struct ServeArgs {
     /// Zero-filled segments kept ready for bursts: the next one, and a reserve filled while no
     /// segment has been started for two seconds (only while the journal stays under three
     /// quarters of SVAMLGATE_JOURNAL_MAX_BYTES and PostgreSQL keeps up; given up when records need
-    /// the room). Default: a quarter of the limit, from 1 to 8 segments. 1 keeps only the next one.
+    /// the room). Default: half the limit, from 1 to 16 segments. 1 keeps only the next one.
     #[arg(long, env = "SVAMLGATE_JOURNAL_SPARES", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub journal_spares: Option<u64>,
 

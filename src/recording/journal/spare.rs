@@ -17,7 +17,7 @@
 //! burst ran, the spares cost it a quarter of its throughput on the benchmark's machine
 //! (docs/benchmarks.md, session 16). So once a segment has been started, and while none has been
 //! for [`QUIET`], the preparer also fills spares for a reserve (`journal/spare.1`, `spare.2`, …; up
-//! to [`super::Options::spares`] in all with the spare, a quarter of the disk limit by default),
+//! to [`super::Options::spares`] in all with the spare, half the disk limit by default),
 //! only where records do not need the room ([`super::Shared::room_for_reserve`]: the journal under
 //! three quarters of its limit, unshipped records under a quarter). When the writer takes the
 //! spare, the next one is a reserve file renamed (at once), not a file zero-filled while callbacks
