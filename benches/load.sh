@@ -18,7 +18,9 @@
 #   1. the bare handler: requests/s with CONNS (32) connections; latency at a fixed 1,000/s and 300/s;
 #   2. svamlgate as shipped (durable journal, embedded PostgreSQL, an IVR flow route for the called
 #      number), in this order:
-#      a. burst: CONNS connections for SECS; then the time the shipper needs to catch up, which gives
+#      a. burst: CONNS connections for SECS, once the journal's reserve of zero-filled segments
+#         has stopped growing (a burst after a quiet moment; how many were ready is printed); then
+#         the time the shipper needs to catch up, which gives
 #         the sustained figure (that run's callbacks over the run plus the catch-up), and
 #         PostgreSQL's CPU per row (every process of the cluster, from /proc, over the run and the
 #         catch-up, divided by the rows shipped meanwhile);
