@@ -204,25 +204,9 @@ fn run(shared: &Shared) {
             }
             continue;
         }
-        if st.ready.is_none() && st.reserve > 0 {
-            // The next spare comes from the reserve: a rename, not a file of zeros.
-            let n = st.reserve;
-            st.reserve -= 1;
-            let promoted =
-                std::fs::rename(shared.dir.join(reserve_name(n)), shared.dir.join(SPARE));
-            match promoted {
-                Ok(()) => st.ready = Some(shared.segment_bytes),
-                Err(e) => {
-                    tracing::debug!(error = %e, "journal: a spare of the reserve could not be used");
-                    let _ = std::fs::remove_file(shared.dir.join(reserve_name(n)));
-                    shared.release_bytes(shared.segment_bytes);
-                }
-            }
+        if promote(shared, &mut st) {
             drop(st);
-            if let Err(e) = sync_dir(&shared.dir) {
-                tracing::warn!(error = %e, "journal: could not sync the directory after taking a spare from the reserve");
-            }
-            spares.nudge();
+            promoted(shared);
             continue;
         }
         // The next spare, or one for the reserve.
@@ -272,6 +256,34 @@ fn run(shared: &Shared) {
     }
 }
 
+/// When the writer has taken the spare and the reserve holds one, renames that one to `spare`
+/// (at once, not a file of zeros written while callbacks wait); returns whether the reserve was
+/// used. The caller then makes the directory durable ([`promoted`]), without the lock.
+fn promote(shared: &Shared, st: &mut SpareState) -> bool {
+    if st.ready.is_some() || st.reserve == 0 {
+        return false;
+    }
+    let n = st.reserve;
+    st.reserve -= 1;
+    match std::fs::rename(shared.dir.join(reserve_name(n)), shared.dir.join(SPARE)) {
+        Ok(()) => st.ready = Some(shared.segment_bytes),
+        Err(e) => {
+            tracing::debug!(error = %e, "journal: a spare of the reserve could not be used");
+            let _ = std::fs::remove_file(shared.dir.join(reserve_name(n)));
+            shared.release_bytes(shared.segment_bytes);
+        }
+    }
+    true
+}
+
+/// After [`promote`]: the rename made durable, and the writer told.
+fn promoted(shared: &Shared) {
+    if let Err(e) = sync_dir(&shared.dir) {
+        tracing::warn!(error = %e, "journal: could not sync the directory after taking a spare from the reserve");
+    }
+    shared.spares.nudge();
+}
+
 /// Bytes free for unprivileged writers on the filesystem of `dir`.
 fn free_bytes(dir: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -287,7 +299,7 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
 
 /// Writes a spare: reserves its bytes under the limit, fills `spare.tmp` with zeros and makes it
 /// durable (the caller names it). Returns its size.
-fn prepare(shared: &Shared) -> io::Result<u64> {
+pub(super) fn prepare(shared: &Shared) -> io::Result<u64> {
     let size = shared.segment_bytes;
     if free_bytes(&shared.dir)? < size.saturating_mul(2) {
         return Err(io::Error::new(
@@ -307,8 +319,15 @@ fn prepare(shared: &Shared) -> io::Result<u64> {
         let zeros = vec![0u8; 1 << 20];
         let mut left = size;
         while left > 0 {
-            if shared.spares.lock().cancel {
+            let mut st = shared.spares.lock();
+            if st.cancel {
                 return Err(io::Error::other("cancelled"));
+            }
+            // Filling one for the reserve while the writer took the spare: one of the reserve
+            // takes its place now, not when this one is done.
+            if promote(shared, &mut st) {
+                drop(st);
+                promoted(shared);
             }
             let n = left.min(zeros.len() as u64) as usize;
             let at = size - left;
