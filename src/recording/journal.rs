@@ -1477,7 +1477,7 @@ impl Writer {
             Some(file) => (file, 0, self.shared.segment_bytes),
             None => {
                 if self.shared.preallocate {
-                    self.shared.spares.started_without();
+                    self.shared.spares.segment_started(false);
                 }
                 let (file, len) = open_growing(&self.shared.dir, &path)?;
                 (file, len, len)
@@ -1509,7 +1509,7 @@ impl Writer {
             Ok(()) => match spare::open_in_place(path) {
                 Ok(file) => {
                     self.shared.release_bytes(replaced);
-                    self.shared.spares.renamed();
+                    self.shared.spares.segment_started(true);
                     return Some(file);
                 }
                 Err(e) => {
@@ -2162,6 +2162,15 @@ mod tests {
         true
     }
 
+    /// [`into_a_spare`], then waits until `spares` are ready (the reserve full).
+    async fn into_a_spare_and_a_full_reserve(j: &Journal, spares: usize) {
+        into_a_spare(j).await;
+        assert!(
+            wait_spares(j, spares, Duration::from_secs(30)),
+            "the reserve fills once quiet"
+        );
+    }
+
     /// Appends records of 1,000 bytes `fill` until the writer starts a new segment; returns the
     /// seq of the last one.
     async fn until_a_new_segment(j: &Journal, fill: u8) -> u64 {
@@ -2200,13 +2209,9 @@ mod tests {
             let (j, _) = small_with_spares(&dir, Some(2));
             assert_eq!(j.inner.spares.lock().reserve_target, 1);
             let started = Instant::now();
-            into_a_spare(&j).await;
             // A segment was started in a spare; once none has been for two seconds, the
             // reserve fills.
-            assert!(
-                wait_spares(&j, 2, Duration::from_secs(30)),
-                "the reserve fills once quiet"
-            );
+            into_a_spare_and_a_full_reserve(&j, 2).await;
             assert!(started.elapsed() >= spare::QUIET, "not before it is quiet");
             assert_eq!(reserve_files(&dir), ["spare.1"]);
             assert_eq!(
@@ -2233,8 +2238,7 @@ mod tests {
         let dir = temp();
         rt().block_on(async {
             let (j, _) = small_with_spares(&dir, Some(2));
-            into_a_spare(&j).await;
-            assert!(wait_spares(&j, 2, Duration::from_secs(30)));
+            into_a_spare_and_a_full_reserve(&j, 2).await;
             j.release();
         });
         rt().block_on(async {

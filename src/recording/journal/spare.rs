@@ -108,20 +108,14 @@ impl Spares {
         self.wake.notify_all();
     }
 
-    /// A spare was renamed into a segment: the preparer makes the directory durable, then
-    /// prepares the next one.
-    pub(super) fn renamed(&self) {
+    /// The writer started a segment: in the spare (`renamed`: the preparer makes the directory
+    /// durable, then prepares the next one), or in a growing file because none was ready. Either
+    /// way the journal is busy enough for the reserve, once quiet again.
+    pub(super) fn segment_started(&self, renamed: bool) {
         let mut st = self.lock();
-        st.sync_dir = true;
+        st.sync_dir |= renamed;
         st.last_taken = Some(Instant::now());
         drop(st);
-        self.nudge();
-    }
-
-    /// A segment was started without a spare (none was ready): the reserve is wanted as when one
-    /// is taken.
-    pub(super) fn started_without(&self) {
-        self.lock().last_taken = Some(Instant::now());
         self.nudge();
     }
 
