@@ -15,6 +15,10 @@
 //!   `TRUNCATE`, in a loop.
 //! * `kill`: as `postgres`, and a third into the run the postmaster is killed with SIGKILL; the
 //!   supervisor starts it again (crash recovery) and the load goes on.
+//! * `zerofill`: what the journal's spare preparer does (`src/recording/journal/spare.rs`), in a
+//!   loop: files of 32 MiB filled with zeros in chunks of `ZF_CHUNK_KIB` (1024), each written
+//!   back (`sync_file_range`) and followed by a pause of `ZF_PAUSE_MS` (20), then `fsync`. The
+//!   journal measured keeps no reserve of its own then.
 //!
 //! The first `--warmup` seconds (3) run at the same rate and are not counted: the journal starts
 //! the way a busy one runs.
@@ -117,6 +121,47 @@ fn disk_writer(dir: &Path, stop: &AtomicBool) {
     }
 }
 
+/// The `zerofill` noise: spares filled as the preparer fills them, until `stop`.
+fn zero_filler(dir: &Path, stop: &AtomicBool) {
+    use std::io::Write as _;
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let chunk = (env("ZF_CHUNK_KIB", 1024) as usize).max(4) << 10;
+    let pause = Duration::from_millis(env("ZF_PAUSE_MS", 20));
+    let zeros = vec![0u8; chunk];
+    let path = dir.join("zerofill");
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut f) = std::fs::File::create(&path) else {
+            return;
+        };
+        let mut at = 0usize;
+        while at < 32 << 20 && !stop.load(Ordering::Relaxed) {
+            if f.write_all(&zeros).is_err() {
+                return;
+            }
+            // SAFETY: sync_file_range on a descriptor owned by `f`, over bytes just written.
+            unsafe {
+                libc::sync_file_range(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    at as libc::off64_t,
+                    chunk as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+            }
+            at += chunk;
+            std::thread::sleep(pause);
+        }
+        let _ = f.sync_all();
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 /// The `postgres` noise: bulk loads and checkpoints until `stop`.
 async fn postgres_load(url: String, stop: Arc<AtomicBool>) {
     use sqlx::Connection as _;
@@ -183,6 +228,10 @@ async fn run(a: Args) -> anyhow::Result<()> {
             let (dir, stop) = (a.dir.clone(), stop.clone());
             noise_thread = Some(std::thread::spawn(move || disk_writer(&dir, &stop)));
         }
+        "zerofill" => {
+            let (dir, stop) = (a.dir.clone(), stop.clone());
+            noise_thread = Some(std::thread::spawn(move || zero_filler(&dir, &stop)));
+        }
         "postgres" | "kill" => {
             let c = svamlgate::db::cluster::Cluster::start_persistent(&a.dir, None).await?;
             noise_task = Some(tokio::spawn(postgres_load(
@@ -191,7 +240,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
             )));
             cluster = Some(c);
         }
-        other => anyhow::bail!("unknown noise {other} (none, fsync, postgres, kill)"),
+        other => anyhow::bail!("unknown noise {other} (none, fsync, zerofill, postgres, kill)"),
     }
     if a.noise != "none" {
         // Let the writer get going before measuring.
@@ -199,6 +248,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     }
     let options = Options {
         preallocate: !a.plain,
+        spares: (a.noise == "zerofill").then_some(1),
         ..Options::default()
     };
     let (journal, _) = Journal::open_with(&journal_dir, options)?;

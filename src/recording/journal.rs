@@ -1175,6 +1175,9 @@ struct Writer {
     failures: Throttle,
     /// The journal's bytes when it last refused a group at its limit, until room is made.
     limit_hit_at: Option<u64>,
+    /// Spares were asked for ([`Writer::want_spares`]; they stay wanted): no lock after each
+    /// flush to ask again.
+    spares_asked: bool,
 }
 
 type Waiting = Vec<(u64, Vec<u8>, oneshot::Sender<Result<u64, Rejected>>)>;
@@ -1197,6 +1200,7 @@ impl Writer {
             last_slow_log: None,
             failures: Throttle::new(FAILURE_LOG_EVERY),
             limit_hit_at: None,
+            spares_asked: false,
         }
     }
 
@@ -1353,9 +1357,10 @@ impl Writer {
     /// Asks for spares once the journal is busy enough to be worth them: a plain segment past
     /// [`Writer::prealloc_after`] bytes (a quiet instance, or a test, never writes a spare).
     fn want_spares(&mut self) {
-        if !self.shared.preallocate || self.file_len < self.prealloc_after() {
+        if self.spares_asked || !self.shared.preallocate || self.file_len < self.prealloc_after() {
             return;
         }
+        self.spares_asked = true;
         let mut st = self.shared.spares.lock();
         if !st.want {
             st.want = true;
@@ -2308,6 +2313,47 @@ mod tests {
         assert!(dir.join("spare.tmp").exists(), "the fill went on");
         j.release();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn filling_a_spare_never_holds_the_lock_the_writer_takes_after_each_flush() {
+        let dir = temp();
+        // No preparer thread (preallocation off): the test fills a spare of 8 MiB itself, in
+        // chunks of 1 MiB, each written back and followed by a pause.
+        let (j, _) = Journal::open_with(
+            &dir,
+            Options {
+                max_bytes: 64 << 20,
+                preallocate: false,
+                spares: Some(2),
+            },
+        )
+        .unwrap();
+        let shared = j.inner.clone();
+        let filler = std::thread::spawn(move || spare::prepare(&shared));
+        let (mut samples, mut held) = (0u32, 0u32);
+        while !filler.is_finished() {
+            samples += 1;
+            held += u32::from(j.inner.spares.held());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(filler.join().unwrap().unwrap(), 8 << 20);
+        assert!(samples >= 20, "the fill took {samples} samples");
+        // Held across its chunks' writes and pauses, it was found held in nearly every sample
+        // (and every group of records waited for a chunk of zeros).
+        assert!(
+            held * 4 < samples,
+            "the lock was held in {held} of {samples} samples"
+        );
+        j.release();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_spare_for_the_reserve_is_filled_gently_while_records_arrive() {
+        assert_eq!(spare::chunk_for(false, true), 128 << 10);
+        assert_eq!(spare::chunk_for(false, false), 1 << 20, "quiet");
+        assert_eq!(spare::chunk_for(true, true), 1 << 20, "the next segment's");
     }
 
     #[test]

@@ -52,6 +52,21 @@ fn parse_reserve_name(name: &str) -> Option<usize> {
 /// Pause after each MiB of zeros written (at most about 50 MiB/s: a 32 MiB spare in under a
 /// second, a 64 KiB one at once).
 const CHUNK_PAUSE: Duration = Duration::from_millis(20);
+/// Chunk of a spare for the reserve while records are being written (1 MiB otherwise): at 1,000
+/// records/s beside a fill in chunks of 1 MiB the p99 of append-to-durable was 4.0 ms, of
+/// 256 KiB 2.3 ms, of 64 KiB 2.1 ms (`examples/journal_latency.rs --noise zerofill`,
+/// docs/benchmarks.md, session 17). About 6 MB/s with the pause: a spare of 32 MiB in 5 s.
+const GENTLE_CHUNK: usize = 128 << 10;
+/// Bytes of zeros to write next: [`GENTLE_CHUNK`] for a spare of the reserve (not `urgent`)
+/// while records are `arriving`, 1 MiB otherwise.
+pub(super) fn chunk_for(urgent: bool, arriving: bool) -> usize {
+    if arriving && !urgent {
+        GENTLE_CHUNK
+    } else {
+        1 << 20
+    }
+}
+
 /// After a preparation failed or a spare was given up for records, wait this long before the next.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -101,6 +116,15 @@ pub(super) struct Spares {
 impl Spares {
     pub(super) fn lock(&self) -> MutexGuard<'_, SpareState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether another thread holds the state's lock now.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> bool {
+        matches!(
+            self.state.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
     }
 
     /// Wakes the preparer (space freed, a spare taken, preallocation wanted).
@@ -312,18 +336,31 @@ pub(super) fn prepare(shared: &Shared) -> io::Result<u64> {
         let mut f = File::create(&tmp)?;
         let zeros = vec![0u8; 1 << 20];
         let mut left = size;
+        let mut seen = *shared.durable.borrow();
         while left > 0 {
-            let mut st = shared.spares.lock();
-            if st.cancel {
-                return Err(io::Error::other("cancelled"));
-            }
-            // Filling one for the reserve while the writer took the spare: one of the reserve
-            // takes its place now, not when this one is done.
-            if promote(shared, &mut st) {
-                drop(st);
+            // The lock is held for these checks only, never across the write, its writeback or
+            // the pause below: the writer takes it after every flush ([`Shared::spares`]), and
+            // a fill that held it made every group of records wait for a chunk of zeros (p50
+            // 48 ms at 1,000 records/s, docs/benchmarks.md, session 17).
+            let (promoted_one, urgent) = {
+                let mut st = shared.spares.lock();
+                if st.cancel {
+                    return Err(io::Error::other("cancelled"));
+                }
+                // Filling one for the reserve while the writer took the spare: one of the
+                // reserve takes its place now, not when this one is done.
+                let promoted_one = promote(shared, &mut st);
+                // No spare ready: this one is the writer's next segment.
+                (promoted_one, st.ready.is_none())
+            };
+            if promoted_one {
                 promoted(shared);
             }
-            let n = left.min(zeros.len() as u64) as usize;
+            // A spare for the reserve goes gently while records are being written: each of
+            // their flushes waits for the chunk of zeros before it on the disk.
+            let durable = *shared.durable.borrow();
+            let n = left.min(chunk_for(urgent, durable != seen) as u64) as usize;
+            seen = durable;
             let at = size - left;
             f.write_all(&zeros[..n])?;
             left -= n as u64;
