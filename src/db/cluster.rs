@@ -681,6 +681,7 @@ fn supervise(
     let _ = spawned_tx.send(Ok(child.id()));
     let mut started = Instant::now();
     let mut backoff = Duration::from_millis(500);
+    let autogroups = super::autogroup::enabled();
     loop {
         match stop_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -689,6 +690,11 @@ fn supervise(
                 return;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if autogroups {
+            // Each server process leads a session of its own: its nice counts only against the
+            // autogroup's nice ([`super::autogroup`]).
+            super::autogroup::lower(child.id(), BACKGROUND_NICE);
         }
         let Ok(Some(status)) = child.try_wait() else {
             continue;

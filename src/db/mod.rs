@@ -1,6 +1,7 @@
 //! Storage: where the database comes from ([`Database::connect`]: a URL, or the private cluster of
 //! [`cluster`]), the migrations, and the narrow interface the rest of svamlgate uses ([`store::Store`]).
 
+pub mod autogroup;
 pub mod cluster;
 pub mod copy;
 pub mod flow_changes;

@@ -698,6 +698,54 @@ async fn the_embedded_cluster_runs_from_a_home_only_root_can_enter() {
     let _ = std::fs::remove_dir_all(location.trim());
 }
 
+/// The embedded server's processes (each backend, the WAL writer, the checkpointer, …) lead
+/// sessions of their own. Where the kernel groups tasks by session, a process's nice counts only
+/// within its session's autogroup, so svamlgate lowers each one's autogroup: the catch-up's
+/// backend yields the CPU to replies, as the nice it was started with meant. svamlgate's own
+/// autogroup (which the postmaster shares) is left alone.
+#[actix_web::test]
+async fn the_embedded_servers_processes_yield_the_cpu_in_their_own_autogroups() {
+    use sqlx::Connection as _;
+    use svamlgate::db::autogroup::{enabled, nice_of};
+    if !enabled() {
+        eprintln!("SKIPPED: this kernel does not group tasks by session");
+        return;
+    }
+    let dir = data_dir().join("autogroups");
+    let svc = Service::start(&dir, None).await;
+    let ready = svc.drained(Duration::from_secs(30)).await;
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+    let own = nice_of(svc.child.id());
+    let mut conn = sqlx::PgConnection::connect(&svc.embedded_url())
+        .await
+        .unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let backend = u32::try_from(backend).unwrap();
+    wait_until(
+        "a new backend's autogroup is lowered",
+        Duration::from_secs(10),
+        async || nice_of(backend) == Some(svamlgate::db::cluster::BACKGROUND_NICE),
+    )
+    .await;
+    let writer: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        nice_of(u32::try_from(writer).unwrap()),
+        Some(svamlgate::db::cluster::BACKGROUND_NICE),
+        "the WAL writer's too"
+    );
+    assert_eq!(nice_of(svc.child.id()), own, "svamlgate's own is left alone");
+    drop(conn);
+    drop(svc);
+}
+
 /// At the journal's disk limit with PostgreSQL away readiness fails (so a balancer sends calls
 /// elsewhere), the journal stays within its limit, and every callback that still arrives is
 /// answered (its record waits in memory).
