@@ -11,6 +11,11 @@
 #   PERF=/tmp/p BURST_ONLY=1 benches/load.sh  # also whole-machine perf profiles: /tmp/p.burst, /tmp/p.catchup
 #   TIMELINE=1 benches/load.sh              # also the 1,000/s run right after a burst, half-second by
 #                                           # half-second (its sampler's curl starts add load)
+#   AFTER_ONLY=1 benches/load.sh            # the burst and its catch-up, then at once (no 1,000/s run,
+#                                           # no checkpoint between) the second burst and the 1,000/s
+#                                           # run right after it: two bursts close together, with the
+#                                           # journal's reserve refilling while the second one's
+#                                           # records are shipped
 #
 # Builds (release) svamlgate, a bare actix-web handler from the same dependency versions
 # (examples/bare.rs) and a load generator that signs every request as Sinch does and sends distinct
@@ -262,11 +267,33 @@ if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up a
   exit 0
 fi
 
+print_timeline() { # the sampler's file, half-second by half-second (TIMELINE=1)
+  [ -n "${TIMELINE:-}" ] || return 0
+  echo
+  echo "the 1,000/s run right after a burst, by half-second: appends over 5 ms, the shipper's lag, dirty and under-writeback page cache, disk writes"
+  python3 - "$WORK/timeline" "$CATCH_START" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 7 and l.split()[3] != "x"]
+t0, prev = float(sys.argv[2]), None
+print("|    s | appends > 5 ms | lag (records) | dirty MB | writeback MB | disk MB/s |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    t, fast, every, lag, dirty, wb, disk = float(r[0]), int(r[1]), int(r[2]), r[3], r[4], r[5], float(r[6])
+    if prev is None or t - prev[0] >= 0.5:
+        if prev is not None:
+            n = every - prev[2]
+            print(f"| {t - t0:4.1f} | {n - (fast - prev[1])} of {n} | {lag} | {dirty} | {wb} | {(disk - prev[3]) / 1e6 / (t - prev[0]):.0f} |")
+        prev = (t, fast, every, disk)
+PY
+}
+
+if [ -z "${AFTER_ONLY:-}" ]; then
 echo "== b. 1,000/s after a drain and a checkpoint" >&2
 checkpoint
 AP0=$(appends)
 SG_1000=$(load "$SG_URL" sg-1000 1000)
 AP1=$(appends)
+fi
 
 echo "== c. 1,000/s right after a burst" >&2
 drain
@@ -288,6 +315,13 @@ AP3=$(appends); DISK_C=$(disk_rate "$DISK2" "$(disk_written)" "$SECS" "$(field "
 LAG_AT_END=$(lag)
 drain
 CATCHUP_SECS=$(since "$CATCH_START")
+if [ -n "${AFTER_ONLY:-}" ]; then # two bursts close together, and 1,000/s right after the second
+  echo "burst $(field "$SG_MAX" rps)/s against bare $(field "$BARE_MAX" rps)/s ($SPARES_A zero-filled journal segments ready when it began); its catch-up $DRAIN_SECS s"
+  echo "second burst, begun once the first's records were shipped: $(field "$SG_BURST2" rps)/s ($SPARES_C segments ready when it began)"
+  echo "1,000/s right after it (lag $LAG_AT_START -> $LAG_AT_END), ms: bare p99 $(field "$BARE_1000" p99_ms), svamlgate p99 $(field "$SG_AFTER" p99_ms) (p999 $(field "$SG_AFTER" p999_ms), max $(field "$SG_AFTER" max_ms)); appends over 5 ms $(slow_appends "$AP2" "$AP3"); drained ${CATCHUP_SECS} s after the run began; fallbacks $(field "$SG_AFTER" fallback), errors $(( $(field "$SG_BURST2" errors) + $(field "$SG_AFTER" errors) ))"
+  print_timeline
+  exit 0
+fi
 
 echo "== d. 300/s while postgres is SIGKILLed and restarted" >&2
 PM=$(head -1 "$(pg_home)/pg/postmaster.pid")
@@ -358,21 +392,4 @@ echo "CPU during the burst's catch-up: $CATCHUP_CPU"
 echo "disk written (journal and PostgreSQL together) during the burst and its catch-up: $DISK_A (PostgreSQL: $WAL_A); during the 1,000/s run right after a burst: $DISK_C of the second burst's; left dirty in the page cache when the SIGKILL run began: $DIRTY_D MB"
 echo "the shipper's wall time per row during that catch-up, by stage, µs: $CATCHUP_STAGES"
 echo "shipper deferrals while the reply path was saturated: ${DEFERRALS:-0}"
-if [ -n "${TIMELINE:-}" ]; then
-  echo
-  echo "the 1,000/s run right after a burst, by half-second: appends over 5 ms, the shipper's lag, dirty and under-writeback page cache, disk writes"
-  python3 - "$WORK/timeline" "$CATCH_START" <<'PY'
-import sys
-rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 7 and l.split()[3] != "x"]
-t0, prev = float(sys.argv[2]), None
-print("|    s | appends > 5 ms | lag (records) | dirty MB | writeback MB | disk MB/s |")
-print("|---|---|---|---|---|---|")
-for r in rows:
-    t, fast, every, lag, dirty, wb, disk = float(r[0]), int(r[1]), int(r[2]), r[3], r[4], r[5], float(r[6])
-    if prev is None or t - prev[0] >= 0.5:
-        if prev is not None:
-            n = every - prev[2]
-            print(f"| {t - t0:4.1f} | {n - (fast - prev[1])} of {n} | {lag} | {dirty} | {wb} | {(disk - prev[3]) / 1e6 / (t - prev[0]):.0f} |")
-        prev = (t, fast, every, disk)
-PY
-fi
+print_timeline
