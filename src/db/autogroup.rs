@@ -25,15 +25,13 @@ pub fn enabled() -> bool {
 /// the next call: a process that ended meanwhile, or the kernel's limit of one change per 100 ms
 /// without `CAP_SYS_ADMIN` (`EAGAIN`).
 pub fn lower(postmaster: u32, nice: i32) -> usize {
-    let own = group_of("self");
+    let own = group_of("self").map(|(name, _)| name);
     children(postmaster)
         .into_iter()
-        .filter(|&pid| {
-            let group = group_of(&pid.to_string());
-            group.is_some()
-                && group != own
-                && group.as_ref().is_some_and(|g| g.1 != nice)
-                && set(pid, nice).is_ok()
+        .filter(|&pid| match group_of(&pid.to_string()) {
+            // Just forked, before its `setsid()`, a child is still in svamlgate's group.
+            Some((name, n)) => Some(&name) != own.as_ref() && n != nice && set(pid, nice).is_ok(),
+            None => false,
         })
         .count()
 }
@@ -41,7 +39,11 @@ pub fn lower(postmaster: u32, nice: i32) -> usize {
 /// The children of `pid` (`/proc/<pid>/task/<pid>/children`; none where the kernel lacks it).
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

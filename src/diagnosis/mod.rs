@@ -213,7 +213,12 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
     let steps: Vec<Step> = StepId::ALL.iter().map(|&id| steps::walk(id, f)).collect();
     let failing = steps.iter().find(|s| s.status == Status::Fail);
     let summary = match failing {
-        Some(s) => format!("Failing step: {} ({}). Next: {}", s.id, s.title, s.next),
+        // The title says what the step expects ("The SVAML returned was valid, …"): quoted as
+        // what did not hold, so it is not read as the finding.
+        Some(s) => format!(
+            "Failing step: {}. Not so for this call: \"{}\". Next: {}",
+            s.id, s.title, s.next
+        ),
         None if steps.iter().all(|s| s.status == Status::Pass) => {
             "Every step passed: the records show nothing wrong.".to_owned()
         }

@@ -132,6 +132,14 @@ fn credit_error_fails_rang_and_credit() {
     assert_eq!(status_of(&d, StepId::Rang), Status::Fail);
     assert_eq!(status_of(&d, StepId::CreditCapacity), Status::Fail);
     assert_eq!(d.failing_step, Some(StepId::Rang));
+    // The step's title is what it expects, quoted as what did not hold (not read as a finding).
+    assert!(
+        d.summary.starts_with(
+            "Failing step: rang. Not so for this call: \"The phone rang: the callout was accepted"
+        ),
+        "{}",
+        d.summary
+    );
     let credit = d
         .steps
         .iter()

@@ -2155,6 +2155,17 @@ mod tests {
         .unwrap()
     }
 
+    /// A journal with preallocation off, so no preparer thread: a test calls [`spare::prepare`]
+    /// itself, for a journal of `max_bytes` keeping `spares`.
+    fn without_preparer(dir: &Path, max_bytes: u64, spares: usize) -> Journal {
+        let options = Options {
+            max_bytes,
+            preallocate: false,
+            spares: Some(spares),
+        };
+        Journal::open_with(dir, options).unwrap().0
+    }
+
     /// Waits until `n` spares are ready (at most `within`).
     fn wait_spares(j: &Journal, n: usize, within: Duration) -> bool {
         let until = Instant::now() + within;
@@ -2285,15 +2296,7 @@ mod tests {
     fn a_spare_taken_while_one_is_filled_for_the_reserve_is_replaced_from_the_reserve_at_once() {
         let dir = temp();
         // No preparer thread (preallocation off): the test plays its part.
-        let (j, _) = Journal::open_with(
-            &dir,
-            Options {
-                max_bytes: 1 << 20,
-                preallocate: false,
-                spares: Some(3),
-            },
-        )
-        .unwrap();
+        let j = without_preparer(&dir, 1 << 20, 3);
         std::fs::write(dir.join("spare.1"), vec![0u8; 128 * 1024]).unwrap();
         {
             // The writer has just taken the spare; one waits in the reserve.
@@ -2320,15 +2323,7 @@ mod tests {
         let dir = temp();
         // No preparer thread (preallocation off): the test fills a spare of 8 MiB itself, in
         // chunks of 1 MiB, each written back and followed by a pause.
-        let (j, _) = Journal::open_with(
-            &dir,
-            Options {
-                max_bytes: 64 << 20,
-                preallocate: false,
-                spares: Some(2),
-            },
-        )
-        .unwrap();
+        let j = without_preparer(&dir, 64 << 20, 2);
         let shared = j.inner.clone();
         let filler = std::thread::spawn(move || spare::prepare(&shared));
         let (mut samples, mut held) = (0u32, 0u32);

@@ -730,18 +730,21 @@ async fn the_embedded_servers_processes_yield_the_cpu_in_their_own_autogroups() 
         async || nice_of(backend) == Some(svamlgate::db::cluster::BACKGROUND_NICE),
     )
     .await;
-    let writer: i32 = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let writer: i32 =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(
         nice_of(u32::try_from(writer).unwrap()),
         Some(svamlgate::db::cluster::BACKGROUND_NICE),
         "the WAL writer's too"
     );
-    assert_eq!(nice_of(svc.child.id()), own, "svamlgate's own is left alone");
+    assert_eq!(
+        nice_of(svc.child.id()),
+        own,
+        "svamlgate's own is left alone"
+    );
     drop(conn);
     drop(svc);
 }
