@@ -2319,7 +2319,7 @@ mod tests {
     }
 
     #[test]
-    fn filling_a_spare_never_holds_the_lock_the_writer_takes_after_each_flush() {
+    fn filling_a_spare_never_holds_the_lock_the_writer_takes() {
         let dir = temp();
         // No preparer thread (preallocation off): the test fills a spare of 8 MiB itself, in
         // chunks of 1 MiB, each written back and followed by a pause.

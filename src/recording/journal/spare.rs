@@ -49,8 +49,8 @@ fn reserve_name(n: usize) -> String {
 fn parse_reserve_name(name: &str) -> Option<usize> {
     name.strip_prefix(SPARE)?.strip_prefix('.')?.parse().ok()
 }
-/// Pause after each MiB of zeros written (at most about 50 MiB/s: a 32 MiB spare in under a
-/// second, a 64 KiB one at once).
+/// Pause after each chunk of zeros written (of 1 MiB: at most about 50 MiB/s, a 32 MiB spare in
+/// under a second, a 64 KiB one at once).
 const CHUNK_PAUSE: Duration = Duration::from_millis(20);
 /// Chunk of a spare for the reserve while records are being written (1 MiB otherwise): at 1,000
 /// records/s beside a fill in chunks of 1 MiB the p99 of append-to-durable was 4.0 ms, of
@@ -339,9 +339,9 @@ pub(super) fn prepare(shared: &Shared) -> io::Result<u64> {
         let mut seen = *shared.durable.borrow();
         while left > 0 {
             // The lock is held for these checks only, never across the write, its writeback or
-            // the pause below: the writer takes it after every flush ([`Shared::spares`]), and
-            // a fill that held it made every group of records wait for a chunk of zeros (p50
-            // 48 ms at 1,000 records/s, docs/benchmarks.md, session 17).
+            // the pause below: the writer takes it to start each segment, and until session 17
+            // after every flush too; a fill that held it made every group of records wait for a
+            // chunk of zeros (p50 48 ms at 1,000 records/s, docs/benchmarks.md, session 17).
             let (promoted_one, urgent) = {
                 let mut st = shared.spares.lock();
                 if st.cancel {
