@@ -11,6 +11,7 @@
 //! postmaster's children that does not have it yet. (The postmaster itself stays in svamlgate's
 //! session, and so in its autogroup: that one is never touched.) The supervisor calls it as it
 //! watches the server, so a new backend runs at the background priority within one watch period.
+//! Not for a throwaway cluster (the tests'), whose every step a test waits on.
 
 use std::io;
 

@@ -267,7 +267,11 @@ impl Cluster {
             data: data.clone(),
             ..Health::default()
         });
-        let (stop_tx, done_rx) = spawn_supervisor(cmd, health.clone())?;
+        // A throwaway cluster (the tests') keeps its processes' autogroups as they are: a test
+        // waits on PostgreSQL at every step, and a test binary running its tests side by side
+        // would starve a server it ranks below itself (timed assertions failed on CI).
+        let lower_autogroups = !fsync_off && super::autogroup::enabled();
+        let (stop_tx, done_rx) = spawn_supervisor(cmd, health.clone(), lower_autogroups)?;
         let cluster = Cluster {
             url: match &socket_dir {
                 Some(d) => {
@@ -580,13 +584,14 @@ impl Launcher {
 fn spawn_supervisor(
     cmd: Command,
     health: Arc<Health>,
+    lower_autogroups: bool,
 ) -> anyhow::Result<(mpsc::Sender<()>, mpsc::Receiver<()>)> {
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<u32>>();
     std::thread::Builder::new()
         .name("svamlgate-postgres".into())
-        .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx, &health))?;
+        .spawn(move || supervise(cmd, stop_rx, done_tx, spawned_tx, &health, lower_autogroups))?;
     spawned_rx
         .recv()
         .map_err(|_| anyhow!("postgres supervisor ended"))?
@@ -670,6 +675,7 @@ fn supervise(
     done_tx: mpsc::Sender<()>,
     spawned_tx: mpsc::Sender<std::io::Result<u32>>,
     health: &Health,
+    lower_autogroups: bool,
 ) {
     let mut child: Child = match cmd.spawn() {
         Ok(c) => c,
@@ -681,7 +687,6 @@ fn supervise(
     let _ = spawned_tx.send(Ok(child.id()));
     let mut started = Instant::now();
     let mut backoff = Duration::from_millis(500);
-    let autogroups = super::autogroup::enabled();
     loop {
         match stop_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -691,7 +696,7 @@ fn supervise(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if autogroups {
+        if lower_autogroups {
             // Each server process leads a session of its own: its nice counts only against the
             // autogroup's nice ([`super::autogroup`]).
             super::autogroup::lower(child.id(), BACKGROUND_NICE);
