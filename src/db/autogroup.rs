@@ -26,15 +26,26 @@ pub fn enabled() -> bool {
 /// the next call: a process that ended meanwhile, or the kernel's limit of one change per 100 ms
 /// without `CAP_SYS_ADMIN` (`EAGAIN`).
 pub fn lower(postmaster: u32, nice: i32) -> usize {
-    let own = group_of("self").map(|(name, _)| name);
-    children(postmaster)
-        .into_iter()
-        .filter(|&pid| match group_of(&pid.to_string()) {
-            // Just forked, before its `setsid()`, a child is still in svamlgate's group.
-            Some((name, n)) => Some(&name) != own.as_ref() && n != nice && set(pid, nice).is_ok(),
-            None => false,
-        })
-        .count()
+    let own = own_group();
+    let mut lowered = 0;
+    for pid in children(postmaster) {
+        // Just forked, before its `setsid()`, a child is still in svamlgate's group.
+        let Some((name, n)) = group_of(&pid.to_string()) else {
+            continue;
+        };
+        if Some(&name) != own && n != nice && set(pid, nice).is_ok() {
+            lowered += 1;
+        }
+    }
+    lowered
+}
+
+/// The name of this process's autogroup, read once: a process's session, and so its
+/// autogroup, is fixed once svamlgate runs (it never calls `setsid()`).
+fn own_group() -> Option<&'static String> {
+    static OWN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| group_of("self").map(|(name, _)| name))
+        .as_ref()
 }
 
 /// The children of `pid` (`/proc/<pid>/task/<pid>/children`; none where the kernel lacks it).
