@@ -268,7 +268,6 @@ fn start_recording(
     );
     alerts.start().context("starting the alerts thread")?;
     let (ship_stop, stop_rx) = tokio::sync::watch::channel(None);
-    crate::recording::ship::set_connections(usize::try_from(config.ship_connections).unwrap_or(1));
     let shipper = shipper::spawn(
         journal,
         store.clone(),

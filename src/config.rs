@@ -222,12 +222,6 @@ pub struct ServeArgs {
     #[arg(long, env = "SVAMLGATE_CONSOLE_SESSION_SECS", default_value_t = DEFAULT_SESSION_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub console_session_secs: u64,
 
-    /// Connections the shipper uses at once for a large batch (a catch-up of at least 200
-    /// callbacks): 1 ships every batch in one transaction; 2 ships its two halves at once
-    /// (docs/benchmarks.md, "Catch-up over two connections").
-    #[arg(long, env = "SVAMLGATE_SHIP_CONNECTIONS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=2))]
-    pub ship_connections: u64,
-
     /// How the shipper's transactions commit (docs/recording.md): `deferred` does not wait for
     /// PostgreSQL's disk (the journal keeps each batch until PostgreSQL reports it flushed);
     /// `flushed` waits, as PostgreSQL's `synchronous_commit` says (use it with synchronous

@@ -31,7 +31,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -585,27 +585,13 @@ pub const CALL_STATES: Staged<CallbackRecord> = Staged {
         updated_at = EXCLUDED.updated_at WHERE call_state.updated_at <= EXCLUDED.updated_at",
 };
 
-/// Batches with at least this many callbacks are shipped over two connections at once (a
-/// catch-up); smaller ones in one transaction.
-pub const PARALLEL_AT: usize = 200;
-
-static CONNECTIONS: AtomicUsize = AtomicUsize::new(1);
-
-/// How many connections a large batch is shipped over: 1 (the default: every batch in one
-/// transaction) or 2 (SVAMLGATE_SHIP_CONNECTIONS; not shown to pay yet, docs/benchmarks.md).
-pub fn set_connections(n: usize) {
-    CONNECTIONS.store(n.clamp(1, 2), Ordering::Relaxed);
-}
-
-/// A part of a batch, shipped in one transaction.
-#[derive(Default, Clone)]
+/// The records of a batch by kind, shipped in one transaction.
+#[derive(Default)]
 struct Part<'a> {
     /// Callback rows, with their errors, rejected replies and upstream exchanges.
     callbacks: Vec<&'a CallbackRecord>,
     /// Errors recorded on their own.
     errors: Vec<&'a ErrorRecord>,
-    /// Callbacks whose call-state changes are applied here (the last of each call wins).
-    states: Vec<&'a CallbackRecord>,
     /// Callbacks whose Sinch report marks an earlier reply (after that reply's row is in).
     reports: Vec<&'a CallbackRecord>,
     /// Stages of requests to Sinch, in journal order.
@@ -622,7 +608,6 @@ impl<'a> Part<'a> {
                 Record::Outbound(o) => p.outbound.push(o),
             }
         }
-        p.states = p.callbacks.clone();
         p.reports = p
             .callbacks
             .iter()
@@ -631,86 +616,21 @@ impl<'a> Part<'a> {
             .collect();
         p
     }
-
-    fn is_empty(&self) -> bool {
-        self.callbacks.is_empty()
-            && self.errors.is_empty()
-            && self.reports.is_empty()
-            && self.outbound.is_empty()
-    }
 }
 
 impl Store {
-    /// Writes a batch of journal records, over the connections set by [`set_connections`]. A batch
-    /// of fewer than [`PARALLEL_AT`] callbacks, or any batch over one connection, goes in one
-    /// transaction. A larger one (a catch-up) over two connections is split so that PostgreSQL works on two
-    /// connections at once: the two halves of its callbacks (each with its errors, rejected replies
-    /// and exchanges; the call states with the second), then, once both are committed, what refers
-    /// to rows of either (errors recorded on their own, Sinch's reports, requests to Sinch). Writing
-    /// a part is idempotent (one that meets its rows already there takes the staging path), so a
-    /// part committed before another failed is harmless: on any
-    /// failure of the split, the whole batch is shipped again in one transaction, whose result
-    /// (a refusal, a lost connection) is the one returned.
+    /// Writes a batch of journal records in one transaction (encoded here; the shipper's batches
+    /// are encoded ahead, [`Store::ship_batch`]).
     pub async fn ship(&self, records: &[&Record]) -> Result<(), sqlx::Error> {
-        self.ship_over(records, CONNECTIONS.load(Ordering::Relaxed))
-            .await
-    }
-
-    /// [`Store::ship`] over `connections` (1 or 2) for a large batch.
-    pub async fn ship_over(
-        &self,
-        records: &[&Record],
-        connections: usize,
-    ) -> Result<(), sqlx::Error> {
-        let all = Part::of(records);
-        let n = all.callbacks.len();
-        if n < PARALLEL_AT || connections < 2 {
-            return self.ship_part(&all).await;
-        }
-        let (first, second) = all.callbacks.split_at(n / 2);
-        let a = Part {
-            callbacks: first.to_vec(),
-            ..Part::default()
-        };
-        let b = Part {
-            callbacks: second.to_vec(),
-            states: all.states.clone(),
-            ..Part::default()
-        };
-        let rest = Part {
-            errors: all.errors.clone(),
-            reports: all.reports.clone(),
-            outbound: all.outbound.clone(),
-            ..Part::default()
-        };
-        let split = async {
-            futures_util::future::try_join(self.ship_part(&a), self.ship_part(&b)).await?;
-            if !rest.is_empty() {
-                self.ship_part(&rest).await?;
-            }
-            Ok::<(), sqlx::Error>(())
-        }
-        .await;
-        match split {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                tracing::debug!(error = %e, "a batch shipped over two connections failed; shipping it in one transaction");
-                self.ship_part(&all).await
-            }
-        }
-    }
-
-    /// Writes one part of a batch in one transaction.
-    async fn ship_part(&self, p: &Part<'_>) -> Result<(), sqlx::Error> {
-        self.write_part(p, &Encoded::of(p), &mut Steps::default(), Commit::Flushed)
+        let p = Part::of(records);
+        self.write_part(&p, &Encoded::of(&p), &mut Steps::default(), Commit::Flushed)
             .await
             .map(|_| ())
     }
 
-    /// Writes a batch encoded ahead of time ([`Batch::new`]) in one transaction, or over two
-    /// connections when [`set_connections`] asks for it and the batch is large (re-encoded then).
-    /// The wall time of its steps is added to `steps`. With [`Commit::Deferred`] (one
-    /// transaction only) it returns where its commit is durable ([`Deferred`]).
+    /// Writes a batch encoded ahead of time ([`Batch::new`]) in one transaction. The wall time of
+    /// its steps is added to `steps`. With [`Commit::Deferred`] it returns where its commit is
+    /// durable ([`Deferred`]).
     pub async fn ship_batch(
         &self,
         batch: &Batch,
@@ -719,9 +639,6 @@ impl Store {
     ) -> Result<Option<Deferred>, sqlx::Error> {
         let records: Vec<&Record> = batch.records.iter().collect();
         let part = Part::of(&records);
-        if part.callbacks.len() >= PARALLEL_AT && CONNECTIONS.load(Ordering::Relaxed) >= 2 {
-            return self.ship_over(&records, 2).await.map(|()| None);
-        }
         let marked = self
             .write_part(&part, &batch.encoded, steps, commit)
             .await?;
@@ -944,11 +861,11 @@ enum Path {
     Staged,
 }
 
-/// Batches (or parts of one) that the fast path found in PostgreSQL already, in part or whole, and
+/// Batches that the fast path found in PostgreSQL already, in part or whole, and
 /// that went through the staging tables: [`staged_again`].
 static STAGED_AGAIN: AtomicU64 = AtomicU64::new(0);
 
-/// How many batches (or parts of one, over two connections) this process shipped again through the
+/// How many batches this process shipped again through the
 /// staging tables because some of their rows were in PostgreSQL already.
 pub fn staged_again() -> u64 {
     STAGED_AGAIN.load(Ordering::Relaxed)
@@ -1012,7 +929,7 @@ impl Encoded {
             new_calls,
             ended,
             ended_at,
-        } = last_call_states(&p.states);
+        } = last_call_states(&p.callbacks);
         let mut sure = Vec::with_capacity(p.callbacks.len());
         let mut unsure = Vec::new();
         for c in &p.callbacks {

@@ -629,7 +629,7 @@ async fn catch_up_from_records(rows: usize) -> (String, f64) {
 /// attempt not rolled back, shows there).
 #[actix_web::test]
 async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands_once() {
-    use svamlgate::recording::ship::{staged_again, PARALLEL_AT};
+    use svamlgate::recording::ship::staged_again;
     let url = fresh_database().await;
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
     let store = Store::new(pool.clone());
@@ -705,7 +705,7 @@ async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands
     assert_eq!(counts().await, (8, 8, 11, 3, 8));
 
     // The whole of it again, then one record by one (as records held in memory are), and a large
-    // batch over two connections, twice.
+    // batch, twice.
     let again = staged_again();
     store
         .ship(&overlapping)
@@ -715,14 +715,11 @@ async fn a_batch_already_in_postgresql_goes_through_the_staging_tables_and_lands
         store.ship(&[*r]).await.expect("one record again");
     }
     assert!(staged_again() > again + overlapping.len() as u64);
-    let more = PARALLEL_AT as i64;
+    let more = 200;
     second.extend((8..8 + more).map(ice));
     let all: Vec<&Record> = first.iter().chain(second.iter()).collect();
-    store
-        .ship_over(&all, 2)
-        .await
-        .expect("over two connections");
-    store.ship_over(&all, 2).await.expect("and again");
+    store.ship(&all).await.expect("a large batch");
+    store.ship(&all).await.expect("and again");
     let n = 8 + more;
     assert_eq!(counts().await, (n, n, n + 3, 3, n));
     let states: i64 = sqlx::query_scalar("SELECT count(*) FROM call_state")
@@ -1052,18 +1049,17 @@ async fn migration_0017_builds_the_time_indexes_ascending_and_newest_first_reads
     }
 }
 
-/// A batch large enough to be shipped over two connections (`recording::ship::PARALLEL_AT`) lands as one
-/// in one transaction would: a replay in the second half of an original in the first, a call set
-/// in the first half and ended in the second, Sinch's report in the second half marking a reply in
-/// the first, an error recorded on its own for a callback of the first half; shipped twice.
+/// A catch-up's batch lands whole and once when what it holds refers to itself: a replay at its
+/// end of the original at its start, a call set at the start and ended at the end, Sinch's report
+/// at the end marking the first reply, an error recorded on its own for the first callback;
+/// shipped twice.
 #[actix_web::test]
-async fn a_catch_up_batch_over_two_connections_lands_whole_and_once() {
-    use svamlgate::recording::ship::PARALLEL_AT;
+async fn a_catch_up_batch_that_refers_to_itself_lands_whole_and_once() {
     let url = fresh_database().await;
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
     let store = Store::new(pool.clone());
     let t0 = OffsetDateTime::now_utc() - time::Duration::minutes(5);
-    let n = PARALLEL_AT + 50;
+    let n = 250;
     let mut records: Vec<CallbackRecord> = (0..n)
         .map(|i| {
             let callid = format!("two-{i}");
@@ -1108,11 +1104,8 @@ async fn a_catch_up_batch_over_two_connections_lands_whole_and_once() {
         false,
     ))));
     let refs: Vec<&Record> = batch.iter().collect();
-    store.ship_over(&refs, 2).await.expect("batch");
-    store
-        .ship_over(&refs, 2)
-        .await
-        .expect("the same batch again");
+    store.ship(&refs).await.expect("batch");
+    store.ship(&refs).await.expect("the same batch again");
 
     let one = |sql: &'static str| {
         let pool = pool.clone();
@@ -1132,7 +1125,7 @@ async fn a_catch_up_batch_over_two_connections_lands_whole_and_once() {
     assert_eq!(
         one("SELECT count(*) FROM call_state WHERE callid = 'two-0'").await,
         0,
-        "the call ended in the second half"
+        "the call ended at the batch's end"
     );
     let marked: Option<Uuid> =
         sqlx::query_scalar("SELECT id FROM callbacks WHERE rejected_by_sinch IS NOT NULL")
