@@ -2,7 +2,8 @@
 # What one shipped callback row costs PostgreSQL (CPU, and WAL bytes) on the shipper's fast path
 # (binary COPY straight into callbacks), with each distinct reply stored once (0015) against the
 # reply in every row (before 0015), and what each index of `callbacks`, the time indexes in
-# descending order (before 0017), the console's trigger and the call_state rows add to it.
+# descending order (before 0017), the console's counts (as the shipper adds them since 0018, and by
+# the trigger of 0012 before) and the call_state rows add to it.
 #
 #   benches/rows.sh                      # 40,000 rows per variant, three rounds
 #   ROWS=100000 REPEAT=5 benches/rows.sh
@@ -53,7 +54,10 @@ done
 #   before   the reply as jsonb in every row (the shipper before 0015)
 #   dnew     now, plus each call's state COPYed straight into call_state (the fast path's way for
 #            calls whose ICE is in the batch: the IVR route's)
-for variant in now before dnew; do
+#   trig     now without the console's counts (console_add_counts, one call per batch since
+#            0018): for the variant with the trigger of 0012 put back, which counted instead
+# Every style but trig adds the batch's console counts as the shipper does since 0018.
+for variant in now before dnew trig; do
 python3 - "$ROWS" "$WORK/batches-$variant.sql" "$variant" <<'PY'
 import sys, uuid, json, datetime, hashlib, struct
 rows, out, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -114,12 +118,31 @@ with open(out, "w") as f:
             states.append("\t".join([callid, "1", "1", "1", "welcome", esc(context), at.strftime("%Y-%m-%d %H:%M:%S.%f+00")]))
         bfile.write(struct.pack(">h", -1))
         bfile.close()
+        if variant != "trig":
+            groups = {}
+            for i in range(b, min(b + 500, rows)):
+                at = t0 + datetime.timedelta(microseconds=100 * i)
+                minute = at.replace(second=0, microsecond=0).strftime("%Y-%m-%d %H:%M:%S+00")
+                groups[minute] = groups.get(minute, 0) + 1
+            arr = lambda xs, ty: "ARRAY[" + ",".join(xs) + "]::" + ty + "[]"
+            n = len(groups)
+            f.write("SELECT console_add_counts(" + ", ".join([
+                arr([sql(m) for m in groups], "timestamptz"), arr([sql("ice")] * n, "text"),
+                arr([sql("flow")] * n, "text"), arr([sql("")] * n, "text"), arr([sql("passed")] * n, "text"),
+                arr([str(c) for c in groups.values()], "bigint"),
+                "'{}'::timestamptz[]", "'{}'::text[]", "'{}'::text[]", "'{}'::text[]", "'{}'::text[]",
+                "'{}'::bigint[]"]) + ");\n")
         if variant == "dnew":
             f.write("COPY call_state (callid, route_id, flow_id, flow_version, node, context, updated_at) FROM STDIN;\n"
                     + "\n".join(states) + "\n\\.\n")
         f.write("COMMIT;\n")
 PY
 done
+
+# The console's counts as migration 0012 kept them: a trigger per statement over the rows inserted
+# (its transition table), dropped by 0018.
+sed -n '/^CREATE FUNCTION console_count_callbacks/,/FOR EACH STATEMENT EXECUTE FUNCTION console_count_callbacks();/p' \
+  migrations/0012_console.sql >"$WORK/trigger.sql"
 
 cluster_cpu() { # clock ticks of every process of the cluster, the exited backends included
   local pm total pid
@@ -160,7 +183,8 @@ VARIANTS=(
   "  without callbacks_ice_called and _cli|now|DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli|now|CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
   "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|now|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
   "  received_at descending in callbacks_received, _ice_called, _ice_cli (before 0017)|now|DROP INDEX callbacks_received; DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli; CREATE INDEX callbacks_received ON callbacks (received_at DESC); CREATE INDEX callbacks_ice_called ON callbacks (called, received_at DESC) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at DESC) WHERE event_type = 'ice'|now|DROP INDEX callbacks_received; DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli; CREATE INDEX callbacks_received ON callbacks (received_at); CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
-  "  without the console trigger|now|ALTER TABLE callbacks DISABLE TRIGGER callbacks_console_counts|now|ALTER TABLE callbacks ENABLE TRIGGER callbacks_console_counts"
+  "  without the console's counts|now||trig|"
+  "  the console's counts by the trigger of 0012 instead (before 0018)|now|\\i $WORK/trigger.sql|trig|DROP TRIGGER callbacks_console_counts ON callbacks; DROP FUNCTION console_count_callbacks()"
   "  plus call_state COPYed straight in (new calls)|now||dnew|"
 )
 REPEAT=${REPEAT:-3}

@@ -30,7 +30,7 @@
 //! batch is written, exactly once").
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -254,6 +254,34 @@ impl<R> Staged<R> {
             .await?;
         steps.insert += copied.elapsed();
         Ok(())
+    }
+}
+
+impl Staged<CallbackRecord> {
+    /// [`Staged::write`], returning the ids of the callbacks inserted (not those already there),
+    /// for the console's counts.
+    async fn write_inserted(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: &CopyRows,
+        steps: &mut Steps,
+    ) -> Result<HashSet<Uuid>, sqlx::Error> {
+        if rows.rows() == 0 {
+            return Ok(HashSet::new());
+        }
+        let started = Instant::now();
+        sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
+            .execute(&mut **tx)
+            .await?;
+        copy_in(tx, &self.copy_sql(), rows).await?;
+        let copied = Instant::now();
+        steps.copy += copied - started;
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar(AssertSqlSafe(format!("{} RETURNING id", self.insert_sql())))
+                .fetch_all(&mut **tx)
+                .await?;
+        steps.insert += copied.elapsed();
+        Ok(ids.into_iter().collect())
     }
 }
 
@@ -723,12 +751,17 @@ impl Store {
         // The replies before the rows that point at them (a sweep waits for this transaction).
         replies::store(&mut tx, &e.replies).await?;
         steps.copy += started.elapsed();
-        match path {
+        // The callbacks the staging table inserted (not already there), counted for the console
+        // beside those the fast path COPYs (all of which are new, or the transaction fails).
+        let inserted = match path {
             Path::Fast => {
                 CALLBACKS.write_direct(&mut tx, &e.callbacks, steps).await?;
-                CALLBACKS.write(&mut tx, &e.callbacks_unsure, steps).await?;
+                let inserted = CALLBACKS
+                    .write_inserted(&mut tx, &e.callbacks_unsure, steps)
+                    .await?;
                 ERRORS.write_direct(&mut tx, &e.errors, steps).await?;
                 REFUSALS.write_direct(&mut tx, &e.refusals, steps).await?;
+                inserted
             }
             Path::Staged => {
                 // Encoded for the fast path: its callbacks again, all for the staging table.
@@ -739,12 +772,25 @@ impl Store {
                     again = CALLBACKS.copy_rows(p.callbacks.iter().copied());
                     &again
                 };
-                CALLBACKS.write(&mut tx, all, steps).await?;
+                let inserted = CALLBACKS.write_inserted(&mut tx, all, steps).await?;
                 ERRORS.write(&mut tx, &e.errors, steps).await?;
                 REFUSALS.write(&mut tx, &e.refusals, steps).await?;
+                inserted
+            }
+        };
+        let started = Instant::now();
+        let mut counts = match path {
+            Path::Fast => e.counts.clone(),
+            Path::Staged => ConsoleCounts::default(),
+        };
+        if !inserted.is_empty() {
+            for c in &p.callbacks {
+                if inserted.contains(&c.callback.id) {
+                    counts.add(c);
+                }
             }
         }
-        let started = Instant::now();
+        counts.write(&mut tx).await?;
         for c in &p.callbacks {
             write_rare_rows(&mut tx, c).await?;
         }
@@ -904,6 +950,8 @@ struct Encoded {
     ended_at: Vec<OffsetDateTime>,
     /// The distinct replies the callbacks point at (`replies`, stored before them).
     replies: replies::Distinct,
+    /// The console's counts of the fast path's callbacks (`callbacks`).
+    counts: ConsoleCounts,
 }
 
 impl Encoded {
@@ -942,7 +990,12 @@ impl Encoded {
                 None => unsure.push(*c),
             }
         }
+        let mut counts = ConsoleCounts::default();
+        for (c, _) in &sure {
+            counts.add(c);
+        }
         Encoded {
+            counts,
             callbacks: CALLBACKS.direct_rows(sure),
             callbacks_unsure: CALLBACKS.copy_rows(unsure),
             errors: ERRORS.copy_rows(errors.iter().map(|e| e.as_ref())),
@@ -962,6 +1015,124 @@ impl Encoded {
                     .filter_map(|c| c.outcome.reply.as_deref().map(RawValue::get)),
             ),
         }
+    }
+}
+
+/// A group of the console's per-minute counts: the minute (Unix time / 60) and four texts, each
+/// empty for NULL.
+type CountKey = (i64, String, String, String, String);
+
+/// The console's per-minute counts of the callbacks a transaction inserts: callbacks by event
+/// type, reply source, fallback reason and gate verdict (`console_minutes`), and the gate's
+/// findings by rule code, severity, source and gate verdict (`console_rule_minutes`). Added by
+/// `console_add_counts` (`migrations/0018_console_counts_by_the_shipper.sql`) in the transaction
+/// that inserts the rows, so that they commit together. The groups are those of the trigger this
+/// replaced (`0012`): `date_trunc('minute', received_at)`, the columns' text or empty, and for
+/// findings each element of the report's `violations` array with `->>` of its keys; the tests
+/// compare them with that query over the rows.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct ConsoleCounts {
+    callbacks: BTreeMap<CountKey, i64>,
+    findings: BTreeMap<CountKey, i64>,
+}
+
+impl ConsoleCounts {
+    /// Counts `c`.
+    fn add(&mut self, c: &CallbackRecord) {
+        let minute = c.callback.received_at.unix_timestamp().div_euclid(60);
+        let verdict = c.outcome.gate_verdict.map_or("", |v| v.as_str());
+        *self
+            .callbacks
+            .entry((
+                minute,
+                c.callback.event_type.as_str().to_owned(),
+                c.outcome.reply_source.as_str().to_owned(),
+                c.outcome
+                    .fallback_reason
+                    .map_or("", |r| r.as_str())
+                    .to_owned(),
+                verdict.to_owned(),
+            ))
+            .or_default() += 1;
+        let Some(report) = c.outcome.validation.as_deref() else {
+            return;
+        };
+        let Ok(report) = serde_json::from_str::<serde_json::Value>(report.get()) else {
+            return;
+        };
+        let Some(serde_json::Value::Array(violations)) = report.get("violations") else {
+            return;
+        };
+        for v in violations {
+            *self
+                .findings
+                .entry((
+                    minute,
+                    json_text(v.get("code")),
+                    json_text(v.get("severity")),
+                    json_text(v.get("source")),
+                    verdict.to_owned(),
+                ))
+                .or_default() += 1;
+        }
+    }
+
+    /// Adds the counts in `tx` (nothing when there are none).
+    async fn write(&self, tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
+        if self.callbacks.is_empty() && self.findings.is_empty() {
+            return Ok(());
+        }
+        type Columns = (
+            Vec<OffsetDateTime>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<i64>,
+        );
+        fn columns(groups: &BTreeMap<CountKey, i64>) -> Columns {
+            let mut out = Columns::default();
+            for ((minute, a, b, c, d), n) in groups {
+                out.0.push(
+                    OffsetDateTime::from_unix_timestamp(minute.saturating_mul(60))
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                );
+                out.1.push(a.clone());
+                out.2.push(b.clone());
+                out.3.push(c.clone());
+                out.4.push(d.clone());
+                out.5.push(*n);
+            }
+            out
+        }
+        let m = columns(&self.callbacks);
+        let r = columns(&self.findings);
+        sqlx::query("SELECT console_add_counts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+            .bind(m.0)
+            .bind(m.1)
+            .bind(m.2)
+            .bind(m.3)
+            .bind(m.4)
+            .bind(m.5)
+            .bind(r.0)
+            .bind(r.1)
+            .bind(r.2)
+            .bind(r.3)
+            .bind(r.4)
+            .bind(r.5)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What PostgreSQL's `->>` gives of a JSON value, `coalesce`d to empty: a string's text, another
+/// value's JSON, empty for null or a missing key.
+fn json_text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
 }
 

@@ -1467,3 +1467,104 @@ async fn spawn_shipper(
     )
     .expect("the shipper's thread starts")
 }
+
+/// How many groups of the console's counts differ from what the trigger of migration 0012 (and
+/// its backfill query) computes from the rows in `callbacks`, both ways: 0 when the shipper's
+/// counts are exactly the rows'.
+async fn console_counts_off_by(pool: &sqlx::PgPool) -> (i64, i64) {
+    let rows_minutes = "SELECT date_trunc('minute', received_at), event_type, coalesce(reply_source, ''), \
+         coalesce(fallback_reason, ''), coalesce(gate_verdict, ''), count(*)::bigint FROM callbacks GROUP BY 1, 2, 3, 4, 5";
+    let counted_minutes = "SELECT minute, event_type, reply_source, fallback_reason, gate_verdict, callbacks FROM console_minutes";
+    let rows_rules = "SELECT date_trunc('minute', c.received_at), coalesce(v->>'code', ''), coalesce(v->>'severity', ''), \
+         coalesce(v->>'source', ''), coalesce(c.gate_verdict, ''), count(*)::bigint \
+         FROM callbacks c, jsonb_array_elements(c.validation->'violations') v \
+         WHERE jsonb_typeof(c.validation->'violations') = 'array' GROUP BY 1, 2, 3, 4, 5";
+    let counted_rules =
+        "SELECT minute, code, severity, source, gate_verdict, findings FROM console_rule_minutes";
+    let off = |a: &str, b: &str| {
+        format!("SELECT (SELECT count(*) FROM ({a} EXCEPT {b}) d) + (SELECT count(*) FROM ({b} EXCEPT {a}) d)")
+    };
+    let minutes: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(off(rows_minutes, counted_minutes)))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let rules: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(off(rows_rules, counted_rules)))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (minutes, rules)
+}
+
+/// The console's counts (`console_minutes`, `console_rule_minutes`), added by the shipper in each
+/// batch's transaction since migration 0018, are exactly what the trigger they replaced computed
+/// from the rows: over minutes, event types, reply sources, fallback reasons, gate verdicts, and
+/// findings with odd `violations` (a number for a code, a null source, an element that is not an
+/// object, a report whose `violations` is not an array); for the fast path, a body the fast path
+/// is not sure of (the staging table, on the fast path), a batch shipped again in whole and in
+/// part (the staging path: only the rows inserted count), and one record at a time.
+#[actix_web::test]
+async fn the_console_counts_are_those_of_the_rows_inserted() {
+    use svamlgate::outcome::FallbackReason;
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = time::macros::datetime!(2026-03-04 05:06:59.900 UTC);
+    let reports = [
+        r#"{"valid":true,"violations":[]}"#,
+        r#"{"valid":false,"violations":[{"code":"SVAML001","severity":"error","source":"sinch-sdk-java"},{"code":"schema:required","severity":"error","source":"svaml.json"}]}"#,
+        r#"{"valid":true,"violations":[{"code":7,"severity":"warning","source":null},"not an object",{"severity":"warning"}]}"#,
+        r#"{"valid":true,"violations":{"code":"not an array"}}"#,
+    ];
+    let records: Vec<Record> = (0..40)
+        .map(|i: i64| {
+            // Two minutes (t0 is 100 ms before a minute ends).
+            let at = t0 + time::Duration::milliseconds(i * 10);
+            let body = if i % 7 == 0 {
+                // Not sure for the fast path: a non-ASCII escape.
+                r#"{"event":"ice","cli":"caf\u00e9"}"#.to_string()
+            } else {
+                r#"{"event":"ice"}"#.to_string()
+            };
+            let mut r = callback(body.as_bytes(), true, &format!("counts-{i}"), at);
+            r.callback.event_type = ["ice", "ace", "pie", "dice"][(i % 4) as usize].into();
+            r.outcome.reply_source = [
+                ReplySource::Flow,
+                ReplySource::Fallback,
+                ReplySource::Duplicate,
+            ][(i % 3) as usize];
+            r.outcome.fallback_reason = (i % 5 == 1).then_some(FallbackReason::Deadline);
+            r.outcome.gate_verdict =
+                [Some(GateVerdict::Passed), Some(GateVerdict::Rejected), None][(i % 3) as usize];
+            r.outcome.validation = (i % 6 != 5)
+                .then(|| RawValue::from_string(reports[(i % 4) as usize].into()).unwrap());
+            Record::Callback(Box::new(r))
+        })
+        .collect();
+    let refs: Vec<&Record> = records.iter().collect();
+
+    store.ship(&refs[..25]).await.expect("first batch");
+    assert_eq!(console_counts_off_by(&pool).await, (0, 0));
+    let (groups, findings): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM console_minutes), (SELECT coalesce(sum(findings), 0)::bigint FROM console_rule_minutes)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        groups > 10 && findings > 10,
+        "{groups} groups, {findings} findings"
+    );
+
+    // Again in whole, then in part with new rows, then one by one: only new rows count.
+    store.ship(&refs[..25]).await.expect("the same batch again");
+    store.ship(&refs[20..35]).await.expect("in part again");
+    for r in &refs[30..] {
+        store.ship(&[*r]).await.expect("one record");
+    }
+    assert_eq!(console_counts_off_by(&pool).await, (0, 0));
+    let total: i64 = sqlx::query_scalar("SELECT sum(callbacks)::bigint FROM console_minutes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(total, 40);
+}
