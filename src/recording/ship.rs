@@ -1054,16 +1054,31 @@ impl ConsoleCounts {
                 verdict.to_owned(),
             ))
             .or_default() += 1;
-        let Some(report) = c.outcome.validation.as_deref() else {
+        // The report's `violations` alone, parsed only when it is a non-empty array (a valid
+        // reply's is `[]`).
+        #[derive(serde::Deserialize)]
+        struct Report<'a> {
+            #[serde(borrow)]
+            violations: Option<&'a RawValue>,
+        }
+        let Some(Report {
+            violations: Some(violations),
+        }) = c
+            .outcome
+            .validation
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Report<'_>>(r.get()).ok())
+        else {
             return;
         };
-        let Ok(report) = serde_json::from_str::<serde_json::Value>(report.get()) else {
+        if !violations.get().starts_with('[') || violations.get() == "[]" {
+            return;
+        }
+        let Ok(violations) = serde_json::from_str::<Vec<serde_json::Value>>(violations.get())
+        else {
             return;
         };
-        let Some(serde_json::Value::Array(violations)) = report.get("violations") else {
-            return;
-        };
-        for v in violations {
+        for v in &violations {
             *self
                 .findings
                 .entry((
