@@ -11,7 +11,9 @@
 -- INSERT returns them).
 --
 -- A row inserted into callbacks by hand (psql) is no longer counted; the backfill query of 0012
--- counts it (docs/console.md).
+-- counts it (docs/console.md). So are the rows an instance of an earlier release ships into a
+-- database migrated past 0018 (two releases side by side during an upgrade): upgrade every
+-- instance, or run that query for the minutes of the overlap.
 
 DROP TRIGGER callbacks_console_counts ON callbacks;
 DROP FUNCTION console_count_callbacks();

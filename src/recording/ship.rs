@@ -242,6 +242,21 @@ impl<R> Staged<R> {
         if rows.rows() == 0 {
             return Ok(());
         }
+        let copied = self.stage(tx, rows, steps).await?;
+        sqlx::query(AssertSqlSafe(self.insert_sql()))
+            .execute(&mut **tx)
+            .await?;
+        steps.insert += copied.elapsed();
+        Ok(())
+    }
+
+    /// Creates the staging table if needed and COPYs `rows` into it; returns when the COPY ended.
+    async fn stage(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: &CopyRows,
+        steps: &mut Steps,
+    ) -> Result<Instant, sqlx::Error> {
         let started = Instant::now();
         sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
             .execute(&mut **tx)
@@ -249,11 +264,7 @@ impl<R> Staged<R> {
         copy_in(tx, &self.copy_sql(), rows).await?;
         let copied = Instant::now();
         steps.copy += copied - started;
-        sqlx::query(AssertSqlSafe(self.insert_sql()))
-            .execute(&mut **tx)
-            .await?;
-        steps.insert += copied.elapsed();
-        Ok(())
+        Ok(copied)
     }
 }
 
@@ -269,13 +280,7 @@ impl Staged<CallbackRecord> {
         if rows.rows() == 0 {
             return Ok(HashSet::new());
         }
-        let started = Instant::now();
-        sqlx::raw_sql(AssertSqlSafe(self.create_sql()))
-            .execute(&mut **tx)
-            .await?;
-        copy_in(tx, &self.copy_sql(), rows).await?;
-        let copied = Instant::now();
-        steps.copy += copied - started;
+        let copied = self.stage(tx, rows, steps).await?;
         let ids: Vec<Uuid> =
             sqlx::query_scalar(AssertSqlSafe(format!("{} RETURNING id", self.insert_sql())))
                 .fetch_all(&mut **tx)
