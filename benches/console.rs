@@ -34,21 +34,6 @@ const REPLIES: [&str; 2] = [
     r#"{"instructions":[],"action":{"name":"connectPstn","number":"+46700000000","cli":"+46700000001"}}"#,
 ];
 
-/// The console's per-minute counts of every callback, as migration 0012 filled them.
-const COUNTS: &str = r#"
-INSERT INTO console_minutes (minute, event_type, reply_source, fallback_reason, gate_verdict, callbacks)
-SELECT date_trunc('minute', received_at), event_type, coalesce(reply_source, ''),
-       coalesce(fallback_reason, ''), coalesce(gate_verdict, ''), count(*)
-FROM callbacks
-GROUP BY 1, 2, 3, 4, 5;
-INSERT INTO console_rule_minutes (minute, code, severity, source, gate_verdict, findings)
-SELECT date_trunc('minute', c.received_at), coalesce(v->>'code', ''), coalesce(v->>'severity', ''),
-       coalesce(v->>'source', ''), coalesce(c.gate_verdict, ''), count(*)
-FROM callbacks c, jsonb_array_elements(c.validation->'violations') v
-WHERE jsonb_typeof(c.validation->'violations') = 'array'
-GROUP BY 1, 2, 3, 4, 5;
-"#;
-
 /// Inserts callbacks `from..to` (of `total`, spread over `days`) in one statement, pointing at the
 /// two [`REPLIES`] by their ids (`$5` the fallback's, `$6` the upstream reply's).
 const LOAD: &str = r#"
@@ -185,8 +170,10 @@ async fn run() -> anyhow::Result<()> {
         from = to;
     }
     // The console's counts of the rows loaded (the shipper adds them batch by batch; this load
-    // bypasses it): the backfill query of migration 0012.
-    sqlx::raw_sql(COUNTS).execute(&pool).await?;
+    // bypasses it).
+    sqlx::query("SELECT console_count_again('-infinity')")
+        .execute(&pool)
+        .await?;
     let mut tx = pool.begin().await?;
     for stmt in ERRORS.split(';').filter(|s| !s.trim().is_empty()) {
         sqlx::query(sqlx::AssertSqlSafe(stmt.to_owned()))

@@ -30,7 +30,7 @@
 //! batch is written, exactly once").
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,7 @@ use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
 use crate::flows::state::CallState;
+use crate::outcome::{FallbackReason, GateVerdict, ReplySource};
 use uuid::Uuid;
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
@@ -1023,9 +1024,19 @@ impl Encoded {
     }
 }
 
-/// A group of the console's per-minute counts: the minute (Unix time / 60) and four texts, each
-/// empty for NULL.
-type CountKey = (i64, String, String, String, String);
+/// A group of the console's callbacks: the minute (Unix time / 60), event type, reply source,
+/// fallback reason and gate verdict, as recorded (texts only when written).
+type MinuteKey = (
+    i64,
+    EventKind,
+    ReplySource,
+    Option<FallbackReason>,
+    Option<GateVerdict>,
+);
+
+/// A group of the gate's findings: the minute, the finding's code, severity and source (`->>` of
+/// its keys, empty for NULL) and the reply's gate verdict.
+type FindingKey = (i64, String, String, String, Option<GateVerdict>);
 
 /// The console's per-minute counts of the callbacks a transaction inserts: callbacks by event
 /// type, reply source, fallback reason and gate verdict (`console_minutes`), and the gate's
@@ -1037,26 +1048,23 @@ type CountKey = (i64, String, String, String, String);
 /// compare them with that query over the rows.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct ConsoleCounts {
-    callbacks: BTreeMap<CountKey, i64>,
-    findings: BTreeMap<CountKey, i64>,
+    callbacks: HashMap<MinuteKey, i64>,
+    findings: HashMap<FindingKey, i64>,
 }
 
 impl ConsoleCounts {
     /// Counts `c`.
     fn add(&mut self, c: &CallbackRecord) {
         let minute = c.callback.received_at.unix_timestamp().div_euclid(60);
-        let verdict = c.outcome.gate_verdict.map_or("", |v| v.as_str());
+        let verdict = c.outcome.gate_verdict;
         *self
             .callbacks
             .entry((
                 minute,
-                c.callback.event_type.as_str().to_owned(),
-                c.outcome.reply_source.as_str().to_owned(),
-                c.outcome
-                    .fallback_reason
-                    .map_or("", |r| r.as_str())
-                    .to_owned(),
-                verdict.to_owned(),
+                c.callback.event_type.clone(),
+                c.outcome.reply_source,
+                c.outcome.fallback_reason,
+                verdict,
             ))
             .or_default() += 1;
         // The report's `violations` alone, parsed only when it is a non-empty array (a valid
@@ -1091,7 +1099,7 @@ impl ConsoleCounts {
                     json_text(v.get("code")),
                     json_text(v.get("severity")),
                     json_text(v.get("source")),
-                    verdict.to_owned(),
+                    verdict,
                 ))
                 .or_default() += 1;
         }
@@ -1102,6 +1110,8 @@ impl ConsoleCounts {
         if self.callbacks.is_empty() && self.findings.is_empty() {
             return Ok(());
         }
+        // As the columns hold them, in key order (two instances' upserts take the rows' locks
+        // in the same order).
         type Columns = (
             Vec<OffsetDateTime>,
             Vec<String>,
@@ -1110,23 +1120,46 @@ impl ConsoleCounts {
             Vec<String>,
             Vec<i64>,
         );
-        fn columns(groups: &BTreeMap<CountKey, i64>) -> Columns {
+        fn columns(groups: impl Iterator<Item = (i64, [String; 4], i64)>) -> Columns {
+            let mut rows: Vec<_> = groups.collect();
+            rows.sort_unstable();
             let mut out = Columns::default();
-            for ((minute, a, b, c, d), n) in groups {
+            for (minute, [a, b, c, d], n) in rows {
                 out.0.push(
                     OffsetDateTime::from_unix_timestamp(minute.saturating_mul(60))
                         .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 );
-                out.1.push(a.clone());
-                out.2.push(b.clone());
-                out.3.push(c.clone());
-                out.4.push(d.clone());
-                out.5.push(*n);
+                out.1.push(a);
+                out.2.push(b);
+                out.3.push(c);
+                out.4.push(d);
+                out.5.push(n);
             }
             out
         }
-        let m = columns(&self.callbacks);
-        let r = columns(&self.findings);
+        let text = |v: Option<&'static str>| v.unwrap_or("").to_owned();
+        let m = columns(self.callbacks.iter().map(|((minute, e, s, f, g), n)| {
+            let texts = [
+                e.as_str().to_owned(),
+                s.as_str().to_owned(),
+                text(f.map(|f| f.as_str())),
+                text(g.map(|g| g.as_str())),
+            ];
+            (*minute, texts, *n)
+        }));
+        let r = columns(
+            self.findings
+                .iter()
+                .map(|((minute, code, severity, source, g), n)| {
+                    let texts = [
+                        code.clone(),
+                        severity.clone(),
+                        source.clone(),
+                        text(g.map(|g| g.as_str())),
+                    ];
+                    (*minute, texts, *n)
+                }),
+        );
         sqlx::query("SELECT console_add_counts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
             .bind(m.0)
             .bind(m.1)

@@ -1567,4 +1567,35 @@ async fn the_console_counts_are_those_of_the_rows_inserted() {
         .await
         .unwrap();
     assert_eq!(total, 40);
+
+    // A callback inserted by hand in the second minute is not counted until
+    // console_count_again counts that minute again (the first minute's groups left as they are).
+    sqlx::query(
+        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, validation, gate_verdict) \
+         VALUES (gen_random_uuid(), 'by-hand', $1, 'ice', true, '\\x7b7d', 'verified', '/', \
+         '{\"violations\":[{\"code\":\"SVAML001\",\"severity\":\"error\",\"source\":\"psql\"}]}', 'observed')",
+    )
+    .bind(t0 + time::Duration::seconds(1))
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        console_counts_off_by(&pool).await,
+        (1, 1),
+        "its group and its finding's group, not counted"
+    );
+    let counted: i64 = sqlx::query_scalar("SELECT console_count_again($1)")
+        .bind(t0 + time::Duration::seconds(1))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(console_counts_off_by(&pool).await, (0, 0));
+    let second_minute: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM callbacks WHERE received_at >= date_trunc('minute', $1::timestamptz)",
+    )
+    .bind(t0 + time::Duration::seconds(1))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counted, second_minute);
 }
