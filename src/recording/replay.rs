@@ -166,6 +166,36 @@ impl ReplayIndex {
     }
 }
 
+/// The bytes of a reply to keep for replays, shared with the identical replies this thread made
+/// last. A flow answers most calls with the same SVAML (a menu, a greeting), and the index keeps
+/// every reply for the whole window: one copy per callback was about 500 bytes of the benchmark's
+/// 1.4 KB of memory per callback, each new page of which the kernel must zero (on a VM that gives
+/// freed memory back to its host, a fault into the host as well: docs/benchmarks.md, session 19).
+/// A reply that differs from the last [`RECENT`] of its thread is copied, as before.
+pub fn shared_reply(bytes: &[u8]) -> Bytes {
+    thread_local! {
+        static LAST: std::cell::RefCell<(usize, [Option<Bytes>; RECENT])> =
+            const { std::cell::RefCell::new((0, [const { None }; RECENT])) };
+    }
+    LAST.with_borrow_mut(|(next, recent)| {
+        if let Some(b) = recent.iter().flatten().find(|b| b.as_ref() == bytes) {
+            return b.clone();
+        }
+        let b = Bytes::copy_from_slice(bytes);
+        // Only small replies are kept here: a thread holds at most RECENT of them.
+        if bytes.len() <= SHARED_MAX {
+            recent[*next] = Some(b.clone());
+            *next = (*next + 1) % RECENT;
+        }
+        b
+    })
+}
+
+/// Distinct replies each thread remembers for [`shared_reply`].
+const RECENT: usize = 8;
+/// Longest reply [`shared_reply`] remembers (bytes): it holds at most `RECENT` per thread.
+const SHARED_MAX: usize = 16 * 1024;
+
 /// A dedup key as stored (`callbacks.dedup_key`): lower-case hex. Read back with [`unhex`] at start,
 /// when the replay index is rebuilt from the journal.
 pub fn hex(key: &[u8; 32]) -> String {
@@ -210,6 +240,32 @@ mod tests {
         let waiter = tokio::spawn(async move { d.reply_within(Duration::from_secs(5)).await });
         o.answered(200, Some(Bytes::from_static(b"{}")));
         assert_eq!(waiter.await.unwrap().unwrap().0, 200);
+    }
+
+    #[test]
+    fn identical_replies_share_their_bytes_and_others_are_copied() {
+        let menu = br#"{"action":{"name":"runMenu"}}"#;
+        let a = shared_reply(menu);
+        let copy = menu.to_vec();
+        let b = shared_reply(&copy);
+        assert_eq!(a, b);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same reply is kept once");
+        let other = shared_reply(br#"{"action":{"name":"hangup"}}"#);
+        assert_ne!(other.as_ptr(), a.as_ptr());
+        assert_eq!(&other[..], br#"{"action":{"name":"hangup"}}"#);
+        // Still found among the thread's last replies after a few others.
+        for i in 0..RECENT - 2 {
+            shared_reply(format!("{{\"n\":{i}}}").as_bytes());
+        }
+        assert_eq!(shared_reply(menu).as_ptr(), a.as_ptr());
+        // A large reply is copied every time, never held by the thread.
+        let big = vec![b'x'; SHARED_MAX + 1];
+        assert_ne!(shared_reply(&big).as_ptr(), shared_reply(&big).as_ptr());
+        // Another thread has its own.
+        let there = std::thread::spawn(move || shared_reply(menu))
+            .join()
+            .unwrap();
+        assert_eq!(there, a);
     }
 
     /// Whether the key of 32 bytes `b` is claimed as new (else it is a duplicate).
