@@ -184,13 +184,21 @@ appends() { # "<appends within 5 ms> <all appends>" from the journal's append hi
 slow_appends() { # before after: "N of M" appends over 5 ms between the two readings
   python3 -c "b='$1'.split(); a='$2'.split(); n=int(a[1])-int(b[1]); f=int(a[0])-int(b[0]); print(f'{n-f} of {n}')"
 }
-wal_written() { # "<WAL bytes> <WAL syncs>" PostgreSQL has written since its statistics began
-  pg_psql -c "SELECT wal_bytes::bigint, wal_sync FROM pg_stat_wal" 2>/dev/null | tr '|' ' ' || echo "0 0"
+wal_written() { # "<WAL bytes> <WAL syncs> <full-page images>" PostgreSQL has written since its statistics began
+  pg_psql -c "SELECT wal_bytes::bigint, wal_sync, wal_fpi FROM pg_stat_wal" 2>/dev/null | tr '|' ' ' || echo "0 0 0"
 }
-wal_per_row() { # before after rows: "X bytes of WAL per row, Y WAL flushes"
-  python3 -c "b='$1'.split(); a='$2'.split(); n=max($3,1); print(f'{(int(a[0])-int(b[0]))/n:.0f} bytes of WAL per row, {int(a[1])-int(b[1])} WAL flushes')"
+wal_per_row() { # before after rows: "X bytes of WAL per row, Y WAL flushes, Z full-page images per row"
+  python3 -c "b='$1'.split(); a='$2'.split(); n=max($3,1); print(f'{(int(a[0])-int(b[0]))/n:.0f} bytes of WAL per row, {int(a[1])-int(b[1])} WAL flushes, {(int(a[2])-int(b[2]))/n:.3f} full-page images per row')"
 }
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
+host_memory() { # whether this VM gives freed memory back to its host (then each fresh page costs a fault into it)
+  local reporting=no damon=off d k
+  for d in /sys/bus/virtio/devices/*; do # a virtio balloon (device 5) with free page reporting (feature bit 5)
+    [ "$(cat "$d/device" 2>/dev/null)" = 0x0005 ] && [ "$(cut -c6 "$d/features" 2>/dev/null)" = 1 ] && reporting=yes
+  done
+  for k in /sys/kernel/mm/damon/admin/kdamonds/*/state; do [ "$(cat "$k" 2>/dev/null)" = on ] && damon=on; done
+  echo "host memory: free page reporting to the hypervisor $reporting (order $(cat /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null || echo -)), DAMON $damon (docs/benchmarks.md, session 19)"
+}
 
 echo "== bare actix-web handler" >&2
 start_bare
@@ -214,6 +222,12 @@ curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d "{\"name\":\"bench\",\"called\":\"+15550100\",\"target\":{\"kind\":\"flow\",\"flowId\":$FLOW_ID}}" \
   "$BASE/admin/routes" >/dev/null
 SG_URL="$BASE/sinch/callback"
+if [ -n "${PG_ALTER:-}" ]; then # settings to measure against the defaults: "name=value;name=value"
+  IFS=';' read -ra SETTINGS <<<"$PG_ALTER"
+  for s in "${SETTINGS[@]}"; do pg_psql -c "ALTER SYSTEM SET ${s%%=*} = '${s#*=}'" >/dev/null; done
+  pg_psql -c "SELECT pg_reload_conf()" >/dev/null
+  echo "PostgreSQL settings changed for this run: $PG_ALTER" >&2
+fi
 WARM=$(load "$SG_URL" sg-warm 0 3)
 drain
 checkpoint
@@ -257,6 +271,7 @@ if [ -n "${BURST_ONLY:-}" ]; then # a quick look at the burst and its catch-up a
   echo "bare handler $(field "$BARE_MAX" rps)/s before svamlgate, $(field "$BARE_MAX2" rps)/s after"
   echo "burst $(field "$SG_MAX" rps)/s against bare $BARE_RPS/s ($SPARES_A zero-filled journal segments ready when it began); sustained $SUSTAINED/s (catch-up $DRAIN_SECS s); PostgreSQL CPU per row $PG_US_PER_ROW us"
   echo "CPU during the catch-up: $CATCHUP_CPU"
+  host_memory
   echo "machine idle during the burst: $(idle_pct "$BURST_T0" "$BURST_T1")% (each reply waits for the journal's flush: too few connections to cover that wait leave the CPU idle)"
   echo "disk written during the burst and its catch-up (journal and PostgreSQL): $DISK_A; PostgreSQL: $WAL_A"
   if [ -n "${WAITS:-}" ]; then
@@ -386,6 +401,7 @@ echo "second burst: $(field "$SG_BURST2" rps) requests/s; the journal was draine
 echo "after the SIGKILL: drained ${RECOVERY_SECS} s after the 300/s run ended; embedded cluster: $CLUSTER; restarts seen in the log: $(grep -c 'starting it again' "$WORK/svamlgate.log" || true)"
 echo "journal flushes over 100 ms logged by svamlgate: $(grep -c 'the disk took long' "$WORK/svamlgate.log" || true) warnings (at most one per 10 s; each counts the slow flushes since the last)"
 echo "journal appends (record handed over to durable) over 5 ms, which a reply waits for: 1,000/s after a drain $(slow_appends "$AP0" "$AP1"); right after a burst $(slow_appends "$AP2" "$AP3"); through the SIGKILL $(slow_appends "$AP4" "$AP5")"
+host_memory
 echo "machine during the run: load average $(cut -d' ' -f1-3 /proc/loadavg); CPU pressure $(awk '/some/{print $2}' /proc/pressure/cpu 2>/dev/null); I/O pressure $(awk '/some/{print $2}' /proc/pressure/io 2>/dev/null)"
 echo "bare handler's burst: $(field "$BARE_MAX" rps)/s before svamlgate's runs, $(field "$BARE_MAX2" rps)/s after them; the ratios use the higher"
 echo "CPU during the burst's catch-up: $CATCHUP_CPU"
