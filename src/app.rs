@@ -366,7 +366,7 @@ fn restore(records: &[(u64, Vec<u8>)], replays: &ReplayIndex, calls: &Calls) {
                 .outcome
                 .reply
                 .as_ref()
-                .map(|v| crate::recording::replay::shared_reply(v.get().as_bytes()));
+                .map(|v| actix_web::web::Bytes::from(v.get().to_owned()));
             replays.restore(
                 key,
                 r.callback.id,

@@ -207,7 +207,7 @@ async fn reply(
     let text = serde_json::value::to_raw_value(&reply).ok();
     let body = text
         .as_ref()
-        .map(|t| crate::recording::replay::shared_reply(t.get().as_bytes()));
+        .map(|t| Bytes::copy_from_slice(t.get().as_bytes()));
     record.sent(text);
     if let Some(c) = event.callid.as_ref().filter(|_| !canary) {
         let passed = record.outcome.gate_passed();

@@ -36,7 +36,7 @@ pub struct Original {
 impl Original {
     /// Sets the reply (wakes duplicates waiting for it).
     pub fn answered(&self, status: u16, body: Option<Bytes>) {
-        if self.reply.set((status, body)).is_ok() {
+        if self.reply.set((status, body.map(shared))).is_ok() {
             self.answered.notify_waiters();
         }
     }
@@ -136,7 +136,7 @@ impl ReplayIndex {
         let original = Arc::new(Original {
             id,
             reference: reference.into(),
-            reply: OnceLock::from(reply),
+            reply: OnceLock::from((reply.0, reply.1.map(shared))),
             answered: self.answered.clone(),
         });
         self.map.shard(&key).insert(key, Held { seen, original });
@@ -166,34 +166,33 @@ impl ReplayIndex {
     }
 }
 
-/// The bytes of a reply to keep for replays, shared with the identical replies this thread made
-/// last. A flow answers most calls with the same SVAML (a menu, a greeting), and the index keeps
-/// every reply for the whole window: one copy per callback was about 500 bytes of the benchmark's
-/// 1.4 KB of memory per callback, each new page of which the kernel must zero (on a VM that gives
-/// freed memory back to its host, a fault into the host as well: docs/benchmarks.md, session 19).
-/// A reply that differs from the last [`RECENT`] of its thread is copied, as before.
-pub fn shared_reply(bytes: &[u8]) -> Bytes {
+/// The bytes of a reply to keep for replays: those of an identical reply this thread kept lately
+/// when there is one, else `body` itself (remembered when small). A flow answers most calls with
+/// the same SVAML (a menu, a greeting), and the index keeps every reply for the whole window: one
+/// copy per callback was about 500 bytes of the benchmark's 1.4 KB of memory per callback, each
+/// new page of which the kernel must zero (on a VM that gives freed memory back to its host, a
+/// fault into the host as well: docs/benchmarks.md, session 19).
+fn shared(body: Bytes) -> Bytes {
     thread_local! {
         static LAST: std::cell::RefCell<(usize, [Option<Bytes>; RECENT])> =
             const { std::cell::RefCell::new((0, [const { None }; RECENT])) };
     }
     LAST.with_borrow_mut(|(next, recent)| {
-        if let Some(b) = recent.iter().flatten().find(|b| b.as_ref() == bytes) {
+        if let Some(b) = recent.iter().flatten().find(|b| **b == body) {
             return b.clone();
         }
-        let b = Bytes::copy_from_slice(bytes);
         // Only small replies are kept here: a thread holds at most RECENT of them.
-        if bytes.len() <= SHARED_MAX {
-            recent[*next] = Some(b.clone());
+        if body.len() <= SHARED_MAX {
+            recent[*next] = Some(body.clone());
             *next = (*next + 1) % RECENT;
         }
-        b
+        body
     })
 }
 
-/// Distinct replies each thread remembers for [`shared_reply`].
+/// Distinct replies each thread remembers for [`shared`].
 const RECENT: usize = 8;
-/// Longest reply [`shared_reply`] remembers (bytes): it holds at most `RECENT` per thread.
+/// Longest reply [`shared`] remembers (bytes): it holds at most `RECENT` per thread.
 const SHARED_MAX: usize = 16 * 1024;
 
 /// A dedup key as stored (`callbacks.dedup_key`): lower-case hex. Read back with [`unhex`] at start,
@@ -245,27 +244,55 @@ mod tests {
     #[test]
     fn identical_replies_share_their_bytes_and_others_are_copied() {
         let menu = br#"{"action":{"name":"runMenu"}}"#;
-        let a = shared_reply(menu);
-        let copy = menu.to_vec();
-        let b = shared_reply(&copy);
+        let own = |b: &[u8]| Bytes::copy_from_slice(b);
+        let a = shared(own(menu));
+        let b = shared(own(menu));
         assert_eq!(a, b);
         assert_eq!(a.as_ptr(), b.as_ptr(), "the same reply is kept once");
-        let other = shared_reply(br#"{"action":{"name":"hangup"}}"#);
+        let other = shared(own(br#"{"action":{"name":"hangup"}}"#));
         assert_ne!(other.as_ptr(), a.as_ptr());
         assert_eq!(&other[..], br#"{"action":{"name":"hangup"}}"#);
         // Still found among the thread's last replies after a few others.
         for i in 0..RECENT - 2 {
-            shared_reply(format!("{{\"n\":{i}}}").as_bytes());
+            shared(own(format!("{{\"n\":{i}}}").as_bytes()));
         }
-        assert_eq!(shared_reply(menu).as_ptr(), a.as_ptr());
-        // A large reply is copied every time, never held by the thread.
+        assert_eq!(shared(own(menu)).as_ptr(), a.as_ptr());
+        // A large reply keeps its own bytes every time, never held by the thread.
         let big = vec![b'x'; SHARED_MAX + 1];
-        assert_ne!(shared_reply(&big).as_ptr(), shared_reply(&big).as_ptr());
+        assert_ne!(shared(own(&big)).as_ptr(), shared(own(&big)).as_ptr());
         // Another thread has its own.
-        let there = std::thread::spawn(move || shared_reply(menu))
+        let there = std::thread::spawn(move || shared(own(menu)))
             .join()
             .unwrap();
         assert_eq!(there, a);
+    }
+
+    #[tokio::test]
+    async fn the_index_keeps_identical_replies_once() {
+        let idx = ReplayIndex::new(Duration::from_secs(60));
+        let menu = br#"{"action":{"name":"runMenu"}}"#;
+        let (Claim::New(first), Claim::New(second)) = (
+            idx.claim(&[1; 32], Uuid::nil(), "a"),
+            idx.claim(&[2; 32], Uuid::nil(), "b"),
+        ) else {
+            panic!("two new keys");
+        };
+        first.answered(200, Some(Bytes::copy_from_slice(menu)));
+        second.answered(200, Some(Bytes::copy_from_slice(menu)));
+        idx.restore(
+            [3; 32],
+            Uuid::nil(),
+            "c".into(),
+            Duration::ZERO,
+            (200, Some(Bytes::copy_from_slice(menu))),
+        );
+        let Claim::Duplicate(third) = idx.claim(&[3; 32], Uuid::nil(), "c") else {
+            panic!("restored key");
+        };
+        let ptr = |o: &Original| o.reply.get().and_then(|r| r.1.clone()).map(|b| b.as_ptr());
+        assert!(ptr(&first).is_some());
+        assert_eq!(ptr(&first), ptr(&second));
+        assert_eq!(ptr(&first), ptr(&third));
     }
 
     /// Whether the key of 32 bytes `b` is claimed as new (else it is a duplicate).
