@@ -28,17 +28,26 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 /// The two replies the loaded callbacks point at (`replies`, migration 0015), each stored once
-/// under the digest of its text as the shipper stores it (`db::replies::id_of`).
+/// under the digest of its text as the shipper stores it (`db::documents::id_of`).
 const REPLIES: [&str; 2] = [
     r#"{"instructions":[{"name":"say","text":"Sorry, try again later.","locale":"en-US"}],"action":{"name":"hangup"}}"#,
     r#"{"instructions":[],"action":{"name":"connectPstn","number":"+46700000000","cli":"+46700000001"}}"#,
 ];
 
+/// The three gate reports the loaded callbacks point at (`reports`, migration 0019), stored the
+/// same way: the fallback's (invalid), a pass with a warning, a clean pass.
+const REPORTS: [&str; 3] = [
+    r#"{"valid":false,"target":"ice","errorCount":1,"warningCount":0,"violations":[{"severity":"error","pointer":"/action/number","code":"schema:pattern","message":"not E.164","source":"https://developers.sinch.com/docs/voice/api-reference/svaml/actions"}]}"#,
+    r#"{"valid":true,"target":"ice","errorCount":0,"warningCount":1,"violations":[{"severity":"warning","pointer":"/action/locale","code":"SVAML012","message":"locale","source":"svamlgate"}]}"#,
+    r#"{"valid":true,"target":"ice","errorCount":0,"warningCount":0,"violations":[]}"#,
+];
+
 /// Inserts callbacks `from..to` (of `total`, spread over `days`) in one statement, pointing at the
-/// two [`REPLIES`] by their ids (`$5` the fallback's, `$6` the upstream reply's).
+/// two [`REPLIES`] by their ids (`$5` the fallback's, `$6` the upstream reply's) and at the three
+/// [`REPORTS`] (`$7`, `$8`, `$9`).
 const LOAD: &str = r#"
 INSERT INTO callbacks (id, reference, received_at, event_type, event_known, callid, application_key,
-    raw_body, body_json, called, caller, signature, dedup_key, http_status, reply_id, reply_source, fallback_reason, validation,
+    raw_body, body_json, called, caller, signature, dedup_key, http_status, reply_id, reply_source, fallback_reason, validation_id,
     latency_us, remote_addr, path, gate_verdict, rejected_by_sinch, flow_id, flow_version, flow_node)
 SELECT
     gen_random_uuid(),
@@ -61,9 +70,7 @@ SELECT
     CASE WHEN ev IN ('ice', 'ace', 'pie') THEN CASE WHEN fb THEN 'fallback' ELSE 'upstream' END ELSE 'none' END,
     CASE WHEN fb AND ev IN ('ice', 'ace', 'pie') THEN 'invalid' END,
     CASE WHEN ev IN ('ice', 'ace', 'pie') THEN
-        CASE WHEN fb THEN '{"valid":false,"target":"ice","errorCount":1,"warningCount":0,"violations":[{"severity":"error","pointer":"/action/number","code":"schema:pattern","message":"not E.164","source":"https://developers.sinch.com/docs/voice/api-reference/svaml/actions"}]}'::jsonb
-             WHEN i % 10 = 0 THEN '{"valid":true,"target":"ice","errorCount":0,"warningCount":1,"violations":[{"severity":"warning","pointer":"/action/locale","code":"SVAML012","message":"locale","source":"svamlgate"}]}'::jsonb
-             ELSE '{"valid":true,"target":"ice","errorCount":0,"warningCount":0,"violations":[]}'::jsonb END
+        CASE WHEN fb THEN $7::uuid WHEN i % 10 = 0 THEN $8::uuid ELSE $9::uuid END
     END,
     200 + (i % 900),
     '10.0.0.1:5000',
@@ -146,10 +153,20 @@ async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let chunk = 100_000u64;
     let mut from = 0;
-    let reply_ids = REPLIES.map(svamlgate::db::replies::id_of);
+    let reply_ids = REPLIES.map(svamlgate::db::documents::id_of);
+    let report_ids = REPORTS.map(svamlgate::db::documents::id_of);
     for (id, text) in reply_ids.iter().zip(REPLIES) {
         sqlx::query(
             "INSERT INTO replies (id, reply) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(text)
+        .execute(&pool)
+        .await?;
+    }
+    for (id, text) in report_ids.iter().zip(REPORTS) {
+        sqlx::query(
+            "INSERT INTO reports (id, report) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(text)
@@ -165,6 +182,9 @@ async fn run() -> anyhow::Result<()> {
             .bind(days as f64)
             .bind(reply_ids[0])
             .bind(reply_ids[1])
+            .bind(report_ids[0])
+            .bind(report_ids[1])
+            .bind(report_ids[2])
             .execute(&pool)
             .await?;
         from = to;

@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # What one shipped callback row costs PostgreSQL (CPU, and WAL bytes) on the shipper's fast path
-# (binary COPY straight into callbacks), with each distinct reply stored once (0015) against the
-# reply in every row (before 0015), and what each index of `callbacks`, the time indexes in
-# descending order (before 0017), the console's counts (as the shipper adds them since 0018, and by
-# the trigger of 0012 before) and the call_state rows add to it.
+# (binary COPY straight into callbacks), with each distinct reply and gate report stored once and
+# no index on the documents' ids (0019) against the report in every row with the sweep's index
+# callbacks_reply (0015 to 0018), and what each index of `callbacks`, the console's counts (as the
+# shipper adds them since 0018, and by the trigger of 0012 before) and the call_state rows add to
+# it.
 #
 #   benches/rows.sh                      # 40,000 rows per variant, three rounds
 #   ROWS=100000 REPEAT=5 benches/rows.sh
 #
 # Starts a throwaway cluster (as the postgres user when run as root), applies migrations/*.sql,
-# then ships generated ICE rows of an IVR flow (each with the same runMenu reply) the way the
-# shipper does, once with the schema as the migrations leave it and once per variant below, in
-# REPEAT interleaved rounds (the median is printed). It reads the CPU time of every process of the
-# cluster (the backends, the WAL writer, the checkpointer, ...) from /proc before and after, and
-# prints microseconds of PostgreSQL CPU per row (CPU time, not wall time: the figure holds on a
-# machine busy with other work), and the WAL bytes per row (pg_current_wal_lsn before and after
-# the batches; full-page writes included, the measurement starting right after a checkpoint).
-# The staging path (a batch shipped again) and the shippers before binary COPY were measured by
-# earlier versions of this script (docs/benchmarks.md). Needs initdb/postgres/psql and python3;
-# only 127.0.0.1 is used.
+# then ships generated ICE rows of an IVR flow (each with the same runMenu reply and the same clean
+# report) the way the shipper does, once with the schema as the migrations leave it and once per
+# variant below, in REPEAT interleaved rounds (the median is printed). It reads the CPU time of
+# every process of the cluster (the backends, the WAL writer, the checkpointer, ...) from /proc
+# before and after, and prints microseconds of PostgreSQL CPU per row (CPU time, not wall time:
+# the figure holds on a machine busy with other work), and the WAL bytes per row
+# (pg_current_wal_lsn before and after the batches; full-page writes included, the measurement
+# starting right after a checkpoint). The staging path (a batch shipped again), the reply in every
+# row (before 0015), the time indexes in descending order (before 0017) and the shippers before
+# binary COPY were measured by earlier versions of this script (docs/benchmarks.md). Needs
+# initdb/postgres/psql and python3; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,19 +41,22 @@ trap cleanup EXIT
 "${RUN[@]}" "$BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
   -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=" start >/dev/null
 PSQL=(psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
-# Two databases: "now" with every migration, "before" without 0015 (the reply stored in every row).
+# Two databases: "now" with every migration, "before" without 0019 (the report stored in every row,
+# the index callbacks_reply).
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE now" -c "CREATE DATABASE before"
 for m in migrations/*.sql; do
   "${PSQL[@]}" -d now -f "$m" >/dev/null
-  case "$m" in migrations/0015_*) ;; *) "${PSQL[@]}" -d before -f "$m" >/dev/null ;; esac
+  case "$m" in migrations/0019_*) ;; *) "${PSQL[@]}" -d before -f "$m" >/dev/null ;; esac
 done
 
 # The batches, as the shipper's fast path sends them (src/recording/ship.rs): binary COPY
 # straight into callbacks (body_json, called, caller sent by svamlgate), each batch a file of its
 # own read by psql's \copy, in one transaction per batch of 500. Generated once per style:
-#   now      the reply as replies.id (callbacks.reply_id), the batch's distinct reply inserted
-#            first (INSERT ... SELECT FROM unnest ... ON CONFLICT DO NOTHING), as since 0015
-#   before   the reply as jsonb in every row (the shipper before 0015)
+#   now      the reply as replies.id (callbacks.reply_id) and the report as reports.id
+#            (callbacks.validation_id), the batch's distinct reply and report stored first (INSERT
+#            ... SELECT FROM unnest ... ON CONFLICT DO UPDATE, a new version of each), as since 0019
+#   before   the report as jsonb in every row, the distinct reply inserted first (ON CONFLICT DO
+#            NOTHING): the shipper from 0015 to 0018
 #   dnew     now, plus each call's state COPYed straight into call_state (the fast path's way for
 #            calls whose ICE is in the batch: the IVR route's)
 #   trig     now without the console's counts (console_add_counts, one call per batch since
@@ -63,8 +68,8 @@ import sys, uuid, json, datetime, hashlib, struct
 rows, out, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 inline = variant == "before"
 # The column types of the fast path's COPY into callbacks, in its order.
-TYPES = ("uuid text ts text bool text text ts bytea bool text text jsonb text text text text uuid int2 "
-         + ("jsonb" if inline else "uuid") + " text text jsonb int8 int8 int4 text int8 text").split()
+TYPES = ("uuid text ts text bool text text ts bytea bool text text jsonb text text text text uuid int2 uuid text text "
+         + ("jsonb" if inline else "uuid") + " int8 int8 int4 text int8 text").split()
 def pg_bin(ty, v):
     if v is None: return struct.pack(">i", -1)
     if ty == "uuid": b = uuid.UUID(v).bytes
@@ -81,7 +86,7 @@ def pg_bin(ty, v):
     return struct.pack(">i", len(b)) + b
 cols = ("id, reference, received_at, event_type, event_known, callid, application_key, event_timestamp, "
         "raw_body, body_json, called, caller, parse_warnings, signature, dedup_key, remote_addr, path, duplicate_of, "
-        "http_status, " + ("reply" if inline else "reply_id") + ", reply_source, fallback_reason, validation, "
+        "http_status, reply_id, reply_source, fallback_reason, " + ("validation" if inline else "validation_id") + ", "
         "latency_us, flow_id, flow_version, flow_node, route_id, gate_verdict")
 reply = json.dumps({"instructions": [], "action": {"name": "runMenu", "barge": True, "locale": "en-US",
   "mainMenu": "main", "menus": [{"id": "main", "mainPrompt": "#tts[Welcome to Example Corp. For sales, press 1. For support, press 2. To enter your PIN, press 3.]",
@@ -89,7 +94,9 @@ reply = json.dumps({"instructions": [], "action": {"name": "runMenu", "barge": T
   "repeats": 2, "timeoutMills": 5000, "options": [{"dtmf": "1", "action": "return(sales)"},
   {"dtmf": "2", "action": "return(support)"}, {"dtmf": "3", "action": "return(pin)"}]}]}}, separators=(",", ":"))
 reply_id = str(uuid.UUID(bytes=hashlib.sha256(reply.encode()).digest()[:16]))
-validation = json.dumps({"valid": True, "event": "ice", "violations": [], "warnings": []}, separators=(",", ":"))
+validation = json.dumps({"valid": True, "target": "ice", "mode": "normal", "bundleVersion": "1.1.0", "errorCount": 0,
+  "warningCount": 0, "violations": []}, separators=(",", ":"))
+validation_id = str(uuid.UUID(bytes=hashlib.sha256(validation.encode()).digest()[:16]))
 context = json.dumps({"digits": "", "attempts": 0, "vars": {"lang": "en"}}, separators=(",", ":"))
 t0 = datetime.datetime.now(datetime.timezone.utc)
 def sql(s): return "'" + s.replace("'", "''") + "'"
@@ -99,9 +106,13 @@ with open(out, "w") as f:
         bfile = open(f"{out}.{b}.bin", "wb")
         bfile.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
         f.write("BEGIN;\nSET LOCAL client_min_messages = warning;\n")
-        if not inline:
+        if inline:
             f.write(f"INSERT INTO replies (id, reply) SELECT id, reply::jsonb FROM unnest(ARRAY[{sql(reply_id)}]::uuid[], "
                     f"ARRAY[{sql(reply)}]::text[]) AS r (id, reply) ON CONFLICT (id) DO NOTHING;\n")
+        else:
+            for table, column, i, d in (("replies", "reply", reply_id, reply), ("reports", "report", validation_id, validation)):
+                f.write(f"INSERT INTO {table} (id, {column}) SELECT id, doc::jsonb FROM unnest(ARRAY[{sql(i)}]::uuid[], "
+                        f"ARRAY[{sql(d)}]::text[]) AS d (id, doc) ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id;\n")
         f.write(f"\\copy callbacks ({cols}) FROM '{out}.{b}.bin' WITH (FORMAT binary)\n")
         states = []
         for i in range(b, min(b + 500, rows)):
@@ -112,8 +123,8 @@ with open(out, "w") as f:
                     '"applicationKey":"bench-key"}' % (callid, at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"))
             row = [str(uuid.uuid1()), str(uuid.uuid1()), at, "ice", True, callid, "bench-key", at, body.encode(),
                    True, "+15550100", "46708168731", None, "verified", hashlib.sha256(body.encode()).hexdigest(),
-                   "127.0.0.1:5000", "/sinch/callback", None, 200, reply if inline else reply_id, "flow", None,
-                   validation, 850, 1, 1, "welcome", 1, "passed"]
+                   "127.0.0.1:5000", "/sinch/callback", None, 200, reply_id, "flow", None,
+                   validation if inline else validation_id, 850, 1, 1, "welcome", 1, "passed"]
             bfile.write(struct.pack(">h", len(row)) + b"".join(pg_bin(t, v) for t, v in zip(TYPES, row)))
             states.append("\t".join([callid, "1", "1", "1", "welcome", esc(context), at.strftime("%Y-%m-%d %H:%M:%S.%f+00")]))
         bfile.write(struct.pack(">h", -1))
@@ -174,15 +185,14 @@ measure() { # database, SQL applied first, batches (a style above), SQL applied 
 
 # label | database | SQL before | batches | SQL after
 VARIANTS=(
-  "the reply in every row (before 0015)|before||before|"
-  "each distinct reply once (0015, the shipper now)|now||now|"
-  "  without callbacks_reply (the sweep's index)|now|DROP INDEX callbacks_reply|now|CREATE INDEX callbacks_reply ON callbacks (reply_id)"
+  "the report in every row, callbacks_reply (0015-0018)|before||before|"
+  "each distinct report once too, no index (0019, now)|now||now|"
+  "  plus callbacks_reply (the sweep's index before 0019)|now|CREATE INDEX callbacks_reply ON callbacks (reply_id)|now|DROP INDEX callbacks_reply"
   "  without callbacks_received|now|DROP INDEX callbacks_received|now|CREATE INDEX callbacks_received ON callbacks (received_at)"
   "  without callbacks_callid_received|now|DROP INDEX callbacks_callid_received|now|CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)"
   "  without the unique reference|now|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key|now|ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)"
   "  without callbacks_ice_called and _cli|now|DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli|now|CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
   "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|now|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
-  "  received_at descending in callbacks_received, _ice_called, _ice_cli (before 0017)|now|DROP INDEX callbacks_received; DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli; CREATE INDEX callbacks_received ON callbacks (received_at DESC); CREATE INDEX callbacks_ice_called ON callbacks (called, received_at DESC) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at DESC) WHERE event_type = 'ice'|now|DROP INDEX callbacks_received; DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli; CREATE INDEX callbacks_received ON callbacks (received_at); CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
   "  without the console's counts|now||trig|"
   "  the console's counts by the trigger of 0012 instead (before 0018)|now|\\i $WORK/trigger.sql|trig|DROP TRIGGER callbacks_console_counts ON callbacks; DROP FUNCTION console_count_callbacks()"
   "  plus call_state COPYed straight in (new calls)|now||dnew|"

@@ -13,10 +13,11 @@
 //!   identity fields (`cli`, `endpoint`, `number`, `destination`, …) through
 //!   [`crate::redact::mask_number`], every other text through [`crate::redact::mask_numbers_in`];
 //!   ids (`callid`, references, keys) are kept. A masked row is marked (`redacted_at`, migration
-//!   0008) and not read again. Replies are shared between rows (migration 0015): a masked row
-//!   points at a masked copy of its reply.
-//! * Both end by deleting the replies no callback points at any more ([`replies::sweep`]): those
-//!   of deleted rows, and the unmasked documents masked rows no longer point at.
+//!   0008) and not read again. Replies and gate reports are shared between rows (migrations 0015
+//!   and 0019): a masked row points at a masked copy of its reply and of its report.
+//! * Both end by deleting the replies and reports no callback points at any more
+//!   ([`documents::sweep`]): those of deleted rows, and the unmasked documents masked rows no
+//!   longer point at.
 //! * [`spawn_hourly`] runs both every hour with `SVAMLGATE_RETENTION_DAYS` and
 //!   `SVAMLGATE_REDACT_AFTER_DAYS`, off the reply path; `svamlgate prune` runs them once.
 //!   What was removed or masked is logged and counted (`svamlgate_pruned_rows_total{table}`,
@@ -32,7 +33,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::ServeArgs;
-use crate::db::replies;
+use crate::db::documents::{self, Kind};
 use crate::db::store::Store;
 use crate::metrics::Metrics;
 use crate::redact::{mask_number, mask_numbers_in};
@@ -79,8 +80,16 @@ pub async fn prune(
         .execute(pool)
         .await?;
     add(&mut counts, "call_state", n.rows_affected());
-    add(&mut counts, "replies", replies::sweep(pool).await?);
+    sweep(pool, &mut counts).await?;
     Ok(counts)
+}
+
+/// Deletes the replies and reports no callback points at any more.
+async fn sweep(pool: &PgPool, counts: &mut Counts) -> Result<(), sqlx::Error> {
+    for kind in [Kind::Reply, Kind::Report] {
+        add(counts, kind.table(), documents::sweep(pool, kind).await?);
+    }
+    Ok(())
 }
 
 /// One batch of callbacks older than `before` and of no open call (with their replays, and what
@@ -261,7 +270,7 @@ pub async fn redact(
     while redact_errors(pool, before, &mut counts).await? {}
     while redact_outbound(pool, before, &open, &mut counts).await? {}
     // The unmasked documents no row points at any more.
-    add(&mut counts, "replies", replies::sweep(pool).await?);
+    sweep(pool, &mut counts).await?;
     Ok(counts)
 }
 
@@ -275,7 +284,7 @@ async fn redact_callbacks(
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows: Vec<CallbackToMask> = sqlx::query_as(
-        "SELECT id, callbacks.body AS body, raw_body, callbacks.reply AS reply, validation FROM callbacks
+        "SELECT id, callbacks.body AS body, raw_body, callbacks.reply AS reply, callbacks.validation AS validation FROM callbacks
          WHERE received_at < $1 AND redacted_at IS NULL
            AND (callid IS NULL OR NOT (callid = ANY($2)))
          ORDER BY received_at LIMIT $3",
@@ -312,9 +321,10 @@ async fn mask_callback(
         Some(b) => serde_json::to_vec(b).unwrap_or_default(),
         None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
     };
-    let reply_id = masked_reply(tx, reply).await?;
+    let reply_id = masked_copy(tx, Kind::Reply, reply).await?;
+    let validation_id = masked_copy(tx, Kind::Report, validation).await?;
     sqlx::query(
-        "UPDATE callbacks SET raw_body = $3, reply_id = coalesce($4, reply_id), validation = $5, redacted_at = now(), \
+        "UPDATE callbacks SET raw_body = $3, reply_id = coalesce($4, reply_id), validation_id = coalesce($5, validation_id), redacted_at = now(), \
          called = CASE WHEN event_type = 'ice' THEN $2::jsonb->'to'->>'endpoint' END, \
          caller = CASE WHEN event_type = 'ice' THEN $2::jsonb->>'cli' END WHERE id = $1",
     )
@@ -322,25 +332,26 @@ async fn mask_callback(
     .bind(&body)
     .bind(&raw)
     .bind(reply_id)
-    .bind(masked(validation))
+    .bind(validation_id)
     .execute(tx)
     .await?;
     Ok(id)
 }
 
-/// Stores the masked copy of a callback's reply (replies are shared between rows: the unmasked
-/// one stays while another row points at it, [`replies::sweep`] deletes it after); returns its
-/// id, or None when masking changed nothing (the row keeps pointing where it did).
-async fn masked_reply(
+/// Stores the masked copy of a callback's reply or report (both are shared between rows: the
+/// unmasked one stays while another row points at it, [`documents::sweep`] deletes it after);
+/// returns its id, or None when masking changed nothing (the row keeps pointing where it did).
+async fn masked_copy(
     tx: &mut sqlx::PgConnection,
-    reply: Option<Value>,
+    kind: Kind,
+    doc: Option<Value>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let copy = masked(reply.clone());
-    let Some(copy) = copy.filter(|c| Some(c) != reply.as_ref()) else {
+    let copy = masked(doc.clone());
+    let Some(copy) = copy.filter(|c| Some(c) != doc.as_ref()) else {
         return Ok(None);
     };
-    let one = replies::Distinct::of([copy.to_string().as_str()]);
-    replies::store(tx, &one).await?;
+    let one = documents::Distinct::of(kind, [copy.to_string().as_str()]);
+    documents::store(tx, &one).await?;
     Ok(one.ids().first().copied())
 }
 

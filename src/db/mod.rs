@@ -4,10 +4,10 @@
 pub mod autogroup;
 pub mod cluster;
 pub mod copy;
+pub mod documents;
 pub mod flow_changes;
 pub mod flows;
 pub mod outbound;
-pub mod replies;
 pub mod store;
 pub mod writeback;
 

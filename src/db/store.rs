@@ -233,7 +233,7 @@ pub struct EventFilter {
 }
 
 const CALLBACK_COLUMNS: &str = "id, reference, received_at, event_type, event_known, callid, application_key, \
-     signature, duplicate_of, http_status, callbacks.reply AS reply, reply_source, fallback_reason, validation, latency_us, callbacks.body AS body, \
+     signature, duplicate_of, http_status, callbacks.reply AS reply, reply_source, fallback_reason, callbacks.validation AS validation, latency_us, callbacks.body AS body, \
      parse_warnings, flow_id, flow_version, flow_node, route_id, gate_verdict, rejected_by_sinch";
 
 impl Store {

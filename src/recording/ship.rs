@@ -40,7 +40,7 @@ use time::OffsetDateTime;
 
 use super::{CallStateChange, CallbackRecord, OutboundRecord, Record};
 use crate::db::copy::{copy_statement, CopyRows, PgType};
-use crate::db::replies;
+use crate::db::documents::{self, Kind};
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
@@ -383,7 +383,12 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
             o.int2(i16::try_from(r.outcome.http_status).unwrap_or(i16::MAX));
         }),
         col("reply_id", PgType::Uuid, |r, o| {
-            o.opt_uuid(r.outcome.reply.as_deref().map(|v| replies::id_of(v.get())));
+            o.opt_uuid(
+                r.outcome
+                    .reply
+                    .as_deref()
+                    .map(|v| documents::id_of(v.get())),
+            );
         }),
         col("reply_source", PgType::Text, |r, o| {
             o.text(r.outcome.reply_source.as_str());
@@ -391,8 +396,13 @@ pub const CALLBACKS: Staged<CallbackRecord> = Staged {
         col("fallback_reason", PgType::Text, |r, o| {
             o.opt_text(r.outcome.fallback_reason.map(|r| r.as_str()));
         }),
-        col("validation", PgType::Jsonb, |r, o| {
-            o.opt_jsonb(r.outcome.validation.as_deref().map(|v| v.get()));
+        col("validation_id", PgType::Uuid, |r, o| {
+            o.opt_uuid(
+                r.outcome
+                    .validation
+                    .as_deref()
+                    .map(|v| documents::id_of(v.get())),
+            );
         }),
         col("latency_us", PgType::Int8, |r, o| {
             o.int8(r.outcome.latency_us);
@@ -754,8 +764,9 @@ impl Store {
             .await?;
             marked = written.rows_affected() == 0;
         }
-        // The replies before the rows that point at them (a sweep waits for this transaction).
-        replies::store(&mut tx, &e.replies).await?;
+        // The replies and reports before the rows that point at them (a sweep keeps them).
+        documents::store(&mut tx, &e.replies).await?;
+        documents::store(&mut tx, &e.reports).await?;
         steps.copy += started.elapsed();
         // The callbacks the staging table inserted (not already there), counted for the console
         // beside those the fast path COPYs (all of which are new, or the transaction fails).
@@ -955,7 +966,9 @@ struct Encoded {
     ended: Vec<String>,
     ended_at: Vec<OffsetDateTime>,
     /// The distinct replies the callbacks point at (`replies`, stored before them).
-    replies: replies::Distinct,
+    replies: documents::Distinct,
+    /// The distinct reports the callbacks point at (`reports`, stored before them).
+    reports: documents::Distinct,
     /// The console's counts of the fast path's callbacks (`callbacks`).
     counts: ConsoleCounts,
 }
@@ -1015,10 +1028,17 @@ impl Encoded {
             new_calls: CALL_STATES.copy_rows(new_calls),
             ended,
             ended_at,
-            replies: replies::Distinct::of(
+            replies: documents::Distinct::of(
+                Kind::Reply,
                 p.callbacks
                     .iter()
                     .filter_map(|c| c.outcome.reply.as_deref().map(RawValue::get)),
+            ),
+            reports: documents::Distinct::of(
+                Kind::Report,
+                p.callbacks
+                    .iter()
+                    .filter_map(|c| c.outcome.validation.as_deref().map(RawValue::get)),
             ),
         }
     }

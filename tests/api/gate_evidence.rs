@@ -535,7 +535,7 @@ fn upstream(replies: Vec<(&'static str, Value)>) -> String {
 async fn stored_callback(app: &crate::helpers::TestApp, callid: &str) -> sqlx::postgres::PgRow {
     crate::helpers::wait_for(std::time::Duration::from_secs(15), async || {
         sqlx::query(
-            "SELECT reply_source, fallback_reason, gate_verdict, validation FROM callbacks WHERE callid = $1",
+            "SELECT reply_source, fallback_reason, gate_verdict, callbacks.validation AS validation FROM callbacks WHERE callid = $1",
         )
         .bind(callid)
         .fetch_optional(&app.pool)

@@ -56,7 +56,7 @@ async fn observe_mode_sends_the_invalid_reply_and_keeps_what_the_gate_would_have
     assert!(enforced["instructions"].is_array());
 
     let rows = sqlx::query(
-        "SELECT callid, reply_source, gate_verdict, fallback_reason, (validation->>'valid')::boolean AS valid \
+        "SELECT callid, reply_source, gate_verdict, fallback_reason, (callbacks.validation->>'valid')::boolean AS valid \
          FROM callbacks ORDER BY received_at",
     )
     .fetch_all(&app.pool)

@@ -658,7 +658,7 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
     let point = |callid: &'static str, event: &'static str, text: &'static str| {
         let pool = app.pool.clone();
         async move {
-            let id = svamlgate::db::replies::id_of(text);
+            let id = svamlgate::db::documents::id_of(text);
             sqlx::query(
                 "INSERT INTO replies (id, reply) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
             )
@@ -680,6 +680,22 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
     let only_id = point("old-ended", "ice", only).await;
     let shared_id = point("old-ended", "dice", shared).await;
     point("new-ended", "ice", shared).await;
+    // Gate reports are stored once too (0019): one with a number that only the old ICE points at.
+    let report = r#"{"valid":true,"violations":[{"severity":"warning","code":"SVAML012","found":"+46700000002","source":"s"}]}"#;
+    let report_id = svamlgate::db::documents::id_of(report);
+    sqlx::query("INSERT INTO reports (id, report) VALUES ($1, $2::jsonb)")
+        .bind(report_id)
+        .bind(report)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE callbacks SET validation_id = $1 WHERE callid = 'old-ended' AND event_type = 'ice'",
+    )
+    .bind(report_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     let metrics = svamlgate::metrics::Metrics::new();
     let (_, masked) = svamlgate::retention::run_once(
@@ -811,6 +827,26 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
         0
     );
     assert_eq!(masked.get("replies"), Some(&1), "{masked:?}");
+    // The old ICE points at a masked copy of its report, and the unmasked one is gone.
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT c.validation->'violations'->0->>'found' FROM callbacks c WHERE callid = 'old-ended' AND event_type = 'ice'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        found.as_deref(),
+        Some(svamlgate::redact::mask_numbers_in("+46700000002").as_str())
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM reports WHERE report::text LIKE '%46700000002%'"
+        )
+        .await,
+        0
+    );
+    assert!(masked.get("reports").is_some_and(|n| *n >= 1), "{masked:?}");
     // Rows are kept; a second run masks nothing more.
     assert_eq!(
         count(
@@ -832,6 +868,103 @@ async fn redact_masks_exactly_what_is_older_with_the_log_rule_and_keeps_the_rows
     assert!(again.is_empty(), "{again:?}");
     // Ends the shipper and its connections now, not when the test binary exits.
     app.stop().await;
+}
+
+/// Inserts a callback pointing at the document `text` of `kind` (`reply_id` or `validation_id`).
+async fn point_at(conn: &mut sqlx::PgConnection, kind: svamlgate::db::documents::Kind, text: &str) {
+    use svamlgate::db::documents::{id_of, Kind};
+    let sql = match kind {
+        Kind::Reply => {
+            "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, reply_id) \
+             VALUES (gen_random_uuid(), gen_random_uuid()::text, now(), 'ice', true, '\\x7b7d', 'verified', '/', $1)"
+        }
+        Kind::Report => {
+            "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, validation_id) \
+             VALUES (gen_random_uuid(), gen_random_uuid()::text, now(), 'ice', true, '\\x7b7d', 'verified', '/', $1)"
+        }
+    };
+    sqlx::query(sql)
+        .bind(id_of(text))
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// The sweep of replies and reports (0019) reads the unreferenced ones without a lock, then deletes
+/// each only if its row version is unchanged: a document a batch started to point at after that
+/// read is kept, whether the batch committed before the delete or was still open (the delete then
+/// waits for it); the one nobody took is deleted.
+#[actix_web::test]
+async fn a_sweep_keeps_what_a_batch_started_to_point_at_and_deletes_the_rest() {
+    use svamlgate::db::documents::{self, Distinct, Kind};
+    let pool = sqlx::PgPool::connect(&crate::helpers::fresh_database().await)
+        .await
+        .unwrap();
+    for kind in [Kind::Reply, Kind::Report] {
+        let table = kind.table();
+        let [idle, committed, open, kept] = [
+            r#"{"n":"idle"}"#,
+            r#"{"n":"committed"}"#,
+            r#"{"n":"open"}"#,
+            r#"{"n":"kept"}"#,
+        ];
+        let mut tx = pool.begin().await.unwrap();
+        documents::store(&mut tx, &Distinct::of(kind, [idle, committed, open, kept]))
+            .await
+            .unwrap();
+        point_at(&mut tx, kind, kept).await;
+        tx.commit().await.unwrap();
+
+        let found = documents::unreferenced(&pool, kind).await.unwrap();
+        assert_eq!(found.len(), 3, "{table}: {found:?}");
+        // A batch that stores its document and commits its row after the read …
+        let mut tx = pool.begin().await.unwrap();
+        documents::store(&mut tx, &Distinct::of(kind, [committed]))
+            .await
+            .unwrap();
+        point_at(&mut tx, kind, committed).await;
+        tx.commit().await.unwrap();
+        // … and one still open when the delete runs.
+        let mut batch = pool.begin().await.unwrap();
+        documents::store(&mut batch, &Distinct::of(kind, [open]))
+            .await
+            .unwrap();
+        point_at(&mut batch, kind, open).await;
+        let delete = tokio::spawn({
+            let pool = pool.clone();
+            async move { documents::delete_unchanged(&pool, &found).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !delete.is_finished(),
+            "{table}: the delete waits for the open batch"
+        );
+        batch.commit().await.unwrap();
+        assert_eq!(delete.await.unwrap().unwrap(), 1, "{table}");
+
+        let left: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT d.{}->>'n' FROM {table} d ORDER BY 1",
+            match kind {
+                Kind::Reply => "reply",
+                Kind::Report => "report",
+            }
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(left, ["committed", "kept", "open"], "{table}");
+        // Every row still reads its document; a second sweep finds nothing to delete.
+        let dangling: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM callbacks c WHERE (c.reply_id IS NOT NULL AND c.reply IS NULL) \
+             OR (c.validation_id IS NOT NULL AND c.validation IS NULL)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(dangling, 0, "{table}");
+        assert_eq!(documents::sweep(&pool, kind).await.unwrap(), 0, "{table}");
+    }
+    pool.close().await;
 }
 
 #[actix_web::test]

@@ -264,7 +264,7 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
 
     let row = sqlx::query(
         "SELECT raw_body, c.body, body_json, called, caller, callid, application_key, received_at, c.reply, \
-         parse_warnings, validation, flow_version, gate_verdict, http_status, latency_us FROM callbacks c WHERE id = $1",
+         parse_warnings, c.validation, flow_version, gate_verdict, http_status, latency_us FROM callbacks c WHERE id = $1",
     )
     .bind(a_id)
     .fetch_one(&pool)
@@ -981,6 +981,82 @@ async fn migration_0015_stores_each_reply_once_and_every_row_reads_its_own() {
     assert!(unqualified.to_string().contains("reply"), "{unqualified}");
 }
 
+/// Migration 0019 on rows stored before it: each distinct report is stored once, every row reads
+/// its own report back as `c.validation` (through `gate_misses` and the console's recount too), a
+/// row without one reads NULL, an unqualified `validation` fails loudly, and the sweep's index on
+/// `reply_id` is gone.
+#[actix_web::test]
+async fn migration_0019_stores_each_report_once_and_every_row_reads_its_own() {
+    let mut db = migrated_before(19).await;
+    sqlx::raw_sql(
+        r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, callid, validation, rejected_by_sinch, gate_verdict) VALUES
+        ('00000000-0000-0000-0000-000000000001', 'a', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c1',
+         '{"valid":true,"violations":[]}', '{"kind":"notify"}', 'passed'),
+        ('00000000-0000-0000-0000-000000000002', 'b', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c2',
+         '{"valid": true, "violations": []}', NULL, 'passed'),
+        ('00000000-0000-0000-0000-000000000003', 'c', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c3',
+         '{"valid":false,"violations":[{"code":"SVAML001","severity":"error","source":"s"}]}', NULL, 'rejected'),
+        ('00000000-0000-0000-0000-000000000004', 'd', now(), 'dice', true, '\x7b7d', 'verified', '/', 'c1',
+         NULL, NULL, NULL)"#,
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    apply_migration(&mut db, 19).await;
+    let rows: Vec<(String, Option<Value>)> =
+        sqlx::query_as("SELECT reference, c.validation FROM callbacks c ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    let clean = json!({"valid": true, "violations": []});
+    let refused = json!({"valid": false, "violations": [{"code": "SVAML001", "severity": "error", "source": "s"}]});
+    assert_eq!(
+        rows,
+        vec![
+            ("a".into(), Some(clean.clone())),
+            ("b".into(), Some(clean.clone())),
+            ("c".into(), Some(refused)),
+            ("d".into(), None),
+        ]
+    );
+    // The same report (whitespace aside, as jsonb stored it) is one row.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM reports")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    let missed: Option<Value> = sqlx::query_scalar("SELECT validation FROM gate_misses")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(missed, Some(clean));
+    // The console's recount reads the findings through c.validation.
+    let counted: i64 = sqlx::query_scalar("SELECT console_count_again('-infinity')")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(counted, 4);
+    let findings: Vec<(String, i64)> =
+        sqlx::query_as("SELECT code, findings FROM console_rule_minutes")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(findings, vec![("SVAML001".to_owned(), 1)]);
+    let unqualified = sqlx::query("SELECT validation FROM callbacks")
+        .fetch_all(&mut db)
+        .await
+        .expect_err("an unqualified validation is no column");
+    assert!(
+        unqualified.to_string().contains("validation"),
+        "{unqualified}"
+    );
+    let index: Option<String> = sqlx::query_scalar("SELECT to_regclass('callbacks_reply')::text")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(index, None);
+}
+
 /// Migration 0017 on rows stored before it: the time indexes are built again in ascending order
 /// under their names, the rows are still found newest first, and the reads that want the newest
 /// first (the console's search by number, the latest callbacks) scan the indexes backwards
@@ -1571,9 +1647,10 @@ async fn the_console_counts_are_those_of_the_rows_inserted() {
     // A callback inserted by hand in the second minute is not counted until
     // console_count_again counts that minute again (the first minute's groups left as they are).
     sqlx::query(
-        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, validation, gate_verdict) \
-         VALUES (gen_random_uuid(), 'by-hand', $1, 'ice', true, '\\x7b7d', 'verified', '/', \
-         '{\"violations\":[{\"code\":\"SVAML001\",\"severity\":\"error\",\"source\":\"psql\"}]}', 'observed')",
+        "WITH r AS (INSERT INTO reports (id, report) VALUES (gen_random_uuid(), \
+         '{\"violations\":[{\"code\":\"SVAML001\",\"severity\":\"error\",\"source\":\"psql\"}]}') RETURNING id) \
+         INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, validation_id, gate_verdict) \
+         SELECT gen_random_uuid(), 'by-hand', $1, 'ice', true, '\\x7b7d', 'verified', '/', r.id, 'observed' FROM r",
     )
     .bind(t0 + time::Duration::seconds(1))
     .execute(&pool)

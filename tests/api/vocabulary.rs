@@ -121,14 +121,14 @@ async fn admin_reads_show_the_stored_values_with_utc_times() {
         "INSERT INTO rejected_replies (id, callback_id, reference, created_at, event_type, source, reply, \
          raw_reply, report) VALUES ('018f0000-0000-7000-8000-000000000003', $1, 'reads-rej', \
          '2026-01-31 12:00:00.000123+00', 'ice', 'upstream', '{\"action\": {\"name\": \"hangup\"}}', NULL, \
-         (SELECT validation FROM callbacks WHERE id = $1))",
+         (SELECT c.validation FROM callbacks c WHERE id = $1))",
     )
     .bind(callback_id)
     .execute(pool)
     .await
     .unwrap();
     // The gate's report of the ICE's reply stands for the rejected reply's report.
-    let report: Value = sqlx::query_scalar("SELECT validation FROM callbacks WHERE id = $1")
+    let report: Value = sqlx::query_scalar("SELECT c.validation FROM callbacks c WHERE id = $1")
         .bind(callback_id)
         .fetch_one(pool)
         .await
