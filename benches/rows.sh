@@ -178,9 +178,16 @@ measure() { # database, SQL applied first, batches (a style above), SQL applied 
   lsn1=$("${PSQL[@]}" -d "$db" -c "SELECT pg_current_wal_lsn()")
   "${PSQL[@]}" -d "$db" -c "CHECKPOINT" >/dev/null
   after=$(cluster_cpu)
+  # The tables' and their indexes' size (what the rows took of new pages, as WAL does).
+  rel=$("${PSQL[@]}" -d "$db" -c "SELECT pg_total_relation_size('callbacks') + pg_total_relation_size('call_state')")
+  if [ "$db" = now ] && [ "$3" = dnew ] && [ -z "$2" ]; then # each relation's share, once per round
+    "${PSQL[@]}" -d "$db" -F ' ' -c "SELECT c.relname, round(pg_relation_size(c.oid)::numeric / $ROWS) FROM pg_class c
+      WHERE c.relname IN ('callbacks', 'call_state') OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ('callbacks'::regclass, 'call_state'::regclass))
+      ORDER BY 2 DESC" >"$WORK/breakdown"
+  fi
   if [ -n "$4" ]; then "${PSQL[@]}" -d "$db" -c "$4" >/dev/null; fi
   wal=$("${PSQL[@]}" -d "$db" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')")
-  python3 -c "print(f'{($after - $before) * 1e6 / $TICK / $ROWS:.1f}/{$wal / $ROWS:.0f}')"
+  python3 -c "print(f'{($after - $before) * 1e6 / $TICK / $ROWS:.1f}/{$wal / $ROWS:.0f}/{$rel / $ROWS:.0f}')"
 }
 
 # label | database | SQL before | batches | SQL after
@@ -207,8 +214,10 @@ for round in $(seq 1 "$REPEAT"); do
     FIG[$label]+="$(measure "$db" "$before" "$batches" "$after") "
   done
 done
-echo "PostgreSQL CPU and WAL per shipped callback row: median of $REPEAT rounds of $ROWS rows (batches of 500, checkpoint included in CPU)"
+echo "PostgreSQL CPU, WAL and table size (callbacks and call_state with their indexes) per shipped callback row: median of $REPEAT rounds of $ROWS rows (batches of 500, checkpoint included in CPU)"
 for v in "${VARIANTS[@]}"; do
   IFS='|' read -r label _ <<<"$v"
-  python3 -c "import statistics,sys; p=[x.split('/') for x in sys.argv[2].split()]; f=[float(c) for c, _ in p]; w=[float(b) for _, b in p]; print(f'%-55s %6.1f us/row %6.0f WAL bytes/row   (%s)' % (sys.argv[1], statistics.median(f), statistics.median(w), ' '.join(c for c, _ in p)))" "$label" "${FIG[$label]:-}"
+  python3 -c "import statistics,sys; p=[x.split('/') for x in sys.argv[2].split()]; f=[float(x[0]) for x in p]; w=[float(x[1]) for x in p]; r=[float(x[2]) for x in p]; print(f'%-55s %6.1f us/row %6.0f WAL bytes/row %6.0f table bytes/row   (%s)' % (sys.argv[1], statistics.median(f), statistics.median(w), statistics.median(r), ' '.join(x[0] for x in p)))" "$label" "${FIG[$label]:-}"
 done
+echo "bytes per row of each relation (the last round of \"plus call_state COPYed straight in\"; TOAST and free space maps aside):"
+sed 's/^/  /' "$WORK/breakdown"

@@ -321,8 +321,9 @@ async fn mask_callback(
         Some(b) => serde_json::to_vec(b).unwrap_or_default(),
         None => mask_numbers_in(&String::from_utf8_lossy(&raw)).into_bytes(),
     };
-    let reply_id = masked_copy(tx, Kind::Reply, reply).await?;
-    let validation_id = masked_copy(tx, Kind::Report, validation).await?;
+    let reply = masked_copy(Kind::Reply, reply);
+    let report = masked_copy(Kind::Report, validation);
+    documents::store(tx, &reply, &report).await?;
     sqlx::query(
         "UPDATE callbacks SET raw_body = $3, reply_id = coalesce($4, reply_id), validation_id = coalesce($5, validation_id), redacted_at = now(), \
          called = CASE WHEN event_type = 'ice' THEN $2::jsonb->'to'->>'endpoint' END, \
@@ -331,28 +332,22 @@ async fn mask_callback(
     .bind(id)
     .bind(&body)
     .bind(&raw)
-    .bind(reply_id)
-    .bind(validation_id)
+    .bind(reply.ids().first())
+    .bind(report.ids().first())
     .execute(tx)
     .await?;
     Ok(id)
 }
 
-/// Stores the masked copy of a callback's reply or report (both are shared between rows: the
-/// unmasked one stays while another row points at it, [`documents::sweep`] deletes it after);
-/// returns its id, or None when masking changed nothing (the row keeps pointing where it did).
-async fn masked_copy(
-    tx: &mut sqlx::PgConnection,
-    kind: Kind,
-    doc: Option<Value>,
-) -> Result<Option<Uuid>, sqlx::Error> {
+/// The masked copy of a callback's reply or report, to store, or none when masking changed
+/// nothing (the row keeps pointing where it did). Both are shared between rows: the unmasked one
+/// stays while another row points at it, and [`documents::sweep`] deletes it after.
+fn masked_copy(kind: Kind, doc: Option<Value>) -> documents::Distinct {
     let copy = masked(doc.clone());
-    let Some(copy) = copy.filter(|c| Some(c) != doc.as_ref()) else {
-        return Ok(None);
-    };
-    let one = documents::Distinct::of(kind, [copy.to_string().as_str()]);
-    documents::store(tx, &one).await?;
-    Ok(one.ids().first().copied())
+    match copy.filter(|c| Some(c) != doc.as_ref()) {
+        Some(c) => documents::Distinct::of(kind, [c.to_string().as_str()]),
+        None => documents::Distinct::none(kind),
+    }
 }
 
 /// Masks the rejected replies of the callbacks `ids`; returns how many.

@@ -43,19 +43,6 @@ impl Kind {
         }
     }
 
-    fn upsert(self) -> &'static str {
-        match self {
-            Kind::Reply => {
-                "INSERT INTO replies (id, reply) SELECT id, doc::jsonb FROM unnest($1::uuid[], $2::text[]) AS d (id, doc) \
-                 ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id"
-            }
-            Kind::Report => {
-                "INSERT INTO reports (id, report) SELECT id, doc::jsonb FROM unnest($1::uuid[], $2::text[]) AS d (id, doc) \
-                 ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id"
-            }
-        }
-    }
-
     fn unreferenced(self) -> &'static str {
         match self {
             Kind::Reply => {
@@ -102,6 +89,11 @@ pub struct Distinct {
 }
 
 impl Distinct {
+    /// None of `kind`.
+    pub fn none(kind: Kind) -> Distinct {
+        Distinct::of(kind, [])
+    }
+
     /// The distinct texts among `texts`.
     pub fn of<'a>(kind: Kind, texts: impl IntoIterator<Item = &'a str>) -> Distinct {
         let mut seen = HashSet::new();
@@ -130,19 +122,31 @@ impl Distinct {
     }
 }
 
-/// Stores `docs` in the caller's transaction: inserts those not stored yet and writes a new
-/// version of the others (which [`sweep`] then keeps). Call it before the rows that point at
-/// them, in the same transaction.
-pub async fn store(conn: &mut PgConnection, docs: &Distinct) -> Result<(), sqlx::Error> {
-    if docs.is_empty() {
+/// Stores a batch's distinct `replies` and `reports` in the caller's transaction, in one
+/// statement: inserts those not stored yet and writes a new version of the others (which [`sweep`]
+/// then keeps). Call it before the rows that point at them, in the same transaction.
+pub async fn store(
+    conn: &mut PgConnection,
+    replies: &Distinct,
+    reports: &Distinct,
+) -> Result<(), sqlx::Error> {
+    debug_assert!(replies.kind == Kind::Reply && reports.kind == Kind::Report);
+    if replies.is_empty() && reports.is_empty() {
         return Ok(());
     }
-    sqlx::query(docs.kind.upsert())
-        .bind(&docs.ids)
-        .bind(&docs.texts)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "WITH r AS (INSERT INTO replies (id, reply) SELECT id, doc::jsonb FROM unnest($1::uuid[], $2::text[]) AS d (id, doc) \
+                    ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id) \
+         INSERT INTO reports (id, report) SELECT id, doc::jsonb FROM unnest($3::uuid[], $4::text[]) AS d (id, doc) \
+         ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id",
+    )
+    .bind(&replies.ids)
+    .bind(&replies.texts)
+    .bind(&reports.ids)
+    .bind(&reports.texts)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// The documents no callback points at, each with its row version (`xmin`): one read of

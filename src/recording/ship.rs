@@ -765,8 +765,7 @@ impl Store {
             marked = written.rows_affected() == 0;
         }
         // The replies and reports before the rows that point at them (a sweep keeps them).
-        documents::store(&mut tx, &e.replies).await?;
-        documents::store(&mut tx, &e.reports).await?;
+        documents::store(&mut tx, &e.replies, &e.reports).await?;
         steps.copy += started.elapsed();
         // The callbacks the staging table inserted (not already there), counted for the console
         // beside those the fast path COPYs (all of which are new, or the transaction fails).

@@ -890,13 +890,27 @@ async fn point_at(conn: &mut sqlx::PgConnection, kind: svamlgate::db::documents:
         .unwrap();
 }
 
+/// Stores `texts` as documents of `kind`, as the shipper stores a batch's.
+async fn store(
+    conn: &mut sqlx::PgConnection,
+    kind: svamlgate::db::documents::Kind,
+    texts: &[&str],
+) -> Result<(), sqlx::Error> {
+    use svamlgate::db::documents::{self, Distinct, Kind};
+    let these = Distinct::of(kind, texts.iter().copied());
+    match kind {
+        Kind::Reply => documents::store(conn, &these, &Distinct::none(Kind::Report)).await,
+        Kind::Report => documents::store(conn, &Distinct::none(Kind::Reply), &these).await,
+    }
+}
+
 /// The sweep of replies and reports (0019) reads the unreferenced ones without a lock, then deletes
 /// each only if its row version is unchanged: a document a batch started to point at after that
 /// read is kept, whether the batch committed before the delete or was still open (the delete then
 /// waits for it); the one nobody took is deleted.
 #[actix_web::test]
 async fn a_sweep_keeps_what_a_batch_started_to_point_at_and_deletes_the_rest() {
-    use svamlgate::db::documents::{self, Distinct, Kind};
+    use svamlgate::db::documents::{self, Kind};
     let pool = sqlx::PgPool::connect(&crate::helpers::fresh_database().await)
         .await
         .unwrap();
@@ -909,7 +923,7 @@ async fn a_sweep_keeps_what_a_batch_started_to_point_at_and_deletes_the_rest() {
             r#"{"n":"kept"}"#,
         ];
         let mut tx = pool.begin().await.unwrap();
-        documents::store(&mut tx, &Distinct::of(kind, [idle, committed, open, kept]))
+        store(&mut tx, kind, &[idle, committed, open, kept])
             .await
             .unwrap();
         point_at(&mut tx, kind, kept).await;
@@ -919,16 +933,12 @@ async fn a_sweep_keeps_what_a_batch_started_to_point_at_and_deletes_the_rest() {
         assert_eq!(found.len(), 3, "{table}: {found:?}");
         // A batch that stores its document and commits its row after the read …
         let mut tx = pool.begin().await.unwrap();
-        documents::store(&mut tx, &Distinct::of(kind, [committed]))
-            .await
-            .unwrap();
+        store(&mut tx, kind, &[committed]).await.unwrap();
         point_at(&mut tx, kind, committed).await;
         tx.commit().await.unwrap();
         // … and one still open when the delete runs.
         let mut batch = pool.begin().await.unwrap();
-        documents::store(&mut batch, &Distinct::of(kind, [open]))
-            .await
-            .unwrap();
+        store(&mut batch, kind, &[open]).await.unwrap();
         point_at(&mut batch, kind, open).await;
         let delete = tokio::spawn({
             let pool = pool.clone();

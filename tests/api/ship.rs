@@ -379,8 +379,8 @@ async fn a_batch_shipped_twice_writes_each_row_once_with_every_value_intact() {
 /// three tunings of the shipper ([`svamlgate::recording::shipper::Tuning`]), alternating, round
 /// after round (`CATCHUP_ROUNDS`, 1 by default): `serial` (read, decode, encode, then write, one
 /// batch after the other, 500 per transaction: the shipper before the read-ahead), `ahead` (the
-/// next batch read while PostgreSQL writes this one, 500 per transaction), `ahead+2000` (the
-/// default: the same with 2,000 records per transaction while far behind). Prints rows/s of each round, the median of each tuning, the
+/// next batch read while PostgreSQL writes this one, 500 per transaction), `ahead+5000` (the
+/// default: the same with 5,000 records per transaction while far behind). Prints rows/s of each round, the median of each tuning, the
 /// shipper's wall time per row in each stage (its `svamlgate_ship_stage_microseconds_total`), and
 /// PostgreSQL's CPU per row (every process of the test cluster, from /proc). Asserts only that
 /// every row arrived once. `CATCHUP_JOURNAL=0` ships the same records, decoded already, straight
@@ -428,7 +428,7 @@ async fn catch_up_rows_per_second() {
                 },
                 true,
             ),
-            ("ahead+2000", Tuning::DEFAULT, true),
+            ("ahead+5000", Tuning::DEFAULT, true),
         ]
     };
     let mut figures: Vec<(&str, f64)> = Vec::new();
