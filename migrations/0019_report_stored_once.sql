@@ -17,6 +17,10 @@
 -- lock, and deletes each only if its row version is still the one it found. The shipper's batch
 -- writes a new version of every document it points at (INSERT … ON CONFLICT DO UPDATE), so a
 -- document a batch started to use after that read is kept (src/db/documents.rs).
+--
+-- A call's state (call_state, one row for every new call) holds in its context only the values the
+-- call has, and no call id when it is the row's own (src/flows/state.rs): the nulls and the
+-- repeated id were a third of the row. Rows written before keep their full form; both read alike.
 
 CREATE TABLE reports (
     id     uuid  PRIMARY KEY,
@@ -70,3 +74,6 @@ WHERE c.rejected_by_sinch IS NOT NULL
   AND (c.validation->>'valid')::boolean IS TRUE
 ORDER BY c.received_at DESC;
 COMMENT ON VIEW gate_misses IS 'Replies the gate passed and Sinch rejected: each names a rule the gate lacks. Newest first.';
+
+COMMENT ON COLUMN call_state.context IS
+    'Event values kept for placeholders: caller, called, custom, input, menuId, each only when the call has it; callid only when it is not the row''s own (rows written before 0019 hold every field, nulls included).';

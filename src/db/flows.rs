@@ -378,7 +378,7 @@ impl Store {
                 flow_id: r.flow_id,
                 flow_version: r.flow_version,
                 node: r.node,
-                context: serde_json::from_value(r.context).unwrap_or_default(),
+                context: crate::flows::state::context_from_row(r.context, callid),
             };
             (state, r.updated_at)
         }))

@@ -44,6 +44,7 @@ use crate::db::documents::{self, Kind};
 use crate::db::store::Store;
 use crate::error::ErrorRecord;
 use crate::events::EventKind;
+use crate::flows::state::context_for_row;
 use crate::flows::state::CallState;
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource};
 use uuid::Uuid;
@@ -616,7 +617,7 @@ pub const CALL_STATES: Staged<CallbackRecord> = Staged {
             o.opt_text(set_state(r).and_then(|(_, s)| s.node.as_deref()));
         }),
         col("context", PgType::Jsonb, |r, o| {
-            let context = set_state(r).and_then(|(_, s)| serde_json::to_string(&s.context).ok());
+            let context = set_state(r).map(|(c, s)| context_for_row(&s.context, c));
             o.jsonb(context.as_deref().unwrap_or("null"));
         }),
         col("updated_at", PgType::Timestamptz, |r, o| {
