@@ -124,7 +124,10 @@ impl Distinct {
 
 /// Stores a batch's distinct `replies` and `reports` in the caller's transaction, in one
 /// statement: inserts those not stored yet and writes a new version of the others (which [`sweep`]
-/// then keeps). Call it before the rows that point at them, in the same transaction.
+/// then keeps). Call it before the rows that point at them, in the same transaction. The new
+/// versions stay locked until the transaction ends: a second instance shipping into the same
+/// database waits there for the first's commit when their batches share a document, and the
+/// documents are taken in the order of their ids, so two such batches never deadlock.
 pub async fn store(
     conn: &mut PgConnection,
     replies: &Distinct,
@@ -136,9 +139,9 @@ pub async fn store(
     }
     sqlx::query(
         "WITH r AS (INSERT INTO replies (id, reply) SELECT id, doc::jsonb FROM unnest($1::uuid[], $2::text[]) AS d (id, doc) \
-                    ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id) \
+                    ORDER BY id ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id) \
          INSERT INTO reports (id, report) SELECT id, doc::jsonb FROM unnest($3::uuid[], $4::text[]) AS d (id, doc) \
-         ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id",
+         ORDER BY id ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id",
     )
     .bind(&replies.ids)
     .bind(&replies.texts)
