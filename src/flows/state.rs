@@ -46,13 +46,23 @@ pub fn context_for_row(context: &EventContext, callid: &str) -> String {
         #[serde(skip_serializing_if = "Option::is_none")]
         menu_id: Option<&'a str>,
     }
+    // Every field named (no `..`): a field added to EventContext does not compile here until it
+    // is stored too.
+    let EventContext {
+        caller,
+        called,
+        custom,
+        input,
+        callid: own,
+        menu_id,
+    } = context;
     let stored = Stored {
-        caller: context.caller.as_deref(),
-        called: context.called.as_deref(),
-        custom: context.custom.as_deref(),
-        input: context.input.as_deref(),
-        callid: context.callid.as_deref().filter(|c| *c != callid),
-        menu_id: context.menu_id.as_deref(),
+        caller: caller.as_deref(),
+        called: called.as_deref(),
+        custom: custom.as_deref(),
+        input: input.as_deref(),
+        callid: own.as_deref().filter(|c| *c != callid),
+        menu_id: menu_id.as_deref(),
     };
     serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
 }
