@@ -554,7 +554,21 @@ impl Shipper {
             && self.pacer.saturated(&self.status).await;
         if hold {
             self.metrics.inc("svamlgate_ship_deferrals_total", &[]);
-            pause(Duration::from_millis(200), &mut self.stop).await;
+            // Up to 200 ms, but no longer than the journal has room: under a small
+            // SVAMLGATE_JOURNAL_MAX_BYTES a burst fills the rest of it in less than that, and
+            // what neither the journal nor memory can take is dropped.
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until
+                && self.stop.borrow().is_none()
+                && !self.status.urged()
+                && super::pacer::room_to_hold_back(
+                    self.journal.unshipped_bytes(),
+                    self.config.disk_limit_bytes,
+                    self.status.memory.is_empty(),
+                )
+            {
+                pause(Duration::from_millis(10), &mut self.stop).await;
+            }
         }
         hold
     }
