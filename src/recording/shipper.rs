@@ -545,12 +545,7 @@ impl Shipper {
     async fn holds_back(&mut self, durable: u64, stopping: Option<std::time::Instant>) -> bool {
         let hold = self.read_ahead.handed < durable
             && stopping.is_none()
-            && !self.status.urged()
-            && super::pacer::room_to_hold_back(
-                self.journal.unshipped_bytes(),
-                self.config.disk_limit_bytes,
-                self.status.memory.is_empty(),
-            )
+            && self.may_hold_back()
             && self.pacer.saturated(&self.status).await;
         if hold {
             self.metrics.inc("svamlgate_ship_deferrals_total", &[]);
@@ -558,19 +553,22 @@ impl Shipper {
             // SVAMLGATE_JOURNAL_MAX_BYTES a burst fills the rest of it in less than that, and
             // what neither the journal nor memory can take is dropped.
             let until = Instant::now() + Duration::from_millis(200);
-            while Instant::now() < until
-                && self.stop.borrow().is_none()
-                && !self.status.urged()
-                && super::pacer::room_to_hold_back(
-                    self.journal.unshipped_bytes(),
-                    self.config.disk_limit_bytes,
-                    self.status.memory.is_empty(),
-                )
-            {
+            while Instant::now() < until && self.stop.borrow().is_none() && self.may_hold_back() {
                 pause(Duration::from_millis(10), &mut self.stop).await;
             }
         }
         hold
+    }
+
+    /// Whether nothing asks the shipper to go on: no reader waits for its writes, and the journal
+    /// has room ([`super::pacer::room_to_hold_back`]).
+    fn may_hold_back(&self) -> bool {
+        !self.status.urged()
+            && super::pacer::room_to_hold_back(
+                self.journal.unshipped_bytes(),
+                self.config.disk_limit_bytes,
+                self.status.memory.is_empty(),
+            )
     }
 
     async fn drain_memory_when_due(&mut self) {
