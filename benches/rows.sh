@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What one shipped callback row costs PostgreSQL (CPU, and WAL bytes) on the shipper's fast path
-# (binary COPY straight into callbacks), with each distinct reply and gate report stored once and
-# no index on the documents' ids (0019) against the report in every row with the sweep's index
-# callbacks_reply (0015 to 0018), and what each index of `callbacks`, the console's counts (as the
+# (binary COPY straight into callbacks), with each distinct reply and gate report stored once, no
+# index on the documents' ids (0019) and the reference the row's id (0020) against the report in
+# every row with the sweep's index callbacks_reply and a unique reference of its own (0015 to
+# 0018), and what each index of `callbacks`, the console's counts (as the
 # shipper adds them since 0018, and by the trigger of 0012 before) and the call_state rows add to
 # it.
 #
@@ -41,12 +42,12 @@ trap cleanup EXIT
 "${RUN[@]}" "$BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
   -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=" start >/dev/null
 PSQL=(psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
-# Two databases: "now" with every migration, "before" without 0019 (the report stored in every row,
-# the index callbacks_reply).
+# Two databases: "now" with every migration, "before" without 0019 and 0020 (the report stored in
+# every row, the index callbacks_reply, a reference of its own in every row with its unique index).
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE now" -c "CREATE DATABASE before"
 for m in migrations/*.sql; do
   "${PSQL[@]}" -d now -f "$m" >/dev/null
-  case "$m" in migrations/0019_*) ;; *) "${PSQL[@]}" -d before -f "$m" >/dev/null ;; esac
+  case "$m" in migrations/0019_*|migrations/0020_*) ;; *) "${PSQL[@]}" -d before -f "$m" >/dev/null ;; esac
 done
 
 # The batches, as the shipper's fast path sends them (src/recording/ship.rs): binary COPY
@@ -121,7 +122,9 @@ with open(out, "w") as f:
             body = ('{"event":"ice","callid":"%s","timestamp":"%s","version":1,"cli":"46708168731",'
                     '"to":{"type":"number","endpoint":"+15550100"},"domain":"pstn","originationType":"PSTN",'
                     '"applicationKey":"bench-key"}' % (callid, at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"))
-            row = [str(uuid.uuid1()), str(uuid.uuid1()), at, "ice", True, callid, "bench-key", at, body.encode(),
+            row_id = str(uuid.uuid1())
+            # Since 0020 a callback's reference is its id's text; before, a UUID of its own.
+            row = [row_id, str(uuid.uuid1()) if inline else row_id, at, "ice", True, callid, "bench-key", at, body.encode(),
                    True, "+15550100", "46708168731", None, "verified", hashlib.sha256(body.encode()).hexdigest(),
                    "127.0.0.1:5000", "/sinch/callback", None, 200, reply_id, "flow", None,
                    validation if inline else validation_id, 850, 1, 1, "welcome", 1, "passed"]
@@ -193,11 +196,11 @@ measure() { # database, SQL applied first, batches (a style above), SQL applied 
 # label | database | SQL before | batches | SQL after
 VARIANTS=(
   "the report in every row, callbacks_reply (0015-0018)|before||before|"
-  "each distinct report once too, no index (0019, now)|now||now|"
+  "each distinct report once, no index, reference = id (now)|now||now|"
   "  plus callbacks_reply (the sweep's index before 0019)|now|CREATE INDEX callbacks_reply ON callbacks (reply_id)|now|DROP INDEX callbacks_reply"
   "  without callbacks_received|now|DROP INDEX callbacks_received|now|CREATE INDEX callbacks_received ON callbacks (received_at)"
   "  without callbacks_callid_received|now|DROP INDEX callbacks_callid_received|now|CREATE INDEX callbacks_callid_received ON callbacks (callid, received_at)"
-  "  without the unique reference|now|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key|now|ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)"
+  "  plus the unique reference (before 0020)|now|DROP INDEX callbacks_reference_own; ALTER TABLE callbacks ADD CONSTRAINT callbacks_reference_key UNIQUE (reference)|now|ALTER TABLE callbacks DROP CONSTRAINT callbacks_reference_key; CREATE UNIQUE INDEX callbacks_reference_own ON callbacks (reference) WHERE reference <> id::text"
   "  without callbacks_ice_called and _cli|now|DROP INDEX callbacks_ice_called; DROP INDEX callbacks_ice_cli|now|CREATE INDEX callbacks_ice_called ON callbacks (called, received_at) WHERE event_type = 'ice'; CREATE INDEX callbacks_ice_cli ON callbacks (caller, received_at) WHERE event_type = 'ice'"
   "  without callbacks_unredacted|now|DROP INDEX callbacks_unredacted|now|CREATE INDEX callbacks_unredacted ON callbacks (received_at) WHERE redacted_at IS NULL"
   "  without the console's counts|now||trig|"

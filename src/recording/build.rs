@@ -18,7 +18,7 @@ use super::{
     UpstreamExchange,
 };
 use crate::catalog::code;
-use crate::error::{new_reference, ApiError, ErrorRecord};
+use crate::error::{ApiError, ErrorRecord};
 use crate::events::{EventKind, ParsedEvent};
 use crate::outcome::{FallbackReason, GateVerdict, ReplySource, SignatureState};
 
@@ -57,9 +57,12 @@ impl NewCallback {
     /// The record of what arrived, with a fresh id and reference; the event is read into it by
     /// [`NewCallback::read`].
     pub fn arrived(arrival: Arrival) -> NewCallback {
+        // The reference is the id's text: the primary key finds it and keeps it unique, with no
+        // index of its own (migrations/0020_reference_is_the_id.sql).
+        let id = Uuid::now_v7();
         NewCallback {
-            id: Uuid::now_v7(),
-            reference: new_reference(),
+            id,
+            reference: id.to_string(),
             received_at: arrival.received_at,
             event_type: EventKind::Unknown(String::new()),
             event_known: false,
@@ -334,6 +337,8 @@ mod tests {
     fn an_event_fills_in_what_it_says_of_itself() {
         let body = br#"{"event":"ice","callid":"c-1","applicationKey":"app-key","timestamp":"2024-01-02T03:04:05Z","cli":12}"#;
         let mut new = NewCallback::arrived(arrival(body));
+        // The reference is the id's text (migrations/0020_reference_is_the_id.sql).
+        assert_eq!(new.reference, new.id.to_string());
         assert_eq!((new.event_type.as_str(), new.event_known), ("", false));
         assert!(!new.body_is_json);
         let event = parse_event(&new.raw_body).expect("an ICE");

@@ -822,6 +822,13 @@ async fn the_fast_path_writes_the_derived_columns_postgresql_would() {
 /// A new database of its own with the migrations before `version` applied (to store rows as an
 /// older release did, then apply `version` with [`apply_migration`]).
 async fn migrated_before(version: i64) -> sqlx::PgConnection {
+    migrated_before_with_options(version).await.0
+}
+
+/// [`migrated_before`], with the options that connect to that database (for a pool).
+async fn migrated_before_with_options(
+    version: i64,
+) -> (sqlx::PgConnection, sqlx::postgres::PgConnectOptions) {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::{ConnectOptions, Connection};
     let url = fresh_database().await;
@@ -831,8 +838,8 @@ async fn migrated_before(version: i64) -> sqlx::PgConnection {
         .execute(&mut conn)
         .await
         .unwrap();
-    let opts: PgConnectOptions = url.parse().unwrap();
-    let mut db = opts.database(&name).connect().await.unwrap();
+    let opts: PgConnectOptions = url.parse::<PgConnectOptions>().unwrap().database(&name);
+    let mut db = opts.connect().await.unwrap();
     for m in svamlgate::db::MIGRATOR
         .iter()
         .filter(|m| m.version < version)
@@ -842,7 +849,7 @@ async fn migrated_before(version: i64) -> sqlx::PgConnection {
             .await
             .unwrap_or_else(|e| panic!("migration {}: {e}", m.version));
     }
-    db
+    (db, opts)
 }
 
 /// Applies migration `version` to `db`.
@@ -979,6 +986,111 @@ async fn migration_0015_stores_each_reply_once_and_every_row_reads_its_own() {
         .await
         .expect_err("an unqualified reply is no column");
     assert!(unqualified.to_string().contains("reply"), "{unqualified}");
+}
+
+/// Migration 0020: a callback's reference is its id. Rows stored before keep their own references,
+/// still unique and found through the partial index; a new row (reference = id) adds nothing to
+/// that index and is found by its id; the console's lookup finds both kinds by index, and the
+/// unique constraint that cost every row an entry is gone.
+#[actix_web::test]
+async fn migration_0020_finds_old_references_by_index_and_new_ones_by_id() {
+    let (mut db, opts) = migrated_before_with_options(20).await;
+    sqlx::raw_sql(
+        r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, callid) VALUES
+        ('00000000-0000-0000-0000-000000000001', 'old-1', now(), 'ice', true, '\x7b7d', 'verified', '/', 'c1'),
+        ('00000000-0000-0000-0000-000000000002', 'old-2', now(), 'ace', true, '\x7b7d', 'verified', '/', 'c1')"#,
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    apply_migration(&mut db, 20).await;
+    let new_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path, callid) \
+         VALUES ($1, $1::text, now(), 'ice', true, '\\x7b7d', 'verified', '/', 'c2')",
+    )
+    .bind(new_id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let constraint: Option<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint WHERE conname = 'callbacks_reference_key'",
+    )
+    .fetch_optional(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(constraint, None);
+    // Only the two older rows are in the index (a new row adds no entry).
+    sqlx::raw_sql("VACUUM callbacks")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let indexed: f32 = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class WHERE relname = 'callbacks_reference_own'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(indexed, 2.0);
+    // An older reference stays unique.
+    let again = sqlx::raw_sql(
+        r#"INSERT INTO callbacks (id, reference, received_at, event_type, event_known, raw_body, signature, path)
+        VALUES ('00000000-0000-0000-0000-000000000003', 'old-1', now(), 'ice', true, '\x7b7d', 'verified', '/')"#,
+    )
+    .execute(&mut db)
+    .await
+    .expect_err("a reference used before");
+    assert!(
+        again.to_string().contains("callbacks_reference_own"),
+        "{again}"
+    );
+    // The console finds both kinds, each through an index.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql("SET enable_seqscan = off")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await
+        .unwrap();
+    use svamlgate::console::queries::callback_by_reference;
+    let old = callback_by_reference(&pool, "old-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.0, Uuid::from_u128(2));
+    let new = callback_by_reference(&pool, &new_id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((new.0, new.1.as_deref()), (new_id, Some("c2")));
+    let upper = new_id.to_string().to_uppercase();
+    assert!(callback_by_reference(&pool, &upper)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(callback_by_reference(&pool, "nothing")
+        .await
+        .unwrap()
+        .is_none());
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM callbacks WHERE id = $1 OR (reference = $2 AND reference <> id::text)",
+    )
+    .bind(new_id)
+    .bind("old-2")
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("callbacks_pkey") && plan.contains("callbacks_reference_own"),
+        "{plan}"
+    );
 }
 
 /// Migration 0019 on rows stored before it: each distinct report is stored once, every row reads
