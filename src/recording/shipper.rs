@@ -448,6 +448,8 @@ struct Shipper {
     backoff: Duration,
     memory: MemoryRetry,
     last_housekeeping: Instant,
+    /// Housekeeping started after a committed batch, on a blocking thread ([`Shipper::housekeeping_aside`]).
+    housekeeper: Option<tokio::task::JoinHandle<()>>,
     pacer: Pacer,
     /// The durable position at the start of the last round.
     durable_last_round: u64,
@@ -477,6 +479,7 @@ impl Shipper {
                 at: tokio::time::Instant::now(),
             },
             last_housekeeping: Instant::now(),
+            housekeeper: None,
             pacer: Pacer::new(config.defer_max),
             durable_last_round: *journal.durable().borrow(),
             arriving: false,
@@ -646,7 +649,7 @@ impl Shipper {
         self.set_error(None);
         self.backoff = Duration::from_millis(50);
         if self.last_housekeeping.elapsed() > Duration::from_secs(1) {
-            self.housekeeping();
+            self.housekeeping_aside();
         }
     }
 
@@ -714,6 +717,26 @@ impl Shipper {
 
     fn housekeeping(&mut self) {
         housekeeping(&self.journal, &self.metrics, &self.status, &self.config);
+        self.last_housekeeping = Instant::now();
+    }
+
+    /// [`housekeeping`] on a blocking thread, while the shipper goes on with the next batch: each
+    /// shipped segment it deletes can take milliseconds (a filesystem mounted with `discard`
+    /// waits for the device), and on the shipper's own thread that held up the catch-up
+    /// (docs/benchmarks.md, session 21). At most one runs; a round still running is not doubled.
+    fn housekeeping_aside(&mut self) {
+        if self.housekeeper.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let (journal, metrics, status, config) = (
+            self.journal.clone(),
+            self.metrics.clone(),
+            self.status.clone(),
+            self.config.clone(),
+        );
+        self.housekeeper = Some(tokio::task::spawn_blocking(move || {
+            housekeeping(&journal, &metrics, &status, &config);
+        }));
         self.last_housekeeping = Instant::now();
     }
 
