@@ -2362,10 +2362,20 @@ mod tests {
     }
 
     #[test]
-    fn a_spare_for_the_reserve_is_filled_gently_while_records_arrive() {
-        assert_eq!(spare::chunk_for(false, true), 128 << 10);
-        assert_eq!(spare::chunk_for(false, false), 1 << 20, "quiet");
-        assert_eq!(spare::chunk_for(true, true), 1 << 20, "the next segment's");
+    fn a_spare_is_filled_in_small_chunks_while_records_arrive() {
+        let pause = Duration::from_millis(20);
+        assert_eq!(spare::chunk_for(false, true), (128 << 10, pause));
+        assert_eq!(spare::chunk_for(false, false), (1 << 20, pause), "quiet");
+        assert_eq!(
+            spare::chunk_for(true, false),
+            (1 << 20, pause),
+            "quiet, the next segment's"
+        );
+        // The writer's next segment while records arrive: as fast as 1 MiB chunks, in pieces a
+        // flush waits behind for a millisecond.
+        let (chunk, urgent_pause) = spare::chunk_for(true, true);
+        assert_eq!(chunk, 128 << 10);
+        assert!(urgent_pause * 8 <= pause, "{urgent_pause:?}");
     }
 
     #[test]

@@ -52,18 +52,26 @@ fn parse_reserve_name(name: &str) -> Option<usize> {
 /// Pause after each chunk of zeros written (of 1 MiB: at most about 50 MiB/s, a 32 MiB spare in
 /// under a second, a 64 KiB one at once).
 const CHUNK_PAUSE: Duration = Duration::from_millis(20);
-/// Chunk of a spare for the reserve while records are being written (1 MiB otherwise): at 1,000
-/// records/s beside a fill in chunks of 1 MiB the p99 of append-to-durable was 4.0 ms, of
-/// 256 KiB 2.3 ms, of 64 KiB 2.1 ms (`examples/journal_latency.rs --noise zerofill`,
-/// docs/benchmarks.md, session 17). About 6 MB/s with the pause: a spare of 32 MiB in 5 s.
+/// Chunk of a spare while records are being written (1 MiB otherwise): at 1,000 records/s beside
+/// a fill in chunks of 1 MiB the p99 of append-to-durable was 4.0 ms, of 256 KiB 2.3 ms, of
+/// 64 KiB 2.1 ms (`examples/journal_latency.rs --noise zerofill`, docs/benchmarks.md, session 17).
+/// For the reserve, about 6 MB/s with [`CHUNK_PAUSE`]: a spare of 32 MiB in 5 s.
 const GENTLE_CHUNK: usize = 128 << 10;
-/// Bytes of zeros to write next: [`GENTLE_CHUNK`] for a spare of the reserve (not `urgent`)
-/// while records are `arriving`, 1 MiB otherwise.
-pub(super) fn chunk_for(urgent: bool, arriving: bool) -> usize {
-    if arriving && !urgent {
-        GENTLE_CHUNK
-    } else {
-        1 << 20
+/// Pause after each [`GENTLE_CHUNK`] of the writer's next segment (`urgent`) while records are
+/// being written: the same pace as 1 MiB and [`CHUNK_PAUSE`] (the writer appends to a growing file
+/// until it is ready), in pieces a flush of records waits behind for about a millisecond instead
+/// of eight. Right after a burst that used the reserve up, the next spare was filled in 1 MiB
+/// chunks while the 1,000/s run began: 62 and 79 of its first 600 appends took over 5 ms
+/// (docs/benchmarks.md, session 21).
+const URGENT_GENTLE_PAUSE: Duration = Duration::from_micros(2500);
+/// Bytes of zeros to write next, and the pause after them: [`GENTLE_CHUNK`] while records are
+/// `arriving` (after [`URGENT_GENTLE_PAUSE`] for the writer's next segment, `urgent`, or
+/// [`CHUNK_PAUSE`] for the reserve), 1 MiB and [`CHUNK_PAUSE`] otherwise.
+pub(super) fn chunk_for(urgent: bool, arriving: bool) -> (usize, Duration) {
+    match (arriving, urgent) {
+        (true, true) => (GENTLE_CHUNK, URGENT_GENTLE_PAUSE),
+        (true, false) => (GENTLE_CHUNK, CHUNK_PAUSE),
+        (false, _) => (1 << 20, CHUNK_PAUSE),
     }
 }
 
@@ -359,7 +367,8 @@ pub(super) fn prepare(shared: &Shared) -> io::Result<u64> {
             // A spare for the reserve goes gently while records are being written: each of
             // their flushes waits for the chunk of zeros before it on the disk.
             let durable = *shared.durable.borrow();
-            let n = left.min(chunk_for(urgent, durable != seen) as u64) as usize;
+            let (chunk, pause) = chunk_for(urgent, durable != seen);
+            let n = left.min(chunk as u64) as usize;
             seen = durable;
             let at = size - left;
             f.write_all(&zeros[..n])?;
@@ -380,7 +389,7 @@ pub(super) fn prepare(shared: &Shared) -> io::Result<u64> {
             if rc != 0 {
                 return Err(io::Error::last_os_error());
             }
-            std::thread::sleep(CHUNK_PAUSE);
+            std::thread::sleep(pause);
         }
         f.sync_all()
     })();
