@@ -722,8 +722,10 @@ impl Shipper {
 
     /// [`housekeeping`] on a blocking thread, while the shipper goes on with the next batch: each
     /// shipped segment it deletes can take milliseconds (a filesystem mounted with `discard`
-    /// waits for the device), and on the shipper's own thread that held up the catch-up
-    /// (docs/benchmarks.md, session 21). At most one runs; a round still running is not doubled.
+    /// waits for the device), which on the shipper's own thread stop the catch-up's writes
+    /// (sampled once: that thread in block I/O for a quarter of a catch-up, a discard inside
+    /// `unlink` on its stack; docs/benchmarks.md, session 21). At most one runs; a round still
+    /// running is not doubled.
     fn housekeeping_aside(&mut self) {
         if self.housekeeper.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
