@@ -1097,17 +1097,19 @@ impl Shared {
                 (fully_shipped(&segments, shipped) > 0).then(|| segments[0].path.clone())
             };
             let Some(path) = oldest else { break };
+            // One look at the file gives both its age and its size.
+            let meta = std::fs::metadata(&path).ok();
             let old_enough = match keep_after {
                 None => true,
-                Some(t) => std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .map(|m| m < t)
-                    .unwrap_or(true),
+                Some(t) => meta
+                    .as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .is_none_or(|m| m < t),
             };
             if !old_enough {
                 break;
             }
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let len = meta.map_or(0, |m| m.len());
             if let Err(e) = std::fs::remove_file(&path) {
                 tracing::warn!(error = %e, segment = %path.display(), "journal: could not delete a shipped segment");
                 break;
